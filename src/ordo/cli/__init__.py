@@ -1,0 +1,1 @@
+"""The ``ordo`` command line (an edge: reads the environment, prints, exits)."""

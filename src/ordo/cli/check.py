@@ -1,0 +1,67 @@
+"""``ordo validate`` and ``ordo plan``: definitions checked, nothing run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from ordo import definitions, graph, templating
+from ordo.cli.common import parse_pairs, short
+from ordo.errors import EXIT_OK, EXIT_USAGE, DefinitionError
+
+
+def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.command == "validate":
+        return _validate(args.files)
+    return _plan(args, environ)
+
+
+def _validate(files: list[str]) -> int:
+    status = EXIT_OK
+    for path in files:
+        try:
+            flow = definitions.load_flow_file(path)
+        except DefinitionError as exc:
+            status = EXIT_USAGE
+            for problem in exc.problems:
+                print(str(problem), file=sys.stderr)
+            continue
+        print(f"{path}: OK ({flow.key}, {len(flow.tasks)} tasks)")
+    return status
+
+
+def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    flow = definitions.load_flow_file(args.file)
+    inputs = definitions.coerce_inputs(flow, parse_pairs(args.input, "-i"))
+    context = templating.make_context(inputs, {}, flow.vars, {"id": None, "flow": flow.id,
+                                      "namespace": flow.namespace, "labels": dict(flow.labels),
+                                      "started": None, "inputs": inputs}, environ)
+    print(f"plan for {flow.key} ({len(flow.tasks)} tasks); nothing runs")
+    if inputs:
+        print("inputs: " + ", ".join(f"{k}={short(v, 40)}" for k, v in inputs.items()))
+    for number, wave in enumerate(graph.waves(flow.tasks), start=1):
+        print(f"wave {number}:")
+        for task_id in wave:
+            task = flow.task(task_id)
+            deps = f" after {', '.join(task.depends_on)}" if task.depends_on else ""
+            print(f"  {task_id} [{task.type}]{deps}")
+            for key, value in _preview(task.spec, task.with_, context).items():
+                print(f"      {key}: {short(value, 90)}")
+    return EXIT_OK
+
+
+def _preview(spec: Mapping[str, Any], with_: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """Rendered values where they only need inputs, vars and env; the template text
+    where they need outputs not known before the run."""
+    shown: dict[str, Any] = {}
+    for key, value in {**spec, **{f"with.{k}": v for k, v in with_.items()}}.items():
+        if key not in ("command", "function", "script", "url", "query", "method") and \
+                not key.startswith("with."):
+            continue
+        try:
+            shown[key] = templating.render(value, context)
+        except templating.TemplateError:
+            shown[key] = value
+    return shown

@@ -1,0 +1,121 @@
+"""What ``ordo run`` shows while it works: a live panel on a terminal (Rich, imported
+only then), one plain line per event otherwise; and the final summary table."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from ordo.cli.common import fmt_duration, short, table
+from ordo.model import Flow, Outcome
+from ordo.store import Store
+from ordo.store.records import Claim
+
+
+class Progress:
+    """Plain lines: ``HH:MM:SS task RUNNING (attempt n)`` and each end."""
+
+    def __init__(self, execution_id: int, flow: Flow, out: TextIO, quiet: bool) -> None:
+        self.execution_id = execution_id
+        self.flow = flow
+        self.out = out
+        self.quiet = quiet
+        self.started_at = time.monotonic()
+
+    def begin(self) -> None:
+        if not self.quiet:
+            self._line(f"execution {self.execution_id} of {self.flow.key} started")
+
+    def end(self) -> None:
+        pass
+
+    def started(self, claim: Claim) -> None:
+        if not self.quiet:
+            self._line(f"{claim.task_id} RUNNING (attempt {claim.number})")
+
+    def finished(self, claim: Claim, outcome: Outcome, retrying: bool) -> None:
+        if self.quiet:
+            return
+        text = f"{claim.task_id} {outcome.state.value}"
+        if outcome.error:
+            text += f": {short(outcome.error, 100)}"
+        if retrying:
+            text += " (will retry)"
+        self._line(text)
+
+    def _line(self, text: str) -> None:
+        self.out.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        self.out.flush()
+
+
+class LiveProgress(Progress):
+    """A Rich live panel: counts by state, running tasks, elapsed time."""
+
+    def __init__(self, execution_id: int, flow: Flow, out: TextIO) -> None:
+        super().__init__(execution_id, flow, out, quiet=False)
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(file=out)
+        self.running: dict[int, str] = {}
+        self.counts: dict[str, int] = {}
+        self.live = Live(console=self.console, refresh_per_second=8, transient=True,
+                         get_renderable=self._render)
+
+    def begin(self) -> None:
+        self.live.start()
+
+    def end(self) -> None:
+        self.live.stop()
+
+    def started(self, claim: Claim) -> None:
+        self.running[claim.attempt_id] = f"{claim.task_id}#{claim.number}"
+
+    def finished(self, claim: Claim, outcome: Outcome, retrying: bool) -> None:
+        self.running.pop(claim.attempt_id, None)
+        key = "RETRYING" if retrying else outcome.state.value
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if not outcome.ok and not retrying:
+            self.console.print(f"[red]{claim.task_id} {outcome.state.value}[/]: "
+                               f"{short(outcome.error or outcome.reason or '', 100)}")
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        elapsed = time.monotonic() - self.started_at
+        done = sum(v for k, v in self.counts.items() if k != "RETRYING")
+        parts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(self.counts.items()))
+        names = ", ".join(sorted(self.running.values())[:8])
+        more = len(self.running) - 8
+        if more > 0:
+            names += f" (+{more})"
+        return Text.assemble(
+            (f"execution {self.execution_id} {self.flow.key} ", "bold"),
+            f"{done}/{len(self.flow.tasks)} done  {parts}  {elapsed:.1f}s\n",
+            ("running: ", "cyan"), names or "-",
+        )
+
+
+def listener_for(store: Store, execution_id: int, flow: Flow, *, quiet: bool) -> Progress:
+    if sys.stdout.isatty() and not quiet:
+        return LiveProgress(execution_id, flow, sys.stdout)
+    return Progress(execution_id, flow, sys.stdout, quiet)
+
+
+def summary(store: Store, execution_id: int, out: TextIO) -> None:
+    """The final table: one row per task run, then the execution's state and reason."""
+    ex = store.get_execution(execution_id)
+    runs = store.task_runs(execution_id)
+    rows = [
+        [r.task_id, r.state.value, str(r.attempts), fmt_duration(r.started_at, r.ended_at),
+         short(r.reason or "", 70)]
+        for r in runs
+    ]
+    out.write(table(["TASK", "STATE", "ATTEMPTS", "DURATION", "REASON"], rows) + "\n")
+    line = f"execution {ex.id} {ex.flow_key}: {ex.state.value} in " + fmt_duration(
+        ex.started_at, ex.ended_at
+    )
+    if ex.reason:
+        line += f" ({short(ex.reason, 120)})"
+    out.write(line + "\n")

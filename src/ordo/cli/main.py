@@ -1,0 +1,103 @@
+"""``ordo``: the command line. Imports stay lazy so start-up is fast.
+
+Exit codes: 0 success (SUCCESS or WARNING), 1 failed, 2 usage or definition error. An
+:class:`~ordo.errors.OrdoError` is printed as its message, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ordo.errors import EXIT_USAGE, OrdoError
+
+STATES = (
+    "CREATED", "QUEUED", "RUNNING", "SUCCESS", "WARNING", "FAILED", "KILLING", "KILLED",
+    "RESTARTED", "SKIPPED",
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ordo", description="Run flows of shell, python, sql and http tasks, durably."
+    )
+    parser.add_argument("--db", help="database URL or SQLite file (default: $ORDO_DB, "
+                        "else $ORDO_HOME/ordo.db, ORDO_HOME defaulting to ~/.ordo)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a flow file to its end")
+    run.add_argument("file")
+    run.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
+                     help="an input value (repeatable)")
+    run.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
+                     help="a label for the execution (repeatable)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="tasks run in parallel (default: number of CPUs)")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+
+    validate = sub.add_parser("validate", help="check flow files; print OK or every error")
+    validate.add_argument("files", nargs="+")
+
+    plan = sub.add_parser("plan", help="show the order and parallel waves; run nothing")
+    plan.add_argument("file")
+    plan.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE")
+
+    executions = sub.add_parser("executions", help="list or show executions")
+    ex_sub = executions.add_subparsers(dest="action", metavar="ACTION")
+    ex_sub.required = True
+    ls = ex_sub.add_parser("list", help="newest executions first")
+    ls.add_argument("--flow", help="flow id or namespace/id")
+    ls.add_argument("--state", choices=STATES, type=str.upper)
+    ls.add_argument("--limit", type=int, default=20)
+    ls.add_argument("--json", action="store_true")
+    show = ex_sub.add_parser("show", help="task runs, attempts, outputs, metrics, errors")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+
+    logs = sub.add_parser("logs", help="print an execution's logs")
+    logs.add_argument("id", type=int)
+    logs.add_argument("--task", help="only this task")
+    logs.add_argument("--attempt", type=int, help="only this attempt number")
+    logs.add_argument("--follow", "-f", action="store_true",
+                      help="keep printing new lines until the execution ends")
+
+    flows = sub.add_parser("flows", help="stored flows")
+    fl_sub = flows.add_subparsers(dest="action", metavar="ACTION")
+    fl_sub.required = True
+    fls = fl_sub.add_parser("list", help="newest revision of every flow")
+    fls.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ordo`` console script."""
+    args = _parser().parse_args(argv)
+    environ = dict(os.environ)
+    try:
+        if args.command == "run":
+            from ordo.cli import run
+
+            return run.command(args, environ)
+        if args.command in ("validate", "plan"):
+            from ordo.cli import check
+
+            return check.command(args, environ)
+        from ordo.cli import inspect
+
+        return inspect.command(args, environ)
+    except OrdoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

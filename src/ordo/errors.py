@@ -1,0 +1,89 @@
+"""The whole exception tree of ordo.
+
+Outcomes of tasks are data, not exceptions: these are for bad definitions, bad
+configuration, broken infrastructure and programming errors. Edges map them to exit
+codes (:data:`EXIT_CODES`) and, later, HTTP status codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class OrdoError(Exception):
+    """Root of every error ordo raises on purpose."""
+
+    exit_code = 2
+
+
+class ConfigError(OrdoError):
+    """Bad settings: an unknown database URL scheme, an unusable ORDO_HOME, ..."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a definition, located as precisely as known."""
+
+    message: str
+    path: str | None = None
+    line: int | None = None
+    column: int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = self.path or "<flow>"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        prefix = f"{where}: "
+        if self.field:
+            prefix += f"{self.field}: "
+        return prefix + self.message
+
+
+class DefinitionError(OrdoError):
+    """A flow definition is invalid. Carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class StoreError(OrdoError):
+    """The store cannot do what was asked (unreachable, corrupt, ...)."""
+
+    exit_code = 1
+
+
+class NotFound(StoreError):
+    """An execution, task run, attempt or flow that does not exist."""
+
+    exit_code = 2
+
+
+class Conflict(StoreError):
+    """A conditional update lost its race or a transition is not allowed."""
+
+
+class LeaseLost(StoreError):
+    """A worker reported on an attempt whose lease it no longer holds."""
+
+
+class IllegalTransition(Conflict):
+    """A state change that the transition table does not allow."""
+
+
+class RunnerError(OrdoError):
+    """A runner could not even start (broken installation, not a task failure)."""
+
+    exit_code = 1
+
+
+class UsageError(OrdoError):
+    """The command line was used wrongly (bad -i value, unknown option value)."""
+
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2

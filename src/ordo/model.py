@@ -1,0 +1,330 @@
+"""Flows, tasks, states and the transition table. Pure: no I/O.
+
+A :class:`Flow` is the validated, normalized form of a flow file. It round-trips through
+:meth:`Flow.to_dict` / :meth:`Flow.from_dict` (plain JSON types), which is how the store
+keeps a revision so that a known file is loaded again without re-validating it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordo.errors import IllegalTransition
+
+
+class State(str, enum.Enum):
+    """States of executions, task runs and attempts (DESIGN.md §2)."""
+
+    CREATED = "CREATED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    WARNING = "WARNING"
+    FAILED = "FAILED"
+    KILLING = "KILLING"
+    KILLED = "KILLED"
+    RESTARTED = "RESTARTED"
+    SKIPPED = "SKIPPED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL: frozenset[State] = frozenset(
+    {State.SUCCESS, State.WARNING, State.FAILED, State.KILLED, State.SKIPPED}
+)
+
+#: The one table of legal transitions, for executions and task runs alike.
+TRANSITIONS: Mapping[State, frozenset[State]] = {
+    State.CREATED: frozenset({State.QUEUED, State.RUNNING, State.SKIPPED, State.KILLED}),
+    State.QUEUED: frozenset({State.RUNNING, State.KILLED}),
+    State.RUNNING: frozenset({State.SUCCESS, State.WARNING, State.FAILED, State.KILLING}),
+    State.KILLING: frozenset({State.KILLED}),
+    State.FAILED: frozenset({State.RESTARTED}),
+    State.KILLED: frozenset({State.RESTARTED}),
+    State.WARNING: frozenset({State.RESTARTED}),
+    State.RESTARTED: frozenset({State.RUNNING}),
+    State.SUCCESS: frozenset(),
+    State.SKIPPED: frozenset(),
+}
+
+
+def can_transition(old: State, new: State) -> bool:
+    return new in TRANSITIONS[old]
+
+
+def check_transition(old: State, new: State, what: str = "") -> None:
+    """Raise :class:`IllegalTransition` unless ``old -> new`` is in the table."""
+    if not can_transition(old, new):
+        label = f"{what}: " if what else ""
+        raise IllegalTransition(f"{label}illegal transition {old.value} -> {new.value}")
+
+
+#: Every state ``old`` may move to ``new`` from; used for conditional updates.
+def sources_of(new: State) -> frozenset[State]:
+    return frozenset(s for s, targets in TRANSITIONS.items() if new in targets)
+
+
+INPUT_TYPES = ("string", "int", "float", "bool", "json")
+TASK_TYPES = ("shell", "python", "sql", "http")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and when a failed attempt is tried again.
+
+    ``attempts`` counts all tries (1 = no retry). Delays are seconds. ``on_exit_codes``
+    empty means any exit code may be retried; ``budget`` caps the total time since the
+    first attempt started.
+    """
+
+    attempts: int = 1
+    delay: float = 0.0
+    backoff: float = 1.0
+    max_delay: float | None = None
+    jitter: float = 0.0
+    on_exit_codes: tuple[int, ...] = ()
+    on_timeout: bool = True
+    budget: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempts": self.attempts,
+            "delay": self.delay,
+            "backoff": self.backoff,
+            "max_delay": self.max_delay,
+            "jitter": self.jitter,
+            "on_exit_codes": list(self.on_exit_codes),
+            "on_timeout": self.on_timeout,
+            "budget": self.budget,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RetryPolicy:
+        return cls(
+            attempts=int(d.get("attempts", 1)),
+            delay=float(d.get("delay", 0.0)),
+            backoff=float(d.get("backoff", 1.0)),
+            max_delay=d.get("max_delay"),
+            jitter=float(d.get("jitter", 0.0)),
+            on_exit_codes=tuple(d.get("on_exit_codes", ())),
+            on_timeout=bool(d.get("on_timeout", True)),
+            budget=d.get("budget"),
+        )
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    type: str = "string"
+    default: Any = None
+    required: bool = False
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "default": self.default,
+            "required": self.required,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class Task:
+    """One node of a flow.
+
+    ``spec`` holds the type's own fields (``command``, ``function``, ``url``, ...) exactly
+    as validated; ``with_`` is the ``with:`` mapping. ``line`` is where the task starts in
+    its file, for messages.
+    """
+
+    id: str
+    type: str
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    depends_on: tuple[str, ...] = ()
+    with_: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    retry: RetryPolicy = RetryPolicy()
+    timeout: float | None = None
+    allow_failure: bool = False
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "spec": dict(self.spec),
+            "description": self.description,
+            "depends_on": list(self.depends_on),
+            "with": dict(self.with_),
+            "env": dict(self.env),
+            "retry": self.retry.to_dict(),
+            "timeout": self.timeout,
+            "allow_failure": self.allow_failure,
+            "line": self.line,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Task:
+        return cls(
+            id=d["id"],
+            type=d["type"],
+            spec=d.get("spec", {}),
+            description=d.get("description", ""),
+            depends_on=tuple(d.get("depends_on", ())),
+            with_=d.get("with", {}),
+            env=d.get("env", {}),
+            retry=RetryPolicy.from_dict(d.get("retry", {})),
+            timeout=d.get("timeout"),
+            allow_failure=bool(d.get("allow_failure", False)),
+            line=d.get("line"),
+        )
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A validated flow definition.
+
+    ``tasks`` keep their file order. When ``sequential`` is true the loader has already
+    turned the listed order into ``depends_on`` chains, so the engine only ever sees a DAG.
+    ``base_dir`` is the folder of the flow file: default working directory and import
+    path of python tasks.
+    """
+
+    id: str
+    tasks: tuple[Task, ...]
+    namespace: str = "default"
+    description: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    inputs: tuple[InputSpec, ...] = ()
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    sequential: bool = False
+    timeout: float | None = None
+    continue_on_error: bool = False
+    base_dir: str = "."
+    path: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.id}"
+
+    def task(self, task_id: str) -> Task:
+        for t in self.tasks:
+            if t.id == task_id:
+                return t
+        raise KeyError(task_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "namespace": self.namespace,
+            "description": self.description,
+            "labels": dict(self.labels),
+            "inputs": {i.name: i.to_dict() for i in self.inputs},
+            "vars": dict(self.vars),
+            "sequential": self.sequential,
+            "timeout": self.timeout,
+            "continue_on_error": self.continue_on_error,
+            "base_dir": self.base_dir,
+            "path": self.path,
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Flow:
+        return cls(
+            id=d["id"],
+            namespace=d.get("namespace", "default"),
+            description=d.get("description", ""),
+            labels=d.get("labels", {}),
+            inputs=tuple(
+                InputSpec(
+                    name=name,
+                    type=spec.get("type", "string"),
+                    default=spec.get("default"),
+                    required=bool(spec.get("required", False)),
+                    description=spec.get("description", ""),
+                )
+                for name, spec in d.get("inputs", {}).items()
+            ),
+            vars=d.get("vars", {}),
+            sequential=bool(d.get("sequential", False)),
+            timeout=d.get("timeout"),
+            continue_on_error=bool(d.get("continue_on_error", False)),
+            base_dir=d.get("base_dir", "."),
+            path=d.get("path"),
+            tasks=tuple(Task.from_dict(t) for t in d["tasks"]),
+        )
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    value: float
+    kind: str = "counter"  # counter | duration
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a runner reports for one attempt. A failure is data, not an exception.
+
+    ``state`` is SUCCESS or FAILED (KILLED when stopped on request). ``reason`` is a
+    short machine word for why it failed (``timeout``, ``exit_code``, ``error``,
+    ``template``, ...); ``error`` is the human message.
+    """
+
+    state: State
+    exit_code: int | None = None
+    error: str | None = None
+    reason: str | None = None
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    metrics: tuple[Metric, ...] = ()
+    cpu_seconds: float | None = None
+    peak_rss_kb: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state is State.SUCCESS
+
+
+def parse_duration(value: object) -> float:
+    """``500ms``, ``2s``, ``1m``, ``1h``, ``1d`` or a number of seconds -> seconds.
+
+    Raises ValueError with a message naming the accepted forms.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 500ms, 2s, 1m, 1h, found {value!r}")
+    if isinstance(value, int | float):
+        if value >= 0:
+            return float(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)):
+            if text.endswith(suffix):
+                number = text[: -len(suffix)].strip()
+                try:
+                    seconds = float(number) * factor
+                except ValueError:
+                    break
+                if seconds < 0:
+                    break
+                return seconds
+        else:
+            try:
+                seconds = float(text)
+            except ValueError:
+                pass
+            else:
+                if seconds >= 0:
+                    return seconds
+    raise ValueError(f"expected a duration like 500ms, 2s, 1m, 1h, found {value!r}")

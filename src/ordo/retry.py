@@ -1,0 +1,66 @@
+"""When a failed attempt is tried again. Pure: time and randomness are passed in."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ordo.model import RetryPolicy
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """``retry`` true: start attempt ``number + 1`` no earlier than ``delay`` seconds from
+    now. Otherwise ``why_not`` says which rule stopped it."""
+
+    retry: bool
+    delay: float = 0.0
+    why_not: str = ""
+
+
+def backoff_delay(policy: RetryPolicy, failed_attempts: int, rng: random.Random) -> float:
+    """Delay before the next attempt after ``failed_attempts`` failures (>= 1).
+
+    ``delay * backoff ** (failed_attempts - 1)``, capped by ``max_delay``, then spread by
+    ``± jitter`` (a fraction of the delay), never negative.
+    """
+    base = policy.delay * (policy.backoff ** (failed_attempts - 1))
+    if policy.max_delay is not None:
+        base = min(base, policy.max_delay)
+    if policy.jitter:
+        base += base * policy.jitter * rng.uniform(-1.0, 1.0)
+    return max(0.0, base)
+
+
+def decide(
+    policy: RetryPolicy,
+    *,
+    attempt_number: int,
+    reason: str | None,
+    exit_code: int | None,
+    elapsed: float,
+    rng: random.Random,
+) -> RetryDecision:
+    """Whether attempt ``attempt_number`` (1-based), which just failed, gets another try.
+
+    ``elapsed`` is seconds since the task run's first attempt started; the ``budget``
+    counts it plus the coming delay. Reasons ``killed`` and ``template`` never retry:
+    a kill was asked for, and a template error fails the same way every time.
+    """
+    if reason in ("killed", "template", "marked"):
+        return RetryDecision(False, why_not=f"{reason} attempts are not retried")
+    if attempt_number >= policy.attempts:
+        return RetryDecision(False, why_not=f"no attempts left ({policy.attempts} allowed)")
+    if reason == "timeout" and not policy.on_timeout:
+        return RetryDecision(False, why_not="timeouts are not retried (on_timeout: false)")
+    if (
+        policy.on_exit_codes
+        and reason != "timeout"
+        and (exit_code is None or exit_code not in policy.on_exit_codes)
+    ):
+        codes = ", ".join(str(c) for c in policy.on_exit_codes)
+        return RetryDecision(False, why_not=f"exit code {exit_code} is not in on_exit_codes [{codes}]")
+    delay = backoff_delay(policy, attempt_number, rng)
+    if policy.budget is not None and elapsed + delay > policy.budget:
+        return RetryDecision(False, why_not=f"retry budget of {policy.budget:g}s exhausted")
+    return RetryDecision(True, delay=delay)

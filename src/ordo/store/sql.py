@@ -1,0 +1,554 @@
+"""The store's shared shape: every operation in SQL that both backends speak.
+
+Backends (:mod:`ordo.store.sqlite`, later PostgreSQL) supply the connection, the
+transaction opening (``BEGIN IMMEDIATE`` on SQLite), the placeholder style and the few
+queries that really differ (claiming). State lives here and nowhere else: every
+transition is a conditional ``UPDATE ... WHERE state IN (...)`` and is written to
+``state_history`` in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ordo import retry
+from ordo.errors import NotFound
+from ordo.model import Flow, Outcome, State, sources_of
+from ordo.store import queries as q
+from ordo.store.records import (
+    AttemptRow,
+    Claim,
+    ExecutionRow,
+    HistoryRow,
+    LogLine,
+    MetricRow,
+    NewLog,
+    RecordResult,
+    Revision,
+    TaskRunRow,
+)
+
+Row = Sequence[Any]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class SqlStore(ABC):
+    """One connection to one database; use from one thread at a time."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._flows: dict[int, Flow] = {}
+
+    # -- backend hooks ---------------------------------------------------------------
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    @abstractmethod
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    def _begin(self) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
+
+    @abstractmethod
+    def _insert(self, sql: str, params: Sequence[Any]) -> int:
+        """Run an INSERT and return the new row's id."""
+
+    @abstractmethod
+    def _take_ready(self, now: float, limit: int, execution_id: int | None) -> list[Row]:
+        """Remove up to ``limit`` due rows from ``ready`` and return
+        ``(task_run_id, execution_id)`` pairs, oldest first, safely under concurrency."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = self._execute(sql, params).fetchone()
+        return row
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        rows: list[Row] = self._execute(sql, params).fetchall()
+        return rows
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction; nested uses join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._rollback()
+            raise
+        self._depth = 0
+        self._commit()
+
+    # -- flow revisions --------------------------------------------------------------
+    def find_revision(self, content_hash: str, path: str | None) -> Revision | None:
+        """The newest revision stored for exactly this file content at this path."""
+        row = self._one(q.FIND_REVISION, (content_hash, path))
+        return self._revision(row) if row else None
+
+    def add_revision(self, flow: Flow, source: str, content_hash: str, now: float) -> Revision:
+        """Store ``flow`` as its next revision (the caller found no matching one)."""
+        with self.transaction():
+            row = self._one(q.MAX_REVISION, (flow.namespace, flow.id))
+            number = (row[0] if row and row[0] is not None else 0) + 1
+            definition = _dumps(flow.to_dict())
+            rev_id = self._insert(
+                q.INSERT_REVISION,
+                (flow.namespace, flow.id, number, content_hash, flow.path, source, definition, now),
+            )
+        self._flows[rev_id] = flow
+        return Revision(rev_id, flow.namespace, flow.id, number, content_hash, flow.path, now, flow)
+
+    def get_revision(self, revision_id: int) -> Revision:
+        row = self._one(q.GET_REVISION, (revision_id,))
+        if row is None:
+            raise NotFound(f"flow revision {revision_id} not found")
+        return self._revision(row)
+
+    def flow_of(self, revision_id: int) -> Flow:
+        """The flow definition an execution pinned (cached per store)."""
+        flow = self._flows.get(revision_id)
+        if flow is None:
+            flow = self.get_revision(revision_id).flow
+        return flow
+
+    def list_flows(self) -> list[Revision]:
+        """The newest revision of every flow, by namespace and id."""
+        return [self._revision(r) for r in self._all(q.LIST_FLOWS)]
+
+    def _revision(self, row: Row) -> Revision:
+        rev_id = row[0]
+        flow = self._flows.get(rev_id)
+        if flow is None:
+            flow = Flow.from_dict(json.loads(row[7]))
+            self._flows[rev_id] = flow
+        return Revision(rev_id, row[1], row[2], row[3], row[4], row[5], row[6], flow)
+
+    # -- executions ------------------------------------------------------------------
+    def create_execution(
+        self,
+        revision_id: int,
+        inputs: Mapping[str, Any],
+        labels: Mapping[str, str],
+        now: float,
+        *,
+        parent_id: int | None = None,
+    ) -> int:
+        """Record a new execution of a revision and start it: CREATED -> RUNNING, one
+        task run per task, and the tasks without dependencies made ready."""
+        flow = self.flow_of(revision_id)
+        deadline = now + flow.timeout if flow.timeout else None
+        with self.transaction():
+            ex_id = self._insert(
+                q.INSERT_EXECUTION,
+                (revision_id, flow.namespace, flow.id, State.CREATED.value, _dumps(inputs),
+                 _dumps(dict(labels)), len(flow.tasks), now, deadline, parent_id),
+            )
+            self._history(ex_id, None, None, State.CREATED, now, None)
+            ids: dict[str, int] = {}
+            for task in flow.tasks:
+                ids[task.id] = self._insert(
+                    q.INSERT_TASK_RUN,
+                    (ex_id, task.id, State.CREATED.value, len(task.depends_on),
+                     int(task.allow_failure), now),
+                )
+            self._executemany(
+                q.INSERT_DEP,
+                [(ids[d], ids[t.id]) for t in flow.tasks for d in t.depends_on],
+            )
+            self._executemany(
+                q.INSERT_READY,
+                [(ids[t.id], ex_id, now) for t in flow.tasks if not t.depends_on],
+            )
+            self._set_execution_state(ex_id, State.RUNNING, now, None)
+            if not flow.tasks:
+                self._end_execution(ex_id, now)
+        return ex_id
+
+    def get_execution(self, execution_id: int) -> ExecutionRow:
+        row = self._one(q.GET_EXECUTION, (execution_id,))
+        if row is None:
+            raise NotFound(f"execution {execution_id} not found")
+        return _execution(row)
+
+    def list_executions(
+        self, *, flow: str | None = None, state: State | None = None, limit: int = 20
+    ) -> list[ExecutionRow]:
+        """Newest first. ``flow`` is ``id`` or ``namespace/id``."""
+        sql, params = q.LIST_EXECUTIONS, []
+        where = []
+        if flow:
+            if "/" in flow:
+                ns, fid = flow.split("/", 1)
+                where.append("namespace = ? AND flow_id = ?")
+                params += [ns, fid]
+            else:
+                where.append("flow_id = ?")
+                params.append(flow)
+        if state:
+            where.append("state = ?")
+            params.append(state.value)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [_execution(r) for r in self._all(sql, params)]
+
+    def task_runs(self, execution_id: int) -> list[TaskRunRow]:
+        return [_task_run(r) for r in self._all(q.TASK_RUNS, (execution_id,))]
+
+    def attempts(self, execution_id: int) -> list[AttemptRow]:
+        return [_attempt(r) for r in self._all(q.ATTEMPTS, (execution_id,))]
+
+    def history(self, execution_id: int) -> list[HistoryRow]:
+        return [
+            HistoryRow(r[0], r[1], State(r[2]) if r[2] else None, State(r[3]), r[4], r[5])
+            for r in self._all(q.HISTORY, (execution_id,))
+        ]
+
+    def outputs(self, execution_id: int, task_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The outputs of each task run's latest attempt, by task id."""
+        wanted = None if task_ids is None else set(task_ids)
+        result: dict[str, dict[str, Any]] = {}
+        for task_id, key, value in self._all(q.OUTPUTS, (execution_id,)):
+            if wanted is None or task_id in wanted:
+                result.setdefault(task_id, {})[key] = json.loads(value)
+        return result
+
+    def attempt_outputs(self, attempt_id: int) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self._all(q.ATTEMPT_OUTPUTS, (attempt_id,))}
+
+    def metrics(self, execution_id: int) -> list[MetricRow]:
+        return [
+            MetricRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
+            for r in self._all(q.METRICS, (execution_id,))
+        ]
+
+    def logs(
+        self,
+        execution_id: int,
+        *,
+        attempt_ids: Sequence[int] | None = None,
+        after_id: int = 0,
+        limit: int = 10_000,
+    ) -> list[LogLine]:
+        """Log lines in order, ``limit`` at a time; page with ``after_id``."""
+        rows = self._all(q.LOGS, (execution_id, after_id, limit))
+        lines = [LogLine(*r) for r in rows]
+        if attempt_ids is not None:
+            wanted = set(attempt_ids)
+            lines = [ln for ln in lines if ln.attempt_id in wanted]
+        return lines
+
+    # -- the worker's side -----------------------------------------------------------
+    def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+        *,
+        execution_id: int | None = None,
+    ) -> list[Claim]:
+        """Take up to ``limit`` ready task runs and start an attempt of each, leased to
+        ``worker_id`` until ``now + lease_seconds``."""
+        claims: list[Claim] = []
+        if limit <= 0:
+            return claims
+        with self.transaction():
+            for tr_id, ex_id in self._take_ready(now, limit, execution_id):
+                claim = self._start_attempt(tr_id, ex_id, worker_id, now, now + lease_seconds)
+                if claim is not None:
+                    claims.append(claim)
+        return claims
+
+    def _start_attempt(
+        self, tr_id: int, ex_id: int, worker_id: str, now: float, lease: float
+    ) -> Claim | None:
+        row = self._one(q.TASK_RUN_FOR_CLAIM, (tr_id,))
+        if row is None:
+            return None
+        task_id, state, attempts, started_at, revision_id, ex_state = row
+        if ex_state != State.RUNNING.value or State(state).terminal:
+            return None
+        number = attempts + 1
+        attempt_id = self._insert(
+            q.INSERT_ATTEMPT, (tr_id, ex_id, number, State.RUNNING.value, worker_id, lease, now)
+        )
+        self._execute(q.TASK_RUN_STARTED, (number, attempt_id, now, tr_id))
+        if state == State.CREATED.value:
+            self._set_task_run_state(tr_id, ex_id, State.RUNNING, now, None)
+        return Claim(attempt_id, tr_id, ex_id, revision_id, task_id, number, started_at or now)
+
+    def heartbeat(self, worker_id: str, attempt_ids: Sequence[int], lease_until: float) -> None:
+        """Extend the leases of ``worker_id``'s running attempts."""
+        if not attempt_ids:
+            return
+        with self.transaction():
+            self._executemany(
+                q.HEARTBEAT, [(lease_until, a, worker_id) for a in attempt_ids]
+            )
+
+    def add_logs(self, lines: Sequence[NewLog]) -> None:
+        if not lines:
+            return
+        with self.transaction():
+            self._executemany(
+                q.INSERT_LOG,
+                [(ln.execution_id, ln.attempt_id, ln.at, ln.stream, ln.line) for ln in lines],
+            )
+
+    def record_outcomes(
+        self,
+        outcomes: Sequence[tuple[Claim, Outcome]],
+        now: float,
+        rng: random.Random,
+    ) -> RecordResult:
+        """Record each attempt's outcome and everything it decides, atomically: its
+        outputs and metrics, a retry (a new ready row with ``not_before``) or the task
+        run's end, the dependents it makes ready or skips, and the execution's end."""
+        result = RecordResult()
+        with self.transaction():
+            for claim, outcome in outcomes:
+                self._record_one(claim, outcome, now, rng, result)
+        return result
+
+    def _record_one(
+        self, claim: Claim, outcome: Outcome, now: float, rng: random.Random, result: RecordResult
+    ) -> None:
+        state = outcome.state if outcome.state in (State.SUCCESS, State.KILLED) else State.FAILED
+        cur = self._execute(
+            q.FINISH_ATTEMPT,
+            (state.value, now, outcome.exit_code, outcome.reason, outcome.error,
+             outcome.cpu_seconds, outcome.peak_rss_kb, claim.attempt_id),
+        )
+        if cur.rowcount == 0:
+            result.lost.append(claim.attempt_id)
+            return
+        ids = (claim.attempt_id, claim.task_run_id, claim.execution_id)
+        self._executemany(q.INSERT_OUTPUT, [(*ids, k, _dumps(v)) for k, v in outcome.outputs.items()])
+        self._executemany(
+            q.INSERT_METRIC,
+            [(*ids, m.name, m.kind, m.value, _dumps(dict(m.tags)), now) for m in outcome.metrics],
+        )
+        if state is State.SUCCESS:
+            self._finish_task_run(claim.task_run_id, claim.execution_id, State.SUCCESS, None, now, result)
+            return
+        if state is State.FAILED and self._retry(claim, outcome, now, rng):
+            result.retries.append(claim.task_run_id)
+            return
+        why = outcome.error or outcome.reason or "failed"
+        self._finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
+
+    def _retry(self, claim: Claim, outcome: Outcome, now: float, rng: random.Random) -> bool:
+        if self._execution_state(claim.execution_id) is not State.RUNNING:
+            return False
+        policy = self.flow_of(claim.revision_id).task(claim.task_id).retry
+        decision = retry.decide(
+            policy,
+            attempt_number=claim.number,
+            reason=outcome.reason,
+            exit_code=outcome.exit_code,
+            elapsed=now - claim.first_started_at,
+            rng=rng,
+        )
+        if not decision.retry:
+            return False
+        self._execute(q.INSERT_READY, (claim.task_run_id, claim.execution_id, now + decision.delay))
+        return True
+
+    def _finish_task_run(
+        self, tr_id: int, ex_id: int, state: State, reason: str | None, now: float,
+        result: RecordResult,
+    ) -> None:
+        """End a task run, then propagate: dependents become ready, or are skipped."""
+        if not self._set_task_run_state(tr_id, ex_id, state, now, reason):
+            return
+        self._execute(q.TASK_RUN_ENDED, (now, tr_id))
+        self._execute(q.EXECUTION_PENDING_DOWN, (1, ex_id))
+        row = self._one(q.TASK_RUN_BRIEF, (tr_id,))
+        assert row is not None
+        task_id, allow_failure = row
+        if state is State.SUCCESS or (state is State.FAILED and allow_failure):
+            self._release_dependents(tr_id, ex_id, now)
+        else:
+            self._skip_dependents(tr_id, ex_id, task_id, state, now)
+            if state is State.FAILED and not self._continue_on_error(ex_id):
+                self._skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
+        self._maybe_end(ex_id, now, result)
+
+    def _release_dependents(self, tr_id: int, ex_id: int, now: float) -> None:
+        self._execute(q.DEPENDENTS_DOWN, (tr_id,))
+        self._execute(q.READY_DEPENDENTS, (now, tr_id))
+
+    def _skip_dependents(self, tr_id: int, ex_id: int, task_id: str, state: State, now: float) -> None:
+        verb = "failed" if state is State.FAILED else state.value.lower()
+        for (dep_id,) in self._all(q.DEPENDENTS, (tr_id,)):
+            self._skip(dep_id, ex_id, f"dependency '{task_id}' {verb}", now)
+
+    def _skip(self, tr_id: int, ex_id: int, reason: str, now: float) -> None:
+        """SKIP a not-started task run and, transitively, its dependents."""
+        stack = [(tr_id, reason)]
+        while stack:
+            current, why = stack.pop()
+            if not self._set_task_run_state(current, ex_id, State.SKIPPED, now, why):
+                continue
+            self._execute(q.DELETE_READY, (current,))
+            self._execute(q.TASK_RUN_ENDED, (now, current))
+            self._execute(q.EXECUTION_PENDING_DOWN, (1, ex_id))
+            row = self._one(q.TASK_RUN_BRIEF, (current,))
+            assert row is not None
+            for (dep_id,) in self._all(q.DEPENDENTS, (current,)):
+                stack.append((dep_id, f"dependency '{row[0]}' was skipped"))
+
+    def _skip_unstarted(self, ex_id: int, reason: str, now: float) -> None:
+        for (tr_id,) in self._all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
+            self._skip(tr_id, ex_id, reason, now)
+
+    def _continue_on_error(self, ex_id: int) -> bool:
+        row = self._one(q.EXECUTION_REVISION, (ex_id,))
+        assert row is not None
+        return self.flow_of(row[0]).continue_on_error
+
+    def _maybe_end(self, ex_id: int, now: float, result: RecordResult) -> None:
+        row = self._one(q.EXECUTION_PENDING, (ex_id,))
+        if row is not None and row[0] <= 0:
+            final = self._end_execution(ex_id, now)
+            if final is not None:
+                result.ended_executions[ex_id] = final
+
+    def _end_execution(self, ex_id: int, now: float) -> State | None:
+        counts = {State(s): n for s, n in self._all(q.TASK_RUN_COUNTS, (ex_id,))}
+        reason_row = self._one(q.EXECUTION_REASON, (ex_id,))
+        reason = reason_row[0] if reason_row else None
+        if reason:
+            final = State.FAILED
+        elif self._has_hard_failure(ex_id):
+            final, reason = State.FAILED, self._first_failure(ex_id)
+        elif counts.get(State.KILLED):
+            final, reason = State.FAILED, "a task was killed"
+        elif counts.get(State.FAILED):
+            final, reason = State.WARNING, "a task allowed to fail failed"
+        else:
+            final = State.SUCCESS
+        if not self._set_execution_state(ex_id, final, now, reason):
+            return None
+        self._execute(q.EXECUTION_ENDED, (now, reason, ex_id))
+        return final
+
+    def _has_hard_failure(self, ex_id: int) -> bool:
+        return self._one(q.HARD_FAILURE, (ex_id,)) is not None
+
+    def _first_failure(self, ex_id: int) -> str:
+        row = self._one(q.FIRST_FAILURE, (ex_id,))
+        return f"task '{row[0]}' failed: {row[1]}" if row else "a task failed"
+
+    def fail_execution(self, ex_id: int, reason: str, now: float) -> RecordResult:
+        """Stop starting work for an execution (its timeout passed): unstarted task runs
+        end SKIPPED; it ends FAILED with ``reason`` once running attempts report."""
+        result = RecordResult()
+        with self.transaction():
+            self._execute(q.SET_EXECUTION_REASON, (reason, ex_id))
+            self._skip_unstarted(ex_id, reason, now)
+            self._maybe_end(ex_id, now, result)
+        return result
+
+    def expired_executions(self, now: float) -> list[int]:
+        return [r[0] for r in self._all(q.EXPIRED_EXECUTIONS, (now,))]
+
+    def running_attempt_ids(self, execution_id: int) -> list[int]:
+        return [r[0] for r in self._all(q.RUNNING_ATTEMPTS, (execution_id,))]
+
+    def next_ready_time(self, execution_id: int | None = None) -> float | None:
+        """When the earliest waiting ready row becomes due (retries with a delay)."""
+        if execution_id is None:
+            row = self._one(q.NEXT_READY, ())
+        else:
+            row = self._one(q.NEXT_READY_FOR, (execution_id,))
+        return row[0] if row and row[0] is not None else None
+
+    # -- transitions -----------------------------------------------------------------
+    def _execution_state(self, ex_id: int) -> State:
+        row = self._one(q.EXECUTION_STATE, (ex_id,))
+        if row is None:
+            raise NotFound(f"execution {ex_id} not found")
+        return State(row[0])
+
+    def _set_execution_state(self, ex_id: int, new: State, now: float, reason: str | None) -> bool:
+        return self._transition(q.SET_EXECUTION_STATE, q.EXECUTION_STATE, ex_id, ex_id, None, new, now, reason)
+
+    def _set_task_run_state(
+        self, tr_id: int, ex_id: int, new: State, now: float, reason: str | None
+    ) -> bool:
+        return self._transition(q.SET_TASK_RUN_STATE, q.TASK_RUN_STATE, tr_id, ex_id, tr_id, new, now, reason)
+
+    def _transition(
+        self, update: str, select: str, row_id: int, ex_id: int, tr_id: int | None,
+        new: State, now: float, reason: str | None,
+    ) -> bool:
+        """Apply ``-> new`` only from a state the table allows; False on a lost race."""
+        row = self._one(select, (row_id,))
+        if row is None:
+            raise NotFound(f"{'task run' if tr_id else 'execution'} {row_id} not found")
+        old = State(row[0])
+        if old not in sources_of(new):
+            return False
+        cur = self._execute(update, (new.value, reason, row_id, old.value))
+        if cur.rowcount != 1:
+            return False
+        self._history(ex_id, tr_id, old, new, now, reason)
+        if tr_id is None and new is State.RUNNING:
+            self._execute(q.EXECUTION_STARTED, (now, ex_id))
+        return True
+
+    def _history(
+        self, ex_id: int, tr_id: int | None, old: State | None, new: State, now: float,
+        reason: str | None,
+    ) -> None:
+        self._execute(
+            q.INSERT_HISTORY, (ex_id, tr_id, old.value if old else None, new.value, now, reason)
+        )
+
+
+def _execution(r: Row) -> ExecutionRow:
+    return ExecutionRow(
+        r[0], r[1], r[2], r[3], State(r[4]), json.loads(r[5]), json.loads(r[6]), r[7], r[8],
+        r[9], r[10], r[11], r[12], r[13],
+    )
+
+
+def _task_run(r: Row) -> TaskRunRow:
+    return TaskRunRow(
+        r[0], r[1], r[2], State(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9], r[10], r[11]
+    )
+
+
+def _attempt(r: Row) -> AttemptRow:
+    return AttemptRow(
+        r[0], r[1], r[2], r[3], State(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+        r[13],
+    )

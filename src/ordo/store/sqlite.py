@@ -1,0 +1,116 @@
+"""The embedded SQLite backend: WAL, ``synchronous=NORMAL``, a busy timeout, and every
+write transaction opened with ``BEGIN IMMEDIATE``."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ordo.errors import StoreError
+from ordo.store import migrate
+from ordo.store.sql import Row, SqlStore
+
+TAKE_READY = """
+SELECT task_run_id, execution_id FROM ready
+WHERE not_before <= ? ORDER BY not_before, task_run_id LIMIT ?
+"""
+TAKE_READY_FOR = """
+SELECT task_run_id, execution_id FROM ready
+WHERE execution_id = ? AND not_before <= ? ORDER BY not_before, task_run_id LIMIT ?
+"""
+
+
+class SqliteStore(SqlStore):
+    """A store in one SQLite file (created, with its folder, when missing)."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+        super().__init__()
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False,
+                timeout=busy_timeout,
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self.upgrade()
+
+    def upgrade(self) -> int:
+        """Apply pending migrations; returns the schema version now in force."""
+        current = self.schema_version()
+        if current >= migrate.LATEST["sqlite"]:
+            return current
+        with self.transaction():
+            self._conn.execute(migrate.CREATE_VERSION_TABLE)
+            current = self.schema_version()
+            for m in migrate.migrations("sqlite"):
+                if m.version <= current:
+                    continue
+                for statement in m.statements():
+                    self._conn.execute(statement)
+                self._conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (m.version, m.name, time.time()),
+                )
+                current = m.version
+        return current
+
+    def schema_version(self) -> int:
+        try:
+            row = self._conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return int(row[0] or 0)
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
+
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
+
+    def _insert(self, sql: str, params: Sequence[Any]) -> int:
+        cur = self._execute(sql, params)
+        return int(cur.lastrowid)
+
+    def _begin(self) -> None:
+        self._execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self._execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def _take_ready(self, now: float, limit: int, execution_id: int | None) -> list[Row]:
+        if execution_id is None:
+            rows = self._all(TAKE_READY, (now, limit))
+        else:
+            rows = self._all(TAKE_READY_FOR, (execution_id, now, limit))
+        if rows:
+            self._executemany("DELETE FROM ready WHERE task_run_id = ?", [(r[0],) for r in rows])
+        return rows
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def default_path(environ: dict[str, str] | os._Environ[str]) -> Path:
+    home = environ.get("ORDO_HOME") or os.path.join(os.path.expanduser("~"), ".ordo")
+    return Path(home) / "ordo.db"

@@ -1,0 +1,260 @@
+"""The store contract: what every backend must do, tested through the public interface."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from ordo.errors import NotFound
+from ordo.model import Flow, Metric, Outcome, RetryPolicy, State, Task
+from ordo.store import Store, open_store
+from ordo.store.records import Claim, NewLog
+
+NOW = 1_800_000_000.0
+RNG = random.Random(7)
+
+
+def flow_of(*tasks: Task, **kw: object) -> Flow:
+    return Flow(id="f", tasks=tuple(tasks), base_dir="/tmp", **kw)  # type: ignore[arg-type]
+
+
+def task(tid: str, *deps: str, **kw: object) -> Task:
+    return Task(id=tid, type="shell", spec={"command": "true"}, depends_on=deps, **kw)  # type: ignore[arg-type]
+
+
+def start(store: Store, flow: Flow) -> int:
+    rev = store.add_revision(flow, "source", "hash-" + flow.id, NOW)
+    return store.create_execution(rev.id, {"x": 1}, {"team": "data"}, NOW)
+
+
+LATER = NOW + 100
+
+
+def claim_all(store: Store, ex_id: int, now: float = LATER) -> list[Claim]:
+    return store.claim("w1", 100, now, 30.0, execution_id=ex_id)
+
+
+def ok(**outputs: object) -> Outcome:
+    return Outcome(State.SUCCESS, exit_code=0, outputs=outputs)
+
+
+def fail(code: int = 1) -> Outcome:
+    return Outcome(State.FAILED, exit_code=code, reason="exit_code", error=f"exit code {code}")
+
+
+def states(store: Store, ex_id: int) -> dict[str, str]:
+    return {r.task_id: r.state.value for r in store.task_runs(ex_id)}
+
+
+def test_new_execution_is_running_with_roots_ready(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b", "a"), task("c")))
+    ex = store.get_execution(ex_id)
+    assert ex.state is State.RUNNING
+    assert ex.inputs == {"x": 1}
+    assert ex.labels == {"team": "data"}
+    claims = claim_all(store, ex_id)
+    assert sorted(c.task_id for c in claims) == ["a", "c"]
+    assert states(store, ex_id) == {"a": "RUNNING", "b": "CREATED", "c": "RUNNING"}
+    history = [(h.from_state, h.to_state) for h in store.history(ex_id) if h.task_run_id is None]
+    assert history == [(None, State.CREATED), (State.CREATED, State.RUNNING)]
+
+
+def test_claim_leases_attempt_to_worker(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a")))
+    (claim,) = claim_all(store, ex_id)
+    (attempt,) = store.attempts(ex_id)
+    assert attempt.id == claim.attempt_id
+    assert attempt.state is State.RUNNING
+    assert attempt.worker_id == "w1"
+    assert attempt.lease_expires_at == LATER + 30.0
+    store.heartbeat("w1", [claim.attempt_id], NOW + 99)
+    assert store.attempts(ex_id)[0].lease_expires_at == NOW + 99
+    assert claim_all(store, ex_id) == []
+
+
+def test_success_makes_dependents_ready_only_when_all_deps_done(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b"), task("c", "a", "b")))
+    a, b = sorted(claim_all(store, ex_id), key=lambda c: c.task_id)
+    store.record_outcomes([(a, ok(n=1))], NOW + 1, RNG)
+    assert claim_all(store, ex_id) == []
+    store.record_outcomes([(b, ok())], NOW + 2, RNG)
+    (c,) = claim_all(store, ex_id)
+    assert c.task_id == "c"
+    result = store.record_outcomes([(c, ok())], NOW + 3, RNG)
+    assert result.ended_executions == {ex_id: State.SUCCESS}
+    ex = store.get_execution(ex_id)
+    assert ex.state is State.SUCCESS
+    assert ex.ended_at == NOW + 3
+    assert store.outputs(ex_id) == {"a": {"n": 1}}
+
+
+def test_failure_skips_dependents_naming_the_dependency(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b", "a"), task("c", "b")))
+    (a,) = claim_all(store, ex_id)
+    result = store.record_outcomes([(a, fail(3))], NOW + 1, RNG)
+    assert result.ended_executions == {ex_id: State.FAILED}
+    runs = {r.task_id: r for r in store.task_runs(ex_id)}
+    assert runs["a"].state is State.FAILED
+    assert runs["b"].state is State.SKIPPED
+    assert runs["b"].reason == "dependency 'a' failed"
+    assert runs["c"].reason == "dependency 'b' was skipped"
+    ex = store.get_execution(ex_id)
+    assert ex.reason == "task 'a' failed: exit code 3"
+
+
+def test_failure_stops_independent_branches_by_default(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b"), task("c", "b")))
+    claims = {c.task_id: c for c in store.claim("w1", 1, NOW, 30, execution_id=ex_id)}
+    store.record_outcomes([(claims["a"], fail())], NOW + 1, RNG)
+    runs = {r.task_id: r for r in store.task_runs(ex_id)}
+    assert runs["b"].state is State.SKIPPED
+    assert runs["b"].reason == "execution failed: task 'a' failed"
+    assert store.get_execution(ex_id).state is State.FAILED
+
+
+def test_continue_on_error_lets_independent_branches_finish(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b"), task("c", "b"), continue_on_error=True))
+    claims = {c.task_id: c for c in claim_all(store, ex_id)}
+    store.record_outcomes([(claims["a"], fail())], NOW + 1, RNG)
+    store.record_outcomes([(claims["b"], ok())], NOW + 2, RNG)
+    (c,) = claim_all(store, ex_id)
+    result = store.record_outcomes([(c, ok())], NOW + 3, RNG)
+    assert result.ended_executions == {ex_id: State.FAILED}
+    assert states(store, ex_id) == {"a": "FAILED", "b": "SUCCESS", "c": "SUCCESS"}
+
+
+def test_allowed_failure_lets_dependents_run_and_ends_warning(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a", allow_failure=True), task("b", "a")))
+    (a,) = claim_all(store, ex_id)
+    store.record_outcomes([(a, fail())], NOW + 1, RNG)
+    (b,) = claim_all(store, ex_id)
+    result = store.record_outcomes([(b, ok())], NOW + 2, RNG)
+    assert result.ended_executions == {ex_id: State.WARNING}
+
+
+def test_retry_schedules_next_attempt_after_delay(store: Store) -> None:
+    policy = RetryPolicy(attempts=3, delay=10.0, backoff=2.0)
+    ex_id = start(store, flow_of(task("a", retry=policy)))
+    (first,) = claim_all(store, ex_id)
+    result = store.record_outcomes([(first, fail())], NOW + 1, RNG)
+    assert result.retries == [first.task_run_id]
+    assert claim_all(store, ex_id, NOW + 10.9) == []
+    assert store.next_ready_time(ex_id) == NOW + 11
+    (second,) = claim_all(store, ex_id, NOW + 11)
+    assert second.number == 2
+    assert second.task_run_id == first.task_run_id
+    store.record_outcomes([(second, fail())], NOW + 12, RNG)
+    assert store.next_ready_time(ex_id) == NOW + 32  # 20 s: backoff 2.0
+    (third,) = claim_all(store, ex_id, NOW + 32)
+    result = store.record_outcomes([(third, fail())], NOW + 33, RNG)
+    assert result.ended_executions == {ex_id: State.FAILED}
+    assert [a.number for a in store.attempts(ex_id)] == [1, 2, 3]
+    assert store.task_runs(ex_id)[0].attempts == 3
+
+
+def test_retry_only_on_listed_exit_codes(store: Store) -> None:
+    policy = RetryPolicy(attempts=3, on_exit_codes=(75,))
+    ex_id = start(store, flow_of(task("a", retry=policy)))
+    (first,) = claim_all(store, ex_id)
+    result = store.record_outcomes([(first, fail(2))], NOW + 1, RNG)
+    assert result.retries == []
+    assert store.get_execution(ex_id).state is State.FAILED
+
+
+def test_outputs_metrics_and_logs_are_stored_per_attempt(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a")))
+    (a,) = claim_all(store, ex_id)
+    store.add_logs([
+        NewLog(ex_id, a.attempt_id, NOW, "stdout", "hello"),
+        NewLog(ex_id, a.attempt_id, NOW, "stderr", "warn ü"),
+    ])
+    outcome = Outcome(
+        State.SUCCESS, exit_code=0, outputs={"rows": [1, 2], "path": "x.csv"},
+        metrics=(Metric("rows", 2.0, "counter", {"t": "1"}),), cpu_seconds=0.5, peak_rss_kb=1234,
+    )
+    store.record_outcomes([(a, outcome)], NOW + 1, RNG)
+    assert [(ln.stream, ln.line) for ln in store.logs(ex_id)] == [
+        ("stdout", "hello"), ("stderr", "warn ü")
+    ]
+    assert store.attempt_outputs(a.attempt_id) == {"rows": [1, 2], "path": "x.csv"}
+    (metric,) = store.metrics(ex_id)
+    assert (metric.name, metric.kind, metric.value, metric.tags) == ("rows", "counter", 2.0, {"t": "1"})
+    (attempt,) = store.attempts(ex_id)
+    assert (attempt.cpu_seconds, attempt.peak_rss_kb, attempt.exit_code) == (0.5, 1234, 0)
+
+
+def test_outcome_for_a_finished_attempt_is_reported_lost(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b")))
+    a, _ = claim_all(store, ex_id)
+    store.record_outcomes([(a, ok())], NOW + 1, RNG)
+    result = store.record_outcomes([(a, fail())], NOW + 2, RNG)
+    assert result.lost == [a.attempt_id]
+    assert states(store, ex_id)["a"] == "SUCCESS"
+
+
+def test_execution_timeout_skips_unstarted_and_fails(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b", "a"), timeout=5.0))
+    assert store.expired_executions(NOW + 4) == []
+    assert store.expired_executions(NOW + 5) == [ex_id]
+    (a,) = claim_all(store, ex_id)
+    store.fail_execution(ex_id, "execution timed out", NOW + 5)
+    assert states(store, ex_id)["b"] == "SKIPPED"
+    result = store.record_outcomes(
+        [(a, Outcome(State.FAILED, reason="timeout", error="execution timed out"))], NOW + 6, RNG
+    )
+    assert result.ended_executions == {ex_id: State.FAILED}
+    assert store.get_execution(ex_id).reason == "execution timed out"
+
+
+def test_every_transition_is_in_history(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a")))
+    (a,) = claim_all(store, ex_id)
+    store.record_outcomes([(a, ok())], NOW + 1, RNG)
+    task_history = [
+        (h.from_state.value if h.from_state else None, h.to_state.value)
+        for h in store.history(ex_id) if h.task_run_id is not None
+    ]
+    assert task_history == [("CREATED", "RUNNING"), ("RUNNING", "SUCCESS")]
+
+
+def test_unknown_execution_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="execution 42 not found"):
+        store.get_execution(42)
+
+
+def test_revisions_are_found_by_hash_and_path(store: Store) -> None:
+    flow = Flow(id="f", tasks=(task("a"),), base_dir="/tmp", path="/tmp/f.yaml")
+    rev = store.add_revision(flow, "src", "h1", NOW)
+    assert rev.revision == 1
+    found = store.find_revision("h1", "/tmp/f.yaml")
+    assert found is not None and found.id == rev.id and found.flow == flow
+    assert store.find_revision("h1", "/elsewhere/f.yaml") is None
+    rev2 = store.add_revision(flow, "src2", "h2", NOW)
+    assert rev2.revision == 2
+    assert [r.revision for r in store.list_flows()] == [2]
+
+
+def test_two_workers_never_claim_the_same_task_run(store_url: str) -> None:
+    setup = open_store(store_url)
+    ex_id = start(setup, flow_of(*(task(f"t{i}") for i in range(200))))
+    setup.close()
+    claimed: list[list[int]] = [[], [], [], []]
+
+    def work(slot: int) -> None:
+        s = open_store(store_url)
+        try:
+            while claims := s.claim(f"w{slot}", 3, NOW, 30, execution_id=ex_id):
+                claimed[slot].extend(c.task_run_id for c in claims)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [tr for part in claimed for tr in part]
+    assert len(everything) == 200
+    assert len(set(everything)) == 200
