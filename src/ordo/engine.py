@@ -21,6 +21,7 @@ from ordo.runners.base import LogSink, RunContext
 from ordo.store import Store
 from ordo.store.records import Claim, ExecutionRow, Revision
 
+
 def read_flow_file(path: str | Path) -> tuple[str, bytes]:
     """The absolute path and bytes of a flow file, or a DefinitionError naming it."""
     absolute = os.path.abspath(path)
@@ -29,7 +30,9 @@ def read_flow_file(path: str | Path) -> tuple[str, bytes]:
             return absolute, f.read()
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise DefinitionError([Problem(f"cannot read flow file: {reason}", path=str(path))]) from exc
+        raise DefinitionError(
+            [Problem(f"cannot read flow file: {reason}", path=str(path))]
+        ) from exc
 
 
 def register_flow(store: Store, path: str | Path, now: float) -> Revision:
@@ -89,7 +92,11 @@ def prepare(
     (reason ``template``) with a message naming the reference and the task."""
     flow = store.flow_of(claim.revision_id)
     task = flow.task(claim.task_id)
-    raw: dict[str, Any] = {"fields": dict(task.spec), "with": dict(task.with_), "env": dict(task.env)}
+    raw: dict[str, Any] = {
+        "fields": dict(task.spec),
+        "with": dict(task.with_),
+        "env": dict(task.env),
+    }
     try:
         rendered = _render(store, flow, claim, raw, env) if templating.has_template(raw) else raw
     except templating.TemplateError as exc:

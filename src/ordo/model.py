@@ -15,7 +15,7 @@ from typing import Any
 from ordo.errors import IllegalTransition
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     """States of executions, task runs and attempts (DESIGN.md §2)."""
 
     CREATED = "CREATED"
@@ -32,9 +32,6 @@ class State(str, enum.Enum):
     @property
     def terminal(self) -> bool:
         return self in TERMINAL
-
-    def __str__(self) -> str:
-        return self.value
 
 
 TERMINAL: frozenset[State] = frozenset(
@@ -297,34 +294,28 @@ class Outcome:
         return self.state is State.SUCCESS
 
 
+_UNITS = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0))
+
+
 def parse_duration(value: object) -> float:
     """``500ms``, ``2s``, ``1m``, ``1h``, ``1d`` or a number of seconds -> seconds.
 
     Raises ValueError with a message naming the accepted forms.
     """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 500ms, 2s, 1m, 1h, found {value!r}")
-    if isinstance(value, int | float):
-        if value >= 0:
-            return float(value)
-    if isinstance(value, str):
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
         text = value.strip().lower()
-        for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)):
+        number, factor = text, 1.0
+        for suffix, unit in _UNITS:
             if text.endswith(suffix):
-                number = text[: -len(suffix)].strip()
-                try:
-                    seconds = float(number) * factor
-                except ValueError:
-                    break
-                if seconds < 0:
-                    break
-                return seconds
-        else:
-            try:
-                seconds = float(text)
-            except ValueError:
-                pass
-            else:
-                if seconds >= 0:
-                    return seconds
-    raise ValueError(f"expected a duration like 500ms, 2s, 1m, 1h, found {value!r}")
+                number, factor = text[: -len(suffix)].strip(), unit
+                break
+        try:
+            seconds = float(number) * factor
+        except ValueError:
+            seconds = None
+    if seconds is None or seconds < 0 or seconds != seconds:
+        raise ValueError(f"expected a duration like 500ms, 2s, 1m, 1h, found {value!r}")
+    return seconds

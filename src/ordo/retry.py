@@ -59,7 +59,9 @@ def decide(
         and (exit_code is None or exit_code not in policy.on_exit_codes)
     ):
         codes = ", ".join(str(c) for c in policy.on_exit_codes)
-        return RetryDecision(False, why_not=f"exit code {exit_code} is not in on_exit_codes [{codes}]")
+        return RetryDecision(
+            False, why_not=f"exit code {exit_code} is not in on_exit_codes [{codes}]"
+        )
     delay = backoff_delay(policy, attempt_number, rng)
     if policy.budget is not None and elapsed + delay > policy.budget:
         return RetryDecision(False, why_not=f"retry budget of {policy.budget:g}s exhausted")

@@ -166,21 +166,33 @@ def test_retry_only_on_listed_exit_codes(store: Store) -> None:
 def test_outputs_metrics_and_logs_are_stored_per_attempt(store: Store) -> None:
     ex_id = start(store, flow_of(task("a")))
     (a,) = claim_all(store, ex_id)
-    store.add_logs([
-        NewLog(ex_id, a.attempt_id, NOW, "stdout", "hello"),
-        NewLog(ex_id, a.attempt_id, NOW, "stderr", "warn ü"),
-    ])
+    store.add_logs(
+        [
+            NewLog(ex_id, a.attempt_id, NOW, "stdout", "hello"),
+            NewLog(ex_id, a.attempt_id, NOW, "stderr", "warn ü"),
+        ]
+    )
     outcome = Outcome(
-        State.SUCCESS, exit_code=0, outputs={"rows": [1, 2], "path": "x.csv"},
-        metrics=(Metric("rows", 2.0, "counter", {"t": "1"}),), cpu_seconds=0.5, peak_rss_kb=1234,
+        State.SUCCESS,
+        exit_code=0,
+        outputs={"rows": [1, 2], "path": "x.csv"},
+        metrics=(Metric("rows", 2.0, "counter", {"t": "1"}),),
+        cpu_seconds=0.5,
+        peak_rss_kb=1234,
     )
     store.record_outcomes([(a, outcome)], NOW + 1, RNG)
     assert [(ln.stream, ln.line) for ln in store.logs(ex_id)] == [
-        ("stdout", "hello"), ("stderr", "warn ü")
+        ("stdout", "hello"),
+        ("stderr", "warn ü"),
     ]
     assert store.attempt_outputs(a.attempt_id) == {"rows": [1, 2], "path": "x.csv"}
     (metric,) = store.metrics(ex_id)
-    assert (metric.name, metric.kind, metric.value, metric.tags) == ("rows", "counter", 2.0, {"t": "1"})
+    assert (metric.name, metric.kind, metric.value, metric.tags) == (
+        "rows",
+        "counter",
+        2.0,
+        {"t": "1"},
+    )
     (attempt,) = store.attempts(ex_id)
     assert (attempt.cpu_seconds, attempt.peak_rss_kb, attempt.exit_code) == (0.5, 1234, 0)
 
@@ -214,7 +226,8 @@ def test_every_transition_is_in_history(store: Store) -> None:
     store.record_outcomes([(a, ok())], NOW + 1, RNG)
     task_history = [
         (h.from_state.value if h.from_state else None, h.to_state.value)
-        for h in store.history(ex_id) if h.task_run_id is not None
+        for h in store.history(ex_id)
+        if h.task_run_id is not None
     ]
     assert task_history == [("CREATED", "RUNNING"), ("RUNNING", "SUCCESS")]
 

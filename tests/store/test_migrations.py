@@ -20,8 +20,9 @@ def describe_sqlite(path: Path) -> str:
     ).fetchall()
     for (table,) in tables:
         cols = conn.execute(f"PRAGMA table_info({table})").fetchall()
-        spec = ", ".join(f"{c[1]} {c[2]}{' NOT NULL' if c[3] else ''}{' PK' if c[5] else ''}"
-                         for c in cols)
+        spec = ", ".join(
+            f"{c[1]} {c[2]}{' NOT NULL' if c[3] else ''}{' PK' if c[5] else ''}" for c in cols
+        )
         lines.append(f"table {table}: {spec}")
     for name, table, sql in conn.execute(
         "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "

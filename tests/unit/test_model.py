@@ -11,11 +11,20 @@ from ordo.model import TERMINAL, TRANSITIONS, State, check_transition, parse_dur
 @pytest.mark.parametrize(
     ("old", "new"),
     [
-        ("CREATED", "RUNNING"), ("CREATED", "QUEUED"), ("CREATED", "SKIPPED"),
-        ("QUEUED", "RUNNING"), ("QUEUED", "KILLED"), ("RUNNING", "SUCCESS"),
-        ("RUNNING", "WARNING"), ("RUNNING", "FAILED"), ("RUNNING", "KILLING"),
-        ("KILLING", "KILLED"), ("FAILED", "RESTARTED"), ("KILLED", "RESTARTED"),
-        ("WARNING", "RESTARTED"), ("RESTARTED", "RUNNING"),
+        ("CREATED", "RUNNING"),
+        ("CREATED", "QUEUED"),
+        ("CREATED", "SKIPPED"),
+        ("QUEUED", "RUNNING"),
+        ("QUEUED", "KILLED"),
+        ("RUNNING", "SUCCESS"),
+        ("RUNNING", "WARNING"),
+        ("RUNNING", "FAILED"),
+        ("RUNNING", "KILLING"),
+        ("KILLING", "KILLED"),
+        ("FAILED", "RESTARTED"),
+        ("KILLED", "RESTARTED"),
+        ("WARNING", "RESTARTED"),
+        ("RESTARTED", "RUNNING"),
     ],
 )
 def test_design_transitions_are_legal(old: str, new: str) -> None:
@@ -25,9 +34,15 @@ def test_design_transitions_are_legal(old: str, new: str) -> None:
 @pytest.mark.parametrize(
     ("old", "new"),
     [
-        ("SUCCESS", "RUNNING"), ("SUCCESS", "RESTARTED"), ("SKIPPED", "RUNNING"),
-        ("RUNNING", "CREATED"), ("RUNNING", "KILLED"), ("FAILED", "RUNNING"),
-        ("CREATED", "SUCCESS"), ("KILLING", "RUNNING"), ("QUEUED", "SUCCESS"),
+        ("SUCCESS", "RUNNING"),
+        ("SUCCESS", "RESTARTED"),
+        ("SKIPPED", "RUNNING"),
+        ("RUNNING", "CREATED"),
+        ("RUNNING", "KILLED"),
+        ("FAILED", "RUNNING"),
+        ("CREATED", "SUCCESS"),
+        ("KILLING", "RUNNING"),
+        ("QUEUED", "SUCCESS"),
     ],
 )
 def test_illegal_transitions_are_rejected(old: str, new: str) -> None:
@@ -42,8 +57,16 @@ def test_terminal_states_have_no_way_out_but_restart() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("2s", 2.0), ("1m", 60.0), ("1h", 3600.0), (3, 3.0), ("1.5", 1.5),
-     (0.25, 0.25), ("2d", 172800.0)],
+    [
+        ("500ms", 0.5),
+        ("2s", 2.0),
+        ("1m", 60.0),
+        ("1h", 3600.0),
+        (3, 3.0),
+        ("1.5", 1.5),
+        (0.25, 0.25),
+        ("2d", 172800.0),
+    ],
 )
 def test_durations_accept_units_and_numbers(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds

@@ -13,8 +13,14 @@ def rng() -> random.Random:
 
 
 def test_no_retry_when_attempts_are_used_up() -> None:
-    d = decide(RetryPolicy(attempts=2), attempt_number=2, reason="exit_code", exit_code=1,
-               elapsed=0, rng=rng())
+    d = decide(
+        RetryPolicy(attempts=2),
+        attempt_number=2,
+        reason="exit_code",
+        exit_code=1,
+        elapsed=0,
+        rng=rng(),
+    )
     assert not d.retry
     assert d.why_not == "no attempts left (2 allowed)"
 
@@ -65,5 +71,6 @@ def test_budget_counts_elapsed_time_and_the_coming_delay() -> None:
 def test_template_errors_and_kills_are_never_retried() -> None:
     p = RetryPolicy(attempts=5)
     for reason in ("template", "killed"):
-        assert not decide(p, attempt_number=1, reason=reason, exit_code=None, elapsed=0,
-                          rng=rng()).retry
+        assert not decide(
+            p, attempt_number=1, reason=reason, exit_code=None, elapsed=0, rng=rng()
+        ).retry

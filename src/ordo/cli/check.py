@@ -35,9 +35,20 @@ def _validate(files: list[str]) -> int:
 def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     flow = definitions.load_flow_file(args.file)
     inputs = definitions.coerce_inputs(flow, parse_pairs(args.input, "-i"))
-    context = templating.make_context(inputs, {}, flow.vars, {"id": None, "flow": flow.id,
-                                      "namespace": flow.namespace, "labels": dict(flow.labels),
-                                      "started": None, "inputs": inputs}, environ)
+    context = templating.make_context(
+        inputs,
+        {},
+        flow.vars,
+        {
+            "id": None,
+            "flow": flow.id,
+            "namespace": flow.namespace,
+            "labels": dict(flow.labels),
+            "started": None,
+            "inputs": inputs,
+        },
+        environ,
+    )
     print(f"plan for {flow.key} ({len(flow.tasks)} tasks); nothing runs")
     if inputs:
         print("inputs: " + ", ".join(f"{k}={short(v, 40)}" for k, v in inputs.items()))
@@ -57,8 +68,14 @@ def _preview(spec: Mapping[str, Any], with_: Mapping[str, Any], context: Any) ->
     where they need outputs not known before the run."""
     shown: dict[str, Any] = {}
     for key, value in {**spec, **{f"with.{k}": v for k, v in with_.items()}}.items():
-        if key not in ("command", "function", "script", "url", "query", "method") and \
-                not key.startswith("with."):
+        if key not in (
+            "command",
+            "function",
+            "script",
+            "url",
+            "query",
+            "method",
+        ) and not key.startswith("with."):
             continue
         try:
             shown[key] = templating.render(value, context)

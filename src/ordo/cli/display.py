@@ -60,8 +60,9 @@ class LiveProgress(Progress):
         self.console = Console(file=out)
         self.running: dict[int, str] = {}
         self.counts: dict[str, int] = {}
-        self.live = Live(console=self.console, refresh_per_second=8, transient=True,
-                         get_renderable=self._render)
+        self.live = Live(
+            console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render
+        )
 
     def begin(self) -> None:
         self.live.start()
@@ -77,8 +78,10 @@ class LiveProgress(Progress):
         key = "RETRYING" if retrying else outcome.state.value
         self.counts[key] = self.counts.get(key, 0) + 1
         if not outcome.ok and not retrying:
-            self.console.print(f"[red]{claim.task_id} {outcome.state.value}[/]: "
-                               f"{short(outcome.error or outcome.reason or '', 100)}")
+            self.console.print(
+                f"[red]{claim.task_id} {outcome.state.value}[/]: "
+                f"{short(outcome.error or outcome.reason or '', 100)}"
+            )
 
     def _render(self) -> Any:
         from rich.text import Text
@@ -93,7 +96,8 @@ class LiveProgress(Progress):
         return Text.assemble(
             (f"execution {self.execution_id} {self.flow.key} ", "bold"),
             f"{done}/{len(self.flow.tasks)} done  {parts}  {elapsed:.1f}s\n",
-            ("running: ", "cyan"), names or "-",
+            ("running: ", "cyan"),
+            names or "-",
         )
 
 
@@ -108,8 +112,13 @@ def summary(store: Store, execution_id: int, out: TextIO) -> None:
     ex = store.get_execution(execution_id)
     runs = store.task_runs(execution_id)
     rows = [
-        [r.task_id, r.state.value, str(r.attempts), fmt_duration(r.started_at, r.ended_at),
-         short(r.reason or "", 70)]
+        [
+            r.task_id,
+            r.state.value,
+            str(r.attempts),
+            fmt_duration(r.started_at, r.ended_at),
+            short(r.reason or "", 70),
+        ]
         for r in runs
     ]
     out.write(table(["TASK", "STATE", "ATTEMPTS", "DURATION", "REASON"], rows) + "\n")

@@ -34,19 +34,38 @@ def _list(store: Store, args: argparse.Namespace) -> int:
     if args.json:
         print_json([_execution_dict(e) for e in rows])
         return EXIT_OK
-    print(table(
-        ["ID", "FLOW", "STATE", "STARTED", "DURATION", "REASON"],
-        [[str(e.id), e.flow_key, e.state.value, fmt_time(e.started_at),
-          fmt_duration(e.started_at, e.ended_at), short(e.reason or "", 50)] for e in rows],
-    ))
+    print(
+        table(
+            ["ID", "FLOW", "STATE", "STARTED", "DURATION", "REASON"],
+            [
+                [
+                    str(e.id),
+                    e.flow_key,
+                    e.state.value,
+                    fmt_time(e.started_at),
+                    fmt_duration(e.started_at, e.ended_at),
+                    short(e.reason or "", 50),
+                ]
+                for e in rows
+            ],
+        )
+    )
     return EXIT_OK
 
 
 def _execution_dict(e: Any) -> dict[str, Any]:
     return {
-        "id": e.id, "namespace": e.namespace, "flow": e.flow_id, "revision_id": e.revision_id,
-        "state": e.state.value, "inputs": e.inputs, "labels": e.labels, "reason": e.reason,
-        "created_at": e.created_at, "started_at": e.started_at, "ended_at": e.ended_at,
+        "id": e.id,
+        "namespace": e.namespace,
+        "flow": e.flow_id,
+        "revision_id": e.revision_id,
+        "state": e.state.value,
+        "inputs": e.inputs,
+        "labels": e.labels,
+        "reason": e.reason,
+        "created_at": e.created_at,
+        "started_at": e.started_at,
+        "ended_at": e.ended_at,
         "parent_id": e.parent_id,
     }
 
@@ -59,22 +78,38 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
     metrics = store.metrics(execution_id)
     runs = []
     for r in store.task_runs(execution_id):
-        runs.append({
-            "id": r.id, "task": r.task_id, "state": r.state.value, "reason": r.reason,
-            "attempts": [
-                {"number": a.number, "state": a.state.value, "started_at": a.started_at,
-                 "ended_at": a.ended_at, "exit_code": a.exit_code, "reason": a.reason,
-                 "error": a.error, "worker": a.worker_id, "cpu_seconds": a.cpu_seconds,
-                 "peak_rss_kb": a.peak_rss_kb}
-                for a in attempts if a.task_run_id == r.id
-            ],
-            "outputs": outputs.get(r.task_id, {}),
-            "metrics": [
-                {"name": m.name, "kind": m.kind, "value": m.value, "tags": m.tags}
-                for m in metrics if m.task_run_id == r.id
-            ],
-            "started_at": r.started_at, "ended_at": r.ended_at,
-        })
+        runs.append(
+            {
+                "id": r.id,
+                "task": r.task_id,
+                "state": r.state.value,
+                "reason": r.reason,
+                "attempts": [
+                    {
+                        "number": a.number,
+                        "state": a.state.value,
+                        "started_at": a.started_at,
+                        "ended_at": a.ended_at,
+                        "exit_code": a.exit_code,
+                        "reason": a.reason,
+                        "error": a.error,
+                        "worker": a.worker_id,
+                        "cpu_seconds": a.cpu_seconds,
+                        "peak_rss_kb": a.peak_rss_kb,
+                    }
+                    for a in attempts
+                    if a.task_run_id == r.id
+                ],
+                "outputs": outputs.get(r.task_id, {}),
+                "metrics": [
+                    {"name": m.name, "kind": m.kind, "value": m.value, "tags": m.tags}
+                    for m in metrics
+                    if m.task_run_id == r.id
+                ],
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+            }
+        )
     return {**_execution_dict(ex), "task_runs": runs}
 
 
@@ -84,8 +119,10 @@ def _show(store: Store, args: argparse.Namespace) -> int:
         print_json(doc)
         return EXIT_OK
     print(f"execution {doc['id']}  {doc['namespace']}/{doc['flow']}  {doc['state']}")
-    print(f"  started {fmt_time(doc['started_at'])}  "
-          f"duration {fmt_duration(doc['started_at'], doc['ended_at'])}")
+    print(
+        f"  started {fmt_time(doc['started_at'])}  "
+        f"duration {fmt_duration(doc['started_at'], doc['ended_at'])}"
+    )
     if doc["reason"]:
         print(f"  reason: {doc['reason']}")
     if doc["inputs"]:
@@ -108,8 +145,13 @@ def _attempt_row(run: dict[str, Any], a: dict[str, Any] | None) -> list[str]:
     cpu = f"{a['cpu_seconds']:.2f}s" if a["cpu_seconds"] is not None else "-"
     mem = f"{a['peak_rss_kb'] // 1024}MB" if a["peak_rss_kb"] is not None else "-"
     return [
-        run["task"], a["state"], str(a["number"]), fmt_duration(a["started_at"], a["ended_at"]),
-        "-" if a["exit_code"] is None else str(a["exit_code"]), cpu, mem,
+        run["task"],
+        a["state"],
+        str(a["number"]),
+        fmt_duration(a["started_at"], a["ended_at"]),
+        "-" if a["exit_code"] is None else str(a["exit_code"]),
+        cpu,
+        mem,
         short(a["error"] or a["reason"] or "", 60),
     ]
 
@@ -126,15 +168,21 @@ def _print_details(doc: dict[str, Any]) -> None:
                 print(f"  {m['name']} ({m['kind']}) = {m['value']:g} {m['tags'] or ''}".rstrip())
         errors = [a for a in run["attempts"] if a["error"]]
         for a in errors:
-            print(f"\nerror of {run['task']} attempt {a['number']}:\n  " +
-                  a["error"].replace("\n", "\n  "))
+            print(
+                f"\nerror of {run['task']} attempt {a['number']}:\n  "
+                + a["error"].replace("\n", "\n  ")
+            )
 
 
 def _logs(store: Store, args: argparse.Namespace) -> int:
     execution = store.get_execution(args.id)
     wanted = _attempt_filter(store, args)
-    names = {a.id: (r.task_id, a.number) for r in store.task_runs(args.id)
-             for a in store.attempts(args.id) if a.task_run_id == r.id}
+    names = {
+        a.id: (r.task_id, a.number)
+        for r in store.task_runs(args.id)
+        for a in store.attempts(args.id)
+        if a.task_run_id == r.id
+    }
     after = 0
     while True:
         lines = store.logs(args.id, attempt_ids=wanted, after_id=after)
@@ -150,8 +198,14 @@ def _logs(store: Store, args: argparse.Namespace) -> int:
         sys.stdout.flush()
         time.sleep(0.3)
         execution = store.get_execution(args.id)
-        names.update({a.id: (r.task_id, a.number) for r in store.task_runs(args.id)
-                      for a in store.attempts(args.id) if a.task_run_id == r.id})
+        names.update(
+            {
+                a.id: (r.task_id, a.number)
+                for r in store.task_runs(args.id)
+                for a in store.attempts(args.id)
+                if a.task_run_id == r.id
+            }
+        )
         wanted = _attempt_filter(store, args)
 
 
@@ -160,10 +214,13 @@ def _attempt_filter(store: Store, args: argparse.Namespace) -> list[int] | None:
         return None
     runs = {r.id: r.task_id for r in store.task_runs(args.id)}
     if args.task is not None and args.task not in runs.values():
-        raise NotFound(f"execution {args.id} has no task '{args.task}' "
-                       f"(tasks: {', '.join(sorted(set(runs.values())))})")
+        raise NotFound(
+            f"execution {args.id} has no task '{args.task}' "
+            f"(tasks: {', '.join(sorted(set(runs.values())))})"
+        )
     return [
-        a.id for a in store.attempts(args.id)
+        a.id
+        for a in store.attempts(args.id)
         if (args.task is None or runs[a.task_run_id] == args.task)
         and (args.attempt is None or a.number == args.attempt)
     ]
@@ -172,15 +229,33 @@ def _attempt_filter(store: Store, args: argparse.Namespace) -> list[int] | None:
 def _flows(store: Store, args: argparse.Namespace) -> int:
     revisions = store.list_flows()
     if args.json:
-        print_json([
-            {"namespace": r.namespace, "id": r.flow_id, "revision": r.revision, "path": r.path,
-             "tasks": len(r.flow.tasks), "description": r.flow.description}
-            for r in revisions
-        ])
+        print_json(
+            [
+                {
+                    "namespace": r.namespace,
+                    "id": r.flow_id,
+                    "revision": r.revision,
+                    "path": r.path,
+                    "tasks": len(r.flow.tasks),
+                    "description": r.flow.description,
+                }
+                for r in revisions
+            ]
+        )
         return EXIT_OK
-    print(table(
-        ["FLOW", "REVISION", "TASKS", "PATH", "DESCRIPTION"],
-        [[f"{r.namespace}/{r.flow_id}", str(r.revision), str(len(r.flow.tasks)), r.path or "-",
-          short(r.flow.description, 40)] for r in revisions],
-    ))
+    print(
+        table(
+            ["FLOW", "REVISION", "TASKS", "PATH", "DESCRIPTION"],
+            [
+                [
+                    f"{r.namespace}/{r.flow_id}",
+                    str(r.revision),
+                    str(len(r.flow.tasks)),
+                    r.path or "-",
+                    short(r.flow.description, 40),
+                ]
+                for r in revisions
+            ],
+        )
+    )
     return EXIT_OK

@@ -14,8 +14,16 @@ from collections.abc import Sequence
 from ordo.errors import EXIT_USAGE, OrdoError
 
 STATES = (
-    "CREATED", "QUEUED", "RUNNING", "SUCCESS", "WARNING", "FAILED", "KILLING", "KILLED",
-    "RESTARTED", "SKIPPED",
+    "CREATED",
+    "QUEUED",
+    "RUNNING",
+    "SUCCESS",
+    "WARNING",
+    "FAILED",
+    "KILLING",
+    "KILLED",
+    "RESTARTED",
+    "SKIPPED",
 )
 
 
@@ -23,19 +31,35 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ordo", description="Run flows of shell, python, sql and http tasks, durably."
     )
-    parser.add_argument("--db", help="database URL or SQLite file (default: $ORDO_DB, "
-                        "else $ORDO_HOME/ordo.db, ORDO_HOME defaulting to ~/.ordo)")
+    parser.add_argument(
+        "--db",
+        help="database URL or SQLite file (default: $ORDO_DB, "
+        "else $ORDO_HOME/ordo.db, ORDO_HOME defaulting to ~/.ordo)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     run = sub.add_parser("run", help="run a flow file to its end")
     run.add_argument("file")
-    run.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
-                     help="an input value (repeatable)")
-    run.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
-                     help="a label for the execution (repeatable)")
-    run.add_argument("--workers", type=int, default=None,
-                     help="tasks run in parallel (default: number of CPUs)")
+    run.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an input value (repeatable)",
+    )
+    run.add_argument(
+        "-l",
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label for the execution (repeatable)",
+    )
+    run.add_argument(
+        "--workers", type=int, default=None, help="tasks run in parallel (default: number of CPUs)"
+    )
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
 
@@ -62,8 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("id", type=int)
     logs.add_argument("--task", help="only this task")
     logs.add_argument("--attempt", type=int, help="only this attempt number")
-    logs.add_argument("--follow", "-f", action="store_true",
-                      help="keep printing new lines until the execution ends")
+    logs.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep printing new lines until the execution ends",
+    )
 
     flows = sub.add_parser("flows", help="stored flows")
     fl_sub = flows.add_subparsers(dest="action", metavar="ACTION")

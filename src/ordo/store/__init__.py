@@ -19,7 +19,7 @@ def open_store(url: str) -> Store:
     from ordo.store.sqlite import SqliteStore
 
     if url.startswith("sqlite:///"):
-        return SqliteStore(url[len("sqlite:///"):])
+        return SqliteStore(url[len("sqlite:///") :])
     if url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
             f"the PostgreSQL backend is not available in this version (database {url!r}); "

@@ -165,16 +165,32 @@ class SqlStore(ABC):
         with self.transaction():
             ex_id = self._insert(
                 q.INSERT_EXECUTION,
-                (revision_id, flow.namespace, flow.id, State.CREATED.value, _dumps(inputs),
-                 _dumps(dict(labels)), len(flow.tasks), now, deadline, parent_id),
+                (
+                    revision_id,
+                    flow.namespace,
+                    flow.id,
+                    State.CREATED.value,
+                    _dumps(inputs),
+                    _dumps(dict(labels)),
+                    len(flow.tasks),
+                    now,
+                    deadline,
+                    parent_id,
+                ),
             )
             self._history(ex_id, None, None, State.CREATED, now, None)
             ids: dict[str, int] = {}
             for task in flow.tasks:
                 ids[task.id] = self._insert(
                     q.INSERT_TASK_RUN,
-                    (ex_id, task.id, State.CREATED.value, len(task.depends_on),
-                     int(task.allow_failure), now),
+                    (
+                        ex_id,
+                        task.id,
+                        State.CREATED.value,
+                        len(task.depends_on),
+                        int(task.allow_failure),
+                        now,
+                    ),
                 )
             self._executemany(
                 q.INSERT_DEP,
@@ -199,7 +215,8 @@ class SqlStore(ABC):
         self, *, flow: str | None = None, state: State | None = None, limit: int = 20
     ) -> list[ExecutionRow]:
         """Newest first. ``flow`` is ``id`` or ``namespace/id``."""
-        sql, params = q.LIST_EXECUTIONS, []
+        sql = q.LIST_EXECUTIONS
+        params: list[Any] = []
         where = []
         if flow:
             if "/" in flow:
@@ -230,7 +247,9 @@ class SqlStore(ABC):
             for r in self._all(q.HISTORY, (execution_id,))
         ]
 
-    def outputs(self, execution_id: int, task_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    def outputs(
+        self, execution_id: int, task_ids: Iterable[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """The outputs of each task run's latest attempt, by task id."""
         wanted = None if task_ids is None else set(task_ids)
         result: dict[str, dict[str, Any]] = {}
@@ -309,9 +328,7 @@ class SqlStore(ABC):
         if not attempt_ids:
             return
         with self.transaction():
-            self._executemany(
-                q.HEARTBEAT, [(lease_until, a, worker_id) for a in attempt_ids]
-            )
+            self._executemany(q.HEARTBEAT, [(lease_until, a, worker_id) for a in attempt_ids])
 
     def add_logs(self, lines: Sequence[NewLog]) -> None:
         if not lines:
@@ -343,20 +360,32 @@ class SqlStore(ABC):
         state = outcome.state if outcome.state in (State.SUCCESS, State.KILLED) else State.FAILED
         cur = self._execute(
             q.FINISH_ATTEMPT,
-            (state.value, now, outcome.exit_code, outcome.reason, outcome.error,
-             outcome.cpu_seconds, outcome.peak_rss_kb, claim.attempt_id),
+            (
+                state.value,
+                now,
+                outcome.exit_code,
+                outcome.reason,
+                outcome.error,
+                outcome.cpu_seconds,
+                outcome.peak_rss_kb,
+                claim.attempt_id,
+            ),
         )
         if cur.rowcount == 0:
             result.lost.append(claim.attempt_id)
             return
         ids = (claim.attempt_id, claim.task_run_id, claim.execution_id)
-        self._executemany(q.INSERT_OUTPUT, [(*ids, k, _dumps(v)) for k, v in outcome.outputs.items()])
+        self._executemany(
+            q.INSERT_OUTPUT, [(*ids, k, _dumps(v)) for k, v in outcome.outputs.items()]
+        )
         self._executemany(
             q.INSERT_METRIC,
             [(*ids, m.name, m.kind, m.value, _dumps(dict(m.tags)), now) for m in outcome.metrics],
         )
         if state is State.SUCCESS:
-            self._finish_task_run(claim.task_run_id, claim.execution_id, State.SUCCESS, None, now, result)
+            self._finish_task_run(
+                claim.task_run_id, claim.execution_id, State.SUCCESS, None, now, result
+            )
             return
         if state is State.FAILED and self._retry(claim, outcome, now, rng):
             result.retries.append(claim.task_run_id)
@@ -365,7 +394,10 @@ class SqlStore(ABC):
         self._finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
 
     def _retry(self, claim: Claim, outcome: Outcome, now: float, rng: random.Random) -> bool:
-        if self._execution_state(claim.execution_id) is not State.RUNNING:
+        stopping = self._one(q.EXECUTION_REASON, (claim.execution_id,))
+        if self._execution_state(claim.execution_id) is not State.RUNNING or (
+            stopping and stopping[0]
+        ):
             return False
         policy = self.flow_of(claim.revision_id).task(claim.task_id).retry
         decision = retry.decide(
@@ -382,7 +414,12 @@ class SqlStore(ABC):
         return True
 
     def _finish_task_run(
-        self, tr_id: int, ex_id: int, state: State, reason: str | None, now: float,
+        self,
+        tr_id: int,
+        ex_id: int,
+        state: State,
+        reason: str | None,
+        now: float,
         result: RecordResult,
     ) -> None:
         """End a task run, then propagate: dependents become ready, or are skipped."""
@@ -405,7 +442,9 @@ class SqlStore(ABC):
         self._execute(q.DEPENDENTS_DOWN, (tr_id,))
         self._execute(q.READY_DEPENDENTS, (now, tr_id))
 
-    def _skip_dependents(self, tr_id: int, ex_id: int, task_id: str, state: State, now: float) -> None:
+    def _skip_dependents(
+        self, tr_id: int, ex_id: int, task_id: str, state: State, now: float
+    ) -> None:
         verb = "failed" if state is State.FAILED else state.value.lower()
         for (dep_id,) in self._all(q.DEPENDENTS, (tr_id,)):
             self._skip(dep_id, ex_id, f"dependency '{task_id}' {verb}", now)
@@ -499,16 +538,27 @@ class SqlStore(ABC):
         return State(row[0])
 
     def _set_execution_state(self, ex_id: int, new: State, now: float, reason: str | None) -> bool:
-        return self._transition(q.SET_EXECUTION_STATE, q.EXECUTION_STATE, ex_id, ex_id, None, new, now, reason)
+        return self._transition(
+            q.SET_EXECUTION_STATE, q.EXECUTION_STATE, ex_id, ex_id, None, new, now, reason
+        )
 
     def _set_task_run_state(
         self, tr_id: int, ex_id: int, new: State, now: float, reason: str | None
     ) -> bool:
-        return self._transition(q.SET_TASK_RUN_STATE, q.TASK_RUN_STATE, tr_id, ex_id, tr_id, new, now, reason)
+        return self._transition(
+            q.SET_TASK_RUN_STATE, q.TASK_RUN_STATE, tr_id, ex_id, tr_id, new, now, reason
+        )
 
     def _transition(
-        self, update: str, select: str, row_id: int, ex_id: int, tr_id: int | None,
-        new: State, now: float, reason: str | None,
+        self,
+        update: str,
+        select: str,
+        row_id: int,
+        ex_id: int,
+        tr_id: int | None,
+        new: State,
+        now: float,
+        reason: str | None,
     ) -> bool:
         """Apply ``-> new`` only from a state the table allows; False on a lost race."""
         row = self._one(select, (row_id,))
@@ -526,7 +576,12 @@ class SqlStore(ABC):
         return True
 
     def _history(
-        self, ex_id: int, tr_id: int | None, old: State | None, new: State, now: float,
+        self,
+        ex_id: int,
+        tr_id: int | None,
+        old: State | None,
+        new: State,
+        now: float,
         reason: str | None,
     ) -> None:
         self._execute(
@@ -536,8 +591,20 @@ class SqlStore(ABC):
 
 def _execution(r: Row) -> ExecutionRow:
     return ExecutionRow(
-        r[0], r[1], r[2], r[3], State(r[4]), json.loads(r[5]), json.loads(r[6]), r[7], r[8],
-        r[9], r[10], r[11], r[12], r[13],
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        State(r[4]),
+        json.loads(r[5]),
+        json.loads(r[6]),
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        r[11],
+        r[12],
+        r[13],
     )
 
 
@@ -549,6 +616,18 @@ def _task_run(r: Row) -> TaskRunRow:
 
 def _attempt(r: Row) -> AttemptRow:
     return AttemptRow(
-        r[0], r[1], r[2], r[3], State(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        State(r[4]),
+        r[5],
+        r[6],
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        r[11],
+        r[12],
         r[13],
     )

@@ -36,7 +36,9 @@ class SqliteStore(SqlStore):
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False,
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
                 timeout=busy_timeout,
             )
             self._conn.execute("PRAGMA journal_mode=WAL")

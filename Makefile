@@ -1,0 +1,34 @@
+# One command each: `make demo` sets up and runs the demo flow; `make check` sets up and
+# runs every check (ruff, mypy --strict, import layers, the whole test suite).
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo check lint test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/ordo run examples/nightly-report/flow.yaml
+
+lint: setup
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy src
+	$(BIN)/lint-imports
+
+test: setup
+	$(BIN)/pytest -n 2 -q
+
+check: lint test
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

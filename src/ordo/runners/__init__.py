@@ -1,0 +1,49 @@
+"""Runners: the code that executes one task type. Built lazily: the http runner imports
+httpx, and the sql runner psycopg, only when a task needs them."""
+
+from __future__ import annotations
+
+from ordo.errors import RunnerError
+from ordo.runners.base import Runner
+
+
+class RunnerSet:
+    """One runner per task type, made on first use; ``close`` releases pools."""
+
+    def __init__(self, pool_size: int) -> None:
+        self.pool_size = pool_size
+        self._runners: dict[str, Runner] = {}
+
+    def get(self, task_type: str) -> Runner:
+        runner = self._runners.get(task_type)
+        if runner is None:
+            runner = self._runners[task_type] = self._make(task_type)
+        return runner
+
+    def _make(self, task_type: str) -> Runner:
+        if task_type == "shell":
+            from ordo.runners.shell import ShellRunner
+
+            return ShellRunner()
+        if task_type == "python":
+            from ordo.runners.python import PythonRunner
+
+            return PythonRunner(self.pool_size)
+        if task_type == "sql":
+            from ordo.runners.sql import SqlRunner
+
+            return SqlRunner()
+        if task_type == "http":
+            from ordo.runners.http import HttpRunner
+
+            return HttpRunner()
+        raise RunnerError(f"no runner for task type {task_type!r}")
+
+    def close(self) -> None:
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
+
+
+def make_runners(pool_size: int) -> RunnerSet:
+    return RunnerSet(pool_size)

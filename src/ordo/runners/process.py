@@ -1,0 +1,293 @@
+"""Child processes for runners: own session, streamed lines, tree kill, rusage, and the
+``$ORDO_OUTPUTS`` / ``$ORDO_METRICS`` files.
+
+One thread per attempt reads both pipes with a selector, so output is streamed line by
+line (never held whole) and a timeout or cancel is noticed within 50 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordo.model import Metric
+from ordo.runners.base import LogSink, RunContext
+
+MAX_LINE = 64 * 1024
+_BASIC_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
+
+
+class OutputFileError(ValueError):
+    """A line of ``$ORDO_OUTPUTS`` or ``$ORDO_METRICS`` that cannot be read."""
+
+
+@dataclass
+class Finished:
+    """How a child process ended."""
+
+    exit_code: int | None
+    timed_out: bool = False
+    cancelled: bool = False
+    cpu_seconds: float | None = None
+    peak_rss_kb: int | None = None
+    last_stderr: deque[str] = field(default_factory=lambda: deque(maxlen=5))
+
+
+class LineSplitter:
+    """Bytes in, complete decoded lines out to ``log``; long lines cut at 64 KiB."""
+
+    def __init__(self, stream: str, log: LogSink, tail: deque[str] | None = None) -> None:
+        self.stream = stream
+        self.log = log
+        self.tail = tail
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            cut = self.buffer.find(b"\n")
+            if cut < 0:
+                if len(self.buffer) >= MAX_LINE:
+                    self._emit(self.buffer[:MAX_LINE])
+                    self.buffer = self.buffer[MAX_LINE:]
+                    continue
+                return
+            line, self.buffer = self.buffer[:cut], self.buffer[cut + 1 :]
+            while len(line) > MAX_LINE:
+                self._emit(line[:MAX_LINE])
+                line = line[MAX_LINE:]
+            self._emit(line)
+
+    def close(self) -> None:
+        if self.buffer:
+            self._emit(self.buffer)
+            self.buffer = b""
+
+    def _emit(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        if self.tail is not None and text.strip():
+            self.tail.append(text)
+        self.log(self.stream, text)
+
+
+class AttemptFiles:
+    """A private folder with the attempt's outputs and metrics files."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="ordo-")
+        self.outputs = os.path.join(self.folder, "outputs")
+        self.metrics = os.path.join(self.folder, "metrics")
+        for path in (self.outputs, self.metrics):
+            open(path, "wb").close()
+
+    def env(self, ctx: RunContext) -> dict[str, str]:
+        return {
+            "ORDO_OUTPUTS": self.outputs,
+            "ORDO_METRICS": self.metrics,
+            "ORDO_EXECUTION_ID": str(ctx.execution_id),
+            "ORDO_TASK_RUN_ID": str(ctx.task_run_id),
+            "ORDO_TASK_ID": ctx.task.id,
+            "ORDO_ATTEMPT": str(ctx.attempt_number),
+        }
+
+    def read(self) -> tuple[dict[str, Any], tuple[Metric, ...]]:
+        """Parsed outputs and metrics; OutputFileError names the bad line."""
+        return parse_outputs(self.outputs), parse_metrics(self.metrics)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def parse_outputs(path: str) -> dict[str, Any]:
+    """``key=value`` lines; a value that is valid JSON is decoded, else kept as text."""
+    result: dict[str, Any] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise OutputFileError(
+                    f"$ORDO_OUTPUTS line {number}: expected key=value, found {line[:80]!r}"
+                )
+            try:
+                result[key.strip()] = json.loads(value)
+            except ValueError:
+                result[key.strip()] = value
+    return result
+
+
+def parse_metrics(path: str) -> tuple[Metric, ...]:
+    """JSON objects ``{"name", "value", "kind", "tags"}`` or ``name=value`` counters."""
+    metrics = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                metrics.append(_metric(line))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise OutputFileError(f"$ORDO_METRICS line {number}: {exc}") from None
+    return tuple(metrics)
+
+
+def _metric(line: str) -> Metric:
+    if line.startswith("{"):
+        d = json.loads(line)
+        kind = d.get("kind", "counter")
+        if kind not in ("counter", "duration"):
+            raise ValueError(f"kind must be counter or duration, found {kind!r}")
+        tags = {str(k): str(v) for k, v in (d.get("tags") or {}).items()}
+        return Metric(str(d["name"]), float(d["value"]), kind, tags)
+    name, sep, value = line.partition("=")
+    if not sep:
+        raise ValueError(f"expected name=value or a JSON object, found {line[:80]!r}")
+    return Metric(name.strip(), float(value))
+
+
+def child_env(
+    inherit: bool | Sequence[str], base: Mapping[str, str], extra: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment of a task: inherited (all, basics only, or the listed names),
+    then the task's ``env``, then the ``ORDO_*`` variables."""
+    if inherit is True:
+        env = dict(base)
+    elif inherit is False:
+        env = {k: base[k] for k in _BASIC_ENV if k in base}
+    else:
+        env = {k: base[k] for k in inherit if k in base}
+        env.setdefault("PATH", base.get("PATH", os.defpath))
+    env.update(extra)
+    return env
+
+
+def run_process(
+    argv: Sequence[str], *, cwd: str, env: Mapping[str, str], ctx: RunContext
+) -> Finished:
+    """Run ``argv`` in its own session, streaming its lines to ``ctx.log``, until it
+    ends, times out (``ctx.timeout``) or is cancelled (``ctx.cancel``)."""
+    proc = subprocess.Popen(
+        list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True,
+    )
+    tail: deque[str] = deque(maxlen=5)
+    assert proc.stdout is not None and proc.stderr is not None
+    streams = {
+        proc.stdout.fileno(): LineSplitter("stdout", ctx.log),
+        proc.stderr.fileno(): LineSplitter("stderr", ctx.log, tail),
+    }
+    result = pump(proc.pid, streams, ctx, lambda: _reaped(proc.pid))
+    proc.stdout.close()
+    proc.stderr.close()
+    if result.exit_code is None:
+        result = _finish(proc.pid, result, ctx.kill_grace)
+    proc.returncode = -1 if result.exit_code is None else result.exit_code
+    result.last_stderr = tail
+    return result
+
+
+_EXITED: dict[int, Finished] = {}
+
+
+def _reaped(pid: int) -> bool:
+    """Reap ``pid`` if it has exited (keeping its status); True once it has."""
+    if pid in _EXITED:
+        return True
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done == 0:
+        return False
+    _EXITED[pid] = Finished(
+        os.waitstatus_to_exitcode(status), cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_kb=usage.ru_maxrss,
+    )
+    return True
+
+
+def pump(
+    pid: int,
+    streams: dict[int, LineSplitter],
+    ctx: RunContext,
+    exited: Any,
+    *,
+    until: Any = None,
+) -> Finished:
+    """Read ``streams`` until they close (or ``until()`` is true), the deadline passes or
+    ``ctx.cancel`` is set. Returns the exit status when the process was reaped here."""
+    deadline = None if ctx.timeout is None else time.monotonic() + ctx.timeout
+    selector = selectors.DefaultSelector()
+    for fd in streams:
+        selector.register(fd, selectors.EVENT_READ)
+    exited_at: float | None = None
+    try:
+        while selector.get_map():
+            if until is not None and until():
+                break
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return Finished(None, timed_out=True)
+            if ctx.cancel.is_set():
+                return Finished(None, cancelled=True)
+            wait = 0.05 if deadline is None else min(0.05, deadline - now)
+            for key, _ in selector.select(max(wait, 0.0)):
+                data = os.read(key.fd, 65536)
+                if data:
+                    streams[key.fd].feed(data)
+                else:
+                    selector.unregister(key.fd)
+                    streams[key.fd].close()
+            if exited_at is None and exited():
+                exited_at = now
+            elif exited_at is not None and now - exited_at > 0.5:
+                break  # a background grandchild holds the pipes open: stop waiting for it
+    finally:
+        selector.close()
+        for splitter in streams.values():
+            splitter.close()
+    return _EXITED.pop(pid, None) or Finished(None)
+
+
+def _finish(pid: int, result: Finished, grace: float) -> Finished:
+    """Reap the child; when it timed out or was cancelled, kill its whole tree first."""
+    if result.timed_out or result.cancelled:
+        kill_tree(pid, grace)
+    if pid in _EXITED:
+        done = _EXITED.pop(pid)
+    else:
+        _, status, usage = os.wait4(pid, 0)
+        done = Finished(
+            os.waitstatus_to_exitcode(status), cpu_seconds=usage.ru_utime + usage.ru_stime,
+            peak_rss_kb=usage.ru_maxrss,
+        )
+    done.timed_out, done.cancelled = result.timed_out, result.cancelled
+    if done.timed_out or done.cancelled:
+        done.exit_code = None if done.exit_code is None or done.exit_code < 0 else done.exit_code
+    return done
+
+
+def kill_tree(pid: int, grace: float) -> None:
+    """SIGTERM to the process group led by ``pid``; SIGKILL to what is left after
+    ``grace`` seconds (or at once when the leader is gone)."""
+    _signal_group(pid, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end and not _reaped(pid):
+        time.sleep(0.01)
+    _signal_group(pid, signal.SIGKILL)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

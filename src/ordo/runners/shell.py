@@ -1,0 +1,73 @@
+"""``shell`` tasks: a command through ``/bin/sh -c``, or an argv list run directly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ordo.model import Outcome, State
+from ordo.runners.base import RunContext
+from ordo.runners.process import AttemptFiles, Finished, OutputFileError, child_env, run_process
+
+
+def working_dir(ctx: RunContext) -> str:
+    """The task's ``cwd`` (relative to the flow's folder), else the flow's folder."""
+    cwd = ctx.fields.get("cwd")
+    return os.path.join(ctx.base_dir, str(cwd)) if cwd else ctx.base_dir
+
+
+class ShellRunner:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+
+    def run(self, ctx: RunContext) -> Outcome:
+        command = ctx.fields["command"]
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
+        files = AttemptFiles()
+        try:
+            env = child_env(ctx.fields.get("inherit_env", True), self.environ,
+                            {**ctx.env, **files.env(ctx)})
+            cwd = working_dir(ctx)
+            if not os.path.isdir(cwd):
+                return Outcome(State.FAILED, reason="error", error=f"working directory not found: {cwd}")
+            try:
+                finished = run_process(argv, cwd=cwd, env=env, ctx=ctx)
+            except OSError as exc:
+                return Outcome(State.FAILED, reason="error", error=f"cannot start {argv[0]}: {exc.strerror}")
+            return process_outcome(finished, files, ctx, argv)
+        finally:
+            files.remove()
+
+    def close(self) -> None:
+        pass
+
+
+def process_outcome(
+    finished: Finished, files: AttemptFiles, ctx: RunContext, argv: list[str]
+) -> Outcome:
+    """Turn how a process ended, and the files it wrote, into an outcome."""
+    usage: dict[str, Any] = {"cpu_seconds": finished.cpu_seconds, "peak_rss_kb": finished.peak_rss_kb}
+    if finished.timed_out:
+        return Outcome(State.FAILED, reason="timeout", error=f"timed out after {ctx.timeout:g}s", **usage)
+    if finished.cancelled:
+        return Outcome(State.KILLED, reason="killed", error="killed on request", **usage)
+    try:
+        outputs, metrics = files.read()
+    except OutputFileError as exc:
+        return Outcome(State.FAILED, exit_code=finished.exit_code, reason="error", error=str(exc), **usage)
+    code = finished.exit_code
+    if code == 0:
+        return Outcome(State.SUCCESS, exit_code=0, outputs=outputs, metrics=metrics, **usage)
+    return Outcome(State.FAILED, exit_code=code, reason="exit_code", error=_exit_message(code, finished, argv),
+                   outputs=outputs, metrics=metrics, **usage)
+
+
+def _exit_message(code: int | None, finished: Finished, argv: list[str]) -> str:
+    last = finished.last_stderr[-1] if finished.last_stderr else ""
+    if code == 127 and "not found" in last:
+        word = argv[2].split()[0] if argv[:2] == ["/bin/sh", "-c"] and argv[2].split() else argv[0]
+        return f"command not found: {word} (exit code 127: {last})"
+    if code is not None and code < 0:
+        return f"killed by signal {-code}"
+    return f"exit code {code}" + (f": {last}" if last else "")

@@ -1,0 +1,223 @@
+"""The engine end to end in one process: real store file, real runners, real processes."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ordo import engine
+from ordo.clock import Clock, FakeClock
+from ordo.model import State
+from ordo.runners import make_runners
+from ordo.store import Store, open_store
+from ordo.worker import Worker, WorkerSettings
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(str(tmp_path / "ordo.db"))
+    yield s
+    s.close()
+
+
+def run_flow(
+    store: Store,
+    folder: Path,
+    text: str,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    clock: Clock | None = None,
+    slots: int = 2,
+) -> tuple[int, State]:
+    path = folder / "flow.yaml"
+    path.write_text(textwrap.dedent(text))
+    now = clock.now() if clock else 1_800_000_000.0
+    revision = engine.register_flow(store, path, now)
+    ex_id = engine.start_execution(store, revision, inputs or {}, clock.now() if clock else now)
+    settings = WorkerSettings(slots=slots, kill_grace=1.0)
+    worker = Worker(store, make_runners(slots), settings=settings, clock=clock, env={"PATH": "/usr/bin:/bin", "HOME": str(folder)})
+    try:
+        return ex_id, worker.run_execution(ex_id)
+    finally:
+        worker.close()
+
+
+def runs(store: Store, ex_id: int) -> dict[str, Any]:
+    return {r.task_id: r for r in store.task_runs(ex_id)}
+
+
+def test_outputs_flow_from_shell_to_python_through_templates(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "steps.py").write_text(
+        "from ordo import this\n"
+        "def double(n, label):\n"
+        "    this.metric('seen', 1)\n"
+        "    print('doubling', n)\n"
+        "    return {'value': n * 2, 'label': label}\n"
+    )
+    ex_id, final = run_flow(store, tmp_path, """
+        id: pass-values
+        inputs:
+          name: {type: string, default: world}
+        vars: {n: "{{ outputs.count.n }}"}
+        tasks:
+          - id: count
+            type: shell
+            command: 'echo n=21 >> "$ORDO_OUTPUTS"; echo "hello {{ inputs.name }}"'
+          - id: double
+            type: python
+            function: steps:double
+            with: {n: "{{ vars.n }}", label: "x-{{ execution.id }}"}
+            depends_on: [count]
+    """)
+    assert final is State.SUCCESS
+    outputs = store.outputs(ex_id)
+    assert outputs["count"] == {"n": 21}
+    assert outputs["double"] == {"value": 42, "label": f"x-{ex_id}"}
+    lines = [(ln.stream, ln.line) for ln in store.logs(ex_id)]
+    assert ("stdout", "hello world") in lines
+    assert ("stdout", "doubling 21") in lines
+    assert [m.name for m in store.metrics(ex_id)] == ["seen"]
+
+
+def test_flaky_task_succeeds_on_retry_after_its_delay(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    ex_id, final = run_flow(store, tmp_path, """
+        id: flaky
+        tasks:
+          - id: flaky
+            type: shell
+            command: '[ "$ORDO_ATTEMPT" -ge 2 ] || exit 75'
+            retry: {attempts: 3, delay: 1m, on_exit_codes: [75]}
+    """, clock=clock)
+    assert final is State.SUCCESS
+    first, second = store.attempts(ex_id)
+    assert (first.state, first.exit_code, second.state) == (State.FAILED, 75, State.SUCCESS)
+    assert second.started_at is not None and first.ended_at is not None
+    assert second.started_at - first.ended_at >= 60.0
+
+
+def test_retries_stop_after_attempts_and_task_fails(store: Store, tmp_path: Path) -> None:
+    ex_id, final = run_flow(store, tmp_path, """
+        id: always-fails
+        tasks:
+          - id: bad
+            type: shell
+            command: exit 3
+            retry: {attempts: 3, delay: 0}
+          - id: after
+            type: shell
+            command: "true"
+            depends_on: [bad]
+    """)
+    assert final is State.FAILED
+    assert [a.exit_code for a in store.attempts(ex_id)] == [3, 3, 3]
+    task_runs = runs(store, ex_id)
+    assert task_runs["after"].state is State.SKIPPED
+    assert task_runs["after"].reason == "dependency 'bad' failed"
+    assert store.get_execution(ex_id).reason == "task 'bad' failed: exit code 3"
+
+
+def test_task_timeout_kills_the_process_and_fails_with_reason_timeout(
+    store: Store, tmp_path: Path
+) -> None:
+    ex_id, final = run_flow(store, tmp_path, """
+        id: slow
+        tasks:
+          - id: sleepy
+            type: shell
+            command: sleep 30
+            timeout: 300ms
+    """)
+    assert final is State.FAILED
+    (attempt,) = store.attempts(ex_id)
+    assert attempt.reason == "timeout"
+    assert attempt.ended_at is not None and attempt.ended_at - attempt.started_at < 10
+
+
+def test_execution_timeout_stops_running_and_skips_the_rest(store: Store, tmp_path: Path) -> None:
+    ex_id, final = run_flow(store, tmp_path, """
+        id: too-long
+        timeout: 500ms
+        tasks:
+          - id: first
+            type: shell
+            command: sleep 30
+          - id: second
+            type: shell
+            command: "true"
+            depends_on: [first]
+    """)
+    assert final is State.FAILED
+    task_runs = runs(store, ex_id)
+    assert task_runs["first"].state is State.FAILED
+    assert task_runs["second"].state is State.SKIPPED
+    (attempt,) = store.attempts(ex_id)
+    assert attempt.reason == "timeout"
+    assert store.get_execution(ex_id).reason == "execution timed out"
+
+
+def test_missing_reference_fails_the_task_naming_it(store: Store, tmp_path: Path) -> None:
+    ex_id, final = run_flow(store, tmp_path, """
+        id: bad-ref
+        tasks:
+          - id: a
+            type: shell
+            command: "true"
+          - id: b
+            type: shell
+            command: "echo {{ outputs.a.missing }}"
+            depends_on: [a]
+    """)
+    assert final is State.FAILED
+    (_, attempt) = store.attempts(ex_id)
+    assert attempt.reason == "template"
+    assert attempt.error is not None
+    assert "task 'b'" in attempt.error and "outputs.a.missing" in attempt.error
+
+
+def test_allowed_failure_ends_warning_and_dependents_run(store: Store, tmp_path: Path) -> None:
+    ex_id, final = run_flow(store, tmp_path, """
+        id: soft
+        tasks:
+          - id: optional
+            type: shell
+            command: exit 1
+            allow_failure: true
+          - id: after
+            type: shell
+            command: echo done
+            depends_on: [optional]
+    """)
+    assert final is State.WARNING
+    assert runs(store, ex_id)["after"].state is State.SUCCESS
+
+
+def test_independent_tasks_run_in_parallel(store: Store, tmp_path: Path) -> None:
+    ex_id, final = run_flow(store, tmp_path, """
+        id: fan
+        tasks:
+          - {id: a, type: shell, command: "sleep 0.3"}
+          - {id: b, type: shell, command: "sleep 0.3"}
+          - {id: c, type: shell, command: "sleep 0.3"}
+    """, slots=3)
+    assert final is State.SUCCESS
+    attempts = store.attempts(ex_id)
+    latest_start = max(a.started_at for a in attempts)
+    earliest_end = min(a.ended_at or 0 for a in attempts)
+    assert latest_start < earliest_end
+
+
+def test_cpu_and_memory_of_each_attempt_are_recorded(store: Store, tmp_path: Path) -> None:
+    ex_id, final = run_flow(store, tmp_path, """
+        id: measure
+        tasks:
+          - {id: busy, type: shell, command: "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"}
+    """)
+    assert final is State.SUCCESS
+    (attempt,) = store.attempts(ex_id)
+    assert attempt.cpu_seconds is not None and attempt.cpu_seconds > 0
+    assert attempt.peak_rss_kb is not None and attempt.peak_rss_kb > 0
