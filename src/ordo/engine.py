@@ -124,6 +124,9 @@ def _render(
     execution = store.get_execution(claim.execution_id)
     needed = templating.referenced_tasks(raw, flow.vars)
     outputs = store.outputs(claim.execution_id, needed) if needed else {}
+    for task in flow.tasks:  # a task that ran without outputs still has its (empty) set
+        if task.id in needed:
+            outputs.setdefault(task.id, {})
     context = templating.make_context(
         execution.inputs, outputs, flow.vars, execution_info(execution), env
     )

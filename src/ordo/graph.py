@@ -17,8 +17,11 @@ def check_graph(tasks: Sequence[Task], path: str | None = None) -> list[Problem]
         if task.id in seen:
             first = seen[task.id].line
             where = f" (first defined at line {first})" if first else ""
-            problems.append(Problem(f"duplicate task id '{task.id}'{where}", path, task.line,
-                                    field=f"tasks[{i}].id"))
+            problems.append(
+                Problem(
+                    f"duplicate task id '{task.id}'{where}", path, task.line, field=f"tasks[{i}].id"
+                )
+            )
         else:
             seen[task.id] = task
     for i, task in enumerate(tasks):
@@ -26,17 +29,30 @@ def check_graph(tasks: Sequence[Task], path: str | None = None) -> list[Problem]
             if dep not in seen:
                 hint = difflib.get_close_matches(dep, list(seen), n=1)
                 tip = f" (did you mean '{hint[0]}'?)" if hint else ""
-                problems.append(Problem(f"task '{task.id}' depends on unknown task '{dep}'{tip}",
-                                        path, task.line, field=f"tasks[{i}].depends_on"))
+                problems.append(
+                    Problem(
+                        f"task '{task.id}' depends on unknown task '{dep}'{tip}",
+                        path,
+                        task.line,
+                        field=f"tasks[{i}].depends_on",
+                    )
+                )
             elif dep == task.id:
-                problems.append(Problem(f"task '{task.id}' depends on itself", path, task.line,
-                                        field=f"tasks[{i}].depends_on"))
+                problems.append(
+                    Problem(
+                        f"task '{task.id}' depends on itself",
+                        path,
+                        task.line,
+                        field=f"tasks[{i}].depends_on",
+                    )
+                )
     if not problems:
         cycle = find_cycle(tasks)
         if cycle:
             line = next((t.line for t in tasks if t.id == cycle[0]), None)
-            problems.append(Problem("dependency cycle: " + " -> ".join(cycle), path, line,
-                                    field="tasks"))
+            problems.append(
+                Problem("dependency cycle: " + " -> ".join(cycle), path, line, field="tasks")
+            )
     return problems
 
 

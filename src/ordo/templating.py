@@ -102,9 +102,7 @@ def make_context(
     lazy = LazyVars(vars_)
     context: dict[str, Any] = {
         "inputs": Scope("inputs", inputs),
-        "outputs": Scope(
-            "outputs", {t: Scope(f"outputs.{t}", o) for t, o in outputs.items()}
-        ),
+        "outputs": Scope("outputs", {t: Scope(f"outputs.{t}", o) for t, o in outputs.items()}),
         "vars": lazy,
         "execution": Scope("execution", execution),
         "env": Scope("env", env),
@@ -168,9 +166,9 @@ def _environment() -> Any:
         def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
             raise _undefined_error(self._undefined_obj, self._undefined_name)
 
-        __str__ = __iter__ = __len__ = __bool__ = __eq__ = __hash__ = _fail_with_undefined_error  # type: ignore[assignment]
-        __getattr__ = __getitem__ = __add__ = __radd__ = __int__ = _fail_with_undefined_error  # type: ignore[assignment]
-        __float__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = _fail_with_undefined_error  # type: ignore[assignment]
+        __str__ = __iter__ = __len__ = __bool__ = __eq__ = __hash__ = _fail_with_undefined_error
+        __getattr__ = __getitem__ = __add__ = __radd__ = __int__ = _fail_with_undefined_error
+        __float__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = _fail_with_undefined_error
 
     return ImmutableSandboxedEnvironment(
         undefined=NamedUndefined, autoescape=False, keep_trailing_newline=True
@@ -189,7 +187,9 @@ def _undefined_error(parent: Any, name: Any) -> TemplateError:
     if base == "outputs":
         return TemplateError(
             f"undefined reference '{reference}': task '{name}' has no outputs "
-            f"(tasks with outputs so far: {', '.join(keys) or 'none'})", reference)
+            f"(tasks with outputs so far: {', '.join(keys) or 'none'})",
+            reference,
+        )
     hint = difflib.get_close_matches(str(name), keys, n=1)
     if hint:
         tip = f" (did you mean '{base}.{hint[0]}'?)" if base else f" (did you mean '{hint[0]}'?)"

@@ -19,12 +19,17 @@ __all__ = ["inputs", "log", "metric", "output"]
 class _Inputs(Mapping[str, Any]):
     """The task's ``with`` values (also given to functions as keyword arguments)."""
 
-    values: dict[str, Any] | None = None
+    def __init__(self) -> None:
+        self._given: dict[str, Any] | None = None
+
+    def _set(self, values: dict[str, Any] | None) -> None:
+        """Used by the python task host; ``None`` means read ``$ORDO_INPUTS`` again."""
+        self._given = values
 
     def _data(self) -> dict[str, Any]:
-        if self.values is None:
-            self.values = json.loads(os.environ.get("ORDO_INPUTS", "{}"))
-        return self.values
+        if self._given is None:
+            self._given = json.loads(os.environ.get("ORDO_INPUTS", "{}"))
+        return self._given
 
     def __getitem__(self, key: str) -> Any:
         return self._data()[key]

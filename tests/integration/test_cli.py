@@ -29,7 +29,9 @@ def write(path: Path, text: str) -> Path:
 
 @pytest.fixture
 def hello(tmp_path: Path) -> Path:
-    return write(tmp_path / "hello.yaml", """
+    return write(
+        tmp_path / "hello.yaml",
+        """
         id: hello
         inputs:
           who: {type: string, default: world}
@@ -37,12 +39,15 @@ def hello(tmp_path: Path) -> Path:
         tasks:
           - id: greet
             type: shell
-            command: 'echo "hello {{ inputs.who }}"; echo times={{ inputs.times }} >> "$ORDO_OUTPUTS"'
+            command: >-
+              echo "hello {{ inputs.who }}";
+              echo times={{ inputs.times }} >> "$ORDO_OUTPUTS"
           - id: shout
             type: shell
             command: 'echo "{{ outputs.greet.times }}" | tr 1 X'
             depends_on: [greet]
-    """)
+    """,
+    )
 
 
 def test_run_succeeds_prints_summary_and_exits_0(
@@ -58,11 +63,14 @@ def test_run_succeeds_prints_summary_and_exits_0(
 def test_run_of_failing_flow_exits_1_and_show_explains(
     ordo_cmd: list[str], ordo_env: dict[str, str], tmp_path: Path
 ) -> None:
-    flow = write(tmp_path / "bad.yaml", """
+    flow = write(
+        tmp_path / "bad.yaml",
+        """
         id: bad
         tasks:
           - {id: missing, type: shell, command: "no-such-command-xyz"}
-    """)
+    """,
+    )
     result = ordo(ordo_cmd, ordo_env, "run", str(flow))
     assert result.returncode == 1
     shown = ordo(ordo_cmd, ordo_env, "executions", "show", "1")
@@ -75,17 +83,20 @@ def test_run_of_failing_flow_exits_1_and_show_explains(
 def test_invalid_flow_exits_2_with_file_line_and_no_traceback(
     ordo_cmd: list[str], ordo_env: dict[str, str], tmp_path: Path
 ) -> None:
-    flow = write(tmp_path / "typo.yaml", """
+    flow = write(
+        tmp_path / "typo.yaml",
+        """
         id: typo
         tasks:
           - id: a
             type: shell
             comand: "true"
-    """)
+    """,
+    )
     for verb in ("run", "validate"):
         result = ordo(ordo_cmd, ordo_env, verb, str(flow))
         assert result.returncode == 2
-        assert f"{flow}:4" in result.stderr
+        assert f"{flow}:5:5: tasks[0].comand: unknown key" in result.stderr
         assert "comand" in result.stderr and "command" in result.stderr
         assert "Traceback" not in result.stderr
 
@@ -154,15 +165,24 @@ def test_unknown_execution_is_a_clear_error(ordo_cmd: list[str], ordo_env: dict[
 def test_kill_9_mid_run_leaves_a_consistent_store(
     ordo_cmd: list[str], ordo_env: dict[str, str], tmp_path: Path
 ) -> None:
-    flow = write(tmp_path / "long.yaml", """
+    flow = write(
+        tmp_path / "long.yaml",
+        """
         id: long
         tasks:
           - {id: quick, type: shell, command: "echo fast"}
-          - {id: slow, type: shell, command: "echo started > slow.txt; sleep 30", depends_on: [quick]}
-    """)
+          - id: slow
+            type: shell
+            command: "echo started > slow.txt; sleep 30"
+            depends_on: [quick]
+    """,
+    )
     proc = subprocess.Popen(
-        [*ordo_cmd, "run", str(flow)], env=ordo_env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
+        [*ordo_cmd, "run", str(flow)],
+        env=ordo_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 20
     while not (tmp_path / "slow.txt").exists():
@@ -175,9 +195,7 @@ def test_kill_9_mid_run_leaves_a_consistent_store(
     assert db.execute("SELECT state FROM executions").fetchall() == [("RUNNING",)]
     states = db.execute("SELECT task_id, state FROM task_runs ORDER BY id").fetchall()
     assert states == [("quick", "SUCCESS"), ("slow", "RUNNING")]
-    lease = db.execute(
-        "SELECT lease_expires_at FROM attempts WHERE state = 'RUNNING'"
-    ).fetchone()
+    lease = db.execute("SELECT lease_expires_at FROM attempts WHERE state = 'RUNNING'").fetchone()
     assert lease is not None and lease[0] > time.time() - 1
     db.close()
     shown = ordo(ordo_cmd, ordo_env, "executions", "show", "1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,17 @@ def run_flow(
 ) -> tuple[int, State]:
     path = folder / "flow.yaml"
     path.write_text(textwrap.dedent(text))
-    now = clock.now() if clock else 1_800_000_000.0
+    now = clock.now() if clock else time.time()
     revision = engine.register_flow(store, path, now)
-    ex_id = engine.start_execution(store, revision, inputs or {}, clock.now() if clock else now)
+    ex_id = engine.start_execution(store, revision, inputs or {}, now)
     settings = WorkerSettings(slots=slots, kill_grace=1.0)
-    worker = Worker(store, make_runners(slots), settings=settings, clock=clock, env={"PATH": "/usr/bin:/bin", "HOME": str(folder)})
+    worker = Worker(
+        store,
+        make_runners(slots),
+        settings=settings,
+        clock=clock,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(folder)},
+    )
     try:
         return ex_id, worker.run_execution(ex_id)
     finally:
@@ -58,7 +65,10 @@ def test_outputs_flow_from_shell_to_python_through_templates(store: Store, tmp_p
         "    print('doubling', n)\n"
         "    return {'value': n * 2, 'label': label}\n"
     )
-    ex_id, final = run_flow(store, tmp_path, """
+    ex_id, final = run_flow(
+        store,
+        tmp_path,
+        """
         id: pass-values
         inputs:
           name: {type: string, default: world}
@@ -72,7 +82,8 @@ def test_outputs_flow_from_shell_to_python_through_templates(store: Store, tmp_p
             function: steps:double
             with: {n: "{{ vars.n }}", label: "x-{{ execution.id }}"}
             depends_on: [count]
-    """)
+    """,
+    )
     assert final is State.SUCCESS
     outputs = store.outputs(ex_id)
     assert outputs["count"] == {"n": 21}
@@ -85,14 +96,19 @@ def test_outputs_flow_from_shell_to_python_through_templates(store: Store, tmp_p
 
 def test_flaky_task_succeeds_on_retry_after_its_delay(store: Store, tmp_path: Path) -> None:
     clock = FakeClock()
-    ex_id, final = run_flow(store, tmp_path, """
+    ex_id, final = run_flow(
+        store,
+        tmp_path,
+        """
         id: flaky
         tasks:
           - id: flaky
             type: shell
             command: '[ "$ORDO_ATTEMPT" -ge 2 ] || exit 75'
             retry: {attempts: 3, delay: 1m, on_exit_codes: [75]}
-    """, clock=clock)
+    """,
+        clock=clock,
+    )
     assert final is State.SUCCESS
     first, second = store.attempts(ex_id)
     assert (first.state, first.exit_code, second.state) == (State.FAILED, 75, State.SUCCESS)
@@ -101,7 +117,10 @@ def test_flaky_task_succeeds_on_retry_after_its_delay(store: Store, tmp_path: Pa
 
 
 def test_retries_stop_after_attempts_and_task_fails(store: Store, tmp_path: Path) -> None:
-    ex_id, final = run_flow(store, tmp_path, """
+    ex_id, final = run_flow(
+        store,
+        tmp_path,
+        """
         id: always-fails
         tasks:
           - id: bad
@@ -112,7 +131,8 @@ def test_retries_stop_after_attempts_and_task_fails(store: Store, tmp_path: Path
             type: shell
             command: "true"
             depends_on: [bad]
-    """)
+    """,
+    )
     assert final is State.FAILED
     assert [a.exit_code for a in store.attempts(ex_id)] == [3, 3, 3]
     task_runs = runs(store, ex_id)
@@ -124,14 +144,18 @@ def test_retries_stop_after_attempts_and_task_fails(store: Store, tmp_path: Path
 def test_task_timeout_kills_the_process_and_fails_with_reason_timeout(
     store: Store, tmp_path: Path
 ) -> None:
-    ex_id, final = run_flow(store, tmp_path, """
+    ex_id, final = run_flow(
+        store,
+        tmp_path,
+        """
         id: slow
         tasks:
           - id: sleepy
             type: shell
             command: sleep 30
             timeout: 300ms
-    """)
+    """,
+    )
     assert final is State.FAILED
     (attempt,) = store.attempts(ex_id)
     assert attempt.reason == "timeout"
@@ -139,7 +163,10 @@ def test_task_timeout_kills_the_process_and_fails_with_reason_timeout(
 
 
 def test_execution_timeout_stops_running_and_skips_the_rest(store: Store, tmp_path: Path) -> None:
-    ex_id, final = run_flow(store, tmp_path, """
+    ex_id, final = run_flow(
+        store,
+        tmp_path,
+        """
         id: too-long
         timeout: 500ms
         tasks:
@@ -150,7 +177,8 @@ def test_execution_timeout_stops_running_and_skips_the_rest(store: Store, tmp_pa
             type: shell
             command: "true"
             depends_on: [first]
-    """)
+    """,
+    )
     assert final is State.FAILED
     task_runs = runs(store, ex_id)
     assert task_runs["first"].state is State.FAILED
@@ -161,7 +189,10 @@ def test_execution_timeout_stops_running_and_skips_the_rest(store: Store, tmp_pa
 
 
 def test_missing_reference_fails_the_task_naming_it(store: Store, tmp_path: Path) -> None:
-    ex_id, final = run_flow(store, tmp_path, """
+    ex_id, final = run_flow(
+        store,
+        tmp_path,
+        """
         id: bad-ref
         tasks:
           - id: a
@@ -171,7 +202,8 @@ def test_missing_reference_fails_the_task_naming_it(store: Store, tmp_path: Path
             type: shell
             command: "echo {{ outputs.a.missing }}"
             depends_on: [a]
-    """)
+    """,
+    )
     assert final is State.FAILED
     (_, attempt) = store.attempts(ex_id)
     assert attempt.reason == "template"
@@ -180,7 +212,10 @@ def test_missing_reference_fails_the_task_naming_it(store: Store, tmp_path: Path
 
 
 def test_allowed_failure_ends_warning_and_dependents_run(store: Store, tmp_path: Path) -> None:
-    ex_id, final = run_flow(store, tmp_path, """
+    ex_id, final = run_flow(
+        store,
+        tmp_path,
+        """
         id: soft
         tasks:
           - id: optional
@@ -191,19 +226,25 @@ def test_allowed_failure_ends_warning_and_dependents_run(store: Store, tmp_path:
             type: shell
             command: echo done
             depends_on: [optional]
-    """)
+    """,
+    )
     assert final is State.WARNING
     assert runs(store, ex_id)["after"].state is State.SUCCESS
 
 
 def test_independent_tasks_run_in_parallel(store: Store, tmp_path: Path) -> None:
-    ex_id, final = run_flow(store, tmp_path, """
+    ex_id, final = run_flow(
+        store,
+        tmp_path,
+        """
         id: fan
         tasks:
           - {id: a, type: shell, command: "sleep 0.3"}
           - {id: b, type: shell, command: "sleep 0.3"}
           - {id: c, type: shell, command: "sleep 0.3"}
-    """, slots=3)
+    """,
+        slots=3,
+    )
     assert final is State.SUCCESS
     attempts = store.attempts(ex_id)
     latest_start = max(a.started_at for a in attempts)
@@ -212,11 +253,15 @@ def test_independent_tasks_run_in_parallel(store: Store, tmp_path: Path) -> None
 
 
 def test_cpu_and_memory_of_each_attempt_are_recorded(store: Store, tmp_path: Path) -> None:
-    ex_id, final = run_flow(store, tmp_path, """
+    ex_id, final = run_flow(
+        store,
+        tmp_path,
+        """
         id: measure
         tasks:
           - {id: busy, type: shell, command: "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"}
-    """)
+    """,
+    )
     assert final is State.SUCCESS
     (attempt,) = store.attempts(ex_id)
     assert attempt.cpu_seconds is not None and attempt.cpu_seconds > 0

@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return inspect.command(args, environ)
     except OrdoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"error: {line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -25,14 +25,42 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FUNCTION_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
-TOP_KEYS = ("id", "namespace", "description", "labels", "inputs", "vars", "defaults",
-            "timeout", "sequential", "continue_on_error", "tasks")
+TOP_KEYS = (
+    "id",
+    "namespace",
+    "description",
+    "labels",
+    "inputs",
+    "vars",
+    "defaults",
+    "timeout",
+    "sequential",
+    "continue_on_error",
+    "tasks",
+)
 INPUT_KEYS = ("type", "default", "required", "description")
 DEFAULT_KEYS = ("retry", "timeout")
-RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter", "on_exit_codes",
-              "on_timeout", "budget")
-COMMON_KEYS = ("id", "type", "description", "depends_on", "with", "env", "retry", "timeout",
-               "allow_failure")
+RETRY_KEYS = (
+    "attempts",
+    "delay",
+    "backoff",
+    "max_delay",
+    "jitter",
+    "on_exit_codes",
+    "on_timeout",
+    "budget",
+)
+COMMON_KEYS = (
+    "id",
+    "type",
+    "description",
+    "depends_on",
+    "with",
+    "env",
+    "retry",
+    "timeout",
+    "allow_failure",
+)
 TYPE_KEYS: Mapping[str, tuple[str, ...]] = {
     "shell": ("command", "cwd", "inherit_env"),
     "python": ("function", "script", "cwd", "inherit_env"),
@@ -148,11 +176,17 @@ class _Checker:
                 hint = difflib.get_close_matches(str(key), allowed, n=1)
                 tip = f" (did you mean '{hint[0]}'?)" if hint else ""
                 where = f"{field}." if field else ""
-                self.problem(f"unknown key '{key}'{tip}; allowed: {', '.join(allowed)}",
-                             f"{where}{key}", node, ("key", key))
+                self.problem(
+                    f"unknown key '{key}'{tip}; allowed: {', '.join(allowed)}",
+                    f"{where}{key}",
+                    node,
+                    ("key", key),
+                )
 
     # -- typed getters ---------------------------------------------------------------
-    def get(self, node: Mapping[str, Any], key: str, kind: str, field: str, default: Any = None) -> Any:
+    def get(
+        self, node: Mapping[str, Any], key: str, kind: str, field: str, default: Any = None
+    ) -> Any:
         if key not in node:
             return default
         value = node[key]
@@ -182,8 +216,12 @@ class _Checker:
         vars_ = self.get(root, "vars", "map", "") or {}
         for name in vars_:
             if not NAME_RE.match(name):
-                self.problem(f"a var name must match {NAME_RE.pattern}, found {name!r}",
-                             f"vars.{name}", root.get("vars"), ("key", name))
+                self.problem(
+                    f"a var name must match {NAME_RE.pattern}, found {name!r}",
+                    f"vars.{name}",
+                    root.get("vars"),
+                    ("key", name),
+                )
         self.templates(vars_, "vars", root, "vars")
         retry, timeout = self.defaults(root)
         sequential = bool(self.get(root, "sequential", "bool", "", False))
@@ -192,15 +230,23 @@ class _Checker:
             return None
         self.problems.extend(graph.check_graph(tasks, self.path))
         return Flow(
-            id=flow_id, namespace=namespace, tasks=tuple(tasks),
+            id=flow_id,
+            namespace=namespace,
+            tasks=tuple(tasks),
             description=self.get(root, "description", "str", "", "") or "",
-            labels=labels, inputs=tuple(inputs), vars=vars_, sequential=sequential,
+            labels=labels,
+            inputs=tuple(inputs),
+            vars=vars_,
+            sequential=sequential,
             timeout=self.get(root, "timeout", "duration", ""),
             continue_on_error=bool(self.get(root, "continue_on_error", "bool", "", False)),
-            base_dir=os.path.dirname(self.path), path=self.path,
+            base_dir=os.path.dirname(self.path),
+            path=self.path,
         )
 
-    def identifier(self, node: Mapping[str, Any], key: str, field: str, required: bool = False) -> str | None:
+    def identifier(
+        self, node: Mapping[str, Any], key: str, field: str, required: bool = False
+    ) -> str | None:
         if key not in node:
             if required:
                 self.problem(f"missing required key '{key}'", field, node, None)
@@ -222,16 +268,24 @@ class _Checker:
         for name, spec in node.items():
             field = f"inputs.{name}"
             if not NAME_RE.match(str(name)):
-                self.problem(f"an input name must match {NAME_RE.pattern}, found {name!r}",
-                             field, node, ("key", name))
+                self.problem(
+                    f"an input name must match {NAME_RE.pattern}, found {name!r}",
+                    field,
+                    node,
+                    ("key", name),
+                )
             if not isinstance(spec, Mapping):
                 self.expect("a mapping like {type: string, default: ...}", field, spec, node, name)
                 continue
             self.keys(spec, INPUT_KEYS, field)
             kind = self.get(spec, "type", "str", field, "string")
             if kind not in INPUT_TYPES:
-                self.problem(f"expected one of {', '.join(INPUT_TYPES)}, found {kind!r}",
-                             f"{field}.type", spec, "type")
+                self.problem(
+                    f"expected one of {', '.join(INPUT_TYPES)}, found {kind!r}",
+                    f"{field}.type",
+                    spec,
+                    "type",
+                )
                 continue
             default = plain(spec.get("default"))
             if default is not None:
@@ -239,9 +293,15 @@ class _Checker:
                     default = convert_input(kind, default)
                 except ValueError as exc:
                     self.problem(str(exc), f"{field}.default", spec, "default")
-            specs.append(InputSpec(str(name), kind, default,
-                                   bool(self.get(spec, "required", "bool", field, False)),
-                                   self.get(spec, "description", "str", field, "") or ""))
+            specs.append(
+                InputSpec(
+                    str(name),
+                    kind,
+                    default,
+                    bool(self.get(spec, "required", "bool", field, False)),
+                    self.get(spec, "description", "str", field, "") or "",
+                )
+            )
         return specs
 
     def defaults(self, root: Mapping[str, Any]) -> tuple[dict[str, Any], float | None]:
@@ -265,17 +325,26 @@ class _Checker:
             return {}
         self.keys(spec, RETRY_KEYS, name)
         found: dict[str, Any] = {}
-        for key, kind in (("attempts", "positive_int"), ("delay", "duration"),
-                          ("backoff", "positive_number"), ("max_delay", "duration"),
-                          ("jitter", "fraction"), ("on_exit_codes", "int_list"),
-                          ("on_timeout", "bool"), ("budget", "duration")):
+        for key, kind in (
+            ("attempts", "positive_int"),
+            ("delay", "duration"),
+            ("backoff", "positive_number"),
+            ("max_delay", "duration"),
+            ("jitter", "fraction"),
+            ("on_exit_codes", "int_list"),
+            ("on_timeout", "bool"),
+            ("budget", "duration"),
+        ):
             value = self.get(spec, key, kind, name)
             if value is not None:
                 found[key] = value
         return found
 
     def tasks(
-        self, root: Mapping[str, Any], retry: dict[str, Any], timeout: float | None,
+        self,
+        root: Mapping[str, Any],
+        retry: dict[str, Any],
+        timeout: float | None,
         sequential: bool,
     ) -> list[Task] | None:
         node = root.get("tasks")
@@ -299,8 +368,12 @@ class _Checker:
         chained = []
         for i, task in enumerate(tasks):
             if task.depends_on:
-                self.problem("depends_on is not allowed when the flow is sequential: true",
-                             f"tasks[{i}].depends_on", node[i], "depends_on")
+                self.problem(
+                    "depends_on is not allowed when the flow is sequential: true",
+                    f"tasks[{i}].depends_on",
+                    node[i],
+                    "depends_on",
+                )
             deps = (tasks[i - 1].id,) if i else ()
             chained.append(Task(**{**task.__dict__, "depends_on": deps}))
         return chained
@@ -320,9 +393,16 @@ class _Checker:
             else:
                 hint = difflib.get_close_matches(str(kind), TASK_TYPES, n=1)
                 tip = f" (did you mean '{hint[0]}'?)" if hint else ""
-                self.problem(f"unknown task type {describe(kind)}{tip}: expected one of "
-                             f"{', '.join(TASK_TYPES)}", f"{field}.type", node, "type")
-            self.keys(node, (*COMMON_KEYS, *sorted({k for v in TYPE_KEYS.values() for k in v})), field)
+                self.problem(
+                    f"unknown task type {describe(kind)}{tip}: expected one of "
+                    f"{', '.join(TASK_TYPES)}",
+                    f"{field}.type",
+                    node,
+                    "type",
+                )
+            self.keys(
+                node, (*COMMON_KEYS, *sorted({k for v in TYPE_KEYS.values() for k in v})), field
+            )
             return None
         self.keys(node, (*COMMON_KEYS, *TYPE_KEYS[kind]), field)
         spec = {k: plain(node[k]) for k in TYPE_KEYS[kind] if k in node}
@@ -331,19 +411,27 @@ class _Checker:
         if isinstance(deps, str):
             deps = [deps]
         if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
-            self.expect("a task id or a list of task ids", f"{field}.depends_on", deps, node, "depends_on")
+            self.expect(
+                "a task id or a list of task ids", f"{field}.depends_on", deps, node, "depends_on"
+            )
             deps = []
         with_ = self.get(node, "with", "map", field) or {}
-        env = {k: v if isinstance(v, str) else json.dumps(v)
-               for k, v in (self.get(node, "env", "scalar_map", field) or {}).items()}
+        env = {
+            k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in (self.get(node, "env", "scalar_map", field) or {}).items()
+        }
         self.templates({**spec, "with": with_, "env": env}, field, node, None)
         line = node.lc.line + 1 if hasattr(node, "lc") else None
         if task_id is None:
             return None
         return Task(
-            id=task_id, type=kind, spec=spec,
+            id=task_id,
+            type=kind,
+            spec=spec,
             description=self.get(node, "description", "str", field, "") or "",
-            depends_on=tuple(str(d) for d in deps), with_=with_, env=env,
+            depends_on=tuple(str(d) for d in deps),
+            with_=with_,
+            env=env,
             retry=RetryPolicy.from_dict({**retry, **self.retry(node, field)}),
             timeout=self.get(node, "timeout", "duration", field, timeout),
             allow_failure=bool(self.get(node, "allow_failure", "bool", field, False)),
@@ -359,22 +447,35 @@ class _Checker:
             given = [k for k in one_of if k in node]
             if len(given) != 1:
                 found = "both" if given else "neither"
-                self.problem(f"a {kind} task needs exactly one of {one_of[0]} or {one_of[1]}, "
-                             f"found {found}", field, node, None)
+                self.problem(
+                    f"a {kind} task needs exactly one of {one_of[0]} or {one_of[1]}, found {found}",
+                    field,
+                    node,
+                    None,
+                )
         for key in {"shell": ("command",), "sql": ("url",), "http": ("url",)}.get(kind, ()):
             if key not in node:
-                self.problem(f"missing required key '{key}' for a {kind} task", f"{field}.{key}",
-                             node, None)
+                self.problem(
+                    f"missing required key '{key}' for a {kind} task", f"{field}.{key}", node, None
+                )
         if kind == "http" and "json" in node and "body" in node:
             self.problem("give json or body, not both", field, node, "body")
         function = node.get("function")
         if isinstance(function, str) and not FUNCTION_RE.match(function):
-            self.problem(f"expected module:function (like etl.steps:transform), found {function!r}",
-                         f"{field}.function", node, "function")
+            self.problem(
+                f"expected module:function (like etl.steps:transform), found {function!r}",
+                f"{field}.function",
+                node,
+                "function",
+            )
         method = node.get("method")
         if isinstance(method, str) and method.upper() not in HTTP_METHODS:
-            self.problem(f"expected one of {', '.join(HTTP_METHODS)}, found {method!r}",
-                         f"{field}.method", node, "method")
+            self.problem(
+                f"expected one of {', '.join(HTTP_METHODS)}, found {method!r}",
+                f"{field}.method",
+                node,
+                "method",
+            )
 
     def templates(self, values: Mapping[str, Any], field: str, node: Any, key: Any) -> None:
         for name, value in values.items():
@@ -411,36 +512,77 @@ _KINDS: Mapping[str, tuple[Any, str]] = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "map": (lambda v: isinstance(v, Mapping), "a mapping"),
     "scalar_map": (
-        lambda v: isinstance(v, Mapping)
-        and all(isinstance(x, str | int | float | bool) for x in v.values()),
+        lambda v: (
+            isinstance(v, Mapping)
+            and all(isinstance(x, str | int | float | bool) for x in v.values())
+        ),
         "a mapping of names to strings",
     ),
-    "duration": (lambda v: _is_number(v) or isinstance(v, str), "a duration like 500ms, 2s, 1m, 1h"),
-    "positive_int": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                     "a whole number of at least 1"),
+    "duration": (
+        lambda v: _is_number(v) or isinstance(v, str),
+        "a duration like 500ms, 2s, 1m, 1h",
+    ),
+    "positive_int": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "a whole number of at least 1",
+    ),
     "positive_number": (lambda v: _is_number(v) and v > 0, "a number above 0"),
     "fraction": (lambda v: _is_number(v) and 0 <= v <= 1, "a number from 0 to 1"),
-    "int_list": (lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v),
-                 "a list of whole numbers"),
-    "command": (lambda v: (isinstance(v, str) and v.strip() != "")
-                or (isinstance(v, list) and v != [] and all(isinstance(x, str) for x in v)),
-                "a command string or a list of strings"),
-    "str_or_list": (lambda v: isinstance(v, bool | list) and (isinstance(v, bool) or all(isinstance(x, str) for x in v)),
-                    "true, false or a list of variable names"),
+    "int_list": (
+        lambda v: (
+            isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+        ),
+        "a list of whole numbers",
+    ),
+    "command": (
+        lambda v: (
+            (isinstance(v, str) and v.strip() != "")
+            or (isinstance(v, list) and v != [] and all(isinstance(x, str) for x in v))
+        ),
+        "a command string or a list of strings",
+    ),
+    "str_or_list": (
+        lambda v: (
+            isinstance(v, bool | list)
+            and (isinstance(v, bool) or all(isinstance(x, str) for x in v))
+        ),
+        "true, false or a list of variable names",
+    ),
     "params": (lambda v: isinstance(v, list | Mapping), "a list or a mapping of parameters"),
-    "status": (lambda v: (isinstance(v, int) and not isinstance(v, bool))
-               or (isinstance(v, list) and all(isinstance(x, int) for x in v)),
-               "a status code or a list of them"),
+    "status": (
+        lambda v: (
+            (isinstance(v, int) and not isinstance(v, bool))
+            or (isinstance(v, list) and all(isinstance(x, int) for x in v))
+        ),
+        "a status code or a list of them",
+    ),
     "any": (lambda v: True, "a value"),
 }
 
 _TYPE_RULES: Mapping[str, tuple[tuple[str, str], ...]] = {
     "shell": (("command", "command"), ("cwd", "str"), ("inherit_env", "str_or_list")),
-    "python": (("function", "str"), ("script", "str"), ("cwd", "str"), ("inherit_env", "str_or_list")),
-    "sql": (("url", "str"), ("query", "str"), ("script", "str"), ("params", "params"),
-            ("max_rows", "positive_int")),
-    "http": (("method", "str"), ("url", "str"), ("headers", "scalar_map"), ("json", "any"),
-             ("body", "any"), ("params", "scalar_map"), ("expect_status", "status")),
+    "python": (
+        ("function", "str"),
+        ("script", "str"),
+        ("cwd", "str"),
+        ("inherit_env", "str_or_list"),
+    ),
+    "sql": (
+        ("url", "str"),
+        ("query", "str"),
+        ("script", "str"),
+        ("params", "params"),
+        ("max_rows", "positive_int"),
+    ),
+    "http": (
+        ("method", "str"),
+        ("url", "str"),
+        ("headers", "scalar_map"),
+        ("json", "any"),
+        ("body", "any"),
+        ("params", "scalar_map"),
+        ("expect_status", "status"),
+    ),
 }
 
 _TRUE = ("true", "yes", "1", "on")
@@ -493,14 +635,24 @@ def coerce_inputs(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
             hint = difflib.get_close_matches(name, list(declared), n=1)
             tip = f" (did you mean '{hint[0]}'?)" if hint else ""
             known = ", ".join(declared) or "none"
-            problems.append(Problem(f"unknown input '{name}'{tip}; declared inputs: {known}",
-                                    flow.path, field=f"inputs.{name}"))
+            problems.append(
+                Problem(
+                    f"unknown input '{name}'{tip}; declared inputs: {known}",
+                    flow.path,
+                    field=f"inputs.{name}",
+                )
+            )
     values: dict[str, Any] = {}
     for name, spec in declared.items():
         if name not in given:
             if spec.required and spec.default is None:
-                problems.append(Problem(f"input '{name}' is required ({spec.type})", flow.path,
-                                        field=f"inputs.{name}"))
+                problems.append(
+                    Problem(
+                        f"input '{name}' is required ({spec.type})",
+                        flow.path,
+                        field=f"inputs.{name}",
+                    )
+                )
             values[name] = spec.default
             continue
         try:

@@ -27,20 +27,34 @@ class HttpRunner:
         try:
             with httpx.Client(timeout=ctx.timeout or 30.0) as client:
                 response = client.request(
-                    method, url, headers=f.get("headers"), params=f.get("params"),
-                    json=f.get("json"), content=_body(f.get("body")),
+                    method,
+                    url,
+                    headers=f.get("headers"),
+                    params=f.get("params"),
+                    json=f.get("json"),
+                    content=_body(f.get("body")),
                 )
         except httpx.TimeoutException:
-            return Outcome(State.FAILED, reason="timeout", error=f"timed out after {ctx.timeout or 30:g}s: {method} {url}")
+            return Outcome(
+                State.FAILED,
+                reason="timeout",
+                error=f"timed out after {ctx.timeout or 30:g}s: {method} {url}",
+            )
         except httpx.HTTPError as exc:
-            return Outcome(State.FAILED, reason="error", error=f"cannot {method} {url}: {_why(exc)}")
+            return Outcome(
+                State.FAILED, reason="error", error=f"cannot {method} {url}: {_why(exc)}"
+            )
         ctx.log("stdout", f"{response.status_code} {response.reason_phrase}")
         outputs = _outputs(response)
         ok = response.status_code in expect if expect else 200 <= response.status_code < 300
         if not ok:
             wanted = ", ".join(map(str, expect)) if expect else "2xx"
-            return Outcome(State.FAILED, reason="status", outputs=outputs,
-                           error=f"expected status {wanted}; got {response.status_code}")
+            return Outcome(
+                State.FAILED,
+                reason="status",
+                outputs=outputs,
+                error=f"expected status {wanted}; got {response.status_code}",
+            )
         return Outcome(State.SUCCESS, outputs=outputs)
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ line (never held whole) and a timeout or cancel is noticed within 50 ms.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -179,8 +180,13 @@ def run_process(
     """Run ``argv`` in its own session, streaming its lines to ``ctx.log``, until it
     ends, times out (``ctx.timeout``) or is cancelled (``ctx.cancel``)."""
     proc = subprocess.Popen(
-        list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True,
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     tail: deque[str] = deque(maxlen=5)
     assert proc.stdout is not None and proc.stderr is not None
@@ -209,7 +215,8 @@ def _reaped(pid: int) -> bool:
     if done == 0:
         return False
     _EXITED[pid] = Finished(
-        os.waitstatus_to_exitcode(status), cpu_seconds=usage.ru_utime + usage.ru_stime,
+        os.waitstatus_to_exitcode(status),
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
         peak_rss_kb=usage.ru_maxrss,
     )
     return True
@@ -267,7 +274,8 @@ def _finish(pid: int, result: Finished, grace: float) -> Finished:
     else:
         _, status, usage = os.wait4(pid, 0)
         done = Finished(
-            os.waitstatus_to_exitcode(status), cpu_seconds=usage.ru_utime + usage.ru_stime,
+            os.waitstatus_to_exitcode(status),
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
             peak_rss_kb=usage.ru_maxrss,
         )
     done.timed_out, done.cancelled = result.timed_out, result.cancelled
@@ -287,7 +295,5 @@ def kill_tree(pid: int, grace: float) -> None:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

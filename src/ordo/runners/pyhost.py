@@ -72,7 +72,7 @@ def execute(request: dict[str, Any]) -> dict[str, Any]:
         except ImportError:
             this = None
     if this is not None:
-        this.inputs.values = with_
+        this.inputs._set(with_)
     if request.get("script"):
         return run_script(request["script"])
     func = load_function(request["function"])
@@ -80,13 +80,18 @@ def execute(request: dict[str, Any]) -> dict[str, Any]:
     if result is None:
         return {"ok": True, "result": {}}
     if not isinstance(result, dict):
-        return {"ok": False, "error": f"function {request['function']} returned "
-                f"{type(result).__name__}, expected a dict of outputs or None"}
+        return {
+            "ok": False,
+            "error": f"function {request['function']} returned "
+            f"{type(result).__name__}, expected a dict of outputs or None",
+        }
     try:
         json.dumps(result)
     except (TypeError, ValueError) as exc:
-        return {"ok": False, "error": f"function {request['function']} returned outputs "
-                f"that are not JSON: {exc}"}
+        return {
+            "ok": False,
+            "error": f"function {request['function']} returned outputs that are not JSON: {exc}",
+        }
     return {"ok": True, "result": result}
 
 
@@ -115,8 +120,10 @@ def load_function(target: str) -> Any:
         module = importlib.import_module(module_name)
         module = fresh(module)
     except Exception as exc:
-        raise LoadError(f"cannot import module '{module_name}' (from function '{target}'): "
-                        f"{type(exc).__name__}: {exc}") from exc
+        raise LoadError(
+            f"cannot import module '{module_name}' (from function '{target}'): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     func = getattr(module, func_name, None)
     if not callable(func):
         names = [n for n in dir(module) if not n.startswith("_")]
@@ -150,10 +157,14 @@ def failure(exc: BaseException) -> dict[str, Any]:
         if code == 0:
             return {"ok": True, "result": {}}
         return {"ok": False, "exit_code": code, "error": f"exit code {code}"}
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.endswith(_HOST_FILES)]
-    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames),
-             *traceback.format_exception_only(type(exc), exc)]
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.endswith(_HOST_FILES)
+    ]
+    lines = [
+        "Traceback (most recent call last):\n",
+        *traceback.format_list(frames),
+        *traceback.format_exception_only(type(exc), exc),
+    ]
     sys.stderr.write("".join(lines))
     last = traceback.format_exception_only(type(exc), exc)[-1].strip()
     return {"ok": False, "error": last}

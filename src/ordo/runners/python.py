@@ -16,11 +16,11 @@ from ordo.model import Outcome, State
 from ordo.runners import pyhost
 from ordo.runners.base import RunContext
 from ordo.runners.process import (
+    _EXITED,
     AttemptFiles,
     Finished,
     LineSplitter,
     OutputFileError,
-    _EXITED,
     _reaped,
     child_env,
     kill_tree,
@@ -53,15 +53,20 @@ class Host:
         read_fd, write_fd = os.pipe()
         self.proc = subprocess.Popen(
             [sys.executable, pyhost.__file__, str(write_fd)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(write_fd,), start_new_session=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(write_fd,),
+            start_new_session=True,
         )
         os.close(write_fd)
         self.reply_fd = read_fd
         self.seq = 0
         self.alive = True
 
-    def call(self, request: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any] | None, Finished]:
+    def call(
+        self, request: dict[str, Any], ctx: RunContext
+    ) -> tuple[dict[str, Any] | None, Finished]:
         """Send one request and stream the task's lines until its reply and end markers."""
         self.seq += 1
         request["seq"] = self.seq
@@ -89,7 +94,10 @@ class Host:
             self.alive = False
             return None, Finished(None)
         finished = pump(
-            self.proc.pid, streams, ctx, lambda: _reaped(self.proc.pid),
+            self.proc.pid,
+            streams,
+            ctx,
+            lambda: _reaped(self.proc.pid),
             until=lambda: replies.reply is not None and len(ended) == 2,
         )
         if finished.timed_out or finished.cancelled or replies.reply is None:
@@ -150,8 +158,11 @@ class PythonRunner:
             files.remove()
 
     def _request(self, ctx: RunContext, files: AttemptFiles) -> dict[str, Any]:
-        env = child_env(ctx.fields.get("inherit_env", True), self.environ,
-                        {**ctx.env, **files.env(ctx), "ORDO_INPUTS": json.dumps(dict(ctx.with_))})
+        env = child_env(
+            ctx.fields.get("inherit_env", True),
+            self.environ,
+            {**ctx.env, **files.env(ctx), "ORDO_INPUTS": json.dumps(dict(ctx.with_))},
+        )
         script = ctx.fields.get("script")
         return {
             "function": ctx.fields.get("function"),
@@ -163,25 +174,41 @@ class PythonRunner:
         }
 
     def _outcome(
-        self, reply: dict[str, Any] | None, finished: Finished, files: AttemptFiles,
-        ctx: RunContext, host: Host,
+        self,
+        reply: dict[str, Any] | None,
+        finished: Finished,
+        files: AttemptFiles,
+        ctx: RunContext,
+        host: Host,
     ) -> Outcome:
         if finished.timed_out:
-            return Outcome(State.FAILED, reason="timeout", error=f"timed out after {ctx.timeout:g}s")
+            return Outcome(
+                State.FAILED, reason="timeout", error=f"timed out after {ctx.timeout:g}s"
+            )
         if finished.cancelled:
             return Outcome(State.KILLED, reason="killed", error="killed on request")
         if reply is None:
             code = host.proc.returncode
-            return Outcome(State.FAILED, reason="error",
-                           error=f"the python process ended unexpectedly (exit code {code})")
+            return Outcome(
+                State.FAILED,
+                reason="error",
+                error=f"the python process ended unexpectedly (exit code {code})",
+            )
         usage: dict[str, Any] = {"cpu_seconds": reply.get("cpu"), "peak_rss_kb": reply.get("rss")}
         try:
             outputs, metrics = files.read()
         except OutputFileError as exc:
             return Outcome(State.FAILED, reason="error", error=str(exc), **usage)
         if not reply["ok"]:
-            return Outcome(State.FAILED, exit_code=reply.get("exit_code"), reason="error",
-                           error=reply.get("error"), outputs=outputs, metrics=metrics, **usage)
+            return Outcome(
+                State.FAILED,
+                exit_code=reply.get("exit_code"),
+                reason="error",
+                error=reply.get("error"),
+                outputs=outputs,
+                metrics=metrics,
+                **usage,
+            )
         outputs.update(reply.get("result") or {})
         return Outcome(State.SUCCESS, exit_code=0, outputs=outputs, metrics=metrics, **usage)
 

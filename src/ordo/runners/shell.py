@@ -26,15 +26,20 @@ class ShellRunner:
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
         files = AttemptFiles()
         try:
-            env = child_env(ctx.fields.get("inherit_env", True), self.environ,
-                            {**ctx.env, **files.env(ctx)})
+            env = child_env(
+                ctx.fields.get("inherit_env", True), self.environ, {**ctx.env, **files.env(ctx)}
+            )
             cwd = working_dir(ctx)
             if not os.path.isdir(cwd):
-                return Outcome(State.FAILED, reason="error", error=f"working directory not found: {cwd}")
+                return Outcome(
+                    State.FAILED, reason="error", error=f"working directory not found: {cwd}"
+                )
             try:
                 finished = run_process(argv, cwd=cwd, env=env, ctx=ctx)
             except OSError as exc:
-                return Outcome(State.FAILED, reason="error", error=f"cannot start {argv[0]}: {exc.strerror}")
+                return Outcome(
+                    State.FAILED, reason="error", error=f"cannot start {argv[0]}: {exc.strerror}"
+                )
             return process_outcome(finished, files, ctx, argv)
         finally:
             files.remove()
@@ -47,20 +52,34 @@ def process_outcome(
     finished: Finished, files: AttemptFiles, ctx: RunContext, argv: list[str]
 ) -> Outcome:
     """Turn how a process ended, and the files it wrote, into an outcome."""
-    usage: dict[str, Any] = {"cpu_seconds": finished.cpu_seconds, "peak_rss_kb": finished.peak_rss_kb}
+    usage: dict[str, Any] = {
+        "cpu_seconds": finished.cpu_seconds,
+        "peak_rss_kb": finished.peak_rss_kb,
+    }
     if finished.timed_out:
-        return Outcome(State.FAILED, reason="timeout", error=f"timed out after {ctx.timeout:g}s", **usage)
+        return Outcome(
+            State.FAILED, reason="timeout", error=f"timed out after {ctx.timeout:g}s", **usage
+        )
     if finished.cancelled:
         return Outcome(State.KILLED, reason="killed", error="killed on request", **usage)
     try:
         outputs, metrics = files.read()
     except OutputFileError as exc:
-        return Outcome(State.FAILED, exit_code=finished.exit_code, reason="error", error=str(exc), **usage)
+        return Outcome(
+            State.FAILED, exit_code=finished.exit_code, reason="error", error=str(exc), **usage
+        )
     code = finished.exit_code
     if code == 0:
         return Outcome(State.SUCCESS, exit_code=0, outputs=outputs, metrics=metrics, **usage)
-    return Outcome(State.FAILED, exit_code=code, reason="exit_code", error=_exit_message(code, finished, argv),
-                   outputs=outputs, metrics=metrics, **usage)
+    return Outcome(
+        State.FAILED,
+        exit_code=code,
+        reason="exit_code",
+        error=_exit_message(code, finished, argv),
+        outputs=outputs,
+        metrics=metrics,
+        **usage,
+    )
 
 
 def _exit_message(code: int | None, finished: Finished, argv: list[str]) -> str:

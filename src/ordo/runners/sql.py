@@ -34,8 +34,11 @@ class SqlRunner:
             return self._sqlite(sqlite_path(url, ctx.base_dir), query, params, many, max_rows, ctx)
         if url.startswith(("postgresql://", "postgres://")):
             return self._postgres(url, query, params, max_rows, ctx)
-        return Outcome(State.FAILED, reason="error",
-                       error=f"unsupported database URL {url!r}: expected sqlite:/// or postgresql://")
+        return Outcome(
+            State.FAILED,
+            reason="error",
+            error=f"unsupported database URL {url!r}: expected sqlite:/// or postgresql://",
+        )
 
     def _text(self, ctx: RunContext) -> tuple[str, str | None]:
         if "query" in ctx.fields:
@@ -57,7 +60,9 @@ class SqlRunner:
         try:
             conn = sqlite3.connect(path, timeout=30)
         except sqlite3.Error as exc:
-            return Outcome(State.FAILED, reason="error", error=f"cannot open SQLite database {path}: {exc}")
+            return Outcome(
+                State.FAILED, reason="error", error=f"cannot open SQLite database {path}: {exc}"
+            )
         timer = _Watch(ctx, conn.interrupt)
         try:
             if many and params is None:
@@ -69,18 +74,24 @@ class SqlRunner:
             conn.commit()
             return Outcome(State.SUCCESS, outputs=outputs)
         except sqlite3.Error as exc:
-            return timer.outcome() or Outcome(State.FAILED, reason="error", error=f"SQL error: {exc}")
+            return timer.outcome() or Outcome(
+                State.FAILED, reason="error", error=f"SQL error: {exc}"
+            )
         finally:
             timer.stop()
             conn.close()
 
-    def _postgres(self, url: str, query: str, params: Any, max_rows: int, ctx: RunContext) -> Outcome:
+    def _postgres(
+        self, url: str, query: str, params: Any, max_rows: int, ctx: RunContext
+    ) -> Outcome:
         import psycopg
 
         try:
             conn = psycopg.connect(url, connect_timeout=10, autocommit=False)
         except psycopg.Error as exc:
-            return Outcome(State.FAILED, reason="error", error=f"cannot connect to PostgreSQL: {exc}".strip())
+            return Outcome(
+                State.FAILED, reason="error", error=f"cannot connect to PostgreSQL: {exc}".strip()
+            )
         timer = _Watch(ctx, conn.cancel)
         try:
             with conn.cursor() as cur:
@@ -90,7 +101,9 @@ class SqlRunner:
             conn.commit()
             return Outcome(State.SUCCESS, outputs=outputs)
         except psycopg.Error as exc:
-            return timer.outcome() or Outcome(State.FAILED, reason="error", error=f"SQL error: {exc}".strip())
+            return timer.outcome() or Outcome(
+                State.FAILED, reason="error", error=f"SQL error: {exc}".strip()
+            )
         finally:
             timer.stop()
             conn.close()
@@ -148,7 +161,9 @@ class _Watch:
 
     def outcome(self) -> Outcome | None:
         if self.why == "timeout":
-            return Outcome(State.FAILED, reason="timeout", error=f"timed out after {self.ctx.timeout:g}s")
+            return Outcome(
+                State.FAILED, reason="timeout", error=f"timed out after {self.ctx.timeout:g}s"
+            )
         if self.why == "killed":
             return Outcome(State.KILLED, reason="killed", error="killed on request")
         return None
