@@ -63,6 +63,7 @@ class Host:
         self.reply_fd = read_fd
         self.seq = 0
         self.alive = True
+        self.stopped = False
 
     def call(
         self, request: dict[str, Any], ctx: RunContext
@@ -105,7 +106,11 @@ class Host:
         return replies.reply, finished
 
     def stop(self, grace: float) -> None:
-        """End the host: politely (end of input) when idle, else by killing its tree."""
+        """End the host: politely (end of input) when idle, else by killing its tree.
+        Safe to call twice."""
+        if self.stopped:
+            return
+        self.stopped = True
         was_alive, self.alive = self.alive, False
         if was_alive and self.proc.stdin is not None:
             try:

@@ -1,0 +1,256 @@
+"""Flow files: parsing, normalizing, and every kind of validation error with its place."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ordo.definitions import coerce_inputs, content_hash, load_flow_file, parse_flow
+from ordo.errors import DefinitionError
+from ordo.model import Flow, RetryPolicy
+
+FULL = """
+id: nightly-report
+namespace: analytics
+description: Build the nightly report
+labels: {team: data}
+inputs:
+  day:   {type: string, default: "2026-01-01"}
+  limit: {type: int, required: true}
+vars: {src: "{{ outputs.extract.path }}"}
+defaults:
+  retry: {attempts: 3, delay: 2s, backoff: 2.0, max_delay: 1m, jitter: 0.1, on_exit_codes: [1, 75], budget: 10m}
+  timeout: 30m
+tasks:
+  - id: extract
+    type: shell
+    command: "./extract.sh > data.csv && echo path=data.csv >> $ORDO_OUTPUTS"
+  - id: transform
+    type: python
+    function: etl.steps:transform
+    with: {path: "{{ vars.src }}", limit: "{{ inputs.limit }}"}
+    depends_on: [extract]
+    retry: {attempts: 5}
+  - id: load
+    type: sql
+    url: sqlite:///warehouse.db
+    query: "insert into report select * from staging"
+    depends_on: [transform]
+    timeout: 500ms
+  - id: ping
+    type: http
+    method: POST
+    url: http://127.0.0.1:8080/hook
+    json: {rows: "{{ outputs.load.rowcount }}"}
+    expect_status: [200, 204]
+    depends_on: [load]
+    allow_failure: true
+"""
+
+
+def parse(text: str, path: str = "/flows/f.yaml") -> Flow:
+    return parse_flow(textwrap.dedent(text).lstrip(), path)
+
+
+def problems(text: str, path: str = "/flows/f.yaml") -> list[str]:
+    with pytest.raises(DefinitionError) as info:
+        parse(text, path)
+    return [str(p) for p in info.value.problems]
+
+
+def test_the_issue_example_parses_into_a_flow() -> None:
+    flow = parse(FULL)
+    assert flow.key == "analytics/nightly-report"
+    assert flow.labels == {"team": "data"}
+    assert [i.name for i in flow.inputs] == ["day", "limit"]
+    assert flow.inputs[1].required and flow.inputs[1].type == "int"
+    assert [t.id for t in flow.tasks] == ["extract", "transform", "load", "ping"]
+    extract, transform, load, ping = flow.tasks
+    assert extract.retry == RetryPolicy(3, 2.0, 2.0, 60.0, 0.1, (1, 75), True, 600.0)
+    assert transform.retry.attempts == 5 and transform.retry.delay == 2.0  # merged key by key
+    assert extract.timeout == 1800.0 and load.timeout == 0.5
+    assert transform.spec == {"function": "etl.steps:transform"}
+    assert transform.with_ == {"path": "{{ vars.src }}", "limit": "{{ inputs.limit }}"}
+    assert ping.allow_failure and ping.spec["expect_status"] == [200, 204]
+    assert flow.base_dir == "/flows" and extract.line == 13
+
+
+def test_normalized_form_round_trips() -> None:
+    flow = parse(FULL)
+    assert Flow.from_dict(flow.to_dict()) == flow
+
+
+def test_json_files_use_the_same_schema() -> None:
+    flow = parse_flow(
+        '{"id": "j", "tasks": [{"id": "a", "type": "shell", "command": "true"}]}', "/x/f.json"
+    )
+    assert flow.tasks[0].spec == {"command": "true"}
+
+
+def test_malformed_json_names_line_and_column() -> None:
+    found = problems('{"id": "j",\n "tasks": [}', "/x/f.json")
+    assert found[0].startswith("/x/f.json:2:")
+    assert "invalid JSON" in found[0]
+
+
+def test_malformed_yaml_names_line_and_column() -> None:
+    found = problems("id: x\ntasks: [a\n  b: c\n")
+    assert found[0].startswith("/flows/f.yaml:")
+    assert "invalid YAML" in found[0]
+
+
+def test_unknown_keys_say_did_you_mean() -> None:
+    found = problems("""
+        id: x
+        tasks:
+          - id: a
+            type: shell
+            comand: "true"
+    """)
+    assert (
+        "/flows/f.yaml:5:5: tasks[0].comand: unknown key 'comand' (did you mean 'command'?)"
+        in (found[1])
+    )
+
+
+def test_wrong_types_name_field_expected_and_found() -> None:
+    found = problems("""
+        id: x
+        defaults:
+          retry: {attempts: many}
+        tasks:
+          - {id: a, type: shell, command: "true", allow_failure: "yes", timeout: soon}
+    """)
+    assert found == [
+        "/flows/f.yaml:3:21: defaults.retry.attempts: expected a whole number of at least 1, "
+        "found string 'many'",
+        "/flows/f.yaml:5:58: tasks[0].allow_failure: expected true or false, found string 'yes'",
+        "/flows/f.yaml:5:74: tasks[0].timeout: expected a duration like 500ms, 2s, 1m, 1h, "
+        "found 'soon'",
+    ]
+
+
+def test_unknown_task_type_lists_the_known_ones() -> None:
+    (found,) = problems("""
+        id: x
+        tasks:
+          - {id: a, type: bash, command: "true"}
+    """)
+    assert "unknown task type string 'bash'" in found
+    assert "expected one of shell, python, sql, http" in found
+
+
+def test_cycle_is_reported_as_its_path() -> None:
+    (found,) = problems("""
+        id: x
+        tasks:
+          - {id: a, type: shell, command: "true", depends_on: [c]}
+          - {id: b, type: shell, command: "true", depends_on: [a]}
+          - {id: c, type: shell, command: "true", depends_on: [b]}
+    """)
+    assert "dependency cycle: a -> c -> b -> a" in found
+
+
+def test_unknown_dependency_names_both_tasks() -> None:
+    (found,) = problems("""
+        id: x
+        tasks:
+          - {id: transform, type: shell, command: "true"}
+          - {id: load, type: shell, command: "true", depends_on: [transfrom]}
+    """)
+    assert "task 'load' depends on unknown task 'transfrom' (did you mean 'transform'?)" in found
+    assert found.startswith("/flows/f.yaml:4:")
+
+
+def test_duplicate_task_ids_are_errors() -> None:
+    (found,) = problems("""
+        id: x
+        tasks:
+          - {id: a, type: shell, command: "true"}
+          - {id: a, type: shell, command: "false"}
+    """)
+    assert "duplicate task id 'a' (first defined at line 3)" in found
+
+
+def test_type_fields_are_checked() -> None:
+    found = problems("""
+        id: x
+        tasks:
+          - {id: a, type: python}
+          - {id: b, type: python, function: "no_colon"}
+          - {id: c, type: sql, url: "sqlite:///x.db", query: q, script: s.sql}
+          - {id: d, type: http}
+          - {id: e, type: shell, command: []}
+    """)
+    text = "\n".join(found)
+    assert "a python task needs exactly one of function or script, found neither" in text
+    assert "expected module:function (like etl.steps:transform), found 'no_colon'" in text
+    assert "a sql task needs exactly one of query or script, found both" in text
+    assert "missing required key 'url' for a http task" in text
+    assert "tasks[4].command: expected a command string or a list of strings" in text
+
+
+def test_template_syntax_errors_are_definition_errors() -> None:
+    (found,) = problems("""
+        id: x
+        tasks:
+          - {id: a, type: shell, command: "echo {{ inputs.x"}
+    """)
+    assert "tasks[0].command: template syntax error" in found
+
+
+def test_sequential_chains_tasks_in_listed_order() -> None:
+    flow = parse("""
+        id: x
+        sequential: true
+        tasks:
+          - {id: one, type: shell, command: "true"}
+          - {id: two, type: shell, command: "true"}
+          - {id: three, type: shell, command: "true"}
+    """)
+    assert [t.depends_on for t in flow.tasks] == [(), ("one",), ("two",)]
+
+
+def test_missing_file_is_a_definition_error(tmp_path: Path) -> None:
+    with pytest.raises(DefinitionError, match="cannot read flow file: No such file"):
+        load_flow_file(tmp_path / "nope.yaml")
+
+
+def test_content_hash_changes_with_content() -> None:
+    assert content_hash(b"a") != content_hash(b"b")
+    assert content_hash(b"a") == content_hash(b"a")
+
+
+def test_inputs_are_converted_and_defaulted() -> None:
+    flow = parse("""
+        id: x
+        inputs:
+          n: {type: int, required: true}
+          f: {type: float, default: 1.5}
+          b: {type: bool, default: false}
+          j: {type: json, default: {a: 1}}
+          s: {type: string, default: hi}
+        tasks:
+          - {id: a, type: shell, command: "true"}
+    """)
+    values = coerce_inputs(flow, {"n": "5", "b": "yes", "j": "[1, 2]"})
+    assert values == {"n": 5, "f": 1.5, "b": True, "j": [1, 2], "s": "hi"}
+
+
+def test_bad_inputs_name_the_input() -> None:
+    flow = parse("""
+        id: x
+        inputs:
+          limit: {type: int, required: true}
+        tasks:
+          - {id: a, type: shell, command: "true"}
+    """)
+    with pytest.raises(DefinitionError) as info:
+        coerce_inputs(flow, {"limti": "3"})
+    text = str(info.value)
+    assert "inputs.limti: unknown input 'limti' (did you mean 'limit'?)" in text
+    assert "inputs.limit: input 'limit' is required (int)" in text
+    with pytest.raises(DefinitionError, match="inputs.limit: expected an int, found string 'x'"):
+        coerce_inputs(flow, {"limit": "x"})

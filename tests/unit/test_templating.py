@@ -1,0 +1,97 @@
+"""Templates: native values, lazy vars, and errors that name the reference."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from ordo.templating import (
+    TemplateError,
+    check_syntax,
+    has_template,
+    make_context,
+    referenced_tasks,
+    render,
+)
+
+
+def ctx(**vars_: Any) -> dict[str, Any]:
+    return make_context(
+        {"limit": 5, "day": "2026-01-01"},
+        {"extract": {"path": "a.csv", "rows": [1, 2]}},
+        vars_ or {"src": "{{ outputs.extract.path }}"},
+        {"id": 7, "flow": "f"},
+        {"HOME": "/home/x"},
+    )
+
+
+def test_single_expression_keeps_its_native_type() -> None:
+    assert render("{{ inputs.limit }}", ctx()) == 5
+    assert render("{{ outputs.extract.rows }}", ctx()) == [1, 2]
+    assert render("n={{ inputs.limit }}", ctx()) == "n=5"
+
+
+def test_render_walks_nested_values() -> None:
+    value = {"a": ["{{ vars.src }}", 3], "b": {"c": "{{ execution.id }}-{{ env.HOME }}"}}
+    assert render(value, ctx()) == {"a": ["a.csv", 3], "b": {"c": "7-/home/x"}}
+
+
+def test_missing_output_names_reference_and_what_exists() -> None:
+    with pytest.raises(TemplateError) as info:
+        render("{{ outputs.extract.size }}", ctx())
+    assert info.value.reference == "outputs.extract.size"
+    assert str(info.value) == (
+        "undefined reference 'outputs.extract.size': task 'extract' has no output 'size' "
+        "(it has: path, rows)"
+    )
+
+
+def test_misspelled_input_suggests_the_right_one() -> None:
+    with pytest.raises(TemplateError, match=r"'inputs.dya' \(did you mean 'inputs.day'\?\)"):
+        render("{{ inputs.dya }}", ctx())
+
+
+def test_unknown_task_in_outputs_is_named() -> None:
+    with pytest.raises(TemplateError, match="task 'load' has no outputs"):
+        render("x {{ outputs.load.rowcount }}", ctx())
+
+
+def test_vars_are_lazy_and_loops_are_reported() -> None:
+    context = ctx(
+        ok="{{ inputs.day }}", later="{{ outputs.nothing.x }}", a="{{ vars.b }}", b="{{ vars.a }}"
+    )
+    assert render("{{ vars.ok }}", context) == "2026-01-01"
+    with pytest.raises(TemplateError, match="vars.a -> vars.b -> vars.a"):
+        render("{{ vars.a }}", context)
+
+
+def test_sandbox_blocks_unsafe_attributes() -> None:
+    with pytest.raises(TemplateError):
+        render("{{ inputs.__class__.__mro__ }}", ctx())
+
+
+def test_syntax_errors_are_found_without_rendering() -> None:
+    assert check_syntax({"a": "{{ ok }}", "b": ["{{ a b }}"]}) == [
+        "template syntax error in '{{ a b }}': expected token 'end of print statement', got 'b'"
+    ]
+
+
+def test_referenced_tasks_follow_vars() -> None:
+    found = referenced_tasks(
+        {"a": "{{ vars.src }}", "b": "{{ outputs['flaky-check'].x }}"},
+        {"src": "{{ outputs.extract.path }}"},
+    )
+    assert found == {"extract", "flaky-check"}
+    assert not has_template({"a": ["plain", 1]})
+
+
+def test_rendering_without_templates_never_imports_jinja2() -> None:
+    code = (
+        "import sys, ordo.templating as t; "
+        "assert t.render({'a': ['x', 1]}, {}) == {'a': ['x', 1]}; "
+        "assert 'jinja2' not in sys.modules, 'jinja2 imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
