@@ -245,7 +245,8 @@ def test_sqlite_rows_cap_and_errors(runners: RunnerSet, tmp_path: Path) -> None:
             {
                 "url": url,
                 "script": (
-                    "create table t (n integer, s text); insert into t values (1, 'a'), (2, 'b'), (3, 'c');"
+                    "create table t (n integer, s text); "
+                    "insert into t values (1, 'a'), (2, 'b'), (3, 'c');"
                 ),
             },
         )

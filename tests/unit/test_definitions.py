@@ -21,7 +21,9 @@ inputs:
   limit: {type: int, required: true}
 vars: {src: "{{ outputs.extract.path }}"}
 defaults:
-  retry: {attempts: 3, delay: 2s, backoff: 2.0, max_delay: 1m, jitter: 0.1, on_exit_codes: [1, 75], budget: 10m}
+  retry:
+    {attempts: 3, delay: 2s, backoff: 2.0, max_delay: 1m, jitter: 0.1, on_exit_codes: [1, 75],
+     budget: 10m}
   timeout: 30m
 tasks:
   - id: extract
@@ -252,5 +254,5 @@ def test_bad_inputs_name_the_input() -> None:
     text = str(info.value)
     assert "inputs.limti: unknown input 'limti' (did you mean 'limit'?)" in text
     assert "inputs.limit: input 'limit' is required (int)" in text
-    with pytest.raises(DefinitionError, match="inputs.limit: expected an int, found string 'x'"):
+    with pytest.raises(DefinitionError, match=r"inputs\.limit: expected an int, found string 'x'"):
         coerce_inputs(flow, {"limit": "x"})
