@@ -76,7 +76,7 @@ def test_the_issue_example_parses_into_a_flow() -> None:
     assert transform.spec == {"function": "etl.steps:transform"}
     assert transform.with_ == {"path": "{{ vars.src }}", "limit": "{{ inputs.limit }}"}
     assert ping.allow_failure and ping.spec["expect_status"] == [200, 204]
-    assert flow.base_dir == "/flows" and extract.line == 13
+    assert flow.base_dir == "/flows" and extract.line == 15
 
 
 def test_normalized_form_round_trips() -> None:
