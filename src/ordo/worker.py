@@ -198,9 +198,10 @@ class Worker:
         due = [due_at]
         if self._running:
             due.append(now + self.settings.log_flush_every)
-        next_ready = self.store.next_ready_time(execution_id)
-        if next_ready is not None:
-            due.append(next_ready)
+        if len(self._running) < self.settings.slots:  # a retry waiting for its delay
+            next_ready = self.store.next_ready_time(execution_id)
+            if next_ready is not None:
+                due.append(max(next_ready, now))
         item = self.clock.wait(self._events, min(due) - now)
         while item is not None:
             self._collect(item, done)

@@ -7,6 +7,7 @@ line (never held whole) and a timeout or cancel is noticed within 50 ms.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -82,14 +83,18 @@ class LineSplitter:
 
 
 class AttemptFiles:
-    """A private folder with the attempt's outputs and metrics files."""
+    """The attempt's outputs and metrics files, in one private folder per process. They
+    are created by whoever first appends to them; a missing file means nothing written."""
 
-    def __init__(self) -> None:
-        self.folder = tempfile.mkdtemp(prefix="ordo-")
-        self.outputs = os.path.join(self.folder, "outputs")
-        self.metrics = os.path.join(self.folder, "metrics")
-        for path in (self.outputs, self.metrics):
-            open(path, "wb").close()
+    _folder: str | None = None
+
+    def __init__(self, attempt_id: int) -> None:
+        folder = AttemptFiles._folder
+        if folder is None or not os.path.isdir(folder):
+            folder = AttemptFiles._folder = tempfile.mkdtemp(prefix="ordo-")
+            atexit.register(shutil.rmtree, folder, True)
+        self.outputs = os.path.join(folder, f"{attempt_id}-{id(self)}.outputs")
+        self.metrics = os.path.join(folder, f"{attempt_id}-{id(self)}.metrics")
 
     def env(self, ctx: RunContext) -> dict[str, str]:
         return {
@@ -106,12 +111,16 @@ class AttemptFiles:
         return parse_outputs(self.outputs), parse_metrics(self.metrics)
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        for path in (self.outputs, self.metrics):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def parse_outputs(path: str) -> dict[str, Any]:
     """``key=value`` lines; a value that is valid JSON is decoded, else kept as text."""
     result: dict[str, Any] = {}
+    if not os.path.exists(path):
+        return result
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
             line = line.rstrip("\n")
@@ -131,7 +140,9 @@ def parse_outputs(path: str) -> dict[str, Any]:
 
 def parse_metrics(path: str) -> tuple[Metric, ...]:
     """JSON objects ``{"name", "value", "kind", "tags"}`` or ``name=value`` counters."""
-    metrics = []
+    metrics: list[Metric] = []
+    if not os.path.exists(path):
+        return ()
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
             line = line.strip()

@@ -151,7 +151,7 @@ class PythonRunner:
         host.stop(grace)
 
     def run(self, ctx: RunContext) -> Outcome:
-        files = AttemptFiles()
+        files = AttemptFiles(ctx.attempt_id)
         host = self._acquire()
         try:
             reply, finished = host.call(self._request(ctx, files), ctx)

@@ -24,7 +24,7 @@ class ShellRunner:
     def run(self, ctx: RunContext) -> Outcome:
         command = ctx.fields["command"]
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
-        files = AttemptFiles()
+        files = AttemptFiles(ctx.attempt_id)
         try:
             env = child_env(
                 ctx.fields.get("inherit_env", True), self.environ, {**ctx.env, **files.env(ctx)}

@@ -375,13 +375,18 @@ class SqlStore(ABC):
             result.lost.append(claim.attempt_id)
             return
         ids = (claim.attempt_id, claim.task_run_id, claim.execution_id)
-        self._executemany(
-            q.INSERT_OUTPUT, [(*ids, k, _dumps(v)) for k, v in outcome.outputs.items()]
-        )
-        self._executemany(
-            q.INSERT_METRIC,
-            [(*ids, m.name, m.kind, m.value, _dumps(dict(m.tags)), now) for m in outcome.metrics],
-        )
+        if outcome.outputs:
+            self._executemany(
+                q.INSERT_OUTPUT, [(*ids, k, _dumps(v)) for k, v in outcome.outputs.items()]
+            )
+        if outcome.metrics:
+            self._executemany(
+                q.INSERT_METRIC,
+                [
+                    (*ids, m.name, m.kind, m.value, _dumps(dict(m.tags)), now)
+                    for m in outcome.metrics
+                ],
+            )
         if state is State.SUCCESS:
             self._finish_task_run(
                 claim.task_run_id, claim.execution_id, State.SUCCESS, None, now, result
