@@ -56,6 +56,8 @@ class WorkerSettings:
     heartbeat_every: float = 10.0
     log_flush_every: float = 0.2
     kill_grace: float = 5.0
+    max_log_bytes: int = 10 * 1024 * 1024  # per attempt; the rest is dropped with a marker
+    log_batch_lines: int = 2000  # buffered lines that wake the loop to write them early
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )
@@ -166,11 +168,7 @@ class Worker:
                 running.context.cancel.set()
 
     def _launch(self, claim: Claim) -> None:
-        def log(stream: str, line: str) -> None:
-            entry = NewLog(claim.execution_id, claim.attempt_id, self.clock.now(), stream, line)
-            with self._logs_lock:
-                self._logs.append(entry)
-
+        log = _AttemptLog(self, claim)
         prepared = engine.prepare(self.store, claim, log, self.env)
         self.listener.started(claim)
         if prepared.outcome is not None:
@@ -231,6 +229,35 @@ class Worker:
     def _heartbeat(self, now: float) -> None:
         ids = list(self._running)
         self.store.heartbeat(self.settings.worker_id, ids, now + self.settings.lease_seconds)
+
+
+class _AttemptLog:
+    """The log sink of one attempt: timestamps lines, buffers them for the loop (waking it
+    when many wait) and stops keeping output past ``max_log_bytes`` with one marker."""
+
+    def __init__(self, worker: Worker, claim: Claim) -> None:
+        self.worker = worker
+        self.claim = claim
+        self.size = 0
+        self.truncated = False
+
+    def __call__(self, stream: str, line: str) -> None:
+        worker = self.worker
+        limit = worker.settings.max_log_bytes
+        if self.truncated:
+            return
+        self.size += len(line) + 1
+        if self.size > limit:
+            self.truncated = True
+            stream = "stderr"
+            line = f"[ordo: output truncated after {limit} bytes; the rest was not kept]"
+        claim = self.claim
+        entry = NewLog(claim.execution_id, claim.attempt_id, worker.clock.now(), stream, line)
+        with worker._logs_lock:
+            worker._logs.append(entry)
+            wake = len(worker._logs) == worker.settings.log_batch_lines
+        if wake:
+            worker._events.put((_WAKE, _WAKE_OUTCOME))
 
 
 _WAKE = Claim(0, 0, 0, 0, "", 0, 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -33,13 +34,14 @@ def run_flow(
     *,
     clock: Clock | None = None,
     slots: int = 2,
+    **settings_kw: Any,
 ) -> tuple[int, State]:
     path = folder / "flow.yaml"
     path.write_text(textwrap.dedent(text))
     now = clock.now() if clock else time.time()
     revision = engine.register_flow(store, path, now)
     ex_id = engine.start_execution(store, revision, inputs or {}, now)
-    settings = WorkerSettings(slots=slots, kill_grace=1.0)
+    settings = WorkerSettings(slots=slots, kill_grace=1.0, **settings_kw)
     worker = Worker(
         store,
         make_runners(slots),
@@ -266,3 +268,44 @@ def test_cpu_and_memory_of_each_attempt_are_recorded(store: Store, tmp_path: Pat
     (attempt,) = store.attempts(ex_id)
     assert attempt.cpu_seconds is not None and attempt.cpu_seconds > 0
     assert attempt.peak_rss_kb is not None and attempt.peak_rss_kb > 0
+
+
+def test_long_output_is_cut_with_a_marker(store: Store, tmp_path: Path) -> None:
+    ex_id, final = run_flow(store, tmp_path, """
+        id: chatty
+        tasks:
+          - {id: talk, type: shell, command: "seq 1 5000"}
+    """, max_log_bytes=1000, log_batch_lines=50)
+    assert final is State.SUCCESS
+    lines = [ln.line for ln in store.logs(ex_id)]
+    assert lines[0] == "1"
+    assert lines[-1] == "[ordo: output truncated after 1000 bytes; the rest was not kept]"
+    assert len(lines) < 300
+
+
+def test_logs_are_stored_while_the_attempt_runs(store: Store, tmp_path: Path) -> None:
+    seen: list[str] = []
+    db = str(tmp_path / "ordo.db")
+
+    def watch() -> None:
+        reader = open_store(db)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not seen:
+            for ex in reader.list_executions():
+                attempts = [a for a in reader.attempts(ex.id) if a.state is State.RUNNING]
+                lines = [ln.line for ln in reader.logs(ex.id)]
+                if attempts and "first line" in lines:
+                    seen.append("while running")
+            time.sleep(0.05)
+        reader.close()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    _, final = run_flow(store, tmp_path, """
+        id: streaming
+        tasks:
+          - {id: slow, type: shell, command: "echo first line; sleep 2; echo second"}
+    """)
+    watcher.join()
+    assert final is State.SUCCESS
+    assert seen == ["while running"]

@@ -107,10 +107,17 @@ def listener_for(store: Store, execution_id: int, flow: Flow, *, quiet: bool) ->
     return Progress(execution_id, flow, sys.stdout, quiet)
 
 
+SUMMARY_ROWS = 30
+
+
 def summary(store: Store, execution_id: int, out: TextIO) -> None:
-    """The final table: one row per task run, then the execution's state and reason."""
+    """The final table: one row per task run (only the ones that did not succeed when
+    there are many), counts by state, then the execution's state and reason."""
     ex = store.get_execution(execution_id)
     runs = store.task_runs(execution_id)
+    shown = runs
+    if len(runs) > SUMMARY_ROWS:
+        shown = [r for r in runs if r.state.value != "SUCCESS"][:SUMMARY_ROWS]
     rows = [
         [
             r.task_id,
@@ -119,9 +126,16 @@ def summary(store: Store, execution_id: int, out: TextIO) -> None:
             fmt_duration(r.started_at, r.ended_at),
             short(r.reason or "", 70),
         ]
-        for r in runs
+        for r in shown
     ]
-    out.write(table(["TASK", "STATE", "ATTEMPTS", "DURATION", "REASON"], rows) + "\n")
+    if rows:
+        out.write(table(["TASK", "STATE", "ATTEMPTS", "DURATION", "REASON"], rows) + "\n")
+    if len(shown) < len(runs):
+        counts: dict[str, int] = {}
+        for r in runs:
+            counts[r.state.value] = counts.get(r.state.value, 0) + 1
+        text = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        out.write(f"{len(runs)} task runs: {text} (ordo executions show {ex.id} lists all)\n")
     line = f"execution {ex.id} {ex.flow_key}: {ex.state.value} in " + fmt_duration(
         ex.started_at, ex.ended_at
     )
