@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import sqlite3
@@ -200,3 +201,88 @@ def test_kill_9_mid_run_leaves_a_consistent_store(
     db.close()
     shown = ordo(ordo_cmd, ordo_env, "executions", "show", "1")
     assert shown.returncode == 0 and "RUNNING" in shown.stdout
+
+
+def test_ctrl_c_stops_the_run_and_fails_the_execution(
+    ordo_cmd: list[str], ordo_env: dict[str, str], tmp_path: Path
+) -> None:
+    flow = write(
+        tmp_path / "wait.yaml",
+        """
+        id: wait
+        tasks:
+          - {id: sleepy, type: shell, command: "echo go > started.txt; sleep 30"}
+          - {id: later, type: shell, command: "true", depends_on: [sleepy]}
+    """,
+    )
+    proc = subprocess.Popen(
+        [*ordo_cmd, "run", str(flow)],
+        env=ordo_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "started.txt").exists():
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1, err
+    assert "FAILED" in out and "interrupted by signal SIGINT" in out
+    shown = json.loads(ordo(ordo_cmd, ordo_env, "executions", "show", "1", "--json").stdout)
+    assert [(r["task"], r["state"]) for r in shown["task_runs"]] == [
+        ("sleepy", "KILLED"),
+        ("later", "SKIPPED"),
+    ]
+
+
+def test_logs_follow_prints_until_the_execution_ends(
+    ordo_cmd: list[str], ordo_env: dict[str, str], tmp_path: Path
+) -> None:
+    flow = write(
+        tmp_path / "slow.yaml",
+        """
+        id: slow
+        tasks:
+          - {id: talk, type: shell, command: "echo one; sleep 1; echo two"}
+    """,
+    )
+    runner = subprocess.Popen(
+        [*ordo_cmd, "run", str(flow)],
+        env=ordo_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = Path(ordo_env["ORDO_HOME"], "ordo.db")
+    deadline = time.monotonic() + 20
+    while not db.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    followed = ordo(ordo_cmd, ordo_env, "logs", "1", "--follow", timeout=30)
+    runner.wait(timeout=30)
+    lines = followed.stdout.splitlines()
+    assert [ln.split(" ", 1)[1] for ln in lines] == ["talk#1 stdout: one", "talk#1 stdout: two"]
+
+
+def test_demo_flow_runs_with_all_task_types(
+    ordo_cmd: list[str], ordo_env: dict[str, str], tmp_path: Path
+) -> None:
+    demo = tmp_path / "demo"
+    shutil.copytree(
+        Path(__file__).parents[2] / "examples" / "nightly-report",
+        demo,
+        ignore=shutil.ignore_patterns("*.db", "out", "__pycache__"),
+    )
+    result = ordo(ordo_cmd, ordo_env, "run", str(demo / "flow.yaml"), "-i", "limit=2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" in result.stdout
+    shown = json.loads(ordo(ordo_cmd, ordo_env, "executions", "show", "1", "--json").stdout)
+    runs = {r["task"]: r for r in shown["task_runs"]}
+    assert [a["state"] for a in runs["flaky-check"]["attempts"]] == ["FAILED", "SUCCESS"]
+    assert runs["report"]["outputs"]["rows"] == [
+        {"customer": "acme", "total": 150.5},
+        {"customer": "globex", "total": 92.0},
+    ]
+    assert runs["notify"]["state"] == "FAILED"
+    assert {r["state"] for t, r in runs.items() if t != "notify"} == {"SUCCESS"}

@@ -271,11 +271,17 @@ def test_cpu_and_memory_of_each_attempt_are_recorded(store: Store, tmp_path: Pat
 
 
 def test_long_output_is_cut_with_a_marker(store: Store, tmp_path: Path) -> None:
-    ex_id, final = run_flow(store, tmp_path, """
+    ex_id, final = run_flow(
+        store,
+        tmp_path,
+        """
         id: chatty
         tasks:
           - {id: talk, type: shell, command: "seq 1 5000"}
-    """, max_log_bytes=1000, log_batch_lines=50)
+    """,
+        max_log_bytes=1000,
+        log_batch_lines=50,
+    )
     assert final is State.SUCCESS
     lines = [ln.line for ln in store.logs(ex_id)]
     assert lines[0] == "1"
@@ -301,11 +307,15 @@ def test_logs_are_stored_while_the_attempt_runs(store: Store, tmp_path: Path) ->
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    _, final = run_flow(store, tmp_path, """
+    _, final = run_flow(
+        store,
+        tmp_path,
+        """
         id: streaming
         tasks:
           - {id: slow, type: shell, command: "echo first line; sleep 2; echo second"}
-    """)
+    """,
+    )
     watcher.join()
     assert final is State.SUCCESS
     assert seen == ["while running"]

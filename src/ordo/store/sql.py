@@ -396,6 +396,8 @@ class SqlStore(ABC):
             result.retries.append(claim.task_run_id)
             return
         why = outcome.error or outcome.reason or "failed"
+        if state is State.KILLED:  # RUNNING -> KILLING -> KILLED, as the table says
+            self._set_task_run_state(claim.task_run_id, claim.execution_id, State.KILLING, now, why)
         self._finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
 
     def _retry(self, claim: Claim, outcome: Outcome, now: float, rng: random.Random) -> bool:
