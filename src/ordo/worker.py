@@ -122,6 +122,8 @@ class Worker:
         while True:
             now = self.clock.now()
             result, claims = self._step(done, now, execution_id)
+            for claim, outcome in done:  # told after the commit, never inside it
+                self.listener.finished(claim, outcome, claim.task_run_id in result.retries)
             done = []
             if execution_id in result.ended_executions:
                 return result.ended_executions[execution_id]
@@ -141,8 +143,6 @@ class Worker:
         with self.store.transaction():
             self.store.add_logs(logs)
             result = self.store.record_outcomes(done, now, self.rng)
-            for claim, outcome in done:
-                self.listener.finished(claim, outcome, claim.task_run_id in result.retries)
             if self._stop_reason is not None:
                 self._stop(execution_id, self._stop_reason, now, result)
             for expired in self.store.expired_executions(now):

@@ -286,3 +286,18 @@ def test_demo_flow_runs_with_all_task_types(
     ]
     assert runs["notify"]["state"] == "FAILED"
     assert {r["state"] for t, r in runs.items() if t != "notify"} == {"SUCCESS"}
+
+
+def test_db_option_works_before_and_after_the_command(
+    ordo_cmd: list[str], ordo_env: dict[str, str], hello: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "elsewhere.db"
+    assert ordo(ordo_cmd, ordo_env, "run", str(hello), "--db", str(db)).returncode == 0
+    assert ordo(ordo_cmd, ordo_env, "--db", f"sqlite:///{db}", "run", str(hello)).returncode == 0
+    listed = json.loads(
+        ordo(ordo_cmd, ordo_env, "executions", "list", "--json", "--db", str(db)).stdout
+    )
+    assert len(listed) == 2
+    assert not Path(ordo_env["ORDO_HOME"], "ordo.db").exists()
+    bad = ordo(ordo_cmd, ordo_env, "executions", "list", "--db", "mysql://x/y")
+    assert bad.returncode == 2 and "unknown database URL scheme 'mysql'" in bad.stderr

@@ -271,3 +271,24 @@ def test_two_workers_never_claim_the_same_task_run(store_url: str) -> None:
     everything = [tr for part in claimed for tr in part]
     assert len(everything) == 200
     assert len(set(everything)) == 200
+
+
+def test_finished_execution_cannot_change_state(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a")))
+    (a,) = claim_all(store, ex_id)
+    store.record_outcomes([(a, ok())], NOW + 1, RNG)
+    history = store.history(ex_id)
+    store.fail_execution(ex_id, "too late", NOW + 2)
+    assert store.get_execution(ex_id).state is State.SUCCESS
+    assert store.history(ex_id) == history
+
+
+def test_killed_attempt_passes_through_killing(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b", "a")))
+    (a,) = claim_all(store, ex_id)
+    store.fail_execution(ex_id, "interrupted", NOW + 1)
+    store.record_outcomes([(a, Outcome(State.KILLED, reason="killed"))], NOW + 2, RNG)
+    steps = [h.to_state.value for h in store.history(ex_id) if h.task_run_id == a.task_run_id]
+    assert steps == ["RUNNING", "KILLING", "KILLED"]
+    assert store.get_execution(ex_id).state is State.FAILED
+    assert store.get_execution(ex_id).reason == "interrupted"

@@ -31,15 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ordo", description="Run flows of shell, python, sql and http tasks, durably."
     )
-    parser.add_argument(
-        "--db",
-        help="database URL or SQLite file (default: $ORDO_DB, "
-        "else $ORDO_HOME/ordo.db, ORDO_HOME defaulting to ~/.ordo)",
+    db_help = (
+        "database URL or SQLite file (default: $ORDO_DB, else $ORDO_HOME/ordo.db, "
+        "ORDO_HOME defaulting to ~/.ordo)"
     )
+    parser.add_argument("--db", help=db_help)
+    common = argparse.ArgumentParser(add_help=False)  # --db also after the command
+    common.add_argument("--db", help=db_help, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    run = sub.add_parser("run", help="run a flow file to its end")
+    run = sub.add_parser("run", parents=[common], help="run a flow file to its end")
     run.add_argument("file")
     run.add_argument(
         "-i",
@@ -63,26 +65,32 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
 
-    validate = sub.add_parser("validate", help="check flow files; print OK or every error")
+    validate = sub.add_parser(
+        "validate", parents=[common], help="check flow files; print OK or every error"
+    )
     validate.add_argument("files", nargs="+")
 
-    plan = sub.add_parser("plan", help="show the order and parallel waves; run nothing")
+    plan = sub.add_parser(
+        "plan", parents=[common], help="show the order and parallel waves; run nothing"
+    )
     plan.add_argument("file")
     plan.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE")
 
-    executions = sub.add_parser("executions", help="list or show executions")
+    executions = sub.add_parser("executions", parents=[common], help="list or show executions")
     ex_sub = executions.add_subparsers(dest="action", metavar="ACTION")
     ex_sub.required = True
-    ls = ex_sub.add_parser("list", help="newest executions first")
+    ls = ex_sub.add_parser("list", parents=[common], help="newest executions first")
     ls.add_argument("--flow", help="flow id or namespace/id")
     ls.add_argument("--state", choices=STATES, type=str.upper)
     ls.add_argument("--limit", type=int, default=20)
     ls.add_argument("--json", action="store_true")
-    show = ex_sub.add_parser("show", help="task runs, attempts, outputs, metrics, errors")
+    show = ex_sub.add_parser(
+        "show", parents=[common], help="task runs, attempts, outputs, metrics, errors"
+    )
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
 
-    logs = sub.add_parser("logs", help="print an execution's logs")
+    logs = sub.add_parser("logs", parents=[common], help="print an execution's logs")
     logs.add_argument("id", type=int)
     logs.add_argument("--task", help="only this task")
     logs.add_argument("--attempt", type=int, help="only this attempt number")
@@ -93,10 +101,10 @@ def _parser() -> argparse.ArgumentParser:
         help="keep printing new lines until the execution ends",
     )
 
-    flows = sub.add_parser("flows", help="stored flows")
+    flows = sub.add_parser("flows", parents=[common], help="stored flows")
     fl_sub = flows.add_subparsers(dest="action", metavar="ACTION")
     fl_sub.required = True
-    fls = fl_sub.add_parser("list", help="newest revision of every flow")
+    fls = fl_sub.add_parser("list", parents=[common], help="newest revision of every flow")
     fls.add_argument("--json", action="store_true")
     return parser
 

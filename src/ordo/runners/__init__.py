@@ -3,6 +3,8 @@ httpx, and the sql runner psycopg, only when a task needs them."""
 
 from __future__ import annotations
 
+import threading
+
 from ordo.errors import RunnerError
 from ordo.runners.base import Runner
 
@@ -13,11 +15,16 @@ class RunnerSet:
     def __init__(self, pool_size: int) -> None:
         self.pool_size = pool_size
         self._runners: dict[str, Runner] = {}
+        self._lock = threading.Lock()
 
     def get(self, task_type: str) -> Runner:
+        """The runner for ``task_type``; safe to call from several threads."""
         runner = self._runners.get(task_type)
         if runner is None:
-            runner = self._runners[task_type] = self._make(task_type)
+            with self._lock:
+                runner = self._runners.get(task_type)
+                if runner is None:
+                    runner = self._runners[task_type] = self._make(task_type)
         return runner
 
     def _make(self, task_type: str) -> Runner:
