@@ -12,61 +12,29 @@ import difflib
 import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from ordo import graph, templating
+from ordo.definitions.inputs import convert_input
+from ordo.definitions.schema import (
+    COMMON_KEYS,
+    DEFAULT_KEYS,
+    FUNCTION_RE,
+    HTTP_METHODS,
+    ID_RE,
+    INPUT_KEYS,
+    KINDS,
+    NAME_RE,
+    RETRY_KEYS,
+    TOP_KEYS,
+    TYPE_KEYS,
+    TYPE_RULES,
+    describe,
+    plain,
+)
 from ordo.errors import DefinitionError, Problem
 from ordo.model import INPUT_TYPES, TASK_TYPES, Flow, InputSpec, RetryPolicy, Task, parse_duration
-
-ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-FUNCTION_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-
-TOP_KEYS = (
-    "id",
-    "namespace",
-    "description",
-    "labels",
-    "inputs",
-    "vars",
-    "defaults",
-    "timeout",
-    "sequential",
-    "continue_on_error",
-    "tasks",
-)
-INPUT_KEYS = ("type", "default", "required", "description")
-DEFAULT_KEYS = ("retry", "timeout")
-RETRY_KEYS = (
-    "attempts",
-    "delay",
-    "backoff",
-    "max_delay",
-    "jitter",
-    "on_exit_codes",
-    "on_timeout",
-    "budget",
-)
-COMMON_KEYS = (
-    "id",
-    "type",
-    "description",
-    "depends_on",
-    "with",
-    "env",
-    "retry",
-    "timeout",
-    "allow_failure",
-)
-TYPE_KEYS: Mapping[str, tuple[str, ...]] = {
-    "shell": ("command", "cwd", "inherit_env"),
-    "python": ("function", "script", "cwd", "inherit_env"),
-    "sql": ("url", "query", "script", "params", "max_rows"),
-    "http": ("method", "url", "headers", "json", "body", "params", "expect_status"),
-}
 
 
 def content_hash(data: bytes) -> str:
@@ -121,40 +89,6 @@ def _load(text: str, path: str, fmt: str) -> Any:
         raise DefinitionError([Problem(f"invalid YAML: {exc}", path)]) from None
 
 
-def plain(node: Any) -> Any:
-    """ruamel's nodes as plain JSON types."""
-    if isinstance(node, Mapping):
-        return {str(k): plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [plain(v) for v in node]
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return str(node)
-
-
-def describe(value: Any) -> str:
-    """How a found value is named in messages."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"number {value}"
-    if isinstance(value, str):
-        return f"string {value!r}" if len(value) < 60 else f"string {value[:57]!r}..."
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
 class _Checker:
     """Walks the parsed document, collecting problems and building the Flow."""
 
@@ -191,7 +125,7 @@ class _Checker:
             return default
         value = node[key]
         name = f"{field}.{key}" if field else key
-        check = _KINDS[kind]
+        check = KINDS[kind]
         if not check[0](value):
             self.expect(check[1], name, value, node, key)
             return default
@@ -440,7 +374,7 @@ class _Checker:
 
     def type_fields(self, kind: str, node: Mapping[str, Any], field: str) -> None:
         """The type's own fields: required ones present, each of the right shape."""
-        for key, what in _TYPE_RULES[kind]:
+        for key, what in TYPE_RULES[kind]:
             self.get(node, key, what, field)
         one_of = {"python": ("function", "script"), "sql": ("query", "script")}.get(kind)
         if one_of:
@@ -501,164 +435,3 @@ def _position(node: Any, key: Any) -> tuple[int | None, int | None]:
     except (KeyError, IndexError, TypeError):
         line, col = lc.line, lc.col
     return line + 1, col + 1
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-_KINDS: Mapping[str, tuple[Any, str]] = {
-    "str": (lambda v: isinstance(v, str), "a string"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "map": (lambda v: isinstance(v, Mapping), "a mapping"),
-    "scalar_map": (
-        lambda v: (
-            isinstance(v, Mapping)
-            and all(isinstance(x, str | int | float | bool) for x in v.values())
-        ),
-        "a mapping of names to strings",
-    ),
-    "duration": (
-        lambda v: _is_number(v) or isinstance(v, str),
-        "a duration like 500ms, 2s, 1m, 1h",
-    ),
-    "positive_int": (
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-        "a whole number of at least 1",
-    ),
-    "positive_number": (lambda v: _is_number(v) and v > 0, "a number above 0"),
-    "fraction": (lambda v: _is_number(v) and 0 <= v <= 1, "a number from 0 to 1"),
-    "int_list": (
-        lambda v: (
-            isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
-        ),
-        "a list of whole numbers",
-    ),
-    "command": (
-        lambda v: (
-            (isinstance(v, str) and v.strip() != "")
-            or (isinstance(v, list) and v != [] and all(isinstance(x, str) for x in v))
-        ),
-        "a command string or a list of strings",
-    ),
-    "str_or_list": (
-        lambda v: (
-            isinstance(v, bool | list)
-            and (isinstance(v, bool) or all(isinstance(x, str) for x in v))
-        ),
-        "true, false or a list of variable names",
-    ),
-    "params": (lambda v: isinstance(v, list | Mapping), "a list or a mapping of parameters"),
-    "status": (
-        lambda v: (
-            (isinstance(v, int) and not isinstance(v, bool))
-            or (isinstance(v, list) and all(isinstance(x, int) for x in v))
-        ),
-        "a status code or a list of them",
-    ),
-    "any": (lambda v: True, "a value"),
-}
-
-_TYPE_RULES: Mapping[str, tuple[tuple[str, str], ...]] = {
-    "shell": (("command", "command"), ("cwd", "str"), ("inherit_env", "str_or_list")),
-    "python": (
-        ("function", "str"),
-        ("script", "str"),
-        ("cwd", "str"),
-        ("inherit_env", "str_or_list"),
-    ),
-    "sql": (
-        ("url", "str"),
-        ("query", "str"),
-        ("script", "str"),
-        ("params", "params"),
-        ("max_rows", "positive_int"),
-    ),
-    "http": (
-        ("method", "str"),
-        ("url", "str"),
-        ("headers", "scalar_map"),
-        ("json", "any"),
-        ("body", "any"),
-        ("params", "scalar_map"),
-        ("expect_status", "status"),
-    ),
-}
-
-_TRUE = ("true", "yes", "1", "on")
-_FALSE = ("false", "no", "0", "off")
-
-
-def convert_input(kind: str, value: Any) -> Any:
-    """``value`` as the declared input type; strings (from ``-i k=v``) are parsed."""
-    if kind == "string":
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-    elif kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
-            return int(value)
-    elif kind == "float":
-        if _is_number(value):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
-    elif kind == "json":
-        if not isinstance(value, str):
-            return value
-        try:
-            return json.loads(value)
-        except ValueError as exc:
-            raise ValueError(f"expected JSON, found {value!r} ({exc})") from None
-    article = "an" if kind == "int" else "a"
-    raise ValueError(f"expected {article} {kind}, found {describe(value)}")
-
-
-def coerce_inputs(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
-    """The execution's inputs: ``given`` converted to the declared types, defaults filled
-    in; unknown or missing required inputs are errors naming ``inputs.<name>``."""
-    problems: list[Problem] = []
-    declared = {spec.name: spec for spec in flow.inputs}
-    for name in given:
-        if name not in declared:
-            hint = difflib.get_close_matches(name, list(declared), n=1)
-            tip = f" (did you mean '{hint[0]}'?)" if hint else ""
-            known = ", ".join(declared) or "none"
-            problems.append(
-                Problem(
-                    f"unknown input '{name}'{tip}; declared inputs: {known}",
-                    flow.path,
-                    field=f"inputs.{name}",
-                )
-            )
-    values: dict[str, Any] = {}
-    for name, spec in declared.items():
-        if name not in given:
-            if spec.required and spec.default is None:
-                problems.append(
-                    Problem(
-                        f"input '{name}' is required ({spec.type})",
-                        flow.path,
-                        field=f"inputs.{name}",
-                    )
-                )
-            values[name] = spec.default
-            continue
-        try:
-            values[name] = convert_input(spec.type, given[name])
-        except ValueError as exc:
-            problems.append(Problem(str(exc), flow.path, field=f"inputs.{name}"))
-    if problems:
-        raise DefinitionError(problems)
-    return values

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -20,32 +20,25 @@ from ordo import retry
 from ordo.errors import NotFound
 from ordo.model import Flow, Outcome, State, sources_of
 from ordo.store import queries as q
+from ordo.store.reads import Row, StoreReads
 from ordo.store.records import (
-    AttemptRow,
     Claim,
-    ExecutionRow,
-    HistoryRow,
-    LogLine,
-    MetricRow,
     NewLog,
     RecordResult,
     Revision,
-    TaskRunRow,
 )
-
-Row = Sequence[Any]
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-class SqlStore(ABC):
+class SqlStore(StoreReads):
     """One connection to one database; use from one thread at a time."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._depth = 0
-        self._flows: dict[int, Flow] = {}
 
     # -- backend hooks ---------------------------------------------------------------
     @abstractmethod
@@ -75,14 +68,6 @@ class SqlStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row: Row | None = self._execute(sql, params).fetchone()
-        return row
-
-    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        rows: list[Row] = self._execute(sql, params).fetchall()
-        return rows
-
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A write transaction; nested uses join the outer one."""
@@ -105,11 +90,6 @@ class SqlStore(ABC):
         self._commit()
 
     # -- flow revisions --------------------------------------------------------------
-    def find_revision(self, content_hash: str, path: str | None) -> Revision | None:
-        """The newest revision stored for exactly this file content at this path."""
-        row = self._one(q.FIND_REVISION, (content_hash, path))
-        return self._revision(row) if row else None
-
     def add_revision(self, flow: Flow, source: str, content_hash: str, now: float) -> Revision:
         """Store ``flow`` as its next revision (the caller found no matching one)."""
         with self.transaction():
@@ -122,31 +102,6 @@ class SqlStore(ABC):
             )
         self._flows[rev_id] = flow
         return Revision(rev_id, flow.namespace, flow.id, number, content_hash, flow.path, now, flow)
-
-    def get_revision(self, revision_id: int) -> Revision:
-        row = self._one(q.GET_REVISION, (revision_id,))
-        if row is None:
-            raise NotFound(f"flow revision {revision_id} not found")
-        return self._revision(row)
-
-    def flow_of(self, revision_id: int) -> Flow:
-        """The flow definition an execution pinned (cached per store)."""
-        flow = self._flows.get(revision_id)
-        if flow is None:
-            flow = self.get_revision(revision_id).flow
-        return flow
-
-    def list_flows(self) -> list[Revision]:
-        """The newest revision of every flow, by namespace and id."""
-        return [self._revision(r) for r in self._all(q.LIST_FLOWS)]
-
-    def _revision(self, row: Row) -> Revision:
-        rev_id = row[0]
-        flow = self._flows.get(rev_id)
-        if flow is None:
-            flow = Flow.from_dict(json.loads(row[7]))
-            self._flows[rev_id] = flow
-        return Revision(rev_id, row[1], row[2], row[3], row[4], row[5], row[6], flow)
 
     # -- executions ------------------------------------------------------------------
     def create_execution(
@@ -204,84 +159,6 @@ class SqlStore(ABC):
             if not flow.tasks:
                 self._end_execution(ex_id, now)
         return ex_id
-
-    def get_execution(self, execution_id: int) -> ExecutionRow:
-        row = self._one(q.GET_EXECUTION, (execution_id,))
-        if row is None:
-            raise NotFound(f"execution {execution_id} not found")
-        return _execution(row)
-
-    def list_executions(
-        self, *, flow: str | None = None, state: State | None = None, limit: int = 20
-    ) -> list[ExecutionRow]:
-        """Newest first. ``flow`` is ``id`` or ``namespace/id``."""
-        sql = q.LIST_EXECUTIONS
-        params: list[Any] = []
-        where = []
-        if flow:
-            if "/" in flow:
-                ns, fid = flow.split("/", 1)
-                where.append("namespace = ? AND flow_id = ?")
-                params += [ns, fid]
-            else:
-                where.append("flow_id = ?")
-                params.append(flow)
-        if state:
-            where.append("state = ?")
-            params.append(state.value)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
-        return [_execution(r) for r in self._all(sql, params)]
-
-    def task_runs(self, execution_id: int) -> list[TaskRunRow]:
-        return [_task_run(r) for r in self._all(q.TASK_RUNS, (execution_id,))]
-
-    def attempts(self, execution_id: int) -> list[AttemptRow]:
-        return [_attempt(r) for r in self._all(q.ATTEMPTS, (execution_id,))]
-
-    def history(self, execution_id: int) -> list[HistoryRow]:
-        return [
-            HistoryRow(r[0], r[1], State(r[2]) if r[2] else None, State(r[3]), r[4], r[5])
-            for r in self._all(q.HISTORY, (execution_id,))
-        ]
-
-    def outputs(
-        self, execution_id: int, task_ids: Iterable[str] | None = None
-    ) -> dict[str, dict[str, Any]]:
-        """The outputs of each task run's latest attempt, by task id."""
-        wanted = None if task_ids is None else set(task_ids)
-        result: dict[str, dict[str, Any]] = {}
-        for task_id, key, value in self._all(q.OUTPUTS, (execution_id,)):
-            if wanted is None or task_id in wanted:
-                result.setdefault(task_id, {})[key] = json.loads(value)
-        return result
-
-    def attempt_outputs(self, attempt_id: int) -> dict[str, Any]:
-        return {k: json.loads(v) for k, v in self._all(q.ATTEMPT_OUTPUTS, (attempt_id,))}
-
-    def metrics(self, execution_id: int) -> list[MetricRow]:
-        return [
-            MetricRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
-            for r in self._all(q.METRICS, (execution_id,))
-        ]
-
-    def logs(
-        self,
-        execution_id: int,
-        *,
-        attempt_ids: Sequence[int] | None = None,
-        after_id: int = 0,
-        limit: int = 10_000,
-    ) -> list[LogLine]:
-        """Log lines in order, ``limit`` at a time; page with ``after_id``."""
-        rows = self._all(q.LOGS, (execution_id, after_id, limit))
-        lines = [LogLine(*r) for r in rows]
-        if attempt_ids is not None:
-            wanted = set(attempt_ids)
-            lines = [ln for ln in lines if ln.attempt_id in wanted]
-        return lines
 
     # -- the worker's side -----------------------------------------------------------
     def claim(
@@ -523,20 +400,6 @@ class SqlStore(ABC):
             self._maybe_end(ex_id, now, result)
         return result
 
-    def expired_executions(self, now: float) -> list[int]:
-        return [r[0] for r in self._all(q.EXPIRED_EXECUTIONS, (now,))]
-
-    def running_attempt_ids(self, execution_id: int) -> list[int]:
-        return [r[0] for r in self._all(q.RUNNING_ATTEMPTS, (execution_id,))]
-
-    def next_ready_time(self, execution_id: int | None = None) -> float | None:
-        """When the earliest waiting ready row becomes due (retries with a delay)."""
-        if execution_id is None:
-            row = self._one(q.NEXT_READY, ())
-        else:
-            row = self._one(q.NEXT_READY_FOR, (execution_id,))
-        return row[0] if row and row[0] is not None else None
-
     # -- transitions -----------------------------------------------------------------
     def _execution_state(self, ex_id: int) -> State:
         row = self._one(q.EXECUTION_STATE, (ex_id,))
@@ -594,47 +457,3 @@ class SqlStore(ABC):
         self._execute(
             q.INSERT_HISTORY, (ex_id, tr_id, old.value if old else None, new.value, now, reason)
         )
-
-
-def _execution(r: Row) -> ExecutionRow:
-    return ExecutionRow(
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        State(r[4]),
-        json.loads(r[5]),
-        json.loads(r[6]),
-        r[7],
-        r[8],
-        r[9],
-        r[10],
-        r[11],
-        r[12],
-        r[13],
-    )
-
-
-def _task_run(r: Row) -> TaskRunRow:
-    return TaskRunRow(
-        r[0], r[1], r[2], State(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9], r[10], r[11]
-    )
-
-
-def _attempt(r: Row) -> AttemptRow:
-    return AttemptRow(
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        State(r[4]),
-        r[5],
-        r[6],
-        r[7],
-        r[8],
-        r[9],
-        r[10],
-        r[11],
-        r[12],
-        r[13],
-    )

@@ -12,7 +12,8 @@ from typing import Any
 
 from ordo.errors import StoreError
 from ordo.store import migrate
-from ordo.store.sql import Row, SqlStore
+from ordo.store.reads import Row
+from ordo.store.sql import SqlStore
 
 TAKE_READY = """
 SELECT task_run_id, execution_id FROM ready
