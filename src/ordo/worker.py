@@ -145,8 +145,8 @@ class Worker:
             result = self.store.record_outcomes(done, now, self.rng)
             if self._stop_reason is not None:
                 self._stop(execution_id, self._stop_reason, now, result)
-            for expired in self.store.expired_executions(now):
-                self._stop(expired, "timeout", now, result)
+            if execution_id in self.store.expired_executions(now):
+                self._stop(execution_id, "timeout", now, result)
             if execution_id in result.ended_executions:
                 return result, []
             free = settings.slots - len(self._running)

@@ -8,6 +8,7 @@ only when a file is new or changed) keeps the position of every node.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -309,7 +310,7 @@ class _Checker:
                     "depends_on",
                 )
             deps = (tasks[i - 1].id,) if i else ()
-            chained.append(Task(**{**task.__dict__, "depends_on": deps}))
+            chained.append(dataclasses.replace(task, depends_on=deps))
         return chained
 
     def task(
