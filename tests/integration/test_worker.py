@@ -19,9 +19,13 @@ from ordo.store import Store, open_store
 from ordo.worker import Worker, WorkerSettings
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(str(tmp_path / "ordo.db"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = str(tmp_path / "ordo.db")
+    s = open_store(url)
     yield s
     s.close()
 
@@ -291,7 +295,7 @@ def test_long_output_is_cut_with_a_marker(store: Store, tmp_path: Path) -> None:
 
 def test_logs_are_stored_while_the_attempt_runs(store: Store, tmp_path: Path) -> None:
     seen: list[str] = []
-    db = str(tmp_path / "ordo.db")
+    db = store.url if hasattr(store, "url") else store.path  # type: ignore[attr-defined]
 
     def watch() -> None:
         reader = open_store(db)

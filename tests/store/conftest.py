@@ -1,4 +1,5 @@
-"""The store contract suite runs against every backend (PostgreSQL joins in issue 3)."""
+"""The store contract suite runs against every backend: SQLite and PostgreSQL (the
+PostgreSQL fixtures live in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import pytest
 
 from ordo.store import Store, open_store
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
     return f"sqlite:///{tmp_path / 'ordo.db'}"
 
 

@@ -1,4 +1,4 @@
-"""Migrating an empty database gives exactly the declared schema."""
+"""Migrating an empty database gives exactly the declared schema, on both backends."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ordo.store import migrate, open_store
 
-EXPECTED = Path(__file__).with_name("schema_sqlite.txt")
+HERE = Path(__file__).parent
 
 
 def describe_sqlite(path: Path) -> str:
@@ -33,26 +33,67 @@ def describe_sqlite(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_migrating_from_empty_gives_the_declared_schema(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "a.db"))
-    assert store.schema_version() == migrate.LATEST["sqlite"]  # type: ignore[attr-defined]
+def describe_postgres(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        lines = []
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+            "ORDER BY table_name"
+        ).fetchall()
+        for (table,) in tables:
+            cols = conn.execute(
+                "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+                (table,),
+            ).fetchall()
+            spec = ", ".join(f"{c[0]} {c[1]}{' NOT NULL' if c[2] == 'NO' else ''}" for c in cols)
+            lines.append(f"table {table}: {spec}")
+        for name, table, sql in conn.execute(
+            "SELECT indexname, tablename, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+            "ORDER BY indexname"
+        ):
+            lines.append(f"index {name} on {table}: {sql}")
+    return "\n".join(lines) + "\n"
+
+
+def describe(url: str) -> str:
+    if url.startswith("sqlite:///"):
+        return describe_sqlite(Path(url[len("sqlite:///") :]))
+    return describe_postgres(url)
+
+
+def backend(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite") else "postgresql"
+
+
+def test_migrating_from_empty_gives_the_declared_schema(store_url: str) -> None:
+    store = open_store(store_url)
+    assert store.schema_version() == migrate.LATEST[backend(store_url)]  # type: ignore[attr-defined]
     store.close()
-    assert describe_sqlite(tmp_path / "a.db") == EXPECTED.read_text()
+    expected = HERE / f"schema_{backend(store_url)}.txt"
+    assert describe(store_url) == expected.read_text()
 
 
 def test_migrations_are_numbered_without_gaps() -> None:
-    versions = [m.version for m in migrate.migrations("sqlite")]
-    assert versions == list(range(1, len(versions) + 1))
-    assert versions[-1] == migrate.LATEST["sqlite"]
+    for name in ("sqlite", "postgresql"):
+        versions = [m.version for m in migrate.migrations(name)]
+        assert versions == list(range(1, len(versions) + 1))
+        assert versions[-1] == migrate.LATEST[name]
 
 
-def test_two_processes_opening_a_new_database_migrate_once(tmp_path: Path) -> None:
-    url = str(tmp_path / "race.db")
+def test_backends_keep_their_migrations_in_step() -> None:
+    sqlite_names = [m.name for m in migrate.migrations("sqlite")]
+    assert sqlite_names == [m.name for m in migrate.migrations("postgresql")]
+
+
+def test_processes_opening_a_new_database_at_once_migrate_once(store_url: str) -> None:
     errors: list[BaseException] = []
 
     def open_it() -> None:
         try:
-            open_store(url).close()
+            open_store(store_url).close()
         except BaseException as exc:
             errors.append(exc)
 
@@ -62,6 +103,7 @@ def test_two_processes_opening_a_new_database_migrate_once(tmp_path: Path) -> No
     for t in threads:
         t.join()
     assert errors == []
-    conn = sqlite3.connect(url)
-    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (1,)
-    conn.close()
+    store = open_store(store_url)
+    rows = store._all("SELECT version FROM schema_migrations")  # type: ignore[attr-defined]
+    store.close()
+    assert [r[0] for r in rows] == [1]

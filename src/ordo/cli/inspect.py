@@ -21,6 +21,10 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             return _logs(store, args)
         if args.command == "flows":
             return _flows(store, args)
+        if args.command == "db":
+            version = store.upgrade()  # type: ignore[attr-defined]
+            print(f"{store.backend} schema at version {version}")  # type: ignore[attr-defined]
+            return EXIT_OK
         if args.action == "list":
             return _list(store, args)
         return _show(store, args)

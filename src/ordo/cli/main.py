@@ -101,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
         help="keep printing new lines until the execution ends",
     )
 
+    db = sub.add_parser("db", parents=[common], help="the store's schema")
+    db_sub = db.add_subparsers(dest="action", metavar="ACTION")
+    db_sub.required = True
+    db_sub.add_parser(
+        "upgrade", parents=[common], help="apply pending migrations; print the schema version"
+    )
+
     flows = sub.add_parser("flows", parents=[common], help="stored flows")
     fl_sub = flows.add_subparsers(dest="action", metavar="ACTION")
     fl_sub.required = True

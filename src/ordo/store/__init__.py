@@ -14,20 +14,20 @@ def open_store(url: str) -> Store:
     """Open (creating and migrating when needed) the store at ``url``.
 
     ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a plain file path select
-    SQLite; ``postgresql://`` is reserved for the PostgreSQL backend.
+    SQLite; ``postgresql://user@host:port/database`` selects PostgreSQL.
     """
     from ordo.store.sqlite import SqliteStore
 
     if url.startswith("sqlite:///"):
         return SqliteStore(url[len("sqlite:///") :])
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            f"the PostgreSQL backend is not available in this version (database {url!r}); "
-            "use a SQLite file"
-        )
+        from ordo.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     if "://" in url:
         scheme = url.split("://", 1)[0]
         raise ConfigError(
-            f"unknown database URL scheme {scheme!r} in {url!r}: expected sqlite:///PATH"
+            f"unknown database URL scheme {scheme!r} in {url!r}: "
+            "expected sqlite:///PATH or postgresql://..."
         )
     return SqliteStore(url)

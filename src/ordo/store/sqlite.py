@@ -42,11 +42,24 @@ class SqliteStore(SqlStore):
                 check_same_thread=False,
                 timeout=busy_timeout,
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._wal(busy_timeout)
             self._conn.execute("PRAGMA synchronous=NORMAL")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
         self.upgrade()
+
+    def _wal(self, patience: float) -> None:
+        """Switch to WAL. A new file being switched by another process at the same moment
+        answers "locked" without waiting, so try again for a while."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def upgrade(self) -> int:
         """Apply pending migrations; returns the schema version now in force."""

@@ -1,0 +1,137 @@
+"""The PostgreSQL backend (psycopg 3): the shared SQL with ``%s`` placeholders, claims
+with ``FOR UPDATE SKIP LOCKED``, and migrations serialized by an advisory lock."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+
+from ordo.errors import StoreError
+from ordo.store import migrate
+from ordo.store.reads import Row
+from ordo.store.sql import SqlStore
+
+MIGRATION_LOCK = 7_240_001  # pg_advisory_xact_lock key: one migrator at a time
+TAKE_READY = """
+DELETE FROM ready WHERE task_run_id IN (
+    SELECT task_run_id FROM ready WHERE not_before <= %s
+    ORDER BY not_before, task_run_id LIMIT %s FOR UPDATE SKIP LOCKED)
+RETURNING task_run_id, execution_id
+"""
+TAKE_READY_FOR = """
+DELETE FROM ready WHERE task_run_id IN (
+    SELECT task_run_id FROM ready WHERE execution_id = %s AND not_before <= %s
+    ORDER BY not_before, task_run_id LIMIT %s FOR UPDATE SKIP LOCKED)
+RETURNING task_run_id, execution_id
+"""
+
+
+@lru_cache(maxsize=512)
+def to_postgres(sql: str) -> str:
+    """The shared SQL in PostgreSQL's dialect: ``%s`` placeholders, ``IS NOT DISTINCT
+    FROM`` for a compared-with-NULL parameter."""
+    sql = re.sub(r"\bIS \?", "IS NOT DISTINCT FROM ?", sql)
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def describe_url(url: str) -> str:
+    """``host:port/database`` of a connection URL, for messages (no password)."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "an unparsable PostgreSQL URL"
+    host = info.get("host") or "localhost"
+    return f"host {host} port {info.get('port') or 5432} database {info.get('dbname') or '?'}"
+
+
+class PostgresStore(SqlStore):
+    """A store in one PostgreSQL database."""
+
+    backend = "postgresql"
+
+    def __init__(self, url: str, *, connect_timeout: int = 5) -> None:
+        super().__init__()
+        self.url = url
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
+        except psycopg.Error as exc:
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            reason = " ".join(lines) or type(exc).__name__
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {describe_url(url)}: {reason}"
+            ) from exc
+        self.upgrade()
+
+    def upgrade(self) -> int:
+        """Apply pending migrations under an advisory lock; returns the version."""
+        current = self.schema_version()
+        if current >= migrate.LATEST["postgresql"]:
+            return current
+        with self.transaction():
+            self._execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+            self._execute(migrate.CREATE_VERSION_TABLE.replace("REAL", "DOUBLE PRECISION"))
+            current = self.schema_version()
+            for m in migrate.migrations("postgresql"):
+                if m.version <= current:
+                    continue
+                for statement in m.statements():
+                    self._conn.execute(statement.encode())
+                self._execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (m.version, m.name, time.time()),
+                )
+                current = m.version
+        return current
+
+    def schema_version(self) -> int:
+        row = self._one("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if not row or not row[0]:
+            return 0
+        found = self._one("SELECT max(version) FROM schema_migrations")
+        return int(found[0] or 0) if found else 0
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self._conn.execute(to_postgres(sql).encode(), params)
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL error at {describe_url(self.url)}: {exc}") from exc
+
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        batch = list(rows)
+        if not batch:
+            return
+        try:
+            with self._conn.cursor() as cur:
+                cur.executemany(to_postgres(sql).encode(), batch)
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL error at {describe_url(self.url)}: {exc}") from exc
+
+    def _insert(self, sql: str, params: Sequence[Any]) -> int:
+        row = self._execute(sql.rstrip() + " RETURNING id", params).fetchone()
+        return int(row[0])
+
+    def _begin(self) -> None:
+        self._execute("BEGIN")
+
+    def _commit(self) -> None:
+        self._execute("COMMIT")
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self._conn.execute(b"ROLLBACK")
+
+    def _take_ready(self, now: float, limit: int, execution_id: int | None) -> list[Row]:
+        if execution_id is None:
+            cur = self._conn.execute(TAKE_READY.encode(), (now, limit))
+        else:
+            cur = self._conn.execute(TAKE_READY_FOR.encode(), (execution_id, now, limit))
+        return sorted(cur.fetchall(), key=lambda r: int(r[0]))
+
+    def close(self) -> None:
+        self._conn.close()
