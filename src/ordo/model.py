@@ -153,6 +153,7 @@ class Task:
     retry: RetryPolicy = RetryPolicy()
     timeout: float | None = None
     allow_failure: bool = False
+    queue: str = "default"
     line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +168,7 @@ class Task:
             "retry": self.retry.to_dict(),
             "timeout": self.timeout,
             "allow_failure": self.allow_failure,
+            "queue": self.queue,
             "line": self.line,
         }
 
@@ -183,6 +185,7 @@ class Task:
             retry=RetryPolicy.from_dict(d.get("retry", {})),
             timeout=d.get("timeout"),
             allow_failure=bool(d.get("allow_failure", False)),
+            queue=d.get("queue", "default"),
             line=d.get("line"),
         )
 

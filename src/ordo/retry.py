@@ -44,7 +44,8 @@ def decide(
     """Whether attempt ``attempt_number`` (1-based), which just failed, gets another try.
 
     ``elapsed`` is seconds since the task run's first attempt started; the ``budget``
-    counts it plus the coming delay. Reasons ``killed`` and ``template`` never retry:
+    counts it plus the coming delay. ``on_exit_codes`` limits only failures by exit code:
+    timeouts follow ``on_timeout``, and other failures (an error, a lost worker) retry. Reasons ``killed`` and ``template`` never retry:
     a kill was asked for, and a template error fails the same way every time.
     """
     if reason in ("killed", "template", "marked"):
@@ -55,7 +56,7 @@ def decide(
         return RetryDecision(False, why_not="timeouts are not retried (on_timeout: false)")
     if (
         policy.on_exit_codes
-        and reason != "timeout"
+        and reason == "exit_code"
         and (exit_code is None or exit_code not in policy.on_exit_codes)
     ):
         codes = ", ".join(str(c) for c in policy.on_exit_codes)

@@ -33,7 +33,7 @@ def test_run_and_inspect_on_postgres(
     logs = ordo(ordo_cmd, env, "logs", "1", "--task", "b")
     assert "b#1 stdout: 2" in logs.stdout
     upgraded = ordo(ordo_cmd, env, "db", "upgrade")
-    assert upgraded.stdout.strip() == "postgresql schema at version 1"
+    assert upgraded.stdout.strip() == "postgresql schema at version 2"
 
 
 def test_unreachable_server_is_named_without_traceback(

@@ -160,7 +160,8 @@ class _Checker:
         self.templates(vars_, "vars", root, "vars")
         retry, timeout = self.defaults(root)
         sequential = bool(self.get(root, "sequential", "bool", "", False))
-        tasks = self.tasks(root, retry, timeout, sequential)
+        queue = self.identifier(root, "queue", "queue") or "default"
+        tasks = self.tasks(root, retry, timeout, sequential, queue)
         if flow_id is None or tasks is None:
             return None
         self.problems.extend(graph.check_graph(tasks, self.path))
@@ -281,6 +282,7 @@ class _Checker:
         retry: dict[str, Any],
         timeout: float | None,
         sequential: bool,
+        queue: str,
     ) -> list[Task] | None:
         node = root.get("tasks")
         if node is None:
@@ -291,7 +293,7 @@ class _Checker:
             return None
         tasks = []
         for i, item in enumerate(node):
-            task = self.task(node, i, item, retry, timeout)
+            task = self.task(node, i, item, retry, timeout, queue)
             if task is not None:
                 tasks.append(task)
         if sequential:
@@ -314,7 +316,13 @@ class _Checker:
         return chained
 
     def task(
-        self, seq: list[Any], i: int, node: Any, retry: dict[str, Any], timeout: float | None
+        self,
+        seq: list[Any],
+        i: int,
+        node: Any,
+        retry: dict[str, Any],
+        timeout: float | None,
+        queue: str,
     ) -> Task | None:
         field = f"tasks[{i}]"
         if not isinstance(node, Mapping):
@@ -370,6 +378,7 @@ class _Checker:
             retry=RetryPolicy.from_dict({**retry, **self.retry(node, field)}),
             timeout=self.get(node, "timeout", "duration", field, timeout),
             allow_failure=bool(self.get(node, "allow_failure", "bool", field, False)),
+            queue=self.identifier(node, "queue", f"{field}.queue") or queue,
             line=line,
         )
 

@@ -22,6 +22,7 @@ TOP_KEYS = (
     "timeout",
     "sequential",
     "continue_on_error",
+    "queue",
     "tasks",
 )
 INPUT_KEYS = ("type", "default", "required", "description")
@@ -46,6 +47,7 @@ COMMON_KEYS = (
     "retry",
     "timeout",
     "allow_failure",
+    "queue",
 )
 TYPE_KEYS: Mapping[str, tuple[str, ...]] = {
     "shell": ("command", "cwd", "inherit_env"),

@@ -39,7 +39,7 @@ def migrations(backend: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-LATEST = {"sqlite": 1, "postgresql": 1}
+LATEST = {"sqlite": 2, "postgresql": 2}
 
 CREATE_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -18,18 +18,7 @@ from ordo.store.reads import Row
 from ordo.store.sql import SqlStore
 
 MIGRATION_LOCK = 7_240_001  # pg_advisory_xact_lock key: one migrator at a time
-TAKE_READY = """
-DELETE FROM ready WHERE task_run_id IN (
-    SELECT task_run_id FROM ready WHERE not_before <= %s
-    ORDER BY not_before, task_run_id LIMIT %s FOR UPDATE SKIP LOCKED)
-RETURNING task_run_id, execution_id
-"""
-TAKE_READY_FOR = """
-DELETE FROM ready WHERE task_run_id IN (
-    SELECT task_run_id FROM ready WHERE execution_id = %s AND not_before <= %s
-    ORDER BY not_before, task_run_id LIMIT %s FOR UPDATE SKIP LOCKED)
-RETURNING task_run_id, execution_id
-"""
+NOTIFY_CHANNEL = "ordo_ready"
 
 
 @lru_cache(maxsize=512)
@@ -58,6 +47,7 @@ class PostgresStore(SqlStore):
     def __init__(self, url: str, *, connect_timeout: int = 5) -> None:
         super().__init__()
         self.url = url
+        self._notify = False
         try:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
         except psycopg.Error as exc:
@@ -119,19 +109,29 @@ class PostgresStore(SqlStore):
     def _begin(self) -> None:
         self._execute("BEGIN")
 
-    def _commit(self) -> None:
-        self._execute("COMMIT")
-
     def _rollback(self) -> None:
+        self._notify = False
         with contextlib.suppress(psycopg.Error):
             self._conn.execute(b"ROLLBACK")
 
-    def _take_ready(self, now: float, limit: int, execution_id: int | None) -> list[Row]:
-        if execution_id is None:
-            cur = self._conn.execute(TAKE_READY.encode(), (now, limit))
-        else:
-            cur = self._conn.execute(TAKE_READY_FOR.encode(), (execution_id, now, limit))
-        return sorted(cur.fetchall(), key=lambda r: int(r[0]))
+    def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
+        sql = (
+            "DELETE FROM ready WHERE task_run_id IN ("
+            f"SELECT task_run_id FROM ready WHERE {where} "
+            "ORDER BY not_before, task_run_id LIMIT ? FOR UPDATE SKIP LOCKED) "
+            "RETURNING task_run_id, execution_id"
+        )
+        rows = self._execute(sql, [*params, limit]).fetchall()
+        return sorted(rows, key=lambda r: int(r[0]))
+
+    def _ready_added(self) -> None:
+        self._notify = True
+
+    def _commit(self) -> None:
+        if self._notify:
+            self._notify = False
+            self._execute(f"NOTIFY {NOTIFY_CHANNEL}")
+        self._execute("COMMIT")
 
     def close(self) -> None:
         self._conn.close()

@@ -53,8 +53,9 @@ WHERE deadline IS NOT NULL AND deadline <= ? AND state = 'RUNNING' AND reason IS
 TASK_RUN_COLUMNS = """id, execution_id, task_id, state, pending_deps, allow_failure, attempts,
     last_attempt_id, reason, created_at, started_at, ended_at"""
 INSERT_TASK_RUN = """
-INSERT INTO task_runs (execution_id, task_id, state, pending_deps, allow_failure, created_at)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO task_runs
+    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 TASK_RUNS = f"SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE execution_id = ? ORDER BY id"
 TASK_RUN_STATE = "SELECT state FROM task_runs WHERE id = ?"
@@ -93,12 +94,29 @@ UPDATE task_runs SET pending_deps = pending_deps - 1
 WHERE id IN (SELECT task_run_id FROM task_run_deps WHERE upstream_id = ?)
 """
 READY_DEPENDENTS = """
-INSERT INTO ready (task_run_id, execution_id, not_before)
-SELECT t.id, t.execution_id, ?
+INSERT INTO ready (task_run_id, execution_id, not_before, queue)
+SELECT t.id, t.execution_id, ?, t.queue
 FROM task_run_deps d JOIN task_runs t ON t.id = d.task_run_id
 WHERE d.upstream_id = ? AND t.pending_deps = 0 AND t.state = 'CREATED'
 """
-INSERT_READY = "INSERT INTO ready (task_run_id, execution_id, not_before) VALUES (?, ?, ?)"
+INSERT_READY = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue) VALUES (?, ?, ?, ?)
+"""
+REQUEUE = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue)
+SELECT id, execution_id, ?, queue FROM task_runs WHERE id = ?
+"""
+COUNTED_ATTEMPTS = """
+SELECT count(*) FROM attempts
+WHERE task_run_id = ? AND (reason IS NULL OR reason <> 'handed back')
+"""
+EXPIRED_LEASES = """
+SELECT a.id, a.task_run_id, a.execution_id, e.revision_id, t.task_id, a.number,
+       coalesce(t.started_at, a.started_at), a.worker_id
+FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
+WHERE a.state = 'RUNNING' AND a.lease_expires_at < ?
+ORDER BY a.lease_expires_at LIMIT ?
+"""
 DELETE_READY = "DELETE FROM ready WHERE task_run_id = ?"
 NEXT_READY = "SELECT min(not_before) FROM ready"
 NEXT_READY_FOR = "SELECT min(not_before) FROM ready WHERE execution_id = ?"
@@ -158,4 +176,15 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 METRICS = """
 SELECT attempt_id, task_run_id, name, kind, value, tags, at FROM metrics
 WHERE execution_id = ? ORDER BY id
+"""
+
+REGISTER_WORKER = """
+INSERT INTO workers (id, host, pid, queues, started_at, heartbeat_at, running)
+VALUES (?, ?, ?, ?, ?, ?, 0)
+"""
+WORKER_HEARTBEAT = "UPDATE workers SET heartbeat_at = ?, running = ? WHERE id = ?"
+WORKER_STOPPED = "UPDATE workers SET stopped_at = ?, running = 0, heartbeat_at = ? WHERE id = ?"
+LIST_WORKERS = """
+SELECT id, host, pid, queues, started_at, heartbeat_at, running, stopped_at FROM workers
+WHERE stopped_at IS NULL OR stopped_at > ? ORDER BY started_at DESC, id LIMIT ?
 """

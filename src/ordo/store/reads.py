@@ -18,6 +18,7 @@ from ordo.store.records import (
     MetricRow,
     Revision,
     TaskRunRow,
+    WorkerRow,
 )
 
 Row = Sequence[Any]
@@ -32,6 +33,10 @@ class StoreReads(ABC):
 
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    def list_workers(self, since: float, limit: int = 100) -> list[WorkerRow]:
+        """Workers running now, or stopped after ``since``; newest first."""
+        return [WorkerRow(*r) for r in self._all(q.LIST_WORKERS, (since, limit))]
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         row: Row | None = self._execute(sql, params).fetchone()

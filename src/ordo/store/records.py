@@ -78,6 +78,18 @@ class AttemptRow:
 
 
 @dataclass(frozen=True)
+class WorkerRow:
+    id: str
+    host: str
+    pid: int
+    queues: str
+    started_at: float
+    heartbeat_at: float
+    running: int
+    stopped_at: float | None
+
+
+@dataclass(frozen=True)
 class Claim:
     """A task run handed to a worker: attempt ``number`` was created with a lease."""
 

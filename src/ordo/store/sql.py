@@ -61,9 +61,13 @@ class SqlStore(StoreReads):
         """Run an INSERT and return the new row's id."""
 
     @abstractmethod
-    def _take_ready(self, now: float, limit: int, execution_id: int | None) -> list[Row]:
-        """Remove up to ``limit`` due rows from ``ready`` and return
+    def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
+        """Remove up to ``limit`` due rows from ``ready`` matching ``where`` and return
         ``(task_run_id, execution_id)`` pairs, oldest first, safely under concurrency."""
+
+    def _ready_added(self) -> None:
+        """Ready rows were added in this transaction: wake workers elsewhere (PostgreSQL
+        sends a notification at commit; SQLite's workers live in this process)."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -145,6 +149,7 @@ class SqlStore(StoreReads):
                         len(task.depends_on),
                         int(task.allow_failure),
                         now,
+                        task.queue,
                     ),
                 )
             self._executemany(
@@ -153,8 +158,9 @@ class SqlStore(StoreReads):
             )
             self._executemany(
                 q.INSERT_READY,
-                [(ids[t.id], ex_id, now) for t in flow.tasks if not t.depends_on],
+                [(ids[t.id], ex_id, now, t.queue) for t in flow.tasks if not t.depends_on],
             )
+            self._ready_added()
             self._set_execution_state(ex_id, State.RUNNING, now, None)
             if not flow.tasks:
                 self._end_execution(ex_id, now)
@@ -169,14 +175,24 @@ class SqlStore(StoreReads):
         lease_seconds: float,
         *,
         execution_id: int | None = None,
+        queues: Sequence[str] | None = None,
     ) -> list[Claim]:
-        """Take up to ``limit`` ready task runs and start an attempt of each, leased to
-        ``worker_id`` until ``now + lease_seconds``."""
+        """Take up to ``limit`` ready task runs (of one execution, and of the given queues,
+        when asked) and start an attempt of each, leased to ``worker_id`` until
+        ``now + lease_seconds``."""
         claims: list[Claim] = []
         if limit <= 0:
             return claims
+        where: list[str] = ["not_before <= ?"]
+        params: list[Any] = [now]
+        if execution_id is not None:
+            where.append("execution_id = ?")
+            params.append(execution_id)
+        if queues:
+            where.append(f"queue IN ({', '.join('?' * len(queues))})")
+            params.extend(queues)
         with self.transaction():
-            for tr_id, ex_id in self._take_ready(now, limit, execution_id):
+            for tr_id, ex_id in self._take_ready(now, limit, " AND ".join(where), params):
                 claim = self._start_attempt(tr_id, ex_id, worker_id, now, now + lease_seconds)
                 if claim is not None:
                     claims.append(claim)
@@ -284,9 +300,10 @@ class SqlStore(StoreReads):
         ):
             return False
         policy = self.flow_of(claim.revision_id).task(claim.task_id).retry
+        counted = self._one(q.COUNTED_ATTEMPTS, (claim.task_run_id,))
         decision = retry.decide(
             policy,
-            attempt_number=claim.number,
+            attempt_number=int(counted[0]) if counted else claim.number,
             reason=outcome.reason,
             exit_code=outcome.exit_code,
             elapsed=now - claim.first_started_at,
@@ -294,7 +311,8 @@ class SqlStore(StoreReads):
         )
         if not decision.retry:
             return False
-        self._execute(q.INSERT_READY, (claim.task_run_id, claim.execution_id, now + decision.delay))
+        self._execute(q.REQUEUE, (now + decision.delay, claim.task_run_id))
+        self._ready_added()
         return True
 
     def _finish_task_run(
@@ -324,7 +342,8 @@ class SqlStore(StoreReads):
 
     def _release_dependents(self, tr_id: int, ex_id: int, now: float) -> None:
         self._execute(q.DEPENDENTS_DOWN, (tr_id,))
-        self._execute(q.READY_DEPENDENTS, (now, tr_id))
+        if self._execute(q.READY_DEPENDENTS, (now, tr_id)).rowcount:
+            self._ready_added()
 
     def _skip_dependents(
         self, tr_id: int, ex_id: int, task_id: str, state: State, now: float
@@ -399,6 +418,54 @@ class SqlStore(StoreReads):
             self._skip_unstarted(ex_id, reason, now)
             self._maybe_end(ex_id, now, result)
         return result
+
+    def reap_expired(self, now: float, rng: random.Random, limit: int = 100) -> RecordResult:
+        """Attempts whose lease expired belong to a worker that died: record each as
+        FAILED (reason ``lost``, naming the worker) and let the retry policy decide."""
+        result = RecordResult()
+        with self.transaction():
+            for row in self._all(q.EXPIRED_LEASES, (now, limit)):
+                claim = Claim(*row[:7])
+                lost = Outcome(State.FAILED, reason="lost", error=f"worker lost ({row[7]})")
+                self._record_one(claim, lost, now, rng, result)
+        return result
+
+    def hand_back(self, claims: Sequence[Claim], now: float) -> None:
+        """Return claimed attempts a stopping worker will not finish: each attempt ends
+        KILLED (reason ``handed back``, not counted by retries) and its task run is ready
+        again at once."""
+        with self.transaction():
+            for claim in claims:
+                cur = self._execute(
+                    q.FINISH_ATTEMPT,
+                    (
+                        State.KILLED.value,
+                        now,
+                        None,
+                        "handed back",
+                        "the worker stopped before the attempt ended",
+                        None,
+                        None,
+                        claim.attempt_id,
+                    ),
+                )
+                if cur.rowcount:
+                    self._execute(q.REQUEUE, (now, claim.task_run_id))
+                    self._ready_added()
+
+    def register_worker(
+        self, worker_id: str, host: str, pid: int, queues: Sequence[str], now: float
+    ) -> None:
+        with self.transaction():
+            self._execute(q.REGISTER_WORKER, (worker_id, host, pid, ",".join(queues), now, now))
+
+    def worker_heartbeat(self, worker_id: str, running: int, now: float) -> None:
+        with self.transaction():
+            self._execute(q.WORKER_HEARTBEAT, (now, running, worker_id))
+
+    def worker_stopped(self, worker_id: str, now: float) -> None:
+        with self.transaction():
+            self._execute(q.WORKER_STOPPED, (now, now, worker_id))
 
     # -- transitions -----------------------------------------------------------------
     def _execution_state(self, ex_id: int) -> State:

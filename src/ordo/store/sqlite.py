@@ -15,15 +15,6 @@ from ordo.store import migrate
 from ordo.store.reads import Row
 from ordo.store.sql import SqlStore
 
-TAKE_READY = """
-SELECT task_run_id, execution_id FROM ready
-WHERE not_before <= ? ORDER BY not_before, task_run_id LIMIT ?
-"""
-TAKE_READY_FOR = """
-SELECT task_run_id, execution_id FROM ready
-WHERE execution_id = ? AND not_before <= ? ORDER BY not_before, task_run_id LIMIT ?
-"""
-
 
 class SqliteStore(SqlStore):
     """A store in one SQLite file (created, with its folder, when missing)."""
@@ -114,11 +105,12 @@ class SqliteStore(SqlStore):
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
 
-    def _take_ready(self, now: float, limit: int, execution_id: int | None) -> list[Row]:
-        if execution_id is None:
-            rows = self._all(TAKE_READY, (now, limit))
-        else:
-            rows = self._all(TAKE_READY_FOR, (execution_id, now, limit))
+    def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
+        sql = (
+            f"SELECT task_run_id, execution_id FROM ready WHERE {where} "
+            "ORDER BY not_before, task_run_id LIMIT ?"
+        )
+        rows = self._all(sql, [*params, limit])
         if rows:
             self._executemany("DELETE FROM ready WHERE task_run_id = ?", [(r[0],) for r in rows])
         return rows
