@@ -2,7 +2,8 @@
 
 Outcomes of tasks are data, not exceptions: these are for bad definitions, bad
 configuration, broken infrastructure and programming errors. Edges map them to exit
-codes (:data:`EXIT_CODES`) and, later, HTTP status codes.
+codes (``exit_code``, with :data:`EXIT_OK`, :data:`EXIT_FAILED`, :data:`EXIT_USAGE`) and,
+later, HTTP status codes.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class StoreError(OrdoError):
     """The store cannot do what was asked (unreachable, corrupt, ...)."""
 
     exit_code = 1
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now (a server restart, a network fault)."""
 
 
 class NotFound(StoreError):

@@ -44,9 +44,10 @@ def decide(
     """Whether attempt ``attempt_number`` (1-based), which just failed, gets another try.
 
     ``elapsed`` is seconds since the task run's first attempt started; the ``budget``
-    counts it plus the coming delay. ``on_exit_codes`` limits only failures by exit code:
-    timeouts follow ``on_timeout``, and other failures (an error, a lost worker) retry. Reasons ``killed`` and ``template`` never retry:
-    a kill was asked for, and a template error fails the same way every time.
+    counts it plus the coming delay. ``on_exit_codes`` limits only failures by exit
+    code: timeouts follow ``on_timeout``, and other failures (an error, a lost worker)
+    are retried. Reasons ``killed`` and ``template`` never retry: a kill was asked for,
+    and a template error fails the same way every time.
     """
     if reason in ("killed", "template", "marked"):
         return RetryDecision(False, why_not=f"{reason} attempts are not retried")

@@ -10,12 +10,14 @@ touched by the loop thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import random
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,7 @@ from typing import Protocol
 
 from ordo import engine
 from ordo.clock import Clock, SystemClock
+from ordo.errors import StoreError, StoreUnavailable
 from ordo.model import Outcome, State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
@@ -58,6 +61,11 @@ class WorkerSettings:
     kill_grace: float = 5.0
     max_log_bytes: int = 10 * 1024 * 1024  # per attempt; the rest is dropped with a marker
     log_batch_lines: int = 2000  # buffered lines that wake the loop to write them early
+    queues: tuple[str, ...] = ("default",)  # served by serve(); run_execution takes any
+    grace: float = 30.0  # serve(): how long running attempts may finish after stop()
+    reap_every: float = 15.0  # serve(): how often expired leases are looked for
+    poll_every: float = 1.0  # serve() without notifications: how often to look for work
+    notified_poll_every: float = 5.0  # with LISTEN/NOTIFY: a safety net only
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )
@@ -95,13 +103,39 @@ class Worker:
         self._logs: list[NewLog] = []
         self._logs_lock = threading.Lock()
         self._running: dict[int, _Running] = {}
+        self._handed: list[Claim] = []
         self._pool = ThreadPoolExecutor(self.settings.slots, thread_name_prefix="ordo-task")
         self._stop_reason: str | None = None
+        self._stopping_at: float | None = None
+        self._notified = False
 
     # -- public --------------------------------------------------------------------
     def run_execution(self, execution_id: int) -> State:
-        """Work on ``execution_id`` only, until it ends; returns its final state."""
-        return self._loop(execution_id)
+        """Work on ``execution_id`` only (any queue), until it ends, whoever ends it;
+        returns its final state. Other workers may help."""
+        state = self._loop(execution_id)
+        assert state is not None
+        return state
+
+    def serve(self) -> None:
+        """Work on every execution's task runs of ``settings.queues`` until :meth:`stop`,
+        registered in the workers table, reaping expired leases of dead workers."""
+        s = self.settings
+        now = self.clock.now()
+        self.store.register_worker(s.worker_id, socket.gethostname(), os.getpid(), s.queues, now)
+        logger.info("worker %s serving queues %s", s.worker_id, ",".join(s.queues))
+        try:
+            self._loop(None)
+        finally:
+            with contextlib.suppress(StoreError):
+                self.store.worker_stopped(s.worker_id, self.clock.now())
+
+    def stop(self) -> None:
+        """Graceful stop (from a signal handler): claim nothing more, let running attempts
+        finish within ``settings.grace``, then hand back what is left."""
+        if self._stopping_at is None:
+            self._stopping_at = self.clock.now() + self.settings.grace
+        self._events.put((_WAKE, _WAKE_OUTCOME))
 
     def interrupt(self, reason: str) -> None:
         """Ask the loop (from a signal handler) to stop the execution it is working on."""
@@ -115,45 +149,120 @@ class Worker:
         self.runners.close()
 
     # -- the loop --------------------------------------------------------------------
-    def _loop(self, execution_id: int) -> State:
-        next_heartbeat = self.clock.now() + self.settings.heartbeat_every
-        deadline = self.store.get_execution(execution_id).deadline
+    def _loop(self, execution_id: int | None) -> State | None:
+        s = self.settings
+        now = self.clock.now()
+        due = {
+            "heartbeat": now + s.heartbeat_every,
+            "reap": now if execution_id is None else _NEVER,
+        }
+        deadline = None if execution_id is None else self.store.get_execution(execution_id).deadline
+        listening = self.store.listen(lambda: self._events.put((_WAKE, _WAKE_OUTCOME)))
+        self._notified = listening is not None
         done: list[tuple[Claim, Outcome]] = []
-        while True:
-            now = self.clock.now()
-            result, claims = self._step(done, now, execution_id)
-            for claim, outcome in done:  # told after the commit, never inside it
-                self.listener.finished(claim, outcome, claim.task_run_id in result.retries)
-            done = []
-            if execution_id in result.ended_executions:
-                return result.ended_executions[execution_id]
-            for claim in claims:
-                self._launch(claim)
-            if now >= next_heartbeat:
-                self._heartbeat(now)
-                next_heartbeat = now + self.settings.heartbeat_every
-            self._wait(done, execution_id, min(next_heartbeat, deadline or next_heartbeat))
+        try:
+            while True:
+                now = self.clock.now()
+                try:
+                    result, claims = self._step(done, now, execution_id)
+                    self._housekeeping(now, due, execution_id)
+                except StoreUnavailable as exc:
+                    self._recover(exc)
+                    continue
+                for claim, outcome in done:  # told after the commit, never inside it
+                    self.listener.finished(claim, outcome, claim.task_run_id in result.retries)
+                done = []
+                ended = self._ended(execution_id, result, claims)
+                if ended is not None or (self._stopping_at is not None and not self._running):
+                    return ended
+                for claim in claims:
+                    self._launch(claim)
+                self._hand_back_after_grace(now)
+                self._wait(done, execution_id, min([*due.values(), deadline or _NEVER]))
+        finally:
+            if listening is not None:
+                listening.close()
+
+    def _ended(
+        self, execution_id: int | None, result: RecordResult, claims: list[Claim]
+    ) -> State | None:
+        if execution_id is None:
+            return None
+        if execution_id in result.ended_executions:
+            return result.ended_executions[execution_id]
+        if not claims and not self._running:  # another worker may have ended it
+            state = self.store.get_execution(execution_id).state
+            if state.terminal:
+                return state
+        return None
 
     def _step(
-        self, done: list[tuple[Claim, Outcome]], now: float, execution_id: int
+        self, done: list[tuple[Claim, Outcome]], now: float, execution_id: int | None
     ) -> tuple[RecordResult, list[Claim]]:
         with self._logs_lock:
-            logs, self._logs = self._logs, []
-        settings = self.settings
+            logs = list(self._logs)
+        s = self.settings
         with self.store.transaction():
             self.store.add_logs(logs)
             result = self.store.record_outcomes(done, now, self.rng)
-            if self._stop_reason is not None:
+            if self._handed:
+                self.store.hand_back(self._handed, now)
+            if self._stop_reason is not None and execution_id is not None:
                 self._stop(execution_id, self._stop_reason, now, result)
-            if execution_id in self.store.expired_executions(now):
+            if execution_id is not None and execution_id in self.store.expired_executions(now):
                 self._stop(execution_id, "timeout", now, result)
-            if execution_id in result.ended_executions:
-                return result, []
-            free = settings.slots - len(self._running)
-            claims = self.store.claim(
-                settings.worker_id, free, now, settings.lease_seconds, execution_id=execution_id
-            )
+            claims: list[Claim] = []
+            if self._stopping_at is None and execution_id not in result.ended_executions:
+                claims = self.store.claim(
+                    s.worker_id,
+                    s.slots - len(self._running),
+                    now,
+                    s.lease_seconds,
+                    execution_id=execution_id,
+                    queues=None if execution_id is not None else s.queues,
+                )
+        with self._logs_lock:  # written: forget them (kept above if the commit failed)
+            del self._logs[: len(logs)]
+        self._handed = []
         return result, claims
+
+    def _housekeeping(self, now: float, due: dict[str, float], execution_id: int | None) -> None:
+        """Leases and the workers table (heartbeat), dead workers' attempts (reap), and
+        other executions past their timeout, each when due."""
+        s = self.settings
+        if now >= due["heartbeat"]:
+            self.store.heartbeat(s.worker_id, list(self._running), now + s.lease_seconds)
+            if execution_id is None:
+                self.store.worker_heartbeat(s.worker_id, len(self._running), now)
+                for expired in self.store.expired_executions(now):
+                    self._stop(expired, "timeout", now, RecordResult())
+            due["heartbeat"] = now + s.heartbeat_every
+        if now >= due["reap"]:
+            reaped = self.store.reap_expired(now, self.rng)
+            if reaped.retries or reaped.ended_executions:
+                logger.warning("reaped attempts of lost workers: %s", reaped)
+            due["reap"] = now + s.reap_every
+
+    def _recover(self, exc: StoreUnavailable) -> None:
+        """The database went away: wait with growing pauses until it answers again."""
+        pause = 0.1
+        while True:
+            logger.warning("store unavailable (%s); reconnecting in %.1fs", exc, pause)
+            time.sleep(pause)
+            try:
+                self.store.reconnect()
+                return
+            except StoreUnavailable as again:
+                exc = again
+                pause = min(pause * 2, 5.0)
+
+    def _hand_back_after_grace(self, now: float) -> None:
+        if self._stopping_at is None or now < self._stopping_at:
+            return
+        for running in self._running.values():
+            if running.cancel_reason is None:
+                running.cancel_reason = "handed back"
+                running.context.cancel.set()
 
     def _stop(self, execution_id: int, reason: str, now: float, result: RecordResult) -> None:
         """Fail an execution: its unstarted task runs end SKIPPED, running attempts here
@@ -188,18 +297,27 @@ class Worker:
             outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
         self._events.put((claim, outcome))
 
-    def _wait(self, done: list[tuple[Claim, Outcome]], execution_id: int, due_at: float) -> None:
-        """Block until an outcome arrives or something is due; collect all outcomes."""
+    def _wait(
+        self, done: list[tuple[Claim, Outcome]], execution_id: int | None, due_at: float
+    ) -> None:
+        """Block until an outcome or a wake-up arrives or something is due; collect all
+        outcomes that are there."""
         if done:
             return
+        s = self.settings
         now = self.clock.now()
         due = [due_at]
         if self._running:
-            due.append(now + self.settings.log_flush_every)
-        if len(self._running) < self.settings.slots:  # a retry waiting for its delay
-            next_ready = self.store.next_ready_time(execution_id)
-            if next_ready is not None:
-                due.append(max(next_ready, now))
+            due.append(now + s.log_flush_every)
+        if self._stopping_at is not None:
+            due.append(self._stopping_at)
+        elif len(self._running) < s.slots:
+            queues = None if execution_id is not None else s.queues
+            next_ready = self.store.next_ready_time(now, execution_id=execution_id, queues=queues)
+            if next_ready is not None:  # a retry waiting for its delay
+                due.append(next_ready)
+            if execution_id is None or self._notified:
+                due.append(now + (s.notified_poll_every if self._notified else s.poll_every))
         item = self.clock.wait(self._events, min(due) - now)
         while item is not None:
             self._collect(item, done)
@@ -213,6 +331,9 @@ class Worker:
         if claim is _WAKE:
             return
         running = self._running.pop(claim.attempt_id, None)
+        if running is not None and running.cancel_reason == "handed back":
+            self._handed.append(claim)
+            return
         if running is not None and running.cancel_reason == "timeout":
             outcome = Outcome(
                 State.FAILED,
@@ -225,10 +346,6 @@ class Worker:
                 peak_rss_kb=outcome.peak_rss_kb,
             )
         done.append((claim, outcome))
-
-    def _heartbeat(self, now: float) -> None:
-        ids = list(self._running)
-        self.store.heartbeat(self.settings.worker_id, ids, now + self.settings.lease_seconds)
 
 
 class _AttemptLog:
@@ -261,4 +378,5 @@ class _AttemptLog:
 
 
 _WAKE = Claim(0, 0, 0, 0, "", 0, 0.0)
+_NEVER = float("inf")
 _WAKE_OUTCOME = Outcome(State.FAILED)

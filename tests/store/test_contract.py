@@ -141,12 +141,12 @@ def test_retry_schedules_next_attempt_after_delay(store: Store) -> None:
     result = store.record_outcomes([(first, fail())], NOW + 1, RNG)
     assert result.retries == [first.task_run_id]
     assert claim_all(store, ex_id, NOW + 10.9) == []
-    assert store.next_ready_time(ex_id) == NOW + 11
+    assert store.next_ready_time(NOW + 1, execution_id=ex_id) == NOW + 11
     (second,) = claim_all(store, ex_id, NOW + 11)
     assert second.number == 2
     assert second.task_run_id == first.task_run_id
     store.record_outcomes([(second, fail())], NOW + 12, RNG)
-    assert store.next_ready_time(ex_id) == NOW + 32  # 20 s: backoff 2.0
+    assert store.next_ready_time(NOW, execution_id=ex_id) == NOW + 32  # 20 s: backoff 2.0
     (third,) = claim_all(store, ex_id, NOW + 32)
     result = store.record_outcomes([(third, fail())], NOW + 33, RNG)
     assert result.ended_executions == {ex_id: State.FAILED}

@@ -4,21 +4,24 @@ with ``FOR UPDATE SKIP LOCKED``, and migrations serialized by an advisory lock."
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
 import psycopg
 
-from ordo.errors import StoreError
+from ordo.errors import StoreError, StoreUnavailable
 from ordo.store import migrate
 from ordo.store.reads import Row
 from ordo.store.sql import SqlStore
 
 MIGRATION_LOCK = 7_240_001  # pg_advisory_xact_lock key: one migrator at a time
 NOTIFY_CHANNEL = "ordo_ready"
+logger = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=512)
@@ -39,6 +42,38 @@ def describe_url(url: str) -> str:
     return f"host {host} port {info.get('port') or 5432} database {info.get('dbname') or '?'}"
 
 
+class _Notifications:
+    """A thread with its own connection that LISTENs and calls ``wake`` on each
+    notification; reconnects with growing pauses when the server goes away."""
+
+    def __init__(self, url: str, wake: Callable[[], None]) -> None:
+        self.url = url
+        self.wake = wake
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ordo-listen", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pause = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    pause = 0.1
+                    self.wake()  # anything added while we were not listening
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self.wake()
+            except psycopg.Error as exc:
+                logger.warning("notifications lost (%s); listening again in %.1fs", exc, pause)
+                self._stop.wait(pause)
+                pause = min(pause * 2, 5.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 class PostgresStore(SqlStore):
     """A store in one PostgreSQL database."""
 
@@ -48,15 +83,32 @@ class PostgresStore(SqlStore):
         super().__init__()
         self.url = url
         self._notify = False
+        self._connect_timeout = connect_timeout
         try:
-            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
+            self._conn = self._connect()
+        except StoreUnavailable as exc:
+            raise StoreError(str(exc)) from exc
+        self.upgrade()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=self._connect_timeout)
         except psycopg.Error as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             reason = " ".join(lines) or type(exc).__name__
-            raise StoreError(
-                f"cannot connect to PostgreSQL at {describe_url(url)}: {reason}"
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {describe_url(self.url)}: {reason}"
             ) from exc
-        self.upgrade()
+
+    def reconnect(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self._conn.close()
+        self._depth = 0
+        self._notify = False
+        self._conn = self._connect()
+
+    def listen(self, wake: Callable[[], None]) -> _Notifications:
+        return _Notifications(self.url, wake)
 
     def upgrade(self) -> int:
         """Apply pending migrations under an advisory lock; returns the version."""
@@ -90,7 +142,7 @@ class PostgresStore(SqlStore):
         try:
             return self._conn.execute(to_postgres(sql).encode(), params)
         except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL error at {describe_url(self.url)}: {exc}") from exc
+            raise self._error(exc) from exc
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = list(rows)
@@ -100,7 +152,15 @@ class PostgresStore(SqlStore):
             with self._conn.cursor() as cur:
                 cur.executemany(to_postgres(sql).encode(), batch)
         except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL error at {describe_url(self.url)}: {exc}") from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: psycopg.Error) -> StoreError:
+        """A lost connection is StoreUnavailable (the worker reconnects); the rest is a
+        StoreError naming the server."""
+        where = describe_url(self.url)
+        if isinstance(exc, psycopg.OperationalError) or self._conn.closed:
+            return StoreUnavailable(f"PostgreSQL at {where} unavailable: {exc}")
+        return StoreError(f"PostgreSQL error at {where}: {exc}")
 
     def _insert(self, sql: str, params: Sequence[Any]) -> int:
         row = self._execute(sql.rstrip() + " RETURNING id", params).fetchone()

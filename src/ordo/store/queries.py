@@ -118,8 +118,6 @@ WHERE a.state = 'RUNNING' AND a.lease_expires_at < ?
 ORDER BY a.lease_expires_at LIMIT ?
 """
 DELETE_READY = "DELETE FROM ready WHERE task_run_id = ?"
-NEXT_READY = "SELECT min(not_before) FROM ready"
-NEXT_READY_FOR = "SELECT min(not_before) FROM ready WHERE execution_id = ?"
 
 ATTEMPT_COLUMNS = """id, task_run_id, execution_id, number, state, worker_id,
     lease_expires_at, started_at, ended_at, exit_code, reason, error, cpu_seconds,

@@ -160,12 +160,23 @@ class StoreReads(ABC):
     def running_attempt_ids(self, execution_id: int) -> list[int]:
         return [r[0] for r in self._all(q.RUNNING_ATTEMPTS, (execution_id,))]
 
-    def next_ready_time(self, execution_id: int | None = None) -> float | None:
-        """When the earliest waiting ready row becomes due (retries with a delay)."""
-        if execution_id is None:
-            row = self._one(q.NEXT_READY, ())
-        else:
-            row = self._one(q.NEXT_READY_FOR, (execution_id,))
+    def next_ready_time(
+        self,
+        after: float,
+        *,
+        execution_id: int | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> float | None:
+        """When the earliest ready row due after ``after`` becomes due (a retry's delay)."""
+        sql = "SELECT min(not_before) FROM ready WHERE not_before > ?"
+        params: list[Any] = [after]
+        if execution_id is not None:
+            sql += " AND execution_id = ?"
+            params.append(execution_id)
+        if queues:
+            sql += f" AND queue IN ({', '.join('?' * len(queues))})"
+            params.extend(queues)
+        row = self._one(sql, params)
         return row[0] if row and row[0] is not None else None
 
 

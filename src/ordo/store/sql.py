@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import random
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from ordo import retry
 from ordo.errors import NotFound
@@ -27,6 +27,10 @@ from ordo.store.records import (
     RecordResult,
     Revision,
 )
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 def _dumps(value: Any) -> str:
@@ -64,6 +68,14 @@ class SqlStore(StoreReads):
     def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
         """Remove up to ``limit`` due rows from ``ready`` matching ``where`` and return
         ``(task_run_id, execution_id)`` pairs, oldest first, safely under concurrency."""
+
+    def listen(self, wake: Callable[[], None]) -> Closable | None:
+        """Call ``wake`` (from another thread) when ready rows are added by any process;
+        None when the backend has no such notifications (SQLite)."""
+        return None
+
+    def reconnect(self) -> None:
+        """Open a new connection after :class:`StoreUnavailable`."""
 
     def _ready_added(self) -> None:
         """Ready rows were added in this transaction: wake workers elsewhere (PostgreSQL
