@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="tasks run in parallel (default: number of CPUs)"
     )
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="record the execution, print its id and exit; workers run it",
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
 
     validate = sub.add_parser(
@@ -101,6 +106,42 @@ def _parser() -> argparse.ArgumentParser:
         help="keep printing new lines until the execution ends",
     )
 
+    submit = sub.add_parser(
+        "submit", parents=[common], help="record an execution for workers; print its id"
+    )
+    submit.add_argument("file")
+    submit.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
+
+    worker = sub.add_parser(
+        "worker", parents=[common], help="run ready tasks of any execution until stopped"
+    )
+    worker.add_argument(
+        "--queue",
+        "-Q",
+        action="append",
+        metavar="QUEUE",
+        help="serve this queue (repeatable; default: default)",
+    )
+    worker.add_argument(
+        "--workers", type=int, default=None, help="tasks run in parallel (default: number of CPUs)"
+    )
+    worker.add_argument(
+        "--grace", default="30s", help="on SIGTERM, how long running tasks may finish (default 30s)"
+    )
+    worker.add_argument(
+        "--lease",
+        default="30s",
+        help="how long an attempt stays this worker's without a heartbeat; a dead worker's "
+        "attempts are taken back after it (default 30s)",
+    )
+
+    workers = sub.add_parser("workers", parents=[common], help="registered workers")
+    wk_sub = workers.add_subparsers(dest="action", metavar="ACTION")
+    wk_sub.required = True
+    wls = wk_sub.add_parser("list", parents=[common], help="workers alive or stopped lately")
+    wls.add_argument("--json", action="store_true")
+
     db = sub.add_parser("db", parents=[common], help="the store's schema")
     db_sub = db.add_subparsers(dest="action", metavar="ACTION")
     db_sub.required = True
@@ -121,10 +162,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     environ = dict(os.environ)
     try:
-        if args.command == "run":
+        if args.command == "run" and not args.detach:
             from ordo.cli import run
 
             return run.command(args, environ)
+        if args.command in ("worker", "workers", "submit", "run"):
+            from ordo.cli import serve
+
+            if args.command == "worker":
+                return serve.worker_command(args, environ)
+            if args.command == "workers":
+                return serve.workers_command(args, environ)
+            return serve.submit_command(args, environ)
         if args.command in ("validate", "plan"):
             from ordo.cli import check
 

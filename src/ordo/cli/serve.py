@@ -1,0 +1,109 @@
+"""``ordo worker``, ``ordo workers list`` and ``ordo submit``: work shared by many
+processes through one store."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from types import FrameType
+
+from ordo import engine
+from ordo.cli.common import fmt_time, open_db, parse_pairs, print_json, table
+from ordo.errors import EXIT_OK, UsageError
+from ordo.model import parse_duration
+from ordo.runners import make_runners
+from ordo.worker import Worker, WorkerSettings
+
+
+def worker_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Serve queues until SIGTERM/SIGINT (graceful: running attempts get ``--grace``)."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    settings = WorkerSettings(queues=tuple(args.queue or ["default"]))
+    if args.workers is not None:
+        if args.workers < 1:
+            raise UsageError(f"--workers must be at least 1, found {args.workers}")
+        settings.slots = args.workers
+    try:
+        settings.grace = parse_duration(args.grace)
+        settings.lease_seconds = max(parse_duration(args.lease), 0.5)
+    except ValueError as exc:
+        raise UsageError(f"--grace/--lease: {exc}") from None
+    settings.heartbeat_every = settings.lease_seconds / 3
+    settings.reap_every = settings.lease_seconds / 2
+    store = open_db(args.db, environ)
+    worker = Worker(store, make_runners(settings.slots), settings=settings, env=environ)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger("ordo").info("%s: stopping", signal.Signals(signum).name)
+        worker.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    try:
+        worker.serve()
+    finally:
+        worker.close()
+        store.close()
+    return EXIT_OK
+
+
+def workers_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    store = open_db(args.db, environ)
+    try:
+        now = time.time()
+        rows = store.list_workers(since=now - 3600)
+    finally:
+        store.close()
+    if args.json:
+        print_json(
+            [
+                {**row.__dict__, "alive": _alive(row.heartbeat_at, row.stopped_at, now)}
+                for row in rows
+            ]
+        )
+        return EXIT_OK
+    print(
+        table(
+            ["WORKER", "HOST", "PID", "QUEUES", "STARTED", "LAST HEARTBEAT", "RUNNING", "STATE"],
+            [
+                [
+                    r.id,
+                    r.host,
+                    str(r.pid),
+                    r.queues,
+                    fmt_time(r.started_at),
+                    fmt_time(r.heartbeat_at),
+                    str(r.running),
+                    _alive(r.heartbeat_at, r.stopped_at, now),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    return EXIT_OK
+
+
+def _alive(heartbeat_at: float, stopped_at: float | None, now: float) -> str:
+    if stopped_at is not None:
+        return "stopped"
+    return "alive" if now - heartbeat_at < 35 else "lost"
+
+
+def submit_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Record an execution and print its id; workers run it."""
+    inputs = parse_pairs(args.input, "-i")
+    labels = parse_pairs(args.label, "-l")
+    store = open_db(args.db, environ)
+    try:
+        revision = engine.register_flow(store, args.file, time.time())
+        execution_id = engine.start_execution(store, revision, inputs, time.time(), labels=labels)
+    finally:
+        store.close()
+    print(execution_id)
+    return EXIT_OK

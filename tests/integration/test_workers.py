@@ -1,0 +1,243 @@
+"""Many ``ordo worker`` processes on one PostgreSQL database: exactly once, chaos,
+graceful stop, queues."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ordo.store import open_store
+
+
+def ordo(cmd: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+class Workers:
+    """Starts ``ordo worker`` processes and ends them (only those) at the end."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.cmd, self.env, self.log_dir = cmd, env, log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [*self.cmd, "worker", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def workers(
+    ordo_cmd: list[str], ordo_env: dict[str, str], postgres_url: str, tmp_path: Path
+) -> Iterator[Workers]:
+    pool = Workers(ordo_cmd, {**ordo_env, "ORDO_DB": postgres_url}, tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def wait_for(what: str, check: object, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def finished(url: str, ids: list[int]) -> bool:
+    store = open_store(url)
+    try:
+        return all(store.get_execution(i).state.terminal for i in ids)
+    finally:
+        store.close()
+
+
+def test_four_workers_run_2000_task_runs_exactly_once(
+    workers: Workers, ordo_cmd: list[str], postgres_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "noop.py").write_text("def noop():\n    return None\n")
+    flow = tmp_path / "many.yaml"
+    flow.write_text(
+        "id: many\ntasks:\n"
+        + "".join(f"  - {{id: t{i}, type: python, function: 'noop:noop'}}\n" for i in range(500))
+    )
+    ids = [int(ordo(ordo_cmd, workers.env, "submit", str(flow)).stdout) for _ in range(4)]
+    for _ in range(4):
+        workers.start("--workers", "2")
+    wait_for("4 executions", lambda: finished(postgres_url, ids))
+    store = open_store(postgres_url)
+    try:
+        for ex_id in ids:
+            assert store.get_execution(ex_id).state.value == "SUCCESS"
+            runs = store.task_runs(ex_id)
+            attempts = store.attempts(ex_id)
+            assert len(runs) == 500 and {r.state.value for r in runs} == {"SUCCESS"}
+            assert sorted(a.task_run_id for a in attempts) == sorted(r.id for r in runs)
+            assert {a.number for a in attempts} == {1}
+        used = {a.worker_id for ex_id in ids for a in store.attempts(ex_id)}
+        assert len(used) >= 2  # the work was shared
+    finally:
+        store.close()
+
+
+def test_chaos_killed_workers_lose_nothing(
+    workers: Workers, ordo_cmd: list[str], postgres_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "lines.txt"
+    flow = tmp_path / "chaos.yaml"
+    flow.write_text(
+        textwrap.dedent(f"""
+        id: chaos
+        defaults:
+          retry: {{attempts: 10}}
+        tasks:
+    """)
+        + "".join(
+            f"  - {{id: t{i}, type: shell, command: 'echo $ORDO_TASK_ID >> {out}; sleep 0.1'}}\n"
+            for i in range(300)
+        )
+    )
+    (ex_id,) = [int(ordo(ordo_cmd, workers.env, "submit", str(flow)).stdout)]
+    args = ("--workers", "2", "--lease", "2s", "--grace", "1s")
+    live = [workers.start(*args) for _ in range(3)]
+    rng = random.Random(3)
+    killed_pids: list[int] = []
+    for _ in range(10):
+        time.sleep(1)
+        victim = live.pop(rng.randrange(len(live)))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        killed_pids.append(victim.pid)
+        live.append(workers.start(*args))
+    wait_for("the chaos execution", lambda: finished(postgres_url, [ex_id]), timeout=120)
+    store = open_store(postgres_url)
+    try:
+        assert store.get_execution(ex_id).state.value == "SUCCESS"
+        attempts = store.attempts(ex_id)
+        runs = {r.id: r.task_id for r in store.task_runs(ex_id)}
+    finally:
+        store.close()
+    appended = collections.Counter(out.read_text().split())
+    tries = collections.Counter(runs[a.task_run_id] for a in attempts)
+    assert set(appended) == set(runs.values())
+    assert all(appended[t] <= tries[t] for t in appended)
+    assert not [a for a in attempts if a.state.value == "RUNNING"]
+    lost = [a for a in attempts if a.state.value != "SUCCESS"]
+    assert lost, "ten kills of busy workers lost no attempt"
+    for attempt in lost:
+        assert attempt.reason == "lost"
+        assert int((attempt.worker_id or "").split(":")[1]) in killed_pids
+        assert attempt.error == f"worker lost ({attempt.worker_id})"
+
+
+def test_sigterm_lets_a_running_task_finish(
+    workers: Workers, ordo_cmd: list[str], postgres_url: str, tmp_path: Path
+) -> None:
+    flow = tmp_path / "long.yaml"
+    flow.write_text(
+        textwrap.dedent(f"""
+        id: long
+        tasks:
+          - {{id: long, type: shell, command: "touch {tmp_path}/started; sleep 2"}}
+    """)
+    )
+    (ex_id,) = [int(ordo(ordo_cmd, workers.env, "run", str(flow), "--detach").stdout)]
+    proc = workers.start("--grace", "30s")
+    wait_for("the task to start", (tmp_path / "started").exists, timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    store = open_store(postgres_url)
+    try:
+        assert store.get_execution(ex_id).state.value == "SUCCESS"
+        (attempt,) = store.attempts(ex_id)
+        assert attempt.state.value == "SUCCESS"
+    finally:
+        store.close()
+
+
+def test_sigterm_past_the_grace_hands_the_task_back(
+    workers: Workers, ordo_cmd: list[str], postgres_url: str, tmp_path: Path
+) -> None:
+    flow = tmp_path / "longer.yaml"
+    flow.write_text(
+        textwrap.dedent(f"""
+        id: longer
+        tasks:
+          - {{id: slow, type: shell, command: "touch {tmp_path}/started-$ORDO_ATTEMPT; sleep 30"}}
+    """)
+    )
+    (ex_id,) = [int(ordo(ordo_cmd, workers.env, "submit", str(flow)).stdout)]
+    first = workers.start("--grace", "0.3s")
+    wait_for("the task to start", (tmp_path / "started-1").exists, timeout=30)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    store = open_store(postgres_url)
+    try:
+        (attempt,) = store.attempts(ex_id)
+        assert (attempt.state.value, attempt.reason) == ("KILLED", "handed back")
+        assert store.get_execution(ex_id).state.value == "RUNNING"
+    finally:
+        store.close()
+    workers.start()
+    wait_for("the task to start again", (tmp_path / "started-2").exists, timeout=30)
+
+
+def test_queues_send_tasks_to_the_workers_that_serve_them(
+    workers: Workers, ordo_cmd: list[str], postgres_url: str, tmp_path: Path
+) -> None:
+    flow = tmp_path / "queues.yaml"
+    flow.write_text(
+        textwrap.dedent("""
+        id: queues
+        tasks:
+          - {id: anywhere, type: shell, command: "true"}
+          - {id: special, type: shell, command: "true", queue: gpu, depends_on: [anywhere]}
+    """)
+    )
+    (ex_id,) = [int(ordo(ordo_cmd, workers.env, "submit", str(flow)).stdout)]
+    plain = workers.start()
+    store = open_store(postgres_url)
+    try:
+        wait_for(
+            "the default task",
+            lambda: bool(
+                store.outputs(ex_id) is not None
+                and [
+                    r
+                    for r in store.task_runs(ex_id)
+                    if r.task_id == "anywhere" and r.state.terminal
+                ]
+            ),
+            timeout=30,
+        )
+        time.sleep(1.5)  # a default worker must not take the gpu task
+        assert {r.task_id: r.state.value for r in store.task_runs(ex_id)}["special"] == "CREATED"
+        gpu = workers.start("--queue", "gpu")
+        wait_for("the gpu task", lambda: finished(postgres_url, [ex_id]), timeout=30)
+        attempts = {a.task_run_id: a.worker_id for a in store.attempts(ex_id)}
+        runs = {r.task_id: r.id for r in store.task_runs(ex_id)}
+        assert str(gpu.pid) in (attempts[runs["special"]] or "")
+        assert str(plain.pid) in (attempts[runs["anywhere"]] or "")
+        listed = json.loads(ordo(ordo_cmd, workers.env, "workers", "list", "--json").stdout)
+        assert {w["queues"] for w in listed} == {"default", "gpu"}
+    finally:
+        store.close()
+        os.environ.get("CI")
