@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import random
 import signal
 import subprocess
@@ -104,10 +103,10 @@ def test_chaos_killed_workers_lose_nothing(
     out = tmp_path / "lines.txt"
     flow = tmp_path / "chaos.yaml"
     flow.write_text(
-        textwrap.dedent(f"""
+        textwrap.dedent("""
         id: chaos
         defaults:
-          retry: {{attempts: 10}}
+          retry: {attempts: 10}
         tasks:
     """)
         + "".join(
@@ -240,4 +239,3 @@ def test_queues_send_tasks_to_the_workers_that_serve_them(
         assert {w["queues"] for w in listed} == {"default", "gpu"}
     finally:
         store.close()
-        os.environ.get("CI")
