@@ -165,23 +165,41 @@ class Worker:
                 now = self.clock.now()
                 try:
                     result, claims = self._step(done, now, execution_id)
-                    self._housekeeping(now, due, execution_id)
                 except StoreUnavailable as exc:
-                    self._recover(exc)
+                    self._recover(exc)  # nothing was recorded: ``done`` is tried again
                     continue
                 for claim, outcome in done:  # told after the commit, never inside it
                     self.listener.finished(claim, outcome, claim.task_run_id in result.retries)
                 done = []
-                ended = self._ended(execution_id, result, claims)
-                if ended is not None or (self._stopping_at is not None and not self._running):
-                    return ended
-                for claim in claims:
-                    self._launch(claim)
-                self._hand_back_after_grace(now)
-                self._wait(done, execution_id, min([*due.values(), deadline or _NEVER]))
+                try:
+                    ended = self._after_step(now, due, execution_id, result, claims)
+                    if ended is not None or (self._stopping_at is not None and not self._running):
+                        return ended
+                    self._wait(done, execution_id, min([*due.values(), deadline or _NEVER]))
+                except StoreUnavailable as exc:
+                    self._recover(exc)
         finally:
             if listening is not None:
                 listening.close()
+
+    def _after_step(
+        self,
+        now: float,
+        due: dict[str, float],
+        execution_id: int | None,
+        result: RecordResult,
+        claims: list[Claim],
+    ) -> State | None:
+        """Start what was claimed and do what is due; the final state when the
+        execution worked on has ended."""
+        ended = self._ended(execution_id, result, claims)
+        if ended is not None:
+            return ended
+        for claim in claims:
+            self._launch(claim)
+        self._housekeeping(now, due, execution_id)
+        self._hand_back_after_grace(now)
+        return None
 
     def _ended(
         self, execution_id: int | None, result: RecordResult, claims: list[Claim]

@@ -239,3 +239,36 @@ def test_queues_send_tasks_to_the_workers_that_serve_them(
         assert {w["queues"] for w in listed} == {"default", "gpu"}
     finally:
         store.close()
+
+
+def test_workers_reconnect_when_the_server_drops_their_connections(
+    workers: Workers, ordo_cmd: list[str], postgres_url: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    flow = tmp_path / "steady.yaml"
+    flow.write_text(
+        "id: steady\ntasks:\n"
+        + "".join(f"  - {{id: t{i}, type: shell, command: 'sleep 0.1'}}\n" for i in range(40))
+    )
+    (ex_id,) = [int(ordo(ordo_cmd, workers.env, "submit", str(flow)).stdout)]
+    workers.start("--workers", "2")
+    name = postgres_url.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        for _ in range(3):
+            time.sleep(0.5)
+            dropped = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchone()
+            assert dropped and dropped[0] >= 1
+    wait_for("the execution", lambda: finished(postgres_url, [ex_id]), timeout=60)
+    store = open_store(postgres_url)
+    try:
+        assert store.get_execution(ex_id).state.value == "SUCCESS"
+        assert {r.state.value for r in store.task_runs(ex_id)} == {"SUCCESS"}
+    finally:
+        store.close()
+    log = (tmp_path / "worker-0.log").read_text()
+    assert "reconnecting" in log
