@@ -108,6 +108,7 @@ class Worker:
         self._stop_reason: str | None = None
         self._stopping_at: float | None = None
         self._notified = False
+        self._deadline: float | None = None
 
     # -- public --------------------------------------------------------------------
     def run_execution(self, execution_id: int) -> State:
@@ -157,6 +158,7 @@ class Worker:
             "reap": now if execution_id is None else _NEVER,
         }
         deadline = None if execution_id is None else self.store.get_execution(execution_id).deadline
+        self._deadline = deadline
         listening = self.store.listen(lambda: self._events.put((_WAKE, _WAKE_OUTCOME)))
         self._notified = listening is not None
         done: list[tuple[Claim, Outcome]] = []
@@ -227,7 +229,8 @@ class Worker:
                 self.store.hand_back(self._handed, now)
             if self._stop_reason is not None and execution_id is not None:
                 self._stop(execution_id, self._stop_reason, now, result)
-            if execution_id is not None and execution_id in self.store.expired_executions(now):
+            if execution_id is not None and self._deadline is not None and now >= self._deadline:
+                self._deadline = None
                 self._stop(execution_id, "timeout", now, result)
             claims: list[Claim] = []
             if self._stopping_at is None and execution_id not in result.ended_executions:

@@ -44,7 +44,9 @@ UPDATE executions SET state = ?, reason = coalesce(?, reason) WHERE id = ? AND s
 SET_EXECUTION_REASON = "UPDATE executions SET reason = coalesce(reason, ?) WHERE id = ?"
 EXECUTION_STARTED = "UPDATE executions SET started_at = coalesce(started_at, ?) WHERE id = ?"
 EXECUTION_ENDED = "UPDATE executions SET ended_at = ?, reason = ? WHERE id = ?"
-EXECUTION_PENDING_DOWN = "UPDATE executions SET pending = pending - ? WHERE id = ?"
+EXECUTION_PENDING_DOWN = """
+UPDATE executions SET pending = pending - ? WHERE id = ? RETURNING pending
+"""
 EXPIRED_EXECUTIONS = """
 SELECT id FROM executions
 WHERE deadline IS NOT NULL AND deadline <= ? AND state = 'RUNNING' AND reason IS NULL
@@ -58,21 +60,19 @@ INSERT INTO task_runs
 VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 TASK_RUNS = f"SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE execution_id = ? ORDER BY id"
-TASK_RUN_STATE = "SELECT state FROM task_runs WHERE id = ?"
-TASK_RUN_BRIEF = "SELECT task_id, allow_failure FROM task_runs WHERE id = ?"
+TASK_RUN_STATE = "SELECT state, task_id, allow_failure FROM task_runs WHERE id = ?"
 TASK_RUN_FOR_CLAIM = """
 SELECT t.task_id, t.state, t.attempts, t.started_at, e.revision_id, e.state
 FROM task_runs t JOIN executions e ON e.id = t.execution_id
 WHERE t.id = ?
 """
 SET_TASK_RUN_STATE = """
-UPDATE task_runs SET state = ?, reason = ? WHERE id = ? AND state = ?
+UPDATE task_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ? AND state = ?
 """
 TASK_RUN_STARTED = """
 UPDATE task_runs SET attempts = ?, last_attempt_id = ?, started_at = coalesce(started_at, ?)
 WHERE id = ?
 """
-TASK_RUN_ENDED = "UPDATE task_runs SET ended_at = ? WHERE id = ?"
 TASK_RUN_COUNTS = "SELECT state, count(*) FROM task_runs WHERE execution_id = ? GROUP BY state"
 HARD_FAILURE = """
 SELECT 1 FROM task_runs WHERE execution_id = ? AND state = 'FAILED' AND allow_failure = 0

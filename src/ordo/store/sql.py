@@ -225,7 +225,7 @@ class SqlStore(StoreReads):
         )
         self._execute(q.TASK_RUN_STARTED, (number, attempt_id, now, tr_id))
         if state == State.CREATED.value:
-            self._set_task_run_state(tr_id, ex_id, State.RUNNING, now, None)
+            self._set_task_run_state(tr_id, ex_id, State.RUNNING, now, None, known=State.CREATED)
         return Claim(attempt_id, tr_id, ex_id, revision_id, task_id, number, started_at or now)
 
     def heartbeat(self, worker_id: str, attempt_ids: Sequence[int], lease_until: float) -> None:
@@ -337,20 +337,19 @@ class SqlStore(StoreReads):
         result: RecordResult,
     ) -> None:
         """End a task run, then propagate: dependents become ready, or are skipped."""
-        if not self._set_task_run_state(tr_id, ex_id, state, now, reason):
+        row = self._set_task_run_state(tr_id, ex_id, state, now, reason)
+        if row is None:
             return
-        self._execute(q.TASK_RUN_ENDED, (now, tr_id))
-        self._execute(q.EXECUTION_PENDING_DOWN, (1, ex_id))
-        row = self._one(q.TASK_RUN_BRIEF, (tr_id,))
-        assert row is not None
-        task_id, allow_failure = row
+        _, task_id, allow_failure = row
+        pending: int | None = self._pending_down(ex_id)
         if state is State.SUCCESS or (state is State.FAILED and allow_failure):
             self._release_dependents(tr_id, ex_id, now)
         else:
             self._skip_dependents(tr_id, ex_id, task_id, state, now)
             if state is State.FAILED and not self._continue_on_error(ex_id):
                 self._skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
-        self._maybe_end(ex_id, now, result)
+                pending = None  # skipping changed it
+        self._maybe_end(ex_id, now, result, pending)
 
     def _release_dependents(self, tr_id: int, ex_id: int, now: float) -> None:
         self._execute(q.DEPENDENTS_DOWN, (tr_id,))
@@ -369,15 +368,13 @@ class SqlStore(StoreReads):
         stack = [(tr_id, reason)]
         while stack:
             current, why = stack.pop()
-            if not self._set_task_run_state(current, ex_id, State.SKIPPED, now, why):
+            row = self._set_task_run_state(current, ex_id, State.SKIPPED, now, why)
+            if row is None:
                 continue
             self._execute(q.DELETE_READY, (current,))
-            self._execute(q.TASK_RUN_ENDED, (now, current))
-            self._execute(q.EXECUTION_PENDING_DOWN, (1, ex_id))
-            row = self._one(q.TASK_RUN_BRIEF, (current,))
-            assert row is not None
+            self._pending_down(ex_id)
             for (dep_id,) in self._all(q.DEPENDENTS, (current,)):
-                stack.append((dep_id, f"dependency '{row[0]}' was skipped"))
+                stack.append((dep_id, f"dependency '{row[1]}' was skipped"))
 
     def _skip_unstarted(self, ex_id: int, reason: str, now: float) -> None:
         for (tr_id,) in self._all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
@@ -388,9 +385,18 @@ class SqlStore(StoreReads):
         assert row is not None
         return self.flow_of(row[0]).continue_on_error
 
-    def _maybe_end(self, ex_id: int, now: float, result: RecordResult) -> None:
-        row = self._one(q.EXECUTION_PENDING, (ex_id,))
-        if row is not None and row[0] <= 0:
+    def _pending_down(self, ex_id: int) -> int:
+        """One task run fewer left in the execution; how many remain."""
+        row = self._execute(q.EXECUTION_PENDING_DOWN, (1, ex_id)).fetchone()
+        return int(row[0])
+
+    def _maybe_end(
+        self, ex_id: int, now: float, result: RecordResult, pending: int | None = None
+    ) -> None:
+        if pending is None:
+            row = self._one(q.EXECUTION_PENDING, (ex_id,))
+            pending = int(row[0]) if row else 1
+        if pending <= 0:
             final = self._end_execution(ex_id, now)
             if final is not None:
                 result.ended_executions[ex_id] = final
@@ -486,43 +492,51 @@ class SqlStore(StoreReads):
             raise NotFound(f"execution {ex_id} not found")
         return State(row[0])
 
-    def _set_execution_state(self, ex_id: int, new: State, now: float, reason: str | None) -> bool:
-        return self._transition(
-            q.SET_EXECUTION_STATE, q.EXECUTION_STATE, ex_id, ex_id, None, new, now, reason
-        )
+    def _set_execution_state(
+        self, ex_id: int, new: State, now: float, reason: str | None
+    ) -> Row | None:
+        old = self._one(q.EXECUTION_STATE, (ex_id,))
+        if old is None:
+            raise NotFound(f"execution {ex_id} not found")
+        params = (new.value, reason, ex_id, old[0])
+        if not self._transition(q.SET_EXECUTION_STATE, params, State(old[0]), new):
+            return None
+        self._history(ex_id, None, State(old[0]), new, now, reason)
+        if new is State.RUNNING:
+            self._execute(q.EXECUTION_STARTED, (now, ex_id))
+        return old
 
     def _set_task_run_state(
-        self, tr_id: int, ex_id: int, new: State, now: float, reason: str | None
-    ) -> bool:
-        return self._transition(
-            q.SET_TASK_RUN_STATE, q.TASK_RUN_STATE, tr_id, ex_id, tr_id, new, now, reason
-        )
-
-    def _transition(
         self,
-        update: str,
-        select: str,
-        row_id: int,
+        tr_id: int,
         ex_id: int,
-        tr_id: int | None,
         new: State,
         now: float,
         reason: str | None,
-    ) -> bool:
-        """Apply ``-> new`` only from a state the table allows; False on a lost race."""
-        row = self._one(select, (row_id,))
+        *,
+        known: State | None = None,
+    ) -> Row | None:
+        """``-> new`` for a task run; its ``(state, task_id, allow_failure)`` before, or
+        None when the table forbids it or another process changed it first. ``known``
+        skips reading the current state when the caller just read it."""
+        row: Row | None = (known.value, None, None) if known else None
         if row is None:
-            raise NotFound(f"{'task run' if tr_id else 'execution'} {row_id} not found")
-        old = State(row[0])
+            row = self._one(q.TASK_RUN_STATE, (tr_id,))
+            if row is None:
+                raise NotFound(f"task run {tr_id} not found")
+        ended = now if new.terminal else None
+        params = (new.value, reason, ended, tr_id, row[0])
+        if not self._transition(q.SET_TASK_RUN_STATE, params, State(row[0]), new):
+            return None
+        self._history(ex_id, tr_id, State(row[0]), new, now, reason)
+        return row
+
+    def _transition(self, update: str, params: Sequence[Any], old: State, new: State) -> bool:
+        """Apply ``old -> new`` only if the table allows it, as an update conditional on
+        ``old``; False on a lost race."""
         if old not in sources_of(new):
             return False
-        cur = self._execute(update, (new.value, reason, row_id, old.value))
-        if cur.rowcount != 1:
-            return False
-        self._history(ex_id, tr_id, old, new, now, reason)
-        if tr_id is None and new is State.RUNNING:
-            self._execute(q.EXECUTION_STARTED, (now, ex_id))
-        return True
+        return bool(self._execute(update, params).rowcount == 1)
 
     def _history(
         self,
