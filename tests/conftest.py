@@ -7,10 +7,15 @@ server the PostgreSQL cases skip, except when ``CI=true``: then they fail.
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,41 +53,110 @@ ADMIN_URL = os.environ.get(
 )
 
 
-def _admin() -> object:
+def _reachable(url: str) -> bool:
     import psycopg
 
     try:
-        return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.Error as exc:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _throwaway_cluster(folder: Path) -> tuple[str, Callable[[], None]] | None:
+    """Start a private PostgreSQL from the local binaries (as user postgres when we are
+    root) on a free port; its URL and how to stop it, or None without binaries."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        return None
+    bin_dir = Path(found[-1]).parent
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = folder / "pgdata"
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        folder.chmod(0o777)
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_postgres,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(folder / "pg.log"),
+            "-o",
+            f"-p {port} -k {folder} -h 127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    def stop() -> None:
+        subprocess.run(
+            [*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True,
+        )
+
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """ORDO_TEST_POSTGRES_URL (or the local server); else a throwaway cluster; else skip
+    (fail when CI=true)."""
+    if _reachable(ADMIN_URL):
+        yield ADMIN_URL
+        return
+    folder = Path(tempfile.mkdtemp(prefix="ordo-test-pg-"))  # reachable by user postgres
+    started = _throwaway_cluster(folder)
+    if started is None:
+        shutil.rmtree(folder, ignore_errors=True)
         if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but PostgreSQL at {ADMIN_URL} is unreachable: {exc}")
-        pytest.skip(f"no PostgreSQL at {ADMIN_URL} (set ORDO_TEST_POSTGRES_URL): {exc}")
+            pytest.fail(
+                f"CI=true but PostgreSQL at {ADMIN_URL} is unreachable and no local "
+                "PostgreSQL binaries were found (apt-get install postgresql)"
+            )
+        pytest.skip(f"no PostgreSQL at {ADMIN_URL} (set ORDO_TEST_POSTGRES_URL)")
+    url, stop = started
+    try:
+        yield url
+    finally:
+        stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A new, empty database on the test server, dropped afterwards."""
     import psycopg
     from psycopg import sql
 
-    admin = _admin()
-    assert isinstance(admin, psycopg.Connection)
     name = f"ordo_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield database_url(name)
+        yield database_url(postgres_admin_url, name)
     finally:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        admin.close()
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
-def database_url(name: str) -> str:
-    """ADMIN_URL pointed at database ``name``, as a ``postgresql://`` URL."""
+def database_url(admin_url: str, name: str) -> str:
+    """``admin_url`` pointed at database ``name``, as a ``postgresql://`` URL."""
     import psycopg
 
-    info = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
+    info = psycopg.conninfo.conninfo_to_dict(admin_url)
     user = info.get("user", "postgres")
     host = info.get("host", "127.0.0.1")
     port = info.get("port", 5432)
