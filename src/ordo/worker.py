@@ -109,6 +109,7 @@ class Worker:
         self._stopping_at: float | None = None
         self._notified = False
         self._deadline: float | None = None
+        self._delayed = False  # a retry of ours may be waiting for its delay
 
     # -- public --------------------------------------------------------------------
     def run_execution(self, execution_id: int) -> State:
@@ -170,6 +171,7 @@ class Worker:
                 except StoreUnavailable as exc:
                     self._recover(exc)  # nothing was recorded: ``done`` is tried again
                     continue
+                self._delayed = self._delayed or bool(result.retries)
                 for claim, outcome in done:  # told after the commit, never inside it
                     self.listener.finished(claim, outcome, claim.task_run_id in result.retries)
                 done = []
@@ -332,11 +334,12 @@ class Worker:
             due.append(now + s.log_flush_every)
         if self._stopping_at is not None:
             due.append(self._stopping_at)
-        elif len(self._running) < s.slots:
+        elif len(self._running) < s.slots and (self._delayed or execution_id is None):
             queues = None if execution_id is not None else s.queues
             next_ready = self.store.next_ready_time(now, execution_id=execution_id, queues=queues)
             if next_ready is not None:  # a retry waiting for its delay
                 due.append(next_ready)
+            self._delayed = next_ready is not None
             if execution_id is None or self._notified:
                 due.append(now + (s.notified_poll_every if self._notified else s.poll_every))
         item = self.clock.wait(self._events, min(due) - now)

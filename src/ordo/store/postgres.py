@@ -46,9 +46,10 @@ class _Notifications:
     """A thread with its own connection that LISTENs and calls ``wake`` on each
     notification; reconnects with growing pauses when the server goes away."""
 
-    def __init__(self, url: str, wake: Callable[[], None]) -> None:
+    def __init__(self, url: str, wake: Callable[[], None], own: Callable[[], int]) -> None:
         self.url = url
         self.wake = wake
+        self.own = own  # our store connection's backend pid: its own news wakes nobody
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ordo-listen", daemon=True)
         self._thread.start()
@@ -62,8 +63,9 @@ class _Notifications:
                     pause = 0.1
                     self.wake()  # anything added while we were not listening
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self.wake()
+                        for note in conn.notifies(timeout=0.5, stop_after=1):
+                            if note.pid != self.own():
+                                self.wake()
             except psycopg.Error as exc:
                 logger.warning("notifications lost (%s); listening again in %.1fs", exc, pause)
                 self._stop.wait(pause)
@@ -71,7 +73,7 @@ class _Notifications:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=0.05)  # a daemon: it ends on its own within 0.5 s
 
 
 class PostgresStore(SqlStore):
@@ -108,7 +110,7 @@ class PostgresStore(SqlStore):
         self._conn = self._connect()
 
     def listen(self, wake: Callable[[], None]) -> _Notifications:
-        return _Notifications(self.url, wake)
+        return _Notifications(self.url, wake, lambda: self._conn.info.backend_pid)
 
     def upgrade(self) -> int:
         """Apply pending migrations under an advisory lock; returns the version."""

@@ -69,6 +69,10 @@ WHERE t.id = ?
 SET_TASK_RUN_STATE = """
 UPDATE task_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ? AND state = ?
 """
+TASK_RUN_FIRST_START = """
+UPDATE task_runs SET state = 'RUNNING', attempts = ?, last_attempt_id = ?, started_at = ?
+WHERE id = ? AND state = 'CREATED'
+"""
 TASK_RUN_STARTED = """
 UPDATE task_runs SET attempts = ?, last_attempt_id = ?, started_at = coalesce(started_at, ?)
 WHERE id = ?

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from ordo import retry
 from ordo.errors import NotFound
-from ordo.model import Flow, Outcome, State, sources_of
+from ordo.model import Flow, Outcome, State, check_transition, sources_of
 from ordo.store import queries as q
 from ordo.store.reads import Row, StoreReads
 from ordo.store.records import (
@@ -223,9 +223,12 @@ class SqlStore(StoreReads):
         attempt_id = self._insert(
             q.INSERT_ATTEMPT, (tr_id, ex_id, number, State.RUNNING.value, worker_id, lease, now)
         )
-        self._execute(q.TASK_RUN_STARTED, (number, attempt_id, now, tr_id))
-        if state == State.CREATED.value:
-            self._set_task_run_state(tr_id, ex_id, State.RUNNING, now, None, known=State.CREATED)
+        if state == State.CREATED.value:  # the first attempt also starts the task run
+            check_transition(State.CREATED, State.RUNNING, f"task run {tr_id}")
+            self._execute(q.TASK_RUN_FIRST_START, (number, attempt_id, now, tr_id))
+            self._history(ex_id, tr_id, State.CREATED, State.RUNNING, now, None)
+        else:
+            self._execute(q.TASK_RUN_STARTED, (number, attempt_id, now, tr_id))
         return Claim(attempt_id, tr_id, ex_id, revision_id, task_id, number, started_at or now)
 
     def heartbeat(self, worker_id: str, attempt_ids: Sequence[int], lease_until: float) -> None:
