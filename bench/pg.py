@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import timed, write_flows  # noqa: E402
+from run import timed, write_flows
 
 
 def scratch_database(admin_url: str) -> tuple[str, str]:
@@ -47,16 +47,21 @@ def state_of(conn: psycopg.Connection, execution_id: int) -> str:
 def w2_with_workers(ordo: str, env: dict[str, str], flow: Path, url: str, n: int) -> float:
     """Seconds from submit to SUCCESS of W2 with ``n`` idle worker processes waiting."""
     procs = [
-        subprocess.Popen([ordo, "worker", "--workers", "2"], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [ordo, "worker", "--workers", "2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(n)
     ]
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             _wait_registered(conn, n)
             start = time.perf_counter()
-            out = subprocess.run([ordo, "submit", str(flow)], env=env, capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [ordo, "submit", str(flow)], env=env, capture_output=True, text=True, check=True
+            )
             execution_id = int(out.stdout)
             while state_of(conn, execution_id) not in ("SUCCESS", "FAILED"):
                 time.sleep(0.005)
@@ -81,10 +86,13 @@ def _wait_registered(conn: psycopg.Connection, n: int) -> None:
     raise SystemExit("workers did not register")
 
 
-def idle_cost(ordo: str, env: dict[str, str], url: str, name: str, seconds: float) -> tuple[float, float]:
+def idle_cost(
+    ordo: str, env: dict[str, str], url: str, name: str, seconds: float
+) -> tuple[float, float]:
     """Transactions per second and CPU share of one idle worker."""
-    proc = subprocess.Popen([ordo, "worker"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [ordo, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         time.sleep(2)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -115,8 +123,12 @@ def _cpu(pid: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--url", default=os.environ.get(
-        "ORDO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--url",
+        default=os.environ.get(
+            "ORDO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle measurement")
     args = parser.parse_args()
