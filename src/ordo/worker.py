@@ -10,6 +10,7 @@ touched by the loop thread.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -104,6 +105,7 @@ class Worker:
         self._logs_lock = threading.Lock()
         self._running: dict[int, _Running] = {}
         self._handed: list[Claim] = []
+        self._unlaunched: collections.deque[Claim] = collections.deque()
         self._pool = ThreadPoolExecutor(self.settings.slots, thread_name_prefix="ordo-task")
         self._stop_reason: str | None = None
         self._stopping_at: float | None = None
@@ -199,8 +201,10 @@ class Worker:
         ended = self._ended(execution_id, result, claims)
         if ended is not None:
             return ended
-        for claim in claims:
-            self._launch(claim)
+        self._unlaunched.extend(claims)
+        while self._unlaunched:  # on StoreUnavailable the rest waits for the reconnect
+            self._launch(self._unlaunched[0])
+            self._unlaunched.popleft()
         self._housekeeping(now, due, execution_id)
         self._hand_back_after_grace(now)
         return None
@@ -212,7 +216,7 @@ class Worker:
             return None
         if execution_id in result.ended_executions:
             return result.ended_executions[execution_id]
-        if not claims and not self._running:  # another worker may have ended it
+        if not claims and not self._running and not self._unlaunched:  # ended elsewhere?
             state = self.store.get_execution(execution_id).state
             if state.terminal:
                 return state
@@ -238,7 +242,7 @@ class Worker:
             if self._stopping_at is None and execution_id not in result.ended_executions:
                 claims = self.store.claim(
                     s.worker_id,
-                    s.slots - len(self._running),
+                    s.slots - len(self._running) - len(self._unlaunched),
                     now,
                     s.lease_seconds,
                     execution_id=execution_id,
@@ -254,7 +258,8 @@ class Worker:
         other executions past their timeout, each when due."""
         s = self.settings
         if now >= due["heartbeat"]:
-            self.store.heartbeat(s.worker_id, list(self._running), now + s.lease_seconds)
+            leased = [*self._running, *(c.attempt_id for c in self._unlaunched)]
+            self.store.heartbeat(s.worker_id, leased, now + s.lease_seconds)
             if execution_id is None:
                 self.store.worker_heartbeat(s.worker_id, len(self._running), now)
                 for expired in self.store.expired_executions(now):
