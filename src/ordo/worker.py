@@ -63,6 +63,7 @@ class WorkerSettings:
     max_log_bytes: int = 10 * 1024 * 1024  # per attempt; the rest is dropped with a marker
     log_batch_lines: int = 2000  # buffered lines that wake the loop to write them early
     queues: tuple[str, ...] = ("default",)  # served by serve(); run_execution takes any
+    prefetch: int = 2  # claims beyond the free slots, started as soon as a slot frees
     grace: float = 30.0  # serve(): how long running attempts may finish after stop()
     reap_every: float = 15.0  # serve(): how often expired leases are looked for
     poll_every: float = 1.0  # serve() without notifications: how often to look for work
@@ -202,9 +203,7 @@ class Worker:
         if ended is not None:
             return ended
         self._unlaunched.extend(claims)
-        while self._unlaunched:  # on StoreUnavailable the rest waits for the reconnect
-            self._launch(self._unlaunched[0])
-            self._unlaunched.popleft()
+        self._launch_waiting()
         self._housekeeping(now, due, execution_id)
         self._hand_back_after_grace(now)
         return None
@@ -231,6 +230,9 @@ class Worker:
         with self.store.transaction():
             self.store.add_logs(logs)
             result = self.store.record_outcomes(done, now, self.rng)
+            if self._stopping_at is not None and self._unlaunched:
+                self._handed.extend(self._unlaunched)
+                self._unlaunched.clear()
             if self._handed:
                 self.store.hand_back(self._handed, now)
             if self._stop_reason is not None and execution_id is not None:
@@ -242,7 +244,7 @@ class Worker:
             if self._stopping_at is None and execution_id not in result.ended_executions:
                 claims = self.store.claim(
                     s.worker_id,
-                    s.slots - len(self._running) - len(self._unlaunched),
+                    s.slots + s.prefetch - len(self._running) - len(self._unlaunched),
                     now,
                     s.lease_seconds,
                     execution_id=execution_id,
@@ -292,6 +294,13 @@ class Worker:
                 running.cancel_reason = "handed back"
                 running.context.cancel.set()
 
+    def _launch_waiting(self) -> None:
+        """Start claimed attempts while slots are free; on StoreUnavailable the rest
+        waits for the reconnect."""
+        while self._unlaunched and len(self._running) < self.settings.slots:
+            self._launch(self._unlaunched[0])
+            self._unlaunched.popleft()
+
     def _stop(self, execution_id: int, reason: str, now: float, result: RecordResult) -> None:
         """Fail an execution: its unstarted task runs end SKIPPED, running attempts here
         are stopped and end FAILED with the same reason."""
@@ -303,6 +312,17 @@ class Worker:
             if running.claim.execution_id == execution_id and running.cancel_reason is None:
                 running.cancel_reason = reason
                 running.context.cancel.set()
+        for claim in [c for c in self._unlaunched if c.execution_id == execution_id]:
+            self._unlaunched.remove(claim)
+            state = State.FAILED if reason == "timeout" else State.KILLED
+            self._events.put(
+                (
+                    claim,
+                    Outcome(
+                        state, reason="timeout" if reason == "timeout" else "killed", error=message
+                    ),
+                )
+            )
 
     def _launch(self, claim: Claim) -> None:
         log = _AttemptLog(self, claim)
@@ -354,6 +374,7 @@ class Worker:
                 item = self._events.get_nowait()
             except queue.Empty:
                 item = None
+        self._launch_waiting()  # freed slots start prefetched claims before we record
 
     def _collect(self, item: tuple[Claim, Outcome], done: list[tuple[Claim, Outcome]]) -> None:
         claim, outcome = item
