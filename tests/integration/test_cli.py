@@ -301,3 +301,13 @@ def test_db_option_works_before_and_after_the_command(
     assert not Path(ordo_env["ORDO_HOME"], "ordo.db").exists()
     bad = ordo(ordo_cmd, ordo_env, "executions", "list", "--db", "mysql://x/y")
     assert bad.returncode == 2 and "unknown database URL scheme 'mysql'" in bad.stderr
+
+
+def test_run_json_prints_only_the_document(
+    ordo_cmd: list[str], ordo_env: dict[str, str], hello: Path
+) -> None:
+    result = ordo(ordo_cmd, ordo_env, "run", str(hello), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["state"] == "SUCCESS"
+    assert [r["task"] for r in document["task_runs"]] == ["greet", "shout"]

@@ -335,9 +335,19 @@ def test_http_json_text_and_status(runners: RunnerSet, tmp_path: Path, server: s
     assert failed.error == "expected status 2xx; got 500"
     allowed = http.run(context(tmp_path, {"url": f"{server}/fail", "expect_status": [500]}))
     assert allowed.ok
+    single = http.run(context(tmp_path, {"url": f"{server}/fail", "expect_status": 500}))
+    assert single.ok
 
 
 def test_http_unreachable_names_the_url(runners: RunnerSet, tmp_path: Path) -> None:
     outcome = runners.get("http").run(context(tmp_path, {"url": "http://127.0.0.1:9/x"}))
     assert outcome.state is State.FAILED
     assert outcome.error == "cannot GET http://127.0.0.1:9/x: Connection refused"
+
+
+def test_python_script_exit_code_is_an_exit_code_failure(
+    runners: RunnerSet, tmp_path: Path
+) -> None:
+    (tmp_path / "leave.py").write_text("import sys\nsys.exit(3)\n")
+    outcome = runners.get("python").run(context(tmp_path, {"script": "leave.py"}))
+    assert (outcome.state, outcome.exit_code, outcome.reason) == (State.FAILED, 3, "exit_code")

@@ -292,3 +292,14 @@ def test_killed_attempt_passes_through_killing(store: Store) -> None:
     assert steps == ["RUNNING", "KILLING", "KILLED"]
     assert store.get_execution(ex_id).state is State.FAILED
     assert store.get_execution(ex_id).reason == "interrupted"
+
+
+def test_logs_of_one_attempt_page_past_other_attempts_lines(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b")))
+    a, b = claim_all(store, ex_id)
+    store.add_logs([NewLog(ex_id, a.attempt_id, NOW, "stdout", f"a{i}") for i in range(50)])
+    store.add_logs([NewLog(ex_id, b.attempt_id, NOW, "stdout", f"b{i}") for i in range(3)])
+    first = store.logs(ex_id, attempt_ids=[b.attempt_id], limit=2)
+    rest = store.logs(ex_id, attempt_ids=[b.attempt_id], after_id=first[-1].id, limit=2)
+    assert [ln.line for ln in first + rest] == ["b0", "b1", "b2"]
+    assert store.logs(ex_id, attempt_ids=[]) == []

@@ -30,7 +30,8 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         settings = WorkerSettings()
         if args.workers:
             settings.slots = args.workers
-        listener = display.listener_for(store, execution_id, revision.flow, quiet=args.quiet)
+        quiet = args.quiet or args.json  # stdout carries the JSON document only
+        listener = display.listener_for(store, execution_id, revision.flow, quiet=quiet)
         worker = Worker(
             store, make_runners(settings.slots), settings=settings, env=environ, listener=listener
         )

@@ -22,7 +22,8 @@ class HttpRunner:
         f = ctx.fields
         method = str(f.get("method", "GET")).upper()
         url = str(f["url"])
-        expect = [int(s) for s in f.get("expect_status") or []]
+        wanted = f.get("expect_status") or []
+        expect = [int(s) for s in (wanted if isinstance(wanted, list) else [wanted])]
         ctx.log("stdout", f"{method} {url}")
         try:
             with httpx.Client(timeout=ctx.timeout or 30.0) as client:

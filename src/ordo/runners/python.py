@@ -208,7 +208,7 @@ class PythonRunner:
             return Outcome(
                 State.FAILED,
                 exit_code=reply.get("exit_code"),
-                reason="error",
+                reason="exit_code" if reply.get("exit_code") is not None else "error",
                 error=reply.get("error"),
                 outputs=outputs,
                 metrics=metrics,

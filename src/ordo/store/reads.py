@@ -146,13 +146,21 @@ class StoreReads(ABC):
         after_id: int = 0,
         limit: int = 10_000,
     ) -> list[LogLine]:
-        """Log lines in order, ``limit`` at a time; page with ``after_id``."""
-        rows = self._all(q.LOGS, (execution_id, after_id, limit))
-        lines = [LogLine(*r) for r in rows]
-        if attempt_ids is not None:
-            wanted = set(attempt_ids)
-            lines = [ln for ln in lines if ln.attempt_id in wanted]
-        return lines
+        """Log lines in order (of ``attempt_ids`` only, when given), ``limit`` at a time;
+        page with ``after_id``."""
+        if attempt_ids is None:
+            rows = self._all(q.LOGS, (execution_id, after_id, limit))
+        elif not attempt_ids:
+            rows = []
+        else:
+            marks = ", ".join("?" * len(attempt_ids))
+            rows = self._all(
+                "SELECT id, execution_id, attempt_id, at, stream, line FROM logs "
+                f"WHERE execution_id = ? AND attempt_id IN ({marks}) AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (execution_id, *attempt_ids, after_id, limit),
+            )
+        return [LogLine(*r) for r in rows]
 
     def expired_executions(self, now: float) -> list[int]:
         return [r[0] for r in self._all(q.EXPIRED_EXECUTIONS, (now,))]
