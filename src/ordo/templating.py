@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -20,18 +20,23 @@ from ordo.errors import OrdoError
 
 _MARKERS = ("{{", "{%")
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
+_BLOCKS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _OUTPUT_REF = re.compile(
-    r"outputs\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])"
+    r"\boutputs\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])"
 )
+_VAR_REF = re.compile(r"\bvars\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
 _PATH_KEY = "_ordo_path"
+_TASK_KEY = "_ordo_task"
 
 
 class TemplateError(OrdoError):
-    """A template that cannot be rendered; ``reference`` is the missing name, if any."""
+    """A template that cannot be rendered; ``reference`` is the missing name, if any
+    (``outputs.extract.path``); ``var`` the var being rendered when it failed."""
 
-    def __init__(self, message: str, reference: str | None = None) -> None:
+    def __init__(self, message: str, reference: str | None = None, var: str | None = None) -> None:
         super().__init__(message)
         self.reference = reference
+        self.var = var
 
 
 def has_template(value: Any) -> bool:
@@ -46,16 +51,27 @@ def has_template(value: Any) -> bool:
 
 
 class Scope(dict[str, Any]):
-    """A mapping that knows its path (``outputs.extract``) for error messages. The
-    attribute starts with ``_`` so templates cannot reach it (the sandbox forbids it)."""
+    """A mapping that knows its path (``outputs.extract``) for error messages, and hands
+    out nested mappings as Scopes too (``outputs.extract.meta``). ``task`` is set on a
+    task's outputs. The attributes start with ``_`` so templates cannot reach them (the
+    sandbox forbids it)."""
 
-    def __init__(self, path: str, values: Mapping[str, Any]) -> None:
+    def __init__(self, path: str, values: Mapping[str, Any], task: str | None = None) -> None:
         super().__init__(values)
         setattr(self, _PATH_KEY, path)
+        setattr(self, _TASK_KEY, task)
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if isinstance(value, Mapping) and not isinstance(value, Scope | LazyVars):
+            return Scope(f"{getattr(self, _PATH_KEY)}.{key}", value)
+        return value
 
 
 class LazyVars(Mapping[str, Any]):
-    """``vars``: each one rendered only when used, against the same context."""
+    """``vars``: each one rendered only when used, against the same context, so a var
+    that reads a task not yet run fails only if used. A var may read other vars; a loop
+    among them is a TemplateError naming the chain."""
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
         self._raw = dict(raw)
@@ -74,10 +90,16 @@ class LazyVars(Mapping[str, Any]):
             raise KeyError(key)
         if key in self._active:
             chain = " -> ".join(f"vars.{k}" for k in [*self._active, key])
-            raise TemplateError(f"vars refer to each other in a loop: {chain}", f"vars.{key}")
+            message = f"vars refer to each other in a loop: {chain}"
+            raise TemplateError(message, f"vars.{key}", f"vars.{key}")
         self._active.append(key)
         try:
             value = render(self._raw[key], self._context)
+        except TemplateError as exc:
+            if exc.var is not None:
+                raise
+            message = f"{exc} (in vars.{key})"
+            raise TemplateError(message, exc.reference, f"vars.{key}") from None
         finally:
             self._active.pop()
         self._done[key] = value
@@ -97,12 +119,14 @@ def make_context(
     execution: Mapping[str, Any],
     env: Mapping[str, str],
 ) -> dict[str, Any]:
-    """The names a template sees: ``inputs``, ``outputs.<task>.<key>``, ``vars``,
-    ``execution`` and ``env``."""
+    """The names a template sees: ``inputs``, ``outputs.<task>.<key>``, ``vars`` (lazy,
+    see :class:`LazyVars`), ``execution`` and ``env``."""
     lazy = LazyVars(vars_)
     context: dict[str, Any] = {
         "inputs": Scope("inputs", inputs),
-        "outputs": Scope("outputs", {t: Scope(f"outputs.{t}", o) for t, o in outputs.items()}),
+        "outputs": Scope(
+            "outputs", {t: Scope(f"outputs.{t}", o, task=t) for t, o in outputs.items()}
+        ),
         "vars": lazy,
         "execution": Scope("execution", execution),
         "env": Scope("env", env),
@@ -112,7 +136,8 @@ def make_context(
 
 
 def render(value: Any, context: Mapping[str, Any]) -> Any:
-    """``value`` with every template string inside it rendered against ``context``."""
+    """``value`` with every template string inside it (nested dicts and lists too)
+    rendered against ``context``; strings without templates are returned as they are."""
     if isinstance(value, str):
         return _render_string(value, context) if has_template(value) else value
     if isinstance(value, Mapping):
@@ -170,9 +195,16 @@ def _environment() -> Any:
         __getattr__ = __getitem__ = __add__ = __radd__ = __int__ = _fail_with_undefined_error
         __float__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = _fail_with_undefined_error
 
-    return ImmutableSandboxedEnvironment(
-        undefined=NamedUndefined, autoescape=False, keep_trailing_newline=True
-    )
+    class Sandbox(ImmutableSandboxedEnvironment):
+        """Names in our mappings win over dict methods: an output called ``items`` or
+        ``values`` is that output, not ``dict.items``."""
+
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            if isinstance(obj, Scope | LazyVars) and attribute in obj:
+                return obj[attribute]
+            return super().getattr(obj, attribute)
+
+    return Sandbox(undefined=NamedUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def _undefined_error(parent: Any, name: Any) -> TemplateError:
@@ -182,7 +214,14 @@ def _undefined_error(parent: Any, name: Any) -> TemplateError:
         known = ", ".join(("inputs", "outputs", "vars", "execution", "env"))
         return TemplateError(f"undefined reference '{name}' (known names: {known})", str(name))
     base = getattr(parent, _PATH_KEY, None)
-    reference = f"{base}.{name}" if base else str(name)
+    if base is None:
+        shown = repr(parent) if len(repr(parent)) <= 40 else repr(parent)[:37] + "..."
+        return TemplateError(
+            f"undefined reference '{name}': the {type(parent).__name__} value {shown} "
+            f"has no attribute or item {name!r}",
+            str(name),
+        )
+    reference = f"{base}.{name}"
     keys = [str(k) for k in parent] if isinstance(parent, Mapping) else []
     if base == "outputs":
         return TemplateError(
@@ -191,11 +230,12 @@ def _undefined_error(parent: Any, name: Any) -> TemplateError:
             reference,
         )
     hint = difflib.get_close_matches(str(name), keys, n=1)
+    task = getattr(parent, _TASK_KEY, None)
     if hint:
-        tip = f" (did you mean '{base}.{hint[0]}'?)" if base else f" (did you mean '{hint[0]}'?)"
-    elif base and base.startswith("outputs."):
-        tip = f": task '{base[8:]}' has no output '{name}' (it has: {', '.join(keys) or 'none'})"
-    elif keys and base != "env":
+        tip = f" (did you mean '{base}.{hint[0]}'?)"
+    elif task is not None:
+        tip = f": task '{task}' has no output '{name}' (it has: {', '.join(keys) or 'none'})"
+    elif keys and base != "env":  # the environment's names are not listed in messages
         tip = f" (it has: {', '.join(keys)})"
     else:
         tip = ""
@@ -213,7 +253,8 @@ def _expression(expr: str) -> Any:
 
 
 def check_syntax(value: Any) -> list[str]:
-    """A message for every template inside ``value`` that does not parse."""
+    """A message (naming the bad template text) for every template inside ``value`` that
+    does not parse. Renders nothing."""
     if isinstance(value, str):
         if not has_template(value):
             return []
@@ -231,16 +272,40 @@ def check_syntax(value: Any) -> list[str]:
     return []
 
 
-def referenced_tasks(values: Any, vars_: Mapping[str, Any]) -> set[str]:
-    """Task ids whose outputs ``values`` may read, directly or through ``vars``."""
+def referenced_tasks(values: Any, vars_: Mapping[str, Any], every: Iterable[str] = ()) -> set[str]:
+    """Task ids whose outputs ``values`` may read: ``outputs.<id>`` and
+    ``outputs['<id>']`` inside ``{{ }}`` / ``{% %}``, directly or through the vars they
+    name (and the vars those name). A cheap scan, not a parse: a use it cannot read
+    (``outputs[name]``, ``{{ outputs }}``) gives all of ``every`` (the flow's task ids)."""
     found: set[str] = set()
-    texts = list(_strings(values))
-    if any("vars" in t for t in texts):
-        texts += list(_strings(vars_))
-    for text in texts:
-        for dotted, quoted in _OUTPUT_REF.findall(text):
-            found.add(dotted or quoted)
+    codes = list(_code(values))
+    seen_vars: set[str] = set()
+    while codes:
+        code = codes.pop()
+        names = _static_names(_VAR_REF, "vars", code)
+        for name in (set(vars_) if names is None else names) - seen_vars:
+            seen_vars.add(name)
+            codes.extend(_code(vars_.get(name)))
+        tasks = _static_names(_OUTPUT_REF, "outputs", code)
+        if tasks is None:
+            return found | set(every)
+        found |= tasks
     return found
+
+
+def _static_names(pattern: re.Pattern[str], word: str, code: str) -> set[str] | None:
+    """The names read after ``word`` in ``code``; None if ``word`` is also used in a way
+    the pattern cannot read."""
+    matches = pattern.findall(code)
+    if len(re.findall(rf"\b{word}\b", code)) > len(matches):
+        return None
+    return {dotted or quoted for dotted, quoted in matches}
+
+
+def _code(value: Any) -> Iterator[str]:
+    """The template code (inside the markers) of every template string in ``value``."""
+    for text in _strings(value):
+        yield " ".join(_BLOCKS.findall(text))
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def test_the_issue_example_parses_into_a_flow() -> None:
 def test_normalized_form_round_trips() -> None:
     flow = parse(FULL)
     assert Flow.from_dict(flow.to_dict()) == flow
+    assert Flow.from_dict(json.loads(json.dumps(flow.to_dict()))) == flow  # as the store keeps it
 
 
 def test_json_files_use_the_same_schema() -> None:
@@ -186,12 +188,16 @@ def test_type_fields_are_checked() -> None:
           - {id: d, type: http}
           - {id: e, type: shell, command: []}
     """)
-    text = "\n".join(found)
-    assert "a python task needs exactly one of function or script, found neither" in text
-    assert "expected module:function (like etl.steps:transform), found 'no_colon'" in text
-    assert "a sql task needs exactly one of query or script, found both" in text
-    assert "missing required key 'url' for a http task" in text
-    assert "tasks[4].command: expected a command string or a list of strings" in text
+    assert found == [
+        "/flows/f.yaml:3:5: tasks[0]: a python task needs exactly one of function or script, "
+        "found neither",
+        "/flows/f.yaml:4:37: tasks[1].function: expected module:function "
+        "(like etl.steps:transform), found 'no_colon'",
+        "/flows/f.yaml:5:5: tasks[2]: a sql task needs exactly one of query or script, found both",
+        "/flows/f.yaml:6:5: tasks[3].url: missing required key 'url' for an http task",
+        "/flows/f.yaml:7:35: tasks[4].command: expected a command string or a non-empty list "
+        "of strings, found an empty list",
+    ]
 
 
 def test_template_syntax_errors_are_definition_errors() -> None:
@@ -256,3 +262,129 @@ def test_bad_inputs_name_the_input() -> None:
     assert "inputs.limit: input 'limit' is required (int)" in text
     with pytest.raises(DefinitionError, match=r"inputs\.limit: expected an int, found string 'x'"):
         coerce_inputs(flow, {"limit": "x"})
+
+
+def test_wrong_list_element_is_named_with_its_index() -> None:
+    found = problems("""
+        id: x
+        tasks:
+          - {id: a, type: shell, command: "true", depends_on: [b, 7]}
+          - id: b
+            type: http
+            url: http://h
+            expect_status: [200, "204"]
+            headers: {X-Token: [abc]}
+    """)
+    assert found == [
+        "/flows/f.yaml:3:59: tasks[0].depends_on[1]: expected a task id (a string), found number 7",
+        "/flows/f.yaml:7:26: tasks[1].expect_status[1]: expected a status code "
+        "(a whole number), found string '204'",
+        "/flows/f.yaml:8:24: tasks[1].headers.X-Token: expected a string, found a list",
+    ]
+
+
+def test_graph_problems_point_at_the_file_index_even_after_a_broken_task() -> None:
+    found = problems("""
+        id: x
+        tasks:
+          - {id: broken, type: bash}
+          - {id: a, type: shell, command: "true", depends_on: [b]}
+          - {id: b, type: shell, command: "true", depends_on: a}
+          - {id: b, type: shell, command: "true"}
+    """)
+    assert found[1:] == [
+        "/flows/f.yaml:4:55: tasks[1].depends_on: dependency cycle: a -> b -> a",
+        "/flows/f.yaml:6:10: tasks[3].id: duplicate task id 'b' (first defined at line 5)",
+    ]
+
+
+def test_sequential_with_depends_on_is_an_error_at_that_task() -> None:
+    (found,) = problems("""
+        id: x
+        sequential: true
+        tasks:
+          - {id: broken, type: bash}
+          - {id: one, type: shell, command: "true"}
+          - {id: two, type: shell, command: "true", depends_on: one}
+    """)[1:]
+    assert found == (
+        "/flows/f.yaml:6:57: tasks[2].depends_on: depends_on is not allowed when the flow "
+        "is sequential: true"
+    )
+
+
+def test_dependency_listed_twice_counts_once() -> None:
+    flow = parse("""
+        id: x
+        tasks:
+          - {id: a, type: shell, command: "true"}
+          - {id: b, type: shell, command: "true", depends_on: [a, a]}
+    """)
+    assert flow.tasks[1].depends_on == ("a",)
+
+
+def test_unquoted_date_says_to_quote_it() -> None:
+    (found,) = problems("""
+        id: x
+        description: 2026-01-01
+        tasks:
+          - {id: a, type: shell, command: "true"}
+    """)
+    assert found == (
+        "/flows/f.yaml:2:14: description: expected a string, found date 2026-01-01 "
+        "(quote it to make it a string)"
+    )
+
+
+def test_every_problem_is_reported_not_just_the_first() -> None:
+    found = problems("""
+        id: bad id
+        timeout: 5 minutes
+        inputs:
+          limit: {type: integer}
+        vars: {src: "{{ outputs.x"}
+        tasks:
+          - {id: a, type: shell, command: "true", retry: {atempts: 3}}
+    """)
+    assert found == [
+        "/flows/f.yaml:1:5: id: expected an id of letters, digits, '_', '.' or '-', "
+        "found string 'bad id'",
+        "/flows/f.yaml:2:10: timeout: expected a duration like 500ms, 2s, 1m, 1h, "
+        "found '5 minutes'",
+        "/flows/f.yaml:4:17: inputs.limit.type: expected one of string, int, float, bool, json, "
+        "found 'integer'",
+        "/flows/f.yaml:5:13: vars.src: template syntax error in '{{ outputs.x': unexpected end "
+        "of template, expected 'end of print statement'.",
+        "/flows/f.yaml:7:51: tasks[0].retry.atempts: unknown key 'atempts' "
+        "(did you mean 'attempts'?); allowed: attempts, delay, backoff, max_delay, jitter, "
+        "on_exit_codes, on_timeout, budget",
+    ]
+
+
+def test_json_with_tabs_and_a_byte_order_mark_parses_with_positions() -> None:
+    text = '\ufeff{\n\t"id": "j",\n\t"tasks": [{"id": "a", "type": "shel", "command": "x"}]\n}'
+    with pytest.raises(DefinitionError) as info:
+        parse_flow(text, "/x/f.json")
+    (problem,) = info.value.problems
+    assert (problem.line, problem.column, problem.field) == (3, 32, "tasks[0].type")
+    assert "(did you mean 'shell'?)" in problem.message
+
+
+def test_duplicate_keys_are_reported_at_the_second_one() -> None:
+    (found,) = problems("id: x\nid: y\ntasks: [{id: a, type: shell, command: x}]\n")
+    assert found.startswith("/flows/f.yaml:2:1: invalid YAML: ")
+    assert 'found duplicate key "id"' in found
+
+
+def test_flow_file_paths_are_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "f.yaml").write_text("id: x\ntasks: [{id: a, type: shell, command: x}]\n")
+    monkeypatch.chdir(tmp_path)
+    flow = load_flow_file("f.yaml")
+    assert flow.path == str(tmp_path / "f.yaml") and flow.base_dir == str(tmp_path)
+    assert flow.tasks[0].line == 2
+
+
+def test_file_that_is_not_utf8_is_a_definition_error(tmp_path: Path) -> None:
+    (tmp_path / "f.yaml").write_bytes(b"id: \xff\n")
+    with pytest.raises(DefinitionError, match=r"f\.yaml: file is not UTF-8 text \(byte 4\)"):
+        load_flow_file(tmp_path / "f.yaml")

@@ -95,3 +95,49 @@ def test_rendering_without_templates_never_imports_jinja2() -> None:
         "assert 'jinja2' not in sys.modules, 'jinja2 imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_nested_outputs_name_their_full_path() -> None:
+    context = make_context({}, {"q": {"meta": {"size": 3}}}, {}, {}, {})
+    assert render("{{ outputs.q.meta.size }}", context) == 3
+    with pytest.raises(TemplateError) as info:
+        render("{{ outputs.q.meta.sise }}", context)
+    assert str(info.value) == (
+        "undefined reference 'outputs.q.meta.sise' (did you mean 'outputs.q.meta.size'?)"
+    )
+
+
+def test_outputs_named_like_dict_methods_are_the_outputs() -> None:
+    context = make_context({}, {"q": {"items": [1, 2], "keys": "k"}}, {}, {}, {})
+    assert render("{{ outputs.q.items }}", context) == [1, 2]
+    assert render("{{ outputs.q.keys }}", context) == "k"
+
+
+def test_error_inside_a_var_says_which_var() -> None:
+    with pytest.raises(TemplateError) as info:
+        render("{{ vars.later }}", ctx(later="{{ inputs.dya }}"))
+    assert str(info.value) == (
+        "undefined reference 'inputs.dya' (did you mean 'inputs.day'?) (in vars.later)"
+    )
+    assert info.value.reference == "inputs.dya" and info.value.var == "vars.later"
+
+
+def test_attribute_of_a_plain_value_names_the_value() -> None:
+    with pytest.raises(TemplateError, match=r"the int value 5 has no attribute or item 'x'"):
+        render("{{ inputs.limit.x }}", ctx())
+
+
+def test_render_syntax_error_shows_the_template_text() -> None:
+    with pytest.raises(TemplateError, match=r"cannot render '\{\{ inputs\.limit ': unexpected"):
+        render("{{ inputs.limit ", ctx())
+
+
+def test_referenced_tasks_follow_only_the_vars_used_and_read_only_template_code() -> None:
+    vars_ = {"a": "{{ vars.b }}", "b": "{{ outputs.t1.x }}", "c": "{{ outputs.t2.x }}"}
+    assert referenced_tasks({"cmd": "echo outputs {{ vars.a }}"}, vars_) == {"t1"}
+
+
+def test_referenced_tasks_take_every_task_when_the_reference_is_dynamic() -> None:
+    values = {"x": "{{ outputs[inputs.name].path }}"}
+    assert referenced_tasks(values, {}, every=["a", "b"]) == {"a", "b"}
+    assert referenced_tasks({"x": "{{ vars[inputs.v] }}"}, {"v": "{{ outputs.c.y }}"}) == {"c"}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -55,6 +57,16 @@ TYPE_KEYS: Mapping[str, tuple[str, ...]] = {
     "sql": ("url", "query", "script", "params", "max_rows"),
     "http": ("method", "url", "headers", "json", "body", "params", "expect_status"),
 }
+#: Fields a task of the type must have, and pairs of which it must have exactly one.
+REQUIRED: Mapping[str, tuple[str, ...]] = {
+    "shell": ("command",),
+    "sql": ("url",),
+    "http": ("url",),
+}
+ONE_OF: Mapping[str, tuple[str, str]] = {
+    "python": ("function", "script"),
+    "sql": ("query", "script"),
+}
 
 
 def plain(node: Any) -> Any:
@@ -85,9 +97,14 @@ def describe(value: Any) -> str:
     if isinstance(value, str):
         return f"string {value!r}" if len(value) < 60 else f"string {value[:57]!r}..."
     if isinstance(value, Mapping):
-        return "a mapping"
+        return "a mapping" if value else "an empty mapping"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
+    if isinstance(value, datetime.date):
+        return f"date {value.isoformat()} (quote it to make it a string)"
+    tag = getattr(getattr(value, "tag", None), "value", None)
+    if isinstance(tag, str):
+        return f"a value tagged {tag}"
     return type(value).__name__
 
 
@@ -95,56 +112,78 @@ def is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-KINDS: Mapping[str, tuple[Any, str]] = {
-    "str": (lambda v: isinstance(v, str), "a string"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "map": (lambda v: isinstance(v, Mapping), "a mapping"),
-    "scalar_map": (
-        lambda v: (
-            isinstance(v, Mapping)
-            and all(isinstance(x, str | int | float | bool) for x in v.values())
-        ),
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, str | int | float | bool)
+
+
+def _list_of(item: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and all(item(x) for x in v)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of value: its test and how it is named; for containers also the test and
+    name of one element, so that a message can point at the element that is wrong."""
+
+    check: Callable[[Any], bool]
+    what: str
+    item: Callable[[Any], bool] | None = None
+    item_what: str = ""
+    in_mapping: bool = False  # the elements are a mapping's values, not a list's items
+
+
+KINDS: Mapping[str, Kind] = {
+    "str": Kind(_is_str, "a string"),
+    "bool": Kind(lambda v: isinstance(v, bool), "true or false"),
+    "map": Kind(lambda v: isinstance(v, Mapping), "a mapping"),
+    "scalar_map": Kind(
+        lambda v: isinstance(v, Mapping) and all(_is_scalar(x) for x in v.values()),
         "a mapping of names to strings",
+        _is_scalar,
+        "a string",
+        in_mapping=True,
     ),
-    "duration": (
-        lambda v: is_number(v) or isinstance(v, str),
-        "a duration like 500ms, 2s, 1m, 1h",
+    "duration": Kind(
+        lambda v: is_number(v) or isinstance(v, str), "a duration like 500ms, 2s, 1m, 1h"
     ),
-    "positive_int": (
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-        "a whole number of at least 1",
+    "positive_int": Kind(lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
+    "positive_number": Kind(lambda v: is_number(v) and v > 0, "a number above 0"),
+    "fraction": Kind(lambda v: is_number(v) and 0 <= v <= 1, "a number from 0 to 1"),
+    "int_list": Kind(_list_of(_is_int), "a list of whole numbers", _is_int, "a whole number"),
+    "command": Kind(
+        lambda v: (isinstance(v, str) and v.strip() != "") or (_list_of(_is_str)(v) and v != []),
+        "a command string or a non-empty list of strings",
+        _is_str,
+        "a string",
     ),
-    "positive_number": (lambda v: is_number(v) and v > 0, "a number above 0"),
-    "fraction": (lambda v: is_number(v) and 0 <= v <= 1, "a number from 0 to 1"),
-    "int_list": (
-        lambda v: (
-            isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
-        ),
-        "a list of whole numbers",
-    ),
-    "command": (
-        lambda v: (
-            (isinstance(v, str) and v.strip() != "")
-            or (isinstance(v, list) and v != [] and all(isinstance(x, str) for x in v))
-        ),
-        "a command string or a list of strings",
-    ),
-    "str_or_list": (
-        lambda v: (
-            isinstance(v, bool | list)
-            and (isinstance(v, bool) or all(isinstance(x, str) for x in v))
-        ),
+    "str_or_list": Kind(
+        lambda v: isinstance(v, bool) or _list_of(_is_str)(v),
         "true, false or a list of variable names",
+        _is_str,
+        "a variable name (a string)",
     ),
-    "params": (lambda v: isinstance(v, list | Mapping), "a list or a mapping of parameters"),
-    "status": (
-        lambda v: (
-            (isinstance(v, int) and not isinstance(v, bool))
-            or (isinstance(v, list) and all(isinstance(x, int) for x in v))
-        ),
+    "params": Kind(lambda v: isinstance(v, list | Mapping), "a list or a mapping of parameters"),
+    "status": Kind(
+        lambda v: _is_int(v) or _list_of(_is_int)(v),
         "a status code or a list of them",
+        _is_int,
+        "a status code (a whole number)",
     ),
-    "any": (lambda v: True, "a value"),
+    "task_ids": Kind(
+        lambda v: isinstance(v, str) or _list_of(_is_str)(v),
+        "a task id or a list of task ids",
+        _is_str,
+        "a task id (a string)",
+    ),
+    "any": Kind(lambda v: True, "a value"),
 }
 
 TYPE_RULES: Mapping[str, tuple[tuple[str, str], ...]] = {
