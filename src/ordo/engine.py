@@ -122,7 +122,7 @@ def _render(
     store: Store, flow: Flow, claim: Claim, raw: dict[str, Any], env: Mapping[str, str]
 ) -> Any:
     execution = store.get_execution(claim.execution_id)
-    needed = templating.referenced_tasks(raw, flow.vars)
+    needed = templating.referenced_tasks(raw, flow.vars, every=[t.id for t in flow.tasks])
     outputs = store.outputs(claim.execution_id, needed) if needed else {}
     for task in flow.tasks:  # a task that ran without outputs still has its (empty) set
         if task.id in needed:
