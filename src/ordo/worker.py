@@ -172,7 +172,7 @@ class Worker:
                 try:
                     result, claims = self._step(done, now, execution_id)
                 except StoreUnavailable as exc:
-                    self._recover(exc)  # nothing was recorded: ``done`` is tried again
+                    self._recover(exc, done)  # nothing was recorded: ``done`` is tried again
                     continue
                 self._delayed = self._delayed or bool(result.retries)
                 for claim, outcome in done:  # told after the commit, never inside it
@@ -184,7 +184,7 @@ class Worker:
                         return ended
                     self._wait(done, execution_id, min([*due.values(), deadline or _NEVER]))
                 except StoreUnavailable as exc:
-                    self._recover(exc)
+                    self._recover(exc, done)
         finally:
             if listening is not None:
                 listening.close()
@@ -273,14 +273,26 @@ class Worker:
                 logger.warning("reaped attempts of lost workers: %s", reaped)
             due["reap"] = now + s.reap_every
 
-    def _recover(self, exc: StoreUnavailable) -> None:
-        """The database went away: wait with growing pauses until it answers again."""
+    def _recover(self, exc: StoreUnavailable, done: list[tuple[Claim, Outcome]]) -> None:
+        """The database went away: wait with growing pauses until it answers again, then
+        take up attempts leased to us whose claim committed although we never heard back
+        (the connection died during COMMIT)."""
         pause = 0.1
         while True:
             logger.warning("store unavailable (%s); reconnecting in %.1fs", exc, pause)
             time.sleep(pause)
             try:
                 self.store.reconnect()
+                known = {*self._running, *(c.attempt_id for c in self._unlaunched)}
+                known |= {c.attempt_id for c, _ in done} | {c.attempt_id for c in self._handed}
+                orphans = [
+                    c
+                    for c in self.store.running_claims(self.settings.worker_id)
+                    if c.attempt_id not in known
+                ]
+                if orphans:
+                    logger.warning("taking up %d attempts claimed before the fault", len(orphans))
+                    self._unlaunched.extend(orphans)
                 return
             except StoreUnavailable as again:
                 exc = again

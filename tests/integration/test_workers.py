@@ -255,8 +255,8 @@ def test_workers_reconnect_when_the_server_drops_their_connections(
     workers.start("--workers", "2")
     name = postgres_url.rsplit("/", 1)[1]
     with psycopg.connect(postgres_url, autocommit=True) as admin:
-        for _ in range(3):
-            time.sleep(0.5)
+        for _ in range(6):
+            time.sleep(0.3)
             dropped = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid()",

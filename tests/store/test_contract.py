@@ -303,3 +303,11 @@ def test_logs_of_one_attempt_page_past_other_attempts_lines(store: Store) -> Non
     rest = store.logs(ex_id, attempt_ids=[b.attempt_id], after_id=first[-1].id, limit=2)
     assert [ln.line for ln in first + rest] == ["b0", "b1", "b2"]
     assert store.logs(ex_id, attempt_ids=[]) == []
+
+
+def test_running_claims_are_the_workers_unfinished_attempts(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b")))
+    a, b = claim_all(store, ex_id)
+    store.record_outcomes([(a, ok())], NOW + 1, RNG)
+    assert store.running_claims("w1") == [b]
+    assert store.running_claims("someone-else") == []

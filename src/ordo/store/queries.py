@@ -114,6 +114,13 @@ COUNTED_ATTEMPTS = """
 SELECT count(*) FROM attempts
 WHERE task_run_id = ? AND (reason IS NULL OR reason <> 'handed back')
 """
+OWN_RUNNING = """
+SELECT a.id, a.task_run_id, a.execution_id, e.revision_id, t.task_id, a.number,
+       coalesce(t.started_at, a.started_at)
+FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
+WHERE a.state = 'RUNNING' AND a.worker_id = ?
+ORDER BY a.id
+"""
 EXPIRED_LEASES = """
 SELECT a.id, a.task_run_id, a.execution_id, e.revision_id, t.task_id, a.number,
        coalesce(t.started_at, a.started_at), a.worker_id

@@ -12,6 +12,7 @@ from ordo.model import Flow, State
 from ordo.store import queries as q
 from ordo.store.records import (
     AttemptRow,
+    Claim,
     ExecutionRow,
     HistoryRow,
     LogLine,
@@ -33,6 +34,10 @@ class StoreReads(ABC):
 
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    def running_claims(self, worker_id: str) -> list[Claim]:
+        """The attempts leased to ``worker_id`` that have not ended, as claims."""
+        return [Claim(*r) for r in self._all(q.OWN_RUNNING, (worker_id,))]
 
     def list_workers(self, since: float, limit: int = 100) -> list[WorkerRow]:
         """Workers running now, or stopped after ``since``; newest first."""
