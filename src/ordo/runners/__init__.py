@@ -47,10 +47,13 @@ class RunnerSet:
         raise RunnerError(f"no runner for task type {task_type!r}")
 
     def close(self) -> None:
+        """Close every runner made so far (stops the python hosts)."""
         for runner in self._runners.values():
             runner.close()
         self._runners.clear()
 
 
 def make_runners(pool_size: int) -> RunnerSet:
+    """The runners of one worker process; ``pool_size`` warm python hosts are kept (use
+    the worker's slot count). Nothing heavy is imported until a task type is first run."""
     return RunnerSet(pool_size)

@@ -222,7 +222,10 @@ def _reaped(pid: int) -> bool:
     """Reap ``pid`` if it has exited (keeping its status); True once it has."""
     if pid in _EXITED:
         return True
-    done, status, usage = os.wait4(pid, os.WNOHANG)
+    try:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped elsewhere: it has exited, status unknown
+        return True
     if done == 0:
         return False
     _EXITED[pid] = Finished(

@@ -1,173 +1,297 @@
 """A warm host process for python tasks (run as a script; standard library only).
 
-Reads one JSON request per line on its original standard input, runs the function or
-script with the task's environment and working directory, then flushes, writes an end
-marker on fd 1 and fd 2 (so the parent knows every line of this task has arrived) and a
-JSON reply on the reply descriptor named by ``argv[1]``.
+Started by :mod:`ordo.runners.python` as ``python pyhost.py REPLY_FD ORDO_ROOT`` in its own
+session. It reads one JSON request per line on its original standard input and runs the
+function or script with the task's environment, working directory and import path; then
+flushes Python's and C's buffers, writes an end marker line on fd 1 and on fd 2 (so the
+parent knows every line of this task has arrived) and a JSON reply line on ``REPLY_FD``.
+
+Run by path rather than ``-m``: the host then imports nothing of ordo but ``ordo.this``,
+and its own folder (which holds ``http.py``, ``sql.py``...) is taken off ``sys.path`` so
+it can never shadow the standard library in user code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
+import importlib.util
 import json
 import os
 import resource
 import runpy
+import site
 import sys
 import traceback
+from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any
 
 MARKER = "\x1eORDO-END"
 _HOST_FILES = (os.path.abspath(__file__), "runpy.py", "<frozen runpy>")
-_mtimes: dict[str, float] = {}
+
+
+class LoadError(Exception):
+    """The task's function or script cannot be found or imported (no traceback shown)."""
+
+
+class FlowModules:
+    """Modules imported from flow folders. Before each task, modules from other folders
+    (a same-named ``tasks.py`` of another flow) and, when any of their files changed, all
+    of them are forgotten, so the next import reads the files again."""
+
+    def __init__(self) -> None:
+        self.known = set(sys.modules)
+        self.stamps: dict[str, tuple[str, int, int]] = {}
+        self.dirs: tuple[str, ...] = ()
+        roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.__file__)}
+        roots.update(site.getsitepackages(), [site.getusersitepackages()])
+        roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # ordo
+        self.outside = tuple(os.path.join(os.path.realpath(r), "") for r in roots)
+
+    def prepare(self, dirs: tuple[str, ...]) -> None:
+        """Forget what must be imported again before a task importing from ``dirs``."""
+        stale = [n for n, (f, *_) in self.stamps.items() if not _under(f, dirs)]
+        changed = [f for f, *rest in self.stamps.values() if _stamp(f) != (f, *rest)]
+        if changed:
+            stale = list(self.stamps)
+            for path in changed:
+                _drop_bytecode(path)
+        if stale or dirs != self.dirs:
+            importlib.invalidate_caches()
+        for name in stale:
+            del self.stamps[name]
+            sys.modules.pop(name, None)
+            self.known.discard(name)
+        self.dirs = dirs
+
+    def settle(self) -> None:
+        """Note the modules the task imported from its folders."""
+        new = sys.modules.keys() - self.known
+        self.known.update(new)
+        for name in new:
+            path = getattr(sys.modules.get(name), "__file__", None)
+            if not isinstance(path, str):
+                continue
+            path = os.path.realpath(path)
+            if _under(path, self.dirs) and not path.startswith(self.outside):
+                self.stamps[name] = _stamp(path)
+
+
+def _under(path: str, dirs: Iterable[str]) -> bool:
+    return any(path.startswith(os.path.join(d, "")) for d in dirs)
+
+
+def _stamp(path: str) -> tuple[str, int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (path, -1, -1)
+    return (path, st.st_mtime_ns, st.st_size)
+
+
+def _drop_bytecode(path: str) -> None:
+    """A file rewritten within the same second at the same size would still pass the
+    bytecode cache's check: remove its cached bytecode."""
+    if path.endswith(".py"):
+        with contextlib.suppress(OSError, ValueError, NotImplementedError):
+            os.unlink(importlib.util.cache_from_source(path))
+
+
+def _c_flush() -> Callable[[], object]:
+    """``fflush(NULL)``: C code's buffered stdio reaches the pipes before the marker."""
+    try:
+        import ctypes
+
+        fflush = ctypes.CDLL(None).fflush
+    except (ImportError, OSError, AttributeError):
+        return lambda: None
+    return lambda: fflush(None)
 
 
 def main() -> None:
-    reply_fd = int(sys.argv[1])
+    """Serve requests until standard input ends."""
+    reply_fd, ordo_root = int(sys.argv[1]), sys.argv[2]
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [ordo_root, *(p for p in sys.path if p and os.path.abspath(p) != here)]
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     requests = os.fdopen(os.dup(0), "rb")
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
     replies = os.fdopen(reply_fd, "wb", buffering=0)
-    base = (dict(os.environ), os.getcwd(), list(sys.path))
+    host = Host(_c_flush())
     for line in requests:
         request = json.loads(line)
-        reply = handle(request, base)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        reply = host.handle(request)
+        host.flush()
         marker = f"{MARKER} {request['seq']}\n".encode()
         os.write(1, marker)
         os.write(2, marker)
         replies.write((json.dumps(reply) + "\n").encode())
 
 
-def handle(request: dict[str, Any], base: tuple[dict[str, str], str, list[str]]) -> dict[str, Any]:
-    environ, cwd, path = base
-    os.environ.clear()
-    os.environ.update(request["env"])
-    sys.path[:] = [request["base_dir"], *(p for p in path if p != request["base_dir"])]
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    try:
-        os.chdir(request["cwd"])
-        reply = execute(request)
-    except BaseException as exc:  # the task's failure is the reply, never the host's end
-        reply = failure(exc)
-    finally:
+class Host:
+    """Runs one request at a time, restoring the process between tasks."""
+
+    def __init__(self, c_flush: Callable[[], object]) -> None:
+        self.environ = dict(os.environ)
+        self.cwd = os.getcwd()
+        self.path = list(sys.path)
+        self.argv = list(sys.argv)
+        self.modules = FlowModules()
+        self.c_flush = c_flush
+        try:
+            self.this: ModuleType | None = importlib.import_module("ordo.this")
+        except ImportError:
+            self.this = None
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run the request's task; the reply says how it ended and what it cost."""
+        dirs = _import_dirs(request)
+        self.modules.prepare(dirs)
         os.environ.clear()
-        os.environ.update(environ)
-        os.chdir(cwd)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    reply["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    reply["rss"] = after.ru_maxrss
-    return reply
+        os.environ.update(request["env"])
+        sys.path[:] = [*dirs, *(p for p in self.path if p not in dirs)]
+        if self.this is not None:
+            self.this.inputs._set(request["with"])
+        before = _usage()
+        try:
+            os.chdir(request["cwd"])
+            reply = execute(request)
+        except BaseException as exc:  # the task's failure is the reply, never the host's end
+            reply = failure(exc)
+        finally:
+            self.restore()
+        after = _usage()
+        reply["cpu"] = after[0] - before[0]
+        reply["rss"] = after[1]
+        return reply
+
+    def restore(self) -> None:
+        """Put back what a task may have changed: environment, cwd, path, argv."""
+        os.environ.clear()
+        os.environ.update(self.environ)
+        os.chdir(self.cwd)
+        sys.path[:] = self.path
+        sys.argv[:] = self.argv
+        if self.this is not None:
+            self.this.inputs._set(None)
+        self.modules.settle()
+
+    def flush(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        self.c_flush()
+
+
+def _import_dirs(request: dict[str, Any]) -> tuple[str, ...]:
+    """Where the task's imports come from: the script's folder, the flow's, the cwd."""
+    dirs = [request["base_dir"], request["cwd"]]
+    if request.get("script"):
+        dirs.insert(0, os.path.dirname(request["script"]))
+    return tuple(dict.fromkeys(os.path.realpath(d) for d in dirs))
+
+
+def _usage() -> tuple[float, int]:
+    """CPU seconds of this process and of its reaped children; peak RSS in KiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return cpu, max(own.ru_maxrss, kids.ru_maxrss)
 
 
 def execute(request: dict[str, Any]) -> dict[str, Any]:
-    with_ = request["with"]
-    this = sys.modules.get("ordo.this")
-    if this is None:
-        try:
-            this = importlib.import_module("ordo.this")
-        except ImportError:
-            this = None
-    if this is not None:
-        this.inputs._set(with_)
+    """Run the function or script; a returned dict becomes the outputs."""
     if request.get("script"):
         return run_script(request["script"])
-    func = load_function(request["function"])
-    result = func(**with_)
+    target = request["function"]
+    result = load_function(target)(**request["with"])
     if result is None:
         return {"ok": True, "result": {}}
     if not isinstance(result, dict):
-        return {
-            "ok": False,
-            "error": f"function {request['function']} returned "
-            f"{type(result).__name__}, expected a dict of outputs or None",
-        }
+        return _failed(
+            f"function {target} returned {type(result).__name__}, "
+            "expected a dict of outputs or None"
+        )
     try:
         json.dumps(result)
     except (TypeError, ValueError) as exc:
-        return {
-            "ok": False,
-            "error": f"function {request['function']} returned outputs that are not JSON: {exc}",
-        }
+        return _failed(f"function {target} returned outputs that are not JSON: {exc}")
     return {"ok": True, "result": result}
 
 
 def run_script(script: str) -> dict[str, Any]:
+    """``runpy`` the script as ``__main__``, with ``sys.argv == [script]``."""
     if not os.path.isfile(script):
-        return {"ok": False, "error": f"script not found: {script}"}
-    try:
-        runpy.run_path(script, run_name="__main__")
-    except SystemExit as exc:
-        if exc.code in (None, 0):
-            return {"ok": True, "result": {}}
-        if isinstance(exc.code, int):
-            return {"ok": False, "exit_code": exc.code, "error": f"exit code {exc.code}"}
-        print(exc.code, file=sys.stderr)
-        return {"ok": False, "exit_code": 1, "error": str(exc.code)}
+        return _failed(f"script not found: {script}")
+    sys.argv[:] = [script]
+    runpy.run_path(script, run_name="__main__")
     return {"ok": True, "result": {}}
 
 
-class LoadError(Exception):
-    pass
-
-
-def load_function(target: str) -> Any:
-    module_name, _, func_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-        module = fresh(module)
-    except Exception as exc:
-        raise LoadError(
-            f"cannot import module '{module_name}' (from function '{target}'): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+def load_function(target: str) -> Callable[..., Any]:
+    """Import ``module:function``; LoadError names what is missing."""
+    module_name, sep, func_name = target.partition(":")
+    if not sep or not module_name or not func_name:
+        raise LoadError(f"function must be 'module:function', found {target!r}")
+    module = _import(module_name, target)
     func = getattr(module, func_name, None)
     if not callable(func):
         names = [n for n in dir(module) if not n.startswith("_")]
         hint = difflib.get_close_matches(func_name, names, n=1)
         tip = f" (did you mean '{hint[0]}'?)" if hint else ""
         raise LoadError(f"module '{module_name}' has no function '{func_name}'{tip}")
-    return func
+    return func  # type: ignore[no-any-return]
 
 
-def fresh(module: Any) -> Any:
-    """The module, reloaded if its file changed since it was imported here."""
-    path = getattr(module, "__file__", None)
-    if not path:
-        return module
+def _import(module_name: str, target: str) -> ModuleType:
+    where = f"cannot import module '{module_name}' (from function '{target}')"
     try:
-        mtime = os.stat(path).st_mtime
-    except OSError:
-        return module
-    known = _mtimes.get(path)
-    _mtimes[path] = mtime
-    if known is not None and known != mtime:
-        return importlib.reload(module)
-    return module
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
+            _log_traceback(exc)  # the module exists but imports something missing
+        raise LoadError(f"{where}: {exc}") from exc
+    except Exception as exc:
+        _log_traceback(exc)
+        raise LoadError(f"{where}: {_last_line(exc)}") from exc
+
+
+def _failed(error: str, exit_code: int | None = None, reason: str = "error") -> dict[str, Any]:
+    return {"ok": False, "error": error, "exit_code": exit_code, "reason": reason}
 
 
 def failure(exc: BaseException) -> dict[str, Any]:
+    """The reply for an exception out of the task (traceback of user frames to stderr)."""
     if isinstance(exc, LoadError):
-        return {"ok": False, "error": str(exc)}
+        return _failed(str(exc))
     if isinstance(exc, SystemExit):
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if code == 0:
+        if exc.code is None or exc.code == 0:
             return {"ok": True, "result": {}}
-        return {"ok": False, "exit_code": code, "error": f"exit code {code}"}
+        if isinstance(exc.code, int):
+            return _failed(f"exit code {exc.code}", exc.code, "exit_code")
+        sys.stderr.write(f"{exc.code}\n")
+        return _failed(f"exit code 1: {exc.code}", 1, "exit_code")
+    _log_traceback(exc)
+    return _failed(_last_line(exc))
+
+
+def _log_traceback(exc: BaseException) -> None:
     frames = [
-        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.endswith(_HOST_FILES)
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.endswith(_HOST_FILES) and not f.filename.startswith("<frozen importlib")
     ]
-    lines = [
-        "Traceback (most recent call last):\n",
-        *traceback.format_list(frames),
-        *traceback.format_exception_only(type(exc), exc),
-    ]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    lines += traceback.format_exception_only(type(exc), exc)
     sys.stderr.write("".join(lines))
-    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    return {"ok": False, "error": last}
+
+
+def _last_line(exc: BaseException) -> str:
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
 """``python`` tasks: a function ``module:func`` or a ``script``, run in a warm pool of
-host processes, so a timeout or kill really stops the code and a no-op costs well under a
-millisecond once a host is up."""
+host processes (:mod:`ordo.runners.pyhost`), so a timeout or kill really stops the code
+and a no-op costs well under a millisecond once a host is up.
+
+A host's fd 1 and 2 are pipes read by the attempt's thread, so ``print``, ``logging`` and
+fd-level writes of C code and subprocesses are streamed to ``ctx.log`` as they come; each
+task ends with a marker line on both pipes, written after flushing, and a JSON reply on a
+third pipe.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,10 @@ from ordo.runners.process import (
     pump,
 )
 from ordo.runners.shell import working_dir
+from ordo.runners.watch import stopped_outcome
+
+#: The folder holding the ``ordo`` package: the host's import path for ``ordo.this``.
+_ORDO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class _Replies:
@@ -52,7 +62,7 @@ class Host:
     def __init__(self) -> None:
         read_fd, write_fd = os.pipe()
         self.proc = subprocess.Popen(
-            [sys.executable, pyhost.__file__, str(write_fd)],
+            [sys.executable, pyhost.__file__, str(write_fd), _ORDO_ROOT],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -65,35 +75,39 @@ class Host:
         self.alive = True
         self.stopped = False
 
-    def call(
-        self, request: dict[str, Any], ctx: RunContext
-    ) -> tuple[dict[str, Any] | None, Finished]:
-        """Send one request and stream the task's lines until its reply and end markers."""
+    def send(self, request: dict[str, Any]) -> bool:
+        """Hand the host a request; False when it is gone (it died while idle)."""
         self.seq += 1
         request["seq"] = self.seq
-        marker = f"{pyhost.MARKER} {self.seq}"
-        ended: set[str] = set()
-
-        def sink(stream: str, line: str) -> None:
-            if line == marker:
-                ended.add(stream)
-            else:
-                ctx.log(stream, line)
-
-        replies = _Replies()
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        streams: dict[int, Any] = {
-            self.proc.stdout.fileno(): LineSplitter("stdout", sink),
-            self.proc.stderr.fileno(): LineSplitter("stderr", sink),
-            self.reply_fd: replies,
-        }
+        assert self.proc.stdin is not None
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
         except OSError:
             self.alive = False
-            return None, Finished(None)
+            return False
+        return True
+
+    def receive(self, ctx: RunContext) -> tuple[dict[str, Any] | None, Finished]:
+        """Stream the task's lines to ``ctx.log`` until its reply and end markers."""
+        marker = f"{pyhost.MARKER} {self.seq}"
+        ended: set[str] = set()
+
+        def sink(stream: str, line: str) -> None:
+            if line.endswith(marker):  # after a last line without its newline, maybe
+                ended.add(stream)
+                line = line[: -len(marker)]
+                if not line:
+                    return
+            ctx.log(stream, line)
+
+        replies = _Replies()
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        streams: dict[int, Any] = {
+            self.proc.stdout.fileno(): LineSplitter("stdout", sink),
+            self.proc.stderr.fileno(): LineSplitter("stderr", sink),
+            self.reply_fd: replies,
+        }
         finished = pump(
             self.proc.pid,
             streams,
@@ -101,6 +115,8 @@ class Host:
             lambda: _reaped(self.proc.pid),
             until=lambda: replies.reply is not None and len(ended) == 2,
         )
+        if finished.exit_code is not None:  # the host died and was reaped by pump
+            self.proc.returncode = finished.exit_code
         if finished.timed_out or finished.cancelled or replies.reply is None:
             self.alive = False
         return replies.reply, finished
@@ -130,6 +146,12 @@ class Host:
 
 
 class PythonRunner:
+    """Runs python tasks on up to ``pool_size`` warm hosts kept between tasks (more are
+    started when more attempts run at once, and stopped after). A host stopped for a
+    timeout or cancel is replaced on next use. ``function`` is called with ``ctx.with_``
+    as keyword arguments and its returned dict becomes outputs, merged over the
+    ``this.output`` values; a ``script`` runs as ``__main__`` and reads ``this.inputs``."""
+
     def __init__(self, pool_size: int, environ: Mapping[str, str] | None = None) -> None:
         self.pool_size = pool_size
         self.environ = dict(os.environ if environ is None else environ)
@@ -152,9 +174,14 @@ class PythonRunner:
 
     def run(self, ctx: RunContext) -> Outcome:
         files = AttemptFiles(ctx.attempt_id)
+        request = self._request(ctx, files)
         host = self._acquire()
         try:
-            reply, finished = host.call(self._request(ctx, files), ctx)
+            if not host.send(request):
+                host.stop(ctx.kill_grace)
+                host = Host()
+                host.send(request)
+            reply, finished = host.receive(ctx)
             if not host.alive:
                 host.stop(ctx.kill_grace)
             return self._outcome(reply, finished, files, ctx, host)
@@ -169,13 +196,14 @@ class PythonRunner:
             {**ctx.env, **files.env(ctx), "ORDO_INPUTS": json.dumps(dict(ctx.with_))},
         )
         script = ctx.fields.get("script")
+        base_dir = os.path.abspath(ctx.base_dir)
         return {
             "function": ctx.fields.get("function"),
-            "script": os.path.join(ctx.base_dir, str(script)) if script else None,
+            "script": os.path.join(base_dir, str(script)) if script else None,
             "with": dict(ctx.with_),
             "env": env,
-            "cwd": working_dir(ctx),
-            "base_dir": ctx.base_dir,
+            "cwd": os.path.abspath(working_dir(ctx)),
+            "base_dir": base_dir,
         }
 
     def _outcome(
@@ -186,17 +214,17 @@ class PythonRunner:
         ctx: RunContext,
         host: Host,
     ) -> Outcome:
-        if finished.timed_out:
-            return Outcome(
-                State.FAILED, reason="timeout", error=f"timed out after {ctx.timeout:g}s"
-            )
-        if finished.cancelled:
-            return Outcome(State.KILLED, reason="killed", error="killed on request")
+        stopped = stopped_outcome(
+            "timeout" if finished.timed_out else "killed" if finished.cancelled else None, ctx
+        )
+        if stopped is not None:
+            return stopped
         if reply is None:
             code = host.proc.returncode
             return Outcome(
                 State.FAILED,
-                reason="error",
+                exit_code=code,
+                reason="exit_code" if code is not None and code > 0 else "error",
                 error=f"the python process ended unexpectedly (exit code {code})",
             )
         usage: dict[str, Any] = {"cpu_seconds": reply.get("cpu"), "peak_rss_kb": reply.get("rss")}
@@ -208,7 +236,7 @@ class PythonRunner:
             return Outcome(
                 State.FAILED,
                 exit_code=reply.get("exit_code"),
-                reason="exit_code" if reply.get("exit_code") is not None else "error",
+                reason=reply.get("reason") or "error",
                 error=reply.get("error"),
                 outputs=outputs,
                 metrics=metrics,

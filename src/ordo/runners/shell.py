@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ordo.model import Outcome, State
 from ordo.runners.base import RunContext
 from ordo.runners.process import AttemptFiles, Finished, OutputFileError, child_env, run_process
+from ordo.runners.watch import stopped_outcome
+
+#: ``sh: 1: foo: not found`` (dash), ``bash: line 1: foo: command not found`` (bash).
+_NOT_FOUND = re.compile(r"([^\s:]+): (?:command )?not found\s*$")
 
 
 def working_dir(ctx: RunContext) -> str:
@@ -18,6 +24,11 @@ def working_dir(ctx: RunContext) -> str:
 
 
 class ShellRunner:
+    """Runs ``command`` (a string for ``/bin/sh -c``, or an argv list) in its own session
+    with the task's environment (``inherit_env``: true, false or a list of names, then
+    ``ctx.env``, then ``ORDO_*``) and working directory (``cwd``, relative to the flow's
+    folder). Exit code 0 is SUCCESS; anything else FAILED with reason ``exit_code``."""
+
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = dict(os.environ if environ is None else environ)
 
@@ -36,6 +47,13 @@ class ShellRunner:
                 )
             try:
                 finished = run_process(argv, cwd=cwd, env=env, ctx=ctx)
+            except FileNotFoundError:
+                return Outcome(
+                    State.FAILED,
+                    exit_code=127,
+                    reason="exit_code",
+                    error=f"command not found: {argv[0]}",
+                )
             except OSError as exc:
                 return Outcome(
                     State.FAILED, reason="error", error=f"cannot start {argv[0]}: {exc.strerror}"
@@ -56,12 +74,11 @@ def process_outcome(
         "cpu_seconds": finished.cpu_seconds,
         "peak_rss_kb": finished.peak_rss_kb,
     }
-    if finished.timed_out:
-        return Outcome(
-            State.FAILED, reason="timeout", error=f"timed out after {ctx.timeout:g}s", **usage
-        )
-    if finished.cancelled:
-        return Outcome(State.KILLED, reason="killed", error="killed on request", **usage)
+    stopped = stopped_outcome(
+        "timeout" if finished.timed_out else "killed" if finished.cancelled else None, ctx
+    )
+    if stopped is not None:
+        return replace(stopped, **usage)
     try:
         outputs, metrics = files.read()
     except OutputFileError as exc:
@@ -85,8 +102,11 @@ def process_outcome(
 def _exit_message(code: int | None, finished: Finished, argv: list[str]) -> str:
     last = finished.last_stderr[-1] if finished.last_stderr else ""
     if code == 127 and "not found" in last:
-        word = argv[2].split()[0] if argv[:2] == ["/bin/sh", "-c"] and argv[2].split() else argv[0]
-        return f"command not found: {word} (exit code 127: {last})"
+        named = _NOT_FOUND.search(last)
+        if named:
+            return f"command not found: {named.group(1)}"
+        words = argv[2].split() if argv[:2] == ["/bin/sh", "-c"] else argv
+        return f"command not found: {words[0] if words else argv[0]}"
     if code is not None and code < 0:
         return f"killed by signal {-code}"
     return f"exit code {code}" + (f": {last}" if last else "")

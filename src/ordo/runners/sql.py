@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
+from contextlib import closing
 from typing import Any
 
 from ordo.model import Outcome, State
 from ordo.runners.base import RunContext
+from ordo.runners.watch import Watch
 
 DEFAULT_MAX_ROWS = 1000
 
@@ -22,6 +23,10 @@ def sqlite_path(url: str, base_dir: str) -> str:
 
 
 class SqlRunner:
+    """Runs one ``query`` (with ``params``) or a ``script`` of statements, commits, and
+    returns ``rows`` (dicts, at most ``max_rows``, then ``truncated: true``), ``columns``
+    and ``rowcount``. A timeout or cancel interrupts the statement on the server."""
+
     def run(self, ctx: RunContext) -> Outcome:
         url = str(ctx.fields["url"])
         query, error = self._text(ctx)
@@ -43,6 +48,8 @@ class SqlRunner:
     def _text(self, ctx: RunContext) -> tuple[str, str | None]:
         if "query" in ctx.fields:
             return str(ctx.fields["query"]), None
+        if "script" not in ctx.fields:
+            return "", "an sql task needs 'query' or 'script'"
         script = str(ctx.fields["script"])
         if "\n" in script.strip() or ";" in script:
             return script, None  # inline statements
@@ -63,59 +70,63 @@ class SqlRunner:
             return Outcome(
                 State.FAILED, reason="error", error=f"cannot open SQLite database {path}: {exc}"
             )
-        timer = _Watch(ctx, conn.interrupt)
-        try:
-            if many and params is None:
-                conn.executescript(query)
+        with closing(conn), Watch(ctx, conn.interrupt) as timer:
+            try:
+                if many and params is None:
+                    conn.executescript(query)
+                    conn.commit()
+                    return Outcome(State.SUCCESS, outputs=_rows(None, [], max_rows, -1))
+                cur = conn.execute(query, () if params is None else _params(params))
+                rows = cur.fetchmany(max_rows + 1)
+                outputs = _rows(cur.description, rows, max_rows, cur.rowcount)
                 conn.commit()
-                return Outcome(State.SUCCESS, outputs={"rowcount": -1, "rows": [], "columns": []})
-            cur = conn.execute(query, _params(params))
-            outputs = _rows(cur.description, cur.fetchmany(max_rows + 1), max_rows, cur.rowcount)
-            conn.commit()
-            return Outcome(State.SUCCESS, outputs=outputs)
-        except sqlite3.Error as exc:
-            return timer.outcome() or Outcome(
-                State.FAILED, reason="error", error=f"SQL error: {exc}"
-            )
-        finally:
-            timer.stop()
-            conn.close()
+                return Outcome(State.SUCCESS, outputs=outputs)
+            except sqlite3.Error as exc:
+                failed = Outcome(State.FAILED, reason="error", error=f"SQL error: {exc}")
+        return timer.outcome() or failed
 
     def _postgres(
         self, url: str, query: str, params: Any, max_rows: int, ctx: RunContext
     ) -> Outcome:
         import psycopg
 
+        ctx.log("stdout", f"postgresql {_redacted(url)}")
         try:
             conn = psycopg.connect(url, connect_timeout=10, autocommit=False)
         except psycopg.Error as exc:
             return Outcome(
                 State.FAILED, reason="error", error=f"cannot connect to PostgreSQL: {exc}".strip()
             )
-        timer = _Watch(ctx, conn.cancel)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query, _params(params))
-                rows = cur.fetchmany(max_rows + 1) if cur.description else []
-                outputs = _rows(cur.description, rows, max_rows, cur.rowcount)
-            conn.commit()
-            return Outcome(State.SUCCESS, outputs=outputs)
-        except psycopg.Error as exc:
-            return timer.outcome() or Outcome(
-                State.FAILED, reason="error", error=f"SQL error: {exc}".strip()
-            )
-        finally:
-            timer.stop()
-            conn.close()
+        with conn, Watch(ctx, conn.cancel) as timer:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(query, None if params is None else _params(params))
+                    while cur.nextset():  # a script: the last statement's rows
+                        pass
+                    rows = cur.fetchmany(max_rows + 1) if cur.description else []
+                    outputs = _rows(cur.description, rows, max_rows, cur.rowcount)
+                conn.commit()
+                return Outcome(State.SUCCESS, outputs=outputs)
+            except psycopg.Error as exc:
+                conn.rollback()
+                failed = Outcome(State.FAILED, reason="error", error=f"SQL error: {exc}".strip())
+        return timer.outcome() or failed
 
     def close(self) -> None:
         pass
 
 
 def _params(params: Any) -> Any:
-    if params is None:
-        return ()
     return params if isinstance(params, dict) else list(params)
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for the log."""
+    scheme, sep, rest = url.partition("://")
+    user, at, host = rest.rpartition("@")
+    if at and ":" in user:
+        user = user.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{user}{at}{host}"
 
 
 def _rows(description: Any, rows: list[Any], max_rows: int, rowcount: int) -> dict[str, Any]:
@@ -136,38 +147,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return str(value)
-
-
-class _Watch:
-    """Interrupts the query when the attempt times out or is cancelled."""
-
-    def __init__(self, ctx: RunContext, interrupt: Any) -> None:
-        self.ctx = ctx
-        self.why: str | None = None
-        self._done = threading.Event()
-        self._interrupt = interrupt
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        timeout = self.ctx.timeout
-        waited = 0.0
-        while not self._done.wait(0.05):
-            waited += 0.05
-            if self.ctx.cancel.is_set() or (timeout is not None and waited >= timeout):
-                self.why = "killed" if self.ctx.cancel.is_set() else "timeout"
-                self._interrupt()
-                return
-
-    def outcome(self) -> Outcome | None:
-        if self.why == "timeout":
-            return Outcome(
-                State.FAILED, reason="timeout", error=f"timed out after {self.ctx.timeout:g}s"
-            )
-        if self.why == "killed":
-            return Outcome(State.KILLED, reason="killed", error="killed on request")
-        return None
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()

@@ -1,0 +1,147 @@
+"""The http runner against a real local HTTP server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ordo.model import State
+from ordo.runners import RunnerSet
+from ordo.runners.base import RunContext
+
+RunnerCtx = Callable[..., RunContext]
+
+
+class Handler(BaseHTTPRequestHandler):
+    release: threading.Event  # set by the fixture: lets /slow answer
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        kind = self.headers.get("Content-Type", "")
+        got = json.loads(body) if kind == "application/json" else body.decode()
+        reply = {"got": got, "path": self.path, "token": self.headers.get("X-Token")}
+        self._reply(201, "application/json", json.dumps(reply).encode())
+
+    def do_GET(self) -> None:
+        if self.path == "/fail":
+            self._reply(500, "text/plain", b"broken")
+        elif self.path == "/big":
+            self._reply(200, "text/plain", b"x" * (1024 * 1024 + 10))
+        elif self.path == "/slow":
+            self.release.wait(10)
+            self._reply(200, "text/plain", b"late")
+        else:
+            self._reply(200, "text/plain; charset=utf-8", "héllo".encode())
+
+    def _reply(self, status: int, kind: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def runner_http_server() -> Iterator[str]:
+    release = threading.Event()
+    handler = type("BoundHandler", (Handler,), {"release": release})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    release.set()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def test_json_request_and_response(
+    runner_set: RunnerSet, runner_ctx: RunnerCtx, tmp_path: Path, runner_http_server: str
+) -> None:
+    url = f"{runner_http_server}/items"
+    fields = {
+        "method": "post",
+        "url": url,
+        "json": {"a": 1},
+        "params": {"q": "x y"},
+        "headers": {"X-Token": "t1"},
+    }
+    ctx = runner_ctx(tmp_path, fields)
+    outcome = runner_set.get("http").run(ctx)
+    assert outcome.ok, outcome.error
+    assert outcome.outputs["status"] == 201
+    assert outcome.outputs["json"] == {"got": {"a": 1}, "path": "/items?q=x+y", "token": "t1"}
+    assert outcome.outputs["headers"]["content-type"] == "application/json"
+    log: Any = ctx.log
+    assert list(log) == [("stdout", f"POST {url}"), ("stdout", "201 Created")]
+
+
+def test_text_body_and_caps(
+    runner_set: RunnerSet, runner_ctx: RunnerCtx, tmp_path: Path, runner_http_server: str
+) -> None:
+    http = runner_set.get("http")
+    text = http.run(runner_ctx(tmp_path, {"url": f"{runner_http_server}/hello"}))
+    assert text.outputs["text"] == "héllo" and "json" not in text.outputs
+    posted = http.run(
+        runner_ctx(tmp_path, {"method": "POST", "url": runner_http_server, "body": "raw"})
+    )
+    assert posted.outputs["json"]["got"] == "raw"
+    big = http.run(runner_ctx(tmp_path, {"url": f"{runner_http_server}/big"}))
+    assert big.outputs["text"].startswith("x" * 1024 * 1024 + "\n[truncated: 1048586")
+
+
+def test_unexpected_status_fails_with_reason_status(
+    runner_set: RunnerSet, runner_ctx: RunnerCtx, tmp_path: Path, runner_http_server: str
+) -> None:
+    http = runner_set.get("http")
+    url = f"{runner_http_server}/fail"
+    failed = http.run(runner_ctx(tmp_path, {"url": url}))
+    assert (failed.state, failed.reason, failed.error) == (
+        State.FAILED,
+        "status",
+        "expected status 2xx; got 500",
+    )
+    assert failed.outputs["text"] == "broken"
+    listed = http.run(runner_ctx(tmp_path, {"url": url, "expect_status": [200, 204]}))
+    assert listed.error == "expected status 200, 204; got 500"
+    assert http.run(runner_ctx(tmp_path, {"url": url, "expect_status": [500]})).ok
+    assert http.run(runner_ctx(tmp_path, {"url": url, "expect_status": 500})).ok
+
+
+def test_unreachable_url_is_named(
+    runner_set: RunnerSet, runner_ctx: RunnerCtx, tmp_path: Path
+) -> None:
+    outcome = runner_set.get("http").run(runner_ctx(tmp_path, {"url": "http://127.0.0.1:9/x"}))
+    assert (outcome.state, outcome.reason, outcome.error) == (
+        State.FAILED,
+        "error",
+        "cannot connect to http://127.0.0.1:9/x: Connection refused",
+    )
+
+
+def test_timeout_and_cancel(
+    runner_set: RunnerSet, runner_ctx: RunnerCtx, tmp_path: Path, runner_http_server: str
+) -> None:
+    http = runner_set.get("http")
+    url = f"{runner_http_server}/slow"
+    timed = http.run(runner_ctx(tmp_path, {"url": url}, timeout=0.3))
+    assert (timed.state, timed.reason, timed.error) == (
+        State.FAILED,
+        "timeout",
+        f"timed out after 0.3s: GET {url}",
+    )
+    ctx = runner_ctx(tmp_path, {"url": url})
+    timer = threading.Timer(0.2, ctx.cancel.set)
+    timer.start()
+    killed = http.run(ctx)
+    timer.join()
+    assert (killed.state, killed.reason) == (State.KILLED, "killed")
