@@ -63,9 +63,10 @@ def _reachable(url: str) -> bool:
     return True
 
 
-def _throwaway_cluster(folder: Path) -> tuple[str, Callable[[], None]] | None:
+def _throwaway_cluster(folder: Path, options: str = "") -> tuple[str, Callable[[], None]] | None:
     """Start a private PostgreSQL from the local binaries (as user postgres when we are
-    root) on a free port; its URL and how to stop it, or None without binaries."""
+    root) on a free port, with extra server ``options``; its URL and how to stop it, or
+    None without binaries."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         return None
@@ -93,7 +94,7 @@ def _throwaway_cluster(folder: Path) -> tuple[str, Callable[[], None]] | None:
             "-l",
             str(folder / "pg.log"),
             "-o",
-            f"-p {port} -k {folder} -h 127.0.0.1",
+            f"-p {port} -k {folder} -h 127.0.0.1 {options}",
             "start",
         ],
         check=True,
@@ -116,22 +117,40 @@ def postgres_admin_url() -> Iterator[str]:
     if _reachable(ADMIN_URL):
         yield ADMIN_URL
         return
+    yield from _private_cluster(
+        "",
+        f"PostgreSQL at {ADMIN_URL} is unreachable and no local PostgreSQL binaries were found",
+        f"no PostgreSQL at {ADMIN_URL} (set ORDO_TEST_POSTGRES_URL)",
+    )
+
+
+def _private_cluster(options: str, missing: str, skip: str) -> Iterator[str]:
+    """A throwaway cluster's admin URL for as long as the generator runs; without
+    PostgreSQL binaries a skip (``skip``), or a failure (``missing``) when CI=true."""
     folder = Path(tempfile.mkdtemp(prefix="ordo-test-pg-"))  # reachable by user postgres
-    started = _throwaway_cluster(folder)
+    started = _throwaway_cluster(folder, options)
     if started is None:
         shutil.rmtree(folder, ignore_errors=True)
         if os.environ.get("CI") == "true":
-            pytest.fail(
-                f"CI=true but PostgreSQL at {ADMIN_URL} is unreachable and no local "
-                "PostgreSQL binaries were found (apt-get install postgresql)"
-            )
-        pytest.skip(f"no PostgreSQL at {ADMIN_URL} (set ORDO_TEST_POSTGRES_URL)")
+            pytest.fail(f"CI=true but {missing} (apt-get install postgresql)")
+        pytest.skip(skip)
     url, stop = started
     try:
         yield url
     finally:
         stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def roomy_postgres_url() -> Iterator[str]:
+    """A database on a private PostgreSQL cluster allowing 300 connections, for a test
+    that opens more at once than the shared server's 100 allow (others' tests use it)."""
+    yield from _private_cluster(
+        "-c max_connections=300",
+        "no local PostgreSQL binaries",
+        "no local PostgreSQL binaries to start a private cluster",
+    )
 
 
 @pytest.fixture

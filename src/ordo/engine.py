@@ -7,19 +7,28 @@ store's own transactional operations.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from ordo import definitions, templating
-from ordo.errors import DefinitionError, Problem
-from ordo.model import Flow, Outcome, State
-from ordo.runners.base import LogSink, RunContext
+from ordo.errors import Conflict, DefinitionError, NotFound, OrdoError, Problem, UsageError
+from ordo.masking import secret_values
+from ordo.model import Check, Flow, Outcome, State, Task
+from ordo.runners.base import CheckPlan, LogSink, RunContext
 from ordo.store import Store
-from ordo.store.records import Claim, ExecutionRow, Revision
+from ordo.store.records import Claim, Connection, ExecutionRow, Revision
+
+#: How deep child executions may nest (a flow running itself, directly or not).
+MAX_DEPTH = 10
+
+#: Evaluates a run_if function: ``(module:func, base_dir, facts) -> value``; raises
+#: OrdoError with the reason when it cannot.
+Evaluator = Callable[[str, str, Mapping[str, Any]], Any]
 
 
 def read_flow_file(path: str | Path) -> tuple[str, bytes]:
@@ -38,6 +47,8 @@ def read_flow_file(path: str | Path) -> tuple[str, bytes]:
 def register_flow(store: Store, path: str | Path, now: float) -> Revision:
     """The stored revision for this file: reused when its content is known (no parsing,
     no validation), else validated and stored as the flow's next revision."""
+    if definitions.is_package(path):
+        return _register_package(store, os.path.abspath(path), now)
     absolute, data = read_flow_file(path)
     digest = definitions.content_hash(data)
     known = store.find_revision(digest, absolute)
@@ -46,6 +57,17 @@ def register_flow(store: Store, path: str | Path, now: float) -> Revision:
     text = _decode(data, absolute)
     flow = definitions.parse_flow(text, absolute)
     return store.add_revision(flow, text, digest, now)
+
+
+def _register_package(store: Store, folder: str, now: float) -> Revision:
+    """A package folder's revision: new when any of its files changed."""
+    digest = definitions.package_hash(folder)
+    known = store.find_revision(digest, folder)
+    if known is not None:
+        return known
+    flow = definitions.load_package(folder)
+    source = json.dumps({"package": folder, "scripts": [t.id for t in flow.tasks]})
+    return store.add_revision(flow, source, digest, now)
 
 
 def _decode(data: bytes, path: str) -> str:
@@ -64,13 +86,245 @@ def start_execution(
     now: float,
     *,
     labels: Mapping[str, str] | None = None,
+    evaluate: Evaluator | None = None,
+    parent: Claim | None = None,
+    wait: bool = True,
+    skip_tasks: Sequence[str] = (),
+    continue_on_error: bool | None = None,
+    dev: bool = False,
 ) -> int:
-    """Check and convert the inputs, then record and start a new execution. Flow labels
-    are inherited; ``labels`` add to or override them."""
+    """Check and convert the inputs, evaluate the flow's run_if, then record and start a
+    new execution. Flow labels are inherited; ``labels`` add to or override them. With
+    ``parent`` it is a child execution of that attempt's execution (waited for by the
+    attempt when ``wait``; dev when its parent is). ``skip_tasks`` end SKIPPED at once
+    and count as done; ``continue_on_error`` overrides the flow's; ``dev`` marks a dev
+    execution (kept ``retention.dev_days``)."""
     flow = revision.flow
+    unknown = [t for t in skip_tasks if t not in {task.id for task in flow.tasks}]
+    if unknown:
+        known = ", ".join(t.id for t in flow.tasks)
+        raise UsageError(f"--skip: {flow.key} has no task {unknown[0]!r} (tasks: {known})")
     inputs = definitions.coerce_inputs(flow, given_inputs)
     merged = {**flow.labels, **(labels or {})}
-    return store.create_execution(revision.id, inputs, merged, now)
+    skip = _flow_run_if(flow, inputs, merged, evaluate)
+    return store.create_execution(
+        revision.id,
+        inputs,
+        merged,
+        now,
+        parent_id=parent.execution_id if parent else None,
+        parent_attempt_id=parent.attempt_id if parent and wait else None,
+        skip=skip,
+        skip_tasks=list(dict.fromkeys(skip_tasks)),
+        continue_on_error=continue_on_error,
+        dev=dev,
+    )
+
+
+def save_execution(
+    store: Store, execution_id: int, name: str, description: str | None, now: float
+) -> None:
+    """Save an execution under ``name`` (see :meth:`SqlStore.save_execution`); a
+    UsageError says what is wrong with a name: empty, longer than 100 characters, with
+    control characters or only digits (it would read as an execution id)."""
+    problem = None
+    if not name.strip() or name != name.strip():
+        problem = "must not be empty nor start or end with spaces"
+    elif len(name) > 100:
+        problem = f"must be at most 100 characters, got {len(name)}"
+    elif any(not c.isprintable() for c in name):
+        problem = "must not contain control characters"
+    elif name.isdigit():
+        problem = "must not be only digits (it would read as an execution id)"
+    if problem:
+        raise UsageError(f"--name {name!r}: a saved execution's name {problem}")
+    store.save_execution(execution_id, name, description, now)
+
+
+def saved_inputs(store: Store, flow: Flow, name: str) -> tuple[dict[str, Any], list[str]]:
+    """The inputs of the execution saved as ``name``, as a preset for a new execution
+    of ``flow``, and the names of those ``flow`` no longer declares (left out). A
+    UsageError when the saved execution is of another flow."""
+    saved = store.find_saved(name)
+    if (saved.namespace, saved.flow_id) != (flow.namespace, flow.id):
+        raise UsageError(
+            f"--from-saved {name!r}: execution {saved.id} is of flow {saved.flow_key}, "
+            f"not {flow.key}"
+        )
+    declared = {spec.name for spec in flow.inputs}
+    kept = {k: v for k, v in saved.inputs.items() if k in declared}
+    return kept, [k for k in saved.inputs if k not in declared]
+
+
+def restart_execution(
+    store: Store,
+    execution_id: int,
+    now: float,
+    *,
+    from_task: str | None = None,
+    given_inputs: Mapping[str, Any] | None = None,
+    latest: bool = False,
+) -> list[str]:
+    """Restart an ended execution in place (see :meth:`SqlStore.restart_execution`):
+    UsageError when it has not ended FAILED, KILLED or WARNING or ``from_task`` is not
+    one of its tasks; new inputs are checked and merged over the old ones. ``latest``
+    moves it to its flow's newest revision first."""
+    execution = store.get_execution(execution_id)
+    if execution.state not in (State.FAILED, State.KILLED, State.WARNING):
+        raise UsageError(
+            f"execution {execution_id} is {execution.state.value}; restart needs FAILED, "
+            "KILLED or WARNING"
+        )
+    revision_id = execution.revision_id
+    if latest:
+        newest = store.find_flow(execution.namespace, execution.flow_id, None)
+        revision_id = newest.id if newest is not None else revision_id
+    flow = store.flow_of(revision_id)
+    _check_task(flow, from_task, "--from")
+    inputs = None
+    if given_inputs:
+        inputs = definitions.coerce_inputs(flow, {**execution.inputs, **given_inputs})
+    return store.restart_execution(
+        execution_id, now, from_task=from_task, inputs=inputs, revision_id=revision_id
+    )
+
+
+def replay_execution(
+    store: Store,
+    execution_id: int,
+    from_task: str,
+    now: float,
+    *,
+    given_inputs: Mapping[str, Any] | None = None,
+) -> int:
+    """A new execution replaying ``execution_id`` from ``from_task`` (see
+    :meth:`SqlStore.replay_execution`); UsageError for an execution that has not ended
+    or a task it does not have. New inputs are checked and merged over the old ones."""
+    execution = store.get_execution(execution_id)
+    if not execution.state.terminal:
+        raise UsageError(
+            f"execution {execution_id} is {execution.state.value}; replay needs an ended "
+            f"execution (ordo kill {execution_id}, or wait for it)"
+        )
+    flow = store.flow_of(execution.revision_id)
+    _check_task(flow, from_task, "--from")
+    inputs = None
+    if given_inputs:
+        inputs = definitions.coerce_inputs(flow, {**execution.inputs, **given_inputs})
+    return store.replay_execution(execution_id, from_task, now, inputs=inputs)
+
+
+def _check_task(flow: Flow, task_id: str | None, option: str) -> None:
+    if task_id is not None and task_id not in {t.id for t in flow.tasks}:
+        known = ", ".join(t.id for t in flow.tasks)
+        raise UsageError(f"{option}: {flow.key} has no task {task_id!r} (tasks: {known})")
+
+
+def _flow_run_if(
+    flow: Flow, inputs: Mapping[str, Any], labels: Mapping[str, str], evaluate: Evaluator | None
+) -> tuple[str, str] | None:
+    """None to run; else ``(SKIP or STOP, why)``. A run_if that cannot be evaluated is a
+    DefinitionError naming the flow."""
+    if flow.run_if is None:
+        return None
+    facts = {
+        "inputs": dict(inputs),
+        "execution": {
+            "flow": flow.id,
+            "namespace": flow.namespace,
+            "labels": dict(labels),
+            "inputs": dict(inputs),
+        },
+    }
+    try:
+        if isinstance(flow.run_if, Mapping):
+            value = (evaluate or evaluate_once)(flow.run_if["function"], flow.base_dir, facts)
+        else:
+            context = templating.make_context(inputs, {}, flow.vars, facts["execution"], {})
+            value = templating.render(flow.run_if, context)
+        answer, why = templating.run_if_answer(value)
+    except (OrdoError, ValueError) as exc:
+        raise DefinitionError([Problem(f"flow {flow.key}: run_if: {exc}", flow.path)]) from exc
+    if answer == "RUN":
+        return None
+    return answer, f"flow run_if answered {answer}" + (f": {why}" if why else "")
+
+
+def evaluate_once(function: str, base_dir: str, facts: Mapping[str, Any]) -> Any:
+    """Evaluate a run_if function in a python host started for it (outside a worker)."""
+    from ordo.runners.python import PythonRunner
+
+    runner = PythonRunner(1)
+    try:
+        return runner.evaluate(function, base_dir, facts)
+    finally:
+        runner.close()
+
+
+def find_child_flow(store: Store, ref: str, namespace: str, revision: int | None) -> Revision:
+    """The flow a flow task names (``namespace/id``, or ``id`` in the parent's
+    namespace); NotFound names the flows that exist."""
+    ns, _, flow_id = ref.rpartition("/")
+    ns = ns or namespace
+    found = store.find_flow(ns, flow_id, revision)
+    if found is None:
+        known = ", ".join(r.flow.key for r in store.list_flows()) or "none"
+        which = f" revision {revision}" if revision is not None else ""
+        raise NotFound(
+            f"unknown flow '{ns}/{flow_id}'{which} (flows in the store: {known}; "
+            "add one with: ordo flows add FILE)"
+        )
+    return found
+
+
+def check_children(store: Store, flow: Flow) -> None:
+    """Every flow task naming a fixed flow names one that is stored: a DefinitionError
+    names each that is not (at the task's line), with the flows that exist."""
+    problems = []
+    for task in flow.tasks:
+        ref = task.spec.get("flow") if task.type == "flow" else None
+        if not isinstance(ref, str) or templating.has_template(ref):
+            continue
+        revision = task.spec.get("revision")
+        try:
+            find_child_flow(store, ref, flow.namespace, revision)
+        except NotFound as exc:
+            problems.append(Problem(f"task '{task.id}': {exc}", flow.path, task.line))
+    if problems:
+        raise DefinitionError(problems)
+
+
+def start_child(
+    store: Store,
+    claim: Claim,
+    ref: str,
+    given_inputs: Mapping[str, Any],
+    now: float,
+    *,
+    revision: int | None = None,
+    wait: bool = True,
+    evaluate: Evaluator | None = None,
+) -> int:
+    """Start a child execution of flow ``ref`` for the attempt ``claim`` (or, the first
+    attempt after a restart, restart the child its attempt before waited for, if that
+    ended badly); its id. Raises OrdoError (unknown flow, bad inputs, nesting deeper
+    than :data:`MAX_DEPTH`) with the reason."""
+    again = store.child_to_restart(claim)
+    if again is not None:  # the first attempt after a restart: its failed child restarts
+        try:
+            store.restart_child(again, claim, now)
+            return again
+        except Conflict:
+            pass  # nothing in it to run again: start a new child
+    parent_flow = store.flow_of(claim.revision_id)
+    child = find_child_flow(store, ref, parent_flow.namespace, revision)
+    chain = store.lineage(claim.execution_id)
+    if len(chain) >= MAX_DEPTH:
+        path = " -> ".join(key for _, key in [*chain, (0, child.flow.key)])
+        raise OrdoError(f"subflow recursion deeper than {MAX_DEPTH}: {path}")
+    return start_execution(
+        store, child, given_inputs, now, evaluate=evaluate, parent=claim, wait=wait
+    )
 
 
 @dataclass(frozen=True)
@@ -89,63 +343,260 @@ def prepare(
     env: Mapping[str, str],
 ) -> Prepared:
     """Render the task's fields for this attempt. A missing reference fails the attempt
-    (reason ``template``) with a message naming the reference and the task."""
+    (reason ``template``) with a message naming the reference and the task.
+
+    A for_each task run is expanded here (the outcome carries the items); an item sees
+    ``fork``. A template run_if is answered here (SKIP and STOP are outcomes); a
+    function run_if is left to the worker (``ctx.run_if``). A ``connection:`` is looked
+    up and merged into the fields. Pre and post checks are rendered by the worker when
+    it runs them (``ctx.checks``), against what is read here."""
     flow = store.flow_of(claim.revision_id)
     task = flow.task(claim.task_id)
+    fork: dict[str, Any] | None = None
+    if task.for_each is not None:
+        _, index, value = store.fork_item(claim.task_run_id)
+        if index is None:
+            return Prepared(claim, outcome=_expand(store, flow, task, claim, env))
+        fork = {"index": index, "value": value}
     raw: dict[str, Any] = {
         "fields": dict(task.spec),
         "with": dict(task.with_),
         "env": dict(task.env),
+        "run_if": task.run_if if not isinstance(task.run_if, Mapping) else None,
     }
     try:
-        rendered = _render(store, flow, claim, raw, env) if templating.has_template(raw) else raw
+        if templating.has_template(raw):
+            rendered = _render(store, flow, claim, raw, env, fork)
+        else:
+            rendered = raw
     except templating.TemplateError as exc:
         message = f"task '{task.id}': {exc}"
         return Prepared(claim, outcome=Outcome(State.FAILED, reason="template", error=message))
+    if rendered["run_if"] is not None:
+        decided = decide_run_if(task, rendered["run_if"])
+        if decided is not None:
+            return Prepared(claim, outcome=decided)
+    fields = dict(rendered["fields"])
+    secrets: tuple[str, ...] = ()
+    if "connection" in fields:
+        try:
+            connection = store.get_connection(str(fields["connection"]))
+        except NotFound as exc:
+            message = f"task '{task.id}': {exc}"
+            return Prepared(
+                claim, outcome=Outcome(State.FAILED, reason="connection", error=message)
+            )
+        fields = with_connection(fields, connection)
+        secrets = tuple(connection.secrets())
+    task_env = {k: str(v) for k, v in rendered["env"].items()}
+    secrets += secret_values(task_env)
     ctx = RunContext(
         execution_id=claim.execution_id,
         task_run_id=claim.task_run_id,
         attempt_id=claim.attempt_id,
         attempt_number=claim.number,
         task=task,
-        fields=rendered["fields"],
+        fields=fields,
         with_=rendered["with"],
-        env={k: str(v) for k, v in rendered["env"].items()},
+        env=task_env,
         base_dir=flow.base_dir,
         log=log,
         timeout=task.timeout,
+        run_if=task.run_if if isinstance(task.run_if, Mapping) else None,
+        secrets=secrets,
     )
+    if ctx.run_if is not None:
+        ctx.facts = _facts(store, flow, claim, fork)
+    if task.pre_checks or task.post_checks:
+        ctx.checks = check_plan(store, flow, task, claim, env, fork)
     return Prepared(claim, context=ctx)
 
 
+def check_plan(
+    store: Store,
+    flow: Flow,
+    task: Task,
+    claim: Claim,
+    env: Mapping[str, str],
+    fork: Mapping[str, Any] | None,
+) -> CheckPlan:
+    """The task's checks for this attempt, with what their templates and functions need
+    read from the store now: a check's templates see what the task's fields see, and a
+    post check also the attempt's own outputs as ``outputs.<task>``."""
+    checks = (*task.pre_checks, *task.post_checks)
+    fields = [dict(c.fields) for c in checks]
+    functions = any(c.kind == "function" for c in checks)
+    if not functions and not templating.has_template(fields):
+        return CheckPlan(task.pre_checks, task.post_checks)
+    execution = store.get_execution(claim.execution_id)
+    if functions:
+        outputs = store.outputs(claim.execution_id, flow=flow)
+    else:
+        needed = templating.referenced_tasks(fields, flow.vars, every=[t.id for t in flow.tasks])
+        outputs = store.outputs(claim.execution_id, needed, flow=flow) if needed else {}
+    info = execution.template_info()
+
+    def render(check: Check, own: Mapping[str, Any] | None) -> Check:
+        if not templating.has_template(dict(check.fields)):
+            return check
+        seen = outputs if own is None else {**outputs, task.id: own}
+        context = templating.make_context(execution.inputs, seen, flow.vars, info, env, fork)
+        return Check(check.kind, templating.render(dict(check.fields), context))
+
+    facts = {
+        "inputs": dict(execution.inputs),
+        "outputs": outputs,
+        "execution": info,
+        "fork": dict(fork) if fork is not None else None,
+    }
+    return CheckPlan(task.pre_checks, task.post_checks, render, facts)
+
+
+def decide_run_if(task: Task, value: Any) -> Outcome | None:
+    """None to run; else the SKIPPED outcome (reason ``skip`` or ``stop``) or the
+    FAILED one (reason ``run_if``) when the answer is not one of the allowed."""
+    try:
+        answer, why = templating.run_if_answer(value)
+    except ValueError as exc:
+        return Outcome(State.FAILED, reason="run_if", error=f"task '{task.id}': {exc}")
+    if answer == "RUN":
+        return None
+    text = f"run_if answered {answer}" + (f": {why}" if why else "")
+    return Outcome(State.SKIPPED, reason=answer.lower(), error=why or text)
+
+
+def with_connection(fields: Mapping[str, Any], connection: Connection) -> dict[str, Any]:
+    """A sql or http task's fields with its connection's: the URL (an http task's
+    ``url`` is then relative to the base URL) and headers (the task's win)."""
+    merged = dict(fields)
+    config = connection.config
+    if "url" in config and "url" not in fields:
+        merged["url"] = config["url"]
+    if "base_url" in config:
+        merged["url"] = urljoin(
+            str(config["base_url"]).rstrip("/") + "/", str(fields.get("url", "")).lstrip("/")
+        )
+    if config.get("headers"):
+        merged["headers"] = {**config["headers"], **(fields.get("headers") or {})}
+    return merged
+
+
+def _expand(store: Store, flow: Flow, task: Task, claim: Claim, env: Mapping[str, str]) -> Outcome:
+    """The for_each task run's items, or why there are none."""
+    source = task.for_each
+    try:
+        items = (
+            _render(store, flow, claim, source, env) if templating.has_template(source) else source
+        )
+    except templating.TemplateError as exc:
+        return Outcome(State.FAILED, reason="template", error=f"task '{task.id}': for_each: {exc}")
+    if not isinstance(items, list | tuple):
+        kind = type(items).__name__
+        return Outcome(
+            State.FAILED,
+            reason="for_each",
+            error=f"task '{task.id}': for_each expected a list, got {kind} (from {source!r})",
+        )
+    return Outcome(State.SUCCESS, forks=tuple(items))
+
+
 def _render(
-    store: Store, flow: Flow, claim: Claim, raw: dict[str, Any], env: Mapping[str, str]
+    store: Store,
+    flow: Flow,
+    claim: Claim,
+    raw: Any,
+    env: Mapping[str, str],
+    fork: Mapping[str, Any] | None = None,
 ) -> Any:
     execution = store.get_execution(claim.execution_id)
     needed = templating.referenced_tasks(raw, flow.vars, every=[t.id for t in flow.tasks])
-    outputs = store.outputs(claim.execution_id, needed) if needed else {}
-    for task in flow.tasks:  # a task that ran without outputs still has its (empty) set
-        if task.id in needed:
-            outputs.setdefault(task.id, {})
+    outputs = store.outputs(claim.execution_id, needed, flow=flow) if needed else {}
     context = templating.make_context(
-        execution.inputs, outputs, flow.vars, execution_info(execution), env
+        execution.inputs, outputs, flow.vars, execution.template_info(), env, fork
     )
     return templating.render(raw, context)
 
 
-def execution_info(execution: ExecutionRow) -> dict[str, Any]:
-    """What templates see as ``execution``."""
+def _facts(
+    store: Store, flow: Flow, claim: Claim, fork: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """What a run_if function may take as keyword arguments."""
+    execution = store.get_execution(claim.execution_id)
     return {
-        "id": execution.id,
-        "flow": execution.flow_id,
-        "namespace": execution.namespace,
-        "labels": dict(execution.labels),
-        "started": _iso(execution.started_at),
         "inputs": dict(execution.inputs),
+        "outputs": store.outputs(claim.execution_id, flow=flow),
+        "execution": execution.template_info(),
+        "fork": dict(fork) if fork is not None else None,
     }
 
 
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat()
+def execution_info(execution: ExecutionRow) -> dict[str, Any]:
+    """What templates see as ``execution``."""
+    return execution.template_info()
+
+
+def connect_setup(store: Store, request: Mapping[str, Any]) -> dict[str, Any]:
+    """What a handler's ``this.connect`` runs: the runner type, its fields (with the
+    named connection's merged in) and the values to mask. OrdoError says what is
+    missing."""
+    fields = dict(request.get("fields") or {})
+    name = request.get("connection")
+    secrets: list[str] = []
+    if name:
+        connection = store.get_connection(str(name))
+        kind = connection.type
+        fields = with_connection({**fields, "connection": name}, connection)
+        secrets = connection.secrets()
+    else:
+        kind = str(request.get("type") or "")
+        if kind not in ("sql", "http"):
+            raise OrdoError(
+                "this.connect needs a connection name or connection_type='sql' or 'http', "
+                f"found {request.get('type')!r}"
+            )
+    if not fields.get("url"):
+        raise OrdoError(f"this.connect: a {kind} call needs a url (or a connection)")
+    if kind == "sql" and not (fields.get("query") or fields.get("script")):
+        raise OrdoError("this.connect: a sql call needs query= or script=")
+    return {"type": kind, "fields": fields, "secrets": secrets}
+
+
+def look_up(store: Store, claim: Claim, request: Mapping[str, Any]) -> dict[str, Any]:
+    """A handler's ``system.flow``, ``system.connection`` and ``system.execution``."""
+    op = request.get("op")
+    if op == "flow_info":
+        parent = store.flow_of(claim.revision_id)
+        revision = request.get("revision")
+        found = find_child_flow(
+            store, str(request["flow"]), parent.namespace, int(revision) if revision else None
+        )
+        flow = found.flow
+        return {
+            "flow": {
+                "id": flow.id,
+                "namespace": flow.namespace,
+                "revision": found.revision,
+                "description": flow.description,
+                "labels": dict(flow.labels),
+                "inputs": {i.name: i.to_dict() for i in flow.inputs},
+                "tasks": [t.id for t in flow.tasks],
+            }
+        }
+    if op == "connection":
+        connection = store.get_connection(str(request["name"]))
+        return {
+            "connection": {"name": connection.name, "type": connection.type, **connection.config}
+        }
+    if op == "execution":
+        wanted = request.get("id")
+        execution = store.get_execution(int(wanted) if wanted else claim.execution_id)
+        return {
+            "execution": {
+                **execution.template_info(),
+                "state": execution.state.value,
+                "reason": execution.reason,
+                "outputs": dict(execution.outputs or {}),
+                "children": [c.id for c in store.children(execution.id)],
+            }
+        }
+    raise OrdoError(f"unknown request {op!r}")

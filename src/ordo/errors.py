@@ -68,7 +68,10 @@ class NotFound(StoreError):
 
 
 class Conflict(StoreError):
-    """A conditional update lost its race or a transition is not allowed."""
+    """A conditional update lost its race or a transition is not allowed: asked of an
+    execution in a state that does not allow it, a usage error (exit 2)."""
+
+    exit_code = 2
 
 
 class LeaseLost(StoreError):

@@ -8,6 +8,7 @@ keeps a revision so that a known file is loaded again without re-validating it.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,16 +41,30 @@ TERMINAL: frozenset[State] = frozenset(
 
 #: The one table of legal transitions, for executions and task runs alike.
 TRANSITIONS: Mapping[State, frozenset[State]] = {
-    State.CREATED: frozenset({State.QUEUED, State.RUNNING, State.SKIPPED, State.KILLED}),
+    # CREATED -> KILLED: cancelled by a flow's concurrency limit; -> FAILED: refused by it
+    State.CREATED: frozenset(
+        {State.QUEUED, State.RUNNING, State.SKIPPED, State.KILLED, State.FAILED}
+    ),
     State.QUEUED: frozenset({State.RUNNING, State.KILLED}),
-    State.RUNNING: frozenset({State.SUCCESS, State.WARNING, State.FAILED, State.KILLING}),
+    # RUNNING -> SKIPPED: a task run whose run_if answered SKIP or STOP once claimed.
+    State.RUNNING: frozenset(
+        {State.SUCCESS, State.WARNING, State.FAILED, State.KILLING, State.SKIPPED}
+    ),
     State.KILLING: frozenset({State.KILLED}),
     State.FAILED: frozenset({State.RESTARTED}),
     State.KILLED: frozenset({State.RESTARTED}),
     State.WARNING: frozenset({State.RESTARTED}),
-    State.RESTARTED: frozenset({State.RUNNING}),
-    State.SUCCESS: frozenset(),
-    State.SKIPPED: frozenset(),
+    # a restarted task run may be skipped or killed again before it runs
+    State.RESTARTED: frozenset({State.RUNNING, State.SKIPPED, State.KILLED}),
+    State.SUCCESS: frozenset({State.RESTARTED}),  # ordo restart --from: run it again
+    State.SKIPPED: frozenset({State.RESTARTED}),  # skipped because of a failure: again
+}
+#: ``ordo mark``: the states an ended task run (or the execution it settles) may be set
+#: to by hand, each with the states it may be set from. Kept apart from the table above,
+#: which is what work itself may do; every mark goes through a manual attempt.
+MARKS: Mapping[State, frozenset[State]] = {
+    State.SUCCESS: frozenset({State.FAILED, State.KILLED, State.WARNING, State.SKIPPED}),
+    State.FAILED: frozenset({State.SUCCESS, State.WARNING, State.SKIPPED}),
 }
 
 
@@ -70,7 +85,7 @@ def sources_of(new: State) -> frozenset[State]:
 
 
 INPUT_TYPES = ("string", "int", "float", "bool", "json")
-TASK_TYPES = ("shell", "python", "sql", "http")
+TASK_TYPES = ("shell", "python", "sql", "http", "flow")
 
 
 @dataclass(frozen=True)
@@ -79,7 +94,8 @@ class RetryPolicy:
 
     ``attempts`` counts all tries (1 = no retry). Delays are seconds. ``on_exit_codes``
     empty means any exit code may be retried; ``budget`` caps the total time since the
-    first attempt started.
+    first attempt started; ``on_post_check`` false: an attempt failed by a post check is
+    not retried.
     """
 
     attempts: int = 1
@@ -90,6 +106,8 @@ class RetryPolicy:
     on_exit_codes: tuple[int, ...] = ()
     on_timeout: bool = True
     budget: float | None = None
+    on_post_check: bool = True
+    on_exit: bool = True  # false: a failure by exit code is never retried
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,8 +117,10 @@ class RetryPolicy:
             "max_delay": self.max_delay,
             "jitter": self.jitter,
             "on_exit_codes": list(self.on_exit_codes),
+            "on_exit": self.on_exit,
             "on_timeout": self.on_timeout,
             "budget": self.budget,
+            "on_post_check": self.on_post_check,
         }
 
     @classmethod
@@ -112,9 +132,47 @@ class RetryPolicy:
             max_delay=d.get("max_delay"),
             jitter=float(d.get("jitter", 0.0)),
             on_exit_codes=tuple(d.get("on_exit_codes", ())),
+            on_exit=bool(d.get("on_exit", True)),
             on_timeout=bool(d.get("on_timeout", True)),
             budget=d.get("budget"),
+            on_post_check=bool(d.get("on_post_check", True)),
         )
+
+
+CHECK_KINDS = ("file_exists", "no_match", "command", "function")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One pre or post check of a task: ``kind`` is one of :data:`CHECK_KINDS`; ``fields``
+    its validated fields (``path``; ``path`` and ``pattern``; ``run`` and maybe
+    ``timeout`` in seconds; ``function``), templates until rendered for an attempt."""
+
+    kind: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.fields}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Check:
+        return cls(str(d["kind"]), {k: v for k, v in d.items() if k != "kind"})
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What one check said for one attempt: ``phase`` is ``pre`` or ``post``,
+    ``position`` its 1-based place in its list; ``output`` what a command check printed
+    (its end, when long). Times are epoch seconds."""
+
+    phase: str
+    position: int
+    kind: str
+    ok: bool
+    message: str
+    started_at: float
+    ended_at: float
+    output: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +212,13 @@ class Task:
     timeout: float | None = None
     allow_failure: bool = False
     queue: str = "default"
+    for_each: Any = None  # a template (or literal list): one task run per item
+    concurrency: int | None = None  # at most this many items at once
+    run_if: Any = None  # a template, a boolean, "RUN"/"SKIP"/"STOP", or {function: m:f}
+    concurrency_key: str | None = None  # task runs sharing a key run at most ...
+    concurrency_limit: int = 1  # ... this many at once, in the whole store
+    pre_checks: tuple[Check, ...] = ()  # before each attempt; a failure is not retried
+    post_checks: tuple[Check, ...] = ()  # after an attempt that succeeded
     line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +234,13 @@ class Task:
             "timeout": self.timeout,
             "allow_failure": self.allow_failure,
             "queue": self.queue,
+            "for_each": self.for_each,
+            "concurrency": self.concurrency,
+            "run_if": self.run_if,
+            "concurrency_key": self.concurrency_key,
+            "concurrency_limit": self.concurrency_limit,
+            "pre_checks": [c.to_dict() for c in self.pre_checks],
+            "post_checks": [c.to_dict() for c in self.post_checks],
             "line": self.line,
         }
 
@@ -186,8 +258,31 @@ class Task:
             timeout=d.get("timeout"),
             allow_failure=bool(d.get("allow_failure", False)),
             queue=d.get("queue", "default"),
+            for_each=d.get("for_each"),
+            concurrency=d.get("concurrency"),
+            run_if=d.get("run_if"),
+            concurrency_key=d.get("concurrency_key"),
+            concurrency_limit=int(d.get("concurrency_limit", 1)),
+            pre_checks=tuple(Check.from_dict(c) for c in d.get("pre_checks", ())),
+            post_checks=tuple(Check.from_dict(c) for c in d.get("post_checks", ())),
             line=d.get("line"),
         )
+
+
+CONCURRENCY_BEHAVIORS = ("queue", "cancel", "fail")
+
+
+@dataclass(frozen=True)
+class FlowConcurrency:
+    """At most ``limit`` executions of a flow RUNNING at once (children included). What
+    happens to one more: ``queue`` (QUEUED until one ends), ``cancel`` (ends KILLED) or
+    ``fail`` (ends FAILED), before any of its tasks runs."""
+
+    limit: int
+    behavior: str = "queue"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"limit": self.limit, "behavior": self.behavior}
 
 
 @dataclass(frozen=True)
@@ -210,6 +305,9 @@ class Flow:
     sequential: bool = False
     timeout: float | None = None
     continue_on_error: bool = False
+    outputs: Mapping[str, Any] = field(default_factory=dict)  # name -> template
+    run_if: Any = None  # evaluated before any task
+    concurrency: FlowConcurrency | None = None  # executions of this flow at once
     base_dir: str = "."
     path: str | None = None
 
@@ -218,10 +316,11 @@ class Flow:
         return f"{self.namespace}/{self.id}"
 
     def task(self, task_id: str) -> Task:
-        for t in self.tasks:
-            if t.id == task_id:
-                return t
-        raise KeyError(task_id)
+        return self._by_id[task_id]
+
+    @functools.cached_property
+    def _by_id(self) -> dict[str, Task]:
+        return {t.id: t for t in self.tasks}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +333,9 @@ class Flow:
             "sequential": self.sequential,
             "timeout": self.timeout,
             "continue_on_error": self.continue_on_error,
+            "outputs": dict(self.outputs),
+            "run_if": self.run_if,
+            "concurrency": self.concurrency.to_dict() if self.concurrency else None,
             "base_dir": self.base_dir,
             "path": self.path,
             "tasks": [t.to_dict() for t in self.tasks],
@@ -260,6 +362,9 @@ class Flow:
             sequential=bool(d.get("sequential", False)),
             timeout=d.get("timeout"),
             continue_on_error=bool(d.get("continue_on_error", False)),
+            outputs=d.get("outputs", {}),
+            run_if=d.get("run_if"),
+            concurrency=FlowConcurrency(**d["concurrency"]) if d.get("concurrency") else None,
             base_dir=d.get("base_dir", "."),
             path=d.get("path"),
             tasks=tuple(Task.from_dict(t) for t in d["tasks"]),
@@ -278,9 +383,13 @@ class Metric:
 class Outcome:
     """What a runner reports for one attempt. A failure is data, not an exception.
 
-    ``state`` is SUCCESS or FAILED (KILLED when stopped on request). ``reason`` is a
-    short machine word for why it failed (``timeout``, ``exit_code``, ``error``,
-    ``template``, ...); ``error`` is the human message.
+    ``state`` is SUCCESS or FAILED (KILLED when stopped on request; WARNING when the
+    task said so; SKIPPED when its run_if answered SKIP, or STOP with reason ``stop``).
+    ``reason`` is a short machine word for why it failed (``timeout``, ``exit_code``,
+    ``error``, ``template``, ``pre_check``, ``post_check``, ...); ``error`` is the human
+    message. ``forks`` is set instead when a for_each task run was expanded: the items,
+    one task run each. ``checks`` are the results of the task's pre and post checks that
+    ran, in order.
     """
 
     state: State
@@ -291,10 +400,12 @@ class Outcome:
     metrics: tuple[Metric, ...] = ()
     cpu_seconds: float | None = None
     peak_rss_kb: int | None = None
+    forks: tuple[Any, ...] | None = None
+    checks: tuple[CheckResult, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.state is State.SUCCESS
+        return self.state in (State.SUCCESS, State.WARNING, State.SKIPPED)
 
 
 _UNITS = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0))

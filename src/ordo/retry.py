@@ -32,6 +32,9 @@ def backoff_delay(policy: RetryPolicy, failed_attempts: int, rng: random.Random)
     return max(0.0, base)
 
 
+NEVER_RETRIED = ("killed", "template", "marked", "pre_check", "connection", "for_each")
+
+
 def decide(
     policy: RetryPolicy,
     *,
@@ -45,16 +48,24 @@ def decide(
 
     ``elapsed`` is seconds since the task run's first attempt started; the ``budget``
     counts it plus the coming delay. ``on_exit_codes`` limits only failures by exit
-    code: timeouts follow ``on_timeout``, and other failures (an error, a lost worker)
-    are retried. Reasons ``killed`` and ``template`` never retry: a kill was asked for,
-    and a template error fails the same way every time.
+    code: timeouts follow ``on_timeout``, failed post checks ``on_post_check``, and other
+    failures (an error, a lost worker) are retried. The reasons in
+    :data:`NEVER_RETRIED` never retry: a kill or a mark was asked for; a template
+    error, an unknown connection or a for_each over something not a list fails the same
+    way every time; a failed pre check means the task must not run.
     """
-    if reason in ("killed", "template", "marked"):
+    if reason in NEVER_RETRIED:
         return RetryDecision(False, why_not=f"{reason} attempts are not retried")
     if attempt_number >= policy.attempts:
         return RetryDecision(False, why_not=f"no attempts left ({policy.attempts} allowed)")
     if reason == "timeout" and not policy.on_timeout:
         return RetryDecision(False, why_not="timeouts are not retried (on_timeout: false)")
+    if reason == "post_check" and not policy.on_post_check:
+        return RetryDecision(
+            False, why_not="failed post checks are not retried (on_post_check: false)"
+        )
+    if reason == "exit_code" and not policy.on_exit:
+        return RetryDecision(False, why_not="failures by exit code are not retried")
     if (
         policy.on_exit_codes
         and reason == "exit_code"

@@ -118,21 +118,49 @@ def make_context(
     vars_: Mapping[str, Any],
     execution: Mapping[str, Any],
     env: Mapping[str, str],
+    fork: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The names a template sees: ``inputs``, ``outputs.<task>.<key>``, ``vars`` (lazy,
-    see :class:`LazyVars`), ``execution`` and ``env``."""
+    """The names a template sees: ``inputs``, ``outputs.<task>.<key>`` (a for_each task's
+    outputs are a list, one entry per item), ``vars`` (lazy, see :class:`LazyVars`),
+    ``execution``, ``env``, and in a for_each item ``fork.value`` and ``fork.index``."""
     lazy = LazyVars(vars_)
     context: dict[str, Any] = {
         "inputs": Scope("inputs", inputs),
         "outputs": Scope(
-            "outputs", {t: Scope(f"outputs.{t}", o, task=t) for t, o in outputs.items()}
+            "outputs",
+            {
+                t: Scope(f"outputs.{t}", o, task=t) if isinstance(o, Mapping) else o
+                for t, o in outputs.items()
+            },
         ),
         "vars": lazy,
         "execution": Scope("execution", execution),
         "env": Scope("env", env),
     }
+    if fork is not None:
+        context["fork"] = Scope("fork", fork)
     lazy.bind(context)
     return context
+
+
+ANSWERS = ("RUN", "SKIP", "STOP")
+
+
+def run_if_answer(value: Any) -> tuple[str, str | None]:
+    """What a run_if value means: ``(answer, why)``. Booleans mean RUN / SKIP; a string
+    is RUN, SKIP or STOP (any case), optionally followed by ``: why``. ValueError for
+    anything else."""
+    if isinstance(value, bool):
+        return ("RUN", None) if value else ("SKIP", "run_if is false")
+    if isinstance(value, str):
+        head, sep, why = value.partition(":")
+        word = head.strip().upper()
+        if word in ANSWERS:
+            return word, (why.strip() if sep and why.strip() else None)
+        if word in ("TRUE", "FALSE"):
+            return run_if_answer(word == "TRUE")
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise ValueError(f"run_if answered {shown}: expected RUN, SKIP, STOP, true or false")
 
 
 def render(value: Any, context: Mapping[str, Any]) -> Any:
@@ -211,7 +239,7 @@ def _undefined_error(parent: Any, name: Any) -> TemplateError:
     from jinja2.utils import missing
 
     if parent is missing:
-        known = ", ".join(("inputs", "outputs", "vars", "execution", "env"))
+        known = ", ".join(("inputs", "outputs", "vars", "execution", "env", "fork"))
         return TemplateError(f"undefined reference '{name}' (known names: {known})", str(name))
     base = getattr(parent, _PATH_KEY, None)
     if base is None:

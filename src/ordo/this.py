@@ -3,6 +3,12 @@
 ``output`` and ``metric`` append to the files named by ``$ORDO_OUTPUTS`` and
 ``$ORDO_METRICS``, the same files a shell task writes, so the mechanism is one. Works in
 python tasks and in any program a task starts (it inherits the variables).
+
+Inside a python task (a function, a script, or a handler ``handler(system, this,
+inputs)``, which gets this module as ``this`` and :data:`system`), it also reaches the
+worker running the task: :func:`flow` starts child executions, :func:`connect` runs a
+sql or http call on a connection (recorded as a task run of this execution), and
+``return this.success(...)`` / :func:`warning` / :func:`fail` say how the task ends.
 """
 
 from __future__ import annotations
@@ -13,7 +19,20 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["inputs", "log", "metric", "output"]
+__all__ = [
+    "ChildFailed",
+    "Result",
+    "connect",
+    "fail",
+    "flow",
+    "inputs",
+    "log",
+    "metric",
+    "output",
+    "success",
+    "system",
+    "warning",
+]
 
 
 class _Inputs(Mapping[str, Any]):
@@ -77,3 +96,141 @@ def log(message: str) -> None:
     """A line in this attempt's log (standard output)."""
     sys.stdout.write(f"{message}\n")
     sys.stdout.flush()
+
+
+class OrdoCallError(RuntimeError):
+    """A call into ordo failed (unknown flow or connection, bad inputs, ...)."""
+
+
+class ChildFailed(OrdoCallError):
+    """A child execution (or a call made with :func:`connect`) did not succeed; the
+    message says why. ``state`` is its final state, ``id`` its execution id if any."""
+
+    def __init__(self, message: str, state: str, id: int | None = None) -> None:
+        super().__init__(message)
+        self.state = state
+        self.id = id
+
+
+class _Channel:
+    """Requests to the worker running this task, one JSON line each way. Set up by the
+    python task host; absent elsewhere."""
+
+    def __init__(self, write_fd: int, read_fd: int) -> None:
+        self._out = os.fdopen(write_fd, "wb", buffering=0)
+        self._in = os.fdopen(read_fd, "rb")
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._out.write((json.dumps(request, default=str) + "\n").encode())
+        line = self._in.readline()
+        if not line:
+            raise OrdoCallError("the worker running this task went away")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise OrdoCallError(answer["error"])
+        return answer
+
+
+_channel: _Channel | None = None
+
+
+def _call(request: dict[str, Any]) -> dict[str, Any]:
+    if _channel is None:
+        raise OrdoCallError(f"ordo.this.{request['op']}() works only inside an ordo python task")
+    return _channel.call(request)
+
+
+class Child:
+    """A child execution started with ``flow(..., wait=False)``."""
+
+    def __init__(self, execution_id: int, flow_id: str) -> None:
+        self.id = execution_id
+        self.flow = flow_id
+
+    def wait(self) -> dict[str, Any]:
+        """Block until the child ends; its outputs, or ChildFailed saying why not."""
+        answer = _call({"op": "wait", "id": self.id})
+        if answer["state"] not in ("SUCCESS", "WARNING"):
+            raise ChildFailed(
+                f"child execution {self.id} ({self.flow}) ended {answer['state']}: "
+                f"{answer.get('reason') or 'no reason recorded'}",
+                answer["state"],
+                self.id,
+            )
+        outputs: dict[str, Any] = answer.get("outputs") or {}
+        return outputs
+
+    def __repr__(self) -> str:
+        return f"Child(id={self.id}, flow={self.flow!r})"
+
+
+def flow(flow_id: str, *, wait: bool = True, revision: int | None = None, **inputs: Any) -> Any:
+    """Start flow ``flow_id`` (``namespace/id``, or ``id`` in this flow's namespace) as a
+    child execution with ``inputs``. ``wait=True``: block until it ends and return its
+    outputs (ChildFailed if it did not succeed); ``wait=False``: return a :class:`Child`
+    with ``.id`` and ``.wait()``."""
+    answer = _call({"op": "flow", "flow": flow_id, "revision": revision, "inputs": inputs})
+    child = Child(int(answer["id"]), flow_id)
+    return child.wait() if wait else child
+
+
+def connect(
+    connection: str | None = None, *, connection_type: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    """Run one sql or http call and return its outputs (``rows``... for sql, ``status``
+    and ``body``... for http), recorded as a task run of this execution. Name a stored
+    ``connection`` (its type is known), or give ``connection_type="sql"`` / ``"http"``
+    with the fields (``url``, ``query``, ``method``, ``json``, ...). ChildFailed if the
+    call failed."""
+    answer = _call(
+        {"op": "connect", "connection": connection, "type": connection_type, "fields": fields}
+    )
+    if answer["state"] != "SUCCESS":
+        raise ChildFailed(answer.get("message") or "the call failed", answer["state"])
+    outputs: dict[str, Any] = answer.get("outputs") or {}
+    return outputs
+
+
+class Result:
+    """How a handler ends: ``return this.success(...)``, ``this.warning(...)``,
+    ``this.fail(...)``; ``outputs`` become the task's outputs."""
+
+    def __init__(self, state: str, message: str | None, outputs: Mapping[str, Any]) -> None:
+        self.state = state
+        self.message = message
+        self.outputs = dict(outputs)
+
+
+def success(message: str | None = None, **outputs: Any) -> Result:
+    return Result("SUCCESS", message, outputs)
+
+
+def warning(message: str, **outputs: Any) -> Result:
+    """The task ends WARNING (the execution too, unless something failed)."""
+    return Result("WARNING", message, outputs)
+
+
+def fail(message: str, **outputs: Any) -> Result:
+    """The task ends FAILED with ``message``."""
+    return Result("FAILED", message, outputs)
+
+
+class _System:
+    """What a handler's ``system`` argument offers: look things up in the store."""
+
+    def flow(self, flow_id: str, revision: int | None = None) -> dict[str, Any]:
+        """A stored flow: id, namespace, revision, description, inputs, tasks."""
+        found: dict[str, Any] = _call({"op": "flow_info", "flow": flow_id, "revision": revision})
+        return dict(found["flow"])
+
+    def connection(self, name: str) -> dict[str, Any]:
+        """A stored connection's name, type and settings (credentials included: keep them
+        out of outputs and logs)."""
+        return dict(_call({"op": "connection", "name": name})["connection"])
+
+    def execution(self, execution_id: int | None = None) -> dict[str, Any]:
+        """An execution (this one by default): state, inputs, outputs, parent, children."""
+        return dict(_call({"op": "execution", "id": execution_id})["execution"])
+
+
+system = _System()

@@ -23,11 +23,13 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ordo import engine
+from ordo.calls import Running, TaskCalls
 from ordo.clock import Clock, SystemClock
-from ordo.errors import StoreError, StoreUnavailable
+from ordo.errors import OrdoError, StoreError, StoreUnavailable
+from ordo.masking import mask, masked
 from ordo.model import Outcome, State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
@@ -63,21 +65,17 @@ class WorkerSettings:
     max_log_bytes: int = 10 * 1024 * 1024  # per attempt; the rest is dropped with a marker
     log_batch_lines: int = 2000  # buffered lines that wake the loop to write them early
     queues: tuple[str, ...] = ("default",)  # served by serve(); run_execution takes any
-    prefetch: int = 2  # claims beyond the free slots, started as soon as a slot frees
+    prefetch: int = 16  # claims beyond the free slots, started as soon as a slot frees
+    record_delay: float = 0.05  # how long outcomes may wait to be recorded together
+    kill_check_every: float = 0.5  # while attempts run: how often to look for kills
     grace: float = 30.0  # serve(): how long running attempts may finish after stop()
     reap_every: float = 15.0  # serve(): how often expired leases are looked for
     poll_every: float = 1.0  # serve() without notifications: how often to look for work
     notified_poll_every: float = 5.0  # with LISTEN/NOTIFY: a safety net only
+    idle_poll_every: float = 0.2  # run_execution() with nothing running: look again
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )
-
-
-@dataclass
-class _Running:
-    claim: Claim
-    context: RunContext
-    cancel_reason: str | None = None
 
 
 class Worker:
@@ -104,20 +102,39 @@ class Worker:
         self._events: queue.SimpleQueue[tuple[Claim, Outcome]] = queue.SimpleQueue()
         self._logs: list[NewLog] = []
         self._logs_lock = threading.Lock()
-        self._running: dict[int, _Running] = {}
+        self._running: dict[int, Running] = {}
         self._handed: list[Claim] = []
         self._unlaunched: collections.deque[Claim] = collections.deque()
-        self._pool = ThreadPoolExecutor(self.settings.slots, thread_name_prefix="ordo-task")
+        # more threads than slots: an attempt waiting for a child execution lends its slot
+        self._pool = ThreadPoolExecutor(self.settings.slots + 64, thread_name_prefix="ordo-task")
+        self._calls = TaskCalls(
+            store,
+            runners,
+            self.clock,
+            self.settings.worker_id,
+            self._running,
+            wake=lambda: self._events.put((_WAKE, _WAKE_OUTCOME)),
+            evaluate=self._evaluate,
+            start_flow_task=lambda claim, ctx: self._start_child(
+                claim, ctx, _AttemptLog(self, claim)
+            ),
+        )
         self._stop_reason: str | None = None
         self._stopping_at: float | None = None
         self._notified = False
         self._deadline: float | None = None
         self._delayed = False  # a retry of ours may be waiting for its delay
+        self._done_since = 0.0  # when the oldest outcome not yet recorded arrived
+        self._kill_due = 0.0  # when to look again for executions being killed
+        self._reap = False  # run_execution: reap expired leases too
+        self._launched: list[int] = []  # attempts started since the last step
 
     # -- public --------------------------------------------------------------------
-    def run_execution(self, execution_id: int) -> State:
-        """Work on ``execution_id`` only (any queue), until it ends, whoever ends it;
-        returns its final state. Other workers may help."""
+    def run_execution(self, execution_id: int, *, reap: bool = False) -> State:
+        """Work on ``execution_id`` and its children only (any queue), until it ends,
+        whoever ends it; returns its final state. Other workers may help. ``reap``: also
+        take back attempts whose lease expired (resuming after a crash)."""
+        self._reap = reap
         state = self._loop(execution_id)
         assert state is not None
         return state
@@ -127,8 +144,16 @@ class Worker:
         registered in the workers table, reaping expired leases of dead workers."""
         s = self.settings
         now = self.clock.now()
-        self.store.register_worker(s.worker_id, socket.gethostname(), os.getpid(), s.queues, now)
+        while True:
+            try:
+                self.store.register_worker(
+                    s.worker_id, socket.gethostname(), os.getpid(), s.queues, now
+                )
+                break
+            except StoreUnavailable as exc:
+                self._recover(exc, [])
         logger.info("worker %s serving queues %s", s.worker_id, ",".join(s.queues))
+        self.runners.warm_python()  # a long-running worker: its python hosts start now
         try:
             self._loop(None)
         finally:
@@ -159,7 +184,7 @@ class Worker:
         now = self.clock.now()
         due = {
             "heartbeat": now + s.heartbeat_every,
-            "reap": now if execution_id is None else _NEVER,
+            "reap": now if execution_id is None or self._reap else _NEVER,
         }
         deadline = None if execution_id is None else self.store.get_execution(execution_id).deadline
         self._deadline = deadline
@@ -177,12 +202,17 @@ class Worker:
                 self._delayed = self._delayed or bool(result.retries)
                 for claim, outcome in done:  # told after the commit, never inside it
                     self.listener.finished(claim, outcome, claim.task_run_id in result.retries)
+                for claim, outcome, retrying in result.nested:
+                    self.listener.finished(claim, outcome, retrying)
                 done = []
                 try:
                     ended = self._after_step(now, due, execution_id, result, claims)
                     if ended is not None or (self._stopping_at is not None and not self._running):
                         return ended
-                    self._wait(done, execution_id, min([*due.values(), deadline or _NEVER]))
+                    wake_at = min([*due.values(), deadline or _NEVER])
+                    self._wait(done, execution_id, wake_at)
+                    while self._defer(done):  # gather a batch while prefetched work runs
+                        self._wait(done, execution_id, wake_at)
                 except StoreUnavailable as exc:
                     self._recover(exc, done)
         finally:
@@ -204,7 +234,11 @@ class Worker:
             return ended
         self._unlaunched.extend(claims)
         self._launch_waiting()
+        self._calls.serve()
+        self._calls.answer_waiters()
         self._housekeeping(now, due, execution_id)
+        if self._running or self._unlaunched:
+            self._check_kills(now)
         self._hand_back_after_grace(now)
         return None
 
@@ -224,36 +258,57 @@ class Worker:
     def _step(
         self, done: list[tuple[Claim, Outcome]], now: float, execution_id: int | None
     ) -> tuple[RecordResult, list[Claim]]:
+        """One transaction: logs, stops asked for, claims, outcomes (with all they
+        decide), hand-backs, and claims of what the outcomes just made ready."""
         with self._logs_lock:
             logs = list(self._logs)
-        s = self.settings
+        stopped = RecordResult()
+        launched = list(self._launched)
         with self.store.transaction():
             self.store.add_logs(logs)
+            self.store.mark_launched(launched, now)
+            if self._stop_reason is not None and execution_id is not None:
+                self._stop(execution_id, self._stop_reason, now, stopped)
+            if execution_id is not None and self._deadline is not None and now >= self._deadline:
+                self._deadline = None
+                self._stop(execution_id, "timeout", now, stopped)
+            # serving, claim before recording: the rows every recording transaction
+            # updates (the execution's counters) then stay locked as briefly as possible;
+            # working on one execution, record first: what it makes ready is claimed next
+            claims: list[Claim] = []
+            if execution_id is None and not stopped.ended_executions:
+                claims = self._claim(now, execution_id, 0)
+            self.store.readied = execution_id is not None
             result = self.store.record_outcomes(done, now, self.rng)
+            result.ended_executions.update(stopped.ended_executions)
+            result.nested.extend(stopped.nested)
             if self._stopping_at is not None and self._unlaunched:
                 self._handed.extend(self._unlaunched)
                 self._unlaunched.clear()
             if self._handed:
                 self.store.hand_back(self._handed, now)
-            if self._stop_reason is not None and execution_id is not None:
-                self._stop(execution_id, self._stop_reason, now, result)
-            if execution_id is not None and self._deadline is not None and now >= self._deadline:
-                self._deadline = None
-                self._stop(execution_id, "timeout", now, result)
-            claims: list[Claim] = []
-            if self._stopping_at is None and execution_id not in result.ended_executions:
-                claims = self.store.claim(
-                    s.worker_id,
-                    s.slots + s.prefetch - len(self._running) - len(self._unlaunched),
-                    now,
-                    s.lease_seconds,
-                    execution_id=execution_id,
-                    queues=None if execution_id is not None else s.queues,
-                )
+            if self.store.readied and execution_id not in result.ended_executions:
+                claims += self._claim(now, execution_id, len(claims))  # made ready just now
         with self._logs_lock:  # written: forget them (kept above if the commit failed)
             del self._logs[: len(logs)]
+        del self._launched[: len(launched)]
         self._handed = []
         return result, claims
+
+    def _claim(self, now: float, execution_id: int | None, taken: int) -> list[Claim]:
+        """Claim up to the free slots (and ``prefetch`` more), less ``taken`` already."""
+        s = self.settings
+        if self._stopping_at is not None:
+            return []
+        room = s.slots + s.prefetch - self._busy() - len(self._unlaunched) - taken
+        return self.store.claim(
+            s.worker_id,
+            room,
+            now,
+            s.lease_seconds,
+            execution_id=execution_id,
+            queues=None if execution_id is not None else s.queues,
+        )
 
     def _housekeeping(self, now: float, due: dict[str, float], execution_id: int | None) -> None:
         """Leases and the workers table (heartbeat), dead workers' attempts (reap), and
@@ -306,10 +361,14 @@ class Worker:
                 running.cancel_reason = "handed back"
                 running.context.cancel.set()
 
+    def _busy(self) -> int:
+        """Slots in use: running attempts, less those waiting for a child execution."""
+        return sum(1 for r in self._running.values() if not r.waiting)
+
     def _launch_waiting(self) -> None:
         """Start claimed attempts while slots are free; on StoreUnavailable the rest
         waits for the reconnect."""
-        while self._unlaunched and len(self._running) < self.settings.slots:
+        while self._unlaunched and self._busy() < self.settings.slots:
             self._launch(self._unlaunched[0])
             self._unlaunched.popleft()
 
@@ -320,58 +379,161 @@ class Worker:
         message = "execution timed out" if reason == "timeout" else reason
         sub = self.store.fail_execution(execution_id, message, now)
         result.ended_executions.update(sub.ended_executions)
+        result.nested.extend(sub.nested)
+        self._cancel(sub.stopped | {execution_id}, reason, message)
+
+    def _cancel(self, executions: set[int], reason: str, message: str) -> None:
+        """Stop this worker's attempts of these executions (``reason``: ``timeout``,
+        ``killed`` or why it was interrupted); claims not started end at once."""
         for running in self._running.values():
-            if running.claim.execution_id == execution_id and running.cancel_reason is None:
+            if running.claim.execution_id in executions and running.cancel_reason is None:
                 running.cancel_reason = reason
                 running.context.cancel.set()
-        for claim in [c for c in self._unlaunched if c.execution_id == execution_id]:
+        timeout = reason == "timeout"
+        outcome = Outcome(
+            State.FAILED if timeout else State.KILLED,
+            reason="timeout" if timeout else "killed",
+            error=message,
+        )
+        for claim in [c for c in self._unlaunched if c.execution_id in executions]:
             self._unlaunched.remove(claim)
-            state = State.FAILED if reason == "timeout" else State.KILLED
-            self._events.put(
-                (
-                    claim,
-                    Outcome(
-                        state, reason="timeout" if reason == "timeout" else "killed", error=message
-                    ),
-                )
-            )
+            self._events.put((claim, outcome))
+
+    def _check_kills(self, now: float) -> None:
+        """Stop attempts whose execution is being killed (``ordo kill``, any process),
+        looked for every ``kill_check_every`` seconds while attempts run here."""
+        if now < self._kill_due:
+            return
+        self._kill_due = now + self.settings.kill_check_every
+        ids = {r.claim.execution_id for r in self._running.values()}
+        ids |= {c.execution_id for c in self._unlaunched}
+        killing = self.store.killing_among(ids)
+        if killing:
+            logger.info("killing the attempts of executions %s", sorted(killing))
+            self._cancel(killing, "killed", "killed on request")
 
     def _launch(self, claim: Claim) -> None:
+        self._launched.append(claim.attempt_id)
         log = _AttemptLog(self, claim)
         prepared = engine.prepare(self.store, claim, log, self.env)
         self.listener.started(claim)
         if prepared.outcome is not None:
-            log("stderr", prepared.outcome.error or "")
+            outcome = prepared.outcome
+            if outcome.forks is not None:
+                log("stdout", f"for_each: {len(outcome.forks)} items")
+            elif outcome.state is State.SKIPPED:
+                log("stdout", f"skipped: {outcome.error}")
+            elif outcome.error:
+                log("stderr", outcome.error)
             self._events.put((claim, prepared.outcome))
             return
-        assert prepared.context is not None
-        prepared.context.kill_grace = self.settings.kill_grace
-        self._running[claim.attempt_id] = _Running(claim, prepared.context)
-        self._pool.submit(self._run, claim, prepared.context)
+        ctx = prepared.context
+        assert ctx is not None
+        log.secrets = ctx.secrets
+        if ctx.task.type == "flow" and ctx.run_if is None:
+            self._start_child(claim, ctx, log)
+            return
+        ctx.kill_grace = self.settings.kill_grace
+        ctx.call = lambda request: self._calls.call(claim, request)
+        self._running[claim.attempt_id] = Running(claim, ctx)
+        self._pool.submit(self._run, claim, ctx)
+
+    def _start_flow_task(self, claim: Claim, ctx: RunContext) -> None:
+        self._start_child(claim, ctx, _AttemptLog(self, claim))
+
+    def _start_child(self, claim: Claim, ctx: RunContext, log: _AttemptLog) -> None:
+        """A flow task: start its child execution here. Waiting, the attempt is ended by
+        the store when the child ends; else at once, with the child's id."""
+        wait = bool(ctx.fields.get("wait", True))
+        revision = ctx.fields.get("revision")
+        try:
+            child = engine.start_child(
+                self.store,
+                claim,
+                str(ctx.fields["flow"]),
+                ctx.with_,
+                self.clock.now(),
+                revision=int(revision) if revision is not None else None,
+                wait=wait,
+                evaluate=self._evaluate,
+            )
+        except StoreUnavailable:
+            raise
+        except OrdoError as exc:
+            message = f"task '{claim.task_id}': {exc}"
+            log("stderr", message)
+            self._events.put((claim, Outcome(State.FAILED, reason="child", error=message)))
+            return
+        log("stdout", f"started child execution {child}" + (" and waits for it" if wait else ""))
+        if wait:
+            self._events.put((_WAKE, _WAKE_OUTCOME))  # its tasks may be ours to run
+        else:
+            self._events.put((claim, Outcome(State.SUCCESS, outputs={"execution_id": child})))
+
+    def _evaluate(self, function: str, base_dir: str, facts: Mapping[str, Any]) -> Any:
+        """A flow's run_if function, on one of this worker's python hosts."""
+        return self._python().evaluate(function, base_dir, facts)
+
+    def _python(self) -> Any:
+        return self.runners.get("python")
 
     def _run(self, claim: Claim, ctx: RunContext) -> None:
         try:
-            outcome = self.runners.get(ctx.task.type).run(ctx)
+            outcome = self._evaluate_run_if(ctx)
+            if outcome is None and ctx.task.type == "flow":
+                ctx.run_if = None  # answered RUN: the loop starts the child
+                self._calls.call(claim, {"op": "start_flow_task", "context": ctx})
+                return
+            if outcome is None:
+                runner = self.runners.get(ctx.task.type)
+                if ctx.checks is None:
+                    outcome = runner.run(ctx)
+                else:  # pre checks, the task, post checks
+                    outcome = self.runners.checks().around(
+                        ctx, lambda: runner.run(ctx), self.clock.now
+                    )
         except Exception as exc:  # a runner bug must not lose the attempt
             logger.exception("runner %s crashed", ctx.task.type)
             outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
-        self._events.put((claim, outcome))
+        self._events.put((claim, masked(outcome, ctx.secrets)))
+
+    def _evaluate_run_if(self, ctx: RunContext) -> Outcome | None:
+        """A function run_if, evaluated on a python host: None to run the task."""
+        if ctx.run_if is None:
+            return None
+        function = str(ctx.run_if["function"])
+        try:
+            value = self._python().evaluate(function, ctx.base_dir, ctx.facts, ctx)
+        except OrdoError as exc:
+            if ctx.cancel.is_set():
+                return Outcome(State.KILLED, reason="killed", error="killed on request")
+            return Outcome(State.FAILED, reason="run_if", error=f"task '{ctx.task.id}': {exc}")
+        return engine.decide_run_if(ctx.task, value)
 
     def _wait(
         self, done: list[tuple[Claim, Outcome]], execution_id: int | None, due_at: float
     ) -> None:
         """Block until an outcome or a wake-up arrives or something is due; collect all
         outcomes that are there."""
-        if done:
+        if done and not self._defer(done):
             return
         s = self.settings
         now = self.clock.now()
         due = [due_at]
+        if done:
+            due.append(self._done_since + s.record_delay)
         if self._running:
             due.append(now + s.log_flush_every)
+            due.append(self._kill_due)
+        if self._calls.waiting:  # children may be ended by other workers
+            due.append(now + 0.2)
+        if execution_id is not None and not self._running and not self._unlaunched:
+            # nothing of ours runs: the execution waits for a concurrency limit, or for
+            # work other processes do (its children, a key's slot)
+            due.append(now + s.idle_poll_every)
         if self._stopping_at is not None:
             due.append(self._stopping_at)
-        elif len(self._running) < s.slots and (self._delayed or execution_id is None):
+        elif self._busy() < s.slots and (self._delayed or execution_id is None):
             queues = None if execution_id is not None else s.queues
             next_ready = self.store.next_ready_time(now, execution_id=execution_id, queues=queues)
             if next_ready is not None:  # a retry waiting for its delay
@@ -388,10 +550,24 @@ class Worker:
                 item = None
         self._launch_waiting()  # freed slots start prefetched claims before we record
 
+    def _defer(self, done: list[tuple[Claim, Outcome]]) -> bool:
+        """Whether to wait for more outcomes before recording: while enough prefetched
+        claims wait to keep the slots busy through a step (so nothing waits for this
+        record), up to ``prefetch`` outcomes or ``record_delay`` seconds, so that one
+        transaction records many."""
+        s = self.settings
+        if not done or len(self._unlaunched) < s.slots or len(done) >= max(s.prefetch, 1):
+            return False  # record now: claims must come before the slots run dry
+        if self._stopping_at is not None or self._stop_reason is not None:
+            return False
+        return self.clock.now() < self._done_since + s.record_delay
+
     def _collect(self, item: tuple[Claim, Outcome], done: list[tuple[Claim, Outcome]]) -> None:
         claim, outcome = item
         if claim is _WAKE:
             return
+        if not done:
+            self._done_since = self.clock.now()
         running = self._running.pop(claim.attempt_id, None)
         if running is not None and running.cancel_reason == "handed back":
             self._handed.append(claim)
@@ -406,21 +582,26 @@ class Worker:
                 metrics=outcome.metrics,
                 cpu_seconds=outcome.cpu_seconds,
                 peak_rss_kb=outcome.peak_rss_kb,
+                checks=outcome.checks,
             )
         done.append((claim, outcome))
 
 
 class _AttemptLog:
     """The log sink of one attempt: timestamps lines, buffers them for the loop (waking it
-    when many wait) and stops keeping output past ``max_log_bytes`` with one marker."""
+    when many wait), masks ``secrets`` and stops keeping output past ``max_log_bytes``
+    with one marker."""
 
     def __init__(self, worker: Worker, claim: Claim) -> None:
         self.worker = worker
         self.claim = claim
         self.size = 0
         self.truncated = False
+        self.secrets: tuple[str, ...] = ()
 
     def __call__(self, stream: str, line: str) -> None:
+        if self.secrets:
+            line = mask(line, self.secrets)
         worker = self.worker
         limit = worker.settings.max_log_bytes
         if self.truncated:

@@ -7,6 +7,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+from ordo.store import migrate
+
 
 def ordo(cmd: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=60)
@@ -33,7 +35,7 @@ def test_run_and_inspect_on_postgres(
     logs = ordo(ordo_cmd, env, "logs", "1", "--task", "b")
     assert "b#1 stdout: 2" in logs.stdout
     upgraded = ordo(ordo_cmd, env, "db", "upgrade")
-    assert upgraded.stdout.strip() == "postgresql schema at version 2"
+    assert upgraded.stdout.strip() == f"postgresql schema at version {migrate.LATEST['postgresql']}"
 
 
 def test_unreachable_server_is_named_without_traceback(

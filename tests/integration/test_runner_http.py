@@ -2,66 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from ordo.model import State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
 
 RunnerCtx = Callable[..., RunContext]
-
-
-class Handler(BaseHTTPRequestHandler):
-    release: threading.Event  # set by the fixture: lets /slow answer
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        kind = self.headers.get("Content-Type", "")
-        got = json.loads(body) if kind == "application/json" else body.decode()
-        reply = {"got": got, "path": self.path, "token": self.headers.get("X-Token")}
-        self._reply(201, "application/json", json.dumps(reply).encode())
-
-    def do_GET(self) -> None:
-        if self.path == "/fail":
-            self._reply(500, "text/plain", b"broken")
-        elif self.path == "/big":
-            self._reply(200, "text/plain", b"x" * (1024 * 1024 + 10))
-        elif self.path == "/slow":
-            self.release.wait(10)
-            self._reply(200, "text/plain", b"late")
-        else:
-            self._reply(200, "text/plain; charset=utf-8", "héllo".encode())
-
-    def _reply(self, status: int, kind: str, data: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def runner_http_server() -> Iterator[str]:
-    release = threading.Event()
-    handler = type("BoundHandler", (Handler,), {"release": release})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    release.set()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
 
 
 def test_json_request_and_response(

@@ -196,7 +196,8 @@ def test_user_errors_are_clear(
         ({"function": "tasks_mod"}, "function must be 'module:function', found 'tasks_mod'"),
         (
             {"function": "tasks_mod:wrong"},
-            "function tasks_mod:wrong returned list, expected a dict of outputs or None",
+            "function tasks_mod:wrong returned list, expected a dict of outputs, None or "
+            "this.success/warning/fail(...)",
         ),
     ],
 )

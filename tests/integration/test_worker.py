@@ -5,29 +5,15 @@ from __future__ import annotations
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
+from support import run_file
 
-from ordo import engine
-from ordo.clock import Clock, FakeClock
+from ordo.clock import FakeClock
 from ordo.model import State
-from ordo.runners import make_runners
 from ordo.store import Store, open_store
-from ordo.worker import Worker, WorkerSettings
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = str(tmp_path / "ordo.db")
-    s = open_store(url)
-    yield s
-    s.close()
 
 
 def run_flow(
@@ -35,28 +21,11 @@ def run_flow(
     folder: Path,
     text: str,
     inputs: Mapping[str, Any] | None = None,
-    *,
-    clock: Clock | None = None,
-    slots: int = 2,
-    **settings_kw: Any,
+    **kw: Any,
 ) -> tuple[int, State]:
     path = folder / "flow.yaml"
     path.write_text(textwrap.dedent(text))
-    now = clock.now() if clock else time.time()
-    revision = engine.register_flow(store, path, now)
-    ex_id = engine.start_execution(store, revision, inputs or {}, now)
-    settings = WorkerSettings(slots=slots, kill_grace=1.0, **settings_kw)
-    worker = Worker(
-        store,
-        make_runners(slots),
-        settings=settings,
-        clock=clock,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(folder)},
-    )
-    try:
-        return ex_id, worker.run_execution(ex_id)
-    finally:
-        worker.close()
+    return run_file(store, folder, path, inputs, **kw)
 
 
 def runs(store: Store, ex_id: int) -> dict[str, Any]:

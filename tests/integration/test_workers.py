@@ -61,6 +61,15 @@ def wait_for(what: str, check: object, timeout: float = 90) -> None:
         time.sleep(0.1)
 
 
+def taken(url: str, ex_id: int) -> bool:
+    """Whether a worker has claimed one of the execution's task runs."""
+    store = open_store(url)
+    try:
+        return any(r.state.value != "CREATED" for r in store.task_runs(ex_id))
+    finally:
+        store.close()
+
+
 def finished(url: str, ids: list[int]) -> bool:
     store = open_store(url)
     try:
@@ -141,10 +150,15 @@ def test_chaos_killed_workers_lose_nothing(
     assert not [a for a in attempts if a.state.value == "RUNNING"]
     lost = [a for a in attempts if a.state.value != "SUCCESS"]
     assert lost, "ten kills of busy workers lost no attempt"
-    for attempt in lost:
-        assert attempt.reason == "lost"
+    for attempt in lost:  # started: lost; only claimed (prefetched): handed back
         assert int((attempt.worker_id or "").split(":")[1]) in killed_pids
-        assert attempt.error == f"worker lost ({attempt.worker_id})"
+        if attempt.reason == "lost":
+            assert attempt.error == f"worker lost ({attempt.worker_id})"
+        else:
+            assert attempt.reason == "handed back"
+            assert attempt.error == (
+                f"claimed by a worker lost before it started the attempt ({attempt.worker_id})"
+            )
 
 
 def test_sigterm_lets_a_running_task_finish(
@@ -253,16 +267,22 @@ def test_workers_reconnect_when_the_server_drops_their_connections(
     )
     (ex_id,) = [int(ordo(ordo_cmd, workers.env, "submit", str(flow)).stdout)]
     workers.start("--workers", "2")
+    wait_for("the worker to take tasks", lambda: taken(postgres_url, ex_id))
     name = postgres_url.rsplit("/", 1)[1]
     with psycopg.connect(postgres_url, autocommit=True) as admin:
-        for _ in range(6):
-            time.sleep(0.3)
+
+        def drop_connections() -> bool:
+            # between rounds the workers may still be reconnecting: wait until they are back
             dropped = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid()",
                 (name,),
             ).fetchone()
-            assert dropped and dropped[0] >= 1
+            return bool(dropped and dropped[0] >= 1)
+
+        for _ in range(6):
+            time.sleep(0.3)
+            wait_for("a worker connection to drop", drop_connections, timeout=20)
     wait_for("the execution", lambda: finished(postgres_url, [ex_id]), timeout=60)
     store = open_store(postgres_url)
     try:

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from ordo.errors import NotFound
-from ordo.model import Flow, Metric, Outcome, RetryPolicy, State, Task
+from ordo.model import CheckResult, Flow, Metric, Outcome, RetryPolicy, State, Task
 from ordo.store import Store, open_store
 from ordo.store.records import Claim, NewLog
 
@@ -249,6 +249,33 @@ def test_revisions_are_found_by_hash_and_path(store: Store) -> None:
     assert [r.revision for r in store.list_flows()] == [2]
 
 
+def test_registering_the_same_new_file_from_many_connections_stores_it_once(
+    store_url: str,
+) -> None:
+    flow = Flow(id="f", tasks=(task("a"),), base_dir="/tmp", path="/tmp/f.yaml")
+    stores = [open_store(store_url) for _ in range(4)]
+    revisions: list[int] = []
+    errors: list[BaseException] = []
+
+    def register(s: Store) -> None:
+        try:
+            revisions.append(s.add_revision(flow, "src", "h1", NOW).id)
+        except BaseException as exc:  # pragma: no cover - the failure this test guards
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=register, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for s in stores:
+            s.close()
+    assert errors == []
+    assert len(set(revisions)) == 1
+
+
 def test_two_workers_never_claim_the_same_task_run(store_url: str) -> None:
     setup = open_store(store_url)
     ex_id = start(setup, flow_of(*(task(f"t{i}") for i in range(200))))
@@ -311,3 +338,50 @@ def test_running_claims_are_the_workers_unfinished_attempts(store: Store) -> Non
     store.record_outcomes([(a, ok())], NOW + 1, RNG)
     assert store.running_claims("w1") == [b]
     assert store.running_claims("someone-else") == []
+
+
+def check(phase: str, position: int, ok: bool, message: str, **kw: object) -> CheckResult:
+    return CheckResult(phase, position, "file_exists", ok, message, NOW + 1, NOW + 2, **kw)  # type: ignore[arg-type]
+
+
+def test_check_results_are_stored_with_the_outcome_of_their_attempt(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b"), task("c", "a", "b")))
+    a, b = sorted(claim_all(store, ex_id), key=lambda c: c.task_id)
+    passed = Outcome(
+        State.SUCCESS,
+        exit_code=0,
+        checks=(check("pre", 1, True, "in.csv exists"), check("post", 1, True, "out.csv exists")),
+    )
+    failed = Outcome(
+        State.FAILED,
+        exit_code=0,
+        reason="post_check",
+        error="post_check command: exit code 1",
+        checks=(
+            check("pre", 1, True, "in.csv exists"),
+            CheckResult("post", 1, "command", False, "exit code 1", NOW + 3, NOW + 4, "no rows"),
+        ),
+    )
+    store.record_outcomes([(a, passed), (b, failed)], NOW + 5, RNG)  # a batch and one alone
+    rows = store.checks(ex_id)
+    assert [(r.attempt_id, r.phase, r.position, r.kind, r.ok, r.message) for r in rows] == [
+        (a.attempt_id, "pre", 1, "file_exists", True, "in.csv exists"),
+        (a.attempt_id, "post", 1, "file_exists", True, "out.csv exists"),
+        (b.attempt_id, "pre", 1, "file_exists", True, "in.csv exists"),
+        (b.attempt_id, "post", 1, "command", False, "exit code 1"),
+    ]
+    last = rows[-1]
+    assert last.task_run_id == b.task_run_id and last.output == "no rows"
+    assert (last.started_at, last.ended_at) == (NOW + 3, NOW + 4)
+    assert rows[0].output is None
+    assert store.get_execution(ex_id).reason == "task 'b' failed: post_check command: exit code 1"
+
+
+def test_check_results_of_a_lost_race_are_not_stored(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a")))
+    (a,) = claim_all(store, ex_id)
+    store.record_outcomes([(a, ok())], NOW + 1, RNG)
+    late = Outcome(State.SUCCESS, checks=(check("post", 1, True, "late"),))
+    result = store.record_outcomes([(a, late)], NOW + 2, RNG)
+    assert result.lost == [a.attempt_id]
+    assert store.checks(ex_id) == []

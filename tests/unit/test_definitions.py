@@ -189,8 +189,8 @@ def test_type_fields_are_checked() -> None:
           - {id: e, type: shell, command: []}
     """)
     assert found == [
-        "/flows/f.yaml:3:5: tasks[0]: a python task needs exactly one of function or script, "
-        "found neither",
+        "/flows/f.yaml:3:5: tasks[0]: a python task needs exactly one of function, script or "
+        "handler, found none",
         "/flows/f.yaml:4:37: tasks[1].function: expected module:function "
         "(like etl.steps:transform), found 'no_colon'",
         "/flows/f.yaml:5:5: tasks[2]: a sql task needs exactly one of query or script, found both",
@@ -357,7 +357,7 @@ def test_every_problem_is_reported_not_just_the_first() -> None:
         "of template, expected 'end of print statement'.",
         "/flows/f.yaml:7:51: tasks[0].retry.atempts: unknown key 'atempts' "
         "(did you mean 'attempts'?); allowed: attempts, delay, backoff, max_delay, jitter, "
-        "on_exit_codes, on_timeout, budget",
+        "on_exit_codes, on_timeout, budget, on_post_check",
     ]
 
 
@@ -388,3 +388,238 @@ def test_file_that_is_not_utf8_is_a_definition_error(tmp_path: Path) -> None:
     (tmp_path / "f.yaml").write_bytes(b"id: \xff\n")
     with pytest.raises(DefinitionError, match=r"f\.yaml: file is not UTF-8 text \(byte 4\)"):
         load_flow_file(tmp_path / "f.yaml")
+
+
+def test_composition_fields_parse() -> None:
+    flow = parse("""
+        id: parent
+        outputs: {total: "{{ outputs.sum.value }}"}
+        run_if: "{{ inputs.go }}"
+        inputs:
+          go: {type: bool, default: true}
+        tasks:
+          - {id: list, type: python, function: "steps:listing"}
+          - id: each
+            type: flow
+            flow: etl/child
+            revision: 2
+            wait: false
+            for_each: "{{ outputs.list.files }}"
+            concurrency: 3
+            run_if: {function: "checks:ready"}
+            with: {file: "{{ fork.value }}"}
+            depends_on: list
+          - {id: sum, type: python, handler: "handlers:sum", run_if: "SKIP: later"}
+          - {id: q, type: sql, connection: warehouse, query: "SELECT 1"}
+          - {id: h, type: http, connection: api, url: /items}
+    """)
+    assert flow.outputs == {"total": "{{ outputs.sum.value }}"}
+    assert flow.run_if == "{{ inputs.go }}"
+    each = flow.task("each")
+    assert each.spec == {"flow": "etl/child", "revision": 2, "wait": False}
+    assert each.for_each == "{{ outputs.list.files }}" and each.concurrency == 3
+    assert each.run_if == {"function": "checks:ready"}
+    assert flow.task("sum").spec == {"handler": "handlers:sum"}
+    assert Flow.from_dict(json.loads(json.dumps(flow.to_dict()))) == flow
+
+
+def test_composition_fields_are_checked() -> None:
+    found = problems("""
+        id: bad
+        outputs: {"9x": "{{ outputs.a.b }}"}
+        tasks:
+          - {id: a, type: flow}
+          - {id: b, type: flow, flow: "a/b/c"}
+          - {id: c, type: shell, command: "true", for_each: {a: 1}}
+          - {id: d, type: shell, command: "true", concurrency: 2}
+          - {id: e, type: shell, command: "true", run_if: maybe}
+          - {id: f, type: shell, command: "true", run_if: {function: nocolon}}
+          - {id: g, type: sql, query: "SELECT 1"}
+          - {id: h, type: python, function: "m:f", handler: "m:h"}
+    """)
+    assert found == [
+        "/flows/f.yaml:2:11: outputs.9x: an output name must match "
+        "^[A-Za-z_][A-Za-z0-9_]*$, found '9x'",
+        "/flows/f.yaml:4:5: tasks[0].flow: missing required key 'flow' for a flow task",
+        "/flows/f.yaml:5:31: tasks[1].flow: expected a flow id or namespace/id "
+        "(like etl/daily), found 'a/b/c'",
+        "/flows/f.yaml:6:53: tasks[2].for_each: expected a list, or a template producing "
+        'one (like "{{ outputs.list_files.files }}"), found a mapping',
+        "/flows/f.yaml:7:56: tasks[3].concurrency: concurrency limits for_each items: "
+        "give for_each too",
+        "/flows/f.yaml:8:51: tasks[4].run_if: expected true, false, RUN, SKIP, STOP, a "
+        "template answering one of them, or {function: module:function}, found string 'maybe'",
+        "/flows/f.yaml:9:62: tasks[5].run_if.function: expected module:function "
+        "(like checks:ready), found string 'nocolon'",
+        "/flows/f.yaml:10:5: tasks[6]: a sql task needs exactly one of url or connection, "
+        "found neither",
+        "/flows/f.yaml:11:5: tasks[7]: a python task needs exactly one of function, script or "
+        "handler, found function and handler",
+    ]
+
+
+def test_concurrency_limits_parse_and_round_trip() -> None:
+    flow = parse(
+        textwrap.dedent("""
+        id: limited
+        concurrency: {limit: 2, behavior: cancel}
+        tasks:
+          - {id: a, type: shell, command: "true", concurrency_key: warehouse}
+          - {id: b, type: shell, command: "true", concurrency_key: db, concurrency_limit: 3}
+        """)
+    )
+    assert flow.concurrency is not None
+    assert (flow.concurrency.limit, flow.concurrency.behavior) == (2, "cancel")
+    assert (flow.task("a").concurrency_key, flow.task("a").concurrency_limit) == ("warehouse", 1)
+    assert flow.task("b").concurrency_limit == 3
+    assert Flow.from_dict(json.loads(json.dumps(flow.to_dict()))) == flow
+
+
+def test_bad_concurrency_limits_are_named() -> None:
+    found = problems(
+        textwrap.dedent("""
+        id: limited
+        concurrency: {limit: 0, behaviour: queue}
+        tasks:
+          - {id: a, type: shell, command: "true", concurrency_limit: 2}
+          - {id: b, type: shell, command: "true", concurrency_key: "a b"}
+        """)
+    )
+    assert any(
+        "concurrency.behaviour: unknown key 'behaviour' (did you mean 'behavior'?)" in p
+        for p in found
+    )
+    assert any("concurrency.limit: expected a whole number of at least 1" in p for p in found)
+    assert any(
+        "tasks[0].concurrency_limit: concurrency_limit limits the task runs sharing a "
+        "concurrency_key: give concurrency_key too" in p
+        for p in found
+    )
+    assert any("tasks[1].concurrency_key" in p for p in found)
+    (wrong,) = problems(
+        "id: x\nconcurrency: {limit: 1, behavior: drop}\n"
+        "tasks:\n  - {id: a, type: shell, command: 'true'}\n"
+    )
+    assert "concurrency.behavior: expected one of queue, cancel, fail, found string 'drop'" in wrong
+
+
+def test_checks_parse_with_shorthands_and_defaults() -> None:
+    flow = parse("""
+        id: checked
+        defaults:
+          retry: {on_post_check: false}
+          post_checks:
+            - no_match: {path: "logs/*.log", pattern: "ORA-[0-9]+"}
+        tasks:
+          - id: load
+            type: shell
+            command: "true"
+            pre_checks:
+              - file_exists: data/in.csv
+              - file_exists: {path: "in/{{ inputs.day }}.csv"}
+              - command: "test -s data/in.csv"
+              - command: {run: "true", timeout: 30s}
+              - function: checks:ready
+          - {id: quiet, type: shell, command: "true", post_checks: []}
+          - {id: child, type: flow, flow: other}
+    """)
+    load, quiet, child = flow.tasks
+    assert [c.to_dict() for c in load.pre_checks] == [
+        {"kind": "file_exists", "path": "data/in.csv"},
+        {"kind": "file_exists", "path": "in/{{ inputs.day }}.csv"},
+        {"kind": "command", "run": "test -s data/in.csv"},
+        {"kind": "command", "run": "true", "timeout": 30.0},
+        {"kind": "function", "function": "checks:ready"},
+    ]
+    assert [c.to_dict() for c in load.post_checks] == [
+        {"kind": "no_match", "path": "logs/*.log", "pattern": "ORA-[0-9]+"}
+    ]
+    assert load.retry.on_post_check is False and RetryPolicy().on_post_check is True
+    assert quiet.post_checks == ()  # its own empty list wins over the defaults'
+    assert child.pre_checks == child.post_checks == ()  # flow tasks run no checks
+    assert Flow.from_dict(json.loads(json.dumps(flow.to_dict()))) == flow
+
+
+def test_check_problems_are_located_and_named() -> None:
+    found = problems("""
+        id: x
+        tasks:
+          - id: a
+            type: shell
+            command: "true"
+            retry: {on_post_check: maybe}
+            pre_checks:
+              - file_exist: data/in.csv
+              - {file_exists: a, command: b}
+              - just-a-string
+              - file_exists: {path: a, size: 3}
+              - file_exists: {}
+              - no_match: "ORA-"
+              - no_match: {path: "*.log", pattern: "ORA-("}
+              - no_match: {path: "*.log", pattern: "{{ inputs.p }"}
+              - command: {run: "true", timeout: soon}
+              - function: nocolon
+            post_checks: {file_exists: x}
+          - id: b
+            type: flow
+            flow: other
+            pre_checks: [{file_exists: x}]
+    """)
+    kinds = "file_exists, no_match, command, function"
+    one_key = f"expected a check: a mapping with one key, its kind ({kinds}), like "
+    one_key += "{file_exists: {path: data/in.csv}}, found"
+    assert found == [
+        "/flows/f.yaml:6:28: tasks[0].retry.on_post_check: expected true or false, "
+        "found string 'maybe'",
+        "/flows/f.yaml:8:9: tasks[0].pre_checks[0].file_exist: unknown check kind "
+        f"'file_exist' (did you mean 'file_exists'?): expected one of {kinds}",
+        f"/flows/f.yaml:9:9: tasks[0].pre_checks[1]: {one_key} keys file_exists, command",
+        f"/flows/f.yaml:10:9: tasks[0].pre_checks[2]: {one_key} string 'just-a-string'",
+        "/flows/f.yaml:11:32: tasks[0].pre_checks[3].file_exists.size: unknown key 'size'; "
+        "allowed: path, type",
+        "/flows/f.yaml:12:22: tasks[0].pre_checks[4].file_exists: missing required key "
+        "'path' for a file_exists check",
+        "/flows/f.yaml:13:19: tasks[0].pre_checks[5].no_match: expected a mapping "
+        "{path: ..., pattern: ...}, found string 'ORA-'",
+        "/flows/f.yaml:14:44: tasks[0].pre_checks[6].no_match.pattern: invalid regular "
+        "expression 'ORA-(': missing ), unterminated subpattern at position 4",
+        "/flows/f.yaml:15:44: tasks[0].pre_checks[7].no_match.pattern: template syntax "
+        "error in '{{ inputs.p }': unexpected '}'",
+        "/flows/f.yaml:16:41: tasks[0].pre_checks[8].command.timeout: expected a duration "
+        "like 500ms, 2s, 1m, 1h, found 'soon'",
+        "/flows/f.yaml:17:19: tasks[0].pre_checks[9].function: expected module:function "
+        "(like checks:rows_loaded), found string 'nocolon'",
+        "/flows/f.yaml:18:18: tasks[0].post_checks: expected a list of checks like "
+        "[{file_exists: {path: data/in.csv}}], found a mapping",
+        "/flows/f.yaml:22:5: tasks[1].pre_checks: pre_checks are not supported on flow "
+        "tasks: give them to the tasks of the child flow",
+    ]
+
+
+def test_default_checks_are_checked_too() -> None:
+    (found,) = problems("""
+        id: x
+        defaults:
+          pre_checks:
+            - comand: "true"
+        tasks:
+          - {id: a, type: shell, command: "true"}
+    """)
+    assert found == (
+        "/flows/f.yaml:4:7: defaults.pre_checks[0].comand: unknown check kind 'comand' "
+        "(did you mean 'command'?): expected one of file_exists, no_match, command, function"
+    )
+
+
+def test_a_package_gives_its_default_checks_to_every_script(tmp_path: Path) -> None:
+    from ordo.definitions import load_package
+
+    (tmp_path / "10_a.sh").write_text("true\n")
+    (tmp_path / "20_b.py").write_text("pass\n")
+    (tmp_path / "flow.yaml").write_text(
+        "defaults:\n  post_checks:\n    - no_match: {path: '*.log', pattern: ERROR}\n"
+    )
+    flow = load_package(tmp_path)
+    assert [[c.to_dict() for c in t.post_checks] for t in flow.tasks] == [
+        [{"kind": "no_match", "path": "*.log", "pattern": "ERROR"}]
+    ] * 2

@@ -25,6 +25,12 @@ from ordo.model import TERMINAL, TRANSITIONS, State, check_transition, parse_dur
         ("KILLED", "RESTARTED"),
         ("WARNING", "RESTARTED"),
         ("RESTARTED", "RUNNING"),
+        # added by issues 4 and 5: run_if answers after a claim; restart of task runs
+        ("RUNNING", "SKIPPED"),
+        ("SUCCESS", "RESTARTED"),
+        ("SKIPPED", "RESTARTED"),
+        ("RESTARTED", "SKIPPED"),
+        ("RESTARTED", "KILLED"),
     ],
 )
 def test_design_transitions_are_legal(old: str, new: str) -> None:
@@ -35,7 +41,7 @@ def test_design_transitions_are_legal(old: str, new: str) -> None:
     ("old", "new"),
     [
         ("SUCCESS", "RUNNING"),
-        ("SUCCESS", "RESTARTED"),
+        ("SUCCESS", "FAILED"),
         ("SKIPPED", "RUNNING"),
         ("RUNNING", "CREATED"),
         ("RUNNING", "KILLED"),

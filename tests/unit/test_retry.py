@@ -70,7 +70,38 @@ def test_budget_counts_elapsed_time_and_the_coming_delay() -> None:
 
 def test_template_errors_and_kills_are_never_retried() -> None:
     p = RetryPolicy(attempts=5)
-    for reason in ("template", "killed"):
+    for reason in ("template", "killed", "connection", "for_each"):
         assert not decide(
             p, attempt_number=1, reason=reason, exit_code=None, elapsed=0, rng=rng()
         ).retry
+
+
+def test_failed_pre_checks_are_never_retried() -> None:
+    d = decide(
+        RetryPolicy(attempts=5),
+        attempt_number=1,
+        reason="pre_check",
+        exit_code=None,
+        elapsed=0,
+        rng=rng(),
+    )
+    assert not d.retry
+    assert d.why_not == "pre_check attempts are not retried"
+
+
+def test_failed_post_checks_retry_unless_on_post_check_is_false() -> None:
+    p = RetryPolicy(attempts=3, on_exit_codes=(75,))
+    assert decide(p, attempt_number=1, reason="post_check", exit_code=0, elapsed=0, rng=rng()).retry
+    p2 = RetryPolicy(attempts=3, on_post_check=False)
+    d = decide(p2, attempt_number=1, reason="post_check", exit_code=0, elapsed=0, rng=rng())
+    assert not d.retry
+    assert d.why_not == "failed post checks are not retried (on_post_check: false)"
+
+
+def test_on_exit_false_never_retries_exit_codes_but_still_timeouts() -> None:
+    p = RetryPolicy(attempts=3, on_exit=False)
+    by_code = decide(p, attempt_number=1, reason="exit_code", exit_code=1, elapsed=0, rng=rng())
+    assert not by_code.retry and by_code.why_not == "failures by exit code are not retried"
+    timed_out = decide(p, attempt_number=1, reason="timeout", exit_code=None, elapsed=0, rng=rng())
+    assert timed_out.retry
+    assert RetryPolicy.from_dict(p.to_dict()) == p

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ordo import templating
 from ordo.templating import (
     TemplateError,
     check_syntax,
@@ -141,3 +142,31 @@ def test_referenced_tasks_take_every_task_when_the_reference_is_dynamic() -> Non
     values = {"x": "{{ outputs[inputs.name].path }}"}
     assert referenced_tasks(values, {}, every=["a", "b"]) == {"a", "b"}
     assert referenced_tasks({"x": "{{ vars[inputs.v] }}"}, {"v": "{{ outputs.c.y }}"}) == {"c"}
+
+
+@pytest.mark.parametrize(
+    ("value", "answer"),
+    [
+        (True, ("RUN", None)),
+        (False, ("SKIP", "run_if is false")),
+        ("run", ("RUN", None)),
+        ("SKIP: not today", ("SKIP", "not today")),
+        ("STOP", ("STOP", None)),
+        ("False", ("SKIP", "run_if is false")),
+    ],
+)
+def test_run_if_answers(value: object, answer: tuple[str, str | None]) -> None:
+    assert templating.run_if_answer(value) == answer
+
+
+def test_run_if_answer_that_is_none_of_them() -> None:
+    with pytest.raises(ValueError, match="run_if answered 'maybe': expected RUN, SKIP, STOP"):
+        templating.run_if_answer("maybe")
+
+
+def test_fork_and_list_outputs_in_templates() -> None:
+    context = templating.make_context(
+        {}, {"each": [{"n": 1}, {"n": 2}]}, {}, {}, {}, {"index": 0, "value": "a.csv"}
+    )
+    assert templating.render("{{ fork.index }}:{{ fork.value }}", context) == "0:a.csv"
+    assert templating.render("{{ outputs.each | map(attribute='n') | sum }}", context) == 3

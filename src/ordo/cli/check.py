@@ -22,7 +22,7 @@ def _validate(files: list[str]) -> int:
     status = EXIT_OK
     for path in files:
         try:
-            flow = definitions.load_flow_file(path)
+            flow = definitions.load(path)
         except DefinitionError as exc:
             status = EXIT_USAGE
             for problem in exc.problems:
@@ -33,7 +33,7 @@ def _validate(files: list[str]) -> int:
 
 
 def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    flow = definitions.load_flow_file(args.file)
+    flow = definitions.load(args.file)
     inputs = definitions.coerce_inputs(flow, parse_pairs(args.input, "-i"))
     context = templating.make_context(
         inputs,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ordo.errors import UsageError
+from ordo import settings
+from ordo.errors import ConfigError, UsageError
 from ordo.store import Store, open_store
 
 
@@ -27,6 +29,27 @@ def open_db(cli_value: str | None, environ: Mapping[str, str]) -> Store:
     return open_store(database_url(cli_value, environ))
 
 
+def load_settings(environ: Mapping[str, str]) -> settings.Settings:
+    """The settings from ``environ`` over ``$ORDO_HOME/settings.toml`` (``~/.ordo``), if
+    that file exists."""
+    home = environ.get("ORDO_HOME") or os.path.join(os.path.expanduser("~"), ".ordo")
+    path = os.path.join(home, settings.FILE_NAME)
+    text = None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        data = None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read settings file: {exc.strerror or exc}") from exc
+    if data is not None:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    return settings.from_sources(environ, text, path)
+
+
 def parse_pairs(items: Sequence[str], option: str) -> dict[str, str]:
     """``["a=1", "b=x=y"]`` -> ``{"a": "1", "b": "x=y"}``; a bad item is a UsageError."""
     result: dict[str, str] = {}
@@ -36,6 +59,11 @@ def parse_pairs(items: Sequence[str], option: str) -> dict[str, str]:
             raise UsageError(f"{option} expects KEY=VALUE, found {item!r}")
         result[key.strip()] = value
     return result
+
+
+def skipped_tasks(values: Sequence[str]) -> list[str]:
+    """``--skip a,b --skip c`` -> ``[a, b, c]``."""
+    return [t.strip() for value in values for t in value.split(",") if t.strip()]
 
 
 def fmt_time(ts: float | None) -> str:

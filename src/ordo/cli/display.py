@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from ordo.cli.common import fmt_duration, short, table
 from ordo.model import Flow, Outcome
 from ordo.store import Store
-from ordo.store.records import Claim
+from ordo.store.records import Claim, TaskRunRow
 
 
 class Progress:
@@ -23,26 +23,37 @@ class Progress:
         self.quiet = quiet
         self.started_at = time.monotonic()
 
-    def begin(self) -> None:
-        if not self.quiet:
-            self._line(f"execution {self.execution_id} of {self.flow.key} started")
+    def begin(self, queued: str | None = None) -> None:
+        """The execution started, or (``queued`` says why) waits for its flow's limit."""
+        if self.quiet:
+            return
+        what = f"queued: {queued}" if queued else "started"
+        self._line(f"execution {self.execution_id} of {self.flow.key} {what}")
 
     def end(self) -> None:
         pass
 
     def started(self, claim: Claim) -> None:
         if not self.quiet:
-            self._line(f"{claim.task_id} RUNNING (attempt {claim.number})")
+            self._line(f"{self.name(claim)} RUNNING (attempt {claim.number})")
 
     def finished(self, claim: Claim, outcome: Outcome, retrying: bool) -> None:
         if self.quiet:
             return
-        text = f"{claim.task_id} {outcome.state.value}"
+        text = f"{self.name(claim)} {outcome.state.value}"
+        if outcome.forks is not None:
+            text = f"{self.name(claim)} forked into {len(outcome.forks)} items"
         if outcome.error:
             text += f": {short(outcome.error, 100)}"
         if retrying:
             text += " (will retry)"
         self._line(text)
+
+    def name(self, claim: Claim) -> str:
+        """The task's id; in a child execution prefixed with that execution's id."""
+        if claim.execution_id == self.execution_id:
+            return claim.task_id
+        return f"{claim.execution_id}/{claim.task_id}"
 
     def _line(self, text: str) -> None:
         self.out.write(f"{time.strftime('%H:%M:%S')} {text}\n")
@@ -64,14 +75,14 @@ class LiveProgress(Progress):
             console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render
         )
 
-    def begin(self) -> None:
+    def begin(self, queued: str | None = None) -> None:
         self.live.start()
 
     def end(self) -> None:
         self.live.stop()
 
     def started(self, claim: Claim) -> None:
-        self.running[claim.attempt_id] = f"{claim.task_id}#{claim.number}"
+        self.running[claim.attempt_id] = f"{self.name(claim)}#{claim.number}"
 
     def finished(self, claim: Claim, outcome: Outcome, retrying: bool) -> None:
         self.running.pop(claim.attempt_id, None)
@@ -79,7 +90,7 @@ class LiveProgress(Progress):
         self.counts[key] = self.counts.get(key, 0) + 1
         if not outcome.ok and not retrying:
             self.console.print(
-                f"[red]{claim.task_id} {outcome.state.value}[/]: "
+                f"[red]{self.name(claim)} {outcome.state.value}[/]: "
                 f"{short(outcome.error or outcome.reason or '', 100)}"
             )
 
@@ -110,17 +121,23 @@ def listener_for(store: Store, execution_id: int, flow: Flow, *, quiet: bool) ->
 SUMMARY_ROWS = 30
 
 
+def in_order(runs: list[TaskRunRow]) -> list[TaskRunRow]:
+    """Task runs in creation order, each for_each's items right after it and each
+    handler's calls right after the handler."""
+    return sorted(runs, key=lambda r: (r.fork_of or r.parent_run_id or r.id, r.id))
+
+
 def summary(store: Store, execution_id: int, out: TextIO) -> None:
     """The final table: one row per task run (only the ones that did not succeed when
     there are many), counts by state, then the execution's state and reason."""
     ex = store.get_execution(execution_id)
-    runs = store.task_runs(execution_id)
+    runs = in_order(store.task_runs(execution_id))
     shown = runs
     if len(runs) > SUMMARY_ROWS:
         shown = [r for r in runs if r.state.value != "SUCCESS"][:SUMMARY_ROWS]
     rows = [
         [
-            r.task_id,
+            r.label,
             r.state.value,
             str(r.attempts),
             fmt_duration(r.started_at, r.ended_at),

@@ -8,10 +8,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ordo import engine
+from ordo.cli import display
 from ordo.cli.common import fmt_duration, fmt_time, open_db, print_json, short, table
 from ordo.errors import EXIT_OK, NotFound
 from ordo.model import State
 from ordo.store import Store
+from ordo.store.records import CheckRow, ExecutionRow, TaskRunRow
 
 
 def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -19,6 +22,8 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         if args.command == "logs":
             return _logs(store, args)
+        if args.command == "flows" and args.action == "add":
+            return _add_flows(store, args)
         if args.command == "flows":
             return _flows(store, args)
         if args.command == "db":
@@ -34,18 +39,21 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def _list(store: Store, args: argparse.Namespace) -> int:
     state = State(args.state) if args.state else None
-    rows = store.list_executions(flow=args.flow, state=state, limit=args.limit)
+    rows = store.list_executions(
+        flow=args.flow, state=state, saved=args.saved, dev=args.dev, limit=args.limit
+    )
     if args.json:
         print_json([_execution_dict(e) for e in rows])
         return EXIT_OK
     print(
         table(
-            ["ID", "FLOW", "STATE", "STARTED", "DURATION", "REASON"],
+            ["ID", "FLOW", "STATE", "MARKS", "STARTED", "DURATION", "REASON"],
             [
                 [
                     str(e.id),
                     e.flow_key,
                     e.state.value,
+                    marks(e),
                     fmt_time(e.started_at),
                     fmt_duration(e.started_at, e.ended_at),
                     short(e.reason or "", 50),
@@ -55,6 +63,14 @@ def _list(store: Store, args: argparse.Namespace) -> int:
         )
     )
     return EXIT_OK
+
+
+def marks(e: ExecutionRow) -> str:
+    """``dev`` and ``saved:NAME``, as the MARKS column shows them."""
+    found = ["dev"] if e.dev else []
+    if e.saved_name is not None:
+        found.append(f"saved:{e.saved_name}")
+    return " ".join(found)
 
 
 def _execution_dict(e: Any) -> dict[str, Any]:
@@ -71,6 +87,12 @@ def _execution_dict(e: Any) -> dict[str, Any]:
         "started_at": e.started_at,
         "ended_at": e.ended_at,
         "parent_id": e.parent_id,
+        "original_id": e.original_id,
+        "outputs": e.outputs,
+        "dev": e.dev,
+        "saved": None
+        if e.saved_name is None
+        else {"name": e.saved_name, "description": e.saved_description, "saved_at": e.saved_at},
     }
 
 
@@ -80,12 +102,15 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
     attempts = store.attempts(execution_id)
     outputs = store.outputs(execution_id)
     metrics = store.metrics(execution_id)
+    checks = store.checks(execution_id)
     runs = []
-    for r in store.task_runs(execution_id):
+    for r in display.in_order(store.task_runs(execution_id)):
         runs.append(
             {
                 "id": r.id,
-                "task": r.task_id,
+                "task": r.label,
+                "fork_index": r.fork_index,
+                "called_by": r.parent_run_id,
                 "state": r.state.value,
                 "reason": r.reason,
                 "attempts": [
@@ -100,11 +125,12 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
                         "worker": a.worker_id,
                         "cpu_seconds": a.cpu_seconds,
                         "peak_rss_kb": a.peak_rss_kb,
+                        "checks": [_check_dict(c) for c in checks if c.attempt_id == a.id],
                     }
                     for a in attempts
                     if a.task_run_id == r.id
                 ],
-                "outputs": outputs.get(r.task_id, {}),
+                "outputs": _run_outputs(outputs, r),
                 "metrics": [
                     {"name": m.name, "kind": m.kind, "value": m.value, "tags": m.tags}
                     for m in metrics
@@ -114,7 +140,48 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
                 "ended_at": r.ended_at,
             }
         )
-    return {**_execution_dict(ex), "task_runs": runs}
+    children = [
+        {"id": c.id, "flow": c.flow_key, "state": c.state.value, "reason": c.reason}
+        for c in store.children(execution_id)
+    ]
+    doc = {**_execution_dict(ex), "children": children, "task_runs": runs}
+    doc["waiting_for"] = _waiting_for(store, ex)
+    return doc
+
+
+def _waiting_for(store: Store, ex: Any) -> dict[str, Any] | None:
+    """What a QUEUED execution waits for, machine-readable."""
+    flow = store.flow_of(ex.revision_id)
+    if ex.state is not State.QUEUED or flow.concurrency is None:
+        return None
+    return {
+        "kind": "flow",
+        "name": flow.key,
+        "running": store.active_executions(flow.namespace, flow.id),
+        "limit": flow.concurrency.limit,
+    }
+
+
+def _check_dict(c: CheckRow) -> dict[str, Any]:
+    return {
+        "phase": c.phase,
+        "position": c.position,
+        "kind": c.kind,
+        "ok": c.ok,
+        "message": c.message,
+        "output": c.output,
+        "started_at": c.started_at,
+        "ended_at": c.ended_at,
+    }
+
+
+def _run_outputs(outputs: Mapping[str, Any], run: TaskRunRow) -> Any:
+    """One task run's outputs: an item's own entry of its task's list; a for_each task
+    run's are its items' (shown with them), so none of its own."""
+    found = outputs.get(run.task_id, {})
+    if isinstance(found, list):
+        return found[run.fork_index] if run.fork_index is not None else {}
+    return found
 
 
 def _show(store: Store, args: argparse.Namespace) -> int:
@@ -122,13 +189,22 @@ def _show(store: Store, args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
         return EXIT_OK
-    print(f"execution {doc['id']}  {doc['namespace']}/{doc['flow']}  {doc['state']}")
+    dev = "  dev" if doc["dev"] else ""
+    print(f"execution {doc['id']}  {doc['namespace']}/{doc['flow']}  {doc['state']}{dev}")
     print(
         f"  started {fmt_time(doc['started_at'])}  "
         f"duration {fmt_duration(doc['started_at'], doc['ended_at'])}"
     )
     if doc["reason"]:
         print(f"  reason: {doc['reason']}")
+    if doc["saved"]:
+        saved = doc["saved"]
+        about = f": {short(saved['description'], 80)}" if saved["description"] else ""
+        print(f"  saved as {saved['name']!r} at {fmt_time(saved['saved_at'])}{about}")
+    if doc["parent_id"]:
+        print(f"  parent: execution {doc['parent_id']}")
+    if doc["original_id"]:
+        print(f"  replay of execution {doc['original_id']}")
     if doc["inputs"]:
         print(f"  inputs: {short(doc['inputs'], 100)}")
     if doc["labels"]:
@@ -139,7 +215,16 @@ def _show(store: Store, args: argparse.Namespace) -> int:
             rows.append(_attempt_row(run, a))
     print()
     print(table(["TASK", "STATE", "#", "DURATION", "EXIT", "CPU", "PEAK MEM", "REASON"], rows))
+    if doc["children"]:
+        print("\nchild executions:")
+        for child in doc["children"]:
+            why = f"  {short(child['reason'], 70)}" if child["reason"] else ""
+            print(f"  {child['id']}  {child['flow']}  {child['state']}{why}")
     _print_details(doc)
+    if doc["outputs"]:
+        print("\noutputs of the execution:")
+        for key, value in doc["outputs"].items():
+            print(f"  {key} = {short(value, 100)}")
     return EXIT_OK
 
 
@@ -170,23 +255,39 @@ def _print_details(doc: dict[str, Any]) -> None:
             print(f"\nmetrics of {run['task']}:")
             for m in run["metrics"]:
                 print(f"  {m['name']} ({m['kind']}) = {m['value']:g} {m['tags'] or ''}".rstrip())
-        errors = [a for a in run["attempts"] if a["error"]]
-        for a in errors:
+        for a in run["attempts"]:
+            _print_checks(run["task"], a)
+            if not a["error"] or a["reason"] == "replayed":  # replayed: shown in the table
+                continue
+            what = "error of" if a["state"] in ("FAILED", "KILLED") else "note on"
             print(
-                f"\nerror of {run['task']} attempt {a['number']}:\n  "
+                f"\n{what} {run['task']} attempt {a['number']}:\n  "
                 + a["error"].replace("\n", "\n  ")
             )
+
+
+def _print_checks(task: str, attempt: dict[str, Any]) -> None:
+    """One line per check of the attempt; a failed command check's last output lines."""
+    if not attempt["checks"]:
+        return
+    print(f"\nchecks of {task} attempt {attempt['number']}:")
+    width = max(len(c["kind"]) for c in attempt["checks"])
+    for c in attempt["checks"]:
+        verdict = "passed" if c["ok"] else "FAILED"
+        where = f"{c['phase']:<4} {c['position']}"
+        print(f"  {where} {c['kind']:<{width}}  {verdict}  {short(c['message'], 100)}")
+        if c["output"] and not c["ok"]:
+            for line in c["output"].splitlines()[-_CHECK_OUTPUT_LINES:]:
+                print(f"      | {line}")
+
+
+_CHECK_OUTPUT_LINES = 10
 
 
 def _logs(store: Store, args: argparse.Namespace) -> int:
     execution = store.get_execution(args.id)
     wanted = _attempt_filter(store, args)
-    names = {
-        a.id: (r.task_id, a.number)
-        for r in store.task_runs(args.id)
-        for a in store.attempts(args.id)
-        if a.task_run_id == r.id
-    }
+    names = _attempt_names(store, args.id)
     after = 0
     while True:
         lines = store.logs(args.id, attempt_ids=wanted, after_id=after)
@@ -202,15 +303,14 @@ def _logs(store: Store, args: argparse.Namespace) -> int:
         sys.stdout.flush()
         time.sleep(0.3)
         execution = store.get_execution(args.id)
-        names.update(
-            {
-                a.id: (r.task_id, a.number)
-                for r in store.task_runs(args.id)
-                for a in store.attempts(args.id)
-                if a.task_run_id == r.id
-            }
-        )
+        names = _attempt_names(store, args.id)
         wanted = _attempt_filter(store, args)
+
+
+def _attempt_names(store: Store, execution_id: int) -> dict[int, tuple[str, int]]:
+    """Each attempt's task run label and number, by attempt id."""
+    labels = {r.id: r.label for r in store.task_runs(execution_id)}
+    return {a.id: (labels.get(a.task_run_id, "?"), a.number) for a in store.attempts(execution_id)}
 
 
 def _attempt_filter(store: Store, args: argparse.Namespace) -> list[int] | None:
@@ -228,6 +328,17 @@ def _attempt_filter(store: Store, args: argparse.Namespace) -> list[int] | None:
         if (args.task is None or runs[a.task_run_id] == args.task)
         and (args.attempt is None or a.number == args.attempt)
     ]
+
+
+def _add_flows(store: Store, args: argparse.Namespace) -> int:
+    """Register each file (or package folder): a new revision when it changed."""
+    for path in args.files:
+        known = {(r.namespace, r.flow_id): r.revision for r in store.list_flows()}
+        revision = engine.register_flow(store, path, time.time())
+        before = known.get((revision.namespace, revision.flow_id))
+        what = "unchanged" if before == revision.revision else "added"
+        print(f"{revision.namespace}/{revision.flow_id} revision {revision.revision} {what}")
+    return EXIT_OK
 
 
 def _flows(store: Store, args: argparse.Namespace) -> int:

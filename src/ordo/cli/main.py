@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         help="record the execution, print its id and exit; workers run it",
     )
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    _skip_options(run)
+    _preset_options(run)
 
     validate = sub.add_parser(
         "validate", parents=[common], help="check flow files; print OK or every error"
@@ -87,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
     ls = ex_sub.add_parser("list", parents=[common], help="newest executions first")
     ls.add_argument("--flow", help="flow id or namespace/id")
     ls.add_argument("--state", choices=STATES, type=str.upper)
+    ls.add_argument(
+        "--saved",
+        action=argparse.BooleanOptionalAction,
+        help="only saved executions (--no-saved: only the others)",
+    )
+    ls.add_argument(
+        "--dev",
+        action=argparse.BooleanOptionalAction,
+        help="only dev executions (--no-dev: only the others)",
+    )
     ls.add_argument("--limit", type=int, default=20)
     ls.add_argument("--json", action="store_true")
     show = ex_sub.add_parser(
@@ -94,6 +106,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
+    save = ex_sub.add_parser(
+        "save",
+        parents=[common],
+        help="keep an execution for good under a name (a preset for ordo run --from-saved)",
+    )
+    save.add_argument("id", type=int)
+    save.add_argument("--name", required=True, help="a unique name")
+    save.add_argument("--description", help="what it is kept for")
+    unsave = ex_sub.add_parser(
+        "unsave", parents=[common], help="forget an execution's saved name (gc may delete it)"
+    )
+    unsave.add_argument("id", type=int)
+
+    gc = sub.add_parser(
+        "gc",
+        parents=[common],
+        help="delete ended, unsaved executions older than the retention; reclaim space",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="print what would go; delete nothing")
+    gc.add_argument(
+        "--batch",
+        type=int,
+        default=500,
+        metavar="N",
+        help="execution trees deleted per transaction (default 500)",
+    )
+    gc.add_argument("--json", action="store_true", help="print the figures as JSON")
 
     logs = sub.add_parser("logs", parents=[common], help="print an execution's logs")
     logs.add_argument("id", type=int)
@@ -112,6 +151,8 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("file")
     submit.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE")
     submit.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
+    _skip_options(submit)
+    _preset_options(submit)
 
     worker = sub.add_parser(
         "worker", parents=[common], help="run ready tasks of any execution until stopped"
@@ -154,7 +195,143 @@ def _parser() -> argparse.ArgumentParser:
     fl_sub.required = True
     fls = fl_sub.add_parser("list", parents=[common], help="newest revision of every flow")
     fls.add_argument("--json", action="store_true")
+    fadd = fl_sub.add_parser(
+        "add",
+        parents=[common],
+        help="register or update flows (files or package folders) without running them",
+    )
+    fadd.add_argument("files", nargs="+", metavar="FILE")
+
+    kill = sub.add_parser(
+        "kill", parents=[common], help="kill an execution and its children; wait for it"
+    )
+    kill.add_argument("id", type=int)
+    kill.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for the execution to end KILLED (default 30)",
+    )
+    resume = sub.add_parser(
+        "resume", parents=[common], help="finish an execution whose ordo run died"
+    )
+    resume.add_argument("id", type=int)
+    resume.add_argument("--workers", type=int, default=None, help="tasks run in parallel")
+    resume.add_argument("--json", action="store_true", help="print the result as JSON")
+    resume.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+
+    restart = sub.add_parser(
+        "restart", parents=[common], help="run a FAILED, KILLED or WARNING execution again"
+    )
+    restart.add_argument("id", type=int)
+    restart.add_argument(
+        "--from",
+        dest="from_task",
+        metavar="TASK",
+        help="also run this task and everything downstream of it again",
+    )
+    restart.add_argument(
+        "-i", "--input", action="append", default=[], metavar="KEY=VALUE", help="a new input"
+    )
+    restart.add_argument(
+        "--revision",
+        choices=("latest",),
+        help="latest: run the flow's newest revision (new tasks run, removed ones stay)",
+    )
+    restart.add_argument("--workers", type=int, default=None, help="tasks run in parallel")
+    restart.add_argument("--json", action="store_true", help="print the result as JSON")
+    restart.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+
+    replay = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="a new execution reusing an ended one's results upstream of a task",
+    )
+    replay.add_argument("id", type=int)
+    replay.add_argument(
+        "--from",
+        dest="from_task",
+        metavar="TASK",
+        required=True,
+        help="run this task and everything downstream of it again",
+    )
+    replay.add_argument(
+        "-i", "--input", action="append", default=[], metavar="KEY=VALUE", help="a new input"
+    )
+    replay.add_argument(
+        "--detach", action="store_true", help="record it, print its id and exit; workers run it"
+    )
+    replay.add_argument("--workers", type=int, default=None, help="tasks run in parallel")
+    replay.add_argument("--json", action="store_true", help="print the result as JSON")
+    replay.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+
+    mark = sub.add_parser(
+        "mark", parents=[common], help="set an ended task run SUCCESS or FAILED by hand"
+    )
+    mark.add_argument("id", type=int)
+    mark.add_argument("task", help="a task id, or task[N] for a for_each item")
+    mark.add_argument("state", choices=("success", "failed"))
+    mark.add_argument("--reason", help="why (kept with the manual attempt)")
+
+    from ordo.cli import executioner
+
+    executioner.add_parser(sub)
+
+    conns = sub.add_parser("connections", parents=[common], help="named databases and APIs")
+    cn_sub = conns.add_subparsers(dest="action", metavar="ACTION")
+    cn_sub.required = True
+    cadd = cn_sub.add_parser("add", parents=[common], help="add (or --replace) a connection")
+    cadd.add_argument("name")
+    cadd.add_argument("--type", required=True, choices=("sql", "http"))
+    cadd.add_argument("--url", help="sql: the database URL (sqlite:///... or postgresql://...)")
+    cadd.add_argument("--base-url", help="http: the URL task urls are relative to")
+    cadd.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="http: a header sent with every request (repeatable)",
+    )
+    cadd.add_argument("--replace", action="store_true", help="change it if it exists")
+    cls = cn_sub.add_parser("list", parents=[common], help="every connection, masked")
+    cls.add_argument("--json", action="store_true")
+    cshow = cn_sub.add_parser("show", parents=[common], help="one connection, masked")
+    cshow.add_argument("name")
+    cshow.add_argument("--json", action="store_true")
+    crm = cn_sub.add_parser("remove", parents=[common], help="delete a connection")
+    crm.add_argument("name")
     return parser
+
+
+def _skip_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="TASK[,TASK...]",
+        help="end these tasks SKIPPED at once; they count as done for their dependents",
+    )
+    parser.add_argument(
+        "--continue-on-error",
+        action="store_true",
+        default=None,
+        help="after a failure, branches that do not depend on it go on (the flow's "
+        "continue_on_error for this execution)",
+    )
+
+
+def _preset_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from-saved",
+        metavar="NAME",
+        help="start from the inputs of the execution saved as NAME (-i values override them)",
+    )
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="a dev execution (and its children): kept retention.dev_days by ordo gc",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,6 +351,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "workers":
                 return serve.workers_command(args, environ)
             return serve.submit_command(args, environ)
+        if args.command in ("kill", "resume", "restart", "replay", "mark"):
+            from ordo.cli import recover
+
+            return recover.COMMANDS[args.command](args, environ)
+        if args.command == "gc" or (
+            args.command == "executions" and args.action in ("save", "unsave")
+        ):
+            from ordo.cli import retention
+
+            if args.command == "gc":
+                return retention.gc_command(args, environ)
+            return retention.save_command(args, environ)
+        if args.command == "executioner":
+            from ordo.cli import executioner
+
+            return executioner.command(args, environ)
+        if args.command == "connections":
+            from ordo.cli import connections
+
+            return connections.command(args, environ)
         if args.command in ("validate", "plan"):
             from ordo.cli import check
 

@@ -12,6 +12,7 @@ from types import FrameType
 from ordo import engine
 from ordo.cli import display
 from ordo.cli.common import open_db, parse_pairs, print_json
+from ordo.cli.retention import start_from_args
 from ordo.errors import EXIT_FAILED, EXIT_OK, UsageError
 from ordo.model import State
 from ordo.runners import make_runners
@@ -19,23 +20,26 @@ from ordo.worker import Worker, WorkerSettings
 
 
 def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    inputs = parse_pairs(args.input, "-i")
     labels = parse_pairs(args.label, "-l")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, found {args.workers}")
     store = open_db(args.db, environ)
+    runners = None
     try:
         revision = engine.register_flow(store, args.file, time.time())
-        execution_id = engine.start_execution(store, revision, inputs, time.time(), labels=labels)
+        engine.check_children(store, revision.flow)
         settings = WorkerSettings()
         if args.workers:
             settings.slots = args.workers
+        runners = make_runners(settings.slots)
+        python_tasks = sum(1 for t in revision.flow.tasks if t.type == "python")
+        if python_tasks:  # their interpreters boot while the execution is recorded
+            runners.warm_python(python_tasks)
+        execution_id = start_from_args(store, revision, args, labels)
         quiet = args.quiet or args.json  # stdout carries the JSON document only
         listener = display.listener_for(store, execution_id, revision.flow, quiet=quiet)
-        worker = Worker(
-            store, make_runners(settings.slots), settings=settings, env=environ, listener=listener
-        )
-        final = _work(worker, execution_id, listener)
+        worker = Worker(store, runners, settings=settings, env=environ, listener=listener)
+        final = work(worker, execution_id, listener)
         if args.json:
             from ordo.cli.inspect import execution_document
 
@@ -43,18 +47,25 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         else:
             display.summary(store, execution_id, sys.stdout)
     finally:
+        if runners is not None:
+            runners.close()  # when the run did not start (the worker closes them else)
         store.close()
     return EXIT_OK if final in (State.SUCCESS, State.WARNING) else EXIT_FAILED
 
 
-def _work(worker: Worker, execution_id: int, listener: display.Progress) -> State:
+def work(
+    worker: Worker, execution_id: int, listener: display.Progress, *, reap: bool = False
+) -> State:
+    """Run ``execution_id`` to its end in this process; Ctrl-C or SIGTERM stops it."""
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
         worker.interrupt(f"interrupted by signal {signal.Signals(signum).name}")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    listener.begin()
+    execution = worker.store.get_execution(execution_id)
+    listener.begin(execution.reason if execution.state is State.QUEUED else None)
     try:
-        return worker.run_execution(execution_id)
+        return worker.run_execution(execution_id, reap=reap)
     finally:
         listener.end()
         for s, handler in previous.items():

@@ -13,6 +13,7 @@ from types import FrameType
 
 from ordo import engine
 from ordo.cli.common import fmt_time, open_db, parse_pairs, print_json, table
+from ordo.cli.retention import start_from_args
 from ordo.errors import EXIT_OK, UsageError
 from ordo.model import parse_duration
 from ordo.runners import make_runners
@@ -97,12 +98,12 @@ def _alive(heartbeat_at: float, stopped_at: float | None, now: float) -> str:
 
 def submit_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Record an execution and print its id; workers run it."""
-    inputs = parse_pairs(args.input, "-i")
     labels = parse_pairs(args.label, "-l")
     store = open_db(args.db, environ)
     try:
         revision = engine.register_flow(store, args.file, time.time())
-        execution_id = engine.start_execution(store, revision, inputs, time.time(), labels=labels)
+        engine.check_children(store, revision.flow)
+        execution_id = start_from_args(store, revision, args, labels)
     finally:
         store.close()
     print(execution_id)

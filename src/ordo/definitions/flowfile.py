@@ -9,7 +9,8 @@ Normalization, so that the engine sees one shape: ``sequential: true`` is turned
 ``depends_on`` chains in listed order (an explicit ``depends_on`` is then an error);
 ``depends_on`` given as one string becomes a tuple, a dependency listed twice counts once;
 ``defaults.retry`` is merged key by key under each task's ``retry``; ``defaults.timeout``
-fills a task's missing ``timeout``; durations are float seconds; ``env`` values are
+fills a task's missing ``timeout``, ``defaults.pre_checks`` and ``defaults.post_checks``
+its missing check lists (flow tasks have none); durations are float seconds; ``env`` values are
 strings. ``continue_on_error`` is kept as given on the Flow for the engine.
 """
 
@@ -25,13 +26,16 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from ordo import graph
+from ordo.definitions.checks import check_list
 from ordo.definitions.document import DocumentChecker, load_document
 from ordo.definitions.inputs import convert_input
 from ordo.definitions.schema import (
     COMMON_KEYS,
+    CONCURRENCY_KEYS,
     DEFAULT_KEYS,
     FUNCTION_RE,
     HTTP_METHODS,
+    ID_RE,
     INPUT_KEYS,
     NAME_RE,
     ONE_OF,
@@ -44,7 +48,18 @@ from ordo.definitions.schema import (
     plain,
 )
 from ordo.errors import DefinitionError, Problem
-from ordo.model import INPUT_TYPES, TASK_TYPES, Flow, InputSpec, RetryPolicy, Task
+from ordo.model import (
+    CONCURRENCY_BEHAVIORS,
+    INPUT_TYPES,
+    TASK_TYPES,
+    Check,
+    Flow,
+    FlowConcurrency,
+    InputSpec,
+    RetryPolicy,
+    Task,
+)
+from ordo.templating import has_template
 
 _TASK_FIELD = re.compile(r"^tasks\[(\d+)\]\.(\w+)$")
 _RETRY_KINDS = (
@@ -56,7 +71,19 @@ _RETRY_KINDS = (
     ("on_exit_codes", "int_list"),
     ("on_timeout", "bool"),
     ("budget", "duration"),
+    ("on_post_check", "bool"),
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Defaults:
+    """What ``defaults:`` gives every task (the task's own keys win)."""
+
+    retry: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    timeout: float | None = None
+    pre_checks: tuple[Check, ...] = ()
+    post_checks: tuple[Check, ...] = ()
+    queue: str = "default"
 
 
 def content_hash(data: bytes) -> str:
@@ -91,14 +118,14 @@ def parse_flow(text: str, path: str, *, fmt: Literal["yaml", "json"] | None = No
     """
     fmt = fmt or ("json" if path.lower().endswith(".json") else "yaml")
     root = load_document(text.removeprefix("\ufeff"), path, fmt)
-    checker = _FlowChecker(path)
+    checker = FlowChecker(path)
     flow = checker.flow(root)
     if checker.problems or flow is None:
         raise DefinitionError(sorted(checker.problems, key=lambda p: (p.line or 0, p.column or 0)))
     return flow
 
 
-class _FlowChecker(DocumentChecker):
+class FlowChecker(DocumentChecker):
     """Walks the parsed document, collecting problems and building the Flow."""
 
     def __init__(self, path: str) -> None:
@@ -119,13 +146,19 @@ class _FlowChecker(DocumentChecker):
         if vars_:
             self.names(root["vars"], "a var", "vars")
             self.templates(vars_, "vars", root["vars"], None)
-        retry, timeout = self.defaults(root)
         sequential = bool(self.get(root, "sequential", "bool", "", False))
         queue = self.identifier(root, "queue", "queue") or "default"
+        defaults = self.defaults(root, queue)
         description = self.get(root, "description", "str", "", "") or ""
         flow_timeout = self.get(root, "timeout", "duration", "")
         continue_on_error = bool(self.get(root, "continue_on_error", "bool", "", False))
-        tasks = self.tasks(root, retry, timeout, sequential, queue)
+        outputs = self.get(root, "outputs", "map", "") or {}
+        if outputs:
+            self.names(root["outputs"], "an output", "outputs")
+            self.templates(outputs, "outputs", root["outputs"], None)
+        run_if = self.run_if(root, "")
+        concurrency = self.flow_concurrency(root)
+        tasks = self.tasks(root, defaults, sequential)
         if flow_id is None or tasks is None:
             return None
         self.graph_problems(tasks)
@@ -140,6 +173,9 @@ class _FlowChecker(DocumentChecker):
             sequential=sequential,
             timeout=flow_timeout,
             continue_on_error=continue_on_error,
+            outputs=outputs,
+            run_if=run_if,
+            concurrency=concurrency,
             base_dir=os.path.dirname(os.path.abspath(self.path)),
             path=os.path.abspath(self.path),
         )
@@ -199,15 +235,22 @@ class _FlowChecker(DocumentChecker):
             self.get(spec, "description", "str", field, "") or "",
         )
 
-    def defaults(self, root: Mapping[str, Any]) -> tuple[dict[str, Any], float | None]:
+    def defaults(self, root: Mapping[str, Any], queue: str) -> _Defaults:
         node = root.get("defaults")
         if node is None:
-            return {}, None
+            return _Defaults(queue=queue)
         if not isinstance(node, Mapping):
-            self.expect("a mapping with retry and timeout", "defaults", node, root, "defaults")
-            return {}, None
+            what = "a mapping with retry, timeout, pre_checks or post_checks"
+            self.expect(what, "defaults", node, root, "defaults")
+            return _Defaults(queue=queue)
         self.keys(node, DEFAULT_KEYS, "defaults")
-        return self.retry(node, "defaults"), self.get(node, "timeout", "duration", "defaults")
+        return _Defaults(
+            retry=self.retry(node, "defaults"),
+            timeout=self.get(node, "timeout", "duration", "defaults"),
+            pre_checks=check_list(self, node, "pre_checks", "defaults") or (),
+            post_checks=check_list(self, node, "post_checks", "defaults") or (),
+            queue=queue,
+        )
 
     def retry(self, node: Mapping[str, Any], field: str) -> dict[str, Any]:
         """The retry keys given here, checked (merged over defaults by the caller)."""
@@ -227,12 +270,7 @@ class _FlowChecker(DocumentChecker):
         return found
 
     def tasks(
-        self,
-        root: Mapping[str, Any],
-        retry: dict[str, Any],
-        timeout: float | None,
-        sequential: bool,
-        queue: str,
+        self, root: Mapping[str, Any], defaults: _Defaults, sequential: bool
     ) -> list[Task] | None:
         node = root.get("tasks")
         if node is None:
@@ -244,7 +282,7 @@ class _FlowChecker(DocumentChecker):
         tasks = []
         self.task_nodes = node
         for i, item in enumerate(node):
-            task = self.task(node, i, item, retry, timeout, queue)
+            task = self.task(node, i, item, defaults)
             if task is not None:
                 tasks.append(task)
                 self.task_index.append(i)
@@ -278,15 +316,7 @@ class _FlowChecker(DocumentChecker):
             node, key = self.task_nodes[index], match[2]
             self.problem(found.message, f"tasks[{index}].{key}", node, key if key in node else None)
 
-    def task(
-        self,
-        seq: list[Any],
-        i: int,
-        node: Any,
-        retry: dict[str, Any],
-        timeout: float | None,
-        queue: str,
-    ) -> Task | None:
+    def task(self, seq: list[Any], i: int, node: Any, defaults: _Defaults) -> Task | None:
         field = f"tasks[{i}]"
         if not isinstance(node, Mapping):
             self.expect("a task mapping with id and type", field, node, seq, i)
@@ -303,7 +333,29 @@ class _FlowChecker(DocumentChecker):
             k: v if isinstance(v, str) else json.dumps(v)
             for k, v in (self.get(node, "env", "scalar_map", field) or {}).items()
         }
-        self.templates({**spec, "with": with_, "env": env}, field, node, None)
+        for_each = self.for_each(node, field)
+        concurrency = self.get(node, "concurrency", "positive_int", field)
+        if concurrency is not None and for_each is None:
+            self.problem(
+                "concurrency limits for_each items: give for_each too",
+                f"{field}.concurrency",
+                node,
+                "concurrency",
+            )
+        run_if = self.run_if(node, field)
+        key = self.identifier(node, "concurrency_key", f"{field}.concurrency_key")
+        key_limit = self.get(node, "concurrency_limit", "positive_int", field, 1)
+        if "concurrency_limit" in node and "concurrency_key" not in node:
+            self.problem(
+                "concurrency_limit limits the task runs sharing a concurrency_key: "
+                "give concurrency_key too",
+                f"{field}.concurrency_limit",
+                node,
+                "concurrency_limit",
+            )
+        pre_checks, post_checks = self.checks(kind, node, field, defaults)
+        checked = {**spec, "with": with_, "env": env, "for_each": for_each, "run_if": run_if}
+        self.templates(checked, field, node, None)
         if task_id is None:
             return None
         return Task(
@@ -314,12 +366,113 @@ class _FlowChecker(DocumentChecker):
             depends_on=tuple(dict.fromkeys([deps] if isinstance(deps, str) else deps)),
             with_=with_,
             env=env,
-            retry=RetryPolicy.from_dict({**retry, **self.retry(node, field)}),
-            timeout=self.get(node, "timeout", "duration", field, timeout),
+            retry=RetryPolicy.from_dict({**defaults.retry, **self.retry(node, field)}),
+            timeout=self.get(node, "timeout", "duration", field, defaults.timeout),
             allow_failure=bool(self.get(node, "allow_failure", "bool", field, False)),
-            queue=self.identifier(node, "queue", f"{field}.queue") or queue,
+            queue=self.identifier(node, "queue", f"{field}.queue") or defaults.queue,
+            for_each=for_each,
+            concurrency=concurrency,
+            run_if=run_if,
+            concurrency_key=key,
+            concurrency_limit=key_limit,
+            pre_checks=pre_checks,
+            post_checks=post_checks,
             line=node.lc.line + 1 if hasattr(node, "lc") else None,
         )
+
+    def flow_concurrency(self, root: Mapping[str, Any]) -> FlowConcurrency | None:
+        """``concurrency: {limit: N, behavior: queue|cancel|fail}`` at the top."""
+        node = self.get(root, "concurrency", "map", "")
+        if node is None:
+            return None
+        self.keys(root["concurrency"], CONCURRENCY_KEYS, "concurrency")
+        if "limit" not in node:
+            self.problem("limit is required", "concurrency", root, "concurrency")
+            return None
+        limit = self.get(root["concurrency"], "limit", "positive_int", "concurrency")
+        behavior = node.get("behavior", "queue")
+        if behavior not in CONCURRENCY_BEHAVIORS:
+            self.expect(
+                "one of " + ", ".join(CONCURRENCY_BEHAVIORS),
+                "concurrency.behavior",
+                behavior,
+                root["concurrency"],
+                "behavior",
+            )
+            return None
+        return FlowConcurrency(limit, behavior) if limit is not None else None
+
+    def checks(
+        self, kind: str, node: Mapping[str, Any], field: str, defaults: _Defaults
+    ) -> tuple[tuple[Check, ...], tuple[Check, ...]]:
+        """The task's pre and post checks, else the defaults' (a flow task has none: the
+        tasks of its child flow may)."""
+        if kind == "flow":
+            for key in ("pre_checks", "post_checks"):
+                if key in node:
+                    self.problem(
+                        f"{key} are not supported on flow tasks: give them to the tasks of "
+                        "the child flow",
+                        f"{field}.{key}",
+                        node,
+                        ("key", key),
+                    )
+            return (), ()
+        pre = check_list(self, node, "pre_checks", field)
+        post = check_list(self, node, "post_checks", field)
+        return (
+            defaults.pre_checks if pre is None else pre,
+            defaults.post_checks if post is None else post,
+        )
+
+    def for_each(self, node: Mapping[str, Any], field: str) -> Any:
+        """A template producing a list, or a literal list."""
+        if "for_each" not in node:
+            return None
+        value = plain(node["for_each"])
+        if isinstance(value, list) or (isinstance(value, str) and has_template(value)):
+            return value
+        self.expect(
+            'a list, or a template producing one (like "{{ outputs.list_files.files }}")',
+            f"{field}.for_each",
+            value,
+            node,
+            "for_each",
+        )
+        return None
+
+    def run_if(self, node: Mapping[str, Any], field: str) -> Any:
+        """true/false, RUN/SKIP/STOP (optionally ``SKIP: why``), a template answering one
+        of those, or ``{function: module:function}``."""
+        if "run_if" not in node:
+            return None
+        name = f"{field}.run_if" if field else "run_if"
+        value = plain(node["run_if"])
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and (has_template(value) or _answer(value)):
+            return value
+        if isinstance(value, Mapping) and set(value) == {"function"}:
+            function = value["function"]
+            if isinstance(function, str) and FUNCTION_RE.match(function):
+                return value
+            self.expect(
+                "module:function (like checks:ready)",
+                f"{name}.function",
+                function,
+                node["run_if"],
+                "function",
+            )
+            return None
+        self.expect(
+            "true, false, RUN, SKIP, STOP, a template answering one of them, "
+            "or {function: module:function}",
+            name,
+            value,
+            node,
+            "run_if",
+        )
+        return None
 
     def task_type(self, node: Mapping[str, Any], field: str) -> str | None:
         """The task's type, its keys checked against that type's; None if unknown."""
@@ -345,13 +498,17 @@ class _FlowChecker(DocumentChecker):
         """The type's own fields: required ones present, each of the right shape."""
         for key, what in TYPE_RULES[kind]:
             self.get(node, key, what, field)
-        one_of = ONE_OF.get(kind)
-        if one_of:
+        for one_of in ONE_OF.get(kind, ()):
             given = [k for k in one_of if k in node]
             if len(given) != 1:
+                names = ", ".join(one_of[:-1]) + f" or {one_of[-1]}"
+                found = (
+                    "neither" if not given else "both" if len(one_of) == 2 else " and ".join(given)
+                )
+                if not given and len(one_of) > 2:
+                    found = "none"
                 self.problem(
-                    f"{_a(kind)} task needs exactly one of {one_of[0]} or {one_of[1]}, "
-                    f"found {'both' if given else 'neither'}",
+                    f"{_a(kind)} task needs exactly one of {names}, found {found}",
                     field,
                     node,
                     None,
@@ -366,14 +523,25 @@ class _FlowChecker(DocumentChecker):
 
     def type_values(self, node: Mapping[str, Any], field: str) -> None:
         """Values of the right kind that must also have the right form."""
-        function = node.get("function")
-        if isinstance(function, str) and not FUNCTION_RE.match(function):
-            self.problem(
-                f"expected module:function (like etl.steps:transform), found {function!r}",
-                f"{field}.function",
-                node,
-                "function",
-            )
+        for key in ("function", "handler"):
+            function = node.get(key)
+            if isinstance(function, str) and not FUNCTION_RE.match(function):
+                self.problem(
+                    f"expected module:function (like etl.steps:transform), found {function!r}",
+                    f"{field}.{key}",
+                    node,
+                    key,
+                )
+        flow_ref = node.get("flow")
+        if isinstance(flow_ref, str) and not has_template(flow_ref):
+            parts = flow_ref.split("/")
+            if len(parts) > 2 or not all(ID_RE.match(p) for p in parts):
+                self.problem(
+                    f"expected a flow id or namespace/id (like etl/daily), found {flow_ref!r}",
+                    f"{field}.flow",
+                    node,
+                    "flow",
+                )
         method = node.get("method")
         if isinstance(method, str) and method.upper() not in HTTP_METHODS:
             self.problem(
@@ -382,6 +550,11 @@ class _FlowChecker(DocumentChecker):
                 node,
                 "method",
             )
+
+
+def _answer(text: str) -> bool:
+    """``RUN``, ``SKIP``, ``STOP``, in any case, optionally followed by ``: why``."""
+    return text.split(":", 1)[0].strip().upper() in ("RUN", "SKIP", "STOP")
 
 
 def _a(kind: str) -> str:

@@ -25,10 +25,14 @@ TOP_KEYS = (
     "sequential",
     "continue_on_error",
     "queue",
+    "outputs",
+    "run_if",
+    "concurrency",
     "tasks",
 )
+CONCURRENCY_KEYS = ("limit", "behavior")
 INPUT_KEYS = ("type", "default", "required", "description")
-DEFAULT_KEYS = ("retry", "timeout")
+DEFAULT_KEYS = ("retry", "timeout", "pre_checks", "post_checks")
 RETRY_KEYS = (
     "attempts",
     "delay",
@@ -38,6 +42,7 @@ RETRY_KEYS = (
     "on_exit_codes",
     "on_timeout",
     "budget",
+    "on_post_check",
 )
 COMMON_KEYS = (
     "id",
@@ -50,22 +55,39 @@ COMMON_KEYS = (
     "timeout",
     "allow_failure",
     "queue",
+    "for_each",
+    "concurrency",
+    "run_if",
+    "concurrency_key",
+    "concurrency_limit",
+    "pre_checks",
+    "post_checks",
 )
 TYPE_KEYS: Mapping[str, tuple[str, ...]] = {
     "shell": ("command", "cwd", "inherit_env"),
-    "python": ("function", "script", "cwd", "inherit_env"),
-    "sql": ("url", "query", "script", "params", "max_rows"),
-    "http": ("method", "url", "headers", "json", "body", "params", "expect_status"),
+    "python": ("function", "script", "handler", "cwd", "inherit_env"),
+    "sql": ("url", "connection", "query", "script", "params", "max_rows"),
+    "http": (
+        "method",
+        "url",
+        "connection",
+        "headers",
+        "json",
+        "body",
+        "params",
+        "expect_status",
+    ),
+    "flow": ("flow", "revision", "wait"),
 }
-#: Fields a task of the type must have, and pairs of which it must have exactly one.
+#: Fields a task of the type must have, and groups of which it must have exactly one.
 REQUIRED: Mapping[str, tuple[str, ...]] = {
     "shell": ("command",),
-    "sql": ("url",),
     "http": ("url",),
+    "flow": ("flow",),
 }
-ONE_OF: Mapping[str, tuple[str, str]] = {
-    "python": ("function", "script"),
-    "sql": ("query", "script"),
+ONE_OF: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "python": (("function", "script", "handler"),),
+    "sql": (("query", "script"), ("url", "connection")),
 }
 
 
@@ -191,11 +213,13 @@ TYPE_RULES: Mapping[str, tuple[tuple[str, str], ...]] = {
     "python": (
         ("function", "str"),
         ("script", "str"),
+        ("handler", "str"),
         ("cwd", "str"),
         ("inherit_env", "str_or_list"),
     ),
     "sql": (
         ("url", "str"),
+        ("connection", "str"),
         ("query", "str"),
         ("script", "str"),
         ("params", "params"),
@@ -204,10 +228,12 @@ TYPE_RULES: Mapping[str, tuple[tuple[str, str], ...]] = {
     "http": (
         ("method", "str"),
         ("url", "str"),
+        ("connection", "str"),
         ("headers", "scalar_map"),
         ("json", "any"),
         ("body", "any"),
         ("params", "scalar_map"),
         ("expect_status", "status"),
     ),
+    "flow": (("flow", "str"), ("revision", "positive_int"), ("wait", "bool")),
 }

@@ -4,9 +4,14 @@ httpx, and the sql runner psycopg, only when a task needs them."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ordo.errors import RunnerError
-from ordo.runners.base import Runner
+from ordo.runners.base import RunContext, Runner
+
+if TYPE_CHECKING:
+    from ordo.runners.checks import CheckRunner
 
 
 class RunnerSet:
@@ -16,6 +21,7 @@ class RunnerSet:
         self.pool_size = pool_size
         self._runners: dict[str, Runner] = {}
         self._lock = threading.Lock()
+        self._checks: CheckRunner | None = None
 
     def get(self, task_type: str) -> Runner:
         """The runner for ``task_type``; safe to call from several threads."""
@@ -45,6 +51,31 @@ class RunnerSet:
 
             return HttpRunner()
         raise RunnerError(f"no runner for task type {task_type!r}")
+
+    def checks(self) -> CheckRunner:
+        """What runs tasks' pre and post checks (function checks on the python hosts)."""
+        if self._checks is None:
+            from ordo.runners.checks import CheckRunner
+
+            self._checks = CheckRunner(self._evaluate_check)
+        return self._checks
+
+    def _evaluate_check(
+        self, function: str, base_dir: str, facts: Mapping[str, Any], ctx: RunContext
+    ) -> Any:
+        from ordo.runners.python import PythonRunner
+
+        python = self.get("python")
+        assert isinstance(python, PythonRunner)
+        return python.evaluate(function, base_dir, facts, ctx, what="function check")
+
+    def warm_python(self, count: int | None = None) -> None:
+        """Start python hosts now, so that the first python tasks find them up."""
+        from ordo.runners.python import PythonRunner
+
+        runner = self.get("python")
+        assert isinstance(runner, PythonRunner)
+        runner.warm(count)
 
     def close(self) -> None:
         """Close every runner made so far (stops the python hosts)."""

@@ -14,10 +14,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ordo.model import Outcome, Task
+from ordo.model import Check, Outcome, Task
 
 #: ``log(stream, line)``: stream is "stdout" or "stderr"; line has no trailing newline.
 LogSink = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """A task's pre and post checks for one attempt, run around the runner by
+    :mod:`ordo.runners.checks`. ``render(check, own)`` gives the check with its templates
+    rendered (``own``: the attempt's outputs, seen as ``outputs.<task>`` by post checks;
+    None before the task ran) and raises :class:`~ordo.errors.OrdoError` when it cannot.
+    ``facts`` are what a function check may take (inputs, outputs, execution, fork)."""
+
+    pre: tuple[Check, ...] = ()
+    post: tuple[Check, ...] = ()
+    render: Callable[[Check, Mapping[str, Any] | None], Check] = lambda check, own: check
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -38,6 +52,17 @@ class RunContext:
     timeout: float | None = None
     kill_grace: float = 5.0
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: ``{function: module:func}`` of a run_if to evaluate before running, with ``facts``
+    #: (inputs, outputs, execution, fork) as the keyword arguments it may take.
+    run_if: Mapping[str, Any] | None = None
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    #: Values never to show (connection passwords, header values): masked in logs.
+    secrets: tuple[str, ...] = ()
+    #: A python handler's calls into ordo (``this.flow``, ``this.connect``, ``system.*``):
+    #: a request dict in, an answer dict out; blocks until answered. None outside a worker.
+    call: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: The task's pre and post checks, when it has any.
+    checks: CheckPlan | None = None
 
 
 class Runner(Protocol):

@@ -49,15 +49,20 @@ class HttpRunner:
                     extensions={"trace": sockets.trace},
                 )
             except self._httpx.HTTPError as exc:
-                return watch.outcome() or self._failure(exc, method, url, ctx)
+                stopped = watch.outcome()
+                if stopped is not None and stopped.reason != "timeout":
+                    return stopped  # cancelled; a timeout (ours or httpx's) names the URL
+                return self._failure(exc, method, url, ctx, timed_out=stopped is not None)
         ctx.log("stdout", f"{response.status_code} {response.reason_phrase}")
         wanted = f.get("expect_status") or []
         return _outcome(
             response, [int(s) for s in (wanted if isinstance(wanted, list) else [wanted])]
         )
 
-    def _failure(self, exc: Exception, method: str, url: str, ctx: RunContext) -> Outcome:
-        if isinstance(exc, self._httpx.TimeoutException):
+    def _failure(
+        self, exc: Exception, method: str, url: str, ctx: RunContext, *, timed_out: bool = False
+    ) -> Outcome:
+        if timed_out or isinstance(exc, self._httpx.TimeoutException):
             error = f"{timeout_error(ctx.timeout or DEFAULT_TIMEOUT)}: {method} {url}"
             return Outcome(State.FAILED, reason="timeout", error=error)
         if isinstance(exc, self._httpx.ConnectError):

@@ -1,8 +1,10 @@
 """A warm host process for python tasks (run as a script; standard library only).
 
-Started by :mod:`ordo.runners.python` as ``python pyhost.py REPLY_FD ORDO_ROOT`` in its own
-session. It reads one JSON request per line on its original standard input and runs the
-function or script with the task's environment, working directory and import path; then
+Started by :mod:`ordo.runners.python` as ``python pyhost.py REPLY_FD ORDO_ROOT CALL_FD
+ANSWER_FD`` in its own session; a task's calls into ordo (``this.flow``,
+``this.connect``) go out on CALL_FD and their answers come back on ANSWER_FD. It reads
+one JSON request per line on its original standard input and runs the function, handler
+or script with the task's environment, working directory and import path; then
 flushes Python's and C's buffers, writes an end marker line on fd 1 and on fd 2 (so the
 parent knows every line of this task has arrived) and a JSON reply line on ``REPLY_FD``.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import importlib
 import importlib.util
 import json
@@ -113,6 +116,7 @@ def _c_flush() -> Callable[[], object]:
 def main() -> None:
     """Serve requests until standard input ends."""
     reply_fd, ordo_root = int(sys.argv[1]), sys.argv[2]
+    call_fd, answer_fd = int(sys.argv[3]), int(sys.argv[4])
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [ordo_root, *(p for p in sys.path if p and os.path.abspath(p) != here)]
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -122,6 +126,8 @@ def main() -> None:
     os.close(devnull)
     replies = os.fdopen(reply_fd, "wb", buffering=0)
     host = Host(_c_flush())
+    if host.this is not None:
+        setattr(host.this, "_channel", host.this._Channel(call_fd, answer_fd))  # noqa: B010
     for line in requests:
         request = json.loads(line)
         reply = host.handle(request)
@@ -136,7 +142,7 @@ class Host:
     """Runs one request at a time, restoring the process between tasks."""
 
     def __init__(self, c_flush: Callable[[], object]) -> None:
-        self.environ = dict(os.environ)
+        self.env = Environ()
         self.cwd = os.getcwd()
         self.path = list(sys.path)
         self.argv = list(sys.argv)
@@ -151,15 +157,14 @@ class Host:
         """Run the request's task; the reply says how it ended and what it cost."""
         dirs = _import_dirs(request)
         self.modules.prepare(dirs)
-        os.environ.clear()
-        os.environ.update(request["env"])
+        self.env.set(request["env"])
         sys.path[:] = [*dirs, *(p for p in self.path if p not in dirs)]
         if self.this is not None:
             self.this.inputs._set(request["with"])
         before = _usage()
         try:
             os.chdir(request["cwd"])
-            reply = execute(request)
+            reply = execute(request, self.this)
         except BaseException as exc:  # the task's failure is the reply, never the host's end
             reply = failure(exc)
         finally:
@@ -170,9 +175,8 @@ class Host:
         return reply
 
     def restore(self) -> None:
-        """Put back what a task may have changed: environment, cwd, path, argv."""
-        os.environ.clear()
-        os.environ.update(self.environ)
+        """Put back what a task may have changed: cwd, path, argv (the environment is
+        set afresh for every task)."""
         os.chdir(self.cwd)
         sys.path[:] = self.path
         sys.argv[:] = self.argv
@@ -187,11 +191,39 @@ class Host:
         self.c_flush()
 
 
+class Environ:
+    """Sets ``os.environ`` to a task's environment, touching only the variables that
+    differ from the last one set (clearing and refilling it costs more than a small
+    task). A task that changed ``os.environ`` itself is noticed (its raw bytes differ)
+    and the next one starts from what is really there."""
+
+    def __init__(self) -> None:
+        self.now = dict(os.environ)
+        self.raw = dict(os.environ._data)  # type: ignore[attr-defined]
+
+    def set(self, wanted: dict[str, str]) -> None:
+        data = os.environ._data  # type: ignore[attr-defined]
+        if data != self.raw:
+            self.now = dict(os.environ)
+        for key in self.now.keys() - wanted.keys():
+            del os.environ[key]
+        for key, value in wanted.items():
+            if self.now.get(key) != value:
+                os.environ[key] = value
+        self.now = dict(wanted)
+        self.raw = dict(data)
+
+
 def _import_dirs(request: dict[str, Any]) -> tuple[str, ...]:
     """Where the task's imports come from: the script's folder, the flow's, the cwd."""
-    dirs = [request["base_dir"], request["cwd"]]
-    if request.get("script"):
-        dirs.insert(0, os.path.dirname(request["script"]))
+    return _real_dirs(request["base_dir"], request["cwd"], request.get("script"))
+
+
+@functools.lru_cache(maxsize=256)
+def _real_dirs(base_dir: str, cwd: str, script: str | None) -> tuple[str, ...]:
+    dirs = [base_dir, cwd]
+    if script:
+        dirs.insert(0, os.path.dirname(script))
     return tuple(dict.fromkeys(os.path.realpath(d) for d in dirs))
 
 
@@ -203,33 +235,99 @@ def _usage() -> tuple[float, int]:
     return cpu, max(own.ru_maxrss, kids.ru_maxrss)
 
 
-def execute(request: dict[str, Any]) -> dict[str, Any]:
-    """Run the function or script; a returned dict becomes the outputs."""
+def execute(request: dict[str, Any], this: ModuleType | None = None) -> dict[str, Any]:
+    """Run the function, handler or script (a script defining ``handler`` runs as a
+    handler); a returned dict becomes the outputs."""
+    if request.get("evaluate"):
+        return evaluate(request["function"], request["with"])
     if request.get("script"):
-        return run_script(request["script"])
+        found = run_script(request["script"])
+        handler = found.get("handler") if isinstance(found, dict) else None
+        if not callable(handler):
+            return {"ok": True, "result": {}}
+        target = f"{os.path.basename(request['script'])}:handler"
+        return call_handler(handler, target, request["with"], this)
+    if request.get("handler"):
+        target = request["handler"]
+        return call_handler(load_function(target), target, request["with"], this)
     target = request["function"]
-    result = load_function(target)(**request["with"])
+    return _result(load_function(target)(**request["with"]), f"function {target}", this)
+
+
+def _result(result: Any, what: str, this: ModuleType | None) -> dict[str, Any]:
+    """A task's return value as the reply: None, a dict of outputs, or this.Result."""
+    if this is not None and isinstance(result, this.Result):
+        state, message = result.state, result.message
+        reply = {"ok": state != "FAILED", "state": state, "message": message}
+        if state == "FAILED":
+            reply.update(_failed(message or "the handler said fail"))
+        return {**reply, **_outputs(result.outputs, what)}
     if result is None:
         return {"ok": True, "result": {}}
     if not isinstance(result, dict):
         return _failed(
-            f"function {target} returned {type(result).__name__}, "
-            "expected a dict of outputs or None"
+            f"{what} returned {type(result).__name__}, "
+            "expected a dict of outputs, None or this.success/warning/fail(...)"
         )
+    return {"ok": True, **_outputs(result, what)}
+
+
+def _outputs(result: dict[str, Any], what: str) -> dict[str, Any]:
     try:
         json.dumps(result)
     except (TypeError, ValueError) as exc:
-        return _failed(f"function {target} returned outputs that are not JSON: {exc}")
-    return {"ok": True, "result": result}
+        return _failed(f"{what} returned outputs that are not JSON: {exc}")
+    return {"result": result}
 
 
-def run_script(script: str) -> dict[str, Any]:
-    """``runpy`` the script as ``__main__``, with ``sys.argv == [script]``."""
+def call_handler(
+    handler: Callable[..., Any], target: str, inputs: dict[str, Any], this: ModuleType | None
+) -> dict[str, Any]:
+    """``handler(system, this, inputs)``; a clear error when it takes other arguments."""
+    import inspect
+
+    if this is None:
+        raise LoadError("handlers need the ordo package importable in the task's python")
+    try:
+        inspect.signature(handler).bind(this.system, this, inputs)
+    except TypeError:
+        shown = str(inspect.signature(handler))
+        raise LoadError(
+            f"handler {target} must take (system, this, inputs), it takes {shown}"
+        ) from None
+    except ValueError:
+        pass  # no signature to check (a builtin): let the call say
+    return _result(handler(this.system, this, inputs), f"handler {target}", this)
+
+
+def evaluate(target: str, facts: dict[str, Any]) -> dict[str, Any]:
+    """A run_if function's answer: called with the facts its parameters name (all of
+    them when it takes ``**kwargs``)."""
+    import inspect
+
+    func = load_function(target)
+    try:
+        params = inspect.signature(func).parameters.values()
+    except ValueError:
+        params = []  # type: ignore[assignment]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        given = dict(facts)
+    else:
+        given = {p.name: facts[p.name] for p in params if p.name in facts}
+    value = func(**given)
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        value = str(value)
+    return {"ok": True, "value": value}
+
+
+def run_script(script: str) -> dict[str, Any] | None:
+    """``runpy`` the script as ``__main__``, with ``sys.argv == [script]``; its globals."""
     if not os.path.isfile(script):
-        return _failed(f"script not found: {script}")
+        raise LoadError(f"script not found: {script}")
     sys.argv[:] = [script]
-    runpy.run_path(script, run_name="__main__")
-    return {"ok": True, "result": {}}
+    return runpy.run_path(script, run_name="__main__")
 
 
 def load_function(target: str) -> Callable[..., Any]:

@@ -11,14 +11,18 @@ third pipe.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import select
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from ordo.model import Outcome, State
+from ordo.errors import RunnerError
+from ordo.model import Outcome, State, Task
 from ordo.runners import pyhost
 from ordo.runners.base import RunContext
 from ordo.runners.process import (
@@ -33,7 +37,9 @@ from ordo.runners.process import (
     pump,
 )
 from ordo.runners.shell import working_dir
-from ordo.runners.watch import stopped_outcome
+from ordo.runners.watch import stopped_outcome, timeout_error
+
+logger = logging.getLogger(__name__)
 
 #: The folder holding the ``ordo`` package: the host's import path for ``ordo.this``.
 _ORDO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -56,21 +62,65 @@ class _Replies:
         pass
 
 
+class _Calls:
+    """Serves a task's calls into ordo: each request line read from the host is handed
+    to ``ctx.call`` and its answer written back (an error answer when there is none)."""
+
+    def __init__(self, ctx: RunContext, answer_fd: int) -> None:
+        self.ctx = ctx
+        self.answer_fd = answer_fd
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            self.answer(json.loads(line))
+
+    def answer(self, request: dict[str, Any]) -> None:
+        if self.ctx.call is None:
+            reply: dict[str, Any] = {"error": "calls into ordo need a worker (run the flow)"}
+        else:
+            try:
+                reply = self.ctx.call(request)
+            except Exception as exc:  # a bad request must not leave the task hanging
+                logger.exception("a task's call into ordo failed: %s", request.get("op"))
+                reply = {"error": f"internal error: {exc!r}"}
+        data = (json.dumps(reply, default=str) + "\n").encode()
+        while data:
+            data = data[os.write(self.answer_fd, data) :]
+
+    def close(self) -> None:
+        pass
+
+
 class Host:
     """One warm ``pyhost`` process; used by one attempt at a time."""
 
     def __init__(self) -> None:
         read_fd, write_fd = os.pipe()
+        call_r, call_w = os.pipe()
+        answer_r, answer_w = os.pipe()
         self.proc = subprocess.Popen(
-            [sys.executable, pyhost.__file__, str(write_fd), _ORDO_ROOT],
+            [
+                sys.executable,
+                pyhost.__file__,
+                str(write_fd),
+                _ORDO_ROOT,
+                str(call_w),
+                str(answer_r),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            pass_fds=(write_fd,),
+            pass_fds=(write_fd, call_w, answer_r),
             start_new_session=True,
         )
-        os.close(write_fd)
+        for fd in (write_fd, call_w, answer_r):
+            os.close(fd)
         self.reply_fd = read_fd
+        self.call_fd = call_r
+        self.answer_fd = answer_w
         self.seq = 0
         self.alive = True
         self.stopped = False
@@ -107,6 +157,7 @@ class Host:
             self.proc.stdout.fileno(): LineSplitter("stdout", sink),
             self.proc.stderr.fileno(): LineSplitter("stderr", sink),
             self.reply_fd: replies,
+            self.call_fd: _Calls(ctx, self.answer_fd),
         }
         finished = pump(
             self.proc.pid,
@@ -121,6 +172,21 @@ class Host:
             self.alive = False
         return replies.reply, finished
 
+    def hang_up(self) -> None:
+        """End of input: an idle host exits (see :meth:`stop`)."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+
+    def _await_exit(self, timeout: float) -> None:
+        """Wait until the host closes its output (it is exiting), then reap it."""
+        assert self.proc.stdout is not None
+        fd, end = self.proc.stdout.fileno(), time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready and not os.read(fd, 65536):
+                break
+        self.proc.wait(timeout=max(end - time.monotonic(), 0.05))
+
     def stop(self, grace: float) -> None:
         """End the host: politely (end of input) when idle, else by killing its tree.
         Safe to call twice."""
@@ -130,8 +196,8 @@ class Host:
         was_alive, self.alive = self.alive, False
         if was_alive and self.proc.stdin is not None:
             try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=1.0)
+                self.hang_up()
+                self._await_exit(1.0)
             except (OSError, subprocess.TimeoutExpired):
                 pass
         if self.proc.returncode is None and not _reaped(self.proc.pid):
@@ -142,7 +208,8 @@ class Host:
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None and not stream.closed:
                 stream.close()
-        os.close(self.reply_fd)
+        for fd in (self.reply_fd, self.call_fd, self.answer_fd):
+            os.close(fd)
 
 
 class PythonRunner:
@@ -157,6 +224,12 @@ class PythonRunner:
         self.environ = dict(os.environ if environ is None else environ)
         self._idle: list[Host] = []
         self._lock = threading.Lock()
+
+    def warm(self, count: int | None = None) -> None:
+        """Start ``count`` hosts now (default: the pool's size): their interpreters boot
+        while the caller goes on, so the first tasks find them up."""
+        for _ in range(min(count or self.pool_size, self.pool_size)):
+            self._release(Host(), 1.0)
 
     def _acquire(self) -> Host:
         with self._lock:
@@ -177,10 +250,7 @@ class PythonRunner:
         request = self._request(ctx, files)
         host = self._acquire()
         try:
-            if not host.send(request):
-                host.stop(ctx.kill_grace)
-                host = Host()
-                host.send(request)
+            host = self._send(host, request, ctx.kill_grace)
             reply, finished = host.receive(ctx)
             if not host.alive:
                 host.stop(ctx.kill_grace)
@@ -188,6 +258,16 @@ class PythonRunner:
         finally:
             self._release(host, ctx.kill_grace)
             files.remove()
+
+    @staticmethod
+    def _send(host: Host, request: dict[str, Any], grace: float) -> Host:
+        """The host that took ``request``: this one, or a new one if it died idle."""
+        if host.send(request):
+            return host
+        host.stop(grace)
+        host = Host()
+        host.send(request)
+        return host
 
     def _request(self, ctx: RunContext, files: AttemptFiles) -> dict[str, Any]:
         env = child_env(
@@ -199,6 +279,7 @@ class PythonRunner:
         base_dir = os.path.abspath(ctx.base_dir)
         return {
             "function": ctx.fields.get("function"),
+            "handler": ctx.fields.get("handler"),
             "script": os.path.join(base_dir, str(script)) if script else None,
             "with": dict(ctx.with_),
             "env": env,
@@ -243,10 +324,62 @@ class PythonRunner:
                 **usage,
             )
         outputs.update(reply.get("result") or {})
+        if reply.get("state") == "WARNING":
+            return Outcome(
+                State.WARNING,
+                exit_code=0,
+                error=reply.get("message") or "the handler said warning",
+                outputs=outputs,
+                metrics=metrics,
+                **usage,
+            )
         return Outcome(State.SUCCESS, exit_code=0, outputs=outputs, metrics=metrics, **usage)
+
+    def evaluate(
+        self,
+        function: str,
+        base_dir: str,
+        facts: Mapping[str, Any],
+        ctx: RunContext | None = None,
+        *,
+        what: str = "run_if function",
+    ) -> Any:
+        """Call a run_if (or check) ``function`` on a host with the ``facts`` it names;
+        its value. RunnerError says why when it cannot (it failed, timed out, was
+        cancelled), naming it as ``what``."""
+        base = os.path.abspath(base_dir)
+        probe = ctx or RunContext(0, 0, 0, 1, Task("run_if", "python"), {}, {}, {}, base, _drop)
+        request = {
+            "evaluate": True,
+            "function": function,
+            "with": dict(facts),
+            "env": dict(self.environ),
+            "cwd": base,
+            "base_dir": base,
+        }
+        host = self._acquire()
+        try:
+            host = self._send(host, request, probe.kill_grace)
+            reply, finished = host.receive(probe)
+            if not host.alive:
+                host.stop(probe.kill_grace)
+        finally:
+            self._release(host, probe.kill_grace)
+        if finished.timed_out or finished.cancelled or reply is None:
+            why = timeout_error(probe.timeout) if finished.timed_out else "was stopped"
+            raise RunnerError(f"{what} {function} {why}")
+        if not reply["ok"]:
+            raise RunnerError(f"{what} {function} failed: {reply.get('error')}")
+        return reply.get("value")
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
+        for host in idle:  # all of them start exiting at once
+            host.hang_up()
         for host in idle:
             host.stop(1.0)
+
+
+def _drop(stream: str, line: str) -> None:
+    pass

@@ -16,10 +16,13 @@ import psycopg
 
 from ordo.errors import StoreError, StoreUnavailable
 from ordo.store import migrate
+from ordo.store import queries as q
 from ordo.store.reads import Row
+from ordo.store.retention import Reclaimed
 from ordo.store.sql import SqlStore
 
 MIGRATION_LOCK = 7_240_001  # pg_advisory_xact_lock key: one migrator at a time
+LIMIT_LOCKS = 7_240  # pg_advisory_xact_lock(class, hashtext(name)): concurrency limits
 NOTIFY_CHANNEL = "ordo_ready"
 logger = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ class PostgresStore(SqlStore):
     """A store in one PostgreSQL database."""
 
     backend = "postgresql"
+    _lock_rows = " FOR UPDATE"
 
     def __init__(self, url: str, *, connect_timeout: int = 5) -> None:
         super().__init__()
@@ -147,8 +151,17 @@ class PostgresStore(SqlStore):
             raise self._error(exc) from exc
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Many rows: an ``INSERT ... VALUES (...)`` becomes one statement per 500 rows
+        (one round trip and one plan); anything else is pipelined."""
         batch = list(rows)
         if not batch:
+            return
+        head, values, one = sql.rstrip().rpartition("VALUES")
+        if values and head.lstrip().upper().startswith("INSERT") and one.strip().endswith(")"):
+            for start in range(0, len(batch), 500):
+                chunk = batch[start : start + 500]
+                many = f"{head}VALUES {', '.join([one.strip()] * len(chunk))}"
+                self._execute(many, [value for row in chunk for value in row])
             return
         try:
             with self._conn.cursor() as cur:
@@ -177,23 +190,40 @@ class PostgresStore(SqlStore):
             self._conn.execute(b"ROLLBACK")
 
     def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
-        sql = (
-            "DELETE FROM ready WHERE task_run_id IN ("
+        head = (
+            "WITH r AS (DELETE FROM ready WHERE task_run_id IN ("
             f"SELECT task_run_id FROM ready WHERE {where} "
             "ORDER BY not_before, task_run_id LIMIT ? FOR UPDATE SKIP LOCKED) "
-            "RETURNING task_run_id, execution_id"
+            "RETURNING task_run_id) "
         )
-        rows = self._execute(sql, [*params, limit]).fetchall()
-        return sorted(rows, key=lambda r: int(r[0]))
+        return self._all(q.TAKEN.format(head=head, taken="r"), [*params, limit])
+
+    def _values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
+        """Arrays, one per column, and ``unnest``: the same text for any number of rows."""
+        casts = ", ".join(f"CAST(? AS {t}[])" for t in types)
+        names = ", ".join(f"column{i}" for i in range(1, len(types) + 1))
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        return f"unnest({casts}) AS v({names})", columns
+
+    def _ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
+        return "= ANY(CAST(? AS BIGINT[]))", [list(values)]
+
+    def _lock(self, name: str) -> None:
+        self._execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (LIMIT_LOCKS, name))
 
     def _ready_added(self) -> None:
         self._notify = True
 
     def _commit(self) -> None:
-        if self._notify:
+        if self._notify:  # one round trip for both (no parameters: the simple protocol)
             self._notify = False
-            self._execute(f"NOTIFY {NOTIFY_CHANNEL}")
-        self._execute("COMMIT")
+            self._execute(f"NOTIFY {NOTIFY_CHANNEL}; COMMIT")
+        else:
+            self._execute("COMMIT")
+
+    def reclaim_space(self) -> Reclaimed:
+        """Nothing: autovacuum makes the deleted rows' space reusable."""
+        return Reclaimed(None, "on PostgreSQL, autovacuum makes the space reusable")
 
     def close(self) -> None:
         self._conn.close()

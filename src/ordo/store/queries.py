@@ -1,5 +1,11 @@
 """The SQL both backends speak, named after what it does. Placeholders are ``?``; the
-PostgreSQL backend rewrites them. Claiming lives in each backend's module."""
+PostgreSQL backend rewrites them. Claiming lives in each backend's module. A ``{}`` in a
+batch statement takes :func:`marks` or :func:`value_rows`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 FIND_REVISION = """
 SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definition
@@ -25,17 +31,33 @@ ORDER BY r.namespace, r.flow_id
 """
 
 EXECUTION_COLUMNS = """id, revision_id, namespace, flow_id, state, inputs, labels, pending,
-    reason, created_at, started_at, ended_at, deadline, parent_id"""
+    reason, created_at, started_at, ended_at, deadline, parent_id, root_id, parent_attempt_id,
+    outputs, stopped, dev, saved_name, saved_description, saved_at, original_id"""
 INSERT_EXECUTION = """
 INSERT INTO executions
     (revision_id, namespace, flow_id, state, inputs, labels, pending, created_at, deadline,
-     parent_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     parent_id, root_id, parent_attempt_id, continue_on_error, dev, original_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+OF_ROOT = "execution_id IN (SELECT id FROM executions WHERE root_id = ?)"
+SET_ROOT = "UPDATE executions SET root_id = id WHERE id = ?"
+EXECUTION_ROOT = "SELECT root_id, dev FROM executions WHERE id = ?"
+CHILDREN = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE parent_id = ? ORDER BY id"
+RUNNING_CHILDREN = """
+SELECT id FROM executions WHERE parent_id = ? AND state IN ('CREATED', 'QUEUED', 'RUNNING')
+ORDER BY id
+"""
+EXECUTION_LINEAGE = "SELECT parent_id, namespace, flow_id FROM executions WHERE id = ?"
+SET_STOPPED = "UPDATE executions SET stopped = coalesce(stopped, ?) WHERE id = ?"
+EXECUTION_END_INFO = (
+    "SELECT reason, stopped, revision_id, parent_attempt_id FROM executions WHERE id = ?"
+)
+EXECUTIONS_ENDED = "SELECT id, state FROM executions WHERE id IN ({}) AND ended_at IS NOT NULL"
+UNLEASE = "UPDATE attempts SET lease_expires_at = NULL WHERE id = ?"
 GET_EXECUTION = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?"
 LIST_EXECUTIONS = f"SELECT {EXECUTION_COLUMNS} FROM executions"
 EXECUTION_STATE = "SELECT state FROM executions WHERE id = ?"
-EXECUTION_REVISION = "SELECT revision_id FROM executions WHERE id = ?"
+EXECUTION_REVISION = "SELECT revision_id, continue_on_error FROM executions WHERE id = ?"
 EXECUTION_PENDING = "SELECT pending FROM executions WHERE id = ?"
 EXECUTION_REASON = "SELECT reason FROM executions WHERE id = ?"
 SET_EXECUTION_STATE = """
@@ -43,7 +65,7 @@ UPDATE executions SET state = ?, reason = coalesce(?, reason) WHERE id = ? AND s
 """
 SET_EXECUTION_REASON = "UPDATE executions SET reason = coalesce(reason, ?) WHERE id = ?"
 EXECUTION_STARTED = "UPDATE executions SET started_at = coalesce(started_at, ?) WHERE id = ?"
-EXECUTION_ENDED = "UPDATE executions SET ended_at = ?, reason = ? WHERE id = ?"
+EXECUTION_ENDED = "UPDATE executions SET ended_at = ?, reason = ?, outputs = ? WHERE id = ?"
 EXECUTION_PENDING_DOWN = """
 UPDATE executions SET pending = pending - ? WHERE id = ? RETURNING pending
 """
@@ -53,25 +75,71 @@ WHERE deadline IS NOT NULL AND deadline <= ? AND state = 'RUNNING' AND reason IS
 """
 
 TASK_RUN_COLUMNS = """id, execution_id, task_id, state, pending_deps, allow_failure, attempts,
-    last_attempt_id, reason, created_at, started_at, ended_at"""
-INSERT_TASK_RUN = """
+    last_attempt_id, reason, created_at, started_at, ended_at, fork_of, fork_index,
+    parent_run_id"""
+INSERT_TASK_RUNS = """
 INSERT INTO task_runs
-    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
+     concurrency_key)
+SELECT * FROM {values}
+RETURNING id, task_id
 """
+TASK_RUN_TYPES = (
+    "BIGINT",
+    "TEXT",
+    "TEXT",
+    "BIGINT",
+    "BIGINT",
+    "DOUBLE PRECISION",
+    "TEXT",
+    "TEXT",
+)
 TASK_RUNS = f"SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE execution_id = ? ORDER BY id"
-TASK_RUN_STATE = "SELECT state, task_id, allow_failure FROM task_runs WHERE id = ?"
-TASK_RUN_FOR_CLAIM = """
-SELECT t.task_id, t.state, t.attempts, t.started_at, e.revision_id, e.state
-FROM task_runs t JOIN executions e ON e.id = t.execution_id
-WHERE t.id = ?
+TASK_RUN_STATE = "SELECT state, task_id, allow_failure, fork_of FROM task_runs WHERE id = ?"
+TASK_RUN_FORK = "SELECT fork_of, fork_index, fork_value FROM task_runs WHERE id = ?"
+INSERT_ITEM = """
+INSERT INTO task_runs
+    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue, fork_of,
+     fork_index, fork_value, concurrency_key)
+VALUES (?, ?, 'CREATED', 0, ?, ?, ?, ?, ?, ?, ?)
+"""
+FORKED = "UPDATE task_runs SET forks_pending = ?, forks_next = ? WHERE id = ?"
+#: One item of a for_each task run ended: one fewer pending, and the next held back by
+#: ``concurrency`` (index ``forks_next`` before the update) is the one to release.
+ITEM_ENDED = """
+UPDATE task_runs SET forks_pending = forks_pending - 1, forks_next = forks_next + 1 WHERE id = ?
+RETURNING forks_pending, forks_next
+"""
+READY_NEXT_ITEM = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
+WHERE fork_of = ? AND fork_index = ? AND state = 'CREATED'
+"""
+READY_ITEMS = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
+WHERE fork_of = ? AND fork_index < ?
+"""
+ITEM_STATES = """
+SELECT state, allow_failure, count(*), min(fork_index) FROM task_runs WHERE fork_of = ?
+GROUP BY state, allow_failure
+"""
+FIRST_ITEM_FAILURE = """
+SELECT fork_index, reason FROM task_runs WHERE fork_of = ? AND state = ?
+ORDER BY fork_index LIMIT 1
+"""
+FORK_COUNTS = """
+SELECT task_id, count(*) FROM task_runs
+WHERE execution_id = ? AND fork_of IS NOT NULL GROUP BY task_id
+"""
+INSERT_CALL_RUN = """
+INSERT INTO task_runs
+    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
+     parent_run_id, started_at)
+VALUES (?, ?, 'RUNNING', 0, 0, ?, 'default', ?, ?)
 """
 SET_TASK_RUN_STATE = """
 UPDATE task_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ? AND state = ?
-"""
-TASK_RUN_FIRST_START = """
-UPDATE task_runs SET state = 'RUNNING', attempts = ?, last_attempt_id = ?, started_at = ?
-WHERE id = ? AND state = 'CREATED'
 """
 TASK_RUN_STARTED = """
 UPDATE task_runs SET attempts = ?, last_attempt_id = ?, started_at = coalesce(started_at, ?)
@@ -88,8 +156,31 @@ WHERE execution_id = ? AND state = 'FAILED' AND allow_failure = 0
 ORDER BY ended_at, id LIMIT 1
 """
 UNSTARTED_TASK_RUNS = """
-SELECT id FROM task_runs WHERE execution_id = ? AND state = 'CREATED' ORDER BY id
+SELECT id FROM task_runs WHERE execution_id = ? AND state IN ('CREATED', 'RESTARTED')
+ORDER BY id
 """
+
+#: Task runs waiting for their next attempt: RUNNING, their last attempt ended and no
+#: for_each items of theirs still to end.
+BETWEEN_ATTEMPTS = """
+SELECT t.id FROM task_runs t JOIN attempts a ON a.id = t.last_attempt_id
+WHERE t.execution_id = ? AND t.state = 'RUNNING' AND a.state <> 'RUNNING'
+  AND t.forks_pending = 0 AND (a.reason IS NULL OR a.reason <> 'forked')
+ORDER BY t.id
+"""
+KILLING_AMONG = "SELECT id FROM executions WHERE state = 'KILLING' AND id IN ({})"
+TREE_WORKERS = """
+SELECT DISTINCT a.worker_id FROM attempts a JOIN executions e ON e.id = a.execution_id
+WHERE e.root_id = ? AND a.state = 'RUNNING' AND a.worker_id IS NOT NULL
+"""
+WORKERS_ATTEMPTS = """
+SELECT a.id, a.task_run_id, a.execution_id, e.revision_id, t.task_id, a.number,
+       coalesce(t.started_at, a.started_at), a.worker_id, a.launched_at
+FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
+WHERE a.state = 'RUNNING' AND a.worker_id = ? AND a.lease_expires_at IS NOT NULL
+ORDER BY a.id
+"""
+MARK_LAUNCHED = "UPDATE attempts SET launched_at = ? WHERE id {ids} AND launched_at IS NULL"
 
 INSERT_DEP = "INSERT INTO task_run_deps (upstream_id, task_run_id) VALUES (?, ?)"
 DEPENDENTS = "SELECT task_run_id FROM task_run_deps WHERE upstream_id = ?"
@@ -98,21 +189,36 @@ UPDATE task_runs SET pending_deps = pending_deps - 1
 WHERE id IN (SELECT task_run_id FROM task_run_deps WHERE upstream_id = ?)
 """
 READY_DEPENDENTS = """
-INSERT INTO ready (task_run_id, execution_id, not_before, queue)
-SELECT t.id, t.execution_id, ?, t.queue
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT t.id, t.execution_id, ?, t.queue, t.concurrency_key
 FROM task_run_deps d JOIN task_runs t ON t.id = d.task_run_id
-WHERE d.upstream_id = ? AND t.pending_deps = 0 AND t.state = 'CREATED'
+WHERE d.upstream_id = ? AND t.pending_deps = 0 AND t.state IN ('CREATED', 'RESTARTED')
 """
 INSERT_READY = """
-INSERT INTO ready (task_run_id, execution_id, not_before, queue) VALUES (?, ?, ?, ?)
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+VALUES (?, ?, ?, ?, ?)
 """
 REQUEUE = """
-INSERT INTO ready (task_run_id, execution_id, not_before, queue)
-SELECT id, execution_id, ?, queue FROM task_runs WHERE id = ?
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs WHERE id = ?
+"""
+#: An execution starts (or leaves QUEUED): every task run waiting for nothing is ready.
+READY_STARTABLE = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
+WHERE execution_id = ? AND state = 'CREATED' AND pending_deps = 0 AND fork_of IS NULL
+  AND parent_run_id IS NULL
 """
 COUNTED_ATTEMPTS = """
-SELECT count(*) FROM attempts
-WHERE task_run_id = ? AND (reason IS NULL OR reason <> 'handed back')
+SELECT count(*) FROM attempts a JOIN task_runs t ON t.id = a.task_run_id
+WHERE a.task_run_id = ? AND (a.reason IS NULL OR a.reason <> 'handed back')
+  AND a.number > t.retries_from
+"""
+ATTEMPT_CLAIM = """
+SELECT a.id, a.task_run_id, a.execution_id, e.revision_id, t.task_id, a.number,
+       coalesce(t.started_at, a.started_at)
+FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
+WHERE a.id = ?
 """
 OWN_RUNNING = """
 SELECT a.id, a.task_run_id, a.execution_id, e.revision_id, t.task_id, a.number,
@@ -123,7 +229,7 @@ ORDER BY a.id
 """
 EXPIRED_LEASES = """
 SELECT a.id, a.task_run_id, a.execution_id, e.revision_id, t.task_id, a.number,
-       coalesce(t.started_at, a.started_at), a.worker_id
+       coalesce(t.started_at, a.started_at), a.worker_id, a.launched_at
 FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
 WHERE a.state = 'RUNNING' AND a.lease_expires_at < ?
 ORDER BY a.lease_expires_at LIMIT ?
@@ -172,7 +278,7 @@ INSERT_OUTPUT = """
 INSERT INTO outputs (attempt_id, task_run_id, execution_id, key, value) VALUES (?, ?, ?, ?, ?)
 """
 OUTPUTS = """
-SELECT t.task_id, o.key, o.value
+SELECT t.task_id, t.fork_index, o.key, o.value
 FROM outputs o JOIN task_runs t ON t.last_attempt_id = o.attempt_id
 WHERE o.execution_id = ?
 """
@@ -187,6 +293,18 @@ SELECT attempt_id, task_run_id, name, kind, value, tags, at FROM metrics
 WHERE execution_id = ? ORDER BY id
 """
 
+INSERT_CHECK = """
+INSERT INTO checks
+    (attempt_id, task_run_id, execution_id, phase, position, kind, ok, message, output,
+     started_at, ended_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+CHECKS = """
+SELECT attempt_id, task_run_id, phase, position, kind, ok, message, output, started_at,
+       ended_at
+FROM checks WHERE execution_id = ? ORDER BY id
+"""
+
 REGISTER_WORKER = """
 INSERT INTO workers (id, host, pid, queues, started_at, heartbeat_at, running)
 VALUES (?, ?, ?, ?, ?, ?, 0)
@@ -196,4 +314,186 @@ WORKER_STOPPED = "UPDATE workers SET stopped_at = ?, running = 0, heartbeat_at =
 LIST_WORKERS = """
 SELECT id, host, pid, queues, started_at, heartbeat_at, running, stopped_at FROM workers
 WHERE stopped_at IS NULL OR stopped_at > ? ORDER BY started_at DESC, id LIMIT ?
+"""
+
+CONNECTION_COLUMNS = "name, type, config, created_at, updated_at"
+GET_CONNECTION = f"SELECT {CONNECTION_COLUMNS} FROM connections WHERE name = ?"
+LIST_CONNECTIONS = f"SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY name"
+INSERT_CONNECTION = """
+INSERT INTO connections (name, type, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+"""
+UPDATE_CONNECTION = "UPDATE connections SET type = ?, config = ?, updated_at = ? WHERE name = ?"
+DELETE_CONNECTION = "DELETE FROM connections WHERE name = ?"
+LATEST_REVISION = """
+SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definition
+FROM flow_revisions WHERE namespace = ? AND flow_id = ? ORDER BY revision DESC LIMIT 1
+"""
+REVISION_NUMBER = """
+SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definition
+FROM flow_revisions WHERE namespace = ? AND flow_id = ? AND revision = ?
+"""
+
+#: What a claim needs of each ready row it takes (``t`` its task run, ``e`` the execution).
+TAKEN = """
+{head}SELECT t.id, t.execution_id, t.task_id, t.state, t.attempts, t.started_at,
+       e.revision_id, e.state
+FROM {taken} JOIN task_runs t ON t.id = r.task_run_id JOIN executions e ON e.id = t.execution_id
+ORDER BY t.id
+"""
+
+# -- batches: one statement for many rows. ``{values}`` is a table of rows (columns
+# column1, column2, ...) and ``{ids}`` a membership test, both from the backend
+# (VALUES and IN lists on SQLite; unnest() and = ANY() of arrays on PostgreSQL, so that
+# the text is the same whatever the batch size and the server can keep its plan).
+INSERT_ATTEMPTS = """
+INSERT INTO attempts
+    (task_run_id, execution_id, number, state, worker_id, lease_expires_at, started_at)
+SELECT * FROM {values}
+RETURNING id, task_run_id
+"""
+ATTEMPT_TYPES = (
+    "BIGINT",
+    "BIGINT",
+    "BIGINT",
+    "TEXT",
+    "TEXT",
+    "DOUBLE PRECISION",
+    "DOUBLE PRECISION",
+)
+TASK_RUNS_STARTED = """
+UPDATE task_runs
+SET state = 'RUNNING', attempts = CAST(v.column2 AS INTEGER),
+    last_attempt_id = CAST(v.column3 AS BIGINT), started_at = coalesce(started_at, ?)
+FROM {values}
+WHERE task_runs.id = v.column1 AND task_runs.state IN ('CREATED', 'RESTARTED', 'RUNNING')
+"""
+STARTED_TYPES = ("BIGINT", "BIGINT", "BIGINT")
+FINISH_SUCCESSES = """
+UPDATE attempts
+SET state = 'SUCCESS', ended_at = ?, exit_code = CAST(v.column2 AS INTEGER), reason = NULL,
+    error = NULL, cpu_seconds = CAST(v.column3 AS DOUBLE PRECISION),
+    peak_rss_kb = CAST(v.column4 AS BIGINT), lease_expires_at = NULL
+FROM {values}
+WHERE attempts.id = v.column1 AND attempts.state = 'RUNNING'
+RETURNING attempts.id
+"""
+SUCCESS_TYPES = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT")
+TASK_RUNS_SUCCEEDED = """
+UPDATE task_runs SET state = 'SUCCESS', reason = NULL, ended_at = ?
+WHERE id {ids} AND state = 'RUNNING'
+RETURNING id, execution_id, task_id, fork_of
+"""
+DEPENDENTS_DOWN_MANY = """
+UPDATE task_runs
+SET pending_deps = pending_deps - (
+    SELECT count(*) FROM task_run_deps d
+    WHERE d.task_run_id = task_runs.id AND d.upstream_id {ids})
+WHERE id IN (SELECT task_run_id FROM task_run_deps WHERE upstream_id {ids})
+RETURNING id, execution_id, queue, pending_deps, state, concurrency_key
+"""
+
+
+def marks(values: Sequence[Any]) -> str:
+    """``?, ?, ?``: one placeholder per value (an IN list)."""
+    return ", ".join("?" * len(values))
+
+
+def value_rows(rows: Sequence[Sequence[Any]]) -> str:
+    """``(?, ?), (?, ?)``: placeholders for a VALUES list of these rows."""
+    one = "(" + ", ".join("?" * len(rows[0])) + ")"
+    return ", ".join([one] * len(rows))
+
+
+def flat(rows: Sequence[Sequence[Any]]) -> list[Any]:
+    """The rows' values in one list, for :func:`value_rows`."""
+    return [value for row in rows for value in row]
+
+
+RESTART_EXECUTION = """
+UPDATE executions SET reason = NULL, ended_at = NULL, outputs = NULL, stopped = NULL,
+    pending = ?, inputs = ?, deadline = ?
+WHERE id = ?
+"""
+RESTART_TASK_RUN = """
+UPDATE task_runs SET pending_deps = ?, reason = NULL, started_at = NULL, ended_at = NULL,
+    forks_pending = ?, retries_from = attempts
+WHERE id = ?
+"""
+TASK_RUN_RESUMED = "UPDATE task_runs SET started_at = ? WHERE id = ?"
+
+# -- concurrency limits (store/limits.py) ---------------------------------------------
+ACTIVE_EXECUTIONS = """
+SELECT count(*) FROM executions
+WHERE state IN ('RUNNING', 'KILLING') AND namespace = ? AND flow_id = ?
+"""
+OLDEST_QUEUED = """
+SELECT id, revision_id FROM executions
+WHERE state = 'QUEUED' AND namespace = ? AND flow_id = ? ORDER BY id LIMIT 1
+"""
+EXECUTION_DEQUEUED = "UPDATE executions SET reason = NULL, deadline = ? WHERE id = ?"
+DELETE_READY_OF = "DELETE FROM ready WHERE execution_id = ?"
+READY_KEYS = """
+SELECT DISTINCT concurrency_key FROM ready WHERE concurrency_key IS NOT NULL AND {where}
+"""
+#: Task runs holding a slot of a key: running (a for_each task run whose items run holds
+#: none; its items do), not waiting in ``ready`` for a retry.
+KEY_RUNNING = """
+SELECT count(*) FROM task_runs t
+WHERE t.concurrency_key = ? AND t.state IN ('RUNNING', 'KILLING') AND t.forks_pending = 0
+  AND NOT EXISTS (SELECT 1 FROM ready r WHERE r.task_run_id = t.id)
+"""
+KEYED_READY = """
+SELECT t.id, t.execution_id, t.task_id, t.state, t.attempts, t.started_at,
+       e.revision_id, e.state
+FROM (SELECT task_run_id, not_before FROM ready WHERE concurrency_key = ? AND {where}
+      ORDER BY not_before, task_run_id LIMIT ?) AS r
+JOIN task_runs t ON t.id = r.task_run_id JOIN executions e ON e.id = t.execution_id
+ORDER BY r.not_before, t.id
+"""
+TAKE_READY = "DELETE FROM ready WHERE task_run_id {ids} RETURNING task_run_id"
+
+# -- restart, replay and mark (store/recovery.py) --------------------------------------
+INSERT_TASK_RUN = """
+INSERT INTO task_runs
+    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
+     concurrency_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+DELETE_DEPS_OF = """
+DELETE FROM task_run_deps
+WHERE task_run_id IN (SELECT id FROM task_runs WHERE execution_id = ? AND fork_of IS NULL)
+"""
+SET_REVISION = "UPDATE executions SET revision_id = ? WHERE id = ?"
+#: The child a flow task's first attempt after a restart (number = retries_from + 1)
+#: restarts: the one the attempt before it waited for, if that ended badly.
+CHILD_TO_RESTART = """
+SELECT e.id FROM executions e
+JOIN attempts a ON a.id = e.parent_attempt_id
+JOIN task_runs t ON t.id = a.task_run_id
+WHERE t.id = ? AND t.retries_from > 0 AND a.number = t.retries_from
+  AND ? = t.retries_from + 1 AND e.state IN ('FAILED', 'KILLED', 'WARNING')
+ORDER BY e.id DESC LIMIT 1
+"""
+ADOPT_CHILD = "UPDATE executions SET parent_attempt_id = ? WHERE id = ?"
+INSERT_COPIED_ATTEMPT = """
+INSERT INTO attempts
+    (task_run_id, execution_id, number, state, started_at, ended_at, reason, error)
+VALUES (?, ?, 0, ?, ?, ?, ?, ?)
+"""
+COPY_OUTPUTS = """
+INSERT INTO outputs (attempt_id, task_run_id, execution_id, key, value)
+SELECT ?, ?, ?, key, value FROM outputs WHERE attempt_id = ?
+"""
+COPIED_RUN = """
+UPDATE task_runs SET state = ?, reason = ?, started_at = ?, ended_at = ?, last_attempt_id = ?
+WHERE id = ?
+"""
+INSERT_MARK_ATTEMPT = """
+INSERT INTO attempts
+    (task_run_id, execution_id, number, state, worker_id, started_at, ended_at, reason, error)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+CLEAR_EXECUTION_REASON = "UPDATE executions SET reason = NULL WHERE id = ?"
+SET_EXECUTION_STATE_MARKED = """
+UPDATE executions SET state = ?, reason = ? WHERE id = ? AND state = ?
 """

@@ -12,7 +12,9 @@ from ordo.model import Flow, State
 from ordo.store import queries as q
 from ordo.store.records import (
     AttemptRow,
+    CheckRow,
     Claim,
+    Connection,
     ExecutionRow,
     HistoryRow,
     LogLine,
@@ -88,9 +90,16 @@ class StoreReads(ABC):
         return _execution(row)
 
     def list_executions(
-        self, *, flow: str | None = None, state: State | None = None, limit: int = 20
+        self,
+        *,
+        flow: str | None = None,
+        state: State | None = None,
+        saved: bool | None = None,
+        dev: bool | None = None,
+        limit: int = 20,
     ) -> list[ExecutionRow]:
-        """Newest first. ``flow`` is ``id`` or ``namespace/id``."""
+        """Newest first. ``flow`` is ``id`` or ``namespace/id``; ``saved`` and ``dev``
+        keep only the saved (or unsaved) and dev (or not dev) executions."""
         sql = q.LIST_EXECUTIONS
         params: list[Any] = []
         where = []
@@ -105,6 +114,11 @@ class StoreReads(ABC):
         if state:
             where.append("state = ?")
             params.append(state.value)
+        if saved is not None:
+            where.append(f"saved_name IS {'NOT ' if saved else ''}NULL")
+        if dev is not None:
+            where.append("dev = ?")
+            params.append(int(dev))
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
@@ -124,15 +138,88 @@ class StoreReads(ABC):
         ]
 
     def outputs(
-        self, execution_id: int, task_ids: Iterable[str] | None = None
-    ) -> dict[str, dict[str, Any]]:
-        """The outputs of each task run's latest attempt, by task id."""
+        self, execution_id: int, task_ids: Iterable[str] | None = None, *, flow: Flow | None = None
+    ) -> dict[str, Any]:
+        """The outputs of each task run's latest attempt, by task id; a for_each task's
+        are the list of its items' outputs in item order. With ``flow``, every wanted
+        task has an entry (``{}``, or ``[]`` for a for_each task) even without outputs."""
         wanted = None if task_ids is None else set(task_ids)
-        result: dict[str, dict[str, Any]] = {}
-        for task_id, key, value in self._all(q.OUTPUTS, (execution_id,)):
-            if wanted is None or task_id in wanted:
+        result: dict[str, Any] = {}
+        items: dict[str, dict[int, dict[str, Any]]] = {}
+        for task_id, fork_index, key, value in self._all(q.OUTPUTS, (execution_id,)):
+            if wanted is not None and task_id not in wanted:
+                continue
+            if fork_index is None:
                 result.setdefault(task_id, {})[key] = json.loads(value)
+            else:
+                items.setdefault(task_id, {}).setdefault(fork_index, {})[key] = json.loads(value)
+        forked = {t: n for t, n in self._all(q.FORK_COUNTS, (execution_id,))}
+        for task_id, count in forked.items():
+            if wanted is None or task_id in wanted:
+                found = items.get(task_id, {})
+                result[task_id] = [found.get(i, {}) for i in range(int(count))]
+        if flow is not None:
+            for task in flow.tasks:
+                if wanted is None or task.id in wanted:
+                    result.setdefault(task.id, [] if task.for_each is not None else {})
         return result
+
+    def active_executions(self, namespace: str, flow_id: str) -> int:
+        """How many executions of a flow run now (what its concurrency limit counts)."""
+        row = self._one(q.ACTIVE_EXECUTIONS, (namespace, flow_id))
+        return int(row[0]) if row else 0
+
+    def fork_item(self, task_run_id: int) -> tuple[int | None, int | None, Any]:
+        """``(fork_of, fork_index, fork_value)`` of a task run; Nones unless an item."""
+        row = self._one(q.TASK_RUN_FORK, (task_run_id,))
+        if row is None:
+            raise NotFound(f"task run {task_run_id} not found")
+        value = json.loads(row[2]) if row[2] is not None else None
+        return row[0], row[1], value
+
+    def children(self, execution_id: int) -> list[ExecutionRow]:
+        """The executions started by this one (flow tasks, ``this.flow``), oldest first."""
+        return [_execution(r) for r in self._all(q.CHILDREN, (execution_id,))]
+
+    def lineage(self, execution_id: int) -> list[tuple[int, str]]:
+        """``(id, namespace/flow)`` from the root execution down to this one."""
+        chain: list[tuple[int, str]] = []
+        current: int | None = execution_id
+        while current is not None and len(chain) < 1000:
+            row = self._one(q.EXECUTION_LINEAGE, (current,))
+            if row is None:
+                raise NotFound(f"execution {current} not found")
+            chain.append((current, f"{row[1]}/{row[2]}"))
+            current = row[0]
+        return chain[::-1]
+
+    def ended_among(self, execution_ids: Sequence[int]) -> dict[int, State]:
+        """Which of these executions have ended, and how."""
+        if not execution_ids:
+            return {}
+        sql = q.EXECUTIONS_ENDED.format(", ".join("?" * len(execution_ids)))
+        return {r[0]: State(r[1]) for r in self._all(sql, list(execution_ids))}
+
+    def find_flow(
+        self, namespace: str, flow_id: str, revision: int | None = None
+    ) -> Revision | None:
+        """The newest (or the given) revision of a stored flow; None if there is none."""
+        if revision is None:
+            row = self._one(q.LATEST_REVISION, (namespace, flow_id))
+        else:
+            row = self._one(q.REVISION_NUMBER, (namespace, flow_id, revision))
+        return self._revision(row) if row else None
+
+    def get_connection(self, name: str) -> Connection:
+        """The named connection; NotFound names the ones that exist."""
+        row = self._one(q.GET_CONNECTION, (name,))
+        if row is None:
+            known = ", ".join(c.name for c in self.list_connections()) or "none"
+            raise NotFound(f"unknown connection {name!r} (connections: {known})")
+        return _connection(row)
+
+    def list_connections(self) -> list[Connection]:
+        return [_connection(r) for r in self._all(q.LIST_CONNECTIONS)]
 
     def attempt_outputs(self, attempt_id: int) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self._all(q.ATTEMPT_OUTPUTS, (attempt_id,))}
@@ -141,6 +228,14 @@ class StoreReads(ABC):
         return [
             MetricRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
             for r in self._all(q.METRICS, (execution_id,))
+        ]
+
+    def checks(self, execution_id: int) -> list[CheckRow]:
+        """The results of every pre and post check that ran in the execution, in the
+        order they ran (attempt by attempt)."""
+        return [
+            CheckRow(r[0], r[1], r[2], int(r[3]), r[4], bool(r[5]), *r[6:10])
+            for r in self._all(q.CHECKS, (execution_id,))
         ]
 
     def logs(
@@ -167,6 +262,17 @@ class StoreReads(ABC):
             )
         return [LogLine(*r) for r in rows]
 
+    def killing_among(self, execution_ids: Iterable[int]) -> set[int]:
+        """Which of these executions are being killed."""
+        ids = list(execution_ids)
+        if not ids:
+            return set()
+        return {r[0] for r in self._all(q.KILLING_AMONG.format(q.marks(ids)), ids)}
+
+    def tree_workers(self, root_id: int) -> list[str]:
+        """The workers with running attempts in this execution or its descendants."""
+        return [r[0] for r in self._all(q.TREE_WORKERS, (root_id,))]
+
     def expired_executions(self, now: float) -> list[int]:
         return [r[0] for r in self._all(q.EXPIRED_EXECUTIONS, (now,))]
 
@@ -184,7 +290,7 @@ class StoreReads(ABC):
         sql = "SELECT min(not_before) FROM ready WHERE not_before > ?"
         params: list[Any] = [after]
         if execution_id is not None:
-            sql += " AND execution_id = ?"
+            sql += f" AND {q.OF_ROOT}"
             params.append(execution_id)
         if queues:
             sql += f" AND queue IN ({', '.join('?' * len(queues))})"
@@ -209,29 +315,25 @@ def _execution(r: Row) -> ExecutionRow:
         r[11],
         r[12],
         r[13],
+        r[14],
+        r[15],
+        json.loads(r[16]) if r[16] is not None else None,
+        r[17],
+        bool(r[18]),
+        r[19],
+        r[20],
+        r[21],
+        r[22],
     )
 
 
 def _task_run(r: Row) -> TaskRunRow:
-    return TaskRunRow(
-        r[0], r[1], r[2], State(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9], r[10], r[11]
-    )
+    return TaskRunRow(r[0], r[1], r[2], State(r[3]), r[4], bool(r[5]), *r[6:15])
+
+
+def _connection(r: Row) -> Connection:
+    return Connection(r[0], r[1], json.loads(r[2]), r[3], r[4])
 
 
 def _attempt(r: Row) -> AttemptRow:
-    return AttemptRow(
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        State(r[4]),
-        r[5],
-        r[6],
-        r[7],
-        r[8],
-        r[9],
-        r[10],
-        r[11],
-        r[12],
-        r[13],
-    )
+    return AttemptRow(r[0], r[1], r[2], r[3], State(r[4]), *r[5:14])

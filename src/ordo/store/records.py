@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ordo.model import Flow, State
@@ -37,10 +38,37 @@ class ExecutionRow:
     ended_at: float | None
     deadline: float | None
     parent_id: int | None
+    root_id: int | None = None
+    parent_attempt_id: int | None = None
+    outputs: Mapping[str, Any] | None = None
+    stopped: str | None = None
+    dev: bool = False
+    saved_name: str | None = None
+    saved_description: str | None = None
+    saved_at: float | None = None
+    original_id: int | None = None  # the execution this one replays
 
     @property
     def flow_key(self) -> str:
         return f"{self.namespace}/{self.flow_id}"
+
+    def template_info(self) -> dict[str, Any]:
+        """What templates see as ``execution``."""
+        return {
+            "id": self.id,
+            "flow": self.flow_id,
+            "namespace": self.namespace,
+            "labels": dict(self.labels),
+            "started": _iso(self.started_at),
+            "inputs": dict(self.inputs),
+            "parent_id": self.parent_id,
+        }
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 @dataclass(frozen=True)
@@ -57,6 +85,14 @@ class TaskRunRow:
     created_at: float
     started_at: float | None
     ended_at: float | None
+    fork_of: int | None = None
+    fork_index: int | None = None
+    parent_run_id: int | None = None
+
+    @property
+    def label(self) -> str:
+        """How the task run is named: ``task`` or ``task[3]`` for a for_each item."""
+        return self.task_id if self.fork_index is None else f"{self.task_id}[{self.fork_index}]"
 
 
 @dataclass(frozen=True)
@@ -124,6 +160,22 @@ class MetricRow:
 
 
 @dataclass(frozen=True)
+class CheckRow:
+    """One pre or post check that ran for an attempt (see :class:`ordo.model.CheckResult`)."""
+
+    attempt_id: int
+    task_run_id: int
+    phase: str
+    position: int
+    kind: str
+    ok: bool
+    message: str
+    output: str | None
+    started_at: float
+    ended_at: float
+
+
+@dataclass(frozen=True)
 class HistoryRow:
     execution_id: int
     task_run_id: int | None
@@ -144,10 +196,87 @@ class NewLog:
     line: str
 
 
+@dataclass(frozen=True)
+class Connection:
+    """A named external resource. ``config`` holds ``url`` (sql) or ``base_url`` and
+    ``headers`` (http); :meth:`masked` is what may be shown."""
+
+    name: str
+    type: str
+    config: Mapping[str, Any]
+    created_at: float
+    updated_at: float
+
+    def masked(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {}
+        for key, value in self.config.items():
+            if key in ("url", "base_url") and isinstance(value, str):
+                shown[key] = mask_url(value)
+            elif key == "headers" and isinstance(value, Mapping):
+                shown[key] = {k: "***" for k in value}
+            else:
+                shown[key] = value
+        return shown
+
+    def secrets(self) -> list[str]:
+        """The values that must never be shown: passwords in URLs, header values."""
+        found: list[str] = []
+        for key, value in self.config.items():
+            if key in ("url", "base_url") and isinstance(value, str):
+                password = _url_password(value)
+                if password:
+                    found.append(password)
+            elif key == "headers" and isinstance(value, Mapping):
+                found.extend(str(v) for v in value.values() if len(str(v)) >= 4)
+        return found
+
+
+def _url_password(url: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:***@host/...``: the password replaced."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
 @dataclass
 class RecordResult:
-    """What one batch of recorded outcomes changed."""
+    """What one batch of recorded outcomes changed. ``nested`` are attempts recorded on
+    the way (a flow task whose child execution ended), with whether each will retry;
+    ``stopped`` the executions told to stop (with their children)."""
 
     ended_executions: dict[int, State] = field(default_factory=dict)
     retries: list[int] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)
+    nested: list[tuple[Claim, Any, bool]] = field(default_factory=list)
+    stopped: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Swept:
+    """One batch of ``ordo gc``: how many executions were deleted (or, in a dry run,
+    would be) in whole trees, their rows in each other table, the oldest and newest end
+    among them, and whether they were dev executions."""
+
+    executions: int
+    rows: Mapping[str, int]
+    oldest: float | None
+    newest: float | None
+    dev: bool = False

@@ -1,43 +1,41 @@
 """The store's shared shape: every operation in SQL that both backends speak.
 
-Backends (:mod:`ordo.store.sqlite`, later PostgreSQL) supply the connection, the
-transaction opening (``BEGIN IMMEDIATE`` on SQLite), the placeholder style and the few
-queries that really differ (claiming). State lives here and nowhere else: every
-transition is a conditional ``UPDATE ... WHERE state IN (...)`` and is written to
-``state_history`` in the same transaction.
+Backends (:mod:`ordo.store.sqlite`, :mod:`ordo.store.postgres`) supply the connection,
+the transaction opening (``BEGIN IMMEDIATE`` on SQLite), the placeholder style and the
+few queries that really differ (claiming). State lives here and nowhere else; what an
+outcome decides is in :mod:`ordo.store.outcomes`. Claims and successes are recorded with
+a few set-based statements per batch, whatever its size.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from ordo import retry
-from ordo.errors import NotFound
-from ordo.model import Flow, Outcome, State, check_transition, sources_of
+from ordo.errors import Conflict, NotFound
+from ordo.model import Flow, Outcome, State
 from ordo.store import queries as q
-from ordo.store.reads import Row, StoreReads
+from ordo.store.outcomes import RECORDED, dumps, finish_params
+from ordo.store.reads import Row
 from ordo.store.records import (
     Claim,
     NewLog,
     RecordResult,
     Revision,
+    TaskRunRow,
 )
+from ordo.store.recovery import to_run_again
+from ordo.store.retention import Retention
 
 
 class Closable(Protocol):
     def close(self) -> None: ...
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
-
-
-class SqlStore(StoreReads):
+class SqlStore(Retention):
     """One connection to one database; use from one thread at a time."""
 
     def __init__(self) -> None:
@@ -61,13 +59,11 @@ class SqlStore(StoreReads):
     def _rollback(self) -> None: ...
 
     @abstractmethod
-    def _insert(self, sql: str, params: Sequence[Any]) -> int:
-        """Run an INSERT and return the new row's id."""
-
-    @abstractmethod
     def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
-        """Remove up to ``limit`` due rows from ``ready`` matching ``where`` and return
-        ``(task_run_id, execution_id)`` pairs, oldest first, safely under concurrency."""
+        """Remove up to ``limit`` due rows from ``ready`` matching ``where`` (on ready's
+        columns) and return them, safely under concurrency, oldest first, as
+        ``(task_run_id, execution_id, task_id, state, attempts, started_at, revision_id,
+        execution_state)`` (the task run's and its execution's, :data:`q.TAKEN`)."""
 
     def listen(self, wake: Callable[[], None]) -> Closable | None:
         """Call ``wake`` (from another thread) when ready rows are added by any process;
@@ -76,10 +72,6 @@ class SqlStore(StoreReads):
 
     def reconnect(self) -> None:
         """Open a new connection after :class:`StoreUnavailable`."""
-
-    def _ready_added(self) -> None:
-        """Ready rows were added in this transaction: wake workers elsewhere (PostgreSQL
-        sends a notification at commit; SQLite's workers live in this process)."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -98,8 +90,10 @@ class SqlStore(StoreReads):
         self._depth = 1
         try:
             yield
+            self._write_history()
         except BaseException:
             self._depth = 0
+            self._transitions.clear()
             self._rollback()
             raise
         self._depth = 0
@@ -107,11 +101,17 @@ class SqlStore(StoreReads):
 
     # -- flow revisions --------------------------------------------------------------
     def add_revision(self, flow: Flow, source: str, content_hash: str, now: float) -> Revision:
-        """Store ``flow`` as its next revision (the caller found no matching one)."""
+        """Store ``flow`` as its next revision (the caller found no matching one). Two
+        processes registering the same new file at once get the same revision: the
+        second finds the first's under the flow's lock."""
         with self.transaction():
+            self._lock(f"revisions of {flow.namespace}/{flow.id}")
+            known = self.find_revision(content_hash, flow.path)
+            if known is not None:
+                return known
             row = self._one(q.MAX_REVISION, (flow.namespace, flow.id))
             number = (row[0] if row and row[0] is not None else 0) + 1
-            definition = _dumps(flow.to_dict())
+            definition = dumps(flow.to_dict())
             rev_id = self._insert(
                 q.INSERT_REVISION,
                 (flow.namespace, flow.id, number, content_hash, flow.path, source, definition, now),
@@ -128,12 +128,37 @@ class SqlStore(StoreReads):
         now: float,
         *,
         parent_id: int | None = None,
+        parent_attempt_id: int | None = None,
+        skip: tuple[str, str] | None = None,
+        skip_tasks: Sequence[str] = (),
+        continue_on_error: bool | None = None,
+        dev: bool = False,
+        original_id: int | None = None,
+        reuse: Mapping[str, TaskRunRow] | None = None,
     ) -> int:
         """Record a new execution of a revision and start it: CREATED -> RUNNING, one
-        task run per task, and the tasks without dependencies made ready."""
+        task run per task, and the tasks without dependencies made ready. Under the
+        flow's concurrency limit it is QUEUED instead (started when another ends), or
+        ends at once KILLED (``cancel``) or FAILED (``fail``).
+
+        ``parent_id`` makes it a child execution; ``parent_attempt_id`` is the attempt of
+        a flow task waiting for it (its lease is dropped: the child's end records it).
+        ``skip`` is what the flow's run_if answered when not RUN: ``("SKIP", why)`` ends
+        the execution SKIPPED at once, ``("STOP", why)`` ends it SUCCESS with every task
+        run SKIPPED. ``skip_tasks`` end SKIPPED at once and count as done for their
+        dependents; ``continue_on_error`` overrides the flow's setting. ``dev`` marks a
+        dev execution; a child execution is dev when its parent is. ``original_id`` and
+        ``reuse`` make it a replay: those task runs of the original are copied."""
         flow = self.flow_of(revision_id)
         deadline = now + flow.timeout if flow.timeout else None
+        result = RecordResult()
         with self.transaction():
+            root_id = None
+            if parent_id is not None:
+                row = self._one(q.EXECUTION_ROOT, (parent_id,))
+                if row is None:
+                    raise NotFound(f"execution {parent_id} not found")
+                root_id, dev = row[0], dev or bool(row[1])
             ex_id = self._insert(
                 q.INSERT_EXECUTION,
                 (
@@ -141,42 +166,125 @@ class SqlStore(StoreReads):
                     flow.namespace,
                     flow.id,
                     State.CREATED.value,
-                    _dumps(inputs),
-                    _dumps(dict(labels)),
+                    dumps(inputs),
+                    dumps(dict(labels)),
                     len(flow.tasks),
                     now,
                     deadline,
                     parent_id,
+                    root_id,
+                    parent_attempt_id,
+                    None if continue_on_error is None else int(continue_on_error),
+                    int(dev),
+                    original_id,
                 ),
             )
+            if root_id is None:
+                self._execute(q.SET_ROOT, (ex_id,))
+            if parent_attempt_id is not None:
+                self._execute(q.UNLEASE, (parent_attempt_id,))
             self._history(ex_id, None, None, State.CREATED, now, None)
-            ids: dict[str, int] = {}
-            for task in flow.tasks:
-                ids[task.id] = self._insert(
-                    q.INSERT_TASK_RUN,
-                    (
-                        ex_id,
-                        task.id,
-                        State.CREATED.value,
-                        len(task.depends_on),
-                        int(task.allow_failure),
-                        now,
-                        task.queue,
-                    ),
-                )
+            ids = self._insert_task_runs(ex_id, flow, now)
             self._executemany(
                 q.INSERT_DEP,
                 [(ids[d], ids[t.id]) for t in flow.tasks for d in t.depends_on],
             )
-            self._executemany(
-                q.INSERT_READY,
-                [(ids[t.id], ex_id, now, t.queue) for t in flow.tasks if not t.depends_on],
-            )
-            self._ready_added()
-            self._set_execution_state(ex_id, State.RUNNING, now, None)
-            if not flow.tasks:
-                self._end_execution(ex_id, now)
+            if skip is not None:
+                self._start_skipped(ex_id, skip, ids.values(), now)
+                return ex_id
+            if original_id is not None and reuse:
+                self._reuse(ex_id, original_id, reuse, ids, flow, now)
+            for task_id in dict.fromkeys(skip_tasks):  # as if done: their dependents may run
+                tr_id = ids[task_id]
+                self._set_task_run_state(tr_id, ex_id, State.SKIPPED, now, "skipped on request")
+                self._pending_down(ex_id)
+                self._execute(q.DEPENDENTS_DOWN, (tr_id,))
+            admission = self._admission(flow)
+            if admission is None:
+                self._begin_running(ex_id, flow, now, result)
+            elif admission[0] is State.QUEUED:
+                self._set_execution_state(ex_id, State.QUEUED, now, admission[1])
+            else:
+                self._turn_away(ex_id, admission[0], admission[1], now, result)
         return ex_id
+
+    def replay_execution(
+        self,
+        ex_id: int,
+        from_task: str,
+        now: float,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> int:
+        """A new execution of the same revision, linked to ``ex_id`` (``original_id``),
+        that reuses every task run outside ``from_task``'s downstream which ended well
+        (its state and outputs copied) and runs ``from_task``, everything downstream of
+        it, and whatever else did not end well. Its id."""
+        with self.transaction():
+            original = self.get_execution(ex_id)
+            if not original.state.terminal:
+                raise Conflict(
+                    f"execution {ex_id} is {original.state.value}; replay needs an ended "
+                    "execution (kill it first, or wait for it)"
+                )
+            flow = self.flow_of(original.revision_id)
+            runs = self.task_runs(ex_id)
+            again = to_run_again(flow, runs, from_task)
+            reused = {
+                r.task_id: r
+                for r in runs
+                if r.fork_of is None and r.parent_run_id is None and r.id not in again
+            }
+            return self.create_execution(
+                original.revision_id,
+                {**original.inputs, **(inputs or {})},
+                original.labels,
+                now,
+                original_id=ex_id,
+                reuse=reused,
+                dev=original.dev,
+                continue_on_error=None,
+            )
+
+    def _insert_task_runs(self, ex_id: int, flow: Flow, now: float) -> dict[str, int]:
+        """One CREATED task run per task, 500 to a statement; their ids by task id."""
+        rows = [
+            (
+                ex_id,
+                t.id,
+                State.CREATED.value,
+                len(t.depends_on),
+                int(t.allow_failure),
+                now,
+                t.queue,
+                t.concurrency_key,
+            )
+            for t in flow.tasks
+        ]
+        ids: dict[str, int] = {}
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            table, params = self._values(chunk, q.TASK_RUN_TYPES)
+            sql = q.INSERT_TASK_RUNS.format(values=table)
+            ids.update({task_id: int(tr_id) for tr_id, task_id in self._all(sql, params)})
+        return ids
+
+    def _start_skipped(
+        self, ex_id: int, skip: tuple[str, str], task_runs: Iterable[int], now: float
+    ) -> None:
+        answer, why = skip
+        result = RecordResult()
+        if answer == "STOP":
+            self._execute(q.SET_STOPPED, (why, ex_id))
+            self._set_execution_state(ex_id, State.RUNNING, now, None)
+        for tr_id in task_runs:
+            self._skip(tr_id, ex_id, why, now, result)
+        if answer == "STOP":
+            self._maybe_end(ex_id, now, result)
+            return
+        self._set_execution_state(ex_id, State.SKIPPED, now, why)
+        self._execute(q.EXECUTION_ENDED, (now, why, None, ex_id))
+        self._child_ended(ex_id, State.SKIPPED, why, None, now, result)
 
     # -- the worker's side -----------------------------------------------------------
     def claim(
@@ -189,47 +297,56 @@ class SqlStore(StoreReads):
         execution_id: int | None = None,
         queues: Sequence[str] | None = None,
     ) -> list[Claim]:
-        """Take up to ``limit`` ready task runs (of one execution, and of the given queues,
-        when asked) and start an attempt of each, leased to ``worker_id`` until
-        ``now + lease_seconds``."""
-        claims: list[Claim] = []
+        """Take up to ``limit`` ready task runs (of one execution and its child executions,
+        and of the given queues, when asked) and start an attempt of each, leased to
+        ``worker_id`` until ``now + lease_seconds``."""
         if limit <= 0:
-            return claims
+            return []
         where: list[str] = ["not_before <= ?"]
         params: list[Any] = [now]
         if execution_id is not None:
-            where.append("execution_id = ?")
+            where.append(q.OF_ROOT)
             params.append(execution_id)
         if queues:
             where.append(f"queue IN ({', '.join('?' * len(queues))})")
             params.extend(queues)
+        test = " AND ".join(where)
         with self.transaction():
-            for tr_id, ex_id in self._take_ready(now, limit, " AND ".join(where), params):
-                claim = self._start_attempt(tr_id, ex_id, worker_id, now, now + lease_seconds)
-                if claim is not None:
-                    claims.append(claim)
-        return claims
+            taken = self._take_ready(now, limit, test + " AND concurrency_key IS NULL", params)
+            if len(taken) < limit:
+                taken = [*taken, *self._take_keyed(now, limit - len(taken), test, params)]
+            if not taken:
+                return []
+            return self._start_attempts(taken, worker_id, now, now + lease_seconds)
 
-    def _start_attempt(
-        self, tr_id: int, ex_id: int, worker_id: str, now: float, lease: float
-    ) -> Claim | None:
-        row = self._one(q.TASK_RUN_FOR_CLAIM, (tr_id,))
-        if row is None:
-            return None
-        task_id, state, attempts, started_at, revision_id, ex_state = row
-        if ex_state != State.RUNNING.value or State(state).terminal:
-            return None
-        number = attempts + 1
-        attempt_id = self._insert(
-            q.INSERT_ATTEMPT, (tr_id, ex_id, number, State.RUNNING.value, worker_id, lease, now)
+    def _start_attempts(
+        self, taken: Sequence[Row], worker_id: str, now: float, lease: float
+    ) -> list[Claim]:
+        """Start an attempt of each taken task run still startable (its execution
+        running, itself not ended), in a few statements whatever their number; the first
+        attempt also moves the task run CREATED -> RUNNING. ``taken`` rows are
+        ``(task_run_id, execution_id, task_id, state, attempts, started_at, revision_id,
+        execution_state)``."""
+        startable = [r for r in taken if r[7] == State.RUNNING.value and not State(r[3]).terminal]
+        if not startable:
+            return []
+        values = [
+            (r[0], r[1], r[4] + 1, State.RUNNING.value, worker_id, lease, now) for r in startable
+        ]
+        table, params = self._values(values, q.ATTEMPT_TYPES)
+        inserted = self._all(q.INSERT_ATTEMPTS.format(values=table), params)
+        attempt_of = {int(tr_id): int(a_id) for a_id, tr_id in inserted}
+        started = [(r[0], r[4] + 1, attempt_of[r[0]]) for r in startable]
+        table, params = self._values(started, q.STARTED_TYPES)
+        self._execute(q.TASK_RUNS_STARTED.format(values=table), [now, *params])
+        waiting = (State.CREATED.value, State.RESTARTED.value)
+        self._transitions.extend(
+            (r[1], r[0], r[3], State.RUNNING.value, now, None) for r in startable if r[3] in waiting
         )
-        if state == State.CREATED.value:  # the first attempt also starts the task run
-            check_transition(State.CREATED, State.RUNNING, f"task run {tr_id}")
-            self._execute(q.TASK_RUN_FIRST_START, (number, attempt_id, now, tr_id))
-            self._history(ex_id, tr_id, State.CREATED, State.RUNNING, now, None)
-        else:
-            self._execute(q.TASK_RUN_STARTED, (number, attempt_id, now, tr_id))
-        return Claim(attempt_id, tr_id, ex_id, revision_id, task_id, number, started_at or now)
+        return [
+            Claim(attempt_of[r[0]], r[0], r[1], r[6], r[2], r[4] + 1, r[5] or now)
+            for r in startable
+        ]
 
     def heartbeat(self, worker_id: str, attempt_ids: Sequence[int], lease_until: float) -> None:
         """Extend the leases of ``worker_id``'s running attempts."""
@@ -257,198 +374,81 @@ class SqlStore(StoreReads):
         outputs and metrics, a retry (a new ready row with ``not_before``) or the task
         run's end, the dependents it makes ready or skips, and the execution's end."""
         result = RecordResult()
+        self._rng = rng
+        # one lock order for every transaction (executions by id, then task runs), so
+        # that workers recording at once never deadlock
+        outcomes = sorted(outcomes, key=lambda item: (item[0].execution_id, item[0].task_run_id))
+        plain = [(c, o) for c, o in outcomes if o.state is State.SUCCESS and o.forks is None]
         with self.transaction():
+            if any(self._keyed(c) for c, _ in outcomes):
+                self._made_ready()  # a concurrency key's slot frees: others may start
+            if plain:
+                self._record_successes(plain, now, result)
+                outcomes = [(c, o) for c, o in outcomes if o.state is not State.SUCCESS or o.forks]
             for claim, outcome in outcomes:
                 self._record_one(claim, outcome, now, rng, result)
         return result
 
-    def _record_one(
-        self, claim: Claim, outcome: Outcome, now: float, rng: random.Random, result: RecordResult
-    ) -> None:
-        state = outcome.state if outcome.state in (State.SUCCESS, State.KILLED) else State.FAILED
-        cur = self._execute(
-            q.FINISH_ATTEMPT,
-            (
-                state.value,
-                now,
-                outcome.exit_code,
-                outcome.reason,
-                outcome.error,
-                outcome.cpu_seconds,
-                outcome.peak_rss_kb,
-                claim.attempt_id,
-            ),
-        )
-        if cur.rowcount == 0:
-            result.lost.append(claim.attempt_id)
-            return
-        ids = (claim.attempt_id, claim.task_run_id, claim.execution_id)
-        if outcome.outputs:
-            self._executemany(
-                q.INSERT_OUTPUT, [(*ids, k, _dumps(v)) for k, v in outcome.outputs.items()]
-            )
-        if outcome.metrics:
-            self._executemany(
-                q.INSERT_METRIC,
-                [
-                    (*ids, m.name, m.kind, m.value, _dumps(dict(m.tags)), now)
-                    for m in outcome.metrics
-                ],
-            )
-        if state is State.SUCCESS:
-            self._finish_task_run(
-                claim.task_run_id, claim.execution_id, State.SUCCESS, None, now, result
-            )
-            return
-        if state is State.FAILED and self._retry(claim, outcome, now, rng):
-            result.retries.append(claim.task_run_id)
-            return
-        why = outcome.error or outcome.reason or "failed"
-        if state is State.KILLED:  # RUNNING -> KILLING -> KILLED, as the table says
-            self._set_task_run_state(claim.task_run_id, claim.execution_id, State.KILLING, now, why)
-        self._finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
-
-    def _retry(self, claim: Claim, outcome: Outcome, now: float, rng: random.Random) -> bool:
-        stopping = self._one(q.EXECUTION_REASON, (claim.execution_id,))
-        if self._execution_state(claim.execution_id) is not State.RUNNING or (
-            stopping and stopping[0]
-        ):
-            return False
-        policy = self.flow_of(claim.revision_id).task(claim.task_id).retry
-        counted = self._one(q.COUNTED_ATTEMPTS, (claim.task_run_id,))
-        decision = retry.decide(
-            policy,
-            attempt_number=int(counted[0]) if counted else claim.number,
-            reason=outcome.reason,
-            exit_code=outcome.exit_code,
-            elapsed=now - claim.first_started_at,
-            rng=rng,
-        )
-        if not decision.retry:
-            return False
-        self._execute(q.REQUEUE, (now + decision.delay, claim.task_run_id))
-        self._ready_added()
-        return True
-
-    def _finish_task_run(
-        self,
-        tr_id: int,
-        ex_id: int,
-        state: State,
-        reason: str | None,
-        now: float,
-        result: RecordResult,
-    ) -> None:
-        """End a task run, then propagate: dependents become ready, or are skipped."""
-        row = self._set_task_run_state(tr_id, ex_id, state, now, reason)
-        if row is None:
-            return
-        _, task_id, allow_failure = row
-        pending: int | None = self._pending_down(ex_id)
-        if state is State.SUCCESS or (state is State.FAILED and allow_failure):
-            self._release_dependents(tr_id, ex_id, now)
-        else:
-            self._skip_dependents(tr_id, ex_id, task_id, state, now)
-            if state is State.FAILED and not self._continue_on_error(ex_id):
-                self._skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
-                pending = None  # skipping changed it
-        self._maybe_end(ex_id, now, result, pending)
-
-    def _release_dependents(self, tr_id: int, ex_id: int, now: float) -> None:
-        self._execute(q.DEPENDENTS_DOWN, (tr_id,))
-        if self._execute(q.READY_DEPENDENTS, (now, tr_id)).rowcount:
-            self._ready_added()
-
-    def _skip_dependents(
-        self, tr_id: int, ex_id: int, task_id: str, state: State, now: float
-    ) -> None:
-        verb = "failed" if state is State.FAILED else state.value.lower()
-        for (dep_id,) in self._all(q.DEPENDENTS, (tr_id,)):
-            self._skip(dep_id, ex_id, f"dependency '{task_id}' {verb}", now)
-
-    def _skip(self, tr_id: int, ex_id: int, reason: str, now: float) -> None:
-        """SKIP a not-started task run and, transitively, its dependents."""
-        stack = [(tr_id, reason)]
-        while stack:
-            current, why = stack.pop()
-            row = self._set_task_run_state(current, ex_id, State.SKIPPED, now, why)
-            if row is None:
-                continue
-            self._execute(q.DELETE_READY, (current,))
-            self._pending_down(ex_id)
-            for (dep_id,) in self._all(q.DEPENDENTS, (current,)):
-                stack.append((dep_id, f"dependency '{row[1]}' was skipped"))
-
-    def _skip_unstarted(self, ex_id: int, reason: str, now: float) -> None:
-        for (tr_id,) in self._all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
-            self._skip(tr_id, ex_id, reason, now)
-
-    def _continue_on_error(self, ex_id: int) -> bool:
-        row = self._one(q.EXECUTION_REVISION, (ex_id,))
-        assert row is not None
-        return self.flow_of(row[0]).continue_on_error
-
-    def _pending_down(self, ex_id: int) -> int:
-        """One task run fewer left in the execution; how many remain."""
-        row = self._execute(q.EXECUTION_PENDING_DOWN, (1, ex_id)).fetchone()
-        return int(row[0])
-
-    def _maybe_end(
-        self, ex_id: int, now: float, result: RecordResult, pending: int | None = None
-    ) -> None:
-        if pending is None:
-            row = self._one(q.EXECUTION_PENDING, (ex_id,))
-            pending = int(row[0]) if row else 1
-        if pending <= 0:
-            final = self._end_execution(ex_id, now)
-            if final is not None:
-                result.ended_executions[ex_id] = final
-
-    def _end_execution(self, ex_id: int, now: float) -> State | None:
-        counts = {State(s): n for s, n in self._all(q.TASK_RUN_COUNTS, (ex_id,))}
-        reason_row = self._one(q.EXECUTION_REASON, (ex_id,))
-        reason = reason_row[0] if reason_row else None
-        if reason:
-            final = State.FAILED
-        elif self._has_hard_failure(ex_id):
-            final, reason = State.FAILED, self._first_failure(ex_id)
-        elif counts.get(State.KILLED):
-            final, reason = State.FAILED, "a task was killed"
-        elif counts.get(State.FAILED):
-            final, reason = State.WARNING, "a task allowed to fail failed"
-        else:
-            final = State.SUCCESS
-        if not self._set_execution_state(ex_id, final, now, reason):
-            return None
-        self._execute(q.EXECUTION_ENDED, (now, reason, ex_id))
-        return final
-
-    def _has_hard_failure(self, ex_id: int) -> bool:
-        return self._one(q.HARD_FAILURE, (ex_id,)) is not None
-
-    def _first_failure(self, ex_id: int) -> str:
-        row = self._one(q.FIRST_FAILURE, (ex_id,))
-        return f"task '{row[0]}' failed: {row[1]}" if row else "a task failed"
+    def _keyed(self, claim: Claim) -> bool:
+        return self.flow_of(claim.revision_id).task(claim.task_id).concurrency_key is not None
 
     def fail_execution(self, ex_id: int, reason: str, now: float) -> RecordResult:
         """Stop starting work for an execution (its timeout passed): unstarted task runs
         end SKIPPED; it ends FAILED with ``reason`` once running attempts report."""
         result = RecordResult()
         with self.transaction():
-            self._execute(q.SET_EXECUTION_REASON, (reason, ex_id))
-            self._skip_unstarted(ex_id, reason, now)
-            self._maybe_end(ex_id, now, result)
+            self._fail_tree(ex_id, reason, now, result)
         return result
+
+    def kill_execution(self, ex_id: int, reason: str, now: float) -> RecordResult:
+        """Kill an execution and its running children (see :meth:`_kill_tree`); the
+        workers running its attempts stop them and their outcomes end it KILLED."""
+        result = RecordResult()
+        with self.transaction():
+            self._kill_tree(ex_id, reason, now, result)
+        return result
+
+    def reap_workers(
+        self, worker_ids: Sequence[str], now: float, rng: random.Random
+    ) -> RecordResult:
+        """Attempts of workers known to be dead (their process is gone): recorded as
+        FAILED, reason ``lost``, at once rather than when their leases expire."""
+        result = RecordResult()
+        self._rng = rng
+        with self.transaction():
+            for worker_id in worker_ids:
+                for row in self._all(q.WORKERS_ATTEMPTS, (worker_id,)):
+                    self._take_back(row, now, rng, result)
+        return result
+
+    def _take_back(self, row: Row, now: float, rng: random.Random, result: RecordResult) -> None:
+        """An attempt of a lost worker: recorded as lost (the retry policy decides) when
+        the worker had started it; handed back (not counted) when it was only claimed."""
+        claim = Claim(*row[:7])
+        if row[8] is None:
+            why = f"claimed by a worker lost before it started the attempt ({row[7]})"
+            self._hand_back_one(claim, why, now)
+            return
+        lost = Outcome(State.FAILED, reason="lost", error=f"worker lost ({row[7]})")
+        self._record_one(claim, lost, now, rng, result)
+        if self._keyed(claim):
+            self._made_ready()
+
+    def mark_launched(self, attempt_ids: Sequence[int], now: float) -> None:
+        """These claimed attempts were started (see :meth:`_take_back`)."""
+        if attempt_ids:
+            test, params = self._ids(attempt_ids)
+            with self.transaction():
+                self._execute(q.MARK_LAUNCHED.format(ids=test), [now, *params])
 
     def reap_expired(self, now: float, rng: random.Random, limit: int = 100) -> RecordResult:
         """Attempts whose lease expired belong to a worker that died: record each as
         FAILED (reason ``lost``, naming the worker) and let the retry policy decide."""
         result = RecordResult()
+        self._rng = rng
         with self.transaction():
             for row in self._all(q.EXPIRED_LEASES, (now, limit)):
-                claim = Claim(*row[:7])
-                lost = Outcome(State.FAILED, reason="lost", error=f"worker lost ({row[7]})")
-                self._record_one(claim, lost, now, rng, result)
+                self._take_back(row, now, rng, result)
         return result
 
     def hand_back(self, claims: Sequence[Claim], now: float) -> None:
@@ -457,22 +457,73 @@ class SqlStore(StoreReads):
         again at once."""
         with self.transaction():
             for claim in claims:
-                cur = self._execute(
-                    q.FINISH_ATTEMPT,
-                    (
-                        State.KILLED.value,
-                        now,
-                        None,
-                        "handed back",
-                        "the worker stopped before the attempt ended",
-                        None,
-                        None,
-                        claim.attempt_id,
-                    ),
-                )
-                if cur.rowcount:
-                    self._execute(q.REQUEUE, (now, claim.task_run_id))
-                    self._ready_added()
+                self._hand_back_one(claim, "the worker stopped before the attempt ended", now)
+
+    def _hand_back_one(self, claim: Claim, why: str, now: float) -> None:
+        """The attempt ends KILLED (``handed back``, not counted) and its task run is
+        ready again, if its execution still runs; else the attempt is recorded KILLED
+        like any stopped attempt (the execution is being killed or failed)."""
+        stopping = self._one(q.EXECUTION_REASON, (claim.execution_id,))
+        if self._execution_state(claim.execution_id) is not State.RUNNING or (
+            stopping and stopping[0]
+        ):
+            stopped = Outcome(State.KILLED, reason="killed", error=why)
+            self._record_one(claim, stopped, now, self._rng, RecordResult())
+            return
+        params = (State.KILLED.value, now, None, "handed back", why, None, None, claim.attempt_id)
+        if self._execute(q.FINISH_ATTEMPT, params).rowcount:
+            self._execute(q.REQUEUE, (now, claim.task_run_id))
+            self._made_ready()
+
+    def record_call(
+        self,
+        parent: Claim,
+        task_id: str,
+        worker_id: str,
+        started: float,
+        outcome: Outcome,
+        now: float,
+    ) -> int:
+        """Record a call a handler made (``this.connect``) as an ended task run of its
+        execution, under the handler's task run: one attempt with the call's outcome. It
+        does not count among the task runs the execution waits for."""
+        ex_id = parent.execution_id
+        state = outcome.state if outcome.state in RECORDED else State.FAILED
+        with self.transaction():
+            tr_id = self._insert(
+                q.INSERT_CALL_RUN, (ex_id, task_id, now, parent.task_run_id, started)
+            )
+            self._history(ex_id, tr_id, None, State.RUNNING, started, None)
+            attempt_id = self._insert(
+                q.INSERT_ATTEMPT, (tr_id, ex_id, 1, State.RUNNING.value, worker_id, None, started)
+            )
+            self._execute(q.TASK_RUN_STARTED, (1, attempt_id, started, tr_id))
+            self._execute(q.FINISH_ATTEMPT, finish_params(attempt_id, state, outcome, now))
+            ids = (attempt_id, tr_id, ex_id)
+            self._executemany(
+                q.INSERT_OUTPUT, [(*ids, k, dumps(v)) for k, v in outcome.outputs.items()]
+            )
+            self._set_task_run_state(tr_id, ex_id, state, now, outcome.error, known=State.RUNNING)
+        return tr_id
+
+    # -- connections -------------------------------------------------------------------
+    def save_connection(
+        self, name: str, kind: str, config: Mapping[str, Any], now: float, *, replace: bool
+    ) -> None:
+        """Add a connection, or change an existing one when ``replace``."""
+        with self.transaction():
+            exists = self._one(q.GET_CONNECTION, (name,)) is not None
+            if exists and not replace:
+                raise Conflict(f"connection {name!r} exists (use --replace to change it)")
+            if exists:
+                self._execute(q.UPDATE_CONNECTION, (kind, dumps(dict(config)), now, name))
+            else:
+                self._execute(q.INSERT_CONNECTION, (name, kind, dumps(dict(config)), now, now))
+
+    def remove_connection(self, name: str) -> None:
+        with self.transaction():
+            if not self._execute(q.DELETE_CONNECTION, (name,)).rowcount:
+                self.get_connection(name)  # raises NotFound naming those that exist
 
     def register_worker(
         self, worker_id: str, host: str, pid: int, queues: Sequence[str], now: float
@@ -487,69 +538,3 @@ class SqlStore(StoreReads):
     def worker_stopped(self, worker_id: str, now: float) -> None:
         with self.transaction():
             self._execute(q.WORKER_STOPPED, (now, now, worker_id))
-
-    # -- transitions -----------------------------------------------------------------
-    def _execution_state(self, ex_id: int) -> State:
-        row = self._one(q.EXECUTION_STATE, (ex_id,))
-        if row is None:
-            raise NotFound(f"execution {ex_id} not found")
-        return State(row[0])
-
-    def _set_execution_state(
-        self, ex_id: int, new: State, now: float, reason: str | None
-    ) -> Row | None:
-        old = self._one(q.EXECUTION_STATE, (ex_id,))
-        if old is None:
-            raise NotFound(f"execution {ex_id} not found")
-        params = (new.value, reason, ex_id, old[0])
-        if not self._transition(q.SET_EXECUTION_STATE, params, State(old[0]), new):
-            return None
-        self._history(ex_id, None, State(old[0]), new, now, reason)
-        if new is State.RUNNING:
-            self._execute(q.EXECUTION_STARTED, (now, ex_id))
-        return old
-
-    def _set_task_run_state(
-        self,
-        tr_id: int,
-        ex_id: int,
-        new: State,
-        now: float,
-        reason: str | None,
-        *,
-        known: State | None = None,
-    ) -> Row | None:
-        """``-> new`` for a task run; its ``(state, task_id, allow_failure)`` before, or
-        None when the table forbids it or another process changed it first. ``known``
-        skips reading the current state when the caller just read it."""
-        row: Row | None = (known.value, None, None) if known else None
-        if row is None:
-            row = self._one(q.TASK_RUN_STATE, (tr_id,))
-            if row is None:
-                raise NotFound(f"task run {tr_id} not found")
-        ended = now if new.terminal else None
-        params = (new.value, reason, ended, tr_id, row[0])
-        if not self._transition(q.SET_TASK_RUN_STATE, params, State(row[0]), new):
-            return None
-        self._history(ex_id, tr_id, State(row[0]), new, now, reason)
-        return row
-
-    def _transition(self, update: str, params: Sequence[Any], old: State, new: State) -> bool:
-        """Apply ``old -> new`` only if the table allows it, as an update conditional on
-        ``old``; False on a lost race."""
-        if old not in sources_of(new):
-            return False
-        return bool(self._execute(update, params).rowcount == 1)
-
-    def _history(
-        self,
-        ex_id: int,
-        tr_id: int | None,
-        old: State | None,
-        new: State,
-        now: float,
-        reason: str | None,
-    ) -> None:
-        self._execute(
-            q.INSERT_HISTORY, (ex_id, tr_id, old.value if old else None, new.value, now, reason)
-        )

@@ -12,7 +12,9 @@ from typing import Any
 
 from ordo.errors import StoreError
 from ordo.store import migrate
+from ordo.store import queries as q
 from ordo.store.reads import Row
+from ordo.store.retention import Reclaimed
 from ordo.store.sql import SqlStore
 
 
@@ -33,6 +35,10 @@ class SqliteStore(SqlStore):
                 check_same_thread=False,
                 timeout=busy_timeout,
             )
+            if self._conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                # a new file: deleted rows' pages can be given back (ordo gc); this
+                # must come before WAL and any table
+                self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._wal(busy_timeout)
             self._conn.execute("PRAGMA synchronous=NORMAL")
         except (sqlite3.Error, OSError) as exc:
@@ -86,8 +92,11 @@ class SqliteStore(SqlStore):
             raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        batch = list(rows)
+        if not batch:
+            return
         try:
-            self._conn.executemany(sql, rows)
+            self._conn.executemany(sql, batch)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
 
@@ -98,6 +107,9 @@ class SqliteStore(SqlStore):
     def _begin(self) -> None:
         self._execute("BEGIN IMMEDIATE")
 
+    def _lock(self, name: str) -> None:
+        """Nothing to take: ``BEGIN IMMEDIATE`` holds the database's one write lock."""
+
     def _commit(self) -> None:
         self._execute("COMMIT")
 
@@ -106,14 +118,37 @@ class SqliteStore(SqlStore):
             self._conn.execute("ROLLBACK")
 
     def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
-        sql = (
-            f"SELECT task_run_id, execution_id FROM ready WHERE {where} "
-            "ORDER BY not_before, task_run_id LIMIT ?"
+        taken = (
+            f"(SELECT task_run_id FROM ready WHERE {where} "
+            "ORDER BY not_before, task_run_id LIMIT ?) AS r"
         )
-        rows = self._all(sql, [*params, limit])
+        rows = self._all(q.TAKEN.format(head="", taken=taken), [*params, limit])
         if rows:
             self._executemany("DELETE FROM ready WHERE task_run_id = ?", [(r[0],) for r in rows])
         return rows
+
+    def reclaim_space(self) -> Reclaimed:
+        """``PRAGMA incremental_vacuum``: the free pages go back to the file system (at
+        the next checkpoint). A file created without ``auto_vacuum=INCREMENTAL`` (before
+        ordo set it) keeps its free pages for new rows until one ``VACUUM``."""
+        mode = self._one("PRAGMA auto_vacuum")
+        if not mode or mode[0] != 2:
+            return Reclaimed(
+                None,
+                "this database file was created without auto_vacuum=INCREMENTAL: its free "
+                "pages are reused for new rows; to shrink it, run once: sqlite3 "
+                f"{self.path} 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'",
+            )
+        size = self._one("PRAGMA page_size")
+        before = self._one("PRAGMA freelist_count")
+        try:
+            # executescript steps the pragma to its end (execute frees one page a step)
+            self._conn.executescript("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(PASSIVE);")
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
+        after = self._one("PRAGMA freelist_count")
+        freed = (before[0] - after[0]) * size[0] if size and before and after else 0
+        return Reclaimed(max(freed, 0), "incremental vacuum")
 
     def close(self) -> None:
         self._conn.close()

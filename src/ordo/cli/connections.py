@@ -1,0 +1,95 @@
+"""``ordo connections add|list|show|remove``: named databases and HTTP APIs. What is
+printed is masked: passwords in URLs and header values show as ``***``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ordo.cli.common import fmt_time, open_db, print_json, short, table
+from ordo.errors import EXIT_OK, UsageError
+from ordo.store import Store
+from ordo.store.records import Connection
+
+
+def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    config = _config(args) if args.action == "add" else {}
+    store = open_db(args.db, environ)
+    try:
+        if args.action == "add":
+            store.save_connection(args.name, args.type, config, time.time(), replace=args.replace)
+            shown = short(store.get_connection(args.name).masked(), 90)
+            print(f"connection {args.name} saved: {shown}")
+        elif args.action == "remove":
+            store.remove_connection(args.name)
+            print(f"connection {args.name} removed")
+        elif args.action == "show":
+            _show(store, args)
+        else:
+            _list(store, args)
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of ``add``, checked against the type."""
+    if not args.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise UsageError(
+            f"a connection name may hold letters, digits, -, _ and ., found {args.name!r}"
+        )
+    if args.type == "sql":
+        if not args.url or args.base_url or args.header:
+            raise UsageError("a sql connection takes --url (and no --base-url or --header)")
+        if not args.url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise UsageError(
+                f"--url: expected sqlite:///PATH or postgresql://..., found {args.url!r}"
+            )
+        return {"url": args.url}
+    if not args.base_url or args.url:
+        raise UsageError("an http connection takes --base-url (and --header NAME:VALUE)")
+    if not args.base_url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url: expected http:// or https://..., found {args.base_url!r}")
+    headers: dict[str, str] = {}
+    for item in args.header:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header expects NAME:VALUE, found {item!r}")
+        headers[name.strip()] = value.strip()
+    return {"base_url": args.base_url, "headers": headers}
+
+
+def _document(c: Connection) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "type": c.type,
+        "config": c.masked(),
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+    }
+
+
+def _show(store: Store, args: argparse.Namespace) -> None:
+    connection = store.get_connection(args.name)
+    if args.json:
+        print_json(_document(connection))
+        return
+    print(f"connection {connection.name}  ({connection.type})")
+    for key, value in connection.masked().items():
+        print(f"  {key}: {short(value, 100)}")
+    print(f"  updated: {fmt_time(connection.updated_at)}")
+
+
+def _list(store: Store, args: argparse.Namespace) -> None:
+    found = store.list_connections()
+    if args.json:
+        print_json([_document(c) for c in found])
+        return
+    print(
+        table(
+            ["NAME", "TYPE", "SETTINGS", "UPDATED"],
+            [[c.name, c.type, short(c.masked(), 70), fmt_time(c.updated_at)] for c in found],
+        )
+    )

@@ -1,0 +1,222 @@
+"""``ordo kill``, ``resume``, ``restart``, ``replay`` and ``mark``: stop an execution (and
+its children) for good, finish one whose ``ordo run`` died, run an ended one again in
+place or as a new execution, set a task run's state by hand."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import os
+import random
+import socket
+import sys
+import time
+from collections.abc import Mapping
+
+from ordo import engine
+from ordo.cli import display
+from ordo.cli.common import fmt_time, open_db, parse_pairs, print_json
+from ordo.cli.run import work
+from ordo.errors import EXIT_FAILED, EXIT_OK, UsageError
+from ordo.model import State
+from ordo.runners import make_runners
+from ordo.store import Store
+from ordo.store.records import ExecutionRow
+from ordo.worker import Worker, WorkerSettings
+
+
+def kill_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    store = open_db(args.db, environ)
+    try:
+        execution = store.get_execution(args.id)
+        if execution.state.terminal:
+            raise UsageError(_already_ended(execution, "nothing to kill"))
+        reason = f"killed by {who()} with ordo kill"
+        if execution.state is not State.KILLING:
+            store.kill_execution(args.id, reason, time.time())
+        final = _wait_killed(store, execution, args.wait)
+    finally:
+        store.close()
+    return EXIT_OK if final is State.KILLED else EXIT_FAILED
+
+
+def _wait_killed(store: Store, execution: ExecutionRow, wait: float) -> State:
+    """Wait until the execution is KILLED: its workers stop their attempts within their
+    grace; attempts of workers that died on this machine are taken back at once."""
+    deadline = time.monotonic() + wait
+    while True:
+        reap_dead(store, execution.root_id or execution.id)
+        current = store.get_execution(execution.id)
+        if current.state.terminal or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    if current.state.terminal:
+        print(f"execution {current.id} {current.flow_key}: {current.state.value}")
+    else:
+        running = [a for a in store.attempts(current.id) if a.state is State.RUNNING]
+        workers = sorted({a.worker_id or "?" for a in running})
+        print(
+            f"execution {current.id} is KILLING: {len(running)} attempt(s) still running on "
+            f"{', '.join(workers)}; their workers stop them (see ordo executions show "
+            f"{current.id})"
+        )
+    return current.state
+
+
+def restart_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    given = parse_pairs(args.input, "-i")
+    store = open_db(args.db, environ)
+    try:
+        execution = _top_execution(store, args.id, "restart")
+        again = engine.restart_execution(
+            store,
+            args.id,
+            time.time(),
+            from_task=args.from_task,
+            given_inputs=given,
+            latest=args.revision == "latest",
+        )
+        if not args.quiet and not args.json:
+            print(f"execution {args.id} restarted: {', '.join(again)} run again")
+        return _run_to_end(store, execution.id, args, environ)
+    finally:
+        store.close()
+
+
+def replay_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    given = parse_pairs(args.input, "-i")
+    store = open_db(args.db, environ)
+    try:
+        new_id = engine.replay_execution(
+            store, args.id, args.from_task, time.time(), given_inputs=given
+        )
+        if args.detach:
+            print(new_id)
+            return EXIT_OK
+        if not args.quiet and not args.json:
+            print(f"execution {new_id} replays execution {args.id} from {args.from_task}")
+        return _run_to_end(store, new_id, args, environ)
+    finally:
+        store.close()
+
+
+def mark_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    store = open_db(args.db, environ)
+    try:
+        new = State.SUCCESS if args.state == "success" else State.FAILED
+        marked = store.mark_task_run(args.id, args.task, new, who(), args.reason, time.time())
+    finally:
+        store.close()
+    print(f"task {marked.label} of execution {args.id}: {marked.old.value} -> {marked.new.value}")
+    if marked.execution_new is not marked.execution_old:
+        print(f"execution {args.id}: {marked.execution_old.value} -> {marked.execution_new.value}")
+    if marked.reopened:
+        print(f"to run again: {', '.join(marked.reopened)} (ordo resume {args.id} runs them)")
+    elif marked.execution_new in (State.FAILED, State.KILLED) and new is State.SUCCESS:
+        print(f"ordo restart {args.id} runs what is left")
+    return EXIT_OK
+
+
+def _run_to_end(
+    store: Store, execution_id: int, args: argparse.Namespace, environ: Mapping[str, str]
+) -> int:
+    """Work on the execution in this process until it ends, like ``ordo run``."""
+    execution = store.get_execution(execution_id)
+    settings = WorkerSettings()
+    if args.workers:
+        settings.slots = args.workers
+    quiet = args.quiet or args.json
+    flow = store.flow_of(execution.revision_id)
+    listener = display.listener_for(store, execution.id, flow, quiet=quiet)
+    worker = Worker(
+        store, make_runners(settings.slots), settings=settings, env=environ, listener=listener
+    )
+    final = work(worker, execution.id, listener, reap=True)
+    if args.json:
+        from ordo.cli.inspect import execution_document
+
+        print_json(execution_document(store, execution.id))
+    else:
+        display.summary(store, execution.id, sys.stdout)
+    return EXIT_OK if final in (State.SUCCESS, State.WARNING) else EXIT_FAILED
+
+
+def resume_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    store = open_db(args.db, environ)
+    try:
+        execution = _top_execution(store, args.id, "resume")
+        if execution.state.terminal:
+            raise UsageError(_already_ended(execution, "nothing to resume"))
+        taken = reap_dead(store, execution.id)
+        if taken and not args.json:
+            print(f"took back the attempts of {', '.join(taken)} (no longer running)")
+        return _run_to_end(store, execution.id, args, environ)
+    finally:
+        store.close()
+
+
+def _top_execution(store: Store, execution_id: int, verb: str) -> ExecutionRow:
+    """The execution, if it is the top of its tree (children go with their root)."""
+    execution = store.get_execution(execution_id)
+    if execution.parent_id is not None:
+        raise UsageError(
+            f"execution {execution.id} is a child of execution {execution.parent_id}: "
+            f"{verb} {execution.root_id or execution.parent_id}"
+        )
+    return execution
+
+
+def reap_dead(store: Store, root_id: int) -> list[str]:
+    """Record the running attempts of this tree's workers that are known to be dead
+    (processes of this machine that are gone) as lost; their ids."""
+    dead = [w for w in store.tree_workers(root_id) if _is_dead(w)]
+    if dead:
+        store.reap_workers(dead, time.time(), random.Random())
+    return dead
+
+
+def _is_dead(worker_id: str) -> bool:
+    """A worker id is ``host:pid:suffix``: dead when on this host and that process is
+    gone (or is no longer an ordo process). Other hosts' workers: their leases tell."""
+    host, _, rest = worker_id.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"ordo" not in f.read()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 0)
+            return False
+        return True
+
+
+def who() -> str:
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):
+        return socket.gethostname()
+
+
+def _already_ended(execution: ExecutionRow, what: str) -> str:
+    when = fmt_time(execution.ended_at)
+    return (
+        f"execution {execution.id} already ended {execution.state.value} at {when}; {what} "
+        f"(ordo restart {execution.id} or ordo replay {execution.id} --from TASK run it again)"
+    )
+
+
+COMMANDS = {
+    "kill": kill_command,
+    "resume": resume_command,
+    "restart": restart_command,
+    "replay": replay_command,
+    "mark": mark_command,
+}

@@ -1,0 +1,527 @@
+"""Executioner job configs (``../shared/compat/executioner.md``) as ordo flows.
+
+A config is a JSON document with ``working_dir`` and ``jobs``; each job becomes a shell
+task run by ``/bin/sh -c`` in ``working_dir`` (an argv list when ``allow_shell`` is
+false), its ``dependencies`` its ``depends_on``, its retry keys a :class:`RetryPolicy`,
+its checks pre and post checks, its ``env_variables`` (with the application's and the
+command line's) its environment. Where the real engine contradicts its documentation the
+documentation wins: a bad value type, a missing dependency, a cycle and an unknown check
+are validation errors naming the key and the job; ``strict`` security is enforced.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordo.errors import DefinitionError, Problem
+from ordo.graph import find_cycle
+from ordo.masking import secret_values
+from ordo.model import Check, Flow, RetryPolicy, Task
+
+NAMESPACE = "executioner"
+DEFAULT_TIMEOUT = 10800.0
+#: ``inherit_shell_env: "default"``: the names the real engine passes on.
+DEFAULT_ENV = (
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "HOME",
+    "USER",
+    "SHELL",
+    "HOSTNAME",
+    "TERM",
+    "DISPLAY",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "TEMP",
+    "TMP",
+    "JAVA_HOME",
+    "PYTHON_HOME",
+    "NODE_PATH",
+)
+RETRY_STATUSES = ("ERROR", "FAILED", "TIMEOUT", "POSTCHECK_FAILED")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+#: ``security_policy: strict`` refuses commands matching these (the spec's list).
+DANGEROUS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(pattern))
+    for name, pattern in (
+        ("sudo/su/doas", r"(^|[;&|(`\s])(sudo|su|doas)(\s|$)"),
+        ("rm -rf /", r"\brm\s+(-\w*[rR]\w*\s+)*-?\w*[fF]?\w*\s*/(\s|$|\*)"),
+        ("rm -rf ~ or .", r"\brm\s+-\w*[rR]\w*\s+(~|\.)(/?\s|/?$)"),
+        ("curl or wget piped to a shell", r"\b(curl|wget)\b[^|]*\|\s*(sudo\s+)?(ba|z|da)?sh\b"),
+        ("write to a raw disk", r">\s*/dev/(sd|hd|nvme|xvd|vd|mmcblk)\w*"),
+        ("dd to a device", r"\bdd\b.*\bof=/dev/"),
+        ("redirect into /etc, /proc or /sys", r">\s*/(etc|proc|sys)/"),
+        ("shutdown/reboot/halt/poweroff", r"(^|[;&|\s])(shutdown|reboot|halt|poweroff)(\s|$)"),
+        ("nc -e", r"\bnc\b.*\s-e\s"),
+        ("eval of a variable", r"\beval\b.*\$"),
+        ("command substitution", r"`|\$\("),
+        ("mkfs", r"\bmkfs(\.\w+)?\b"),
+    )
+)
+#: ``allow_shell: false``: what only a shell understands.
+_SHELL_SYNTAX = re.compile(r"[|&;<>`$(){}*?~]|\[\[")
+
+
+@dataclass(frozen=True)
+class Mail:
+    """Where and when the run's report is mailed."""
+
+    to: tuple[str, ...] = ()
+    on_success: bool = False
+    on_failure: bool = True
+    server: str = "localhost"
+    port: int = 587
+    user: str = ""
+    password: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated config: the flow and what the command needs beside it."""
+
+    flow: Flow
+    application: str
+    working_dir: str
+    log_dir: str
+    parallel: bool
+    max_workers: int
+    mail: Mail
+    warnings: tuple[str, ...] = ()
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()  # values of variables named like a password/key/token
+
+
+def load_config(path: str, cli_env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config at ``path``; ``cli_env`` (``--env``) wins over every
+    level. Raises :class:`DefinitionError` listing every problem found."""
+    absolute = os.path.abspath(path)
+    try:
+        with open(absolute, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise DefinitionError([Problem("config file not found", absolute)]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError([Problem(f"cannot read the config: {exc}", absolute)]) from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DefinitionError(
+            [Problem(f"invalid JSON: {exc.msg}", absolute, exc.lineno, exc.colno)]
+        ) from None
+    return _Loader(absolute, dict(cli_env or {})).config(doc)
+
+
+class _Loader:
+    def __init__(self, path: str, cli_env: dict[str, str]) -> None:
+        self.path = path
+        self.cli_env = cli_env
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(Problem(message, self.path, field=where))
+
+    def expect(self, where: str, what: str, value: Any) -> None:
+        self.problem(where, f"expected {what}, found {_kind(value)}")
+
+    # -- values --------------------------------------------------------------------------
+    def number(self, d: Mapping[str, Any], key: str, where: str, default: float) -> float:
+        value = d.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.expect(f"{where}{key}", "a number", value)
+            return default
+        return float(value)
+
+    def integer(self, d: Mapping[str, Any], key: str, where: str, default: int) -> int:
+        value = d.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.expect(f"{where}{key}", "an integer", value)
+            return default
+        return value
+
+    def boolean(self, d: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+        value = d.get(key, default)
+        if not isinstance(value, bool):
+            self.expect(f"{where}{key}", "true or false", value)
+            return default
+        return value
+
+    def string(self, d: Mapping[str, Any], key: str, where: str, default: str) -> str:
+        value = d.get(key, default)
+        if not isinstance(value, str):
+            self.expect(f"{where}{key}", "a string", value)
+            return default
+        return value
+
+    def int_list(self, d: Mapping[str, Any], key: str, where: str, default: list[int]) -> list[int]:
+        value = d.get(key, default)
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            self.expect(f"{where}{key}", "a list of integers", value)
+            return default
+        return value
+
+    def env(self, d: Mapping[str, Any], where: str) -> dict[str, str]:
+        value = d.get("env_variables", {})
+        if not isinstance(value, Mapping):
+            self.expect(f"{where}env_variables", "an object of NAME: value", value)
+            return {}
+        out: dict[str, str] = {}
+        for name, v in value.items():
+            if not ENV_NAME.match(name):
+                self.problem(
+                    f"{where}env_variables.{name}",
+                    "invalid variable name: letters, digits and _, not starting with a digit",
+                )
+            elif isinstance(v, (dict, list)) or v is None:
+                self.expect(f"{where}env_variables.{name}", "a string, number or boolean", v)
+            else:
+                text = str(v).lower() if isinstance(v, bool) else str(v)
+                if "\0" in text or len(text) > 32 * 1024:
+                    self.problem(f"{where}env_variables.{name}", "a NUL byte or over 32 KiB")
+                else:
+                    out[name] = text
+        return out
+
+    # -- the document ----------------------------------------------------------------------
+    def config(self, doc: Any) -> Config:
+        if not isinstance(doc, Mapping):
+            self.expect("(top level)", "an object with working_dir and jobs", doc)
+            raise DefinitionError(self.problems)
+        working_dir = self.working_dir(doc)
+        app = self.string(doc, "application_name", "", "")
+        app = app or os.path.splitext(os.path.basename(self.path))[0]
+        log_dir = self.string(doc, "log_dir", "", "") or "logs"
+        defaults = self.defaults(doc)
+        inherit = self.inherit(doc)
+        allow_shell = self.boolean(doc, "allow_shell", "", True)
+        policy = self.string(doc, "security_policy", "", "warn")
+        if policy not in ("warn", "strict", "block", "off"):
+            self.problem("security_policy", f"expected warn, strict or off, found {policy!r}")
+        app_env = _resolve(self.env(doc, ""), {})  # frozen among themselves at load
+        jobs = doc.get("jobs")
+        tasks: list[Task] = []
+        descriptions: dict[str, str] = {}
+        secrets: set[str] = set()
+        if not isinstance(jobs, list):
+            self.expect("jobs", "a list of job objects", jobs)
+        else:
+            seen: set[str] = set()
+            for i, job in enumerate(jobs):
+                task = self.job(job, i, defaults, app_env, inherit, allow_shell, policy, secrets)
+                if task is None:
+                    continue
+                if task.id in seen:
+                    self.problem(f"jobs[{i}].id", f"duplicate job id '{task.id}'")
+                seen.add(task.id)
+                descriptions[task.id] = task.description
+                tasks.append(task)
+            self.links(tasks)
+        mail = self.mail(doc)
+        max_workers = self.integer(doc, "max_workers", "", 1)
+        parallel = self.boolean(doc, "parallel", "", False)
+        if self.problems:
+            raise DefinitionError(self.problems)
+        flow = Flow(
+            id=_flow_id(app),
+            namespace=NAMESPACE,
+            description=f"Executioner application {app}",
+            labels={"application": app},
+            tasks=tuple(tasks),
+            base_dir=working_dir or ".",
+            path=self.path,
+        )
+        return Config(
+            flow=flow,
+            application=app,
+            working_dir=working_dir or ".",
+            log_dir=os.path.join(working_dir or ".", log_dir),
+            parallel=parallel,
+            max_workers=max(1, max_workers),
+            mail=mail,
+            warnings=tuple(self.warnings),
+            descriptions=descriptions,
+            secrets=tuple(sorted(secrets)),
+        )
+
+    def working_dir(self, doc: Mapping[str, Any]) -> str | None:
+        value = doc.get("working_dir")
+        if value is None:
+            self.problem("working_dir", "required: the absolute folder the jobs run in")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.expect("working_dir", "an absolute path", value)
+            return None
+        folder = os.path.expanduser(value)
+        if not os.path.isabs(folder):
+            self.problem("working_dir", f"must be an absolute path, found {value!r}")
+            return None
+        if not os.path.isdir(folder):
+            self.problem("working_dir", f"{folder} is not an existing folder")
+            return None
+        if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+            self.problem("working_dir", f"{folder} is not readable and writable")
+            return None
+        return os.path.realpath(folder)
+
+    def defaults(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        timeout = self.number(doc, "default_timeout", "", DEFAULT_TIMEOUT)
+        if timeout <= 0:
+            self.problem("default_timeout", f"must be above 0, found {timeout:g}")
+        return {
+            "timeout": timeout,
+            "max_retries": self.integer(doc, "default_max_retries", "", 0),
+            "retry_delay": self.number(doc, "default_retry_delay", "", 30.0),
+            "retry_backoff": self.number(doc, "default_retry_backoff", "", 1.5),
+            "retry_jitter": self.number(doc, "default_retry_jitter", "", 0.1),
+            "max_retry_time": self.number(doc, "default_max_retry_time", "", 1800.0),
+            "retry_on_exit_codes": self.int_list(doc, "default_retry_on_exit_codes", "", [1]),
+        }
+
+    def inherit(self, doc: Mapping[str, Any]) -> bool | list[str]:
+        value = doc.get("inherit_shell_env", True)
+        if value is True:
+            return True
+        if value is False:
+            return []
+        if value == "default":
+            return list(DEFAULT_ENV)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        self.expect("inherit_shell_env", 'true, false, "default" or a list of names', value)
+        return True
+
+    def job(
+        self,
+        job: Any,
+        i: int,
+        defaults: Mapping[str, Any],
+        app_env: Mapping[str, str],
+        inherit: bool | list[str],
+        allow_shell: bool,
+        policy: str,
+        secrets: set[str],
+    ) -> Task | None:
+        at = f"jobs[{i}]"
+        if not isinstance(job, Mapping):
+            self.expect(at, "a job object", job)
+            return None
+        job_id = job.get("id")
+        if not isinstance(job_id, str) or not job_id.strip():
+            self.expect(f"{at}.id", "a non-empty string", job_id)
+            return None
+        where = f"jobs[{i}] ({job_id})."
+        command = job.get("command")
+        if not isinstance(command, str):
+            self.expect(f"{where}command", "a string", command)
+            return None
+        deps = job.get("dependencies", [])
+        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+            self.expect(f"{where}dependencies", "a list of job ids", deps)
+            deps = []
+        timeout = self.number(job, "timeout", where, defaults["timeout"])
+        if timeout <= 0:
+            self.problem(f"{where}timeout", f"must be above 0, found {timeout:g}")
+        env = _resolve({**app_env, **self.env(job, where), **self.cli_env}, {})
+        secrets.update(secret_values(env))
+        spec: dict[str, Any] = {"command": command.strip() or "true", "inherit_env": inherit}
+        if command.strip():
+            self.security(command, job_id, where, policy)
+            if not allow_shell:
+                spec["command"] = self.argv(command, where)
+        return Task(
+            id=job_id,
+            type="shell",
+            spec=spec,
+            description=self.string(job, "description", where, ""),
+            depends_on=tuple(deps),
+            env=env,
+            retry=self.retry(job, where, defaults),
+            timeout=timeout,
+            pre_checks=self.checks(job, "pre_checks", where),
+            post_checks=self.checks(job, "post_checks", where),
+        )
+
+    def security(self, command: str, job_id: str, where: str, policy: str) -> None:
+        for name, pattern in DANGEROUS:
+            if pattern.search(command):
+                message = f"job '{job_id}': the command matches the dangerous pattern {name}"
+                if policy in ("strict", "block"):
+                    self.problem(f"{where}command", message + " (security_policy: strict)")
+                elif policy == "warn":
+                    self.warnings.append(message + " (security_policy: warn, so it runs)")
+                return
+
+    def argv(self, command: str, where: str) -> list[str]:
+        found = _SHELL_SYNTAX.search(command)
+        if found:
+            self.problem(
+                f"{where}command",
+                f"uses shell syntax {found.group(0)!r} but allow_shell is false "
+                "(commands run without a shell: a program and its arguments)",
+            )
+            return []
+        try:
+            return shlex.split(command)
+        except ValueError as exc:
+            self.problem(f"{where}command", f"cannot split into arguments: {exc}")
+            return []
+
+    def retry(self, job: Mapping[str, Any], where: str, defaults: Mapping[str, Any]) -> RetryPolicy:
+        retries = self.integer(job, "max_retries", where, defaults["max_retries"])
+        if retries < 0:
+            self.problem(f"{where}max_retries", f"must be 0 or more, found {retries}")
+        codes = self.int_list(job, "retry_on_exit_codes", where, defaults["retry_on_exit_codes"])
+        statuses = job.get("retry_on_status")
+        if statuses is not None and (
+            not isinstance(statuses, list) or not all(s in RETRY_STATUSES for s in statuses)
+        ):
+            self.expect(
+                f"{where}retry_on_status", f"a list of {', '.join(RETRY_STATUSES)}", statuses
+            )
+            statuses = None
+        # retry_on_exit_codes alone decides exit-code retries unless FAILED is listed
+        any_exit = statuses is not None and "FAILED" in statuses
+        return RetryPolicy(
+            attempts=max(0, retries) + 1,
+            delay=self.number(job, "retry_delay", where, defaults["retry_delay"]),
+            backoff=self.number(job, "retry_backoff", where, defaults["retry_backoff"]),
+            jitter=self.number(job, "retry_jitter", where, defaults["retry_jitter"]),
+            on_exit_codes=() if any_exit else tuple(codes),
+            on_exit=any_exit or bool(codes),
+            on_timeout=statuses is None or "TIMEOUT" in statuses,
+            on_post_check=(statuses is not None and "POSTCHECK_FAILED" in statuses) or 0 in codes,
+            budget=self.number(job, "max_retry_time", where, defaults["max_retry_time"]) or None,
+        )
+
+    def checks(self, job: Mapping[str, Any], key: str, where: str) -> tuple[Check, ...]:
+        items = job.get(key, [])
+        if not isinstance(items, list):
+            self.expect(f"{where}{key}", "a list of {name, params}", items)
+            return ()
+        out = []
+        for n, item in enumerate(items):
+            at = f"{where}{key}[{n}]"
+            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+                self.expect(at, "an object {name, params}", item)
+                continue
+            params = item.get("params", {})
+            if not isinstance(params, Mapping):
+                self.expect(f"{at}.params", "an object", params)
+                continue
+            check = self.check(str(item["name"]), params, at)
+            if check is not None:
+                out.append(check)
+        return tuple(out)
+
+    def check(self, name: str, params: Mapping[str, Any], at: str) -> Check | None:
+        wanted = {
+            "check_file_exists": "path",
+            "check_no_ora_errors": "log_file",
+            "check_no_ora_or_sp2_errors": "log_file",
+        }
+        if name not in wanted:
+            self.problem(
+                f"{at}.name", f"unknown check '{name}': expected one of {', '.join(wanted)}"
+            )
+            return None
+        key = wanted[name]
+        extra = set(params) - {key}
+        value = params.get(key)
+        if extra or not isinstance(value, str) or not value:
+            self.problem(f"{at}.params", f"{name} takes one parameter '{key}' (a path)")
+            return None
+        if name == "check_file_exists":
+            return Check("file_exists", {"path": glob.escape(value), "type": "file"})
+        if name == "check_no_ora_errors":
+            return Check("no_match", {"path": value, "pattern": "ORA-", "missing": "fail"})
+        return Check(
+            "no_match", {"path": glob.escape(value), "pattern": "ORA-|SP2-", "missing": "fail"}
+        )
+
+    def links(self, tasks: Sequence[Task]) -> None:
+        ids = {t.id for t in tasks}
+        for t in tasks:
+            for dep in t.depends_on:
+                if dep not in ids:
+                    self.problem(
+                        f"jobs ({t.id}).dependencies", f"unknown job '{dep}' (no job has that id)"
+                    )
+        if not self.problems:
+            cycle = find_cycle(tasks)
+            if cycle:
+                self.problem("jobs", "circular dependencies: " + " -> ".join(cycle))
+
+    def mail(self, doc: Mapping[str, Any]) -> Mail:
+        to = doc.get("email_address", "")
+        if isinstance(to, str):
+            addresses = [a.strip() for a in to.split(",") if a.strip()]
+        elif isinstance(to, list) and all(isinstance(a, str) for a in to):
+            addresses = [a.strip() for a in to if a.strip()]
+        else:
+            self.expect("email_address", "an address, a comma-separated string or a list", to)
+            addresses = []
+        return Mail(
+            to=tuple(a for a in addresses if "@" in a),
+            on_success=self.boolean(doc, "email_on_success", "", False),
+            on_failure=self.boolean(doc, "email_on_failure", "", True),
+            server=self.string(doc, "smtp_server", "", "localhost"),
+            port=self.integer(doc, "smtp_port", "", 587),
+            user=self.string(doc, "smtp_user", "", ""),
+            password=self.string(doc, "smtp_password", "", ""),
+        )
+
+
+def _resolve(env: Mapping[str, str], outer: Mapping[str, str]) -> dict[str, str]:
+    """``${NAME}`` references resolved against ``env`` itself (then ``outer``), repeatedly;
+    unknown names and circular references stay as written."""
+    out = dict(env)
+    for _ in range(len(out) + 1):
+        changed = False
+        for name, value in out.items():
+
+            def sub(m: re.Match[str], own: str = name) -> str:
+                ref = m.group(1)
+                if ref == own:
+                    return m.group(0)
+                return out.get(ref, outer.get(ref, m.group(0)))
+
+            new = _REFERENCE.sub(sub, value)
+            if new != value:
+                out[name] = new
+                changed = True
+        if not changed:
+            break
+    return out
+
+
+def _flow_id(app: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", app).strip("-")
+    return slug or "application"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"

@@ -1,0 +1,187 @@
+"""Packages: a folder of scripts becomes a flow whose tasks are the scripts, in name order.
+
+``*.py`` runs as a python script (as a handler when it defines ``handler``), ``*.sql`` on
+the package's connection, ``*.sh`` with bash; a file of any other type becomes a task
+run that ends SKIPPED with reason "no handler for .xyz". Hidden files, ``__pycache__``,
+sub-folders, ``config.json`` and ``flow.yaml`` are not tasks.
+
+``config.json``, when present, is parsed and given to every script: handlers receive it
+as ``inputs["config"]`` (functions as ``config=``), scripts find its path in
+``$ORDO_CONFIG``. ``flow.yaml`` (optional) sets ``id`` (default: the folder's name),
+``namespace``, ``description``, ``labels``, the ``connection`` of ``.sql`` scripts and
+``defaults`` (retry, timeout, pre and post checks); ``triggers`` will come with the server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ordo.definitions.document import DocumentChecker, load_document
+from ordo.definitions.flowfile import FlowChecker
+from ordo.errors import DefinitionError, Problem
+from ordo.model import Flow, RetryPolicy, Task
+
+META_FILES = ("flow.yaml", "flow.yml")
+CONFIG_FILE = "config.json"
+PACKAGE_KEYS = ("id", "namespace", "description", "labels", "connection", "defaults", "triggers")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def is_package(path: str | os.PathLike[str]) -> bool:
+    return os.path.isdir(path)
+
+
+def scripts(folder: str) -> list[str]:
+    """The folder's task files, by name."""
+    names = []
+    for name in sorted(os.listdir(folder)):
+        full = os.path.join(folder, name)
+        if name.startswith((".", "_")) or name in (*META_FILES, CONFIG_FILE):
+            continue
+        if os.path.isfile(full) and not name.endswith((".pyc", "~")):
+            names.append(name)
+    return names
+
+
+def package_hash(folder: str) -> str:
+    """Changes whenever a task file, ``config.json`` or ``flow.yaml`` changes."""
+    digest = hashlib.sha256()
+    names = [n for n in (*META_FILES, CONFIG_FILE) if os.path.isfile(os.path.join(folder, n))]
+    for name in [*names, *scripts(folder)]:
+        digest.update(name.encode() + b"\0")
+        with open(os.path.join(folder, name), "rb") as f:
+            digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
+
+
+def load_package(path: str | os.PathLike[str]) -> Flow:
+    """The flow of a package folder; DefinitionError names every problem."""
+    folder = os.path.abspath(path)
+    meta, problems = _meta(folder)
+    config_path = os.path.join(folder, CONFIG_FILE)
+    config: Any = None
+    if os.path.isfile(config_path):
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            where = (getattr(exc, "lineno", None), getattr(exc, "colno", None))
+            problems.append(Problem(f"invalid JSON: {exc}", config_path, *where))
+    names = scripts(folder)
+    if not names:
+        problems.append(Problem("the folder has no scripts (.py, .sql, .sh) to run", folder))
+    connection = meta.get("connection")
+    if any(n.endswith(".sql") for n in names) and not connection:
+        problems.append(
+            Problem(
+                "a package with .sql scripts needs their connection: set connection: NAME "
+                "in flow.yaml",
+                os.path.join(folder, META_FILES[0]),
+            )
+        )
+    if problems:
+        raise DefinitionError(problems)
+    tasks: list[Task] = []
+    for name in names:
+        task = _task(name, meta, config, config_path if config is not None else None)
+        if tasks:
+            task = dataclasses.replace(task, depends_on=(tasks[-1].id,))
+        tasks.append(task)
+    return Flow(
+        id=meta.get("id") or _safe(os.path.basename(folder)) or "package",
+        namespace=meta.get("namespace") or "default",
+        description=meta.get("description") or f"the scripts of {folder}",
+        labels=meta.get("labels") or {},
+        tasks=tuple(tasks),
+        sequential=True,
+        base_dir=folder,
+        path=folder,
+    )
+
+
+def _task(name: str, meta: Mapping[str, Any], config: Any, config_path: str | None) -> Task:
+    extension = os.path.splitext(name)[1].lower()
+    env = {"ORDO_CONFIG": config_path} if config_path else {}
+    with_ = {"config": config} if config_path else {}
+    common: dict[str, Any] = {
+        "id": _safe(name),
+        "retry": meta.get("retry") or RetryPolicy(),
+        "timeout": meta.get("timeout"),
+        "env": env,
+        "pre_checks": meta.get("pre_checks", ()),
+        "post_checks": meta.get("post_checks", ()),
+    }
+    if extension == ".py":
+        return Task(type="python", spec={"script": name}, with_=with_, **common)
+    if extension == ".sql":
+        spec = {"connection": meta["connection"], "script": name}  # read when it runs
+        return Task(type="sql", spec=spec, **common)
+    if extension == ".sh":
+        return Task(type="shell", spec={"command": ["bash", name]}, **common)
+    what = extension or "files without an extension"
+    return Task(
+        type="shell", spec={"command": "true"}, run_if=f"SKIP: no handler for {what}", **common
+    )
+
+
+def _safe(name: str) -> str:
+    return _UNSAFE.sub("_", name).strip("_")
+
+
+def _meta(folder: str) -> tuple[dict[str, Any], list[Problem]]:
+    """``flow.yaml``'s settings, checked."""
+    path = next(
+        (os.path.join(folder, n) for n in META_FILES if os.path.isfile(os.path.join(folder, n))),
+        None,
+    )
+    if path is None:
+        return {}, []
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, [Problem(f"cannot read: {exc}", path)]
+    try:
+        root = load_document(text, path, "yaml")
+    except DefinitionError as exc:
+        return {}, list(exc.problems)
+    if root is None:
+        return {}, []
+    checker = _MetaChecker(path)
+    if not isinstance(root, Mapping):
+        checker.expect("a mapping of package settings", "", root, None, None)
+        return {}, checker.problems
+    return checker.meta(root), checker.problems
+
+
+class _MetaChecker(DocumentChecker):
+    def meta(self, root: Mapping[str, Any]) -> dict[str, Any]:
+        self.keys(root, PACKAGE_KEYS, "")
+        if "triggers" in root:
+            self.problem(
+                "triggers are not supported yet (they come with ordo server)",
+                "triggers",
+                root,
+                "triggers",
+            )
+        flow_checker = FlowChecker(self.path)
+        defaults = flow_checker.defaults(root, "default")
+        self.problems.extend(flow_checker.problems)
+        labels = self.get(root, "labels", "scalar_map", "") or {}
+        return {
+            "id": self.identifier(root, "id", "id"),
+            "namespace": self.identifier(root, "namespace", "namespace"),
+            "description": self.get(root, "description", "str", "", ""),
+            "labels": {k: str(v) for k, v in labels.items()},
+            "connection": self.get(root, "connection", "str", ""),
+            "retry": RetryPolicy.from_dict(defaults.retry),
+            "timeout": defaults.timeout,
+            "pre_checks": defaults.pre_checks,
+            "post_checks": defaults.post_checks,
+        }

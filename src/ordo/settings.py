@@ -1,0 +1,137 @@
+"""Settings: one frozen object, built at the edge from the environment (passed in as a
+mapping) and the text of the optional settings file ``$ORDO_HOME/settings.toml``, then
+handed down. An environment variable wins over the file; the file over the default.
+
+``settings.toml``::
+
+    [retention]
+    days = 30       # ordo gc keeps ended executions this many days
+    dev_days = 3    # ... and dev executions (ordo run --dev) this many
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordo.errors import ConfigError
+
+FILE_NAME = "settings.toml"
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # as in the file: table.key
+    env: str  # the environment variable that overrides it
+    default: float
+
+
+SETTINGS = (
+    Setting("retention.days", "ORDO_RETENTION_DAYS", 30),
+    Setting("retention.dev_days", "ORDO_RETENTION_DEV_DAYS", 3),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What ordo is configured to do. ``origins`` says where each value came from
+    (``default``, the settings file's path, or the environment variable)."""
+
+    retention_days: float = 30
+    retention_dev_days: float = 3
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+
+def from_sources(
+    environ: Mapping[str, str], file_text: str | None = None, file_name: str = FILE_NAME
+) -> Settings:
+    """The settings from ``environ`` over ``file_text`` (the settings file's content, or
+    None without one) over the defaults. ConfigError names every bad value: the file or
+    the variable it came from, the key, what was expected and what was found."""
+    problems: list[str] = []
+    values: dict[str, float] = {s.key: s.default for s in SETTINGS}
+    origins = {s.key: "default" for s in SETTINGS}
+    if file_text is not None:
+        for key, raw in _file_values(file_text, file_name, problems).items():
+            value = _days(raw, problems, f"{file_name}: {key}")
+            if value is not None:
+                values[key], origins[key] = value, file_name
+    for setting in SETTINGS:
+        text = environ.get(setting.env)
+        if text is None or not text.strip():
+            continue
+        value = _days(_number(text), problems, f"environment {setting.env}: {setting.key}")
+        if value is not None:
+            values[setting.key], origins[setting.key] = value, setting.env
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return Settings(values["retention.days"], values["retention.dev_days"], origins)
+
+
+def _file_values(text: str, file_name: str, problems: list[str]) -> dict[str, Any]:
+    """The settings file's values by ``table.key``; unknown ones are problems."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{file_name}: not valid TOML: {exc}")
+        return {}
+    known = [s.key for s in SETTINGS]
+    tables = list(dict.fromkeys(k.partition(".")[0] for k in known))
+    found: dict[str, Any] = {}
+    for table, content in document.items():
+        if table not in tables:
+            hint = difflib.get_close_matches(table, tables, n=1)
+            tip = f" (did you mean [{hint[0]}]?)" if hint else ""
+            problems.append(
+                f"{file_name}: unknown table [{table}]{tip}; known settings: {', '.join(known)}"
+            )
+            continue
+        if not isinstance(content, dict):
+            problems.append(
+                f"{file_name}: {table}: expected a table ([{table}]) of settings, "
+                f"got {_kind(content)}; known settings: {', '.join(known)}"
+            )
+            continue
+        for key, value in content.items():
+            name = f"{table}.{key}"
+            if name in known:
+                found[name] = value
+                continue
+            hint = difflib.get_close_matches(name, known, n=1)
+            tip = f" (did you mean '{hint[0]}'?)" if hint else ""
+            problems.append(
+                f"{file_name}: unknown setting '{name}'{tip}; known settings: {', '.join(known)}"
+            )
+    return found
+
+
+def _number(text: str) -> Any:
+    """An environment variable's text as a number when it reads as one, else as is."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _days(value: Any, problems: list[str], where: str) -> float | None:
+    """A number of days >= 0, or None with the problem added."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        problems.append(f"{where}: must be a number of days, got {value!r}")
+        return None
+    if value < 0:
+        problems.append(f"{where}: must be >= 0, got {value!r}")
+        return None
+    return value
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    return names.get(type(value), type(value).__name__)

@@ -1,0 +1,26 @@
+-- Child executions (flow tasks, this.flow), for_each items, execution outputs, run_if
+-- STOP, and named connections.
+
+ALTER TABLE executions ADD COLUMN root_id INTEGER;
+ALTER TABLE executions ADD COLUMN parent_attempt_id INTEGER;
+ALTER TABLE executions ADD COLUMN outputs TEXT;
+ALTER TABLE executions ADD COLUMN stopped TEXT;
+UPDATE executions SET root_id = id WHERE root_id IS NULL;
+CREATE INDEX executions_root ON executions (root_id, id);
+CREATE INDEX executions_parent ON executions (parent_id) WHERE parent_id IS NOT NULL;
+
+ALTER TABLE task_runs ADD COLUMN fork_of INTEGER;
+ALTER TABLE task_runs ADD COLUMN fork_index INTEGER;
+ALTER TABLE task_runs ADD COLUMN fork_value TEXT;
+ALTER TABLE task_runs ADD COLUMN forks_pending INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE task_runs ADD COLUMN forks_next INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE task_runs ADD COLUMN parent_run_id INTEGER;
+CREATE INDEX task_runs_fork ON task_runs (fork_of, fork_index) WHERE fork_of IS NOT NULL;
+
+CREATE TABLE connections (
+    name       TEXT    PRIMARY KEY,
+    type       TEXT    NOT NULL,
+    config     TEXT    NOT NULL,
+    created_at REAL    NOT NULL,
+    updated_at REAL    NOT NULL
+);

@@ -1,0 +1,376 @@
+"""What users do to executions after the fact: restart in place, replay as a new
+execution, and mark a task run by hand. Each is one transaction; every change of state
+is written to ``state_history`` with who asked and why."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from ordo.errors import Conflict, NotFound
+from ordo.model import MARKS, Flow, State
+from ordo.store import queries as q
+from ordo.store.limits import Limits
+from ordo.store.outcomes import dumps
+from ordo.store.records import Claim, TaskRunRow
+
+#: How a mark may change an ended execution's state: as a task run's, and to WARNING.
+_SETTLES = {**MARKS, State.WARNING: frozenset({State.FAILED, State.SUCCESS})}
+
+#: What a restart runs again (besides ``--from``): ended badly, or never started
+#: because something else did.
+_AGAIN = (State.FAILED, State.KILLED)
+
+
+@dataclass(frozen=True)
+class Marked:
+    """What ``ordo mark`` changed: the task run's state before and after, the
+    execution's, and the task runs made to run again (a RUNNING execution only)."""
+
+    label: str
+    old: State
+    new: State
+    execution_old: State
+    execution_new: State
+    reopened: tuple[str, ...] = ()
+
+
+class Recovery(Limits):
+    """Restart, replay and mark; :class:`~ordo.store.sql.SqlStore` adds the rest."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    @abstractmethod
+    def _insert(self, sql: str, params: Sequence[Any]) -> int:
+        """Run an INSERT and return the new row's id."""
+
+    # -- restart in place ------------------------------------------------------------
+    def restart_execution(
+        self,
+        ex_id: int,
+        now: float,
+        *,
+        from_task: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        revision_id: int | None = None,
+    ) -> list[str]:
+        """Run an ended execution again in place: FAILED, KILLED, WARNING -> RESTARTED
+        -> RUNNING. Task runs that failed, were killed, or were skipped because of a
+        failure (and, with ``from_task``, that task and everything downstream of it) go
+        RESTARTED and get new attempts; the rest keep their state and outputs. With
+        ``revision_id`` the execution moves to that revision of its flow first: its new
+        tasks run, tasks it no longer has stay as they ended. Returns the labels of the
+        task runs restarted."""
+        with self.transaction():
+            execution = self.get_execution(ex_id)
+            if execution.state not in (State.FAILED, State.KILLED, State.WARNING):
+                raise Conflict(
+                    f"execution {ex_id} is {execution.state.value}; restart needs FAILED, "
+                    "KILLED or WARNING"
+                )
+            if revision_id is not None and revision_id != execution.revision_id:
+                self._move_to_revision(ex_id, revision_id, now)
+            flow = self.flow_of(revision_id or execution.revision_id)
+            runs = [r for r in self.task_runs(ex_id) if r.task_id in flow._by_id]
+            again = to_run_again(flow, runs, from_task)
+            if not again:
+                raise Conflict(f"execution {ex_id} has no task run to run again")
+            if self._set_execution_state(ex_id, State.RESTARTED, now, None) is None:
+                raise Conflict(f"execution {ex_id} changed while restarting it; try again")
+            self._set_execution_state(ex_id, State.RUNNING, now, None)
+            deadline = now + flow.timeout if flow.timeout else None
+            merged = {**execution.inputs, **(inputs or {})}
+            params = (len(again), dumps(merged), deadline, ex_id)
+            self._execute(q.RESTART_EXECUTION, params)
+            by_id = {r.id: r for r in runs}
+            again_tasks = {by_id[i].task_id for i in again if by_id[i].fork_of is None}
+            for tr_id in sorted(again):
+                self._restart_task_run(by_id[tr_id], flow, again, again_tasks, now)
+            self._made_ready()
+            return [by_id[i].label for i in sorted(again)]
+
+    def _move_to_revision(self, ex_id: int, revision_id: int, now: float) -> None:
+        """The execution runs ``revision_id`` from now on: a task run for each task it
+        lacks, and dependencies as the new revision has them."""
+        flow = self.flow_of(revision_id)
+        runs = self.task_runs(ex_id)
+        have = {r.task_id: r.id for r in runs if r.fork_of is None and r.parent_run_id is None}
+        for task in flow.tasks:
+            if task.id not in have:
+                have[task.id] = self._insert(
+                    q.INSERT_TASK_RUN,
+                    (
+                        ex_id,
+                        task.id,
+                        State.CREATED.value,
+                        len(task.depends_on),
+                        int(task.allow_failure),
+                        now,
+                        task.queue,
+                        task.concurrency_key,
+                    ),
+                )
+                self._history(ex_id, have[task.id], None, State.CREATED, now, "new in revision")
+        self._execute(q.DELETE_DEPS_OF, (ex_id,))
+        self._executemany(
+            q.INSERT_DEP, [(have[d], have[t.id]) for t in flow.tasks for d in t.depends_on]
+        )
+        self._execute(q.SET_REVISION, (revision_id, ex_id))
+
+    def _restart_task_run(
+        self, run: TaskRunRow, flow: Flow, again: set[int], again_tasks: set[str], now: float
+    ) -> None:
+        ex_id = run.execution_id
+        items = [i for i in again if i != run.id and self._fork_parent(i) == run.id]
+        if run.fork_of is None:
+            pending = sum(1 for d in flow.task(run.task_id).depends_on if d in again_tasks)
+        else:
+            pending = 0
+        if run.state is not State.CREATED:  # never started (new in the revision): as it is
+            self._set_task_run_state(run.id, ex_id, State.RESTARTED, now, "restarted")
+        self._execute(q.RESTART_TASK_RUN, (pending, len(items), run.id))
+        if items:  # a for_each task run whose items run again: it waits for them
+            self._set_task_run_state(run.id, ex_id, State.RUNNING, now, None)
+            self._execute(q.TASK_RUN_RESUMED, (now, run.id))
+            return
+        if pending == 0 and (run.fork_of is None or run.fork_of in again):
+            task = flow.task(run.task_id)
+            self._execute(q.INSERT_READY, (run.id, ex_id, now, task.queue, task.concurrency_key))
+
+    def _fork_parent(self, tr_id: int) -> int | None:
+        row = self._one(q.TASK_RUN_FORK, (tr_id,))
+        return row[0] if row else None
+
+    def child_to_restart(self, claim: Claim) -> int | None:
+        """The child execution a flow task's attempt restarts instead of starting a new
+        one: the one its attempt before a restart waited for, if that ended badly and
+        this is the first attempt since the restart."""
+        row = self._one(q.CHILD_TO_RESTART, (claim.task_run_id, claim.number))
+        return int(row[0]) if row else None
+
+    def restart_child(self, child_id: int, claim: Claim, now: float) -> list[str]:
+        """Restart ``child_id`` in place for the flow task attempt ``claim``, which then
+        waits for it (see :meth:`restart_execution`)."""
+        with self.transaction():
+            again = self.restart_execution(child_id, now)
+            self._execute(q.ADOPT_CHILD, (claim.attempt_id, child_id))
+            self._execute(q.UNLEASE, (claim.attempt_id,))
+            return again
+
+    # -- replay (the new execution is made by SqlStore.replay_execution) -------------
+    def _reuse(
+        self,
+        ex_id: int,
+        original_id: int,
+        reused: Mapping[str, TaskRunRow],
+        ids: Mapping[str, int],
+        flow: Flow,
+        now: float,
+    ) -> None:
+        """Copy the reused task runs of ``original_id`` into the new execution ``ex_id``
+        (state, reason, outputs; for_each items too) and count them as done."""
+        items: dict[int, list[TaskRunRow]] = {}
+        for run in self.task_runs(original_id):
+            if run.fork_of is not None:
+                items.setdefault(run.fork_of, []).append(run)
+        why = f"reused from execution {original_id}"
+        for task_id, old in reused.items():
+            tr_id = ids[task_id]
+            self._copy_run(ex_id, tr_id, old, why, now)
+            self._pending_down(ex_id)
+            if old.state in (State.SUCCESS, State.WARNING, State.SKIPPED):
+                self._execute(q.DEPENDENTS_DOWN, (tr_id,))
+            forks = sorted(items.get(old.id, []), key=lambda r: r.fork_index or 0)
+            task = flow.task(task_id)
+            for item in forks:
+                value = self.fork_item(item.id)[2]
+                new_id = self._insert(
+                    q.INSERT_ITEM,
+                    (
+                        ex_id,
+                        task_id,
+                        int(item.allow_failure),
+                        now,
+                        task.queue,
+                        tr_id,
+                        item.fork_index,
+                        dumps(value),
+                        task.concurrency_key,
+                    ),
+                )
+                self._copy_run(ex_id, new_id, item, why, now)
+            if forks:
+                self._execute(q.FORKED, (0, len(forks), tr_id))
+
+    def _copy_run(self, ex_id: int, tr_id: int, old: TaskRunRow, why: str, now: float) -> None:
+        """``tr_id`` ends as ``old`` did, through an attempt numbered 0 holding a copy
+        of ``old``'s outputs (it ran nothing, so no retry counts it)."""
+        attempt_id = self._insert(
+            q.INSERT_COPIED_ATTEMPT,
+            (tr_id, ex_id, old.state.value, now, now, "replayed", why),
+        )
+        if old.last_attempt_id is not None:
+            self._execute(q.COPY_OUTPUTS, (attempt_id, tr_id, ex_id, old.last_attempt_id))
+        self._execute(q.COPIED_RUN, (old.state.value, old.reason, now, now, attempt_id, tr_id))
+        self._history(ex_id, tr_id, State.CREATED, old.state, now, why)
+
+    # -- mark ------------------------------------------------------------------------
+    def mark_task_run(
+        self, ex_id: int, label: str, new: State, who: str, why: str | None, now: float
+    ) -> Marked:
+        """Set an ended task run SUCCESS or FAILED by hand, through a manual attempt
+        (reason ``marked``, ``who`` as its worker, ``why`` in its message), then settle
+        the execution: a RUNNING one runs again what the old state had skipped (when
+        marked SUCCESS); an ended one takes the state its task runs now give it, when
+        nothing is left to run (else a restart runs what is)."""
+        if new not in MARKS:
+            raise Conflict(f"a task run can be marked {' or '.join(s.value for s in MARKS)}")
+        with self.transaction():
+            execution = self.get_execution(ex_id)
+            runs = self.task_runs(ex_id)
+            run = _find_run(runs, label, execution.flow_key)
+            if not run.state.terminal:
+                raise Conflict(
+                    f"task {run.label} of execution {ex_id} is {run.state.value}; only an "
+                    "ended task run can be marked (kill the execution first, or wait)"
+                )
+            if run.state not in MARKS[new]:
+                raise Conflict(
+                    f"task {run.label} of execution {ex_id} is {run.state.value} already"
+                )
+            message = f"marked {new.value} by {who}" + (f": {why}" if why else "")
+            attempt_id = self._insert(
+                q.INSERT_MARK_ATTEMPT,
+                (run.id, ex_id, run.attempts + 1, new.value, who, now, now, "marked", message),
+            )
+            self._execute(q.TASK_RUN_STARTED, (run.attempts + 1, attempt_id, now, run.id))
+            self._execute(q.SET_TASK_RUN_STATE, (new.value, message, now, run.id, run.state.value))
+            self._history(ex_id, run.id, run.state, new, now, message)
+            reopened: tuple[str, ...] = ()
+            final = execution.state
+            if execution.state is State.RUNNING and new is State.SUCCESS:
+                reopened = self._reopen(ex_id, runs, run, now)
+            elif execution.state.terminal:
+                final = self._settle(ex_id, execution.state, message, now)
+            return Marked(run.label, run.state, new, execution.state, final, reopened)
+
+    def _reopen(
+        self, ex_id: int, runs: Sequence[TaskRunRow], marked: TaskRunRow, now: float
+    ) -> tuple[str, ...]:
+        """In a RUNNING execution, the task runs skipped because of a failure run after
+        all: SKIPPED -> RESTARTED, ready once their dependencies are done."""
+        flow = self.flow_of(self.get_execution(ex_id).revision_id)
+        settled = {r.task_id for r in runs if r.fork_of is None and _done(r)} | {marked.task_id}
+        again = [
+            r
+            for r in runs
+            if r.fork_of is None
+            and r.parent_run_id is None
+            and r.id != marked.id
+            and _skipped_by_failure(r)
+        ]
+        for run in again:
+            task = flow.task(run.task_id)
+            pending = sum(1 for d in task.depends_on if d not in settled)
+            self._set_task_run_state(run.id, ex_id, State.RESTARTED, now, "marked upstream")
+            self._execute(q.RESTART_TASK_RUN, (pending, 0, run.id))
+            self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
+            if pending == 0:
+                self._execute(
+                    q.INSERT_READY, (run.id, ex_id, now, task.queue, task.concurrency_key)
+                )
+                self._made_ready()
+        if again:
+            self._execute(q.CLEAR_EXECUTION_REASON, (ex_id,))
+        return tuple(r.label for r in again)
+
+    def _settle(self, ex_id: int, old: State, why: str, now: float) -> State:
+        """An ended execution's state from its task runs after a mark."""
+        runs = self.task_runs(ex_id)
+        top = [r for r in runs if r.fork_of is None and r.parent_run_id is None]
+        if any(
+            r.state in _AGAIN and not (r.state is State.FAILED and r.allow_failure) for r in top
+        ):
+            new = State.FAILED
+        elif any(_skipped_by_failure(r) for r in top):
+            new = State.FAILED if old is not State.KILLED else old
+        elif any(r.state in (State.FAILED, State.WARNING) for r in top):
+            new = State.WARNING
+        else:
+            new = State.SUCCESS
+        if new is old or old not in _SETTLES.get(new, frozenset()):
+            return old
+        execution = self.get_execution(ex_id)
+        reason = None if new is State.SUCCESS else why
+        self._execute(q.SET_EXECUTION_STATE_MARKED, (new.value, reason, ex_id, old.value))
+        self._history(ex_id, None, old, new, now, why)
+        if new in (State.SUCCESS, State.WARNING):
+            outputs = self._execution_outputs(ex_id, self.flow_of(execution.revision_id))
+            shown = None if outputs is None else dumps(outputs)
+            self._execute(q.EXECUTION_ENDED, (execution.ended_at or now, reason, shown, ex_id))
+        return new
+
+
+def to_run_again(flow: Flow, runs: Sequence[TaskRunRow], from_task: str | None) -> set[int]:
+    """The task runs a restart runs again: failed, killed, skipped because of a failure,
+    never started, their for_each task runs, and ``from_task`` with everything
+    downstream of it."""
+    again: set[int] = set()
+    for run in runs:
+        if run.parent_run_id is not None:
+            continue  # a handler's calls are part of the handler's attempt
+        if run.state in _AGAIN or _skipped_by_failure(run) or run.state is State.CREATED:
+            again.add(run.id)
+    if from_task is not None:
+        downstream = _downstream(flow, from_task)
+        again |= {r.id for r in runs if r.task_id in downstream and r.parent_run_id is None}
+    by_id = {r.id: r for r in runs}
+    for tr_id in list(again):  # an item runs again: so does its for_each task run
+        parent = by_id[tr_id].fork_of
+        if parent is not None:
+            again.add(parent)
+    # a for_each task run running again without items re-forks: its old items stay as they
+    # ended; with items to run again, only those run
+    return again
+
+
+def _skipped_by_failure(run: TaskRunRow) -> bool:
+    """Never started because something failed (not on request, not by run_if)."""
+    return run.state is State.SKIPPED and run.attempts == 0 and run.reason != "skipped on request"
+
+
+def _hard_failure(run: TaskRunRow) -> bool:
+    return run.state is State.KILLED or (run.state is State.FAILED and not run.allow_failure)
+
+
+def _done(run: TaskRunRow) -> bool:
+    return run.state in (State.SUCCESS, State.WARNING) or (
+        run.state is State.SKIPPED and not _skipped_by_failure(run)
+    )
+
+
+def _downstream(flow: Flow, task_id: str) -> set[str]:
+    """``task_id`` and every task depending on it, directly or not."""
+    found = {task_id}
+    changed = True
+    while changed:
+        changed = False
+        for task in flow.tasks:
+            if task.id not in found and found.intersection(task.depends_on):
+                found.add(task.id)
+                changed = True
+    return found
+
+
+def _find_run(runs: Iterable[TaskRunRow], label: str, flow_key: str) -> TaskRunRow:
+    """The task run named ``label`` (``task`` or ``task[2]``); NotFound lists them."""
+    listed = [r for r in runs if r.parent_run_id is None]
+    for run in listed:
+        if run.label == label:
+            return run
+    known = ", ".join(r.label for r in listed)
+    raise NotFound(f"{flow_key} has no task {label!r} in this execution (tasks: {known})")
