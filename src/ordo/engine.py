@@ -92,19 +92,25 @@ def start_execution(
     skip_tasks: Sequence[str] = (),
     continue_on_error: bool | None = None,
     dev: bool = False,
+    idempotency_key: str | None = None,
+    started_by: str | None = None,
+    trigger_inputs: Mapping[str, Any] | None = None,
 ) -> int:
     """Check and convert the inputs, evaluate the flow's run_if, then record and start a
     new execution. Flow labels are inherited; ``labels`` add to or override them. With
     ``parent`` it is a child execution of that attempt's execution (waited for by the
     attempt when ``wait``; dev when its parent is). ``skip_tasks`` end SKIPPED at once
     and count as done; ``continue_on_error`` overrides the flow's; ``dev`` marks a dev
-    execution (kept ``retention.dev_days``)."""
+    execution (kept ``retention.dev_days``). With an ``idempotency_key`` already used,
+    nothing new is recorded and that execution's id is returned. ``trigger_inputs`` (what
+    a trigger passes: ``event``, ``body``, ``schedule``) are added after the declared
+    inputs are checked, whether declared or not."""
     flow = revision.flow
     unknown = [t for t in skip_tasks if t not in {task.id for task in flow.tasks}]
     if unknown:
         known = ", ".join(t.id for t in flow.tasks)
         raise UsageError(f"--skip: {flow.key} has no task {unknown[0]!r} (tasks: {known})")
-    inputs = definitions.coerce_inputs(flow, given_inputs)
+    inputs = {**definitions.coerce_inputs(flow, given_inputs), **(trigger_inputs or {})}
     merged = {**flow.labels, **(labels or {})}
     skip = _flow_run_if(flow, inputs, merged, evaluate)
     return store.create_execution(
@@ -118,6 +124,8 @@ def start_execution(
         skip_tasks=list(dict.fromkeys(skip_tasks)),
         continue_on_error=continue_on_error,
         dev=dev,
+        idempotency_key=idempotency_key,
+        started_by=started_by or ("child" if parent else None),
     )
 
 
@@ -171,7 +179,7 @@ def restart_execution(
     moves it to its flow's newest revision first."""
     execution = store.get_execution(execution_id)
     if execution.state not in (State.FAILED, State.KILLED, State.WARNING):
-        raise UsageError(
+        raise Conflict(
             f"execution {execution_id} is {execution.state.value}; restart needs FAILED, "
             "KILLED or WARNING"
         )
@@ -202,7 +210,7 @@ def replay_execution(
     or a task it does not have. New inputs are checked and merged over the old ones."""
     execution = store.get_execution(execution_id)
     if not execution.state.terminal:
-        raise UsageError(
+        raise Conflict(
             f"execution {execution_id} is {execution.state.value}; replay needs an ended "
             f"execution (ordo kill {execution_id}, or wait for it)"
         )

@@ -92,6 +92,26 @@ class UsageError(OrdoError):
     """The command line was used wrongly (bad -i value, unknown option value)."""
 
 
+class Forbidden(OrdoError):
+    """Not allowed here: a manual start of a flow with ``allow_manual: false``, a change
+    asked with a read-only API token."""
+
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+def http_status(exc: OrdoError) -> int:
+    """The one mapping of errors to HTTP status codes."""
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, Forbidden):
+        return 403
+    if isinstance(exc, DefinitionError | UsageError):
+        return 422
+    if isinstance(exc, StoreUnavailable):
+        return 503
+    return 500

@@ -286,6 +286,54 @@ class FlowConcurrency:
 
 
 @dataclass(frozen=True)
+class Trigger:
+    """What starts a flow without a person: a cron ``schedule`` (``cron``, ``timezone``,
+    ``dialect``, ``catchup``, ``max_catchup``), an ``event`` of a type (``event``, with an
+    optional ``filter`` template) or a ``webhook`` (``key``, the secret in its URL).
+    ``id`` is unique within the flow (default: the type and its position, ``schedule1``)."""
+
+    id: str
+    type: str
+    cron: str = ""
+    timezone: str = "UTC"
+    dialect: str = "standard"
+    catchup: str = "none"
+    max_catchup: int = 10
+    event: str = ""
+    filter: str | None = None
+    key: str = ""
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "dialect": self.dialect,
+            "catchup": self.catchup,
+            "max_catchup": self.max_catchup,
+            "event": self.event,
+            "filter": self.filter,
+            "key": self.key,
+            "inputs": dict(self.inputs),
+        }
+
+
+@dataclass(frozen=True)
+class NotifyRule:
+    """Tell someone when an execution ends in one of the states ``on``: by mail to
+    ``email`` addresses and/or by a JSON POST to ``webhook``."""
+
+    on: tuple[str, ...]
+    email: tuple[str, ...] = ()
+    webhook: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"on": list(self.on), "email": list(self.email), "webhook": self.webhook}
+
+
+@dataclass(frozen=True)
 class Flow:
     """A validated flow definition.
 
@@ -308,6 +356,10 @@ class Flow:
     outputs: Mapping[str, Any] = field(default_factory=dict)  # name -> template
     run_if: Any = None  # evaluated before any task
     concurrency: FlowConcurrency | None = None  # executions of this flow at once
+    triggers: tuple[Trigger, ...] = ()
+    notify: tuple[NotifyRule, ...] = ()
+    active: bool = True  # triggers start it (the store's flag, set from this, decides)
+    allow_manual: bool = True  # people and API clients may start it
     base_dir: str = "."
     path: str | None = None
 
@@ -336,6 +388,10 @@ class Flow:
             "outputs": dict(self.outputs),
             "run_if": self.run_if,
             "concurrency": self.concurrency.to_dict() if self.concurrency else None,
+            "triggers": [t.to_dict() for t in self.triggers],
+            "notify": [n.to_dict() for n in self.notify],
+            "active": self.active,
+            "allow_manual": self.allow_manual,
             "base_dir": self.base_dir,
             "path": self.path,
             "tasks": [t.to_dict() for t in self.tasks],
@@ -365,6 +421,13 @@ class Flow:
             outputs=d.get("outputs", {}),
             run_if=d.get("run_if"),
             concurrency=FlowConcurrency(**d["concurrency"]) if d.get("concurrency") else None,
+            triggers=tuple(Trigger(**t) for t in d.get("triggers", ())),
+            notify=tuple(
+                NotifyRule(on=tuple(n["on"]), email=tuple(n["email"]), webhook=n["webhook"])
+                for n in d.get("notify", ())
+            ),
+            active=bool(d.get("active", True)),
+            allow_manual=bool(d.get("allow_manual", True)),
             base_dir=d.get("base_dir", "."),
             path=d.get("path"),
             tasks=tuple(Task.from_dict(t) for t in d["tasks"]),

@@ -7,6 +7,17 @@ handed down. An environment variable wins over the file; the file over the defau
     [retention]
     days = 30       # ordo gc keeps ended executions this many days
     dev_days = 3    # ... and dev executions (ordo run --dev) this many
+
+    [smtp]          # where ordo server sends notification mail
+    host = "mail.example.com"
+    port = 587      # 465: SSL; otherwise STARTTLS when the server offers it
+    user = ""
+    password = ""   # better in ORDO_SMTP_PASSWORD
+    sender = "ordo@example.com"
+
+    [server]
+    url = "https://ordo.example.com"  # links in notifications
+    max_body = 1048576                # bytes; larger request bodies get 413
 """
 
 from __future__ import annotations
@@ -25,14 +36,22 @@ FILE_NAME = "settings.toml"
 
 @dataclass(frozen=True)
 class Setting:
-    key: str  # as in the file: table.key
+    key: str  # as in the file: table.key; the attribute is the key with _ for .
     env: str  # the environment variable that overrides it
-    default: float
+    default: Any
+    kind: str = "days"  # days | text | count
 
 
 SETTINGS = (
     Setting("retention.days", "ORDO_RETENTION_DAYS", 30),
     Setting("retention.dev_days", "ORDO_RETENTION_DEV_DAYS", 3),
+    Setting("smtp.host", "ORDO_SMTP_HOST", "", "text"),
+    Setting("smtp.port", "ORDO_SMTP_PORT", 25, "count"),
+    Setting("smtp.user", "ORDO_SMTP_USER", "", "text"),
+    Setting("smtp.password", "ORDO_SMTP_PASSWORD", "", "text"),
+    Setting("smtp.sender", "ORDO_SMTP_SENDER", "ordo@localhost", "text"),
+    Setting("server.url", "ORDO_SERVER_URL", "", "text"),
+    Setting("server.max_body", "ORDO_MAX_BODY", 1_048_576, "count"),
 )
 
 
@@ -43,6 +62,13 @@ class Settings:
 
     retention_days: float = 30
     retention_dev_days: float = 3
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_sender: str = "ordo@localhost"
+    server_url: str = ""
+    server_max_body: int = 1_048_576
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
@@ -53,23 +79,39 @@ def from_sources(
     None without one) over the defaults. ConfigError names every bad value: the file or
     the variable it came from, the key, what was expected and what was found."""
     problems: list[str] = []
-    values: dict[str, float] = {s.key: s.default for s in SETTINGS}
+    values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
     origins = {s.key: "default" for s in SETTINGS}
+    by_key = {s.key: s for s in SETTINGS}
     if file_text is not None:
         for key, raw in _file_values(file_text, file_name, problems).items():
-            value = _days(raw, problems, f"{file_name}: {key}")
+            value = _value(by_key[key], raw, problems, f"{file_name}: {key}")
             if value is not None:
                 values[key], origins[key] = value, file_name
     for setting in SETTINGS:
         text = environ.get(setting.env)
         if text is None or not text.strip():
             continue
-        value = _days(_number(text), problems, f"environment {setting.env}: {setting.key}")
+        raw = text if setting.kind == "text" else _number(text)
+        value = _value(setting, raw, problems, f"environment {setting.env}: {setting.key}")
         if value is not None:
             values[setting.key], origins[setting.key] = value, setting.env
     if problems:
         raise ConfigError("\n".join(problems))
-    return Settings(values["retention.days"], values["retention.dev_days"], origins)
+    return Settings(**{k.replace(".", "_"): v for k, v in values.items()}, origins=origins)
+
+
+def _value(setting: Setting, raw: Any, problems: list[str], where: str) -> Any:
+    if setting.kind == "days":
+        return _days(raw, problems, where)
+    if setting.kind == "text":
+        if not isinstance(raw, str):
+            problems.append(f"{where}: must be a string, got {raw!r}")
+            return None
+        return raw
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        problems.append(f"{where}: must be a whole number >= 0, got {raw!r}")
+        return None
+    return raw
 
 
 def _file_values(text: str, file_name: str, problems: list[str]) -> dict[str, Any]:

@@ -167,6 +167,10 @@ class Worker:
             self._stopping_at = self.clock.now() + self.settings.grace
         self._events.put((_WAKE, _WAKE_OUTCOME))
 
+    def wake(self) -> None:
+        """Look for ready work now (another thread of this process made some)."""
+        self._events.put((_WAKE, _WAKE_OUTCOME))
+
     def interrupt(self, reason: str) -> None:
         """Ask the loop (from a signal handler) to stop the execution it is working on."""
         self._stop_reason = reason
@@ -189,7 +193,8 @@ class Worker:
         deadline = None if execution_id is None else self.store.get_execution(execution_id).deadline
         self._deadline = deadline
         listening = self.store.listen(lambda: self._events.put((_WAKE, _WAKE_OUTCOME)))
-        self._notified = listening is not None
+        # in-process wake-ups (SQLite) do not hear other processes: keep polling
+        self._notified = listening is not None and getattr(listening, "cross_process", True)
         done: list[tuple[Claim, Outcome]] = []
         try:
             while True:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
+from email import message_from_bytes
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -138,3 +141,28 @@ def store(db: str) -> Iterator[Store]:
     s = open_store(db)
     yield s
     s.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, list[Message]]]:
+    """A real SMTP server (aiosmtpd) on a free port, and the messages it received."""
+    from aiosmtpd.controller import Controller
+
+    got: list[Message] = []
+    lock = threading.Lock()
+
+    class Keep:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            with lock:
+                got.append(message_from_bytes(envelope.content))
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Keep(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, got
+    finally:
+        controller.stop()

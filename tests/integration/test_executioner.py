@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
-import threading
-from collections.abc import Iterator
-from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -355,30 +351,6 @@ def test_secret_variables_are_masked_in_every_log(ex: Executioner) -> None:
         [*ex.cmd, "logs", str(rid), "--db", ex.db], env=ex.env, capture_output=True, text=True
     )
     assert "hunter22" not in logs.stdout and "***" in logs.stdout
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, list[Message]]]:
-    from aiosmtpd.controller import Controller
-
-    got: list[Message] = []
-    lock = threading.Lock()
-
-    class Keep:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            with lock:
-                got.append(message_from_bytes(envelope.content))
-            return "250 OK"
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Keep(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, got
-    finally:
-        controller.stop()
 
 
 def test_the_report_is_mailed_with_the_job_logs_and_a_mail_error_changes_nothing(

@@ -29,6 +29,8 @@ TABLES = [
     "logs",
     "state_history",
     "checks",
+    "trigger_ticks",
+    "notifications",
     "attempts",
     "task_runs",
     "executions",
@@ -79,8 +81,12 @@ def run_tree(store: Store, root: int, ends: dict[int, float]) -> None:
 
 
 def ended(store: Store, at: float, *, dev: bool = False) -> int:
+    """An execution that ended at ``at``, started by a schedule tick and notified of."""
     ex_id = started(store, at - 10, dev=dev)
     run_tree(store, ex_id, {ex_id: at})
+    with store.transaction():
+        store.add_tick("default", "f", "schedule1", float(ex_id), ex_id, at - 10)
+    store.add_notification(store.get_execution(ex_id), "webhook:http://x", None, at)
     return ex_id
 
 

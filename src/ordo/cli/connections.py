@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ordo import services
 from ordo.cli.common import fmt_time, open_db, print_json, short, table
 from ordo.errors import EXIT_OK, UsageError
 from ordo.store import Store
@@ -36,29 +37,15 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     """The settings of ``add``, checked against the type."""
-    if not args.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise UsageError(
-            f"a connection name may hold letters, digits, -, _ and ., found {args.name!r}"
-        )
-    if args.type == "sql":
-        if not args.url or args.base_url or args.header:
-            raise UsageError("a sql connection takes --url (and no --base-url or --header)")
-        if not args.url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise UsageError(
-                f"--url: expected sqlite:///PATH or postgresql://..., found {args.url!r}"
-            )
-        return {"url": args.url}
-    if not args.base_url or args.url:
-        raise UsageError("an http connection takes --base-url (and --header NAME:VALUE)")
-    if not args.base_url.startswith(("http://", "https://")):
-        raise UsageError(f"--base-url: expected http:// or https://..., found {args.base_url!r}")
     headers: dict[str, str] = {}
     for item in args.header:
         name, sep, value = item.partition(":")
         if not sep or not name.strip():
             raise UsageError(f"--header expects NAME:VALUE, found {item!r}")
         headers[name.strip()] = value.strip()
-    return {"base_url": args.base_url, "headers": headers}
+    return services.connection_config(
+        args.name, args.type, args.url, args.base_url, headers, flags=True
+    )
 
 
 def _document(c: Connection) -> dict[str, Any]:

@@ -7,10 +7,11 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ordo import views
 from ordo.cli.common import fmt_duration, short, table
 from ordo.model import Flow, Outcome
 from ordo.store import Store
-from ordo.store.records import Claim, TaskRunRow
+from ordo.store.records import Claim
 
 
 class Progress:
@@ -121,17 +122,11 @@ def listener_for(store: Store, execution_id: int, flow: Flow, *, quiet: bool) ->
 SUMMARY_ROWS = 30
 
 
-def in_order(runs: list[TaskRunRow]) -> list[TaskRunRow]:
-    """Task runs in creation order, each for_each's items right after it and each
-    handler's calls right after the handler."""
-    return sorted(runs, key=lambda r: (r.fork_of or r.parent_run_id or r.id, r.id))
-
-
 def summary(store: Store, execution_id: int, out: TextIO) -> None:
     """The final table: one row per task run (only the ones that did not succeed when
     there are many), counts by state, then the execution's state and reason."""
     ex = store.get_execution(execution_id)
-    runs = in_order(store.task_runs(execution_id))
+    runs = views.in_order(store.task_runs(execution_id))
     shown = runs
     if len(runs) > SUMMARY_ROWS:
         shown = [r for r in runs if r.state.value != "SUCCESS"][:SUMMARY_ROWS]

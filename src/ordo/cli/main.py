@@ -28,6 +28,8 @@ STATES = (
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ordo.cli import serving
+
     parser = argparse.ArgumentParser(
         prog="ordo", description="Run flows of shell, python, sql and http tasks, durably."
     )
@@ -36,8 +38,14 @@ def _parser() -> argparse.ArgumentParser:
         "ORDO_HOME defaulting to ~/.ordo)"
     )
     parser.add_argument("--db", help=db_help)
+    server_help = "talk to this ordo server instead of a store (default: $ORDO_SERVER)"
+    token_help = "the API token for --server (default: $ORDO_TOKEN)"
+    parser.add_argument("--server", help=server_help)
+    parser.add_argument("--token", help=token_help)
     common = argparse.ArgumentParser(add_help=False)  # --db also after the command
     common.add_argument("--db", help=db_help, default=argparse.SUPPRESS)
+    common.add_argument("--server", help=server_help, default=argparse.SUPPRESS)
+    common.add_argument("--token", help=token_help, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -201,6 +209,7 @@ def _parser() -> argparse.ArgumentParser:
         help="register or update flows (files or package folders) without running them",
     )
     fadd.add_argument("files", nargs="+", metavar="FILE")
+    serving.add_flow_parsers(fl_sub, common)
 
     kill = sub.add_parser(
         "kill", parents=[common], help="kill an execution and its children; wait for it"
@@ -277,6 +286,7 @@ def _parser() -> argparse.ArgumentParser:
     from ordo.cli import executioner
 
     executioner.add_parser(sub)
+    serving.add_parsers(sub, common)
 
     conns = sub.add_parser("connections", parents=[common], help="named databases and APIs")
     cn_sub = conns.add_subparsers(dest="action", metavar="ACTION")
@@ -339,6 +349,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     environ = dict(os.environ)
     try:
+        server = args.server or environ.get("ORDO_SERVER")
+        if server and args.command not in ("server", "tokens", "worker", "db", "executioner"):
+            from ordo.cli import remote
+
+            return remote.command(args, server, args.token or environ.get("ORDO_TOKEN"))
+        if args.command in ("server", "tokens", "emit") or (
+            args.command == "flows" and args.action in ("next", "activate", "deactivate")
+        ):
+            from ordo.cli import serving as serving_commands
+
+            return serving_commands.COMMANDS[args.command](args, environ)
         if args.command == "run" and not args.detach:
             from ordo.cli import run
 

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Mapping
 
-from ordo import engine
+from ordo import services
 from ordo.cli import display
 from ordo.cli.common import fmt_time, open_db, parse_pairs, print_json
 from ordo.cli.run import work
@@ -32,9 +32,7 @@ def kill_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         execution = store.get_execution(args.id)
         if execution.state.terminal:
             raise UsageError(_already_ended(execution, "nothing to kill"))
-        reason = f"killed by {who()} with ordo kill"
-        if execution.state is not State.KILLING:
-            store.kill_execution(args.id, reason, time.time())
+        services.kill(store, args.id, f"{who()} with ordo kill", time.time())
         final = _wait_killed(store, execution, args.wait)
     finally:
         store.close()
@@ -68,13 +66,13 @@ def restart_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     given = parse_pairs(args.input, "-i")
     store = open_db(args.db, environ)
     try:
-        execution = _top_execution(store, args.id, "restart")
-        again = engine.restart_execution(
+        execution = services.top_execution(store, args.id, "restart")
+        again = services.restart(
             store,
             args.id,
             time.time(),
             from_task=args.from_task,
-            given_inputs=given,
+            inputs=given,
             latest=args.revision == "latest",
         )
         if not args.quiet and not args.json:
@@ -88,9 +86,7 @@ def replay_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     given = parse_pairs(args.input, "-i")
     store = open_db(args.db, environ)
     try:
-        new_id = engine.replay_execution(
-            store, args.id, args.from_task, time.time(), given_inputs=given
-        )
+        new_id = services.replay(store, args.id, args.from_task, time.time(), inputs=given)
         if args.detach:
             print(new_id)
             return EXIT_OK
@@ -105,7 +101,9 @@ def mark_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     store = open_db(args.db, environ)
     try:
         new = State.SUCCESS if args.state == "success" else State.FAILED
-        marked = store.mark_task_run(args.id, args.task, new, who(), args.reason, time.time())
+        marked = services.mark(
+            store, args.id, args.task, new.value, who(), time.time(), args.reason
+        )
     finally:
         store.close()
     print(f"task {marked.label} of execution {args.id}: {marked.old.value} -> {marked.new.value}")
@@ -134,7 +132,7 @@ def _run_to_end(
     )
     final = work(worker, execution.id, listener, reap=True)
     if args.json:
-        from ordo.cli.inspect import execution_document
+        from ordo.views import execution_document
 
         print_json(execution_document(store, execution.id))
     else:
@@ -145,7 +143,7 @@ def _run_to_end(
 def resume_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     store = open_db(args.db, environ)
     try:
-        execution = _top_execution(store, args.id, "resume")
+        execution = services.top_execution(store, args.id, "resume")
         if execution.state.terminal:
             raise UsageError(_already_ended(execution, "nothing to resume"))
         taken = reap_dead(store, execution.id)
@@ -154,17 +152,6 @@ def resume_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return _run_to_end(store, execution.id, args, environ)
     finally:
         store.close()
-
-
-def _top_execution(store: Store, execution_id: int, verb: str) -> ExecutionRow:
-    """The execution, if it is the top of its tree (children go with their root)."""
-    execution = store.get_execution(execution_id)
-    if execution.parent_id is not None:
-        raise UsageError(
-            f"execution {execution.id} is a child of execution {execution.parent_id}: "
-            f"{verb} {execution.root_id or execution.parent_id}"
-        )
-    return execution
 
 
 def reap_dead(store: Store, root_id: int) -> list[str]:

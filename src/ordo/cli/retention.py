@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ordo import engine
+from ordo import engine, services
 from ordo.cli.common import (
     fmt_time,
     load_settings,
@@ -34,7 +34,7 @@ def save_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             name = store.unsave_execution(args.id)
             print(f"execution {args.id} is no longer saved (it was saved as {name!r})")
             return EXIT_OK
-        engine.save_execution(store, args.id, args.name, args.description, time.time())
+        services.save(store, args.id, args.name, args.description, time.time())
         print(f"execution {args.id} saved as {args.name!r}")
     finally:
         store.close()
@@ -67,7 +67,7 @@ def start_from_args(
     ``--dev``); its id."""
     given = parse_pairs(args.input, "-i")
     inputs = preset_inputs(store, revision.flow, args.from_saved, given)
-    return engine.start_execution(
+    return services.start(
         store,
         revision,
         inputs,

@@ -41,7 +41,7 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         worker = Worker(store, runners, settings=settings, env=environ, listener=listener)
         final = work(worker, execution_id, listener)
         if args.json:
-            from ordo.cli.inspect import execution_document
+            from ordo.views import execution_document
 
             print_json(execution_document(store, execution_id))
         else:

@@ -47,6 +47,7 @@ from ordo.definitions.schema import (
     describe,
     plain,
 )
+from ordo.definitions.triggers import read_notify, read_triggers
 from ordo.errors import DefinitionError, Problem
 from ordo.model import (
     CONCURRENCY_BEHAVIORS,
@@ -158,6 +159,10 @@ class FlowChecker(DocumentChecker):
             self.templates(outputs, "outputs", root["outputs"], None)
         run_if = self.run_if(root, "")
         concurrency = self.flow_concurrency(root)
+        triggers = read_triggers(self, root)
+        notify = read_notify(self, root)
+        active = bool(self.get(root, "active", "bool", "", True))
+        allow_manual = bool(self.get(root, "allow_manual", "bool", "", True))
         tasks = self.tasks(root, defaults, sequential)
         if flow_id is None or tasks is None:
             return None
@@ -176,6 +181,10 @@ class FlowChecker(DocumentChecker):
             outputs=outputs,
             run_if=run_if,
             concurrency=concurrency,
+            triggers=triggers,
+            notify=notify,
+            active=active,
+            allow_manual=allow_manual,
             base_dir=os.path.dirname(os.path.abspath(self.path)),
             path=os.path.abspath(self.path),
         )

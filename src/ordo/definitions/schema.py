@@ -28,6 +28,10 @@ TOP_KEYS = (
     "outputs",
     "run_if",
     "concurrency",
+    "triggers",
+    "notify",
+    "active",
+    "allow_manual",
     "tasks",
 )
 CONCURRENCY_KEYS = ("limit", "behavior")
@@ -166,6 +170,7 @@ KINDS: Mapping[str, Kind] = {
     "str": Kind(_is_str, "a string"),
     "bool": Kind(lambda v: isinstance(v, bool), "true or false"),
     "map": Kind(lambda v: isinstance(v, Mapping), "a mapping"),
+    "list": Kind(lambda v: isinstance(v, list), "a list"),
     "scalar_map": Kind(
         lambda v: isinstance(v, Mapping) and all(_is_scalar(x) for x in v.values()),
         "a mapping of names to strings",

@@ -97,9 +97,12 @@ class StoreReads(ABC):
         saved: bool | None = None,
         dev: bool | None = None,
         limit: int = 20,
+        before: int | None = None,
+        namespace: str | None = None,
     ) -> list[ExecutionRow]:
         """Newest first. ``flow`` is ``id`` or ``namespace/id``; ``saved`` and ``dev``
-        keep only the saved (or unsaved) and dev (or not dev) executions."""
+        keep only the saved (or unsaved) and dev (or not dev) executions; ``before``
+        (an execution id) is the cursor of the next page: only older ids."""
         sql = q.LIST_EXECUTIONS
         params: list[Any] = []
         where = []
@@ -119,6 +122,12 @@ class StoreReads(ABC):
         if dev is not None:
             where.append("dev = ?")
             params.append(int(dev))
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        if namespace is not None:
+            where.append("namespace = ?")
+            params.append(namespace)
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
@@ -324,6 +333,7 @@ def _execution(r: Row) -> ExecutionRow:
         r[20],
         r[21],
         r[22],
+        r[23],
     )
 
 

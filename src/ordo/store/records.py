@@ -47,6 +47,7 @@ class ExecutionRow:
     saved_description: str | None = None
     saved_at: float | None = None
     original_id: int | None = None  # the execution this one replays
+    started_by: str | None = None  # manual, api, schedule:<trigger>, event:<type>, webhook:...
 
     @property
     def flow_key(self) -> str:

@@ -75,12 +75,24 @@ GC_TABLES = (
     ("logs", f"execution_id IN ({_TREE})"),
     ("state_history", f"execution_id IN ({_TREE})"),
     ("checks", f"execution_id IN ({_TREE})"),
+    ("trigger_ticks", f"execution_id IN ({_TREE})"),
+    ("notifications", f"execution_id IN ({_TREE})"),
     ("attempts", f"execution_id IN ({_TREE})"),
     ("task_runs", f"execution_id IN ({_TREE})"),
     ("executions", "root_id {ids}"),
 )
 #: Tables that hold no execution's rows: gc leaves them alone.
-NOT_EXECUTION_TABLES = ("flow_revisions", "workers", "connections", "schema_migrations")
+NOT_EXECUTION_TABLES = (
+    "flow_revisions",
+    "workers",
+    "connections",
+    "schema_migrations",
+    "flows",
+    "schedules",
+    "leases",
+    "api_tokens",
+    "events",
+)
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,14 @@ from ordo.store.records import (
     TaskRunRow,
 )
 from ordo.store.recovery import to_run_again
-from ordo.store.retention import Retention
+from ordo.store.serving import UPSERT_FLOW_ACTIVE, Serving
 
 
 class Closable(Protocol):
     def close(self) -> None: ...
 
 
-class SqlStore(Retention):
+class SqlStore(Serving):
     """One connection to one database; use from one thread at a time."""
 
     def __init__(self) -> None:
@@ -66,8 +66,9 @@ class SqlStore(Retention):
         execution_state)`` (the task run's and its execution's, :data:`q.TAKEN`)."""
 
     def listen(self, wake: Callable[[], None]) -> Closable | None:
-        """Call ``wake`` (from another thread) when ready rows are added by any process;
-        None when the backend has no such notifications (SQLite)."""
+        """Call ``wake`` (from another thread) when ready rows are added; None when the
+        backend has no such notifications. A listener whose ``cross_process`` is false
+        hears only this process (SQLite)."""
         return None
 
     def reconnect(self) -> None:
@@ -116,6 +117,7 @@ class SqlStore(Retention):
                 q.INSERT_REVISION,
                 (flow.namespace, flow.id, number, content_hash, flow.path, source, definition, now),
             )
+            self._execute(UPSERT_FLOW_ACTIVE, (flow.namespace, flow.id, int(flow.active), now))
         self._flows[rev_id] = flow
         return Revision(rev_id, flow.namespace, flow.id, number, content_hash, flow.path, now, flow)
 
@@ -135,6 +137,8 @@ class SqlStore(Retention):
         dev: bool = False,
         original_id: int | None = None,
         reuse: Mapping[str, TaskRunRow] | None = None,
+        idempotency_key: str | None = None,
+        started_by: str | None = None,
     ) -> int:
         """Record a new execution of a revision and start it: CREATED -> RUNNING, one
         task run per task, and the tasks without dependencies made ready. Under the
@@ -148,11 +152,18 @@ class SqlStore(Retention):
         run SKIPPED. ``skip_tasks`` end SKIPPED at once and count as done for their
         dependents; ``continue_on_error`` overrides the flow's setting. ``dev`` marks a
         dev execution; a child execution is dev when its parent is. ``original_id`` and
-        ``reuse`` make it a replay: those task runs of the original are copied."""
+        ``reuse`` make it a replay: those task runs of the original are copied.
+        ``idempotency_key``: when an execution was created with this key already, nothing
+        is recorded and its id is returned. ``started_by`` says what started it."""
         flow = self.flow_of(revision_id)
         deadline = now + flow.timeout if flow.timeout else None
         result = RecordResult()
         with self.transaction():
+            if idempotency_key is not None:
+                self._lock(f"idempotency:{idempotency_key}")
+                known = self._one(q.BY_IDEMPOTENCY_KEY, (idempotency_key,))
+                if known is not None:
+                    return int(known[0])
             root_id = None
             if parent_id is not None:
                 row = self._one(q.EXECUTION_ROOT, (parent_id,))
@@ -177,6 +188,8 @@ class SqlStore(Retention):
                     None if continue_on_error is None else int(continue_on_error),
                     int(dev),
                     original_id,
+                    idempotency_key,
+                    started_by,
                 ),
             )
             if root_id is None:

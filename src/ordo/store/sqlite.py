@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,48 @@ from ordo.store.retention import Reclaimed
 from ordo.store.sql import SqlStore
 
 
+class _Wakers:
+    """In-process wake-ups: stores of one file in this process tell each other's
+    listeners when a commit made task runs ready (other processes poll)."""
+
+    cross_process = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_path: dict[str, list[tuple[object, Callable[[], None]]]] = {}
+
+    def add(self, path: str, owner: object, wake: Callable[[], None]) -> _Listening:
+        with self._lock:
+            self._by_path.setdefault(path, []).append((owner, wake))
+        return _Listening(self, path, owner, wake)
+
+    def remove(self, path: str, owner: object, wake: Callable[[], None]) -> None:
+        with self._lock:
+            found = self._by_path.get(path, [])
+            if (owner, wake) in found:
+                found.remove((owner, wake))
+
+    def wake(self, path: str, owner: object) -> None:
+        with self._lock:
+            found = [w for o, w in self._by_path.get(path, []) if o is not owner]
+        for wake in found:
+            wake()
+
+
+class _Listening:
+    cross_process = False
+
+    def __init__(self, wakers: _Wakers, path: str, owner: object, wake: Callable[[], None]):
+        self._args = (wakers, path, owner, wake)
+
+    def close(self) -> None:
+        wakers, path, owner, wake = self._args
+        wakers.remove(path, owner, wake)
+
+
+_WAKERS = _Wakers()
+
+
 class SqliteStore(SqlStore):
     """A store in one SQLite file (created, with its folder, when missing)."""
 
@@ -26,6 +69,8 @@ class SqliteStore(SqlStore):
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
         super().__init__()
         self.path = str(path)
+        self._notify = False
+        self._key = self.path if self.path == ":memory:" else os.path.realpath(self.path)
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -112,8 +157,20 @@ class SqliteStore(SqlStore):
 
     def _commit(self) -> None:
         self._execute("COMMIT")
+        if self._notify:
+            self._notify = False
+            _WAKERS.wake(self._key, self)
+
+    def _ready_added(self) -> None:
+        self._notify = True
+
+    def listen(self, wake: Callable[[], None]) -> _Listening:
+        """``wake`` is called when another store of this file in this process commits
+        ready task runs; other processes are not heard (poll for them)."""
+        return _WAKERS.add(self._key, self, wake)
 
     def _rollback(self) -> None:
+        self._notify = False
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
 

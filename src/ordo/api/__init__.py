@@ -1,0 +1,1 @@
+"""The REST API (FastAPI): :func:`ordo.api.app.create_app`."""

@@ -1,0 +1,286 @@
+"""``/api/executions``: start, list (cursor pages), read (task runs, attempts, logs with
+``follow`` over Server-Sent Events, outputs, metrics) and change (kill, restart, replay,
+mark, save) executions."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from ordo import services, views
+from ordo.api.app import Reader, StoreDep, Stores, Writer
+from ordo.errors import Conflict, UsageError
+from ordo.model import State
+from ordo.store import Store
+
+router = APIRouter(prefix="/api", tags=["executions"])
+FOLLOW_POLL = 0.1  # seconds between looks for new log lines
+
+
+class StartBody(BaseModel):
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    dev: bool = False
+    skip: list[str] = Field(default_factory=list, description="task ids to skip")
+    continue_on_error: bool | None = None
+    revision: int | None = Field(default=None, ge=1)
+
+
+@router.post(
+    "/flows/{namespace}/{flow_id}/executions",
+    status_code=201,
+    summary="Start an execution (the same Idempotency-Key starts it once)",
+)
+def start_execution(
+    store: StoreDep,
+    who: Writer,
+    namespace: str,
+    flow_id: str,
+    body: StartBody | None = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    body = body or StartBody()
+    revision = services.find_flow(store, namespace, flow_id, body.revision)
+    execution_id = services.start(
+        store,
+        revision,
+        body.inputs,
+        time.time(),
+        started_by="api",
+        labels=body.labels,
+        dev=body.dev,
+        idempotency_key=idempotency_key or None,
+        skip_tasks=body.skip,
+        continue_on_error=body.continue_on_error,
+    )
+    return views.execution_dict(store.get_execution(execution_id))
+
+
+def _state(value: str | None) -> State | None:
+    if value is None:
+        return None
+    try:
+        return State(value.upper())
+    except ValueError:
+        names = ", ".join(s.value for s in State)
+        raise UsageError(f"state: unknown state {value!r}; one of {names}") from None
+
+
+@router.get("/executions", summary="List executions, newest first, a page at a time")
+def list_executions(
+    store: StoreDep,
+    who: Reader,
+    flow: str | None = Query(default=None, description="id or namespace/id"),
+    namespace: str | None = None,
+    state: str | None = None,
+    dev: bool | None = None,
+    saved: bool | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: int | None = Query(default=None, ge=1, description="next_cursor of a page"),
+) -> dict[str, Any]:
+    rows = store.list_executions(
+        flow=flow,
+        namespace=namespace,
+        state=_state(state),
+        dev=dev,
+        saved=saved,
+        limit=limit,
+        before=cursor,
+    )
+    next_cursor = rows[-1].id if len(rows) == limit else None
+    return {"items": [views.execution_dict(e) for e in rows], "next_cursor": next_cursor}
+
+
+@router.get("/executions/{execution_id}", summary="An execution with its task runs")
+def get_execution(store: StoreDep, who: Reader, execution_id: int) -> dict[str, Any]:
+    doc = views.execution_document(store, execution_id)
+    doc["notifications"] = [n.__dict__ for n in store.notifications(execution_id)]
+    return doc
+
+
+@router.get("/executions/{execution_id}/task-runs", summary="Its task runs")
+def task_runs(store: StoreDep, who: Reader, execution_id: int) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = views.execution_document(store, execution_id)["task_runs"]
+    return runs
+
+
+@router.get("/executions/{execution_id}/attempts", summary="Its attempts")
+def attempts(store: StoreDep, who: Reader, execution_id: int) -> list[dict[str, Any]]:
+    store.get_execution(execution_id)
+    return [
+        {
+            "id": a.id,
+            "task_run_id": a.task_run_id,
+            "number": a.number,
+            "state": a.state.value,
+            "worker": a.worker_id,
+            "started_at": a.started_at,
+            "ended_at": a.ended_at,
+            "exit_code": a.exit_code,
+            "reason": a.reason,
+            "error": a.error,
+        }
+        for a in store.attempts(execution_id)
+    ]
+
+
+@router.get("/executions/{execution_id}/outputs", summary="Its outputs and its tasks'")
+def outputs(store: StoreDep, who: Reader, execution_id: int) -> dict[str, Any]:
+    execution = store.get_execution(execution_id)
+    return {"execution": execution.outputs, "tasks": store.outputs(execution_id)}
+
+
+@router.get("/executions/{execution_id}/metrics", summary="Its metrics")
+def metrics(store: StoreDep, who: Reader, execution_id: int) -> list[dict[str, Any]]:
+    store.get_execution(execution_id)
+    return [
+        {
+            "task_run_id": m.task_run_id,
+            "name": m.name,
+            "kind": m.kind,
+            "value": m.value,
+            "tags": m.tags,
+        }
+        for m in store.metrics(execution_id)
+    ]
+
+
+@router.get(
+    "/executions/{execution_id}/logs",
+    summary="Its log lines; follow=true streams them as Server-Sent Events until it ends",
+    response_model=None,
+)
+def logs(
+    request: Request,
+    store: StoreDep,
+    who: Reader,
+    execution_id: int,
+    after: int = Query(default=0, ge=0, description="the id of the last line seen"),
+    limit: int = Query(default=1000, ge=1, le=10_000),
+    follow: bool = False,
+) -> list[dict[str, Any]] | StreamingResponse:
+    store.get_execution(execution_id)
+    if not follow:
+        return [_line(x) for x in store.logs(execution_id, after_id=after, limit=limit)]
+    stores: Stores = request.app.state.stores
+    return StreamingResponse(
+        _follow(stores, execution_id, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+def _line(x: Any) -> dict[str, Any]:
+    return {"id": x.id, "attempt_id": x.attempt_id, "at": x.at, "stream": x.stream, "line": x.line}
+
+
+def _follow(stores: Stores, execution_id: int, after: int) -> Iterator[str]:
+    """Lines as ``log`` events (``id`` = line id, for Last-Event-ID), then one ``end``
+    event with the final state. Runs in the thread pool: the thread's own store."""
+    while True:
+        store = stores.get()
+        ended = store.get_execution(execution_id).state.terminal
+        for x in store.logs(execution_id, after_id=after, limit=1000):
+            after = x.id
+            yield f"id: {x.id}\nevent: log\ndata: {json.dumps(_line(x))}\n\n"
+        if ended:
+            state = store.get_execution(execution_id).state.value
+            yield f"event: end\ndata: {json.dumps({'state': state})}\n\n"
+            return
+        time.sleep(FOLLOW_POLL)
+
+
+def _with_state(store: Store, execution_id: int, exc: Conflict) -> Conflict:
+    exc.current_state = store.get_execution(execution_id).state.value  # type: ignore[attr-defined]
+    return exc
+
+
+@router.post("/executions/{execution_id}/kill", summary="Kill it and its children")
+def kill(store: StoreDep, who: Writer, execution_id: int) -> dict[str, Any]:
+    try:
+        execution = services.kill(store, execution_id, who.who, time.time())
+    except Conflict as exc:
+        raise _with_state(store, execution_id, exc) from None
+    return views.execution_dict(execution)
+
+
+class RestartBody(BaseModel):
+    from_task: str | None = Field(default=None, alias="from")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    latest: bool = Field(default=False, description="move to the flow's newest revision")
+
+
+@router.post("/executions/{execution_id}/restart", summary="Run it again in place")
+def restart(
+    store: StoreDep, who: Writer, execution_id: int, body: RestartBody | None = None
+) -> dict[str, Any]:
+    body = body or RestartBody()
+    try:
+        again = services.restart(
+            store,
+            execution_id,
+            time.time(),
+            from_task=body.from_task,
+            inputs=body.inputs,
+            latest=body.latest,
+        )
+    except Conflict as exc:
+        raise _with_state(store, execution_id, exc) from None
+    return {**views.execution_dict(store.get_execution(execution_id)), "run_again": again}
+
+
+class ReplayBody(BaseModel):
+    from_task: str = Field(alias="from")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post(
+    "/executions/{execution_id}/replay",
+    status_code=201,
+    summary="A new execution replaying it from a task",
+)
+def replay(store: StoreDep, who: Writer, execution_id: int, body: ReplayBody) -> dict[str, Any]:
+    try:
+        new_id = services.replay(
+            store, execution_id, body.from_task, time.time(), inputs=body.inputs
+        )
+    except Conflict as exc:
+        raise _with_state(store, execution_id, exc) from None
+    return views.execution_dict(store.get_execution(new_id))
+
+
+class MarkBody(BaseModel):
+    task: str
+    state: str = Field(description="success or failed")
+    reason: str | None = None
+
+
+@router.post("/executions/{execution_id}/mark", summary="Set an ended task run's state")
+def mark(store: StoreDep, who: Writer, execution_id: int, body: MarkBody) -> dict[str, Any]:
+    marked = services.mark(
+        store, execution_id, body.task, body.state, who.who, time.time(), body.reason
+    )
+    return {
+        "task": marked.label,
+        "old": marked.old.value,
+        "new": marked.new.value,
+        "execution": {"old": marked.execution_old.value, "new": marked.execution_new.value},
+        "reopened": list(marked.reopened),
+    }
+
+
+class SaveBody(BaseModel):
+    name: str
+    description: str | None = None
+
+
+@router.post("/executions/{execution_id}/save", summary="Keep it under a name")
+def save(store: StoreDep, who: Writer, execution_id: int, body: SaveBody) -> dict[str, Any]:
+    services.save(store, execution_id, body.name, body.description, time.time())
+    return views.execution_dict(store.get_execution(execution_id))

@@ -1,0 +1,188 @@
+"""``/health``, ``/metrics`` (Prometheus text), events, webhooks, connections (secrets
+write-only) and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from ordo import services
+from ordo.api.app import Reader, StoreDep, Stores, Writer
+from ordo.errors import UsageError
+from ordo.model import State
+from ordo.store.serving import BUCKETS
+
+router = APIRouter()
+WEBHOOK_WAIT = 30.0  # seconds a synchronous webhook waits for the execution's end
+WEBHOOK_POLL = 0.05
+
+
+@router.get("/health", tags=["server"], summary="Whether the server and its store answer")
+def health(store: StoreDep) -> dict[str, Any]:
+    store.ping()
+    return {"status": "ok"}
+
+
+@router.get(
+    "/metrics",
+    tags=["server"],
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+)
+def metrics(store: StoreDep, who: Reader) -> str:
+    gauges = store.gauges(time.time())
+    out = [
+        "# HELP ordo_executions Executions in the store by state.",
+        "# TYPE ordo_executions gauge",
+    ]
+    for state in State:
+        out.append(
+            f'ordo_executions{{state="{state.value}"}} {gauges.executions.get(state.value, 0)}'
+        )
+    out += [
+        "# HELP ordo_task_run_duration_seconds Durations of ended task runs.",
+        "# TYPE ordo_task_run_duration_seconds histogram",
+    ]
+    for bound, count in zip(BUCKETS, gauges.durations, strict=True):
+        out.append(f'ordo_task_run_duration_seconds_bucket{{le="{bound}"}} {count}')
+    out += [
+        f'ordo_task_run_duration_seconds_bucket{{le="+Inf"}} {gauges.duration_count}',
+        f"ordo_task_run_duration_seconds_sum {gauges.duration_sum}",
+        f"ordo_task_run_duration_seconds_count {gauges.duration_count}",
+        "# HELP ordo_ready_task_runs Task runs ready and waiting for a worker.",
+        "# TYPE ordo_ready_task_runs gauge",
+        f"ordo_ready_task_runs {gauges.ready}",
+        "# HELP ordo_workers_alive Workers with a heartbeat in the last 35 s.",
+        "# TYPE ordo_workers_alive gauge",
+        f"ordo_workers_alive {gauges.workers}",
+    ]
+    return "\n".join(out) + "\n"
+
+
+EVENT_TYPE = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+@router.post(
+    "/api/events/{event_type}",
+    tags=["events"],
+    status_code=202,
+    summary="Record an event; every active flow subscribed to its type starts",
+)
+async def post_event(request: Request, who: Writer, event_type: str = EVENT_TYPE) -> dict[str, Any]:
+    data = await _json(request)
+    stores: Stores = request.app.state.stores
+    emitted = await run_in_threadpool(
+        lambda: services.emit(stores.get(), event_type, data, time.time())
+    )
+    return {"id": emitted.event_id, "executions": emitted.executions, "errors": emitted.errors}
+
+
+@router.get("/api/events", tags=["events"], summary="Events received, newest first")
+def list_events(
+    store: StoreDep,
+    who: Reader,
+    type: str | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+) -> list[dict[str, Any]]:
+    return [e.__dict__ for e in store.list_events(type, limit)]
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"body: not JSON: {exc}") from None
+
+
+@router.post(
+    "/api/webhooks/{namespace}/{flow_id}/{key}",
+    tags=["webhooks"],
+    summary="Start the flow with the JSON body as inputs.body (the key authenticates)",
+    responses={202: {"description": "started; not ended within the wait (or async=1)"}},
+)
+async def webhook(
+    request: Request,
+    namespace: str,
+    flow_id: str,
+    key: str,
+    async_: bool = Query(default=False, alias="async"),
+    wait: float = Query(default=WEBHOOK_WAIT, ge=0, le=300),
+) -> JSONResponse:
+    body = await _json(request)
+    stores: Stores = request.app.state.stores
+
+    def start() -> int:
+        store = stores.get()
+        revision, trigger = services.webhook_trigger(store, namespace, flow_id, key)
+        key_header = request.headers.get("idempotency-key") or None
+        return services.start_by_trigger(
+            store, revision, trigger, {"body": body}, time.time(), idempotency_key=key_header
+        )
+
+    execution_id = await run_in_threadpool(start)
+    deadline = time.monotonic() + (0 if async_ else wait)
+    while True:
+        execution = await run_in_threadpool(lambda: stores.get().get_execution(execution_id))
+        if execution.state.terminal or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(WEBHOOK_POLL)
+    doc = {"id": execution.id, "state": execution.state.value, "outputs": execution.outputs}
+    return JSONResponse(doc, status_code=200 if execution.state.terminal else 202)
+
+
+class ConnectionBody(BaseModel):
+    type: Literal["sql", "http"]
+    url: str | None = Field(default=None, description="sql: the database URL")
+    base_url: str | None = Field(default=None, description="http: the API's base URL")
+    headers: dict[str, str] = Field(default_factory=dict, description="http: sent each call")
+
+
+@router.get("/api/connections", tags=["connections"], summary="Connections (masked)")
+def list_connections(store: StoreDep, who: Reader) -> list[dict[str, Any]]:
+    return [_connection(c) for c in store.list_connections()]
+
+
+@router.get("/api/connections/{name}", tags=["connections"], summary="A connection (masked)")
+def get_connection(store: StoreDep, who: Reader, name: str) -> dict[str, Any]:
+    return _connection(store.get_connection(name))
+
+
+@router.put("/api/connections/{name}", tags=["connections"], summary="Add or change one")
+def put_connection(store: StoreDep, who: Writer, name: str, body: ConnectionBody) -> dict[str, Any]:
+    config = services.connection_config(name, body.type, body.url, body.base_url, body.headers)
+    store.save_connection(name, body.type, config, time.time(), replace=True)
+    return _connection(store.get_connection(name))
+
+
+@router.delete("/api/connections/{name}", tags=["connections"], status_code=204)
+def delete_connection(store: StoreDep, who: Writer, name: str) -> None:
+    store.remove_connection(name)
+
+
+def _connection(c: Any) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "type": c.type,
+        "config": c.masked(),
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+    }
+
+
+@router.get("/api/workers", tags=["server"], summary="Workers alive or stopped in the last hour")
+def list_workers(store: StoreDep, who: Reader) -> list[dict[str, Any]]:
+    now = time.time()
+    return [
+        {**w.__dict__, "alive": w.stopped_at is None and now - w.heartbeat_at < 35}
+        for w in store.list_workers(since=now - 3600)
+    ]

@@ -1,0 +1,267 @@
+"""The CLI against a remote ``ordo server`` (``--server URL --token TOKEN``): the same
+verbs through the REST API. ``run`` sends the flow file and starts it (waiting for its end
+unless ``--detach``); ``emit``, ``kill``, ``restart``, ``replay``, ``mark``, ``executions
+list|show``, ``flows list|add|next|activate|deactivate`` and ``logs`` map to their
+routes. What the API answers with an error is printed as that error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from ordo import engine
+from ordo.cli.common import fmt_time, parse_pairs, print_json, table
+from ordo.cli.serving import flow_key, parse_data, print_emitted
+from ordo.errors import EXIT_FAILED, EXIT_OK, ConfigError, OrdoError, StoreError, UsageError
+
+TIMEOUT = 30.0
+
+
+class Client:
+    def __init__(self, server: str, token: str | None) -> None:
+        if not server.startswith(("http://", "https://")):
+            raise UsageError(
+                f"--server: expected http://HOST:PORT or https://..., found {server!r}"
+            )
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.server = server.rstrip("/")
+        self.http = httpx.Client(base_url=self.server, headers=headers, timeout=TIMEOUT)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise StoreError(f"cannot reach ordo server {self.server}: {exc}") from None
+        if response.status_code >= 400:
+            raise _error(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+
+def _error(response: httpx.Response) -> OrdoError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"detail": response.text[:200]}
+    lines = [str(body.get("detail", body))]
+    lines += [
+        f"  {p.get('field') or ''} line {p.get('line')}: {p['message']}"
+        for p in body.get("problems", [])
+        if p.get("line")
+    ]
+    error: OrdoError
+    if response.status_code in (401, 403):
+        error = ConfigError(f"server refused ({response.status_code}): " + "\n".join(lines))
+    elif response.status_code >= 500:
+        error = StoreError(f"server error ({response.status_code}): " + "\n".join(lines))
+    else:
+        error = UsageError("\n".join(lines))
+    return error
+
+
+def command(args: argparse.Namespace, server: str, token: str | None) -> int:
+    client = Client(server, token)
+    name = args.command
+    if name == "flows":
+        name = f"flows {args.action}"
+    elif name == "executions":
+        name = f"executions {args.action}"
+    handler = HANDLERS.get(name)
+    if handler is None:
+        raise UsageError(
+            f"ordo {name} does not work with --server; known there: {', '.join(HANDLERS)}"
+        )
+    return handler(client, args)
+
+
+def _run(client: Client, args: argparse.Namespace) -> int:
+    path, data = engine.read_flow_file(args.file)
+    kind = "application/json" if path.endswith(".json") else "application/x-yaml"
+    flow = client.call("POST", "/api/flows", content=data, headers={"Content-Type": kind})
+    body = {
+        "inputs": parse_pairs(args.input, "-i"),
+        "labels": parse_pairs(args.label, "-l"),
+        "dev": bool(getattr(args, "dev", False)),
+        "skip": [t for item in args.skip for t in item.split(",") if t],
+        "continue_on_error": args.continue_on_error,
+    }
+    execution = client.call(
+        "POST", f"/api/flows/{flow['namespace']}/{flow['id']}/executions", json=body
+    )
+    if args.detach:
+        print(execution["id"])
+        return EXIT_OK
+    while execution["state"] not in ("SUCCESS", "WARNING", "FAILED", "KILLED", "SKIPPED"):
+        time.sleep(0.2)
+        execution = client.call("GET", f"/api/executions/{execution['id']}")
+    return _print_ended(client, execution["id"], args.json)
+
+
+def _print_ended(client: Client, execution_id: int, as_json: bool) -> int:
+    doc = client.call("GET", f"/api/executions/{execution_id}")
+    if as_json:
+        print_json(doc)
+    else:
+        print(
+            table(
+                ["TASK", "STATE", "ATTEMPTS", "REASON"],
+                [
+                    [r["task"], r["state"], str(len(r["attempts"])), r["reason"] or ""]
+                    for r in doc["task_runs"]
+                ],
+            )
+        )
+        print(
+            f"execution {doc['id']} {doc['namespace']}/{doc['flow']}: {doc['state']}"
+            + (f" ({doc['reason']})" if doc["reason"] else "")
+        )
+    return EXIT_OK if doc["state"] in ("SUCCESS", "WARNING", "SKIPPED") else EXIT_FAILED
+
+
+def _emit(client: Client, args: argparse.Namespace) -> int:
+    doc = client.call("POST", f"/api/events/{args.type}", json=parse_data(args.data))
+    return print_emitted(doc, args.type, args.json)
+
+
+def _kill(client: Client, args: argparse.Namespace) -> int:
+    doc = client.call("POST", f"/api/executions/{args.id}/kill")
+    deadline = time.monotonic() + args.wait
+    while doc["state"] == "KILLING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        doc = client.call("GET", f"/api/executions/{args.id}")
+    print(f"execution {doc['id']} {doc['namespace']}/{doc['flow']}: {doc['state']}")
+    return EXIT_OK if doc["state"] == "KILLED" else EXIT_FAILED
+
+
+def _restart(client: Client, args: argparse.Namespace) -> int:
+    body = {
+        "from": args.from_task,
+        "inputs": parse_pairs(args.input, "-i"),
+        "latest": args.revision == "latest",
+    }
+    doc = client.call("POST", f"/api/executions/{args.id}/restart", json=body)
+    print(f"execution {args.id} restarted: {', '.join(doc['run_again'])} run again")
+    return EXIT_OK
+
+
+def _replay(client: Client, args: argparse.Namespace) -> int:
+    body = {"from": args.from_task, "inputs": parse_pairs(args.input, "-i")}
+    doc = client.call("POST", f"/api/executions/{args.id}/replay", json=body)
+    print(doc["id"])
+    return EXIT_OK
+
+
+def _mark(client: Client, args: argparse.Namespace) -> int:
+    body = {"task": args.task, "state": args.state, "reason": args.reason}
+    doc = client.call("POST", f"/api/executions/{args.id}/mark", json=body)
+    print(f"task {doc['task']} of execution {args.id}: {doc['old']} -> {doc['new']}")
+    return EXIT_OK
+
+
+def _list(client: Client, args: argparse.Namespace) -> int:
+    params = {"limit": args.limit, "flow": args.flow, "state": args.state}
+    doc = client.call("GET", "/api/executions", params={k: v for k, v in params.items() if v})
+    if args.json:
+        print_json(doc["items"])
+        return EXIT_OK
+    print(
+        table(
+            ["ID", "FLOW", "STATE", "CREATED", "REASON"],
+            [
+                [
+                    str(e["id"]),
+                    f"{e['namespace']}/{e['flow']}",
+                    e["state"],
+                    fmt_time(e["created_at"]),
+                    e["reason"] or "",
+                ]
+                for e in doc["items"]
+            ],
+        )
+    )
+    return EXIT_OK
+
+
+def _show(client: Client, args: argparse.Namespace) -> int:
+    _print_ended(client, args.id, args.json)
+    return EXIT_OK
+
+
+def _flows(client: Client, args: argparse.Namespace) -> int:
+    rows = client.call("GET", "/api/flows")
+    if args.json:
+        print_json(rows)
+        return EXIT_OK
+    print(
+        table(
+            ["FLOW", "REVISION", "ACTIVE", "TASKS"],
+            [
+                [
+                    f"{r['namespace']}/{r['id']}",
+                    str(r["revision"]),
+                    str(r["active"]).lower(),
+                    str(len(r["tasks"])),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    return EXIT_OK
+
+
+def _flows_add(client: Client, args: argparse.Namespace) -> int:
+    for file in args.files:
+        path, data = engine.read_flow_file(file)
+        kind = "application/json" if path.endswith(".json") else "application/x-yaml"
+        doc = client.call("POST", "/api/flows", content=data, headers={"Content-Type": kind})
+        print(f"{doc['namespace']}/{doc['id']}: revision {doc['revision']}")
+    return EXIT_OK
+
+
+def _flows_next(client: Client, args: argparse.Namespace) -> int:
+    namespace, flow_id = flow_key(args.id)
+    found = client.call(
+        "GET", f"/api/flows/{namespace}/{flow_id}/next", params={"count": args.count}
+    )
+    for trigger in found:
+        print(f"{trigger['trigger']}: {trigger['cron']} ({trigger['timezone']})")
+        for at in trigger["times"]:
+            print(f"  {at}")
+    return EXIT_OK
+
+
+def _flows_flag(client: Client, args: argparse.Namespace) -> int:
+    namespace, flow_id = flow_key(args.id)
+    client.call("POST", f"/api/flows/{namespace}/{flow_id}/{args.action}")
+    print(f"flow {namespace}/{flow_id} {args.action}d")
+    return EXIT_OK
+
+
+def _logs(client: Client, args: argparse.Namespace) -> int:
+    for line in client.call("GET", f"/api/executions/{args.id}/logs", params={"limit": 10_000}):
+        out = sys.stderr if line["stream"] == "stderr" else sys.stdout
+        print(line["line"], file=out)
+    return EXIT_OK
+
+
+HANDLERS = {
+    "run": _run,
+    "emit": _emit,
+    "kill": _kill,
+    "restart": _restart,
+    "replay": _replay,
+    "mark": _mark,
+    "executions list": _list,
+    "executions show": _show,
+    "flows list": _flows,
+    "flows add": _flows_add,
+    "flows next": _flows_next,
+    "flows activate": _flows_flag,
+    "flows deactivate": _flows_flag,
+    "logs": _logs,
+}

@@ -1,0 +1,209 @@
+"""``ordo server``, ``ordo tokens create|list|revoke``, ``ordo emit`` and ``ordo flows
+next|activate|deactivate``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ordo import services
+from ordo.cli.common import database_url, fmt_time, load_settings, open_db, print_json, table
+from ordo.errors import EXIT_OK, UsageError
+from ordo.model import parse_duration
+from ordo.triggers.scheduler import iso, next_fire_times
+
+TOKEN_PREFIX = "ordo_"
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    server = sub.add_parser(
+        "server", parents=[common], help="serve the API, run schedules, events and workers"
+    )
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    server.add_argument("--port", type=int, default=8080)
+    group = server.add_mutually_exclusive_group()
+    group.add_argument(
+        "--workers", type=int, default=None, help="embedded worker slots (default: CPUs)"
+    )
+    group.add_argument(
+        "--no-workers", action="store_true", help="no embedded workers (ordo worker runs them)"
+    )
+    server.add_argument("--grace", default="30s", help="SIGTERM: time running attempts get")
+
+    tokens = sub.add_parser("tokens", parents=[common], help="API tokens")
+    tk_sub = tokens.add_subparsers(dest="action", metavar="ACTION")
+    tk_sub.required = True
+    create = tk_sub.add_parser("create", parents=[common], help="make a token; printed once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--read-only", action="store_true", help="it can only read")
+    tls = tk_sub.add_parser("list", parents=[common], help="every token (never its value)")
+    tls.add_argument("--json", action="store_true")
+    revoke = tk_sub.add_parser("revoke", parents=[common], help="a token stops working")
+    revoke.add_argument("name", help="the token's name or id")
+
+    emit = sub.add_parser("emit", parents=[common], help="record an event; subscribed flows start")
+    emit.add_argument("type", help="the event type, e.g. file.arrived")
+    emit.add_argument("--data", default="{}", help="the payload as JSON")
+    emit.add_argument("--json", action="store_true")
+
+
+def add_flow_parsers(fl_sub: Any, common: argparse.ArgumentParser) -> None:
+    nxt = fl_sub.add_parser("next", parents=[common], help="the next fire times of schedules")
+    nxt.add_argument("id", help="namespace/id, or id in namespace default")
+    nxt.add_argument("-n", "--count", type=int, default=5)
+    for verb, what in (("activate", "let triggers start it"), ("deactivate", "triggers ignore it")):
+        p = fl_sub.add_parser(verb, parents=[common], help=what)
+        p.add_argument("id", help="namespace/id, or id in namespace default")
+
+
+def flow_key(text: str) -> tuple[str, str]:
+    namespace, _, flow_id = text.rpartition("/")
+    return namespace or "default", flow_id
+
+
+def server_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from ordo.server import ServerOptions, serve
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    try:
+        grace = parse_duration(args.grace)
+    except ValueError as exc:
+        raise UsageError(f"--grace: {exc}") from None
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, found {args.workers} (or --no-workers)")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be 1 to 65535, found {args.port}")
+    workers = 0 if args.no_workers else (args.workers or os.cpu_count() or 2)
+    url = database_url(args.db, environ)
+    open_db(args.db, environ).close()  # a bad URL or an unreachable server fails here
+    serve(
+        ServerOptions(
+            db_url=url,
+            host=args.host,
+            port=args.port,
+            workers=workers,
+            grace=grace,
+            settings=load_settings(environ),
+            environ=dict(environ),
+        )
+    )
+    return EXIT_OK
+
+
+def tokens_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    store = open_db(args.db, environ)
+    try:
+        if args.action == "create":
+            if not args.name.strip() or len(args.name) > 100:
+                raise UsageError("--name must be 1 to 100 characters")
+            token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+            store.add_token(args.name, services.token_hash(token), args.read_only, time.time())
+            kind = "read-only " if args.read_only else ""
+            print(f"{kind}token {args.name!r} (shown once; keep it secret):", file=sys.stderr)
+            print(token)
+        elif args.action == "revoke":
+            store.revoke_token(args.name, time.time())
+            print(f"token {args.name} revoked")
+        else:
+            rows = store.list_tokens()
+            if args.json:
+                print_json([r.__dict__ for r in rows])
+            else:
+                print(
+                    table(
+                        ["ID", "NAME", "ACCESS", "CREATED", "LAST USED", "REVOKED"],
+                        [
+                            [
+                                str(r.id),
+                                r.name,
+                                "read-only" if r.read_only else "read-write",
+                                fmt_time(r.created_at),
+                                fmt_time(r.last_used_at),
+                                fmt_time(r.revoked_at),
+                            ]
+                            for r in rows
+                        ],
+                    )
+                )
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def parse_data(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--data: not JSON: {exc}") from None
+
+
+def emit_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    data = parse_data(args.data)
+    store = open_db(args.db, environ)
+    try:
+        emitted = services.emit(store, args.type, data, time.time())
+    finally:
+        store.close()
+    return print_emitted(
+        {"id": emitted.event_id, "executions": emitted.executions, "errors": emitted.errors},
+        args.type,
+        args.json,
+    )
+
+
+def print_emitted(doc: Mapping[str, Any], event_type: str, as_json: bool) -> int:
+    if as_json:
+        print_json(doc)
+        return EXIT_OK
+    started = ", ".join(str(i) for i in doc["executions"]) or "none"
+    print(f"event {doc['id']} {event_type}: started executions {started}")
+    for error in doc["errors"]:
+        print(f"warning: {error}", file=sys.stderr)
+    return EXIT_OK
+
+
+def flows_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    namespace, flow_id = flow_key(args.id)
+    store = open_db(args.db, environ)
+    try:
+        if args.action in ("activate", "deactivate"):
+            services.set_active(store, namespace, flow_id, args.action == "activate", time.time())
+            print(f"flow {namespace}/{flow_id} {args.action}d")
+            return EXIT_OK
+        flow = services.find_flow(store, namespace, flow_id).flow
+    finally:
+        store.close()
+    schedules = [t for t in flow.triggers if t.type == "schedule"]
+    if not schedules:
+        raise UsageError(f"flow {flow.key} has no schedule trigger")
+    if not 1 <= args.count <= 1000:
+        raise UsageError(f"--count must be 1 to 1000, found {args.count}")
+    now = time.time()
+    for trigger in schedules:
+        print(f"{trigger.id}: {trigger.cron} ({trigger.timezone}, {trigger.dialect})")
+        for ts in next_fire_times(trigger, now, args.count):
+            print(f"  {iso(ts)}  {_local(ts, trigger.timezone)}")
+    return EXIT_OK
+
+
+def _local(ts: float, zone: str) -> str:
+    return datetime.datetime.fromtimestamp(ts, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+COMMANDS = {
+    "server": server_command,
+    "tokens": tokens_command,
+    "emit": emit_command,
+    "flows": flows_command,
+}

@@ -1,0 +1,317 @@
+"""What people and programs ask of ordo, once for every edge: the CLI and the REST API
+call these, so a kill, a restart or a start means the same whichever way it came.
+
+Each function takes the store and the time, checks what it is asked against the
+execution's or flow's current state, and raises :class:`~ordo.errors.NotFound`,
+:class:`~ordo.errors.Conflict` (with the current state), :class:`~ordo.errors.Forbidden`
+or :class:`~ordo.errors.DefinitionError` instead of doing something half.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ordo import definitions, engine, templating
+from ordo.errors import Conflict, Forbidden, NotFound, OrdoError, UsageError
+from ordo.model import MARKS, Flow, State, Trigger
+from ordo.store import Store
+from ordo.store.records import ExecutionRow, Revision
+from ordo.store.recovery import Marked
+
+logger = logging.getLogger(__name__)
+
+
+def token_hash(token: str) -> str:
+    """How an API token is stored: never itself, only this."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# -- flows ----------------------------------------------------------------------------
+def find_flow(store: Store, namespace: str, flow_id: str, revision: int | None = None) -> Revision:
+    """The newest (or given) revision of a flow; NotFound naming it."""
+    found = store.find_flow(namespace, flow_id, revision)
+    if found is None:
+        which = f" revision {revision}" if revision is not None else ""
+        raise NotFound(f"flow {namespace}/{flow_id}{which} not found")
+    return found
+
+
+def register_text(
+    store: Store,
+    text: str,
+    now: float,
+    *,
+    fmt: Literal["yaml", "json"] | None = None,
+    where: str = "request body",
+    base_dir: str | None = None,
+) -> Revision:
+    """Validate a flow sent as text (YAML or JSON) and store it as its flow's next
+    revision, or return the stored one when the text is unchanged. DefinitionError lists
+    every problem at ``where:line:column``."""
+    flow = definitions.parse_flow(text, where, fmt=fmt)
+    flow = dataclasses.replace(flow, path=None, base_dir=base_dir or os.getcwd())
+    digest = definitions.content_hash(text.encode())
+    known = store.find_revision(digest, None)
+    if known is not None and known.flow.key == flow.key:
+        return known
+    return store.add_revision(flow, text, digest, now)
+
+
+def validate_text(text: str, fmt: Literal["yaml", "json"] | None = None) -> Flow:
+    """The flow a text defines, or DefinitionError with every problem."""
+    return definitions.parse_flow(text, "request body", fmt=fmt)
+
+
+def set_active(store: Store, namespace: str, flow_id: str, active: bool, now: float) -> None:
+    store.set_flow_active(namespace, flow_id, active, now)
+
+
+# -- starting ---------------------------------------------------------------------------
+def start(
+    store: Store,
+    revision: Revision,
+    inputs: Mapping[str, Any],
+    now: float,
+    *,
+    started_by: str = "manual",
+    labels: Mapping[str, str] | None = None,
+    dev: bool = False,
+    idempotency_key: str | None = None,
+    skip_tasks: Sequence[str] = (),
+    continue_on_error: bool | None = None,
+) -> int:
+    """Start an execution by hand or through the API (``started_by`` says which);
+    Forbidden when the flow says ``allow_manual: false``. An ``idempotency_key`` used
+    before returns that execution's id and starts nothing."""
+    flow = revision.flow
+    if not flow.allow_manual:
+        raise Forbidden(
+            f"flow {flow.key} does not allow manual starts (allow_manual: false); its "
+            "triggers start it"
+        )
+    return engine.start_execution(
+        store,
+        revision,
+        inputs,
+        now,
+        labels=labels,
+        dev=dev,
+        idempotency_key=idempotency_key,
+        started_by=started_by,
+        skip_tasks=skip_tasks,
+        continue_on_error=continue_on_error,
+    )
+
+
+def start_by_trigger(
+    store: Store,
+    revision: Revision,
+    trigger: Trigger,
+    passed: Mapping[str, Any],
+    now: float,
+    idempotency_key: str | None = None,
+) -> int:
+    """Start an execution for a trigger (``allow_manual`` does not apply): the trigger's
+    own ``inputs`` as the declared inputs, and what it passes (``event``, ``body``,
+    ``schedule``) beside them."""
+    return engine.start_execution(
+        store,
+        revision,
+        trigger.inputs,
+        now,
+        started_by=f"{trigger.type}:{trigger.id}",
+        trigger_inputs=passed,
+        idempotency_key=idempotency_key,
+    )
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """An event as recorded, and the executions it started (or why a flow it matched
+    did not start)."""
+
+    event_id: int
+    executions: list[int]
+    errors: list[str]
+
+
+def emit(store: Store, event_type: str, data: Any, now: float) -> Emitted:
+    """Record an event and start every active flow with an ``event`` trigger of this
+    type whose ``filter`` holds, with ``inputs.event`` = ``{id, type, data}``. A flow
+    whose filter or inputs fail does not stop the others: its error is in ``errors``."""
+    if not event_type or len(event_type) > 200:
+        raise UsageError(f"an event type is 1 to 200 characters, found {len(event_type)}")
+    event_id = store.add_event(event_type, data, now)
+    payload = {"id": event_id, "type": event_type, "data": data}
+    started: list[int] = []
+    errors: list[str] = []
+    for revision, trigger in subscribed(store, "event"):
+        if trigger.event != event_type:
+            continue
+        try:
+            if trigger.filter is not None and not _holds(trigger.filter, payload):
+                continue
+            started.append(start_by_trigger(store, revision, trigger, {"event": payload}, now))
+        except OrdoError as exc:
+            errors.append(f"{revision.flow.key} ({trigger.id}): {exc}")
+            logger.warning("event %s not started for %s: %s", event_type, revision.flow.key, exc)
+    store.set_event_executions(event_id, started)
+    return Emitted(event_id, started, errors)
+
+
+def _holds(condition: str, event: Mapping[str, Any]) -> bool:
+    value = templating.render(condition, {"event": event})
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "no", "none")
+    return bool(value)
+
+
+def subscribed(store: Store, kind: str) -> list[tuple[Revision, Trigger]]:
+    """The newest revision of every active flow with a trigger of ``kind``, and that
+    trigger (a flow with two such triggers appears twice)."""
+    flags = store.flow_flags()
+    found = []
+    for revision in store.list_flows():
+        flow = revision.flow
+        if not flags.get((flow.namespace, flow.id), flow.active):
+            continue
+        found += [(revision, t) for t in flow.triggers if t.type == kind]
+    return found
+
+
+def webhook_trigger(
+    store: Store, namespace: str, flow_id: str, key: str
+) -> tuple[Revision, Trigger]:
+    """The flow's webhook trigger with this key. A wrong key is NotFound exactly like an
+    unknown flow, so a key cannot be guessed flow by flow; an inactive flow is Conflict."""
+    missing = NotFound(f"no webhook {namespace}/{flow_id}/<key>")
+    revision = store.find_flow(namespace, flow_id, None)
+    if revision is None:
+        raise missing
+    for trigger in revision.flow.triggers:
+        if trigger.type == "webhook" and _same(trigger.key, key):
+            if not store.flow_active(namespace, flow_id):
+                raise Conflict(f"flow {namespace}/{flow_id} is not active")
+            return revision, trigger
+    raise missing
+
+
+def _same(a: str, b: str) -> bool:
+    return hashlib.sha256(a.encode()).digest() == hashlib.sha256(b.encode()).digest()
+
+
+# -- changing executions ----------------------------------------------------------------
+def kill(store: Store, execution_id: int, who: str, now: float) -> ExecutionRow:
+    """Ask to kill an execution and its children: KILLING now, KILLED when its workers
+    have stopped its attempts. Conflict when it has ended."""
+    execution = store.get_execution(execution_id)
+    if execution.state.terminal:
+        raise Conflict(
+            f"execution {execution_id} already ended {execution.state.value}; nothing to kill"
+        )
+    if execution.state is not State.KILLING:
+        store.kill_execution(execution_id, f"killed by {who}", now)
+    return store.get_execution(execution_id)
+
+
+def top_execution(store: Store, execution_id: int, verb: str) -> ExecutionRow:
+    """The execution, if it is the top of its tree (children go with their root)."""
+    execution = store.get_execution(execution_id)
+    if execution.parent_id is not None:
+        raise Conflict(
+            f"execution {execution.id} is a child of execution {execution.parent_id}: "
+            f"{verb} {execution.root_id or execution.parent_id}"
+        )
+    return execution
+
+
+def restart(
+    store: Store,
+    execution_id: int,
+    now: float,
+    *,
+    from_task: str | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    latest: bool = False,
+) -> list[str]:
+    """Restart an ended top execution in place; the task runs that run again."""
+    top_execution(store, execution_id, "restart")
+    return engine.restart_execution(
+        store, execution_id, now, from_task=from_task, given_inputs=inputs, latest=latest
+    )
+
+
+def replay(
+    store: Store,
+    execution_id: int,
+    from_task: str,
+    now: float,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+) -> int:
+    """A new execution replaying an ended one from ``from_task``; its id."""
+    return engine.replay_execution(store, execution_id, from_task, now, given_inputs=inputs)
+
+
+def mark(
+    store: Store,
+    execution_id: int,
+    task: str,
+    state: str,
+    who: str,
+    now: float,
+    reason: str | None = None,
+) -> Marked:
+    """Set an ended task run SUCCESS or FAILED through a manual attempt."""
+    new = {s.value.lower(): s for s in MARKS}.get(state.lower())
+    if new is None:
+        raise Conflict(f"a task run can be marked {' or '.join(s.value for s in MARKS)}")
+    return store.mark_task_run(execution_id, task, new, who, reason, now)
+
+
+def save(store: Store, execution_id: int, name: str, description: str | None, now: float) -> None:
+    engine.save_execution(store, execution_id, name, description, now)
+
+
+def connection_config(
+    name: str,
+    kind: str,
+    url: str | None,
+    base_url: str | None,
+    headers: Mapping[str, str],
+    *,
+    flags: bool = False,
+) -> dict[str, Any]:
+    """A connection's config, checked against its type (``sql``: ``url``; ``http``:
+    ``base_url`` and ``headers``); UsageError saying what is wrong (named as command
+    line options when ``flags``)."""
+    opt = (lambda n: f"--{n.replace('_', '-')}") if flags else (lambda n: n)
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise UsageError(f"a connection name may hold letters, digits, -, _ and ., found {name!r}")
+    if kind == "sql":
+        if not url or base_url or headers:
+            raise UsageError(
+                f"a sql connection takes {opt('url')} (and no {opt('base_url')} or "
+                f"{opt('header') if flags else 'headers'})"
+            )
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise UsageError(
+                f"{opt('url')}: expected sqlite:///PATH or postgresql://..., found {url!r}"
+            )
+        return {"url": url}
+    if kind != "http":
+        raise UsageError(f"a connection's type is sql or http, found {kind!r}")
+    if not base_url or url:
+        raise UsageError(
+            f"an http connection takes {opt('base_url')} (and "
+            f"{'--header NAME:VALUE' if flags else 'headers'})"
+        )
+    if not base_url.startswith(("http://", "https://")):
+        raise UsageError(f"{opt('base_url')}: expected http:// or https://..., found {base_url!r}")
+    return {"base_url": base_url, "headers": dict(headers)}

@@ -1,0 +1,135 @@
+"""A real ``ordo server`` process on a free port of 127.0.0.1, for the server tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_ordo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ordo.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class Server:
+    """A running server: ``url``, ``token`` (read-write), ``reader`` (read-only) and an
+    HTTP client with the token."""
+
+    def __init__(self, db: str, env: dict[str, str], folder: Path, *args: str) -> None:
+        self.db = db
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = self.cli("tokens", "create", "--name", f"writer-{self.port}").stdout.strip()
+        self.reader = self.cli(
+            "tokens", "create", "--name", f"reader-{self.port}", "--read-only"
+        ).stdout.strip()
+        self.log = folder / f"server-{self.port}.log"
+        with open(self.log, "w") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ordo.cli.main",
+                    "--db",
+                    db,
+                    "server",
+                    "--port",
+                    str(self.port),
+                    *args,
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+        self.wait_ready()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_ordo(self.env, "--db", self.db, *args)
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"server not ready: {self.log.read_text()}")
+
+    def add_flow(self, text: str) -> dict[str, Any]:
+        response = self.http.post(
+            "/api/flows", content=text, headers={"Content-Type": "application/x-yaml"}
+        )
+        assert response.status_code in (200, 201), response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def wait_state(self, execution_id: int, *states: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            doc: dict[str, Any] = self.http.get(f"/api/executions/{execution_id}").json()
+            if doc["state"] in states or time.monotonic() > deadline:
+                assert doc["state"] in states, doc
+                return doc
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        return int(self.process.returncode)
+
+
+@contextmanager
+def running_server(db: str, env: dict[str, str], folder: Path, *args: str) -> Iterator[Server]:
+    server = Server(db, env, folder, *args)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ORDO_HOME"] = str(tmp_path / "home")
+    env.pop("ORDO_DB", None)
+    env.pop("ORDO_SERVER", None)
+    env["PYTHONPATH"] = str(ROOT / "src")
+    env.update(extra)
+    return env
