@@ -114,13 +114,15 @@ def test_the_server_on_postgresql_runs_events_and_shares_work(
         "tasks:\n  - {id: a, type: shell, command: 'echo hi'}\n"
     )
     env = server_env(tmp_path)
-    with running_server(postgres_url, env, tmp_path, "--workers", "1") as one:
-        with running_server(postgres_url, env, tmp_path, "--no-workers") as two:
-            one.add_flow(flow)
-            started = httpx.post(
-                f"{two.url}/api/events/go",
-                json={},
-                headers={"Authorization": f"Bearer {two.token}"},
-            ).json()["executions"]
-            assert len(started) == 1
-            assert two.wait_state(started[0], "SUCCESS")["state"] == "SUCCESS"
+    with (
+        running_server(postgres_url, env, tmp_path, "--workers", "1") as one,
+        running_server(postgres_url, env, tmp_path, "--no-workers") as two,
+    ):
+        one.add_flow(flow)
+        started = httpx.post(
+            f"{two.url}/api/events/go",
+            json={},
+            headers={"Authorization": f"Bearer {two.token}"},
+        ).json()["executions"]
+        assert len(started) == 1
+        assert two.wait_state(started[0], "SUCCESS")["state"] == "SUCCESS"
