@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -20,6 +20,8 @@ from ordo.model import State
 from ordo.store import Store
 
 router = APIRouter(prefix="/api", tags=["executions"])
+MAX_ID = 2**63 - 1
+ExecutionId = Annotated[int, Path(ge=1, le=MAX_ID, description="an execution's id")]
 FOLLOW_POLL = 0.1  # seconds between looks for new log lines
 
 
@@ -29,7 +31,7 @@ class StartBody(BaseModel):
     dev: bool = False
     skip: list[str] = Field(default_factory=list, description="task ids to skip")
     continue_on_error: bool | None = None
-    revision: int | None = Field(default=None, ge=1)
+    revision: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 @router.post(
@@ -82,7 +84,7 @@ def list_executions(
     dev: bool | None = None,
     saved: bool | None = None,
     limit: int = Query(default=50, ge=1, le=500),
-    cursor: int | None = Query(default=None, ge=1, description="next_cursor of a page"),
+    cursor: int | None = Query(default=None, ge=1, le=MAX_ID, description="next_cursor of a page"),
 ) -> dict[str, Any]:
     rows = store.list_executions(
         flow=flow,
@@ -98,20 +100,20 @@ def list_executions(
 
 
 @router.get("/executions/{execution_id}", summary="An execution with its task runs")
-def get_execution(store: StoreDep, who: Reader, execution_id: int) -> dict[str, Any]:
+def get_execution(store: StoreDep, who: Reader, execution_id: ExecutionId) -> dict[str, Any]:
     doc = views.execution_document(store, execution_id)
     doc["notifications"] = [n.__dict__ for n in store.notifications(execution_id)]
     return doc
 
 
 @router.get("/executions/{execution_id}/task-runs", summary="Its task runs")
-def task_runs(store: StoreDep, who: Reader, execution_id: int) -> list[dict[str, Any]]:
+def task_runs(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = views.execution_document(store, execution_id)["task_runs"]
     return runs
 
 
 @router.get("/executions/{execution_id}/attempts", summary="Its attempts")
-def attempts(store: StoreDep, who: Reader, execution_id: int) -> list[dict[str, Any]]:
+def attempts(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
     store.get_execution(execution_id)
     return [
         {
@@ -131,13 +133,13 @@ def attempts(store: StoreDep, who: Reader, execution_id: int) -> list[dict[str, 
 
 
 @router.get("/executions/{execution_id}/outputs", summary="Its outputs and its tasks'")
-def outputs(store: StoreDep, who: Reader, execution_id: int) -> dict[str, Any]:
+def outputs(store: StoreDep, who: Reader, execution_id: ExecutionId) -> dict[str, Any]:
     execution = store.get_execution(execution_id)
     return {"execution": execution.outputs, "tasks": store.outputs(execution_id)}
 
 
 @router.get("/executions/{execution_id}/metrics", summary="Its metrics")
-def metrics(store: StoreDep, who: Reader, execution_id: int) -> list[dict[str, Any]]:
+def metrics(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
     store.get_execution(execution_id)
     return [
         {
@@ -160,8 +162,8 @@ def logs(
     request: Request,
     store: StoreDep,
     who: Reader,
-    execution_id: int,
-    after: int = Query(default=0, ge=0, description="the id of the last line seen"),
+    execution_id: ExecutionId,
+    after: int = Query(default=0, ge=0, le=MAX_ID, description="the id of the last line seen"),
     limit: int = Query(default=1000, ge=1, le=10_000),
     follow: bool = False,
 ) -> list[dict[str, Any]] | StreamingResponse:
@@ -180,7 +182,7 @@ def _line(x: Any) -> dict[str, Any]:
     return {"id": x.id, "attempt_id": x.attempt_id, "at": x.at, "stream": x.stream, "line": x.line}
 
 
-def _follow(stores: Stores, execution_id: int, after: int) -> Iterator[str]:
+def _follow(stores: Stores, execution_id: ExecutionId, after: int) -> Iterator[str]:
     """Lines as ``log`` events (``id`` = line id, for Last-Event-ID), then one ``end``
     event with the final state. Runs in the thread pool: the thread's own store."""
     while True:
@@ -196,13 +198,13 @@ def _follow(stores: Stores, execution_id: int, after: int) -> Iterator[str]:
         time.sleep(FOLLOW_POLL)
 
 
-def _with_state(store: Store, execution_id: int, exc: Conflict) -> Conflict:
+def _with_state(store: Store, execution_id: ExecutionId, exc: Conflict) -> Conflict:
     exc.current_state = store.get_execution(execution_id).state.value  # type: ignore[attr-defined]
     return exc
 
 
 @router.post("/executions/{execution_id}/kill", summary="Kill it and its children")
-def kill(store: StoreDep, who: Writer, execution_id: int) -> dict[str, Any]:
+def kill(store: StoreDep, who: Writer, execution_id: ExecutionId) -> dict[str, Any]:
     try:
         execution = services.kill(store, execution_id, who.who, time.time())
     except Conflict as exc:
@@ -218,7 +220,7 @@ class RestartBody(BaseModel):
 
 @router.post("/executions/{execution_id}/restart", summary="Run it again in place")
 def restart(
-    store: StoreDep, who: Writer, execution_id: int, body: RestartBody | None = None
+    store: StoreDep, who: Writer, execution_id: ExecutionId, body: RestartBody | None = None
 ) -> dict[str, Any]:
     body = body or RestartBody()
     try:
@@ -245,7 +247,9 @@ class ReplayBody(BaseModel):
     status_code=201,
     summary="A new execution replaying it from a task",
 )
-def replay(store: StoreDep, who: Writer, execution_id: int, body: ReplayBody) -> dict[str, Any]:
+def replay(
+    store: StoreDep, who: Writer, execution_id: ExecutionId, body: ReplayBody
+) -> dict[str, Any]:
     try:
         new_id = services.replay(
             store, execution_id, body.from_task, time.time(), inputs=body.inputs
@@ -262,7 +266,7 @@ class MarkBody(BaseModel):
 
 
 @router.post("/executions/{execution_id}/mark", summary="Set an ended task run's state")
-def mark(store: StoreDep, who: Writer, execution_id: int, body: MarkBody) -> dict[str, Any]:
+def mark(store: StoreDep, who: Writer, execution_id: ExecutionId, body: MarkBody) -> dict[str, Any]:
     marked = services.mark(
         store, execution_id, body.task, body.state, who.who, time.time(), body.reason
     )
@@ -281,6 +285,6 @@ class SaveBody(BaseModel):
 
 
 @router.post("/executions/{execution_id}/save", summary="Keep it under a name")
-def save(store: StoreDep, who: Writer, execution_id: int, body: SaveBody) -> dict[str, Any]:
+def save(store: StoreDep, who: Writer, execution_id: ExecutionId, body: SaveBody) -> dict[str, Any]:
     services.save(store, execution_id, body.name, body.description, time.time())
     return views.execution_dict(store.get_execution(execution_id))

@@ -70,7 +70,11 @@ def list_flows(
 
 @router.get("/{namespace}/{flow_id}", summary="A flow: newest revision and all revisions")
 def get_flow(
-    store: StoreDep, who: Reader, namespace: str, flow_id: str, revision: int | None = None
+    store: StoreDep,
+    who: Reader,
+    namespace: str,
+    flow_id: str,
+    revision: int | None = Query(default=None, ge=1, le=2**63 - 1),
 ) -> dict[str, Any]:
     found = services.find_flow(store, namespace, flow_id, revision)
     return {

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ordo.errors import StoreError
+from ordo.errors import NotFound, StoreError
 from ordo.store import migrate
 from ordo.store import queries as q
 from ordo.store.reads import Row
@@ -135,6 +135,8 @@ class SqliteStore(SqlStore):
             return self._conn.execute(sql, params)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
+        except OverflowError:
+            raise NotFound("a number that large is no id here (at most 2**63 - 1)") from None
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = list(rows)
