@@ -1,27 +1,43 @@
-"""Cron maths: when a schedule fires. Pure: times come in and go out as epoch seconds.
+"""Cron schedules: validation, next fire times and the ticks due after a pause. Pure.
+
+Time is passed in as epoch seconds (UTC floats); nothing here reads a clock or does I/O
+beyond the standard library's time zone database. Iteration is delegated to ``cronsim``.
 
 Expressions have 5 fields (minute hour day-of-month month day-of-week) or are one of
-:data:`ALIASES`; they are read in the schedule's time zone by cronsim. Day of week is
-0 or 7 = Sunday, except in the ``monday0`` dialect (the Executor seed's cron), where
-0 = Monday ... 6 = Sunday. When both day fields are restricted, either may match (as in
-Vixie cron).
+:data:`ALIASES`. Aliases always mean their standard expression, in either dialect
+(``@weekly`` is Sunday 00:00). Day-of-month and day-of-week both restricted (neither field
+starts with ``*``) match a day when EITHER matches (Vixie/Debian cron OR semantics);
+if either field starts with ``*`` both must match. ``L``/``LW`` (last day, last weekday) in
+day-of-month and ``5L`` (last Friday), ``1#2`` (second Monday) in day-of-week are
+supported; ``W`` (nearest weekday) and ``?`` are not.
 
-Daylight-saving policy (Debian cron's, which cronsim follows): a time that does not exist
-because clocks jump forward (02:30 on the spring day in Europe/Vienna) fires once, right
-after the jump; a time that exists twice because clocks go back fires once, at its first
-occurrence; expressions with ``*`` in the hour field fire every real hour. So no tick
-fires twice and none is lost silently across either transition.
+Dialects: ``standard`` has day-of-week 0 and 7 = Sunday. ``monday0`` (the Executor seed's
+cron) has 0 = Monday ... 6 = Sunday; it is translated to standard (d -> (d + 1) % 7,
+ranges expanded to lists so 5-6 becomes 6,0); day names (MON ... SUN) keep their meaning.
 
-Missed ticks (the scheduler was down) are decided by the schedule's ``catchup``:
-``none`` starts none of them (only a tick at most :data:`ON_TIME` seconds old counts as
-on time), ``last`` starts the newest, ``all`` starts all of them, at most ``max_catchup``
-(the newest ones).
+Daylight saving policy (that of Debian cron, as implemented by cronsim), for a zone like
+Europe/Vienna (2026-03-29 02:00 -> 03:00, 2026-10-25 03:00 -> 02:00):
+
+* A fixed-time job (neither minute nor hour starts with ``*``, e.g. ``30 2 * * *``) follows
+  the local wall clock. A time in the hour skipped in spring fires once, right after the
+  jump (``30 2 * * *`` fires at 03:00 CEST on 2026-03-29; ``0 2,3 * * *`` fires once at
+  03:00 that day, both ticks being the same instant). A time in the repeated autumn hour
+  fires once, at its first occurrence (``30 2 * * *`` fires at 02:30 CEST, not again at
+  02:30 CET).
+* A job with ``*`` at the start of the minute or hour field (``0 * * * *``, ``*/15 * * * *``)
+  follows real time: it fires every real hour or minute that matches, so ``0 * * * *``
+  fires 23 times on the spring day and 25 times on the autumn day.
+* No tick ever fires twice (fire times are strictly increasing epoch seconds) and a
+  fixed-time tick is never lost. The one exception, as in Debian cron: a job with a
+  wildcard minute limited to the skipped hour (``*/30 2 * * *``) has no tick on the spring
+  day, because no 02:xx wall time exists then.
 """
 
 from __future__ import annotations
 
-import datetime
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -37,13 +53,24 @@ ALIASES = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-ON_TIME = 60.0
-FIELDS = "minute hour day-of-month month day-of-week"
-_DAY_NAMES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+ON_TIME = 60.0  # seconds: a tick at most this late counts as on time, not missed
+
+FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_FIELD_COUNT = (
+    "a cron expression has 5 fields (minute hour day-of-month month day-of-week) "
+    "or is one of @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually"
+)
 
 
 @dataclass(frozen=True)
 class Schedule:
+    """When a flow starts: a cron expression read in ``timezone`` and ``dialect``, and what
+    to do about ticks missed while nothing ran (``catchup``, one of :data:`CATCHUP`)."""
+
     cron: str
     timezone: str = "UTC"
     dialect: str = "standard"
@@ -51,144 +78,271 @@ class Schedule:
     max_catchup: int = 10
 
 
+class _Problem(Exception):
+    """One field's problem, raised inside the checker; ``str()`` is the user message."""
+
+
 def schedule_problems(cron: object, timezone: object, dialect: object) -> list[tuple[str, str]]:
-    """Every problem as (field, message); empty when the schedule is valid."""
+    """Every problem as (field, message): field is "cron", "timezone" or "dialect"; the
+    message says why in words a user understands, e.g. ("cron", "'61 * * * *': minute 61
+    is out of range 0-59"). Non-string values are problems too. Empty list when valid."""
     problems: list[tuple[str, str]] = []
-    if dialect not in DIALECTS:
+    dialect_ok = isinstance(dialect, str) and dialect in DIALECTS
+    if not dialect_ok:
         problems.append(("dialect", f"{dialect!r} must be standard or monday0"))
-    if not isinstance(timezone, str) or not _zone_ok(timezone):
+    if not isinstance(cron, str):
+        problems.append(("cron", f"{cron!r} must be a string like '0 * * * *' or '@daily'"))
+    else:
+        try:
+            _expression(cron, dialect if dialect_ok else "standard")  # type: ignore[arg-type]
+        except _Problem as exc:
+            problems.append(("cron", f"{cron!r}: {exc}"))
+    if not isinstance(timezone, str) or _zone(timezone) is None:
         problems.append(
             (
                 "timezone",
                 f"{timezone!r} is not a known time zone (an IANA name like Europe/Vienna or UTC)",
             )
         )
-    if not isinstance(cron, str):
-        problems.append(("cron", f"expected a cron expression (a string), found {cron!r}"))
-        return problems
-    try:
-        expression = _standard(cron, dialect if dialect in DIALECTS else "standard")
-        CronSim(expression, datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
-    except (CronSimError, ValueError) as exc:
-        problems.append(("cron", f"{cron!r}: {_why(exc)}"))
     return problems
 
 
-def _zone_ok(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
-def _why(exc: Exception) -> str:
-    text = str(exc)
-    if "number of fields" in text:
-        return f"a cron expression has 5 fields ({FIELDS}) or is one of {', '.join(ALIASES)}"
-    for name, span in _RANGES.items():
-        if text.lower() in (f"bad {name}", f"bad {name.replace('-of-', ' of ')}"):
-            return f"bad {name} field: it takes {span}, lists (a,b), ranges (a-b) and steps (*/n)"
-    return text[0].lower() + text[1:] if text else "not a valid cron expression"
-
-
-_RANGES = {
-    "minute": "0-59",
-    "hour": "0-23",
-    "day-of-month": "1-31 (or L)",
-    "month": "1-12 or JAN-DEC",
-    "day-of-week": "0-7 (0 and 7 = Sunday) or MON-SUN",
-}
-
-
-def _standard(cron: str, dialect: str) -> str:
-    """The expression as cronsim reads it: aliases expanded, monday0 day-of-week made
-    Sunday-based."""
-    text = ALIASES.get(cron.strip().lower(), cron.strip())
-    fields = text.split()
-    if len(fields) != 5:
-        raise ValueError(
-            f"a cron expression has 5 fields ({FIELDS}) or is one of {', '.join(ALIASES)}"
-        )
-    if dialect == "monday0":
-        fields[4] = _monday0(fields[4])
-    return " ".join(fields)
-
-
-def _monday0(field: str) -> str:
-    """A monday0 day-of-week field (0 = Monday ... 6 = Sunday) in cronsim's terms."""
-    days: set[int] = set()
-    for part in field.split(","):
-        body, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
-        if body == "*":
-            if not step_text:
-                return "*"
-            lo, hi = 0, 6
-        elif "-" in body:
-            lo, hi = (_day(x) for x in body.split("-", 1))
-        else:
-            lo = hi = _day(body)
-            if step_text:
-                hi = 6
-        if lo > hi or step < 1:
-            raise ValueError(f"day-of-week {part!r}: not a range monday0 knows (0-6)")
-        days.update(range(lo, hi + 1, step))
-    return ",".join(str((d + 1) % 7) for d in sorted(days))
-
-
-def _day(text: str) -> int:
-    name = text.strip().upper()
-    if name in _DAY_NAMES:
-        return _DAY_NAMES.index(name)
-    if not name.isdigit() or int(name) > 6:
-        raise ValueError(f"day-of-week {text!r} is out of range 0-6 (monday0: 0 = Monday)")
-    return int(name)
-
-
-def _iterate(schedule: Schedule, after: float) -> CronSim:
-    zone = ZoneInfo(schedule.timezone)
-    start = datetime.datetime.fromtimestamp(after, zone)
-    return CronSim(_standard(schedule.cron, schedule.dialect), start)
-
-
 def next_times(schedule: Schedule, after: float, count: int) -> list[float]:
-    """The next ``count`` fire times strictly after ``after``, ascending."""
-    found: list[float] = []
-    for moment in _iterate(schedule, after):
-        ts = moment.timestamp()
-        if ts <= after or (found and ts <= found[-1]):
-            continue
-        found.append(ts)
-        if len(found) >= count:
-            break
-    return found
+    """The next `count` fire times strictly after `after` (epoch seconds, UTC), in order.
 
-
-def previous_times(schedule: Schedule, before: float, count: int) -> list[float]:
-    """Up to ``count`` fire times at or before ``before``, newest first."""
-    it = CronSim(
-        _standard(schedule.cron, schedule.dialect),
-        datetime.datetime.fromtimestamp(before + 1, ZoneInfo(schedule.timezone)),
-        reverse=True,
-    )
-    found: list[float] = []
-    for moment in it:
-        ts = moment.timestamp()
-        if ts > before or (found and ts >= found[-1]):
-            continue
-        found.append(ts)
-        if len(found) >= count:
+    Fewer when the expression has no more ticks (cronsim gives up after 50 years without
+    a match). Raises ValueError when the schedule has problems (see
+    :func:`schedule_problems`)."""
+    out: list[float] = []
+    if count <= 0:
+        return out
+    for t in _forward(schedule, after):
+        out.append(t)
+        if len(out) == count:
             break
-    return found
+    return out
 
 
 def due_times(schedule: Schedule, last: float, now: float) -> list[float]:
-    """The ticks in ``(last, now]`` to start now, ascending, by ``schedule.catchup``."""
+    """The ticks to start now: ticks in the half-open interval (last, now], chosen by
+    schedule.catchup: "none" -> only ticks at most ON_TIME seconds old (missed ones are
+    dropped); "last" -> the newest tick in the interval, if any; "all" -> every tick in
+    the interval, but at most the newest max_catchup of them. Ascending order.
+
+    Cheap however long ago `last` is: only a few ticks near `now` are looked at. Raises
+    ValueError when the schedule has problems, catchup is not one of :data:`CATCHUP` or
+    max_catchup is below 1."""
+    if schedule.catchup not in CATCHUP:
+        raise ValueError(f"catchup {schedule.catchup!r} must be none, last or all")
+    if schedule.max_catchup < 1:
+        raise ValueError(f"max_catchup {schedule.max_catchup!r} must be at least 1")
     if now <= last:
         return []
-    wanted = schedule.max_catchup if schedule.catchup == "all" else 1
-    newest = [t for t in previous_times(schedule, now, wanted) if t > last]
     if schedule.catchup == "none":
-        newest = [t for t in newest if now - t <= ON_TIME]
-    return sorted(newest)
+        start = max(last, now - ON_TIME - 1.0)
+        return [t for t in _between(schedule, start, now) if t > last and now - t <= ON_TIME]
+    keep = 1 if schedule.catchup == "last" else schedule.max_catchup
+    return _newest(schedule, last, now, keep)
+
+
+def _newest(schedule: Schedule, last: float, now: float, keep: int) -> list[float]:
+    """The newest `keep` ticks in (last, now], ascending.
+
+    Reverse iteration only finds where to start, with two ticks of margin: near DST
+    changes cronsim's reverse and forward iteration may disagree by a tick. The ticks
+    themselves come from forward iteration, the same as :func:`next_times`."""
+    start = last
+    sim = _sim(schedule, now + 1.0, reverse=True)
+    seen = 0
+    for dt in sim:
+        t = dt.timestamp()
+        if t <= last:
+            break
+        if t <= now:
+            seen += 1
+        if seen > keep + 1:
+            start = max(last, t - 1.0)
+            break
+    return _between(schedule, start, now)[-keep:]
+
+
+def _between(schedule: Schedule, start: float, end: float) -> list[float]:
+    """Ticks in (start, end], ascending; callers keep the interval short."""
+    out: list[float] = []
+    for t in _forward(schedule, start):
+        if t > end:
+            break
+        out.append(t)
+    return out
+
+
+def _forward(schedule: Schedule, after: float) -> Iterator[float]:
+    """Ticks strictly after `after`, strictly increasing.
+
+    cronsim iterates fixed-time jobs on the naive local clock, so a start inside the
+    repeated autumn hour can yield the hour's first occurrence, which is before `after`:
+    such ticks (and any out of order) are dropped."""
+    previous = after
+    for dt in _sim(schedule, after, reverse=False):
+        t = dt.timestamp()
+        if t > previous:
+            previous = t
+            yield t
+
+
+def _sim(schedule: Schedule, at: float, *, reverse: bool) -> CronSim:
+    """A cronsim iterator for `schedule` starting at epoch `at` in the schedule's zone.
+
+    The day-of-month/day-of-week AND-or-OR choice is taken from the expression as
+    written: a monday0 ``*/2`` translates to a list, which alone would turn AND into OR."""
+    problems = schedule_problems(schedule.cron, schedule.timezone, schedule.dialect)
+    if problems:
+        raise ValueError("; ".join(message for _, message in problems))
+    zone = _zone(schedule.timezone)
+    assert zone is not None
+    fields = _expression(schedule.cron, schedule.dialect)
+    sim = CronSim(" ".join(fields), datetime.fromtimestamp(at, zone), reverse=reverse)
+    written = ALIASES.get(schedule.cron.strip().lower(), schedule.cron).split()
+    sim.day_and = written[2].startswith("*") or written[4].startswith("*")
+    return sim
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    """The IANA zone called `name`, or None when there is none."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def _expression(cron: str, dialect: str) -> list[str]:
+    """The 5 standard-dialect fields for `cron`; raises _Problem saying what is wrong."""
+    text = cron.strip()
+    if text.startswith("@"):
+        if text.lower() not in ALIASES:
+            raise _Problem(f"{text} is not one of {', '.join(ALIASES)}")
+        return ALIASES[text.lower()].split()
+    fields = text.upper().split()
+    if len(fields) != len(FIELDS):
+        raise _Problem(_FIELD_COUNT)
+    for index, field in enumerate(fields):
+        _check_field(index, field, dialect)
+    _check_days_exist(fields)
+    if dialect == "monday0":
+        fields[4] = _monday0_to_standard(fields[4])
+    try:
+        CronSim(" ".join(fields), datetime(2000, 1, 1))
+    except CronSimError as exc:  # a case the checks above do not know about
+        raise _Problem(f"cronsim rejects it ({exc})") from exc
+    return fields
+
+
+def _check_field(index: int, field: str, dialect: str) -> None:
+    """Raise _Problem for the first bad term of field number `index` (0 = minute)."""
+    name = FIELDS[index]
+    if field == "?":
+        raise _Problem(f"{name} '?' is not supported: use *")
+    for term in field.split(","):
+        if index == 2 and term in ("L", "LW"):
+            continue
+        if index == 2 and term.endswith("W"):
+            raise _Problem(f"{name} {term!r}: W (nearest weekday) is not supported, L and LW are")
+        if index == 4 and (term.endswith("L") or "#" in term):
+            _check_nth_weekday(term, dialect)
+            continue
+        _values(index, term, dialect)
+
+
+def _check_nth_weekday(term: str, dialect: str) -> None:
+    """Check a day-of-week ``5L`` (last Friday) or ``1#2`` (second Monday) term."""
+    if term.endswith("L"):
+        day = term[:-1]
+        if not day.isdigit():
+            raise _Problem(f"day-of-week {term!r}: L needs a day number before it, e.g. 5L")
+        _number(4, day, dialect)
+        return
+    day, _, nth = term.partition("#")
+    _number(4, day, dialect)
+    if not nth.isdigit() or not 1 <= int(nth) <= 5:
+        raise _Problem(f"day-of-week {term!r}: the number after # must be 1-5")
+
+
+def _values(index: int, term: str, dialect: str) -> list[int]:
+    """The values one term (``*``, ``a``, ``a-b``, each optionally ``/step``) selects,
+    numbered as written in `dialect`; raises _Problem."""
+    name = FIELDS[index]
+    low, high = _bounds(index, dialect)
+    base, slash, step_text = term.partition("/")
+    step = 1
+    if slash:
+        if not step_text.isdigit() or int(step_text) < 1:
+            raise _Problem(f"{name} step {step_text!r} must be a whole number of at least 1")
+        step = int(step_text)
+    if base == "*":
+        first, last = low, high
+    elif "-" in base:
+        start_text, _, end_text = base.partition("-")
+        first, last = _number(index, start_text, dialect), _number(index, end_text, dialect)
+        if last < first:
+            raise _Problem(f"{name} range {base} runs backwards (start after end)")
+    else:
+        first = _number(index, base, dialect)
+        last = high if slash else first
+    return list(range(first, last + 1, step))
+
+
+def _bounds(index: int, dialect: str) -> tuple[int, int]:
+    """The allowed range of field number `index`: monday0 day-of-week is 0-6."""
+    if index == 4 and dialect == "monday0":
+        return 0, 6
+    return _RANGES[index]
+
+
+def _number(index: int, text: str, dialect: str) -> int:
+    """One value of field `index`: a number in range or a month/day name."""
+    name = FIELDS[index]
+    if index == 3 and text in _MONTHS:
+        return _MONTHS.index(text) + 1
+    if index == 4 and text in _DAYS:
+        sunday0 = _DAYS.index(text)
+        return (sunday0 - 1) % 7 if dialect == "monday0" else sunday0
+    if not text.isdigit():
+        names = {3: " or a month name (JAN-DEC)", 4: " or a day name (MON-SUN)"}
+        raise _Problem(f"{name} {text!r} is not a number{names.get(index, '')}")
+    low, high = _bounds(index, dialect)
+    if not low <= int(text) <= high:
+        hint = " (monday0: 0 = Monday ... 6 = Sunday)" if (index, dialect) == (4, "monday0") else ""
+        raise _Problem(f"{name} {int(text)} is out of range {low}-{high}{hint}")
+    return int(text)
+
+
+def _check_days_exist(fields: list[str]) -> None:
+    """Raise _Problem when day-of-month must match but never occurs in the chosen months
+    (e.g. ``0 0 30 2 *``)."""
+    if not (fields[2].startswith("*") or fields[4].startswith("*")):
+        return  # OR semantics: the day-of-week alone can match
+    terms = fields[2].split(",")
+    if any(term in ("L", "LW") for term in terms):
+        return
+    days = [day for term in terms for day in _values(2, term, "standard")]
+    months = [month for term in fields[3].split(",") for month in _values(3, term, "standard")]
+    longest = max(_MONTH_DAYS[month - 1] for month in months)
+    if min(days) > longest:
+        raise _Problem(f"day-of-month {min(days)} never occurs in the chosen months")
+
+
+def _monday0_to_standard(field: str) -> str:
+    """Translate a checked monday0 day-of-week field to cronsim's Sunday = 0 numbering."""
+    if field == "*":
+        return field
+    standard: set[int] = set()
+    special: list[str] = []
+    for term in field.split(","):
+        if term.endswith("L") or "#" in term:
+            day, mark, rest = (term[:-1], "L", "") if term.endswith("L") else term.partition("#")
+            special.append(f"{(_number(4, day, 'monday0') + 1) % 7}{mark}{rest}")
+        else:
+            standard.update((day + 1) % 7 for day in _values(4, term, "monday0"))
+    return ",".join([str(day) for day in sorted(standard)] + special)

@@ -75,7 +75,8 @@ def test_every_problem_of_triggers_and_notify_is_named_with_line_and_field() -> 
         """
     )
     text = "\n".join(found)
-    assert "flow.yaml:3:" in text and "triggers[0].cron: '* * 32 * *': bad day-of-month" in text
+    assert "flow.yaml:3:" in text
+    assert "triggers[0].cron: '* * 32 * *': day-of-month 32 is out of range 1-31" in text
     assert "triggers[0].timezone: 'Nowhere/City' is not a known time zone" in text
     assert "triggers[0].catchup: catchup must be one of none, last, all" in text
     assert "triggers[1].type: unknown type 'cron'" in text
