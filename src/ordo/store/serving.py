@@ -76,7 +76,7 @@ WHERE (CAST(? AS TEXT) IS NULL OR type = ?)
 ORDER BY id DESC LIMIT ?
 """
 ENDED_SINCE = """
-SELECT id, ended_at FROM executions
+SELECT id, ended_at, revision_id FROM executions
 WHERE ended_at IS NOT NULL AND ended_at >= ? AND dev = 0 ORDER BY ended_at, id LIMIT ?
 """
 NOTIFIED = """
@@ -310,10 +310,11 @@ class Serving(Retention):
         ]
 
     # -- notifications ---------------------------------------------------------------
-    def ended_since(self, since: float, limit: int = 200) -> list[tuple[int, float]]:
-        """(id, ended_at) of the executions (not dev) that ended at or after ``since``,
-        oldest end first."""
-        return [(int(r[0]), float(r[1])) for r in self._all(ENDED_SINCE, (since, limit))]
+    def ended_since(self, since: float, limit: int = 200) -> list[tuple[int, float, int]]:
+        """(id, ended_at, revision_id) of the executions (not dev) that ended at or after
+        ``since``, oldest end first."""
+        rows = self._all(ENDED_SINCE, (since, limit))
+        return [(int(r[0]), float(r[1]), int(r[2])) for r in rows]
 
     def notified(self, execution_id: int, ended_at: float, target: str) -> bool:
         return self._one(NOTIFIED, (execution_id, ended_at, target)) is not None

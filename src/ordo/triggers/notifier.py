@@ -69,8 +69,9 @@ class Notifier:
             return 0
         ended = self.store.ended_since(self._since)
         tried = 0
-        for execution_id, _ in ended:
-            tried += self._notify(execution_id)
+        for execution_id, _, revision_id in ended:
+            if self.store.flow_of(revision_id).notify:  # cached: most flows have none
+                tried += self._notify(execution_id)
         if ended:
             newest = ended[-1][1]
             self._since = newest if len(ended) >= 200 else max(self._since, newest - MARGIN)
