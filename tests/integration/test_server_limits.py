@@ -21,8 +21,11 @@ def client(tmp_path: Path) -> Iterator[tuple[httpx.Client, str]]:
     store.add_token("t", services.token_hash("secret-token"), False, time.time())
     store.close()
     env = server_env(tmp_path, ORDO_MAX_BODY="1000")
-    with running_server(db, env, tmp_path, "--no-workers") as server:
-        yield httpx.Client(base_url=server.url), db
+    with (
+        running_server(db, env, tmp_path, "--no-workers") as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        yield http, db
 
 
 def test_a_streamed_body_over_the_limit_is_refused_with_413(
