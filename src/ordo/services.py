@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -203,7 +204,9 @@ def webhook_trigger(
 
 
 def _same(a: str, b: str) -> bool:
-    return hashlib.sha256(a.encode()).digest() == hashlib.sha256(b.encode()).digest()
+    return hmac.compare_digest(
+        hashlib.sha256(a.encode()).digest(), hashlib.sha256(b.encode()).digest()
+    )
 
 
 # -- changing executions ----------------------------------------------------------------
