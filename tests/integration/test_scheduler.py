@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import threading
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -161,3 +162,19 @@ def test_events_start_each_subscribed_flow_whose_filter_holds(store: Store, tmp_
         large.executions,
         small.executions,
     ]
+
+
+@pytest.mark.parametrize("day", [(2026, 3, 29), (2026, 10, 25)])  # 01:00-04:00: 2 or 4 h
+def test_across_daylight_saving_a_daily_tick_starts_once(
+    store: Store, tmp_path: Path, day: tuple[int, int, int]
+) -> None:
+    trigger = "  - {type: schedule, cron: '30 2 * * *', timezone: Europe/Vienna}"
+    engine.register_flow(store, flow_file(tmp_path, trigger), 0)
+    vienna = ZoneInfo("Europe/Vienna")
+    clock = Clock(datetime.datetime(*day, 1, 0, tzinfo=vienna).timestamp())
+    end = datetime.datetime(*day, 4, 0, tzinfo=vienna).timestamp()
+    scheduler = Scheduler(store, "a", clock=clock, lease_seconds=120)
+    while clock.now < end:
+        scheduler.tick()
+        clock.now += 20
+    assert len(started(store)) == 1
