@@ -357,7 +357,7 @@ def test_every_problem_is_reported_not_just_the_first() -> None:
         "of template, expected 'end of print statement'.",
         "/flows/f.yaml:7:51: tasks[0].retry.atempts: unknown key 'atempts' "
         "(did you mean 'attempts'?); allowed: attempts, delay, backoff, max_delay, jitter, "
-        "on_exit_codes, on_timeout, budget, on_post_check",
+        "on_exit_codes, on_timeout, budget, on_post_check, on_exit",
     ]
 
 
@@ -507,7 +507,7 @@ def test_checks_parse_with_shorthands_and_defaults() -> None:
     flow = parse("""
         id: checked
         defaults:
-          retry: {on_post_check: false}
+          retry: {on_post_check: false, on_exit: false}
           post_checks:
             - no_match: {path: "logs/*.log", pattern: "ORA-[0-9]+"}
         tasks:
@@ -535,6 +535,7 @@ def test_checks_parse_with_shorthands_and_defaults() -> None:
         {"kind": "no_match", "path": "logs/*.log", "pattern": "ORA-[0-9]+"}
     ]
     assert load.retry.on_post_check is False and RetryPolicy().on_post_check is True
+    assert load.retry.on_exit is False and RetryPolicy().on_exit is True
     assert quiet.post_checks == ()  # its own empty list wins over the defaults'
     assert child.pre_checks == child.post_checks == ()  # flow tasks run no checks
     assert Flow.from_dict(json.loads(json.dumps(flow.to_dict()))) == flow

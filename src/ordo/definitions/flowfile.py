@@ -73,6 +73,7 @@ _RETRY_KINDS = (
     ("on_timeout", "bool"),
     ("budget", "duration"),
     ("on_post_check", "bool"),
+    ("on_exit", "bool"),
 )
 
 

@@ -47,6 +47,7 @@ RETRY_KEYS = (
     "on_timeout",
     "budget",
     "on_post_check",
+    "on_exit",
 )
 COMMON_KEYS = (
     "id",
