@@ -346,3 +346,13 @@ def test_an_older_sqlite_file_says_how_to_shrink_it(tmp_path: Path) -> None:
     assert reclaimed.bytes is None
     assert "created without auto_vacuum=INCREMENTAL" in reclaimed.how
     assert "PRAGMA auto_vacuum=INCREMENTAL; VACUUM" in reclaimed.how
+
+
+def test_gc_deletes_events_received_before_the_retention_in_batches(store: Store) -> None:
+    for i in range(5):
+        store.add_event("old", {"i": i}, NOW - 40 * DAY)
+    store.add_event("new", {}, NOW - DAY)
+    assert store.collect_events(NOW - 30 * DAY, dry_run=True) == 5
+    assert len(store.list_events()) == 6
+    assert store.collect_events(NOW - 30 * DAY, batch=2) == 5
+    assert [e.type for e in store.list_events()] == ["new"]

@@ -96,8 +96,11 @@ def gc_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             dry_run=args.dry_run,
         ):
             totals.add(swept)
+        events = store.collect_events(
+            now - config.retention_days * DAY, batch=args.batch, dry_run=args.dry_run
+        )
         reclaimed = None
-        if not args.dry_run and totals.executions:
+        if not args.dry_run and (totals.executions or events):
             reclaimed = store.reclaim_space()
         seconds = time.monotonic() - started
     finally:
@@ -117,16 +120,19 @@ def gc_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 "oldest_ended_at": totals.oldest,
                 "newest_ended_at": totals.newest,
                 "batches": totals.batches,
+                "events": events,
                 "seconds": round(seconds, 3),
                 "reclaimed_bytes": reclaimed.bytes if reclaimed else None,
             }
         )
         return EXIT_OK
     print(_retention_line(config))
+    verb = "would delete" if args.dry_run else "deleted"
+    if events:
+        print(f"{verb} {events:,} events received before the retention")
     if not totals.executions:
         print("nothing to delete: no ended, unsaved execution is older than its retention")
         return EXIT_OK
-    verb = "would delete" if args.dry_run else "deleted"
     dev = f" ({totals.dev:,} dev)" if totals.dev else ""
     batches = f"{totals.batches} batch" + ("es" if totals.batches != 1 else "")
     print(

@@ -75,6 +75,8 @@ SELECT id, type, data, received_at, executions FROM events
 WHERE (CAST(? AS TEXT) IS NULL OR type = ?)
 ORDER BY id DESC LIMIT ?
 """
+OLD_EVENTS = "SELECT id FROM events WHERE received_at < ? ORDER BY id LIMIT ?"
+COUNT_OLD_EVENTS = "SELECT count(*) FROM events WHERE received_at < ?"
 ENDED_SINCE = """
 SELECT id, ended_at, revision_id FROM executions
 WHERE ended_at IS NOT NULL AND ended_at >= ? AND dev = 0 ORDER BY ended_at, id LIMIT ?
@@ -308,6 +310,23 @@ class Serving(Retention):
         return [
             EventRow(int(r[0]), r[1], json.loads(r[2]), float(r[3]), json.loads(r[4])) for r in rows
         ]
+
+    def collect_events(self, before: float, *, batch: int = 500, dry_run: bool = False) -> int:
+        """Delete the events received before ``before``, ``batch`` per transaction (with
+        ``dry_run``: count them); how many. The executions they started stay."""
+        if dry_run:
+            row = self._one(COUNT_OLD_EVENTS, (before,))
+            return int(row[0]) if row else 0
+        total = 0
+        while True:
+            with self.transaction():
+                ids = [int(r[0]) for r in self._all(OLD_EVENTS, (before, batch))]
+                if ids:
+                    test, params = self._ids(ids)
+                    self._execute(f"DELETE FROM events WHERE id {test}", params)
+            total += len(ids)
+            if len(ids) < batch:
+                return total
 
     # -- notifications ---------------------------------------------------------------
     def ended_since(self, since: float, limit: int = 200) -> list[tuple[int, float, int]]:
