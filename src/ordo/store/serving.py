@@ -254,7 +254,11 @@ class Serving(Retention):
     # -- leases ----------------------------------------------------------------------
     def take_lease(self, name: str, holder: str, now: float, seconds: float) -> bool:
         """Hold the lease ``name`` until ``now + seconds`` if it is free, expired or
-        already ``holder``'s; whether ``holder`` holds it now."""
+        already ``holder``'s; whether ``holder`` holds it now. A lease of ``holder``
+        with more than half its time left is not written again (one read)."""
+        row = self._one(LEASE.format(lock=""), (name,))
+        if row is not None and row[0] == holder and float(row[1]) - now > seconds / 2:
+            return True
         with self.transaction():
             self._lock(f"lease:{name}")
             row = self._one(LEASE.format(lock=self._lock_rows), (name,))
