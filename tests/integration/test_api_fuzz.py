@@ -35,7 +35,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield s
 
 
-def test_no_generated_request_gets_a_server_error(fuzzed: Server) -> None:
+def test_no_generated_request_gets_a_server_error(fuzzed: Server, tmp_path: Path) -> None:
     """A few hundred requests, bounded: every operation, examples and fuzzed values."""
     result = subprocess.run(
         [
@@ -60,6 +60,7 @@ def test_no_generated_request_gets_a_server_error(fuzzed: Server) -> None:
         text=True,
         timeout=300,
         env={**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"},
+        cwd=tmp_path,  # its cache folder goes there
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     generated = re.search(r"(\d+) generated", result.stdout)
