@@ -7,7 +7,14 @@ from typing import Any
 
 from ordo.model import State
 from ordo.store import Store
-from ordo.store.records import CheckRow, ExecutionRow, TaskRunRow
+from ordo.store.records import (
+    AttemptRow,
+    CheckRow,
+    Connection,
+    ExecutionRow,
+    MetricRow,
+    TaskRunRow,
+)
 
 
 def in_order(runs: list[TaskRunRow]) -> list[TaskRunRow]:
@@ -40,6 +47,44 @@ def execution_dict(e: ExecutionRow) -> dict[str, Any]:
     }
 
 
+def attempt_dict(a: AttemptRow) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "task_run_id": a.task_run_id,
+        "number": a.number,
+        "state": a.state.value,
+        "started_at": a.started_at,
+        "ended_at": a.ended_at,
+        "exit_code": a.exit_code,
+        "reason": a.reason,
+        "error": a.error,
+        "worker": a.worker_id,
+        "cpu_seconds": a.cpu_seconds,
+        "peak_rss_kb": a.peak_rss_kb,
+    }
+
+
+def metric_dict(m: MetricRow) -> dict[str, Any]:
+    return {
+        "task_run_id": m.task_run_id,
+        "name": m.name,
+        "kind": m.kind,
+        "value": m.value,
+        "tags": m.tags,
+    }
+
+
+def connection_dict(c: Connection) -> dict[str, Any]:
+    """A connection with its credentials masked."""
+    return {
+        "name": c.name,
+        "type": c.type,
+        "config": c.masked(),
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+    }
+
+
 def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
     """Everything about one execution as plain JSON types (``--json``, the API)."""
     ex = store.get_execution(execution_id)
@@ -59,27 +104,14 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
                 "reason": r.reason,
                 "attempts": [
                     {
-                        "number": a.number,
-                        "state": a.state.value,
-                        "started_at": a.started_at,
-                        "ended_at": a.ended_at,
-                        "exit_code": a.exit_code,
-                        "reason": a.reason,
-                        "error": a.error,
-                        "worker": a.worker_id,
-                        "cpu_seconds": a.cpu_seconds,
-                        "peak_rss_kb": a.peak_rss_kb,
+                        **attempt_dict(a),
                         "checks": [_check_dict(c) for c in checks if c.attempt_id == a.id],
                     }
                     for a in attempts
                     if a.task_run_id == r.id
                 ],
                 "outputs": _run_outputs(outputs, r),
-                "metrics": [
-                    {"name": m.name, "kind": m.kind, "value": m.value, "tags": m.tags}
-                    for m in metrics
-                    if m.task_run_id == r.id
-                ],
+                "metrics": [metric_dict(m) for m in metrics if m.task_run_id == r.id],
                 "started_at": r.started_at,
                 "ended_at": r.ended_at,
             }

@@ -115,21 +115,7 @@ def task_runs(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[d
 @router.get("/executions/{execution_id}/attempts", summary="Its attempts")
 def attempts(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
     store.get_execution(execution_id)
-    return [
-        {
-            "id": a.id,
-            "task_run_id": a.task_run_id,
-            "number": a.number,
-            "state": a.state.value,
-            "worker": a.worker_id,
-            "started_at": a.started_at,
-            "ended_at": a.ended_at,
-            "exit_code": a.exit_code,
-            "reason": a.reason,
-            "error": a.error,
-        }
-        for a in store.attempts(execution_id)
-    ]
+    return [views.attempt_dict(a) for a in store.attempts(execution_id)]
 
 
 @router.get("/executions/{execution_id}/outputs", summary="Its outputs and its tasks'")
@@ -141,16 +127,7 @@ def outputs(store: StoreDep, who: Reader, execution_id: ExecutionId) -> dict[str
 @router.get("/executions/{execution_id}/metrics", summary="Its metrics")
 def metrics(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
     store.get_execution(execution_id)
-    return [
-        {
-            "task_run_id": m.task_run_id,
-            "name": m.name,
-            "kind": m.kind,
-            "value": m.value,
-            "tags": m.tags,
-        }
-        for m in store.metrics(execution_id)
-    ]
+    return [views.metric_dict(m) for m in store.metrics(execution_id)]
 
 
 @router.get(

@@ -29,15 +29,18 @@ FLOW_BODY = {
 }
 
 
-def flow_summary(store: Store, revision: Revision) -> dict[str, Any]:
+def flow_summary(store: Store, revision: Revision, active: bool | None = None) -> dict[str, Any]:
+    """A flow as lists show it; ``active`` when the caller has read the flags already."""
     flow = revision.flow
+    if active is None:
+        active = store.flow_active(flow.namespace, flow.id)
     return {
         "namespace": flow.namespace,
         "id": flow.id,
         "revision": revision.revision,
         "description": flow.description,
         "labels": dict(flow.labels),
-        "active": store.flow_active(flow.namespace, flow.id),
+        "active": active,
         "allow_manual": flow.allow_manual,
         "triggers": [t.to_dict() | {"key": "***" if t.key else ""} for t in flow.triggers],
         "tasks": [t.id for t in flow.tasks],
@@ -55,6 +58,7 @@ def list_flows(
     q: str | None = Query(default=None, description="part of the id or description"),
 ) -> list[dict[str, Any]]:
     wanted = dict(item.partition("=")[::2] for item in label)
+    flags = store.flow_flags()  # one query for every flow's flag
     found = []
     for revision in store.list_flows():
         flow = revision.flow
@@ -64,7 +68,9 @@ def list_flows(
             continue
         if q and q.lower() not in f"{flow.id} {flow.description}".lower():
             continue
-        found.append(flow_summary(store, revision))
+        found.append(
+            flow_summary(store, revision, flags.get((flow.namespace, flow.id), flow.active))
+        )
     return found
 
 

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from ordo import services
+from ordo import services, views
 from ordo.api.app import Reader, StoreDep, Stores, Writer
 from ordo.errors import UsageError
 from ordo.model import State
@@ -149,34 +149,24 @@ class ConnectionBody(BaseModel):
 
 @router.get("/api/connections", tags=["connections"], summary="Connections (masked)")
 def list_connections(store: StoreDep, who: Reader) -> list[dict[str, Any]]:
-    return [_connection(c) for c in store.list_connections()]
+    return [views.connection_dict(c) for c in store.list_connections()]
 
 
 @router.get("/api/connections/{name}", tags=["connections"], summary="A connection (masked)")
 def get_connection(store: StoreDep, who: Reader, name: str) -> dict[str, Any]:
-    return _connection(store.get_connection(name))
+    return views.connection_dict(store.get_connection(name))
 
 
 @router.put("/api/connections/{name}", tags=["connections"], summary="Add or change one")
 def put_connection(store: StoreDep, who: Writer, name: str, body: ConnectionBody) -> dict[str, Any]:
     config = services.connection_config(name, body.type, body.url, body.base_url, body.headers)
     store.save_connection(name, body.type, config, time.time(), replace=True)
-    return _connection(store.get_connection(name))
+    return views.connection_dict(store.get_connection(name))
 
 
 @router.delete("/api/connections/{name}", tags=["connections"], status_code=204)
 def delete_connection(store: StoreDep, who: Writer, name: str) -> None:
     store.remove_connection(name)
-
-
-def _connection(c: Any) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "type": c.type,
-        "config": c.masked(),
-        "created_at": c.created_at,
-        "updated_at": c.updated_at,
-    }
 
 
 @router.get("/api/workers", tags=["server"], summary="Workers alive or stopped in the last hour")

@@ -8,11 +8,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ordo import services
+from ordo import services, views
 from ordo.cli.common import fmt_time, open_db, print_json, short, table
 from ordo.errors import EXIT_OK, UsageError
 from ordo.store import Store
-from ordo.store.records import Connection
 
 
 def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -48,20 +47,10 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def _document(c: Connection) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "type": c.type,
-        "config": c.masked(),
-        "created_at": c.created_at,
-        "updated_at": c.updated_at,
-    }
-
-
 def _show(store: Store, args: argparse.Namespace) -> None:
     connection = store.get_connection(args.name)
     if args.json:
-        print_json(_document(connection))
+        print_json(views.connection_dict(connection))
         return
     print(f"connection {connection.name}  ({connection.type})")
     for key, value in connection.masked().items():
@@ -72,7 +61,7 @@ def _show(store: Store, args: argparse.Namespace) -> None:
 def _list(store: Store, args: argparse.Namespace) -> None:
     found = store.list_connections()
     if args.json:
-        print_json([_document(c) for c in found])
+        print_json([views.connection_dict(c) for c in found])
         return
     print(
         table(
