@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from server_support import run_ordo, server_env
@@ -53,3 +54,16 @@ def test_flows_next_prints_fire_times_and_flags_switch_triggers(tmp_path: Path) 
     assert bad.returncode == 2 and "--data: not JSON" in bad.stderr
     unknown = run_ordo(env, *db, "flows", "next", "etl/none")
     assert unknown.returncode == 2 and "flow etl/none not found" in unknown.stderr
+
+
+def test_a_taken_port_or_bad_options_stop_the_server_with_a_clear_error(tmp_path: Path) -> None:
+    env = server_env(tmp_path)
+    db = ["--db", str(tmp_path / "ordo.db")]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = run_ordo(env, *db, "server", "--port", port, "--no-workers")
+    assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    bad = run_ordo(env, *db, "server", "--grace", "soon")
+    assert bad.returncode == 2 and "--grace" in bad.stderr

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -84,6 +85,7 @@ def server_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise UsageError(f"--workers must be at least 1, found {args.workers} (or --no-workers)")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be 1 to 65535, found {args.port}")
+    _check_address(args.host, args.port)
     workers = 0 if args.no_workers else (args.workers or os.cpu_count() or 2)
     url = database_url(args.db, environ)
     open_db(args.db, environ).close()  # a bad URL or an unreachable server fails here
@@ -99,6 +101,17 @@ def server_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
     )
     return EXIT_OK
+
+
+def _check_address(host: str, port: int) -> None:
+    """A clear error now for an address the server could not listen on."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (--host/--port)"
+        ) from None
 
 
 def tokens_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
