@@ -24,13 +24,13 @@ from typing import Any
 
 import uvicorn
 
-from ordo.api.app import create_app
 from ordo.errors import StoreError
 from ordo.runners import make_runners
 from ordo.settings import Settings
 from ordo.store import open_store
 from ordo.triggers.notifier import MailServer, Notifier
 from ordo.triggers.scheduler import Scheduler
+from ordo.ui.site import create_site
 from ordo.worker import Worker, WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def serve(options: ServerOptions) -> None:
     """Run the server until SIGTERM/SIGINT."""
     settings = options.settings
     holder = holder_id()
-    app = create_app(options.db_url, max_body=settings.server_max_body)
+    app = create_site(options.db_url, max_body=settings.server_max_body)
     scheduler_store = open_store(options.db_url)
     notifier_store = open_store(options.db_url)
     scheduler = Scheduler(scheduler_store, holder)

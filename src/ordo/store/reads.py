@@ -99,10 +99,13 @@ class StoreReads(ABC):
         limit: int = 20,
         before: int | None = None,
         namespace: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[ExecutionRow]:
         """Newest first. ``flow`` is ``id`` or ``namespace/id``; ``saved`` and ``dev``
         keep only the saved (or unsaved) and dev (or not dev) executions; ``before``
-        (an execution id) is the cursor of the next page: only older ids."""
+        (an execution id) is the cursor of the next page: only older ids; ``since`` and
+        ``until`` bound the creation time (``since <= created_at < until``)."""
         sql = q.LIST_EXECUTIONS
         params: list[Any] = []
         where = []
@@ -128,6 +131,12 @@ class StoreReads(ABC):
         if namespace is not None:
             where.append("namespace = ?")
             params.append(namespace)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("created_at < ?")
+            params.append(until)
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"

@@ -19,6 +19,7 @@ from ordo.errors import Conflict, NotFound
 from ordo.model import Flow, Outcome, State
 from ordo.store import queries as q
 from ordo.store.outcomes import RECORDED, dumps, finish_params
+from ordo.store.overview import Overview
 from ordo.store.reads import Row
 from ordo.store.records import (
     Claim,
@@ -28,14 +29,14 @@ from ordo.store.records import (
     TaskRunRow,
 )
 from ordo.store.recovery import to_run_again
-from ordo.store.serving import UPSERT_FLOW_ACTIVE, Serving
+from ordo.store.serving import UPSERT_FLOW_ACTIVE
 
 
 class Closable(Protocol):
     def close(self) -> None: ...
 
 
-class SqlStore(Serving):
+class SqlStore(Overview):
     """One connection to one database; use from one thread at a time."""
 
     def __init__(self) -> None:

@@ -1,0 +1,65 @@
+"""What the web UI reads beyond the API's reads: counts for the dashboard, each flow's
+latest outcomes, and a change counter that tells open pages to refresh. Shared by both
+backends."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from ordo.model import State
+from ordo.store.serving import Serving
+
+STATES_SINCE = "SELECT created_at, state FROM executions WHERE created_at >= ?"
+RECENT_OF_FLOW = """
+SELECT id, state, created_at, started_at, ended_at FROM executions
+WHERE namespace = ? AND flow_id = ? ORDER BY id DESC LIMIT ?
+"""
+LAST_CHANGE = "SELECT max(id) FROM state_history"
+LAST_CHANGE_OF = "SELECT max(id) FROM state_history WHERE execution_id = ?"
+LAST_EXECUTION = "SELECT max(id) FROM executions"
+SESSION_TOKEN = (
+    "SELECT name, read_only, token_hash FROM api_tokens WHERE id = ? AND revoked_at IS NULL"
+)
+
+Outcome = tuple[int, State, float, float | None, float | None]
+
+
+class Overview(Serving):
+    """Reads for pages; :class:`~ordo.store.sql.SqlStore` adds the rest."""
+
+    def states_since(self, since: float) -> list[tuple[float, State]]:
+        """(created_at, state) of every execution created at or after ``since``."""
+        return [(r[0], State(r[1])) for r in self._all(STATES_SINCE, (since,))]
+
+    def state_counts(self, since: float) -> Counter[State]:
+        return Counter(state for _, state in self.states_since(since))
+
+    def recent_outcomes(
+        self, flows: Iterable[tuple[str, str]], per_flow: int = 20
+    ) -> dict[tuple[str, str], list[Outcome]]:
+        """The newest ``per_flow`` executions of each (namespace, flow id), newest first:
+        (id, state, created_at, started_at, ended_at). One indexed read per flow."""
+        found: dict[tuple[str, str], list[Outcome]] = {}
+        for ns, flow_id in flows:
+            found[(ns, flow_id)] = [
+                (r[0], State(r[1]), r[2], r[3], r[4])
+                for r in self._all(RECENT_OF_FLOW, (ns, flow_id, per_flow))
+            ]
+        return found
+
+    def last_change(self, execution_id: int | None = None) -> tuple[int, int]:
+        """A value that grows whenever a state changes (of ``execution_id``, or of any
+        execution) or an execution is created: what live pages poll."""
+        if execution_id is None:
+            row = self._one(LAST_CHANGE)
+        else:
+            row = self._one(LAST_CHANGE_OF, (execution_id,))
+        newest = self._one(LAST_EXECUTION) if execution_id is None else None
+        return (row[0] or 0 if row else 0, (newest[0] or 0) if newest else 0)
+
+    def session_token(self, token_id: int) -> tuple[str, bool, str] | None:
+        """(name, read_only, token_hash) of a token that is not revoked: what signs and
+        checks a web session made with it."""
+        row = self._one(SESSION_TOKEN, (token_id,))
+        return (row[0], bool(row[1]), row[2]) if row else None

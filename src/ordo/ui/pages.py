@@ -1,0 +1,596 @@
+"""The pages people read: dashboard, flows, a flow (source, diff, DAG, run form),
+executions, an execution (DAG, timeline, task runs, logs), workers, connections, tokens.
+Each has a stable URL; the parts that change live are also served alone for htmx."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from markupsafe import escape
+
+from ordo import views
+from ordo.api.app import Stores, not_found, store_of
+from ordo.api.flows import flow_summary
+from ordo.errors import OrdoError, UsageError
+from ordo.model import State
+from ordo.store import Store
+from ordo.store.records import ExecutionRow, Revision, TaskRunRow
+from ordo.triggers.scheduler import next_fire_times
+from ordo.ui import auth, drawing
+from ordo.ui.site import error_page, mark, page
+
+router = APIRouter(include_in_schema=False)
+MAX_ID = 2**63 - 1
+PAGE = 50
+LOG_PAGE = 2000
+FOLLOW_POLL = 0.2
+DAY = 86400.0
+
+
+def _labels(text: str | None) -> dict[str, str]:
+    """``key=value`` pairs separated by commas or new lines."""
+    found = {}
+    for part in (text or "").replace("\n", ",").split(","):
+        if part.strip():
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"label {part.strip()!r}: expected key=value")
+            found[key.strip()] = value.strip()
+    return found
+
+
+# -- dashboard ---------------------------------------------------------------------------
+@router.get("/", response_class=HTMLResponse)
+def dashboard(request: Request, viewer: auth.Viewer, part: bool = False) -> HTMLResponse:
+    store = store_of(request)
+    seen = mark(store)
+    now = time.time()
+    created = store.states_since(now - DAY)
+    counts: dict[str, int] = {}
+    for _, state in created:
+        counts[state.value] = counts.get(state.value, 0) + 1
+    context: dict[str, Any] = {
+        "counts": counts,
+        "total": len(created),
+        "chart": drawing.per_hour(created, now),
+        "running": store.list_executions(state=State.RUNNING, limit=20),
+        "failures": store.list_executions(state=State.FAILED, limit=10),
+        "states": [s.value for s in drawing.STATE_ORDER],
+        "seen": seen,
+    }
+    name = "_dashboard.html" if part else "dashboard.html"
+    return page(request, name, viewer, **context)
+
+
+# -- flows -------------------------------------------------------------------------------
+@router.get("/flows", response_class=HTMLResponse)
+def flows(
+    request: Request,
+    viewer: auth.Viewer,
+    q: str = "",
+    namespace: str = "",
+    label: str = "",
+) -> HTMLResponse:
+    store = store_of(request)
+    now = time.time()
+    try:
+        wanted = _labels(label)
+    except UsageError as exc:
+        return error_page(request, exc, viewer)
+    flags = store.flow_flags()
+    revisions = store.list_flows()
+    namespaces = sorted({r.namespace for r in revisions})
+    shown = [
+        r
+        for r in revisions
+        if (not namespace or r.namespace == namespace)
+        and (not q or q.lower() in f"{r.flow_id} {r.flow.description}".lower())
+        and all(r.flow.labels.get(k) == v for k, v in wanted.items())
+    ]
+    recent = store.recent_outcomes([(r.namespace, r.flow_id) for r in shown], 20)
+    rows = []
+    for r in shown:
+        summary = flow_summary(store, r, flags.get((r.namespace, r.flow_id), True))
+        rows.append(
+            {
+                **summary,
+                "next": _next_time(r, now),
+                "strip": list(reversed(recent[(r.namespace, r.flow_id)])),
+            }
+        )
+    return page(
+        request,
+        "flows.html",
+        viewer,
+        rows=rows,
+        q=q,
+        namespace=namespace,
+        label=label,
+        namespaces=namespaces,
+    )
+
+
+def _next_time(revision: Revision, now: float) -> float | None:
+    times = [
+        t
+        for trigger in revision.flow.triggers
+        if trigger.type == "schedule"
+        for t in next_fire_times(trigger, now, 1)
+    ]
+    return min(times, default=None)
+
+
+@router.get("/flows/{namespace}/{flow_id}", response_class=HTMLResponse)
+def flow_page(
+    request: Request,
+    viewer: auth.Viewer,
+    namespace: str,
+    flow_id: str,
+    revision: int | None = Query(default=None, ge=1, le=MAX_ID),
+    diff_from: int | None = Query(default=None, ge=1, le=MAX_ID),
+    diff_to: int | None = Query(default=None, ge=1, le=MAX_ID),
+    from_execution: int | None = Query(default=None, alias="from", ge=1, le=MAX_ID),
+) -> HTMLResponse:
+    store = store_of(request)
+    try:
+        context = flow_context(
+            store, namespace, flow_id, revision, diff_from, diff_to, from_execution
+        )
+    except OrdoError as exc:
+        return error_page(request, exc, viewer)
+    return page(request, "flow.html", viewer, **context)
+
+
+def flow_context(
+    store: Store,
+    namespace: str,
+    flow_id: str,
+    revision: int | None = None,
+    diff_from: int | None = None,
+    diff_to: int | None = None,
+    from_execution: int | None = None,
+    *,
+    values: Mapping[str, Any] | None = None,
+    errors: Mapping[str, str] | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """What the flow page shows; ``values`` and ``errors`` refill a run form that was
+    refused."""
+    latest = store.find_flow(namespace, flow_id)
+    if latest is None:
+        raise not_found(f"flow {namespace}/{flow_id}")
+    shown = store.find_flow(namespace, flow_id, revision) if revision else latest
+    if shown is None:
+        raise not_found(f"flow {namespace}/{flow_id} revision {revision}")
+    revisions = store.revisions(namespace, flow_id, 200)
+    diff = None
+    if diff_from and diff_to:
+        diff = _diff(store, namespace, flow_id, diff_from, diff_to)
+    now = time.time()
+    key = f"{namespace}/{flow_id}"
+    recent = store.recent_outcomes([(namespace, flow_id)], 50)[(namespace, flow_id)]
+    saved = store.list_executions(flow=key, saved=True, limit=100)
+    prefill: dict[str, Any] = {}
+    labels_text = ""
+    if values is None and from_execution is not None:
+        source = store.get_execution(from_execution)
+        prefill = dict(source.inputs)
+        labels_text = ", ".join(f"{k}={v}" for k, v in source.labels.items())
+    flow = shown.flow
+    triggers = []
+    for t in flow.triggers:
+        detail = t.to_dict()
+        detail.pop("key", None)
+        entry: dict[str, Any] = {"id": t.id, "type": t.type, "detail": detail}
+        if t.type == "schedule":
+            entry["next"] = next_fire_times(t, now, 3)
+        triggers.append(entry)
+    return {
+        "flow": flow,
+        "revision": shown,
+        "latest": latest,
+        "active": store.flow_active(namespace, flow_id),
+        "source": store.revision_source(shown.id),
+        "revisions": revisions,
+        "diff": diff,
+        "diff_from": diff_from,
+        "diff_to": diff_to,
+        "dag": drawing.dag(latest.flow.tasks if revision is None else flow.tasks),
+        "triggers": triggers,
+        "chart": drawing.durations([(o[0], o[1], o[3], o[4]) for o in recent]),
+        "recent": recent[:10],
+        "saved": saved,
+        "from_execution": from_execution,
+        "inputs": _input_fields(latest, values if values is not None else prefill),
+        "errors": errors or {},
+        "error": error,
+        "labels_text": labels_text if values is None else values.get("__labels", ""),
+    }
+
+
+def _diff(store: Store, namespace: str, flow_id: str, a: int, b: int) -> list[tuple[str, str]]:
+    """The unified diff of two revisions' sources as (kind, line): kind is ``add``,
+    ``del``, ``hunk`` or ``same``."""
+    texts = []
+    for number in (a, b):
+        found = store.find_flow(namespace, flow_id, number)
+        if found is None:
+            raise not_found(f"flow {namespace}/{flow_id} revision {number}")
+        texts.append(store.revision_source(found.id).splitlines())
+    lines = []
+    for line in difflib.unified_diff(
+        texts[0], texts[1], f"revision {a}", f"revision {b}", lineterm=""
+    ):
+        kind = (
+            "hunk"
+            if line.startswith("@@")
+            else "head"
+            if line.startswith(("---", "+++"))
+            else "add"
+            if line.startswith("+")
+            else "del"
+            if line.startswith("-")
+            else "same"
+        )
+        lines.append((kind, line))
+    return lines
+
+
+WIDGETS = {"string": "text", "int": "number", "float": "number", "bool": "checkbox"}
+
+
+def _input_fields(revision: Revision, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The run form's fields: the input's type decides the widget."""
+    fields = []
+    for spec in revision.flow.inputs:
+        value = values.get(spec.name, spec.default)
+        widget = WIDGETS.get(spec.type, "json")
+        shown: str | bool
+        if widget == "json":
+            shown = (
+                value
+                if isinstance(value, str) and spec.name in values
+                else ("" if value is None else json.dumps(value, indent=2))
+            )
+        elif widget == "checkbox":
+            shown = value in (True, "true", "on", "1", "yes")
+        else:
+            shown = "" if value is None else str(value)
+        fields.append(
+            {
+                "name": spec.name,
+                "type": spec.type,
+                "widget": widget,
+                "value": shown,
+                "required": spec.required and spec.default is None,
+                "description": spec.description,
+                "step": "any" if spec.type == "float" else "1",
+            }
+        )
+    return fields
+
+
+# -- executions --------------------------------------------------------------------------
+def _since(value: str) -> float | None:
+    """``1h``, ``24h``, ``7d`` ... as a time that far back, or None for any time."""
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if not value:
+        return None
+    if value[:-1].isdigit() and value[-1] in units:
+        return time.time() - int(value[:-1]) * units[value[-1]]
+    raise UsageError(f"since: expected a time span like 1h, 24h or 7d, found {value!r}")
+
+
+def _state_of(value: str) -> State | None:
+    if not value:
+        return None
+    try:
+        return State(value.upper())
+    except ValueError:
+        raise UsageError(f"state: unknown state {value!r}") from None
+
+
+def _tristate(value: str) -> bool | None:
+    return {"yes": True, "no": False}.get(value)
+
+
+@router.get("/executions", response_class=HTMLResponse)
+def executions(
+    request: Request,
+    viewer: auth.Viewer,
+    flow: str = "",
+    state: str = "",
+    label: str = "",
+    since: str = "",
+    saved: str = "",
+    dev: str = "",
+    cursor: int | None = Query(default=None, ge=1, le=MAX_ID),
+    part: bool = False,
+) -> HTMLResponse:
+    store = store_of(request)
+    filters = {
+        "flow": flow,
+        "state": state,
+        "label": label,
+        "since": since,
+        "saved": saved,
+        "dev": dev,
+    }
+    seen = mark(store)
+    try:
+        rows, next_cursor = list_page(store, filters, cursor)
+    except UsageError as exc:
+        return error_page(request, exc, viewer)
+    context: dict[str, Any] = {
+        "rows": rows,
+        "next_cursor": next_cursor,
+        "cursor": cursor,
+        "filters": filters,
+        "seen": seen,
+        "query": {k: v for k, v in filters.items() if v},
+        "states": [s.value for s in State],
+        "flows": sorted(f"{r.namespace}/{r.flow_id}" for r in store.list_flows()),
+    }
+    return page(request, "_executions_rows.html" if part else "executions.html", viewer, **context)
+
+
+def list_page(
+    store: Store, filters: Mapping[str, str], cursor: int | None
+) -> tuple[list[ExecutionRow], int | None]:
+    """One page of executions, newest first, and the cursor of the next. Labels are
+    matched on the page's rows: pages are read until one is full or the store ends."""
+    wanted = _labels(filters.get("label"))
+    found: list[ExecutionRow] = []
+    before = cursor
+    while len(found) < PAGE:
+        batch = store.list_executions(
+            flow=filters.get("flow") or None,
+            state=_state_of(filters.get("state", "")),
+            saved=_tristate(filters.get("saved", "")),
+            dev=_tristate(filters.get("dev", "")),
+            since=_since(filters.get("since", "")),
+            limit=PAGE if not wanted else 500,
+            before=before,
+        )
+        for row in batch:
+            if all(row.labels.get(k) == v for k, v in wanted.items()):
+                found.append(row)
+                if len(found) == PAGE:
+                    break
+        if len(batch) < (PAGE if not wanted else 500) or len(found) == PAGE:
+            break
+        before = batch[-1].id
+    next_cursor = found[-1].id if len(found) == PAGE else None
+    return found, next_cursor
+
+
+@router.get("/executions/{execution_id}", response_class=HTMLResponse)
+def execution_page(
+    request: Request,
+    viewer: auth.Viewer,
+    execution_id: int,
+    part: bool = False,
+) -> HTMLResponse:
+    store = store_of(request)
+    try:
+        context = execution_context(store, execution_id)
+    except OrdoError as exc:
+        return error_page(request, exc, viewer)
+    return page(request, "_execution_live.html" if part else "execution.html", viewer, **context)
+
+
+def execution_context(store: Store, execution_id: int, error: str | None = None) -> dict[str, Any]:
+    if not 1 <= execution_id <= MAX_ID:
+        raise not_found(f"execution {execution_id}")
+    seen = mark(store, execution_id)
+    ex = store.get_execution(execution_id)
+    flow = store.flow_of(ex.revision_id)
+    runs = views.in_order(store.task_runs(execution_id))
+    attempts = store.attempts(execution_id)
+    outputs = store.outputs(execution_id)
+    metrics = store.metrics(execution_id)
+    checks = store.checks(execution_id)
+    now = time.time()
+    tops: dict[str, TaskRunRow] = {}
+    items: dict[str, list[TaskRunRow]] = {}
+    for r in runs:
+        if r.fork_of is None and r.parent_run_id is None:
+            tops.setdefault(r.task_id, r)
+        elif r.fork_of is not None:
+            items.setdefault(r.task_id, []).append(r)
+    details = {}
+    for task_id, its in items.items():
+        done = sum(1 for r in its if r.state.terminal)
+        details[task_id] = f"{done}/{len(its)} items"
+    for task_id, r in tops.items():
+        if task_id not in details and r.attempts > 1:
+            details[task_id] = f"{r.attempts} attempts"
+    by_run: dict[int, list[Any]] = {}
+    for a in attempts:
+        by_run.setdefault(a.task_run_id, []).append(a)
+    table = []
+    for r in runs:
+        run_attempts = by_run.get(r.id, [])
+        table.append(
+            {
+                "run": r,
+                "attempts": [
+                    {
+                        "row": a,
+                        "checks": [c for c in checks if c.attempt_id == a.id],
+                    }
+                    for a in run_attempts
+                ],
+                "outputs": views._run_outputs(outputs, r),
+                "metrics": [m for m in metrics if m.task_run_id == r.id],
+            }
+        )
+    return {
+        "ex": ex,
+        "flow": flow,
+        "revision": store.get_revision(ex.revision_id),
+        "dag": drawing.dag(flow.tasks, {k: v.state for k, v in tops.items()}, details),
+        "timeline": drawing.timeline(runs, attempts, now),
+        "table": table,
+        "tasks": [t.id for t in flow.tasks],
+        "children": store.children(execution_id),
+        "error": error,
+        "now": now,
+        "seen": seen,
+    }
+
+
+# -- logs --------------------------------------------------------------------------------
+@router.get("/executions/{execution_id}/logs", response_class=HTMLResponse)
+def logs_panel(
+    request: Request,
+    viewer: auth.Viewer,
+    execution_id: int,
+    attempt: int | None = Query(default=None, ge=1, le=MAX_ID),
+) -> HTMLResponse:
+    """The log of one attempt (or the whole execution): lines so far, then live ones."""
+    store = store_of(request)
+    try:
+        ex = store.get_execution(execution_id)
+        chosen = _attempt_ids(store, execution_id, attempt)
+    except OrdoError as exc:
+        return error_page(request, exc, viewer)
+    lines = store.logs(execution_id, attempt_ids=chosen, limit=LOG_PAGE)
+    label = "the whole execution"
+    if attempt is not None:
+        runs = {r.id: r for r in store.task_runs(execution_id)}
+        a = next(a for a in store.attempts(execution_id) if a.id == attempt)
+        label = f"{runs[a.task_run_id].label}, attempt {a.number}"
+    return page(
+        request,
+        "_logs.html",
+        viewer,
+        ex=ex,
+        attempt=attempt,
+        label=label,
+        lines=lines,
+        last=lines[-1].id if lines else 0,
+        more=len(lines) == LOG_PAGE,
+    )
+
+
+def _attempt_ids(store: Store, execution_id: int, attempt: int | None) -> list[int] | None:
+    if attempt is None:
+        return None
+    if attempt not in {a.id for a in store.attempts(execution_id)}:
+        raise not_found(f"attempt {attempt} of execution {execution_id}")
+    return [attempt]
+
+
+@router.get("/ui/logs")
+def follow_logs(
+    request: Request,
+    viewer: auth.Viewer,
+    execution: int = Query(ge=1, le=MAX_ID),
+    attempt: int | None = Query(default=None, ge=1, le=MAX_ID),
+    after: int = Query(default=0, ge=0, le=MAX_ID),
+) -> Response:
+    """New log lines as ``line`` events (HTML list items), then ``end`` when the attempt
+    (or execution) has ended and every line is sent."""
+    store = store_of(request)
+    try:
+        store.get_execution(execution)
+        chosen = _attempt_ids(store, execution, attempt)
+    except OrdoError as exc:
+        return error_page(request, exc, viewer)
+    stores: Stores = request.app.state.stores
+    return StreamingResponse(
+        _follow(stores, execution, chosen, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _follow(stores: Stores, execution: int, chosen: list[int] | None, after: int) -> Iterator[str]:
+    while True:
+        store = stores.get()
+        ended = _ended(store, execution, chosen)
+        lines = store.logs(execution, attempt_ids=chosen, after_id=after, limit=500)
+        if lines:
+            after = lines[-1].id
+            html = "".join(_line_html(x) for x in lines)
+            yield "event: line\ndata: " + html + "\n\n"
+            continue
+        if ended:
+            yield "event: end\ndata: ended\n\n"
+            return
+        time.sleep(FOLLOW_POLL)
+
+
+def _ended(store: Store, execution: int, chosen: list[int] | None) -> bool:
+    if chosen is None:
+        return store.get_execution(execution).state.terminal
+    return all(a.ended_at is not None for a in store.attempts(execution) if a.id in chosen)
+
+
+def _line_html(x: Any) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(x.at))
+    return (
+        f'<li class="{x.stream}" data-id="{x.id}"><time>{stamp}</time> '
+        f"<span>{escape(x.line)}</span></li>"
+    )
+
+
+@router.get("/executions/{execution_id}/logs.txt")
+def download_logs(
+    request: Request,
+    viewer: auth.Viewer,
+    execution_id: int,
+    attempt: int | None = Query(default=None, ge=1, le=MAX_ID),
+) -> Response:
+    store = store_of(request)
+    try:
+        store.get_execution(execution_id)
+        chosen = _attempt_ids(store, execution_id, attempt)
+    except OrdoError as exc:
+        return error_page(request, exc, viewer)
+    stores: Stores = request.app.state.stores
+    name = f"execution-{execution_id}" + (f"-attempt-{attempt}" if attempt else "") + ".log"
+
+    def text() -> Iterator[str]:
+        after = 0
+        while True:
+            lines = stores.get().logs(execution_id, attempt_ids=chosen, after_id=after)
+            if not lines:
+                return
+            after = lines[-1].id
+            yield "".join(
+                f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(x.at))} {x.stream} {x.line}\n"
+                for x in lines
+            )
+
+    return StreamingResponse(
+        text(),
+        media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+# -- the rest ----------------------------------------------------------------------------
+@router.get("/workers", response_class=HTMLResponse)
+def workers(request: Request, viewer: auth.Viewer) -> HTMLResponse:
+    now = time.time()
+    rows = store_of(request).list_workers(since=now - 3600)
+    return page(request, "workers.html", viewer, rows=rows, now=now)
+
+
+@router.get("/connections", response_class=HTMLResponse)
+def connections(request: Request, viewer: auth.Viewer) -> HTMLResponse:
+    rows = [views.connection_dict(c) for c in store_of(request).list_connections()]
+    return page(request, "connections.html", viewer, rows=rows)
+
+
+@router.get("/tokens", response_class=HTMLResponse)
+def tokens(request: Request, viewer: auth.Viewer) -> HTMLResponse:
+    return page(request, "tokens.html", viewer, rows=store_of(request).list_tokens())

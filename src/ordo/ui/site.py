@@ -1,0 +1,204 @@
+"""The web UI around the API: :func:`create_site` is what ``ordo server`` serves.
+
+Pages are rendered on the server (Jinja2); htmx swaps parts of them and Server-Sent
+Events tell open pages when something changed. No build step, nothing fetched from the
+internet: the two vendored scripts live in ``static/vendor`` with their licenses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import anyio.to_thread
+from fastapi import FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from ordo.api.app import Stores, create_app, store_of
+from ordo.errors import OrdoError, http_status
+from ordo.store import Store
+from ordo.ui import auth
+from ordo.ui.drawing import seconds
+
+HERE = Path(__file__).parent
+LIVE_POLL = 0.2  # seconds between looks for changes, per open page
+LIVE_GAP = 0.5  # at least this long between two change events to one page
+LIVE_PING = 15.0  # a comment this often keeps proxies from closing the stream
+
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds")
+
+
+def _ago(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return seconds(max(0.0, time.time() - ts)) + " ago"
+
+
+def _clock(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+
+
+def _took(start: float | None, end: float | None) -> str:
+    if start is None:
+        return ""
+    return seconds((end or time.time()) - start)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+templates.env.filters.update(when=_when, iso=_iso, ago=_ago, json=_json, clock=_clock)
+templates.env.globals.update(took=_took, urlencode=urlencode)
+
+
+def page(
+    request: Request,
+    name: str,
+    viewer: auth.Session | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """A template rendered with what every page needs (the viewer, its CSRF token)."""
+    return templates.TemplateResponse(
+        request, name, {"viewer": viewer, **context}, status_code=status_code
+    )
+
+
+def create_site(db_url: str, *, max_body: int = 1_048_576) -> FastAPI:
+    """The API (``/api``) and the pages (``/``) over the store at ``db_url``."""
+    from ordo.ui import actions, pages
+
+    app = create_app(db_url, max_body=max_body)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(pages.router)
+    app.include_router(actions.router)
+    app.add_api_route("/login", login_form, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/login", login, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/logout", logout, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/ui/live", live, methods=["GET"], include_in_schema=False)
+    app.add_exception_handler(auth.SignIn, _sign_in)  # type: ignore[arg-type]
+    for refused in (auth.BadCsrf, auth.ReadOnlySession):
+        app.add_exception_handler(refused, _refused)  # type: ignore[arg-type]
+    return app
+
+
+def _refused(request: Request, exc: OrdoError) -> HTMLResponse:
+    return error_page(request, exc, None)
+
+
+def _sign_in(request: Request, exc: auth.SignIn) -> Response:
+    target = "/login?" + urlencode({"next": exc.next_url})
+    if request.headers.get("hx-request"):
+        return Response(status_code=401, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+def error_page(request: Request, exc: OrdoError, viewer: auth.Session | None) -> HTMLResponse:
+    status = 403 if isinstance(exc, auth.BadCsrf | auth.ReadOnlySession) else http_status(exc)
+    return page(request, "error.html", viewer, status_code=status, message=str(exc))
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path of this site: never another host (an open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//"):
+        return "/"
+    return value
+
+
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return page(request, "login.html", None, next=_safe_next(next), error=None)
+
+
+def login(
+    request: Request,
+    token: Annotated[str, Form(max_length=500)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    cookie = auth.sign_in(store_of(request), token, time.time()) if token.strip() else None
+    if cookie is None:
+        error = "unknown or revoked API token" if token.strip() else "enter an API token"
+        return page(request, "login.html", None, 401, next=_safe_next(next), error=error)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        auth.COOKIE,
+        cookie,
+        max_age=auth.SESSION_SECONDS,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+async def logout(request: Request, viewer: auth.Actor) -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(auth.COOKIE, path="/")
+    return response
+
+
+async def live(
+    request: Request,
+    viewer: auth.Viewer,
+    execution: int | None = Query(default=None, ge=1, le=2**63 - 1),
+    seen: str = Query(default="", max_length=60, description="the page's mark()"),
+) -> StreamingResponse:
+    """``changed`` events whenever a state changes (of ``execution``, or anywhere) or an
+    execution is created: the page then fetches the parts that show it. ``seen`` is
+    what the page showed (its :func:`mark`): a change between rendering the page and
+    opening this stream is sent at once."""
+    stores: Stores = request.app.state.stores
+    return StreamingResponse(
+        _changes(request, stores, execution, seen),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def mark(store: Store, execution: int | None = None) -> str:
+    """What a live page has seen, read before the page's data: ``/ui/live?seen=``."""
+    return "-".join(map(str, store.last_change(execution)))
+
+
+async def _changes(
+    request: Request, stores: Stores, execution: int | None, shown: str
+) -> AsyncIterator[str]:
+    def look() -> str:
+        return mark(stores.get(), execution)
+
+    seen = shown or await anyio.to_thread.run_sync(look)
+    yield "retry: 1000\n\n"
+    sent = pinged = time.monotonic() - LIVE_GAP
+    while not await request.is_disconnected():
+        await asyncio.sleep(LIVE_POLL)
+        now = time.monotonic()
+        if now - sent < LIVE_GAP:
+            continue
+        current = await anyio.to_thread.run_sync(look)
+        if current != seen:
+            seen, sent = current, now
+            yield f"event: changed\ndata: {current}\n\n"
+        elif now - pinged > LIVE_PING:
+            pinged = now
+            yield ": ping\n\n"
