@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo check lint test bench clean
+.PHONY: setup demo check lint test browser screenshots bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,8 +22,15 @@ lint: setup
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
 
-test: setup
+test: setup browser
 	$(BIN)/pytest -n 2 -q
+
+browser:
+	.ci/browser
+
+# the UI's screenshots in docs/screenshots, taken by the browser tests
+screenshots: setup browser
+	ORDO_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:randomly tests/integration/test_ui_browser.py
 
 check: lint test
 

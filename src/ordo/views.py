@@ -110,7 +110,7 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
                     for a in attempts
                     if a.task_run_id == r.id
                 ],
-                "outputs": _run_outputs(outputs, r),
+                "outputs": run_outputs(outputs, r),
                 "metrics": [metric_dict(m) for m in metrics if m.task_run_id == r.id],
                 "started_at": r.started_at,
                 "ended_at": r.ended_at,
@@ -151,7 +151,7 @@ def _check_dict(c: CheckRow) -> dict[str, Any]:
     }
 
 
-def _run_outputs(outputs: Mapping[str, Any], run: TaskRunRow) -> Any:
+def run_outputs(outputs: Mapping[str, Any], run: TaskRunRow) -> Any:
     """One task run's outputs: an item's own entry of its task's list; a for_each task
     run's are its items' (shown with them), so none of its own."""
     found = outputs.get(run.task_id, {})

@@ -281,7 +281,7 @@ INSERT INTO outputs (attempt_id, task_run_id, execution_id, key, value) VALUES (
 """
 OUTPUTS = """
 SELECT t.task_id, t.fork_index, o.key, o.value
-FROM outputs o JOIN task_runs t ON t.last_attempt_id = o.attempt_id
+FROM outputs o JOIN task_runs t ON t.id = o.task_run_id AND t.last_attempt_id = o.attempt_id
 WHERE o.execution_id = ?
 """
 ATTEMPT_OUTPUTS = "SELECT key, value FROM outputs WHERE attempt_id = ?"

@@ -7,6 +7,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from markupsafe import Markup, escape
+
 from ordo.graph import waves
 from ordo.model import State, Task
 from ordo.store.records import AttemptRow, TaskRunRow
@@ -103,6 +105,35 @@ def dag(
     tallest = max((len(c) for c in columns), default=1)
     height = PAD * 2 + tallest * (NODE_H + GAP_Y) - GAP_Y
     return Dag(nodes, edges, width, height)
+
+
+def dag_svg(drawing: Dag, label: str) -> Markup:
+    """The DAG as an SVG element (built here rather than in a template: a 1,000-task
+    flow draws in a few milliseconds this way)."""
+    w, h = drawing.node_w, drawing.node_h
+    parts = [
+        f'<svg role="img" aria-label="{escape(label)}" width="{drawing.width:.0f}" '
+        f'height="{drawing.height:.0f}" viewBox="0 0 {drawing.width:.0f} {drawing.height:.0f}">'
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
+        'markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
+        'class="arrowhead"/></marker></defs>'
+    ]
+    parts += [f'<path class="edge" d="{e.path}" marker-end="url(#arrow)"/>' for e in drawing.edges]
+    for n in drawing.nodes:
+        name = escape(n.id if len(n.id) <= 22 else n.id[:21] + "…")
+        state = "" if n.state == "NONE" else f": {n.state}"
+        detail = f", {escape(n.detail)}" if n.detail else ""
+        shown = f" · {escape(n.detail)}" if n.detail else ""
+        parts.append(
+            f'<g class="node s-{n.state}" data-task="{escape(n.id)}" data-state="{n.state}" '
+            f'transform="translate({n.x:.0f},{n.y:.0f})"><title>{escape(n.id)} '
+            f"({escape(n.type)}){state}{detail}</title>"
+            f'<rect width="{w}" height="{h}" rx="6"/>'
+            f'<text x="10" y="16" class="name">{name}</text>'
+            f'<text x="10" y="31" class="type">{escape(n.type)}{shown}</text></g>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
 
 
 ROW_H = 22

@@ -414,23 +414,23 @@ def execution_context(store: Store, execution_id: int, error: str | None = None)
     by_run: dict[int, list[Any]] = {}
     for a in attempts:
         by_run.setdefault(a.task_run_id, []).append(a)
-    table = []
-    for r in runs:
-        run_attempts = by_run.get(r.id, [])
-        table.append(
-            {
-                "run": r,
-                "attempts": [
-                    {
-                        "row": a,
-                        "checks": [c for c in checks if c.attempt_id == a.id],
-                    }
-                    for a in run_attempts
-                ],
-                "outputs": views._run_outputs(outputs, r),
-                "metrics": [m for m in metrics if m.task_run_id == r.id],
-            }
-        )
+    checks_of: dict[int, list[Any]] = {}
+    for c in checks:
+        checks_of.setdefault(c.attempt_id, []).append(c)
+    metrics_of: dict[int, list[Any]] = {}
+    for m in metrics:
+        metrics_of.setdefault(m.task_run_id, []).append(m)
+    table = [
+        {
+            "run": r,
+            "attempts": [
+                {"row": a, "checks": checks_of.get(a.id, [])} for a in by_run.get(r.id, [])
+            ],
+            "outputs": views.run_outputs(outputs, r),
+            "metrics": metrics_of.get(r.id, []),
+        }
+        for r in runs
+    ]
     return {
         "ex": ex,
         "flow": flow,

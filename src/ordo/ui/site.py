@@ -26,7 +26,7 @@ from ordo.api.app import Stores, create_app, store_of
 from ordo.errors import OrdoError, http_status
 from ordo.store import Store
 from ordo.ui import auth
-from ordo.ui.drawing import seconds
+from ordo.ui.drawing import dag_svg, seconds
 
 HERE = Path(__file__).parent
 LIVE_POLL = 0.2  # seconds between looks for changes, per open page
@@ -68,8 +68,14 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
-templates.env.filters.update(when=_when, iso=_iso, ago=_ago, json=_json, clock=_clock)
-templates.env.globals.update(took=_took, urlencode=urlencode)
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+templates.env.filters.update(
+    when=_when, iso=_iso, ago=_ago, json=_json, compact=_compact, clock=_clock
+)
+templates.env.globals.update(took=_took, urlencode=urlencode, draw_dag=dag_svg)
 
 
 def page(

@@ -1,0 +1,224 @@
+"""The web UI over plain HTTP against a real server: sessions, CSRF, read-only tokens,
+bad ids and filters, revisions and diffs, log download and the live change stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from server_support import Server, running_server, server_env
+
+FLOW = """
+id: pages
+namespace: web
+labels: {team: ui}
+inputs:
+  word: {type: string, default: one}
+triggers:
+  - {type: schedule, cron: "0 3 * * *"}
+tasks:
+  - id: say
+    type: shell
+    command: "echo said {{ inputs.word }}; echo to-stderr >&2"
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("ui-http")
+    with running_server(str(folder / "ordo.db"), server_env(folder), folder) as s:
+        s.add_flow(FLOW)
+        s.add_flow(FLOW.replace("echo said", "echo told"))  # revision 2
+        yield s
+
+
+@contextmanager
+def browser_like(server: Server, token: str) -> Iterator[httpx.Client]:
+    """A client signed in like a browser: the session cookie, no Bearer header."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        answer = client.post("/login", data={"token": token, "next": "/flows"})
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"] == "/flows"
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        yield client
+
+
+def csrf_of(client: httpx.Client) -> str:
+    text = client.get("/flows").text
+    return text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def run_once(server: Server) -> int:
+    response = server.http.post("/api/flows/web/pages/executions", json={})
+    execution_id = int(response.json()["id"])
+    server.wait_state(execution_id, "SUCCESS")
+    return execution_id
+
+
+def test_pages_need_a_session(server: Server) -> None:
+    with httpx.Client(base_url=server.url) as anonymous:
+        answer = anonymous.get("/executions?state=FAILED")
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/login?next=%2Fexecutions%3Fstate%3DFAILED"
+        hx = anonymous.get("/executions", headers={"HX-Request": "true"})
+        assert hx.status_code == 401 and hx.headers["HX-Redirect"].startswith("/login")
+        # a Bearer token is for the API, not the pages
+        bearer = anonymous.get("/", headers={"Authorization": f"Bearer {server.token}"})
+        assert bearer.status_code == 303
+        # a forged or tampered cookie is no session
+        anonymous.cookies.set("ordo_session", "1.99999999999.deadbeef")
+        assert anonymous.get("/").status_code == 303
+
+
+def test_sign_in_never_redirects_to_another_site(server: Server) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        for target in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+            answer = client.post("/login", data={"token": server.token, "next": target})
+            assert answer.headers["location"] == "/"
+        bad = client.post("/login", data={"token": "nope"})
+        assert bad.status_code == 401 and "unknown or revoked API token" in bad.text
+
+
+def test_every_action_needs_the_csrf_token(server: Server) -> None:
+    execution_id = run_once(server)
+    with browser_like(server, server.token) as client:
+        for path in (
+            f"/executions/{execution_id}/save",
+            f"/executions/{execution_id}/kill",
+            "/flows/web/pages/run",
+            "/logout",
+        ):
+            refused = client.post(path, data={"name": "x"})
+            assert refused.status_code == 403, path
+            assert "out of date or came from another site" in refused.text
+            wrong = client.post(path, data={"name": "x", "csrf": "0" * 64})
+            assert wrong.status_code == 403, path
+        assert server.http.get(f"/api/executions/{execution_id}").json()["saved"] is None
+        token = csrf_of(client)
+        saved = client.post(
+            f"/executions/{execution_id}/save", data={"name": f"kept-{execution_id}", "csrf": token}
+        )
+        assert saved.status_code == 303
+        assert saved.headers["location"] == f"/executions/{execution_id}"
+        header = client.post(
+            "/flows/web/pages/run",
+            data={"input.word": "by-header"},
+            headers={"X-CSRF-Token": token},
+        )
+        assert header.status_code == 303
+
+
+def test_a_read_only_session_reads_but_cannot_act(server: Server) -> None:
+    execution_id = run_once(server)
+    with browser_like(server, server.reader) as client:
+        assert client.get(f"/executions/{execution_id}").status_code == 200
+        answer = client.post("/flows/web/pages/run", data={"csrf": csrf_of(client)})
+        assert answer.status_code == 403 and "read-only" in answer.text
+
+
+def test_revoking_the_token_ends_its_sessions(server: Server) -> None:
+    made = server.cli("tokens", "create", "--name", "short-lived").stdout.strip()
+    with browser_like(server, made) as client:
+        assert client.get("/flows").status_code == 200
+        assert server.cli("tokens", "revoke", "short-lived").returncode == 0
+        assert client.get("/flows").status_code == 303
+
+
+def test_actions_that_cannot_be_done_say_why_on_the_page(server: Server) -> None:
+    execution_id = run_once(server)
+    with browser_like(server, server.token) as client:
+        token = csrf_of(client)
+        kill = client.post(f"/executions/{execution_id}/kill", data={"csrf": token})
+        assert kill.status_code == 409
+        assert '<p class="error" role="alert">' in kill.text and "SUCCESS" in kill.text
+        replay = client.post(f"/executions/{execution_id}/replay", data={"csrf": token})
+        assert replay.status_code == 422 and "choose the task to replay from" in replay.text
+        bad_task = client.post(
+            f"/executions/{execution_id}/replay", data={"csrf": token, "from": "nope"}
+        )
+        assert bad_task.status_code in (404, 409, 422) and "nope" in bad_task.text
+        labels = client.post("/flows/web/pages/run", data={"csrf": token, "labels": "novalue"})
+        assert labels.status_code == 422 and "expected key=value" in labels.text
+        revision = client.post("/flows/web/pages/run", data={"csrf": token, "revision": "9"})
+        assert revision.status_code == 404 and "revision 9" in revision.text
+
+
+def test_bad_ids_and_filters_get_pages_not_tracebacks(server: Server) -> None:
+    with browser_like(server, server.token) as client:
+        for path, status, text in (
+            ("/executions/999999", 404, "execution 999999 not found"),
+            (f"/executions/{2**64}", 404, "not found"),
+            ("/flows/web/missing", 404, "flow web/missing not found"),
+            ("/flows/web/pages?revision=7", 404, "revision 7"),
+            ("/executions?state=NOPE", 422, "unknown state"),
+            ("/executions?since=yesterday", 422, "expected a time span"),
+            ("/flows?label=oops", 422, "expected key=value"),
+            ("/executions/1/logs?attempt=999999", 404, "attempt 999999"),
+        ):
+            answer = client.get(path)
+            assert answer.status_code == status, (path, answer.status_code)
+            assert text in answer.text, path
+            assert "Traceback" not in answer.text
+
+
+def test_flow_page_shows_revisions_their_diff_and_the_next_run(server: Server) -> None:
+    with browser_like(server, server.token) as client:
+        page = client.get("/flows/web/pages?diff_from=1&diff_to=2").text
+        assert '<span class="del">-    command: &#34;echo said' in page
+        assert '<span class="add">+    command: &#34;echo told' in page
+        old = client.get("/flows/web/pages?revision=1").text
+        assert "<h3>Revision 1</h3>" in old and "echo said" in old
+        listing = client.get("/flows?label=team=ui").text
+        assert "/flows/web/pages" in listing and "03:00:00" in listing
+        assert "/flows/web/pages" not in client.get("/flows?label=team=other").text
+        assert "/flows/web/pages" not in client.get("/flows?q=zzz").text
+
+
+def test_executions_filters_and_cursor_pages(server: Server) -> None:
+    ids = [
+        int(
+            server.http.post(
+                "/api/flows/web/pages/executions", json={"labels": {"batch": str(i % 2)}}
+            ).json()["id"]
+        )
+        for i in range(4)
+    ]
+    for execution_id in ids:
+        server.wait_state(execution_id, "SUCCESS")
+    with browser_like(server, server.token) as client:
+        odd = client.get("/executions?label=batch=1&part=1").text
+        assert f'data-id="{ids[1]}"' in odd and f'data-id="{ids[0]}"' not in odd
+        recent = client.get("/executions?since=1h&flow=web/pages&state=SUCCESS&part=1").text
+        assert all(f'data-id="{i}"' in recent for i in ids)
+        older = client.get(f"/executions?cursor={ids[2]}&part=1").text
+        assert f'data-id="{ids[1]}"' in older and f'data-id="{ids[3]}"' not in older
+
+
+def test_logs_download_and_the_live_stream(server: Server) -> None:
+    execution_id = run_once(server)
+    with browser_like(server, server.token) as client:
+        text = client.get(f"/executions/{execution_id}/logs.txt")
+        assert text.headers["content-disposition"].startswith("attachment;")
+        assert " stdout said one" in text.text or " stdout told one" in text.text
+        assert " stderr to-stderr" in text.text
+        with client.stream("GET", f"/ui/logs?execution={execution_id}") as events:
+            body = "".join(events.iter_text())
+        assert "event: line" in body and "event: end" in body
+        page = client.get(f"/executions/{execution_id}").text
+        seen = page.split("&seen=", 1)[1].split('"', 1)[0]
+        with client.stream("GET", f"/ui/live?execution={execution_id}&seen=0-0") as live:
+            first = ""
+            for chunk in live.iter_text():
+                first += chunk
+                if "event: changed" in first:
+                    break
+        assert f"data: {seen}" in first
+
+
+def test_static_files_are_served_and_vendored(server: Server) -> None:
+    for path in ("/static/vendor/htmx-2.0.4.min.js", "/static/ordo.js", "/static/ordo.css"):
+        assert httpx.get(server.url + path).status_code == 200, path
+    assert "/ui/" not in httpx.get(server.url + "/api/openapi.json").text
