@@ -7,7 +7,6 @@ store's own transactional operations.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,39 +43,33 @@ def read_flow_file(path: str | Path) -> tuple[str, bytes]:
         ) from exc
 
 
-def register_flow(store: Store, path: str | Path, now: float) -> Revision:
-    """The stored revision for this file: reused when its content is known (no parsing,
-    no validation), else validated and stored as the flow's next revision."""
-    if definitions.is_package(path):
-        return _register_package(store, os.path.abspath(path), now)
-    absolute, data = read_flow_file(path)
-    digest = definitions.content_hash(data)
-    known = store.find_revision(digest, absolute)
+def register_flow(
+    store: Store, path: str | Path, now: float, *, origin: str | None = None
+) -> Revision:
+    """The stored revision for this file or package folder: reused when neither it nor
+    a file it references changed since its newest revision (no parsing, no
+    validation), else validated and stored as the flow's next revision."""
+    absolute = os.path.abspath(path)
+    known = store.newest_at(absolute)
     if known is not None:
-        return known
-    text = _decode(data, absolute)
-    flow = definitions.parse_flow(text, absolute)
-    return store.add_revision(flow, text, digest, now)
+        names = [] if definitions.is_package(absolute) else list(store.revision_scripts(known.id))
+        if definitions.current_hash(absolute, names) == known.content_hash:
+            return known
+    return store_prepared(store, definitions.prepare(path), now, origin=origin)
 
 
-def _register_package(store: Store, folder: str, now: float) -> Revision:
-    """A package folder's revision: new when any of its files changed."""
-    digest = definitions.package_hash(folder)
-    known = store.find_revision(digest, folder)
-    if known is not None:
-        return known
-    flow = definitions.load_package(folder)
-    source = json.dumps({"package": folder, "scripts": [t.id for t in flow.tasks]})
-    return store.add_revision(flow, source, digest, now)
-
-
-def _decode(data: bytes, path: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DefinitionError(
-            [Problem(f"file is not UTF-8 text (byte {exc.start})", path=path)]
-        ) from exc
+def store_prepared(
+    store: Store, prepared: definitions.Prepared, now: float, *, origin: str | None = None
+) -> Revision:
+    """Store a read and validated flow as its next revision (or its newest, unchanged)."""
+    return store.add_revision(
+        prepared.flow,
+        prepared.source,
+        prepared.content_hash,
+        now,
+        scripts=prepared.scripts,
+        origin=origin,
+    )
 
 
 def start_execution(
@@ -204,22 +197,30 @@ def replay_execution(
     now: float,
     *,
     given_inputs: Mapping[str, Any] | None = None,
+    latest: bool = False,
 ) -> int:
     """A new execution replaying ``execution_id`` from ``from_task`` (see
     :meth:`SqlStore.replay_execution`); UsageError for an execution that has not ended
-    or a task it does not have. New inputs are checked and merged over the old ones."""
+    or a task it does not have. New inputs are checked and merged over the old ones.
+    ``latest`` replays the flow's newest revision instead of the pinned one."""
     execution = store.get_execution(execution_id)
     if not execution.state.terminal:
         raise Conflict(
             f"execution {execution_id} is {execution.state.value}; replay needs an ended "
             f"execution (ordo kill {execution_id}, or wait for it)"
         )
-    flow = store.flow_of(execution.revision_id)
+    revision_id = execution.revision_id
+    if latest:
+        newest = store.find_flow(execution.namespace, execution.flow_id, None)
+        revision_id = newest.id if newest is not None else revision_id
+    flow = store.flow_of(revision_id)
     _check_task(flow, from_task, "--from")
     inputs = None
     if given_inputs:
         inputs = definitions.coerce_inputs(flow, {**execution.inputs, **given_inputs})
-    return store.replay_execution(execution_id, from_task, now, inputs=inputs)
+    return store.replay_execution(
+        execution_id, from_task, now, inputs=inputs, revision_id=revision_id
+    )
 
 
 def _check_task(flow: Flow, task_id: str | None, option: str) -> None:

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from typing import Any
 
 import uvicorn
 
-from ordo.errors import StoreError
+from ordo import deploy
+from ordo.errors import OrdoError, StoreError
 from ordo.runners import make_runners
 from ordo.settings import Settings
 from ordo.store import open_store
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 SCHEDULE_EVERY = 0.25  # seconds between scheduler passes (a tick is at most this late)
 NOTIFY_EVERY = 1.0
+WATCH_EVERY = 1.0  # seconds between looks at the --flows folder
 
 
 @dataclass
@@ -48,6 +51,8 @@ class ServerOptions:
     grace: float = 30.0
     settings: Settings = field(default_factory=Settings)
     environ: dict[str, str] = field(default_factory=dict)
+    flows_dir: str | None = None  # deployed at start (``--flows``)
+    watch: bool = False  # and again whenever a file in it changes
 
 
 class Loop:
@@ -78,6 +83,66 @@ class Loop:
         self._thread.join(timeout=10)
 
 
+class FolderWatch:
+    """Deploys a folder (``--flows``), and with ``step`` again when any file in it
+    changed: one ``stat`` of every file per step, compared with the last step's
+    (names, sizes and modification times). What a deploy did is logged; an invalid
+    file is logged with its errors (its flow keeps its previous revision)."""
+
+    def __init__(self, db_url: str, folder: str) -> None:
+        self.folder = os.path.abspath(folder)
+        self.store = open_store(db_url)
+        self._seen: list[tuple[str, int, int]] | None = None
+
+    def step(self) -> None:
+        now = self.fingerprint()
+        if now == self._seen:
+            return
+        self._seen = now
+        try:
+            report = deploy.deploy_folder(self.store, self.folder, time.time())
+        except StoreError:
+            self._seen = None  # try again at the next step
+            raise
+        except OrdoError as exc:
+            logger.error("deploy %s: %s", self.folder, exc)
+            return
+        for change in report.changes:
+            if change.kind == "invalid":
+                logger.error(
+                    "deploy %s: %s is invalid; %s keeps its previous revision:\n  %s",
+                    self.folder,
+                    change.path,
+                    change.flow or "no flow",
+                    "\n  ".join(change.errors),
+                )
+            elif change.kind != "unchanged":
+                logger.info(
+                    "deploy %s: %s %s revision %s (%s)",
+                    self.folder,
+                    change.flow,
+                    change.kind,
+                    change.revision if change.revision is not None else "-",
+                    change.path or "file gone",
+                )
+
+    def fingerprint(self) -> list[tuple[str, int, int]]:
+        found = []
+        for current, dirs, files in os.walk(self.folder):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+            for name in files:
+                path = os.path.join(current, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue  # removed while we looked: the next step sees it
+                found.append((path, st.st_mtime_ns, st.st_size))
+        return sorted(found)
+
+    def close(self) -> None:
+        self.store.close()
+
+
 def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -99,11 +164,16 @@ def serve(options: ServerOptions) -> None:
     )
     base_url = settings.server_url or f"http://{options.host}:{options.port}"
     notifier = Notifier(notifier_store, holder, mail_server=mail_server, base_url=base_url)
+    watch = FolderWatch(options.db_url, options.flows_dir) if options.flows_dir else None
+    if watch is not None:
+        watch.step()  # deployed before the API answers
     worker, worker_thread = _embedded_worker(options)
     loops = [
         Loop("scheduler", scheduler.tick, SCHEDULE_EVERY),
         Loop("notifier", notifier.tick, NOTIFY_EVERY),
     ]
+    if watch is not None and options.watch:
+        loops.append(Loop("watch", watch.step, WATCH_EVERY))
     for loop in loops:
         loop.start()
     config = uvicorn.Config(
@@ -131,6 +201,8 @@ def serve(options: ServerOptions) -> None:
             with contextlib.suppress(StoreError):
                 part.stop()
             store.close()
+        if watch is not None:
+            watch.close()
         if worker is not None and worker_thread is not None:
             worker.stop()
             worker_thread.join(timeout=options.grace + 10)

@@ -57,11 +57,7 @@ def register_text(
     every problem at ``where:line:column``."""
     flow = definitions.parse_flow(text, where, fmt=fmt)
     flow = dataclasses.replace(flow, path=None, base_dir=base_dir or os.getcwd())
-    digest = definitions.content_hash(text.encode())
-    known = store.find_revision(digest, None)
-    if known is not None and known.flow.key == flow.key:
-        return known
-    return store.add_revision(flow, text, digest, now)
+    return store.add_revision(flow, text, definitions.content_hash(text.encode()), now)
 
 
 def validate_text(text: str, fmt: Literal["yaml", "json"] | None = None) -> Flow:
@@ -142,10 +138,18 @@ class Emitted:
     errors: list[str]
 
 
-def emit(store: Store, event_type: str, data: Any, now: float) -> Emitted:
+def emit(
+    store: Store,
+    event_type: str,
+    data: Any,
+    now: float,
+    namespaces: Sequence[str] | None = None,
+) -> Emitted:
     """Record an event and start every active flow with an ``event`` trigger of this
-    type whose ``filter`` holds, with ``inputs.event`` = ``{id, type, data}``. A flow
-    whose filter or inputs fail does not stop the others: its error is in ``errors``."""
+    type whose ``filter`` holds, with ``inputs.event`` = ``{id, type, data}``; only the
+    flows of ``namespaces`` when given (an event sent with a token limited to them). A
+    flow whose filter or inputs fail does not stop the others: its error is in
+    ``errors``."""
     if not event_type or len(event_type) > 200:
         raise UsageError(f"an event type is 1 to 200 characters, found {len(event_type)}")
     event_id = store.add_event(event_type, data, now)
@@ -154,6 +158,8 @@ def emit(store: Store, event_type: str, data: Any, now: float) -> Emitted:
     errors: list[str] = []
     for revision, trigger in subscribed(store, "event"):
         if trigger.event != event_type:
+            continue
+        if namespaces is not None and revision.namespace not in namespaces:
             continue
         try:
             if trigger.filter is not None and not _holds(trigger.filter, payload):
@@ -257,9 +263,13 @@ def replay(
     now: float,
     *,
     inputs: Mapping[str, Any] | None = None,
+    latest: bool = False,
 ) -> int:
-    """A new execution replaying an ended one from ``from_task``; its id."""
-    return engine.replay_execution(store, execution_id, from_task, now, given_inputs=inputs)
+    """A new execution replaying an ended one from ``from_task`` (of the flow's newest
+    revision when ``latest``); its id."""
+    return engine.replay_execution(
+        store, execution_id, from_task, now, given_inputs=inputs, latest=latest
+    )
 
 
 def mark(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
+from ordo.errors import NotFound, UsageError
 from ordo.model import State
 from ordo.store import Store
 from ordo.store.records import (
@@ -158,3 +160,72 @@ def run_outputs(outputs: Mapping[str, Any], run: TaskRunRow) -> Any:
     if isinstance(found, list):
         return found[run.fork_index] if run.fork_index is not None else {}
     return found
+
+
+# -- flow revisions ----------------------------------------------------------------------
+def revision_history(store: Store, namespace: str, flow_id: str) -> list[dict[str, Any]]:
+    """Every revision of a flow, newest first (number, time, hash, path, origin, how
+    many executions pinned it); NotFound naming the flow."""
+    found = store.revisions(namespace, flow_id, limit=10_000)
+    if not found:
+        raise NotFound(f"flow {namespace}/{flow_id} not found")
+    return found
+
+
+def revision_document(
+    store: Store, namespace: str, flow_id: str, number: int | None = None
+) -> dict[str, Any]:
+    """One revision (the newest without ``number``): what was stored, its source text
+    and the text of the files it referenced."""
+    revision = store.find_flow(namespace, flow_id, number)
+    if revision is None:
+        which = f" revision {number}" if number is not None else ""
+        raise NotFound(f"flow {namespace}/{flow_id}{which} not found")
+    meta = next(
+        (r for r in store.revisions(namespace, flow_id, limit=10_000) if r["id"] == revision.id),
+        {},
+    )
+    return {
+        "namespace": namespace,
+        "id": flow_id,
+        "revision": revision.revision,
+        "revision_id": revision.id,
+        "content_hash": revision.content_hash,
+        "path": revision.path,
+        "created_at": revision.created_at,
+        "origin": meta.get("origin"),
+        "executions": meta.get("executions", 0),
+        "source": store.revision_source(revision.id),
+        "scripts": store.revision_scripts(revision.id),
+        "definition": revision.flow.to_dict(),
+    }
+
+
+def revision_diff(store: Store, namespace: str, flow_id: str, old: int, new: int) -> str:
+    """A unified diff from revision ``old`` to ``new``: of the stored sources, then of
+    each referenced file that differs (added and removed ones against nothing)."""
+    if old < 1 or new < 1:
+        raise UsageError(f"revision numbers start at 1, found {min(old, new)}")
+    a = revision_document(store, namespace, flow_id, old)
+    b = revision_document(store, namespace, flow_id, new)
+    parts = [_diff(a["source"], b["source"], f"revision {old}", f"revision {new}")]
+    for name in sorted({*a["scripts"], *b["scripts"]}):
+        before, after = a["scripts"].get(name), b["scripts"].get(name)
+        if name in a["scripts"] and name in b["scripts"] and before == after:
+            continue
+        parts.append(
+            _diff(
+                before or "",
+                after or "",
+                f"revision {old}: {name}" + ("" if name in a["scripts"] else " (absent)"),
+                f"revision {new}: {name}" + ("" if name in b["scripts"] else " (absent)"),
+            )
+        )
+    return "".join(parts)
+
+
+def _diff(a: str, b: str, a_name: str, b_name: str) -> str:
+    lines = difflib.unified_diff(
+        a.splitlines(keepends=True), b.splitlines(keepends=True), a_name, b_name
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ordo import services
-from ordo.errors import DefinitionError, NotFound, OrdoError, http_status
+from ordo.errors import DefinitionError, Forbidden, NotFound, OrdoError, http_status
 from ordo.store import Store, open_store
 
 TOKEN_USE_EVERY = 60.0  # seconds between updates of a token's last use
@@ -29,14 +29,41 @@ TOKEN_USE_EVERY = 60.0  # seconds between updates of a token's last use
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is asking: the token's name, and whether it may change things."""
+    """Who is asking: the token's name, whether it may change things, and the
+    namespaces it is limited to (None: every namespace)."""
 
     name: str
     read_only: bool
+    namespaces: tuple[str, ...] | None = None
 
     @property
     def who(self) -> str:
         return f"api token {self.name}"
+
+    def sees(self, namespace: str) -> bool:
+        return self.namespaces is None or namespace in self.namespaces
+
+    def find(self, namespace: str, what: str) -> None:
+        """NotFound (``what`` not found, as if it did not exist) for a thing in a
+        namespace the token is not limited to."""
+        if not self.sees(namespace):
+            raise NotFound(f"{what} not found")
+
+    def may_use(self, namespace: str) -> None:
+        """Forbidden when the caller names a namespace of its own choice (a flow it
+        sends) that the token is not limited to."""
+        if not self.sees(namespace):
+            allowed = ", ".join(self.namespaces or ())
+            raise Forbidden(
+                f"token {self.name!r} is limited to namespaces {allowed}; not {namespace!r}"
+            )
+
+    def unscoped(self, what: str) -> None:
+        """Forbidden for a token limited to namespaces: ``what`` belongs to none."""
+        if self.namespaces is not None:
+            raise Forbidden(
+                f"token {self.name!r} is limited to namespaces; {what} belong to no namespace"
+            )
 
 
 class Stores:
@@ -114,7 +141,7 @@ def caller(request: Request, authorization: Annotated[str | None, Header()] = No
     now = time.time()
     if found.last_used_at is None or now - found.last_used_at > TOKEN_USE_EVERY:
         store.token_used(found.id, now)
-    return Caller(found.name, found.read_only)
+    return Caller(found.name, found.read_only, found.namespaces)
 
 
 def writer(who: Annotated[Caller, Depends(caller)]) -> Caller:

@@ -14,10 +14,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from ordo import services, views
-from ordo.api.app import Reader, StoreDep, Stores, Writer
-from ordo.errors import Conflict, UsageError
+from ordo.api.app import Caller, Reader, StoreDep, Stores, Writer
+from ordo.api.flows import label_pairs, visible_flow
+from ordo.errors import Conflict, NotFound, UsageError
 from ordo.model import State
 from ordo.store import Store
+from ordo.store.records import ExecutionRow
 
 router = APIRouter(prefix="/api", tags=["executions"])
 MAX_ID = 2**63 - 1
@@ -48,7 +50,7 @@ def start_execution(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
     body = body or StartBody()
-    revision = services.find_flow(store, namespace, flow_id, body.revision)
+    revision = visible_flow(store, who, namespace, flow_id, body.revision)
     execution_id = services.start(
         store,
         revision,
@@ -62,6 +64,15 @@ def start_execution(
         continue_on_error=body.continue_on_error,
     )
     return views.execution_dict(store.get_execution(execution_id))
+
+
+def visible(store: Store, who: Caller, execution_id: int) -> ExecutionRow:
+    """The execution, when the token may see its namespace; else NotFound as if it
+    did not exist."""
+    execution = store.get_execution(execution_id)
+    if not who.sees(execution.namespace):
+        raise NotFound(f"execution {execution_id} not found")
+    return execution
 
 
 def _state(value: str | None) -> State | None:
@@ -83,12 +94,15 @@ def list_executions(
     state: str | None = None,
     dev: bool | None = None,
     saved: bool | None = None,
+    label: list[str] = Query(default=[], description="KEY=VALUE; all must match"),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: int | None = Query(default=None, ge=1, le=MAX_ID, description="next_cursor of a page"),
 ) -> dict[str, Any]:
     rows = store.list_executions(
         flow=flow,
         namespace=namespace,
+        namespaces=who.namespaces,
+        labels=label_pairs(label),
         state=_state(state),
         dev=dev,
         saved=saved,
@@ -101,6 +115,7 @@ def list_executions(
 
 @router.get("/executions/{execution_id}", summary="An execution with its task runs")
 def get_execution(store: StoreDep, who: Reader, execution_id: ExecutionId) -> dict[str, Any]:
+    visible(store, who, execution_id)
     doc = views.execution_document(store, execution_id)
     doc["notifications"] = [n.__dict__ for n in store.notifications(execution_id)]
     return doc
@@ -108,25 +123,26 @@ def get_execution(store: StoreDep, who: Reader, execution_id: ExecutionId) -> di
 
 @router.get("/executions/{execution_id}/task-runs", summary="Its task runs")
 def task_runs(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
+    visible(store, who, execution_id)
     runs: list[dict[str, Any]] = views.execution_document(store, execution_id)["task_runs"]
     return runs
 
 
 @router.get("/executions/{execution_id}/attempts", summary="Its attempts")
 def attempts(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
-    store.get_execution(execution_id)
+    visible(store, who, execution_id)
     return [views.attempt_dict(a) for a in store.attempts(execution_id)]
 
 
 @router.get("/executions/{execution_id}/outputs", summary="Its outputs and its tasks'")
 def outputs(store: StoreDep, who: Reader, execution_id: ExecutionId) -> dict[str, Any]:
-    execution = store.get_execution(execution_id)
+    execution = visible(store, who, execution_id)
     return {"execution": execution.outputs, "tasks": store.outputs(execution_id)}
 
 
 @router.get("/executions/{execution_id}/metrics", summary="Its metrics")
 def metrics(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
-    store.get_execution(execution_id)
+    visible(store, who, execution_id)
     return [views.metric_dict(m) for m in store.metrics(execution_id)]
 
 
@@ -144,7 +160,7 @@ def logs(
     limit: int = Query(default=1000, ge=1, le=10_000),
     follow: bool = False,
 ) -> list[dict[str, Any]] | StreamingResponse:
-    store.get_execution(execution_id)
+    visible(store, who, execution_id)
     if not follow:
         return [_line(x) for x in store.logs(execution_id, after_id=after, limit=limit)]
     stores: Stores = request.app.state.stores
@@ -182,6 +198,7 @@ def _with_state(store: Store, execution_id: ExecutionId, exc: Conflict) -> Confl
 
 @router.post("/executions/{execution_id}/kill", summary="Kill it and its children")
 def kill(store: StoreDep, who: Writer, execution_id: ExecutionId) -> dict[str, Any]:
+    visible(store, who, execution_id)
     try:
         execution = services.kill(store, execution_id, who.who, time.time())
     except Conflict as exc:
@@ -200,6 +217,7 @@ def restart(
     store: StoreDep, who: Writer, execution_id: ExecutionId, body: RestartBody | None = None
 ) -> dict[str, Any]:
     body = body or RestartBody()
+    visible(store, who, execution_id)
     try:
         again = services.restart(
             store,
@@ -217,6 +235,7 @@ def restart(
 class ReplayBody(BaseModel):
     from_task: str = Field(alias="from")
     inputs: dict[str, Any] = Field(default_factory=dict)
+    latest: bool = Field(default=False, description="replay the flow's newest revision")
 
 
 @router.post(
@@ -227,9 +246,15 @@ class ReplayBody(BaseModel):
 def replay(
     store: StoreDep, who: Writer, execution_id: ExecutionId, body: ReplayBody
 ) -> dict[str, Any]:
+    visible(store, who, execution_id)
     try:
         new_id = services.replay(
-            store, execution_id, body.from_task, time.time(), inputs=body.inputs
+            store,
+            execution_id,
+            body.from_task,
+            time.time(),
+            inputs=body.inputs,
+            latest=body.latest,
         )
     except Conflict as exc:
         raise _with_state(store, execution_id, exc) from None
@@ -244,6 +269,7 @@ class MarkBody(BaseModel):
 
 @router.post("/executions/{execution_id}/mark", summary="Set an ended task run's state")
 def mark(store: StoreDep, who: Writer, execution_id: ExecutionId, body: MarkBody) -> dict[str, Any]:
+    visible(store, who, execution_id)
     marked = services.mark(
         store, execution_id, body.task, body.state, who.who, time.time(), body.reason
     )
@@ -263,5 +289,6 @@ class SaveBody(BaseModel):
 
 @router.post("/executions/{execution_id}/save", summary="Keep it under a name")
 def save(store: StoreDep, who: Writer, execution_id: ExecutionId, body: SaveBody) -> dict[str, Any]:
+    visible(store, who, execution_id)
     services.save(store, execution_id, body.name, body.description, time.time())
     return views.execution_dict(store.get_execution(execution_id))

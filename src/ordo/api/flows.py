@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
-from ordo import services
-from ordo.api.app import Reader, StoreDep, Writer
-from ordo.errors import DefinitionError, Problem
+from ordo import services, views
+from ordo.api.app import Caller, Reader, StoreDep, Writer
+from ordo.errors import DefinitionError, Problem, UsageError
 from ordo.store import Store
 from ordo.store.records import Revision
 from ordo.triggers.scheduler import iso, next_fire_times
@@ -27,6 +27,25 @@ FLOW_BODY = {
         },
     }
 }
+
+
+def label_pairs(items: list[str]) -> dict[str, str]:
+    """``label=KEY=VALUE`` query values as a mapping; UsageError for one without ``=``."""
+    wanted = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"label: expected KEY=VALUE, found {item!r}")
+        wanted[key] = value
+    return wanted
+
+
+def visible_flow(
+    store: Store, who: Caller, namespace: str, flow_id: str, revision: int | None = None
+) -> Revision:
+    """The flow (or revision), when the token may see its namespace; else NotFound."""
+    who.find(namespace, f"flow {namespace}/{flow_id}")
+    return services.find_flow(store, namespace, flow_id, revision)
 
 
 def flow_summary(store: Store, revision: Revision, active: bool | None = None) -> dict[str, Any]:
@@ -57,12 +76,14 @@ def list_flows(
     label: list[str] = Query(default=[], description="KEY=VALUE; all must match"),
     q: str | None = Query(default=None, description="part of the id or description"),
 ) -> list[dict[str, Any]]:
-    wanted = dict(item.partition("=")[::2] for item in label)
+    wanted = label_pairs(label)
     flags = store.flow_flags()  # one query for every flow's flag
     found = []
     for revision in store.list_flows():
         flow = revision.flow
         if namespace is not None and flow.namespace != namespace:
+            continue
+        if not who.sees(flow.namespace):
             continue
         if any(flow.labels.get(k) != v for k, v in wanted.items()):
             continue
@@ -82,7 +103,7 @@ def get_flow(
     flow_id: str,
     revision: int | None = Query(default=None, ge=1, le=2**63 - 1),
 ) -> dict[str, Any]:
-    found = services.find_flow(store, namespace, flow_id, revision)
+    found = visible_flow(store, who, namespace, flow_id, revision)
     return {
         **flow_summary(store, found),
         "definition": found.flow.to_dict(),
@@ -106,7 +127,7 @@ async def _text(request: Request) -> tuple[str, Literal["yaml", "json"] | None]:
 @router.post("", summary="Create or update a flow from YAML or JSON", openapi_extra=FLOW_BODY)
 async def create_flow(request: Request, store: StoreDep, who: Writer) -> JSONResponse:
     text, fmt = await _text(request)
-    return _stored(store, text, fmt, None)
+    return _stored(store, who, text, fmt, None)
 
 
 @router.put(
@@ -116,13 +137,20 @@ async def update_flow(
     request: Request, store: StoreDep, who: Writer, namespace: str, flow_id: str
 ) -> JSONResponse:
     text, fmt = await _text(request)
-    return _stored(store, text, fmt, (namespace, flow_id))
+    return _stored(store, who, text, fmt, (namespace, flow_id))
 
 
 def _stored(
-    store: Store, text: str, fmt: Literal["yaml", "json"] | None, key: tuple[str, str] | None
+    store: Store,
+    who: Caller,
+    text: str,
+    fmt: Literal["yaml", "json"] | None,
+    key: tuple[str, str] | None,
 ) -> JSONResponse:
+    if key is not None:
+        who.may_use(key[0])
     flow = services.validate_text(text, fmt)
+    who.may_use(flow.namespace)
     if key is not None and (flow.namespace, flow.id) != key:
         raise DefinitionError(
             [
@@ -152,12 +180,14 @@ class Active(BaseModel):
 
 @router.post("/{namespace}/{flow_id}/activate", summary="Let triggers start the flow")
 def activate(store: StoreDep, who: Writer, namespace: str, flow_id: str) -> Active:
+    who.find(namespace, f"flow {namespace}/{flow_id}")
     services.set_active(store, namespace, flow_id, True, time.time())
     return Active(active=True)
 
 
 @router.post("/{namespace}/{flow_id}/deactivate", summary="Make triggers ignore the flow")
 def deactivate(store: StoreDep, who: Writer, namespace: str, flow_id: str) -> Active:
+    who.find(namespace, f"flow {namespace}/{flow_id}")
     services.set_active(store, namespace, flow_id, False, time.time())
     return Active(active=False)
 
@@ -170,7 +200,7 @@ def next_times(
     flow_id: str,
     count: int = Query(default=5, ge=1, le=100),
 ) -> list[dict[str, Any]]:
-    flow = services.find_flow(store, namespace, flow_id).flow
+    flow = visible_flow(store, who, namespace, flow_id).flow
     now = time.time()
     return [
         {
@@ -182,3 +212,41 @@ def next_times(
         for t in flow.triggers
         if t.type == "schedule"
     ]
+
+
+@router.get("/{namespace}/{flow_id}/revisions", summary="Every revision of the flow, newest first")
+def revisions(store: StoreDep, who: Reader, namespace: str, flow_id: str) -> list[dict[str, Any]]:
+    who.find(namespace, f"flow {namespace}/{flow_id}")
+    return views.revision_history(store, namespace, flow_id)
+
+
+@router.get(
+    "/{namespace}/{flow_id}/revisions/{number}",
+    summary="One revision: its stored source and the files it referenced",
+)
+def revision(
+    store: StoreDep,
+    who: Reader,
+    namespace: str,
+    flow_id: str,
+    number: int = Path(ge=1, le=2**63 - 1),
+) -> dict[str, Any]:
+    who.find(namespace, f"flow {namespace}/{flow_id}")
+    return views.revision_document(store, namespace, flow_id, number)
+
+
+@router.get(
+    "/{namespace}/{flow_id}/diff",
+    summary="A unified diff between two revisions (text/plain)",
+    response_class=PlainTextResponse,
+)
+def diff(
+    store: StoreDep,
+    who: Reader,
+    namespace: str,
+    flow_id: str,
+    from_: int = Query(alias="from", ge=1, le=2**63 - 1),
+    to: int = Query(ge=1, le=2**63 - 1),
+) -> str:
+    who.find(namespace, f"flow {namespace}/{flow_id}")
+    return views.revision_diff(store, namespace, flow_id, from_, to)

@@ -79,7 +79,7 @@ async def post_event(request: Request, who: Writer, event_type: str = EVENT_TYPE
     data = await _json(request)
     stores: Stores = request.app.state.stores
     emitted = await run_in_threadpool(
-        lambda: services.emit(stores.get(), event_type, data, time.time())
+        lambda: services.emit(stores.get(), event_type, data, time.time(), who.namespaces)
     )
     return {"id": emitted.event_id, "executions": emitted.executions, "errors": emitted.errors}
 
@@ -91,6 +91,7 @@ def list_events(
     type: str | None = None,
     limit: int = Query(default=50, ge=1, le=500),
 ) -> list[dict[str, Any]]:
+    who.unscoped("events")
     return [e.__dict__ for e in store.list_events(type, limit)]
 
 
@@ -159,6 +160,7 @@ def get_connection(store: StoreDep, who: Reader, name: str) -> dict[str, Any]:
 
 @router.put("/api/connections/{name}", tags=["connections"], summary="Add or change one")
 def put_connection(store: StoreDep, who: Writer, name: str, body: ConnectionBody) -> dict[str, Any]:
+    who.unscoped("connections")
     config = services.connection_config(name, body.type, body.url, body.base_url, body.headers)
     store.save_connection(name, body.type, config, time.time(), replace=True)
     return views.connection_dict(store.get_connection(name))
@@ -166,6 +168,7 @@ def put_connection(store: StoreDep, who: Writer, name: str, body: ConnectionBody
 
 @router.delete("/api/connections/{name}", tags=["connections"], status_code=204)
 def delete_connection(store: StoreDep, who: Writer, name: str) -> None:
+    who.unscoped("connections")
     store.remove_connection(name)
 
 

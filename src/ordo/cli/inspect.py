@@ -9,7 +9,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ordo import engine, views
-from ordo.cli.common import fmt_duration, fmt_time, open_db, print_json, short, table
+from ordo.cli.common import (
+    fmt_duration,
+    fmt_time,
+    open_db,
+    parse_pairs,
+    print_json,
+    short,
+    table,
+)
 from ordo.errors import EXIT_OK, NotFound
 from ordo.model import State
 from ordo.store import Store
@@ -39,7 +47,12 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _list(store: Store, args: argparse.Namespace) -> int:
     state = State(args.state) if args.state else None
     rows = store.list_executions(
-        flow=args.flow, state=state, saved=args.saved, dev=args.dev, limit=args.limit
+        flow=args.flow,
+        state=state,
+        saved=args.saved,
+        dev=args.dev,
+        limit=args.limit,
+        labels=parse_pairs(args.label, "--label"),
     )
     if args.json:
         print_json([views.execution_dict(e) for e in rows])
@@ -230,7 +243,14 @@ def _add_flows(store: Store, args: argparse.Namespace) -> int:
 
 
 def _flows(store: Store, args: argparse.Namespace) -> int:
-    revisions = store.list_flows()
+    wanted = parse_pairs(args.label, "--label")
+    revisions = [
+        r
+        for r in store.list_flows()
+        if (args.namespace is None or r.namespace == args.namespace)
+        and all(r.flow.labels.get(k) == v for k, v in wanted.items())
+    ]
+    flags = store.flow_flags()
     if args.json:
         print_json(
             [
@@ -241,6 +261,8 @@ def _flows(store: Store, args: argparse.Namespace) -> int:
                     "path": r.path,
                     "tasks": len(r.flow.tasks),
                     "description": r.flow.description,
+                    "labels": dict(r.flow.labels),
+                    "active": flags.get((r.namespace, r.flow_id), r.flow.active),
                 }
                 for r in revisions
             ]
@@ -248,12 +270,14 @@ def _flows(store: Store, args: argparse.Namespace) -> int:
         return EXIT_OK
     print(
         table(
-            ["FLOW", "REVISION", "TASKS", "PATH", "DESCRIPTION"],
+            ["FLOW", "REVISION", "ACTIVE", "TASKS", "LABELS", "PATH", "DESCRIPTION"],
             [
                 [
                     f"{r.namespace}/{r.flow_id}",
                     str(r.revision),
+                    str(flags.get((r.namespace, r.flow_id), r.flow.active)).lower(),
                     str(len(r.flow.tasks)),
+                    ",".join(f"{k}={v}" for k, v in sorted(r.flow.labels.items())) or "-",
                     r.path or "-",
                     short(r.flow.description, 40),
                 ]

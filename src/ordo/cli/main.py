@@ -28,7 +28,7 @@ STATES = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ordo.cli import serving
+    from ordo.cli import deploy, serving
 
     parser = argparse.ArgumentParser(
         prog="ordo", description="Run flows of shell, python, sql and http tasks, durably."
@@ -108,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         help="only dev executions (--no-dev: only the others)",
     )
     ls.add_argument("--limit", type=int, default=20)
+    _label_filter(ls)
     ls.add_argument("--json", action="store_true")
     show = ex_sub.add_parser(
         "show", parents=[common], help="task runs, attempts, outputs, metrics, errors"
@@ -202,6 +203,8 @@ def _parser() -> argparse.ArgumentParser:
     fl_sub = flows.add_subparsers(dest="action", metavar="ACTION")
     fl_sub.required = True
     fls = fl_sub.add_parser("list", parents=[common], help="newest revision of every flow")
+    fls.add_argument("--namespace", help="only the flows of this namespace")
+    _label_filter(fls)
     fls.add_argument("--json", action="store_true")
     fadd = fl_sub.add_parser(
         "add",
@@ -210,6 +213,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     fadd.add_argument("files", nargs="+", metavar="FILE")
     serving.add_flow_parsers(fl_sub, common)
+    deploy.add_flow_parsers(fl_sub, common)
+    deploy.add_parsers(sub, common)
 
     kill = sub.add_parser(
         "kill", parents=[common], help="kill an execution and its children; wait for it"
@@ -245,8 +250,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     restart.add_argument(
         "--revision",
-        choices=("latest",),
-        help="latest: run the flow's newest revision (new tasks run, removed ones stay)",
+        choices=("pinned", "latest"),
+        default="pinned",
+        help="pinned (default): the revision it ran; latest: the flow's newest revision "
+        "(new tasks run, removed ones stay)",
     )
     restart.add_argument("--workers", type=int, default=None, help="tasks run in parallel")
     restart.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -267,6 +274,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "-i", "--input", action="append", default=[], metavar="KEY=VALUE", help="a new input"
+    )
+    replay.add_argument(
+        "--revision",
+        choices=("pinned", "latest"),
+        default="pinned",
+        help="pinned (default): the revision the execution ran; latest: the flow's newest "
+        "revision (results are reused for the tasks it still has)",
     )
     replay.add_argument(
         "--detach", action="store_true", help="record it, print its id and exit; workers run it"
@@ -314,6 +328,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _label_filter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-l",
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only those with this label (repeatable: all must match)",
+    )
+
+
 def _skip_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip",
@@ -354,6 +379,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ordo.cli import remote
 
             return remote.command(args, server, args.token or environ.get("ORDO_TOKEN"))
+        if args.command == "deploy" or (
+            args.command == "flows" and args.action in ("history", "show", "diff")
+        ):
+            from ordo.cli import deploy as deploy_commands
+
+            if args.command == "deploy":
+                return deploy_commands.deploy_command(args, environ)
+            return deploy_commands.flows_command(args, environ)
         if args.command in ("server", "tokens", "emit") or (
             args.command == "flows" and args.action in ("next", "activate", "deactivate")
         ):

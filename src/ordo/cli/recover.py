@@ -86,7 +86,14 @@ def replay_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     given = parse_pairs(args.input, "-i")
     store = open_db(args.db, environ)
     try:
-        new_id = services.replay(store, args.id, args.from_task, time.time(), inputs=given)
+        new_id = services.replay(
+            store,
+            args.id,
+            args.from_task,
+            time.time(),
+            inputs=given,
+            latest=args.revision == "latest",
+        )
         if args.detach:
             print(new_id)
             return EXIT_OK

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from ordo import engine
+from ordo.cli import deploy as deploy_cli
 from ordo.cli.common import fmt_time, parse_pairs, print_json, table
 from ordo.cli.serving import flow_key, parse_data, print_emitted
 from ordo.errors import EXIT_FAILED, EXIT_OK, ConfigError, OrdoError, StoreError, UsageError
@@ -150,7 +151,11 @@ def _restart(client: Client, args: argparse.Namespace) -> int:
 
 
 def _replay(client: Client, args: argparse.Namespace) -> int:
-    body = {"from": args.from_task, "inputs": parse_pairs(args.input, "-i")}
+    body = {
+        "from": args.from_task,
+        "inputs": parse_pairs(args.input, "-i"),
+        "latest": args.revision == "latest",
+    }
     doc = client.call("POST", f"/api/executions/{args.id}/replay", json=body)
     print(doc["id"])
     return EXIT_OK
@@ -164,8 +169,11 @@ def _mark(client: Client, args: argparse.Namespace) -> int:
 
 
 def _list(client: Client, args: argparse.Namespace) -> int:
-    params = {"limit": args.limit, "flow": args.flow, "state": args.state}
-    doc = client.call("GET", "/api/executions", params={k: v for k, v in params.items() if v})
+    params: dict[str, Any] = {"limit": args.limit, "flow": args.flow, "state": args.state}
+    params = {k: v for k, v in params.items() if v}
+    if args.label:
+        params["label"] = _labels(args.label)
+    doc = client.call("GET", "/api/executions", params=params)
     if args.json:
         print_json(doc["items"])
         return EXIT_OK
@@ -192,8 +200,15 @@ def _show(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _labels(items: list[str]) -> list[str]:
+    return [f"{k}={v}" for k, v in parse_pairs(items, "--label").items()]
+
+
 def _flows(client: Client, args: argparse.Namespace) -> int:
-    rows = client.call("GET", "/api/flows")
+    params: dict[str, Any] = {"label": _labels(args.label)}
+    if args.namespace:
+        params["namespace"] = args.namespace
+    rows = client.call("GET", "/api/flows", params=params)
     if args.json:
         print_json(rows)
         return EXIT_OK
@@ -242,6 +257,37 @@ def _flows_flag(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _flows_history(client: Client, args: argparse.Namespace) -> int:
+    namespace, flow_id = flow_key(args.id)
+    rows = client.call("GET", f"/api/flows/{namespace}/{flow_id}/revisions")
+    deploy_cli.print_history(rows, args.json)
+    return EXIT_OK
+
+
+def _flows_show(client: Client, args: argparse.Namespace) -> int:
+    namespace, flow_id = flow_key(args.id)
+    if args.revision is None:
+        newest = client.call("GET", f"/api/flows/{namespace}/{flow_id}")
+        args.revision = newest["revision"]
+    doc = client.call("GET", f"/api/flows/{namespace}/{flow_id}/revisions/{args.revision}")
+    deploy_cli.print_revision(doc, args.json)
+    return EXIT_OK
+
+
+def _flows_diff(client: Client, args: argparse.Namespace) -> int:
+    namespace, flow_id = flow_key(args.id)
+    try:
+        response = client.http.get(
+            f"/api/flows/{namespace}/{flow_id}/diff", params={"from": args.old, "to": args.new}
+        )
+    except httpx.HTTPError as exc:
+        raise StoreError(f"cannot reach ordo server {client.server}: {exc}") from None
+    if response.status_code >= 400:
+        raise _error(response)
+    sys.stdout.write(response.text)
+    return EXIT_OK
+
+
 def _logs(client: Client, args: argparse.Namespace) -> int:
     for line in client.call("GET", f"/api/executions/{args.id}/logs", params={"limit": 10_000}):
         out = sys.stderr if line["stream"] == "stderr" else sys.stdout
@@ -261,6 +307,9 @@ HANDLERS = {
     "flows list": _flows,
     "flows add": _flows_add,
     "flows next": _flows_next,
+    "flows history": _flows_history,
+    "flows show": _flows_show,
+    "flows diff": _flows_diff,
     "flows activate": _flows_flag,
     "flows deactivate": _flows_flag,
     "logs": _logs,

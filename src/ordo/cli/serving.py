@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from ordo import services
 from ordo.cli.common import database_url, fmt_time, load_settings, open_db, print_json, table
+from ordo.definitions.schema import ID_RE
 from ordo.errors import EXIT_OK, UsageError
 from ordo.model import parse_duration
 from ordo.triggers.scheduler import iso, next_fire_times
@@ -39,6 +40,16 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--no-workers", action="store_true", help="no embedded workers (ordo worker runs them)"
     )
     server.add_argument("--grace", default="30s", help="SIGTERM: time running attempts get")
+    server.add_argument(
+        "--flows",
+        metavar="DIR",
+        help="deploy this folder's flow files and packages at start (see ordo deploy)",
+    )
+    server.add_argument(
+        "--watch",
+        action="store_true",
+        help="with --flows: deploy the folder again whenever a file in it changes",
+    )
 
     tokens = sub.add_parser("tokens", parents=[common], help="API tokens")
     tk_sub = tokens.add_subparsers(dest="action", metavar="ACTION")
@@ -46,6 +57,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     create = tk_sub.add_parser("create", parents=[common], help="make a token; printed once")
     create.add_argument("--name", required=True)
     create.add_argument("--read-only", action="store_true", help="it can only read")
+    create.add_argument(
+        "--namespace",
+        action="append",
+        metavar="NAMESPACE",
+        help="limit it to this namespace (repeatable; default: every namespace)",
+    )
     tls = tk_sub.add_parser("list", parents=[common], help="every token (never its value)")
     tls.add_argument("--json", action="store_true")
     revoke = tk_sub.add_parser("revoke", parents=[common], help="a token stops working")
@@ -85,6 +102,10 @@ def server_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise UsageError(f"--workers must be at least 1, found {args.workers} (or --no-workers)")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be 1 to 65535, found {args.port}")
+    if args.watch and not args.flows:
+        raise UsageError("--watch needs --flows DIR (the folder to watch)")
+    if args.flows and not os.path.isdir(args.flows):
+        raise UsageError(f"--flows: {args.flows} is not a folder")
     _check_address(args.host, args.port)
     workers = 0 if args.no_workers else (args.workers or os.cpu_count() or 2)
     url = database_url(args.db, environ)
@@ -98,6 +119,8 @@ def server_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             grace=grace,
             settings=load_settings(environ),
             environ=dict(environ),
+            flows_dir=args.flows,
+            watch=args.watch,
         )
     )
     return EXIT_OK
@@ -120,10 +143,17 @@ def tokens_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if args.action == "create":
             if not args.name.strip() or len(args.name) > 100:
                 raise UsageError("--name must be 1 to 100 characters")
+            scope = _namespaces(args.namespace)
             token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-            store.add_token(args.name, services.token_hash(token), args.read_only, time.time())
+            store.add_token(
+                args.name, services.token_hash(token), args.read_only, time.time(), scope
+            )
             kind = "read-only " if args.read_only else ""
-            print(f"{kind}token {args.name!r} (shown once; keep it secret):", file=sys.stderr)
+            limited = f" for namespaces {', '.join(scope)}" if scope else ""
+            print(
+                f"{kind}token {args.name!r}{limited} (shown once; keep it secret):",
+                file=sys.stderr,
+            )
             print(token)
         elif args.action == "revoke":
             store.revoke_token(args.name, time.time())
@@ -135,12 +165,13 @@ def tokens_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             else:
                 print(
                     table(
-                        ["ID", "NAME", "ACCESS", "CREATED", "LAST USED", "REVOKED"],
+                        ["ID", "NAME", "ACCESS", "NAMESPACES", "CREATED", "LAST USED", "REVOKED"],
                         [
                             [
                                 str(r.id),
                                 r.name,
                                 "read-only" if r.read_only else "read-write",
+                                ",".join(r.namespaces) if r.namespaces is not None else "*",
                                 fmt_time(r.created_at),
                                 fmt_time(r.last_used_at),
                                 fmt_time(r.revoked_at),
@@ -152,6 +183,18 @@ def tokens_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     finally:
         store.close()
     return EXIT_OK
+
+
+def _namespaces(values: list[str] | None) -> list[str] | None:
+    """``--namespace`` values, checked: None when there are none (every namespace)."""
+    if not values:
+        return None
+    for value in values:
+        if not ID_RE.match(value):
+            raise UsageError(
+                f"--namespace: {value!r} is not a namespace (letters, digits, -, _ and .)"
+            )
+    return sorted(set(values))
 
 
 def parse_data(text: str) -> Any:

@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import os
 
+from ordo.definitions.discovery import Found, discover
 from ordo.definitions.flowfile import content_hash, load_flow_file, parse_flow
 from ordo.definitions.inputs import coerce_inputs, convert_input
-from ordo.definitions.package import is_package, load_package, package_hash
+from ordo.definitions.package import is_package, load_package, package_files, package_hash
+from ordo.definitions.prepared import Prepared, current_hash, prepare
+from ordo.definitions.references import read_files, referenced_files, revision_hash
 from ordo.model import Flow
 
 __all__ = [
+    "Found",
+    "Prepared",
     "coerce_inputs",
     "content_hash",
     "convert_input",
+    "current_hash",
+    "discover",
     "is_package",
     "load",
     "load_flow_file",
     "load_package",
+    "package_files",
     "package_hash",
     "parse_flow",
+    "prepare",
+    "read_files",
+    "referenced_files",
+    "revision_hash",
 ]
 
 

@@ -49,11 +49,17 @@ def scripts(folder: str) -> list[str]:
     return names
 
 
+def package_files(folder: str) -> list[str]:
+    """Every file of the package that makes its revision: ``flow.yaml``, ``config.json``
+    and the task files."""
+    names = [n for n in (*META_FILES, CONFIG_FILE) if os.path.isfile(os.path.join(folder, n))]
+    return [*names, *scripts(folder)]
+
+
 def package_hash(folder: str) -> str:
     """Changes whenever a task file, ``config.json`` or ``flow.yaml`` changes."""
     digest = hashlib.sha256()
-    names = [n for n in (*META_FILES, CONFIG_FILE) if os.path.isfile(os.path.join(folder, n))]
-    for name in [*names, *scripts(folder)]:
+    for name in package_files(folder):
         digest.update(name.encode() + b"\0")
         with open(os.path.join(folder, name), "rb") as f:
             digest.update(hashlib.sha256(f.read()).digest())

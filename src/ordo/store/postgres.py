@@ -84,6 +84,7 @@ class PostgresStore(SqlStore):
 
     backend = "postgresql"
     _lock_rows = " FOR UPDATE"
+    _contains = "strpos({}, ?) > 0"
 
     def __init__(self, url: str, *, connect_timeout: int = 5) -> None:
         super().__init__()

@@ -9,17 +9,17 @@ from typing import Any
 
 FIND_REVISION = """
 SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definition
-FROM flow_revisions WHERE content_hash = ? AND path IS ? ORDER BY id DESC LIMIT 1
+FROM flow_revisions WHERE path IS ? ORDER BY id DESC LIMIT 1
 """
 GET_REVISION = """
 SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definition
 FROM flow_revisions WHERE id = ?
 """
-MAX_REVISION = "SELECT max(revision) FROM flow_revisions WHERE namespace = ? AND flow_id = ?"
 INSERT_REVISION = """
 INSERT INTO flow_revisions
-    (namespace, flow_id, revision, content_hash, path, source, definition, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    (namespace, flow_id, revision, content_hash, path, source, definition, created_at,
+     scripts, origin)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 LIST_FLOWS = """
 SELECT r.id, r.namespace, r.flow_id, r.revision, r.content_hash, r.path, r.created_at,

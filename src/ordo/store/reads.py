@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ordo.errors import NotFound
@@ -31,6 +31,9 @@ class StoreReads(ABC):
     """Queries over executions, task runs, attempts, logs, outputs, metrics and flow
     revisions. Flow definitions are cached per store: a revision never changes."""
 
+    #: SQL true when the text column holds the text parameter (``{}``: the column).
+    _contains = "instr({}, ?) > 0"
+
     def __init__(self) -> None:
         self._flows: dict[int, Flow] = {}
 
@@ -54,8 +57,15 @@ class StoreReads(ABC):
         return rows
 
     def find_revision(self, content_hash: str, path: str | None) -> Revision | None:
-        """The newest revision stored for exactly this file content at this path."""
-        row = self._one(q.FIND_REVISION, (content_hash, path))
+        """The newest revision stored for this path, if it has this content hash (a
+        file changed back to an older content makes a new revision: its newest one is
+        what the file says now)."""
+        row = self._one(q.FIND_REVISION, (path,))
+        return self._revision(row) if row and row[4] == content_hash else None
+
+    def newest_at(self, path: str) -> Revision | None:
+        """The newest revision stored for this path (a flow file or package folder)."""
+        row = self._one(q.FIND_REVISION, (path,))
         return self._revision(row) if row else None
 
     def get_revision(self, revision_id: int) -> Revision:
@@ -99,13 +109,17 @@ class StoreReads(ABC):
         limit: int = 20,
         before: int | None = None,
         namespace: str | None = None,
+        namespaces: Sequence[str] | None = None,
+        labels: Mapping[str, str] | None = None,
         since: float | None = None,
         until: float | None = None,
     ) -> list[ExecutionRow]:
         """Newest first. ``flow`` is ``id`` or ``namespace/id``; ``saved`` and ``dev``
         keep only the saved (or unsaved) and dev (or not dev) executions; ``before``
-        (an execution id) is the cursor of the next page: only older ids; ``since`` and
-        ``until`` bound the creation time (``since <= created_at < until``)."""
+        (an execution id) is the cursor of the next page: only older ids.
+        ``namespaces`` keeps those of these namespaces only (none when empty);
+        ``labels`` those with every one of these labels; ``since`` and ``until`` bound
+        the creation time (``since <= created_at < until``)."""
         sql = q.LIST_EXECUTIONS
         params: list[Any] = []
         where = []
@@ -137,6 +151,15 @@ class StoreReads(ABC):
         if until is not None:
             where.append("created_at < ?")
             params.append(until)
+        if namespaces is not None:
+            marks = ", ".join("?" * len(namespaces))
+            where.append(f"namespace IN ({marks})" if namespaces else "1 = 0")
+            params.extend(namespaces)
+        for key, value in (labels or {}).items():
+            # labels are stored as compact JSON: this pair appears exactly so, and only
+            # as a key and its value (quotes inside keys and values are escaped)
+            where.append(self._contains.format("labels"))
+            params.append(f"{json.dumps(str(key))}:{json.dumps(str(value))}")
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"

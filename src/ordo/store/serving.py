@@ -48,17 +48,38 @@ SELECT trigger_id, scheduled_at, execution_id, created_at FROM trigger_ticks
 WHERE namespace = ? AND flow_id = ? ORDER BY scheduled_at DESC LIMIT ?
 """
 REVISIONS = """
-SELECT revision, id, created_at, content_hash, path FROM flow_revisions
+SELECT revision, id, created_at, content_hash, path, origin FROM flow_revisions
 WHERE namespace = ? AND flow_id = ? ORDER BY revision DESC LIMIT ?
 """
-SOURCE = "SELECT source FROM flow_revisions WHERE id = ?"
+REVISION_EXECUTIONS = """
+SELECT revision_id, count(*) FROM executions WHERE namespace = ? AND flow_id = ?
+GROUP BY revision_id
+"""
+SOURCE = "SELECT source, scripts FROM flow_revisions WHERE id = ?"
+DEPLOYED = """
+SELECT namespace, flow_id, active, removed_at FROM flows WHERE deploy_source = ?
+ORDER BY namespace, flow_id
+"""
+FLOW_DEPLOY = "SELECT deploy_source, removed_at FROM flows WHERE namespace = ? AND flow_id = ?"
+SET_DEPLOYED = """
+INSERT INTO flows (namespace, flow_id, active, updated_at, deploy_source)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (namespace, flow_id) DO UPDATE SET deploy_source = excluded.deploy_source,
+    updated_at = excluded.updated_at, removed_at = NULL,
+    active = CASE WHEN flows.removed_at IS NULL THEN flows.active ELSE excluded.active END
+"""
+SET_REMOVED = """
+UPDATE flows SET active = 0, removed_at = ?, updated_at = ?
+WHERE namespace = ? AND flow_id = ? AND deploy_source = ?
+"""
 LEASE = "SELECT holder, expires_at FROM leases WHERE name = ?{lock}"
 INSERT_LEASE = "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)"
 RENEW_LEASE = "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ?"
 DROP_LEASE = "DELETE FROM leases WHERE name = ? AND holder = ?"
-TOKEN_COLUMNS = "id, name, read_only, created_at, last_used_at, revoked_at"
+TOKEN_COLUMNS = "id, name, read_only, created_at, last_used_at, revoked_at, namespaces"
 INSERT_TOKEN = """
-INSERT INTO api_tokens (name, token_hash, read_only, created_at) VALUES (?, ?, ?, ?)
+INSERT INTO api_tokens (name, token_hash, read_only, created_at, namespaces)
+VALUES (?, ?, ?, ?, ?)
 """
 TOKEN_BY_NAME = "SELECT id FROM api_tokens WHERE name = ? AND revoked_at IS NULL"
 TOKEN_BY_HASH = f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?"
@@ -129,6 +150,7 @@ class TokenRow:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    namespaces: tuple[str, ...] | None = None  # None: every namespace
 
 
 @dataclass(frozen=True)
@@ -189,17 +211,65 @@ class Serving(Retention):
         return {(r[0], r[1]): bool(r[2]) for r in self._all(ALL_FLOW_FLAGS)}
 
     def revisions(self, namespace: str, flow_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        """The flow's revisions, newest first: number, id, created_at, hash, path."""
+        """The flow's revisions, newest first: number, id, created_at, hash, path,
+        origin (where a deploy took it from) and how many executions pinned it."""
+        rows = self._all(REVISION_EXECUTIONS, (namespace, flow_id))
+        counts = {int(r[0]): int(r[1]) for r in rows}
         return [
-            {"revision": r[0], "id": r[1], "created_at": r[2], "content_hash": r[3], "path": r[4]}
+            {
+                "revision": r[0],
+                "id": r[1],
+                "created_at": r[2],
+                "content_hash": r[3],
+                "path": r[4],
+                "origin": r[5],
+                "executions": counts.get(int(r[1]), 0),
+            }
             for r in self._all(REVISIONS, (namespace, flow_id, limit))
         ]
 
     def revision_source(self, revision_id: int) -> str:
+        """The text the revision was stored from (a package's: a JSON summary)."""
         row = self._one(SOURCE, (revision_id,))
         if row is None:
             raise NotFound(f"flow revision {revision_id} not found")
         return str(row[0])
+
+    def revision_scripts(self, revision_id: int) -> dict[str, str | None]:
+        """The files the revision references, by relative path: their text then, or
+        None (missing, not text or too large to keep)."""
+        row = self._one(SOURCE, (revision_id,))
+        if row is None:
+            raise NotFound(f"flow revision {revision_id} not found")
+        found: dict[str, str | None] = json.loads(row[1]) if row[1] else {}
+        return found
+
+    # -- deploys ---------------------------------------------------------------------
+    def deployed_flows(self, source: str) -> list[tuple[str, str, bool, float | None]]:
+        """``(namespace, flow_id, active, removed_at)`` of the flows ``source`` owns."""
+        return [
+            (r[0], r[1], bool(r[2]), None if r[3] is None else float(r[3]))
+            for r in self._all(DEPLOYED, (source,))
+        ]
+
+    def flow_deploy(self, namespace: str, flow_id: str) -> tuple[str | None, float | None]:
+        """The deploy source owning the flow (None: not deployed) and when that source
+        deactivated it because its file was gone (None: it was not)."""
+        row = self._one(FLOW_DEPLOY, (namespace, flow_id))
+        return (row[0], None if row[1] is None else float(row[1])) if row else (None, None)
+
+    def set_deployed(
+        self, namespace: str, flow_id: str, source: str, active: bool, now: float
+    ) -> None:
+        """``source`` owns the flow now; a flow it had deactivated because its file was
+        gone is back (``active`` again as its file says)."""
+        with self.transaction():
+            self._execute(SET_DEPLOYED, (namespace, flow_id, int(active), now, source))
+
+    def set_removed(self, namespace: str, flow_id: str, source: str, now: float) -> None:
+        """The flow's file is gone from ``source``: inactive, its history kept."""
+        with self.transaction():
+            self._execute(SET_REMOVED, (now, now, namespace, flow_id, source))
 
     def gauges(self, now: float, alive_for: float = 35.0) -> Gauges:
         by_state = {str(r[0]): int(r[1]) for r in self._all(EXECUTIONS_BY_STATE)}
@@ -275,13 +345,22 @@ class Serving(Retention):
             self._execute(DROP_LEASE, (name, holder))
 
     # -- API tokens ------------------------------------------------------------------
-    def add_token(self, name: str, token_hash: str, read_only: bool, now: float) -> int:
-        """Conflict when a token that is not revoked has this name."""
+    def add_token(
+        self,
+        name: str,
+        token_hash: str,
+        read_only: bool,
+        now: float,
+        namespaces: Sequence[str] | None = None,
+    ) -> int:
+        """Conflict when a token that is not revoked has this name. ``namespaces``
+        limits it to those namespaces (None: every one)."""
+        scope = json.dumps(sorted(set(namespaces))) if namespaces is not None else None
         with self.transaction():
             self._lock(f"token:{name}")
             if self._one(TOKEN_BY_NAME, (name,)) is not None:
                 raise Conflict(f"a token named {name!r} exists (ordo tokens revoke {name})")
-            return self._insert(INSERT_TOKEN, (name, token_hash, int(read_only), now))
+            return self._insert(INSERT_TOKEN, (name, token_hash, int(read_only), now, scope))
 
     def find_token(self, token_hash: str) -> TokenRow | None:
         row = self._one(TOKEN_BY_HASH, (token_hash,))
@@ -366,4 +445,5 @@ class Serving(Retention):
 
 
 def _token(r: Sequence[Any]) -> TokenRow:
-    return TokenRow(int(r[0]), r[1], bool(r[2]), float(r[3]), r[4], r[5])
+    scope = tuple(json.loads(r[6])) if r[6] is not None else None
+    return TokenRow(int(r[0]), r[1], bool(r[2]), float(r[3]), r[4], r[5], scope)

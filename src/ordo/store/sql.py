@@ -32,6 +32,29 @@ from ordo.store.recovery import to_run_again
 from ordo.store.serving import UPSERT_FLOW_ACTIVE
 
 
+def _still_reusable(
+    old: Flow, new: Flow, reused: Mapping[str, TaskRunRow]
+) -> dict[str, TaskRunRow]:
+    """Of the task runs reused from ``old``'s execution, those ``new`` has with the same
+    dependencies, all of them reused too."""
+    old_ids = {t.id for t in old.tasks}
+    kept = {
+        t.id
+        for t in new.tasks
+        if t.id in reused
+        and t.id in old_ids
+        and set(t.depends_on) == set(old.task(t.id).depends_on)
+    }
+    changed = True
+    while changed:  # a task is reused only when everything upstream of it is
+        changed = False
+        for task in new.tasks:
+            if task.id in kept and not all(d in kept for d in task.depends_on):
+                kept.discard(task.id)
+                changed = True
+    return {task_id: reused[task_id] for task_id in kept}
+
+
 class Closable(Protocol):
     def close(self) -> None: ...
 
@@ -102,21 +125,42 @@ class SqlStore(Overview):
         self._commit()
 
     # -- flow revisions --------------------------------------------------------------
-    def add_revision(self, flow: Flow, source: str, content_hash: str, now: float) -> Revision:
-        """Store ``flow`` as its next revision (the caller found no matching one). Two
-        processes registering the same new file at once get the same revision: the
-        second finds the first's under the flow's lock."""
+    def add_revision(
+        self,
+        flow: Flow,
+        source: str,
+        content_hash: str,
+        now: float,
+        *,
+        scripts: Mapping[str, str | None] | None = None,
+        origin: str | None = None,
+    ) -> Revision:
+        """Store ``flow`` as its next revision, unless its newest revision has this
+        content hash and path already (then that one is returned). ``scripts`` are the
+        files it references (relative path: text), ``origin`` where it was deployed
+        from. Two processes registering the same new file at once get the same
+        revision: the second finds the first's under the flow's lock."""
         with self.transaction():
             self._lock(f"revisions of {flow.namespace}/{flow.id}")
-            known = self.find_revision(content_hash, flow.path)
-            if known is not None:
+            known = self.find_flow(flow.namespace, flow.id, None)
+            if known is not None and (known.content_hash, known.path) == (content_hash, flow.path):
                 return known
-            row = self._one(q.MAX_REVISION, (flow.namespace, flow.id))
-            number = (row[0] if row and row[0] is not None else 0) + 1
+            number = known.revision + 1 if known is not None else 1
             definition = dumps(flow.to_dict())
             rev_id = self._insert(
                 q.INSERT_REVISION,
-                (flow.namespace, flow.id, number, content_hash, flow.path, source, definition, now),
+                (
+                    flow.namespace,
+                    flow.id,
+                    number,
+                    content_hash,
+                    flow.path,
+                    source,
+                    definition,
+                    now,
+                    dumps(dict(scripts)) if scripts else None,
+                    origin,
+                ),
             )
             self._execute(UPSERT_FLOW_ACTIVE, (flow.namespace, flow.id, int(flow.active), now))
         self._flows[rev_id] = flow
@@ -229,11 +273,14 @@ class SqlStore(Overview):
         now: float,
         *,
         inputs: Mapping[str, Any] | None = None,
+        revision_id: int | None = None,
     ) -> int:
-        """A new execution of the same revision, linked to ``ex_id`` (``original_id``),
-        that reuses every task run outside ``from_task``'s downstream which ended well
-        (its state and outputs copied) and runs ``from_task``, everything downstream of
-        it, and whatever else did not end well. Its id."""
+        """A new execution of the same revision (or of ``revision_id``, another of the
+        flow's), linked to ``ex_id`` (``original_id``), that reuses every task run
+        outside ``from_task``'s downstream which ended well (its state and outputs
+        copied) and runs ``from_task``, everything downstream of it, and whatever else
+        did not end well. Of another revision, only the tasks it has with the same
+        dependencies, all reused, are reused. Its id."""
         with self.transaction():
             original = self.get_execution(ex_id)
             if not original.state.terminal:
@@ -241,16 +288,20 @@ class SqlStore(Overview):
                     f"execution {ex_id} is {original.state.value}; replay needs an ended "
                     "execution (kill it first, or wait for it)"
                 )
-            flow = self.flow_of(original.revision_id)
+            old_flow = self.flow_of(original.revision_id)
+            revision_id = revision_id or original.revision_id
+            flow = self.flow_of(revision_id)
             runs = self.task_runs(ex_id)
-            again = to_run_again(flow, runs, from_task)
+            again = to_run_again(old_flow, runs, from_task)
             reused = {
                 r.task_id: r
                 for r in runs
                 if r.fork_of is None and r.parent_run_id is None and r.id not in again
             }
+            if revision_id != original.revision_id:
+                reused = _still_reusable(old_flow, flow, reused)
             return self.create_execution(
-                original.revision_id,
+                revision_id,
                 {**original.inputs, **(inputs or {})},
                 original.labels,
                 now,

@@ -1,0 +1,75 @@
+"""Finding the definitions in a folder that ``ordo deploy`` stores.
+
+Every ``*.yaml``, ``*.yml`` and ``*.json`` file in the folder or its sub-folders whose
+top level is a mapping with ``tasks`` is a flow file (one that does not parse is one too:
+its errors are reported); a sub-folder holding a ``flow.yaml`` (or ``flow.yml``) without
+``tasks`` is a package, and what is inside it is its own. Names starting with ``.`` or
+``_`` are skipped, and so are ``config.json`` files and other YAML and JSON files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ordo.definitions.document import load_document
+from ordo.definitions.package import CONFIG_FILE, META_FILES
+from ordo.errors import DefinitionError
+
+EXTENSIONS = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class Found:
+    """Absolute paths: flow files and package folders, and the YAML/JSON files that
+    are not flows (ignored)."""
+
+    definitions: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+def discover(folder: str) -> Found:
+    """The flow files and package folders in ``folder`` (absolute), in name order."""
+    found = Found()
+    root = os.path.abspath(folder)
+    if _is_package(root):
+        found.definitions.append(root)
+        return found
+    for current, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        for d in list(dirs):
+            if _is_package(os.path.join(current, d)):
+                found.definitions.append(os.path.join(current, d))
+                dirs.remove(d)
+        for name in sorted(files):
+            if name.startswith((".", "_")) or name == CONFIG_FILE:
+                continue
+            if name.lower().endswith(EXTENSIONS):
+                path = os.path.join(current, name)
+                (found.definitions if _is_flow_file(path) else found.ignored).append(path)
+    found.definitions.sort()
+    return found
+
+
+def _is_package(folder: str) -> bool:
+    for name in META_FILES:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return not _is_flow_file(path)
+    return False
+
+
+def _is_flow_file(path: str) -> bool:
+    """A mapping with ``tasks``, or a file that does not parse (reported as invalid)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return True
+    fmt = "json" if path.lower().endswith(".json") else "yaml"
+    try:
+        root = load_document(text.removeprefix("\ufeff"), path, fmt)
+    except DefinitionError:
+        return True
+    return isinstance(root, Mapping) and "tasks" in root

@@ -1,0 +1,62 @@
+"""A flow file or package folder read, validated and hashed, ready to be stored as a
+revision: its flow, the text it came from, the content hash (over the files it
+references too, see :mod:`ordo.definitions.references`) and those files' text."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ordo.definitions.flowfile import parse_flow
+from ordo.definitions.package import is_package, load_package, package_files, package_hash
+from ordo.definitions.references import read_files, referenced_files, revision_hash
+from ordo.errors import DefinitionError, Problem
+from ordo.model import Flow
+
+
+@dataclass(frozen=True)
+class Prepared:
+    flow: Flow
+    source: str
+    content_hash: str
+    scripts: dict[str, str | None]
+
+
+def prepare(path: str | os.PathLike[str]) -> Prepared:
+    """Read and validate a flow file or package folder; DefinitionError names every
+    problem (an unreadable file is one too)."""
+    absolute = os.path.abspath(path)
+    if is_package(absolute):
+        flow = load_package(absolute)
+        names = package_files(absolute)
+        source = json.dumps({"package": absolute, "scripts": [t.id for t in flow.tasks]})
+        return Prepared(flow, source, package_hash(absolute), read_files(absolute, names))
+    data = read_bytes(absolute, str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = Problem(f"file is not UTF-8 text (byte {exc.start})", str(path))
+        raise DefinitionError([problem]) from exc
+    flow = parse_flow(text, absolute)
+    names = referenced_files(flow)
+    digest = revision_hash(data, flow.base_dir, names)
+    return Prepared(flow, text, digest, read_files(flow.base_dir, names))
+
+
+def current_hash(path: str, names: Sequence[str]) -> str:
+    """The content hash ``path`` has now, counting the referenced files ``names`` (what
+    its stored revision referenced): equal to that revision's when nothing changed."""
+    if is_package(path):
+        return package_hash(path)
+    return revision_hash(read_bytes(path, path), os.path.dirname(path), names)
+
+
+def read_bytes(absolute: str, shown: str) -> bytes:
+    try:
+        with open(absolute, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DefinitionError([Problem(f"cannot read flow file: {reason}", shown)]) from exc
