@@ -127,6 +127,31 @@ def test_revoking_the_token_ends_its_sessions(server: Server) -> None:
         assert client.get("/flows").status_code == 303
 
 
+def test_a_token_limited_to_a_namespace_sees_only_that_namespace(server: Server) -> None:
+    execution_id = run_once(server)
+    made = server.cli("tokens", "create", "--name", "elsewhere", "--namespace", "other")
+    assert made.returncode == 0, made.stderr
+    with browser_like(server, made.stdout.strip()) as client:
+        assert "/flows/web/pages" not in client.get("/flows").text
+        assert f'data-id="{execution_id}"' not in client.get("/executions?part=1").text
+        for path in (
+            "/flows/web/pages",
+            f"/executions/{execution_id}",
+            f"/executions/{execution_id}/logs",
+            f"/executions/{execution_id}/logs.txt",
+        ):
+            answer = client.get(path)
+            assert answer.status_code == 404, path
+            assert "not found" in answer.text
+        token = csrf_of(client)
+        run = client.post("/flows/web/pages/run", data={"csrf": token})
+        kill = client.post(f"/executions/{execution_id}/save", data={"csrf": token, "name": "x"})
+        assert run.status_code == kill.status_code == 404
+        tokens = client.get("/tokens").text
+        assert "elsewhere" in tokens and f"writer-{server.port}" not in tokens
+        assert client.get(f"/ui/live?execution={execution_id}").status_code == 404
+
+
 def test_actions_that_cannot_be_done_say_why_on_the_page(server: Server) -> None:
     execution_id = run_once(server)
     with browser_like(server, server.token) as client:

@@ -4,13 +4,13 @@ backends."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 
 from ordo.model import State
 from ordo.store.serving import Serving
 
-STATES_SINCE = "SELECT created_at, state FROM executions WHERE created_at >= ?"
+STATES_SINCE = "SELECT created_at, state, namespace FROM executions WHERE created_at >= ?"
 RECENT_OF_FLOW = """
 SELECT id, state, created_at, started_at, ended_at FROM executions
 WHERE namespace = ? AND flow_id = ? ORDER BY id DESC LIMIT ?
@@ -18,9 +18,10 @@ WHERE namespace = ? AND flow_id = ? ORDER BY id DESC LIMIT ?
 LAST_CHANGE = "SELECT max(id) FROM state_history"
 LAST_CHANGE_OF = "SELECT max(id) FROM state_history WHERE execution_id = ?"
 LAST_EXECUTION = "SELECT max(id) FROM executions"
-SESSION_TOKEN = (
-    "SELECT name, read_only, token_hash FROM api_tokens WHERE id = ? AND revoked_at IS NULL"
-)
+SESSION_TOKEN = """
+SELECT name, read_only, token_hash, namespaces FROM api_tokens
+WHERE id = ? AND revoked_at IS NULL
+"""
 
 Outcome = tuple[int, State, float, float | None, float | None]
 
@@ -28,12 +29,16 @@ Outcome = tuple[int, State, float, float | None, float | None]
 class Overview(Serving):
     """Reads for pages; :class:`~ordo.store.sql.SqlStore` adds the rest."""
 
-    def states_since(self, since: float) -> list[tuple[float, State]]:
-        """(created_at, state) of every execution created at or after ``since``."""
-        return [(r[0], State(r[1])) for r in self._all(STATES_SINCE, (since,))]
-
-    def state_counts(self, since: float) -> Counter[State]:
-        return Counter(state for _, state in self.states_since(since))
+    def states_since(
+        self, since: float, namespaces: Sequence[str] | None = None
+    ) -> list[tuple[float, State]]:
+        """(created_at, state) of every execution created at or after ``since`` (in
+        ``namespaces`` only, when given)."""
+        return [
+            (r[0], State(r[1]))
+            for r in self._all(STATES_SINCE, (since,))
+            if namespaces is None or r[2] in namespaces
+        ]
 
     def recent_outcomes(
         self, flows: Iterable[tuple[str, str]], per_flow: int = 20
@@ -58,8 +63,11 @@ class Overview(Serving):
         newest = self._one(LAST_EXECUTION) if execution_id is None else None
         return (row[0] or 0 if row else 0, (newest[0] or 0) if newest else 0)
 
-    def session_token(self, token_id: int) -> tuple[str, bool, str] | None:
-        """(name, read_only, token_hash) of a token that is not revoked: what signs and
-        checks a web session made with it."""
+    def session_token(self, token_id: int) -> tuple[str, bool, str, tuple[str, ...] | None] | None:
+        """(name, read_only, token_hash, namespaces) of a token that is not revoked: what
+        signs and checks a web session made with it."""
         row = self._one(SESSION_TOKEN, (token_id,))
-        return (row[0], bool(row[1]), row[2]) if row else None
+        if row is None:
+            return None
+        scope = tuple(json.loads(row[3])) if row[3] is not None else None
+        return (row[0], bool(row[1]), row[2], scope)

@@ -15,7 +15,7 @@ from ordo import services
 from ordo.api.app import store_of
 from ordo.errors import DefinitionError, OrdoError, UsageError, http_status
 from ordo.ui import auth
-from ordo.ui.pages import MAX_ID, _labels, execution_context, flow_context
+from ordo.ui.pages import MAX_ID, _labels, execution_context, flow_context, visible_execution
 from ordo.ui.site import error_page, page
 
 router = APIRouter(include_in_schema=False)
@@ -38,6 +38,7 @@ def _run(
 ) -> Response:
     store = store_of(request)
     try:
+        viewer.caller.find(namespace, f"flow {namespace}/{flow_id}")
         latest = services.find_flow(store, namespace, flow_id)
     except OrdoError as exc:
         return error_page(request, exc, viewer)
@@ -109,8 +110,7 @@ def _do(
     now = time.time()
     target = execution_id
     try:
-        if not 1 <= execution_id <= MAX_ID:
-            raise UsageError(f"execution {execution_id} not found")
+        visible_execution(store, execution_id, viewer)
         if verb == "kill":
             services.kill(store, execution_id, viewer.who, now)
         elif verb == "restart":
@@ -143,7 +143,7 @@ def _do(
             services.save(store, execution_id, name, _text(form, "description") or None, now)
     except OrdoError as exc:
         try:
-            context = execution_context(store, execution_id, error=str(exc))
+            context = execution_context(store, execution_id, error=str(exc), viewer=viewer)
         except OrdoError:
             return error_page(request, exc, viewer)
         return page(request, "execution.html", viewer, status_code=http_status(exc), **context)

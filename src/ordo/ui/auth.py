@@ -19,7 +19,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 
 from ordo import services
-from ordo.api.app import store_of
+from ordo.api.app import Caller, store_of
 from ordo.errors import OrdoError
 from ordo.store import Store
 
@@ -36,10 +36,16 @@ class Session:
     read_only: bool
     expires: int
     csrf: str
+    namespaces: tuple[str, ...] | None = None  # None: every namespace
 
     @property
     def who(self) -> str:
         return f"web session of token {self.name}"
+
+    @property
+    def caller(self) -> Caller:
+        """The same rights as the token through the API (namespaces included)."""
+        return Caller(self.name, self.read_only, self.namespaces)
 
 
 class SignIn(OrdoError):
@@ -86,11 +92,12 @@ def read_session(store: Store, cookie: str | None, now: float) -> Session | None
     found = store.session_token(int(token_id))
     if found is None:
         return None
-    name, read_only, hashed = found
+    name, read_only, hashed, namespaces = found
     body = f"{token_id}.{expires}"
     if not hmac.compare_digest(signature, _sign(hashed, "session." + body)):
         return None
-    return Session(int(token_id), name, read_only, int(expires), _sign(hashed, "csrf." + body))
+    csrf = _sign(hashed, "csrf." + body)
+    return Session(int(token_id), name, read_only, int(expires), csrf, namespaces)
 
 
 def session(request: Request) -> Session:

@@ -4,7 +4,6 @@ Each has a stable URL; the parts that change live are also served alone for htmx
 
 from __future__ import annotations
 
-import difflib
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -51,7 +50,8 @@ def dashboard(request: Request, viewer: auth.Viewer, part: bool = False) -> HTML
     store = store_of(request)
     seen = mark(store)
     now = time.time()
-    created = store.states_since(now - DAY)
+    scope = viewer.namespaces
+    created = store.states_since(now - DAY, scope)
     counts: dict[str, int] = {}
     for _, state in created:
         counts[state.value] = counts.get(state.value, 0) + 1
@@ -59,8 +59,8 @@ def dashboard(request: Request, viewer: auth.Viewer, part: bool = False) -> HTML
         "counts": counts,
         "total": len(created),
         "chart": drawing.per_hour(created, now),
-        "running": store.list_executions(state=State.RUNNING, limit=20),
-        "failures": store.list_executions(state=State.FAILED, limit=10),
+        "running": store.list_executions(state=State.RUNNING, limit=20, namespaces=scope),
+        "failures": store.list_executions(state=State.FAILED, limit=10, namespaces=scope),
         "states": [s.value for s in drawing.STATE_ORDER],
         "seen": seen,
     }
@@ -84,7 +84,7 @@ def flows(
     except UsageError as exc:
         return error_page(request, exc, viewer)
     flags = store.flow_flags()
-    revisions = store.list_flows()
+    revisions = [r for r in store.list_flows() if viewer.caller.sees(r.namespace)]
     namespaces = sorted({r.namespace for r in revisions})
     shown = [
         r
@@ -139,6 +139,7 @@ def flow_page(
 ) -> HTMLResponse:
     store = store_of(request)
     try:
+        viewer.caller.find(namespace, f"flow {namespace}/{flow_id}")
         context = flow_context(
             store, namespace, flow_id, revision, diff_from, diff_to, from_execution
         )
@@ -180,6 +181,11 @@ def flow_context(
     labels_text = ""
     if values is None and from_execution is not None:
         source = store.get_execution(from_execution)
+        if (source.namespace, source.flow_id) != (namespace, flow_id):
+            raise UsageError(
+                f"execution {from_execution} is of {source.namespace}/{source.flow_id}, "
+                f"not of {namespace}/{flow_id}"
+            )
         prefill = dict(source.inputs)
         labels_text = ", ".join(f"{k}={v}" for k, v in source.labels.items())
     flow = shown.flow
@@ -197,6 +203,7 @@ def flow_context(
         "latest": latest,
         "active": store.flow_active(namespace, flow_id),
         "source": store.revision_source(shown.id),
+        "scripts": store.revision_scripts(shown.id),
         "revisions": revisions,
         "diff": diff,
         "diff_from": diff_from,
@@ -215,29 +222,20 @@ def flow_context(
 
 
 def _diff(store: Store, namespace: str, flow_id: str, a: int, b: int) -> list[tuple[str, str]]:
-    """The unified diff of two revisions' sources as (kind, line): kind is ``add``,
-    ``del``, ``hunk`` or ``same``."""
-    texts = []
-    for number in (a, b):
-        found = store.find_flow(namespace, flow_id, number)
-        if found is None:
-            raise not_found(f"flow {namespace}/{flow_id} revision {number}")
-        texts.append(store.revision_source(found.id).splitlines())
+    """:func:`ordo.views.revision_diff` as (kind, line): kind is ``add``, ``del``,
+    ``hunk``, ``head`` or ``same``."""
     lines = []
-    for line in difflib.unified_diff(
-        texts[0], texts[1], f"revision {a}", f"revision {b}", lineterm=""
-    ):
-        kind = (
-            "hunk"
-            if line.startswith("@@")
-            else "head"
-            if line.startswith(("---", "+++"))
-            else "add"
-            if line.startswith("+")
-            else "del"
-            if line.startswith("-")
-            else "same"
-        )
+    for line in views.revision_diff(store, namespace, flow_id, a, b).splitlines():
+        if line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith(("---", "+++")):
+            kind = "head"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = "same"
         lines.append((kind, line))
     return lines
 
@@ -324,7 +322,7 @@ def executions(
     }
     seen = mark(store)
     try:
-        rows, next_cursor = list_page(store, filters, cursor)
+        rows, next_cursor = list_page(store, filters, cursor, viewer.namespaces)
     except UsageError as exc:
         return error_page(request, exc, viewer)
     context: dict[str, Any] = {
@@ -335,39 +333,34 @@ def executions(
         "seen": seen,
         "query": {k: v for k, v in filters.items() if v},
         "states": [s.value for s in State],
-        "flows": sorted(f"{r.namespace}/{r.flow_id}" for r in store.list_flows()),
+        "flows": sorted(
+            f"{r.namespace}/{r.flow_id}"
+            for r in store.list_flows()
+            if viewer.caller.sees(r.namespace)
+        ),
     }
     return page(request, "_executions_rows.html" if part else "executions.html", viewer, **context)
 
 
 def list_page(
-    store: Store, filters: Mapping[str, str], cursor: int | None
+    store: Store,
+    filters: Mapping[str, str],
+    cursor: int | None,
+    namespaces: tuple[str, ...] | None = None,
 ) -> tuple[list[ExecutionRow], int | None]:
-    """One page of executions, newest first, and the cursor of the next. Labels are
-    matched on the page's rows: pages are read until one is full or the store ends."""
-    wanted = _labels(filters.get("label"))
-    found: list[ExecutionRow] = []
-    before = cursor
-    while len(found) < PAGE:
-        batch = store.list_executions(
-            flow=filters.get("flow") or None,
-            state=_state_of(filters.get("state", "")),
-            saved=_tristate(filters.get("saved", "")),
-            dev=_tristate(filters.get("dev", "")),
-            since=_since(filters.get("since", "")),
-            limit=PAGE if not wanted else 500,
-            before=before,
-        )
-        for row in batch:
-            if all(row.labels.get(k) == v for k, v in wanted.items()):
-                found.append(row)
-                if len(found) == PAGE:
-                    break
-        if len(batch) < (PAGE if not wanted else 500) or len(found) == PAGE:
-            break
-        before = batch[-1].id
-    next_cursor = found[-1].id if len(found) == PAGE else None
-    return found, next_cursor
+    """One page of executions, newest first, and the cursor of the next."""
+    rows = store.list_executions(
+        flow=filters.get("flow") or None,
+        state=_state_of(filters.get("state", "")),
+        saved=_tristate(filters.get("saved", "")),
+        dev=_tristate(filters.get("dev", "")),
+        since=_since(filters.get("since", "")),
+        labels=_labels(filters.get("label")),
+        namespaces=namespaces,
+        limit=PAGE,
+        before=cursor,
+    )
+    return rows, rows[-1].id if len(rows) == PAGE else None
 
 
 @router.get("/executions/{execution_id}", response_class=HTMLResponse)
@@ -379,15 +372,16 @@ def execution_page(
 ) -> HTMLResponse:
     store = store_of(request)
     try:
-        context = execution_context(store, execution_id)
+        context = execution_context(store, execution_id, viewer=viewer)
     except OrdoError as exc:
         return error_page(request, exc, viewer)
     return page(request, "_execution_live.html" if part else "execution.html", viewer, **context)
 
 
-def execution_context(store: Store, execution_id: int, error: str | None = None) -> dict[str, Any]:
-    if not 1 <= execution_id <= MAX_ID:
-        raise not_found(f"execution {execution_id}")
+def execution_context(
+    store: Store, execution_id: int, error: str | None = None, *, viewer: auth.Session
+) -> dict[str, Any]:
+    visible_execution(store, execution_id, viewer)
     seen = mark(store, execution_id)
     ex = store.get_execution(execution_id)
     flow = store.flow_of(ex.revision_id)
@@ -446,6 +440,16 @@ def execution_context(store: Store, execution_id: int, error: str | None = None)
     }
 
 
+def visible_execution(store: Store, execution_id: int, viewer: auth.Session) -> ExecutionRow:
+    """The execution, if the viewer's token may see its namespace; NotFound (as if it
+    did not exist) otherwise."""
+    if not 1 <= execution_id <= MAX_ID:
+        raise not_found(f"execution {execution_id}")
+    ex = store.get_execution(execution_id)
+    viewer.caller.find(ex.namespace, f"execution {execution_id}")
+    return ex
+
+
 # -- logs --------------------------------------------------------------------------------
 @router.get("/executions/{execution_id}/logs", response_class=HTMLResponse)
 def logs_panel(
@@ -457,7 +461,7 @@ def logs_panel(
     """The log of one attempt (or the whole execution): lines so far, then live ones."""
     store = store_of(request)
     try:
-        ex = store.get_execution(execution_id)
+        ex = visible_execution(store, execution_id, viewer)
         chosen = _attempt_ids(store, execution_id, attempt)
     except OrdoError as exc:
         return error_page(request, exc, viewer)
@@ -500,7 +504,7 @@ def follow_logs(
     (or execution) has ended and every line is sent."""
     store = store_of(request)
     try:
-        store.get_execution(execution)
+        visible_execution(store, execution, viewer)
         chosen = _attempt_ids(store, execution, attempt)
     except OrdoError as exc:
         return error_page(request, exc, viewer)
@@ -551,7 +555,7 @@ def download_logs(
 ) -> Response:
     store = store_of(request)
     try:
-        store.get_execution(execution_id)
+        visible_execution(store, execution_id, viewer)
         chosen = _attempt_ids(store, execution_id, attempt)
     except OrdoError as exc:
         return error_page(request, exc, viewer)
@@ -593,4 +597,7 @@ def connections(request: Request, viewer: auth.Viewer) -> HTMLResponse:
 
 @router.get("/tokens", response_class=HTMLResponse)
 def tokens(request: Request, viewer: auth.Viewer) -> HTMLResponse:
-    return page(request, "tokens.html", viewer, rows=store_of(request).list_tokens())
+    rows = store_of(request).list_tokens()
+    if viewer.namespaces is not None:  # a token limited to namespaces sees only itself
+        rows = [t for t in rows if t.id == viewer.token_id]
+    return page(request, "tokens.html", viewer, rows=rows)

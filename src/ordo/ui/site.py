@@ -175,6 +175,9 @@ async def live(
     what the page showed (its :func:`mark`): a change between rendering the page and
     opening this stream is sent at once."""
     stores: Stores = request.app.state.stores
+    if execution is not None:
+        found = await anyio.to_thread.run_sync(stores.get().get_execution, execution)
+        viewer.caller.find(found.namespace, f"execution {execution}")
     return StreamingResponse(
         _changes(request, stores, execution, seen),
         media_type="text/event-stream",
