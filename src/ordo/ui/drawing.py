@@ -265,7 +265,7 @@ def durations(outcomes: Sequence[tuple[int, State, float | None, float | None]])
     """One column per execution (oldest left): its duration, coloured by its state.
     ``outcomes`` are (id, state, started_at, ended_at), newest first."""
     took = [
-        (ex_id, state, (ended - started) if started and ended else 0.0)
+        (ex_id, state, (ended - started) if started is not None and ended is not None else 0.0)
         for ex_id, state, started, ended in reversed(outcomes)
     ]
     top = max((t for _, _, t in took), default=0.0) or 1.0
