@@ -88,6 +88,7 @@ def start_execution(
     idempotency_key: str | None = None,
     started_by: str | None = None,
     trigger_inputs: Mapping[str, Any] | None = None,
+    queue: str | None = None,
 ) -> int:
     """Check and convert the inputs, evaluate the flow's run_if, then record and start a
     new execution. Flow labels are inherited; ``labels`` add to or override them. With
@@ -97,7 +98,8 @@ def start_execution(
     execution (kept ``retention.dev_days``). With an ``idempotency_key`` already used,
     nothing new is recorded and that execution's id is returned. ``trigger_inputs`` (what
     a trigger passes: ``event``, ``body``, ``schedule``) are added after the declared
-    inputs are checked, whether declared or not."""
+    inputs are checked, whether declared or not. ``queue`` runs every task on that queue
+    instead of its own."""
     flow = revision.flow
     unknown = [t for t in skip_tasks if t not in {task.id for task in flow.tasks}]
     if unknown:
@@ -119,6 +121,7 @@ def start_execution(
         dev=dev,
         idempotency_key=idempotency_key,
         started_by=started_by or ("child" if parent else None),
+        queue=queue,
     )
 
 

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -70,6 +71,9 @@ def set_active(store: Store, namespace: str, flow_id: str, active: bool, now: fl
 
 
 # -- starting ---------------------------------------------------------------------------
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
 def start(
     store: Store,
     revision: Revision,
@@ -82,11 +86,16 @@ def start(
     idempotency_key: str | None = None,
     skip_tasks: Sequence[str] = (),
     continue_on_error: bool | None = None,
+    queue: str | None = None,
 ) -> int:
     """Start an execution by hand or through the API (``started_by`` says which);
     Forbidden when the flow says ``allow_manual: false``. An ``idempotency_key`` used
     before returns that execution's id and starts nothing."""
     flow = revision.flow
+    if queue is not None and not QUEUE_NAME.fullmatch(queue):
+        raise UsageError(
+            f"queue: {queue!r} is not a queue name (letters, digits, '_', '-', '.', at most 100)"
+        )
     if not flow.allow_manual:
         raise Forbidden(
             f"flow {flow.key} does not allow manual starts (allow_manual: false); its "
@@ -103,6 +112,7 @@ def start(
         started_by=started_by,
         skip_tasks=skip_tasks,
         continue_on_error=continue_on_error,
+        queue=queue,
     )
 
 

@@ -41,6 +41,7 @@ def execution_dict(e: ExecutionRow) -> dict[str, Any]:
         "parent_id": e.parent_id,
         "original_id": e.original_id,
         "started_by": e.started_by,
+        "queue": e.queue,
         "outputs": e.outputs,
         "dev": e.dev,
         "saved": None

@@ -247,3 +247,19 @@ def test_static_files_are_served_and_vendored(server: Server) -> None:
     for path in ("/static/vendor/htmx-2.0.4.min.js", "/static/ordo.js", "/static/ordo.css"):
         assert httpx.get(server.url + path).status_code == 200, path
     assert "/ui/" not in httpx.get(server.url + "/api/openapi.json").text
+
+
+def test_run_with_options_puts_the_execution_on_a_queue(server: Server) -> None:
+    with browser_like(server, server.token) as client:
+        token = csrf_of(client)
+        bad = client.post("/flows/web/pages/run", data={"csrf": token, "queue": "no spaces"})
+        assert bad.status_code == 422 and "is not a queue name" in bad.text
+        answer = client.post("/flows/web/pages/run", data={"csrf": token, "queue": "gpu"})
+        assert answer.status_code == 303
+        execution_id = int(answer.headers["location"].rsplit("/", 1)[1])
+        doc = server.http.get(f"/api/executions/{execution_id}").json()
+        assert doc["queue"] == "gpu" and doc["state"] == "RUNNING"  # no worker serves gpu
+        assert doc["task_runs"][0]["state"] == "CREATED"
+        assert "<dt>Queue</dt><dd>gpu</dd>" in client.get(f"/executions/{execution_id}").text
+        killed = client.post(f"/executions/{execution_id}/kill", data={"csrf": token})
+        assert killed.status_code == 303

@@ -34,6 +34,9 @@ class StartBody(BaseModel):
     skip: list[str] = Field(default_factory=list, description="task ids to skip")
     continue_on_error: bool | None = None
     revision: int | None = Field(default=None, ge=1, le=MAX_ID)
+    queue: str | None = Field(
+        default=None, description="run every task on this queue instead of its own"
+    )
 
 
 @router.post(
@@ -62,6 +65,7 @@ def start_execution(
         idempotency_key=idempotency_key or None,
         skip_tasks=body.skip,
         continue_on_error=body.continue_on_error,
+        queue=body.queue,
     )
     return views.execution_dict(store.get_execution(execution_id))
 

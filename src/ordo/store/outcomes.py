@@ -302,6 +302,7 @@ class Outcomes(StoreReads):
         task = self.flow_of(claim.revision_id).task(claim.task_id)
         count = len(items)
         first = min(count, task.concurrency or count)
+        queue = self.queue_of(ex_id, task)
         self._executemany(
             q.INSERT_ITEM,
             [
@@ -310,7 +311,7 @@ class Outcomes(StoreReads):
                     task.id,
                     int(task.allow_failure),
                     now,
-                    task.queue,
+                    queue,
                     tr_id,
                     i,
                     dumps(v),

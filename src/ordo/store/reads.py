@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ordo.errors import NotFound
-from ordo.model import Flow, State
+from ordo.model import Flow, State, Task
 from ordo.store import queries as q
 from ordo.store.records import (
     AttemptRow,
@@ -165,6 +165,12 @@ class StoreReads(ABC):
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
         return [_execution(r) for r in self._all(sql, params)]
+
+    def queue_of(self, execution_id: int, task: Task) -> str:
+        """Where ``execution_id``'s task runs of ``task`` are queued: the execution's
+        queue when it has one, else the task's."""
+        row = self._one(q.EXECUTION_QUEUE, (execution_id,))
+        return str(row[0]) if row and row[0] else task.queue
 
     def task_runs(self, execution_id: int) -> list[TaskRunRow]:
         return [_task_run(r) for r in self._all(q.TASK_RUNS, (execution_id,))]
@@ -366,6 +372,7 @@ def _execution(r: Row) -> ExecutionRow:
         r[21],
         r[22],
         r[23],
+        r[24],
     )
 
 

@@ -48,6 +48,7 @@ class ExecutionRow:
     saved_at: float | None = None
     original_id: int | None = None  # the execution this one replays
     started_by: str | None = None  # manual, api, schedule:<trigger>, event:<type>, webhook:...
+    queue: str | None = None  # every task run's queue; None: each task's own
 
     @property
     def flow_key(self) -> str:

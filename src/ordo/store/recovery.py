@@ -110,7 +110,7 @@ class Recovery(Limits):
                         len(task.depends_on),
                         int(task.allow_failure),
                         now,
-                        task.queue,
+                        self.queue_of(ex_id, task),
                         task.concurrency_key,
                     ),
                 )
@@ -139,7 +139,10 @@ class Recovery(Limits):
             return
         if pending == 0 and (run.fork_of is None or run.fork_of in again):
             task = flow.task(run.task_id)
-            self._execute(q.INSERT_READY, (run.id, ex_id, now, task.queue, task.concurrency_key))
+            self._execute(
+                q.INSERT_READY,
+                (run.id, ex_id, now, self.queue_of(ex_id, task), task.concurrency_key),
+            )
 
     def _fork_parent(self, tr_id: int) -> int | None:
         row = self._one(q.TASK_RUN_FORK, (tr_id,))
@@ -195,7 +198,7 @@ class Recovery(Limits):
                         task_id,
                         int(item.allow_failure),
                         now,
-                        task.queue,
+                        self.queue_of(ex_id, task),
                         tr_id,
                         item.fork_index,
                         dumps(value),
@@ -281,7 +284,8 @@ class Recovery(Limits):
             self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
             if pending == 0:
                 self._execute(
-                    q.INSERT_READY, (run.id, ex_id, now, task.queue, task.concurrency_key)
+                    q.INSERT_READY,
+                    (run.id, ex_id, now, self.queue_of(ex_id, task), task.concurrency_key),
                 )
                 self._made_ready()
         if again:

@@ -184,6 +184,7 @@ class SqlStore(Overview):
         reuse: Mapping[str, TaskRunRow] | None = None,
         idempotency_key: str | None = None,
         started_by: str | None = None,
+        queue: str | None = None,
     ) -> int:
         """Record a new execution of a revision and start it: CREATED -> RUNNING, one
         task run per task, and the tasks without dependencies made ready. Under the
@@ -199,7 +200,8 @@ class SqlStore(Overview):
         dev execution; a child execution is dev when its parent is. ``original_id`` and
         ``reuse`` make it a replay: those task runs of the original are copied.
         ``idempotency_key``: when an execution was created with this key already, nothing
-        is recorded and its id is returned. ``started_by`` says what started it."""
+        is recorded and its id is returned. ``started_by`` says what started it. ``queue``
+        puts every task run on that queue instead of its task's."""
         flow = self.flow_of(revision_id)
         deadline = now + flow.timeout if flow.timeout else None
         result = RecordResult()
@@ -235,6 +237,7 @@ class SqlStore(Overview):
                     original_id,
                     idempotency_key,
                     started_by,
+                    queue,
                 ),
             )
             if root_id is None:
@@ -242,7 +245,7 @@ class SqlStore(Overview):
             if parent_attempt_id is not None:
                 self._execute(q.UNLEASE, (parent_attempt_id,))
             self._history(ex_id, None, None, State.CREATED, now, None)
-            ids = self._insert_task_runs(ex_id, flow, now)
+            ids = self._insert_task_runs(ex_id, flow, now, queue)
             self._executemany(
                 q.INSERT_DEP,
                 [(ids[d], ids[t.id]) for t in flow.tasks for d in t.depends_on],
@@ -309,9 +312,12 @@ class SqlStore(Overview):
                 reuse=reused,
                 dev=original.dev,
                 continue_on_error=None,
+                queue=original.queue,
             )
 
-    def _insert_task_runs(self, ex_id: int, flow: Flow, now: float) -> dict[str, int]:
+    def _insert_task_runs(
+        self, ex_id: int, flow: Flow, now: float, queue: str | None = None
+    ) -> dict[str, int]:
         """One CREATED task run per task, 500 to a statement; their ids by task id."""
         rows = [
             (
@@ -321,7 +327,7 @@ class SqlStore(Overview):
                 len(t.depends_on),
                 int(t.allow_failure),
                 now,
-                t.queue,
+                queue or t.queue,
                 t.concurrency_key,
             )
             for t in flow.tasks

@@ -43,7 +43,7 @@ def _run(
     except OrdoError as exc:
         return error_page(request, exc, viewer)
     given: dict[str, Any] = {}
-    values: dict[str, Any] = {"__labels": _text(form, "labels")}
+    values: dict[str, Any] = {"__labels": _text(form, "labels"), "__queue": _text(form, "queue")}
     for spec in latest.flow.inputs:
         raw = _text(form, f"input.{spec.name}")
         values[spec.name] = raw
@@ -68,6 +68,7 @@ def _run(
             started_by=f"ui:{viewer.name}",
             labels=labels,
             dev=_text(form, "mode") == "dev",
+            queue=_text(form, "queue") or None,
         )
     except DefinitionError as exc:
         for p in exc.problems:

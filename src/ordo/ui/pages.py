@@ -218,6 +218,7 @@ def flow_context(
         "errors": errors or {},
         "error": error,
         "labels_text": labels_text if values is None else values.get("__labels", ""),
+        "queue": "" if values is None else values.get("__queue", ""),
     }
 
 
