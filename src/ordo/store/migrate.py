@@ -39,7 +39,7 @@ def migrations(backend: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-LATEST = {"sqlite": 8, "postgresql": 8}
+LATEST = {"sqlite": 9, "postgresql": 9}
 
 CREATE_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

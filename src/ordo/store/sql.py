@@ -28,14 +28,15 @@ from ordo.store.records import (
     TaskRunRow,
 )
 from ordo.store.recovery import to_run_again
-from ordo.store.serving import UPSERT_FLOW_ACTIVE, Serving
+from ordo.store.secrets import Secrets
+from ordo.store.serving import UPSERT_FLOW_ACTIVE
 
 
 class Closable(Protocol):
     def close(self) -> None: ...
 
 
-class SqlStore(Serving):
+class SqlStore(Secrets):
     """One connection to one database; use from one thread at a time."""
 
     def __init__(self) -> None:
