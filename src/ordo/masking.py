@@ -129,20 +129,24 @@ def secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
 
 class LineMask:
     """Masks one stream of log lines, also where a secret is split across lines (a
-    value with newlines, or printed in pieces): lines are matched joined with and
-    without their line breaks. A line whose end could be the start of a secret is held
-    back until the next line shows whether it is (or :meth:`flush`)."""
+    value with newlines, or printed in pieces): the lines are matched joined by their
+    line breaks, and joined without them against the secrets without theirs. A line
+    whose end could be the start of a secret is held back until the next line shows
+    whether it is (or :meth:`flush`)."""
 
     #: held lines past this many characters are let go, masked as far as known
     MAX_HELD = 1 << 20
 
     def __init__(self, secrets: tuple[str, ...]) -> None:
-        self.secrets = tuple(s for s in secrets if s)
-        self._pattern = _pattern(self.secrets) if self.secrets else None
-        self._by_first: dict[str, list[str]] = {}
-        for s in self.secrets:
-            self._by_first.setdefault(s[0], []).append(s)
-        self._longest = max((len(s) for s in self.secrets), default=0)
+        kept = tuple(s for s in secrets if s)
+        flat = tuple(dict.fromkeys(f for s in kept if (f := s.replace("\n", ""))))
+        self._ways = [(sep, found) for sep, found in (("\n", kept), ("", flat)) if found]
+        self._pattern = {sep: _pattern(found) for sep, found in self._ways}
+        self._by_first: dict[str, dict[str, list[str]]] = {}
+        for sep, found in self._ways:
+            for f in found:
+                self._by_first.setdefault(sep, {}).setdefault(f[0], []).append(f)
+        self._longest = max((len(s) for s in kept), default=0)
         self._lines: list[str] = []
         self._covered: list[bytearray] = []
 
@@ -152,7 +156,7 @@ class LineMask:
 
     def feed(self, line: str) -> list[str]:
         """The lines (masked) that can be shown now, ``line`` perhaps among them."""
-        if self._pattern is None:
+        if not self._ways:
             return [line]
         self._lines.append(line)
         self._covered.append(bytearray(len(line)))
@@ -174,13 +178,10 @@ class LineMask:
 
     def _cover(self) -> None:
         """Mark the characters of every secret found in the held lines."""
-        assert self._pattern is not None
-        for sep in ("\n", ""):
+        for sep, _ in self._ways:
             text = sep.join(self._lines)
-            if sep and len(self._lines) == 1:
-                continue  # the same text as without separators
             starts = _starts(self._lines, len(sep))
-            for m in self._pattern.finditer(text):
+            for m in self._pattern[sep].finditer(text):
                 for pos in range(m.start(), m.end()):
                     i = bisect.bisect_right(starts, pos) - 1
                     col = pos - starts[i]
@@ -190,11 +191,11 @@ class LineMask:
     def _held_from(self) -> int | None:
         """The index of the first held line that a secret may go on from, if any."""
         best: int | None = None
-        for sep in ("\n", ""):
+        for sep, _ in self._ways:
             text = sep.join(self._lines) + sep
             starts = _starts(self._lines, len(sep))
             begin = max(0, len(text) - self._longest + 1)
-            for first, candidates in self._by_first.items():
+            for first, candidates in self._by_first[sep].items():
                 j = text.find(first, begin)
                 while j != -1:
                     rest = text[j:]
