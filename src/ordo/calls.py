@@ -17,7 +17,7 @@ from typing import Any
 from ordo import engine
 from ordo.clock import Clock
 from ordo.errors import OrdoError, StoreUnavailable
-from ordo.masking import masked
+from ordo.masking import forms, mask_value, masked
 from ordo.model import Outcome, State, Task
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
@@ -84,6 +84,11 @@ class TaskCalls:
         running = self.running.get(claim.attempt_id)
         if request.get("op") == "connect":
             return self._connect(claim, request, running)
+        if request.get("op") == "secret":
+            return _secret(request, running)
+        if request.get("op") == "flow" and running is not None:  # child inputs are stored
+            inputs = mask_value(request.get("inputs") or {}, running.context.secrets)
+            request = {**request, "inputs": inputs}
         call = Call(claim, request)
         waits = request.get("op") in ("wait", "start_flow_task")
         if waits and running is not None:
@@ -131,7 +136,7 @@ class TaskCalls:
             parent.log if parent else _discard,
             timeout=parent.timeout if parent else None,
             cancel=parent.cancel if parent else threading.Event(),
-            secrets=tuple(lookup.get("secrets", ())),
+            secrets=(parent.secrets if parent else ()) + forms(lookup.get("secrets", ())),
         )
         started = self.clock.now()
         try:
@@ -212,6 +217,17 @@ class TaskCalls:
             }
             for call in self._waiters.pop(child_id):
                 call.answer.set_result(answer)
+
+
+def _secret(request: dict[str, Any], running: Running | None) -> dict[str, Any]:
+    """``system.secret(name)``: from the secrets decrypted for this attempt (whose values
+    are masked in all it reports)."""
+    if running is None:
+        return {"error": "system.secret: the task is not running here"}
+    try:
+        return {"value": running.context.vault.get(str(request.get("name")))}
+    except OrdoError as exc:
+        return {"error": f"system.secret: {exc}"}
 
 
 def _discard(stream: str, line: str) -> None:

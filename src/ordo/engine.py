@@ -16,9 +16,10 @@ from urllib.parse import urljoin
 
 from ordo import definitions, templating
 from ordo.errors import Conflict, DefinitionError, NotFound, OrdoError, Problem, UsageError
-from ordo.masking import secret_values
+from ordo.masking import forms, masked, secret_values
 from ordo.model import Check, Flow, Outcome, State, Task
 from ordo.runners.base import CheckPlan, LogSink, RunContext
+from ordo.secrets import Revealed, SecretBox
 from ordo.store import Store
 from ordo.store.records import Claim, Connection, ExecutionRow, Revision
 
@@ -353,22 +354,40 @@ def prepare(
     claim: Claim,
     log: LogSink,
     env: Mapping[str, str],
+    box: SecretBox | None = None,
 ) -> Prepared:
     """Render the task's fields for this attempt. A missing reference fails the attempt
     (reason ``template``) with a message naming the reference and the task.
+
+    Every secret of the store is decrypted with ``box`` (none without one) for
+    ``secret('NAME')`` in templates and ``system.secret`` in handlers; their values, a
+    connection's credentials and the task's env values named like a secret are the
+    context's ``secrets``, masked in what the attempt reports (outcomes returned here
+    are masked already).
 
     A for_each task run is expanded here (the outcome carries the items); an item sees
     ``fork``. A template run_if is answered here (SKIP and STOP are outcomes); a
     function run_if is left to the worker (``ctx.run_if``). A ``connection:`` is looked
     up and merged into the fields. Pre and post checks are rendered by the worker when
     it runs them (``ctx.checks``), against what is read here."""
+    vault = (box or SecretBox(None)).reveal(store.secret_rows())
+    prepared = _prepare(store, claim, log, env, vault)
+    if prepared.outcome is not None:
+        hidden = forms(vault.values.values())
+        return Prepared(claim, outcome=masked(prepared.outcome, hidden))
+    return prepared
+
+
+def _prepare(
+    store: Store, claim: Claim, log: LogSink, env: Mapping[str, str], vault: Revealed
+) -> Prepared:
     flow = store.flow_of(claim.revision_id)
     task = flow.task(claim.task_id)
     fork: dict[str, Any] | None = None
     if task.for_each is not None:
         _, index, value = store.fork_item(claim.task_run_id)
         if index is None:
-            return Prepared(claim, outcome=_expand(store, flow, task, claim, env))
+            return Prepared(claim, outcome=_expand(store, flow, task, claim, env, vault))
         fork = {"index": index, "value": value}
     raw: dict[str, Any] = {
         "fields": dict(task.spec),
@@ -378,7 +397,7 @@ def prepare(
     }
     try:
         if templating.has_template(raw):
-            rendered = _render(store, flow, claim, raw, env, fork)
+            rendered = _render(store, flow, claim, raw, env, fork, vault=vault)
         else:
             rendered = raw
     except templating.TemplateError as exc:
@@ -389,7 +408,7 @@ def prepare(
         if decided is not None:
             return Prepared(claim, outcome=decided)
     fields = dict(rendered["fields"])
-    secrets: tuple[str, ...] = ()
+    secrets: list[str] = list(vault.values.values())
     if "connection" in fields:
         try:
             connection = store.get_connection(str(fields["connection"]))
@@ -399,7 +418,7 @@ def prepare(
                 claim, outcome=Outcome(State.FAILED, reason="connection", error=message)
             )
         fields = with_connection(fields, connection)
-        secrets = tuple(connection.secrets())
+        secrets += connection.secrets()
     task_env = {k: str(v) for k, v in rendered["env"].items()}
     secrets += secret_values(task_env)
     ctx = RunContext(
@@ -415,12 +434,13 @@ def prepare(
         log=log,
         timeout=task.timeout,
         run_if=task.run_if if isinstance(task.run_if, Mapping) else None,
-        secrets=secrets,
+        secrets=forms(secrets),
+        vault=vault,
     )
     if ctx.run_if is not None:
         ctx.facts = _facts(store, flow, claim, fork)
     if task.pre_checks or task.post_checks:
-        ctx.checks = check_plan(store, flow, task, claim, env, fork)
+        ctx.checks = check_plan(store, flow, task, claim, env, fork, vault)
     return Prepared(claim, context=ctx)
 
 
@@ -431,6 +451,7 @@ def check_plan(
     claim: Claim,
     env: Mapping[str, str],
     fork: Mapping[str, Any] | None,
+    vault: Revealed | None = None,
 ) -> CheckPlan:
     """The task's checks for this attempt, with what their templates and functions need
     read from the store now: a check's templates see what the task's fields see, and a
@@ -452,7 +473,9 @@ def check_plan(
         if not templating.has_template(dict(check.fields)):
             return check
         seen = outputs if own is None else {**outputs, task.id: own}
-        context = templating.make_context(execution.inputs, seen, flow.vars, info, env, fork)
+        context = templating.make_context(
+            execution.inputs, seen, flow.vars, info, env, fork, (vault or Revealed()).get
+        )
         return Check(check.kind, templating.render(dict(check.fields), context))
 
     facts = {
@@ -493,12 +516,16 @@ def with_connection(fields: Mapping[str, Any], connection: Connection) -> dict[s
     return merged
 
 
-def _expand(store: Store, flow: Flow, task: Task, claim: Claim, env: Mapping[str, str]) -> Outcome:
+def _expand(
+    store: Store, flow: Flow, task: Task, claim: Claim, env: Mapping[str, str], vault: Revealed
+) -> Outcome:
     """The for_each task run's items, or why there are none."""
     source = task.for_each
     try:
         items = (
-            _render(store, flow, claim, source, env) if templating.has_template(source) else source
+            _render(store, flow, claim, source, env, vault=vault)
+            if templating.has_template(source)
+            else source
         )
     except templating.TemplateError as exc:
         return Outcome(State.FAILED, reason="template", error=f"task '{task.id}': for_each: {exc}")
@@ -519,12 +546,14 @@ def _render(
     raw: Any,
     env: Mapping[str, str],
     fork: Mapping[str, Any] | None = None,
+    *,
+    vault: Revealed,
 ) -> Any:
     execution = store.get_execution(claim.execution_id)
     needed = templating.referenced_tasks(raw, flow.vars, every=[t.id for t in flow.tasks])
     outputs = store.outputs(claim.execution_id, needed, flow=flow) if needed else {}
     context = templating.make_context(
-        execution.inputs, outputs, flow.vars, execution.template_info(), env, fork
+        execution.inputs, outputs, flow.vars, execution.template_info(), env, fork, vault.get
     )
     return templating.render(raw, context)
 

@@ -27,7 +27,9 @@ import uvicorn
 
 from ordo import deploy
 from ordo.errors import OrdoError, StoreError
+from ordo.masking import MASK
 from ordo.runners import make_runners
+from ordo.secrets import SecretBox
 from ordo.settings import Settings
 from ordo.store import open_store
 from ordo.triggers.notifier import MailServer, Notifier
@@ -53,6 +55,7 @@ class ServerOptions:
     environ: dict[str, str] = field(default_factory=dict)
     flows_dir: str | None = None  # deployed at start (``--flows``)
     watch: bool = False  # and again whenever a file in it changes
+    secrets: SecretBox | None = None  # what embedded workers read secrets with
 
 
 class Loop:
@@ -219,7 +222,13 @@ def _embedded_worker(options: ServerOptions) -> tuple[Worker | None, threading.T
         return None, None
     settings = WorkerSettings(slots=options.workers, grace=options.grace)
     store = open_store(options.db_url)
-    worker = Worker(store, make_runners(settings.slots), settings=settings, env=options.environ)
+    worker = Worker(
+        store,
+        make_runners(settings.slots),
+        settings=settings,
+        env=options.environ,
+        secrets=options.secrets,
+    )
     thread = threading.Thread(target=worker.serve, name="worker", daemon=True)
     thread.start()
     return worker, thread
@@ -228,5 +237,5 @@ def _embedded_worker(options: ServerOptions) -> tuple[Worker | None, threading.T
 def _shown(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return f"{scheme}://{MASK}@{rest.split('@', 1)[1]}"
     return url

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -119,10 +119,13 @@ def make_context(
     execution: Mapping[str, Any],
     env: Mapping[str, str],
     fork: Mapping[str, Any] | None = None,
+    secret: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """The names a template sees: ``inputs``, ``outputs.<task>.<key>`` (a for_each task's
     outputs are a list, one entry per item), ``vars`` (lazy, see :class:`LazyVars`),
-    ``execution``, ``env``, and in a for_each item ``fork.value`` and ``fork.index``."""
+    ``execution``, ``env``, in a for_each item ``fork.value`` and ``fork.index``, and
+    with ``secret`` the function ``secret('NAME')`` (``secret`` raises OrdoError saying
+    why a secret cannot be had; the template fails with that message)."""
     lazy = LazyVars(vars_)
     context: dict[str, Any] = {
         "inputs": Scope("inputs", inputs),
@@ -139,8 +142,22 @@ def make_context(
     }
     if fork is not None:
         context["fork"] = Scope("fork", fork)
+    if secret is not None:
+        context["secret"] = _secret_function(secret)
     lazy.bind(context)
     return context
+
+
+def _secret_function(lookup: Callable[[str], str]) -> Callable[[Any], str]:
+    def secret(name: Any) -> str:
+        if not isinstance(name, str):
+            raise TemplateError(f"secret() takes a secret's name as a string, got {name!r}")
+        try:
+            return lookup(name)
+        except OrdoError as exc:
+            raise TemplateError(str(exc), f"secret('{name}')") from None
+
+    return secret
 
 
 ANSWERS = ("RUN", "SKIP", "STOP")
@@ -239,7 +256,14 @@ def _undefined_error(parent: Any, name: Any) -> TemplateError:
     from jinja2.utils import missing
 
     if parent is missing:
-        known = ", ".join(("inputs", "outputs", "vars", "execution", "env", "fork"))
+        if name == "secret":
+            return TemplateError(
+                "secret() is not available here: secrets can be read in a task's fields, "
+                "with, env, run_if, for_each and checks, not in what is stored as written "
+                "(flow outputs, flow run_if, trigger conditions)",
+                "secret",
+            )
+        known = ", ".join(("inputs", "outputs", "vars", "execution", "env", "fork", "secret"))
         return TemplateError(f"undefined reference '{name}' (known names: {known})", str(name))
     base = getattr(parent, _PATH_KEY, None)
     if base is None:

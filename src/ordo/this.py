@@ -232,5 +232,11 @@ class _System:
         """An execution (this one by default): state, inputs, outputs, parent, children."""
         return dict(_call({"op": "execution", "id": execution_id})["execution"])
 
+    def secret(self, name: str) -> str:
+        """The value of secret ``name`` (``ordo secrets set NAME``). It is masked as
+        ``****`` in this task's logs, outputs and errors, in the encodings ordo knows;
+        OrdoCallError for an unknown secret or one that cannot be decrypted."""
+        return str(_call({"op": "secret", "name": name})["value"])
+
 
 system = _System()

@@ -29,10 +29,11 @@ from ordo import engine
 from ordo.calls import Running, TaskCalls
 from ordo.clock import Clock, SystemClock
 from ordo.errors import OrdoError, StoreError, StoreUnavailable
-from ordo.masking import mask, masked
+from ordo.masking import LineMask, mask_value, masked
 from ordo.model import Outcome, State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
+from ordo.secrets import SecretBox
 from ordo.store import Store
 from ordo.store.records import Claim, NewLog, RecordResult
 
@@ -91,6 +92,7 @@ class Worker:
         rng: random.Random | None = None,
         env: Mapping[str, str] | None = None,
         listener: Listener | None = None,
+        secrets: SecretBox | None = None,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -99,6 +101,7 @@ class Worker:
         self.rng = rng or random.Random()
         self.env = dict(os.environ if env is None else env)
         self.listener: Listener = listener or _Silent()
+        self.secrets = secrets or SecretBox(None)  # without a key no secret can be read
         self._events: queue.SimpleQueue[tuple[Claim, Outcome]] = queue.SimpleQueue()
         self._logs: list[NewLog] = []
         self._logs_lock = threading.Lock()
@@ -265,6 +268,9 @@ class Worker:
     ) -> tuple[RecordResult, list[Claim]]:
         """One transaction: logs, stops asked for, claims, outcomes (with all they
         decide), hand-backs, and claims of what the outcomes just made ready."""
+        for running in list(self._running.values()):
+            if isinstance(running.context.log, _AttemptLog):
+                running.context.log.release(now)  # lines held long enough for a secret's rest
         with self._logs_lock:
             logs = list(self._logs)
         stopped = RecordResult()
@@ -420,7 +426,7 @@ class Worker:
     def _launch(self, claim: Claim) -> None:
         self._launched.append(claim.attempt_id)
         log = _AttemptLog(self, claim)
-        prepared = engine.prepare(self.store, claim, log, self.env)
+        prepared = engine.prepare(self.store, claim, log, self.env, self.secrets)
         self.listener.started(claim)
         if prepared.outcome is not None:
             outcome = prepared.outcome
@@ -434,7 +440,7 @@ class Worker:
             return
         ctx = prepared.context
         assert ctx is not None
-        log.secrets = ctx.secrets
+        log.hide(ctx.secrets)
         if ctx.task.type == "flow" and ctx.run_if is None:
             self._start_child(claim, ctx, log)
             return
@@ -456,7 +462,7 @@ class Worker:
                 self.store,
                 claim,
                 str(ctx.fields["flow"]),
-                ctx.with_,
+                mask_value(dict(ctx.with_), ctx.secrets),  # stored as the child's inputs
                 self.clock.now(),
                 revision=int(revision) if revision is not None else None,
                 wait=wait,
@@ -500,6 +506,8 @@ class Worker:
         except Exception as exc:  # a runner bug must not lose the attempt
             logger.exception("runner %s crashed", ctx.task.type)
             outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
+        if isinstance(ctx.log, _AttemptLog):
+            ctx.log.release(None)  # every line has come: the held ones go now
         self._events.put((claim, masked(outcome, ctx.secrets)))
 
     def _evaluate_run_if(self, ctx: RunContext) -> Outcome | None:
@@ -594,19 +602,57 @@ class Worker:
 
 class _AttemptLog:
     """The log sink of one attempt: timestamps lines, buffers them for the loop (waking it
-    when many wait), masks ``secrets`` and stops keeping output past ``max_log_bytes``
-    with one marker."""
+    when many wait), masks secrets (:meth:`hide`; a line that may go on with a secret's
+    rest is held back up to :data:`HOLD` seconds) and stops keeping output past
+    ``max_log_bytes`` with one marker. Fed by the attempt's threads, released by the
+    loop."""
+
+    HOLD = 1.0
 
     def __init__(self, worker: Worker, claim: Claim) -> None:
         self.worker = worker
         self.claim = claim
         self.size = 0
         self.truncated = False
-        self.secrets: tuple[str, ...] = ()
+        self._secrets: tuple[str, ...] = ()
+        self._masks: dict[str, LineMask] = {}
+        self._held_since: float | None = None
+        self._lock = threading.Lock()
+
+    def hide(self, secrets: tuple[str, ...]) -> None:
+        """Mask ``secrets`` in the lines from now on."""
+        with self._lock:
+            self._secrets = secrets
+            self._masks = {}
 
     def __call__(self, stream: str, line: str) -> None:
-        if self.secrets:
-            line = mask(line, self.secrets)
+        if not self._secrets:
+            self._emit(stream, line)
+            return
+        with self._lock:
+            masks = self._masks.get(stream)
+            if masks is None:
+                masks = self._masks[stream] = LineMask(self._secrets)
+            for shown in masks.feed(line):
+                self._emit(stream, shown)
+            if not any(m.holding for m in self._masks.values()):
+                self._held_since = None
+            elif self._held_since is None:
+                self._held_since = self.worker.clock.now()
+
+    def release(self, now: float | None) -> None:
+        """Let the held lines go: all of them (``now`` None), else those held for
+        :data:`HOLD` seconds by ``now``."""
+        with self._lock:
+            since = self._held_since
+            if since is None or (now is not None and now - since < self.HOLD):
+                return
+            for stream, masks in self._masks.items():
+                for shown in masks.flush():
+                    self._emit(stream, shown)
+            self._held_since = None
+
+    def _emit(self, stream: str, line: str) -> None:
         worker = self.worker
         limit = worker.settings.max_log_bytes
         if self.truncated:

@@ -157,7 +157,7 @@ def test_connections_commands_mask_credentials(
     url = "postgresql://app:hunter2@db.example:5432/sales"
     added = ordo(ordo_cmd, ordo_env, "connections", "add", "sales", "--type", "sql", "--url", url)
     assert added.returncode == 0, added.stderr
-    assert "hunter2" not in added.stdout and "app:***@db.example" in added.stdout
+    assert "hunter2" not in added.stdout and "app:****@db.example" in added.stdout
     api = ordo(
         ordo_cmd,
         ordo_env,
@@ -176,7 +176,7 @@ def test_connections_commands_mask_credentials(
     shown = ordo(ordo_cmd, ordo_env, "connections", "show", "api", "--json")
     for out in (listed.stdout, shown.stdout):
         assert "hunter2" not in out and "tok-123" not in out
-    assert json.loads(shown.stdout)["config"]["headers"] == {"Authorization": "***"}
+    assert json.loads(shown.stdout)["config"]["headers"] == {"Authorization": "****"}
     twice = ordo(ordo_cmd, ordo_env, "connections", "add", "api", "--type", "sql", "--url", url)
     assert twice.returncode == 2 and "connection 'api' exists" in twice.stderr
     bad = ordo(ordo_cmd, ordo_env, "connections", "add", "x", "--type", "http", "--url", url)

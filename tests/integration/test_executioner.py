@@ -346,11 +346,11 @@ def test_secret_variables_are_masked_in_every_log(ex: Executioner) -> None:
     assert result.returncode == 0
     rid = run_id(result.stdout)
     text = (ex.folder / "logs" / f"executioner.app.job-leak.run-{rid}.log").read_text()
-    assert "pw=*** tok=***" in text and "hunter22" not in text
+    assert "pw=**** tok=****" in text and "hunter22" not in text
     logs = subprocess.run(
         [*ex.cmd, "logs", str(rid), "--db", ex.db], env=ex.env, capture_output=True, text=True
     )
-    assert "hunter22" not in logs.stdout and "***" in logs.stdout
+    assert "hunter22" not in logs.stdout and "****" in logs.stdout
 
 
 def test_the_report_is_mailed_with_the_job_logs_and_a_mail_error_changes_nothing(

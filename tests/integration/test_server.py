@@ -299,7 +299,7 @@ def test_flows_are_created_from_yaml_or_json_and_bad_ones_get_422_with_line_and_
     assert valid.json() == {"valid": True, "namespace": "demo", "id": "hello"}
     flow = server.http.get("/api/flows/demo/hello").json()
     assert flow["revisions"][0]["revision"] == flow["revision"]
-    assert flow["triggers"][1]["key"] == "***"  # the webhook's secret is not shown
+    assert flow["triggers"][1]["key"] == "****"  # the webhook's secret is not shown
     assert server.http.get("/api/flows/demo/none").status_code == 404
     huge = server.http.post("/api/flows", content=b"x" * 2_000_000)
     assert huge.status_code == 413

@@ -170,3 +170,30 @@ def test_fork_and_list_outputs_in_templates() -> None:
     )
     assert templating.render("{{ fork.index }}:{{ fork.value }}", context) == "0:a.csv"
     assert templating.render("{{ outputs.each | map(attribute='n') | sum }}", context) == 3
+
+
+def _secrets(name: str) -> str:
+    from ordo.secrets import Revealed
+
+    return Revealed({"DB_PW": 'p"w\\1'}, {"OLD": "secret 'OLD' cannot be decrypted"}).get(name)
+
+
+def test_secret_function_gives_the_value_in_any_template() -> None:
+    context = make_context({}, {}, {}, {}, {}, secret=_secrets)
+    assert render("{{ secret('DB_PW') }}", context) == 'p"w\\1'
+    assert render({"env": ["x={{ secret('DB_PW') }}"]}, context) == {"env": ['x=p"w\\1']}
+
+
+def test_an_unknown_or_unreadable_secret_fails_naming_it() -> None:
+    context = make_context({}, {}, {}, {}, {}, secret=_secrets)
+    with pytest.raises(TemplateError, match=r"unknown secret 'NOPE' \(secrets: DB_PW, OLD"):
+        render("{{ secret('NOPE') }}", context)
+    with pytest.raises(TemplateError, match="'OLD' cannot be decrypted"):
+        render("a {{ secret('OLD') }}", context)
+    with pytest.raises(TemplateError, match="takes a secret's name as a string"):
+        render("{{ secret(1) }}", context)
+
+
+def test_secret_where_there_are_none_says_where_secrets_can_be_read() -> None:
+    with pytest.raises(TemplateError, match=r"secret\(\) is not available here"):
+        render("{{ secret('DB_PW') }}", make_context({}, {}, {}, {}, {}))

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from ordo import services, views
 from ordo.api.app import Caller, Reader, StoreDep, Writer
 from ordo.errors import DefinitionError, Problem, UsageError
+from ordo.masking import MASK
 from ordo.store import Store
 from ordo.store.records import Revision
 from ordo.triggers.scheduler import iso, next_fire_times
@@ -61,7 +62,7 @@ def flow_summary(store: Store, revision: Revision, active: bool | None = None) -
         "labels": dict(flow.labels),
         "active": active,
         "allow_manual": flow.allow_manual,
-        "triggers": [t.to_dict() | {"key": "***" if t.key else ""} for t in flow.triggers],
+        "triggers": [t.to_dict() | {"key": MASK if t.key else ""} for t in flow.triggers],
         "tasks": [t.id for t in flow.tasks],
         "inputs": {i.name: i.to_dict() for i in flow.inputs},
         "created_at": revision.created_at,

@@ -10,6 +10,7 @@ from typing import Any
 from ordo import definitions, graph, templating
 from ordo.cli.common import parse_pairs, short
 from ordo.errors import EXIT_OK, EXIT_USAGE, DefinitionError
+from ordo.masking import MASK
 
 
 def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -48,6 +49,7 @@ def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             "inputs": inputs,
         },
         environ,
+        secret=lambda name: MASK,  # nothing is decrypted to be shown
     )
     print(f"plan for {flow.key} ({len(flow.tasks)} tasks); nothing runs")
     if inputs:

@@ -11,7 +11,12 @@ from typing import Any
 
 from ordo import settings
 from ordo.errors import ConfigError, UsageError
+from ordo.secrets import Key, SecretBox
 from ordo.store import Store, open_store
+
+#: The variable holding the secrets' key; without it, the key file in ``$ORDO_HOME``.
+KEY_VARIABLE = "ORDO_SECRET_KEY"
+KEY_FILE = "secret.key"
 
 
 def database_url(cli_value: str | None, environ: Mapping[str, str]) -> str:
@@ -29,11 +34,87 @@ def open_db(cli_value: str | None, environ: Mapping[str, str]) -> Store:
     return open_store(database_url(cli_value, environ))
 
 
+def ordo_home(environ: Mapping[str, str]) -> str:
+    """``$ORDO_HOME``, else ``~/.ordo``."""
+    return environ.get("ORDO_HOME") or os.path.join(os.path.expanduser("~"), ".ordo")
+
+
+def secret_box(environ: Mapping[str, str]) -> SecretBox:
+    """What encrypts and decrypts secrets, with the key of :func:`secret_key` (read when
+    first needed)."""
+    return SecretBox(lambda create: secret_key(environ, create))
+
+
+def secret_key(environ: Mapping[str, str], create: bool) -> Key:
+    """``$ORDO_SECRET_KEY``, else the key file ``$ORDO_HOME/secret.key`` (made with mode
+    0600 when there is none and ``create``). ConfigError says what is wrong."""
+    text = environ.get(KEY_VARIABLE, "").strip()
+    if text:
+        return Key(text.encode("ascii", "replace"), KEY_VARIABLE)
+    path = os.path.join(ordo_home(environ), KEY_FILE)
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        if not create:
+            raise ConfigError(
+                f"no secret key: {KEY_VARIABLE} is not set and {path} does not exist "
+                "(the secrets were set with a key this process does not have)"
+            ) from None
+    try:
+        return _make_key(path)
+    except FileExistsError:  # another process made it first
+        return _read_key(path)
+
+
+def _read_key(path: str) -> Key:
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            data = f.read()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the secret key: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path}: the secret key file can be read by others (mode {mode & 0o777:o}); "
+            f"make it private: chmod 600 {path}"
+        )
+    return Key(data.strip(), path)
+
+
+def _make_key(path: str) -> Key:
+    """A new key in a new file of mode 0600: written under a temporary name, then linked
+    into place, so no process ever reads a half-written key."""
+    import base64
+
+    key = base64.urlsafe_b64encode(os.urandom(32))
+    folder = os.path.dirname(path)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, key + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise ConfigError(f"{path}: cannot make the secret key file: {why}") from None
+    return Key(key, path)
+
+
 def load_settings(environ: Mapping[str, str]) -> settings.Settings:
     """The settings from ``environ`` over ``$ORDO_HOME/settings.toml`` (``~/.ordo``), if
     that file exists."""
-    home = environ.get("ORDO_HOME") or os.path.join(os.path.expanduser("~"), ".ordo")
-    path = os.path.join(home, settings.FILE_NAME)
+    path = os.path.join(ordo_home(environ), settings.FILE_NAME)
     text = None
     try:
         with open(path, "rb") as f:

@@ -1,5 +1,5 @@
 """``ordo connections add|list|show|remove``: named databases and HTTP APIs. What is
-printed is masked: passwords in URLs and header values show as ``***``."""
+printed is masked: passwords in URLs and header values show as ``****``."""
 
 from __future__ import annotations
 

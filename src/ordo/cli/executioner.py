@@ -16,7 +16,7 @@ from datetime import datetime
 
 from ordo import engine
 from ordo.cli import display
-from ordo.cli.common import fmt_time, open_db, skipped_tasks
+from ordo.cli.common import fmt_time, open_db, secret_box, skipped_tasks
 from ordo.cli.recover import reap_dead, who
 from ordo.cli.run import work
 from ordo.definitions.executioner import NAMESPACE, Config, load_config
@@ -191,7 +191,12 @@ def run(
         settings = WorkerSettings(slots=workers)
         listener = display.listener_for(store, ex_id, config.flow, quiet=not args.verbose)
         worker = Worker(
-            store, make_runners(workers), settings=settings, env=environ, listener=listener
+            store,
+            make_runners(workers),
+            settings=settings,
+            env=environ,
+            listener=listener,
+            secrets=secret_box(environ),
         )
         work(worker, ex_id, listener, reap=args.resume_from is not None)
         execution = store.get_execution(ex_id)

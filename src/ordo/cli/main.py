@@ -28,7 +28,7 @@ STATES = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ordo.cli import deploy, serving
+    from ordo.cli import deploy, secrets, serving
 
     parser = argparse.ArgumentParser(
         prog="ordo", description="Run flows of shell, python, sql and http tasks, durably."
@@ -325,6 +325,7 @@ def _parser() -> argparse.ArgumentParser:
     cshow.add_argument("--json", action="store_true")
     crm = cn_sub.add_parser("remove", parents=[common], help="delete a connection")
     crm.add_argument("name")
+    secrets.add_parser(sub, common)
     return parser
 
 
@@ -375,7 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = dict(os.environ)
     try:
         server = args.server or environ.get("ORDO_SERVER")
-        if server and args.command not in ("server", "tokens", "worker", "db", "executioner"):
+        local = ("server", "tokens", "worker", "db", "executioner", "secrets")
+        if server and args.command not in local:
             from ordo.cli import remote
 
             return remote.command(args, server, args.token or environ.get("ORDO_TOKEN"))
@@ -425,6 +427,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ordo.cli import connections
 
             return connections.command(args, environ)
+        if args.command == "secrets":
+            from ordo.cli import secrets as secret_commands
+
+            return secret_commands.command(args, environ)
         if args.command in ("validate", "plan"):
             from ordo.cli import check
 

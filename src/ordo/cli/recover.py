@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from ordo import services
 from ordo.cli import display
-from ordo.cli.common import fmt_time, open_db, parse_pairs, print_json
+from ordo.cli.common import fmt_time, open_db, parse_pairs, print_json, secret_box
 from ordo.cli.run import work
 from ordo.errors import EXIT_FAILED, EXIT_OK, UsageError
 from ordo.model import State
@@ -135,7 +135,12 @@ def _run_to_end(
     flow = store.flow_of(execution.revision_id)
     listener = display.listener_for(store, execution.id, flow, quiet=quiet)
     worker = Worker(
-        store, make_runners(settings.slots), settings=settings, env=environ, listener=listener
+        store,
+        make_runners(settings.slots),
+        settings=settings,
+        env=environ,
+        listener=listener,
+        secrets=secret_box(environ),
     )
     final = work(worker, execution.id, listener, reap=True)
     if args.json:

@@ -11,7 +11,7 @@ from types import FrameType
 
 from ordo import engine
 from ordo.cli import display
-from ordo.cli.common import open_db, parse_pairs, print_json
+from ordo.cli.common import open_db, parse_pairs, print_json, secret_box
 from ordo.cli.retention import start_from_args
 from ordo.errors import EXIT_FAILED, EXIT_OK, UsageError
 from ordo.model import State
@@ -38,7 +38,14 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         execution_id = start_from_args(store, revision, args, labels)
         quiet = args.quiet or args.json  # stdout carries the JSON document only
         listener = display.listener_for(store, execution_id, revision.flow, quiet=quiet)
-        worker = Worker(store, runners, settings=settings, env=environ, listener=listener)
+        worker = Worker(
+            store,
+            runners,
+            settings=settings,
+            env=environ,
+            listener=listener,
+            secrets=secret_box(environ),
+        )
         final = work(worker, execution_id, listener)
         if args.json:
             from ordo.views import execution_document

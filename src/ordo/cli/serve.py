@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from types import FrameType
 
 from ordo import engine
-from ordo.cli.common import fmt_time, open_db, parse_pairs, print_json, table
+from ordo.cli.common import fmt_time, open_db, parse_pairs, print_json, secret_box, table
 from ordo.cli.retention import start_from_args
 from ordo.errors import EXIT_OK, UsageError
 from ordo.model import parse_duration
@@ -38,7 +38,13 @@ def worker_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     settings.heartbeat_every = settings.lease_seconds / 3
     settings.reap_every = settings.lease_seconds / 2
     store = open_db(args.db, environ)
-    worker = Worker(store, make_runners(settings.slots), settings=settings, env=environ)
+    worker = Worker(
+        store,
+        make_runners(settings.slots),
+        settings=settings,
+        env=environ,
+        secrets=secret_box(environ),
+    )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         logging.getLogger("ordo").info("%s: stopping", signal.Signals(signum).name)

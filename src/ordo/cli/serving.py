@@ -17,7 +17,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ordo import services
-from ordo.cli.common import database_url, fmt_time, load_settings, open_db, print_json, table
+from ordo.cli.common import (
+    database_url,
+    fmt_time,
+    load_settings,
+    open_db,
+    print_json,
+    secret_box,
+    table,
+)
 from ordo.definitions.schema import ID_RE
 from ordo.errors import EXIT_OK, UsageError
 from ordo.model import parse_duration
@@ -121,6 +129,7 @@ def server_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             environ=dict(environ),
             flows_dir=args.flows,
             watch=args.watch,
+            secrets=secret_box(environ),
         )
     )
     return EXIT_OK

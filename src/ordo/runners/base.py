@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ordo.model import Check, Outcome, Task
+from ordo.secrets import Revealed
 
 #: ``log(stream, line)``: stream is "stdout" or "stderr"; line has no trailing newline.
 LogSink = Callable[[str, str], None]
@@ -56,8 +57,12 @@ class RunContext:
     #: (inputs, outputs, execution, fork) as the keyword arguments it may take.
     run_if: Mapping[str, Any] | None = None
     facts: Mapping[str, Any] = field(default_factory=dict)
-    #: Values never to show (connection passwords, header values): masked in logs.
+    #: Texts never to show (secrets, connection passwords, header values, and their
+    #: encodings: :func:`ordo.masking.forms`): masked in logs, outputs and errors.
     secrets: tuple[str, ...] = ()
+    #: The secrets this attempt may read (``system.secret``); their values are among
+    #: ``secrets``.
+    vault: Revealed = field(default_factory=Revealed)
     #: A python handler's calls into ordo (``this.flow``, ``this.connect``, ``system.*``):
     #: a request dict in, an answer dict out; blocks until answered. None outside a worker.
     call: Callable[[dict[str, Any]], dict[str, Any]] | None = None

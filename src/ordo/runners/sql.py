@@ -9,6 +9,7 @@ import sqlite3
 from contextlib import closing
 from typing import Any
 
+from ordo.masking import MASK
 from ordo.model import Outcome, State
 from ordo.runners.base import RunContext
 from ordo.runners.watch import Watch
@@ -125,7 +126,7 @@ def _redacted(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     user, at, host = rest.rpartition("@")
     if at and ":" in user:
-        user = user.split(":", 1)[0] + ":***"
+        user = user.split(":", 1)[0] + ":" + MASK
     return f"{scheme}{sep}{user}{at}{host}"
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ordo.masking import MASK
 from ordo.model import Flow, State
 
 
@@ -215,7 +216,7 @@ class Connection:
             if key in ("url", "base_url") and isinstance(value, str):
                 shown[key] = mask_url(value)
             elif key == "headers" and isinstance(value, Mapping):
-                shown[key] = {k: "***" for k in value}
+                shown[key] = {k: MASK for k in value}
             else:
                 shown[key] = value
         return shown
@@ -244,7 +245,7 @@ def _url_password(url: str) -> str | None:
 
 
 def mask_url(url: str) -> str:
-    """``scheme://user:***@host/...``: the password replaced."""
+    """``scheme://user:****@host/...``: the password replaced."""
     from urllib.parse import urlsplit
 
     try:
@@ -254,7 +255,7 @@ def mask_url(url: str) -> str:
         return url
     if not password:
         return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    netloc = parts.netloc.replace(f":{password}@", f":{MASK}@", 1)
     return parts._replace(netloc=netloc).geturl()
 
 

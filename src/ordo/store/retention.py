@@ -91,6 +91,7 @@ NOT_EXECUTION_TABLES = (
     "schedules",
     "leases",
     "api_tokens",
+    "secrets",
     "events",
 )
 
