@@ -265,6 +265,8 @@ def test_a_secret_set_with_the_cli_is_read_by_a_run_and_a_changed_key_is_a_clear
         "id: uses\ntasks:\n"
         "  - {id: t, type: shell, command: 'echo got {{ secret(\"API_TOKEN\") }} ok'}\n"
     )
+    planned = ordo(ordo_cmd, ordo_env, db, "plan", str(flow))
+    assert "command: echo got **** ok" in planned.stdout, planned.stdout + planned.stderr
     ran = ordo(ordo_cmd, ordo_env, db, "run", str(flow))
     assert ran.returncode == 0, ran.stderr
     logs = ordo(ordo_cmd, ordo_env, db, "logs", "1")
