@@ -73,7 +73,7 @@ class Server:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_ordo(self.env, "--db", self.db, *args)
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -138,7 +138,8 @@ async def webhook(
             break
         await asyncio.sleep(WEBHOOK_POLL)
     doc = {"id": execution.id, "state": execution.state.value, "outputs": execution.outputs}
-    return JSONResponse(doc, status_code=200 if execution.state.terminal else 202)
+    ended = execution.state.terminal and not async_  # async: 202 even if it ended already
+    return JSONResponse(doc, status_code=200 if ended else 202)
 
 
 class ConnectionBody(BaseModel):
