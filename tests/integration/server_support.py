@@ -68,7 +68,11 @@ class Server:
         self.http = httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
         )
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:  # a server that never became ready is not left running
+            self.stop()
+            raise
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_ordo(self.env, "--db", self.db, *args)
