@@ -382,9 +382,10 @@ def execution_page(
 def execution_context(
     store: Store, execution_id: int, error: str | None = None, *, viewer: auth.Session
 ) -> dict[str, Any]:
-    visible_execution(store, execution_id, viewer)
-    seen = mark(store, execution_id)
-    ex = store.get_execution(execution_id)
+    if not 1 <= execution_id <= MAX_ID:
+        raise not_found(f"execution {execution_id}")
+    seen = mark(store, execution_id)  # before the data: a later change is sent at once
+    ex = visible_execution(store, execution_id, viewer)
     flow = store.flow_of(ex.revision_id)
     runs = views.in_order(store.task_runs(execution_id))
     attempts = store.attempts(execution_id)
@@ -462,8 +463,7 @@ def logs_panel(
     """The log of one attempt (or the whole execution): lines so far, then live ones."""
     store = store_of(request)
     try:
-        ex = visible_execution(store, execution_id, viewer)
-        chosen = _attempt_ids(store, execution_id, attempt)
+        ex, chosen = _log_scope(store, execution_id, attempt, viewer)
     except OrdoError as exc:
         return error_page(request, exc, viewer)
     lines = store.logs(execution_id, attempt_ids=chosen, limit=LOG_PAGE)
@@ -485,12 +485,17 @@ def logs_panel(
     )
 
 
-def _attempt_ids(store: Store, execution_id: int, attempt: int | None) -> list[int] | None:
+def _log_scope(
+    store: Store, execution_id: int, attempt: int | None, viewer: auth.Session
+) -> tuple[ExecutionRow, list[int] | None]:
+    """The execution whose log is asked for, and the attempt ids it is limited to (None:
+    all); NotFound for an execution the viewer may not see or an attempt not of it."""
+    ex = visible_execution(store, execution_id, viewer)
     if attempt is None:
-        return None
+        return ex, None
     if attempt not in {a.id for a in store.attempts(execution_id)}:
         raise not_found(f"attempt {attempt} of execution {execution_id}")
-    return [attempt]
+    return ex, [attempt]
 
 
 @router.get("/ui/logs")
@@ -505,8 +510,7 @@ def follow_logs(
     (or execution) has ended and every line is sent."""
     store = store_of(request)
     try:
-        visible_execution(store, execution, viewer)
-        chosen = _attempt_ids(store, execution, attempt)
+        chosen = _log_scope(store, execution, attempt, viewer)[1]
     except OrdoError as exc:
         return error_page(request, exc, viewer)
     stores: Stores = request.app.state.stores
@@ -556,8 +560,7 @@ def download_logs(
 ) -> Response:
     store = store_of(request)
     try:
-        visible_execution(store, execution_id, viewer)
-        chosen = _attempt_ids(store, execution_id, attempt)
+        chosen = _log_scope(store, execution_id, attempt, viewer)[1]
     except OrdoError as exc:
         return error_page(request, exc, viewer)
     stores: Stores = request.app.state.stores
