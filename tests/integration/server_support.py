@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from support import patient
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +79,9 @@ class Server:
         return run_ordo(self.env, "--db", self.db, *args)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
+        """Wait for ``/health``: ``timeout`` seconds on an idle machine, more under load
+        (a server's start imports FastAPI and opens the store, slow on a busy runner)."""
+        deadline = time.monotonic() + patient(timeout)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"server exited: {self.log.read_text()}")
@@ -99,7 +102,7 @@ class Server:
         return result
 
     def wait_state(self, execution_id: int, *states: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patient(timeout)
         while True:
             doc: dict[str, Any] = self.http.get(f"/api/executions/{execution_id}").json()
             if doc["state"] in states or time.monotonic() > deadline:

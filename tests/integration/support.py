@@ -4,6 +4,7 @@ in this process with a real Worker."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -37,9 +38,26 @@ def start(cmd: list[str], env: dict[str, str], db: str, *args: str) -> subproces
     )
 
 
+def load_factor() -> float:
+    """How much slower than an idle machine this one is now: the 1-minute load average
+    per CPU, at least 1. Deadlines of waits are multiplied by it, so that a test on a
+    loaded 2-core runner gets the time its processes need rather than failing."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 1.0
+    return max(1.0, load / (os.cpu_count() or 1))
+
+
+def patient(seconds: float) -> float:
+    """``seconds`` (the deadline on an idle machine) scaled by :func:`load_factor`."""
+    return seconds * load_factor()
+
+
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout`` seconds
+    (scaled by the machine's load)."""
+    deadline = time.monotonic() + patient(timeout)
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")

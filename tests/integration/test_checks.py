@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import work_on
+from support import patient, work_on
 
 from ordo import engine
 from ordo.model import State
@@ -404,7 +404,7 @@ def test_a_kill_during_a_check_stops_it_and_the_task_never_runs(
     thread = threading.Thread(target=lambda: ended.append(work_on(store, folder, ex_id)[1]))
     thread.start()
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + patient(30)
         while not (folder / "checking.flag").exists():
             assert time.monotonic() < deadline, "the check never started"
             time.sleep(0.05)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import patient
 
 
 def ordo(
@@ -185,7 +186,7 @@ def test_kill_9_mid_run_leaves_a_consistent_store(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + patient(20)
     while not (tmp_path / "slow.txt").exists():
         assert time.monotonic() < deadline, "the slow task never started"
         time.sleep(0.05)
@@ -222,7 +223,7 @@ def test_ctrl_c_stops_the_run_and_fails_the_execution(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + patient(20)
     while not (tmp_path / "started.txt").exists():
         assert time.monotonic() < deadline, "the task never started"
         time.sleep(0.05)
@@ -255,7 +256,7 @@ def test_logs_follow_prints_until_the_execution_ends(
         stderr=subprocess.DEVNULL,
     )
     db = Path(ordo_env["ORDO_HOME"], "ordo.db")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + patient(20)
     while not db.exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)

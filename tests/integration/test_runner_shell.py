@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from support import patient
+
 from ordo.model import Metric, State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
@@ -32,7 +34,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patient(timeout)
     while time.monotonic() < deadline:
         if condition():
             return True

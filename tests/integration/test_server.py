@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from server_support import Server, run_ordo, running_server, server_env
+from support import patient
 
 FLOW = """
 id: hello
@@ -148,7 +149,7 @@ def test_listing_pages_with_a_cursor_and_filters(server: Server) -> None:
 
 def test_kill_then_restart_replay_and_mark_through_the_api(server: Server) -> None:
     execution_id = int(str(start(server, "slow")["id"]))
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + patient(20)
     while time.monotonic() < deadline:
         runs = server.http.get(f"/api/executions/{execution_id}/task-runs").json()
         if runs[0]["state"] == "RUNNING":

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 from server_support import Server, running_server, server_env
+from support import patient
 
 ANALYTICS = """\
 id: report
@@ -33,7 +34,7 @@ tasks:
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patient(timeout)
     while True:
         found = check()
         if found:

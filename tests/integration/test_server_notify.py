@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from server_support import running_server, server_env
+from support import patient
 
 NOTIFIED = """
 id: nightly
@@ -59,7 +60,7 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 def wait_for(check: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patient(timeout)
     while time.monotonic() < deadline:
         found = check()
         if found:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from support import run_file
+from support import patient, run_file
 
 from ordo.clock import FakeClock
 from ordo.model import State
@@ -268,7 +268,7 @@ def test_logs_are_stored_while_the_attempt_runs(store: Store, tmp_path: Path) ->
 
     def watch() -> None:
         reader = open_store(db)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + patient(20)
         while time.monotonic() < deadline and not seen:
             for ex in reader.list_executions():
                 attempts = [a for a in reader.attempts(ex.id) if a.state is State.RUNNING]

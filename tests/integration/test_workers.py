@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import patient
 
 from ordo.store import open_store
 
@@ -55,7 +56,7 @@ def workers(
 
 
 def wait_for(what: str, check: object, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patient(timeout)
     while not check():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
