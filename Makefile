@@ -7,13 +7,21 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
+# everything: ordo and the dev tools (tests, linters)
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed-run $@
+
+# only what running ordo needs (make demo)
+$(VENV)/.installed-run: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
 	touch $@
 
-demo: setup
+demo: $(VENV)/.installed-run
 	$(BIN)/ordo run examples/nightly-report/flow.yaml
 
 lint: setup

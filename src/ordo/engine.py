@@ -15,7 +15,15 @@ from typing import Any
 from urllib.parse import urljoin
 
 from ordo import definitions, templating
-from ordo.errors import Conflict, DefinitionError, NotFound, OrdoError, Problem, UsageError
+from ordo.errors import (
+    Conflict,
+    DefinitionError,
+    NotFound,
+    OrdoError,
+    Problem,
+    UsageError,
+    did_you_mean,
+)
 from ordo.masking import forms, masked, secret_values
 from ordo.model import Check, Flow, Outcome, State, Task
 from ordo.runners.base import CheckPlan, LogSink, RunContext
@@ -105,7 +113,8 @@ def start_execution(
     unknown = [t for t in skip_tasks if t not in {task.id for task in flow.tasks}]
     if unknown:
         known = ", ".join(t.id for t in flow.tasks)
-        raise UsageError(f"--skip: {flow.key} has no task {unknown[0]!r} (tasks: {known})")
+        tip = did_you_mean(unknown[0], (t.id for t in flow.tasks))
+        raise UsageError(f"--skip: {flow.key} has no task {unknown[0]!r}{tip} (tasks: {known})")
     inputs = {**definitions.coerce_inputs(flow, given_inputs), **(trigger_inputs or {})}
     merged = {**flow.labels, **(labels or {})}
     skip = _flow_run_if(flow, inputs, merged, evaluate)
@@ -230,7 +239,8 @@ def replay_execution(
 def _check_task(flow: Flow, task_id: str | None, option: str) -> None:
     if task_id is not None and task_id not in {t.id for t in flow.tasks}:
         known = ", ".join(t.id for t in flow.tasks)
-        raise UsageError(f"{option}: {flow.key} has no task {task_id!r} (tasks: {known})")
+        tip = did_you_mean(task_id, (t.id for t in flow.tasks))
+        raise UsageError(f"{option}: {flow.key} has no task {task_id!r}{tip} (tasks: {known})")
 
 
 def _flow_run_if(

@@ -8,6 +8,7 @@ later, HTTP status codes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -100,6 +101,15 @@ class Forbidden(OrdoError):
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when one of ``choices`` is close to ``word``, else
+    ``""``: the hint every "unknown name" message ends with."""
+    import difflib
+
+    hint = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
 def http_status(exc: OrdoError) -> int:

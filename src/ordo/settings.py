@@ -4,6 +4,8 @@ handed down. An environment variable wins over the file; the file over the defau
 
 ``settings.toml``::
 
+    db = "postgresql://ordo@db.example.com/ordo"  # the store, when neither --db nor
+                                                 # ORDO_DB names one
     [retention]
     days = 30       # ordo gc keeps ended executions this many days
     dev_days = 3    # ... and dev executions (ordo run --dev) this many
@@ -52,6 +54,7 @@ SETTINGS = (
     Setting("smtp.sender", "ORDO_SMTP_SENDER", "ordo@localhost", "text"),
     Setting("server.url", "ORDO_SERVER_URL", "", "text"),
     Setting("server.max_body", "ORDO_MAX_BODY", 1_048_576, "count"),
+    Setting("db", "ORDO_DB", "", "text"),
 )
 
 
@@ -60,6 +63,7 @@ class Settings:
     """What ordo is configured to do. ``origins`` says where each value came from
     (``default``, the settings file's path, or the environment variable)."""
 
+    db: str = ""
     retention_days: float = 30
     retention_dev_days: float = 3
     smtp_host: str = ""
@@ -125,6 +129,9 @@ def _file_values(text: str, file_name: str, problems: list[str]) -> dict[str, An
     tables = list(dict.fromkeys(k.partition(".")[0] for k in known))
     found: dict[str, Any] = {}
     for table, content in document.items():
+        if table in known and not isinstance(content, dict):  # a key outside any table
+            found[table] = content
+            continue
         if table not in tables:
             hint = difflib.get_close_matches(table, tables, n=1)
             tip = f" (did you mean [{hint[0]}]?)" if hint else ""

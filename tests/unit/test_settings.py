@@ -103,3 +103,12 @@ def test_smtp_and_server_settings_come_from_the_file_and_the_environment() -> No
     with pytest.raises(ConfigError) as bad:
         from_sources({"ORDO_SMTP_PORT": "many"}, "[smtp]\nhost = 5\n", FILE)
     assert "ORDO_SMTP_PORT" in str(bad.value) and "smtp.host: must be a string" in str(bad.value)
+
+
+def test_the_store_may_be_named_outside_any_table() -> None:
+    found = from_sources({}, 'db = "postgresql://ordo@db/ordo"\n[retention]\ndays = 5\n', FILE)
+    assert (found.db, found.retention_days) == ("postgresql://ordo@db/ordo", 5)
+    assert found.origins["db"] == FILE
+    assert from_sources({"ORDO_DB": "x.db"}, 'db = "y.db"\n', FILE).db == "x.db"
+    with pytest.raises(ConfigError, match="db: must be a string, got 3"):
+        from_sources({}, "db = 3\n", FILE)

@@ -8,29 +8,49 @@ from collections.abc import Mapping
 from typing import Any
 
 from ordo import definitions, graph, templating
-from ordo.cli.common import parse_pairs, short
-from ordo.errors import EXIT_OK, EXIT_USAGE, DefinitionError
+from ordo.cli.common import parse_pairs, plural, print_json, short
+from ordo.errors import EXIT_OK, EXIT_USAGE, DefinitionError, Problem
 from ordo.masking import MASK
 
 
 def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.command == "validate":
-        return _validate(args.files)
+        return _validate(args.files, args.json)
     return _plan(args, environ)
 
 
-def _validate(files: list[str]) -> int:
+def _validate(files: list[str], as_json: bool) -> int:
     status = EXIT_OK
+    results: list[dict[str, Any]] = []
     for path in files:
         try:
             flow = definitions.load(path)
         except DefinitionError as exc:
             status = EXIT_USAGE
-            for problem in exc.problems:
-                print(str(problem), file=sys.stderr)
+            results.append(
+                {"file": path, "ok": False, "errors": [_problem(p) for p in exc.problems]}
+            )
+            if not as_json:
+                for problem in exc.problems:
+                    print(str(problem), file=sys.stderr)
             continue
-        print(f"{path}: OK ({flow.key}, {len(flow.tasks)} tasks)")
+        results.append({"file": path, "ok": True, "flow": flow.key, "tasks": len(flow.tasks)})
+        if not as_json:
+            print(f"{path}: OK ({flow.key}, {plural(len(flow.tasks), 'task')})")
+    if as_json:
+        print_json(results)
     return status
+
+
+def _problem(problem: Problem) -> dict[str, Any]:
+    return {
+        "file": problem.path,
+        "line": problem.line,
+        "column": problem.column,
+        "field": problem.field,
+        "message": problem.message,
+        "text": str(problem),
+    }
 
 
 def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -51,10 +71,33 @@ def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         environ,
         secret=lambda name: MASK,  # nothing is decrypted to be shown
     )
-    print(f"plan for {flow.key} ({len(flow.tasks)} tasks); nothing runs")
+    waves = graph.waves(flow.tasks)
+    if args.json:
+        print_json(
+            {
+                "flow": flow.key,
+                "inputs": inputs,
+                "waves": [
+                    [
+                        {
+                            "task": task_id,
+                            "type": flow.task(task_id).type,
+                            "depends_on": list(flow.task(task_id).depends_on),
+                            "fields": _preview(
+                                flow.task(task_id).spec, flow.task(task_id).with_, context
+                            ),
+                        }
+                        for task_id in wave
+                    ]
+                    for wave in waves
+                ],
+            }
+        )
+        return EXIT_OK
+    print(f"plan for {flow.key} ({plural(len(flow.tasks), 'task')}); nothing runs")
     if inputs:
         print("inputs: " + ", ".join(f"{k}={short(v, 40)}" for k, v in inputs.items()))
-    for number, wave in enumerate(graph.waves(flow.tasks), start=1):
+    for number, wave in enumerate(waves, start=1):
         print(f"wave {number}:")
         for task_id in wave:
             task = flow.task(task_id)

@@ -20,11 +20,18 @@ KEY_FILE = "secret.key"
 
 
 def database_url(cli_value: str | None, environ: Mapping[str, str]) -> str:
-    """``--db``, else ``$ORDO_DB``, else ``$ORDO_HOME/ordo.db`` (``~/.ordo``)."""
+    """``--db``, else ``$ORDO_DB``, else ``db`` of ``$ORDO_HOME/settings.toml`` (a
+    relative file path there is relative to ``$ORDO_HOME``), else
+    ``$ORDO_HOME/ordo.db`` (``~/.ordo``)."""
     if cli_value:
         return cli_value
     if environ.get("ORDO_DB"):
         return environ["ORDO_DB"]
+    configured = load_settings(environ).db.strip()
+    if configured:
+        if "://" in configured:
+            return configured
+        return os.path.join(ordo_home(environ), os.path.expanduser(configured))
     from ordo.store.sqlite import default_path
 
     return str(default_path(dict(environ)))
@@ -145,6 +152,11 @@ def parse_pairs(items: Sequence[str], option: str) -> dict[str, str]:
 def skipped_tasks(values: Sequence[str]) -> list[str]:
     """``--skip a,b --skip c`` -> ``[a, b, c]``."""
     return [t.strip() for value in values for t in value.split(",") if t.strip()]
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 task``, ``2 tasks``, ``0 tasks``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def fmt_time(ts: float | None) -> str:

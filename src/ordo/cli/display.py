@@ -113,10 +113,15 @@ class LiveProgress(Progress):
         )
 
 
-def listener_for(store: Store, execution_id: int, flow: Flow, *, quiet: bool) -> Progress:
-    if sys.stdout.isatty() and not quiet:
-        return LiveProgress(execution_id, flow, sys.stdout)
-    return Progress(execution_id, flow, sys.stdout, quiet)
+def listener_for(
+    store: Store, execution_id: int, flow: Flow, *, quiet: bool, out: TextIO | None = None
+) -> Progress:
+    """The progress display on ``out`` (standard output by default; standard error when
+    standard output carries a JSON document): a live panel on a terminal, else lines."""
+    out = out or sys.stdout
+    if out.isatty() and not quiet:
+        return LiveProgress(execution_id, flow, out)
+    return Progress(execution_id, flow, out, quiet)
 
 
 SUMMARY_ROWS = 30

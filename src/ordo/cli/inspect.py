@@ -18,7 +18,7 @@ from ordo.cli.common import (
     short,
     table,
 )
-from ordo.errors import EXIT_OK, NotFound
+from ordo.errors import EXIT_OK, NotFound, did_you_mean
 from ordo.model import State
 from ordo.store import Store
 from ordo.store.records import ExecutionRow
@@ -219,8 +219,9 @@ def _attempt_filter(store: Store, args: argparse.Namespace) -> list[int] | None:
         return None
     runs = {r.id: r.task_id for r in store.task_runs(args.id)}
     if args.task is not None and args.task not in runs.values():
+        tip = did_you_mean(args.task, set(runs.values()))
         raise NotFound(
-            f"execution {args.id} has no task '{args.task}' "
+            f"execution {args.id} has no task '{args.task}'{tip} "
             f"(tasks: {', '.join(sorted(set(runs.values())))})"
         )
     return [

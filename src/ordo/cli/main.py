@@ -28,14 +28,16 @@ STATES = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ordo.cli import deploy, secrets, serving
+    from ordo import __version__
+    from ordo.cli import deploy, logconfig, secrets, serving
 
     parser = argparse.ArgumentParser(
         prog="ordo", description="Run flows of shell, python, sql and http tasks, durably."
     )
+    parser.add_argument("--version", action="version", version=f"ordo {__version__}")
     db_help = (
-        "database URL or SQLite file (default: $ORDO_DB, else $ORDO_HOME/ordo.db, "
-        "ORDO_HOME defaulting to ~/.ordo)"
+        "database URL or SQLite file (default: $ORDO_DB, else db in settings.toml, else "
+        "$ORDO_HOME/ordo.db, ORDO_HOME defaulting to ~/.ordo)"
     )
     parser.add_argument("--db", help=db_help)
     server_help = "talk to this ordo server instead of a store (default: $ORDO_SERVER)"
@@ -84,12 +86,16 @@ def _parser() -> argparse.ArgumentParser:
         "validate", parents=[common], help="check flow files; print OK or every error"
     )
     validate.add_argument("files", nargs="+")
+    validate.add_argument(
+        "--json", action="store_true", help="print one JSON document: each file, OK or its errors"
+    )
 
     plan = sub.add_parser(
         "plan", parents=[common], help="show the order and parallel waves; run nothing"
     )
     plan.add_argument("file")
     plan.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE")
+    plan.add_argument("--json", action="store_true", help="print the waves as JSON")
 
     executions = sub.add_parser("executions", parents=[common], help="list or show executions")
     ex_sub = executions.add_subparsers(dest="action", metavar="ACTION")
@@ -185,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how long an attempt stays this worker's without a heartbeat; a dead worker's "
         "attempts are taken back after it (default 30s)",
     )
+    logconfig.add_options(worker)
 
     workers = sub.add_parser("workers", parents=[common], help="registered workers")
     wk_sub = workers.add_subparsers(dest="action", metavar="ACTION")
@@ -326,7 +333,36 @@ def _parser() -> argparse.ArgumentParser:
     crm = cn_sub.add_parser("remove", parents=[common], help="delete a connection")
     crm.add_argument("name")
     secrets.add_parser(sub, common)
+    completion = sub.add_parser(
+        "completion", help="print a shell completion script (bash, zsh or fish)"
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
     return parser
+
+
+def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command ``args`` holds: ``ordo executions list`` gives the
+    parser of ``executions list``."""
+    current = parser
+    for name in ("command", "action"):
+        value = getattr(args, name, None)
+        choices = next(
+            (a.choices for a in current._actions if isinstance(a, argparse._SubParsersAction)),
+            None,
+        )
+        if not isinstance(value, str) or not choices or value not in choices:
+            break
+        current = choices[value]
+    return current
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parsed arguments; an unknown option is reported with the usage of the command it
+    was given to (argparse would show the top-level usage)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _chosen(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _label_filter(parser: argparse.ArgumentParser) -> None:
@@ -372,8 +408,14 @@ def _preset_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ordo`` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = _parse(parser, argv)
     environ = dict(os.environ)
+    if args.command == "completion":
+        from ordo.cli import completion
+
+        sys.stdout.write(completion.script(parser, args.shell))
+        return 0
     try:
         server = args.server or environ.get("ORDO_SERVER")
         local = ("server", "tokens", "worker", "db", "executioner", "secrets")

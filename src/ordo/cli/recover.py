@@ -95,7 +95,13 @@ def replay_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             latest=args.revision == "latest",
         )
         if args.detach:
+            from ordo.cli.serve import unserved_note
+
+            flow = store.flow_of(store.get_execution(new_id).revision_id)
+            note = unserved_note(store, flow, time.time())
             print(new_id)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
             return EXIT_OK
         if not args.quiet and not args.json:
             print(f"execution {new_id} replays execution {args.id} from {args.from_task}")
@@ -131,9 +137,9 @@ def _run_to_end(
     settings = WorkerSettings()
     if args.workers:
         settings.slots = args.workers
-    quiet = args.quiet or args.json
     flow = store.flow_of(execution.revision_id)
-    listener = display.listener_for(store, execution.id, flow, quiet=quiet)
+    out = sys.stderr if args.json else sys.stdout  # stdout carries the JSON document only
+    listener = display.listener_for(store, execution.id, flow, quiet=args.quiet, out=out)
     worker = Worker(
         store,
         make_runners(settings.slots),

@@ -36,8 +36,11 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if python_tasks:  # their interpreters boot while the execution is recorded
             runners.warm_python(python_tasks)
         execution_id = start_from_args(store, revision, args, labels)
-        quiet = args.quiet or args.json  # stdout carries the JSON document only
-        listener = display.listener_for(store, execution_id, revision.flow, quiet=quiet)
+        # with --json, standard output carries the JSON document only: progress on stderr
+        out = sys.stderr if args.json else sys.stdout
+        listener = display.listener_for(
+            store, execution_id, revision.flow, quiet=args.quiet, out=out
+        )
         worker = Worker(
             store,
             runners,

@@ -12,19 +12,19 @@ from collections.abc import Mapping
 from types import FrameType
 
 from ordo import engine
+from ordo.cli import logconfig
 from ordo.cli.common import fmt_time, open_db, parse_pairs, print_json, secret_box, table
 from ordo.cli.retention import start_from_args
 from ordo.errors import EXIT_OK, UsageError
-from ordo.model import parse_duration
+from ordo.model import Flow, parse_duration
 from ordo.runners import make_runners
+from ordo.store import Store
 from ordo.worker import Worker, WorkerSettings
 
 
 def worker_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve queues until SIGTERM/SIGINT (graceful: running attempts get ``--grace``)."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    logconfig.configure(args)
     settings = WorkerSettings(queues=tuple(args.queue or ["default"]))
     if args.workers is not None:
         if args.workers < 1:
@@ -96,10 +96,38 @@ def workers_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     return EXIT_OK
 
 
+#: A worker whose last heartbeat is older than this is lost (it beats every lease/3).
+ALIVE_FOR = 35.0
+
+
 def _alive(heartbeat_at: float, stopped_at: float | None, now: float) -> str:
     if stopped_at is not None:
         return "stopped"
-    return "alive" if now - heartbeat_at < 35 else "lost"
+    return "alive" if now - heartbeat_at < ALIVE_FOR else "lost"
+
+
+def unserved_note(store: Store, flow: Flow, now: float) -> str | None:
+    """What to tell who just submitted an execution of ``flow`` if no live worker (one
+    of ``ordo worker`` or ``ordo server``, heartbeat within :data:`ALIVE_FOR`) serves
+    the queues of its tasks; None when they are all served."""
+    alive = [
+        w
+        for w in store.list_workers(since=now - ALIVE_FOR)
+        if _alive(w.heartbeat_at, w.stopped_at, now) == "alive"
+    ]
+    served = {q for w in alive for q in w.queues.split(",")}
+    needed = sorted({t.queue for t in flow.tasks} - served)
+    if not needed:
+        return None
+    if not alive:
+        return (
+            "no worker serves this store (none has sent a heartbeat in the last "
+            f"{ALIVE_FOR:.0f}s): the execution waits until one starts "
+            "(ordo worker, or ordo server)"
+        )
+    names = ", ".join(needed)
+    flags = " ".join(f"-Q {q}" for q in needed)
+    return f"no live worker serves queue {names}: the execution waits (ordo worker {flags})"
 
 
 def submit_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -110,7 +138,10 @@ def submit_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         revision = engine.register_flow(store, args.file, time.time())
         engine.check_children(store, revision.flow)
         execution_id = start_from_args(store, revision, args, labels)
+        note = unserved_note(store, revision.flow, time.time())
     finally:
         store.close()
     print(execution_id)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return EXIT_OK

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import logging
 import os
 import secrets
 import socket
@@ -17,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ordo import services
+from ordo.cli import logconfig
 from ordo.cli.common import (
     database_url,
     fmt_time,
@@ -58,6 +58,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --flows: deploy the folder again whenever a file in it changes",
     )
+    logconfig.add_options(server)
 
     tokens = sub.add_parser("tokens", parents=[common], help="API tokens")
     tk_sub = tokens.add_subparsers(dest="action", metavar="ACTION")
@@ -99,9 +100,7 @@ def flow_key(text: str) -> tuple[str, str]:
 def server_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from ordo.server import ServerOptions, serve
 
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    logconfig.configure(args)
     try:
         grace = parse_duration(args.grace)
     except ValueError as exc:

@@ -171,7 +171,8 @@ class _MetaChecker(DocumentChecker):
         self.keys(root, PACKAGE_KEYS, "")
         if "triggers" in root:
             self.problem(
-                "triggers are not supported yet (they come with ordo server)",
+                "a package cannot have triggers; put them in a flow file whose flow task "
+                "runs this package (type: flow, flow: NAMESPACE/ID)",
                 "triggers",
                 root,
                 "triggers",

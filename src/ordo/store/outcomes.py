@@ -462,7 +462,11 @@ class Outcomes(StoreReads):
 
     def _first_failure(self, ex_id: int) -> str:
         row = self._one(q.FIRST_FAILURE, (ex_id,))
-        return f"task '{row[0]}' failed: {row[1]}" if row else "a task failed"
+        if row is None:
+            return "a task failed"
+        # errors found before running (templates, run_if) already name their task
+        error = str(row[1]).removeprefix(f"task '{row[0]}': ")
+        return f"task '{row[0]}' failed: {error}"
 
     def _execution_state(self, ex_id: int) -> State:
         row = self._one(q.EXECUTION_STATE, (ex_id,))

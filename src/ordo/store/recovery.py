@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from ordo.errors import Conflict, NotFound
+from ordo.errors import Conflict, NotFound, did_you_mean
 from ordo.model import MARKS, Flow, State
 from ordo.store import queries as q
 from ordo.store.limits import Limits
@@ -377,4 +377,5 @@ def _find_run(runs: Iterable[TaskRunRow], label: str, flow_key: str) -> TaskRunR
         if run.label == label:
             return run
     known = ", ".join(r.label for r in listed)
-    raise NotFound(f"{flow_key} has no task {label!r} in this execution (tasks: {known})")
+    tip = did_you_mean(label, (r.label for r in listed))
+    raise NotFound(f"{flow_key} has no task {label!r} in this execution{tip} (tasks: {known})")
