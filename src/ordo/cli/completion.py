@@ -137,7 +137,11 @@ _ordo() {{
         _files
     fi
 }}
-compdef _ordo ordo
+if [[ ${{zsh_eval_context[-1]}} == loadautofunc ]]; then
+    _ordo "$@"    # autoloaded from $fpath
+else
+    compdef _ordo ordo    # sourced
+fi
 """
 
 
