@@ -242,7 +242,7 @@ def test_gc_deletes_ended_unsaved_executions_past_their_retention(
     assert lines[0] == (
         "retention: 0 days (ORDO_RETENTION_DAYS); dev executions: 30 days (ORDO_RETENTION_DEV_DAYS)"
     )
-    assert lines[1].startswith("would delete 1 executions and their 8 rows in ")
+    assert lines[1].startswith("would delete 1 execution and its 8 rows in ")
     assert lines[2].startswith("  ended from ")
     assert lines[3] == (
         "  rows: task_run_deps 0, ready 0, outputs 0, metrics 0, logs 1, state_history 5, "
@@ -271,7 +271,7 @@ def test_gc_deletes_ended_unsaved_executions_past_their_retention(
     assert text.returncode == 0
     deleted = ordo(ordo_cmd, {**ordo_env, "ORDO_RETENTION_DAYS": "0"}, "gc")
     lines = deleted.stdout.splitlines()
-    assert lines[1].startswith("deleted 1 executions and their 8 rows in ")
+    assert lines[1].startswith("deleted 1 execution and its 8 rows in ")
     assert lines[-1].startswith("space: ") and "(incremental vacuum)" in lines[-1]
 
 

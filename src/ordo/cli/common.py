@@ -155,8 +155,8 @@ def skipped_tasks(values: Sequence[str]) -> list[str]:
 
 
 def plural(count: int, noun: str) -> str:
-    """``1 task``, ``2 tasks``, ``0 tasks``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+    """``1 task``, ``2 tasks``, ``0 tasks``, ``1,200 rows``."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def fmt_time(ts: float | None) -> str:

@@ -15,6 +15,7 @@ from ordo.cli.common import (
     load_settings,
     open_db,
     parse_pairs,
+    plural,
     print_json,
     skipped_tasks,
 )
@@ -129,15 +130,16 @@ def gc_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     print(_retention_line(config))
     verb = "would delete" if args.dry_run else "deleted"
     if events:
-        print(f"{verb} {events:,} events received before the retention")
+        print(f"{verb} {plural(events, 'event')} received before the retention")
     if not totals.executions:
         print("nothing to delete: no ended, unsaved execution is older than its retention")
         return EXIT_OK
     dev = f" ({totals.dev:,} dev)" if totals.dev else ""
     batches = f"{totals.batches} batch" + ("es" if totals.batches != 1 else "")
     print(
-        f"{verb} {totals.executions:,} executions{dev} and their {sum(totals.rows.values()):,} "
-        f"rows in {seconds:.2f}s ({batches})"
+        f"{verb} {plural(totals.executions, 'execution')}{dev} and "
+        f"{'its' if totals.executions == 1 else 'their'} "
+        f"{plural(sum(totals.rows.values()), 'row')} in {seconds:.2f}s ({batches})"
     )
     print(f"  ended from {fmt_time(totals.oldest)} to {fmt_time(totals.newest)}")
     print("  rows: " + ", ".join(f"{table} {n:,}" for table, n in totals.rows.items()))
