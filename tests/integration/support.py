@@ -40,13 +40,14 @@ def start(cmd: list[str], env: dict[str, str], db: str, *args: str) -> subproces
 
 def load_factor() -> float:
     """How much slower than an idle machine this one is now: the 1-minute load average
-    per CPU, at least 1. Deadlines of waits are multiplied by it, so that a test on a
-    loaded 2-core runner gets the time its processes need rather than failing."""
+    per CPU, at least 1 and at most 10. Deadlines of waits are multiplied by it, so that
+    a test on a loaded 2-core runner gets the time its processes need rather than
+    failing; the cap keeps a hung wait from outliving the per-test timeout (600 s)."""
     try:
         load = os.getloadavg()[0]
     except OSError:
         return 1.0
-    return max(1.0, load / (os.cpu_count() or 1))
+    return min(10.0, max(1.0, load / (os.cpu_count() or 1)))
 
 
 def patient(seconds: float) -> float:

@@ -8,14 +8,16 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from support import ordo, patient, state_of, wait_for
 
+from ordo.errors import StoreError
 from ordo.model import State
-from ordo.store import open_store
+from ordo.store import Store, open_store
 
 #: How many submissions arrive together, and from how many processes: each process
 #: submits from as many threads, each with its own store connection, so the burst crosses
@@ -34,9 +36,17 @@ from ordo.store import open_store
 db, flow, go, threads = sys.argv[1:]
 ids, errors = [], []
 
+def connect():
+    for _ in range(20):  # a loaded machine's PostgreSQL may time a connection out
+        try:
+            return open_store(db)
+        except Exception:
+            time.sleep(0.5)
+    return open_store(db)
+
 def submit():
     try:
-        store = open_store(db)
+        store = connect()
         try:
             while not os.path.exists(go):
                 time.sleep(0.005)
@@ -68,8 +78,21 @@ def burst_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(tmp_path / "ordo.db")
 
 
+def open_patiently(db: str) -> Store:
+    """The store, connecting again while a loaded machine's PostgreSQL times out the
+    connection (the burst's 200 connections and its worker share 2 cores)."""
+    deadline = time.monotonic() + patient(60)
+    while True:
+        try:
+            return open_store(db)
+        except StoreError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def all_ended(db: str) -> bool:
-    store = open_store(db)
+    store = open_patiently(db)
     try:
         return all(e.state.terminal for e in store.list_executions(limit=10_000))
     finally:
@@ -162,7 +185,7 @@ def test_a_flow_limit_holds_under_a_burst_of_200_simultaneous_submissions(
                 proc.communicate()
         worker.terminate()
         worker.wait(timeout=60)
-    store = open_store(db)
+    store = open_patiently(db)
     try:
         executions = [store.get_execution(i) for i in ids]
         histories = {i: store.history(i) for i in ids}

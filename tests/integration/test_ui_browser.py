@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from server_support import Server, running_server, server_env
+from support import patient
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 from axe_playwright_python.sync_playwright import Axe  # noqa: E402
@@ -124,7 +125,8 @@ def browser(server: Server) -> Iterator[Browser]:
 def page(browser: Browser, server: Server) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     tab = context.new_page()
-    tab.set_default_timeout(20_000)
+    tab.set_default_timeout(patient(20) * 1000)  # longer on a loaded machine
+    expect.set_options(timeout=patient(5) * 1000)
     sign_in(tab, server)
     yield tab
     context.close()
