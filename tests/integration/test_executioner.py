@@ -49,7 +49,7 @@ def test_a_failure_prints_the_summary_blocks_its_dependents_and_exits_1(ex: Exec
     assert log.read_text().endswith("from a\n")
     assert "bad" in (ex.folder / "logs" / f"executioner.app.job-b.run-{rid}.log").read_text()
     listed = ex("--list-runs", "app")
-    assert listed.returncode == 0 and f"{rid:>6}  app" in listed.stdout
+    assert listed.returncode == 0 and f"{rid:>6}        1  app" in listed.stdout
     shown = ex("--show-run", str(rid))
     assert shown.returncode == 0 and re.search(r"^b\s+FAILED\s+1\s+3", shown.stdout, re.M)
     assert ex("--show-run", "999").returncode == 1
@@ -275,6 +275,10 @@ def test_resume_runs_failed_and_unrun_jobs_and_mark_success_flips_a_failure(
     assert f"Run ID: {rid} (Attempt 3)" in done.stdout  # a new attempt, every job skipped
     assert (field(done.stdout, "Jobs Completed"), field(done.stdout, "Jobs Skipped")) == (4, 4)
     assert (ex.folder / "a.count").read_text() == "a\n"
+    listed = ex("--list-runs", "app")
+    assert f"{rid:>6}        2  app" in listed.stdout  # the stored attempt: 2
+    unknown = ex("-c", str(ex.folder / "jobs.json"), "--resume-from", "999")
+    assert unknown.returncode == 1 and "no Executioner run has that id" in unknown.stderr
 
 
 def test_security_policy_and_allow_shell(ex: Executioner) -> None:

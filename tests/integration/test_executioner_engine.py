@@ -69,7 +69,8 @@ def stamps(folder: Path, name: str) -> list[float]:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_jobs_retries_belong_to_its_run(ex: Executioner, mode: str) -> None:
+def test_a_jobs_retries_belong_to_its_run(ex: Executioner, db: str, mode: str) -> None:
+    ex.db = db  # on SQLite and PostgreSQL
     jobs = [
         {"id": "flaky", "command": counter("flaky", 2)},
         {"id": "next", "command": stamp("next")},

@@ -178,7 +178,9 @@ def dry_run(config: Config, skip: list[str], parallel: bool, workers: int) -> in
     mode = f"PARALLEL: {workers} workers" if parallel else "SEQUENTIAL"
     log("INFO", f"DRY RUN Application {config.application} [{mode}]")
     for n, task in enumerate(config.flow.tasks, 1):
-        after = f" (after {', '.join(task.depends_on)})" if task.depends_on else ""
+        waits = [c.name for c in config.custom if c.job == task.id and c.kind != "check"]
+        after = ", ".join([*task.depends_on, *(f"plugin {w}" for w in waits)])
+        after = f" (after {after})" if after else ""
         state = " [SKIPPED]" if task.id in skip else ""
         command = task.spec["command"]
         shown = command if isinstance(command, str) else " ".join(command)
@@ -233,6 +235,9 @@ def run(
         resumed = Resumed(1, frozenset())
         if args.resume_from is not None:
             ex_id = args.resume_from
+            if _run(store, ex_id) is None:
+                console.log("ERROR", f"--resume-from {ex_id}: no Executioner run has that id")
+                return EXIT_FAILED
             resumed = resume(console, store, ex_id, with_skips(config.flow, skip), now)
             console.open(main_log_path(config, ex_id))
             if not resumed.runs:
@@ -297,15 +302,7 @@ def run(
 def resume(console: Console, store: Store, ex_id: int, flow: Flow, now: float) -> Resumed:
     """Run ``ex_id`` again in place, as ``flow`` (the config now, with this resume's
     skips): which attempt this is and the jobs kept as they ended."""
-    try:
-        execution = store.get_execution(ex_id)
-    except NotFound:
-        raise UsageError(f"--resume-from {ex_id}: no run has that id") from None
-    if execution.namespace != NAMESPACE:
-        raise UsageError(
-            f"run {ex_id} is execution {execution.namespace}/{execution.flow_id}, "
-            "not an Executioner run"
-        )
+    execution = store.get_execution(ex_id)
     attempt = 1 + restarts(store, ex_id)
     runs = store.task_runs(ex_id)
     if execution.state is State.SUCCESS:
@@ -327,13 +324,17 @@ def list_runs(store: Store, app: str, limit: int) -> int:
         for e in store.list_executions(limit=max(limit, 1) * 20 + 100)
         if e.namespace == NAMESPACE and (not app or e.labels.get("application") == app)
     ][: max(limit, 1)]
-    print(f"{'Run':>6}  {'Application':<20}  {'Status':<8}  {'Start':<19}  {'Duration':>9}  Jobs")
+    print(
+        f"{'Run':>6}  {'Attempt':>7}  {'Application':<20}  {'Status':<8}  {'Start':<19}  "
+        f"{'Duration':>9}  Jobs"
+    )
     for e in rows:
         runs = store.task_runs(e.id)
         t = tally(runs)
         took = (e.ended_at - e.started_at) if e.ended_at and e.started_at else None
         print(
-            f"{e.id:>6}  {e.labels.get('application', e.flow_id)[:20]:<20}  {e.state.value:<8}  "
+            f"{e.id:>6}  {restarts(store, e.id) + 1:>7}  "
+            f"{e.labels.get('application', e.flow_id)[:20]:<20}  {e.state.value:<8}  "
             f"{fmt_time(e.started_at or e.created_at):<19}  "
             f"{(f'{took:.1f}s' if took is not None else '-'):>9}  "
             f"{len(t.done)}/{len(runs)} ({len(t.failed)} failed)"
