@@ -230,73 +230,78 @@ def run(
     store = open_db(args.db, environ)
     try:
         now = time.time()
-        known = {t.id for t in config.flow.tasks}
         mode = f"PARALLEL: {workers} workers" if workers > 1 else "SEQUENTIAL"
-        resumed = Resumed(1, frozenset())
-        if args.resume_from is not None:
-            ex_id = args.resume_from
-            if _run(store, ex_id) is None:
-                console.log("ERROR", f"--resume-from {ex_id}: no Executioner run has that id")
-                return EXIT_FAILED
-            resumed = resume(console, store, ex_id, with_skips(config.flow, skip), now)
-            console.open(main_log_path(config, ex_id))
-            if not resumed.runs:
-                console.log(
-                    "WARNING",
-                    f"run {ex_id} already succeeded: nothing to resume; attempt "
-                    f"{resumed.attempt} counts every job as skipped",
-                )
-                unknown = len([s for s in skip if s not in known])
-                summary(
-                    console,
-                    store,
-                    config,
-                    store.get_execution(ex_id),
-                    resumed.attempt,
-                    unknown,
-                    resumed.taken,
-                )
-                return EXIT_OK
-            console.log("INFO", f"RESUMING RUN #{ex_id} (Attempt {resumed.attempt}) [{mode}]")
-        else:
-            revision = register(store, config.flow, now)
-            ex_id = engine.start_execution(
+        begun = begin(console, store, config, args, skip, mode, now)
+        if begun is None:
+            return EXIT_FAILED
+        ex_id, resumed = begun
+        unknown = len(set(skip) - {t.id for t in config.flow.tasks})
+        if resumed.runs:
+            # one job per slot, retries included: the next job starts after the last attempt
+            settings = WorkerSettings(slots=workers, prefetch=0, retry_keeps_slot=True)
+            listener = display.listener_for(store, ex_id, config.flow, quiet=not args.verbose)
+            worker = Worker(
                 store,
-                revision,
-                {},
-                now,
-                skip_tasks=[s for s in skip if s in known],
-                continue_on_error=args.continue_on_error,
+                make_runners(workers),
+                settings=settings,
+                env=environ,
+                listener=listener,
+                secrets=secret_box(environ),
             )
-            console.open(main_log_path(config, ex_id))
-            console.log(
-                "INFO",
-                f"STARTING EXECUTION Application {config.application} - RUN #{ex_id} [{mode}]",
-            )
-        # one job per slot, retries included: the next job starts after the last attempt
-        settings = WorkerSettings(slots=workers, prefetch=0, retry_keeps_slot=True)
-        listener = display.listener_for(store, ex_id, config.flow, quiet=not args.verbose)
-        worker = Worker(
-            store,
-            make_runners(workers),
-            settings=settings,
-            env=environ,
-            listener=listener,
-            secrets=secret_box(environ),
-        )
-        work(worker, ex_id, listener, reap=args.resume_from is not None)
+            work(worker, ex_id, listener, reap=args.resume_from is not None)
         execution = store.get_execution(ex_id)
-        logs = write_logs(store, config, ex_id)
+        logs = write_logs(store, config, ex_id) if resumed.runs else {}
         job_details(console, store, ex_id, now)
-        unknown = len([s for s in skip if s not in known])
         ok = summary(
             console, store, config, execution, resumed.attempt, unknown, resumed.taken, logs
         )
-        report(console, store, config, execution, unknown, resumed.taken, logs)
+        if resumed.runs:
+            report(console, store, config, execution, unknown, resumed.taken, logs)
         return EXIT_OK if ok else EXIT_FAILED
     finally:
         console.close()
         store.close()
+
+
+def begin(
+    console: Console,
+    store: Store,
+    config: Config,
+    args: argparse.Namespace,
+    skip: list[str],
+    mode: str,
+    now: float,
+) -> tuple[int, Resumed] | None:
+    """Start the run, or resume ``--resume-from``'s, and open its main log: its id and
+    what the resume kept. None (logged) for a run id that is not an Executioner run."""
+    if args.resume_from is None:
+        ex_id = engine.start_execution(
+            store,
+            register(store, config.flow, now),
+            {},
+            now,
+            skip_tasks=[s for s in skip if s in {t.id for t in config.flow.tasks}],
+            continue_on_error=args.continue_on_error,
+        )
+        console.open(main_log_path(config, ex_id))
+        banner = f"STARTING EXECUTION Application {config.application} - RUN #{ex_id} [{mode}]"
+        console.log("INFO", banner)
+        return ex_id, Resumed(1, frozenset())
+    ex_id = args.resume_from
+    if _run(store, ex_id) is None:
+        console.log("ERROR", f"--resume-from {ex_id}: no Executioner run has that id")
+        return None
+    resumed = resume(console, store, ex_id, with_skips(config.flow, skip), now)
+    console.open(main_log_path(config, ex_id))
+    if resumed.runs:
+        console.log("INFO", f"RESUMING RUN #{ex_id} (Attempt {resumed.attempt}) [{mode}]")
+    else:
+        console.log(
+            "WARNING",
+            f"run {ex_id} already succeeded: nothing to resume; attempt {resumed.attempt} "
+            "counts every job as skipped",
+        )
+    return ex_id, resumed
 
 
 def resume(console: Console, store: Store, ex_id: int, flow: Flow, now: float) -> Resumed:
