@@ -126,7 +126,8 @@ def test_plugins_their_dependencies_and_checks_no_plugin_knows(tmp_path: Path) -
     assert task.depends_on == ()
     kinds = [c.kind for c in task.pre_checks]
     assert kinds == ["command", "file_exists", "command", "command"]  # the wait comes first
-    assert "-m ordo.cli.executioner_plugins depend " in task.pre_checks[0].fields["run"]
+    run = task.pre_checks[0].fields["run"]
+    assert "-m ordo.cli.executioner_plugins depend file_arrived " in run
     assert task.pre_checks[0].fields["timeout"] == 10800 + 60
     assert [(c.kind, c.name, c.where) for c in config.custom] == [
         ("dependency type", "file_arrived", "jobs[0] (a).dependencies[0]"),

@@ -16,8 +16,8 @@ level, any of:
 
 Every plugin is imported once when a run starts (a file that cannot be imported stops
 the run, naming it); each check and dependency then runs as a command check of its job:
-``python -m ordo.cli.executioner_plugins check|depend PAYLOAD`` in ``working_dir``, the
-payload being base64 JSON (no quoting, no template markers). This module imports only the
+``python -m ordo.cli.executioner_plugins check|depend NAME PAYLOAD`` in ``working_dir``,
+the payload being base64 JSON (no quoting, no template markers). This module imports only the
 standard library, so that command starts fast.
 """
 
@@ -219,13 +219,14 @@ def wait_for(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``check PAYLOAD`` or ``depend PAYLOAD``: exit 0 when it passed, 1 when not; the
-    last line printed says why."""
+    """``check NAME PAYLOAD`` or ``depend NAME PAYLOAD`` (the name is for the reader):
+    exit 0 when it passed, 1 when not; the last line printed says why."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0] not in ("check", "depend"):
-        print("usage: python -m ordo.cli.executioner_plugins check|depend PAYLOAD", file=sys.stderr)
+    if len(args) != 3 or args[0] not in ("check", "depend"):
+        usage = "usage: python -m ordo.cli.executioner_plugins check|depend NAME PAYLOAD"
+        print(usage, file=sys.stderr)
         return 2
-    payload = _decode(args[1])
+    payload = _decode(args[2])
     try:
         registry = load_plugins([(str(n), str(p)) for n, p in payload.get("plugins", ())])
     except PluginError as exc:

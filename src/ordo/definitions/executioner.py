@@ -433,15 +433,18 @@ class _Loader:
             }
             self.custom.append(Custom("dependency type", kind, job_id, at))
             payload = {"type": kind, "params": params, "poll_interval": poll, "max_wait": max_wait}
-            run = self.plugin_command("depend", payload)
+            run = self.plugin_command("depend", kind, payload)
             waits.append(Check("command", {"run": run, "timeout": max_wait + 60.0}))
         return tuple(waits)
 
-    def plugin_command(self, verb: str, payload: dict[str, Any]) -> str:
-        """The command check that runs a plugin's check or dependency type."""
+    def plugin_command(self, verb: str, name: str, payload: dict[str, Any]) -> str:
+        """The command check that runs a plugin's check or dependency type: the name is
+        there to be read; what runs is the payload (base64 JSON: no quoting, no template
+        markers)."""
         from_plugins = {**payload, "plugins": [list(p) for p in self.plugins]}
         word = base64.urlsafe_b64encode(json.dumps(from_plugins).encode()).decode()
-        return f"{shlex.quote(sys.executable)} -m {PLUGIN_RUNNER} {verb} {word}"
+        shown = name if re.fullmatch(r"[\w.-]+", name) else "-"
+        return f"{shlex.quote(sys.executable)} -m {PLUGIN_RUNNER} {verb} {shown} {word}"
 
     def security(self, command: str, job_id: str, where: str, policy: str) -> None:
         for name, pattern in DANGEROUS:
@@ -531,7 +534,8 @@ class _Loader:
         else:
             return _built_in(name, value)
         return Check(
-            "command", {"run": self.plugin_command("check", {"name": name, "params": dict(params)})}
+            "command",
+            {"run": self.plugin_command("check", name, {"name": name, "params": dict(params)})},
         )
 
     def links(self, tasks: Sequence[Task]) -> None:
