@@ -20,9 +20,10 @@ import json
 import os
 import re
 import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from json import dumps
+from sys import executable
 from typing import Any
 
 from ordo.errors import DefinitionError, Problem
@@ -54,6 +55,16 @@ DEFAULT_ENV = (
     "NODE_PATH",
 )
 RETRY_STATUSES = ("ERROR", "FAILED", "TIMEOUT", "POSTCHECK_FAILED")
+#: The checks the Executioner has built in, and the one parameter each takes.
+BUILT_IN_CHECKS = {
+    "check_file_exists": "path",
+    "check_no_ora_errors": "log_file",
+    "check_no_ora_or_sp2_errors": "log_file",
+}
+#: Runs a plugin's check or dependency type (``ordo.cli.executioner_plugins``).
+PLUGIN_RUNNER = "ordo.cli.executioner_plugins"
+#: A plugin dependency: how often it is asked by default (seconds).
+DEFAULT_POLL = 5.0
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -75,16 +86,6 @@ DANGEROUS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("mkfs", r"\bmkfs(\.\w+)?\b"),
     )
 )
-#: The checks the Executioner has built in, and the one parameter each takes.
-BUILT_IN_CHECKS = {
-    "check_file_exists": "path",
-    "check_no_ora_errors": "log_file",
-    "check_no_ora_or_sp2_errors": "log_file",
-}
-#: Runs a plugin's check or dependency type (``ordo.cli.executioner_plugins``).
-PLUGIN_RUNNER = "ordo.cli.executioner_plugins"
-#: A plugin dependency: how often it is asked by default (seconds).
-DEFAULT_POLL = 5.0
 #: ``allow_shell: false``: what only a shell understands.
 _SHELL_SYNTAX = re.compile(r"[|&;<>`$(){}*?~]|\[\[")
 
@@ -388,7 +389,6 @@ class _Loader:
         timeout = self.number(job, "timeout", where, defaults["timeout"])
         if timeout <= 0:
             self.problem(f"{where}timeout", f"must be above 0, found {timeout:g}")
-        waits = self.plugin_dependencies(deps, job_id, where, timeout)
         env = _resolve({**app_env, **self.env(job, where), **self.cli_env}, {})
         secrets.update(secret_values(env))
         spec: dict[str, Any] = {"command": command.strip() or "true", "inherit_env": inherit}
@@ -405,7 +405,10 @@ class _Loader:
             env=env,
             retry=self.retry(job, where, defaults),
             timeout=timeout,
-            pre_checks=waits + self.checks(job, "pre_checks", where, job_id),
+            pre_checks=(
+                self.plugin_dependencies(deps, job_id, where, timeout)
+                + self.checks(job, "pre_checks", where, job_id)
+            ),
             post_checks=self.checks(job, "post_checks", where, job_id),
         )
 
@@ -442,9 +445,9 @@ class _Loader:
         there to be read; what runs is the payload (base64 JSON: no quoting, no template
         markers)."""
         from_plugins = {**payload, "plugins": [list(p) for p in self.plugins]}
-        word = base64.urlsafe_b64encode(json.dumps(from_plugins).encode()).decode()
+        word = base64.urlsafe_b64encode(dumps(from_plugins).encode()).decode()
         shown = name if re.fullmatch(r"[\w.-]+", name) else "-"
-        return f"{shlex.quote(sys.executable)} -m {PLUGIN_RUNNER} {verb} {shown} {word}"
+        return f"{shlex.quote(executable)} -m {PLUGIN_RUNNER} {verb} {shown} {word}"
 
     def security(self, command: str, job_id: str, where: str, policy: str) -> None:
         for name, pattern in DANGEROUS:
@@ -571,16 +574,6 @@ class _Loader:
         )
 
 
-def _built_in(name: str, value: str) -> Check:
-    if name == "check_file_exists":
-        return Check("file_exists", {"path": glob.escape(value), "type": "file"})
-    if name == "check_no_ora_errors":
-        return Check("no_match", {"path": value, "pattern": "ORA-", "missing": "fail"})
-    return Check(
-        "no_match", {"path": glob.escape(value), "pattern": "ORA-|SP2-", "missing": "fail"}
-    )
-
-
 def _resolve(env: Mapping[str, str], outer: Mapping[str, str]) -> dict[str, str]:
     """``${NAME}`` references resolved against ``env`` itself (then ``outer``), repeatedly;
     unknown names and circular references stay as written."""
@@ -621,3 +614,13 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return "an object"
+
+
+def _built_in(name: str, value: str) -> Check:
+    if name == "check_file_exists":
+        return Check("file_exists", {"path": glob.escape(value), "type": "file"})
+    if name == "check_no_ora_errors":
+        return Check("no_match", {"path": value, "pattern": "ORA-", "missing": "fail"})
+    return Check(
+        "no_match", {"path": glob.escape(value), "pattern": "ORA-|SP2-", "missing": "fail"}
+    )
