@@ -108,7 +108,8 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             return mark_success(store, args.run_id, args.jobs)
         finally:
             store.close()
-    console = Console(use_color(args.no_color, environ, sys.stdout))
+    # --no-color: defined with the parser (getattr: it may be built elsewhere, cli/main.py)
+    console = Console(use_color(getattr(args, "no_color", False), environ, sys.stdout))
     if args.resume_from is not None and args.resume_from <= 0:
         console.log("ERROR", f"--resume-from must be a run id above 0, found {args.resume_from}")
         return EXIT_FAILED
