@@ -103,6 +103,20 @@ def test_a_sequential_run_stops_at_the_first_failure(ex: Executioner) -> None:
     assert {states[f"free{n}"] for n in range(4)} == {(State.SKIPPED, 0)}
 
 
+def test_a_parallel_run_lets_running_jobs_finish_and_starts_nothing_new(
+    ex: Executioner,
+) -> None:
+    jobs = [
+        {"id": "long", "command": "sleep 1.5; touch long.done"},
+        {"id": "bad", "command": "sleep 0.2; exit 1"},
+        {"id": "later", "command": "touch later.done"},
+    ]
+    result = ex.run(jobs, *MODES["parallel"])
+    assert result.returncode == 1
+    assert (ex.folder / "long.done").exists() and not (ex.folder / "later.done").exists()
+    assert (field(result.stdout, "Jobs Completed"), field(result.stdout, "Jobs Failed")) == (1, 1)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_check_that_cannot_pass_fails_only_its_job(ex: Executioner, mode: str) -> None:
     (ex.folder / "plug.py").write_text(PLUGIN)
