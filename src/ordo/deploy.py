@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ordo import definitions, engine
 from ordo.definitions.files import FILE_LIMITS, FileLimits, escape_problem
 from ordo.errors import DefinitionError, Problem, UsageError
+from ordo.settings import Settings
 from ordo.store import Store
 
 KINDS = ("added", "changed", "reactivated", "unchanged", "invalid", "deactivated")
@@ -284,7 +285,13 @@ def checkout_folder(checkouts: str, target: GitTarget) -> str:
 
 
 def deploy_git(
-    store: Store, text: str, now: float, *, checkouts: str, dry_run: bool = False
+    store: Store,
+    text: str,
+    now: float,
+    *,
+    checkouts: str,
+    dry_run: bool = False,
+    limits: FileLimits = FILE_LIMITS,
 ) -> Report:
     """Check ``git+URL@REF`` out (into a temporary folder for a dry run, else into its
     folder under ``checkouts``) and deploy it; the origin names URL, ref and commit."""
@@ -295,10 +302,23 @@ def deploy_git(
             commit = checkout(target, tmp)
             origin = _origin(target, commit)
             return deploy_folder(
-                store, tmp, now, source=target.source, origin=origin, dry_run=True, shown_as=final
+                store,
+                tmp,
+                now,
+                source=target.source,
+                origin=origin,
+                dry_run=True,
+                shown_as=final,
+                limits=limits,
             )
     commit = checkout(target, final)
-    return deploy_folder(store, final, now, source=target.source, origin=_origin(target, commit))
+    origin = _origin(target, commit)
+    return deploy_folder(store, final, now, source=target.source, origin=origin, limits=limits)
+
+
+def file_limits(settings: Settings) -> FileLimits:
+    """The deploy's file limits as configured (``[deploy]`` in the settings)."""
+    return FileLimits(settings.deploy_max_file, settings.deploy_max_flow_file)
 
 
 def _origin(target: GitTarget, commit: str) -> str:

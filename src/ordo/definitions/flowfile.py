@@ -28,6 +28,7 @@ from typing import Any, Literal
 from ordo import graph
 from ordo.definitions.checks import check_list
 from ordo.definitions.document import DocumentChecker, load_document
+from ordo.definitions.files import FILE_LIMITS, read_definition
 from ordo.definitions.inputs import convert_input
 from ordo.definitions.schema import (
     COMMON_KEYS,
@@ -98,12 +99,7 @@ def load_flow_file(path: str | os.PathLike[str]) -> Flow:
     """Read, parse and validate one flow file; DefinitionError names every problem
     (a missing or unreadable file is one too)."""
     absolute = os.path.abspath(path)
-    try:
-        with open(absolute, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise DefinitionError([Problem(f"cannot read flow file: {reason}", str(path))]) from exc
+    data = read_definition(absolute, str(path), FILE_LIMITS.flow)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
