@@ -116,8 +116,17 @@ class DocumentChecker:
     def templates(self, values: Mapping[str, Any], field: str, node: Any, key: Any) -> None:
         """Template syntax errors in ``values``, at ``node[key]`` or else at each name."""
         for name, value in values.items():
-            for message in templating.check_syntax(value):
+            for message in template_problems(value):
                 self.problem(message, f"{field}.{name}", node, name if key is None else key)
+
+
+def template_problems(value: Any) -> list[str]:
+    """:func:`ordo.templating.check_syntax`, with a template too deeply nested for the
+    parser (a hundred nested parentheses) reported rather than raised."""
+    try:
+        return templating.check_syntax(value)
+    except (RecursionError, MemoryError):
+        return ["template nested too deeply to parse"]
 
 
 def position(node: Any, key: Any) -> tuple[int | None, int | None]:
