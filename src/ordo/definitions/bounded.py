@@ -274,6 +274,10 @@ def _mark(mark: Any) -> tuple[int | None, int | None]:
 def _build(parser: Any, limits: Limits) -> Any:
     from yaml import events
 
+    scalar_event, alias_event = events.ScalarEvent, events.AliasEvent
+    map_start, seq_start = events.MappingStartEvent, events.SequenceStartEvent
+    ends = (events.MappingEndEvent, events.SequenceEndEvent)
+    get_event = parser.get_event
     stack: list[_Frame] = []
     anchors: dict[str, tuple[Any, int]] = {}
     open_anchors: set[str] = set()
@@ -281,9 +285,10 @@ def _build(parser: Any, limits: Limits) -> Any:
     expanded = 0
     root: Any = None
     while parser.check_event():
-        event = parser.get_event()
+        event = get_event()
+        kind = type(event)
         mark = event.start_mark
-        if isinstance(event, events.ScalarEvent):
+        if kind is scalar_event:
             written += 1
             value: Any = event.value
             if event.tag is None and event.implicit[0]:  # plain (unquoted), untagged
@@ -293,7 +298,7 @@ def _build(parser: Any, limits: Limits) -> Any:
             if event.anchor:
                 anchors[event.anchor] = (value, 1)
             size = 1
-        elif isinstance(event, events.AliasEvent):
+        elif kind is alias_event:
             if event.anchor in open_anchors:
                 raise _Refused(f"alias *{event.anchor} is inside the node it names", mark)
             if event.anchor not in anchors:
@@ -306,18 +311,17 @@ def _build(parser: Any, limits: Limits) -> Any:
                     "written (an alias bomb?)",
                     mark,
                 )
-        elif isinstance(event, events.MappingStartEvent | events.SequenceStartEvent):
+        elif kind is map_start or kind is seq_start:
             written += 1
             if len(stack) >= limits.depth:
                 raise _Refused(f"nested deeper than {limits.depth} levels", mark)
-            is_map = isinstance(event, events.MappingStartEvent)
-            container: Map | Seq = Map() if is_map else Seq()
+            container: Map | Seq = Map() if kind is map_start else Seq()
             container.lc = Position(mark.line, mark.column)
             if event.anchor:
                 open_anchors.add(event.anchor)
             stack.append(_Frame(container, event.anchor))
             continue
-        elif isinstance(event, events.MappingEndEvent | events.SequenceEndEvent):
+        elif kind in ends:
             frame = stack.pop()
             value, size = frame.container, frame.size
             if frame.merges and isinstance(frame.container, Map):
@@ -326,7 +330,7 @@ def _build(parser: Any, limits: Limits) -> Any:
             if frame.anchor:
                 open_anchors.discard(frame.anchor)
                 anchors[frame.anchor] = (value, size)
-        elif isinstance(event, events.DocumentEndEvent):
+        elif kind is events.DocumentEndEvent:
             break
         else:
             continue

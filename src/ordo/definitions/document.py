@@ -19,14 +19,19 @@ from ordo.errors import DefinitionError, Problem
 from ordo.model import parse_duration
 
 
-def load_document(text: str, path: str, fmt: str, limits: Limits = LIMITS) -> Any:
+def load_document(
+    text: str, path: str, fmt: str, limits: Limits = LIMITS, *, positions: bool = True
+) -> Any:
     """``text`` parsed with positions (see :mod:`ordo.definitions.bounded`, which bounds
     size, depth, aliases and numbers). Malformed YAML or JSON is a DefinitionError at the
     parser's line and column; JSON is read by :func:`json.loads` first so that its syntax
-    errors read as JSON ones, then again by the YAML parser for positions."""
+    errors read as JSON ones, then again by the YAML parser for positions (unless
+    ``positions`` is false: plain values, as fast as :func:`json.loads`)."""
     if fmt != "json":
         return load_yaml(text, path, limits)
     plain_value = load_json(text, path, limits)
+    if not positions:
+        return plain_value
     try:
         # JSON allows tabs where YAML does not; same columns
         return load_yaml(text.replace("\t", " "), path, limits, kind="JSON")

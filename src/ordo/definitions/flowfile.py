@@ -115,9 +115,15 @@ def parse_flow(text: str, path: str, *, fmt: Literal["yaml", "json"] | None = No
     absolute form. Raises DefinitionError with every problem found, sorted by position.
     """
     fmt = fmt or ("json" if path.lower().endswith(".json") else "yaml")
-    root = load_document(text.removeprefix("\ufeff"), path, fmt)
+    text = text.removeprefix("\ufeff")
+    # JSON is first read without positions (json.loads alone), and again with them
+    # only when there is a problem to locate
+    root = load_document(text, path, fmt, positions=fmt != "json")
     checker = FlowChecker(path)
     flow = checker.flow(root)
+    if fmt == "json" and (checker.problems or flow is None):
+        checker = FlowChecker(path)
+        flow = checker.flow(load_document(text, path, fmt))
     if checker.problems or flow is None:
         raise DefinitionError(sorted(checker.problems, key=lambda p: (p.line or 0, p.column or 0)))
     return flow
