@@ -34,18 +34,21 @@ class Unreadable(Exception):
         self.reason = reason
 
 
-def read_regular(path: str, limit: int) -> bytes:
+def read_regular(path: str, limit: int, *, streams: bool = False) -> bytes:
     """The bytes of the regular file at ``path`` (symbolic links followed), at most
     ``limit`` of them; :class:`Unreadable` for anything else. Opening does not block on a
     FIFO (``O_NONBLOCK``) and the type is checked on the open file, so a file swapped
-    after a check is not read either."""
+    after a check is not read either. ``streams``: a FIFO or character device named on
+    purpose (``ordo validate /dev/stdin``) is read too, still at most ``limit`` bytes."""
+    flags = os.O_RDONLY | getattr(os, "O_NOCTTY", 0) | (0 if streams else os.O_NONBLOCK)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        fd = os.open(path, flags)
     except OSError as exc:
         raise Unreadable(exc.strerror or str(exc)) from None
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
+        stream = stat.S_ISFIFO(info.st_mode) or stat.S_ISCHR(info.st_mode)
+        if not stat.S_ISREG(info.st_mode) and not (streams and stream):
             raise Unreadable(f"not a regular file ({_kind(info.st_mode)})")
         if info.st_size > limit:
             raise Unreadable(f"{info.st_size} bytes, over the limit of {limit}")
@@ -88,9 +91,9 @@ def escape_problem(root: str, path: str, shown: str) -> Problem | None:
     )
 
 
-def read_definition(path: str, shown: str, limit: int) -> bytes:
+def read_definition(path: str, shown: str, limit: int, *, streams: bool = False) -> bytes:
     """A flow file's bytes, or DefinitionError naming why it cannot be read."""
     try:
-        return read_regular(path, limit)
+        return read_regular(path, limit, streams=streams)
     except Unreadable as exc:
         raise DefinitionError([Problem(f"cannot read flow file: {exc.reason}", shown)]) from None

@@ -96,10 +96,11 @@ def content_hash(data: bytes) -> str:
 
 
 def load_flow_file(path: str | os.PathLike[str]) -> Flow:
-    """Read, parse and validate one flow file; DefinitionError names every problem
-    (a missing or unreadable file is one too)."""
+    """Read, parse and validate one flow file named on purpose (a FIFO such as
+    ``/dev/stdin`` too, at most the flow file limit); DefinitionError names every
+    problem (a missing or unreadable file is one too)."""
     absolute = os.path.abspath(path)
-    data = read_definition(absolute, str(path), FILE_LIMITS.flow)
+    data = read_definition(absolute, str(path), FILE_LIMITS.flow, streams=True)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
