@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ordo.definitions.bounded import load_json
+from ordo.definitions.bounded import LIMITS, load_json
+from ordo.definitions.files import Unreadable, read_regular
 from ordo.errors import DefinitionError, Problem
 from ordo.graph import find_cycle
 from ordo.masking import secret_values
@@ -164,14 +165,14 @@ def load_config(path: str, cli_env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config at ``path``; ``cli_env`` (``--env``) wins over every
     level. Raises :class:`DefinitionError` listing every problem found."""
     absolute = os.path.abspath(path)
-    try:
-        with open(absolute, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise DefinitionError([Problem("config file not found", absolute)]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DefinitionError([Problem(f"cannot read the config: {exc}", absolute)]) from None
-    doc = load_json(text, absolute)  # bounded: size, depth, number length
+    if not os.path.lexists(absolute):
+        raise DefinitionError([Problem("config file not found", absolute)])
+    try:  # bounded: at most LIMITS.size bytes, then depth and number length
+        data = read_regular(absolute, LIMITS.size, streams=True)
+    except Unreadable as exc:
+        problem = Problem(f"cannot read the config: {exc.reason}", absolute)
+        raise DefinitionError([problem]) from None
+    doc = load_json(data, absolute)
     return _Loader(absolute, dict(cli_env or {})).config(doc)
 
 
