@@ -5,12 +5,16 @@ task run by ``/bin/sh -c`` in ``working_dir`` (an argv list when ``allow_shell``
 false), its ``dependencies`` its ``depends_on``, its retry keys a :class:`RetryPolicy`,
 its checks pre and post checks, its ``env_variables`` (with the application's and the
 command line's) its environment. Where the real engine contradicts its documentation the
-documentation wins: a bad value type, a missing dependency, a cycle and an unknown check
-are validation errors naming the key and the job; ``strict`` security is enforced.
+documentation wins: a bad value type, a missing dependency and a cycle are validation
+errors naming the key and the job; ``strict`` security is enforced. A check the engine
+cannot run (an unknown name, wrong parameters) fails its job when it starts, as in the
+engine: it becomes a ``command`` check run by ``ordo.cli.executioner_plugins``, which also
+runs the checks and dependency types that ``dependency_plugins`` register.
 """
 
 from __future__ import annotations
 
+import base64
 import glob
 import itertools
 import os
@@ -18,6 +22,8 @@ import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from json import dumps
+from sys import executable
 from typing import Any
 
 from ordo.definitions.bounded import LIMITS, load_json
@@ -51,6 +57,16 @@ DEFAULT_ENV = (
     "NODE_PATH",
 )
 RETRY_STATUSES = ("ERROR", "FAILED", "TIMEOUT", "POSTCHECK_FAILED")
+#: The checks the Executioner has built in, and the one parameter each takes.
+BUILT_IN_CHECKS = {
+    "check_file_exists": "path",
+    "check_no_ora_errors": "log_file",
+    "check_no_ora_or_sp2_errors": "log_file",
+}
+#: Runs a plugin's check or dependency type (``ordo.cli.executioner_plugins``).
+PLUGIN_RUNNER = "ordo.cli.executioner_plugins"
+#: A plugin dependency: how often it is asked by default (seconds).
+DEFAULT_POLL = 5.0
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -146,6 +162,17 @@ class Mail:
 
 
 @dataclass(frozen=True)
+class Custom:
+    """A check or dependency type a plugin must register (``kind``: ``check`` or
+    ``dependency type``), and where the config names it."""
+
+    kind: str
+    name: str
+    job: str
+    where: str
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated config: the flow and what the command needs beside it."""
 
@@ -159,6 +186,8 @@ class Config:
     warnings: tuple[str, ...] = ()
     descriptions: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()  # values of variables named like a password/key/token
+    plugins: tuple[tuple[str, str], ...] = ()  # (name, absolute path) of dependency_plugins
+    custom: tuple[Custom, ...] = ()  # names that only a plugin can register
 
 
 def load_config(path: str, cli_env: Mapping[str, str] | None = None) -> Config:
@@ -182,6 +211,8 @@ class _Loader:
         self.cli_env = cli_env
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
+        self.plugins: tuple[tuple[str, str], ...] = ()
+        self.custom: list[Custom] = []
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(Problem(message, self.path, field=where))
@@ -255,6 +286,7 @@ class _Loader:
             self.expect("(top level)", "an object with working_dir and jobs", doc)
             raise DefinitionError(self.problems)
         working_dir = self.working_dir(doc)
+        self.plugins = self.dependency_plugins(doc, working_dir or os.path.dirname(self.path))
         app = self.string(doc, "application_name", "", "")
         app = app or os.path.splitext(os.path.basename(self.path))[0]
         log_dir = self.string(doc, "log_dir", "", "") or "logs"
@@ -308,20 +340,18 @@ class _Loader:
             warnings=tuple(self.warnings),
             descriptions=descriptions,
             secrets=tuple(sorted(secrets)),
+            plugins=self.plugins,
+            custom=tuple(self.custom),
         )
 
     def working_dir(self, doc: Mapping[str, Any]) -> str | None:
-        value = doc.get("working_dir")
-        if value is None:
-            self.problem("working_dir", "required: the absolute folder the jobs run in")
-            return None
+        """The folder jobs run in: absolute, or relative to the config file's folder
+        (``"."``: that folder, also when the key is left out)."""
+        value = doc.get("working_dir", ".")
         if not isinstance(value, str) or not value.strip():
-            self.expect("working_dir", "an absolute path", value)
+            self.expect("working_dir", "a path to a folder", value)
             return None
-        folder = os.path.expanduser(value)
-        if not os.path.isabs(folder):
-            self.problem("working_dir", f"must be an absolute path, found {value!r}")
-            return None
+        folder = os.path.join(os.path.dirname(self.path), os.path.expanduser(value))
         if not os.path.isdir(folder):
             self.problem("working_dir", f"{folder} is not an existing folder")
             return None
@@ -329,6 +359,30 @@ class _Loader:
             self.problem("working_dir", f"{folder} is not readable and writable")
             return None
         return os.path.realpath(folder)
+
+    def dependency_plugins(self, doc: Mapping[str, Any], base: str) -> tuple[tuple[str, str], ...]:
+        """``dependency_plugins``: paths or ``{name, path}``, as (name, absolute path)."""
+        value = doc.get("dependency_plugins", [])
+        if not isinstance(value, list):
+            self.expect("dependency_plugins", "a list of paths or {name, path}", value)
+            return ()
+        found = []
+        for n, entry in enumerate(value):
+            at = f"dependency_plugins[{n}]"
+            if isinstance(entry, Mapping):
+                path, name = entry.get("path"), entry.get("name")
+                if not isinstance(name, str) or not ENV_NAME.match(name):
+                    self.expect(f"{at}.name", "a name (letters, digits and _)", name)
+                    continue
+            else:
+                path, name = entry, None
+            if not isinstance(path, str) or not path.strip():
+                self.expect(at if name is None else f"{at}.path", "a path to a .py file", path)
+                continue
+            full = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+            stem = os.path.splitext(os.path.basename(full))[0]
+            found.append((name or re.sub(r"\W", "_", stem), full))
+        return tuple(found)
 
     def defaults(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         timeout = self.number(doc, "default_timeout", "", DEFAULT_TIMEOUT)
@@ -382,7 +436,7 @@ class _Loader:
             self.expect(f"{where}command", "a string", command)
             return None
         deps = job.get("dependencies", [])
-        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        if not isinstance(deps, list):
             self.expect(f"{where}dependencies", "a list of job ids", deps)
             deps = []
         timeout = self.number(job, "timeout", where, defaults["timeout"])
@@ -400,13 +454,53 @@ class _Loader:
             type="shell",
             spec=spec,
             description=self.string(job, "description", where, ""),
-            depends_on=tuple(deps),
+            depends_on=tuple(d for d in deps if isinstance(d, str)),
             env=env,
             retry=self.retry(job, where, defaults),
             timeout=timeout,
-            pre_checks=self.checks(job, "pre_checks", where),
-            post_checks=self.checks(job, "post_checks", where),
+            pre_checks=(
+                self.plugin_dependencies(deps, job_id, where, timeout)
+                + self.checks(job, "pre_checks", where, job_id)
+            ),
+            post_checks=self.checks(job, "post_checks", where, job_id),
         )
+
+    def plugin_dependencies(
+        self, deps: list[Any], job_id: str, where: str, timeout: float
+    ) -> tuple[Check, ...]:
+        """``{"type": NAME, ...}`` entries of ``dependencies``: checks run first, before
+        the job's pre-checks, that wait until the plugin's answer is true."""
+        waits = []
+        for n, dep in enumerate(deps):
+            at = f"{where}dependencies[{n}]"
+            if isinstance(dep, str):
+                continue
+            if not isinstance(dep, Mapping) or not isinstance(dep.get("type"), str):
+                self.expect(at, 'a job id or a plugin dependency {"type": NAME, ...}', dep)
+                continue
+            kind = str(dep["type"])
+            poll = self.number(dep, "poll_interval", f"{at}.", DEFAULT_POLL)
+            max_wait = self.number(dep, "max_wait", f"{at}.", timeout)
+            if poll <= 0 or max_wait < 0:
+                self.problem(at, "poll_interval must be above 0 and max_wait 0 or more")
+                continue
+            params = {
+                k: v for k, v in dep.items() if k not in ("type", "poll_interval", "max_wait")
+            }
+            self.custom.append(Custom("dependency type", kind, job_id, at))
+            payload = {"type": kind, "params": params, "poll_interval": poll, "max_wait": max_wait}
+            run = self.plugin_command("depend", kind, payload)
+            waits.append(Check("command", {"run": run, "timeout": max_wait + 60.0}))
+        return tuple(waits)
+
+    def plugin_command(self, verb: str, name: str, payload: dict[str, Any]) -> str:
+        """The command check that runs a plugin's check or dependency type: the name is
+        there to be read; what runs is the payload (base64 JSON: no quoting, no template
+        markers)."""
+        from_plugins = {**payload, "plugins": [list(p) for p in self.plugins]}
+        word = base64.urlsafe_b64encode(dumps(from_plugins).encode()).decode()
+        shown = name if re.fullmatch(r"[\w.-]+", name) else "-"
+        return f"{shlex.quote(executable)} -m {PLUGIN_RUNNER} {verb} {shown} {word}"
 
     def security(self, command: str, job_id: str, where: str, policy: str) -> None:
         for name, matches in DANGEROUS:
@@ -460,7 +554,9 @@ class _Loader:
             budget=self.number(job, "max_retry_time", where, defaults["max_retry_time"]) or None,
         )
 
-    def checks(self, job: Mapping[str, Any], key: str, where: str) -> tuple[Check, ...]:
+    def checks(
+        self, job: Mapping[str, Any], key: str, where: str, job_id: str
+    ) -> tuple[Check, ...]:
         items = job.get(key, [])
         if not isinstance(items, list):
             self.expect(f"{where}{key}", "a list of {name, params}", items)
@@ -475,34 +571,27 @@ class _Loader:
             if not isinstance(params, Mapping):
                 self.expect(f"{at}.params", "an object", params)
                 continue
-            check = self.check(str(item["name"]), params, at)
-            if check is not None:
-                out.append(check)
+            out.append(self.check(str(item["name"]), params, at, job_id))
         return tuple(out)
 
-    def check(self, name: str, params: Mapping[str, Any], at: str) -> Check | None:
-        wanted = {
-            "check_file_exists": "path",
-            "check_no_ora_errors": "log_file",
-            "check_no_ora_or_sp2_errors": "log_file",
-        }
-        if name not in wanted:
-            self.problem(
-                f"{at}.name", f"unknown check '{name}': expected one of {', '.join(wanted)}"
+    def check(self, name: str, params: Mapping[str, Any], at: str, job_id: str) -> Check:
+        """A built-in check with its one parameter becomes ordo's own check; any other
+        (a plugin's, an unknown name, wrong parameters) runs through the plugin runner,
+        which fails it with the reason, as the engine does, when the job starts."""
+        key = BUILT_IN_CHECKS.get(name)
+        value = params.get(key) if key else None
+        if key is None:
+            self.custom.append(Custom("check", name, job_id, at))
+        elif set(params) != {key} or not isinstance(value, str) or not value:
+            self.warnings.append(
+                f"{at}: {name} takes one parameter '{key}' (a path), found "
+                f"{', '.join(map(str, params)) or 'none'}: the job will fail this check"
             )
-            return None
-        key = wanted[name]
-        extra = set(params) - {key}
-        value = params.get(key)
-        if extra or not isinstance(value, str) or not value:
-            self.problem(f"{at}.params", f"{name} takes one parameter '{key}' (a path)")
-            return None
-        if name == "check_file_exists":
-            return Check("file_exists", {"path": glob.escape(value), "type": "file"})
-        if name == "check_no_ora_errors":
-            return Check("no_match", {"path": value, "pattern": "ORA-", "missing": "fail"})
+        else:
+            return _built_in(name, value)
         return Check(
-            "no_match", {"path": glob.escape(value), "pattern": "ORA-|SP2-", "missing": "fail"}
+            "command",
+            {"run": self.plugin_command("check", name, {"name": name, "params": dict(params)})},
         )
 
     def links(self, tasks: Sequence[Task]) -> None:
@@ -610,3 +699,13 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return "an object"
+
+
+def _built_in(name: str, value: str) -> Check:
+    if name == "check_file_exists":
+        return Check("file_exists", {"path": glob.escape(value), "type": "file"})
+    if name == "check_no_ora_errors":
+        return Check("no_match", {"path": value, "pattern": "ORA-", "missing": "fail"})
+    return Check(
+        "no_match", {"path": glob.escape(value), "pattern": "ORA-|SP2-", "missing": "fail"}
+    )
