@@ -26,6 +26,7 @@ from typing import Any
 import uvicorn
 
 from ordo import deploy
+from ordo.definitions.files import FILE_LIMITS, FileLimits
 from ordo.errors import OrdoError, StoreError
 from ordo.masking import MASK
 from ordo.runners import make_runners
@@ -92,8 +93,9 @@ class FolderWatch:
     (names, sizes and modification times). What a deploy did is logged; an invalid
     file is logged with its errors (its flow keeps its previous revision)."""
 
-    def __init__(self, db_url: str, folder: str) -> None:
+    def __init__(self, db_url: str, folder: str, limits: FileLimits = FILE_LIMITS) -> None:
         self.folder = os.path.abspath(folder)
+        self.limits = limits
         self.store = open_store(db_url)
         self._seen: list[tuple[str, int, int]] | None = None
 
@@ -103,7 +105,7 @@ class FolderWatch:
             return
         self._seen = now
         try:
-            report = deploy.deploy_folder(self.store, self.folder, time.time())
+            report = deploy.deploy_folder(self.store, self.folder, time.time(), limits=self.limits)
         except StoreError:
             self._seen = None  # try again at the next step
             raise
@@ -167,7 +169,9 @@ def serve(options: ServerOptions) -> None:
     )
     base_url = settings.server_url or f"http://{options.host}:{options.port}"
     notifier = Notifier(notifier_store, holder, mail_server=mail_server, base_url=base_url)
-    watch = FolderWatch(options.db_url, options.flows_dir) if options.flows_dir else None
+    watch = None
+    if options.flows_dir:
+        watch = FolderWatch(options.db_url, options.flows_dir, deploy.file_limits(settings))
     if watch is not None:
         watch.step()  # deployed before the API answers
     worker, worker_thread = _embedded_worker(options)

@@ -18,6 +18,10 @@ handed down. An environment variable wins over the file; the file over the defau
     [server]
     url = "https://ordo.example.com"  # links in notifications
     max_body = 1048576                # bytes; larger request bodies get 413
+
+    [deploy]
+    max_file = 1048576       # bytes; a larger file a flow references is not deployed
+    max_flow_file = 8388608  # bytes; a larger flow file is not deployed
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ SETTINGS = (
     Setting("smtp.sender", "ORDO_SMTP_SENDER", "ordo@localhost", "text"),
     Setting("server.url", "ORDO_SERVER_URL", "", "text"),
     Setting("server.max_body", "ORDO_MAX_BODY", 1_048_576, "count"),
+    Setting("deploy.max_file", "ORDO_DEPLOY_MAX_FILE", 1_048_576, "count"),
+    Setting("deploy.max_flow_file", "ORDO_DEPLOY_MAX_FLOW_FILE", 8_388_608, "count"),
 )
 
 
@@ -69,6 +75,8 @@ class Settings:
     smtp_sender: str = "ordo@localhost"
     server_url: str = ""
     server_max_body: int = 1_048_576
+    deploy_max_file: int = 1_048_576
+    deploy_max_flow_file: int = 8_388_608
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 

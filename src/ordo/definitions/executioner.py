@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import base64
 import glob
-import json
+import itertools
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from json import dumps
 from sys import executable
 from typing import Any
 
+from ordo.definitions.bounded import LIMITS, load_json
+from ordo.definitions.files import Unreadable, read_regular
 from ordo.errors import DefinitionError, Problem
 from ordo.graph import find_cycle
 from ordo.masking import secret_values
@@ -68,24 +70,80 @@ DEFAULT_POLL = 5.0
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-#: ``security_policy: strict`` refuses commands matching these (the spec's list).
-DANGEROUS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(pattern))
-    for name, pattern in (
-        ("sudo/su/doas", r"(^|[;&|(`\s])(sudo|su|doas)(\s|$)"),
-        ("rm -rf /", r"\brm\s+(-\w*[rR]\w*\s+)*-?\w*[fF]?\w*\s*/(\s|$|\*)"),
-        ("rm -rf ~ or .", r"\brm\s+-\w*[rR]\w*\s+(~|\.)(/?\s|/?$)"),
-        ("curl or wget piped to a shell", r"\b(curl|wget)\b[^|]*\|\s*(sudo\s+)?(ba|z|da)?sh\b"),
-        ("write to a raw disk", r">\s*/dev/(sd|hd|nvme|xvd|vd|mmcblk)\w*"),
-        ("dd to a device", r"\bdd\b.*\bof=/dev/"),
-        ("redirect into /etc, /proc or /sys", r">\s*/(etc|proc|sys)/"),
-        ("shutdown/reboot/halt/poweroff", r"(^|[;&|\s])(shutdown|reboot|halt|poweroff)(\s|$)"),
-        ("nc -e", r"\bnc\b.*\s-e\s"),
-        ("eval of a variable", r"\beval\b.*\$"),
-        ("command substitution", r"`|\$\("),
-        ("mkfs", r"\bmkfs(\.\w+)?\b"),
+#: ``security_policy: strict`` refuses commands matching these (the spec's list). Each
+#: check runs in time linear in the command's length (no pattern that backtracks).
+_WORDS = re.compile(r"[;&|(`\s]+")
+_LINE_WORDS = re.compile(r"\S+")
+_PIPE_TO_SHELL = re.compile(r"\s*(sudo\s+)?(ba|z|da)?sh\b")
+
+
+def _words(command: str) -> list[str]:
+    return [w for w in _WORDS.split(command) if w]
+
+
+def _after(first: str, then: str) -> Callable[[str], bool]:
+    """``\bFIRST\b.*THEN`` on one line, in linear time: THEN after the first FIRST."""
+    first_re, then_re = re.compile(first), re.compile(then)
+
+    def check(command: str) -> bool:
+        for line in command.splitlines():
+            found = first_re.search(line)
+            if found and then_re.search(line, found.end()):
+                return True
+        return False
+
+    return check
+
+
+def _rm_targets(command: str, targets: tuple[str, ...], need_r: bool) -> bool:
+    """``rm`` with options (one holding r or R when ``need_r``) then one of ``targets``."""
+    for line in command.splitlines():
+        words = [w.rstrip(";&|") for w in _LINE_WORDS.findall(line)]
+        for i, word in enumerate(words):
+            if word != "rm":
+                continue
+            j, recursive = i + 1, False
+            while j < len(words) and words[j].startswith("-") and words[j] != "-":
+                recursive = recursive or "r" in words[j].lower()
+                j += 1
+            if j < len(words) and words[j] in targets and (recursive or not need_r):
+                return True
+    return False
+
+
+def _curl_to_shell(command: str) -> bool:
+    parts = command.split("|")
+    return any(
+        re.search(r"\b(curl|wget)\b", left) and _PIPE_TO_SHELL.match(right)
+        for left, right in itertools.pairwise(parts)
     )
+
+
+def _regex(pattern: str) -> Callable[[str], bool]:
+    compiled = re.compile(pattern)
+    return lambda command: compiled.search(command) is not None
+
+
+DANGEROUS: tuple[tuple[str, Callable[[str], bool]], ...] = (
+    ("sudo/su/doas", lambda c: not {"sudo", "su", "doas"}.isdisjoint(_words(c))),
+    ("rm -rf /", lambda c: _rm_targets(c, ("/", "/*"), need_r=False)),
+    ("rm -rf ~ or .", lambda c: _rm_targets(c, ("~", "~/", ".", "./"), need_r=True)),
+    ("curl or wget piped to a shell", _curl_to_shell),
+    ("write to a raw disk", _regex(r">[ \t]*/dev/(sd|hd|nvme|xvd|vd|mmcblk)")),
+    ("dd to a device", _after(r"\bdd\b", r"\bof=/dev/")),
+    ("redirect into /etc, /proc or /sys", _regex(r">[ \t]*/(etc|proc|sys)/")),
+    (
+        "shutdown/reboot/halt/poweroff",
+        lambda c: not {"shutdown", "reboot", "halt", "poweroff"}.isdisjoint(_words(c)),
+    ),
+    ("nc -e", _after(r"\bnc\b", r"\s-e\s")),
+    ("eval of a variable", _after(r"\beval\b", r"\$")),
+    ("command substitution", _regex(r"`|\$\(")),
+    ("mkfs", _regex(r"\bmkfs\b")),
 )
+#: ``${NAME}`` expansion stops with an error past these sizes (``${A}${A}`` doubling).
+MAX_VALUE = 64 * 1024
+MAX_EXPANDED = 1024 * 1024
 #: ``allow_shell: false``: what only a shell understands.
 _SHELL_SYNTAX = re.compile(r"[|&;<>`$(){}*?~]|\[\[")
 
@@ -136,19 +194,14 @@ def load_config(path: str, cli_env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config at ``path``; ``cli_env`` (``--env``) wins over every
     level. Raises :class:`DefinitionError` listing every problem found."""
     absolute = os.path.abspath(path)
-    try:
-        with open(absolute, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise DefinitionError([Problem("config file not found", absolute)]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DefinitionError([Problem(f"cannot read the config: {exc}", absolute)]) from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DefinitionError(
-            [Problem(f"invalid JSON: {exc.msg}", absolute, exc.lineno, exc.colno)]
-        ) from None
+    if not os.path.lexists(absolute):
+        raise DefinitionError([Problem("config file not found", absolute)])
+    try:  # bounded: at most LIMITS.size bytes, then depth and number length
+        data = read_regular(absolute, LIMITS.size, streams=True)
+    except Unreadable as exc:
+        problem = Problem(f"cannot read the config: {exc.reason}", absolute)
+        raise DefinitionError([problem]) from None
+    doc = load_json(data, absolute)
     return _Loader(absolute, dict(cli_env or {})).config(doc)
 
 
@@ -243,7 +296,7 @@ class _Loader:
         policy = self.string(doc, "security_policy", "", "warn")
         if policy not in ("warn", "strict", "block", "off"):
             self.problem("security_policy", f"expected warn, strict or off, found {policy!r}")
-        app_env = _resolve(self.env(doc, ""), {})  # frozen among themselves at load
+        app_env = _resolve(self.env(doc, ""), {}, self.path)  # frozen among themselves at load
         jobs = doc.get("jobs")
         tasks: list[Task] = []
         descriptions: dict[str, str] = {}
@@ -389,7 +442,7 @@ class _Loader:
         timeout = self.number(job, "timeout", where, defaults["timeout"])
         if timeout <= 0:
             self.problem(f"{where}timeout", f"must be above 0, found {timeout:g}")
-        env = _resolve({**app_env, **self.env(job, where), **self.cli_env}, {})
+        env = _resolve({**app_env, **self.env(job, where), **self.cli_env}, {}, self.path)
         secrets.update(secret_values(env))
         spec: dict[str, Any] = {"command": command.strip() or "true", "inherit_env": inherit}
         if command.strip():
@@ -450,8 +503,8 @@ class _Loader:
         return f"{shlex.quote(executable)} -m {PLUGIN_RUNNER} {verb} {shown} {word}"
 
     def security(self, command: str, job_id: str, where: str, policy: str) -> None:
-        for name, pattern in DANGEROUS:
-            if pattern.search(command):
+        for name, matches in DANGEROUS:
+            if matches(command):
                 message = f"job '{job_id}': the command matches the dangerous pattern {name}"
                 if policy in ("strict", "block"):
                     self.problem(f"{where}command", message + " (security_policy: strict)")
@@ -574,27 +627,59 @@ class _Loader:
         )
 
 
-def _resolve(env: Mapping[str, str], outer: Mapping[str, str]) -> dict[str, str]:
-    """``${NAME}`` references resolved against ``env`` itself (then ``outer``), repeatedly;
-    unknown names and circular references stay as written."""
-    out = dict(env)
-    for _ in range(len(out) + 1):
-        changed = False
-        for name, value in out.items():
+def _resolve(env: Mapping[str, str], outer: Mapping[str, str], path: str = "env") -> dict[str, str]:
+    """``${NAME}`` references resolved against ``env`` itself (then ``outer``), each
+    value once (depth first, without recursion); unknown names and circular references
+    stay as written. DefinitionError when a value would grow past :data:`MAX_VALUE`
+    characters or all of them past :data:`MAX_EXPANDED`."""
+    done: dict[str, str] = {}
+    total = 0
+    for start in env:
+        if start in done:
+            continue
+        stack = [(start, _REFERENCE.findall(env[start]), 0)]
+        open_names = {start}
+        while stack:
+            name, refs, index = stack[-1]
+            if index < len(refs):
+                stack[-1] = (name, refs, index + 1)
+                ref = refs[index]
+                if ref in env and ref not in done and ref not in open_names:
+                    stack.append((ref, _REFERENCE.findall(env[ref]), 0))
+                    open_names.add(ref)
+                continue
+            stack.pop()
+            open_names.discard(name)
+            done[name] = value = _substitute(name, env, outer, done, path)
+            total += len(value)
+            if total > MAX_EXPANDED:
+                message = f"env: ${{...}} references expand to more than {MAX_EXPANDED} characters"
+                raise DefinitionError([Problem(message, path)])
+    return done
 
-            def sub(m: re.Match[str], own: str = name) -> str:
-                ref = m.group(1)
-                if ref == own:
-                    return m.group(0)
-                return out.get(ref, outer.get(ref, m.group(0)))
 
-            new = _REFERENCE.sub(sub, value)
-            if new != value:
-                out[name] = new
-                changed = True
-        if not changed:
-            break
-    return out
+def _substitute(
+    name: str, env: Mapping[str, str], outer: Mapping[str, str], done: Mapping[str, str], path: str
+) -> str:
+    value = env[name]
+    if "${" not in value:
+        return value
+    size = len(value)
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal size
+        ref = m.group(1)
+        if ref == name:
+            return m.group(0)
+        found = done.get(ref) if ref in env else outer.get(ref)
+        found = m.group(0) if found is None else found
+        size += len(found) - len(m.group(0))
+        if size > MAX_VALUE:
+            message = f"env: ${{{name}}} expands to more than {MAX_VALUE} characters"
+            raise DefinitionError([Problem(message, path)])
+        return found
+
+    return _REFERENCE.sub(sub, value)
 
 
 def _flow_id(app: str) -> str:
