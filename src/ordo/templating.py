@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
+from ordo import sandbox
 from ordo.errors import OrdoError
 
 _MARKERS = ("{{", "{%")
@@ -25,6 +26,7 @@ _OUTPUT_REF = re.compile(
     r"\boutputs\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])"
 )
 _VAR_REF = re.compile(r"\bvars\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _PATH_KEY = "_ordo_path"
 _TASK_KEY = "_ordo_task"
 
@@ -193,23 +195,47 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
 
 
 def _render_string(text: str, context: Mapping[str, Any]) -> Any:
-    from jinja2 import TemplateError as JinjaError
+    """One template string rendered. Whatever goes wrong inside (a Jinja2 error, a
+    limit of the sandbox, an AssertionError from a filter, a RecursionError from a macro
+    that calls itself, a MemoryError) is a TemplateError naming the text: user content
+    never raises anything else into a worker, a scheduler or an API request."""
     from jinja2 import Undefined
 
     try:
         single = _SINGLE.match(text)
         if single and "{%" not in text:
-            result = _expression(single.group("expr"))(**context)
+            result = sandbox.evaluate(_expression(single.group("expr")), context)
             if isinstance(result, Undefined):
                 result._fail_with_undefined_error()
             return _plain(result)
-        return _template(text).render(**context)
+        return sandbox.bounded(_template(text), context)
     except TemplateError:
         raise
-    except JinjaError as exc:
-        raise TemplateError(f"cannot render {text!r}: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-        raise TemplateError(f"cannot render {text!r}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # whatever it is: see the docstring
+        raise TemplateError(f"cannot render {_shown(text)}: {describe(exc)}") from None
+
+
+def describe(exc: BaseException) -> str:
+    """An exception from a template as a short message for users: its kind and text,
+    with no object addresses (``at 0x7f...``) and at most 300 characters."""
+    if isinstance(exc, RecursionError):
+        return "recursion or nesting too deep (a macro that calls itself without end?)"
+    if isinstance(exc, MemoryError):
+        return "out of memory (the template builds a value too large)"
+    if isinstance(exc, sandbox.LimitError):
+        return f"over a limit of the sandbox: {exc}"
+    from jinja2 import TemplateError as JinjaError
+
+    text = _ADDRESS.sub("", str(exc))
+    if len(text) > 300:
+        text = text[:297] + "..."
+    if isinstance(exc, JinjaError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 200 else repr(text[:197] + "...")
 
 
 def _plain(value: Any) -> Any:
@@ -228,7 +254,6 @@ def _plain(value: Any) -> Any:
 @lru_cache(maxsize=1)
 def _environment() -> Any:
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class NamedUndefined(StrictUndefined):
         """Fails with the reference spelled as the user wrote it."""
@@ -240,7 +265,7 @@ def _environment() -> Any:
         __getattr__ = __getitem__ = __add__ = __radd__ = __int__ = _fail_with_undefined_error
         __float__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = _fail_with_undefined_error
 
-    class Sandbox(ImmutableSandboxedEnvironment):
+    class Sandbox(sandbox.sandbox_class()):  # type: ignore[misc]
         """Names in our mappings win over dict methods: an output called ``items`` or
         ``values`` is that output, not ``dict.items``."""
 
@@ -267,7 +292,8 @@ def _undefined_error(parent: Any, name: Any) -> TemplateError:
         return TemplateError(f"undefined reference '{name}' (known names: {known})", str(name))
     base = getattr(parent, _PATH_KEY, None)
     if base is None:
-        shown = repr(parent) if len(repr(parent)) <= 40 else repr(parent)[:37] + "..."
+        text = _ADDRESS.sub("", repr(parent))
+        shown = text if len(text) <= 40 else text[:37] + "..."
         return TemplateError(
             f"undefined reference '{name}': the {type(parent).__name__} value {shown} "
             f"has no attribute or item {name!r}",
@@ -315,7 +341,9 @@ def check_syntax(value: Any) -> list[str]:
         try:
             _environment().parse(value)
         except TemplateSyntaxError as exc:
-            return [f"template syntax error in {value!r}: {exc.message}"]
+            return [f"template syntax error in {_shown(value)}: {exc.message}"]
+        except Exception as exc:  # nesting too deep for the parser, ...
+            return [f"template {_shown(value)} cannot be parsed: {describe(exc)}"]
         return []
     if isinstance(value, Mapping):
         return [m for v in value.values() for m in check_syntax(v)]

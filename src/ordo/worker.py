@@ -426,7 +426,15 @@ class Worker:
     def _launch(self, claim: Claim) -> None:
         self._launched.append(claim.attempt_id)
         log = _AttemptLog(self, claim)
-        prepared = engine.prepare(self.store, claim, log, self.env, self.secrets)
+        try:
+            prepared = engine.prepare(self.store, claim, log, self.env, self.secrets)
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug on user content must not stop the loop
+            logger.exception("preparing task %r failed", claim.task_id)
+            error = f"task '{claim.task_id}': cannot prepare: {type(exc).__name__}"
+            failed = Outcome(State.FAILED, reason="error", error=error)
+            prepared = engine.Prepared(claim, outcome=failed)
         self.listener.started(claim)
         if prepared.outcome is not None:
             outcome = prepared.outcome
