@@ -56,6 +56,7 @@ class ServerOptions:
     flows_dir: str | None = None  # deployed at start (``--flows``)
     watch: bool = False  # and again whenever a file in it changes
     secrets: SecretBox | None = None  # what embedded workers read secrets with
+    session_key: bytes | None = None  # signs UI sessions; None: random, for this process
 
 
 class Loop:
@@ -154,7 +155,9 @@ def serve(options: ServerOptions) -> None:
     """Run the server until SIGTERM/SIGINT."""
     settings = options.settings
     holder = holder_id()
-    app = create_site(options.db_url, max_body=settings.server_max_body)
+    app = create_site(
+        options.db_url, max_body=settings.server_max_body, session_key=options.session_key
+    )
     scheduler_store = open_store(options.db_url)
     notifier_store = open_store(options.db_url)
     scheduler = Scheduler(scheduler_store, holder)

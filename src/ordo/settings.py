@@ -18,6 +18,10 @@ handed down. An environment variable wins over the file; the file over the defau
     [server]
     url = "https://ordo.example.com"  # links in notifications
     max_body = 1048576                # bytes; larger request bodies get 413
+
+    [secrets]
+    # parts of environment variable names (any case) whose values are masked as ****
+    mask_names = "password,passwd,secret,key,token,credential"
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 from ordo.errors import ConfigError
 
 FILE_NAME = "settings.toml"
+MASK_NAMES = "password,passwd,secret,key,token,credential"
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ SETTINGS = (
     Setting("smtp.sender", "ORDO_SMTP_SENDER", "ordo@localhost", "text"),
     Setting("server.url", "ORDO_SERVER_URL", "", "text"),
     Setting("server.max_body", "ORDO_MAX_BODY", 1_048_576, "count"),
+    Setting("secrets.mask_names", "ORDO_MASK_NAMES", MASK_NAMES, "text"),
 )
 
 
@@ -69,6 +75,7 @@ class Settings:
     smtp_sender: str = "ordo@localhost"
     server_url: str = ""
     server_max_body: int = 1_048_576
+    secrets_mask_names: str = MASK_NAMES
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 

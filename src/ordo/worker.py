@@ -29,7 +29,7 @@ from ordo import engine
 from ordo.calls import Running, TaskCalls
 from ordo.clock import Clock, SystemClock
 from ordo.errors import OrdoError, StoreError, StoreUnavailable
-from ordo.masking import LineMask, mask_value, masked
+from ordo.masking import LineMask, mask_value, masked, passed_environ
 from ordo.model import Outcome, State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
@@ -99,7 +99,7 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
-        self.env = dict(os.environ if env is None else env)
+        self.env = passed_environ(os.environ if env is None else env)  # templates' env
         self.listener: Listener = listener or _Silent()
         self.secrets = secrets or SecretBox(None)  # without a key no secret can be read
         self._events: queue.SimpleQueue[tuple[Claim, Outcome]] = queue.SimpleQueue()
