@@ -125,6 +125,22 @@ def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str
     return str(generate_lorem_ipsum(n, html, min, max))
 
 
+def quote(value: Any) -> str:
+    """The ``quote`` filter: ``value`` as one word of shell text (``shlex.quote``); a list
+    as its items quoted one by one, joined by spaces."""
+    import shlex
+
+    if isinstance(value, list | tuple):
+        return " ".join(shlex.quote(_text(v)) for v in value)
+    return shlex.quote(_text(value))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
 def _width_filter(original: Any, name: str) -> Any:
     def checked(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
         if isinstance(width, int) and width > MAX_TEXT:
@@ -148,6 +164,7 @@ def sandbox_class() -> type:
             super().__init__(**options)
             self.globals["range"] = _range
             self.globals["lipsum"] = _lipsum
+            self.filters["quote"] = quote
             for name in ("center", "indent"):
                 self.filters[name] = _width_filter(self.filters[name], name)
 

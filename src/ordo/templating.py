@@ -330,6 +330,62 @@ def _expression(expr: str) -> Any:
     return _environment().compile_expression(expr, undefined_to_none=False)
 
 
+_EXPRESSION = re.compile(r"\{\{-?(.*?)-?\}\}", re.DOTALL)
+_SAFE_END = re.compile(r"\|\s*(?:quote|int|float|length|count)\s*(?:\([^()]*\))?\s*$")
+_COUNTERS = re.compile(r"\b(?:fork|loop)\s*\.\s*(?:index0?|revindex0?|length)\b")
+_DATA_ROOTS = ("inputs", "outputs", "fork", "event", "body")
+_EXECUTION_DATA = r"|execution\s*\.\s*(?:inputs|labels)\b"
+_BOUND = re.compile(r"\{%-?\s*(?:for\s+([\w\s,]+?)\s+in\b|set\s+([\w\s,]+?)\s*=)")
+
+
+def unquoted_data(text: str, data_vars: Iterable[str] = ()) -> list[str]:
+    """The ``{{ ... }}`` expressions of ``text`` (shell text) that put data from outside
+    into it without the ``quote`` filter: expressions reading ``inputs``, ``outputs``,
+    ``fork``, ``execution`` (its inputs and labels), a name a ``{% for %}`` or
+    ``{% set %}`` binds, or one of ``data_vars`` (``vars.NAME``), and not ending in
+    ``| quote`` (or ``| int``, ``| float``, ``| length``, ``| count``, which give a
+    number). A cheap scan for a warning, not a proof either way."""
+    bound = {
+        name.strip()
+        for match in _BOUND.finditer(text)
+        for group in match.groups()
+        if group
+        for name in group.split(",")
+    }
+    words = [*_DATA_ROOTS, *sorted(n for n in bound if n.isidentifier())]
+    roots = re.compile(
+        r"(?<![.\w])(?:(?:" + "|".join(map(re.escape, words)) + r")\b" + _EXECUTION_DATA + ")"
+    )
+    var_use = re.compile(r"\bvars\s*(?:\.\s*(\w+)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+    risky_vars = set(data_vars)
+    found = []
+    for match in _EXPRESSION.finditer(text):
+        expression = match.group(1)
+        if _SAFE_END.search(expression):
+            continue
+        expression = _COUNTERS.sub("0", expression)  # fork.index, loop.index: numbers
+        used_vars = {a or b for a, b in var_use.findall(expression)}
+        if roots.search(expression) or used_vars & risky_vars:
+            found.append(match.group(0))
+    return found
+
+
+def data_vars(vars_: Mapping[str, Any]) -> set[str]:
+    """The vars whose templates read data from outside (see :func:`unquoted_data`),
+    directly or through other vars."""
+    codes = {name: " ".join(_code(value)) for name, value in vars_.items()}
+    roots = re.compile(r"(?<![.\w])(?:(?:" + "|".join(_DATA_ROOTS) + r")\b" + _EXECUTION_DATA + ")")
+    risky = {name for name, code in codes.items() if roots.search(code)}
+    grown = True
+    while grown:
+        grown = False
+        for name, code in codes.items():
+            if name not in risky and any(re.search(rf"\bvars\s*\.\s*{v}\b", code) for v in risky):
+                risky.add(name)
+                grown = True
+    return risky
+
+
 def check_syntax(value: Any) -> list[str]:
     """A message (naming the bad template text) for every template inside ``value`` that
     does not parse. Renders nothing."""

@@ -247,3 +247,45 @@ def test_a_template_too_deep_to_parse_is_a_syntax_message() -> None:
     deep = "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"
     (message,) = check_syntax(deep)
     assert "cannot be parsed" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("2026-01-01", "2026-01-01"),
+        ("a b", "'a b'"),
+        ("x'; rm -rf ~; echo '", "'x'\"'\"'; rm -rf ~; echo '\"'\"''"),
+        ("", "''"),
+        (None, "''"),
+        (12, "12"),
+        (True, "true"),
+        (["a b", "c"], "'a b' c"),
+    ],
+)
+def test_the_quote_filter_makes_one_word_of_shell_text(value: Any, shown: str) -> None:
+    context = make_context({"v": value}, {}, {}, {}, {})
+    assert render("echo {{ inputs.v | quote }}", context) == f"echo {shown}"
+    if not isinstance(value, list):
+        import shlex
+
+        word = shlex.split("x " + render("{{ inputs.v | quote }}", context))[1:]
+        assert word == [("" if value is None else "true" if value is True else str(value))]
+
+
+@pytest.mark.parametrize(
+    ("command", "flagged"),
+    [
+        ('echo "hello {{ inputs.who }}"', ["{{ inputs.who }}"]),
+        ("echo hello {{ inputs.who | quote }}", []),
+        ("head -n {{ inputs.n | int }} f", []),
+        ("{% for f in inputs.files %}rm -- {{ f }};{% endfor %}", ["{{ f }}"]),
+        ("echo {{ fork.index }}-{{ fork.value }}", ["{{ fork.value }}"]),
+        ("echo {{ execution.id }} {{ execution.labels.team }}", ["{{ execution.labels.team }}"]),
+        ("echo {{ outputs.a.b | default('x') }}", ["{{ outputs.a.b | default('x') }}"]),
+        ("cat {{ vars.path }} {{ vars.fixed }}", ["{{ vars.path }}"]),
+        ("echo {{ env.HOME }} {{ secret('X') }}", []),
+    ],
+)
+def test_unquoted_data_in_shell_text_is_found(command: str, flagged: list[str]) -> None:
+    risky = templating.data_vars({"path": "in/{{ inputs.day }}.csv", "fixed": "a.csv"})
+    assert templating.unquoted_data(command, risky) == flagged
