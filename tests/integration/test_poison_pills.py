@@ -219,3 +219,39 @@ def test_a_server_and_its_embedded_worker_survive_poison_pills(tmp_path: Path) -
         server.wait_state(again.json()["id"], "SUCCESS", timeout=120)
         assert server.process.poll() is None
     assert "Traceback" not in server.log.read_text()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_scheduler_goes_on_past_a_flow_whose_run_if_is_a_poison_pill(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    import datetime
+
+    from ordo import engine
+    from ordo.store import open_store
+    from ordo.triggers.scheduler import Scheduler
+
+    db = str(tmp_path / "s.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    texts = {
+        "pill": 'run_if: "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"\n',
+        "fine": "",
+    }
+    for flow_id, extra in texts.items():
+        (tmp_path / f"{flow_id}.yaml").write_text(
+            f"id: {flow_id}\n{extra}triggers:\n  - {{type: schedule, cron: '* * * * *'}}\n"
+            "tasks:\n  - id: a\n    type: shell\n    command: 'true'\n"
+        )
+    now = [datetime.datetime(2026, 12, 3, 10, 0, 30, tzinfo=datetime.UTC).timestamp()]
+    store = open_store(db)
+    try:
+        for flow_id in texts:
+            engine.register_flow(store, tmp_path / f"{flow_id}.yaml", now[0])
+        scheduler = Scheduler(store, "a", clock=lambda: now[0])
+        assert scheduler.tick() == []
+        for _ in range(2):  # two ticks: the pill fails each time, the other flow starts
+            now[0] += 60
+            assert len(scheduler.tick()) == 1
+        flows = [e.flow_id for e in store.list_executions(limit=10)]
+        assert flows == ["fine", "fine"], flows
+    finally:
+        store.close()
