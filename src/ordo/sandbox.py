@@ -141,6 +141,48 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _replace_filter(original: Any) -> Any:
+    def checked(eval_ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> Any:
+        if isinstance(s, str) and isinstance(old, str) and isinstance(new, str):
+            _check_replace(s, old, new, count)
+        return original(eval_ctx, s, old, new, count)
+
+    checked.jinja_pass_arg = original.jinja_pass_arg  # type: ignore[attr-defined]
+    return checked
+
+
+def _check_replace(s: str, old: str, new: str, count: Any) -> None:
+    times = s.count(old) if old else len(s) + 1
+    if isinstance(count, int) and count >= 0:
+        times = min(times, count)
+    if len(s) + times * (len(new) - len(old)) > MAX_TEXT:
+        raise LimitError(f"replace() would make a text longer than {MAX_TEXT:,} characters")
+
+
+def _join_filter(original: Any) -> Any:
+    def checked(eval_ctx: Any, value: Any, d: Any = "", attribute: Any = None) -> Any:
+        if isinstance(value, list | tuple) and attribute is None:
+            size = sum(len(v) for v in value if isinstance(v, str))
+            if size + len(value) * len(str(d)) > MAX_TEXT:
+                raise LimitError(f"join() would make a text longer than {MAX_TEXT:,} characters")
+        return original(eval_ctx, value, d, attribute)
+
+    checked.jinja_pass_arg = original.jinja_pass_arg  # type: ignore[attr-defined]
+    return checked
+
+
+def _check_method(owner: str, name: str, args: tuple[Any, ...]) -> None:
+    """Refuse a string method call whose result would pass the limits, before it runs."""
+    if name in _WIDTH_METHODS and any(isinstance(a, int) and a > MAX_TEXT for a in args):
+        raise LimitError(f"{name}(): wider than {MAX_TEXT:,} characters")
+    if name == "replace" and len(args) >= 2 and all(isinstance(a, str) for a in args[:2]):
+        _check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else None)
+    if name == "join" and args and isinstance(args[0], list | tuple):
+        size = sum(len(v) for v in args[0] if isinstance(v, str))
+        if size + len(args[0]) * len(owner) > MAX_TEXT:
+            raise LimitError(f"join() would be longer than {MAX_TEXT:,} characters")
+
+
 def _width_filter(original: Any, name: str) -> Any:
     def checked(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
         if isinstance(width, int) and width > MAX_TEXT:
@@ -167,15 +209,16 @@ def sandbox_class() -> type:
             self.filters["quote"] = quote
             for name in ("center", "indent"):
                 self.filters[name] = _width_filter(self.filters[name], name)
+            self.filters["replace"] = _replace_filter(self.filters["replace"])
+            self.filters["join"] = _join_filter(self.filters["join"])
 
         def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
             return self._binops[op](left, right)
 
         def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
             owner = getattr(obj, "__self__", None)
-            wide = any(isinstance(a, int) and a > MAX_TEXT for a in args)
-            if wide and isinstance(owner, str) and getattr(obj, "__name__", "") in _WIDTH_METHODS:
-                raise LimitError(f"{obj.__name__}(): wider than {MAX_TEXT:,} characters")
+            if isinstance(owner, str):
+                _check_method(owner, getattr(obj, "__name__", ""), args)
             result = super().call(context, obj, *args, **kwargs)
             _check_size(result)
             return result

@@ -400,11 +400,29 @@ def check_syntax(value: Any) -> list[str]:
             return [f"template syntax error in {_shown(value)}: {exc.message}"]
         except Exception as exc:  # nesting too deep for the parser, ...
             return [f"template {_shown(value)} cannot be parsed: {describe(exc)}"]
-        return []
+        return _always_fails(value)
     if isinstance(value, Mapping):
         return [m for v in value.values() for m in check_syntax(v)]
     if isinstance(value, list | tuple):
         return [m for v in value for m in check_syntax(v)]
+    return []
+
+
+_DATA_NAMES = re.compile(r"\b(?:inputs|outputs|vars|execution|env|fork|secret|event|body)\b")
+
+
+def _always_fails(text: str) -> list[str]:
+    """A template that reads no data renders the same every time: render it now (in the
+    bounded sandbox), so one that can only fail (``{{ 'x' | truncate(-1) }}``, a macro
+    calling itself, ``{{ 'x' * 10**10 }}``) is reported before it runs. A missing name is
+    left to run time, which says the same with the execution's context."""
+    if _DATA_NAMES.search(text):
+        return []
+    try:
+        render(text, {})
+    except TemplateError as exc:
+        if exc.reference is None:
+            return [f"{exc} (it reads no data, so it fails every time)"]
     return []
 
 

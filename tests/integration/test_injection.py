@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from server_support import running_server, server_env
 
 HOSTILE = "x; touch pwned; echo $(touch pwned2) `touch pwned3`"
@@ -33,6 +34,7 @@ def _flow(folder: Path, flow_id: str, template: str) -> str:
     return FLOW.format(id=flow_id, folder=folder, template=template)
 
 
+@pytest.mark.timeout(300)  # a server and three ordo processes on a loaded runner
 def test_a_webhook_body_runs_a_command_unless_the_template_quotes_it(
     tmp_path: Path, ordo_cmd: list[str], ordo_env: dict[str, str]
 ) -> None:

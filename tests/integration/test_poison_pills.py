@@ -16,24 +16,29 @@ from typing import Any
 import pytest
 from server_support import running_server, server_env
 
+from ordo.store import open_store
+
 PILLS = """\
 id: pills
+inputs:
+  x: {type: string, default: x}
+  n: {type: int, default: 100000}
 tasks:
   - id: truncate
     type: shell
-    command: "echo {{ 'x'|truncate(-1) }}"
+    command: "echo {{ inputs.x|truncate(-1) }}"
   - id: macro
     type: shell
-    command: "{% macro m(n) %}{{ m(n) }}{% endmacro %}echo {{ m(1) }}"
+    command: "{% macro m(n) %}{{ m(n) }}{% endmacro %}echo {{ m(inputs.x) }}"
   - id: repeat
     type: shell
-    command: "echo {{ 'x' * 10**10 }}"
+    command: "echo {{ inputs.x * 10**10 }}"
   - id: loops
     type: shell
-    command: "{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}"
+    command: "{% for i in range(inputs.n) %}{% for j in range(inputs.n) %}{% endfor %}{% endfor %}"
   - id: gate
     type: shell
-    run_if: "{{ [0] * 10**10 }}"
+    run_if: "{{ [inputs.x] * 10**10 }}"
     command: echo never
   - id: overflow
     type: shell
@@ -50,7 +55,7 @@ tasks:
     type: shell
     command: echo fine
 outputs:
-  bad: "{{ 'y'|truncate(-1) }}"
+  bad: "{{ execution.flow|truncate(-1) }}"
 """
 
 GOOD = """\
@@ -122,6 +127,29 @@ def test_ordo_run_fails_each_poison_pill_with_its_reason(
     _check_pills(json.loads(shown.stdout))
 
 
+def test_ordo_validate_refuses_templates_that_read_no_data_and_always_fail(
+    ordo_cmd: list[str], ordo_env: dict[str, str], tmp_path: Path
+) -> None:
+    flow = tmp_path / "constant.yaml"
+    flow.write_text(
+        "id: constant\ntasks:\n"
+        "  - id: a\n    type: shell\n    command: \"echo {{ 'x'|truncate(-1) }}\"\n"
+        "  - id: b\n    type: shell\n"
+        '    command: "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"\n'
+        "  - id: c\n    type: shell\n    command: \"echo {{ 'x' * 10**10 }}\"\n"
+        "  - id: d\n    type: shell\n"
+        "    command: \"echo {{ 'x' * 3 }} {{ inputs.y|default(1) }}\"\n"
+    )
+    done = _ordo(ordo_cmd, ordo_env, "validate", str(flow))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 3 and all("fails every time" in line for line in lines), lines
+    assert "constant.yaml:5:14: tasks[0].command:" in lines[0]
+    pills = _write_flows(tmp_path)["pills"]  # these read data: left to run time
+    assert _ordo(ordo_cmd, ordo_env, "validate", str(pills)).returncode == 0
+
+
+@pytest.mark.timeout(300)  # a dozen ordo processes on a loaded 2-core runner
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_an_ordo_worker_survives_every_poison_pill(
     backend: str,
@@ -145,8 +173,12 @@ def test_an_ordo_worker_survives_every_poison_pill(
         doc: dict[str, Any] = json.loads(done.stdout)
         return doc
 
-    def ended(execution_id: int) -> bool:
-        return show(execution_id)["state"] in ("SUCCESS", "FAILED", "WARNING")
+    def ended(execution_id: int) -> bool:  # read from the store: cheaper than a CLI run
+        store = open_store(db)
+        try:
+            return store.get_execution(execution_id).state.value in ("SUCCESS", "FAILED")
+        finally:
+            store.close()
 
     pills, outpill = submit("pills"), submit("outpill")
     log = tmp_path / "worker.log"
@@ -193,6 +225,7 @@ tasks:
 """
 
 
+@pytest.mark.timeout(300)
 def test_a_server_and_its_embedded_worker_survive_poison_pills(tmp_path: Path) -> None:
     env = server_env(tmp_path)
     db = str(tmp_path / "server.db")

@@ -111,6 +111,7 @@ def _raw_store(db: str) -> bytes:
     return "\n".join(rows).encode()
 
 
+@pytest.mark.timeout(300)  # several ordo processes on a loaded 2-core runner
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_the_key_and_inherited_secrets_are_never_stored(
     backend: str,
@@ -169,6 +170,7 @@ def test_the_key_and_inherited_secrets_are_never_stored(
         assert value not in logs + document + stderr
 
 
+@pytest.mark.timeout(300)
 def test_an_http_task_with_a_secret_in_its_url_is_not_on_the_servers_stderr(
     tmp_path: Path, http_target: str
 ) -> None:
