@@ -182,8 +182,13 @@ def serve(options: ServerOptions) -> None:
         loops.append(Loop("watch", watch.step, WATCH_EVERY))
     for loop in loops:
         loop.start()
-    config = uvicorn.Config(
-        app, host=options.host, port=options.port, log_level="warning", access_log=False
+    config = uvicorn.Config(  # log_config=None: uvicorn logs through ours (masked)
+        app,
+        host=options.host,
+        port=options.port,
+        log_level="warning",
+        access_log=False,
+        log_config=None,
     )
     server = uvicorn.Server(config)
     logger.info(
