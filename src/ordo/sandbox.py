@@ -2,14 +2,14 @@
 
 Jinja2's immutable sandbox keeps templates away from Python's internals, but not from
 asking for a string of a billion characters (``{{ 'x' * 10**9 }}``), a number of a
-billion digits (``{{ 9 ** 10**9 }}``) or a loop of a billion turns. This sandbox refuses
+billion digits (``{{ 9 ** (10 ** 9) }}``) or a loop of a billion turns. This sandbox refuses
 those before they are computed, and :func:`bounded` stops a render once its text passes
 :data:`MAX_TEXT` characters. The limits are per render (a contextvar holds the budget of
 ``range()``), so renders in different threads do not share them.
 
-What it cannot bound is listed in docs/security.md: a filter chain that grows a string
-step by step (``replace``, ``~``) is only stopped by the text limit when written out, or
-by a MemoryError that the caller turns into a failed task.
+What it cannot bound is listed in docs/security.md: concatenations that grow a string
+step by step (``{% set a = a ~ a %}`` repeated) are only stopped by the text limit when
+written out, or by a MemoryError that the caller turns into a failed task.
 """
 
 from __future__ import annotations
