@@ -29,7 +29,7 @@ from ordo import engine
 from ordo.calls import Running, TaskCalls
 from ordo.clock import Clock, SystemClock
 from ordo.errors import OrdoError, StoreError, StoreUnavailable
-from ordo.masking import LineMask, mask_value, masked, passed_environ
+from ordo.masking import LineMask, mask_value, masked, passed_environ, secret_values
 from ordo.model import Outcome, State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
@@ -101,7 +101,11 @@ class Worker:
         self.rng = rng or random.Random()
         self.env = passed_environ(os.environ if env is None else env)  # templates' env
         self.listener: Listener = listener or _Silent()
-        self.secrets = secrets or SecretBox(None)  # without a key no secret can be read
+        # without a box: no secret can be read; the environment's secret-named values
+        # (default names) are still masked
+        self.secrets = secrets or SecretBox(
+            None, secret_values(dict(os.environ if env is None else env))
+        )
         self._events: queue.SimpleQueue[tuple[Claim, Outcome]] = queue.SimpleQueue()
         self._logs: list[NewLog] = []
         self._logs_lock = threading.Lock()
