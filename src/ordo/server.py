@@ -57,6 +57,7 @@ class ServerOptions:
     flows_dir: str | None = None  # deployed at start (``--flows``)
     watch: bool = False  # and again whenever a file in it changes
     secrets: SecretBox | None = None  # what embedded workers read secrets with
+    session_key: bytes | None = None  # signs UI sessions; None: random, for this process
 
 
 class Loop:
@@ -156,7 +157,9 @@ def serve(options: ServerOptions) -> None:
     """Run the server until SIGTERM/SIGINT."""
     settings = options.settings
     holder = holder_id()
-    app = create_site(options.db_url, max_body=settings.server_max_body)
+    app = create_site(
+        options.db_url, max_body=settings.server_max_body, session_key=options.session_key
+    )
     scheduler_store = open_store(options.db_url)
     notifier_store = open_store(options.db_url)
     scheduler = Scheduler(scheduler_store, holder)
@@ -183,8 +186,13 @@ def serve(options: ServerOptions) -> None:
         loops.append(Loop("watch", watch.step, WATCH_EVERY))
     for loop in loops:
         loop.start()
-    config = uvicorn.Config(
-        app, host=options.host, port=options.port, log_level="warning", access_log=False
+    config = uvicorn.Config(  # log_config=None: uvicorn logs through ours (masked)
+        app,
+        host=options.host,
+        port=options.port,
+        log_level="warning",
+        access_log=False,
+        log_config=None,
     )
     server = uvicorn.Server(config)
     logger.info(

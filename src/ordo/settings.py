@@ -22,6 +22,9 @@ handed down. An environment variable wins over the file; the file over the defau
     [deploy]
     max_file = 1048576       # bytes; a larger file a flow references is not deployed
     max_flow_file = 8388608  # bytes; a larger flow file is not deployed
+    [secrets]
+    # parts of environment variable names (any case) whose values are masked as ****
+    mask_names = "password,passwd,secret,key,token,credential"
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 from ordo.errors import ConfigError
 
 FILE_NAME = "settings.toml"
+MASK_NAMES = "password,passwd,secret,key,token,credential"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ SETTINGS = (
     Setting("server.max_body", "ORDO_MAX_BODY", 1_048_576, "count"),
     Setting("deploy.max_file", "ORDO_DEPLOY_MAX_FILE", 1_048_576, "count"),
     Setting("deploy.max_flow_file", "ORDO_DEPLOY_MAX_FLOW_FILE", 8_388_608, "count"),
+    Setting("secrets.mask_names", "ORDO_MASK_NAMES", MASK_NAMES, "text"),
 )
 
 
@@ -77,6 +82,7 @@ class Settings:
     server_max_body: int = 1_048_576
     deploy_max_file: int = 1_048_576
     deploy_max_flow_file: int = 8_388_608
+    secrets_mask_names: str = MASK_NAMES
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 

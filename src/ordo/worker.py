@@ -29,7 +29,7 @@ from ordo import engine
 from ordo.calls import Running, TaskCalls
 from ordo.clock import Clock, SystemClock
 from ordo.errors import OrdoError, StoreError, StoreUnavailable
-from ordo.masking import LineMask, mask_value, masked
+from ordo.masking import LineMask, mask_value, masked, passed_environ, secret_values
 from ordo.model import Outcome, State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
@@ -102,9 +102,13 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
-        self.env = dict(os.environ if env is None else env)
+        self.env = passed_environ(os.environ if env is None else env)  # templates' env
         self.listener: Listener = listener or _Silent()
-        self.secrets = secrets or SecretBox(None)  # without a key no secret can be read
+        # without a box: no secret can be read; the environment's secret-named values
+        # (default names) are still masked
+        self.secrets = secrets or SecretBox(
+            None, secret_values(dict(os.environ if env is None else env))
+        )
         self._events: queue.SimpleQueue[tuple[Claim, Outcome]] = queue.SimpleQueue()
         self._logs: list[NewLog] = []
         self._logs_lock = threading.Lock()
@@ -441,7 +445,15 @@ class Worker:
     def _launch(self, claim: Claim) -> None:
         self._launched.append(claim.attempt_id)
         log = _AttemptLog(self, claim)
-        prepared = engine.prepare(self.store, claim, log, self.env, self.secrets)
+        try:
+            prepared = engine.prepare(self.store, claim, log, self.env, self.secrets)
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug on user content must not stop the loop
+            logger.exception("preparing task %r failed", claim.task_id)
+            error = f"task '{claim.task_id}': cannot prepare: {type(exc).__name__}"
+            failed = Outcome(State.FAILED, reason="error", error=error)
+            prepared = engine.Prepared(claim, outcome=failed)
         self.listener.started(claim)
         if prepared.outcome is not None:
             outcome = prepared.outcome

@@ -11,6 +11,7 @@ from ordo import definitions, graph, templating
 from ordo.cli.common import parse_pairs, short
 from ordo.errors import EXIT_OK, EXIT_USAGE, DefinitionError
 from ordo.masking import MASK
+from ordo.model import Flow
 
 
 def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -30,7 +31,31 @@ def _validate(files: list[str]) -> int:
                 print(str(problem), file=sys.stderr)
             continue
         print(f"{path}: OK ({flow.key}, {len(flow.tasks)} tasks)")
+        for warning in shell_warnings(flow, path):
+            print(warning, file=sys.stderr)
     return status
+
+
+def shell_warnings(flow: Flow, path: str) -> list[str]:
+    """A warning (not an error) for each template of a shell task's ``command`` text (or
+    a check's ``run``) that puts inputs, outputs, fork or event data into the shell text
+    without ``| quote``: such a value is read by the shell, so ``; rm -rf ~`` in it runs."""
+    risky_vars = templating.data_vars(flow.vars)
+    found = []
+    for task in flow.tasks:
+        texts = [task.spec.get("command")] if task.type == "shell" else []
+        texts += [c.fields.get("run") for c in (*task.pre_checks, *task.post_checks)]
+        for text in texts:
+            if not isinstance(text, str):
+                continue
+            for expression in templating.unquoted_data(text, risky_vars):
+                where = f"{path}:{task.line}" if task.line else path
+                found.append(
+                    f"{where}: warning: task '{task.id}': {expression} puts "
+                    "data into shell text unquoted (a value with ; $( ) or quotes in it runs "
+                    "as a command): write it with | quote, or pass it in env: (docs/security.md)"
+                )
+    return found
 
 
 def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -6,13 +6,20 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import time
 from collections.abc import Mapping
 from types import FrameType
 
 from ordo import engine
-from ordo.cli.common import fmt_time, open_db, parse_pairs, print_json, secret_box, table
+from ordo.cli.common import (
+    configure_logging,
+    fmt_time,
+    open_db,
+    parse_pairs,
+    print_json,
+    secret_box,
+    table,
+)
 from ordo.cli.retention import start_from_args
 from ordo.errors import EXIT_OK, UsageError
 from ordo.model import parse_duration
@@ -22,9 +29,8 @@ from ordo.worker import Worker, WorkerSettings
 
 def worker_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve queues until SIGTERM/SIGINT (graceful: running attempts get ``--grace``)."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    box = secret_box(environ)
+    configure_logging(box)
     settings = WorkerSettings(queues=tuple(args.queue or ["default"]))
     if args.workers is not None:
         if args.workers < 1:
@@ -43,7 +49,7 @@ def worker_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         make_runners(settings.slots),
         settings=settings,
         env=environ,
-        secrets=secret_box(environ),
+        secrets=box,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import logging
 import os
 import secrets
 import socket
@@ -18,12 +17,14 @@ from zoneinfo import ZoneInfo
 
 from ordo import services
 from ordo.cli.common import (
+    configure_logging,
     database_url,
     fmt_time,
     load_settings,
     open_db,
     print_json,
     secret_box,
+    session_key,
     table,
 )
 from ordo.definitions.schema import ID_RE
@@ -99,9 +100,8 @@ def flow_key(text: str) -> tuple[str, str]:
 def server_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from ordo.server import ServerOptions, serve
 
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    box = secret_box(environ)
+    configure_logging(box)
     try:
         grace = parse_duration(args.grace)
     except ValueError as exc:
@@ -129,7 +129,8 @@ def server_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             environ=dict(environ),
             flows_dir=args.flows,
             watch=args.watch,
-            secrets=secret_box(environ),
+            secrets=box,
+            session_key=session_key(environ),
         )
     )
     return EXIT_OK
