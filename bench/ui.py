@@ -167,7 +167,10 @@ def main() -> None:
                 base_url=url, timeout=60, headers={"Authorization": f"Bearer {token}"}
             ) as api,
         ):
-            assert client.post("/login", data={"token": token}).status_code == 303
+            form = client.get("/login").text
+            csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            signed_in = client.post("/login", data={"token": token, "csrf": csrf})
+            assert signed_in.status_code == 303
             middle = args.executions // 2
             baseline, _ = timed(client, "/health", args.repeat)
             print(f"\nbaseline GET /health: {baseline * 1000:.1f} ms (median of {args.repeat})")

@@ -35,6 +35,7 @@ Europe/Vienna (2026-03-29 02:00 -> 03:00, 2026-10-25 03:00 -> 02:00):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -226,6 +227,11 @@ def _expression(cron: str, dialect: str) -> list[str]:
         return ALIASES[text.lower()].split()
     fields = text.upper().split()
     if len(fields) != len(FIELDS):
+        guess = _spaced(text)
+        if guess is not None:
+            raise _Problem(
+                f"a cron expression has 5 fields separated by spaces; did you mean {guess!r}?"
+            )
         raise _Problem(_FIELD_COUNT)
     for index, field in enumerate(fields):
         _check_field(index, field, dialect)
@@ -237,6 +243,25 @@ def _expression(cron: str, dialect: str) -> list[str]:
     except CronSimError as exc:  # a case the checks above do not know about
         raise _Problem(f"cronsim rejects it ({exc})") from exc
     return fields
+
+
+# One field written without the spaces around it: `*`, `*/5`, `5`, `1-5`, `1,3`, `0-30/10`.
+_FIELD_TERM = re.compile(r"\*(?:/\d+)?|\d+(?:[-,]\d+)*(?:/\d+)?")
+
+
+def _spaced(text: str) -> str | None:
+    """`text` with fewer than 5 fields read as 5 fields run together, when it can be read
+    only one sensible way (the Executor seed writes ``20****`` for ``20 * * * *``)."""
+    chunks = text.split()
+    if len(chunks) >= len(FIELDS):
+        return None
+    terms: list[str] = []
+    for chunk in chunks:
+        found = _FIELD_TERM.findall(chunk)
+        if "".join(found) != chunk:
+            return None
+        terms += found
+    return " ".join(terms) if len(terms) == len(FIELDS) else None
 
 
 def _check_field(index: int, field: str, dialect: str) -> None:

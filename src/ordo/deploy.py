@@ -20,11 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ordo import definitions, engine
-from ordo.errors import DefinitionError, UsageError
+from ordo.definitions.files import FILE_LIMITS, FileLimits, escape_problem
+from ordo.errors import DefinitionError, Problem, UsageError
+from ordo.settings import Settings
 from ordo.store import Store
 
 KINDS = ("added", "changed", "reactivated", "unchanged", "invalid", "deactivated")
 GIT_TIMEOUT = 300.0
+#: Transports git may use for a deploy (not ``ext::``, which runs a command).
+GIT_PROTOCOLS = "file:git:http:https:ssh"
 
 
 @dataclass(frozen=True)
@@ -80,21 +84,25 @@ def deploy_folder(
     origin: str | None = None,
     dry_run: bool = False,
     shown_as: str | None = None,
+    limits: FileLimits = FILE_LIMITS,
 ) -> Report:
     """Deploy every flow file and package folder in ``folder`` (see the module's
     docstring). ``source`` defaults to the folder's absolute path; ``shown_as`` is the
-    folder the files will be at when ``folder`` is a temporary copy (a dry run of git)."""
+    folder the files will be at when ``folder`` is a temporary copy (a dry run of git).
+    Only regular files within ``limits`` whose real path is inside ``folder`` are read;
+    any other is reported as invalid, and the rest is deployed."""
     root = os.path.abspath(folder)
     if not os.path.isdir(root):
         raise UsageError(f"deploy: {folder} is not a folder")
     at = os.path.abspath(shown_as) if shown_as else root
     source = source or at
     origin = origin or at
-    found = definitions.discover(root)
+    found = definitions.discover(root, limits.flow)
     report = Report(source, origin, dry_run, ignored=[_rel(p, root) for p in found.ignored])
     seen: dict[tuple[str, str], str] = {}
     for path in found.definitions:
-        change = _deploy_one(store, path, root, at, now, seen, source, origin, dry_run)
+        where = _Where(root, at, source, origin, limits)
+        change = _deploy_one(store, path, where, now, seen, dry_run)
         report.changes.append(change)
     for namespace, flow_id, _active, removed_at in store.deployed_flows(source):
         if (namespace, flow_id) in seen or removed_at is not None:
@@ -105,21 +113,42 @@ def deploy_folder(
     return report
 
 
+@dataclass(frozen=True)
+class _Where:
+    root: str
+    at: str
+    source: str
+    origin: str
+    limits: FileLimits
+
+
+def _prepare(path: str, root: str, limits: FileLimits) -> definitions.Prepared:
+    """``path`` prepared, or DefinitionError; whatever goes wrong reading one file is
+    that file's problem, never the whole deploy's."""
+    escape = escape_problem(root, path, path)
+    if escape is not None:
+        raise DefinitionError([escape])
+    try:
+        return definitions.prepare(path, limits, root)
+    except DefinitionError:
+        raise
+    except (OSError, ValueError, RecursionError, MemoryError) as exc:
+        raise DefinitionError([Problem(f"cannot read: {type(exc).__name__}: {exc}", path)]) from exc
+
+
 def _deploy_one(
     store: Store,
     path: str,
-    root: str,
-    at: str,
+    where: _Where,
     now: float,
     seen: dict[tuple[str, str], str],
-    source: str,
-    origin: str,
     dry_run: bool,
 ) -> Change:
+    root, at, source, origin = where.root, where.at, where.source, where.origin
     rel = _rel(path, root)
     final = os.path.join(at, os.path.relpath(path, root)) if rel != "." else at
     try:
-        prepared = definitions.prepare(path)
+        prepared = _prepare(path, root, where.limits)
     except DefinitionError as exc:
         previous = store.newest_at(final)
         if previous is not None:
@@ -184,6 +213,9 @@ def parse_git_target(text: str) -> GitTarget:
         raise UsageError(f"{text}: nothing after @ (expected a branch, tag or commit)")
     if not url:
         raise UsageError(f"{text}: no repository URL after git+")
+    if url.startswith("-") or ref.startswith("-"):
+        what = "repository URL" if url.startswith("-") else "ref"
+        raise UsageError(f"{text}: a {what} cannot start with '-' (git would read it as an option)")
     return GitTarget(url, ref or None)
 
 
@@ -194,11 +226,11 @@ def checkout(target: GitTarget, into: str) -> str:
     os.makedirs(into, exist_ok=True)
     if not os.path.isdir(os.path.join(into, ".git")):
         _git(into, "init", "--quiet")
-        _git(into, "remote", "add", "origin", target.url)
+        _git(into, "remote", "add", "--", "origin", target.url)
     else:
-        _git(into, "remote", "set-url", "origin", target.url)
+        _git(into, "remote", "set-url", "--", "origin", target.url)
     branches = "+refs/heads/*:refs/remotes/origin/*"
-    _git(into, "fetch", "--quiet", "--force", "--tags", "origin", branches)
+    _git(into, "fetch", "--quiet", "--force", "--tags", "--", "origin", branches)
     commit = _resolve(into, target)
     _git(into, "checkout", "--quiet", "--force", "--detach", commit)
     _git(into, "clean", "-ffdxq")
@@ -207,14 +239,14 @@ def checkout(target: GitTarget, into: str) -> str:
 
 def _resolve(into: str, target: GitTarget) -> str:
     if target.ref is None:
-        _git(into, "fetch", "--quiet", "origin", "HEAD")
+        _git(into, "fetch", "--quiet", "--", "origin", "HEAD")
         return _git(into, "rev-parse", "FETCH_HEAD^{commit}")
     for name in (f"refs/remotes/origin/{target.ref}", f"refs/tags/{target.ref}", target.ref):
         found = _git(into, "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}", check=False)
         if found:
             return found
     try:
-        _git(into, "fetch", "--quiet", "origin", target.ref)
+        _git(into, "fetch", "--quiet", "--", "origin", target.ref)
     except UsageError:
         raise UsageError(
             f"git+{target.url}: no branch, tag or commit {target.ref!r} in the repository"
@@ -229,7 +261,7 @@ def _git(folder: str, *args: str, check: bool = True) -> str:
             capture_output=True,
             text=True,
             timeout=GIT_TIMEOUT,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": GIT_PROTOCOLS},
         )
     except FileNotFoundError:
         raise UsageError("deploying from git needs the git command line (git not found)") from None
@@ -253,7 +285,13 @@ def checkout_folder(checkouts: str, target: GitTarget) -> str:
 
 
 def deploy_git(
-    store: Store, text: str, now: float, *, checkouts: str, dry_run: bool = False
+    store: Store,
+    text: str,
+    now: float,
+    *,
+    checkouts: str,
+    dry_run: bool = False,
+    limits: FileLimits = FILE_LIMITS,
 ) -> Report:
     """Check ``git+URL@REF`` out (into a temporary folder for a dry run, else into its
     folder under ``checkouts``) and deploy it; the origin names URL, ref and commit."""
@@ -264,10 +302,23 @@ def deploy_git(
             commit = checkout(target, tmp)
             origin = _origin(target, commit)
             return deploy_folder(
-                store, tmp, now, source=target.source, origin=origin, dry_run=True, shown_as=final
+                store,
+                tmp,
+                now,
+                source=target.source,
+                origin=origin,
+                dry_run=True,
+                shown_as=final,
+                limits=limits,
             )
     commit = checkout(target, final)
-    return deploy_folder(store, final, now, source=target.source, origin=_origin(target, commit))
+    origin = _origin(target, commit)
+    return deploy_folder(store, final, now, source=target.source, origin=origin, limits=limits)
+
+
+def file_limits(settings: Settings) -> FileLimits:
+    """The deploy's file limits as configured (``[deploy]`` in the settings)."""
+    return FileLimits(settings.deploy_max_file, settings.deploy_max_flow_file)
 
 
 def _origin(target: GitTarget, commit: str) -> str:

@@ -383,7 +383,7 @@ def prepare(
     vault = (box or SecretBox(None)).reveal(store.secret_rows())
     prepared = _prepare(store, claim, log, env, vault)
     if prepared.outcome is not None:
-        hidden = forms(vault.values.values())
+        hidden = forms([*vault.values.values(), *vault.hidden])
         return Prepared(claim, outcome=masked(prepared.outcome, hidden))
     return prepared
 
@@ -418,7 +418,7 @@ def _prepare(
         if decided is not None:
             return Prepared(claim, outcome=decided)
     fields = dict(rendered["fields"])
-    secrets: list[str] = list(vault.values.values())
+    secrets: list[str] = [*vault.values.values(), *vault.hidden]
     if "connection" in fields:
         try:
             connection = store.get_connection(str(fields["connection"]))

@@ -14,8 +14,9 @@ import base64
 import bisect
 import dataclasses
 import json
+import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -115,16 +116,64 @@ def masked(outcome: Outcome, secrets: tuple[str, ...]) -> Outcome:
     )
 
 
+#: Parts of variable names whose values are secrets (any case), the default of the
+#: ``secrets.mask_names`` setting.
+SECRET_NAME_PARTS = ("password", "passwd", "secret", "key", "token", "credential")
+
+
+def secret_name_pattern(parts: Iterable[str]) -> re.Pattern[str]:
+    """A pattern finding any of ``parts`` (any case) in a variable's name."""
+    kept = sorted({p.strip() for p in parts if p.strip()})
+    if not kept:
+        return re.compile(r"(?!)")  # matches no name
+    return re.compile("|".join(re.escape(p) for p in kept), re.IGNORECASE)
+
+
 #: Variable names whose values are secrets: masked in logs, outputs and errors.
-SECRET_NAME = re.compile(r"password|passwd|secret|key|token", re.IGNORECASE)
+SECRET_NAME = secret_name_pattern(SECRET_NAME_PARTS)
+
+#: Variables of ordo's own process that no task, template or python host ever sees.
+WITHHELD = frozenset({"ORDO_SECRET_KEY", "ORDO_SESSION_KEY"})
 
 
-def secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
-    """The values of the variables in ``env`` named like a secret (password, secret,
-    key, token), longest first; values under 4 characters are left alone (masking
-    ``1`` everywhere would hide more than it protects)."""
-    found = {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 4}
+def passed_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the :data:`WITHHELD` variables: what tasks may inherit."""
+    return {k: v for k, v in environ.items() if k not in WITHHELD}
+
+
+def secret_values(
+    env: Mapping[str, str], pattern: re.Pattern[str] = SECRET_NAME
+) -> tuple[str, ...]:
+    """The values of the variables in ``env`` named like a secret (``pattern``:
+    password, secret, key, token, credential by default), longest first; values under 4
+    characters are left alone (masking ``1`` everywhere would hide more than it
+    protects)."""
+    found = {v for k, v in env.items() if pattern.search(k) and len(v) >= 4}
     return tuple(sorted(found, key=lambda v: (-len(v), v)))
+
+
+class MaskingFilter(logging.Filter):
+    """A logging filter masking, in every record's message and traceback, the values
+    ``secrets()`` gives at that moment (the process's decrypted secrets and its
+    environment's secret-named values), in the forms of :func:`forms`."""
+
+    def __init__(self, secrets: Callable[[], Iterable[str]]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        hidden = forms(self._secrets())
+        if not hidden:
+            return True
+        message = record.getMessage()
+        shown = mask(message, hidden)
+        if shown != message:
+            record.msg, record.args = shown, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask(record.exc_text, hidden)
+        return True
 
 
 class LineMask:

@@ -68,6 +68,7 @@ class Revealed:
 
     values: Mapping[str, str] = field(default_factory=dict)
     problems: Mapping[str, str] = field(default_factory=dict)
+    hidden: tuple[str, ...] = ()  # other values to mask: the environment's secret ones
 
     def get(self, name: str) -> str:
         """The value of secret ``name``; NotFound (unknown) or ConfigError (cannot be
@@ -86,10 +87,12 @@ class SecretBox:
     """Encrypts and decrypts secret values with the key from ``source`` (None: no key,
     every decryption fails saying so). Decrypted values are remembered by ciphertext
     (a Fernet token is new at each encryption, so a changed secret is decrypted again).
-    Safe to share between threads."""
+    ``hidden`` are values that are not stored secrets but are masked like them (the
+    process environment's secret-named values). Safe to share between threads."""
 
-    def __init__(self, source: KeySource | None) -> None:
+    def __init__(self, source: KeySource | None, hidden: Iterable[str] = ()) -> None:
         self._source = source
+        self._hidden = tuple(hidden)
         self._fernet: Any = None
         self._origin = ""
         self._known: dict[str, str] = {}
@@ -112,6 +115,7 @@ class SecretBox:
                 'print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
             ) from None
         self._origin = key.origin
+        self._hidden += (key.value.decode("ascii", "replace"),)  # the key itself, if shown
         return self._fernet
 
     def encrypt(self, name: str, value: str) -> str:
@@ -153,4 +157,10 @@ class SecretBox:
                 values[name] = self.decrypt(name, token)
             except ConfigError as exc:
                 problems[name] = str(exc)
-        return Revealed(values, problems)
+        return Revealed(values, problems, self._hidden)
+
+    def known(self) -> tuple[str, ...]:
+        """Every value this box masks: the secrets decrypted so far, ``hidden`` and the
+        key once read."""
+        with self._lock:
+            return (*self._known.values(), *self._hidden)

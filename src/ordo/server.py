@@ -26,6 +26,7 @@ from typing import Any
 import uvicorn
 
 from ordo import deploy
+from ordo.definitions.files import FILE_LIMITS, FileLimits
 from ordo.errors import OrdoError, StoreError
 from ordo.masking import MASK
 from ordo.runners import make_runners
@@ -56,6 +57,7 @@ class ServerOptions:
     flows_dir: str | None = None  # deployed at start (``--flows``)
     watch: bool = False  # and again whenever a file in it changes
     secrets: SecretBox | None = None  # what embedded workers read secrets with
+    session_key: bytes | None = None  # signs UI sessions; None: random, for this process
 
 
 class Loop:
@@ -92,8 +94,9 @@ class FolderWatch:
     (names, sizes and modification times). What a deploy did is logged; an invalid
     file is logged with its errors (its flow keeps its previous revision)."""
 
-    def __init__(self, db_url: str, folder: str) -> None:
+    def __init__(self, db_url: str, folder: str, limits: FileLimits = FILE_LIMITS) -> None:
         self.folder = os.path.abspath(folder)
+        self.limits = limits
         self.store = open_store(db_url)
         self._seen: list[tuple[str, int, int]] | None = None
 
@@ -103,7 +106,7 @@ class FolderWatch:
             return
         self._seen = now
         try:
-            report = deploy.deploy_folder(self.store, self.folder, time.time())
+            report = deploy.deploy_folder(self.store, self.folder, time.time(), limits=self.limits)
         except StoreError:
             self._seen = None  # try again at the next step
             raise
@@ -154,7 +157,9 @@ def serve(options: ServerOptions) -> None:
     """Run the server until SIGTERM/SIGINT."""
     settings = options.settings
     holder = holder_id()
-    app = create_site(options.db_url, max_body=settings.server_max_body)
+    app = create_site(
+        options.db_url, max_body=settings.server_max_body, session_key=options.session_key
+    )
     scheduler_store = open_store(options.db_url)
     notifier_store = open_store(options.db_url)
     scheduler = Scheduler(scheduler_store, holder)
@@ -167,7 +172,9 @@ def serve(options: ServerOptions) -> None:
     )
     base_url = settings.server_url or f"http://{options.host}:{options.port}"
     notifier = Notifier(notifier_store, holder, mail_server=mail_server, base_url=base_url)
-    watch = FolderWatch(options.db_url, options.flows_dir) if options.flows_dir else None
+    watch = None
+    if options.flows_dir:
+        watch = FolderWatch(options.db_url, options.flows_dir, deploy.file_limits(settings))
     if watch is not None:
         watch.step()  # deployed before the API answers
     worker, worker_thread = _embedded_worker(options)
@@ -179,8 +186,13 @@ def serve(options: ServerOptions) -> None:
         loops.append(Loop("watch", watch.step, WATCH_EVERY))
     for loop in loops:
         loop.start()
-    config = uvicorn.Config(
-        app, host=options.host, port=options.port, log_level="warning", access_log=False
+    config = uvicorn.Config(  # log_config=None: uvicorn logs through ours (masked)
+        app,
+        host=options.host,
+        port=options.port,
+        log_level="warning",
+        access_log=False,
+        log_config=None,
     )
     server = uvicorn.Server(config)
     logger.info(

@@ -20,6 +20,13 @@ handed down. An environment variable wins over the file; the file over the defau
     [server]
     url = "https://ordo.example.com"  # links in notifications
     max_body = 1048576                # bytes; larger request bodies get 413
+
+    [deploy]
+    max_file = 1048576       # bytes; a larger file a flow references is not deployed
+    max_flow_file = 8388608  # bytes; a larger flow file is not deployed
+    [secrets]
+    # parts of environment variable names (any case) whose values are masked as ****
+    mask_names = "password,passwd,secret,key,token,credential"
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import Any
 from ordo.errors import ConfigError
 
 FILE_NAME = "settings.toml"
+MASK_NAMES = "password,passwd,secret,key,token,credential"
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,9 @@ SETTINGS = (
     Setting("smtp.sender", "ORDO_SMTP_SENDER", "ordo@localhost", "text"),
     Setting("server.url", "ORDO_SERVER_URL", "", "text"),
     Setting("server.max_body", "ORDO_MAX_BODY", 1_048_576, "count"),
+    Setting("deploy.max_file", "ORDO_DEPLOY_MAX_FILE", 1_048_576, "count"),
+    Setting("deploy.max_flow_file", "ORDO_DEPLOY_MAX_FLOW_FILE", 8_388_608, "count"),
+    Setting("secrets.mask_names", "ORDO_MASK_NAMES", MASK_NAMES, "text"),
     Setting("db", "ORDO_DB", "", "text"),
 )
 
@@ -73,6 +84,9 @@ class Settings:
     smtp_sender: str = "ordo@localhost"
     server_url: str = ""
     server_max_body: int = 1_048_576
+    deploy_max_file: int = 1_048_576
+    deploy_max_flow_file: int = 8_388_608
+    secrets_mask_names: str = MASK_NAMES
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 

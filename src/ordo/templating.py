@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
+from ordo import sandbox
 from ordo.errors import OrdoError
 
 _MARKERS = ("{{", "{%")
@@ -25,6 +26,7 @@ _OUTPUT_REF = re.compile(
     r"\boutputs\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])"
 )
 _VAR_REF = re.compile(r"\bvars\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _PATH_KEY = "_ordo_path"
 _TASK_KEY = "_ordo_task"
 
@@ -193,23 +195,47 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
 
 
 def _render_string(text: str, context: Mapping[str, Any]) -> Any:
-    from jinja2 import TemplateError as JinjaError
+    """One template string rendered. Whatever goes wrong inside (a Jinja2 error, a
+    limit of the sandbox, an AssertionError from a filter, a RecursionError from a macro
+    that calls itself, a MemoryError) is a TemplateError naming the text: user content
+    never raises anything else into a worker, a scheduler or an API request."""
     from jinja2 import Undefined
 
     try:
         single = _SINGLE.match(text)
         if single and "{%" not in text:
-            result = _expression(single.group("expr"))(**context)
+            result = sandbox.evaluate(_expression(single.group("expr")), context)
             if isinstance(result, Undefined):
                 result._fail_with_undefined_error()
             return _plain(result)
-        return _template(text).render(**context)
+        return sandbox.bounded(_template(text), context)
     except TemplateError:
         raise
-    except JinjaError as exc:
-        raise TemplateError(f"cannot render {text!r}: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-        raise TemplateError(f"cannot render {text!r}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # whatever it is: see the docstring
+        raise TemplateError(f"cannot render {_shown(text)}: {describe(exc)}") from None
+
+
+def describe(exc: BaseException) -> str:
+    """An exception from a template as a short message for users: its kind and text,
+    with no object addresses (``at 0x7f...``) and at most 300 characters."""
+    if isinstance(exc, RecursionError):
+        return "recursion or nesting too deep (a macro that calls itself without end?)"
+    if isinstance(exc, MemoryError):
+        return "out of memory (the template builds a value too large)"
+    if isinstance(exc, sandbox.LimitError):
+        return f"over a limit of the sandbox: {exc}"
+    from jinja2 import TemplateError as JinjaError
+
+    text = _ADDRESS.sub("", str(exc))
+    if len(text) > 300:
+        text = text[:297] + "..."
+    if isinstance(exc, JinjaError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 200 else repr(text[:197] + "...")
 
 
 def _plain(value: Any) -> Any:
@@ -228,7 +254,6 @@ def _plain(value: Any) -> Any:
 @lru_cache(maxsize=1)
 def _environment() -> Any:
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class NamedUndefined(StrictUndefined):
         """Fails with the reference spelled as the user wrote it."""
@@ -240,7 +265,7 @@ def _environment() -> Any:
         __getattr__ = __getitem__ = __add__ = __radd__ = __int__ = _fail_with_undefined_error
         __float__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = _fail_with_undefined_error
 
-    class Sandbox(ImmutableSandboxedEnvironment):
+    class Sandbox(sandbox.sandbox_class()):  # type: ignore[misc]
         """Names in our mappings win over dict methods: an output called ``items`` or
         ``values`` is that output, not ``dict.items``."""
 
@@ -267,7 +292,8 @@ def _undefined_error(parent: Any, name: Any) -> TemplateError:
         return TemplateError(f"undefined reference '{name}' (known names: {known})", str(name))
     base = getattr(parent, _PATH_KEY, None)
     if base is None:
-        shown = repr(parent) if len(repr(parent)) <= 40 else repr(parent)[:37] + "..."
+        text = _ADDRESS.sub("", repr(parent))
+        shown = text if len(text) <= 40 else text[:37] + "..."
         return TemplateError(
             f"undefined reference '{name}': the {type(parent).__name__} value {shown} "
             f"has no attribute or item {name!r}",
@@ -304,6 +330,62 @@ def _expression(expr: str) -> Any:
     return _environment().compile_expression(expr, undefined_to_none=False)
 
 
+_EXPRESSION = re.compile(r"\{\{-?(.*?)-?\}\}", re.DOTALL)
+_SAFE_END = re.compile(r"\|\s*(?:quote|int|float|length|count)\s*(?:\([^()]*\))?\s*$")
+_COUNTERS = re.compile(r"\b(?:fork|loop)\s*\.\s*(?:index0?|revindex0?|length)\b")
+_DATA_ROOTS = ("inputs", "outputs", "fork", "event", "body")
+_EXECUTION_DATA = r"|execution\s*\.\s*(?:inputs|labels)\b"
+_BOUND = re.compile(r"\{%-?\s*(?:for\s+([\w\s,]+?)\s+in\b|set\s+([\w\s,]+?)\s*=)")
+
+
+def unquoted_data(text: str, data_vars: Iterable[str] = ()) -> list[str]:
+    """The ``{{ ... }}`` expressions of ``text`` (shell text) that put data from outside
+    into it without the ``quote`` filter: expressions reading ``inputs``, ``outputs``,
+    ``fork``, ``execution`` (its inputs and labels), a name a ``{% for %}`` or
+    ``{% set %}`` binds, or one of ``data_vars`` (``vars.NAME``), and not ending in
+    ``| quote`` (or ``| int``, ``| float``, ``| length``, ``| count``, which give a
+    number). A cheap scan for a warning, not a proof either way."""
+    bound = {
+        name.strip()
+        for match in _BOUND.finditer(text)
+        for group in match.groups()
+        if group
+        for name in group.split(",")
+    }
+    words = [*_DATA_ROOTS, *sorted(n for n in bound if n.isidentifier())]
+    roots = re.compile(
+        r"(?<![.\w])(?:(?:" + "|".join(map(re.escape, words)) + r")\b" + _EXECUTION_DATA + ")"
+    )
+    var_use = re.compile(r"\bvars\s*(?:\.\s*(\w+)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+    risky_vars = set(data_vars)
+    found = []
+    for match in _EXPRESSION.finditer(text):
+        expression = match.group(1)
+        if _SAFE_END.search(expression):
+            continue
+        expression = _COUNTERS.sub("0", expression)  # fork.index, loop.index: numbers
+        used_vars = {a or b for a, b in var_use.findall(expression)}
+        if roots.search(expression) or used_vars & risky_vars:
+            found.append(match.group(0))
+    return found
+
+
+def data_vars(vars_: Mapping[str, Any]) -> set[str]:
+    """The vars whose templates read data from outside (see :func:`unquoted_data`),
+    directly or through other vars."""
+    codes = {name: " ".join(_code(value)) for name, value in vars_.items()}
+    roots = re.compile(r"(?<![.\w])(?:(?:" + "|".join(_DATA_ROOTS) + r")\b" + _EXECUTION_DATA + ")")
+    risky = {name for name, code in codes.items() if roots.search(code)}
+    grown = True
+    while grown:
+        grown = False
+        for name, code in codes.items():
+            if name not in risky and any(re.search(rf"\bvars\s*\.\s*{v}\b", code) for v in risky):
+                risky.add(name)
+                grown = True
+    return risky
+
+
 def check_syntax(value: Any) -> list[str]:
     """A message (naming the bad template text) for every template inside ``value`` that
     does not parse. Renders nothing."""
@@ -315,12 +397,32 @@ def check_syntax(value: Any) -> list[str]:
         try:
             _environment().parse(value)
         except TemplateSyntaxError as exc:
-            return [f"template syntax error in {value!r}: {exc.message}"]
-        return []
+            return [f"template syntax error in {_shown(value)}: {exc.message}"]
+        except Exception as exc:  # nesting too deep for the parser, ...
+            return [f"template {_shown(value)} cannot be parsed: {describe(exc)}"]
+        return _always_fails(value)
     if isinstance(value, Mapping):
         return [m for v in value.values() for m in check_syntax(v)]
     if isinstance(value, list | tuple):
         return [m for v in value for m in check_syntax(v)]
+    return []
+
+
+_DATA_NAMES = re.compile(r"\b(?:inputs|outputs|vars|execution|env|fork|secret|event|body)\b")
+
+
+def _always_fails(text: str) -> list[str]:
+    """A template that reads no data renders the same every time: render it now (in the
+    bounded sandbox), so one that can only fail (``{{ 'x' | truncate(-1) }}``, a macro
+    calling itself, ``{{ 'x' * 10**10 }}``) is reported before it runs. A missing name is
+    left to run time, which says the same with the execution's context."""
+    if _DATA_NAMES.search(text):
+        return []
+    try:
+        render(text, {})
+    except TemplateError as exc:
+        if exc.reference is None:
+            return [f"{exc} (it reads no data, so it fails every time)"]
     return []
 
 

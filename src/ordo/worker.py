@@ -29,7 +29,7 @@ from ordo import engine
 from ordo.calls import Running, TaskCalls
 from ordo.clock import Clock, SystemClock
 from ordo.errors import OrdoError, StoreError, StoreUnavailable
-from ordo.masking import LineMask, mask_value, masked
+from ordo.masking import LineMask, mask_value, masked, passed_environ, secret_values
 from ordo.model import Outcome, State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
@@ -74,6 +74,9 @@ class WorkerSettings:
     poll_every: float = 1.0  # serve() without notifications: how often to look for work
     notified_poll_every: float = 5.0  # with LISTEN/NOTIFY: a safety net only
     idle_poll_every: float = 0.2  # run_execution() with nothing running: look again
+    # a task run waiting for its retry keeps its slot: nothing else takes it meanwhile
+    # (``ordo executioner``: a job's retries belong to its run, also in sequential mode)
+    retry_keeps_slot: bool = False
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )
@@ -99,9 +102,13 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
-        self.env = dict(os.environ if env is None else env)
+        self.env = passed_environ(os.environ if env is None else env)  # templates' env
         self.listener: Listener = listener or _Silent()
-        self.secrets = secrets or SecretBox(None)  # without a key no secret can be read
+        # without a box: no secret can be read; the environment's secret-named values
+        # (default names) are still masked
+        self.secrets = secrets or SecretBox(
+            None, secret_values(dict(os.environ if env is None else env))
+        )
         self._events: queue.SimpleQueue[tuple[Claim, Outcome]] = queue.SimpleQueue()
         self._logs: list[NewLog] = []
         self._logs_lock = threading.Lock()
@@ -131,6 +138,7 @@ class Worker:
         self._kill_due = 0.0  # when to look again for executions being killed
         self._reap = False  # run_execution: reap expired leases too
         self._launched: list[int] = []  # attempts started since the last step
+        self._retrying: set[int] = set()  # retry_keeps_slot: task runs holding a slot
 
     # -- public --------------------------------------------------------------------
     def run_execution(self, execution_id: int, *, reap: bool = False) -> State:
@@ -291,6 +299,8 @@ class Worker:
                 claims = self._claim(now, execution_id, 0)
             self.store.readied = execution_id is not None
             result = self.store.record_outcomes(done, now, self.rng)
+            if self.settings.retry_keeps_slot:
+                self._retrying.update(result.retries)
             result.ended_executions.update(stopped.ended_executions)
             result.nested.extend(stopped.nested)
             if self._stopping_at is not None and self._unlaunched:
@@ -312,13 +322,22 @@ class Worker:
         if self._stopping_at is not None:
             return []
         room = s.slots + s.prefetch - self._busy() - len(self._unlaunched) - taken
-        return self.store.claim(
-            s.worker_id,
-            room,
-            now,
-            s.lease_seconds,
-            execution_id=execution_id,
-            queues=None if execution_id is not None else s.queues,
+        queues = None if execution_id is not None else s.queues
+        claims: list[Claim] = []
+        if self._retrying:  # their slots are kept: they come first, nothing takes them
+            claims = self.store.claim(
+                s.worker_id,
+                room,
+                now,
+                s.lease_seconds,
+                execution_id=execution_id,
+                queues=queues,
+                only=sorted(self._retrying),
+            )
+            self._retrying.difference_update(c.task_run_id for c in claims)
+            room -= len(claims) + len(self._retrying)
+        return claims + self.store.claim(
+            s.worker_id, room, now, s.lease_seconds, execution_id=execution_id, queues=queues
         )
 
     def _housekeeping(self, now: float, due: dict[str, float], execution_id: int | None) -> None:
@@ -426,7 +445,15 @@ class Worker:
     def _launch(self, claim: Claim) -> None:
         self._launched.append(claim.attempt_id)
         log = _AttemptLog(self, claim)
-        prepared = engine.prepare(self.store, claim, log, self.env, self.secrets)
+        try:
+            prepared = engine.prepare(self.store, claim, log, self.env, self.secrets)
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug on user content must not stop the loop
+            logger.exception("preparing task %r failed", claim.task_id)
+            error = f"task '{claim.task_id}': cannot prepare: {type(exc).__name__}"
+            failed = Outcome(State.FAILED, reason="error", error=error)
+            prepared = engine.Prepared(claim, outcome=failed)
         self.listener.started(claim)
         if prepared.outcome is not None:
             outcome = prepared.outcome

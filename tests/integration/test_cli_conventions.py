@@ -129,7 +129,13 @@ def test_validate_and_plan_print_json(
     result = ordo(ordo_cmd, ordo_env, "validate", str(two), str(bad), "--json")
     assert result.returncode == 2 and result.stderr == ""
     good, wrong = json.loads(result.stdout)
-    assert good == {"file": str(two), "ok": True, "flow": "default/two", "tasks": 2}
+    assert good == {
+        "file": str(two),
+        "ok": True,
+        "flow": "default/two",
+        "tasks": 2,
+        "warnings": [],
+    }
     assert wrong["ok"] is False
     [error] = wrong["errors"]
     assert (error["file"], error["line"], error["field"]) == (str(bad), 4, "tasks[0].type")

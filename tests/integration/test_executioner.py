@@ -13,73 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executioner_support import Executioner, field, run_id, span, stamp
 
 from ordo.model import State
-from ordo.store import open_store
-
-
-class Executioner:
-    """Writes configs into a working dir and runs ``ordo executioner`` on one store."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str], folder: Path) -> None:
-        self.cmd, self.env, self.folder = cmd, env, folder
-        self.db = str(folder / "ordo.db")
-
-    def config(self, jobs: list[dict[str, Any]], **top: Any) -> Path:
-        path = self.folder / "jobs.json"
-        doc = {"application_name": "app", "working_dir": str(self.folder), **top, "jobs": jobs}
-        path.write_text(json.dumps(doc))
-        return path
-
-    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.cmd, "executioner", *args, "--db", self.db],
-            env=self.env,
-            cwd=self.folder,
-            capture_output=True,
-            text=True,
-            input=stdin,
-            timeout=120,
-        )
-
-    def run(
-        self, jobs: list[dict[str, Any]], *args: str, **top: Any
-    ) -> subprocess.CompletedProcess[str]:
-        return self("-c", str(self.config(jobs, **top)), *args)
-
-    def states(self, run_id: int) -> dict[str, tuple[State, int]]:
-        store = open_store(self.db)
-        try:
-            return {r.task_id: (r.state, r.attempts) for r in store.task_runs(run_id)}
-        finally:
-            store.close()
 
 
 @pytest.fixture
 def ex(ordo_cmd: list[str], ordo_env: dict[str, str], tmp_path: Path) -> Executioner:
     return Executioner(ordo_cmd, ordo_env, tmp_path)
-
-
-def run_id(out: str) -> int:
-    found = re.search(r"^Run ID: (\d+)", out, re.M)
-    assert found, out
-    return int(found.group(1))
-
-
-def field(out: str, name: str) -> int:
-    found = re.search(rf"^{name}: (\d+)$", out, re.M)
-    assert found, out
-    return int(found.group(1))
-
-
-def stamp(name: str, seconds: float = 0) -> str:
-    """A command writing its start and end times to ``<name>.t``."""
-    return f"date +%s.%N > {name}.t; sleep {seconds}; date +%s.%N >> {name}.t"
-
-
-def span(folder: Path, name: str) -> tuple[float, float]:
-    start, end = (float(x) for x in (folder / f"{name}.t").read_text().split())
-    return start, end
 
 
 def test_a_failure_prints_the_summary_blocks_its_dependents_and_exits_1(ex: Executioner) -> None:
@@ -108,7 +49,7 @@ def test_a_failure_prints_the_summary_blocks_its_dependents_and_exits_1(ex: Exec
     assert log.read_text().endswith("from a\n")
     assert "bad" in (ex.folder / "logs" / f"executioner.app.job-b.run-{rid}.log").read_text()
     listed = ex("--list-runs", "app")
-    assert listed.returncode == 0 and f"{rid:>6}  app" in listed.stdout
+    assert listed.returncode == 0 and f"{rid:>6}        1  app" in listed.stdout
     shown = ex("--show-run", str(rid))
     assert shown.returncode == 0 and re.search(r"^b\s+FAILED\s+1\s+3", shown.stdout, re.M)
     assert ex("--show-run", "999").returncode == 1
@@ -118,16 +59,19 @@ def test_a_failure_prints_the_summary_blocks_its_dependents_and_exits_1(ex: Exec
     assert "executioner/app" in executions.stdout
 
 
-def test_success_exits_0_and_the_sample_config_runs(ex: Executioner) -> None:
+def test_success_exits_0_and_the_sample_config_runs_where_it_is(ex: Executioner) -> None:
     sample = ex("--sample-config")
     assert sample.returncode == 0
     doc = json.loads(sample.stdout)  # nothing but JSON
-    doc["working_dir"] = str(ex.folder)
-    (ex.folder / "sample.json").write_text(json.dumps(doc))
-    result = ex("-c", str(ex.folder / "sample.json"))
+    assert doc["working_dir"] == "."
+    folder = ex.folder / "etl"
+    folder.mkdir()
+    (folder / "sample.json").write_text(sample.stdout)
+    result = ex("-c", str(folder / "sample.json"))  # run from ex.folder, not etl/
     assert result.returncode == 0, result.stdout + result.stderr
     assert field(result.stdout, "Jobs Completed") == 3
     assert "Status: SUCCESS" in result.stdout
+    assert (folder / "data").is_dir() and (folder / "transform.out").exists()
 
 
 @pytest.mark.parametrize(
@@ -150,11 +94,12 @@ def test_success_exits_0_and_the_sample_config_runs(ex: Executioner) -> None:
         ([{"id": "a", "command": "true"}], {"inherit_shell_env": "some"}, "inherit_shell_env"),
         ([{"id": "a", "command": "true", "env_variables": {"1X": "v"}}], {}, "invalid variable"),
         (
-            [{"id": "a", "command": "true", "pre_checks": [{"name": "check_magic"}]}],
+            [{"id": "a", "command": "true", "dependencies": [{"kind": "x"}]}],
             {},
-            "unknown check 'check_magic'",
+            'jobs[0] (a).dependencies[0]: expected a job id or a plugin dependency {"type"',
         ),
-        ([{"id": "a", "command": "true"}], {"working_dir": "relative/dir"}, "absolute path"),
+        ([{"id": "a", "command": "true"}], {"working_dir": "nowhere"}, "is not an existing folder"),
+        ([{"id": "a", "command": "true"}], {"dependency_plugins": "p.py"}, "dependency_plugins"),
     ],
 )
 def test_invalid_configs_exit_1_naming_the_key_and_run_nothing(
@@ -308,20 +253,32 @@ def test_resume_runs_failed_and_unrun_jobs_and_mark_success_flips_a_failure(
     first = ex.run(jobs)
     assert first.returncode == 1
     rid = run_id(first.stdout)
+    # queued a, m; a's success queues b after m; m fails: the run stops before b
+    assert ex.states(rid)["b"] == (State.SKIPPED, 0)
     (ex.folder / "fixed").touch()
     cancelled = ex("--mark-success", "-r", str(rid), "-j", "m", stdin="n\n")
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
     marked = ex("--mark-success", "-r", str(rid), "-j", "m", stdin="y\n")
     assert marked.returncode == 0, marked.stderr
+    assert "marked 1 job SUCCESS (m)" in marked.stdout
     again = ex("-c", str(ex.folder / "jobs.json"), "--resume-from", str(rid))
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"Run ID: {rid} (Attempt 2)" in again.stdout
+    # a and m are taken over as successful: completed, and skipped in this attempt
+    assert (field(again.stdout, "Jobs Completed"), field(again.stdout, "Jobs Skipped")) == (4, 2)
     assert (ex.folder / "a.count").read_text() == "a\n"  # kept, not run again
     assert (ex.folder / "c.count").read_text() == "c\n"
     states = ex.states(rid)
-    assert states["b"] == (State.SUCCESS, 2) and states["m"][0] is State.SUCCESS
+    assert states["b"] == (State.SUCCESS, 1) and states["m"][0] is State.SUCCESS
     done = ex("-c", str(ex.folder / "jobs.json"), "--resume-from", str(rid))
-    assert done.returncode == 0 and "nothing to resume" in done.stderr
+    assert done.returncode == 0 and "already succeeded: nothing to resume" in done.stderr
+    assert f"Run ID: {rid} (Attempt 3)" in done.stdout  # a new attempt, every job skipped
+    assert (field(done.stdout, "Jobs Completed"), field(done.stdout, "Jobs Skipped")) == (4, 4)
+    assert (ex.folder / "a.count").read_text() == "a\n"
+    listed = ex("--list-runs", "app")
+    assert f"{rid:>6}        2  app" in listed.stdout  # the stored attempt: 2
+    unknown = ex("-c", str(ex.folder / "jobs.json"), "--resume-from", "999")
+    assert unknown.returncode == 1 and "no Executioner run has that id" in unknown.stderr
 
 
 def test_security_policy_and_allow_shell(ex: Executioner) -> None:
@@ -393,7 +350,10 @@ def test_dry_run_prints_the_plan_and_stores_nothing(ex: Executioner) -> None:
     result = ex.run(
         [{"id": "a", "command": "touch x"}, {"id": "b", "command": "true", "dependencies": ["a"]}],
         "--dry-run",
+        "--skip",
+        "a",
     )
     assert result.returncode == 0
+    assert "  1. a [SKIPPED]: touch x" in result.stdout
     assert "b (after a)" in result.stdout and not (ex.folder / "x").exists()
     assert ex("--list-runs").stdout.count("\n") == 1  # the header only

@@ -65,3 +65,20 @@ def test_definition_errors_carry_every_problem(client: tuple[httpx.Client, str])
     assert response.status_code == 422
     problems = response.json()["problems"]
     assert len(problems) >= 2 and all(p["line"] for p in problems)
+
+
+def _chunks(size: int) -> Iterator[bytes]:
+    for _ in range(size // 100):
+        yield b"x" * 100
+
+
+def test_a_streamed_body_over_the_limit_is_413_for_model_and_form_routes_too(
+    client: tuple[httpx.Client, str],
+) -> None:
+    c, _ = client
+    headers = {"Authorization": "Bearer secret-token", "Content-Type": "application/json"}
+    started = c.post("/api/flows/default/x/executions", content=_chunks(2000), headers=headers)
+    assert started.status_code == 413, started.text
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    login = c.post("/login", content=_chunks(2000), headers=form)
+    assert login.status_code == 413, login.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -38,12 +39,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def browser_like(server: Server, token: str) -> Iterator[httpx.Client]:
     """A client signed in like a browser: the session cookie, no Bearer header."""
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        answer = client.post("/login", data={"token": token, "next": "/flows"})
+        answer = sign_in(client, token, "/flows")
         assert answer.status_code == 303, answer.text
         assert answer.headers["location"] == "/flows"
         cookie = answer.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
         yield client
+
+
+def sign_in(client: httpx.Client, token: str, next_url: str = "/") -> httpx.Response:
+    """Sign in as a browser does: the form first (its CSRF token and login cookie)."""
+    form = client.get("/login")
+    csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    return client.post("/login", data={"token": token, "next": next_url, "csrf": csrf})
 
 
 def csrf_of(client: httpx.Client) -> str:
@@ -76,10 +84,67 @@ def test_pages_need_a_session(server: Server) -> None:
 def test_sign_in_never_redirects_to_another_site(server: Server) -> None:
     with httpx.Client(base_url=server.url) as client:
         for target in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
-            answer = client.post("/login", data={"token": server.token, "next": target})
+            answer = sign_in(client, server.token, target)
             assert answer.headers["location"] == "/"
-        bad = client.post("/login", data={"token": "nope"})
+        bad = sign_in(client, "nope")
         assert bad.status_code == 401 and "unknown or revoked API token" in bad.text
+
+
+def test_signing_in_needs_the_forms_csrf_token(server: Server) -> None:
+    """A page of another site cannot sign a browser in as the attacker: without the
+    sign-in form's token and its cookie, no session is made."""
+    with httpx.Client(base_url=server.url) as client:
+        for data in ({"token": server.token}, {"token": server.token, "csrf": "0" * 64}):
+            answer = client.post("/login", data=data)
+            assert answer.status_code == 403 and "came from another site" in answer.text
+            assert "ordo_session" not in answer.headers.get("set-cookie", "")
+        client.get("/login")  # the cookie of one form ...
+        other = httpx.get(f"{server.url}/login").text  # ... the token of another
+        csrf = other.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert client.post("/login", data={"token": server.token, "csrf": csrf}).status_code == 403
+        assert sign_in(client, server.token).status_code == 303
+
+
+def test_tokens_and_cookies_that_are_not_ascii_are_refused_not_errors(server: Server) -> None:
+    with browser_like(server, server.token) as client:
+        for given in ("é" * 64, "日本"):
+            answer = client.post(
+                "/logout", headers={"X-CSRF-Token": given.encode("utf-8")}, data={}
+            )
+            assert answer.status_code == 403, answer.text
+            answer = client.post("/logout", data={"csrf": given})
+            assert answer.status_code == 403, answer.text
+        answer = client.post("/login", data={"token": server.token, "csrf": "é" * 64})
+        assert answer.status_code == 403
+    with httpx.Client(base_url=server.url) as anonymous:
+        for cookie in ("1.99999999999.é", "1².99999999999.ab", "\u0661.9999999999.ab"):
+            raw = f"ordo_session={cookie}".encode()
+            assert anonymous.get("/", headers={"Cookie": raw}).status_code == 303, cookie
+
+
+def test_a_database_copy_cannot_forge_a_session(server: Server) -> None:
+    """The store holds each token's hash; a session signed with it (as before) or
+    anything else but the server's session key opens no page."""
+    import hashlib
+    import hmac
+    import sqlite3
+    import time
+
+    from ordo import services
+
+    hashed = services.token_hash(server.token)
+    with sqlite3.connect(server.db) as db:
+        (token_id,) = db.execute(
+            "SELECT id FROM api_tokens WHERE token_hash = ?", (hashed,)
+        ).fetchone()
+    body = f"{token_id}.{int(time.time()) + 3600}"
+    for text in (f"session.{body}", f"session.{body}.{hashed}"):
+        signature = hmac.new(hashed.encode(), text.encode(), hashlib.sha256).hexdigest()
+        with httpx.Client(base_url=server.url) as forger:
+            forger.cookies.set("ordo_session", f"{body}.{signature}")
+            assert forger.get("/flows").status_code == 303
+    key = (Path(server.env["ORDO_HOME"]) / "session.key").stat()
+    assert key.st_mode & 0o777 == 0o600
 
 
 def test_every_action_needs_the_csrf_token(server: Server) -> None:

@@ -91,6 +91,35 @@ def test_flaky_task_succeeds_on_retry_after_its_delay(store: Store, tmp_path: Pa
     assert second.started_at - first.ended_at >= 60.0
 
 
+def test_a_retry_keeps_its_slot_when_asked(store: Store, tmp_path: Path) -> None:
+    """``retry_keeps_slot`` (``ordo executioner``): with one slot, a task waiting for its
+    retry delay holds it, so the next ready task starts after its last attempt."""
+    clock = FakeClock()
+    ex_id, final = run_flow(
+        store,
+        tmp_path,
+        """
+        id: hold
+        tasks:
+          - id: flaky
+            type: shell
+            command: '[ "$ORDO_ATTEMPT" -ge 2 ] || exit 75'
+            retry: {attempts: 2, delay: 1m, on_exit_codes: [75]}
+          - id: other
+            type: shell
+            command: 'true'
+    """,
+        clock=clock,
+        slots=1,
+        prefetch=0,
+        retry_keeps_slot=True,
+    )
+    assert final is State.SUCCESS
+    by_task = {r.id: r.task_id for r in store.task_runs(ex_id)}
+    order = [(by_task[a.task_run_id], a.number) for a in store.attempts(ex_id)]
+    assert order == [("flaky", 1), ("flaky", 2), ("other", 1)]
+
+
 def test_retries_stop_after_attempts_and_task_fails(store: Store, tmp_path: Path) -> None:
     ex_id, final = run_flow(
         store,

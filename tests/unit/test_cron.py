@@ -339,6 +339,12 @@ def test_valid_expressions_have_no_problems(cron: str) -> None:
             "@yearly, @annually",
         ),
         ("0 0 0 * * *", "'0 0 0 * * *': a cron expression has 5 fields"),
+        (
+            "20****",
+            "'20****': a cron expression has 5 fields separated by spaces; "
+            "did you mean '20 * * * *'?",
+        ),
+        ("*/5 2**1-5", "did you mean '*/5 2 * * 1-5'?"),
         ("", "'': a cron expression has 5 fields"),
         ("@reboot", "'@reboot': @reboot is not one of @yearly, @annually"),
         ("x * * * *", "'x * * * *': minute 'X' is not a number"),

@@ -7,7 +7,7 @@ import base64
 import json
 from urllib.parse import quote, quote_plus
 
-from ordo.masking import MASK, LineMask, forms, mask, mask_value, masked
+from ordo.masking import MASK, LineMask, forms, mask, mask_value, masked, secret_values
 from ordo.model import CheckResult, Metric, Outcome, State
 
 VALUE = 'say "hi" C:\\tmp é/&'
@@ -101,3 +101,49 @@ def test_a_value_in_one_line_per_character_is_masked() -> None:
 
 def test_without_secrets_lines_pass_unchanged() -> None:
     assert LineMask(()).feed("any line") == ["any line"]
+
+
+def test_the_process_log_is_masked_messages_arguments_and_tracebacks() -> None:
+    import io
+    import logging
+
+    from ordo.masking import MaskingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter(lambda: ("tok-abcdef", "pa ss")))
+    log = logging.getLogger("test.masking.filter")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("GET http://x/?k=%s and %s", "tok-abcdef", "pa%20ss")
+        try:
+            raise ValueError("bad tok-abcdef")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        log.removeHandler(handler)
+    text = stream.getvalue()
+    assert "tok-abcdef" not in text and "pa%20ss" not in text
+    assert "k=**** and ****" in text and "ValueError: bad ****" in text
+
+
+def test_inherited_names_like_a_secret_are_found_with_a_configurable_list() -> None:
+    from ordo.masking import secret_name_pattern
+
+    env = {"FOO_TOKEN": "t-1234", "GCP_CREDENTIALS": "c-1234", "DSN": "d-1234", "X": "x-1234"}
+    assert set(secret_values(env)) == {"t-1234", "c-1234"}
+    assert secret_values(env, secret_name_pattern(["dsn", " "])) == ("d-1234",)
+    assert secret_values(env, secret_name_pattern([])) == ()
+
+
+def test_the_keys_withheld_from_tasks_are_those_the_cli_removes() -> None:
+    from ordo.cli.main import WITHHELD as CLI_WITHHELD
+    from ordo.masking import WITHHELD, passed_environ
+    from ordo.runners.process import child_env
+
+    assert set(CLI_WITHHELD) == WITHHELD
+    base = {"PATH": "/bin", "ORDO_SECRET_KEY": "k", "ORDO_SESSION_KEY": "s", "A": "1"}
+    assert passed_environ(base) == {"PATH": "/bin", "A": "1"}
+    for inherit in (True, False, ["ORDO_SECRET_KEY", "A"]):
+        assert "ORDO_SECRET_KEY" not in child_env(inherit, base, {})

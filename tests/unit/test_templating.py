@@ -197,3 +197,95 @@ def test_an_unknown_or_unreadable_secret_fails_naming_it() -> None:
 def test_secret_where_there_are_none_says_where_secrets_can_be_read() -> None:
     with pytest.raises(TemplateError, match=r"secret\(\) is not available here"):
         render("{{ secret('DB_PW') }}", make_context({}, {}, {}, {}, {}))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{{ joiner().x }}", "{{ lipsum.x }}", "{{ cycler(1).next.__self__ }}", "{{ inputs.clear() }}"],
+)
+def test_template_errors_show_no_object_address(text: str) -> None:
+    context = make_context({"a": 1}, {}, {}, {}, {})
+    with pytest.raises(TemplateError) as caught:
+        render(text, context)
+    assert " at 0x" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("{{ 'x'|truncate(-1) }}", "AssertionError: expected length >= 3"),
+        ("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "recursion or nesting too deep"),
+        ("{{ cycler() + 1 }}", "RuntimeError: at least one item"),
+        ("{{ 'ab' * 10**9 }}", "repeating a value of 2 items 1,000,000,000 times"),
+        ("{{ [1, 2] * 10**9 }}", "repeating a value"),
+        ("{{ (10**99) * (10**99) * (9 ** 30000) }}", "more than 100,000 bits"),
+        ("{{ 'x' + 'y' * 999999 + 'zz' }}", "longer than 1,000,000"),
+        ("{{ 'x'.ljust(10**9) }}", "wider than"),
+        ("{{ 'x'|center(10**9) }}", "wider than"),
+        ("{{ 'x'|indent(10**9, true) }}", "wider than"),
+        ("{{ lipsum(10**5) }}", "lipsum() asks for more"),
+        ("{% for i in range(10**6) %}{{ range(10) }}{% endfor %}", "range() would give more"),
+        ("{% for i in range(10**5) %}{{ 'y' * 100 }}{% endfor %}", "text would be longer"),
+    ],
+)
+def test_every_failure_inside_a_template_is_a_template_error(text: str, words: str) -> None:
+    context = make_context({"a": 1}, {}, {}, {}, {})
+    with pytest.raises(TemplateError) as caught:
+        render(text, context)
+    assert words in str(caught.value)
+
+
+def test_bounded_templates_still_render_big_but_reasonable_values() -> None:
+    context = make_context({"n": 3}, {}, {}, {}, {})
+    assert render("{{ 'ab' * 1000 }}", context) == "ab" * 1000
+    assert render("{{ 2 ** 64 }}", context) == 2**64
+    assert render("{{ range(inputs.n)|list }}", context) == [0, 1, 2]
+    assert render("{{ 1e308 * 10 }}", context) == float("inf")
+
+
+def test_a_template_too_deep_to_parse_is_a_syntax_message() -> None:
+    deep = "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"
+    (message,) = check_syntax(deep)
+    assert "cannot be parsed" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("2026-01-01", "2026-01-01"),
+        ("a b", "'a b'"),
+        ("x'; rm -rf ~; echo '", "'x'\"'\"'; rm -rf ~; echo '\"'\"''"),
+        ("", "''"),
+        (None, "''"),
+        (12, "12"),
+        (True, "true"),
+        (["a b", "c"], "'a b' c"),
+    ],
+)
+def test_the_quote_filter_makes_one_word_of_shell_text(value: Any, shown: str) -> None:
+    context = make_context({"v": value}, {}, {}, {}, {})
+    assert render("echo {{ inputs.v | quote }}", context) == f"echo {shown}"
+    if not isinstance(value, list):
+        import shlex
+
+        word = shlex.split("x " + render("{{ inputs.v | quote }}", context))[1:]
+        assert word == [("" if value is None else "true" if value is True else str(value))]
+
+
+@pytest.mark.parametrize(
+    ("command", "flagged"),
+    [
+        ('echo "hello {{ inputs.who }}"', ["{{ inputs.who }}"]),
+        ("echo hello {{ inputs.who | quote }}", []),
+        ("head -n {{ inputs.n | int }} f", []),
+        ("{% for f in inputs.files %}rm -- {{ f }};{% endfor %}", ["{{ f }}"]),
+        ("echo {{ fork.index }}-{{ fork.value }}", ["{{ fork.value }}"]),
+        ("echo {{ execution.id }} {{ execution.labels.team }}", ["{{ execution.labels.team }}"]),
+        ("echo {{ outputs.a.b | default('x') }}", ["{{ outputs.a.b | default('x') }}"]),
+        ("cat {{ vars.path }} {{ vars.fixed }}", ["{{ vars.path }}"]),
+        ("echo {{ env.HOME }} {{ secret('X') }}", []),
+    ],
+)
+def test_unquoted_data_in_shell_text_is_found(command: str, flagged: list[str]) -> None:
+    risky = templating.data_vars({"path": "in/{{ inputs.day }}.csv", "fixed": "a.csv"})
+    assert templating.unquoted_data(command, risky) == flagged

@@ -191,7 +191,9 @@ def not_found(what: str) -> NotFound:
 
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413, whether the client says
-    their length (Content-Length) or streams them."""
+    their length (Content-Length) or streams them. The body is read (up to the limit)
+    before the route runs, so that a route reading a form or a model answers 413 too,
+    not its own 400 or 401."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -205,24 +207,34 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(self.limit, send)
             return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        first: Message | None = None
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":
+                first = message  # the client left: the route sees it
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
             if seen > self.limit:
-                raise _TooLarge
-            return message
+                await _too_large(self.limit, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        if first is None:
+            first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _too_large(self.limit, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return first
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _too_large(limit: int, send: Send) -> None:

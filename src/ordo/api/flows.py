@@ -6,11 +6,13 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from ordo import services, views
-from ordo.api.app import Caller, Reader, StoreDep, Writer
+from ordo.api.app import Caller, Reader, StoreDep, Writer, store_of
+from ordo.api.bodies import flow_text
 from ordo.errors import DefinitionError, Problem, UsageError
 from ordo.masking import MASK
 from ordo.store import Store
@@ -113,41 +115,30 @@ def get_flow(
     }
 
 
-async def _text(request: Request) -> tuple[str, Literal["yaml", "json"] | None]:
-    raw = await request.body()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DefinitionError(
-            [Problem(f"body is not UTF-8 text (byte {exc.start})", "request body")]
-        ) from None
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    return text, "json" if kind.endswith("json") else None
-
-
 @router.post("", summary="Create or update a flow from YAML or JSON", openapi_extra=FLOW_BODY)
-async def create_flow(request: Request, store: StoreDep, who: Writer) -> JSONResponse:
-    text, fmt = await _text(request)
-    return _stored(store, who, text, fmt, None)
+async def create_flow(request: Request, who: Writer) -> JSONResponse:
+    text, fmt = await flow_text(request)
+    return await run_in_threadpool(_stored, request, who, text, fmt, None)
 
 
 @router.put(
     "/{namespace}/{flow_id}", summary="Update a flow from YAML or JSON", openapi_extra=FLOW_BODY
 )
-async def update_flow(
-    request: Request, store: StoreDep, who: Writer, namespace: str, flow_id: str
-) -> JSONResponse:
-    text, fmt = await _text(request)
-    return _stored(store, who, text, fmt, (namespace, flow_id))
+async def update_flow(request: Request, who: Writer, namespace: str, flow_id: str) -> JSONResponse:
+    text, fmt = await flow_text(request)
+    return await run_in_threadpool(_stored, request, who, text, fmt, (namespace, flow_id))
 
 
 def _stored(
-    store: Store,
+    request: Request,
     who: Caller,
     text: str,
     fmt: Literal["yaml", "json"] | None,
     key: tuple[str, str] | None,
 ) -> JSONResponse:
+    """Validate and store a flow text (in a worker thread: parsing never holds the event
+    loop), with this thread's store."""
+    store = store_of(request)
     if key is not None:
         who.may_use(key[0])
     flow = services.validate_text(text, fmt)
@@ -170,8 +161,8 @@ def _stored(
 
 @router.post("/validate", summary="Check a flow without storing it", openapi_extra=FLOW_BODY)
 async def validate_flow(request: Request, who: Reader) -> dict[str, Any]:
-    text, fmt = await _text(request)
-    flow = services.validate_text(text, fmt)
+    text, fmt = await flow_text(request)
+    flow = await run_in_threadpool(services.validate_text, text, fmt)
     return {"valid": True, "namespace": flow.namespace, "id": flow.id}
 
 

@@ -4,7 +4,6 @@ write-only) and workers."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any, Literal
 
@@ -15,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from ordo import services, views
 from ordo.api.app import Reader, StoreDep, Stores, Writer
-from ordo.errors import UsageError
+from ordo.api.bodies import json_body
 from ordo.model import State
 from ordo.store.serving import BUCKETS
 
@@ -76,7 +75,7 @@ EVENT_TYPE = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
     summary="Record an event; every active flow subscribed to its type starts",
 )
 async def post_event(request: Request, who: Writer, event_type: str = EVENT_TYPE) -> dict[str, Any]:
-    data = await _json(request)
+    data = await json_body(request)
     stores: Stores = request.app.state.stores
     emitted = await run_in_threadpool(
         lambda: services.emit(stores.get(), event_type, data, time.time(), who.namespaces)
@@ -95,16 +94,6 @@ def list_events(
     return [e.__dict__ for e in store.list_events(type, limit)]
 
 
-async def _json(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UsageError(f"body: not JSON: {exc}") from None
-
-
 @router.post(
     "/api/webhooks/{namespace}/{flow_id}/{key}",
     tags=["webhooks"],
@@ -119,7 +108,7 @@ async def webhook(
     async_: bool = Query(default=False, alias="async"),
     wait: float = Query(default=WEBHOOK_WAIT, ge=0, le=300),
 ) -> JSONResponse:
-    body = await _json(request)
+    body = await json_body(request)
     stores: Stores = request.app.state.stores
 
     def start() -> int:

@@ -11,6 +11,7 @@ from ordo import definitions, graph, templating
 from ordo.cli.common import parse_pairs, plural, print_json, short
 from ordo.errors import EXIT_OK, EXIT_USAGE, DefinitionError, Problem
 from ordo.masking import MASK
+from ordo.model import Flow
 
 
 def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -35,8 +36,13 @@ def _validate(files: list[str], as_json: bool) -> int:
                     print(str(problem), file=sys.stderr)
             continue
         results.append({"file": path, "ok": True, "flow": flow.key, "tasks": len(flow.tasks)})
-        if not as_json:
-            print(f"{path}: OK ({flow.key}, {plural(len(flow.tasks), 'task')})")
+        warnings = shell_warnings(flow, path)
+        if as_json:
+            results[-1]["warnings"] = warnings
+            continue
+        print(f"{path}: OK ({flow.key}, {plural(len(flow.tasks), 'task')})")
+        for warning in warnings:
+            print(warning, file=sys.stderr)
     if as_json:
         print_json(results)
     return status
@@ -51,6 +57,28 @@ def _problem(problem: Problem) -> dict[str, Any]:
         "message": problem.message,
         "text": str(problem),
     }
+
+
+def shell_warnings(flow: Flow, path: str) -> list[str]:
+    """A warning (not an error) for each template of a shell task's ``command`` text (or
+    a check's ``run``) that puts inputs, outputs, fork or event data into the shell text
+    without ``| quote``: such a value is read by the shell, so ``; rm -rf ~`` in it runs."""
+    risky_vars = templating.data_vars(flow.vars)
+    found = []
+    for task in flow.tasks:
+        texts = [task.spec.get("command")] if task.type == "shell" else []
+        texts += [c.fields.get("run") for c in (*task.pre_checks, *task.post_checks)]
+        for text in texts:
+            if not isinstance(text, str):
+                continue
+            for expression in templating.unquoted_data(text, risky_vars):
+                where = f"{path}:{task.line}" if task.line else path
+                found.append(
+                    f"{where}: warning: task '{task.id}': {expression} puts "
+                    "data into shell text unquoted (a value with ; $( ) or quotes in it runs "
+                    "as a command): write it with | quote, or pass it in env: (docs/security.md)"
+                )
+    return found
 
 
 def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

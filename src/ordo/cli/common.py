@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -11,12 +12,17 @@ from typing import Any
 
 from ordo import settings
 from ordo.errors import ConfigError, UsageError
+from ordo.masking import MaskingFilter, secret_name_pattern, secret_values
 from ordo.secrets import Key, SecretBox
 from ordo.store import Store, open_store
 
 #: The variable holding the secrets' key; without it, the key file in ``$ORDO_HOME``.
 KEY_VARIABLE = "ORDO_SECRET_KEY"
 KEY_FILE = "secret.key"
+#: The variable holding the UI sessions' key; without it, the session key file.
+SESSION_VARIABLE = "ORDO_SESSION_KEY"
+SESSION_FILE = "session.key"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
 def database_url(cli_value: str | None, environ: Mapping[str, str]) -> str:
@@ -48,8 +54,28 @@ def ordo_home(environ: Mapping[str, str]) -> str:
 
 def secret_box(environ: Mapping[str, str]) -> SecretBox:
     """What encrypts and decrypts secrets, with the key of :func:`secret_key` (read when
-    first needed)."""
-    return SecretBox(lambda create: secret_key(environ, create))
+    first needed); it also masks the values of ``environ``'s variables named like a
+    secret (the ``secrets.mask_names`` setting), which tasks inherit."""
+    names = load_settings(environ).secrets_mask_names.split(",")
+    hidden = secret_values(environ, secret_name_pattern(names))
+    return SecretBox(lambda create: secret_key(environ, create), hidden)
+
+
+#: Loggers of libraries that print URLs, headers or queries at INFO: WARNING and up only.
+QUIET_LOGGERS = ("httpx", "httpcore", "uvicorn.access", "psycopg", "urllib3", "aiosmtpd")
+
+
+def configure_logging(box: SecretBox, level: int = logging.INFO, fmt: str = LOG_FORMAT) -> None:
+    """The process log on stderr, every record masked by the secrets ``box`` knows (the
+    decrypted ones and the environment's secret-named values); the libraries of
+    :data:`QUIET_LOGGERS` only from WARNING."""
+    logging.basicConfig(level=level, stream=sys.stderr, format=fmt)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    masking = MaskingFilter(box.known)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(masking)
 
 
 def secret_key(environ: Mapping[str, str], create: bool) -> Key:
@@ -73,7 +99,33 @@ def secret_key(environ: Mapping[str, str], create: bool) -> Key:
         return _read_key(path)
 
 
-def _read_key(path: str) -> Key:
+def session_key(environ: Mapping[str, str]) -> bytes:
+    """The key UI sessions and CSRF tokens are signed with: ``$ORDO_SESSION_KEY`` (any
+    text of 32 characters or more), else the file ``$ORDO_HOME/session.key``, made with
+    mode 0600 on first use. It is never in the store, so a copy of the database cannot
+    forge a session; every server of one store needs the same. ConfigError says what is
+    wrong."""
+    text = environ.get(SESSION_VARIABLE, "").strip()
+    if text:
+        if len(text) < 32:
+            raise ConfigError(
+                f"{SESSION_VARIABLE}: too short ({len(text)} characters): use 32 random "
+                'characters or more, e.g. python -c "import secrets; '
+                'print(secrets.token_urlsafe(32))"'
+            )
+        return text.encode("utf-8")
+    path = os.path.join(ordo_home(environ), SESSION_FILE)
+    try:
+        return _read_key(path, "session key").value
+    except FileNotFoundError:
+        pass
+    try:
+        return _make_key(path, "session key").value
+    except FileExistsError:  # another server made it first
+        return _read_key(path, "session key").value
+
+
+def _read_key(path: str, what: str = "secret key") -> Key:
     try:
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
@@ -81,16 +133,16 @@ def _read_key(path: str) -> Key:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the secret key: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
     if mode & 0o077:
         raise ConfigError(
-            f"{path}: the secret key file can be read by others (mode {mode & 0o777:o}); "
+            f"{path}: the {what} file can be read by others (mode {mode & 0o777:o}); "
             f"make it private: chmod 600 {path}"
         )
     return Key(data.strip(), path)
 
 
-def _make_key(path: str) -> Key:
+def _make_key(path: str, what: str = "secret key") -> Key:
     """A new key in a new file of mode 0600: written under a temporary name, then linked
     into place, so no process ever reads a half-written key."""
     import base64
@@ -114,7 +166,7 @@ def _make_key(path: str) -> Key:
         raise
     except OSError as exc:
         why = exc.strerror or exc
-        raise ConfigError(f"{path}: cannot make the secret key file: {why}") from None
+        raise ConfigError(f"{path}: cannot make the {what} file: {why}") from None
     return Key(key, path)
 
 

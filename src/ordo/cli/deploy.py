@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ordo import deploy, views
-from ordo.cli.common import fmt_time, open_db, print_json, table
+from ordo.cli.common import fmt_time, load_settings, open_db, print_json, table
 from ordo.cli.serving import flow_key
 from ordo.errors import EXIT_FAILED, EXIT_OK
 
@@ -53,15 +53,19 @@ def checkouts_folder(environ: Mapping[str, str]) -> str:
 
 
 def deploy_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    limits = deploy.file_limits(load_settings(environ))
     store = open_db(args.db, environ)
     try:
         now = time.time()
         if args.target.startswith("git+"):
+            checkouts = checkouts_folder(environ)
             report = deploy.deploy_git(
-                store, args.target, now, checkouts=checkouts_folder(environ), dry_run=args.dry_run
+                store, args.target, now, checkouts=checkouts, dry_run=args.dry_run, limits=limits
             )
         else:
-            report = deploy.deploy_folder(store, args.target, now, dry_run=args.dry_run)
+            report = deploy.deploy_folder(
+                store, args.target, now, dry_run=args.dry_run, limits=limits
+            )
     finally:
         store.close()
     if args.json:

@@ -1,14 +1,16 @@
 """``ordo executioner``: Executioner job configs run as-is, with the same flags and
 console contract (``../shared/compat/executioner.md``), on ordo's engine and store.
 The Executioner's run id is the ordo execution id; a resume is a restart of it in place;
-``--mark-success`` marks its task runs."""
+``--mark-success`` marks its task runs. The summary, the log files and the mailed report
+are in :mod:`ordo.cli.executioner_output`; plugins in :mod:`ordo.cli.executioner_plugins`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import hashlib
 import json
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -17,24 +19,35 @@ from datetime import datetime
 from ordo import engine
 from ordo.cli import display
 from ordo.cli.common import fmt_time, open_db, secret_box, skipped_tasks
+from ordo.cli.executioner_output import (
+    Console,
+    job_details,
+    main_log_path,
+    report,
+    summary,
+    tally,
+    use_color,
+    write_logs,
+)
+from ordo.cli.executioner_plugins import PluginError, Registry, load_plugins
 from ordo.cli.recover import reap_dead, who
 from ordo.cli.run import work
 from ordo.definitions.executioner import NAMESPACE, Config, load_config
-from ordo.errors import EXIT_FAILED, EXIT_OK, DefinitionError, UsageError
+from ordo.errors import EXIT_FAILED, EXIT_OK, DefinitionError, NotFound, UsageError
 from ordo.masking import mask
-from ordo.model import State
+from ordo.model import Flow, State
 from ordo.runners import make_runners
 from ordo.store import Store
-from ordo.store.records import ExecutionRow, Revision, TaskRunRow
+from ordo.store.records import ExecutionRow, Revision
 from ordo.worker import Worker, WorkerSettings
 
 SAMPLE = {
     "application_name": "nightly_etl",
-    "working_dir": "/tmp",
+    "working_dir": ".",
     "parallel": True,
     "max_workers": 2,
     "default_timeout": 600,
-    "env_variables": {"DATA": "/tmp/data"},
+    "env_variables": {"DATA": "data"},
     "jobs": [
         {"id": "extract", "description": "fetch the input", "command": "mkdir -p ${DATA}"},
         {
@@ -75,6 +88,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("-r", "--run-id", type=int, metavar="ID")
     p.add_argument("-j", "--jobs", metavar="A,B")
     p.add_argument("--sample-config", "--simple-config", action="store_true")
+    p.add_argument("--no-color", action="store_true", help="no colour in the summary")
     p.add_argument("--db", help="the store (default: ORDO_DB, else ~/.ordo/ordo.db)")
 
 
@@ -94,41 +108,68 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             return mark_success(store, args.run_id, args.jobs)
         finally:
             store.close()
+    # --no-color: defined with the parser (getattr: it may be built elsewhere, cli/main.py)
+    console = Console(use_color(getattr(args, "no_color", False), environ, sys.stdout))
     if args.resume_from is not None and args.resume_from <= 0:
-        log("ERROR", f"--resume-from must be a run id above 0, found {args.resume_from}")
+        console.log("ERROR", f"--resume-from must be a run id above 0, found {args.resume_from}")
         return EXIT_FAILED
     try:
-        config = load_config(args.config, cli_env(args.env))
+        config = load_config(args.config, cli_env(console, args.env))
+        registry = load_plugins(config.plugins)
     except DefinitionError as exc:
         for problem in exc.problems:
-            log("ERROR", str(problem))
+            console.log("ERROR", str(problem))
         if any("circular" in p.message for p in exc.problems):
-            log("ERROR", "Circular dependencies detected")
+            console.log("ERROR", "Circular dependencies detected")
         return EXIT_FAILED
-    for warning in config.warnings:
-        log("WARNING", warning)
+    except PluginError as exc:
+        console.log("ERROR", f"dependency_plugins: {exc}")
+        return EXIT_FAILED
+    console.secrets = config.secrets
+    for warning in [*config.warnings, *unregistered(config, registry)]:
+        console.log("WARNING", warning)
     parallel = (args.parallel or config.parallel) and not args.sequential
     workers = (args.workers if args.workers > 0 else config.max_workers) if parallel else 1
     skip = skipped_tasks(args.skip)
     if args.dry_run:
         return dry_run(config, skip, parallel, workers)
-    return run(config, args, environ, skip, workers)
+    return run(console, config, args, environ, skip, workers)
 
 
-def cli_env(values: Sequence[str]) -> dict[str, str]:
+def unregistered(config: Config, registry: Registry) -> list[str]:
+    """A warning for each check or dependency type no plugin registered: the jobs
+    naming them fail when they start (their pre-check, or the post-check), as in the
+    engine."""
+    out = []
+    for ref in config.custom:
+        known = registry.checks if ref.kind == "check" else registry.types
+        if ref.name in known:
+            continue
+        hint = difflib.get_close_matches(ref.name, list(known), n=1)
+        tip = f" (did you mean '{hint[0]}'?)" if hint else ""
+        what = "its check" if ref.kind == "check" else "when it starts"
+        out.append(
+            f"{ref.where}: unknown {ref.kind} '{ref.name}'{tip}: no plugin registers it, "
+            f"so job '{ref.job}' will fail {what}"
+        )
+    return out
+
+
+def cli_env(console: Console, values: Sequence[str]) -> dict[str, str]:
     """``--env A=1,B=2 --env C=3``; entries without a name or a value are skipped."""
     out: dict[str, str] = {}
     for value in values:
         for item in value.split(","):
             name, sep, text = item.partition("=")
             if not sep or not name.strip() or not text:
-                log("WARNING", f"--env: skipped {item!r} (expected NAME=VALUE)")
+                console.log("WARNING", f"--env: skipped {item!r} (expected NAME=VALUE)")
                 continue
             out[name.strip()] = text
     return out
 
 
 def log(level: str, message: str) -> None:
+    """A logger-style line of the commands that do not run (list, show, mark)."""
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     stream = sys.stderr if level in ("ERROR", "WARNING") else sys.stdout
     print(f"{stamp} - {level} - {message}", file=stream, flush=True)
@@ -138,8 +179,10 @@ def dry_run(config: Config, skip: list[str], parallel: bool, workers: int) -> in
     mode = f"PARALLEL: {workers} workers" if parallel else "SEQUENTIAL"
     log("INFO", f"DRY RUN Application {config.application} [{mode}]")
     for n, task in enumerate(config.flow.tasks, 1):
-        after = f" (after {', '.join(task.depends_on)})" if task.depends_on else ""
-        state = " [skipped]" if task.id in skip else ""
+        waits = [c.name for c in config.custom if c.job == task.id and c.kind != "check"]
+        after = ", ".join([*task.depends_on, *(f"plugin {w}" for w in waits)])
+        after = f" (after {after})" if after else ""
+        state = " [SKIPPED]" if task.id in skip else ""
         command = task.spec["command"]
         shown = command if isinstance(command, str) else " ".join(command)
         print(f"  {n}. {task.id}{after}{state}: {mask(shown, config.secrets)}")
@@ -147,15 +190,38 @@ def dry_run(config: Config, skip: list[str], parallel: bool, workers: int) -> in
     return EXIT_OK
 
 
-def register(store: Store, config: Config, now: float) -> Revision:
-    """The config's revision: reused when the same flow (with the same --env) is known."""
-    text = json.dumps(config.flow.to_dict(), sort_keys=True)
+def register(store: Store, flow: Flow, now: float) -> Revision:
+    """The flow's revision: reused when the same flow (with the same --env) is known."""
+    text = json.dumps(flow.to_dict(), sort_keys=True)
     digest = "executioner-" + hashlib.sha256(text.encode()).hexdigest()
-    known = store.find_revision(digest, config.flow.path)
-    return known or store.add_revision(config.flow, text, digest, now)
+    known = store.find_revision(digest, flow.path)
+    return known or store.add_revision(flow, text, digest, now)
+
+
+def with_skips(flow: Flow, skip: Sequence[str]) -> Flow:
+    """The flow whose jobs in ``skip`` answer SKIP when they come to run (a resume's
+    ``--skip``: the restarted execution moves to this revision)."""
+    if not set(skip) & {t.id for t in flow.tasks}:
+        return flow
+    tasks = tuple(
+        dataclasses.replace(t, run_if="SKIP: skipped on request (--skip)") if t.id in skip else t
+        for t in flow.tasks
+    )
+    return dataclasses.replace(flow, tasks=tasks)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resumed:
+    """A resume: the run's attempt number, the jobs kept from earlier attempts, and
+    whether anything runs (not when the run had already succeeded)."""
+
+    attempt: int
+    taken: frozenset[str]
+    runs: bool = True
 
 
 def run(
+    console: Console,
     config: Config,
     args: argparse.Namespace,
     environ: Mapping[str, str],
@@ -165,176 +231,97 @@ def run(
     store = open_db(args.db, environ)
     try:
         now = time.time()
-        revision = register(store, config, now)
-        known = {t.id for t in config.flow.tasks}
         mode = f"PARALLEL: {workers} workers" if workers > 1 else "SEQUENTIAL"
-        if args.resume_from is not None:
-            ex_id = args.resume_from
-            resumed = resume(store, ex_id, revision, now)
-            if resumed is None:
-                summary(store, config, store.get_execution(ex_id), [])
-                return EXIT_OK
-            log("INFO", f"RESUMING RUN #{ex_id} (Attempt {resumed}) [{mode}]")
-        else:
-            ex_id = engine.start_execution(
+        begun = begin(console, store, config, args, skip, mode, now)
+        if begun is None:
+            return EXIT_FAILED
+        ex_id, resumed = begun
+        unknown = len(set(skip) - {t.id for t in config.flow.tasks})
+        if resumed.runs:
+            # one job per slot, retries included: the next job starts after the last attempt
+            settings = WorkerSettings(slots=workers, prefetch=0, retry_keeps_slot=True)
+            listener = display.listener_for(store, ex_id, config.flow, quiet=not args.verbose)
+            worker = Worker(
                 store,
-                revision,
-                {},
-                now,
-                skip_tasks=[s for s in skip if s in known],
-                continue_on_error=args.continue_on_error,
+                make_runners(workers),
+                settings=settings,
+                env=environ,
+                listener=listener,
+                secrets=secret_box(environ),
             )
-            log(
-                "INFO",
-                f"STARTING EXECUTION Application {config.application} - RUN #{ex_id} [{mode}]",
-            )
-        settings = WorkerSettings(slots=workers)
-        listener = display.listener_for(store, ex_id, config.flow, quiet=not args.verbose)
-        worker = Worker(
-            store,
-            make_runners(workers),
-            settings=settings,
-            env=environ,
-            listener=listener,
-            secrets=secret_box(environ),
-        )
-        work(worker, ex_id, listener, reap=args.resume_from is not None)
+            work(worker, ex_id, listener, reap=args.resume_from is not None)
         execution = store.get_execution(ex_id)
-        logs = write_logs(store, config, ex_id)
-        unknown = [s for s in skip if s not in known]
-        ok = summary(store, config, execution, unknown, logs)
-        report(store, config, execution, unknown, logs)
+        logs = write_logs(store, config, ex_id) if resumed.runs else {}
+        job_details(console, store, ex_id, now)
+        ok = summary(
+            console, store, config, execution, resumed.attempt, unknown, resumed.taken, logs
+        )
+        if resumed.runs:
+            report(console, store, config, execution, unknown, resumed.taken, logs)
         return EXIT_OK if ok else EXIT_FAILED
     finally:
+        console.close()
         store.close()
 
 
-def resume(store: Store, ex_id: int, revision: Revision, now: float) -> int | None:
-    """Run ``ex_id`` again in place: its attempt number, or None when it already
-    succeeded (nothing to resume)."""
-    execution = store.get_execution(ex_id)
-    if execution.namespace != NAMESPACE:
-        raise UsageError(
-            f"run {ex_id} is execution {execution.namespace}/{execution.flow_id}, "
-            "not an Executioner run"
-        )
-    attempt = 1 + restarts(store, ex_id)
-    if execution.state is State.SUCCESS:
-        log("WARNING", f"run {ex_id} already succeeded: nothing to resume")
-        return None
-    if execution.state.terminal:
-        store.restart_execution(ex_id, now, revision_id=revision.id)
-        return attempt + 1
-    taken = reap_dead(store, ex_id)  # crashed while running: take back its attempts
-    if taken:
-        log("INFO", f"took back the attempts of {', '.join(taken)} (no longer running)")
-    return attempt
-
-
-def write_logs(store: Store, config: Config, ex_id: int) -> dict[str, str]:
-    """Each job's output, every attempt, in its file under the log dir:
-    ``executioner.<app>.job-<job>.run-<id>.log``."""
-    os.makedirs(config.log_dir, exist_ok=True)
-    runs = {r.id: r.task_id for r in store.task_runs(ex_id)}
-    by_attempt = {a.id: runs[a.task_run_id] for a in store.attempts(ex_id)}
-    lines: dict[str, list[str]] = {task: [] for task in runs.values()}
-    after = 0
-    while True:
-        page = store.logs(ex_id, after_id=after)
-        if not page:
-            break
-        for line in page:
-            task = by_attempt.get(line.attempt_id) if line.attempt_id else None
-            if task is not None:
-                stamp = datetime.fromtimestamp(line.at).strftime("%Y-%m-%d %H:%M:%S")
-                lines[task].append(f"{stamp} {line.line}")
-        after = page[-1].id
-    paths = {}
-    for task, text in lines.items():
-        path = os.path.join(
-            config.log_dir, f"executioner.{config.application}.job-{task}.run-{ex_id}.log"
-        )
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(mask(t, config.secrets) + "\n" for t in text)
-        paths[task] = path
-    return paths
-
-
-def counts(
-    runs: Sequence[TaskRunRow],
-) -> tuple[list[TaskRunRow], list[TaskRunRow], list[TaskRunRow], list[TaskRunRow]]:
-    """Completed, failed, skipped (asked for) and blocked (unmet dependencies) jobs."""
-    done = [r for r in runs if r.state in (State.SUCCESS, State.WARNING)]
-    failed = [r for r in runs if r.state in (State.FAILED, State.KILLED)]
-    skipped = [r for r in runs if r.state is State.SKIPPED and _asked(r)]
-    blocked = [r for r in runs if r.state is State.SKIPPED and not _asked(r)]
-    blocked += [r for r in runs if not r.state.terminal]
-    return done, failed, skipped, blocked
-
-
-def _asked(run: TaskRunRow) -> bool:
-    return (run.reason or "").startswith("skipped")
-
-
-def summary(
+def begin(
+    console: Console,
     store: Store,
     config: Config,
-    execution: ExecutionRow,
-    unknown_skips: Sequence[str],
-    logs: Mapping[str, str] | None = None,
-) -> bool:
-    """The Executioner's summary block; whether every job succeeded."""
-    runs = store.task_runs(execution.id)
-    done, failed, skipped, blocked = counts(runs)
-    ok = not failed and not blocked
-    attempt = restarts(store, execution.id)
-    duration = (execution.ended_at or time.time()) - (execution.started_at or execution.created_at)
-    p = print
-    p("=" * 60)
-    p("EXECUTION SUMMARY")
-    p(f"Application: {config.application}")
-    p(f"Run ID: {execution.id}" + (f" (Attempt {attempt + 1})" if attempt else ""))
-    p(f"Status: {'SUCCESS' if ok else 'FAILED'}")
-    p(f"Start Time: {fmt_time(execution.started_at or execution.created_at)}")
-    p(f"End Time: {fmt_time(execution.ended_at)}")
-    p(f"Duration: {duration:.1f}s")
-    p(f"Jobs Completed: {len(done)}")
-    p(f"Jobs Failed: {len(failed)}")
-    p(f"Jobs Skipped: {len(skipped) + len(unknown_skips)}")
-    for line in job_sections(config, failed, blocked, logs or {}):
-        p(line)
-    if ok:
-        p("RUN INFORMATION")
-        p(f"  ordo executions show {execution.id}")
+    args: argparse.Namespace,
+    skip: list[str],
+    mode: str,
+    now: float,
+) -> tuple[int, Resumed] | None:
+    """Start the run, or resume ``--resume-from``'s, and open its main log: its id and
+    what the resume kept. None (logged) for a run id that is not an Executioner run."""
+    if args.resume_from is None:
+        ex_id = engine.start_execution(
+            store,
+            register(store, config.flow, now),
+            {},
+            now,
+            skip_tasks=[s for s in skip if s in {t.id for t in config.flow.tasks}],
+            continue_on_error=args.continue_on_error,
+        )
+        console.open(main_log_path(config, ex_id))
+        banner = f"STARTING EXECUTION Application {config.application} - RUN #{ex_id} [{mode}]"
+        console.log("INFO", banner)
+        return ex_id, Resumed(1, frozenset())
+    ex_id = args.resume_from
+    if _run(store, ex_id) is None:
+        console.log("ERROR", f"--resume-from {ex_id}: no Executioner run has that id")
+        return None
+    resumed = resume(console, store, ex_id, with_skips(config.flow, skip), now)
+    console.open(main_log_path(config, ex_id))
+    if resumed.runs:
+        console.log("INFO", f"RESUMING RUN #{ex_id} (Attempt {resumed.attempt}) [{mode}]")
     else:
-        p("RESUME OPTIONS")
-        p(f"  ordo executioner -c {config.flow.path} --resume-from {execution.id}")
-        p(f"  ordo executioner --mark-success -r {execution.id} -j <job,...>")
-    p("=" * 60)
-    return ok
+        console.log(
+            "WARNING",
+            f"run {ex_id} already succeeded: nothing to resume; attempt {resumed.attempt} "
+            "counts every job as skipped",
+        )
+    return ex_id, resumed
 
 
-def job_sections(
-    config: Config,
-    failed: Sequence[TaskRunRow],
-    blocked: Sequence[TaskRunRow],
-    logs: Mapping[str, str],
-) -> list[str]:
-    """The ``Failed Jobs:`` and ``Skipped Jobs (unmet dependencies):`` sections."""
-    lines = []
-    if failed:
-        lines.append("Failed Jobs:")
-        for r in failed:
-            lines.append(f"  - {r.task_id}: {config.descriptions.get(r.task_id, '')}")
-            lines.append(f"    Reason: {mask(r.reason or 'failed', config.secrets)}")
-            if r.task_id in logs:
-                lines.append(f"    Log: {logs[r.task_id]}")
-    if blocked:
-        lines.append("Skipped Jobs (unmet dependencies):")
-        for r in blocked:
-            lines.append(f"  - {r.task_id}: {config.descriptions.get(r.task_id, '')}")
-            lines.append(f"    Skipped ({r.reason or 'failed dependencies'})")
-    return lines
+def resume(console: Console, store: Store, ex_id: int, flow: Flow, now: float) -> Resumed:
+    """Run ``ex_id`` again in place, as ``flow`` (the config now, with this resume's
+    skips): which attempt this is and the jobs kept as they ended."""
+    execution = store.get_execution(ex_id)
+    attempt = 1 + restarts(store, ex_id)
+    runs = store.task_runs(ex_id)
+    if execution.state is State.SUCCESS:
+        return Resumed(attempt + 1, frozenset(r.task_id for r in runs), runs=False)
+    if execution.state.terminal:
+        revision = register(store, flow, now)
+        again = set(store.restart_execution(ex_id, now, revision_id=revision.id))
+        kept = frozenset(r.task_id for r in runs if r.task_id not in again)
+        return Resumed(attempt + 1, kept)
+    taken = reap_dead(store, ex_id)  # crashed while running: take back its attempts
+    if taken:
+        console.log("INFO", f"took back the attempts of {', '.join(taken)} (no longer running)")
+    return Resumed(attempt, frozenset(r.task_id for r in runs if r.state.terminal))
 
 
 def list_runs(store: Store, app: str, limit: int) -> int:
@@ -343,23 +330,25 @@ def list_runs(store: Store, app: str, limit: int) -> int:
         for e in store.list_executions(limit=max(limit, 1) * 20 + 100)
         if e.namespace == NAMESPACE and (not app or e.labels.get("application") == app)
     ][: max(limit, 1)]
-    print(f"{'Run':>6}  {'Application':<20}  {'Status':<8}  {'Start':<19}  {'Duration':>9}  Jobs")
+    print(
+        f"{'Run':>6}  {'Attempt':>7}  {'Application':<20}  {'Status':<8}  {'Start':<19}  "
+        f"{'Duration':>9}  Jobs"
+    )
     for e in rows:
         runs = store.task_runs(e.id)
-        done, failed, _, _ = counts(runs)
+        t = tally(runs)
         took = (e.ended_at - e.started_at) if e.ended_at and e.started_at else None
         print(
-            f"{e.id:>6}  {e.labels.get('application', e.flow_id)[:20]:<20}  {e.state.value:<8}  "
+            f"{e.id:>6}  {restarts(store, e.id) + 1:>7}  "
+            f"{e.labels.get('application', e.flow_id)[:20]:<20}  {e.state.value:<8}  "
             f"{fmt_time(e.started_at or e.created_at):<19}  "
             f"{(f'{took:.1f}s' if took is not None else '-'):>9}  "
-            f"{len(done)}/{len(runs)} ({len(failed)} failed)"
+            f"{len(t.done)}/{len(runs)} ({len(t.failed)} failed)"
         )
     return EXIT_OK
 
 
 def _run(store: Store, run_id: int) -> ExecutionRow | None:
-    from ordo.errors import NotFound
-
     try:
         execution = store.get_execution(run_id)
     except NotFound:
@@ -412,7 +401,11 @@ def mark_success(store: Store, run_id: int | None, jobs: str | None) -> int:
         return EXIT_OK
     for j in flippable:
         store.mark_task_run(run_id, j, State.SUCCESS, who(), "marked success", time.time())
-    print(f"marked {', '.join(flippable)} SUCCESS; a resume of run {run_id} treats them as done")
+    count = f"{len(flippable)} job" + ("s" if len(flippable) > 1 else "")
+    print(
+        f"marked {count} SUCCESS ({', '.join(flippable)}); a resume of run {run_id} "
+        "treats them as done"
+    )
     return EXIT_OK
 
 
@@ -421,47 +414,3 @@ def restarts(store: Store, ex_id: int) -> int:
     return sum(
         1 for h in store.history(ex_id) if h.task_run_id is None and h.to_state is State.RESTARTED
     )
-
-
-def report(
-    store: Store,
-    config: Config,
-    execution: ExecutionRow,
-    unknown_skips: Sequence[str],
-    logs: Mapping[str, str],
-) -> None:
-    """Mail the run's report when the config asks for it; a mail error is logged only."""
-    mail = config.mail
-    runs = store.task_runs(execution.id)
-    done, failed, skipped, blocked = counts(runs)
-    ok = not failed and not blocked
-    if not mail.to or not (mail.on_success if ok else mail.on_failure):
-        if not ok and mail.on_failure and not mail.to:
-            log("WARNING", "email_on_failure is set but email_address names no address")
-        return
-    status = "SUCCESS" if ok else "FAILURE"
-    lines = [
-        f"Application: {config.application}",
-        f"Run ID: {execution.id}",
-        f"Status: {status}",
-        f"Start Time: {fmt_time(execution.started_at or execution.created_at)}",
-        f"End Time: {fmt_time(execution.ended_at)}",
-        f"Jobs Completed: {len(done)}",
-        f"Jobs Failed: {len(failed)}",
-        f"Jobs Skipped: {len(skipped) + len(unknown_skips) + len(blocked)}",
-    ]
-    lines += job_sections(config, failed, blocked, logs)
-    from ordo.runners.mail import Letter, send
-
-    letter = Letter(
-        subject=f"[{config.application}] Run #{execution.id} {status}",
-        body="\n".join(lines) + "\n",
-        to=mail.to,
-        sender=mail.user or mail.to[0],
-        attachments=tuple(p for p in logs.values() if os.path.exists(p)),
-    )
-    error = send(letter, mail.server, mail.port, mail.user, mail.password)
-    if error:
-        log("ERROR", f"could not send the report to {', '.join(mail.to)}: {error}")
-    else:
-        log("INFO", f"report mailed to {', '.join(mail.to)}")

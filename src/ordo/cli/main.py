@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 from ordo.errors import EXIT_USAGE, OrdoError
 
+#: ordo.masking.WITHHELD, spelled here so that ``ordo --help`` does not import masking.
+WITHHELD = ("ORDO_SECRET_KEY", "ORDO_SESSION_KEY")
+
 STATES = (
     "CREATED",
     "QUEUED",
@@ -411,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = _parse(parser, argv)
     environ = dict(os.environ)
+    for name in WITHHELD:  # no subprocess of ordo (task, python host, git) inherits a key
+        os.environ.pop(name, None)
     if args.command == "completion":
         from ordo.cli import completion
 

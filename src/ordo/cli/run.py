@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -11,7 +12,7 @@ from types import FrameType
 
 from ordo import engine
 from ordo.cli import display
-from ordo.cli.common import open_db, parse_pairs, print_json, secret_box
+from ordo.cli.common import configure_logging, open_db, parse_pairs, print_json, secret_box
 from ordo.cli.retention import start_from_args
 from ordo.errors import EXIT_FAILED, EXIT_OK, UsageError
 from ordo.model import State
@@ -23,6 +24,8 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     labels = parse_pairs(args.label, "-l")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, found {args.workers}")
+    box = secret_box(environ)
+    configure_logging(box, logging.WARNING, "%(message)s")  # what Python shows without one
     store = open_db(args.db, environ)
     runners = None
     try:
@@ -47,7 +50,7 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             settings=settings,
             env=environ,
             listener=listener,
-            secrets=secret_box(environ),
+            secrets=box,
         )
         final = work(worker, execution_id, listener)
         if args.json:

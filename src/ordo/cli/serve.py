@@ -13,7 +13,15 @@ from types import FrameType
 
 from ordo import engine
 from ordo.cli import logconfig
-from ordo.cli.common import fmt_time, open_db, parse_pairs, print_json, secret_box, table
+from ordo.cli.common import (
+    configure_logging,
+    fmt_time,
+    open_db,
+    parse_pairs,
+    print_json,
+    secret_box,
+    table,
+)
 from ordo.cli.retention import start_from_args
 from ordo.errors import EXIT_OK, UsageError
 from ordo.model import Flow, parse_duration
@@ -24,7 +32,9 @@ from ordo.worker import Worker, WorkerSettings
 
 def worker_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve queues until SIGTERM/SIGINT (graceful: running attempts get ``--grace``)."""
-    logconfig.configure(args)
+    box = secret_box(environ)
+    logconfig.configure(args)  # --log-level, --log-format
+    configure_logging(box)  # every record masked; libraries' loggers from WARNING
     settings = WorkerSettings(queues=tuple(args.queue or ["default"]))
     if args.workers is not None:
         if args.workers < 1:
@@ -43,7 +53,7 @@ def worker_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         make_runners(settings.slots),
         settings=settings,
         env=environ,
-        secrets=secret_box(environ),
+        secrets=box,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

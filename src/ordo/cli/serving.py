@@ -18,12 +18,14 @@ from zoneinfo import ZoneInfo
 from ordo import services
 from ordo.cli import logconfig
 from ordo.cli.common import (
+    configure_logging,
     database_url,
     fmt_time,
     load_settings,
     open_db,
     print_json,
     secret_box,
+    session_key,
     table,
 )
 from ordo.definitions.schema import ID_RE
@@ -100,7 +102,9 @@ def flow_key(text: str) -> tuple[str, str]:
 def server_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from ordo.server import ServerOptions, serve
 
-    logconfig.configure(args)
+    box = secret_box(environ)
+    logconfig.configure(args)  # --log-level, --log-format
+    configure_logging(box)  # every record masked; libraries' loggers from WARNING
     try:
         grace = parse_duration(args.grace)
     except ValueError as exc:
@@ -128,7 +132,8 @@ def server_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             environ=dict(environ),
             flows_dir=args.flows,
             watch=args.watch,
-            secrets=secret_box(environ),
+            secrets=box,
+            session_key=session_key(environ),
         )
     )
     return EXIT_OK

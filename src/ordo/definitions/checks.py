@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ordo import templating
-from ordo.definitions.document import DocumentChecker
+from ordo.definitions.document import DocumentChecker, template_problems
 from ordo.definitions.schema import FUNCTION_RE, plain
 from ordo.model import CHECK_KINDS, Check
 
@@ -148,7 +148,7 @@ def _fields(
             checker.expect("a non-empty string", f"{where}.{key}", text, *place)
             ok = False
             continue
-        for message in templating.check_syntax(text):
+        for message in template_problems(text):
             checker.problem(message, f"{where}.{key}", *place)
             ok = False
         fields[key] = plain(text)

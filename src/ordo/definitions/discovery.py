@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ordo.definitions.document import load_document
+from ordo.definitions.files import FILE_LIMITS, Unreadable, outside, read_regular
 from ordo.definitions.package import CONFIG_FILE, META_FILES
 from ordo.errors import DefinitionError
 
@@ -29,17 +30,19 @@ class Found:
     ignored: list[str] = field(default_factory=list)
 
 
-def discover(folder: str) -> Found:
-    """The flow files and package folders in ``folder`` (absolute), in name order."""
+def discover(folder: str, limit: int = FILE_LIMITS.flow) -> Found:
+    """The flow files and package folders in ``folder`` (absolute), in name order. A
+    YAML or JSON file that cannot be read (a symbolic link out of the folder, not a
+    regular file, over ``limit`` bytes) counts as a flow file: deploying it reports why."""
     found = Found()
     root = os.path.abspath(folder)
-    if _is_package(root):
+    if _is_package(root, root, limit):
         found.definitions.append(root)
         return found
     for current, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
         for d in list(dirs):
-            if _is_package(os.path.join(current, d)):
+            if _is_package(os.path.join(current, d), root, limit):
                 found.definitions.append(os.path.join(current, d))
                 dirs.remove(d)
         for name in sorted(files):
@@ -47,25 +50,27 @@ def discover(folder: str) -> Found:
                 continue
             if name.lower().endswith(EXTENSIONS):
                 path = os.path.join(current, name)
-                (found.definitions if _is_flow_file(path) else found.ignored).append(path)
+                flow = _is_flow_file(path, root, limit)
+                (found.definitions if flow else found.ignored).append(path)
     found.definitions.sort()
     return found
 
 
-def _is_package(folder: str) -> bool:
+def _is_package(folder: str, root: str, limit: int) -> bool:
     for name in META_FILES:
         path = os.path.join(folder, name)
         if os.path.isfile(path):
-            return not _is_flow_file(path)
+            return not _is_flow_file(path, root, limit)
     return False
 
 
-def _is_flow_file(path: str) -> bool:
+def _is_flow_file(path: str, root: str, limit: int) -> bool:
     """A mapping with ``tasks``, or a file that does not parse (reported as invalid)."""
+    if outside(root, path) is not None:
+        return True
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError):
+        text = read_regular(path, limit).decode("utf-8")
+    except (Unreadable, UnicodeDecodeError):
         return True
     fmt = "json" if path.lower().endswith(".json") else "yaml"
     try:

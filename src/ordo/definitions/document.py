@@ -3,48 +3,40 @@ that turn what is wrong in it into located :class:`~ordo.errors.Problem` values.
 
 Fields are named as a dotted path with list indexes: ``tasks[2].retry.attempts``,
 ``inputs.limit.default``, ``tasks[0].depends_on[1]``, ``tasks[3].headers.X-Token``; a top
-level key is bare (``id``). Lines and columns are 1-based. ruamel.yaml is imported only
-when a document is actually parsed (YAML 1.2 reads JSON too, keeping positions).
+level key is bare (``id``). Lines and columns are 1-based.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from ordo import templating
+from ordo.definitions.bounded import LIMITS, Limits, load_json, load_yaml
 from ordo.definitions.schema import ID_RE, KINDS, Kind, describe, plain
 from ordo.errors import DefinitionError, Problem
 from ordo.model import parse_duration
 
 
-def load_document(text: str, path: str, fmt: str) -> Any:
-    """``text`` parsed with positions (ruamel's round-trip nodes). Malformed YAML or
-    JSON is a DefinitionError at the parser's line and column; JSON is checked with
-    :func:`json.loads` first so its syntax errors read as JSON ones."""
-    if fmt == "json":
-        try:
-            json.loads(text)
-        except json.JSONDecodeError as exc:
-            problem = Problem(f"invalid JSON: {exc.msg}", path, exc.lineno, exc.colno)
-            raise DefinitionError([problem]) from None
-        text = text.replace("\t", " ")  # JSON allows tabs where YAML does not; same columns
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
-    kind = "JSON" if fmt == "json" else "YAML"
+def load_document(
+    text: str, path: str, fmt: str, limits: Limits = LIMITS, *, positions: bool = True
+) -> Any:
+    """``text`` parsed with positions (see :mod:`ordo.definitions.bounded`, which bounds
+    size, depth, aliases and numbers). Malformed YAML or JSON is a DefinitionError at the
+    parser's line and column; JSON is read by :func:`json.loads` first so that its syntax
+    errors read as JSON ones, then again by the YAML parser for positions (unless
+    ``positions`` is false: plain values, as fast as :func:`json.loads`)."""
+    if fmt != "json":
+        return load_yaml(text, path, limits)
+    plain_value = load_json(text, path, limits)
+    if not positions:
+        return plain_value
     try:
-        return YAML(typ="rt", pure=True).load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise DefinitionError([Problem(f"invalid {kind}: {what}", path, line, col)]) from None
-    except YAMLError as exc:
-        raise DefinitionError([Problem(f"invalid {kind}: {exc}", path)]) from None
+        # JSON allows tabs where YAML does not; same columns
+        return load_yaml(text.replace("\t", " "), path, limits, kind="JSON")
+    except DefinitionError:
+        return plain_value  # valid JSON libyaml cannot read: no positions
 
 
 class DocumentChecker:
@@ -129,8 +121,17 @@ class DocumentChecker:
     def templates(self, values: Mapping[str, Any], field: str, node: Any, key: Any) -> None:
         """Template syntax errors in ``values``, at ``node[key]`` or else at each name."""
         for name, value in values.items():
-            for message in templating.check_syntax(value):
+            for message in template_problems(value):
                 self.problem(message, f"{field}.{name}", node, name if key is None else key)
+
+
+def template_problems(value: Any) -> list[str]:
+    """:func:`ordo.templating.check_syntax`, with a template too deeply nested for the
+    parser (a hundred nested parentheses) reported rather than raised."""
+    try:
+        return templating.check_syntax(value)
+    except (RecursionError, MemoryError):
+        return ["template nested too deeply to parse"]
 
 
 def position(node: Any, key: Any) -> tuple[int | None, int | None]:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from ordo import graph
 from ordo.definitions.checks import check_list
 from ordo.definitions.document import DocumentChecker, load_document
+from ordo.definitions.files import FILE_LIMITS, read_definition
 from ordo.definitions.inputs import convert_input
 from ordo.definitions.schema import (
     COMMON_KEYS,
@@ -95,15 +96,11 @@ def content_hash(data: bytes) -> str:
 
 
 def load_flow_file(path: str | os.PathLike[str]) -> Flow:
-    """Read, parse and validate one flow file; DefinitionError names every problem
-    (a missing or unreadable file is one too)."""
+    """Read, parse and validate one flow file named on purpose (a FIFO such as
+    ``/dev/stdin`` too, at most the flow file limit); DefinitionError names every
+    problem (a missing or unreadable file is one too)."""
     absolute = os.path.abspath(path)
-    try:
-        with open(absolute, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise DefinitionError([Problem(f"cannot read flow file: {reason}", str(path))]) from exc
+    data = read_definition(absolute, str(path), FILE_LIMITS.flow, streams=True)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -119,9 +116,15 @@ def parse_flow(text: str, path: str, *, fmt: Literal["yaml", "json"] | None = No
     absolute form. Raises DefinitionError with every problem found, sorted by position.
     """
     fmt = fmt or ("json" if path.lower().endswith(".json") else "yaml")
-    root = load_document(text.removeprefix("\ufeff"), path, fmt)
+    text = text.removeprefix("\ufeff")
+    # JSON is first read without positions (json.loads alone), and again with them
+    # only when there is a problem to locate
+    root = load_document(text, path, fmt, positions=fmt != "json")
     checker = FlowChecker(path)
     flow = checker.flow(root)
+    if fmt == "json" and (checker.problems or flow is None):
+        checker = FlowChecker(path)
+        flow = checker.flow(load_document(text, path, fmt))
     if checker.problems or flow is None:
         raise DefinitionError(sorted(checker.problems, key=lambda p: (p.line or 0, p.column or 0)))
     return flow

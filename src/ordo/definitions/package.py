@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from ordo.definitions.bounded import load_json
 from ordo.definitions.document import DocumentChecker, load_document
+from ordo.definitions.files import FILE_LIMITS, FileLimits, Unreadable, read_regular
 from ordo.definitions.flowfile import FlowChecker
 from ordo.errors import DefinitionError, Problem
 from ordo.model import Flow, RetryPolicy, Task
@@ -61,24 +62,27 @@ def package_hash(folder: str) -> str:
     digest = hashlib.sha256()
     for name in package_files(folder):
         digest.update(name.encode() + b"\0")
-        with open(os.path.join(folder, name), "rb") as f:
-            digest.update(hashlib.sha256(f.read()).digest())
+        try:
+            content = read_regular(os.path.join(folder, name), FILE_LIMITS.referenced)
+        except Unreadable:
+            content = b"-"  # refused when the package is prepared
+        digest.update(hashlib.sha256(content).digest())
     return digest.hexdigest()
 
 
-def load_package(path: str | os.PathLike[str]) -> Flow:
+def load_package(path: str | os.PathLike[str], limits: FileLimits = FILE_LIMITS) -> Flow:
     """The flow of a package folder; DefinitionError names every problem."""
     folder = os.path.abspath(path)
-    meta, problems = _meta(folder)
+    meta, problems = _meta(folder, limits.flow)
     config_path = os.path.join(folder, CONFIG_FILE)
     config: Any = None
     if os.path.isfile(config_path):
         try:
-            with open(config_path, encoding="utf-8") as f:
-                config = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            where = (getattr(exc, "lineno", None), getattr(exc, "colno", None))
-            problems.append(Problem(f"invalid JSON: {exc}", config_path, *where))
+            config = load_json(read_regular(config_path, limits.referenced), config_path)
+        except Unreadable as exc:
+            problems.append(Problem(f"cannot read: {exc.reason}", config_path))
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
     names = scripts(folder)
     if not names:
         problems.append(Problem("the folder has no scripts (.py, .sql, .sh) to run", folder))
@@ -140,7 +144,7 @@ def _safe(name: str) -> str:
     return _UNSAFE.sub("_", name).strip("_")
 
 
-def _meta(folder: str) -> tuple[dict[str, Any], list[Problem]]:
+def _meta(folder: str, limit: int) -> tuple[dict[str, Any], list[Problem]]:
     """``flow.yaml``'s settings, checked."""
     path = next(
         (os.path.join(folder, n) for n in META_FILES if os.path.isfile(os.path.join(folder, n))),
@@ -149,10 +153,11 @@ def _meta(folder: str) -> tuple[dict[str, Any], list[Problem]]:
     if path is None:
         return {}, []
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        return {}, [Problem(f"cannot read: {exc}", path)]
+        text = read_regular(path, limit).decode("utf-8")
+    except Unreadable as exc:
+        return {}, [Problem(f"cannot read: {exc.reason}", path)]
+    except UnicodeDecodeError as exc:
+        return {}, [Problem(f"not UTF-8 text (byte {exc.start})", path)]
     try:
         root = load_document(text, path, "yaml")
     except DefinitionError as exc:

@@ -9,9 +9,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ordo.definitions.files import FILE_LIMITS, FileLimits, read_definition
 from ordo.definitions.flowfile import parse_flow
 from ordo.definitions.package import is_package, load_package, package_files, package_hash
-from ordo.definitions.references import read_files, referenced_files, revision_hash
+from ordo.definitions.references import (
+    read_files,
+    reference_problems,
+    referenced_files,
+    revision_hash,
+)
 from ordo.errors import DefinitionError, Problem
 from ordo.model import Flow
 
@@ -24,16 +30,21 @@ class Prepared:
     scripts: dict[str, str | None]
 
 
-def prepare(path: str | os.PathLike[str]) -> Prepared:
+def prepare(
+    path: str | os.PathLike[str], limits: FileLimits = FILE_LIMITS, root: str | None = None
+) -> Prepared:
     """Read and validate a flow file or package folder; DefinitionError names every
-    problem (an unreadable file is one too)."""
+    problem (an unreadable file is one too). Only regular files within ``limits`` are
+    read, and the files it references must really be inside ``root`` (default: the
+    flow's folder), symbolic links resolved."""
     absolute = os.path.abspath(path)
     if is_package(absolute):
-        flow = load_package(absolute)
+        flow = load_package(absolute, limits)
         names = package_files(absolute)
+        _check_references(absolute, names, root, limits)
         source = json.dumps({"package": absolute, "scripts": [t.id for t in flow.tasks]})
         return Prepared(flow, source, package_hash(absolute), read_files(absolute, names))
-    data = read_bytes(absolute, str(path))
+    data = read_bytes(absolute, str(path), limits.flow)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -41,6 +52,8 @@ def prepare(path: str | os.PathLike[str]) -> Prepared:
         raise DefinitionError([problem]) from exc
     flow = parse_flow(text, absolute)
     names = referenced_files(flow)
+    if flow.base_dir:
+        _check_references(flow.base_dir, names, root, limits)
     digest = revision_hash(data, flow.base_dir, names)
     return Prepared(flow, text, digest, read_files(flow.base_dir, names))
 
@@ -53,10 +66,14 @@ def current_hash(path: str, names: Sequence[str]) -> str:
     return revision_hash(read_bytes(path, path), os.path.dirname(path), names)
 
 
-def read_bytes(absolute: str, shown: str) -> bytes:
-    try:
-        with open(absolute, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise DefinitionError([Problem(f"cannot read flow file: {reason}", shown)]) from exc
+def _check_references(
+    folder: str, names: Sequence[str], root: str | None, limits: FileLimits
+) -> None:
+    problems = reference_problems(folder, names, root, limits.referenced)
+    if problems:
+        raise DefinitionError(problems)
+
+
+def read_bytes(absolute: str, shown: str, limit: int = FILE_LIMITS.flow) -> bytes:
+    """A flow file's bytes: a regular file of at most ``limit`` bytes."""
+    return read_definition(absolute, shown, limit)

@@ -15,6 +15,8 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ordo.definitions.files import FILE_LIMITS, Unreadable, escape_problem, read_regular
+from ordo.errors import Problem
 from ordo.model import Flow, Task
 from ordo.templating import has_template
 
@@ -140,9 +142,33 @@ def read_files(folder: str | None, names: Sequence[str]) -> dict[str, str | None
     return result
 
 
+def reference_problems(
+    folder: str, names: Sequence[str], root: str | None = None, limit: int = FILE_LIMITS.referenced
+) -> list[Problem]:
+    """What is wrong with the referenced files ``names`` in ``folder``: a symbolic link
+    whose target is outside ``root`` (default: ``folder``), something other than a
+    regular file, a file over ``limit`` bytes. A missing file is not a problem."""
+    problems = []
+    for name in sorted(names):
+        path = os.path.join(folder, name)
+        if not os.path.lexists(path):
+            continue
+        escape = escape_problem(root or folder, path, path)
+        if escape is not None:
+            problems.append(escape)
+            continue
+        if not os.path.exists(path):
+            continue  # a dangling link inside the folder: missing
+        try:
+            read_regular(path, limit)
+        except Unreadable as exc:
+            problems.append(Problem(f"referenced file not read: {exc.reason}", path))
+    return problems
+
+
 def _read(path: str) -> bytes | None:
+    """A regular file's bytes (within the referenced-file limit), else None."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
+        return read_regular(path, FILE_LIMITS.referenced)
+    except Unreadable:
         return None

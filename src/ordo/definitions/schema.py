@@ -97,7 +97,7 @@ ONE_OF: Mapping[str, tuple[tuple[str, ...], ...]] = {
 
 
 def plain(node: Any) -> Any:
-    """ruamel's nodes as plain JSON types."""
+    """A parsed document's nodes as plain JSON types."""
     if isinstance(node, Mapping):
         return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, list):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ordo import cron, templating
-from ordo.definitions.document import DocumentChecker
+from ordo import cron
+from ordo.definitions.document import DocumentChecker, template_problems
 from ordo.model import NotifyRule, Trigger
 
 TRIGGER_TYPES = ("schedule", "event", "webhook")
@@ -63,7 +63,7 @@ def _trigger(
         event = _required_str(checker, item, "event", field)
         condition = checker.get(item, "filter", "str", field)
         if condition is not None:
-            for message in templating.check_syntax(condition):
+            for message in template_problems(condition):
                 checker.problem(message, f"{field}.filter", item, "filter")
         return Trigger(trigger_id, kind, event=event, filter=condition, inputs=inputs)
     key = _required_str(checker, item, "key", field)

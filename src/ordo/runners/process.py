@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ordo.masking import passed_environ
 from ordo.model import Metric
 from ordo.runners.base import LogSink, RunContext
 
@@ -172,8 +173,10 @@ def _metric(line: str) -> Metric:
 def child_env(
     inherit: bool | Sequence[str], base: Mapping[str, str], extra: Mapping[str, str]
 ) -> dict[str, str]:
-    """The environment of a task: inherited (all, basics only, or the listed names),
-    then the task's ``env``, then the ``ORDO_*`` variables."""
+    """The environment of a task: inherited (all, basics only, or the listed names;
+    never ordo's keys, :data:`~ordo.masking.WITHHELD`), then the task's ``env``, then
+    the ``ORDO_*`` variables."""
+    base = passed_environ(base)
     if inherit is True:
         env = dict(base)
     elif inherit is False:

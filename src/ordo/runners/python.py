@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ordo.errors import RunnerError
+from ordo.masking import passed_environ
 from ordo.model import Outcome, State, Task
 from ordo.runners import pyhost
 from ordo.runners.base import RunContext
@@ -115,6 +116,7 @@ class Host:
             stderr=subprocess.PIPE,
             pass_fds=(write_fd, call_w, answer_r),
             start_new_session=True,
+            env=passed_environ(os.environ),  # a task reads /proc/self/environ too
         )
         for fd in (write_fd, call_w, answer_r):
             os.close(fd)
@@ -221,7 +223,7 @@ class PythonRunner:
 
     def __init__(self, pool_size: int, environ: Mapping[str, str] | None = None) -> None:
         self.pool_size = pool_size
-        self.environ = dict(os.environ if environ is None else environ)
+        self.environ = passed_environ(os.environ if environ is None else environ)
         self._idle: list[Host] = []
         self._lock = threading.Lock()
 

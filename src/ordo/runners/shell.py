@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from ordo.masking import passed_environ
 from ordo.model import Outcome, State
 from ordo.runners.base import RunContext
 from ordo.runners.process import AttemptFiles, Finished, OutputFileError, child_env, run_process
@@ -30,7 +31,7 @@ class ShellRunner:
     folder). Exit code 0 is SUCCESS; anything else FAILED with reason ``exit_code``."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = dict(os.environ if environ is None else environ)
+        self.environ = passed_environ(os.environ if environ is None else environ)
 
     def run(self, ctx: RunContext) -> Outcome:
         command = ctx.fields["command"]

@@ -367,14 +367,18 @@ class SqlStore(Overview):
         *,
         execution_id: int | None = None,
         queues: Sequence[str] | None = None,
+        only: Sequence[int] | None = None,
     ) -> list[Claim]:
         """Take up to ``limit`` ready task runs (of one execution and its child executions,
-        and of the given queues, when asked) and start an attempt of each, leased to
-        ``worker_id`` until ``now + lease_seconds``."""
-        if limit <= 0:
+        and of the given queues, when asked; among the task runs ``only``, when given) and
+        start an attempt of each, leased to ``worker_id`` until ``now + lease_seconds``."""
+        if limit <= 0 or (only is not None and not only):
             return []
         where: list[str] = ["not_before <= ?"]
         params: list[Any] = [now]
+        if only is not None:
+            where.append(f"task_run_id IN ({', '.join('?' * len(only))})")
+            params.extend(only)
         if execution_id is not None:
             where.append(q.OF_ROOT)
             params.append(execution_id)

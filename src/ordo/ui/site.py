@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -91,11 +92,16 @@ def page(
     )
 
 
-def create_site(db_url: str, *, max_body: int = 1_048_576) -> FastAPI:
-    """The API (``/api``) and the pages (``/``) over the store at ``db_url``."""
+def create_site(
+    db_url: str, *, max_body: int = 1_048_576, session_key: bytes | None = None
+) -> FastAPI:
+    """The API (``/api``) and the pages (``/``) over the store at ``db_url``. UI sessions
+    are signed with ``session_key`` (servers of one store must share it); without one, a
+    random key of this process (sessions end when it stops)."""
     from ordo.ui import actions, pages
 
     app = create_app(db_url, max_body=max_body)
+    app.state.session_key = session_key or os.urandom(32)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(pages.router)
     app.include_router(actions.router)
@@ -133,19 +139,42 @@ def _safe_next(value: str | None) -> str:
 
 
 def login_form(request: Request, next: str | None = None) -> HTMLResponse:
-    return page(request, "login.html", None, next=_safe_next(next), error=None)
+    return _login_page(request, 200, _safe_next(next), None)
+
+
+def _login_page(request: Request, status: int, next_url: str, error: str | None) -> HTMLResponse:
+    """The sign-in form with a fresh pre-session CSRF token (its nonce in a cookie)."""
+    nonce = auth.login_nonce()
+    csrf = auth.login_csrf(auth.session_key(request), nonce)
+    response = page(request, "login.html", None, status, next=next_url, error=error, csrf=csrf)
+    response.set_cookie(
+        auth.LOGIN_COOKIE,
+        nonce,
+        max_age=auth.LOGIN_SECONDS,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/login",
+    )
+    return response
 
 
 def login(
     request: Request,
     token: Annotated[str, Form(max_length=500)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/",
+    csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    cookie = auth.sign_in(store_of(request), token, time.time()) if token.strip() else None
+    key = auth.session_key(request)
+    if not auth.login_allowed(key, request.cookies.get(auth.LOGIN_COOKIE), csrf):
+        error = "this sign-in form is out of date or came from another site: sign in again"
+        return _login_page(request, 403, _safe_next(next), error)
+    cookie = auth.sign_in(store_of(request), token, time.time(), key) if token.strip() else None
     if cookie is None:
         error = "unknown or revoked API token" if token.strip() else "enter an API token"
-        return page(request, "login.html", None, 401, next=_safe_next(next), error=error)
+        return _login_page(request, 401, _safe_next(next), error)
     response = RedirectResponse(_safe_next(next), status_code=303)
+    response.delete_cookie(auth.LOGIN_COOKIE, path="/login")
     response.set_cookie(
         auth.COOKIE,
         cookie,
