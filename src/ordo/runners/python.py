@@ -24,7 +24,7 @@ from typing import Any
 from ordo.errors import RunnerError
 from ordo.model import Outcome, State, Task
 from ordo.runners import pyhost
-from ordo.runners.base import RunContext
+from ordo.runners.base import CappedLog, RunContext
 from ordo.runners.process import (
     _EXITED,
     AttemptFiles,
@@ -153,9 +153,11 @@ class Host:
 
         replies = _Replies()
         assert self.proc.stdout is not None and self.proc.stderr is not None
+        cap = ctx.log if isinstance(ctx.log, CappedLog) else None
+        keep = marker.encode()
         streams: dict[int, Any] = {
-            self.proc.stdout.fileno(): LineSplitter("stdout", sink),
-            self.proc.stderr.fileno(): LineSplitter("stderr", sink),
+            self.proc.stdout.fileno(): LineSplitter("stdout", sink, cap=cap, keep=keep),
+            self.proc.stderr.fileno(): LineSplitter("stderr", sink, cap=cap, keep=keep),
             self.reply_fd: replies,
             self.call_fd: _Calls(ctx, self.answer_fd),
         }
