@@ -44,6 +44,19 @@ logger = logging.getLogger(__name__)
 #: The folder holding the ``ordo`` package: the host's import path for ``ordo.this``.
 _ORDO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+#: Loads ``pyhost.py`` by path as a module (not as a script, whose code would be compiled
+#: again at every boot: a module's bytecode is cached) and runs it; its folder is never on
+#: ``sys.path``.
+_BOOT = (
+    "import sys\n"
+    "from importlib.machinery import SourceFileLoader\n"
+    "from importlib.util import module_from_spec, spec_from_loader\n"
+    "loader = SourceFileLoader('ordo_pyhost', sys.argv.pop(1))\n"
+    "host = module_from_spec(spec_from_loader(loader.name, loader))\n"
+    "loader.exec_module(host)\n"
+    "host.main()\n"
+)
+
 
 class _Replies:
     """Collects the reply line from the host's reply pipe."""
@@ -104,6 +117,8 @@ class Host:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
+                "-c",
+                _BOOT,
                 pyhost.__file__,
                 str(write_fd),
                 _ORDO_ROOT,
