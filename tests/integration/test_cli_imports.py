@@ -75,3 +75,26 @@ def test_a_one_task_run_of_a_stored_flow_imports_only_what_it_uses(
     }
     assert not modules & unused
     assert not [m for m in modules if m.split(".")[0] in HEAVY]
+
+
+def test_an_http_task_does_not_import_httpx_command_line_client(
+    ordo_env: dict[str, str], tmp_path: Path
+) -> None:
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        (tmp_path / "h.yaml").write_text(
+            f"id: h\ntasks:\n  - {{id: get, type: http, url: '{url}'}}\n"
+        )
+        code, modules, out = imported(ordo_env, tmp_path, "run", "h.yaml", "-q")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, out
+    assert "httpx" in modules
+    assert not {"httpx._main", "rich", "click", "pygments"} & modules

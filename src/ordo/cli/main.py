@@ -507,6 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = args.server or environ.get("ORDO_SERVER")
         local = ("server", "tokens", "worker", "db", "executioner", "secrets")
         if server and args.command not in local:
+            from ordo.runners.http import load_httpx
+
+            load_httpx()  # before remote imports httpx: without httpx's CLI (rich, click)
             from ordo.cli import remote
 
             return remote.command(args, server, args.token or environ.get("ORDO_TOKEN"))
