@@ -243,9 +243,12 @@ class PythonRunner:
         self._lock = threading.Lock()
 
     def warm(self, count: int | None = None) -> None:
-        """Start ``count`` hosts now (default: the pool's size): their interpreters boot
-        while the caller goes on, so the first tasks find them up."""
-        for _ in range(min(count or self.pool_size, self.pool_size)):
+        """Have ``count`` idle hosts (default: the pool's size), starting those missing
+        now: their interpreters boot while the caller goes on, so the first tasks find
+        them up."""
+        with self._lock:
+            missing = min(count or self.pool_size, self.pool_size) - len(self._idle)
+        for _ in range(missing):
             self._release(Host(), 1.0)
 
     def _acquire(self) -> Host:
