@@ -39,9 +39,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim, CronSimError
+if TYPE_CHECKING:
+    from cronsim import CronSim
 
 CATCHUP = ("none", "last", "all")
 DIALECTS = ("standard", "monday0")
@@ -202,6 +204,8 @@ def _sim(schedule: Schedule, at: float, *, reverse: bool) -> CronSim:
     zone = _zone(schedule.timezone)
     assert zone is not None
     fields = _expression(schedule.cron, schedule.dialect)
+    from cronsim import CronSim  # imported when a schedule is computed: start-up speed
+
     sim = CronSim(" ".join(fields), datetime.fromtimestamp(at, zone), reverse=reverse)
     written = ALIASES.get(schedule.cron.strip().lower(), schedule.cron).split()
     sim.day_and = written[2].startswith("*") or written[4].startswith("*")
@@ -238,6 +242,8 @@ def _expression(cron: str, dialect: str) -> list[str]:
     _check_days_exist(fields)
     if dialect == "monday0":
         fields[4] = _monday0_to_standard(fields[4])
+    from cronsim import CronSim, CronSimError  # imported when needed: start-up speed
+
     try:
         CronSim(" ".join(fields), datetime(2000, 1, 1))
     except CronSimError as exc:  # a case the checks above do not know about

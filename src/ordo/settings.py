@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,6 +133,8 @@ def _value(setting: Setting, raw: Any, problems: list[str], where: str) -> Any:
 
 def _file_values(text: str, file_name: str, problems: list[str]) -> dict[str, Any]:
     """The settings file's values by ``table.key``; unknown ones are problems."""
+    import tomllib  # only when there is a settings file: start-up speed
+
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -17,7 +17,15 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+
+# Every python host imports this module at boot: typing is for the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    _Mapping = Mapping[str, Any]
+else:
+    _Mapping = Mapping
 
 __all__ = [
     "ChildFailed",
@@ -35,7 +43,7 @@ __all__ = [
 ]
 
 
-class _Inputs(Mapping[str, Any]):
+class _Inputs(_Mapping):
     """The task's ``with`` values (also given to functions as keyword arguments)."""
 
     def __init__(self) -> None:

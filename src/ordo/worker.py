@@ -641,6 +641,8 @@ class _AttemptLog:
         self.claim = claim
         self.size = 0
         self.truncated = False
+        self.dropped_bytes = 0  # read after the cap and not kept
+        self.dropped_lines = 0
         self._secrets: tuple[str, ...] = ()
         self._masks: dict[str, LineMask] = {}
         self._held_since: float | None = None
@@ -667,28 +669,53 @@ class _AttemptLog:
             elif self._held_since is None:
                 self._held_since = self.worker.clock.now()
 
+    @property
+    def full(self) -> bool:
+        """Past the cap: readers drain the rest in blocks (:meth:`dropped`)."""
+        return self.truncated
+
+    def dropped(self, size: int, lines: int) -> None:
+        with self._lock:
+            self.dropped_bytes += size
+            self.dropped_lines += lines
+
     def release(self, now: float | None) -> None:
-        """Let the held lines go: all of them (``now`` None), else those held for
+        """Let the held lines go: all of them (``now`` None: every line has come, and
+        what was dropped past the cap is counted in a last line), else those held for
         :data:`HOLD` seconds by ``now``."""
         with self._lock:
             since = self._held_since
-            if since is None or (now is not None and now - since < self.HOLD):
-                return
-            for stream, masks in self._masks.items():
-                for shown in masks.flush():
-                    self._emit(stream, shown)
-            self._held_since = None
+            if since is not None and (now is None or now - since >= self.HOLD):
+                for stream, masks in self._masks.items():
+                    for shown in masks.flush():
+                        self._emit(stream, shown)
+                self._held_since = None
+            if now is None and self.dropped_bytes:
+                size, lines = self.dropped_bytes, self.dropped_lines
+                self.dropped_bytes = self.dropped_lines = 0
+                self._append(
+                    "stderr",
+                    f"[ordo: {size} more bytes ({lines} lines) of output after the cap "
+                    "were dropped]",
+                )
 
     def _emit(self, stream: str, line: str) -> None:
         worker = self.worker
         limit = worker.settings.max_log_bytes
         if self.truncated:
+            self.dropped_bytes += len(line) + 1
+            self.dropped_lines += 1
             return
         self.size += len(line) + 1
         if self.size > limit:
             self.truncated = True
+            self.dropped_bytes, self.dropped_lines = len(line) + 1, 1
             stream = "stderr"
             line = f"[ordo: output truncated after {limit} bytes; the rest was not kept]"
+        self._append(stream, line)
+
+    def _append(self, stream: str, line: str) -> None:
+        worker = self.worker
         claim = self.claim
         entry = NewLog(claim.execution_id, claim.attempt_id, worker.clock.now(), stream, line)
         with worker._logs_lock:

@@ -95,3 +95,39 @@ def test_timeout_and_cancel(
     killed = http.run(ctx)
     timer.join()
     assert (killed.state, killed.reason) == (State.KILLED, "killed")
+
+
+def test_https_verifies_certificates_and_a_plain_http_url_needs_no_tls_context(
+    runner_set: RunnerSet, runner_ctx: RunnerCtx, tmp_path: Path, runner_http_server: str
+) -> None:
+    import http.server
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    runner: Any = runner_set.get("http")
+    plain = runner.run(runner_ctx(tmp_path, {"url": f"{runner_http_server}/hello"}))
+    assert plain.ok and runner._tls is None  # the CA bundle is loaded for https only
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/"
+        refused = runner.run(runner_ctx(tmp_path, {"url": url}))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert refused.state is State.FAILED
+    assert "CERTIFICATE_VERIFY_FAILED" in (refused.error or "")
+    assert runner._tls is not None

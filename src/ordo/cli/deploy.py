@@ -20,33 +20,6 @@ from ordo.cli.serving import flow_key
 from ordo.errors import EXIT_FAILED, EXIT_OK
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    dep = sub.add_parser(
-        "deploy",
-        parents=[common],
-        help="store every flow file and package of a folder or git ref; deactivate removed ones",
-    )
-    dep.add_argument("target", metavar="DIR|git+URL@REF", help="a folder, or git+URL@REF")
-    dep.add_argument("--dry-run", action="store_true", help="list what would change; store nothing")
-    dep.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def add_flow_parsers(fl_sub: Any, common: argparse.ArgumentParser) -> None:
-    hist = fl_sub.add_parser("history", parents=[common], help="every revision of a flow")
-    hist.add_argument("id", help="namespace/id, or id in namespace default")
-    hist.add_argument("--json", action="store_true")
-    show = fl_sub.add_parser(
-        "show", parents=[common], help="a revision's stored source and referenced files"
-    )
-    show.add_argument("id", help="namespace/id, or id in namespace default")
-    show.add_argument("--revision", type=int, metavar="N", help="this revision (default: newest)")
-    show.add_argument("--json", action="store_true")
-    diff = fl_sub.add_parser("diff", parents=[common], help="a unified diff of two revisions")
-    diff.add_argument("id", help="namespace/id, or id in namespace default")
-    diff.add_argument("old", type=int, metavar="N")
-    diff.add_argument("new", type=int, metavar="M")
-
-
 def checkouts_folder(environ: Mapping[str, str]) -> str:
     home = environ.get("ORDO_HOME") or os.path.join(os.path.expanduser("~"), ".ordo")
     return os.path.join(home, "checkouts")

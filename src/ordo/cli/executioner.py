@@ -63,35 +63,6 @@ SAMPLE = {
 }
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "executioner",
-        help="run an Executioner JSON config as-is (same flags, same summary)",
-        description="Run an Executioner job config on ordo: ordo executioner -c jobs.json",
-    )
-    p.add_argument("-c", "--config", default="jobs_config.json", help="the JSON config")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--parallel", action="store_true", help="run ready jobs at once")
-    mode.add_argument("--sequential", action="store_true", help="one job at a time")
-    p.add_argument("--workers", type=int, default=0, help="parallel jobs at most")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
-    p.add_argument("--resume-from", type=int, metavar="ID", help="continue run ID")
-    p.add_argument("--resume-failed-only", action="store_true", help="with --resume-from")
-    p.add_argument("--skip", action="append", default=[], metavar="A,B", help="jobs not to run")
-    p.add_argument("--continue-on-error", action="store_true", help="go on after a failure")
-    p.add_argument("--env", action="append", default=[], metavar="K=V,...", help="variables")
-    p.add_argument("--verbose", action="store_true", help="say more")
-    p.add_argument("--list-runs", nargs="?", const="", default=None, metavar="APP")
-    p.add_argument("--limit", type=int, default=20, help="with --list-runs")
-    p.add_argument("--show-run", type=int, metavar="ID")
-    p.add_argument("--mark-success", action="store_true", help="mark failed jobs of -r as done")
-    p.add_argument("-r", "--run-id", type=int, metavar="ID")
-    p.add_argument("-j", "--jobs", metavar="A,B")
-    p.add_argument("--sample-config", "--simple-config", action="store_true")
-    p.add_argument("--no-color", action="store_true", help="no colour in the summary")
-    p.add_argument("--db", help="the store (default: ORDO_DB, else ~/.ordo/ordo.db)")
-
-
 def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.sample_config:
         print(json.dumps(SAMPLE, indent=2))

@@ -1,5 +1,6 @@
 """``--log-level`` and ``--log-format`` of the long-running commands (``ordo server``,
-``ordo worker``): where their engine logs go (standard error) and in which shape."""
+``ordo worker``; the options are defined in :mod:`ordo.cli.main`): where their logs go
+(standard error) and in which shape."""
 
 from __future__ import annotations
 
@@ -10,27 +11,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-LEVELS = ("debug", "info", "warning", "error")
-
 #: The attributes every LogRecord has; any other attribute came from ``extra=`` and is
 #: written as a field of the JSON line.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-
-def add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--log-level",
-        choices=LEVELS,
-        type=str.lower,
-        default="info",
-        help="the least important log lines shown (default: info)",
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="text (default): 'time LEVEL message' lines; json: one JSON object a line",
-    )
 
 
 class JsonFormatter(logging.Formatter):

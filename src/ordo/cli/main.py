@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ordo.errors import EXIT_USAGE, OrdoError
 
@@ -31,8 +32,9 @@ STATES = (
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The whole command line. It imports no command's code (each command imports its
+    module when it runs): ``ordo --help`` and a one-task ``ordo run`` start fast."""
     from ordo import __version__
-    from ordo.cli import deploy, logconfig, secrets, serving
 
     parser = argparse.ArgumentParser(
         prog="ordo", description="Run flows of shell, python, sql and http tasks, durably."
@@ -194,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how long an attempt stays this worker's without a heartbeat; a dead worker's "
         "attempts are taken back after it (default 30s)",
     )
-    logconfig.add_options(worker)
+    _log_options(worker)
 
     workers = sub.add_parser("workers", parents=[common], help="registered workers")
     wk_sub = workers.add_subparsers(dest="action", metavar="ACTION")
@@ -222,9 +224,9 @@ def _parser() -> argparse.ArgumentParser:
         help="register or update flows (files or package folders) without running them",
     )
     fadd.add_argument("files", nargs="+", metavar="FILE")
-    serving.add_flow_parsers(fl_sub, common)
-    deploy.add_flow_parsers(fl_sub, common)
-    deploy.add_parsers(sub, common)
+    _serving_flow_parsers(fl_sub, common)
+    _deploy_flow_parsers(fl_sub, common)
+    _deploy_parsers(sub, common)
 
     kill = sub.add_parser(
         "kill", parents=[common], help="kill an execution and its children; wait for it"
@@ -307,10 +309,8 @@ def _parser() -> argparse.ArgumentParser:
     mark.add_argument("state", choices=("success", "failed"))
     mark.add_argument("--reason", help="why (kept with the manual attempt)")
 
-    from ordo.cli import executioner
-
-    executioner.add_parser(sub)
-    serving.add_parsers(sub, common)
+    _executioner_parser(sub)
+    _serving_parsers(sub, common)
 
     conns = sub.add_parser("connections", parents=[common], help="named databases and APIs")
     cn_sub = conns.add_subparsers(dest="action", metavar="ACTION")
@@ -335,7 +335,7 @@ def _parser() -> argparse.ArgumentParser:
     cshow.add_argument("--json", action="store_true")
     crm = cn_sub.add_parser("remove", parents=[common], help="delete a connection")
     crm.add_argument("name")
-    secrets.add_parser(sub, common)
+    _secrets_parser(sub, common)
     completion = sub.add_parser(
         "completion", help="print a shell completion script (bash, zsh or fish)"
     )
@@ -366,6 +366,156 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     if extra:
         _chosen(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def _deploy_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    dep = sub.add_parser(
+        "deploy",
+        parents=[common],
+        help="store every flow file and package of a folder or git ref; deactivate removed ones",
+    )
+    dep.add_argument("target", metavar="DIR|git+URL@REF", help="a folder, or git+URL@REF")
+    dep.add_argument("--dry-run", action="store_true", help="list what would change; store nothing")
+    dep.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _deploy_flow_parsers(fl_sub: Any, common: argparse.ArgumentParser) -> None:
+    hist = fl_sub.add_parser("history", parents=[common], help="every revision of a flow")
+    hist.add_argument("id", help="namespace/id, or id in namespace default")
+    hist.add_argument("--json", action="store_true")
+    show = fl_sub.add_parser(
+        "show", parents=[common], help="a revision's stored source and referenced files"
+    )
+    show.add_argument("id", help="namespace/id, or id in namespace default")
+    show.add_argument("--revision", type=int, metavar="N", help="this revision (default: newest)")
+    show.add_argument("--json", action="store_true")
+    diff = fl_sub.add_parser("diff", parents=[common], help="a unified diff of two revisions")
+    diff.add_argument("id", help="namespace/id, or id in namespace default")
+    diff.add_argument("old", type=int, metavar="N")
+    diff.add_argument("new", type=int, metavar="M")
+
+
+def _serving_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    server = sub.add_parser(
+        "server", parents=[common], help="serve the API, run schedules, events and workers"
+    )
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    server.add_argument("--port", type=int, default=8080)
+    group = server.add_mutually_exclusive_group()
+    group.add_argument(
+        "--workers", type=int, default=None, help="embedded worker slots (default: CPUs)"
+    )
+    group.add_argument(
+        "--no-workers", action="store_true", help="no embedded workers (ordo worker runs them)"
+    )
+    server.add_argument("--grace", default="30s", help="SIGTERM: time running attempts get")
+    server.add_argument(
+        "--flows",
+        metavar="DIR",
+        help="deploy this folder's flow files and packages at start (see ordo deploy)",
+    )
+    server.add_argument(
+        "--watch",
+        action="store_true",
+        help="with --flows: deploy the folder again whenever a file in it changes",
+    )
+    _log_options(server)
+
+    tokens = sub.add_parser("tokens", parents=[common], help="API tokens")
+    tk_sub = tokens.add_subparsers(dest="action", metavar="ACTION")
+    tk_sub.required = True
+    create = tk_sub.add_parser("create", parents=[common], help="make a token; printed once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--read-only", action="store_true", help="it can only read")
+    create.add_argument(
+        "--namespace",
+        action="append",
+        metavar="NAMESPACE",
+        help="limit it to this namespace (repeatable; default: every namespace)",
+    )
+    tls = tk_sub.add_parser("list", parents=[common], help="every token (never its value)")
+    tls.add_argument("--json", action="store_true")
+    revoke = tk_sub.add_parser("revoke", parents=[common], help="a token stops working")
+    revoke.add_argument("name", help="the token's name or id")
+
+    emit = sub.add_parser("emit", parents=[common], help="record an event; subscribed flows start")
+    emit.add_argument("type", help="the event type, e.g. file.arrived")
+    emit.add_argument("--data", default="{}", help="the payload as JSON")
+    emit.add_argument("--json", action="store_true")
+
+
+def _serving_flow_parsers(fl_sub: Any, common: argparse.ArgumentParser) -> None:
+    nxt = fl_sub.add_parser("next", parents=[common], help="the next fire times of schedules")
+    nxt.add_argument("id", help="namespace/id, or id in namespace default")
+    nxt.add_argument("-n", "--count", type=int, default=5)
+    for verb, what in (("activate", "let triggers start it"), ("deactivate", "triggers ignore it")):
+        p = fl_sub.add_parser(verb, parents=[common], help=what)
+        p.add_argument("id", help="namespace/id, or id in namespace default")
+
+
+def _secrets_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    secrets = sub.add_parser(
+        "secrets", parents=[common], help="values kept encrypted, masked as **** everywhere"
+    )
+    sc_sub = secrets.add_subparsers(dest="action", metavar="ACTION")
+    sc_sub.required = True
+    put = sc_sub.add_parser(
+        "set",
+        parents=[common],
+        help="set (or change) a secret; the value is read from standard input",
+    )
+    put.add_argument("name", help="letters, digits, _ . - (starting with a letter or _)")
+    sls = sc_sub.add_parser("list", parents=[common], help="names and times (never values)")
+    sls.add_argument("--json", action="store_true")
+    rm = sc_sub.add_parser("remove", parents=[common], help="forget a secret")
+    rm.add_argument("name")
+
+
+def _executioner_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "executioner",
+        help="run an Executioner JSON config as-is (same flags, same summary)",
+        description="Run an Executioner job config on ordo: ordo executioner -c jobs.json",
+    )
+    p.add_argument("-c", "--config", default="jobs_config.json", help="the JSON config")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--parallel", action="store_true", help="run ready jobs at once")
+    mode.add_argument("--sequential", action="store_true", help="one job at a time")
+    p.add_argument("--workers", type=int, default=0, help="parallel jobs at most")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.add_argument("--resume-from", type=int, metavar="ID", help="continue run ID")
+    p.add_argument("--resume-failed-only", action="store_true", help="with --resume-from")
+    p.add_argument("--skip", action="append", default=[], metavar="A,B", help="jobs not to run")
+    p.add_argument("--continue-on-error", action="store_true", help="go on after a failure")
+    p.add_argument("--env", action="append", default=[], metavar="K=V,...", help="variables")
+    p.add_argument("--verbose", action="store_true", help="say more")
+    p.add_argument("--list-runs", nargs="?", const="", default=None, metavar="APP")
+    p.add_argument("--limit", type=int, default=20, help="with --list-runs")
+    p.add_argument("--show-run", type=int, metavar="ID")
+    p.add_argument("--mark-success", action="store_true", help="mark failed jobs of -r as done")
+    p.add_argument("-r", "--run-id", type=int, metavar="ID")
+    p.add_argument("-j", "--jobs", metavar="A,B")
+    p.add_argument("--sample-config", "--simple-config", action="store_true")
+    p.add_argument("--no-color", action="store_true", help="no colour in the summary")
+    p.add_argument("--db", help="the store (default: ORDO_DB, else ~/.ordo/ordo.db)")
+
+
+def _log_options(parser: argparse.ArgumentParser) -> None:
+    """``--log-level`` and ``--log-format`` of ``ordo server`` and ``ordo worker``
+    (:mod:`ordo.cli.logconfig` applies them)."""
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        type=str.lower,
+        default="info",
+        help="the least important log lines shown (default: info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text (default): 'time LEVEL message' lines; json: one JSON object a line",
+    )
 
 
 def _label_filter(parser: argparse.ArgumentParser) -> None:
@@ -425,6 +575,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = args.server or environ.get("ORDO_SERVER")
         local = ("server", "tokens", "worker", "db", "executioner", "secrets")
         if server and args.command not in local:
+            from ordo.runners.http import load_httpx
+
+            load_httpx()  # before remote imports httpx: without httpx's CLI (rich, click)
             from ordo.cli import remote
 
             return remote.command(args, server, args.token or environ.get("ORDO_TOKEN"))

@@ -26,17 +26,22 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise UsageError(f"--workers must be at least 1, found {args.workers}")
     box = secret_box(environ)
     configure_logging(box, logging.WARNING, "%(message)s")  # what Python shows without one
-    store = open_db(args.db, environ)
-    runners = None
+    settings = WorkerSettings()
+    if args.workers:
+        settings.slots = args.workers
+    runners = make_runners(settings.slots)
+    if _may_have_python_tasks(args.file):  # a host boots while the store is opened
+        runners.warm_python(1)
+    try:
+        store = open_db(args.db, environ)
+    except BaseException:
+        runners.close()
+        raise
     try:
         revision = engine.register_flow(store, args.file, time.time())
         engine.check_children(store, revision.flow)
-        settings = WorkerSettings()
-        if args.workers:
-            settings.slots = args.workers
-        runners = make_runners(settings.slots)
         python_tasks = sum(1 for t in revision.flow.tasks if t.type == "python")
-        if python_tasks:  # their interpreters boot while the execution is recorded
+        if python_tasks:  # more hosts boot while the execution is recorded
             runners.warm_python(python_tasks)
         execution_id = start_from_args(store, revision, args, labels)
         # with --json, standard output carries the JSON document only: progress on stderr
@@ -60,10 +65,19 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         else:
             display.summary(store, execution_id, sys.stdout)
     finally:
-        if runners is not None:
-            runners.close()  # when the run did not start (the worker closes them else)
+        runners.close()  # when the run did not start (the worker closes them else)
         store.close()
     return EXIT_OK if final in (State.SUCCESS, State.WARNING) else EXIT_FAILED
+
+
+def _may_have_python_tasks(path: str) -> bool:
+    """A first guess, before the file is loaded: does it mention python at all? (A
+    package folder, or a file that cannot be read, says no: its hosts start later.)"""
+    try:
+        with open(path, "rb") as f:
+            return b"python" in f.read(1 << 20)
+    except OSError:
+        return False
 
 
 def work(

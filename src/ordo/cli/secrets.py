@@ -9,29 +9,10 @@ import getpass
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from ordo.cli.common import fmt_time, open_db, print_json, secret_box, table
 from ordo.errors import EXIT_OK, UsageError
 from ordo.secrets import check_name, check_value
-
-
-def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    secrets = sub.add_parser(
-        "secrets", parents=[common], help="values kept encrypted, masked as **** everywhere"
-    )
-    sc_sub = secrets.add_subparsers(dest="action", metavar="ACTION")
-    sc_sub.required = True
-    put = sc_sub.add_parser(
-        "set",
-        parents=[common],
-        help="set (or change) a secret; the value is read from standard input",
-    )
-    put.add_argument("name", help="letters, digits, _ . - (starting with a letter or _)")
-    sls = sc_sub.add_parser("list", parents=[common], help="names and times (never values)")
-    sls.add_argument("--json", action="store_true")
-    rm = sc_sub.add_parser("remove", parents=[common], help="forget a secret")
-    rm.add_argument("name")
 
 
 def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -36,64 +36,6 @@ from ordo.triggers.scheduler import iso, next_fire_times
 TOKEN_PREFIX = "ordo_"
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    server = sub.add_parser(
-        "server", parents=[common], help="serve the API, run schedules, events and workers"
-    )
-    server.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    server.add_argument("--port", type=int, default=8080)
-    group = server.add_mutually_exclusive_group()
-    group.add_argument(
-        "--workers", type=int, default=None, help="embedded worker slots (default: CPUs)"
-    )
-    group.add_argument(
-        "--no-workers", action="store_true", help="no embedded workers (ordo worker runs them)"
-    )
-    server.add_argument("--grace", default="30s", help="SIGTERM: time running attempts get")
-    server.add_argument(
-        "--flows",
-        metavar="DIR",
-        help="deploy this folder's flow files and packages at start (see ordo deploy)",
-    )
-    server.add_argument(
-        "--watch",
-        action="store_true",
-        help="with --flows: deploy the folder again whenever a file in it changes",
-    )
-    logconfig.add_options(server)
-
-    tokens = sub.add_parser("tokens", parents=[common], help="API tokens")
-    tk_sub = tokens.add_subparsers(dest="action", metavar="ACTION")
-    tk_sub.required = True
-    create = tk_sub.add_parser("create", parents=[common], help="make a token; printed once")
-    create.add_argument("--name", required=True)
-    create.add_argument("--read-only", action="store_true", help="it can only read")
-    create.add_argument(
-        "--namespace",
-        action="append",
-        metavar="NAMESPACE",
-        help="limit it to this namespace (repeatable; default: every namespace)",
-    )
-    tls = tk_sub.add_parser("list", parents=[common], help="every token (never its value)")
-    tls.add_argument("--json", action="store_true")
-    revoke = tk_sub.add_parser("revoke", parents=[common], help="a token stops working")
-    revoke.add_argument("name", help="the token's name or id")
-
-    emit = sub.add_parser("emit", parents=[common], help="record an event; subscribed flows start")
-    emit.add_argument("type", help="the event type, e.g. file.arrived")
-    emit.add_argument("--data", default="{}", help="the payload as JSON")
-    emit.add_argument("--json", action="store_true")
-
-
-def add_flow_parsers(fl_sub: Any, common: argparse.ArgumentParser) -> None:
-    nxt = fl_sub.add_parser("next", parents=[common], help="the next fire times of schedules")
-    nxt.add_argument("id", help="namespace/id, or id in namespace default")
-    nxt.add_argument("-n", "--count", type=int, default=5)
-    for verb, what in (("activate", "let triggers start it"), ("deactivate", "triggers ignore it")):
-        p = fl_sub.add_parser(verb, parents=[common], help=what)
-        p.add_argument("id", help="namespace/id, or id in namespace default")
-
-
 def flow_key(text: str) -> tuple[str, str]:
     namespace, _, flow_id = text.rpartition("/")
     return namespace or "default", flow_id

@@ -70,7 +70,8 @@ class RunnerSet:
         return python.evaluate(function, base_dir, facts, ctx, what="function check")
 
     def warm_python(self, count: int | None = None) -> None:
-        """Start python hosts now, so that the first python tasks find them up."""
+        """Have ``count`` idle python hosts (default: the pool's size), starting those
+        missing now, so that the first python tasks find them up."""
         from ordo.runners.python import PythonRunner
 
         runner = self.get("python")

@@ -12,13 +12,25 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ordo.model import Check, Outcome, Task
 from ordo.secrets import Revealed
 
 #: ``log(stream, line)``: stream is "stdout" or "stderr"; line has no trailing newline.
 LogSink = Callable[[str, str], None]
+
+
+@runtime_checkable
+class CappedLog(Protocol):
+    """A log sink that stops keeping lines past a size: once ``full``, readers stop
+    splitting output into lines and only tell it how much they dropped."""
+
+    @property
+    def full(self) -> bool: ...
+
+    def dropped(self, size: int, lines: int) -> None:
+        """``size`` more bytes (``lines`` of them newlines) were read and not kept."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
+import sys
+from types import ModuleType
 from typing import Any
 
 from ordo.model import Outcome, State
@@ -15,6 +18,23 @@ MAX_TEXT = 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
 
 
+def load_httpx() -> ModuleType:
+    """httpx, imported without its command-line client. ``import httpx`` also imports
+    ``httpx._main`` (rich, click and pygments: most of the 0.4-0.5 s the first http task
+    of a process took) whenever those are installed, as they are beside ordo. A None in
+    ``sys.modules`` makes that one import fail, as httpx expects when they are missing
+    (it then defines a stub ``main``); the entry is removed right after."""
+    if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]
+        try:
+            import httpx
+        finally:
+            del sys.modules["httpx._main"]
+    import httpx
+
+    return httpx
+
+
 class HttpRunner:
     """Sends one request: ``method`` (GET), ``url``, ``headers``, ``params``, ``json`` or
     ``body``. Outputs ``status``, ``headers`` and ``json`` (a JSON response) or ``text``
@@ -23,19 +43,30 @@ class HttpRunner:
     with reason ``status``; the request times out after ``ctx.timeout`` (default 30 s)."""
 
     def __init__(self) -> None:
-        import httpx
+        self._httpx = load_httpx()
+        self._tls: ssl.SSLContext | None = None
+        # For http:// URLs: a context that trusts nothing. Building the real one (loading
+        # the CA bundle, ~30 ms) waits for the first https:// URL; if TLS were ever
+        # needed for a plain http URL (a proxy), this fails closed, never unverified.
+        self._no_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
-        self._httpx = httpx
-        # Building a TLS context costs ~15 ms: once per runner, not per request. A client
-        # per request keeps cookies and connections of one task away from the next.
-        self._tls = httpx.create_ssl_context()
+    def _verify(self, url: str) -> ssl.SSLContext:
+        """The TLS context for ``url``: made once per runner, not per request. (A client
+        per request keeps cookies and connections of one task away from the next.)"""
+        if not url[:8].lower().startswith("https:"):
+            return self._no_tls
+        if self._tls is None:
+            self._tls = self._httpx.create_ssl_context()
+        return self._tls
 
     def run(self, ctx: RunContext) -> Outcome:
         f = ctx.fields
         method = str(f.get("method", "GET")).upper()
         url = str(f["url"])
         ctx.log("stdout", f"{method} {url}")
-        client = self._httpx.Client(timeout=ctx.timeout or DEFAULT_TIMEOUT, verify=self._tls)
+        client = self._httpx.Client(
+            timeout=ctx.timeout or DEFAULT_TIMEOUT, verify=self._verify(url)
+        )
         sockets = _Sockets()
         with client, Watch(ctx, sockets.shut) as watch:
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import json
 import os
 import selectors
@@ -24,9 +25,12 @@ from typing import Any
 
 from ordo.masking import passed_environ
 from ordo.model import Metric
-from ordo.runners.base import LogSink, RunContext
+from ordo.runners.base import CappedLog, LogSink, RunContext
 
 MAX_LINE = 64 * 1024
+READ_SIZE = 64 * 1024
+#: Read size once a capped log is full: the rest is counted and dropped in large blocks.
+DRAIN_SIZE = 1024 * 1024
 _BASIC_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
 
 
@@ -47,17 +51,44 @@ class Finished:
 
 
 class LineSplitter:
-    """Bytes in, complete decoded lines out to ``log``; long lines cut at 64 KiB."""
+    """Bytes in, complete decoded lines out to ``log``; long lines cut at 64 KiB.
 
-    def __init__(self, stream: str, log: LogSink, tail: deque[str] | None = None) -> None:
+    Once ``cap`` (the attempt's log, when it is a :class:`CappedLog`) is full, the rest
+    is no longer split or decoded: it is counted and dropped in blocks, except lines
+    holding ``keep`` (a python host's end marker), which still go to ``log``."""
+
+    def __init__(
+        self,
+        stream: str,
+        log: LogSink,
+        tail: deque[str] | None = None,
+        *,
+        cap: CappedLog | None = None,
+        keep: bytes | None = None,
+    ) -> None:
         self.stream = stream
         self.log = log
         self.tail = tail
         self.buffer = b""
+        self.cap = cap
+        self.keep = keep
+        self.draining = False
+
+    @property
+    def read_size(self) -> int:
+        return DRAIN_SIZE if self.draining else READ_SIZE
 
     def feed(self, data: bytes) -> None:
+        if self.draining:
+            self._drain(data)
+            return
         self.buffer += data
         while True:
+            if self.cap is not None and self.cap.full:
+                self.draining = True
+                rest, self.buffer = self.buffer, b""
+                self._drain(rest)
+                return
             cut = self.buffer.find(b"\n")
             if cut < 0:
                 if len(self.buffer) >= MAX_LINE:
@@ -71,7 +102,34 @@ class LineSplitter:
                 line = line[MAX_LINE:]
             self._emit(line)
 
+    def _drain(self, data: bytes) -> None:
+        """Count and drop ``data``; a line holding ``keep`` is still passed on whole."""
+        assert self.cap is not None
+        data = self.buffer + data
+        self.buffer = b""
+        if self.keep is not None and self.keep in data:
+            at = data.index(self.keep)
+            start = data.rfind(b"\n", 0, at) + 1
+            self.cap.dropped(start, data.count(b"\n", 0, start))
+            end = data.find(b"\n", at)
+            if end < 0:
+                self.buffer = data[start:]
+                return
+            self._emit(data[start:end])
+            self._drain(data[end + 1 :])
+            return
+        if self.keep is not None:  # a marker may be cut between two blocks: keep a tail
+            held = len(self.keep) - 1
+            data, self.buffer = data[: len(data) - held], data[len(data) - held :]
+        if data:
+            self.cap.dropped(len(data), data.count(b"\n"))
+
     def close(self) -> None:
+        if self.draining:
+            if self.buffer:
+                self.cap.dropped(len(self.buffer), 0)  # type: ignore[union-attr]
+            self.buffer = b""
+            return
         if self.buffer:
             self._emit(self.buffer)
             self.buffer = b""
@@ -81,6 +139,13 @@ class LineSplitter:
         if self.tail is not None and text.strip():
             self.tail.append(text)
         self.log(self.stream, text)
+
+
+def grow_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe buffer, so a fast writer is drained in fewer reads (Linux;
+    ignored where it is refused)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, DRAIN_SIZE)
 
 
 class AttemptFiles:
@@ -204,9 +269,10 @@ def run_process(
     )
     tail: deque[str] = deque(maxlen=5)
     assert proc.stdout is not None and proc.stderr is not None
+    cap = ctx.log if isinstance(ctx.log, CappedLog) else None
     streams = {
-        proc.stdout.fileno(): LineSplitter("stdout", ctx.log),
-        proc.stderr.fileno(): LineSplitter("stderr", ctx.log, tail),
+        proc.stdout.fileno(): LineSplitter("stdout", ctx.log, cap=cap),
+        proc.stderr.fileno(): LineSplitter("stderr", ctx.log, tail, cap=cap),
     }
     result = pump(proc.pid, streams, ctx, lambda: _reaped(proc.pid))
     proc.stdout.close()
@@ -265,9 +331,13 @@ def pump(
                 return Finished(None, cancelled=True)
             wait = 0.05 if deadline is None else min(0.05, deadline - now)
             for key, _ in selector.select(max(wait, 0.0)):
-                data = os.read(key.fd, 65536)
+                stream = streams[key.fd]
+                size = getattr(stream, "read_size", READ_SIZE)
+                data = os.read(key.fd, size)
                 if data:
-                    streams[key.fd].feed(data)
+                    stream.feed(data)
+                    if size == READ_SIZE and getattr(stream, "read_size", READ_SIZE) > size:
+                        grow_pipe(key.fd)  # the log is full: drain the rest in blocks
                 else:
                     selector.unregister(key.fd)
                     streams[key.fd].close()

@@ -1,14 +1,15 @@
-"""A warm host process for python tasks (run as a script; standard library only).
+"""A warm host process for python tasks (loaded by path; standard library only).
 
-Started by :mod:`ordo.runners.python` as ``python pyhost.py REPLY_FD ORDO_ROOT CALL_FD
-ANSWER_FD`` in its own session; a task's calls into ordo (``this.flow``,
+Started by :mod:`ordo.runners.python` as ``python -c BOOT pyhost.py REPLY_FD ORDO_ROOT
+CALL_FD ANSWER_FD`` in its own session (BOOT loads this file as a module, so its
+bytecode is cached, and calls :func:`main`); a task's calls into ordo (``this.flow``,
 ``this.connect``) go out on CALL_FD and their answers come back on ANSWER_FD. It reads
 one JSON request per line on its original standard input and runs the function, handler
 or script with the task's environment, working directory and import path; then
 flushes Python's and C's buffers, writes an end marker line on fd 1 and on fd 2 (so the
 parent knows every line of this task has arrived) and a JSON reply line on ``REPLY_FD``.
 
-Run by path rather than ``-m``: the host then imports nothing of ordo but ``ordo.this``,
+Loaded by path rather than ``-m``: the host then imports nothing of ordo but ``ordo.this``,
 and its own folder (which holds ``http.py``, ``sql.py``...) is taken off ``sys.path`` so
 it can never shadow the standard library in user code.
 """
@@ -16,20 +17,23 @@ it can never shadow the standard library in user code.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import importlib
-import importlib.util
 import json
 import os
 import resource
-import runpy
 import site
 import sys
-import traceback
-from collections.abc import Callable, Iterable
-from types import ModuleType
-from typing import Any
+import threading
+
+# A host boots while the parent records the execution, and the first task waits for it:
+# modules needed only on some paths (difflib, traceback, runpy, inspect, importlib.util)
+# are imported where they are used, and typing only for the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from types import ModuleType
+    from typing import Any
 
 MARKER = "\x1eORDO-END"
 _HOST_FILES = (os.path.abspath(__file__), "runpy.py", "<frozen runpy>")
@@ -98,19 +102,34 @@ def _drop_bytecode(path: str) -> None:
     """A file rewritten within the same second at the same size would still pass the
     bytecode cache's check: remove its cached bytecode."""
     if path.endswith(".py"):
+        import importlib.util
+
         with contextlib.suppress(OSError, ValueError, NotImplementedError):
             os.unlink(importlib.util.cache_from_source(path))
 
 
-def _c_flush() -> Callable[[], object]:
-    """``fflush(NULL)``: C code's buffered stdio reaches the pipes before the marker."""
-    try:
-        import ctypes
+class _CFlush:
+    """``fflush(NULL)``: C code's buffered stdio reaches the pipes before the marker.
+    ctypes is loaded on a thread started at boot, so the host is ready sooner; the
+    first flush waits for it."""
 
-        fflush = ctypes.CDLL(None).fflush
-    except (ImportError, OSError, AttributeError):
-        return lambda: None
-    return lambda: fflush(None)
+    def __init__(self) -> None:
+        self.fflush: Callable[[None], object] | None = None
+        self.loading = threading.Thread(target=self._load, daemon=True)
+        self.loading.start()
+
+    def _load(self) -> None:
+        try:
+            import ctypes
+
+            self.fflush = ctypes.CDLL(None).fflush
+        except (ImportError, OSError, AttributeError):
+            pass
+
+    def __call__(self) -> None:
+        self.loading.join()
+        if self.fflush is not None:
+            self.fflush(None)
 
 
 def main() -> None:
@@ -125,7 +144,7 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     replies = os.fdopen(reply_fd, "wb", buffering=0)
-    host = Host(_c_flush())
+    host = Host(_CFlush())
     if host.this is not None:
         setattr(host.this, "_channel", host.this._Channel(call_fd, answer_fd))  # noqa: B010
     for line in requests:
@@ -327,6 +346,8 @@ def run_script(script: str) -> dict[str, Any] | None:
     if not os.path.isfile(script):
         raise LoadError(f"script not found: {script}")
     sys.argv[:] = [script]
+    import runpy
+
     return runpy.run_path(script, run_name="__main__")
 
 
@@ -338,6 +359,8 @@ def load_function(target: str) -> Callable[..., Any]:
     module = _import(module_name, target)
     func = getattr(module, func_name, None)
     if not callable(func):
+        import difflib
+
         names = [n for n in dir(module) if not n.startswith("_")]
         hint = difflib.get_close_matches(func_name, names, n=1)
         tip = f" (did you mean '{hint[0]}'?)" if hint else ""
@@ -378,6 +401,8 @@ def failure(exc: BaseException) -> dict[str, Any]:
 
 
 def _log_traceback(exc: BaseException) -> None:
+    import traceback
+
     frames = [
         f
         for f in traceback.extract_tb(exc.__traceback__)
@@ -389,6 +414,8 @@ def _log_traceback(exc: BaseException) -> None:
 
 
 def _last_line(exc: BaseException) -> str:
+    import traceback
+
     return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 

@@ -25,7 +25,7 @@ from ordo.errors import RunnerError
 from ordo.masking import passed_environ
 from ordo.model import Outcome, State, Task
 from ordo.runners import pyhost
-from ordo.runners.base import RunContext
+from ordo.runners.base import CappedLog, RunContext
 from ordo.runners.process import (
     _EXITED,
     AttemptFiles,
@@ -44,6 +44,19 @@ logger = logging.getLogger(__name__)
 
 #: The folder holding the ``ordo`` package: the host's import path for ``ordo.this``.
 _ORDO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+#: Loads ``pyhost.py`` by path as a module (not as a script, whose code would be compiled
+#: again at every boot: a module's bytecode is cached) and runs it; its folder is never on
+#: ``sys.path``.
+_BOOT = (
+    "import sys\n"
+    "from importlib.machinery import SourceFileLoader\n"
+    "from importlib.util import module_from_spec, spec_from_loader\n"
+    "loader = SourceFileLoader('ordo_pyhost', sys.argv.pop(1))\n"
+    "host = module_from_spec(spec_from_loader(loader.name, loader))\n"
+    "loader.exec_module(host)\n"
+    "host.main()\n"
+)
 
 
 class _Replies:
@@ -105,6 +118,8 @@ class Host:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
+                "-c",
+                _BOOT,
                 pyhost.__file__,
                 str(write_fd),
                 _ORDO_ROOT,
@@ -155,9 +170,11 @@ class Host:
 
         replies = _Replies()
         assert self.proc.stdout is not None and self.proc.stderr is not None
+        cap = ctx.log if isinstance(ctx.log, CappedLog) else None
+        keep = marker.encode()
         streams: dict[int, Any] = {
-            self.proc.stdout.fileno(): LineSplitter("stdout", sink),
-            self.proc.stderr.fileno(): LineSplitter("stderr", sink),
+            self.proc.stdout.fileno(): LineSplitter("stdout", sink, cap=cap, keep=keep),
+            self.proc.stderr.fileno(): LineSplitter("stderr", sink, cap=cap, keep=keep),
             self.reply_fd: replies,
             self.call_fd: _Calls(ctx, self.answer_fd),
         }
@@ -228,9 +245,12 @@ class PythonRunner:
         self._lock = threading.Lock()
 
     def warm(self, count: int | None = None) -> None:
-        """Start ``count`` hosts now (default: the pool's size): their interpreters boot
-        while the caller goes on, so the first tasks find them up."""
-        for _ in range(min(count or self.pool_size, self.pool_size)):
+        """Have ``count`` idle hosts (default: the pool's size), starting those missing
+        now: their interpreters boot while the caller goes on, so the first tasks find
+        them up."""
+        with self._lock:
+            missing = min(count or self.pool_size, self.pool_size) - len(self._idle)
+        for _ in range(missing):
             self._release(Host(), 1.0)
 
     def _acquire(self) -> Host:

@@ -1,0 +1,100 @@
+"""What the ``ordo`` command imports: building its parser imports no command's code, and
+a one-task run imports neither the server, deploy, secrets or executioner commands nor
+the heavy libraries it does not use (start-up speed, issue #17/#18; no timing here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+# Runs ``ordo ARGS`` in this interpreter, then prints the imported module names as JSON
+# on stderr's last line.
+PROBE = """
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
+from ordo.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+HEAVY = ("jinja2", "pydantic", "httpx", "rich", "fastapi", "cryptography", "cronsim", "ruamel")
+
+
+def imported(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, set[str], str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    *rest, last = done.stderr.rstrip("\n").split("\n")
+    return done.returncode, set(json.loads(last)), done.stdout + "\n".join(rest)
+
+
+def test_help_imports_no_command_and_no_library(ordo_env: dict[str, str], tmp_path: Path) -> None:
+    code, modules, out = imported(ordo_env, tmp_path, "--help")
+    assert code == 0, out
+    assert "usage: ordo" in out
+    assert {m for m in modules if m.startswith("ordo")} == {
+        "ordo",
+        "ordo.cli",
+        "ordo.cli.main",
+        "ordo.errors",
+    }
+    assert not [m for m in modules if m.split(".")[0] in HEAVY]
+
+
+def test_a_one_task_run_of_a_stored_flow_imports_only_what_it_uses(
+    ordo_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "noop.py").write_text("def noop():\n    return None\n")
+    (tmp_path / "w0.yaml").write_text(
+        "id: w0\ntasks:\n  - {id: t0, type: python, function: 'noop:noop'}\n"
+    )
+    code, modules, out = imported(ordo_env, tmp_path, "run", "w0.yaml", "-q")
+    assert code == 0, out
+    assert "ruamel.yaml" in modules  # the first run parses the file and stores it
+    code, modules, out = imported(ordo_env, tmp_path, "run", "w0.yaml", "-q")
+    assert code == 0, out  # the next ones find it unchanged in the store
+    assert "SUCCESS" in out
+    unused = {
+        "ordo.deploy",
+        "ordo.cli.deploy",
+        "ordo.cli.serving",
+        "ordo.cli.secrets",
+        "ordo.cli.executioner",
+        "ordo.cli.remote",
+        "ordo.server",
+        "ordo.api",
+        "ordo.ui",
+        "ordo.runners.http",
+        "ordo.runners.sql",
+    }
+    assert not modules & unused
+    assert not [m for m in modules if m.split(".")[0] in HEAVY]
+
+
+def test_an_http_task_does_not_import_httpx_command_line_client(
+    ordo_env: dict[str, str], tmp_path: Path
+) -> None:
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        (tmp_path / "h.yaml").write_text(
+            f"id: h\ntasks:\n  - {{id: get, type: http, url: '{url}'}}\n"
+        )
+        code, modules, out = imported(ordo_env, tmp_path, "run", "h.yaml", "-q")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, out
+    assert "httpx" in modules
+    assert not {"httpx._main", "rich", "click", "pygments"} & modules
