@@ -131,6 +131,9 @@ class Worker:
         self._kill_due = 0.0  # when to look again for executions being killed
         self._reap = False  # run_execution: reap expired leases too
         self._launched: list[int] = []  # attempts started since the last step
+        # executions with a failure not recorded yet: nothing more of them starts until
+        # the store says whether they fail (a retry, allow_failure, continue_on_error)
+        self._held: set[int] = set()
 
     # -- public --------------------------------------------------------------------
     def run_execution(self, execution_id: int, *, reap: bool = False) -> State:
@@ -241,6 +244,7 @@ class Worker:
         if ended is not None:
             return ended
         self._unlaunched.extend(claims)
+        self._drop_failing()
         self._launch_waiting()
         self._calls.serve()
         self._calls.answer_waiters()
@@ -304,6 +308,7 @@ class Worker:
             del self._logs[: len(logs)]
         del self._launched[: len(launched)]
         self._handed = []
+        self._held -= {c.execution_id for c, _ in done}
         return result, claims
 
     def _claim(self, now: float, execution_id: int | None, taken: int) -> list[Claim]:
@@ -379,9 +384,12 @@ class Worker:
     def _launch_waiting(self) -> None:
         """Start claimed attempts while slots are free; on StoreUnavailable the rest
         waits for the reconnect."""
-        while self._unlaunched and self._busy() < self.settings.slots:
-            self._launch(self._unlaunched[0])
-            self._unlaunched.popleft()
+        while self._busy() < self.settings.slots:
+            claim = next((c for c in self._unlaunched if c.execution_id not in self._held), None)
+            if claim is None:
+                return
+            self._launch(claim)
+            self._unlaunched.remove(claim)
 
     def _stop(self, execution_id: int, reason: str, now: float, result: RecordResult) -> None:
         """Fail an execution: its unstarted task runs end SKIPPED, running attempts here
@@ -409,6 +417,17 @@ class Worker:
         for claim in [c for c in self._unlaunched if c.execution_id in executions]:
             self._unlaunched.remove(claim)
             self._events.put((claim, outcome))
+
+    def _drop_failing(self) -> None:
+        """Claims not launched yet of executions that are failing end SKIPPED, the
+        failure as their reason: once a task has failed, nothing new of it starts."""
+        if not self._unlaunched:
+            return
+        failing = self.store.failing_among({c.execution_id for c in self._unlaunched})
+        for claim in [c for c in self._unlaunched if c.execution_id in failing]:
+            self._unlaunched.remove(claim)
+            why = failing[claim.execution_id]
+            self._events.put((claim, Outcome(State.SKIPPED, reason="failing", error=why)))
 
     def _check_kills(self, now: float) -> None:
         """Stop attempts whose execution is being killed (``ordo kill``, any process),
@@ -571,8 +590,8 @@ class Worker:
         s = self.settings
         if not done or len(self._unlaunched) < s.slots or len(done) >= max(s.prefetch, 1):
             return False  # record now: claims must come before the slots run dry
-        if self._stopping_at is not None or self._stop_reason is not None:
-            return False
+        if self._stopping_at is not None or self._stop_reason is not None or self._held:
+            return False  # a failure is recorded at once: it may stop what waits
         return self.clock.now() < self._done_since + s.record_delay
 
     def _collect(self, item: tuple[Claim, Outcome], done: list[tuple[Claim, Outcome]]) -> None:
@@ -581,6 +600,8 @@ class Worker:
             return
         if not done:
             self._done_since = self.clock.now()
+        if outcome.state is State.FAILED:
+            self._held.add(claim.execution_id)
         running = self._running.pop(claim.attempt_id, None)
         if running is not None and running.cancel_reason == "handed back":
             self._handed.append(claim)

@@ -18,6 +18,7 @@ from ordo.store import queries as q
 from ordo.store.outcomes import Outcomes
 from ordo.store.reads import Row
 from ordo.store.records import RecordResult
+from ordo.store.transitions import UNSTARTED
 
 
 class Limits(Outcomes):
@@ -74,7 +75,7 @@ class Limits(Outcomes):
             return
         each = State.KILLED if state is State.KILLED else State.SKIPPED
         for (tr_id,) in self._all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
-            self._set_task_run_state(tr_id, ex_id, each, now, why)
+            self._set_task_run_state(tr_id, ex_id, each, now, why, only_from=UNSTARTED)
         self._execute(q.DELETE_READY_OF, (ex_id,))
         self._execute(q.EXECUTION_ENDED, (now, why, None, ex_id))
         result.ended_executions[ex_id] = state
@@ -114,7 +115,9 @@ class Limits(Outcomes):
         if self._set_execution_state(ex_id, State.KILLING, now, reason) is None:
             return
         for (tr_id,) in self._all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
-            row = self._set_task_run_state(tr_id, ex_id, State.KILLED, now, reason)
+            row = self._set_task_run_state(
+                tr_id, ex_id, State.KILLED, now, reason, only_from=UNSTARTED
+            )
             if row is None:
                 continue
             self._execute(q.DELETE_READY, (tr_id,))
@@ -133,6 +136,8 @@ class Limits(Outcomes):
         for (child_id,) in self._all(q.RUNNING_CHILDREN, (ex_id,)):
             self._fail_tree(child_id, f"parent execution {ex_id} stopped: {reason}", now, result)
         if self._kill_queued(ex_id, reason, now, result):
+            return
+        if self._execution_state(ex_id).terminal:  # it ended already: nothing to stop
             return
         self._execute(q.SET_EXECUTION_REASON, (reason, ex_id))
         self._skip_unstarted(ex_id, reason, now, result)

@@ -19,10 +19,10 @@ from typing import Any
 
 from ordo import retry, templating
 from ordo.errors import NotFound
-from ordo.model import CheckResult, Flow, Outcome, State, sources_of
+from ordo.model import CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
-from ordo.store.reads import Row, StoreReads
 from ordo.store.records import Claim, RecordResult
+from ordo.store.transitions import UNSTARTED, Change, Transitions
 
 
 def dumps(value: Any) -> str:
@@ -30,17 +30,13 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-class Outcomes(StoreReads):
+class Outcomes(Transitions):
     """The store's deciding half; :class:`~ordo.store.sql.SqlStore` adds the rest."""
 
     def __init__(self) -> None:
         super().__init__()
         self._rng = random.Random()  # jitter of retries decided while recording
         self.readied = False  # ready rows were added since the caller last cleared it
-        self._transitions: list[tuple[Any, ...]] = []  # state_history rows, written at commit
-
-    @abstractmethod
-    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
     @abstractmethod
     def _admit_queued(self, flow: Flow, now: float, result: RecordResult) -> None:
@@ -54,15 +50,6 @@ class Outcomes(StoreReads):
     def _made_ready(self) -> None:
         self.readied = True
         self._ready_added()
-
-    def _values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
-        """``rows`` as a table for ``FROM {values}`` (columns ``column1``...) and its
-        parameters; ``types`` are the columns' SQL types (PostgreSQL needs them)."""
-        return f"(VALUES {q.value_rows(rows)}) AS v", q.flat(rows)
-
-    def _ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
-        """A membership test for ``x {ids}`` and its parameters."""
-        return f"IN ({q.marks(values)})", list(values)
 
     def _record_successes(
         self, done: Sequence[tuple[Claim, Outcome]], now: float, result: RecordResult
@@ -104,16 +91,17 @@ class Outcomes(StoreReads):
                 for r in o.checks
             ],
         )
-        runs = [c.task_run_id for c, _ in kept]
-        test, params = self._ids(runs)
-        ended = self._all(q.TASK_RUNS_SUCCEEDED.format(ids=test), [now, *params])
-        self._transitions.extend(
-            (ex, tr, State.RUNNING.value, State.SUCCESS.value, now, None) for tr, ex, _, _ in ended
-        )
+        changes = [
+            Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in kept
+        ]
+        succeeded = self._transition(changes, now)
         per_execution: dict[int, int] = {}
-        upstream = []
-        items = []
-        for tr_id, ex_id, _, fork_of in ended:
+        upstream: list[int] = []
+        items: list[tuple[int, int]] = []
+        for c in changes:
+            if c.run_id is None or c.run_id not in succeeded:
+                continue
+            tr_id, ex_id, fork_of = c.run_id, c.execution_id, succeeded[c.run_id]
             if fork_of is not None:
                 items.append((ex_id, fork_of))
             else:
@@ -254,7 +242,9 @@ class Outcomes(StoreReads):
         stack = [(tr_id, reason)]
         while stack:
             current, why = stack.pop()
-            row = self._set_task_run_state(current, ex_id, State.SKIPPED, now, why)
+            row = self._set_task_run_state(
+                current, ex_id, State.SKIPPED, now, why, only_from=UNSTARTED
+            )
             if row is None:
                 continue
             self._execute(q.DELETE_READY, (current,))
@@ -358,6 +348,25 @@ class Outcomes(StoreReads):
             return State.WARNING, "an item ended with a warning"
         return State.SUCCESS, None
 
+    def failing_among(self, execution_ids: Iterable[int]) -> dict[int, str]:
+        """Which of these running executions no new attempt should start for, each with
+        why: a task failed (not allowed to, and no ``continue_on_error``) or the
+        execution is being stopped (its timeout passed)."""
+        ids = sorted(set(execution_ids))
+        if not ids:
+            return {}
+        found = {}
+        for ex_id, reason, revision_id, cont, failed in self._all(
+            q.FAILING_AMONG.format(q.marks(ids)), ids
+        ):
+            if reason:
+                found[int(ex_id)] = str(reason)
+            elif failed is not None:
+                keep_going = self.flow_of(revision_id).continue_on_error if cont is None else cont
+                if not keep_going:
+                    found[int(ex_id)] = f"execution failed: task '{failed}' failed"
+        return found
+
     def _continue_on_error(self, ex_id: int) -> bool:
         """The execution's own setting (``ordo run --continue-on-error``), else its flow's."""
         row = self._one(q.EXECUTION_REVISION, (ex_id,))
@@ -387,7 +396,10 @@ class Outcomes(StoreReads):
         info = self._one(q.EXECUTION_END_INFO, (ex_id,))
         assert info is not None
         reason, stopped, revision_id, _ = info
-        if self._execution_state(ex_id) is State.KILLING:
+        current = self._execution_state(ex_id)
+        if current.terminal:  # ended already (by another path of this transaction)
+            return None
+        if current is State.KILLING:
             final = State.KILLED
         elif reason:
             final = State.FAILED
@@ -402,7 +414,12 @@ class Outcomes(StoreReads):
         else:
             final, reason = State.SUCCESS, stopped
         outputs = None
-        if final in (State.SUCCESS, State.WARNING):
+        if stopped and final is State.SUCCESS:
+            # stopped early (run_if STOP): what its outputs cannot render yet is left out
+            outputs, left_out = self._stopped_outputs(ex_id, self.flow_of(revision_id))
+            if left_out:
+                reason = f"{stopped}; outputs left out: {'; '.join(left_out)}"
+        elif final in (State.SUCCESS, State.WARNING):
             try:
                 outputs = self._execution_outputs(ex_id, self.flow_of(revision_id))
             except templating.TemplateError as exc:
@@ -420,19 +437,40 @@ class Outcomes(StoreReads):
         """The flow's ``outputs:`` rendered against the ended execution."""
         if not flow.outputs:
             return None
+        return dict(templating.render(dict(flow.outputs), self._outputs_context(ex_id, flow)))
+
+    def _stopped_outputs(self, ex_id: int, flow: Flow) -> tuple[dict[str, Any] | None, list[str]]:
+        """The flow's ``outputs:`` of an execution stopped early: each one that renders,
+        and, named with why, those that do not (the tasks they need were skipped)."""
+        if not flow.outputs:
+            return None, []
+        try:
+            context = self._outputs_context(ex_id, flow)
+        except templating.TemplateError as exc:
+            return {}, [f"{', '.join(flow.outputs)} ({exc})"]
+        rendered: dict[str, Any] = {}
+        left_out: list[str] = []
+        for key, value in flow.outputs.items():
+            try:
+                rendered[key] = templating.render(value, context)
+            except templating.TemplateError as exc:
+                left_out.append(f"{key} ({exc})")
+        return rendered, left_out
+
+    def _outputs_context(self, ex_id: int, flow: Flow) -> dict[str, Any]:
         execution = self.get_execution(ex_id)
         needed = templating.referenced_tasks(
             flow.outputs, flow.vars, every=[t.id for t in flow.tasks]
         )
-        context = templating.make_context(
-            execution.inputs,
-            self.outputs(ex_id, needed, flow=flow),
-            flow.vars,
-            execution.template_info(),
-            {},
+        return dict(
+            templating.make_context(
+                execution.inputs,
+                self.outputs(ex_id, needed, flow=flow),
+                flow.vars,
+                execution.template_info(),
+                {},
+            )
         )
-        rendered = templating.render(dict(flow.outputs), context)
-        return dict(rendered)
 
     def _child_ended(
         self,
@@ -469,69 +507,6 @@ class Outcomes(StoreReads):
         if row is None:
             raise NotFound(f"execution {ex_id} not found")
         return State(row[0])
-
-    def _set_execution_state(
-        self, ex_id: int, new: State, now: float, reason: str | None
-    ) -> Row | None:
-        old = self._one(q.EXECUTION_STATE, (ex_id,))
-        if old is None:
-            raise NotFound(f"execution {ex_id} not found")
-        params = (new.value, reason, ex_id, old[0])
-        if not self._transition(q.SET_EXECUTION_STATE, params, State(old[0]), new):
-            return None
-        self._history(ex_id, None, State(old[0]), new, now, reason)
-        if new is State.RUNNING:
-            self._execute(q.EXECUTION_STARTED, (now, ex_id))
-        return old
-
-    def _set_task_run_state(
-        self,
-        tr_id: int,
-        ex_id: int,
-        new: State,
-        now: float,
-        reason: str | None,
-        *,
-        known: State | None = None,
-    ) -> Row | None:
-        """``-> new`` for a task run; its ``(state, task_id, allow_failure, fork_of)``
-        before, or None when the table forbids it or another process changed it first.
-        ``known`` skips reading the current state when the caller just read it."""
-        row: Row | None = (known.value, None, None, None) if known else None
-        if row is None:
-            row = self._one(q.TASK_RUN_STATE, (tr_id,))
-            if row is None:
-                raise NotFound(f"task run {tr_id} not found")
-        ended = now if new.terminal else None
-        params = (new.value, reason, ended, tr_id, row[0])
-        if not self._transition(q.SET_TASK_RUN_STATE, params, State(row[0]), new):
-            return None
-        self._history(ex_id, tr_id, State(row[0]), new, now, reason)
-        return row
-
-    def _transition(self, update: str, params: Sequence[Any], old: State, new: State) -> bool:
-        """Apply ``old -> new`` only if the table allows it, as an update conditional on
-        ``old``; False on a lost race."""
-        if old not in sources_of(new):
-            return False
-        return bool(self._execute(update, params).rowcount == 1)
-
-    def _history(
-        self,
-        ex_id: int,
-        tr_id: int | None,
-        old: State | None,
-        new: State,
-        now: float,
-        reason: str | None,
-    ) -> None:
-        """Note a transition for ``state_history``; :meth:`_write_history` writes every
-        transition of the transaction in one statement just before it commits."""
-        self._transitions.append((ex_id, tr_id, old.value if old else None, new.value, now, reason))
-
-    def _write_history(self) -> None:
-        rows, self._transitions = self._transitions, []
-        self._executemany(q.INSERT_HISTORY, rows)
 
 
 def finish_params(attempt_id: int, state: State, outcome: Outcome, now: float) -> tuple[Any, ...]:

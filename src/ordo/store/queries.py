@@ -64,11 +64,7 @@ EXECUTION_STATE = "SELECT state FROM executions WHERE id = ?"
 EXECUTION_REVISION = "SELECT revision_id, continue_on_error FROM executions WHERE id = ?"
 EXECUTION_PENDING = "SELECT pending FROM executions WHERE id = ?"
 EXECUTION_REASON = "SELECT reason FROM executions WHERE id = ?"
-SET_EXECUTION_STATE = """
-UPDATE executions SET state = ?, reason = coalesce(?, reason) WHERE id = ? AND state = ?
-"""
 SET_EXECUTION_REASON = "UPDATE executions SET reason = coalesce(reason, ?) WHERE id = ?"
-EXECUTION_STARTED = "UPDATE executions SET started_at = coalesce(started_at, ?) WHERE id = ?"
 EXECUTION_ENDED = "UPDATE executions SET ended_at = ?, reason = ?, outputs = ? WHERE id = ?"
 EXECUTION_PENDING_DOWN = """
 UPDATE executions SET pending = pending - ? WHERE id = ? RETURNING pending
@@ -140,10 +136,7 @@ INSERT_CALL_RUN = """
 INSERT INTO task_runs
     (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
      parent_run_id, started_at)
-VALUES (?, ?, 'RUNNING', 0, 0, ?, 'default', ?, ?)
-"""
-SET_TASK_RUN_STATE = """
-UPDATE task_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ? AND state = ?
+VALUES (?, ?, 'CREATED', 0, 0, ?, 'default', ?, ?)
 """
 TASK_RUN_STARTED = """
 UPDATE task_runs SET attempts = ?, last_attempt_id = ?, started_at = coalesce(started_at, ?)
@@ -173,6 +166,14 @@ WHERE t.execution_id = ? AND t.state = 'RUNNING' AND a.state <> 'RUNNING'
 ORDER BY t.id
 """
 KILLING_AMONG = "SELECT id FROM executions WHERE state = 'KILLING' AND id IN ({})"
+#: Running executions among some: why each stops (a timeout) and its first hard failure.
+FAILING_AMONG = """
+SELECT e.id, e.reason, e.revision_id, e.continue_on_error,
+       (SELECT t.task_id FROM task_runs t
+        WHERE t.execution_id = e.id AND t.state = 'FAILED' AND t.allow_failure = 0
+        ORDER BY t.id LIMIT 1)
+FROM executions e WHERE e.state = 'RUNNING' AND e.id IN ({})
+"""
 TREE_WORKERS = """
 SELECT DISTINCT a.worker_id FROM attempts a JOIN executions e ON e.id = a.execution_id
 WHERE e.root_id = ? AND a.state = 'RUNNING' AND a.worker_id IS NOT NULL
@@ -261,10 +262,6 @@ WHERE id = ? AND worker_id = ? AND state = 'RUNNING'
 """
 RUNNING_ATTEMPTS = "SELECT id FROM attempts WHERE execution_id = ? AND state = 'RUNNING'"
 
-INSERT_HISTORY = """
-INSERT INTO state_history (execution_id, task_run_id, from_state, to_state, at, reason)
-VALUES (?, ?, ?, ?, ?, ?)
-"""
 HISTORY = """
 SELECT execution_id, task_run_id, from_state, to_state, at, reason
 FROM state_history WHERE execution_id = ? ORDER BY id
@@ -366,7 +363,7 @@ ATTEMPT_TYPES = (
 )
 TASK_RUNS_STARTED = """
 UPDATE task_runs
-SET state = 'RUNNING', attempts = CAST(v.column2 AS INTEGER),
+SET attempts = CAST(v.column2 AS INTEGER),
     last_attempt_id = CAST(v.column3 AS BIGINT), started_at = coalesce(started_at, ?)
 FROM {values}
 WHERE task_runs.id = v.column1 AND task_runs.state IN ('CREATED', 'RESTARTED', 'RUNNING')
@@ -382,11 +379,6 @@ WHERE attempts.id = v.column1 AND attempts.state = 'RUNNING'
 RETURNING attempts.id
 """
 SUCCESS_TYPES = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT")
-TASK_RUNS_SUCCEEDED = """
-UPDATE task_runs SET state = 'SUCCESS', reason = NULL, ended_at = ?
-WHERE id {ids} AND state = 'RUNNING'
-RETURNING id, execution_id, task_id, fork_of
-"""
 DEPENDENTS_DOWN_MANY = """
 UPDATE task_runs
 SET pending_deps = pending_deps - (
@@ -489,7 +481,7 @@ INSERT INTO outputs (attempt_id, task_run_id, execution_id, key, value)
 SELECT ?, ?, ?, key, value FROM outputs WHERE attempt_id = ?
 """
 COPIED_RUN = """
-UPDATE task_runs SET state = ?, reason = ?, started_at = ?, ended_at = ?, last_attempt_id = ?
+UPDATE task_runs SET started_at = ?, ended_at = ?, last_attempt_id = ?
 WHERE id = ?
 """
 INSERT_MARK_ATTEMPT = """
@@ -498,6 +490,3 @@ INSERT INTO attempts
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 CLEAR_EXECUTION_REASON = "UPDATE executions SET reason = NULL WHERE id = ?"
-SET_EXECUTION_STATE_MARKED = """
-UPDATE executions SET state = ?, reason = ? WHERE id = ? AND state = ?
-"""

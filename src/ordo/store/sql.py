@@ -30,6 +30,7 @@ from ordo.store.records import (
 )
 from ordo.store.recovery import to_run_again
 from ordo.store.serving import UPSERT_FLOW_ACTIVE
+from ordo.store.transitions import Change
 
 
 def _still_reusable(
@@ -118,7 +119,7 @@ class SqlStore(Overview):
             self._write_history()
         except BaseException:
             self._depth = 0
-            self._transitions.clear()
+            self._forget_history()
             self._rollback()
             raise
         self._depth = 0
@@ -244,7 +245,7 @@ class SqlStore(Overview):
                 self._execute(q.SET_ROOT, (ex_id,))
             if parent_attempt_id is not None:
                 self._execute(q.UNLEASE, (parent_attempt_id,))
-            self._history(ex_id, None, None, State.CREATED, now, None)
+            self._created(ex_id, None, now)
             ids = self._insert_task_runs(ex_id, flow, now, queue)
             self._executemany(
                 q.INSERT_DEP,
@@ -411,8 +412,9 @@ class SqlStore(Overview):
         table, params = self._values(started, q.STARTED_TYPES)
         self._execute(q.TASK_RUNS_STARTED.format(values=table), [now, *params])
         waiting = (State.CREATED.value, State.RESTARTED.value)
-        self._transitions.extend(
-            (r[1], r[0], r[3], State.RUNNING.value, now, None) for r in startable if r[3] in waiting
+        self._transition(
+            [Change(r[1], r[0], State(r[3]), State.RUNNING) for r in startable if r[3] in waiting],
+            now,
         )
         return [
             Claim(attempt_of[r[0]], r[0], r[1], r[6], r[2], r[4] + 1, r[5] or now)
@@ -564,7 +566,9 @@ class SqlStore(Overview):
             tr_id = self._insert(
                 q.INSERT_CALL_RUN, (ex_id, task_id, now, parent.task_run_id, started)
             )
-            self._history(ex_id, tr_id, None, State.RUNNING, started, None)
+            self._created(ex_id, tr_id, started)
+            created = State.CREATED
+            self._set_task_run_state(tr_id, ex_id, State.RUNNING, started, None, known=created)
             attempt_id = self._insert(
                 q.INSERT_ATTEMPT, (tr_id, ex_id, 1, State.RUNNING.value, worker_id, None, started)
             )
