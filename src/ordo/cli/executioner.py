@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from ordo import engine
+from ordo import engine, services
 from ordo.cli import display
 from ordo.cli.common import fmt_time, open_db, secret_box, skipped_tasks
 from ordo.cli.recover import reap_dead, who
@@ -151,8 +151,7 @@ def register(store: Store, config: Config, now: float) -> Revision:
     """The config's revision: reused when the same flow (with the same --env) is known."""
     text = json.dumps(config.flow.to_dict(), sort_keys=True)
     digest = "executioner-" + hashlib.sha256(text.encode()).hexdigest()
-    known = store.find_revision(digest, config.flow.path)
-    return known or store.add_revision(config.flow, text, digest, now)
+    return services.register_flow(store, config.flow, text, digest, now)
 
 
 def run(
@@ -223,7 +222,7 @@ def resume(store: Store, ex_id: int, revision: Revision, now: float) -> int | No
         log("WARNING", f"run {ex_id} already succeeded: nothing to resume")
         return None
     if execution.state.terminal:
-        store.restart_execution(ex_id, now, revision_id=revision.id)
+        services.restart_on(store, ex_id, revision.id, now)
         return attempt + 1
     taken = reap_dead(store, ex_id)  # crashed while running: take back its attempts
     if taken:
@@ -411,7 +410,7 @@ def mark_success(store: Store, run_id: int | None, jobs: str | None) -> int:
         print("cancelled")
         return EXIT_OK
     for j in flippable:
-        store.mark_task_run(run_id, j, State.SUCCESS, who(), "marked success", time.time())
+        services.mark(store, run_id, j, "success", who(), time.time(), "marked success")
     print(f"marked {', '.join(flippable)} SUCCESS; a resume of run {run_id} treats them as done")
     return EXIT_OK
 
