@@ -33,7 +33,7 @@ from ordo.masking import LineMask, mask_value, masked
 from ordo.model import Outcome, State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
-from ordo.secrets import SecretBox
+from ordo.secrets import Revealed, SecretBox
 from ordo.store import Store
 from ordo.store.records import Claim, NewLog, RecordResult
 
@@ -134,6 +134,8 @@ class Worker:
         # executions with a failure not recorded yet: nothing more of them starts until
         # the store says whether they fail (a retry, allow_failure, continue_on_error)
         self._held: set[int] = set()
+        self._vault: Revealed | None = None  # secrets read for this step's launches
+        self._failed_now: set[int] = set()  # executions with a failure recorded this step
 
     # -- public --------------------------------------------------------------------
     def run_execution(self, execution_id: int, *, reap: bool = False) -> State:
@@ -243,8 +245,9 @@ class Worker:
         ended = self._ended(execution_id, result, claims)
         if ended is not None:
             return ended
-        self._unlaunched.extend(claims)
-        self._drop_failing()
+        carried = {c.execution_id for c in self._unlaunched}  # claimed in an earlier step
+        self._unlaunched.extend(claims)  # first: leased to us, heartbeats must see them
+        self._drop_failing(carried | {c.execution_id for c in claims} & self._failed_now)
         self._launch_waiting()
         self._calls.serve()
         self._calls.answer_waiters()
@@ -309,6 +312,8 @@ class Worker:
         del self._launched[: len(launched)]
         self._handed = []
         self._held -= {c.execution_id for c, _ in done}
+        self._failed_now = {c.execution_id for c, o in done if o.state is State.FAILED}
+        self._vault = None  # read the secrets again for what launches after this step
         return result, claims
 
     def _claim(self, now: float, execution_id: int | None, taken: int) -> list[Claim]:
@@ -418,12 +423,17 @@ class Worker:
             self._unlaunched.remove(claim)
             self._events.put((claim, outcome))
 
-    def _drop_failing(self) -> None:
+    def _drop_failing(self, ids: set[int]) -> None:
         """Claims not launched yet of executions that are failing end SKIPPED, the
-        failure as their reason: once a task has failed, nothing new of it starts."""
-        if not self._unlaunched:
+        failure as their reason: once a task has failed, nothing new of it starts.
+        ``ids``: the executions to ask the store about, those of claims taken in an
+        earlier step (another process may have recorded a failure since) and those a
+        failure of which this step recorded after claiming; a claim taken after the
+        failure was recorded cannot be of a failing execution (the failure took its
+        ready rows)."""
+        if not ids:
             return
-        failing = self.store.failing_among({c.execution_id for c in self._unlaunched})
+        failing = self.store.failing_among(ids)
         for claim in [c for c in self._unlaunched if c.execution_id in failing]:
             self._unlaunched.remove(claim)
             why = failing[claim.execution_id]
@@ -445,7 +455,9 @@ class Worker:
     def _launch(self, claim: Claim) -> None:
         self._launched.append(claim.attempt_id)
         log = _AttemptLog(self, claim)
-        prepared = engine.prepare(self.store, claim, log, self.env, self.secrets)
+        if self._vault is None:  # the store's secrets, read once per step
+            self._vault = self.secrets.reveal(self.store.secret_rows())
+        prepared = engine.prepare(self.store, claim, log, self.env, self.secrets, self._vault)
         self.listener.started(claim)
         if prepared.outcome is not None:
             outcome = prepared.outcome

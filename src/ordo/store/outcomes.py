@@ -21,8 +21,9 @@ from ordo import retry, templating
 from ordo.errors import NotFound
 from ordo.model import CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
+from ordo.store.readiness import Readiness
 from ordo.store.records import Claim, RecordResult
-from ordo.store.transitions import UNSTARTED, Change, Transitions
+from ordo.store.transitions import Change
 
 
 def dumps(value: Any) -> str:
@@ -30,26 +31,17 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-class Outcomes(Transitions):
+class Outcomes(Readiness):
     """The store's deciding half; :class:`~ordo.store.sql.SqlStore` adds the rest."""
 
     def __init__(self) -> None:
         super().__init__()
         self._rng = random.Random()  # jitter of retries decided while recording
-        self.readied = False  # ready rows were added since the caller last cleared it
 
     @abstractmethod
     def _admit_queued(self, flow: Flow, now: float, result: RecordResult) -> None:
         """An execution of ``flow`` ended: start what waits for its concurrency limit
         (:class:`~ordo.store.limits.Limits`)."""
-
-    def _ready_added(self) -> None:
-        """Ready rows were added in this transaction: wake workers elsewhere (PostgreSQL
-        sends a notification at commit; SQLite's workers live in this process)."""
-
-    def _made_ready(self) -> None:
-        self.readied = True
-        self._ready_added()
 
     def _record_successes(
         self, done: Sequence[tuple[Claim, Outcome]], now: float, result: RecordResult
@@ -111,17 +103,7 @@ class Outcomes(Transitions):
         for ex_id in sorted(per_execution):  # the execution first, as in _finish_task_run
             row = self._execute(q.EXECUTION_PENDING_DOWN, (per_execution[ex_id], ex_id))
             pending[ex_id] = int(row.fetchone()[0])
-        if upstream:
-            test, params = self._ids(upstream)
-            down = q.DEPENDENTS_DOWN_MANY.format(ids=test)
-            released = [
-                (tr_id, ex_id, now, queue, key)
-                for tr_id, ex_id, queue, left, state, key in self._all(down, [*params, *params])
-                if left == 0 and state in (State.CREATED.value, State.RESTARTED.value)
-            ]
-            if released:
-                self._executemany(q.INSERT_READY, released)
-                self._made_ready()
+        self._release_many(upstream, now)
         for ex_id, count in pending.items():
             self._maybe_end(ex_id, now, result, count)
         for ex_id, fork_of in sorted(items):  # items: their for_each task run may end too
@@ -189,8 +171,7 @@ class Outcomes(Transitions):
         )
         if not decision.retry:
             return False
-        self._execute(q.REQUEUE, (now + decision.delay, claim.task_run_id))
-        self._made_ready()
+        self._ready_again(claim.task_run_id, now + decision.delay)
         return True
 
     def _finish_task_run(
@@ -215,51 +196,13 @@ class Outcomes(Transitions):
             self._maybe_end(ex_id, now, result)
             return
         if state in _RELEASING or (state is State.FAILED and allow_failure):
-            self._release_dependents(tr_id, ex_id, now)
+            self._release_dependents(tr_id, now)
         else:
             self._skip_dependents(tr_id, ex_id, task_id, state, now)
             if state is State.FAILED and not self._continue_on_error(ex_id):
                 self._skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
             pending = None  # skipping changed it (read it again)
         self._maybe_end(ex_id, now, result, pending)
-
-    def _release_dependents(self, tr_id: int, ex_id: int, now: float) -> None:
-        self._execute(q.DEPENDENTS_DOWN, (tr_id,))
-        if self._execute(q.READY_DEPENDENTS, (now, tr_id)).rowcount:
-            self._made_ready()
-
-    def _skip_dependents(
-        self, tr_id: int, ex_id: int, task_id: str, state: State, now: float
-    ) -> None:
-        verb = "failed" if state is State.FAILED else state.value.lower()
-        for (dep_id,) in self._all(q.DEPENDENTS, (tr_id,)):
-            self._skip(dep_id, ex_id, f"dependency '{task_id}' {verb}", now)
-
-    def _skip(
-        self, tr_id: int, ex_id: int, reason: str, now: float, result: RecordResult | None = None
-    ) -> None:
-        """SKIP a not-started task run and, transitively, its dependents."""
-        stack = [(tr_id, reason)]
-        while stack:
-            current, why = stack.pop()
-            row = self._set_task_run_state(
-                current, ex_id, State.SKIPPED, now, why, only_from=UNSTARTED
-            )
-            if row is None:
-                continue
-            self._execute(q.DELETE_READY, (current,))
-            self._pending_down(ex_id)
-            if row[3] is not None:
-                self._item_ended(row[3], ex_id, now, result or RecordResult())
-                continue
-            for (dep_id,) in self._all(q.DEPENDENTS, (current,)):
-                stack.append((dep_id, f"dependency '{row[1]}' was skipped"))
-
-    def _skip_unstarted(
-        self, ex_id: int, reason: str, now: float, result: RecordResult | None = None
-    ) -> None:
-        for (tr_id,) in self._all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
-            self._skip(tr_id, ex_id, reason, now, result)
 
     def _run_if_skipped(
         self, claim: Claim, outcome: Outcome, now: float, result: RecordResult
@@ -312,17 +255,14 @@ class Outcomes(Transitions):
         )
         self._execute(q.FORKED, (count, first, tr_id))
         self._execute(q.EXECUTION_PENDING_DOWN, (-count, ex_id))
-        self._execute(q.READY_ITEMS, (now, tr_id, first))
-        self._made_ready()
+        self._release_items(tr_id, first, now)
 
     def _item_ended(self, fork_of: int, ex_id: int, now: float, result: RecordResult) -> None:
         """One item fewer: start the next one held back by ``concurrency``, or end the
         for_each task run once none is left."""
         row = self._execute(q.ITEM_ENDED, (fork_of,)).fetchone()
-        remaining, next_index = int(row[0]), int(row[1]) - 1
-        if remaining > 0:
-            if self._execute(q.READY_NEXT_ITEM, (now, fork_of, next_index)).rowcount:
-                self._made_ready()
+        if int(row[0]) > 0:
+            self._release_next_item(fork_of, now)
             return
         state, why = self._items_verdict(fork_of)
         if state is State.KILLED:
@@ -424,6 +364,9 @@ class Outcomes(Transitions):
                 outputs = self._execution_outputs(ex_id, self.flow_of(revision_id))
             except templating.TemplateError as exc:
                 final, reason = State.FAILED, f"flow outputs: {exc}"
+        if current is State.CREATED and final in (State.SUCCESS, State.WARNING):
+            # nothing was left to claim (all skipped or reused): it ran, in no time
+            self._set_execution_state(ex_id, State.RUNNING, now, None)
         if not self._set_execution_state(ex_id, final, now, reason):
             return None
         shown = None if outputs is None else dumps(outputs)

@@ -71,7 +71,8 @@ UPDATE executions SET pending = pending - ? WHERE id = ? RETURNING pending
 """
 EXPIRED_EXECUTIONS = """
 SELECT id FROM executions
-WHERE deadline IS NOT NULL AND deadline <= ? AND state = 'RUNNING' AND reason IS NULL
+WHERE deadline IS NOT NULL AND deadline <= ? AND state IN ('CREATED', 'RUNNING')
+  AND reason IS NULL
 """
 
 TASK_RUN_COLUMNS = """id, execution_id, task_id, state, pending_deps, allow_failure, attempts,
@@ -104,8 +105,7 @@ INSERT INTO task_runs
 VALUES (?, ?, 'CREATED', 0, ?, ?, ?, ?, ?, ?, ?)
 """
 FORKED = "UPDATE task_runs SET forks_pending = ?, forks_next = ? WHERE id = ?"
-#: One item of a for_each task run ended: one fewer pending, and the next held back by
-#: ``concurrency`` (index ``forks_next`` before the update) is the one to release.
+#: One item of a for_each task run ended: one fewer pending.
 ITEM_ENDED = """
 UPDATE task_runs SET forks_pending = forks_pending - 1, forks_next = forks_next + 1 WHERE id = ?
 RETURNING forks_pending, forks_next
@@ -113,7 +113,9 @@ RETURNING forks_pending, forks_next
 READY_NEXT_ITEM = """
 INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
 SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
-WHERE fork_of = ? AND fork_index = ? AND state = 'CREATED'
+WHERE fork_of = ? AND state IN ('CREATED', 'RESTARTED')
+  AND NOT EXISTS (SELECT 1 FROM ready r WHERE r.task_run_id = task_runs.id)
+ORDER BY fork_index LIMIT 1
 """
 READY_ITEMS = """
 INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
@@ -361,14 +363,6 @@ ATTEMPT_TYPES = (
     "DOUBLE PRECISION",
     "DOUBLE PRECISION",
 )
-TASK_RUNS_STARTED = """
-UPDATE task_runs
-SET attempts = CAST(v.column2 AS INTEGER),
-    last_attempt_id = CAST(v.column3 AS BIGINT), started_at = coalesce(started_at, ?)
-FROM {values}
-WHERE task_runs.id = v.column1 AND task_runs.state IN ('CREATED', 'RESTARTED', 'RUNNING')
-"""
-STARTED_TYPES = ("BIGINT", "BIGINT", "BIGINT")
 FINISH_SUCCESSES = """
 UPDATE attempts
 SET state = 'SUCCESS', ended_at = ?, exit_code = CAST(v.column2 AS INTEGER), reason = NULL,
@@ -420,7 +414,7 @@ TASK_RUN_RESUMED = "UPDATE task_runs SET started_at = ? WHERE id = ?"
 # -- concurrency limits (store/limits.py) ---------------------------------------------
 ACTIVE_EXECUTIONS = """
 SELECT count(*) FROM executions
-WHERE state IN ('RUNNING', 'KILLING') AND namespace = ? AND flow_id = ?
+WHERE state IN ('CREATED', 'RUNNING', 'KILLING') AND namespace = ? AND flow_id = ? AND id <> ?
 """
 OLDEST_QUEUED = """
 SELECT id, revision_id FROM executions

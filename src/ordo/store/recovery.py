@@ -86,8 +86,9 @@ class Recovery(Limits):
             self._execute(q.RESTART_EXECUTION, params)
             by_id = {r.id: r for r in runs}
             again_tasks = {by_id[i].task_id for i in again if by_id[i].fork_of is None}
+            released: dict[int, int] = {}  # items made ready, by for_each task run
             for tr_id in sorted(again):
-                self._restart_task_run(by_id[tr_id], flow, again, again_tasks, now)
+                self._restart_task_run(by_id[tr_id], flow, again, again_tasks, released, now)
             self._made_ready()
             return [by_id[i].label for i in sorted(again)]
 
@@ -120,7 +121,13 @@ class Recovery(Limits):
         self._execute(q.SET_REVISION, (revision_id, ex_id))
 
     def _restart_task_run(
-        self, run: TaskRunRow, flow: Flow, again: set[int], again_tasks: set[str], now: float
+        self,
+        run: TaskRunRow,
+        flow: Flow,
+        again: set[int],
+        again_tasks: set[str],
+        released: dict[int, int],
+        now: float,
     ) -> None:
         ex_id = run.execution_id
         items = [i for i in again if i != run.id and self._fork_parent(i) == run.id]
@@ -137,10 +144,12 @@ class Recovery(Limits):
             return
         if pending == 0 and (run.fork_of is None or run.fork_of in again):
             task = flow.task(run.task_id)
-            self._execute(
-                q.INSERT_READY,
-                (run.id, ex_id, now, self.queue_of(ex_id, task), task.concurrency_key),
-            )
+            if run.fork_of is not None:  # an item: no more at once than ``concurrency``
+                if task.concurrency and released.get(run.fork_of, 0) >= task.concurrency:
+                    return  # released when an item before it ends
+                released[run.fork_of] = released.get(run.fork_of, 0) + 1
+            queue = self.queue_of(ex_id, task)
+            self._ready_restarted(run.id, ex_id, queue, task.concurrency_key, now)
 
     def _fork_parent(self, tr_id: int) -> int | None:
         row = self._one(q.TASK_RUN_FORK, (tr_id,))
@@ -283,11 +292,8 @@ class Recovery(Limits):
             self._execute(q.RESTART_TASK_RUN, (pending, 0, run.id))
             self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
             if pending == 0:
-                self._execute(
-                    q.INSERT_READY,
-                    (run.id, ex_id, now, self.queue_of(ex_id, task), task.concurrency_key),
-                )
-                self._made_ready()
+                queue = self.queue_of(ex_id, task)
+                self._ready_restarted(run.id, ex_id, queue, task.concurrency_key, now)
         if again:
             self._execute(q.CLEAR_EXECUTION_REASON, (ex_id,))
         return tuple(r.label for r in again)

@@ -49,6 +49,18 @@ WHERE task_runs.id = v.column1 AND task_runs.state = v.column5
 RETURNING task_runs.id, task_runs.fork_of
 """
 _TASK_RUN_TYPES = ("BIGINT", "TEXT", "TEXT", "DOUBLE PRECISION", "TEXT")
+#: Attempts started: each task run's count and last attempt, and CREATED or RESTARTED ->
+#: RUNNING for a first attempt (a retry's task run is RUNNING already), in one statement.
+_CLAIMED = """
+UPDATE task_runs
+SET state = CASE WHEN task_runs.state IN ('CREATED', 'RESTARTED') THEN 'RUNNING'
+                 ELSE task_runs.state END,
+    attempts = CAST(v.column2 AS INTEGER), last_attempt_id = CAST(v.column3 AS BIGINT),
+    started_at = coalesce(task_runs.started_at, ?)
+FROM {values}
+WHERE task_runs.id = v.column1 AND task_runs.state IN ('CREATED', 'RESTARTED', 'RUNNING')
+"""
+_CLAIMED_TYPES = ("BIGINT", "BIGINT", "BIGINT")
 _INSERT_HISTORY = """
 INSERT INTO state_history (execution_id, task_run_id, from_state, to_state, at, reason)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -145,6 +157,23 @@ class Transitions(StoreReads):
         ]
         table, values = self._values(rows, _TASK_RUN_TYPES)
         return {int(r[0]): r[1] for r in self._all(_SET_TASK_RUNS.format(values=table), values)}
+
+    def _claimed(self, started: Sequence[tuple[Change, int, int]], now: float) -> None:
+        """Attempts started, each ``(change, number, attempt_id)``: the attempt count and
+        last attempt of each task run, and its ``change`` to RUNNING when it was
+        waiting (CREATED or RESTARTED; a retry's task run is RUNNING already)."""
+        if not started:
+            return
+        moves = [c for c, _, _ in started if c.old is not c.new]
+        for change in moves:
+            if not can_transition(change.old, change.new):
+                raise _illegal(change, By.WORK)
+        rows = [(c.run_id, number, attempt_id) for c, number, attempt_id in started]
+        table, params = self._values(rows, _CLAIMED_TYPES)
+        self._execute(_CLAIMED.format(values=table), [now, *params])
+        self._transitions.extend(
+            (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason) for c in moves
+        )
 
     # -- one change, its current state read first --------------------------------------
     def _set_execution_state(
