@@ -4,18 +4,23 @@ Each has a stable URL; the parts that change live are also served alone for htmx
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from markupsafe import escape
 
 from ordo import views
+from ordo.api import streams
 from ordo.api.app import Stores, not_found, store_of
 from ordo.api.flows import flow_summary
+from ordo.api.streams import EventStream
 from ordo.errors import OrdoError, UsageError
 from ordo.model import State
 from ordo.store import Store
@@ -28,7 +33,6 @@ router = APIRouter(include_in_schema=False)
 MAX_ID = 2**63 - 1
 PAGE = 50
 LOG_PAGE = 2000
-FOLLOW_POLL = 0.2
 DAY = 86400.0
 
 
@@ -513,28 +517,31 @@ def follow_logs(
         chosen = _log_scope(store, execution, attempt, viewer)[1]
     except OrdoError as exc:
         return error_page(request, exc, viewer)
-    stores: Stores = request.app.state.stores
-    return StreamingResponse(
-        _follow(stores, execution, chosen, after),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    ticket = request.app.state.streams.open(viewer.caller.name)
+    return EventStream(_follow(request.app.state.stores, execution, chosen, after), ticket)
 
 
-def _follow(stores: Stores, execution: int, chosen: list[int] | None, after: int) -> Iterator[str]:
-    while True:
-        store = stores.get()
+async def _follow(
+    stores: Stores, execution: int, chosen: list[int] | None, after: int
+) -> AsyncIterator[str]:
+    """Async: between looks it sleeps, holding no thread and no connection."""
+
+    def look(store: Store) -> tuple[bool, list[Any]]:
         ended = _ended(store, execution, chosen)
-        lines = store.logs(execution, attempt_ids=chosen, after_id=after, limit=500)
+        return ended, store.logs(execution, attempt_ids=chosen, after_id=after, limit=500)
+
+    pauses = streams.pauses()
+    while True:
+        ended, lines = await run_in_threadpool(stores.run, look)
         if lines:
             after = lines[-1].id
-            html = "".join(_line_html(x) for x in lines)
-            yield "event: line\ndata: " + html + "\n\n"
+            yield streams.event("line", "".join(_line_html(x) for x in lines))
+            pauses = streams.pauses()
             continue
         if ended:
-            yield "event: end\ndata: ended\n\n"
+            yield streams.event("end", "ended")
             return
-        time.sleep(FOLLOW_POLL)
+        await asyncio.sleep(next(pauses))
 
 
 def _ended(store: Store, execution: int, chosen: list[int] | None) -> bool:
@@ -543,11 +550,17 @@ def _ended(store: Store, execution: int, chosen: list[int] | None) -> bool:
     return all(a.ended_at is not None for a in store.attempts(execution) if a.id in chosen)
 
 
+def _one_line(html: str) -> str:
+    """A line's CR and LF as character references: kept, and no line break in the
+    event that carries it."""
+    return html.replace("\r", "&#13;").replace("\n", "&#10;")
+
+
 def _line_html(x: Any) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(x.at))
     return (
         f'<li class="{x.stream}" data-id="{x.id}"><time>{stamp}</time> '
-        f"<span>{escape(x.line)}</span></li>"
+        f"<span>{_one_line(escape(x.line))}</span></li>"
     )
 
 
@@ -569,7 +582,7 @@ def download_logs(
     def text() -> Iterator[str]:
         after = 0
         while True:
-            lines = stores.get().logs(execution_id, attempt_ids=chosen, after_id=after)
+            lines = stores.run(functools.partial(_page, execution_id, chosen, after))
             if not lines:
                 return
             after = lines[-1].id
@@ -583,6 +596,10 @@ def download_logs(
         media_type="text/plain; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+def _page(execution_id: int, chosen: list[int] | None, after: int, store: Store) -> list[Any]:
+    return store.logs(execution_id, attempt_ids=chosen, after_id=after)
 
 
 # -- the rest ----------------------------------------------------------------------------
