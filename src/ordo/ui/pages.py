@@ -9,7 +9,9 @@ import functools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -33,6 +35,8 @@ router = APIRouter(include_in_schema=False)
 MAX_ID = 2**63 - 1
 PAGE = 50
 LOG_PAGE = 2000
+RUNS_SHOWN = 200  # task runs an execution's page lists, then "show more"
+DRAWN = 300  # tasks up to which an execution's page draws its DAG and offers pick lists
 DAY = 86400.0
 
 
@@ -374,17 +378,44 @@ def execution_page(
     viewer: auth.Viewer,
     execution_id: int,
     part: bool = False,
+    runs: int = Query(default=RUNS_SHOWN, ge=1, le=1_000_000, description="task runs shown"),
+    state: str = Query(default="", max_length=20, description="only task runs in this state"),
+    task: str = Query(default="", max_length=200, description="only task runs whose name has"),
 ) -> HTMLResponse:
     store = store_of(request)
     try:
-        context = execution_context(store, execution_id, viewer=viewer)
+        shown = RunFilter(runs, _state_of(state), task.strip())
+        context = execution_context(store, execution_id, viewer=viewer, shown=shown)
     except OrdoError as exc:
         return error_page(request, exc, viewer)
     return page(request, "_execution_live.html" if part else "execution.html", viewer, **context)
 
 
+@dataclass(frozen=True)
+class RunFilter:
+    """Which task runs an execution's page lists: the first ``limit`` of those in
+    ``state`` (any when None) whose label contains ``text``."""
+
+    limit: int = RUNS_SHOWN
+    state: State | None = None
+    text: str = ""
+
+    def keeps(self, run: TaskRunRow) -> bool:
+        return (self.state is None or run.state is self.state) and self.text in run.label
+
+    def query(self, limit: int) -> str:
+        return urlencode(
+            {"runs": limit, "state": self.state.value if self.state else "", "task": self.text}
+        )
+
+
 def execution_context(
-    store: Store, execution_id: int, error: str | None = None, *, viewer: auth.Session
+    store: Store,
+    execution_id: int,
+    error: str | None = None,
+    *,
+    viewer: auth.Session,
+    shown: RunFilter | None = None,
 ) -> dict[str, Any]:
     if not 1 <= execution_id <= MAX_ID:
         raise not_found(f"execution {execution_id}")
@@ -420,6 +451,9 @@ def execution_context(
     metrics_of: dict[int, list[Any]] = {}
     for m in metrics:
         metrics_of.setdefault(m.task_run_id, []).append(m)
+    shown = shown or RunFilter()
+    kept = [r for r in runs if shown.keeps(r)]
+    listed = kept[: shown.limit]
     table = [
         {
             "run": r,
@@ -429,16 +463,29 @@ def execution_context(
             "outputs": views.run_outputs(outputs, r),
             "metrics": metrics_of.get(r.id, []),
         }
-        for r in runs
+        for r in listed
     ]
+    states = {k: v.state for k, v in tops.items()}
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.state.value] = counts.get(r.state.value, 0) + 1
     return {
         "ex": ex,
         "flow": flow,
         "revision": store.get_revision(ex.revision_id),
-        "dag": drawing.dag(flow.tasks, {k: v.state for k, v in tops.items()}, details),
-        "timeline": drawing.timeline(runs, attempts, now),
+        # a drawing of thousands of tasks is megabytes nobody can read: counts instead
+        "dag": drawing.dag(flow.tasks, states, details) if len(flow.tasks) <= DRAWN else None,
+        "counts": counts,
+        "timeline": drawing.timeline(listed, attempts, now),
         "table": table,
-        "tasks": [t.id for t in flow.tasks],
+        "shown": shown,
+        "runs_total": len(runs),
+        "runs_kept": len(kept),
+        "more": shown.query(shown.limit + RUNS_SHOWN) if len(kept) > shown.limit else None,
+        "states": [s.value for s in State],
+        # a choice among thousands of tasks is typed, not picked from a list
+        "tasks": [t.id for t in flow.tasks] if len(flow.tasks) <= DRAWN else None,
+        "labels": [r.label for r in runs] if len(runs) <= DRAWN else None,
         "children": store.children(execution_id),
         "error": error,
         "now": now,
