@@ -120,14 +120,11 @@ def _deploy_one(
     final = os.path.join(at, os.path.relpath(path, root)) if rel != "." else at
     try:
         prepared = definitions.prepare(path)
-    except (DefinitionError, RecursionError) as exc:
+    except DefinitionError as exc:
         previous = store.newest_at(final)
         if previous is not None:
             seen.setdefault((previous.namespace, previous.flow_id), "")  # kept, not deployed
-        if isinstance(exc, RecursionError):  # one bad file must not stop the others
-            errors: tuple[str, ...] = (f"{rel}: nested too deeply to read",)
-        else:
-            errors = tuple(str(p) for p in exc.problems)
+        errors = tuple(str(p) for p in exc.problems)
         name = f"{previous.namespace}/{previous.flow_id}" if previous else None
         return Change("invalid", name, rel, previous.revision if previous else None, errors)
     flow = prepared.flow

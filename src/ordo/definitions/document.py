@@ -45,6 +45,8 @@ def load_document(text: str, path: str, fmt: str) -> Any:
         raise DefinitionError([Problem(f"invalid {kind}: {what}", path, line, col)]) from None
     except YAMLError as exc:
         raise DefinitionError([Problem(f"invalid {kind}: {exc}", path)]) from None
+    except RecursionError:  # one bad file must not stop a folder's deploy (or a server)
+        raise DefinitionError([Problem(f"invalid {kind}: nested too deeply", path)]) from None
 
 
 class DocumentChecker:

@@ -607,7 +607,7 @@ def _line_html(x: Any) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(x.at))
     return (
         f'<li class="{x.stream}" data-id="{x.id}"><time>{stamp}</time> '
-        f"<span>{_one_line(escape(x.line))}</span></li>"
+        f"<span>{_one_line(str(escape(x.line)))}</span></li>"
     )
 
 
