@@ -382,7 +382,8 @@ class SlowHead(H11Protocol):
 
 class SlowBody:
     """A request's whole body must arrive within ``timeout`` seconds of its head: else
-    408 (or, when the answer has begun, the connection is closed)."""
+    it is answered 408 (the application then hears that the client went away) and the
+    connection closes."""
 
     def __init__(self, app: ASGIApp, timeout: float) -> None:
         self.app = app
@@ -393,38 +394,38 @@ class SlowBody:
             await self.app(scope, receive, send)
             return
         deadline = asyncio.get_running_loop().time() + self.timeout
-        complete = False
-        started = False
+        complete = started = cut = False
 
         async def timed() -> Message:
-            nonlocal complete
-            if complete:
-                return await receive()
+            nonlocal complete, started, cut
+            if complete or cut:
+                return await receive() if complete else {"type": "http.disconnect"}
             left = deadline - asyncio.get_running_loop().time()
             try:
                 message = await asyncio.wait_for(receive(), max(left, 0.0))
             except TimeoutError:
-                raise _BodyTooSlow from None
+                cut = True
+                if not started:
+                    started = True
+                    detail = f"request body not received within {self.timeout:g} s"
+                    response = JSONResponse({"detail": detail}, status_code=408)
+                    await response(scope, _gone, send)
+                return {"type": "http.disconnect"}
             complete = message["type"] != "http.request" or not message.get("more_body")
             return message
 
         async def sending(message: Message) -> None:
             nonlocal started
+            if cut:
+                return  # answered 408 already
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, timed, sending)
-        except _BodyTooSlow:
-            if started:
-                raise
-            detail = f"request body not received within {self.timeout:g} s"
-            response = JSONResponse({"detail": detail}, status_code=408)
-            await response(scope, _gone, send)
-
-
-class _BodyTooSlow(Exception):
-    pass
+        except Exception:
+            if not cut:
+                raise  # else: the application's complaint that the client went away
 
 
 async def _gone() -> Message:

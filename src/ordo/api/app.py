@@ -10,6 +10,7 @@ the status of :func:`ordo.errors.http_status`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -162,17 +163,21 @@ class Stores:
 
 
 class Lease:
-    """The connection of one request, borrowed on first use (many requests, static
-    files say, need none)."""
+    """The connection of one request, borrowed on first use (in the request's thread)
+    and given back by :meth:`end` (in the event loop), which also lets the next
+    request in (``on_end``)."""
 
-    def __init__(self, stores: Stores) -> None:
+    def __init__(self, stores: Stores, on_end: Callable[[], None]) -> None:
         self.stores = stores
         self.store: Store | None = None
         self.broken = False
+        self._on_end: Callable[[], None] | None = on_end
         self._lock = threading.Lock()
 
     def get(self) -> Store:
         with self._lock:
+            if self._on_end is None:
+                raise RuntimeError("this request's store connection was given back already")
             if self.store is None:
                 self.store = self.stores.borrow()
             return self.store
@@ -180,24 +185,39 @@ class Lease:
     def end(self) -> None:
         with self._lock:
             store, self.store = self.store, None
+            on_end, self._on_end = self._on_end, None
         if store is not None:
             self.stores.give_back(store, broken=self.broken)
+        if on_end is not None:
+            on_end()
 
 
 class Leasing:
-    """Gives each HTTP request its :class:`Lease` and ends it when the answer starts
-    (a streamed answer borrows connections of its own, briefly, per look) or the
-    request fails."""
+    """Lets at most ``stores.size`` requests work with the store at a time; the others
+    wait here, holding no thread, up to ``stores.wait`` seconds (then 503 with
+    ``Retry-After``). Each request in gets its :class:`Lease`, ended when its answer
+    starts (a streamed answer borrows connections of its own, briefly, per look) or
+    the request fails. ``/health`` and static files need no store and skip the line."""
 
     def __init__(self, app: ASGIApp, stores: Stores) -> None:
         self.app = app
         self.stores = stores
+        self._line: asyncio.Semaphore | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path == "/health" or path.startswith("/static/"):
             await self.app(scope, receive, send)
             return
-        lease = Lease(self.stores)
+        if self._line is None:
+            self._line = asyncio.Semaphore(self.stores.size)
+        line = self._line
+        try:
+            await asyncio.wait_for(line.acquire(), self.stores.wait)
+        except TimeoutError:
+            await _busy(self.stores, send)
+            return
+        lease = Lease(self.stores, on_end=line.release)
         scope[LEASE] = lease
 
         async def sending(message: Message) -> None:
@@ -212,6 +232,17 @@ class Leasing:
             raise
         finally:
             lease.end()
+
+
+async def _busy(stores: Stores, send: Send) -> None:
+    detail = (
+        f"the server is busy: no store connection came free in {stores.wait:g} s "
+        f"(all {stores.size} in use); try again"
+    )
+    response = JSONResponse(
+        {"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_AFTER)}
+    )
+    await response({"type": "http"}, _no_body, send)
 
 
 LEASE = "ordo.lease"

@@ -189,8 +189,8 @@ def mark(store: Store, execution: int | None = None) -> str:
 
 
 async def _changes(stores: Stores, execution: int | None, shown: str) -> AsyncIterator[str]:
-    """Async: between looks it sleeps (longer while nothing changes), holding no
-    thread and no connection; Starlette ends it when the page goes away."""
+    """Async: between looks (every :data:`LIVE_GAP`) it sleeps, holding no thread and
+    no connection; Starlette ends it when the page goes away."""
 
     def look() -> str:
         return stores.run(lambda store: mark(store, execution))
@@ -198,14 +198,12 @@ async def _changes(stores: Stores, execution: int | None, shown: str) -> AsyncIt
     seen = shown or await anyio.to_thread.run_sync(look)
     yield "retry: 1000\n\n"
     pinged = time.monotonic()
-    pauses = streams.pauses()
     while True:
-        await asyncio.sleep(max(LIVE_GAP, next(pauses)))
+        await asyncio.sleep(LIVE_GAP)
         now = time.monotonic()
         current = await anyio.to_thread.run_sync(look)
         if current != seen:
             seen = current
-            pauses = streams.pauses()
             yield streams.event("changed", current)
         elif now - pinged > LIVE_PING:
             pinged = now
