@@ -1,6 +1,7 @@
 """Showing a big execution (issue #15): document time grows linearly with its tasks.
 
-Run: ``.venv/bin/python bench/documents.py [--small 1000] [--big 10000] [--repeat 3]``.
+Run: ``.venv/bin/python bench/documents.py [--small 1000] [--big 10000] [--repeat 3]
+[--work DIR]`` (``--work`` keeps the store there and reuses its executions next time).
 Runs one execution of a ``--small``-task and one of a ``--big``-task flow of python
 tasks through ``ordo run`` in a scratch SQLite store, then times, for each: the
 document in-process (``views.execution_document``), ``ordo executions show --json``
@@ -47,7 +48,10 @@ def median_time(work: Callable[[], object], repeat: int) -> float:
 
 def run_flow(work: Path, db: Path, env: dict[str, str], tasks: int) -> int:
     folder = work / f"flow-{tasks}"
-    folder.mkdir()
+    done = folder / "execution-id"
+    if done.exists():  # --work of an earlier run
+        return int(done.read_text())
+    folder.mkdir(exist_ok=True)
     flow = bench_ui.big_flow(folder, tasks)
     flow.write_text(flow.read_text().replace("id: big", f"id: big{tasks}", 1))
     started = time.perf_counter()
@@ -61,6 +65,7 @@ def run_flow(work: Path, db: Path, env: dict[str, str], tasks: int) -> int:
     execution_id = int(json.loads(ran.stdout)["id"])
     took = time.perf_counter() - started
     print(f"a {tasks:,}-task execution (#{execution_id}) ran in {took:.1f} s")
+    done.write_text(str(execution_id))
     return execution_id
 
 
@@ -74,10 +79,10 @@ def start_server(work: Path, db: Path, env: dict[str, str]) -> tuple[subprocess.
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600  # a busy machine
     while True:
         try:
-            if httpx.get(url + "/health").status_code == 200:
+            if httpx.get(url + "/health", timeout=30).status_code == 200:
                 return server, url
         except httpx.HTTPError:
             if time.monotonic() > deadline:
@@ -90,12 +95,16 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--big", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--work", type=Path, help="keep the store in this folder and reuse its executions"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from ordo import views
     from ordo.store import open_store
 
-    work = Path(tempfile.mkdtemp(prefix="ordo-bench-documents-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="ordo-bench-documents-"))
+    work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, ORDO_HOME=str(work / "home"), PYTHONPATH=str(ROOT / "src"))
     env.pop("ORDO_DB", None)
     db = work / "ordo.db"
@@ -103,7 +112,7 @@ def main() -> None:
     try:
         ids = {n: run_flow(work, db, env, n) for n in (args.small, args.big)}
         token = subprocess.run(
-            [*ORDO, "--db", str(db), "tokens", "create", "--name", "bench"],
+            [*ORDO, "--db", str(db), "tokens", "create", "--name", f"bench-{os.getpid()}"],
             env=env,
             capture_output=True,
             text=True,
@@ -169,7 +178,8 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=60)
-        shutil.rmtree(work, ignore_errors=True)
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -152,6 +153,18 @@ class Stores:
         from async code, through the thread pool)."""
         with self.using() as store:
             return work(store)
+
+    async def look(self, work: Callable[[Store], T]) -> T:
+        """``work(store)`` from async code (a stream's look), in the thread pool on a
+        briefly borrowed connection; while the pool is busy or the store away, it
+        waits (without a thread) and tries again, so the stream stays open."""
+        pause = 0.1
+        while True:
+            try:
+                return await run_in_threadpool(self.run, work)
+            except (PoolTimeout, StoreUnavailable):
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def close(self) -> None:
         with self._lock:

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -210,7 +209,7 @@ async def _follow(stores: Stores, execution_id: int, after: int) -> AsyncIterato
 
     pauses = streams.pauses()
     while True:
-        state, lines = await run_in_threadpool(stores.run, look)
+        state, lines = await stores.look(look)
         for line in lines:
             after = line["id"]
             yield streams.event("log", json.dumps(line), line["id"])

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from markupsafe import escape
 
@@ -579,7 +578,7 @@ async def _follow(
 
     pauses = streams.pauses()
     while True:
-        ended, lines = await run_in_threadpool(stores.run, look)
+        ended, lines = await stores.look(look)
         if lines:
             after = lines[-1].id
             yield streams.event("line", "".join(_line_html(x) for x in lines))

@@ -192,16 +192,16 @@ async def _changes(stores: Stores, execution: int | None, shown: str) -> AsyncIt
     """Async: between looks (every :data:`LIVE_GAP`) it sleeps, holding no thread and
     no connection; Starlette ends it when the page goes away."""
 
-    def look() -> str:
-        return stores.run(lambda store: mark(store, execution))
+    def look(store: Store) -> str:
+        return mark(store, execution)
 
-    seen = shown or await anyio.to_thread.run_sync(look)
+    seen = shown or await stores.look(look)
     yield "retry: 1000\n\n"
     pinged = time.monotonic()
     while True:
         await asyncio.sleep(LIVE_GAP)
         now = time.monotonic()
-        current = await anyio.to_thread.run_sync(look)
+        current = await stores.look(look)
         if current != seen:
             seen = current
             yield streams.event("changed", current)
