@@ -140,8 +140,10 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
 
 def _waiting_for(store: Store, ex: Any) -> dict[str, Any] | None:
     """What a QUEUED execution waits for, machine-readable."""
+    if ex.state is not State.QUEUED:  # before reading (parsing) the flow: big ones cost
+        return None
     flow = store.flow_of(ex.revision_id)
-    if ex.state is not State.QUEUED or flow.concurrency is None:
+    if flow.concurrency is None:
         return None
     return {
         "kind": "flow",
