@@ -236,6 +236,10 @@ class Worker:
                         self._wait(done, execution_id, wake_at)
                 except StoreUnavailable as exc:
                     self._recover(exc, done)
+        except BaseException:
+            for item in done:  # not recorded: a loop started again (ordo server) records them
+                self._events.put(item)
+            raise
         finally:
             if listening is not None:
                 listening.close()

@@ -4,9 +4,10 @@ mark, save) executions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -14,8 +15,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from ordo import services, views
+from ordo.api import streams
 from ordo.api.app import Caller, Reader, StoreDep, Stores, Writer
 from ordo.api.flows import label_pairs, visible_flow
+from ordo.api.streams import EventStream
 from ordo.errors import Conflict, NotFound, UsageError
 from ordo.model import State
 from ordo.store import Store
@@ -24,7 +27,6 @@ from ordo.store.records import ExecutionRow
 router = APIRouter(prefix="/api", tags=["executions"])
 MAX_ID = 2**63 - 1
 ExecutionId = Annotated[int, Path(ge=1, le=MAX_ID, description="an execution's id")]
-FOLLOW_POLL = 0.1  # seconds between looks for new log lines
 
 
 class StartBody(BaseModel):
@@ -166,33 +168,58 @@ def logs(
 ) -> list[dict[str, Any]] | StreamingResponse:
     visible(store, who, execution_id)
     if not follow:
-        return [_line(x) for x in store.logs(execution_id, after_id=after, limit=limit)]
-    stores: Stores = request.app.state.stores
-    return StreamingResponse(
-        _follow(stores, execution_id, after),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache"},
-    )
+        names = _names(store, execution_id)
+        lines = store.logs(execution_id, after_id=after, limit=limit)
+        return [_line(x, names) for x in lines]
+    ticket = request.app.state.streams.open(who.name)
+    return EventStream(_follow(request.app.state.stores, execution_id, after), ticket)
 
 
-def _line(x: Any) -> dict[str, Any]:
-    return {"id": x.id, "attempt_id": x.attempt_id, "at": x.at, "stream": x.stream, "line": x.line}
+def _line(x: Any, names: dict[int, tuple[str, int]]) -> dict[str, Any]:
+    task, number = names.get(x.attempt_id, (None, None))
+    return {
+        "id": x.id,
+        "attempt_id": x.attempt_id,
+        "task": task,
+        "attempt": number,
+        "at": x.at,
+        "stream": x.stream,
+        "line": x.line,
+    }
 
 
-def _follow(stores: Stores, execution_id: ExecutionId, after: int) -> Iterator[str]:
+def _names(store: Store, execution_id: int) -> dict[int, tuple[str, int]]:
+    """Each attempt's task run label and attempt number, by attempt id."""
+    labels = {r.id: r.label for r in store.task_runs(execution_id)}
+    return {a.id: (labels.get(a.task_run_id, "?"), a.number) for a in store.attempts(execution_id)}
+
+
+async def _follow(stores: Stores, execution_id: int, after: int) -> AsyncIterator[str]:
     """Lines as ``log`` events (``id`` = line id, for Last-Event-ID), then one ``end``
-    event with the final state. Runs in the thread pool: the thread's own store."""
+    event with the final state. Between looks it sleeps (no thread, no connection
+    held); each look borrows a pooled connection briefly."""
+    names: dict[int, tuple[str, int]] = {}
+
+    def look(store: Store) -> tuple[State, list[dict[str, Any]]]:
+        state = store.get_execution(execution_id).state
+        found = store.logs(execution_id, after_id=after, limit=1000)
+        if any(x.attempt_id not in names for x in found):
+            names.update(_names(store, execution_id))
+        return state, [_line(x, names) for x in found]
+
+    pauses = streams.pauses()
     while True:
-        store = stores.get()
-        ended = store.get_execution(execution_id).state.terminal
-        for x in store.logs(execution_id, after_id=after, limit=1000):
-            after = x.id
-            yield f"id: {x.id}\nevent: log\ndata: {json.dumps(_line(x))}\n\n"
-        if ended:
-            state = store.get_execution(execution_id).state.value
-            yield f"event: end\ndata: {json.dumps({'state': state})}\n\n"
+        state, lines = await stores.look(look)
+        for line in lines:
+            after = line["id"]
+            yield streams.event("log", json.dumps(line), line["id"])
+        if state.terminal and len(lines) < 1000:
+            yield streams.event("end", json.dumps({"state": state.value}))
             return
-        time.sleep(FOLLOW_POLL)
+        if lines:
+            pauses = streams.pauses()
+            continue
+        await asyncio.sleep(next(pauses))
 
 
 def _with_state(store: Store, execution_id: ExecutionId, exc: Conflict) -> Conflict:

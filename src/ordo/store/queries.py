@@ -311,6 +311,8 @@ FROM checks WHERE execution_id = ? ORDER BY id
 REGISTER_WORKER = """
 INSERT INTO workers (id, host, pid, queues, started_at, heartbeat_at, running)
 VALUES (?, ?, ?, ?, ?, ?, 0)
+ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+    queues = excluded.queues, heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
 """
 WORKER_HEARTBEAT = "UPDATE workers SET heartbeat_at = ?, running = ? WHERE id = ?"
 WORKER_STOPPED = "UPDATE workers SET stopped_at = ?, running = 0, heartbeat_at = ? WHERE id = ?"
