@@ -47,6 +47,7 @@ from ordo.definitions.schema import (
     describe,
     plain,
 )
+from ordo.definitions.templaterefs import ReferenceCheck
 from ordo.definitions.triggers import read_notify, read_triggers
 from ordo.errors import DefinitionError, Problem
 from ordo.model import (
@@ -167,7 +168,13 @@ class FlowChecker(DocumentChecker):
         tasks = self.tasks(root, defaults, sequential)
         if flow_id is None or tasks is None:
             return None
+        before = len(self.problems)
         self.graph_problems(tasks)
+        if len(self.problems) == before:
+            declared = root.get("inputs")
+            names = [str(n) for n in declared] if isinstance(declared, Mapping) else []
+            check = ReferenceCheck(self, root, names)
+            check.run(tasks, self.task_nodes, self.task_index)
         return Flow(
             id=flow_id,
             namespace=namespace,
