@@ -701,3 +701,23 @@ def test_references_read_at_run_time_are_left_to_the_run() -> None:
             command: "echo {{ outputs[inputs.which] }} {{ execution.inputs.which }}"
     """)
     assert [t.id for t in flow.tasks] == ["a", "b"]
+
+
+def test_inputs_a_trigger_passes_count_as_declared() -> None:
+    flow = parse("""
+        id: hooked
+        triggers:
+          - {type: event, event: file.arrived}
+          - {type: webhook, key: 7f3a9c1e55d0}
+        tasks:
+          - {id: a, type: shell, command: "echo {{ inputs.event.data }} {{ inputs.body }}"}
+    """)
+    assert flow.tasks[0].id == "a"
+    assert problems("""
+        id: plain
+        tasks:
+          - {id: a, type: shell, command: "echo {{ inputs.schedule.time }}"}
+    """) == [
+        "/flows/f.yaml:3:35: tasks[0].command: undeclared input 'inputs.schedule' in "
+        "'echo {{ inputs.schedule.time }}'; declared inputs: none"
+    ]

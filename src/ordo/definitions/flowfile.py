@@ -63,6 +63,8 @@ from ordo.model import (
 )
 from ordo.templating import has_template
 
+#: The input each trigger type passes beside the declared ones (docs/triggers.md).
+_PASSED = {"schedule": "schedule", "event": "event", "webhook": "body"}
 _TASK_FIELD = re.compile(r"^tasks\[(\d+)\]\.(\w+)$")
 _RETRY_KINDS = (
     ("attempts", "positive_int"),
@@ -173,6 +175,7 @@ class FlowChecker(DocumentChecker):
         if len(self.problems) == before:
             declared = root.get("inputs")
             names = [str(n) for n in declared] if isinstance(declared, Mapping) else []
+            names += [_PASSED[t.type] for t in triggers if t.type in _PASSED]
             check = ReferenceCheck(self, root, names)
             check.run(tasks, self.task_nodes, self.task_index)
         return Flow(
