@@ -151,6 +151,15 @@ def metrics(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dic
 
 
 @router.get(
+    "/executions/{execution_id}/history",
+    summary="Every state change of it and its task runs, oldest first, with time and reason",
+)
+def history(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
+    visible(store, who, execution_id)
+    return views.state_history(store, execution_id)
+
+
+@router.get(
     "/executions/{execution_id}/logs",
     summary="Its log lines; follow=true streams them as Server-Sent Events until it ends",
     response_model=None,
