@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ordo import services
@@ -95,7 +96,7 @@ class Stores:
 def create_app(db_url: str, *, max_body: int = 1_048_576) -> FastAPI:
     """The API over the store at ``db_url``; request bodies over ``max_body`` bytes are
     refused with 413."""
-    from ordo.api import executions, flows, others
+    from ordo.api import docs, executions, flows, others
 
     stores = Stores(db_url)
 
@@ -110,9 +111,10 @@ def create_app(db_url: str, *, max_body: int = 1_048_576) -> FastAPI:
         version="1",
         description="Flows, executions, events and webhooks of an ordo store.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served from vendored files by ordo.api.docs
         redoc_url=None,
     )
+    docs.add_docs(app, "/api/openapi.json")
     app.state.stores = stores
     app.add_exception_handler(OrdoError, _ordo_error)  # type: ignore[arg-type]
     app.add_exception_handler(ValueError, _value_error)  # type: ignore[arg-type]
@@ -130,12 +132,23 @@ def store_of(request: Request) -> Store:
 StoreDep = Annotated[Store, Depends(store_of)]
 
 
-def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+#: The OpenAPI document's security scheme (``HTTPBearer``): Swagger UI's Authorize button
+#: sends the token it is given as ``Authorization: Bearer <token>``.
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token from `ordo tokens create` (read-only tokens may only read).",
+)
+
+
+def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+) -> Caller:
     """The caller of a route that reads: any valid token."""
-    if not authorization or not authorization.lower().startswith("bearer "):
+    if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("this needs an API token: Authorization: Bearer <token>")
     store = store_of(request)
-    found = store.find_token(services.token_hash(authorization[7:].strip()))
+    found = store.find_token(services.token_hash(credentials.credentials.strip()))
     if found is None or found.revoked_at is not None:
         raise Unauthorized("unknown or revoked API token (ordo tokens list)")
     now = time.time()
