@@ -1,10 +1,13 @@
 """The CLI with ``--server`` prints what it prints on the store itself (``logs``,
-``executions list``, ``executions history``); the state history through the API."""
+``executions list``, ``executions history``); the state history through the API; what
+``--server`` sends: a flow file that references no file beside it, never a new revision
+for the same content."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from server_support import Server, run_ordo, running_server, server_env
@@ -95,3 +98,45 @@ def test_state_history_lists_every_transition_with_time_and_reason(server: Serve
     assert json.loads(_both(server, "executions", "history", "1", "--json")[0]) == rows
     missing = server.http.get("/api/executions/99/history")
     assert missing.status_code == 404
+
+
+def test_a_flow_with_files_beside_it_is_refused_with_a_pointer_to_deploy(
+    server: Server, tmp_path: Path
+) -> None:
+    (tmp_path / "checks.py").write_text("def ok():\n    return {}\n")
+    flow = tmp_path / "checked.yaml"
+    flow.write_text("id: checked\ntasks:\n  - {id: c, type: python, function: 'checks:ok'}\n")
+    remote = ["--server", server.url, "--token", server.token]
+    for verb in (["run", str(flow)], ["flows", "add", str(flow)]):
+        refused = run_ordo(server.env, *remote, *verb)
+        assert refused.returncode == 2, refused.stderr
+        assert "references files beside it (checks.py)" in refused.stderr
+        assert f"ordo deploy {tmp_path}" in refused.stderr
+    assert server.http.get("/api/flows/default/checked").status_code == 404
+
+
+def test_the_same_content_never_makes_a_new_revision(server: Server, tmp_path: Path) -> None:
+    """Sent again and again, the same text is one revision. Run from its file on the
+    store itself it runs from the file's folder, not the server's: one new revision for
+    that, not one per send."""
+    flow = tmp_path / "same.yaml"
+    flow.write_text("id: same\ntasks:\n  - {id: a, type: shell, command: 'echo same'}\n")
+    remote = ["--server", server.url, "--token", server.token]
+
+    def numbers() -> list[int]:
+        rows = server.http.get("/api/flows/default/same/revisions").json()
+        return [int(r["revision"]) for r in rows]
+
+    for verb in (["run", str(flow)], ["run", str(flow)], ["flows", "add", str(flow)]):
+        sent = run_ordo(server.env, *remote, *verb)
+        assert sent.returncode == 0, sent.stderr
+    assert numbers() == [1]
+    assert server.cli("run", str(flow), "-q").returncode == 0
+    assert server.cli("run", str(flow), "-q").returncode == 0
+    assert numbers() == [2, 1]
+    for _ in range(2):
+        assert run_ordo(server.env, *remote, "run", str(flow)).returncode == 0
+    assert numbers() == [3, 2, 1]
+    flow.write_text("id: same\ntasks:\n  - {id: a, type: shell, command: 'echo changed'}\n")
+    assert run_ordo(server.env, *remote, "flows", "add", str(flow)).returncode == 0
+    assert numbers() == [4, 3, 2, 1]

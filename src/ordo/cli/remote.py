@@ -7,13 +7,14 @@ routes. What the API answers with an error is printed as that error."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
 
 import httpx
 
-from ordo import engine
+from ordo import definitions, engine
 from ordo.cli import deploy as deploy_cli
 from ordo.cli import inspect as inspect_cli
 from ordo.cli.common import parse_pairs, print_json, table
@@ -91,8 +92,26 @@ def command(args: argparse.Namespace, server: str, token: str | None) -> int:
     return handler(client, args)
 
 
+def sendable(file: str) -> tuple[str, bytes]:
+    """The flow file's path and bytes, once it is valid here and references no file beside
+    it: ``--server`` sends the flow file alone, and the server would not find a module,
+    script or SQL file it names. UsageError says to deploy the folder instead."""
+    path, data = engine.read_flow_file(file)
+    prepared = definitions.prepare(path)
+    if prepared.scripts:
+        names = ", ".join(prepared.scripts)
+        folder = os.path.dirname(path)
+        raise UsageError(
+            f"{file} references files beside it ({names}); --server sends only the flow "
+            f"file, so the server could not run it. Deploy the folder where the server's "
+            f"store is instead: ordo deploy {folder} --db STORE_URL, or ordo server "
+            f"--flows {folder} --watch (see docs/deploying.md)"
+        )
+    return path, data
+
+
 def _run(client: Client, args: argparse.Namespace) -> int:
-    path, data = engine.read_flow_file(args.file)
+    path, data = sendable(args.file)
     kind = "application/json" if path.endswith(".json") else "application/x-yaml"
     flow = client.call("POST", "/api/flows", content=data, headers={"Content-Type": kind})
     body = {
@@ -101,6 +120,7 @@ def _run(client: Client, args: argparse.Namespace) -> int:
         "dev": bool(getattr(args, "dev", False)),
         "skip": [t for item in args.skip for t in item.split(",") if t],
         "continue_on_error": args.continue_on_error,
+        "revision": flow["revision"],  # the one just sent, whatever is stored after it
     }
     execution = client.call(
         "POST", f"/api/flows/{flow['namespace']}/{flow['id']}/executions", json=body
@@ -240,7 +260,7 @@ def _flows(client: Client, args: argparse.Namespace) -> int:
 
 def _flows_add(client: Client, args: argparse.Namespace) -> int:
     for file in args.files:
-        path, data = engine.read_flow_file(file)
+        path, data = sendable(file)
         kind = "application/json" if path.endswith(".json") else "application/x-yaml"
         doc = client.call("POST", "/api/flows", content=data, headers={"Content-Type": kind})
         print(f"{doc['namespace']}/{doc['id']}: revision {doc['revision']}")
