@@ -240,6 +240,24 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
+def with_iso(value: Any) -> Any:
+    """``value`` with ``<name>_iso`` (ISO 8601 in UTC) right after each ``<name>_at`` (and
+    ``at``) time given as seconds, in nested mappings and lists too: what the API answers
+    (:mod:`ordo.api.models`) and the CLI's ``--json`` print alike."""
+    if isinstance(value, list):
+        return [with_iso(v) for v in value]
+    if not isinstance(value, Mapping):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out[key] = with_iso(item)
+        timed = isinstance(key, str) and (key == "at" or key.endswith("_at"))
+        if timed and f"{key}_iso" not in value:
+            number = isinstance(item, int | float) and not isinstance(item, bool)
+            out[f"{key}_iso"] = iso(item) if number else None
+    return out
+
+
 def state_history(store: Store, execution_id: int) -> list[dict[str, Any]]:
     """Every recorded transition of the execution and of its task runs, oldest first:
     time (seconds and ISO 8601), what moved (``task`` is None for the execution itself,

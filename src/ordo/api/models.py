@@ -153,8 +153,8 @@ class Notification(Answer):
 
 
 class ExecutionDocument(Execution):
-    task_runs: list[TaskRun]
     children: list[Child] = Field(default_factory=list)
+    task_runs: list[TaskRun]
     waiting_for: dict[str, Any] | None = None
     notifications: list[Notification] = Field(default_factory=list)
 

@@ -57,7 +57,7 @@ def _list(store: Store, args: argparse.Namespace) -> int:
     )
     docs = [views.execution_dict(e) for e in rows]
     if args.json:
-        print_json(docs)
+        print_json(views.with_iso(docs))
         return EXIT_OK
     print_executions(docs)
     return EXIT_OK
@@ -124,7 +124,7 @@ def marks(e: Mapping[str, Any]) -> str:
 def _show(store: Store, args: argparse.Namespace) -> int:
     doc = views.execution_document(store, args.id)
     if args.json:
-        print_json(doc)
+        print_json(views.with_iso(doc))
         return EXIT_OK
     dev = "  dev" if doc["dev"] else ""
     print(f"execution {doc['id']}  {doc['namespace']}/{doc['flow']}  {doc['state']}{dev}")
