@@ -96,7 +96,7 @@ class Stores:
 def create_app(db_url: str, *, max_body: int = 1_048_576) -> FastAPI:
     """The API over the store at ``db_url``; request bodies over ``max_body`` bytes are
     refused with 413."""
-    from ordo.api import docs, executions, flows, others
+    from ordo.api import docs, executions, flows, models, others
 
     stores = Stores(db_url)
 
@@ -113,6 +113,7 @@ def create_app(db_url: str, *, max_body: int = 1_048_576) -> FastAPI:
         openapi_url="/api/openapi.json",
         docs_url=None,  # served from vendored files by ordo.api.docs
         redoc_url=None,
+        responses=models.ERRORS,
     )
     docs.add_docs(app, "/api/openapi.json")
     app.state.stores = stores

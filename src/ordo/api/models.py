@@ -311,3 +311,35 @@ class Worker(Answer):
     stopped_at: float | None = None
     stopped_at_iso: str | None = Time
     alive: bool
+
+
+class ProblemAt(BaseModel):
+    message: str
+    line: int | None = None
+    column: int | None = None
+    field: str | None = None
+
+
+class Error(BaseModel):
+    """Every error's one shape: what is wrong (FastAPI's own check of a request's
+    parameters gives a list there), the problems of an invalid flow, and the current
+    state of an execution a change was refused for."""
+
+    model_config = ConfigDict(extra="allow")
+
+    detail: str | list[dict[str, Any]]
+    problems: list[ProblemAt] | None = None
+    state: str | None = None
+
+
+#: The errors any route may answer, in the OpenAPI document.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Error, "description": what}
+    for status, what in (
+        (401, "no token, or an unknown or revoked one"),
+        (403, "a read-only token changing something, or a namespace it is not limited to"),
+        (404, "not found (or in a namespace the token does not see)"),
+        (409, "the change is not possible in the current state"),
+        (422, "a bad parameter, body or flow definition"),
+    )
+}
