@@ -53,8 +53,11 @@ def register_flow(
     absolute = os.path.abspath(path)
     known = store.newest_at(absolute)
     if known is not None:
-        names = [] if definitions.is_package(absolute) else list(store.revision_scripts(known.id))
-        if definitions.current_hash(absolute, names) == known.content_hash:
+        package = definitions.is_package(absolute)
+        names = [] if package else list(store.revision_scripts(known.id))
+        same = definitions.current_hash(absolute, names) == known.content_hash
+        folder = os.path.dirname(absolute)
+        if same and (package or not definitions.added_references(known.flow, folder, names)):
             return known
     return store_prepared(store, definitions.prepare(path), now, origin=origin)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ordo.errors import NotFound, UsageError
@@ -242,3 +243,48 @@ def _diff(a: str, b: str, a_name: str, b_name: str) -> str:
         a.splitlines(keepends=True), b.splitlines(keepends=True), a_name, b_name
     )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def iso(ts: float | None) -> str | None:
+    """A time as ISO 8601 text in UTC (``2026-11-24T17:51:06.120544+00:00``)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def with_iso(value: Any) -> Any:
+    """``value`` with ``<name>_iso`` (ISO 8601 in UTC) right after each ``<name>_at`` (and
+    ``at``) time given as seconds, in nested mappings and lists too: what the API answers
+    (:mod:`ordo.api.models`) and the CLI's ``--json`` print alike."""
+    if isinstance(value, list):
+        return [with_iso(v) for v in value]
+    if not isinstance(value, Mapping):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out[key] = with_iso(item)
+        timed = isinstance(key, str) and (key == "at" or key.endswith("_at"))
+        if timed and f"{key}_iso" not in value:
+            number = isinstance(item, int | float) and not isinstance(item, bool)
+            out[f"{key}_iso"] = iso(item) if number else None
+    return out
+
+
+def state_history(store: Store, execution_id: int) -> list[dict[str, Any]]:
+    """Every recorded transition of the execution and of its task runs, oldest first:
+    time (seconds and ISO 8601), what moved (``task`` is None for the execution itself,
+    else the task run's label), from which state to which, and why."""
+    store.get_execution(execution_id)  # NotFound for an unknown id
+    labels = {r.id: r.label for r in store.task_runs(execution_id)}
+    return [
+        {
+            "at": h.at,
+            "at_iso": iso(h.at),
+            "task": None if h.task_run_id is None else labels.get(h.task_run_id, "?"),
+            "task_run_id": h.task_run_id,
+            "from": None if h.from_state is None else h.from_state.value,
+            "to": h.to_state.value,
+            "reason": h.reason,
+        }
+        for h in store.history(execution_id)
+    ]

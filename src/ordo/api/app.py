@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ordo import services
@@ -267,7 +268,7 @@ def create_app(
     """The API over the store at ``db_url``; request bodies over ``max_body`` bytes are
     refused with 413; at most ``pool_size`` store connections, a request waits at most
     ``pool_wait`` seconds for one (then 503)."""
-    from ordo.api import executions, flows, others
+    from ordo.api import docs, executions, flows, models, others
 
     stores = Stores(db_url, size=pool_size, wait=pool_wait)
     health = others.HealthCheck(db_url)
@@ -284,9 +285,11 @@ def create_app(
         version="1",
         description="Flows, executions, events and webhooks of an ordo store.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served from vendored files by ordo.api.docs
         redoc_url=None,
+        responses=models.ERRORS,
     )
+    docs.add_docs(app, "/api/openapi.json")
     app.state.stores = stores
     app.state.health = health
     app.state.streams = Streams()
@@ -311,12 +314,23 @@ def store_of(request: Request) -> Store:
 StoreDep = Annotated[Store, Depends(store_of)]
 
 
-def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+#: The OpenAPI document's security scheme (``HTTPBearer``): Swagger UI's Authorize button
+#: sends the token it is given as ``Authorization: Bearer <token>``.
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token from `ordo tokens create` (read-only tokens may only read).",
+)
+
+
+def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+) -> Caller:
     """The caller of a route that reads: any valid token."""
-    if not authorization or not authorization.lower().startswith("bearer "):
+    if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("this needs an API token: Authorization: Bearer <token>")
     store = store_of(request)
-    found = store.find_token(services.token_hash(authorization[7:].strip()))
+    found = store.find_token(services.token_hash(credentials.credentials.strip()))
     if found is None or found.revoked_at is not None:
         raise Unauthorized("unknown or revoked API token (ordo tokens list)")
     now = time.time()

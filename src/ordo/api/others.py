@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from ordo import services, views
+from ordo.api import models
 from ordo.api.app import LEASE, RETRY_AFTER, Lease, Reader, StoreDep, Stores, Writer, store_of
 from ordo.api.bodies import json_body
 from ordo.errors import OrdoError
@@ -32,6 +33,7 @@ WEBHOOK_POLL = 0.05
     tags=["server"],
     summary="Whether the server, its store and its background loops work",
     response_model=None,
+    responses={200: {"model": models.Health}},
 )
 async def health(request: Request) -> JSONResponse:
     """200 ``{"status": "ok"}``; 503 ``{"status": "unavailable", "store": reason}``
@@ -156,6 +158,7 @@ EVENT_TYPE = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
     tags=["events"],
     status_code=202,
     summary="Record an event; every active flow subscribed to its type starts",
+    response_model=models.Emitted,
 )
 async def post_event(request: Request, who: Writer, event_type: str = EVENT_TYPE) -> dict[str, Any]:
     data = await json_body(request)
@@ -165,7 +168,12 @@ async def post_event(request: Request, who: Writer, event_type: str = EVENT_TYPE
     return {"id": emitted.event_id, "executions": emitted.executions, "errors": emitted.errors}
 
 
-@router.get("/api/events", tags=["events"], summary="Events received, newest first")
+@router.get(
+    "/api/events",
+    tags=["events"],
+    summary="Events received, newest first",
+    response_model=list[models.Event],
+)
 def list_events(
     store: StoreDep,
     who: Reader,
@@ -181,6 +189,7 @@ def list_events(
     tags=["webhooks"],
     summary="Start the flow with the JSON body as inputs.body (the key authenticates)",
     responses={202: {"description": "started; not ended within the wait (or async=1)"}},
+    response_model=models.WebhookAnswer,
 )
 async def webhook(
     request: Request,
@@ -212,7 +221,8 @@ async def webhook(
         await asyncio.sleep(WEBHOOK_POLL)
     doc = {"id": execution.id, "state": execution.state.value, "outputs": execution.outputs}
     ended = execution.state.terminal and not async_  # async: 202 even if it ended already
-    return JSONResponse(doc, status_code=200 if ended else 202)
+    answer = models.WebhookAnswer.model_validate(doc).model_dump(mode="json")
+    return JSONResponse(answer, status_code=200 if ended else 202)
 
 
 class ConnectionBody(BaseModel):
@@ -222,17 +232,32 @@ class ConnectionBody(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict, description="http: sent each call")
 
 
-@router.get("/api/connections", tags=["connections"], summary="Connections (masked)")
+@router.get(
+    "/api/connections",
+    tags=["connections"],
+    summary="Connections (masked)",
+    response_model=list[models.Connection],
+)
 def list_connections(store: StoreDep, who: Reader) -> list[dict[str, Any]]:
     return [views.connection_dict(c) for c in store.list_connections()]
 
 
-@router.get("/api/connections/{name}", tags=["connections"], summary="A connection (masked)")
+@router.get(
+    "/api/connections/{name}",
+    tags=["connections"],
+    summary="A connection (masked)",
+    response_model=models.Connection,
+)
 def get_connection(store: StoreDep, who: Reader, name: str) -> dict[str, Any]:
     return views.connection_dict(store.get_connection(name))
 
 
-@router.put("/api/connections/{name}", tags=["connections"], summary="Add or change one")
+@router.put(
+    "/api/connections/{name}",
+    tags=["connections"],
+    summary="Add or change one",
+    response_model=models.Connection,
+)
 def put_connection(store: StoreDep, who: Writer, name: str, body: ConnectionBody) -> dict[str, Any]:
     who.unscoped("connections")
     config = services.connection_config(name, body.type, body.url, body.base_url, body.headers)
@@ -246,7 +271,12 @@ def delete_connection(store: StoreDep, who: Writer, name: str) -> None:
     store.remove_connection(name)
 
 
-@router.get("/api/workers", tags=["server"], summary="Workers alive or stopped in the last hour")
+@router.get(
+    "/api/workers",
+    tags=["server"],
+    summary="Workers alive or stopped in the last hour",
+    response_model=list[models.Worker],
+)
 def list_workers(store: StoreDep, who: Reader) -> list[dict[str, Any]]:
     now = time.time()
     return [

@@ -5,14 +5,18 @@ changes: a python ``script``, the module of a ``function``/``handler``/check or 
 function (``mod.py`` or ``mod/__init__.py``, dotted names as sub-folders), a ``.sql``
 ``script`` and the scripts a ``shell`` command names (``bash load.sh``,
 ``./steps/run.py``). Only paths inside the folder count; templates are not followed.
+A module that appears beside the flow after a revision was stored (the flow's
+``function: checks:ok`` found no ``checks.py`` then) is counted from then on
+(:func:`added_references`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ordo.definitions.files import FILE_LIMITS, Unreadable, escape_problem, read_regular
@@ -43,6 +47,15 @@ def referenced_files(flow: Flow) -> list[str]:
     for module in _modules([run_if.get("function")] if run_if else []):
         found.update(_module_files(folder, module))
     return sorted(found)
+
+
+def added_references(flow: Flow, folder: str, known: Collection[str]) -> list[str]:
+    """Files ``flow`` (a stored revision's) references in ``folder`` now that are not
+    among ``known`` (the files that revision counted): a module created beside the flow
+    after it was stored. Then the flow needs a new revision, though no counted file
+    changed."""
+    here = dataclasses.replace(flow, base_dir=folder)
+    return sorted(set(referenced_files(here)) - set(known))
 
 
 def _task_refs(task: Task) -> Iterable[tuple[str, bool]]:

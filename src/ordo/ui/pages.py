@@ -434,10 +434,7 @@ def execution_context(
             tops.setdefault(r.task_id, r)
         elif r.fork_of is not None:
             items.setdefault(r.task_id, []).append(r)
-    details = {}
-    for task_id, its in items.items():
-        done = sum(1 for r in its if r.state.terminal)
-        details[task_id] = f"{done}/{len(its)} items"
+    details = {task_id: drawing.items_detail(its) for task_id, its in items.items()}
     for task_id, r in tops.items():
         if task_id not in details and r.attempts > 1:
             details[task_id] = f"{r.attempts} attempts"
@@ -518,10 +515,13 @@ def logs_panel(
         return error_page(request, exc, viewer)
     lines = store.logs(execution_id, attempt_ids=chosen, limit=LOG_PAGE)
     label = "the whole execution"
+    names: dict[int, str] = {}
     if attempt is not None:
         runs = {r.id: r for r in store.task_runs(execution_id)}
         a = next(a for a in store.attempts(execution_id) if a.id == attempt)
         label = f"{runs[a.task_run_id].label}, attempt {a.number}"
+    else:
+        names = attempt_names(store, execution_id)
     return page(
         request,
         "_logs.html",
@@ -530,6 +530,7 @@ def logs_panel(
         attempt=attempt,
         label=label,
         lines=lines,
+        names=names,
         last=lines[-1].id if lines else 0,
         more=len(lines) == LOG_PAGE,
     )
@@ -570,18 +571,26 @@ def follow_logs(
 async def _follow(
     stores: Stores, execution: int, chosen: list[int] | None, after: int
 ) -> AsyncIterator[str]:
-    """Async: between looks it sleeps, holding no thread and no connection."""
+    """Async: between looks it sleeps, holding no thread and no connection. The whole
+    execution's log (``chosen`` None) names ``task#attempt`` on every line."""
+    names: dict[int, str] | None = {} if chosen is None else None
 
-    def look(store: Store) -> tuple[bool, list[Any]]:
+    def look(store: Store) -> tuple[bool, list[Any], dict[int, str] | None]:
         ended = _ended(store, execution, chosen)
-        return ended, store.logs(execution, attempt_ids=chosen, after_id=after, limit=500)
+        lines = store.logs(execution, attempt_ids=chosen, after_id=after, limit=500)
+        fresh = None  # a new attempt since the last look: names read again
+        if names is not None and any(x.attempt_id not in names for x in lines):
+            fresh = attempt_names(store, execution)
+        return ended, lines, fresh
 
     pauses = streams.pauses()
     while True:
-        ended, lines = await stores.look(look)
+        ended, lines, fresh = await stores.look(look)
+        if fresh is not None:
+            names = fresh
         if lines:
             after = lines[-1].id
-            yield streams.event("line", "".join(_line_html(x) for x in lines))
+            yield streams.event("line", "".join(_line_html(x, names) for x in lines))
             pauses = streams.pauses()
             continue
         if ended:
@@ -602,12 +611,36 @@ def _one_line(html: str) -> str:
     return html.replace("\r", "&#13;").replace("\n", "&#10;")
 
 
-def _line_html(x: Any) -> str:
+def attempt_names(store: Store, execution_id: int) -> dict[int, str]:
+    """``task#attempt`` (``work[2]#1``) of each attempt of the execution, by attempt id:
+    the whole execution's log names the attempt on every line."""
+    labels = {r.id: r.label for r in store.task_runs(execution_id)}
+    return {
+        a.id: f"{labels.get(a.task_run_id, '?')}#{a.number}" for a in store.attempts(execution_id)
+    }
+
+
+def _line_html(x: Any, names: Mapping[int, str] | None = None) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(x.at))
+    who = ""
+    if names is not None:
+        who = f'<span class="who">{escape(names.get(x.attempt_id, "?"))}</span> '
     return (
         f'<li class="{x.stream}" data-id="{x.id}"><time>{stamp}</time> '
-        f"<span>{_one_line(str(escape(x.line)))}</span></li>"
+        f"{who}<span>{_one_line(str(escape(x.line)))}</span></li>"
     )
+
+
+@router.get("/executions/{execution_id}/history", response_class=HTMLResponse)
+def history_panel(request: Request, viewer: auth.Viewer, execution_id: int) -> HTMLResponse:
+    """Every state change of the execution and its task runs, with time and reason."""
+    store = store_of(request)
+    try:
+        ex = visible_execution(store, execution_id, viewer)
+        rows = views.state_history(store, execution_id)
+    except OrdoError as exc:
+        return error_page(request, exc, viewer)
+    return page(request, "_history.html", viewer, ex=ex, rows=rows)
 
 
 @router.get("/executions/{execution_id}/logs.txt")
