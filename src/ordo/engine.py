@@ -61,8 +61,11 @@ def register_flow(
     absolute = os.path.abspath(path)
     known = store.newest_at(absolute)
     if known is not None:
-        names = [] if definitions.is_package(absolute) else list(store.revision_scripts(known.id))
-        if definitions.current_hash(absolute, names) == known.content_hash:
+        package = definitions.is_package(absolute)
+        names = [] if package else list(store.revision_scripts(known.id))
+        same = definitions.current_hash(absolute, names) == known.content_hash
+        folder = os.path.dirname(absolute)
+        if same and (package or not definitions.added_references(known.flow, folder, names)):
             return known
     return store_prepared(store, definitions.prepare(path), now, origin=origin)
 
@@ -365,6 +368,7 @@ def prepare(
     log: LogSink,
     env: Mapping[str, str],
     box: SecretBox | None = None,
+    vault: Revealed | None = None,
 ) -> Prepared:
     """Render the task's fields for this attempt. A missing reference fails the attempt
     (reason ``template``) with a message naming the reference and the task.
@@ -379,8 +383,10 @@ def prepare(
     ``fork``. A template run_if is answered here (SKIP and STOP are outcomes); a
     function run_if is left to the worker (``ctx.run_if``). A ``connection:`` is looked
     up and merged into the fields. Pre and post checks are rendered by the worker when
-    it runs them (``ctx.checks``), against what is read here."""
-    vault = (box or SecretBox(None)).reveal(store.secret_rows())
+    it runs them (``ctx.checks``), against what is read here. ``vault``: the secrets
+    already read and decrypted (a worker reads them once per step), else read here."""
+    if vault is None:
+        vault = (box or SecretBox(None)).reveal(store.secret_rows())
     prepared = _prepare(store, claim, log, env, vault)
     if prepared.outcome is not None:
         hidden = forms([*vault.values.values(), *vault.hidden])

@@ -59,29 +59,62 @@ TRANSITIONS: Mapping[State, frozenset[State]] = {
     State.SUCCESS: frozenset({State.RESTARTED}),  # ordo restart --from: run it again
     State.SKIPPED: frozenset({State.RESTARTED}),  # skipped because of a failure: again
 }
-#: ``ordo mark``: the states an ended task run (or the execution it settles) may be set
-#: to by hand, each with the states it may be set from. Kept apart from the table above,
-#: which is what work itself may do; every mark goes through a manual attempt.
+#: ``ordo mark``: the states an ended task run may be set to by hand, each with the
+#: states it may be set from. These are edges of the same table, taken only by a mark
+#: (see :data:`EDGES`); every mark goes through a manual attempt.
 MARKS: Mapping[State, frozenset[State]] = {
     State.SUCCESS: frozenset({State.FAILED, State.KILLED, State.WARNING, State.SKIPPED}),
     State.FAILED: frozenset({State.SUCCESS, State.WARNING, State.SKIPPED}),
 }
+#: How a mark may change the ended execution it settles: as a task run's, and to WARNING.
+SETTLES: Mapping[State, frozenset[State]] = {
+    **MARKS,
+    State.WARNING: frozenset({State.FAILED, State.SUCCESS}),
+}
 
 
-def can_transition(old: State, new: State) -> bool:
-    return new in TRANSITIONS[old]
+class By(enum.StrEnum):
+    """Who takes an edge: work itself (workers, kills, restarts, recovery), a person
+    marking a task run (``ordo mark``), or a replay copying a task run that ended well
+    into the new execution (CREATED -> the state it ended in)."""
+
+    WORK = "work"
+    MARK = "mark"
+    COPY = "copy"
 
 
-def check_transition(old: State, new: State, what: str = "") -> None:
-    """Raise :class:`IllegalTransition` unless ``old -> new`` is in the table."""
-    if not can_transition(old, new):
+def _edges() -> dict[tuple[State, State], frozenset[By]]:
+    edges: dict[tuple[State, State], set[By]] = {}
+    for old, targets in TRANSITIONS.items():
+        for new in targets:
+            edges.setdefault((old, new), set()).add(By.WORK)
+    for new, sources in SETTLES.items():
+        for old in sources:
+            edges.setdefault((old, new), set()).add(By.MARK)
+    for new in TERMINAL:
+        edges.setdefault((State.CREATED, new), set()).add(By.COPY)
+    return {edge: frozenset(who) for edge, who in edges.items()}
+
+
+#: The one table every change of state is checked against: each legal edge and who may
+#: take it. The work edges are :data:`TRANSITIONS`; marks and a replay's copies add theirs.
+EDGES: Mapping[tuple[State, State], frozenset[By]] = _edges()
+
+
+def can_transition(old: State, new: State, by: By = By.WORK) -> bool:
+    return by in EDGES.get((old, new), ())
+
+
+def check_transition(old: State, new: State, what: str = "", by: By = By.WORK) -> None:
+    """Raise :class:`IllegalTransition` unless ``old -> new`` is in the table for ``by``."""
+    if not can_transition(old, new, by):
         label = f"{what}: " if what else ""
         raise IllegalTransition(f"{label}illegal transition {old.value} -> {new.value}")
 
 
 #: Every state ``old`` may move to ``new`` from; used for conditional updates.
-def sources_of(new: State) -> frozenset[State]:
-    return frozenset(s for s, targets in TRANSITIONS.items() if new in targets)
+def sources_of(new: State, by: By = By.WORK) -> frozenset[State]:
+    return frozenset(old for (old, to), who in EDGES.items() if to is new and by in who)
 
 
 INPUT_TYPES = ("string", "int", "float", "bool", "json")

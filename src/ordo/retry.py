@@ -32,7 +32,7 @@ def backoff_delay(policy: RetryPolicy, failed_attempts: int, rng: random.Random)
     return max(0.0, base)
 
 
-NEVER_RETRIED = ("killed", "template", "marked", "pre_check", "connection", "for_each")
+NEVER_RETRIED = ("killed", "template", "marked", "pre_check", "connection", "for_each", "import")
 
 
 def decide(
@@ -51,8 +51,9 @@ def decide(
     code: timeouts follow ``on_timeout``, failed post checks ``on_post_check``, and other
     failures (an error, a lost worker) are retried. The reasons in
     :data:`NEVER_RETRIED` never retry: a kill or a mark was asked for; a template
-    error, an unknown connection or a for_each over something not a list fails the same
-    way every time; a failed pre check means the task must not run.
+    error, an unknown connection, a for_each over something not a list or a python
+    module or function that cannot be imported fails the same way every time; a failed
+    pre check means the task must not run.
     """
     if reason in NEVER_RETRIED:
         return RetryDecision(False, why_not=f"{reason} attempts are not retried")

@@ -5,11 +5,14 @@ uvicorn serves the API in the main thread and handles SIGTERM/SIGINT: it stops t
 requests and lets running ones finish; then the scheduler and notifier give their leases
 up (another server takes over at once) and the embedded worker stops gracefully (running
 attempts get ``grace`` seconds, the rest is handed back). Each background loop has its
-own store connection.
+own store connection. Every loop is supervised (:class:`Loop`, :class:`WorkerLoop`): a
+failure is logged, the store reconnected, the loop started again with a growing pause,
+and ``/health`` says which loop is down while it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -24,6 +27,9 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ordo import deploy
 from ordo.definitions.files import FILE_LIMITS, FileLimits
@@ -32,7 +38,7 @@ from ordo.masking import MASK
 from ordo.runners import make_runners
 from ordo.secrets import SecretBox
 from ordo.settings import Settings
-from ordo.store import open_store
+from ordo.store import Store, open_store
 from ordo.triggers.notifier import MailServer, Notifier
 from ordo.triggers.scheduler import Scheduler
 from ordo.ui.site import create_site
@@ -41,6 +47,11 @@ from ordo.worker import Worker, WorkerSettings
 logger = logging.getLogger(__name__)
 
 SCHEDULE_EVERY = 0.25  # seconds between scheduler passes (a tick is at most this late)
+FIRST_PAUSE = 1.0  # seconds before a failed loop or worker is started again...
+LONGEST_PAUSE = 5.0  # ... doubling up to this while it keeps failing
+SETTLED = 60.0  # a worker that served this long before failing starts at FIRST_PAUSE again
+HEAD_TIMEOUT = 10.0  # seconds a client has to send a request's line and headers
+BODY_TIMEOUT = 30.0  # seconds a client has to send a request's whole body
 NOTIFY_EVERY = 1.0
 WATCH_EVERY = 1.0  # seconds between looks at the --flows folder
 
@@ -61,13 +72,21 @@ class ServerOptions:
 
 
 class Loop:
-    """Call ``step`` every ``every`` seconds in a thread until :meth:`stop`; errors of
-    the store are logged and retried (a server restart of PostgreSQL, say)."""
+    """Call ``step`` every ``every`` seconds in a thread until :meth:`stop`. A step that
+    fails never ends the loop: the failure is logged with its reason, ``store`` (when
+    given) is reconnected, and the step is tried again after a pause that grows from
+    ``every`` to :data:`LONGEST_PAUSE`. While steps fail, :attr:`trouble` says why
+    (``/health`` reports it); :attr:`restarts` counts the failures gone through."""
 
-    def __init__(self, name: str, step: Callable[[], Any], every: float) -> None:
+    def __init__(
+        self, name: str, step: Callable[[], Any], every: float, store: Store | None = None
+    ) -> None:
         self.name = name
         self.step = step
         self.every = every
+        self.store = store
+        self.restarts = 0
+        self.trouble: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -75,17 +94,97 @@ class Loop:
         self._thread.start()
 
     def _run(self) -> None:
+        pause = self.every
         while not self._stop.is_set():
             try:
                 self.step()
-            except StoreError as exc:
-                logger.warning("%s: %s (trying again)", self.name, exc)
-                self._stop.wait(min(5.0, self.every * 10))
+            except Exception as exc:
+                pause = min(max(pause * 2, 0.5), LONGEST_PAUSE)
+                self.trouble = f"stopped: {failure(exc)}; trying again in {pause:g} s"
+                log_failure(self.name, exc, pause)
+                self._stop.wait(pause)
+                self._reconnect()
+                self.restarts += 1
+                continue
+            if self.trouble is not None:
+                logger.info("%s: working again", self.name)
+            self.trouble = None
+            pause = self.every
             self._stop.wait(self.every)
+
+    def _reconnect(self) -> None:
+        if self.store is None or self._stop.is_set():
+            return
+        try:
+            self.store.reconnect()
+        except StoreError as exc:
+            logger.warning("%s: cannot reconnect yet: %s", self.name, exc)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+class WorkerLoop:
+    """The embedded worker's thread, supervised: when :meth:`Worker.serve` fails (a
+    SQLite write lock held past the busy timeout, a bug), the failure is logged, the
+    store reconnected and ``serve`` started again after a pause growing from
+    :data:`FIRST_PAUSE` to :data:`LONGEST_PAUSE` (back to the first once it ran a
+    while). Attempts already running go on; outcomes not yet recorded are recorded by
+    the next ``serve``. Until it serves again, :attr:`trouble` says why."""
+
+    name = "worker"
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.restarts = 0
+        self.trouble: str | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        pause = FIRST_PAUSE
+        while not self._stopping.is_set():
+            began = time.monotonic()
+            try:
+                self.worker.serve()
+                if self._stopping.is_set():
+                    return
+                raise RuntimeError("the worker's loop ended without being asked to")
+            except Exception as exc:
+                if time.monotonic() - began > SETTLED:
+                    pause = FIRST_PAUSE
+                self.trouble = f"stopped: {failure(exc)}; starting again in {pause:g} s"
+                log_failure(self.name, exc, pause)
+            if self._stopping.wait(pause):
+                return
+            with contextlib.suppress(StoreError):
+                self.worker.store.reconnect()
+            self.restarts += 1
+            self.trouble = None
+            logger.info("worker: starting again (restart %d)", self.restarts)
+            pause = min(pause * 2, LONGEST_PAUSE)
+
+    def stop(self, timeout: float) -> None:
+        self._stopping.set()
+        self.worker.stop()
+        self._thread.join(timeout=timeout)
+
+
+def failure(exc: BaseException) -> str:
+    """An exception in one line: ours by their message, others with their type."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, OrdoError) and text else f"{type(exc).__name__}: {text}"
+
+
+def log_failure(name: str, exc: BaseException, pause: float) -> None:
+    if isinstance(exc, OrdoError):
+        logger.error("%s failed: %s (again in %g s)", name, failure(exc), pause)
+    else:  # a bug: its traceback helps
+        logger.exception("%s failed (again in %g s)", name, pause)
 
 
 class FolderWatch:
@@ -110,8 +209,8 @@ class FolderWatch:
         except StoreError:
             self._seen = None  # try again at the next step
             raise
-        except OrdoError as exc:
-            logger.error("deploy %s: %s", self.folder, exc)
+        except Exception as exc:
+            logger.error("deploy %s: %s", self.folder, failure(exc))
             return
         for change in report.changes:
             if change.kind == "invalid":
@@ -177,22 +276,26 @@ def serve(options: ServerOptions) -> None:
         watch = FolderWatch(options.db_url, options.flows_dir, deploy.file_limits(settings))
     if watch is not None:
         watch.step()  # deployed before the API answers
-    worker, worker_thread = _embedded_worker(options)
-    loops = [
-        Loop("scheduler", scheduler.tick, SCHEDULE_EVERY),
-        Loop("notifier", notifier.tick, NOTIFY_EVERY),
+    worker = _embedded_worker(options)
+    loops: list[Loop] = [
+        Loop("scheduler", scheduler.tick, SCHEDULE_EVERY, scheduler_store),
+        Loop("notifier", notifier.tick, NOTIFY_EVERY, notifier_store),
     ]
     if watch is not None and options.watch:
-        loops.append(Loop("watch", watch.step, WATCH_EVERY))
+        loops.append(Loop("watch", watch.step, WATCH_EVERY, watch.store))
+    app.state.loops = [*loops, *([worker] if worker is not None else [])]
     for loop in loops:
         loop.start()
+    if worker is not None:
+        worker.start()
     config = uvicorn.Config(  # log_config=None: uvicorn logs through ours (masked)
-        app,
+        SlowBody(app, BODY_TIMEOUT),
         host=options.host,
         port=options.port,
         log_level="warning",
         access_log=False,
         log_config=None,
+        http=SlowHead,
     )
     server = uvicorn.Server(config)
     logger.info(
@@ -218,20 +321,19 @@ def serve(options: ServerOptions) -> None:
             store.close()
         if watch is not None:
             watch.close()
-        if worker is not None and worker_thread is not None:
-            worker.stop()
-            worker_thread.join(timeout=options.grace + 10)
-            worker.close()
-            worker.store.close()
+        if worker is not None:
+            worker.stop(timeout=options.grace + 10)
+            worker.worker.close()
+            worker.worker.store.close()
 
 
 def _stopping(signum: int, frame: FrameType | None) -> None:
     logger.info("%s: stopping already", signal.Signals(signum).name)
 
 
-def _embedded_worker(options: ServerOptions) -> tuple[Worker | None, threading.Thread | None]:
+def _embedded_worker(options: ServerOptions) -> WorkerLoop | None:
     if options.workers <= 0:
-        return None, None
+        return None
     settings = WorkerSettings(slots=options.workers, grace=options.grace)
     store = open_store(options.db_url)
     worker = Worker(
@@ -241,9 +343,101 @@ def _embedded_worker(options: ServerOptions) -> tuple[Worker | None, threading.T
         env=options.environ,
         secrets=options.secrets,
     )
-    thread = threading.Thread(target=worker.serve, name="worker", daemon=True)
-    thread.start()
-    return worker, thread
+    return WorkerLoop(worker)
+
+
+class SlowHead(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for a request's head: a client that
+    has not sent a request's line and headers :data:`HEAD_TIMEOUT` seconds after it
+    connected (or after the previous answer) is disconnected, so slow or stalled
+    clients cannot hold connections for ever."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _answered: object = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_due()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not None and self.cycle is not self._answered:
+            self._head_cancel()  # a request's head arrived
+
+    def on_response_complete(self) -> None:
+        self._head_due()  # before: a pipelined request read by the next line cancels it
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_cancel()
+        super().connection_lost(exc)
+
+    def _head_due(self) -> None:
+        self._head_cancel()
+        self._answered = self.cycle
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._too_slow)
+
+    def _head_cancel(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _too_slow(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+class SlowBody:
+    """A request's whole body must arrive within ``timeout`` seconds of its head: else
+    it is answered 408 (the application then hears that the client went away) and the
+    connection closes."""
+
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        complete = started = cut = False
+
+        async def timed() -> Message:
+            nonlocal complete, started, cut
+            if complete or cut:
+                return await receive() if complete else {"type": "http.disconnect"}
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(left, 0.0))
+            except TimeoutError:
+                cut = True
+                if not started:
+                    started = True
+                    detail = f"request body not received within {self.timeout:g} s"
+                    response = JSONResponse({"detail": detail}, status_code=408)
+                    await response(scope, _gone, send)
+                return {"type": "http.disconnect"}
+            complete = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if cut:
+                return  # answered 408 already
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, timed, sending)
+        except Exception:
+            if not cut:
+                raise  # else: the application's complaint that the client went away
+
+
+async def _gone() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _shown(url: str) -> str:

@@ -9,12 +9,15 @@ or :class:`~ordo.errors.DefinitionError` instead of doing something half.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
 import logging
 import os
+import random
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -300,6 +303,54 @@ def mark(
 
 def save(store: Store, execution_id: int, name: str, description: str | None, now: float) -> None:
     engine.save_execution(store, execution_id, name, description, now)
+
+
+def unsave(store: Store, execution_id: int) -> str:
+    """Forget that an execution was saved; the name it was saved as."""
+    return store.unsave_execution(execution_id)
+
+
+def register_flow(store: Store, flow: Flow, source: str, content_hash: str, now: float) -> Revision:
+    """The stored revision of ``flow`` with this content hash, or its next revision."""
+    known = store.find_revision(content_hash, flow.path)
+    return known or store.add_revision(flow, source, content_hash, now)
+
+
+def restart_on(store: Store, execution_id: int, revision_id: int, now: float) -> list[str]:
+    """Restart an ended execution in place on ``revision_id`` of its flow (a changed
+    config of the same flow); the task runs that run again."""
+    return store.restart_execution(execution_id, now, revision_id=revision_id)
+
+
+def take_back_dead(store: Store, root_id: int, now: float) -> list[str]:
+    """Before an execution tree is resumed: record the running attempts of its workers
+    known to be dead (processes of this machine that are gone) as lost; their ids."""
+    dead = [w for w in store.tree_workers(root_id) if _is_dead(w)]
+    if dead:
+        store.reap_workers(dead, now, random.Random())
+    return dead
+
+
+def _is_dead(worker_id: str) -> bool:
+    """A worker id is ``host:pid:suffix``: dead when on this host and that process is
+    gone (or is no longer an ordo process). Other hosts' workers: their leases tell."""
+    host, _, rest = worker_id.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"ordo" not in f.read()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 0)
+            return False
+        return True
 
 
 def connection_config(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from ordo.errors import NotFound, UsageError
 from ordo.model import State
@@ -17,6 +18,8 @@ from ordo.store.records import (
     MetricRow,
     TaskRunRow,
 )
+
+T = TypeVar("T")
 
 
 def in_order(runs: list[TaskRunRow]) -> list[TaskRunRow]:
@@ -88,6 +91,14 @@ def connection_dict(c: Connection) -> dict[str, Any]:
     }
 
 
+def group_by(items: Iterable[T], key: Callable[[T], Hashable]) -> dict[Hashable, list[T]]:
+    """``items`` in lists by ``key``, in their order: one pass instead of one scan per key."""
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
 def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
     """Everything about one execution as plain JSON types (``--json``, the API)."""
     ex = store.get_execution(execution_id)
@@ -95,6 +106,10 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
     outputs = store.outputs(execution_id)
     metrics = store.metrics(execution_id)
     checks = store.checks(execution_id)
+    # grouped once: each task run then finds its own in constant time (linear overall)
+    checks_of = group_by(checks, lambda c: c.attempt_id)
+    attempts_of = group_by(attempts, lambda a: a.task_run_id)
+    metrics_of = group_by(metrics, lambda m: m.task_run_id)
     runs = []
     for r in in_order(store.task_runs(execution_id)):
         runs.append(
@@ -106,15 +121,11 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
                 "state": r.state.value,
                 "reason": r.reason,
                 "attempts": [
-                    {
-                        **attempt_dict(a),
-                        "checks": [_check_dict(c) for c in checks if c.attempt_id == a.id],
-                    }
-                    for a in attempts
-                    if a.task_run_id == r.id
+                    {**attempt_dict(a), "checks": [_check_dict(c) for c in checks_of.get(a.id, ())]}
+                    for a in attempts_of.get(r.id, ())
                 ],
                 "outputs": run_outputs(outputs, r),
-                "metrics": [metric_dict(m) for m in metrics if m.task_run_id == r.id],
+                "metrics": [metric_dict(m) for m in metrics_of.get(r.id, ())],
                 "started_at": r.started_at,
                 "ended_at": r.ended_at,
             }
@@ -130,8 +141,10 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
 
 def _waiting_for(store: Store, ex: Any) -> dict[str, Any] | None:
     """What a QUEUED execution waits for, machine-readable."""
+    if ex.state is not State.QUEUED:  # before reading (parsing) the flow: big ones cost
+        return None
     flow = store.flow_of(ex.revision_id)
-    if ex.state is not State.QUEUED or flow.concurrency is None:
+    if flow.concurrency is None:
         return None
     return {
         "kind": "flow",
@@ -230,3 +243,48 @@ def _diff(a: str, b: str, a_name: str, b_name: str) -> str:
         a.splitlines(keepends=True), b.splitlines(keepends=True), a_name, b_name
     )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def iso(ts: float | None) -> str | None:
+    """A time as ISO 8601 text in UTC (``2026-11-24T17:51:06.120544+00:00``)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def with_iso(value: Any) -> Any:
+    """``value`` with ``<name>_iso`` (ISO 8601 in UTC) right after each ``<name>_at`` (and
+    ``at``) time given as seconds, in nested mappings and lists too: what the API answers
+    (:mod:`ordo.api.models`) and the CLI's ``--json`` print alike."""
+    if isinstance(value, list):
+        return [with_iso(v) for v in value]
+    if not isinstance(value, Mapping):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out[key] = with_iso(item)
+        timed = isinstance(key, str) and (key == "at" or key.endswith("_at"))
+        if timed and f"{key}_iso" not in value:
+            number = isinstance(item, int | float) and not isinstance(item, bool)
+            out[f"{key}_iso"] = iso(item) if number else None
+    return out
+
+
+def state_history(store: Store, execution_id: int) -> list[dict[str, Any]]:
+    """Every recorded transition of the execution and of its task runs, oldest first:
+    time (seconds and ISO 8601), what moved (``task`` is None for the execution itself,
+    else the task run's label), from which state to which, and why."""
+    store.get_execution(execution_id)  # NotFound for an unknown id
+    labels = {r.id: r.label for r in store.task_runs(execution_id)}
+    return [
+        {
+            "at": h.at,
+            "at_iso": iso(h.at),
+            "task": None if h.task_run_id is None else labels.get(h.task_run_id, "?"),
+            "task_run_id": h.task_run_id,
+            "from": None if h.from_state is None else h.from_state.value,
+            "to": h.to_state.value,
+            "reason": h.reason,
+        }
+        for h in store.history(execution_id)
+    ]

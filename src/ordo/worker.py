@@ -33,7 +33,7 @@ from ordo.masking import LineMask, mask_value, masked, passed_environ, secret_va
 from ordo.model import Outcome, State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
-from ordo.secrets import SecretBox
+from ordo.secrets import Revealed, SecretBox
 from ordo.store import Store
 from ordo.store.records import Claim, NewLog, RecordResult
 
@@ -139,6 +139,11 @@ class Worker:
         self._reap = False  # run_execution: reap expired leases too
         self._launched: list[int] = []  # attempts started since the last step
         self._retrying: set[int] = set()  # retry_keeps_slot: task runs holding a slot
+        # executions with a failure not recorded yet: nothing more of them starts until
+        # the store says whether they fail (a retry, allow_failure, continue_on_error)
+        self._held: set[int] = set()
+        self._vault: Revealed | None = None  # secrets read for this step's launches
+        self._failed_now: set[int] = set()  # executions with a failure recorded this step
 
     # -- public --------------------------------------------------------------------
     def run_execution(self, execution_id: int, *, reap: bool = False) -> State:
@@ -231,6 +236,10 @@ class Worker:
                         self._wait(done, execution_id, wake_at)
                 except StoreUnavailable as exc:
                     self._recover(exc, done)
+        except BaseException:
+            for item in done:  # not recorded: a loop started again (ordo server) records them
+                self._events.put(item)
+            raise
         finally:
             if listening is not None:
                 listening.close()
@@ -248,7 +257,9 @@ class Worker:
         ended = self._ended(execution_id, result, claims)
         if ended is not None:
             return ended
-        self._unlaunched.extend(claims)
+        carried = {c.execution_id for c in self._unlaunched}  # claimed in an earlier step
+        self._unlaunched.extend(claims)  # first: leased to us, heartbeats must see them
+        self._drop_failing(carried | {c.execution_id for c in claims} & self._failed_now)
         self._launch_waiting()
         self._calls.serve()
         self._calls.answer_waiters()
@@ -314,6 +325,9 @@ class Worker:
             del self._logs[: len(logs)]
         del self._launched[: len(launched)]
         self._handed = []
+        self._held -= {c.execution_id for c, _ in done}
+        self._failed_now = {c.execution_id for c, o in done if o.state is State.FAILED}
+        self._vault = None  # read the secrets again for what launches after this step
         return result, claims
 
     def _claim(self, now: float, execution_id: int | None, taken: int) -> list[Claim]:
@@ -398,9 +412,12 @@ class Worker:
     def _launch_waiting(self) -> None:
         """Start claimed attempts while slots are free; on StoreUnavailable the rest
         waits for the reconnect."""
-        while self._unlaunched and self._busy() < self.settings.slots:
-            self._launch(self._unlaunched[0])
-            self._unlaunched.popleft()
+        while self._busy() < self.settings.slots:
+            claim = next((c for c in self._unlaunched if c.execution_id not in self._held), None)
+            if claim is None:
+                return
+            self._launch(claim)
+            self._unlaunched.remove(claim)
 
     def _stop(self, execution_id: int, reason: str, now: float, result: RecordResult) -> None:
         """Fail an execution: its unstarted task runs end SKIPPED, running attempts here
@@ -429,6 +446,22 @@ class Worker:
             self._unlaunched.remove(claim)
             self._events.put((claim, outcome))
 
+    def _drop_failing(self, ids: set[int]) -> None:
+        """Claims not launched yet of executions that are failing end SKIPPED, the
+        failure as their reason: once a task has failed, nothing new of it starts.
+        ``ids``: the executions to ask the store about, those of claims taken in an
+        earlier step (another process may have recorded a failure since) and those a
+        failure of which this step recorded after claiming; a claim taken after the
+        failure was recorded cannot be of a failing execution (the failure took its
+        ready rows)."""
+        if not ids:
+            return
+        failing = self.store.failing_among(ids)
+        for claim in [c for c in self._unlaunched if c.execution_id in failing]:
+            self._unlaunched.remove(claim)
+            why = failing[claim.execution_id]
+            self._events.put((claim, Outcome(State.SKIPPED, reason="failing", error=why)))
+
     def _check_kills(self, now: float) -> None:
         """Stop attempts whose execution is being killed (``ordo kill``, any process),
         looked for every ``kill_check_every`` seconds while attempts run here."""
@@ -445,8 +478,10 @@ class Worker:
     def _launch(self, claim: Claim) -> None:
         self._launched.append(claim.attempt_id)
         log = _AttemptLog(self, claim)
+        if self._vault is None:  # the store's secrets, read once per step
+            self._vault = self.secrets.reveal(self.store.secret_rows())
         try:
-            prepared = engine.prepare(self.store, claim, log, self.env, self.secrets)
+            prepared = engine.prepare(self.store, claim, log, self.env, self.secrets, self._vault)
         except StoreError:
             raise
         except Exception as exc:  # a bug on user content must not stop the loop
@@ -598,8 +633,8 @@ class Worker:
         s = self.settings
         if not done or len(self._unlaunched) < s.slots or len(done) >= max(s.prefetch, 1):
             return False  # record now: claims must come before the slots run dry
-        if self._stopping_at is not None or self._stop_reason is not None:
-            return False
+        if self._stopping_at is not None or self._stop_reason is not None or self._held:
+            return False  # a failure is recorded at once: it may stop what waits
         return self.clock.now() < self._done_since + s.record_delay
 
     def _collect(self, item: tuple[Claim, Outcome], done: list[tuple[Claim, Outcome]]) -> None:
@@ -608,6 +643,8 @@ class Worker:
             return
         if not done:
             self._done_since = self.clock.now()
+        if outcome.state is State.FAILED:
+            self._held.add(claim.execution_id)
         running = self._running.pop(claim.attempt_id, None)
         if running is not None and running.cancel_reason == "handed back":
             self._handed.append(claim)

@@ -333,14 +333,16 @@ def test_a_check_template_that_cannot_render_fails_that_check(store: Store, fold
             retry: {attempts: 2}
             command: "touch ran.flag"
             pre_checks:
-              - file_exists: "in/{{ inputs.dy }}.csv"
+              - file_exists: "in/{{ execution.inputs.dy }}.csv"
         """,
     )
     assert final is State.FAILED
     assert not (folder / "ran.flag").exists()
     row = only_check(store, ex_id)
     assert not row.ok
-    assert row.message == "undefined reference 'inputs.dy' (did you mean 'inputs.day'?)"
+    assert row.message == (
+        "undefined reference 'execution.inputs.dy' (did you mean 'execution.inputs.day'?)"
+    )
     assert attempts(store, ex_id)[0].reason == "pre_check"
 
 

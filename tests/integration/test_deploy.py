@@ -297,3 +297,34 @@ def test_replay_and_restart_choose_the_pinned_or_the_newest_revision(
     again = ordo("restart", "1", "--revision", "pinned", "--json")
     assert again.returncode == 1
     assert ordo("restart", "1", "--revision", "latest", "--json").returncode == 0
+
+
+def test_a_module_created_after_the_first_run_is_tracked_from_then_on(
+    tmp_path: Path, db: str
+) -> None:
+    """The README's quickstart without checks.py: the first run fails (import, once),
+    then checks.py is written; it enters the next revision, and edits to it make more."""
+    env = server_env(tmp_path)
+    (tmp_path / "flow.yaml").write_text(
+        "id: quick\ntasks:\n  - {id: check, type: python, function: 'checks:length_ok'}\n"
+    )
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return run_ordo(env, "--db", db, "run", str(tmp_path / "flow.yaml"), "-q")
+
+    def revisions() -> list[dict[str, object]]:
+        shown = run_ordo(env, "--db", db, "flows", "history", "quick", "--json")
+        found: list[dict[str, object]] = json.loads(shown.stdout)
+        return found
+
+    assert run().returncode == 1
+    (tmp_path / "checks.py").write_text("def length_ok():\n    return {'n': 1}\n")
+    assert run().returncode == 0
+    assert [r["revision"] for r in revisions()] == [2, 1]
+    shown = json.loads(run_ordo(env, "--db", db, "flows", "show", "quick", "--json").stdout)
+    assert shown["scripts"] == {"checks.py": "def length_ok():\n    return {'n': 1}\n"}
+    assert run().returncode == 0  # unchanged: no new revision
+    assert len(revisions()) == 2
+    (tmp_path / "checks.py").write_text("def length_ok():\n    return {'n': 2}\n")
+    assert run().returncode == 0
+    assert [r["revision"] for r in revisions()] == [3, 2, 1]

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import run_file
 
 from ordo import this
 from ordo.model import Metric, State
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
+from ordo.store import Store
 
 RunnerCtx = Callable[..., RunContext]
 
@@ -182,20 +184,27 @@ def test_user_errors_are_clear(
 
 
 @pytest.mark.parametrize(
-    ("fields", "error"),
+    ("fields", "reason", "error"),
     [
         (
             {"function": "etl.stepz:transform"},
+            "import",
             "cannot import module 'etl.stepz' (from function 'etl.stepz:transform'): "
             "No module named 'etl.stepz'",
         ),
         (
             {"function": "tasks_mod:ad"},
+            "import",
             "module 'tasks_mod' has no function 'ad' (did you mean 'add'?)",
         ),
-        ({"function": "tasks_mod"}, "function must be 'module:function', found 'tasks_mod'"),
+        (
+            {"function": "tasks_mod"},
+            "import",
+            "function must be 'module:function', found 'tasks_mod'",
+        ),
         (
             {"function": "tasks_mod:wrong"},
+            "error",
             "function tasks_mod:wrong returned list, expected a dict of outputs, None or "
             "this.success/warning/fail(...)",
         ),
@@ -206,10 +215,13 @@ def test_missing_or_wrong_functions_are_named(
     runner_ctx: RunnerCtx,
     flow_dir: Path,
     fields: dict[str, str],
+    reason: str,
     error: str,
 ) -> None:
+    """What cannot be imported has reason ``import`` (never retried); a function that
+    ran and answered wrongly is an ``error`` like any other."""
     outcome = runner_set.get("python").run(runner_ctx(flow_dir, fields))
-    assert (outcome.state, outcome.reason, outcome.error) == (State.FAILED, "error", error)
+    assert (outcome.state, outcome.reason, outcome.error) == (State.FAILED, reason, error)
 
 
 def test_missing_script_and_unserializable_outputs(
@@ -218,6 +230,7 @@ def test_missing_script_and_unserializable_outputs(
     py = runner_set.get("python")
     missing = py.run(runner_ctx(flow_dir, {"script": "nope.py"}))
     assert missing.error == f"script not found: {flow_dir / 'nope.py'}"
+    assert missing.reason == "import"
     unjson = py.run(runner_ctx(flow_dir, {"function": "tasks_mod:unjson"}))
     assert unjson.state is State.FAILED
     assert (unjson.error or "").startswith(
@@ -331,3 +344,27 @@ def test_this_outside_a_task_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
         this.output("k", 1)
     with pytest.raises(RuntimeError, match="ORDO_METRICS"):
         this.metric("m", 1)
+
+
+def test_a_function_that_cannot_be_imported_fails_once_without_retry(
+    store: Store, tmp_path: Path
+) -> None:
+    """The README's first mistake: ``checks:length_ok`` with no checks.py beside the
+    flow. Three attempts are allowed; one is made, and its reason says why."""
+    flow = tmp_path / "quick.yaml"
+    flow.write_text(
+        "id: quick\n"
+        "tasks:\n"
+        "  - id: check\n"
+        "    type: python\n"
+        "    function: checks:length_ok\n"
+        "    retry: {attempts: 3, delay: 1s}\n"
+    )
+    ex_id, state = run_file(store, tmp_path, flow)
+    assert state is State.FAILED
+    (run,) = store.task_runs(ex_id)
+    (attempt,) = store.attempts(ex_id)
+    assert (attempt.reason, run.attempts) == ("import", 1)
+    assert attempt.error == (
+        "cannot import module 'checks' (from function 'checks:length_ok'): No module named 'checks'"
+    )

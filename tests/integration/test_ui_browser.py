@@ -91,6 +91,22 @@ tasks:
     depends_on: [first]
 """
 
+WIDE = "id: wide\nnamespace: demo\ntasks:\n" + "".join(
+    f"  - {{id: step{i}, type: shell, command: 'echo {i}'"
+    + (f", depends_on: [step{i - 1}]" if i else "")
+    + "}\n"
+    for i in range(12)
+)
+FANOUT = """
+id: fanout
+namespace: demo
+tasks:
+  - id: work
+    type: shell
+    for_each: [1, 2, 3, 4]
+    command: "echo item {{ fork.value }}; test {{ fork.value }} -lt 3"
+"""
+
 
 def _chromium_or_skip() -> None:
     if not Path(CHROMIUM).exists():
@@ -108,7 +124,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     _chromium_or_skip()
     folder = tmp_path_factory.mktemp("ui")
     with running_server(str(folder / "ordo.db"), server_env(folder), folder, "--workers", "3") as s:
-        for text in (GREET, TICKER, SLEEPER, FLAKY):
+        for text in (GREET, TICKER, SLEEPER, FLAKY, WIDE, FANOUT):
             s.add_flow(text)
         yield s
 
@@ -248,12 +264,104 @@ def test_kill_a_running_execution(page: Page, server: Server) -> None:
     execution_id = start(server, "sleeper")
     server.wait_state(execution_id, "RUNNING")
     page.goto(f"{server.url}/executions/{execution_id}")
+    actions = page.locator(".actions")
+    for verb in ("restart", "replay", "mark"):  # not while it runs
+        expect(actions.locator(f"button[data-dialog={verb}-dialog]")).to_have_count(0)
     page.click("button[data-dialog=kill-dialog]")
     dialog = page.locator("#kill-dialog")
     expect(dialog).to_be_visible()
     dialog.locator("button[type=submit]").click()
     expect(page.locator("#live")).to_have_attribute("data-state", "KILLED", timeout=30_000)
     expect(page.locator('tr[data-task="never"]')).to_have_attribute("data-state", "KILLED")
+    expect(actions.locator("button[data-dialog=kill-dialog]")).to_have_count(0)
+    for verb in ("restart", "replay", "mark"):
+        expect(actions.locator(f"button[data-dialog={verb}-dialog]")).to_be_visible()
+
+
+def test_the_action_bar_follows_the_state_without_reloading(page: Page, server: Server) -> None:
+    execution_id = start(server, "ticker")
+    server.wait_state(execution_id, "RUNNING")
+    page.goto(f"{server.url}/executions/{execution_id}")
+    mark_page(page)
+    actions = page.locator(".actions")
+    expect(actions.locator("button[data-dialog=kill-dialog]")).to_be_visible()
+    expect(actions.locator("button[data-dialog=replay-dialog]")).to_have_count(0)
+    expect(page.locator("#live")).to_have_attribute("data-state", "SUCCESS", timeout=30_000)
+    expect(actions.locator("button[data-dialog=kill-dialog]")).to_have_count(0)
+    expect(actions.locator("button[data-dialog=replay-dialog]")).to_be_visible()
+    expect(actions.locator("button[data-dialog=restart-dialog]")).to_have_count(0)  # SUCCESS
+    assert not_reloaded(page)
+
+
+def test_the_whole_log_names_task_and_attempt_on_every_line(page: Page, server: Server) -> None:
+    execution_id = start(server, "ticker")
+    page.goto(f"{server.url}/executions/{execution_id}")  # lines arrive live over SSE
+    expect(page.locator("#live")).to_have_attribute("data-state", "SUCCESS", timeout=30_000)
+    expect(page.locator("#log-lines li").filter(has_text="after#1 after")).to_have_count(1)
+    for shown in ("live", "loaded"):
+        texts = page.locator("#log-lines li").all_inner_texts()
+        assert len(texts) == 21, shown
+        assert all(re.match(r"^\d\d:\d\d:\d\d (tick|after)#1 ", t) for t in texts), texts
+        page.reload()
+        expect(page.locator("#log-lines li")).to_have_count(21)
+
+
+def test_for_each_nodes_count_items_by_state(page: Page, server: Server) -> None:
+    execution_id = start(server, "fanout")
+    server.wait_state(execution_id, "FAILED")
+    page.goto(f"{server.url}/executions/{execution_id}")
+    node = page.locator('.node[data-task="work"]')
+    expect(node).to_contain_text("2 succeeded, 2 failed of 4")
+
+
+def test_a_wide_dag_fits_or_scrolls_and_the_timeline_fills_its_card(
+    page: Page, server: Server
+) -> None:
+    execution_id = start(server, "wide")
+    server.wait_state(execution_id, "SUCCESS")
+    page.goto(f"{server.url}/executions/{execution_id}")
+    box = page.locator(".scroll.dag").first
+    svg = box.locator("svg")
+    natural = float(svg.get_attribute("width") or 0)
+    room = box.evaluate("b => b.clientWidth")
+    assert natural > room  # 12 columns in a 1280 px window
+    shown = svg.evaluate("s => s.getBoundingClientRect().width")
+    assert shown < natural and abs(shown - natural * 0.6) < 2  # shrunk as far as allowed
+    expect(page.locator(".dag-tools .scroll-hint")).to_be_visible()  # then it scrolls
+    assert box.evaluate("b => b.scrollWidth > b.clientWidth")
+    page.click(".dag-zoom")
+    expect(page.locator(".dag-zoom")).to_have_attribute("aria-pressed", "true")
+    assert abs(svg.evaluate("s => s.getBoundingClientRect().width") - natural) < 2
+    page.click(".dag-zoom")  # back to fitting, for the other tests' pages
+    card = page.locator("section[aria-labelledby=timeline-title]")
+    track = page.locator(".timeline .tl-track").nth(1)
+    card_w = card.evaluate("c => c.clientWidth")
+    track_w = track.evaluate("t => t.getBoundingClientRect().width")
+    assert track_w > card_w - 300  # the track takes what the 200 px labels leave
+    bars = page.locator(".timeline .tl-bar")
+    expect(bars).to_have_count(12)
+    last = bars.nth(11).evaluate("b => b.getBoundingClientRect().right")
+    assert last > track.evaluate("t => t.getBoundingClientRect().right") - 3
+    page.goto(f"{server.url}/executions/{start(server, 'greet')}")
+    small = page.locator(".scroll.dag svg")
+    assert abs(small.evaluate("s => s.getBoundingClientRect().width") - 408) < 2  # as drawn
+    expect(page.locator(".dag-tools .scroll-hint")).to_be_hidden()
+
+
+def test_the_state_history_of_an_execution(page: Page, server: Server) -> None:
+    execution_id = start(server, "flaky", {"marker": "/nonexistent/dir/marker"})
+    server.wait_state(execution_id, "FAILED")
+    page.goto(f"{server.url}/executions/{execution_id}")
+    page.click("#history summary")
+    rows = page.locator("#history-rows tr[data-to]")
+    expect(rows.first).to_contain_text("execution")
+    expect(rows.first).to_contain_text("CREATED")
+    expect(page.locator('#history-rows tr[data-task="fragile"][data-to="FAILED"]')).to_contain_text(
+        "exit code 3"
+    )
+    expect(rows.last).to_contain_text("task 'fragile' failed")
+    api = server.http.get(f"/api/executions/{execution_id}/history").json()
+    expect(rows).to_have_count(len(api))
 
 
 def test_restart_a_failed_execution(page: Page, server: Server, tmp_path: Path) -> None:

@@ -323,7 +323,7 @@ def test_run_with_options_puts_the_execution_on_a_queue(server: Server) -> None:
         assert answer.status_code == 303
         execution_id = int(answer.headers["location"].rsplit("/", 1)[1])
         doc = server.http.get(f"/api/executions/{execution_id}").json()
-        assert doc["queue"] == "gpu" and doc["state"] == "RUNNING"  # no worker serves gpu
+        assert doc["queue"] == "gpu" and doc["state"] == "CREATED"  # no worker serves gpu
         assert doc["task_runs"][0]["state"] == "CREATED"
         assert "<dt>Queue</dt><dd>gpu</dd>" in client.get(f"/executions/{execution_id}").text
         killed = client.post(f"/executions/{execution_id}/kill", data={"csrf": token})

@@ -48,14 +48,17 @@ def states(store: Store, ex_id: int) -> dict[str, str]:
     return {r.task_id: r.state.value for r in store.task_runs(ex_id)}
 
 
-def test_new_execution_is_running_with_roots_ready(store: Store) -> None:
+def test_new_execution_is_created_with_roots_ready_until_its_first_claim(store: Store) -> None:
     ex_id = start(store, flow_of(task("a"), task("b", "a"), task("c")))
     ex = store.get_execution(ex_id)
-    assert ex.state is State.RUNNING
+    assert ex.state is State.CREATED
+    assert ex.started_at is None
     assert ex.inputs == {"x": 1}
     assert ex.labels == {"team": "data"}
     claims = claim_all(store, ex_id)
     assert sorted(c.task_id for c in claims) == ["a", "c"]
+    assert store.get_execution(ex_id).state is State.RUNNING
+    assert store.get_execution(ex_id).started_at == LATER
     assert states(store, ex_id) == {"a": "RUNNING", "b": "CREATED", "c": "RUNNING"}
     history = [(h.from_state, h.to_state) for h in store.history(ex_id) if h.task_run_id is None]
     assert history == [(None, State.CREATED), (State.CREATED, State.RUNNING)]

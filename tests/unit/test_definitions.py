@@ -506,6 +506,7 @@ def test_bad_concurrency_limits_are_named() -> None:
 def test_checks_parse_with_shorthands_and_defaults() -> None:
     flow = parse("""
         id: checked
+        inputs: {day: {type: string}}
         defaults:
           retry: {on_post_check: false, on_exit: false}
           post_checks:
@@ -624,3 +625,99 @@ def test_a_package_gives_its_default_checks_to_every_script(tmp_path: Path) -> N
     assert [[c.to_dict() for c in t.post_checks] for t in flow.tasks] == [
         [{"kind": "no_match", "path": "*.log", "pattern": "ERROR"}]
     ] * 2
+
+
+def test_undeclared_inputs_are_placed_with_a_did_you_mean() -> None:
+    found = problems("""
+        id: refs
+        inputs: {day: {type: string}, limit: {type: int}}
+        vars: {dir: "out/{{ inputs.dya }}"}
+        tasks:
+          - id: a
+            type: shell
+            command: "echo {{ inputs.dy }} {{ inputs['limit'] }}"
+            env: {N: "{{ inputs.lmit + 1 }}"}
+            pre_checks:
+              - file_exists: "in/{{ inputs.nope }}.csv"
+    """)
+    assert found == [
+        "/flows/f.yaml:3:13: vars.dir: undeclared input 'inputs.dya' in 'out/{{ inputs.dya }}' "
+        "(did you mean 'inputs.day'?); declared inputs: day, limit",
+        "/flows/f.yaml:7:14: tasks[0].command: undeclared input 'inputs.dy' in "
+        "\"echo {{ inputs.dy }} {{ inputs['limit'] }}\" (did you mean 'inputs.day'?); "
+        "declared inputs: day, limit",
+        "/flows/f.yaml:8:14: tasks[0].env.N: undeclared input 'inputs.lmit' in "
+        "'{{ inputs.lmit + 1 }}' (did you mean 'inputs.limit'?); declared inputs: day, limit",
+        "/flows/f.yaml:10:22: tasks[0].pre_checks[0].file_exists: undeclared input "
+        "'inputs.nope' in 'in/{{ inputs.nope }}.csv'; declared inputs: day, limit",
+    ]
+
+
+def test_outputs_of_tasks_not_upstream_are_errors() -> None:
+    found = problems("""
+        id: refs
+        vars: {csv: "{{ outputs.c.path }}"}
+        outputs: {total: "{{ outputs.lod.n }}"}
+        tasks:
+          - {id: a, type: shell, command: "true"}
+          - id: b
+            type: shell
+            depends_on: [a]
+            command: "echo {{ outputs.c.x }} {{ outputs.a.x }}"
+            env: {CSV: "{{ vars.csv }}"}
+          - id: c
+            type: shell
+            command: "echo {{ outputs.aa.x }}"
+            post_checks:
+              - file_exists: "{{ outputs.c.path }}"
+          - id: load
+            type: shell
+            depends_on: [b, c]
+            command: "echo {{ outputs.a.x }} {{ vars.csv }}"
+    """)
+    assert found == [
+        "/flows/f.yaml:3:18: outputs.total: 'outputs.lod' in '{{ outputs.lod.n }}': "
+        "no task 'lod' (did you mean 'load'?)",
+        "/flows/f.yaml:9:14: tasks[1].command: 'outputs.c' in "
+        "'echo {{ outputs.c.x }} {{ outputs.a.x }}': task 'c' is not upstream of 'b', so it "
+        "may not have run yet; add 'c' to depends_on of 'b'",
+        "/flows/f.yaml:10:16: tasks[1].env.CSV: 'outputs.c' (through vars.csv) in "
+        "'{{ vars.csv }}': task 'c' is not upstream of 'b', so it may not have run yet; "
+        "add 'c' to depends_on of 'b'",
+        "/flows/f.yaml:13:14: tasks[2].command: 'outputs.aa' in 'echo {{ outputs.aa.x }}': "
+        "no task 'aa' (did you mean 'a'?)",
+    ]
+
+
+def test_references_read_at_run_time_are_left_to_the_run() -> None:
+    flow = parse("""
+        id: dynamic
+        inputs: {which: {type: string, default: a}}
+        tasks:
+          - {id: a, type: shell, command: "true"}
+          - id: b
+            type: shell
+            depends_on: [a]
+            command: "echo {{ outputs[inputs.which] }} {{ execution.inputs.which }}"
+    """)
+    assert [t.id for t in flow.tasks] == ["a", "b"]
+
+
+def test_inputs_a_trigger_passes_count_as_declared() -> None:
+    flow = parse("""
+        id: hooked
+        triggers:
+          - {type: event, event: file.arrived}
+          - {type: webhook, key: 7f3a9c1e55d0}
+        tasks:
+          - {id: a, type: shell, command: "echo {{ inputs.event.data }} {{ inputs.body }}"}
+    """)
+    assert flow.tasks[0].id == "a"
+    assert problems("""
+        id: plain
+        tasks:
+          - {id: a, type: shell, command: "echo {{ inputs.schedule.time }}"}
+    """) == [
+        "/flows/f.yaml:3:35: tasks[0].command: undeclared input 'inputs.schedule' in "
+        "'echo {{ inputs.schedule.time }}'; declared inputs: none"
+    ]

@@ -65,10 +65,11 @@ def test_timeline_has_a_lane_per_task_run_and_a_bar_per_attempt() -> None:
     drawn = drawing.timeline(runs, attempts, now=104.0)
     assert [len(lane.bars) for lane in drawn.lanes] == [2, 1]
     first, second = drawn.lanes[0].bars
-    assert first.x == drawing.LABEL_W and second.x > first.x
+    assert (first.x, first.width) == (0.0, 25.0) and second.x == 25.0  # percent of the track
     running = drawn.lanes[1].bars[0]
     assert running.state == "RUNNING" and "2.0 s" in running.title  # up to now
-    assert round(running.x + running.width) == drawing.LABEL_W + drawing.TRACK_W
+    assert round(running.x + running.width) == 100
+    assert [t.x for t in drawn.ticks] == [0, 25, 50, 75, 100]
     assert drawn.ticks[-1].label == "+4.0 s"
 
 
@@ -100,3 +101,20 @@ def test_seconds_reads_like_people_write_durations() -> None:
         "3 min 5 s",
         "2 h 10 min",
     ]
+
+
+def test_a_for_each_node_counts_its_items_by_state() -> None:
+    def items(*states: State) -> list[TaskRunRow]:
+        return [
+            TaskRunRow(i, 1, "work", s, 0, False, 1, None, None, 0.0, None, None, 9, i)
+            for i, s in enumerate(states)
+        ]
+
+    failed, skipped, ok = State.FAILED, State.SKIPPED, State.SUCCESS
+    assert drawing.items_detail(items(failed, failed, skipped, skipped)) == (
+        "2 failed, 2 skipped of 4"
+    )
+    assert drawing.items_detail(items(ok, ok, ok)) == "3 succeeded of 3"
+    assert drawing.items_detail(items(ok, State.RUNNING, State.CREATED, State.QUEUED)) == (
+        "1 succeeded, 1 running, 2 waiting of 4"
+    )

@@ -1,7 +1,8 @@
 """The REST API's application: :func:`create_app` builds it around a store URL.
 
-Routes are plain (sync) functions run in Starlette's thread pool; each thread has its
-own store connection (a store is used by one thread at a time). Every route but
+Routes are plain (sync) functions run in Starlette's thread pool; each request borrows
+a store connection of a bounded pool for its whole work (:class:`Stores`), so no
+connection is ever used by two requests at once. Every route but
 ``/health`` and the webhooks needs ``Authorization: Bearer <token>``; a read-only token
 may only read. Errors are one JSON shape, ``{"detail": ..., "problems": [...]}``, with
 the status of :func:`ordo.errors.http_status`.
@@ -9,22 +10,35 @@ the status of :func:`ordo.errors.http_status`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ordo import services
-from ordo.errors import DefinitionError, Forbidden, NotFound, OrdoError, http_status
+from ordo.api.streams import Streams, TooManyStreams
+from ordo.errors import (
+    DefinitionError,
+    Forbidden,
+    NotFound,
+    OrdoError,
+    StoreUnavailable,
+    http_status,
+)
 from ordo.store import Store, open_store
 
 TOKEN_USE_EVERY = 60.0  # seconds between updates of a token's last use
+RETRY_AFTER = 1  # seconds a 503 (busy, store unavailable) asks the client to wait
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -66,43 +80,204 @@ class Caller:
             )
 
 
+class PoolTimeout(OrdoError):
+    """No store connection came free in time: 503 with ``Retry-After``."""
+
+
 class Stores:
-    """One store connection per thread, opened on first use."""
+    """A bounded pool of store connections. A request borrows one for all its work
+    (:func:`store_of`) and gives it back when its answer starts, so no two requests
+    ever use one connection at the same time and no transaction spans two requests.
+    At most ``size`` are open; a request that waits ``wait`` seconds for one gets
+    :class:`PoolTimeout`. A connection that lost its server (``StoreUnavailable``) is
+    closed with every idle one (they lost it too) and opened anew when next needed."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, size: int = 10, wait: float = 10.0) -> None:
         self.url = url
-        self._local = threading.local()
-        self._all: list[Store] = []
+        self.size = size
+        self.wait = wait
+        self._free = threading.BoundedSemaphore(size)
+        self._idle: list[Store] = []
         self._lock = threading.Lock()
-        self._used: dict[int, float] = {}
+        self._closed = False
 
-    def get(self) -> Store:
-        store: Store | None = getattr(self._local, "store", None)
-        if store is None:
-            store = open_store(self.url)
-            self._local.store = store
+    def borrow(self) -> Store:
+        if not self._free.acquire(timeout=self.wait):
+            raise PoolTimeout(
+                f"the server is busy: no store connection came free in {self.wait:g} s "
+                f"(all {self.size} in use); try again"
+            )
+        try:
             with self._lock:
-                self._all.append(store)
-        return store
+                if self._idle:
+                    return self._idle.pop()
+            return open_store(self.url)
+        except BaseException:
+            self._free.release()
+            raise
+
+    def give_back(self, store: Store, *, broken: bool = False) -> None:
+        try:
+            with self._lock:
+                dropped = [store] if broken or self._closed else []
+                if broken:  # the others lost the server too: open new ones when needed
+                    dropped += self._idle
+                    self._idle.clear()
+                elif not self._closed:
+                    self._idle.append(store)
+            for gone in dropped:
+                with contextlib.suppress(Exception):
+                    gone.close()
+        finally:
+            self._free.release()
+
+    @contextlib.contextmanager
+    def using(self) -> Iterator[Store]:
+        """A connection for one unit of work in this thread."""
+        store = self.borrow()
+        broken = False
+        try:
+            yield store
+        except StoreUnavailable:
+            broken = True
+            raise
+        except OrdoError:
+            raise
+        except BaseException:
+            broken = True  # not knowing what state it is in, do not reuse it
+            raise
+        finally:
+            self.give_back(store, broken=broken)
+
+    def run(self, work: Callable[[Store], T]) -> T:
+        """``work(store)`` with a connection borrowed for just that (a blocking call:
+        from async code, through the thread pool)."""
+        with self.using() as store:
+            return work(store)
+
+    async def look(self, work: Callable[[Store], T]) -> T:
+        """``work(store)`` from async code (a stream's look), in the thread pool on a
+        briefly borrowed connection; while the pool is busy or the store away, it
+        waits (without a thread) and tries again, so the stream stays open."""
+        pause = 0.1
+        while True:
+            try:
+                return await run_in_threadpool(self.run, work)
+            except (PoolTimeout, StoreUnavailable):
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def close(self) -> None:
         with self._lock:
-            for store in self._all:
-                store.close()
-            self._all.clear()
+            self._closed = True
+            for store in self._idle:
+                with contextlib.suppress(Exception):
+                    store.close()
+            self._idle.clear()
 
 
-def create_app(db_url: str, *, max_body: int = 1_048_576) -> FastAPI:
+class Lease:
+    """The connection of one request, borrowed on first use (in the request's thread)
+    and given back by :meth:`end` (in the event loop), which also lets the next
+    request in (``on_end``)."""
+
+    def __init__(self, stores: Stores, on_end: Callable[[], None]) -> None:
+        self.stores = stores
+        self.store: Store | None = None
+        self.broken = False
+        self._on_end: Callable[[], None] | None = on_end
+        self._lock = threading.Lock()
+
+    def get(self) -> Store:
+        with self._lock:
+            if self._on_end is None:
+                raise RuntimeError("this request's store connection was given back already")
+            if self.store is None:
+                self.store = self.stores.borrow()
+            return self.store
+
+    def end(self) -> None:
+        with self._lock:
+            store, self.store = self.store, None
+            on_end, self._on_end = self._on_end, None
+        if store is not None:
+            self.stores.give_back(store, broken=self.broken)
+        if on_end is not None:
+            on_end()
+
+
+class Leasing:
+    """Lets at most ``stores.size`` requests work with the store at a time; the others
+    wait here, holding no thread, up to ``stores.wait`` seconds (then 503 with
+    ``Retry-After``). Each request in gets its :class:`Lease`, ended when its answer
+    starts (a streamed answer borrows connections of its own, briefly, per look) or
+    the request fails. ``/health`` and static files need no store and skip the line."""
+
+    def __init__(self, app: ASGIApp, stores: Stores) -> None:
+        self.app = app
+        self.stores = stores
+        self._line: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path == "/health" or path.startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        if self._line is None:
+            self._line = asyncio.Semaphore(self.stores.size)
+        line = self._line
+        try:
+            await asyncio.wait_for(line.acquire(), self.stores.wait)
+        except TimeoutError:
+            await _busy(self.stores, send)
+            return
+        lease = Lease(self.stores, on_end=line.release)
+        scope[LEASE] = lease
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                lease.end()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except BaseException:
+            lease.broken = True
+            raise
+        finally:
+            lease.end()
+
+
+async def _busy(stores: Stores, send: Send) -> None:
+    detail = (
+        f"the server is busy: no store connection came free in {stores.wait:g} s "
+        f"(all {stores.size} in use); try again"
+    )
+    response = JSONResponse(
+        {"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_AFTER)}
+    )
+    await response({"type": "http"}, _no_body, send)
+
+
+LEASE = "ordo.lease"
+
+
+def create_app(
+    db_url: str, *, max_body: int = 1_048_576, pool_size: int = 10, pool_wait: float = 10.0
+) -> FastAPI:
     """The API over the store at ``db_url``; request bodies over ``max_body`` bytes are
-    refused with 413."""
-    from ordo.api import executions, flows, others
+    refused with 413; at most ``pool_size`` store connections, a request waits at most
+    ``pool_wait`` seconds for one (then 503)."""
+    from ordo.api import docs, executions, flows, models, others
 
-    stores = Stores(db_url)
+    stores = Stores(db_url, size=pool_size, wait=pool_wait)
+    health = others.HealthCheck(db_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         stores.close()
+        health.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -110,32 +285,52 @@ def create_app(db_url: str, *, max_body: int = 1_048_576) -> FastAPI:
         version="1",
         description="Flows, executions, events and webhooks of an ordo store.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served from vendored files by ordo.api.docs
         redoc_url=None,
+        responses=models.ERRORS,
     )
+    docs.add_docs(app, "/api/openapi.json")
     app.state.stores = stores
+    app.state.health = health
+    app.state.streams = Streams()
+    app.state.loops = []  # the server's background loops (ordo.server), for /health
     app.add_exception_handler(OrdoError, _ordo_error)  # type: ignore[arg-type]
     app.add_exception_handler(ValueError, _value_error)  # type: ignore[arg-type]
     for module in (flows, executions, others):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(Leasing, stores=stores)
     return app
 
 
 def store_of(request: Request) -> Store:
-    stores: Stores = request.app.state.stores
-    return stores.get()
+    """The request's own store connection (see :class:`Stores`)."""
+    lease: Lease | None = request.scope.get(LEASE)
+    if lease is None:  # not through Leasing: a route of an app built without it
+        raise RuntimeError("store_of outside a request of create_app's application")
+    return lease.get()
 
 
 StoreDep = Annotated[Store, Depends(store_of)]
 
 
-def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+#: The OpenAPI document's security scheme (``HTTPBearer``): Swagger UI's Authorize button
+#: sends the token it is given as ``Authorization: Bearer <token>``.
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token from `ordo tokens create` (read-only tokens may only read).",
+)
+
+
+def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+) -> Caller:
     """The caller of a route that reads: any valid token."""
-    if not authorization or not authorization.lower().startswith("bearer "):
+    if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("this needs an API token: Authorization: Bearer <token>")
     store = store_of(request)
-    found = store.find_token(services.token_hash(authorization[7:].strip()))
+    found = store.find_token(services.token_hash(credentials.credentials.strip()))
     if found is None or found.revoked_at is not None:
         raise Unauthorized("unknown or revoked API token (ordo tokens list)")
     now = time.time()
@@ -164,6 +359,17 @@ class ReadOnly(OrdoError):
 
 
 def _ordo_error(request: Request, exc: OrdoError) -> JSONResponse:
+    lease: Lease | None = request.scope.get(LEASE)
+    if isinstance(exc, StoreUnavailable) and lease is not None:
+        lease.broken = True
+    if isinstance(exc, PoolTimeout | StoreUnavailable):
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER)}
+        )
+    if isinstance(exc, TooManyStreams):
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=429, headers={"Retry-After": str(RETRY_AFTER)}
+        )
     if isinstance(exc, Unauthorized):
         return JSONResponse(
             {"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}

@@ -4,9 +4,10 @@ mark, save) executions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -14,8 +15,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from ordo import services, views
+from ordo.api import models, streams
 from ordo.api.app import Caller, Reader, StoreDep, Stores, Writer
 from ordo.api.flows import label_pairs, visible_flow
+from ordo.api.streams import EventStream
 from ordo.errors import Conflict, NotFound, UsageError
 from ordo.model import State
 from ordo.store import Store
@@ -24,7 +27,6 @@ from ordo.store.records import ExecutionRow
 router = APIRouter(prefix="/api", tags=["executions"])
 MAX_ID = 2**63 - 1
 ExecutionId = Annotated[int, Path(ge=1, le=MAX_ID, description="an execution's id")]
-FOLLOW_POLL = 0.1  # seconds between looks for new log lines
 
 
 class StartBody(BaseModel):
@@ -43,6 +45,7 @@ class StartBody(BaseModel):
     "/flows/{namespace}/{flow_id}/executions",
     status_code=201,
     summary="Start an execution (the same Idempotency-Key starts it once)",
+    response_model=models.Execution,
 )
 def start_execution(
     store: StoreDep,
@@ -89,7 +92,11 @@ def _state(value: str | None) -> State | None:
         raise UsageError(f"state: unknown state {value!r}; one of {names}") from None
 
 
-@router.get("/executions", summary="List executions, newest first, a page at a time")
+@router.get(
+    "/executions",
+    summary="List executions, newest first, a page at a time",
+    response_model=models.ExecutionPage,
+)
 def list_executions(
     store: StoreDep,
     who: Reader,
@@ -117,7 +124,11 @@ def list_executions(
     return {"items": [views.execution_dict(e) for e in rows], "next_cursor": next_cursor}
 
 
-@router.get("/executions/{execution_id}", summary="An execution with its task runs")
+@router.get(
+    "/executions/{execution_id}",
+    summary="An execution with its task runs",
+    response_model=models.ExecutionDocument,
+)
 def get_execution(store: StoreDep, who: Reader, execution_id: ExecutionId) -> dict[str, Any]:
     visible(store, who, execution_id)
     doc = views.execution_document(store, execution_id)
@@ -125,35 +136,67 @@ def get_execution(store: StoreDep, who: Reader, execution_id: ExecutionId) -> di
     return doc
 
 
-@router.get("/executions/{execution_id}/task-runs", summary="Its task runs")
+@router.get(
+    "/executions/{execution_id}/task-runs",
+    summary="Its task runs",
+    response_model=list[models.TaskRun],
+)
 def task_runs(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
     visible(store, who, execution_id)
     runs: list[dict[str, Any]] = views.execution_document(store, execution_id)["task_runs"]
     return runs
 
 
-@router.get("/executions/{execution_id}/attempts", summary="Its attempts")
+@router.get(
+    "/executions/{execution_id}/attempts",
+    summary="Its attempts",
+    response_model=list[models.Attempt],
+)
 def attempts(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
     visible(store, who, execution_id)
     return [views.attempt_dict(a) for a in store.attempts(execution_id)]
 
 
-@router.get("/executions/{execution_id}/outputs", summary="Its outputs and its tasks'")
+@router.get(
+    "/executions/{execution_id}/outputs",
+    summary="Its outputs and its tasks'",
+    response_model=models.Outputs,
+)
 def outputs(store: StoreDep, who: Reader, execution_id: ExecutionId) -> dict[str, Any]:
     execution = visible(store, who, execution_id)
     return {"execution": execution.outputs, "tasks": store.outputs(execution_id)}
 
 
-@router.get("/executions/{execution_id}/metrics", summary="Its metrics")
+@router.get(
+    "/executions/{execution_id}/metrics", summary="Its metrics", response_model=list[models.Metric]
+)
 def metrics(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
     visible(store, who, execution_id)
     return [views.metric_dict(m) for m in store.metrics(execution_id)]
 
 
 @router.get(
+    "/executions/{execution_id}/history",
+    summary="Every state change of it and its task runs, oldest first, with time and reason",
+    response_model=list[models.HistoryEntry],
+)
+def history(store: StoreDep, who: Reader, execution_id: ExecutionId) -> list[dict[str, Any]]:
+    visible(store, who, execution_id)
+    return views.state_history(store, execution_id)
+
+
+@router.get(
     "/executions/{execution_id}/logs",
     summary="Its log lines; follow=true streams them as Server-Sent Events until it ends",
     response_model=None,
+    responses={
+        200: {
+            "description": "the lines (JSON), or with follow=true a stream of `log` events "
+            "(each one line's JSON) and one `end` event",
+            "model": list[models.LogLine],
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
 )
 def logs(
     request: Request,
@@ -166,33 +209,60 @@ def logs(
 ) -> list[dict[str, Any]] | StreamingResponse:
     visible(store, who, execution_id)
     if not follow:
-        return [_line(x) for x in store.logs(execution_id, after_id=after, limit=limit)]
-    stores: Stores = request.app.state.stores
-    return StreamingResponse(
-        _follow(stores, execution_id, after),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache"},
-    )
+        names = _names(store, execution_id)
+        lines = store.logs(execution_id, after_id=after, limit=limit)
+        return [
+            models.LogLine.model_validate(_line(x, names)).model_dump(mode="json") for x in lines
+        ]
+    ticket = request.app.state.streams.open(who.name)
+    return EventStream(_follow(request.app.state.stores, execution_id, after), ticket)
 
 
-def _line(x: Any) -> dict[str, Any]:
-    return {"id": x.id, "attempt_id": x.attempt_id, "at": x.at, "stream": x.stream, "line": x.line}
+def _line(x: Any, names: dict[int, tuple[str, int]]) -> dict[str, Any]:
+    task, number = names.get(x.attempt_id, (None, None))
+    return {
+        "id": x.id,
+        "attempt_id": x.attempt_id,
+        "task": task,
+        "attempt": number,
+        "at": x.at,
+        "stream": x.stream,
+        "line": x.line,
+    }
 
 
-def _follow(stores: Stores, execution_id: ExecutionId, after: int) -> Iterator[str]:
+def _names(store: Store, execution_id: int) -> dict[int, tuple[str, int]]:
+    """Each attempt's task run label and attempt number, by attempt id."""
+    labels = {r.id: r.label for r in store.task_runs(execution_id)}
+    return {a.id: (labels.get(a.task_run_id, "?"), a.number) for a in store.attempts(execution_id)}
+
+
+async def _follow(stores: Stores, execution_id: int, after: int) -> AsyncIterator[str]:
     """Lines as ``log`` events (``id`` = line id, for Last-Event-ID), then one ``end``
-    event with the final state. Runs in the thread pool: the thread's own store."""
+    event with the final state. Between looks it sleeps (no thread, no connection
+    held); each look borrows a pooled connection briefly."""
+    names: dict[int, tuple[str, int]] = {}
+
+    def look(store: Store) -> tuple[State, list[dict[str, Any]]]:
+        state = store.get_execution(execution_id).state
+        found = store.logs(execution_id, after_id=after, limit=1000)
+        if any(x.attempt_id not in names for x in found):
+            names.update(_names(store, execution_id))
+        return state, [_line(x, names) for x in found]
+
+    pauses = streams.pauses()
     while True:
-        store = stores.get()
-        ended = store.get_execution(execution_id).state.terminal
-        for x in store.logs(execution_id, after_id=after, limit=1000):
-            after = x.id
-            yield f"id: {x.id}\nevent: log\ndata: {json.dumps(_line(x))}\n\n"
-        if ended:
-            state = store.get_execution(execution_id).state.value
-            yield f"event: end\ndata: {json.dumps({'state': state})}\n\n"
+        state, lines = await stores.look(look)
+        for line in lines:
+            after = line["id"]
+            yield streams.event("log", json.dumps(line), line["id"])
+        if state.terminal and len(lines) < 1000:
+            yield streams.event("end", json.dumps({"state": state.value}))
             return
-        time.sleep(FOLLOW_POLL)
+        if lines:
+            pauses = streams.pauses()
+            continue
+        await asyncio.sleep(next(pauses))
 
 
 def _with_state(store: Store, execution_id: ExecutionId, exc: Conflict) -> Conflict:
@@ -200,7 +270,11 @@ def _with_state(store: Store, execution_id: ExecutionId, exc: Conflict) -> Confl
     return exc
 
 
-@router.post("/executions/{execution_id}/kill", summary="Kill it and its children")
+@router.post(
+    "/executions/{execution_id}/kill",
+    summary="Kill it and its children",
+    response_model=models.Execution,
+)
 def kill(store: StoreDep, who: Writer, execution_id: ExecutionId) -> dict[str, Any]:
     visible(store, who, execution_id)
     try:
@@ -216,7 +290,11 @@ class RestartBody(BaseModel):
     latest: bool = Field(default=False, description="move to the flow's newest revision")
 
 
-@router.post("/executions/{execution_id}/restart", summary="Run it again in place")
+@router.post(
+    "/executions/{execution_id}/restart",
+    summary="Run it again in place",
+    response_model=models.Restarted,
+)
 def restart(
     store: StoreDep, who: Writer, execution_id: ExecutionId, body: RestartBody | None = None
 ) -> dict[str, Any]:
@@ -246,6 +324,7 @@ class ReplayBody(BaseModel):
     "/executions/{execution_id}/replay",
     status_code=201,
     summary="A new execution replaying it from a task",
+    response_model=models.Execution,
 )
 def replay(
     store: StoreDep, who: Writer, execution_id: ExecutionId, body: ReplayBody
@@ -271,7 +350,11 @@ class MarkBody(BaseModel):
     reason: str | None = None
 
 
-@router.post("/executions/{execution_id}/mark", summary="Set an ended task run's state")
+@router.post(
+    "/executions/{execution_id}/mark",
+    summary="Set an ended task run's state",
+    response_model=models.Marked,
+)
 def mark(store: StoreDep, who: Writer, execution_id: ExecutionId, body: MarkBody) -> dict[str, Any]:
     visible(store, who, execution_id)
     marked = services.mark(
@@ -291,7 +374,11 @@ class SaveBody(BaseModel):
     description: str | None = None
 
 
-@router.post("/executions/{execution_id}/save", summary="Keep it under a name")
+@router.post(
+    "/executions/{execution_id}/save",
+    summary="Keep it under a name",
+    response_model=models.Execution,
+)
 def save(store: StoreDep, who: Writer, execution_id: ExecutionId, body: SaveBody) -> dict[str, Any]:
     visible(store, who, execution_id)
     services.save(store, execution_id, body.name, body.description, time.time())

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from ordo import services, views
+from ordo.api import models
 from ordo.api.app import Caller, Reader, StoreDep, Writer, store_of
 from ordo.api.bodies import flow_text
 from ordo.errors import DefinitionError, Problem, UsageError
@@ -71,7 +72,9 @@ def flow_summary(store: Store, revision: Revision, active: bool | None = None) -
     }
 
 
-@router.get("", summary="List flows (newest revision of each)")
+@router.get(
+    "", summary="List flows (newest revision of each)", response_model=list[models.FlowSummary]
+)
 def list_flows(
     store: StoreDep,
     who: Reader,
@@ -98,7 +101,11 @@ def list_flows(
     return found
 
 
-@router.get("/{namespace}/{flow_id}", summary="A flow: newest revision and all revisions")
+@router.get(
+    "/{namespace}/{flow_id}",
+    summary="A flow: newest revision and all revisions",
+    response_model=models.FlowDetail,
+)
 def get_flow(
     store: StoreDep,
     who: Reader,
@@ -115,14 +122,22 @@ def get_flow(
     }
 
 
-@router.post("", summary="Create or update a flow from YAML or JSON", openapi_extra=FLOW_BODY)
+@router.post(
+    "",
+    summary="Create or update a flow from YAML or JSON",
+    openapi_extra=FLOW_BODY,
+    response_model=models.FlowSummary,
+)
 async def create_flow(request: Request, who: Writer) -> JSONResponse:
     text, fmt = await flow_text(request)
     return await run_in_threadpool(_stored, request, who, text, fmt, None)
 
 
 @router.put(
-    "/{namespace}/{flow_id}", summary="Update a flow from YAML or JSON", openapi_extra=FLOW_BODY
+    "/{namespace}/{flow_id}",
+    summary="Update a flow from YAML or JSON",
+    openapi_extra=FLOW_BODY,
+    response_model=models.FlowSummary,
 )
 async def update_flow(request: Request, who: Writer, namespace: str, flow_id: str) -> JSONResponse:
     text, fmt = await flow_text(request)
@@ -156,10 +171,16 @@ def _stored(
     before = store.find_flow(flow.namespace, flow.id, None)
     revision = services.register_text(store, text, time.time(), fmt=fmt)
     created = before is None or before.id != revision.id
-    return JSONResponse(flow_summary(store, revision), status_code=201 if created else 200)
+    summary = models.FlowSummary.model_validate(flow_summary(store, revision))
+    return JSONResponse(summary.model_dump(mode="json"), status_code=201 if created else 200)
 
 
-@router.post("/validate", summary="Check a flow without storing it", openapi_extra=FLOW_BODY)
+@router.post(
+    "/validate",
+    summary="Check a flow without storing it",
+    openapi_extra=FLOW_BODY,
+    response_model=models.Validated,
+)
 async def validate_flow(request: Request, who: Reader) -> dict[str, Any]:
     text, fmt = await flow_text(request)
     flow = await run_in_threadpool(services.validate_text, text, fmt)
@@ -184,7 +205,11 @@ def deactivate(store: StoreDep, who: Writer, namespace: str, flow_id: str) -> Ac
     return Active(active=False)
 
 
-@router.get("/{namespace}/{flow_id}/next", summary="The next fire times of its schedules")
+@router.get(
+    "/{namespace}/{flow_id}/next",
+    summary="The next fire times of its schedules",
+    response_model=list[models.NextTimes],
+)
 def next_times(
     store: StoreDep,
     who: Reader,
@@ -206,7 +231,11 @@ def next_times(
     ]
 
 
-@router.get("/{namespace}/{flow_id}/revisions", summary="Every revision of the flow, newest first")
+@router.get(
+    "/{namespace}/{flow_id}/revisions",
+    summary="Every revision of the flow, newest first",
+    response_model=list[models.RevisionRow],
+)
 def revisions(store: StoreDep, who: Reader, namespace: str, flow_id: str) -> list[dict[str, Any]]:
     who.find(namespace, f"flow {namespace}/{flow_id}")
     return views.revision_history(store, namespace, flow_id)
@@ -215,6 +244,7 @@ def revisions(store: StoreDep, who: Reader, namespace: str, flow_id: str) -> lis
 @router.get(
     "/{namespace}/{flow_id}/revisions/{number}",
     summary="One revision: its stored source and the files it referenced",
+    response_model=models.RevisionDocument,
 )
 def revision(
     store: StoreDep,

@@ -15,14 +15,20 @@ from ordo.store.records import Claim
 
 
 class Progress:
-    """Plain lines: ``HH:MM:SS task RUNNING (attempt n)`` and each end."""
+    """Plain lines: ``HH:MM:SS task RUNNING (attempt n)`` and each end; a for_each item
+    is named ``task[i]``."""
 
-    def __init__(self, execution_id: int, flow: Flow, out: TextIO, quiet: bool) -> None:
+    def __init__(
+        self, execution_id: int, flow: Flow, out: TextIO, quiet: bool, store: Store | None = None
+    ) -> None:
         self.execution_id = execution_id
         self.flow = flow
         self.out = out
         self.quiet = quiet
+        self.store = store
         self.started_at = time.monotonic()
+        self._forking = {t.id for t in flow.tasks if t.for_each is not None}
+        self._labels: dict[int, str] = {}  # task run id -> task[i], for for_each items
 
     def begin(self, queued: str | None = None) -> None:
         """The execution started, or (``queued`` says why) waits for its flow's limit."""
@@ -51,10 +57,26 @@ class Progress:
         self._line(text)
 
     def name(self, claim: Claim) -> str:
-        """The task's id; in a child execution prefixed with that execution's id."""
+        """The task run's label (``task`` or ``task[i]``); in a child execution prefixed
+        with that execution's id."""
+        label = self.label(claim)
         if claim.execution_id == self.execution_id:
+            return label
+        return f"{claim.execution_id}/{label}"
+
+    def label(self, claim: Claim) -> str:
+        """``task[i]`` for an item of this execution's for_each task (the labels are
+        read once per fork: items are created together), else the task's id."""
+        if (
+            claim.execution_id != self.execution_id
+            or claim.task_id not in self._forking
+            or self.store is None
+        ):
             return claim.task_id
-        return f"{claim.execution_id}/{claim.task_id}"
+        if claim.task_run_id not in self._labels:
+            for run in self.store.task_runs(self.execution_id):
+                self._labels[run.id] = run.label
+        return self._labels.get(claim.task_run_id, claim.task_id)
 
     def _line(self, text: str) -> None:
         self.out.write(f"{time.strftime('%H:%M:%S')} {text}\n")
@@ -62,16 +84,18 @@ class Progress:
 
 
 class LiveProgress(Progress):
-    """A Rich live panel: counts by state, running tasks, elapsed time."""
+    """A Rich live panel: task runs done of all (a for_each item counts as one task run
+    once its task has forked), counts by state, the running attempts, elapsed time."""
 
-    def __init__(self, execution_id: int, flow: Flow, out: TextIO) -> None:
-        super().__init__(execution_id, flow, out, quiet=False)
+    def __init__(self, execution_id: int, flow: Flow, out: TextIO, store: Store | None = None):
+        super().__init__(execution_id, flow, out, quiet=False, store=store)
         from rich.console import Console
         from rich.live import Live
 
         self.console = Console(file=out)
         self.running: dict[int, str] = {}
         self.counts: dict[str, int] = {}
+        self.total = len(flow.tasks)
         self.live = Live(
             console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render
         )
@@ -87,8 +111,13 @@ class LiveProgress(Progress):
 
     def finished(self, claim: Claim, outcome: Outcome, retrying: bool) -> None:
         self.running.pop(claim.attempt_id, None)
-        key = "RETRYING" if retrying else outcome.state.value
-        self.counts[key] = self.counts.get(key, 0) + 1
+        if outcome.forks is not None:
+            if claim.execution_id == self.execution_id:
+                self.total += len(outcome.forks) - 1  # the task becomes its items
+            return
+        if claim.execution_id == self.execution_id:
+            key = "RETRYING" if retrying else outcome.state.value
+            self.counts[key] = self.counts.get(key, 0) + 1
         if not outcome.ok and not retrying:
             self.console.print(
                 f"[red]{self.name(claim)} {outcome.state.value}[/]: "
@@ -107,7 +136,7 @@ class LiveProgress(Progress):
             names += f" (+{more})"
         return Text.assemble(
             (f"execution {self.execution_id} {self.flow.key} ", "bold"),
-            f"{done}/{len(self.flow.tasks)} done  {parts}  {elapsed:.1f}s\n",
+            f"{done}/{self.total} done  {parts}  {elapsed:.1f}s\n",
             ("running: ", "cyan"),
             names or "-",
         )
@@ -120,8 +149,8 @@ def listener_for(
     standard output carries a JSON document): a live panel on a terminal, else lines."""
     out = out or sys.stdout
     if out.isatty() and not quiet:
-        return LiveProgress(execution_id, flow, out)
-    return Progress(execution_id, flow, out, quiet)
+        return LiveProgress(execution_id, flow, out, store)
+    return Progress(execution_id, flow, out, quiet, store)
 
 
 SUMMARY_ROWS = 30

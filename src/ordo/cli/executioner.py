@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from ordo import engine
+from ordo import engine, services
 from ordo.cli import display
 from ordo.cli.common import fmt_time, open_db, secret_box, skipped_tasks
 from ordo.cli.executioner_output import (
@@ -165,8 +165,7 @@ def register(store: Store, flow: Flow, now: float) -> Revision:
     """The flow's revision: reused when the same flow (with the same --env) is known."""
     text = json.dumps(flow.to_dict(), sort_keys=True)
     digest = "executioner-" + hashlib.sha256(text.encode()).hexdigest()
-    known = store.find_revision(digest, flow.path)
-    return known or store.add_revision(flow, text, digest, now)
+    return services.register_flow(store, flow, text, digest, now)
 
 
 def with_skips(flow: Flow, skip: Sequence[str]) -> Flow:
@@ -286,7 +285,7 @@ def resume(console: Console, store: Store, ex_id: int, flow: Flow, now: float) -
         return Resumed(attempt + 1, frozenset(r.task_id for r in runs), runs=False)
     if execution.state.terminal:
         revision = register(store, flow, now)
-        again = set(store.restart_execution(ex_id, now, revision_id=revision.id))
+        again = set(services.restart_on(store, ex_id, revision.id, now))
         kept = frozenset(r.task_id for r in runs if r.task_id not in again)
         return Resumed(attempt + 1, kept)
     taken = reap_dead(store, ex_id)  # crashed while running: take back its attempts
@@ -371,7 +370,7 @@ def mark_success(store: Store, run_id: int | None, jobs: str | None) -> int:
         print("cancelled")
         return EXIT_OK
     for j in flippable:
-        store.mark_task_run(run_id, j, State.SUCCESS, who(), "marked success", time.time())
+        services.mark(store, run_id, j, "success", who(), time.time(), "marked success")
     count = f"{len(flippable)} job" + ("s" if len(flippable) > 1 else "")
     print(
         f"marked {count} SUCCESS ({', '.join(flippable)}); a resume of run {run_id} "

@@ -21,7 +21,6 @@ from ordo.cli.common import (
 from ordo.errors import EXIT_OK, NotFound, did_you_mean
 from ordo.model import State
 from ordo.store import Store
-from ordo.store.records import ExecutionRow
 
 
 def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -39,6 +38,8 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             return EXIT_OK
         if args.action == "list":
             return _list(store, args)
+        if args.action == "history":
+            return _history(store, args)
         return _show(store, args)
     finally:
         store.close()
@@ -54,41 +55,76 @@ def _list(store: Store, args: argparse.Namespace) -> int:
         limit=args.limit,
         labels=parse_pairs(args.label, "--label"),
     )
+    docs = [views.execution_dict(e) for e in rows]
     if args.json:
-        print_json([views.execution_dict(e) for e in rows])
+        print_json(views.with_iso(docs))
         return EXIT_OK
+    print_executions(docs)
+    return EXIT_OK
+
+
+def print_executions(docs: list[dict[str, Any]]) -> None:
+    """The table of ``executions list`` from execution documents (local or remote)."""
     print(
         table(
             ["ID", "FLOW", "STATE", "MARKS", "STARTED", "DURATION", "REASON"],
             [
                 [
-                    str(e.id),
-                    e.flow_key,
-                    e.state.value,
+                    str(e["id"]),
+                    f"{e['namespace']}/{e['flow']}",
+                    e["state"],
                     marks(e),
-                    fmt_time(e.started_at),
-                    fmt_duration(e.started_at, e.ended_at),
-                    short(e.reason or "", 50),
+                    fmt_time(e["started_at"]),
+                    fmt_duration(e["started_at"], e["ended_at"]),
+                    short(e["reason"] or "", 50),
                 ]
-                for e in rows
+                for e in docs
             ],
         )
     )
+
+
+def _history(store: Store, args: argparse.Namespace) -> int:
+    rows = views.state_history(store, args.id)
+    if args.json:
+        print_json(rows)
+        return EXIT_OK
+    print_history(rows)
     return EXIT_OK
 
 
-def marks(e: ExecutionRow) -> str:
-    """``dev`` and ``saved:NAME``, as the MARKS column shows them."""
-    found = ["dev"] if e.dev else []
-    if e.saved_name is not None:
-        found.append(f"saved:{e.saved_name}")
+def print_history(rows: list[dict[str, Any]]) -> None:
+    """The transitions as a table: local time with milliseconds, what moved (the
+    execution or a task run), FROM -> TO, reason."""
+    print(
+        table(
+            ["TIME", "WHAT", "FROM", "TO", "REASON"],
+            [
+                [
+                    fmt_time(h["at"]) + f".{int(h['at'] * 1000) % 1000:03d}",
+                    h["task"] or "execution",
+                    h["from"] or "-",
+                    h["to"],
+                    short(h["reason"] or "", 70),
+                ]
+                for h in rows
+            ],
+        )
+    )
+
+
+def marks(e: Mapping[str, Any]) -> str:
+    """``dev`` and ``saved:NAME`` of an execution document, as the MARKS column shows them."""
+    found = ["dev"] if e["dev"] else []
+    if e["saved"] is not None:
+        found.append(f"saved:{e['saved']['name']}")
     return " ".join(found)
 
 
 def _show(store: Store, args: argparse.Namespace) -> int:
     doc = views.execution_document(store, args.id)
     if args.json:
-        print_json(doc)
+        print_json(views.with_iso(doc))
         return EXIT_OK
     dev = "  dev" if doc["dev"] else ""
     print(f"execution {doc['id']}  {doc['namespace']}/{doc['flow']}  {doc['state']}{dev}")
@@ -193,9 +229,7 @@ def _logs(store: Store, args: argparse.Namespace) -> int:
     while True:
         lines = store.logs(args.id, attempt_ids=wanted, after_id=after)
         for ln in lines:
-            task, number = names.get(ln.attempt_id, ("?", 0))
-            stamp = time.strftime("%H:%M:%S", time.localtime(ln.at))
-            sys.stdout.write(f"{stamp} {task}#{number} {ln.stream}: {ln.line}\n")
+            print_log_line(names, ln.attempt_id, ln.at, ln.stream, ln.line)
         if lines:
             after = lines[-1].id
             continue
@@ -206,6 +240,15 @@ def _logs(store: Store, args: argparse.Namespace) -> int:
         execution = store.get_execution(args.id)
         names = _attempt_names(store, args.id)
         wanted = _attempt_filter(store, args)
+
+
+def print_log_line(
+    names: Mapping[int, tuple[str, int]], attempt_id: int, at: float, stream: str, line: str
+) -> None:
+    """``HH:MM:SS task#attempt stream: line``, as ``ordo logs`` prints every line."""
+    task, number = names.get(attempt_id, ("?", 0))
+    stamp = time.strftime("%H:%M:%S", time.localtime(at))
+    sys.stdout.write(f"{stamp} {task}#{number} {stream}: {line}\n")
 
 
 def _attempt_names(store: Store, execution_id: int) -> dict[int, tuple[str, int]]:

@@ -126,6 +126,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
+    history = ex_sub.add_parser(
+        "history",
+        parents=[common],
+        help="every state change of an execution and its task runs, with time and reason",
+    )
+    history.add_argument("id", type=int)
+    history.add_argument("--json", action="store_true")
     save = ex_sub.add_parser(
         "save",
         parents=[common],

@@ -5,10 +5,7 @@ place or as a new execution, set a task run's state by hand."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
-import os
-import random
 import socket
 import sys
 import time
@@ -175,32 +172,7 @@ def resume_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def reap_dead(store: Store, root_id: int) -> list[str]:
     """Record the running attempts of this tree's workers that are known to be dead
     (processes of this machine that are gone) as lost; their ids."""
-    dead = [w for w in store.tree_workers(root_id) if _is_dead(w)]
-    if dead:
-        store.reap_workers(dead, time.time(), random.Random())
-    return dead
-
-
-def _is_dead(worker_id: str) -> bool:
-    """A worker id is ``host:pid:suffix``: dead when on this host and that process is
-    gone (or is no longer an ordo process). Other hosts' workers: their leases tell."""
-    host, _, rest = worker_id.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"ordo" not in f.read()
-    except FileNotFoundError:
-        return True
-    except OSError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 0)
-            return False
-        return True
+    return services.take_back_dead(store, root_id, time.time())
 
 
 def who() -> str:

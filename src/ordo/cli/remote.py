@@ -7,19 +7,31 @@ routes. What the API answers with an error is printed as that error."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
 
 import httpx
 
-from ordo import engine
+from ordo import definitions, engine
 from ordo.cli import deploy as deploy_cli
-from ordo.cli.common import fmt_time, parse_pairs, print_json, table
+from ordo.cli import inspect as inspect_cli
+from ordo.cli.common import parse_pairs, print_json, table
 from ordo.cli.serving import flow_key, parse_data, print_emitted
-from ordo.errors import EXIT_FAILED, EXIT_OK, ConfigError, OrdoError, StoreError, UsageError
+from ordo.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    ConfigError,
+    NotFound,
+    OrdoError,
+    StoreError,
+    UsageError,
+)
 
 TIMEOUT = 30.0
+LOG_PAGE = 5000
+ENDED = ("SUCCESS", "WARNING", "FAILED", "KILLED", "SKIPPED")
 
 
 class Client:
@@ -80,8 +92,26 @@ def command(args: argparse.Namespace, server: str, token: str | None) -> int:
     return handler(client, args)
 
 
+def sendable(file: str) -> tuple[str, bytes]:
+    """The flow file's path and bytes, once it is valid here and references no file beside
+    it: ``--server`` sends the flow file alone, and the server would not find a module,
+    script or SQL file it names. UsageError says to deploy the folder instead."""
+    path, data = engine.read_flow_file(file)
+    prepared = definitions.prepare(path)
+    if prepared.scripts:
+        names = ", ".join(prepared.scripts)
+        folder = os.path.dirname(path)
+        raise UsageError(
+            f"{file} references files beside it ({names}); --server sends only the flow "
+            f"file, so the server could not run it. Deploy the folder where the server's "
+            f"store is instead: ordo deploy {folder} --db STORE_URL, or ordo server "
+            f"--flows {folder} --watch (see docs/deploying.md)"
+        )
+    return path, data
+
+
 def _run(client: Client, args: argparse.Namespace) -> int:
-    path, data = engine.read_flow_file(args.file)
+    path, data = sendable(args.file)
     kind = "application/json" if path.endswith(".json") else "application/x-yaml"
     flow = client.call("POST", "/api/flows", content=data, headers={"Content-Type": kind})
     body = {
@@ -90,6 +120,7 @@ def _run(client: Client, args: argparse.Namespace) -> int:
         "dev": bool(getattr(args, "dev", False)),
         "skip": [t for item in args.skip for t in item.split(",") if t],
         "continue_on_error": args.continue_on_error,
+        "revision": flow["revision"],  # the one just sent, whatever is stored after it
     }
     execution = client.call(
         "POST", f"/api/flows/{flow['namespace']}/{flow['id']}/executions", json=body
@@ -97,7 +128,7 @@ def _run(client: Client, args: argparse.Namespace) -> int:
     if args.detach:
         print(execution["id"])
         return EXIT_OK
-    while execution["state"] not in ("SUCCESS", "WARNING", "FAILED", "KILLED", "SKIPPED"):
+    while execution["state"] not in ENDED:
         time.sleep(0.2)
         execution = client.call("GET", f"/api/executions/{execution['id']}")
     return _print_ended(client, execution["id"], args.json)
@@ -171,27 +202,25 @@ def _mark(client: Client, args: argparse.Namespace) -> int:
 def _list(client: Client, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit, "flow": args.flow, "state": args.state}
     params = {k: v for k, v in params.items() if v}
+    for flag in ("saved", "dev"):
+        if getattr(args, flag, None) is not None:
+            params[flag] = str(getattr(args, flag)).lower()
     if args.label:
         params["label"] = _labels(args.label)
     doc = client.call("GET", "/api/executions", params=params)
     if args.json:
         print_json(doc["items"])
         return EXIT_OK
-    print(
-        table(
-            ["ID", "FLOW", "STATE", "CREATED", "REASON"],
-            [
-                [
-                    str(e["id"]),
-                    f"{e['namespace']}/{e['flow']}",
-                    e["state"],
-                    fmt_time(e["created_at"]),
-                    e["reason"] or "",
-                ]
-                for e in doc["items"]
-            ],
-        )
-    )
+    inspect_cli.print_executions(doc["items"])
+    return EXIT_OK
+
+
+def _history(client: Client, args: argparse.Namespace) -> int:
+    rows = client.call("GET", f"/api/executions/{args.id}/history")
+    if args.json:
+        print_json(rows)
+    else:
+        inspect_cli.print_history(rows)
     return EXIT_OK
 
 
@@ -231,7 +260,7 @@ def _flows(client: Client, args: argparse.Namespace) -> int:
 
 def _flows_add(client: Client, args: argparse.Namespace) -> int:
     for file in args.files:
-        path, data = engine.read_flow_file(file)
+        path, data = sendable(file)
         kind = "application/json" if path.endswith(".json") else "application/x-yaml"
         doc = client.call("POST", "/api/flows", content=data, headers={"Content-Type": kind})
         print(f"{doc['namespace']}/{doc['id']}: revision {doc['revision']}")
@@ -289,10 +318,55 @@ def _flows_diff(client: Client, args: argparse.Namespace) -> int:
 
 
 def _logs(client: Client, args: argparse.Namespace) -> int:
-    for line in client.call("GET", f"/api/executions/{args.id}/logs", params={"limit": 10_000}):
-        out = sys.stderr if line["stream"] == "stderr" else sys.stdout
-        print(line["line"], file=out)
-    return EXIT_OK
+    """The lines as ``ordo logs`` prints them locally (``task#attempt`` on each), a page
+    at a time; with ``--follow`` until the execution has ended."""
+    after = 0
+    while True:
+        execution = client.call("GET", f"/api/executions/{args.id}")
+        names, wanted = _attempt_names(execution, args)
+        while True:
+            page = client.call(
+                "GET",
+                f"/api/executions/{args.id}/logs",
+                params={"after": after, "limit": LOG_PAGE},
+            )
+            for x in page:
+                if wanted is None or x["attempt_id"] in wanted:
+                    inspect_cli.print_log_line(
+                        names, x["attempt_id"], x["at"], x["stream"], x["line"]
+                    )
+            if page:
+                after = page[-1]["id"]
+            if len(page) < LOG_PAGE:
+                break
+        if not args.follow or execution["state"] in ENDED:
+            return EXIT_OK
+        sys.stdout.flush()
+        time.sleep(0.3)
+
+
+def _attempt_names(
+    execution: dict[str, Any], args: argparse.Namespace
+) -> tuple[dict[int, tuple[str, int]], set[int] | None]:
+    """Each attempt's task label and number by id; the ids ``--task``/``--attempt`` keep
+    (None: all)."""
+    runs = execution["task_runs"]
+    names = {a["id"]: (r["task"], a["number"]) for r in runs for a in r["attempts"]}
+    if args.task is None and args.attempt is None:
+        return names, None
+    tasks = {r["task"].split("[")[0] for r in runs}
+    if args.task is not None and args.task not in tasks:
+        raise NotFound(
+            f"execution {args.id} has no task '{args.task}' (tasks: {', '.join(sorted(tasks))})"
+        )
+    wanted = {
+        a["id"]
+        for r in runs
+        for a in r["attempts"]
+        if (args.task is None or r["task"].split("[")[0] == args.task)
+        and (args.attempt is None or a["number"] == args.attempt)
+    }
+    return names, wanted
 
 
 HANDLERS = {
@@ -304,6 +378,7 @@ HANDLERS = {
     "mark": _mark,
     "executions list": _list,
     "executions show": _show,
+    "executions history": _history,
     "flows list": _flows,
     "flows add": _flows_add,
     "flows next": _flows_next,

@@ -32,7 +32,7 @@ def save_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     store = open_db(args.db, environ)
     try:
         if args.action == "unsave":
-            name = store.unsave_execution(args.id)
+            name = services.unsave(store, args.id)
             print(f"execution {args.id} is no longer saved (it was saved as {name!r})")
             return EXIT_OK
         services.save(store, args.id, args.name, args.description, time.time())

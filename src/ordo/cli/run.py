@@ -59,9 +59,9 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
         final = work(worker, execution_id, listener)
         if args.json:
-            from ordo.views import execution_document
+            from ordo.views import execution_document, with_iso
 
-            print_json(execution_document(store, execution_id))
+            print_json(with_iso(execution_document(store, execution_id)))
         else:
             display.summary(store, execution_id, sys.stdout)
     finally:

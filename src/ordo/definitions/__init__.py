@@ -9,12 +9,18 @@ from ordo.definitions.flowfile import content_hash, load_flow_file, parse_flow
 from ordo.definitions.inputs import coerce_inputs, convert_input
 from ordo.definitions.package import is_package, load_package, package_files, package_hash
 from ordo.definitions.prepared import Prepared, current_hash, prepare
-from ordo.definitions.references import read_files, referenced_files, revision_hash
+from ordo.definitions.references import (
+    added_references,
+    read_files,
+    referenced_files,
+    revision_hash,
+)
 from ordo.model import Flow
 
 __all__ = [
     "Found",
     "Prepared",
+    "added_references",
     "coerce_inputs",
     "content_hash",
     "convert_input",

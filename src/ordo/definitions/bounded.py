@@ -360,7 +360,7 @@ def _add(frame: _Frame, value: Any, size: int, mark: Any) -> None:
         return
     if frame.key is _NO_KEY:
         if isinstance(value, Map | Seq):
-            at = _Fake(line, col)
+            at = _Mark(line, col)
             raise _Refused("a mapping key must be a scalar, not a mapping or list", at)
         frame.key, frame.key_mark = value, (line, col)
         return
@@ -373,13 +373,15 @@ def _add(frame: _Frame, value: Any, size: int, mark: Any) -> None:
         frame.merges.extend(merges)
         return
     if key in container:
-        at = _Fake(kline, kcol)
+        at = _Mark(kline, kcol)
         raise _Refused(f'invalid YAML: found duplicate key "{key}"', at)
     container[key] = value
     container.lc.data[key] = (kline, kcol, line, col)
 
 
-class _Fake:
+class _Mark:
+    """A 0-based position where the parser gives no mark of its own."""
+
     def __init__(self, line: int, column: int) -> None:
         self.line = line
         self.column = column

@@ -48,6 +48,7 @@ from ordo.definitions.schema import (
     describe,
     plain,
 )
+from ordo.definitions.templaterefs import ReferenceCheck
 from ordo.definitions.triggers import read_notify, read_triggers
 from ordo.errors import DefinitionError, Problem
 from ordo.model import (
@@ -63,6 +64,8 @@ from ordo.model import (
 )
 from ordo.templating import has_template
 
+#: The input each trigger type passes beside the declared ones (docs/triggers.md).
+_PASSED = {"schedule": "schedule", "event": "event", "webhook": "body"}
 _TASK_FIELD = re.compile(r"^tasks\[(\d+)\]\.(\w+)$")
 _RETRY_KINDS = (
     ("attempts", "positive_int"),
@@ -170,7 +173,14 @@ class FlowChecker(DocumentChecker):
         tasks = self.tasks(root, defaults, sequential)
         if flow_id is None or tasks is None:
             return None
+        before = len(self.problems)
         self.graph_problems(tasks)
+        if len(self.problems) == before:
+            declared = root.get("inputs")
+            names = [str(n) for n in declared] if isinstance(declared, Mapping) else []
+            names += [_PASSED[t.type] for t in triggers if t.type in _PASSED]
+            check = ReferenceCheck(self, root, names)
+            check.run(tasks, self.task_nodes, self.task_index)
         return Flow(
             id=flow_id,
             namespace=namespace,

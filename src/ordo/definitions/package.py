@@ -57,13 +57,13 @@ def package_files(folder: str) -> list[str]:
     return [*names, *scripts(folder)]
 
 
-def package_hash(folder: str) -> str:
+def package_hash(folder: str, limit: int = FILE_LIMITS.referenced) -> str:
     """Changes whenever a task file, ``config.json`` or ``flow.yaml`` changes."""
     digest = hashlib.sha256()
     for name in package_files(folder):
         digest.update(name.encode() + b"\0")
         try:
-            content = read_regular(os.path.join(folder, name), FILE_LIMITS.referenced)
+            content = read_regular(os.path.join(folder, name), limit)
         except Unreadable:
             content = b"-"  # refused when the package is prepared
         digest.update(hashlib.sha256(content).digest())

@@ -43,7 +43,8 @@ def prepare(
         names = package_files(absolute)
         _check_references(absolute, names, root, limits)
         source = json.dumps({"package": absolute, "scripts": [t.id for t in flow.tasks]})
-        return Prepared(flow, source, package_hash(absolute), read_files(absolute, names))
+        scripts = read_files(absolute, names, limits.referenced)
+        return Prepared(flow, source, package_hash(absolute, limits.referenced), scripts)
     data = read_bytes(absolute, str(path), limits.flow)
     try:
         text = data.decode("utf-8")
@@ -54,8 +55,8 @@ def prepare(
     names = referenced_files(flow)
     if flow.base_dir:
         _check_references(flow.base_dir, names, root, limits)
-    digest = revision_hash(data, flow.base_dir, names)
-    return Prepared(flow, text, digest, read_files(flow.base_dir, names))
+    digest = revision_hash(data, flow.base_dir, names, limits.referenced)
+    return Prepared(flow, text, digest, read_files(flow.base_dir, names, limits.referenced))
 
 
 def current_hash(path: str, names: Sequence[str]) -> str:

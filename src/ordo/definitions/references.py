@@ -5,14 +5,18 @@ changes: a python ``script``, the module of a ``function``/``handler``/check or 
 function (``mod.py`` or ``mod/__init__.py``, dotted names as sub-folders), a ``.sql``
 ``script`` and the scripts a ``shell`` command names (``bash load.sh``,
 ``./steps/run.py``). Only paths inside the folder count; templates are not followed.
+A module that appears beside the flow after a revision was stored (the flow's
+``function: checks:ok`` found no ``checks.py`` then) is counted from then on
+(:func:`added_references`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ordo.definitions.files import FILE_LIMITS, Unreadable, escape_problem, read_regular
@@ -43,6 +47,15 @@ def referenced_files(flow: Flow) -> list[str]:
     for module in _modules([run_if.get("function")] if run_if else []):
         found.update(_module_files(folder, module))
     return sorted(found)
+
+
+def added_references(flow: Flow, folder: str, known: Collection[str]) -> list[str]:
+    """Files ``flow`` (a stored revision's) references in ``folder`` now that are not
+    among ``known`` (the files that revision counted): a module created beside the flow
+    after it was stored. Then the flow needs a new revision, though no counted file
+    changed."""
+    here = dataclasses.replace(flow, base_dir=folder)
+    return sorted(set(referenced_files(here)) - set(known))
 
 
 def _task_refs(task: Task) -> Iterable[tuple[str, bool]]:
@@ -112,7 +125,9 @@ def _inside(folder: str, path: str) -> str | None:
     return os.path.relpath(full, root).replace(os.sep, "/")
 
 
-def revision_hash(data: bytes, folder: str | None, names: Sequence[str]) -> str:
+def revision_hash(
+    data: bytes, folder: str | None, names: Sequence[str], limit: int = FILE_LIMITS.referenced
+) -> str:
     """The content hash of a revision: the file's bytes and each referenced file's name
     and bytes (a missing one counts as missing). Without referenced files it is the
     sha256 of the file alone, as before they were counted."""
@@ -121,17 +136,19 @@ def revision_hash(data: bytes, folder: str | None, names: Sequence[str]) -> str:
     digest = hashlib.sha256(hashlib.sha256(data).digest())
     for name in sorted(names):
         digest.update(name.encode() + b"\0")
-        content = _read(os.path.join(folder, name))
+        content = _read(os.path.join(folder, name), limit)
         digest.update(b"-" if content is None else hashlib.sha256(content).digest())
     return digest.hexdigest()
 
 
-def read_files(folder: str | None, names: Sequence[str]) -> dict[str, str | None]:
+def read_files(
+    folder: str | None, names: Sequence[str], limit: int = FILE_LIMITS.referenced
+) -> dict[str, str | None]:
     """The referenced files' text as stored with a revision: None for a missing file,
     one that is not UTF-8 text or one over :data:`MAX_STORED` bytes."""
     result: dict[str, str | None] = {}
     for name in sorted(names):
-        content = _read(os.path.join(folder, name)) if folder else None
+        content = _read(os.path.join(folder, name), limit) if folder else None
         text = None
         if content is not None and len(content) <= MAX_STORED:
             try:
@@ -166,9 +183,9 @@ def reference_problems(
     return problems
 
 
-def _read(path: str) -> bytes | None:
-    """A regular file's bytes (within the referenced-file limit), else None."""
+def _read(path: str, limit: int) -> bytes | None:
+    """A regular file's bytes (at most ``limit`` of them), else None."""
     try:
-        return read_regular(path, FILE_LIMITS.referenced)
+        return read_regular(path, limit)
     except Unreadable:
         return None

@@ -40,7 +40,14 @@ _HOST_FILES = (os.path.abspath(__file__), "runpy.py", "<frozen runpy>")
 
 
 class LoadError(Exception):
-    """The task's function or script cannot be found or imported (no traceback shown)."""
+    """The task's function or script cannot be found or imported (no traceback shown).
+    Its reply has reason ``import``, which is never retried: the same files fail the same
+    way again. An exception raised by a module's own code while it is imported is not a
+    LoadError's cause alone: ``retried`` says that failure may be retried (reason ``error``)."""
+
+    def __init__(self, message: str, *, retried: bool = False) -> None:
+        super().__init__(message)
+        self.retried = retried
 
 
 class FlowModules:
@@ -376,9 +383,12 @@ def _import(module_name: str, target: str) -> ModuleType:
         if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
             _log_traceback(exc)  # the module exists but imports something missing
         raise LoadError(f"{where}: {exc}") from exc
-    except Exception as exc:
+    except SyntaxError as exc:
         _log_traceback(exc)
         raise LoadError(f"{where}: {_last_line(exc)}") from exc
+    except Exception as exc:
+        _log_traceback(exc)
+        raise LoadError(f"{where}: {_last_line(exc)}", retried=True) from exc
 
 
 def _failed(error: str, exit_code: int | None = None, reason: str = "error") -> dict[str, Any]:
@@ -388,7 +398,7 @@ def _failed(error: str, exit_code: int | None = None, reason: str = "error") -> 
 def failure(exc: BaseException) -> dict[str, Any]:
     """The reply for an exception out of the task (traceback of user frames to stderr)."""
     if isinstance(exc, LoadError):
-        return _failed(str(exc))
+        return _failed(str(exc), reason="error" if exc.retried else "import")
     if isinstance(exc, SystemExit):
         if exc.code is None or exc.code == 0:
             return {"ok": True, "result": {}}

@@ -13,11 +13,15 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from ordo.model import Flow, FlowConcurrency, State
+from ordo.model import Flow, State
 from ordo.store import queries as q
 from ordo.store.outcomes import Outcomes
 from ordo.store.reads import Row
 from ordo.store.records import RecordResult
+from ordo.store.transitions import UNSTARTED
+
+#: An execution no worker has taken up yet: killed, it ends at once.
+_NOT_CLAIMED = frozenset({State.CREATED, State.QUEUED})
 
 
 class Limits(Outcomes):
@@ -33,13 +37,13 @@ class Limits(Outcomes):
         """Hold a lock named ``name`` until this transaction ends."""
 
     # -- flows -----------------------------------------------------------------------
-    def _admission(self, flow: Flow) -> tuple[State, str] | None:
-        """None when one more execution of ``flow`` may run now; else what it becomes
+    def _admission(self, flow: Flow, ex_id: int) -> tuple[State, str] | None:
+        """None when execution ``ex_id`` of ``flow`` may run now; else what it becomes
         (QUEUED, KILLED for ``cancel``, FAILED for ``fail``) and why."""
         limit = flow.concurrency
         if limit is None:
             return None
-        running = self._active(flow, limit)
+        running = self._active(flow, exclude=ex_id)
         if running < limit.limit:
             return None
         if limit.behavior == "queue":
@@ -48,21 +52,24 @@ class Limits(Outcomes):
         why = f"{verb}: {flow.key} already has {running} of {limit.limit} running"
         return (State.KILLED if limit.behavior == "cancel" else State.FAILED), why
 
-    def _active(self, flow: Flow, limit: FlowConcurrency) -> int:
+    def _active(self, flow: Flow, exclude: int = 0) -> int:
+        """Executions of ``flow`` admitted and not ended (CREATED ones too: admitted,
+        not claimed yet), but ``exclude``."""
         self._lock(f"flow:{flow.key}")
-        row = self._one(q.ACTIVE_EXECUTIONS, (flow.namespace, flow.id))
+        row = self._one(q.ACTIVE_EXECUTIONS, (flow.namespace, flow.id, exclude))
         return int(row[0]) if row else 0
 
     def _begin_running(self, ex_id: int, flow: Flow, now: float, result: RecordResult) -> None:
-        """CREATED or QUEUED -> RUNNING: every task run waiting for nothing is ready."""
-        old = self._set_execution_state(ex_id, State.RUNNING, now, None)
-        if old is None:
-            return
-        if old[0] == State.QUEUED.value:  # its waiting reason goes, its timeout starts
+        """Every task run waiting for nothing is ready. A new execution stays CREATED
+        until a worker claims its first task run; a QUEUED one goes RUNNING now."""
+        if self._execution_state(ex_id) is State.QUEUED:
+            old = self._set_execution_state(ex_id, State.RUNNING, now, None)
+            if old is None:
+                return
+            # its waiting reason goes, its timeout starts
             deadline = now + flow.timeout if flow.timeout else None
             self._execute(q.EXECUTION_DEQUEUED, (deadline, ex_id))
-        if self._execute(q.READY_STARTABLE, (now, ex_id)).rowcount:
-            self._made_ready()
+        self._ready_roots(ex_id, now)
         self._maybe_end(ex_id, now, result)
 
     def _turn_away(
@@ -74,7 +81,7 @@ class Limits(Outcomes):
             return
         each = State.KILLED if state is State.KILLED else State.SKIPPED
         for (tr_id,) in self._all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
-            self._set_task_run_state(tr_id, ex_id, each, now, why)
+            self._set_task_run_state(tr_id, ex_id, each, now, why, only_from=UNSTARTED)
         self._execute(q.DELETE_READY_OF, (ex_id,))
         self._execute(q.EXECUTION_ENDED, (now, why, None, ex_id))
         result.ended_executions[ex_id] = state
@@ -85,7 +92,7 @@ class Limits(Outcomes):
         limit = flow.concurrency
         if limit is None:
             return
-        running = self._active(flow, limit)
+        running = self._active(flow)
         while running < limit.limit:
             row = self._one(q.OLDEST_QUEUED, (flow.namespace, flow.id))
             if row is None:
@@ -93,9 +100,17 @@ class Limits(Outcomes):
             self._begin_running(int(row[0]), self.flow_of(int(row[1])), now, result)
             running += 1
 
-    def _kill_queued(self, ex_id: int, reason: str, now: float, result: RecordResult) -> bool:
-        """Kill an execution still waiting for its flow's limit; False if not QUEUED."""
-        if self._execution_state(ex_id) is not State.QUEUED:
+    def _kill_queued(
+        self,
+        ex_id: int,
+        reason: str,
+        now: float,
+        result: RecordResult,
+        waiting: frozenset[State] = frozenset({State.QUEUED}),
+    ) -> bool:
+        """Kill an execution still waiting (for its flow's limit; or, in ``waiting``,
+        for a worker); False if it is not."""
+        if self._execution_state(ex_id) not in waiting:
             return False
         self._turn_away(ex_id, State.KILLED, reason, now, result)
         return True
@@ -109,12 +124,14 @@ class Limits(Outcomes):
         result.stopped.add(ex_id)
         for (child_id,) in self._all(q.RUNNING_CHILDREN, (ex_id,)):
             self._kill_tree(child_id, f"parent execution {ex_id} killed: {reason}", now, result)
-        if self._kill_queued(ex_id, reason, now, result):
+        if self._kill_queued(ex_id, reason, now, result, _NOT_CLAIMED):
             return
         if self._set_execution_state(ex_id, State.KILLING, now, reason) is None:
             return
         for (tr_id,) in self._all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
-            row = self._set_task_run_state(tr_id, ex_id, State.KILLED, now, reason)
+            row = self._set_task_run_state(
+                tr_id, ex_id, State.KILLED, now, reason, only_from=UNSTARTED
+            )
             if row is None:
                 continue
             self._execute(q.DELETE_READY, (tr_id,))
@@ -133,6 +150,8 @@ class Limits(Outcomes):
         for (child_id,) in self._all(q.RUNNING_CHILDREN, (ex_id,)):
             self._fail_tree(child_id, f"parent execution {ex_id} stopped: {reason}", now, result)
         if self._kill_queued(ex_id, reason, now, result):
+            return
+        if self._execution_state(ex_id).terminal:  # it ended already: nothing to stop
             return
         self._execute(q.SET_EXECUTION_REASON, (reason, ex_id))
         self._skip_unstarted(ex_id, reason, now, result)

@@ -19,10 +19,11 @@ from typing import Any
 
 from ordo import retry, templating
 from ordo.errors import NotFound
-from ordo.model import CheckResult, Flow, Outcome, State, sources_of
+from ordo.model import CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
-from ordo.store.reads import Row, StoreReads
+from ordo.store.readiness import Readiness
 from ordo.store.records import Claim, RecordResult
+from ordo.store.transitions import Change
 
 
 def dumps(value: Any) -> str:
@@ -30,39 +31,17 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-class Outcomes(StoreReads):
+class Outcomes(Readiness):
     """The store's deciding half; :class:`~ordo.store.sql.SqlStore` adds the rest."""
 
     def __init__(self) -> None:
         super().__init__()
         self._rng = random.Random()  # jitter of retries decided while recording
-        self.readied = False  # ready rows were added since the caller last cleared it
-        self._transitions: list[tuple[Any, ...]] = []  # state_history rows, written at commit
-
-    @abstractmethod
-    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
     @abstractmethod
     def _admit_queued(self, flow: Flow, now: float, result: RecordResult) -> None:
         """An execution of ``flow`` ended: start what waits for its concurrency limit
         (:class:`~ordo.store.limits.Limits`)."""
-
-    def _ready_added(self) -> None:
-        """Ready rows were added in this transaction: wake workers elsewhere (PostgreSQL
-        sends a notification at commit; SQLite's workers live in this process)."""
-
-    def _made_ready(self) -> None:
-        self.readied = True
-        self._ready_added()
-
-    def _values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
-        """``rows`` as a table for ``FROM {values}`` (columns ``column1``...) and its
-        parameters; ``types`` are the columns' SQL types (PostgreSQL needs them)."""
-        return f"(VALUES {q.value_rows(rows)}) AS v", q.flat(rows)
-
-    def _ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
-        """A membership test for ``x {ids}`` and its parameters."""
-        return f"IN ({q.marks(values)})", list(values)
 
     def _record_successes(
         self, done: Sequence[tuple[Claim, Outcome]], now: float, result: RecordResult
@@ -104,16 +83,17 @@ class Outcomes(StoreReads):
                 for r in o.checks
             ],
         )
-        runs = [c.task_run_id for c, _ in kept]
-        test, params = self._ids(runs)
-        ended = self._all(q.TASK_RUNS_SUCCEEDED.format(ids=test), [now, *params])
-        self._transitions.extend(
-            (ex, tr, State.RUNNING.value, State.SUCCESS.value, now, None) for tr, ex, _, _ in ended
-        )
+        changes = [
+            Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in kept
+        ]
+        succeeded = self._transition(changes, now)
         per_execution: dict[int, int] = {}
-        upstream = []
-        items = []
-        for tr_id, ex_id, _, fork_of in ended:
+        upstream: list[int] = []
+        items: list[tuple[int, int]] = []
+        for c in changes:
+            if c.run_id is None or c.run_id not in succeeded:
+                continue
+            tr_id, ex_id, fork_of = c.run_id, c.execution_id, succeeded[c.run_id]
             if fork_of is not None:
                 items.append((ex_id, fork_of))
             else:
@@ -123,17 +103,7 @@ class Outcomes(StoreReads):
         for ex_id in sorted(per_execution):  # the execution first, as in _finish_task_run
             row = self._execute(q.EXECUTION_PENDING_DOWN, (per_execution[ex_id], ex_id))
             pending[ex_id] = int(row.fetchone()[0])
-        if upstream:
-            test, params = self._ids(upstream)
-            down = q.DEPENDENTS_DOWN_MANY.format(ids=test)
-            released = [
-                (tr_id, ex_id, now, queue, key)
-                for tr_id, ex_id, queue, left, state, key in self._all(down, [*params, *params])
-                if left == 0 and state in (State.CREATED.value, State.RESTARTED.value)
-            ]
-            if released:
-                self._executemany(q.INSERT_READY, released)
-                self._made_ready()
+        self._release_many(upstream, now)
         for ex_id, count in pending.items():
             self._maybe_end(ex_id, now, result, count)
         for ex_id, fork_of in sorted(items):  # items: their for_each task run may end too
@@ -201,8 +171,7 @@ class Outcomes(StoreReads):
         )
         if not decision.retry:
             return False
-        self._execute(q.REQUEUE, (now + decision.delay, claim.task_run_id))
-        self._made_ready()
+        self._ready_again(claim.task_run_id, now + decision.delay)
         return True
 
     def _finish_task_run(
@@ -227,49 +196,13 @@ class Outcomes(StoreReads):
             self._maybe_end(ex_id, now, result)
             return
         if state in _RELEASING or (state is State.FAILED and allow_failure):
-            self._release_dependents(tr_id, ex_id, now)
+            self._release_dependents(tr_id, now)
         else:
             self._skip_dependents(tr_id, ex_id, task_id, state, now)
             if state is State.FAILED and not self._continue_on_error(ex_id):
                 self._skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
             pending = None  # skipping changed it (read it again)
         self._maybe_end(ex_id, now, result, pending)
-
-    def _release_dependents(self, tr_id: int, ex_id: int, now: float) -> None:
-        self._execute(q.DEPENDENTS_DOWN, (tr_id,))
-        if self._execute(q.READY_DEPENDENTS, (now, tr_id)).rowcount:
-            self._made_ready()
-
-    def _skip_dependents(
-        self, tr_id: int, ex_id: int, task_id: str, state: State, now: float
-    ) -> None:
-        verb = "failed" if state is State.FAILED else state.value.lower()
-        for (dep_id,) in self._all(q.DEPENDENTS, (tr_id,)):
-            self._skip(dep_id, ex_id, f"dependency '{task_id}' {verb}", now)
-
-    def _skip(
-        self, tr_id: int, ex_id: int, reason: str, now: float, result: RecordResult | None = None
-    ) -> None:
-        """SKIP a not-started task run and, transitively, its dependents."""
-        stack = [(tr_id, reason)]
-        while stack:
-            current, why = stack.pop()
-            row = self._set_task_run_state(current, ex_id, State.SKIPPED, now, why)
-            if row is None:
-                continue
-            self._execute(q.DELETE_READY, (current,))
-            self._pending_down(ex_id)
-            if row[3] is not None:
-                self._item_ended(row[3], ex_id, now, result or RecordResult())
-                continue
-            for (dep_id,) in self._all(q.DEPENDENTS, (current,)):
-                stack.append((dep_id, f"dependency '{row[1]}' was skipped"))
-
-    def _skip_unstarted(
-        self, ex_id: int, reason: str, now: float, result: RecordResult | None = None
-    ) -> None:
-        for (tr_id,) in self._all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
-            self._skip(tr_id, ex_id, reason, now, result)
 
     def _run_if_skipped(
         self, claim: Claim, outcome: Outcome, now: float, result: RecordResult
@@ -322,17 +255,14 @@ class Outcomes(StoreReads):
         )
         self._execute(q.FORKED, (count, first, tr_id))
         self._execute(q.EXECUTION_PENDING_DOWN, (-count, ex_id))
-        self._execute(q.READY_ITEMS, (now, tr_id, first))
-        self._made_ready()
+        self._release_items(tr_id, first, now)
 
     def _item_ended(self, fork_of: int, ex_id: int, now: float, result: RecordResult) -> None:
         """One item fewer: start the next one held back by ``concurrency``, or end the
         for_each task run once none is left."""
         row = self._execute(q.ITEM_ENDED, (fork_of,)).fetchone()
-        remaining, next_index = int(row[0]), int(row[1]) - 1
-        if remaining > 0:
-            if self._execute(q.READY_NEXT_ITEM, (now, fork_of, next_index)).rowcount:
-                self._made_ready()
+        if int(row[0]) > 0:
+            self._release_next_item(fork_of, now)
             return
         state, why = self._items_verdict(fork_of)
         if state is State.KILLED:
@@ -357,6 +287,25 @@ class Outcomes(StoreReads):
         if any(s == State.WARNING.value for s, _ in counts):
             return State.WARNING, "an item ended with a warning"
         return State.SUCCESS, None
+
+    def failing_among(self, execution_ids: Iterable[int]) -> dict[int, str]:
+        """Which of these running executions no new attempt should start for, each with
+        why: a task failed (not allowed to, and no ``continue_on_error``) or the
+        execution is being stopped (its timeout passed)."""
+        ids = sorted(set(execution_ids))
+        if not ids:
+            return {}
+        found = {}
+        for ex_id, reason, revision_id, cont, failed in self._all(
+            q.FAILING_AMONG.format(q.marks(ids)), ids
+        ):
+            if reason:
+                found[int(ex_id)] = str(reason)
+            elif failed is not None:
+                keep_going = self.flow_of(revision_id).continue_on_error if cont is None else cont
+                if not keep_going:
+                    found[int(ex_id)] = f"execution failed: task '{failed}' failed"
+        return found
 
     def _continue_on_error(self, ex_id: int) -> bool:
         """The execution's own setting (``ordo run --continue-on-error``), else its flow's."""
@@ -387,7 +336,10 @@ class Outcomes(StoreReads):
         info = self._one(q.EXECUTION_END_INFO, (ex_id,))
         assert info is not None
         reason, stopped, revision_id, _ = info
-        if self._execution_state(ex_id) is State.KILLING:
+        current = self._execution_state(ex_id)
+        if current.terminal:  # ended already (by another path of this transaction)
+            return None
+        if current is State.KILLING:
             final = State.KILLED
         elif reason:
             final = State.FAILED
@@ -402,11 +354,19 @@ class Outcomes(StoreReads):
         else:
             final, reason = State.SUCCESS, stopped
         outputs = None
-        if final in (State.SUCCESS, State.WARNING):
+        if stopped and final is State.SUCCESS:
+            # stopped early (run_if STOP): what its outputs cannot render yet is left out
+            outputs, left_out = self._stopped_outputs(ex_id, self.flow_of(revision_id))
+            if left_out:
+                reason = f"{stopped}; outputs left out: {'; '.join(left_out)}"
+        elif final in (State.SUCCESS, State.WARNING):
             try:
                 outputs = self._execution_outputs(ex_id, self.flow_of(revision_id))
             except templating.TemplateError as exc:
                 final, reason = State.FAILED, f"flow outputs: {exc}"
+        if current is State.CREATED and final in (State.SUCCESS, State.WARNING):
+            # nothing was left to claim (all skipped or reused): it ran, in no time
+            self._set_execution_state(ex_id, State.RUNNING, now, None)
         if not self._set_execution_state(ex_id, final, now, reason):
             return None
         shown = None if outputs is None else dumps(outputs)
@@ -420,19 +380,40 @@ class Outcomes(StoreReads):
         """The flow's ``outputs:`` rendered against the ended execution."""
         if not flow.outputs:
             return None
+        return dict(templating.render(dict(flow.outputs), self._outputs_context(ex_id, flow)))
+
+    def _stopped_outputs(self, ex_id: int, flow: Flow) -> tuple[dict[str, Any] | None, list[str]]:
+        """The flow's ``outputs:`` of an execution stopped early: each one that renders,
+        and, named with why, those that do not (the tasks they need were skipped)."""
+        if not flow.outputs:
+            return None, []
+        try:
+            context = self._outputs_context(ex_id, flow)
+        except templating.TemplateError as exc:
+            return {}, [f"{', '.join(flow.outputs)} ({exc})"]
+        rendered: dict[str, Any] = {}
+        left_out: list[str] = []
+        for key, value in flow.outputs.items():
+            try:
+                rendered[key] = templating.render(value, context)
+            except templating.TemplateError as exc:
+                left_out.append(f"{key} ({exc})")
+        return rendered, left_out
+
+    def _outputs_context(self, ex_id: int, flow: Flow) -> dict[str, Any]:
         execution = self.get_execution(ex_id)
         needed = templating.referenced_tasks(
             flow.outputs, flow.vars, every=[t.id for t in flow.tasks]
         )
-        context = templating.make_context(
-            execution.inputs,
-            self.outputs(ex_id, needed, flow=flow),
-            flow.vars,
-            execution.template_info(),
-            {},
+        return dict(
+            templating.make_context(
+                execution.inputs,
+                self.outputs(ex_id, needed, flow=flow),
+                flow.vars,
+                execution.template_info(),
+                {},
+            )
         )
-        rendered = templating.render(dict(flow.outputs), context)
-        return dict(rendered)
 
     def _child_ended(
         self,
@@ -473,69 +454,6 @@ class Outcomes(StoreReads):
         if row is None:
             raise NotFound(f"execution {ex_id} not found")
         return State(row[0])
-
-    def _set_execution_state(
-        self, ex_id: int, new: State, now: float, reason: str | None
-    ) -> Row | None:
-        old = self._one(q.EXECUTION_STATE, (ex_id,))
-        if old is None:
-            raise NotFound(f"execution {ex_id} not found")
-        params = (new.value, reason, ex_id, old[0])
-        if not self._transition(q.SET_EXECUTION_STATE, params, State(old[0]), new):
-            return None
-        self._history(ex_id, None, State(old[0]), new, now, reason)
-        if new is State.RUNNING:
-            self._execute(q.EXECUTION_STARTED, (now, ex_id))
-        return old
-
-    def _set_task_run_state(
-        self,
-        tr_id: int,
-        ex_id: int,
-        new: State,
-        now: float,
-        reason: str | None,
-        *,
-        known: State | None = None,
-    ) -> Row | None:
-        """``-> new`` for a task run; its ``(state, task_id, allow_failure, fork_of)``
-        before, or None when the table forbids it or another process changed it first.
-        ``known`` skips reading the current state when the caller just read it."""
-        row: Row | None = (known.value, None, None, None) if known else None
-        if row is None:
-            row = self._one(q.TASK_RUN_STATE, (tr_id,))
-            if row is None:
-                raise NotFound(f"task run {tr_id} not found")
-        ended = now if new.terminal else None
-        params = (new.value, reason, ended, tr_id, row[0])
-        if not self._transition(q.SET_TASK_RUN_STATE, params, State(row[0]), new):
-            return None
-        self._history(ex_id, tr_id, State(row[0]), new, now, reason)
-        return row
-
-    def _transition(self, update: str, params: Sequence[Any], old: State, new: State) -> bool:
-        """Apply ``old -> new`` only if the table allows it, as an update conditional on
-        ``old``; False on a lost race."""
-        if old not in sources_of(new):
-            return False
-        return bool(self._execute(update, params).rowcount == 1)
-
-    def _history(
-        self,
-        ex_id: int,
-        tr_id: int | None,
-        old: State | None,
-        new: State,
-        now: float,
-        reason: str | None,
-    ) -> None:
-        """Note a transition for ``state_history``; :meth:`_write_history` writes every
-        transition of the transaction in one statement just before it commits."""
-        self._transitions.append((ex_id, tr_id, old.value if old else None, new.value, now, reason))
-
-    def _write_history(self) -> None:
-        rows, self._transitions = self._transitions, []
-        self._executemany(q.INSERT_HISTORY, rows)
 
 
 def finish_params(attempt_id: int, state: State, outcome: Outcome, now: float) -> tuple[Any, ...]:

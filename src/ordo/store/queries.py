@@ -64,18 +64,15 @@ EXECUTION_STATE = "SELECT state FROM executions WHERE id = ?"
 EXECUTION_REVISION = "SELECT revision_id, continue_on_error FROM executions WHERE id = ?"
 EXECUTION_PENDING = "SELECT pending FROM executions WHERE id = ?"
 EXECUTION_REASON = "SELECT reason FROM executions WHERE id = ?"
-SET_EXECUTION_STATE = """
-UPDATE executions SET state = ?, reason = coalesce(?, reason) WHERE id = ? AND state = ?
-"""
 SET_EXECUTION_REASON = "UPDATE executions SET reason = coalesce(reason, ?) WHERE id = ?"
-EXECUTION_STARTED = "UPDATE executions SET started_at = coalesce(started_at, ?) WHERE id = ?"
 EXECUTION_ENDED = "UPDATE executions SET ended_at = ?, reason = ?, outputs = ? WHERE id = ?"
 EXECUTION_PENDING_DOWN = """
 UPDATE executions SET pending = pending - ? WHERE id = ? RETURNING pending
 """
 EXPIRED_EXECUTIONS = """
 SELECT id FROM executions
-WHERE deadline IS NOT NULL AND deadline <= ? AND state = 'RUNNING' AND reason IS NULL
+WHERE deadline IS NOT NULL AND deadline <= ? AND state IN ('CREATED', 'RUNNING')
+  AND reason IS NULL
 """
 
 TASK_RUN_COLUMNS = """id, execution_id, task_id, state, pending_deps, allow_failure, attempts,
@@ -108,8 +105,7 @@ INSERT INTO task_runs
 VALUES (?, ?, 'CREATED', 0, ?, ?, ?, ?, ?, ?, ?)
 """
 FORKED = "UPDATE task_runs SET forks_pending = ?, forks_next = ? WHERE id = ?"
-#: One item of a for_each task run ended: one fewer pending, and the next held back by
-#: ``concurrency`` (index ``forks_next`` before the update) is the one to release.
+#: One item of a for_each task run ended: one fewer pending.
 ITEM_ENDED = """
 UPDATE task_runs SET forks_pending = forks_pending - 1, forks_next = forks_next + 1 WHERE id = ?
 RETURNING forks_pending, forks_next
@@ -117,7 +113,9 @@ RETURNING forks_pending, forks_next
 READY_NEXT_ITEM = """
 INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
 SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
-WHERE fork_of = ? AND fork_index = ? AND state = 'CREATED'
+WHERE fork_of = ? AND state IN ('CREATED', 'RESTARTED')
+  AND NOT EXISTS (SELECT 1 FROM ready r WHERE r.task_run_id = task_runs.id)
+ORDER BY fork_index LIMIT 1
 """
 READY_ITEMS = """
 INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
@@ -140,10 +138,7 @@ INSERT_CALL_RUN = """
 INSERT INTO task_runs
     (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
      parent_run_id, started_at)
-VALUES (?, ?, 'RUNNING', 0, 0, ?, 'default', ?, ?)
-"""
-SET_TASK_RUN_STATE = """
-UPDATE task_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ? AND state = ?
+VALUES (?, ?, 'CREATED', 0, 0, ?, 'default', ?, ?)
 """
 TASK_RUN_STARTED = """
 UPDATE task_runs SET attempts = ?, last_attempt_id = ?, started_at = coalesce(started_at, ?)
@@ -173,6 +168,14 @@ WHERE t.execution_id = ? AND t.state = 'RUNNING' AND a.state <> 'RUNNING'
 ORDER BY t.id
 """
 KILLING_AMONG = "SELECT id FROM executions WHERE state = 'KILLING' AND id IN ({})"
+#: Running executions among some: why each stops (a timeout) and its first hard failure.
+FAILING_AMONG = """
+SELECT e.id, e.reason, e.revision_id, e.continue_on_error,
+       (SELECT t.task_id FROM task_runs t
+        WHERE t.execution_id = e.id AND t.state = 'FAILED' AND t.allow_failure = 0
+        ORDER BY t.id LIMIT 1)
+FROM executions e WHERE e.state = 'RUNNING' AND e.id IN ({})
+"""
 TREE_WORKERS = """
 SELECT DISTINCT a.worker_id FROM attempts a JOIN executions e ON e.id = a.execution_id
 WHERE e.root_id = ? AND a.state = 'RUNNING' AND a.worker_id IS NOT NULL
@@ -261,10 +264,6 @@ WHERE id = ? AND worker_id = ? AND state = 'RUNNING'
 """
 RUNNING_ATTEMPTS = "SELECT id FROM attempts WHERE execution_id = ? AND state = 'RUNNING'"
 
-INSERT_HISTORY = """
-INSERT INTO state_history (execution_id, task_run_id, from_state, to_state, at, reason)
-VALUES (?, ?, ?, ?, ?, ?)
-"""
 HISTORY = """
 SELECT execution_id, task_run_id, from_state, to_state, at, reason
 FROM state_history WHERE execution_id = ? ORDER BY id
@@ -312,6 +311,8 @@ FROM checks WHERE execution_id = ? ORDER BY id
 REGISTER_WORKER = """
 INSERT INTO workers (id, host, pid, queues, started_at, heartbeat_at, running)
 VALUES (?, ?, ?, ?, ?, ?, 0)
+ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+    queues = excluded.queues, heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
 """
 WORKER_HEARTBEAT = "UPDATE workers SET heartbeat_at = ?, running = ? WHERE id = ?"
 WORKER_STOPPED = "UPDATE workers SET stopped_at = ?, running = 0, heartbeat_at = ? WHERE id = ?"
@@ -364,14 +365,6 @@ ATTEMPT_TYPES = (
     "DOUBLE PRECISION",
     "DOUBLE PRECISION",
 )
-TASK_RUNS_STARTED = """
-UPDATE task_runs
-SET state = 'RUNNING', attempts = CAST(v.column2 AS INTEGER),
-    last_attempt_id = CAST(v.column3 AS BIGINT), started_at = coalesce(started_at, ?)
-FROM {values}
-WHERE task_runs.id = v.column1 AND task_runs.state IN ('CREATED', 'RESTARTED', 'RUNNING')
-"""
-STARTED_TYPES = ("BIGINT", "BIGINT", "BIGINT")
 FINISH_SUCCESSES = """
 UPDATE attempts
 SET state = 'SUCCESS', ended_at = ?, exit_code = CAST(v.column2 AS INTEGER), reason = NULL,
@@ -382,11 +375,6 @@ WHERE attempts.id = v.column1 AND attempts.state = 'RUNNING'
 RETURNING attempts.id
 """
 SUCCESS_TYPES = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT")
-TASK_RUNS_SUCCEEDED = """
-UPDATE task_runs SET state = 'SUCCESS', reason = NULL, ended_at = ?
-WHERE id {ids} AND state = 'RUNNING'
-RETURNING id, execution_id, task_id, fork_of
-"""
 DEPENDENTS_DOWN_MANY = """
 UPDATE task_runs
 SET pending_deps = pending_deps - (
@@ -428,7 +416,7 @@ TASK_RUN_RESUMED = "UPDATE task_runs SET started_at = ? WHERE id = ?"
 # -- concurrency limits (store/limits.py) ---------------------------------------------
 ACTIVE_EXECUTIONS = """
 SELECT count(*) FROM executions
-WHERE state IN ('RUNNING', 'KILLING') AND namespace = ? AND flow_id = ?
+WHERE state IN ('CREATED', 'RUNNING', 'KILLING') AND namespace = ? AND flow_id = ? AND id <> ?
 """
 OLDEST_QUEUED = """
 SELECT id, revision_id FROM executions
@@ -489,7 +477,7 @@ INSERT INTO outputs (attempt_id, task_run_id, execution_id, key, value)
 SELECT ?, ?, ?, key, value FROM outputs WHERE attempt_id = ?
 """
 COPIED_RUN = """
-UPDATE task_runs SET state = ?, reason = ?, started_at = ?, ended_at = ?, last_attempt_id = ?
+UPDATE task_runs SET started_at = ?, ended_at = ?, last_attempt_id = ?
 WHERE id = ?
 """
 INSERT_MARK_ATTEMPT = """
@@ -498,6 +486,3 @@ INSERT INTO attempts
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 CLEAR_EXECUTION_REASON = "UPDATE executions SET reason = NULL WHERE id = ?"
-SET_EXECUTION_STATE_MARKED = """
-UPDATE executions SET state = ?, reason = ? WHERE id = ? AND state = ?
-"""

@@ -212,8 +212,9 @@ class StoreReads(ABC):
         return result
 
     def active_executions(self, namespace: str, flow_id: str) -> int:
-        """How many executions of a flow run now (what its concurrency limit counts)."""
-        row = self._one(q.ACTIVE_EXECUTIONS, (namespace, flow_id))
+        """How many executions of a flow run now, or are admitted and wait for a worker
+        (what its concurrency limit counts)."""
+        row = self._one(q.ACTIVE_EXECUTIONS, (namespace, flow_id, 0))
         return int(row[0]) if row else 0
 
     def fork_item(self, task_run_id: int) -> tuple[int | None, int | None, Any]:

@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ordo.errors import Conflict, NotFound, did_you_mean
-from ordo.model import MARKS, Flow, State
+from ordo.model import MARKS, SETTLES, By, Flow, State
 from ordo.store import queries as q
 from ordo.store.limits import Limits
 from ordo.store.outcomes import dumps
 from ordo.store.records import Claim, TaskRunRow
-
-#: How a mark may change an ended execution's state: as a task run's, and to WARNING.
-_SETTLES = {**MARKS, State.WARNING: frozenset({State.FAILED, State.SUCCESS})}
+from ordo.store.transitions import Change
 
 #: What a restart runs again (besides ``--from``): ended badly, or never started
 #: because something else did.
@@ -88,8 +86,9 @@ class Recovery(Limits):
             self._execute(q.RESTART_EXECUTION, params)
             by_id = {r.id: r for r in runs}
             again_tasks = {by_id[i].task_id for i in again if by_id[i].fork_of is None}
+            released: dict[int, int] = {}  # items made ready, by for_each task run
             for tr_id in sorted(again):
-                self._restart_task_run(by_id[tr_id], flow, again, again_tasks, now)
+                self._restart_task_run(by_id[tr_id], flow, again, again_tasks, released, now)
             self._made_ready()
             return [by_id[i].label for i in sorted(again)]
 
@@ -114,7 +113,7 @@ class Recovery(Limits):
                         task.concurrency_key,
                     ),
                 )
-                self._history(ex_id, have[task.id], None, State.CREATED, now, "new in revision")
+                self._created(ex_id, have[task.id], now, "new in revision")
         self._execute(q.DELETE_DEPS_OF, (ex_id,))
         self._executemany(
             q.INSERT_DEP, [(have[d], have[t.id]) for t in flow.tasks for d in t.depends_on]
@@ -122,7 +121,13 @@ class Recovery(Limits):
         self._execute(q.SET_REVISION, (revision_id, ex_id))
 
     def _restart_task_run(
-        self, run: TaskRunRow, flow: Flow, again: set[int], again_tasks: set[str], now: float
+        self,
+        run: TaskRunRow,
+        flow: Flow,
+        again: set[int],
+        again_tasks: set[str],
+        released: dict[int, int],
+        now: float,
     ) -> None:
         ex_id = run.execution_id
         items = [i for i in again if i != run.id and self._fork_parent(i) == run.id]
@@ -139,10 +144,12 @@ class Recovery(Limits):
             return
         if pending == 0 and (run.fork_of is None or run.fork_of in again):
             task = flow.task(run.task_id)
-            self._execute(
-                q.INSERT_READY,
-                (run.id, ex_id, now, self.queue_of(ex_id, task), task.concurrency_key),
-            )
+            if run.fork_of is not None:  # an item: no more at once than ``concurrency``
+                if task.concurrency and released.get(run.fork_of, 0) >= task.concurrency:
+                    return  # released when an item before it ends
+                released[run.fork_of] = released.get(run.fork_of, 0) + 1
+            queue = self.queue_of(ex_id, task)
+            self._ready_restarted(run.id, ex_id, queue, task.concurrency_key, now)
 
     def _fork_parent(self, tr_id: int) -> int | None:
         row = self._one(q.TASK_RUN_FORK, (tr_id,))
@@ -218,8 +225,9 @@ class Recovery(Limits):
         )
         if old.last_attempt_id is not None:
             self._execute(q.COPY_OUTPUTS, (attempt_id, tr_id, ex_id, old.last_attempt_id))
-        self._execute(q.COPIED_RUN, (old.state.value, old.reason, now, now, attempt_id, tr_id))
-        self._history(ex_id, tr_id, State.CREATED, old.state, now, why)
+        self._execute(q.COPIED_RUN, (now, now, attempt_id, tr_id))
+        copy = Change(ex_id, tr_id, State.CREATED, old.state, old.reason)
+        self._transition([copy], now, By.COPY)
 
     # -- mark ------------------------------------------------------------------------
     def mark_task_run(
@@ -251,8 +259,9 @@ class Recovery(Limits):
                 (run.id, ex_id, run.attempts + 1, new.value, who, now, now, "marked", message),
             )
             self._execute(q.TASK_RUN_STARTED, (run.attempts + 1, attempt_id, now, run.id))
-            self._execute(q.SET_TASK_RUN_STATE, (new.value, message, now, run.id, run.state.value))
-            self._history(ex_id, run.id, run.state, new, now, message)
+            mark = Change(ex_id, run.id, run.state, new, message)
+            if not self._transition([mark], now, By.MARK):
+                raise Conflict(f"task {run.label} of execution {ex_id} changed; try again")
             reopened: tuple[str, ...] = ()
             final = execution.state
             if execution.state is State.RUNNING and new is State.SUCCESS:
@@ -283,11 +292,8 @@ class Recovery(Limits):
             self._execute(q.RESTART_TASK_RUN, (pending, 0, run.id))
             self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
             if pending == 0:
-                self._execute(
-                    q.INSERT_READY,
-                    (run.id, ex_id, now, self.queue_of(ex_id, task), task.concurrency_key),
-                )
-                self._made_ready()
+                queue = self.queue_of(ex_id, task)
+                self._ready_restarted(run.id, ex_id, queue, task.concurrency_key, now)
         if again:
             self._execute(q.CLEAR_EXECUTION_REASON, (ex_id,))
         return tuple(r.label for r in again)
@@ -306,12 +312,11 @@ class Recovery(Limits):
             new = State.WARNING
         else:
             new = State.SUCCESS
-        if new is old or old not in _SETTLES.get(new, frozenset()):
+        if new is old or old not in SETTLES.get(new, frozenset()):
             return old
         execution = self.get_execution(ex_id)
         reason = None if new is State.SUCCESS else why
-        self._execute(q.SET_EXECUTION_STATE_MARKED, (new.value, reason, ex_id, old.value))
-        self._history(ex_id, None, old, new, now, why)
+        self._transition([Change(ex_id, None, old, new, reason)], now, By.MARK)
         if new in (State.SUCCESS, State.WARNING):
             outputs = self._execution_outputs(ex_id, self.flow_of(execution.revision_id))
             shown = None if outputs is None else dumps(outputs)

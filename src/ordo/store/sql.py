@@ -30,6 +30,7 @@ from ordo.store.records import (
 )
 from ordo.store.recovery import to_run_again
 from ordo.store.serving import UPSERT_FLOW_ACTIVE
+from ordo.store.transitions import Change
 
 
 def _still_reusable(
@@ -118,7 +119,7 @@ class SqlStore(Overview):
             self._write_history()
         except BaseException:
             self._depth = 0
-            self._transitions.clear()
+            self._forget_history()
             self._rollback()
             raise
         self._depth = 0
@@ -244,7 +245,7 @@ class SqlStore(Overview):
                 self._execute(q.SET_ROOT, (ex_id,))
             if parent_attempt_id is not None:
                 self._execute(q.UNLEASE, (parent_attempt_id,))
-            self._history(ex_id, None, None, State.CREATED, now, None)
+            self._created(ex_id, None, now)
             ids = self._insert_task_runs(ex_id, flow, now, queue)
             self._executemany(
                 q.INSERT_DEP,
@@ -260,7 +261,7 @@ class SqlStore(Overview):
                 self._set_task_run_state(tr_id, ex_id, State.SKIPPED, now, "skipped on request")
                 self._pending_down(ex_id)
                 self._execute(q.DEPENDENTS_DOWN, (tr_id,))
-            admission = self._admission(flow)
+            admission = self._admission(flow, ex_id)
             if admission is None:
                 self._begin_running(ex_id, flow, now, result)
             elif admission[0] is State.QUEUED:
@@ -402,21 +403,32 @@ class SqlStore(Overview):
         attempt also moves the task run CREATED -> RUNNING. ``taken`` rows are
         ``(task_run_id, execution_id, task_id, state, attempts, started_at, revision_id,
         execution_state)``."""
-        startable = [r for r in taken if r[7] == State.RUNNING.value and not State(r[3]).terminal]
+        open_states = (State.CREATED.value, State.RUNNING.value)
+        startable = [r for r in taken if r[7] in open_states and not State(r[3]).terminal]
         if not startable:
             return []
+        first = {r[1] for r in startable if r[7] == State.CREATED.value}
+        for ex_id in sorted(first):  # its first claim: the execution is handled now
+            self._transition([Change(ex_id, None, State.CREATED, State.RUNNING)], now)
         values = [
             (r[0], r[1], r[4] + 1, State.RUNNING.value, worker_id, lease, now) for r in startable
         ]
         table, params = self._values(values, q.ATTEMPT_TYPES)
         inserted = self._all(q.INSERT_ATTEMPTS.format(values=table), params)
         attempt_of = {int(tr_id): int(a_id) for a_id, tr_id in inserted}
-        started = [(r[0], r[4] + 1, attempt_of[r[0]]) for r in startable]
-        table, params = self._values(started, q.STARTED_TYPES)
-        self._execute(q.TASK_RUNS_STARTED.format(values=table), [now, *params])
         waiting = (State.CREATED.value, State.RESTARTED.value)
-        self._transitions.extend(
-            (r[1], r[0], r[3], State.RUNNING.value, now, None) for r in startable if r[3] in waiting
+        self._claimed(
+            [
+                (
+                    Change(
+                        r[1], r[0], State(r[3]), State.RUNNING if r[3] in waiting else State(r[3])
+                    ),
+                    r[4] + 1,
+                    attempt_of[r[0]],
+                )
+                for r in startable
+            ],
+            now,
         )
         return [
             Claim(attempt_of[r[0]], r[0], r[1], r[6], r[2], r[4] + 1, r[5] or now)
@@ -547,8 +559,7 @@ class SqlStore(Overview):
             return
         params = (State.KILLED.value, now, None, "handed back", why, None, None, claim.attempt_id)
         if self._execute(q.FINISH_ATTEMPT, params).rowcount:
-            self._execute(q.REQUEUE, (now, claim.task_run_id))
-            self._made_ready()
+            self._ready_again(claim.task_run_id, now)
 
     def record_call(
         self,
@@ -568,7 +579,9 @@ class SqlStore(Overview):
             tr_id = self._insert(
                 q.INSERT_CALL_RUN, (ex_id, task_id, now, parent.task_run_id, started)
             )
-            self._history(ex_id, tr_id, None, State.RUNNING, started, None)
+            self._created(ex_id, tr_id, started)
+            created = State.CREATED
+            self._set_task_run_state(tr_id, ex_id, State.RUNNING, started, None, known=created)
             attempt_id = self._insert(
                 q.INSERT_ATTEMPT, (tr_id, ex_id, 1, State.RUNNING.value, worker_id, None, started)
             )

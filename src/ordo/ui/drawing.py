@@ -16,6 +16,7 @@ from ordo.store.records import AttemptRow, TaskRunRow
 NODE_W, NODE_H = 168, 38
 GAP_X, GAP_Y = 56, 14
 PAD = 8
+MIN_ZOOM = 0.6  # a DAG wider than the card shrinks to fit, down to this; then it scrolls
 
 
 @dataclass(frozen=True)
@@ -107,13 +108,39 @@ def dag(
     return Dag(nodes, edges, width, height)
 
 
+#: How a for_each node counts its items, in this order: "2 failed, 2 skipped of 4".
+_ITEM_WORDS = (
+    (State.SUCCESS, "succeeded"),
+    (State.WARNING, "warned"),
+    (State.FAILED, "failed"),
+    (State.KILLED, "killed"),
+    (State.SKIPPED, "skipped"),
+    (State.RUNNING, "running"),
+    (State.KILLING, "killing"),
+)
+
+
+def items_detail(items: list[TaskRunRow]) -> str:
+    """A for_each task's items by state (states with none left out; not yet started
+    ones are ``waiting``), then ``of N``: ``2 failed, 2 skipped of 4``."""
+    counts: dict[State, int] = {}
+    for r in items:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    parts = [f"{counts[state]} {word}" for state, word in _ITEM_WORDS if counts.get(state)]
+    waiting = len(items) - sum(counts.get(state, 0) for state, _ in _ITEM_WORDS)
+    if waiting:
+        parts.append(f"{waiting} waiting")
+    return f"{', '.join(parts)} of {len(items)}"
+
+
 def dag_svg(drawing: Dag, label: str) -> Markup:
     """The DAG as an SVG element (built here rather than in a template: a 1,000-task
     flow draws in a few milliseconds this way)."""
     w, h = drawing.node_w, drawing.node_h
     parts = [
         f'<svg role="img" aria-label="{escape(label)}" width="{drawing.width:.0f}" '
-        f'height="{drawing.height:.0f}" viewBox="0 0 {drawing.width:.0f} {drawing.height:.0f}">'
+        f'height="{drawing.height:.0f}" viewBox="0 0 {drawing.width:.0f} {drawing.height:.0f}" '
+        f'style="min-width: {drawing.width * MIN_ZOOM:.0f}px">'
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
         'markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
         'class="arrowhead"/></marker></defs>'
@@ -130,15 +157,23 @@ def dag_svg(drawing: Dag, label: str) -> Markup:
             f"({escape(n.type)}){state}{detail}</title>"
             f'<rect width="{w}" height="{h}" rx="6"/>'
             f'<text x="10" y="16" class="name">{name}</text>'
-            f'<text x="10" y="31" class="type">{escape(n.type)}{shown}</text></g>'
+            f'<text x="10" y="31" class="type"{_squeeze(n.type + shown, w)}>'
+            f"{escape(n.type)}{shown}</text></g>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
+def _squeeze(text: str, width: int) -> str:
+    """``textLength`` for a line of 11 px text too long for the node: drawn narrower
+    rather than cut (``shell · 2 failed, 2 skipped of 4``)."""
+    room = width - 20
+    if len(text) * 6 <= room:
+        return ""
+    return f' textLength="{room}" lengthAdjust="spacingAndGlyphs"'
+
+
 ROW_H = 22
-LABEL_W = 200
-TRACK_W = 720
 
 
 @dataclass(frozen=True)
@@ -165,22 +200,25 @@ class Tick:
 
 @dataclass(frozen=True)
 class Timeline:
+    """Lanes of bars; ``x`` and ``width`` of bars and ticks are percentages of the time
+    track, so the page lays the chart out over the card's whole width."""
+
     lanes: list[Lane]
     ticks: list[Tick]
-    width: float
-    height: float
-    label_w: int = LABEL_W
     row_h: int = ROW_H
+
+
+MIN_BAR = 0.25  # percent: an attempt of a few milliseconds stays visible
 
 
 def timeline(runs: Sequence[TaskRunRow], attempts: Sequence[AttemptRow], now: float) -> Timeline:
     """A Gantt chart: a lane per task run, a bar per attempt (running ones up to
-    ``now``), on one time axis from the first start to the last end."""
+    ``now``), on one time axis from the first start (0 %) to the last end (100 %)."""
     started = [a.started_at for a in attempts]
     start = min(started, default=now)
     end = max([a.ended_at or now for a in attempts] + [start + 1e-3])
     span = end - start
-    scale = TRACK_W / span
+    scale = 100.0 / span
     by_run: dict[int, list[AttemptRow]] = {}
     for a in attempts:
         by_run.setdefault(a.task_run_id, []).append(a)
@@ -188,9 +226,9 @@ def timeline(runs: Sequence[TaskRunRow], attempts: Sequence[AttemptRow], now: fl
     for i, run in enumerate(runs):
         bars = []
         for a in by_run.get(run.id, []):
-            x = LABEL_W + (a.started_at - start) * scale
-            w = max(2.0, ((a.ended_at or now) - a.started_at) * scale)
+            x = (a.started_at - start) * scale
             took = (a.ended_at or now) - a.started_at
+            w = min(max(MIN_BAR, took * scale), 100.0 - x) if x < 100.0 else MIN_BAR
             bars.append(
                 Bar(
                     x,
@@ -200,8 +238,8 @@ def timeline(runs: Sequence[TaskRunRow], attempts: Sequence[AttemptRow], now: fl
                 )
             )
         lanes.append(Lane(run.label, i * ROW_H, bars, run.id))
-    ticks = [Tick(LABEL_W + TRACK_W * k / 4, "+" + seconds(span * k / 4)) for k in range(5)]
-    return Timeline(lanes, ticks, LABEL_W + TRACK_W + 40, max(1, len(lanes)) * ROW_H + 24)
+    ticks = [Tick(25.0 * k, "+" + seconds(span * k / 4)) for k in range(5)]
+    return Timeline(lanes, ticks)
 
 
 @dataclass(frozen=True)

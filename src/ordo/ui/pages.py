@@ -4,18 +4,24 @@ Each has a stable URL; the parts that change live are also served alone for htmx
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from markupsafe import escape
 
 from ordo import views
+from ordo.api import streams
 from ordo.api.app import Stores, not_found, store_of
 from ordo.api.flows import flow_summary
+from ordo.api.streams import EventStream
 from ordo.errors import OrdoError, UsageError
 from ordo.model import State
 from ordo.store import Store
@@ -28,7 +34,8 @@ router = APIRouter(include_in_schema=False)
 MAX_ID = 2**63 - 1
 PAGE = 50
 LOG_PAGE = 2000
-FOLLOW_POLL = 0.2
+RUNS_SHOWN = 200  # task runs an execution's page lists, then "show more"
+DRAWN = 300  # tasks up to which an execution's page draws its DAG and offers pick lists
 DAY = 86400.0
 
 
@@ -370,17 +377,44 @@ def execution_page(
     viewer: auth.Viewer,
     execution_id: int,
     part: bool = False,
+    runs: int = Query(default=RUNS_SHOWN, ge=1, le=1_000_000, description="task runs shown"),
+    state: str = Query(default="", max_length=20, description="only task runs in this state"),
+    task: str = Query(default="", max_length=200, description="only task runs whose name has"),
 ) -> HTMLResponse:
     store = store_of(request)
     try:
-        context = execution_context(store, execution_id, viewer=viewer)
+        shown = RunFilter(runs, _state_of(state), task.strip())
+        context = execution_context(store, execution_id, viewer=viewer, shown=shown)
     except OrdoError as exc:
         return error_page(request, exc, viewer)
     return page(request, "_execution_live.html" if part else "execution.html", viewer, **context)
 
 
+@dataclass(frozen=True)
+class RunFilter:
+    """Which task runs an execution's page lists: the first ``limit`` of those in
+    ``state`` (any when None) whose label contains ``text``."""
+
+    limit: int = RUNS_SHOWN
+    state: State | None = None
+    text: str = ""
+
+    def keeps(self, run: TaskRunRow) -> bool:
+        return (self.state is None or run.state is self.state) and self.text in run.label
+
+    def query(self, limit: int) -> str:
+        return urlencode(
+            {"runs": limit, "state": self.state.value if self.state else "", "task": self.text}
+        )
+
+
 def execution_context(
-    store: Store, execution_id: int, error: str | None = None, *, viewer: auth.Session
+    store: Store,
+    execution_id: int,
+    error: str | None = None,
+    *,
+    viewer: auth.Session,
+    shown: RunFilter | None = None,
 ) -> dict[str, Any]:
     if not 1 <= execution_id <= MAX_ID:
         raise not_found(f"execution {execution_id}")
@@ -400,10 +434,7 @@ def execution_context(
             tops.setdefault(r.task_id, r)
         elif r.fork_of is not None:
             items.setdefault(r.task_id, []).append(r)
-    details = {}
-    for task_id, its in items.items():
-        done = sum(1 for r in its if r.state.terminal)
-        details[task_id] = f"{done}/{len(its)} items"
+    details = {task_id: drawing.items_detail(its) for task_id, its in items.items()}
     for task_id, r in tops.items():
         if task_id not in details and r.attempts > 1:
             details[task_id] = f"{r.attempts} attempts"
@@ -416,6 +447,9 @@ def execution_context(
     metrics_of: dict[int, list[Any]] = {}
     for m in metrics:
         metrics_of.setdefault(m.task_run_id, []).append(m)
+    shown = shown or RunFilter()
+    kept = [r for r in runs if shown.keeps(r)]
+    listed = kept[: shown.limit]
     table = [
         {
             "run": r,
@@ -425,16 +459,29 @@ def execution_context(
             "outputs": views.run_outputs(outputs, r),
             "metrics": metrics_of.get(r.id, []),
         }
-        for r in runs
+        for r in listed
     ]
+    states = {k: v.state for k, v in tops.items()}
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.state.value] = counts.get(r.state.value, 0) + 1
     return {
         "ex": ex,
         "flow": flow,
         "revision": store.get_revision(ex.revision_id),
-        "dag": drawing.dag(flow.tasks, {k: v.state for k, v in tops.items()}, details),
-        "timeline": drawing.timeline(runs, attempts, now),
+        # a drawing of thousands of tasks is megabytes nobody can read: counts instead
+        "dag": drawing.dag(flow.tasks, states, details) if len(flow.tasks) <= DRAWN else None,
+        "counts": counts,
+        "timeline": drawing.timeline(listed, attempts, now),
         "table": table,
-        "tasks": [t.id for t in flow.tasks],
+        "shown": shown,
+        "runs_total": len(runs),
+        "runs_kept": len(kept),
+        "more": shown.query(shown.limit + RUNS_SHOWN) if len(kept) > shown.limit else None,
+        "states": [s.value for s in State],
+        # a choice among thousands of tasks is typed, not picked from a list
+        "tasks": [t.id for t in flow.tasks] if len(flow.tasks) <= DRAWN else None,
+        "labels": [r.label for r in runs] if len(runs) <= DRAWN else None,
         "children": store.children(execution_id),
         "error": error,
         "now": now,
@@ -468,10 +515,13 @@ def logs_panel(
         return error_page(request, exc, viewer)
     lines = store.logs(execution_id, attempt_ids=chosen, limit=LOG_PAGE)
     label = "the whole execution"
+    names: dict[int, str] = {}
     if attempt is not None:
         runs = {r.id: r for r in store.task_runs(execution_id)}
         a = next(a for a in store.attempts(execution_id) if a.id == attempt)
         label = f"{runs[a.task_run_id].label}, attempt {a.number}"
+    else:
+        names = attempt_names(store, execution_id)
     return page(
         request,
         "_logs.html",
@@ -480,6 +530,7 @@ def logs_panel(
         attempt=attempt,
         label=label,
         lines=lines,
+        names=names,
         last=lines[-1].id if lines else 0,
         more=len(lines) == LOG_PAGE,
     )
@@ -513,28 +564,39 @@ def follow_logs(
         chosen = _log_scope(store, execution, attempt, viewer)[1]
     except OrdoError as exc:
         return error_page(request, exc, viewer)
-    stores: Stores = request.app.state.stores
-    return StreamingResponse(
-        _follow(stores, execution, chosen, after),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    ticket = request.app.state.streams.open(viewer.caller.name)
+    return EventStream(_follow(request.app.state.stores, execution, chosen, after), ticket)
 
 
-def _follow(stores: Stores, execution: int, chosen: list[int] | None, after: int) -> Iterator[str]:
-    while True:
-        store = stores.get()
+async def _follow(
+    stores: Stores, execution: int, chosen: list[int] | None, after: int
+) -> AsyncIterator[str]:
+    """Async: between looks it sleeps, holding no thread and no connection. The whole
+    execution's log (``chosen`` None) names ``task#attempt`` on every line."""
+    names: dict[int, str] | None = {} if chosen is None else None
+
+    def look(store: Store) -> tuple[bool, list[Any], dict[int, str] | None]:
         ended = _ended(store, execution, chosen)
         lines = store.logs(execution, attempt_ids=chosen, after_id=after, limit=500)
+        fresh = None  # a new attempt since the last look: names read again
+        if names is not None and any(x.attempt_id not in names for x in lines):
+            fresh = attempt_names(store, execution)
+        return ended, lines, fresh
+
+    pauses = streams.pauses()
+    while True:
+        ended, lines, fresh = await stores.look(look)
+        if fresh is not None:
+            names = fresh
         if lines:
             after = lines[-1].id
-            html = "".join(_line_html(x) for x in lines)
-            yield "event: line\ndata: " + html + "\n\n"
+            yield streams.event("line", "".join(_line_html(x, names) for x in lines))
+            pauses = streams.pauses()
             continue
         if ended:
-            yield "event: end\ndata: ended\n\n"
+            yield streams.event("end", "ended")
             return
-        time.sleep(FOLLOW_POLL)
+        await asyncio.sleep(next(pauses))
 
 
 def _ended(store: Store, execution: int, chosen: list[int] | None) -> bool:
@@ -543,12 +605,42 @@ def _ended(store: Store, execution: int, chosen: list[int] | None) -> bool:
     return all(a.ended_at is not None for a in store.attempts(execution) if a.id in chosen)
 
 
-def _line_html(x: Any) -> str:
+def _one_line(html: str) -> str:
+    """A line's CR and LF as character references: kept, and no line break in the
+    event that carries it."""
+    return html.replace("\r", "&#13;").replace("\n", "&#10;")
+
+
+def attempt_names(store: Store, execution_id: int) -> dict[int, str]:
+    """``task#attempt`` (``work[2]#1``) of each attempt of the execution, by attempt id:
+    the whole execution's log names the attempt on every line."""
+    labels = {r.id: r.label for r in store.task_runs(execution_id)}
+    return {
+        a.id: f"{labels.get(a.task_run_id, '?')}#{a.number}" for a in store.attempts(execution_id)
+    }
+
+
+def _line_html(x: Any, names: Mapping[int, str] | None = None) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(x.at))
+    who = ""
+    if names is not None:
+        who = f'<span class="who">{escape(names.get(x.attempt_id, "?"))}</span> '
     return (
         f'<li class="{x.stream}" data-id="{x.id}"><time>{stamp}</time> '
-        f"<span>{escape(x.line)}</span></li>"
+        f"{who}<span>{_one_line(str(escape(x.line)))}</span></li>"
     )
+
+
+@router.get("/executions/{execution_id}/history", response_class=HTMLResponse)
+def history_panel(request: Request, viewer: auth.Viewer, execution_id: int) -> HTMLResponse:
+    """Every state change of the execution and its task runs, with time and reason."""
+    store = store_of(request)
+    try:
+        ex = visible_execution(store, execution_id, viewer)
+        rows = views.state_history(store, execution_id)
+    except OrdoError as exc:
+        return error_page(request, exc, viewer)
+    return page(request, "_history.html", viewer, ex=ex, rows=rows)
 
 
 @router.get("/executions/{execution_id}/logs.txt")
@@ -569,7 +661,7 @@ def download_logs(
     def text() -> Iterator[str]:
         after = 0
         while True:
-            lines = stores.get().logs(execution_id, attempt_ids=chosen, after_id=after)
+            lines = stores.run(functools.partial(_page, execution_id, chosen, after))
             if not lines:
                 return
             after = lines[-1].id
@@ -583,6 +675,10 @@ def download_logs(
         media_type="text/plain; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+def _page(execution_id: int, chosen: list[int] | None, after: int, store: Store) -> list[Any]:
+    return store.logs(execution_id, attempt_ids=chosen, after_id=after)
 
 
 # -- the rest ----------------------------------------------------------------------------

@@ -19,19 +19,20 @@ from urllib.parse import urlencode
 
 import anyio.to_thread
 from fastapi import FastAPI, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from ordo.api import streams
 from ordo.api.app import Stores, create_app, store_of
+from ordo.api.streams import EventStream
 from ordo.errors import OrdoError, http_status
 from ordo.store import Store
 from ordo.ui import auth
 from ordo.ui.drawing import dag_svg, seconds
 
 HERE = Path(__file__).parent
-LIVE_POLL = 0.2  # seconds between looks for changes, per open page
-LIVE_GAP = 0.5  # at least this long between two change events to one page
+LIVE_GAP = 0.5  # at least this long between two looks for changes (and change events)
 LIVE_PING = 15.0  # a comment this often keeps proxies from closing the stream
 
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -198,20 +199,17 @@ async def live(
     viewer: auth.Viewer,
     execution: int | None = Query(default=None, ge=1, le=2**63 - 1),
     seen: str = Query(default="", max_length=60, description="the page's mark()"),
-) -> StreamingResponse:
+) -> EventStream:
     """``changed`` events whenever a state changes (of ``execution``, or anywhere) or an
     execution is created: the page then fetches the parts that show it. ``seen`` is
     what the page showed (its :func:`mark`): a change between rendering the page and
     opening this stream is sent at once."""
     stores: Stores = request.app.state.stores
     if execution is not None:
-        found = await anyio.to_thread.run_sync(stores.get().get_execution, execution)
+        found = await anyio.to_thread.run_sync(stores.run, lambda s: s.get_execution(execution))
         viewer.caller.find(found.namespace, f"execution {execution}")
-    return StreamingResponse(
-        _changes(request, stores, execution, seen),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    ticket = request.app.state.streams.open(viewer.caller.name)
+    return EventStream(_changes(stores, execution, seen), ticket)
 
 
 def mark(store: Store, execution: int | None = None) -> str:
@@ -219,24 +217,23 @@ def mark(store: Store, execution: int | None = None) -> str:
     return "-".join(map(str, store.last_change(execution)))
 
 
-async def _changes(
-    request: Request, stores: Stores, execution: int | None, shown: str
-) -> AsyncIterator[str]:
-    def look() -> str:
-        return mark(stores.get(), execution)
+async def _changes(stores: Stores, execution: int | None, shown: str) -> AsyncIterator[str]:
+    """Async: between looks (every :data:`LIVE_GAP`) it sleeps, holding no thread and
+    no connection; Starlette ends it when the page goes away."""
 
-    seen = shown or await anyio.to_thread.run_sync(look)
+    def look(store: Store) -> str:
+        return mark(store, execution)
+
+    seen = shown or await stores.look(look)
     yield "retry: 1000\n\n"
-    sent = pinged = time.monotonic() - LIVE_GAP
-    while not await request.is_disconnected():
-        await asyncio.sleep(LIVE_POLL)
+    pinged = time.monotonic()
+    while True:
+        await asyncio.sleep(LIVE_GAP)
         now = time.monotonic()
-        if now - sent < LIVE_GAP:
-            continue
-        current = await anyio.to_thread.run_sync(look)
+        current = await stores.look(look)
         if current != seen:
-            seen, sent = current, now
-            yield f"event: changed\ndata: {current}\n\n"
+            seen = current
+            yield streams.event("changed", current)
         elif now - pinged > LIVE_PING:
             pinged = now
             yield ": ping\n\n"

@@ -1,0 +1,260 @@
+"""The one path for every change of state of an execution or a task run.
+
+:meth:`Transitions._transition` takes a batch of changes, checks each against the one
+table in :mod:`ordo.model` (:data:`~ordo.model.EDGES`: work, marks and a replay's
+copies), applies them with one conditional statement (``... WHERE state = old``, so a
+change another process made first is not overwritten) and notes their history, which
+:meth:`Transitions._write_history` writes in one statement just before the transaction
+commits. A change the table forbids is a bug: it raises
+:class:`~ordo.errors.IllegalTransition` naming the run, the states and the caller, and
+the transaction rolls back.
+
+No other module of the store writes a state of an execution or a task run, or a row of
+``state_history`` (``tests/store/test_one_path.py`` reads their SQL to make sure). Rows
+are created CREATED, their history noted by :meth:`Transitions._created`.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ordo.errors import IllegalTransition, NotFound
+from ordo.model import By, State, can_transition
+from ordo.store import queries as q
+from ordo.store.reads import Row, StoreReads
+
+Kind = Literal["execution", "task run"]
+
+# -- the only SQL that writes a state or its history -----------------------------------
+_SET_EXECUTION = """
+UPDATE executions SET state = ?, reason = coalesce(?, reason),
+    started_at = CASE WHEN ? = 'RUNNING' THEN coalesce(started_at, ?) ELSE started_at END
+WHERE id = ? AND state = ?
+"""
+#: a mark sets the reason it gives, even none (an execution marked SUCCESS has none)
+_SET_EXECUTION_MARKED = "UPDATE executions SET state = ?, reason = ? WHERE id = ? AND state = ?"
+_SET_TASK_RUN = """
+UPDATE task_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ? AND state = ?
+RETURNING id, fork_of
+"""
+_SET_TASK_RUNS = """
+UPDATE task_runs
+SET state = v.column2, reason = v.column3, ended_at = CAST(v.column4 AS DOUBLE PRECISION)
+FROM {values}
+WHERE task_runs.id = v.column1 AND task_runs.state = v.column5
+RETURNING task_runs.id, task_runs.fork_of
+"""
+_TASK_RUN_TYPES = ("BIGINT", "TEXT", "TEXT", "DOUBLE PRECISION", "TEXT")
+#: Attempts started: each task run's count and last attempt, and CREATED or RESTARTED ->
+#: RUNNING for a first attempt (a retry's task run is RUNNING already), in one statement.
+_CLAIMED = """
+UPDATE task_runs
+SET state = CASE WHEN task_runs.state IN ('CREATED', 'RESTARTED') THEN 'RUNNING'
+                 ELSE task_runs.state END,
+    attempts = CAST(v.column2 AS INTEGER), last_attempt_id = CAST(v.column3 AS BIGINT),
+    started_at = coalesce(task_runs.started_at, ?)
+FROM {values}
+WHERE task_runs.id = v.column1 AND task_runs.state IN ('CREATED', 'RESTARTED', 'RUNNING')
+"""
+_CLAIMED_TYPES = ("BIGINT", "BIGINT", "BIGINT")
+_INSERT_HISTORY = """
+INSERT INTO state_history (execution_id, task_run_id, from_state, to_state, at, reason)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
+_EXECUTION_STATE = "SELECT state FROM executions WHERE id = ?"
+_TASK_RUN_STATE = "SELECT state, task_id, allow_failure, fork_of FROM task_runs WHERE id = ?"
+
+
+#: Task runs that have not started: what skips and kills of unstarted work change.
+UNSTARTED = frozenset({State.CREATED, State.RESTARTED})
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """``old -> new`` of one execution (``run_id`` None) or one task run."""
+
+    execution_id: int
+    run_id: int | None
+    old: State
+    new: State
+    reason: str | None = None
+
+
+class Transitions(StoreReads):
+    """The transition function and the history it writes; the store's other concerns
+    build on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._transitions: list[tuple[Any, ...]] = []  # state_history rows, written at commit
+
+    @abstractmethod
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    def _values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
+        """``rows`` as a table for ``FROM {values}`` (columns ``column1``...) and its
+        parameters; ``types`` are the columns' SQL types (PostgreSQL needs them)."""
+        return f"(VALUES {q.value_rows(rows)}) AS v", q.flat(rows)
+
+    def _ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
+        """A membership test for ``x {ids}`` and its parameters."""
+        return f"IN ({q.marks(values)})", list(values)
+
+    # -- the one function --------------------------------------------------------------
+    def _transition(
+        self, changes: Sequence[Change], now: float, by: By = By.WORK
+    ) -> dict[int, int | None]:
+        """Apply ``changes`` (all of executions, or all of task runs), each only if its
+        row is still in its ``old`` state; the ids changed (of executions, or of task
+        runs with the for_each task run each is an item of). Raises
+        :class:`IllegalTransition` for an edge the table does not give ``by``, before
+        anything is written."""
+        if not changes:
+            return {}
+        for change in changes:
+            if not can_transition(change.old, change.new, by):
+                raise _illegal(change, by)
+        if changes[0].run_id is None:
+            done = self._set_executions(changes, now, by)
+        else:
+            done = self._set_task_runs(changes, now)
+        self._transitions.extend(
+            (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason)
+            for c in changes
+            if (c.execution_id if c.run_id is None else c.run_id) in done
+        )
+        return done
+
+    def _set_executions(
+        self, changes: Sequence[Change], now: float, by: By
+    ) -> dict[int, int | None]:
+        done: dict[int, int | None] = {}
+        for c in changes:  # executions change one at a time (kills, ends: few per batch)
+            if by is By.MARK:
+                params: tuple[Any, ...] = (c.new.value, c.reason, c.execution_id, c.old.value)
+                cur = self._execute(_SET_EXECUTION_MARKED, params)
+            else:
+                params = (c.new.value, c.reason, c.new.value, now, c.execution_id, c.old.value)
+                cur = self._execute(_SET_EXECUTION, params)
+            if cur.rowcount == 1:
+                done[c.execution_id] = None
+        return done
+
+    def _set_task_runs(self, changes: Sequence[Change], now: float) -> dict[int, int | None]:
+        if len(changes) == 1:
+            c = changes[0]
+            ended = now if c.new.terminal else None
+            params = (c.new.value, c.reason, ended, c.run_id, c.old.value)
+            found = self._all(_SET_TASK_RUN, params)
+            return {int(r[0]): r[1] for r in found}
+        rows = [
+            (c.run_id, c.new.value, c.reason, now if c.new.terminal else None, c.old.value)
+            for c in changes
+        ]
+        table, values = self._values(rows, _TASK_RUN_TYPES)
+        return {int(r[0]): r[1] for r in self._all(_SET_TASK_RUNS.format(values=table), values)}
+
+    def _claimed(self, started: Sequence[tuple[Change, int, int]], now: float) -> None:
+        """Attempts started, each ``(change, number, attempt_id)``: the attempt count and
+        last attempt of each task run, and its ``change`` to RUNNING when it was
+        waiting (CREATED or RESTARTED; a retry's task run is RUNNING already)."""
+        if not started:
+            return
+        moves = [c for c, _, _ in started if c.old is not c.new]
+        for change in moves:
+            if not can_transition(change.old, change.new):
+                raise _illegal(change, By.WORK)
+        rows = [(c.run_id, number, attempt_id) for c, number, attempt_id in started]
+        table, params = self._values(rows, _CLAIMED_TYPES)
+        self._execute(_CLAIMED.format(values=table), [now, *params])
+        self._transitions.extend(
+            (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason) for c in moves
+        )
+
+    # -- one change, its current state read first --------------------------------------
+    def _set_execution_state(
+        self, ex_id: int, new: State, now: float, reason: str | None, *, by: By = By.WORK
+    ) -> Row | None:
+        """``-> new`` for an execution; its ``(state,)`` before, or None when another
+        process changed it first."""
+        old = self._one(_EXECUTION_STATE, (ex_id,))
+        if old is None:
+            raise NotFound(f"execution {ex_id} not found")
+        change = Change(ex_id, None, State(old[0]), new, reason)
+        return old if self._transition([change], now, by) else None
+
+    def _set_task_run_state(
+        self,
+        tr_id: int,
+        ex_id: int,
+        new: State,
+        now: float,
+        reason: str | None,
+        *,
+        known: State | None = None,
+        only_from: frozenset[State] | None = None,
+        by: By = By.WORK,
+    ) -> Row | None:
+        """``-> new`` for a task run; its ``(state, task_id, allow_failure, fork_of)``
+        before, or None when another process changed it first, or when it is not in one
+        of the states ``only_from`` names (a caller that changes whichever of a set of
+        runs has not ended yet). ``known`` skips reading the current state when the
+        caller just read it."""
+        row: Row | None = (known.value, None, None, None) if known else None
+        if row is None:
+            row = self._one(_TASK_RUN_STATE, (tr_id,))
+            if row is None:
+                raise NotFound(f"task run {tr_id} not found")
+        if only_from is not None and State(row[0]) not in only_from:
+            return None
+        change = Change(ex_id, tr_id, State(row[0]), new, reason)
+        return row if self._transition([change], now, by) else None
+
+    def _task_run_state(self, tr_id: int) -> State:
+        row = self._one(_TASK_RUN_STATE, (tr_id,))
+        if row is None:
+            raise NotFound(f"task run {tr_id} not found")
+        return State(row[0])
+
+    # -- history -----------------------------------------------------------------------
+    def _created(
+        self, ex_id: int, tr_id: int | None, now: float, reason: str | None = None
+    ) -> None:
+        """A row was created (CREATED): its first line of history."""
+        self._transitions.append((ex_id, tr_id, None, State.CREATED.value, now, reason))
+
+    def _forget_history(self) -> None:
+        """The transaction rolled back: so does its history."""
+        self._transitions.clear()
+
+    def _write_history(self) -> None:
+        """Every change of the transaction, in one statement, just before it commits."""
+        rows, self._transitions = self._transitions, []
+        if rows:
+            self._executemany(_INSERT_HISTORY, rows)
+
+
+def _illegal(change: Change, by: By) -> IllegalTransition:
+    what = (
+        f"execution {change.execution_id}"
+        if change.run_id is None
+        else f"task run {change.run_id} of execution {change.execution_id}"
+    )
+    return IllegalTransition(
+        f"{what}: illegal transition {change.old.value} -> {change.new.value}"
+        f" ({by.value}, asked by {_caller()})"
+    )
+
+
+def _caller() -> str:
+    """The first function outside this module on the stack: who asked."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "?"
+    return f"{frame.f_code.co_qualname} ({frame.f_code.co_filename.rsplit('/', 1)[-1]})"

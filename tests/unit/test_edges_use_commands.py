@@ -1,0 +1,65 @@
+"""The edges (CLI, REST API, web UI) change executions and flows only through the
+commands of ``ordo.services`` (start, kill, restart, replay, resume, mark, save,
+register), never by calling a store method that writes: the rule import-linter cannot
+see (a method call needs no import), checked by reading their code."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "ordo"
+EDGES = ("cli", "api", "ui")
+
+#: Store writes that are plain configuration, with no rule to apply: the edges keep them.
+CONFIGURATION = {
+    "set_secret",
+    "remove_secret",
+    "add_token",
+    "revoke_token",
+    "token_used",
+    "save_connection",
+    "remove_connection",
+    "upgrade",
+    "collect_events",
+    "collect_garbage",
+}
+
+
+def store_writes() -> set[str]:
+    """The store's public methods that open a write transaction."""
+    found = set()
+    for path in (SRC / "store").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for fn in node.body:
+                    if (
+                        isinstance(fn, ast.FunctionDef)
+                        and not fn.name.startswith("_")
+                        and "self.transaction()" in ast.unparse(fn)
+                    ):
+                        found.add(fn.name)
+    return found
+
+
+def test_the_scan_finds_the_store_writes() -> None:
+    writes = store_writes()
+    for name in ("create_execution", "kill_execution", "restart_execution", "mark_task_run"):
+        assert name in writes
+
+
+def test_the_edges_call_no_store_write_but_configuration() -> None:
+    forbidden = store_writes() - CONFIGURATION
+    calls = []
+    for edge in EDGES:
+        for path in sorted((SRC / edge).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in forbidden
+                    and "store" in ast.unparse(node.func.value)
+                ):
+                    where = path.relative_to(SRC)
+                    calls.append(f"{where}:{node.lineno}: {ast.unparse(node.func)}")
+    assert calls == [], "call ordo.services instead"
