@@ -136,7 +136,10 @@ def main() -> None:
                 base_url=url, timeout=300, headers={"Authorization": f"Bearer {token}"}
             ) as api,
         ):
-            assert browser.post("/login", data={"token": token}).status_code == 303
+            form = browser.get("/login").text  # the form's CSRF token and login cookie
+            csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            signed = browser.post("/login", data={"token": token, "csrf": csrf})
+            assert signed.status_code == 303
             for n, execution_id in ids.items():
 
                 def show(execution_id: int = execution_id) -> None:

@@ -140,3 +140,11 @@ def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT / "src")
     env.update(extra)
     return env
+
+
+def sign_in(client: httpx.Client, token: str, next_url: str = "/") -> httpx.Response:
+    """Sign in to the web UI as a browser does: the form first (its CSRF token and the
+    login cookie), then the token."""
+    form = client.get("/login")
+    csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    return client.post("/login", data={"token": token, "next": next_url, "csrf": csrf})

@@ -132,7 +132,7 @@ def test_ordo_validate_refuses_templates_that_read_no_data_and_always_fail(
 ) -> None:
     flow = tmp_path / "constant.yaml"
     flow.write_text(
-        "id: constant\ntasks:\n"
+        "id: constant\ninputs:\n  y: {type: int, default: 1}\ntasks:\n"
         "  - id: a\n    type: shell\n    command: \"echo {{ 'x'|truncate(-1) }}\"\n"
         "  - id: b\n    type: shell\n"
         '    command: "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"\n'
@@ -144,7 +144,7 @@ def test_ordo_validate_refuses_templates_that_read_no_data_and_always_fail(
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 3 and all("fails every time" in line for line in lines), lines
-    assert "constant.yaml:5:14: tasks[0].command:" in lines[0]
+    assert "constant.yaml:7:14: tasks[0].command:" in lines[0]
     pills = _write_flows(tmp_path)["pills"]  # these read data: left to run time
     assert _ordo(ordo_cmd, ordo_env, "validate", str(pills)).returncode == 0
 

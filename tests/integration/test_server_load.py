@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from server_support import Server, running_server, server_env
+from server_support import Server, running_server, server_env, sign_in
 
 from ordo.model import State
 from ordo.store import open_store
@@ -477,7 +477,7 @@ def test_a_cr_or_event_line_in_a_log_line_cannot_end_or_forge_an_event(server: S
     assert [x["line"] for x in lines] == ["one\r\revent: end\rdata: forged", "two"]
     assert {(x["task"], x["attempt"]) for x in lines} == {("talk", 1)}
     with httpx.Client(base_url=server.url, timeout=30) as browser:
-        signed = browser.post("/login", data={"token": server.token, "next": "/"})
+        signed = sign_in(browser, server.token)
         assert signed.status_code == 303
         ui = browser.get("/ui/logs", params={"execution": execution_id}).text
     events = sse_events(ui)
@@ -506,7 +506,7 @@ def test_a_big_executions_page_lists_200_task_runs_then_more_and_filters(server:
     doc = server.http.get(f"/api/executions/{execution_id}").json()
     assert len(doc["task_runs"]) == 450
     with httpx.Client(base_url=server.url, timeout=60) as browser:
-        browser.post("/login", data={"token": server.token, "next": "/"})
+        assert sign_in(browser, server.token).status_code == 303
         page = browser.get(f"/executions/{execution_id}").text
         assert page.count("<tr data-task=") == 200
         assert 'id="more-runs"' in page and "200 of 450 shown" in page

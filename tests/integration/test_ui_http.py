@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_support import Server, running_server, server_env
+from server_support import Server, running_server, server_env, sign_in
 
 FLOW = """
 id: pages
@@ -45,13 +45,6 @@ def browser_like(server: Server, token: str) -> Iterator[httpx.Client]:
         cookie = answer.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
         yield client
-
-
-def sign_in(client: httpx.Client, token: str, next_url: str = "/") -> httpx.Response:
-    """Sign in as a browser does: the form first (its CSRF token and login cookie)."""
-    form = client.get("/login")
-    csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    return client.post("/login", data={"token": token, "next": next_url, "csrf": csrf})
 
 
 def csrf_of(client: httpx.Client) -> str:

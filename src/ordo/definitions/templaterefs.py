@@ -41,10 +41,11 @@ def reads(text: str) -> Reads:
 
     try:
         tree = Environment().parse(text)
-    except TemplateSyntaxError:
-        return Reads()
+        found_nodes = list(tree.find_all((nodes.Getattr, nodes.Getitem)))
+    except (TemplateSyntaxError, RecursionError, MemoryError):
+        return Reads()  # too deep or malformed: the syntax check reports it
     found: dict[str, list[str]] = {"inputs": [], "outputs": [], "vars": []}
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+    for node in found_nodes:
         if not isinstance(node, nodes.Getattr | nodes.Getitem):
             continue
         base = node.node
@@ -104,11 +105,11 @@ class ReferenceCheck:
         for name in ("vars", "outputs", "run_if", "defaults"):
             if name in self.root:
                 self.top(name, all_ids if name == "outputs" else None)
-        upstream = _upstream(tasks)
+        deps = {t.id: t.depends_on for t in tasks}
         for task, i in zip(tasks, index, strict=True):
             node = task_nodes[i]
             if isinstance(node, Mapping):
-                self.task(task.id, node, f"tasks[{i}]", upstream[task.id], all_ids)
+                self.task(task.id, node, f"tasks[{i}]", deps, all_ids)
 
     def top(self, name: str, all_ids: Sequence[str] | None) -> None:
         """The flow's ``name`` reads declared inputs, and with ``all_ids`` (its
@@ -130,7 +131,7 @@ class ReferenceCheck:
         task_id: str,
         node: Mapping[str, Any],
         field: str,
-        upstream: frozenset[str],
+        deps: Mapping[str, Sequence[str]],
         all_ids: Sequence[str],
     ) -> None:
         for key, value in node.items():
@@ -141,7 +142,7 @@ class ReferenceCheck:
                 place = (node, key) if parent is wrapper else (parent, at)
                 found = reads(text)
                 self.check_inputs(found.inputs, where, text, *place)
-                allowed = upstream | {task_id} if key == "post_checks" else upstream
+                allowed = Ancestors(deps, task_id, itself=key == "post_checks")
                 for other in found.outputs:
                     self.check_task(task_id, other, allowed, all_ids, where, text, place, None)
                 for var, other in self.outputs_through_vars(found.vars):
@@ -166,7 +167,7 @@ class ReferenceCheck:
         self,
         task_id: str,
         other: str,
-        allowed: frozenset[str],
+        allowed: Ancestors,
         all_ids: Sequence[str],
         field: str,
         text: str,
@@ -184,7 +185,7 @@ class ReferenceCheck:
         elif other == task_id:
             message = f"'outputs.{other}'{via} in {text!r}: task '{task_id}' reads its own outputs"
         else:
-            near = _tip(other, sorted(allowed - {task_id}))
+            near = _tip(other, sorted(allowed.names() - {task_id}))
             message = (
                 f"'outputs.{other}'{via} in {text!r}: task '{other}' is not upstream of "
                 f"'{task_id}', so it may not have run yet{near}; add '{other}' to "
@@ -218,23 +219,39 @@ class ReferenceCheck:
         return self._var_reads[name]
 
 
-def _upstream(tasks: Sequence[Task]) -> dict[str, frozenset[str]]:
-    """Each task's ancestors (tasks it depends on, directly or not). The graph has been
-    checked: no cycles, no unknown ids."""
-    deps = {t.id: t.depends_on for t in tasks}
-    done: dict[str, frozenset[str]] = {}
+class Ancestors:
+    """The tasks upstream of one task (those it depends on, directly or not), asked one
+    name at a time: every task's whole set would hold 50 million names for a
+    10,000-task chain. The graph has been checked: no cycles, no unknown ids."""
 
-    def of(task_id: str) -> frozenset[str]:
-        if task_id not in done:
-            found: set[str] = set()
-            stack = list(deps.get(task_id, ()))
-            while stack:
-                d = stack.pop()
-                if d in found:
-                    continue
+    def __init__(
+        self, deps: Mapping[str, Sequence[str]], task_id: str, *, itself: bool = False
+    ) -> None:
+        self.deps = deps
+        self.task_id = task_id
+        self.itself = itself  # a post check may read its own task's outputs
+
+    def __contains__(self, other: object) -> bool:
+        if self.itself and other == self.task_id:
+            return True
+        seen: set[str] = set()
+        stack = list(self.deps.get(self.task_id, ()))
+        while stack:  # depth first from the task: a direct dependency is found at once
+            d = stack.pop()
+            if d == other:
+                return True
+            if d not in seen:
+                seen.add(d)
+                stack.extend(self.deps.get(d, ()))
+        return False
+
+    def names(self) -> set[str]:
+        """All of them (for a did-you-mean)."""
+        found: set[str] = {self.task_id} if self.itself else set()
+        stack = list(self.deps.get(self.task_id, ()))
+        while stack:
+            d = stack.pop()
+            if d not in found:
                 found.add(d)
-                stack.extend(deps.get(d, ()))
-            done[task_id] = frozenset(found)
-        return done[task_id]
-
-    return {t.id: of(t.id) for t in tasks}
+                stack.extend(self.deps.get(d, ()))
+        return found
