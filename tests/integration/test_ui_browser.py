@@ -100,6 +100,7 @@ WIDE = "id: wide\nnamespace: demo\ntasks:\n" + "".join(
 FANOUT = """
 id: fanout
 namespace: demo
+continue_on_error: true  # every item runs: the first failure would skip items not started
 tasks:
   - id: work
     type: shell
