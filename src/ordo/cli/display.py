@@ -49,7 +49,8 @@ class Progress:
             return
         text = f"{self.name(claim)} {outcome.state.value}"
         if outcome.forks is not None:
-            text = f"{self.name(claim)} forked into {len(outcome.forks)} items"
+            count = len(outcome.forks)
+            text = f"{self.name(claim)} forked into {count} item{'' if count == 1 else 's'}"
         if outcome.error:
             text += f": {short(outcome.error, 100)}"
         if retrying:
