@@ -148,16 +148,24 @@ def _login_page(request: Request, status: int, next_url: str, error: str | None)
     nonce = auth.login_nonce()
     csrf = auth.login_csrf(auth.session_key(request), nonce)
     response = page(request, "login.html", None, status, next=next_url, error=error, csrf=csrf)
+    _set_cookie(response, request, auth.LOGIN_COOKIE, nonce, auth.LOGIN_SECONDS, "/login")
+    return response
+
+
+def _set_cookie(
+    response: Response, request: Request, name: str, value: str, max_age: int, path: str
+) -> None:
+    """Every cookie of the UI: not readable by scripts, never sent cross-site, and only
+    over https when the page came over https."""
     response.set_cookie(
-        auth.LOGIN_COOKIE,
-        nonce,
-        max_age=auth.LOGIN_SECONDS,
+        name,
+        value,
+        max_age=max_age,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-        path="/login",
+        path=path,
     )
-    return response
 
 
 def login(
@@ -176,15 +184,7 @@ def login(
         return _login_page(request, 401, _safe_next(next), error)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.delete_cookie(auth.LOGIN_COOKIE, path="/login")
-    response.set_cookie(
-        auth.COOKIE,
-        cookie,
-        max_age=auth.SESSION_SECONDS,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
+    _set_cookie(response, request, auth.COOKIE, cookie, auth.SESSION_SECONDS, "/")
     return response
 
 
