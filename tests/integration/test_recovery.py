@@ -388,6 +388,46 @@ def test_mark_of_the_only_failure_ends_the_execution_successfully(
     assert state_of(db, 1) is State.SUCCESS
 
 
+def test_mark_settles_by_the_rule_an_execution_ends_by_outputs_included(
+    ordo_cmd: list[str], ordo_env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    """A mark settles an ended execution by the same rule as its end: the flow's
+    outputs that cannot render (the marked task never made them) keep it FAILED, with
+    no traceback; outputs that can are rendered."""
+    flow = tmp_path / "outs.yaml"
+    flow.write_text(
+        textwrap.dedent("""
+        id: outs
+        outputs:
+          made: "{{ outputs.b.made }}"
+        tasks:
+          - {id: b, type: shell, command: "false"}
+        """)
+    )
+    assert ordo(ordo_cmd, ordo_env, db, "run", str(flow)).returncode == 1
+    marked = ordo(ordo_cmd, ordo_env, db, "mark", "1", "b", "success")
+    assert marked.returncode == 0, marked.stderr
+    assert "Traceback" not in marked.stderr
+    assert state_of(db, 1) is State.FAILED  # outputs.b.made does not render
+    fine = tmp_path / "fine.yaml"
+    fine.write_text(
+        textwrap.dedent("""
+        id: fine
+        outputs:
+          n: "{{ inputs.n }}"
+        inputs:
+          n: {type: int, default: 3}
+        tasks:
+          - {id: b, type: shell, command: "false"}
+        """)
+    )
+    assert ordo(ordo_cmd, ordo_env, db, "run", str(fine)).returncode == 1
+    marked = ordo(ordo_cmd, ordo_env, db, "mark", "2", "b", "success")
+    assert "execution 2: FAILED -> SUCCESS" in marked.stdout, marked.stdout
+    doc = json.loads(ordo(ordo_cmd, ordo_env, db, "executions", "show", "2", "--json").stdout)
+    assert doc["outputs"] == {"n": 3}
+
+
 def test_mark_success_in_a_running_execution_lets_what_it_skipped_run_on_resume(
     ordo_cmd: list[str], ordo_env: dict[str, str], db: str, tmp_path: Path
 ) -> None:

@@ -21,7 +21,7 @@ from ordo.api.bodies import json_body
 from ordo.errors import OrdoError
 from ordo.model import State
 from ordo.store import Store, open_store
-from ordo.store.serving import BUCKETS
+from ordo.store.records import BUCKETS
 
 router = APIRouter()
 WEBHOOK_WAIT = 30.0  # seconds a synchronous webhook waits for the execution's end

@@ -38,7 +38,7 @@ def database_url(cli_value: str | None, environ: Mapping[str, str]) -> str:
         if "://" in configured:
             return configured
         return os.path.join(ordo_home(environ), os.path.expanduser(configured))
-    from ordo.store.sqlite import default_path
+    from ordo.store import default_path
 
     return str(default_path(dict(environ)))
 

@@ -2,32 +2,45 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from ordo.errors import ConfigError
+from ordo.store.ports import Decisions
 from ordo.store.sql import SqlStore
 
 Store = SqlStore
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "default_path", "open_store"]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, policy: Decisions | None = None) -> Store:
     """Open (creating and migrating when needed) the store at ``url``.
 
     ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a plain file path select
-    SQLite; ``postgresql://user@host:port/database`` selects PostgreSQL.
+    SQLite; ``postgresql://user@host:port/database`` selects PostgreSQL. ``policy``
+    decides what follows from what is recorded (:mod:`ordo.store.ports`); by default
+    the engine's.
     """
     from ordo.store.sqlite import SqliteStore
 
     if url.startswith("sqlite:///"):
-        return SqliteStore(url[len("sqlite:///") :])
+        return SqliteStore(url[len("sqlite:///") :], policy=policy)
     if url.startswith(("postgresql://", "postgres://")):
         from ordo.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, policy=policy)
     if "://" in url:
         scheme = url.split("://", 1)[0]
         raise ConfigError(
             f"unknown database URL scheme {scheme!r} in {url!r}: "
             "expected sqlite:///PATH or postgresql://..."
         )
-    return SqliteStore(url)
+    return SqliteStore(url, policy=policy)
+
+
+def default_path(environ: dict[str, str] | os._Environ[str]) -> Path:
+    """The embedded store's file when no URL is given: ``$ORDO_HOME/ordo.db``
+    (``~/.ordo/ordo.db``)."""
+    home = environ.get("ORDO_HOME") or os.path.join(os.path.expanduser("~"), ".ordo")
+    return Path(home) / "ordo.db"

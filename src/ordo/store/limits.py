@@ -43,14 +43,8 @@ class Limits(Outcomes):
         limit = flow.concurrency
         if limit is None:
             return None
-        running = self._active(flow, exclude=ex_id)
-        if running < limit.limit:
-            return None
-        if limit.behavior == "queue":
-            return State.QUEUED, f"waiting for {flow.key}: {running} of {limit.limit} running"
-        verb = "cancelled" if limit.behavior == "cancel" else "refused"
-        why = f"{verb}: {flow.key} already has {running} of {limit.limit} running"
-        return (State.KILLED if limit.behavior == "cancel" else State.FAILED), why
+        ending = self.policy.admission(limit, self._active(flow, exclude=ex_id), flow.key)
+        return None if ending is None else (ending.state, ending.reason or "")
 
     def _active(self, flow: Flow, exclude: int = 0) -> int:
         """Executions of ``flow`` admitted and not ended (CREATED ones too: admitted,

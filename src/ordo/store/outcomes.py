@@ -17,10 +17,10 @@ from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ordo import retry, templating
 from ordo.errors import NotFound
 from ordo.model import CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
+from ordo.store.ports import Decisions, EndFacts, OutputFacts, RetryFacts, RunGroup, default_policy
 from ordo.store.readiness import Readiness
 from ordo.store.records import Claim, RecordResult
 from ordo.store.transitions import Change
@@ -32,11 +32,20 @@ def dumps(value: Any) -> str:
 
 
 class Outcomes(Readiness):
-    """The store's deciding half; :class:`~ordo.store.sql.SqlStore` adds the rest."""
+    """Recording outcomes and writing what the policy decides follows from them;
+    :class:`~ordo.store.sql.SqlStore` adds the rest."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: Decisions | None = None) -> None:
         super().__init__()
         self._rng = random.Random()  # jitter of retries decided while recording
+        self._policy = policy
+
+    @property
+    def policy(self) -> Decisions:
+        """The engine's policy this store asks (see :mod:`ordo.store.ports`)."""
+        if self._policy is None:
+            self._policy = default_policy()
+        return self._policy
 
     @abstractmethod
     def _admit_queued(self, flow: Flow, now: float, result: RecordResult) -> None:
@@ -154,24 +163,25 @@ class Outcomes(Readiness):
         self._finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
 
     def _retry(self, claim: Claim, outcome: Outcome, now: float, rng: random.Random) -> bool:
+        """Ask the policy whether the failed attempt's task run tries again; if it does,
+        it is ready again when its delay has passed."""
         stopping = self._one(q.EXECUTION_REASON, (claim.execution_id,))
-        if self._execution_state(claim.execution_id) is not State.RUNNING or (
+        going = self._execution_state(claim.execution_id) is State.RUNNING and not (
             stopping and stopping[0]
-        ):
-            return False
-        policy = self.flow_of(claim.revision_id).task(claim.task_id).retry
-        counted = self._one(q.COUNTED_ATTEMPTS, (claim.task_run_id,))
-        decision = retry.decide(
-            policy,
+        )
+        counted = self._one(q.COUNTED_ATTEMPTS, (claim.task_run_id,)) if going else None
+        facts = RetryFacts(
+            policy=self.flow_of(claim.revision_id).task(claim.task_id).retry,
             attempt_number=int(counted[0]) if counted else claim.number,
             reason=outcome.reason,
             exit_code=outcome.exit_code,
             elapsed=now - claim.first_started_at,
-            rng=rng,
+            execution_going=going,
         )
-        if not decision.retry:
+        delay = self.policy.retry_delay(facts, rng)
+        if delay is None:
             return False
-        self._ready_again(claim.task_run_id, now + decision.delay)
+        self._ready_again(claim.task_run_id, now + delay)
         return True
 
     def _finish_task_run(
@@ -188,18 +198,21 @@ class Outcomes(Readiness):
         if row is None:
             return
         _, task_id, allow_failure, fork_of = row
+        allowed = bool(allow_failure)
         pending: int | None = self._pending_down(ex_id)
+        policy = self.policy
+        failing = policy.fails_execution(state, allowed, lambda: self._continue_on_error(ex_id))
         if fork_of is not None:  # an item: its for_each task run may end with it
-            if state is State.FAILED and not allow_failure and not self._continue_on_error(ex_id):
+            if failing:
                 self._skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
             self._item_ended(fork_of, ex_id, now, result)
             self._maybe_end(ex_id, now, result)
             return
-        if state in _RELEASING or (state is State.FAILED and allow_failure):
+        if policy.releases(state, allowed):
             self._release_dependents(tr_id, now)
         else:
             self._skip_dependents(tr_id, ex_id, task_id, state, now)
-            if state is State.FAILED and not self._continue_on_error(ex_id):
+            if failing:
                 self._skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
             pending = None  # skipping changed it (read it again)
         self._maybe_end(ex_id, now, result, pending)
@@ -234,7 +247,7 @@ class Outcomes(Readiness):
             return
         task = self.flow_of(claim.revision_id).task(claim.task_id)
         count = len(items)
-        first = min(count, task.concurrency or count)
+        first = self.policy.items_at_once(count, task.concurrency)
         queue = self.queue_of(ex_id, task)
         self._executemany(
             q.INSERT_ITEM,
@@ -264,29 +277,21 @@ class Outcomes(Readiness):
         if int(row[0]) > 0:
             self._release_next_item(fork_of, now)
             return
-        state, why = self._items_verdict(fork_of)
+        counts = {
+            (State(state), bool(allowed)): int(n)
+            for state, allowed, n, _ in self._all(q.ITEM_STATES, (fork_of,))
+        }
+
+        def first(state: State) -> tuple[int, str]:
+            row = self._one(q.FIRST_ITEM_FAILURE, (fork_of, state.value))
+            assert row is not None
+            return int(row[0]), str(row[1])
+
+        verdict = self.policy.items_verdict(counts, first)
+        state, why = verdict.state, verdict.reason
         if state is State.KILLED:
             self._set_task_run_state(fork_of, ex_id, State.KILLING, now, why)
         self._finish_task_run(fork_of, ex_id, state, why, now, result)
-
-    def _items_verdict(self, fork_of: int) -> tuple[State, str | None]:
-        """How a for_each task run ends, from its items' states."""
-        counts: dict[tuple[str, int], int] = {}
-        for state, allowed, n, _ in self._all(q.ITEM_STATES, (fork_of,)):
-            counts[(state, int(allowed))] = int(n)
-        for state, allowed in ((State.FAILED, 0), (State.KILLED, 0), (State.KILLED, 1)):
-            if counts.get((state.value, allowed)):
-                first = self._one(q.FIRST_ITEM_FAILURE, (fork_of, state.value))
-                assert first is not None
-                verb = "failed" if state is State.FAILED else "was killed"
-                return state, f"item {first[0]} {verb}: {first[1]}"
-        if counts.get((State.FAILED.value, 1)):
-            first = self._one(q.FIRST_ITEM_FAILURE, (fork_of, State.FAILED.value))
-            assert first is not None
-            return State.FAILED, f"item {first[0]} failed: {first[1]}"
-        if any(s == State.WARNING.value for s, _ in counts):
-            return State.WARNING, "an item ended with a warning"
-        return State.SUCCESS, None
 
     def failing_among(self, execution_ids: Iterable[int]) -> dict[int, str]:
         """Which of these running executions no new attempt should start for, each with
@@ -331,39 +336,19 @@ class Outcomes(Readiness):
 
     def _end_execution(self, ex_id: int, now: float, result: RecordResult) -> State | None:
         """End an execution whose task runs have all ended: its final state and reason
-        from theirs, its outputs rendered, and a flow task waiting for it told."""
-        counts = {State(s): n for s, n in self._all(q.TASK_RUN_COUNTS, (ex_id,))}
-        info = self._one(q.EXECUTION_END_INFO, (ex_id,))
-        assert info is not None
-        reason, stopped, revision_id, _ = info
+        as the policy decides from theirs, its outputs rendered, and a flow task
+        waiting for it told."""
         current = self._execution_state(ex_id)
         if current.terminal:  # ended already (by another path of this transaction)
             return None
-        if current is State.KILLING:
-            final = State.KILLED
-        elif reason:
-            final = State.FAILED
-        elif self._has_hard_failure(ex_id):
-            final, reason = State.FAILED, self._first_failure(ex_id)
-        elif counts.get(State.KILLED):
-            final, reason = State.FAILED, "a task was killed"
-        elif counts.get(State.FAILED):
-            final, reason = State.WARNING, "a task allowed to fail failed"
-        elif counts.get(State.WARNING):
-            final, reason = State.WARNING, "a task ended with a warning"
-        else:
-            final, reason = State.SUCCESS, stopped
-        outputs = None
-        if stopped and final is State.SUCCESS:
-            # stopped early (run_if STOP): what its outputs cannot render yet is left out
-            outputs, left_out = self._stopped_outputs(ex_id, self.flow_of(revision_id))
-            if left_out:
-                reason = f"{stopped}; outputs left out: {'; '.join(left_out)}"
-        elif final in (State.SUCCESS, State.WARNING):
-            try:
-                outputs = self._execution_outputs(ex_id, self.flow_of(revision_id))
-            except templating.TemplateError as exc:
-                final, reason = State.FAILED, f"flow outputs: {exc}"
+        info = self._one(q.EXECUTION_END_INFO, (ex_id,))
+        assert info is not None
+        reason, stopped, revision_id, _ = info
+        policy = self.policy
+        flow = self.flow_of(revision_id)
+        ending = policy.end_state(self._end_facts(ex_id, current, reason, stopped))
+        ending, outputs = policy.flow_outputs(flow, ending, stopped, self._output_facts(ex_id))
+        final, reason = ending.state, ending.reason
         if current is State.CREATED and final in (State.SUCCESS, State.WARNING):
             # nothing was left to claim (all skipped or reused): it ran, in no time
             self._set_execution_state(ex_id, State.RUNNING, now, None)
@@ -373,47 +358,28 @@ class Outcomes(Readiness):
         self._execute(q.EXECUTION_ENDED, (now, reason, shown, ex_id))
         result.ended_executions[ex_id] = final
         self._child_ended(ex_id, final, reason, outputs, now, result)
-        self._admit_queued(self.flow_of(revision_id), now, result)
+        self._admit_queued(flow, now, result)
         return final
 
-    def _execution_outputs(self, ex_id: int, flow: Flow) -> dict[str, Any] | None:
-        """The flow's ``outputs:`` rendered against the ended execution."""
-        if not flow.outputs:
-            return None
-        return dict(templating.render(dict(flow.outputs), self._outputs_context(ex_id, flow)))
+    def _end_facts(
+        self, ex_id: int, current: State, failing: str | None, stopped: str | None
+    ) -> EndFacts:
+        """What the policy decides the end of execution ``ex_id`` from."""
+        groups = [
+            RunGroup(State(state), bool(allowed), bool(by_failure), int(n))
+            for state, allowed, by_failure, n in self._all(q.END_FACTS, (ex_id,))
+        ]
+        first = lambda: self._first_failure(ex_id)  # noqa: E731 (read only when needed)
+        return EndFacts(ex_id, current, failing, stopped, groups, first)
 
-    def _stopped_outputs(self, ex_id: int, flow: Flow) -> tuple[dict[str, Any] | None, list[str]]:
-        """The flow's ``outputs:`` of an execution stopped early: each one that renders,
-        and, named with why, those that do not (the tasks they need were skipped)."""
-        if not flow.outputs:
-            return None, []
-        try:
-            context = self._outputs_context(ex_id, flow)
-        except templating.TemplateError as exc:
-            return {}, [f"{', '.join(flow.outputs)} ({exc})"]
-        rendered: dict[str, Any] = {}
-        left_out: list[str] = []
-        for key, value in flow.outputs.items():
-            try:
-                rendered[key] = templating.render(value, context)
-            except templating.TemplateError as exc:
-                left_out.append(f"{key} ({exc})")
-        return rendered, left_out
-
-    def _outputs_context(self, ex_id: int, flow: Flow) -> dict[str, Any]:
+    def _output_facts(self, ex_id: int) -> OutputFacts:
+        """What the flow's ``outputs:`` of execution ``ex_id`` render against."""
         execution = self.get_execution(ex_id)
-        needed = templating.referenced_tasks(
-            flow.outputs, flow.vars, every=[t.id for t in flow.tasks]
-        )
-        return dict(
-            templating.make_context(
-                execution.inputs,
-                self.outputs(ex_id, needed, flow=flow),
-                flow.vars,
-                execution.template_info(),
-                {},
-            )
-        )
+
+        def outputs_of(tasks: Iterable[str]) -> Mapping[str, Any]:
+            return self.outputs(ex_id, tasks, flow=self.flow_of(execution.revision_id))
+
+        return OutputFacts(execution.inputs, execution.template_info(), outputs_of)
 
     def _child_ended(
         self,
@@ -434,12 +400,9 @@ class Outcomes(Readiness):
         claim = Claim(*row)
         execution = self.get_execution(ex_id)
         what = f"child execution {ex_id} ({execution.flow_key})"
-        outcome = _child_outcome(what, ex_id, final, reason, outputs)
+        outcome = self.policy.child_outcome(what, ex_id, final, reason, outputs)
         self._record_one(claim, outcome, now, self._rng, result)
         result.nested.append((claim, outcome, claim.task_run_id in result.retries))
-
-    def _has_hard_failure(self, ex_id: int) -> bool:
-        return self._one(q.HARD_FAILURE, (ex_id,)) is not None
 
     def _first_failure(self, ex_id: int) -> str:
         row = self._one(q.FIRST_FAILURE, (ex_id,))
@@ -471,7 +434,6 @@ def finish_params(attempt_id: int, state: State, outcome: Outcome, now: float) -
 
 
 RECORDED = (State.SUCCESS, State.KILLED, State.WARNING, State.SKIPPED)
-_RELEASING = (State.SUCCESS, State.WARNING, State.SKIPPED)
 
 
 def _check_row(ids: tuple[int, int, int], r: CheckResult) -> tuple[Any, ...]:
@@ -487,23 +449,3 @@ def _check_row(ids: tuple[int, int, int], r: CheckResult) -> tuple[Any, ...]:
         r.started_at,
         r.ended_at,
     )
-
-
-def _child_outcome(
-    what: str,
-    ex_id: int,
-    final: State,
-    reason: str | None,
-    outputs: Mapping[str, Any] | None,
-) -> Outcome:
-    """How a flow task ends when the child execution it waits for ended ``final``."""
-    values = {"execution_id": ex_id, **(outputs or {})}
-    if final is State.SUCCESS:
-        return Outcome(State.SUCCESS, outputs=values)
-    if final is State.WARNING:
-        return Outcome(State.WARNING, error=f"{what} ended WARNING: {reason}", outputs=values)
-    if final is State.SKIPPED:
-        return Outcome(State.SKIPPED, reason="skip", error=f"{what} was skipped: {reason}")
-    if final is State.KILLED:
-        return Outcome(State.KILLED, reason="killed", error=f"{what} was killed: {reason}")
-    return Outcome(State.FAILED, reason="child", error=f"{what} failed: {reason}", outputs=values)

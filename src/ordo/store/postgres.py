@@ -17,6 +17,7 @@ import psycopg
 from ordo.errors import StoreError, StoreUnavailable
 from ordo.store import migrate
 from ordo.store import queries as q
+from ordo.store.ports import Decisions
 from ordo.store.reads import Row
 from ordo.store.retention import Reclaimed
 from ordo.store.sql import SqlStore
@@ -86,8 +87,11 @@ class PostgresStore(SqlStore):
     _lock_rows = " FOR UPDATE"
     _contains = "strpos({}, ?) > 0"
 
-    def __init__(self, url: str, *, connect_timeout: int = 5) -> None:
+    def __init__(
+        self, url: str, *, connect_timeout: int = 5, policy: Decisions | None = None
+    ) -> None:
         super().__init__()
+        self._policy = policy
         self.url = url
         self._notify = False
         self._connect_timeout = connect_timeout

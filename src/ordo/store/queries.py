@@ -144,14 +144,19 @@ TASK_RUN_STARTED = """
 UPDATE task_runs SET attempts = ?, last_attempt_id = ?, started_at = coalesce(started_at, ?)
 WHERE id = ?
 """
-TASK_RUN_COUNTS = "SELECT state, count(*) FROM task_runs WHERE execution_id = ? GROUP BY state"
-HARD_FAILURE = """
-SELECT 1 FROM task_runs WHERE execution_id = ? AND state = 'FAILED' AND allow_failure = 0
-LIMIT 1
+#: What the end of an execution is decided from: its task runs (not a handler's calls)
+#: by state, allow_failure and whether skipped because something failed.
+END_FACTS = """
+SELECT state, allow_failure,
+    CASE WHEN state = 'SKIPPED' AND attempts = 0 AND coalesce(reason, '') <> 'skipped on request'
+         THEN 1 ELSE 0 END,
+    count(*)
+FROM task_runs WHERE execution_id = ? AND parent_run_id IS NULL
+GROUP BY 1, 2, 3
 """
 FIRST_FAILURE = """
 SELECT task_id, reason FROM task_runs
-WHERE execution_id = ? AND state = 'FAILED' AND allow_failure = 0
+WHERE execution_id = ? AND state = 'FAILED' AND allow_failure = 0 AND parent_run_id IS NULL
 ORDER BY ended_at, id LIMIT 1
 """
 UNSTARTED_TASK_RUNS = """

@@ -10,6 +10,9 @@ from typing import Any
 from ordo.masking import MASK
 from ordo.model import Flow, State
 
+#: Upper bounds (seconds) of the task-run duration histogram's buckets.
+BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 3600.0)
+
 
 @dataclass(frozen=True)
 class Revision:

@@ -11,16 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ordo.errors import Conflict, NotFound, did_you_mean
-from ordo.model import MARKS, SETTLES, By, Flow, State
+from ordo.model import By, Flow, State
 from ordo.store import queries as q
 from ordo.store.limits import Limits
 from ordo.store.outcomes import dumps
 from ordo.store.records import Claim, TaskRunRow
 from ordo.store.transitions import Change
-
-#: What a restart runs again (besides ``--from``): ended badly, or never started
-#: because something else did.
-_AGAIN = (State.FAILED, State.KILLED)
 
 
 @dataclass(frozen=True)
@@ -65,16 +61,14 @@ class Recovery(Limits):
         task runs restarted."""
         with self.transaction():
             execution = self.get_execution(ex_id)
-            if execution.state not in (State.FAILED, State.KILLED, State.WARNING):
-                raise Conflict(
-                    f"execution {ex_id} is {execution.state.value}; restart needs FAILED, "
-                    "KILLED or WARNING"
-                )
+            refusal = self.policy.restart_refusal(ex_id, execution.state)
+            if refusal:
+                raise Conflict(refusal)
             if revision_id is not None and revision_id != execution.revision_id:
                 self._move_to_revision(ex_id, revision_id, now)
             flow = self.flow_of(revision_id or execution.revision_id)
             runs = [r for r in self.task_runs(ex_id) if r.task_id in flow._by_id]
-            again = to_run_again(flow, runs, from_task)
+            again = self.policy.to_run_again(flow, runs, from_task)
             if not again:
                 raise Conflict(f"execution {ex_id} has no task run to run again")
             if self._set_execution_state(ex_id, State.RESTARTED, now, None) is None:
@@ -238,21 +232,13 @@ class Recovery(Limits):
         the execution: a RUNNING one runs again what the old state had skipped (when
         marked SUCCESS); an ended one takes the state its task runs now give it, when
         nothing is left to run (else a restart runs what is)."""
-        if new not in MARKS:
-            raise Conflict(f"a task run can be marked {' or '.join(s.value for s in MARKS)}")
         with self.transaction():
             execution = self.get_execution(ex_id)
             runs = self.task_runs(ex_id)
             run = _find_run(runs, label, execution.flow_key)
-            if not run.state.terminal:
-                raise Conflict(
-                    f"task {run.label} of execution {ex_id} is {run.state.value}; only an "
-                    "ended task run can be marked (kill the execution first, or wait)"
-                )
-            if run.state not in MARKS[new]:
-                raise Conflict(
-                    f"task {run.label} of execution {ex_id} is {run.state.value} already"
-                )
+            refusal = self.policy.mark_refusal(ex_id, run, new)
+            if refusal:
+                raise Conflict(refusal)
             message = f"marked {new.value} by {who}" + (f": {why}" if why else "")
             attempt_id = self._insert(
                 q.INSERT_MARK_ATTEMPT,
@@ -273,21 +259,13 @@ class Recovery(Limits):
     def _reopen(
         self, ex_id: int, runs: Sequence[TaskRunRow], marked: TaskRunRow, now: float
     ) -> tuple[str, ...]:
-        """In a RUNNING execution, the task runs skipped because of a failure run after
-        all: SKIPPED -> RESTARTED, ready once their dependencies are done."""
+        """In a RUNNING execution, the task runs the policy reopens after a mark (those
+        skipped because of a failure) run after all: SKIPPED -> RESTARTED, ready once
+        their dependencies are done."""
         flow = self.flow_of(self.get_execution(ex_id).revision_id)
-        settled = {r.task_id for r in runs if r.fork_of is None and _done(r)} | {marked.task_id}
-        again = [
-            r
-            for r in runs
-            if r.fork_of is None
-            and r.parent_run_id is None
-            and r.id != marked.id
-            and _skipped_by_failure(r)
-        ]
-        for run in again:
+        again = self.policy.reopened(flow, runs, marked)
+        for run, pending in again:
             task = flow.task(run.task_id)
-            pending = sum(1 for d in task.depends_on if d not in settled)
             self._set_task_run_state(run.id, ex_id, State.RESTARTED, now, "marked upstream")
             self._execute(q.RESTART_TASK_RUN, (pending, 0, run.id))
             self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
@@ -296,83 +274,29 @@ class Recovery(Limits):
                 self._ready_restarted(run.id, ex_id, queue, task.concurrency_key, now)
         if again:
             self._execute(q.CLEAR_EXECUTION_REASON, (ex_id,))
-        return tuple(r.label for r in again)
+        return tuple(r.label for r, _ in again)
 
     def _settle(self, ex_id: int, old: State, why: str, now: float) -> State:
-        """An ended execution's state from its task runs after a mark."""
-        runs = self.task_runs(ex_id)
-        top = [r for r in runs if r.fork_of is None and r.parent_run_id is None]
-        if any(
-            r.state in _AGAIN and not (r.state is State.FAILED and r.allow_failure) for r in top
-        ):
-            new = State.FAILED
-        elif any(_skipped_by_failure(r) for r in top):
-            new = State.FAILED if old is not State.KILLED else old
-        elif any(r.state in (State.FAILED, State.WARNING) for r in top):
-            new = State.WARNING
-        else:
-            new = State.SUCCESS
-        if new is old or old not in SETTLES.get(new, frozenset()):
-            return old
+        """An ended execution after a mark: the state the policy now gives it (the same
+        rule as when it ended), its outputs rendered again when it ends well."""
         execution = self.get_execution(ex_id)
-        reason = None if new is State.SUCCESS else why
-        self._transition([Change(ex_id, None, old, new, reason)], now, By.MARK)
-        if new in (State.SUCCESS, State.WARNING):
-            outputs = self._execution_outputs(ex_id, self.flow_of(execution.revision_id))
+        policy = self.policy
+        facts = self._end_facts(ex_id, old, None, execution.stopped)
+        settled = policy.settle(facts, why)
+        if settled is None:
+            return old
+        flow = self.flow_of(execution.revision_id)
+        ending, outputs = policy.flow_outputs(
+            flow, settled, execution.stopped, self._output_facts(ex_id)
+        )
+        if ending.state is not settled.state:  # its outputs cannot render: it stays
+            return old
+        self._transition([Change(ex_id, None, old, ending.state, ending.reason)], now, By.MARK)
+        if ending.state in (State.SUCCESS, State.WARNING):
             shown = None if outputs is None else dumps(outputs)
-            self._execute(q.EXECUTION_ENDED, (execution.ended_at or now, reason, shown, ex_id))
-        return new
-
-
-def to_run_again(flow: Flow, runs: Sequence[TaskRunRow], from_task: str | None) -> set[int]:
-    """The task runs a restart runs again: failed, killed, skipped because of a failure,
-    never started, their for_each task runs, and ``from_task`` with everything
-    downstream of it."""
-    again: set[int] = set()
-    for run in runs:
-        if run.parent_run_id is not None:
-            continue  # a handler's calls are part of the handler's attempt
-        if run.state in _AGAIN or _skipped_by_failure(run) or run.state is State.CREATED:
-            again.add(run.id)
-    if from_task is not None:
-        downstream = _downstream(flow, from_task)
-        again |= {r.id for r in runs if r.task_id in downstream and r.parent_run_id is None}
-    by_id = {r.id: r for r in runs}
-    for tr_id in list(again):  # an item runs again: so does its for_each task run
-        parent = by_id[tr_id].fork_of
-        if parent is not None:
-            again.add(parent)
-    # a for_each task run running again without items re-forks: its old items stay as they
-    # ended; with items to run again, only those run
-    return again
-
-
-def _skipped_by_failure(run: TaskRunRow) -> bool:
-    """Never started because something failed (not on request, not by run_if)."""
-    return run.state is State.SKIPPED and run.attempts == 0 and run.reason != "skipped on request"
-
-
-def _hard_failure(run: TaskRunRow) -> bool:
-    return run.state is State.KILLED or (run.state is State.FAILED and not run.allow_failure)
-
-
-def _done(run: TaskRunRow) -> bool:
-    return run.state in (State.SUCCESS, State.WARNING) or (
-        run.state is State.SKIPPED and not _skipped_by_failure(run)
-    )
-
-
-def _downstream(flow: Flow, task_id: str) -> set[str]:
-    """``task_id`` and every task depending on it, directly or not."""
-    found = {task_id}
-    changed = True
-    while changed:
-        changed = False
-        for task in flow.tasks:
-            if task.id not in found and found.intersection(task.depends_on):
-                found.add(task.id)
-                changed = True
-    return found
+            ended = execution.ended_at or now
+            self._execute(q.EXECUTION_ENDED, (ended, ending.reason, shown, ex_id))
+        return ending.state
 
 
 def _find_run(runs: Iterable[TaskRunRow], label: str, flow_key: str) -> TaskRunRow:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ordo.errors import Conflict, NotFound
 from ordo.store.outcomes import dumps
-from ordo.store.records import ExecutionRow
+from ordo.store.records import BUCKETS, ExecutionRow
 from ordo.store.retention import Retention
 
 UPSERT_FLOW_ACTIVE = """
@@ -114,8 +114,6 @@ SELECT execution_id, ended_at, target, ok, error, sent_at FROM notifications
 WHERE execution_id = ? ORDER BY id
 """
 
-#: Upper bounds (seconds) of the task-run duration histogram's buckets.
-BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 3600.0)
 EXECUTIONS_BY_STATE = "SELECT state, count(*) FROM executions GROUP BY state"
 _DURATION = "(ended_at - started_at)"
 TASK_RUN_DURATIONS = (

@@ -28,7 +28,6 @@ from ordo.store.records import (
     Revision,
     TaskRunRow,
 )
-from ordo.store.recovery import to_run_again
 from ordo.store.serving import UPSERT_FLOW_ACTIVE
 from ordo.store.transitions import Change
 
@@ -296,7 +295,7 @@ class SqlStore(Overview):
             revision_id = revision_id or original.revision_id
             flow = self.flow_of(revision_id)
             runs = self.task_runs(ex_id)
-            again = to_run_again(old_flow, runs, from_task)
+            again = self.policy.to_run_again(old_flow, runs, from_task)
             reused = {
                 r.task_id: r
                 for r in runs

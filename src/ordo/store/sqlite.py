@@ -14,6 +14,7 @@ from typing import Any
 from ordo.errors import NotFound, StoreError
 from ordo.store import migrate
 from ordo.store import queries as q
+from ordo.store.ports import Decisions
 from ordo.store.reads import Row
 from ordo.store.retention import Reclaimed
 from ordo.store.sql import SqlStore
@@ -66,8 +67,11 @@ class SqliteStore(SqlStore):
 
     backend = "sqlite"
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout: float = 30.0, policy: Decisions | None = None
+    ) -> None:
         super().__init__()
+        self._policy = policy
         self.path = str(path)
         self._notify = False
         self._key = self.path if self.path == ":memory:" else os.path.realpath(self.path)
@@ -211,8 +215,3 @@ class SqliteStore(SqlStore):
 
     def close(self) -> None:
         self._conn.close()
-
-
-def default_path(environ: dict[str, str] | os._Environ[str]) -> Path:
-    home = environ.get("ORDO_HOME") or os.path.join(os.path.expanduser("~"), ".ordo")
-    return Path(home) / "ordo.db"

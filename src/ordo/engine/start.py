@@ -1,4 +1,4 @@
-"""Services over the store: registering flows, starting executions, and turning a claim
+"""Registering flows, starting executions, and turning a claim
 into what a runner needs (templates rendered against the store's outputs).
 
 Every edge (CLI now, API later) changes state only through these functions and the

@@ -1,0 +1,139 @@
+"""What the store asks the engine: the policy port.
+
+The store records what happened; what follows from it — a retry, how a task run or an
+execution ends, what a restart runs again — is decided by the engine's policy
+(:mod:`ordo.engine.policy`), plain functions over the plain facts defined here. The
+store calls them inside its transactions, so a decision and the writes it leads to
+commit together, and names no policy module: a store is given its policy when it is
+opened (``open_store(url, policy=...)``); without one it loads the engine's by name
+(:func:`default_policy`), the one link from the store to the engine, made at run time
+so that the import layers stay one-way (``lint-imports`` checks them).
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from ordo.model import Flow, FlowConcurrency, Outcome, RetryPolicy, State
+from ordo.store.records import TaskRunRow
+
+#: The module that holds the engine's policy.
+POLICY_MODULE = "ordo.engine.policy"
+
+
+@dataclass(frozen=True, slots=True)
+class RunGroup:
+    """Task runs of an execution alike in what decides its end (top-level task runs
+    and for_each items; a handler's calls are part of the handler's attempt)."""
+
+    state: State
+    allow_failure: bool
+    #: SKIPPED without running, because something failed (not on request, not run_if)
+    by_failure: bool
+    count: int
+
+
+@dataclass(frozen=True)
+class EndFacts:
+    """What the end of an execution is decided from."""
+
+    execution_id: int
+    current: State
+    #: why the execution is being stopped (its timeout, its parent), when it is
+    failing: str | None
+    #: the reason run_if gave when it answered STOP, when it did
+    stopped: str | None
+    runs: Sequence[RunGroup]
+    #: ``task 'x' failed: ...`` for the first task run that failed (read when needed)
+    first_failure: Callable[[], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """A state something ends in, and why."""
+
+    state: State
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputFacts:
+    """What a flow's ``outputs:`` are rendered against."""
+
+    inputs: Mapping[str, Any]
+    info: Mapping[str, Any]
+    #: the outputs of the named tasks (the ones the templates refer to)
+    outputs_of: Callable[[Iterable[str]], Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryFacts:
+    """A failed attempt, and what decides whether its task run tries again."""
+
+    policy: RetryPolicy
+    attempt_number: int
+    reason: str | None
+    exit_code: int | None
+    elapsed: float
+    #: the execution is RUNNING and nothing is stopping it
+    execution_going: bool
+
+
+class Decisions(Protocol):
+    """The policy the store asks; :mod:`ordo.engine.policy` is one (a module)."""
+
+    def retry_delay(self, facts: RetryFacts, rng: random.Random) -> float | None: ...
+
+    def releases(self, state: State, allow_failure: bool) -> bool: ...
+
+    def fails_execution(
+        self, state: State, allow_failure: bool, keep_going: Callable[[], bool]
+    ) -> bool: ...
+
+    def items_at_once(self, count: int, concurrency: int | None) -> int: ...
+
+    def items_verdict(
+        self,
+        counts: Mapping[tuple[State, bool], int],
+        first: Callable[[State], tuple[int, str]],
+    ) -> Ending: ...
+
+    def end_state(self, facts: EndFacts) -> Ending: ...
+
+    def settle(self, facts: EndFacts, why: str) -> Ending | None: ...
+
+    def flow_outputs(
+        self, flow: Flow, ending: Ending, stopped: str | None, facts: OutputFacts
+    ) -> tuple[Ending, dict[str, Any] | None]: ...
+
+    def admission(self, limit: FlowConcurrency, running: int, key: str) -> Ending | None: ...
+
+    def child_outcome(
+        self,
+        what: str,
+        ex_id: int,
+        final: State,
+        reason: str | None,
+        outputs: Mapping[str, Any] | None,
+    ) -> Outcome: ...
+
+    def restart_refusal(self, ex_id: int, state: State) -> str | None: ...
+
+    def to_run_again(
+        self, flow: Flow, runs: Sequence[TaskRunRow], from_task: str | None
+    ) -> set[int]: ...
+
+    def mark_refusal(self, ex_id: int, run: TaskRunRow, new: State) -> str | None: ...
+
+    def reopened(
+        self, flow: Flow, runs: Sequence[TaskRunRow], marked: TaskRunRow
+    ) -> list[tuple[TaskRunRow, int]]: ...
+
+
+def default_policy() -> Decisions:
+    """The engine's policy, loaded by name (see the module's docstring)."""
+    return cast(Decisions, importlib.import_module(POLICY_MODULE))

@@ -1,0 +1,118 @@
+"""The engine's policy, as plain functions over plain facts: no store, no clock."""
+
+from __future__ import annotations
+
+import random
+
+from ordo.engine import POLICY, policy
+from ordo.model import FlowConcurrency, RetryPolicy, State
+from ordo.store.ports import EndFacts, Ending, RetryFacts, RunGroup
+
+
+def _facts(
+    *groups: tuple[State, bool, bool, int],
+    current: State = State.RUNNING,
+    failing: str | None = None,
+    stopped: str | None = None,
+) -> EndFacts:
+    runs = [RunGroup(s, a, b, n) for s, a, b, n in groups]
+    return EndFacts(1, current, failing, stopped, runs, lambda: "task 'b' failed: boom")
+
+
+def test_the_module_is_the_stores_port() -> None:
+    assert POLICY is policy
+
+
+def test_an_execution_ends_as_its_task_runs_say() -> None:
+    ok = (State.SUCCESS, False, False, 3)
+    assert policy.end_state(_facts(ok)) == Ending(State.SUCCESS)
+    failed = (State.FAILED, False, False, 1)
+    assert policy.end_state(_facts(ok, failed)) == Ending(State.FAILED, "task 'b' failed: boom")
+    allowed = (State.FAILED, True, False, 1)
+    assert policy.end_state(_facts(ok, allowed)).state is State.WARNING
+    assert policy.end_state(_facts(ok, (State.WARNING, False, False, 1))).state is State.WARNING
+    killed = (State.KILLED, False, False, 1)
+    assert policy.end_state(_facts(ok, killed)) == Ending(State.FAILED, "a task was killed")
+    assert policy.end_state(_facts(killed, current=State.KILLING, failing="asked")) == Ending(
+        State.KILLED, "asked"
+    )
+    assert policy.end_state(_facts(ok, failing="timed out")) == Ending(State.FAILED, "timed out")
+
+
+def test_run_if_stop_ends_success_and_its_skips_are_no_failure() -> None:
+    skipped = (State.SKIPPED, False, True, 4)
+    stopped = _facts((State.SUCCESS, False, False, 1), skipped, stopped="run_if answered STOP")
+    assert policy.end_state(stopped) == Ending(State.SUCCESS, "run_if answered STOP")
+    # without a STOP, task runs skipped because of a failure fail the execution
+    assert policy.end_state(_facts(skipped)).state is State.FAILED
+
+
+def test_a_mark_settles_with_the_same_rule() -> None:
+    # the failed task marked SUCCESS, nothing skipped: FAILED -> SUCCESS
+    marked = _facts((State.SUCCESS, False, False, 2), current=State.FAILED)
+    assert policy.settle(marked, "marked SUCCESS by me") == Ending(State.SUCCESS)
+    # its dependents were skipped and never ran: it stays FAILED (a restart runs them)
+    waiting = _facts(
+        (State.SUCCESS, False, False, 1), (State.SKIPPED, False, True, 1), current=State.FAILED
+    )
+    assert policy.settle(waiting, "marked") is None
+    # a task marked FAILED in a SUCCESS execution fails it, with the mark's reason
+    failed = _facts((State.FAILED, False, False, 1), current=State.SUCCESS)
+    assert policy.settle(failed, "marked FAILED by me") == Ending(
+        State.FAILED, "marked FAILED by me"
+    )
+    # a KILLED execution is not made FAILED by a mark
+    killed = _facts((State.KILLED, False, False, 1), current=State.KILLED)
+    assert policy.settle(killed, "marked") is None
+
+
+def test_items_end_their_for_each_task_run() -> None:
+    def first(state: State) -> tuple[int, str]:
+        return 2, f"{state.value.lower()} here"
+
+    failed = {(State.SUCCESS, False): 3, (State.FAILED, False): 1}
+    assert policy.items_verdict(failed, first) == Ending(State.FAILED, "item 2 failed: failed here")
+    warned = {(State.SUCCESS, False): 3, (State.WARNING, False): 1}
+    assert policy.items_verdict(warned, first).state is State.WARNING
+    assert policy.items_verdict({(State.SUCCESS, False): 4}, first) == Ending(State.SUCCESS)
+    assert policy.items_at_once(10, 3) == 3
+    assert policy.items_at_once(2, 3) == 2
+    assert policy.items_at_once(5, None) == 5
+
+
+def test_retries_follow_the_task_policy_and_stop_with_the_execution() -> None:
+    facts = RetryFacts(RetryPolicy(attempts=3, delay=1.0), 1, "exit_code", 1, 0.0, True)
+    assert policy.retry_delay(facts, random.Random(1)) == 1.0
+    stopping = RetryFacts(RetryPolicy(attempts=3, delay=1.0), 1, "exit_code", 1, 0.0, False)
+    assert policy.retry_delay(stopping, random.Random(1)) is None
+    last = RetryFacts(RetryPolicy(attempts=3, delay=1.0), 3, "exit_code", 1, 0.0, True)
+    assert policy.retry_delay(last, random.Random(1)) is None
+
+
+def test_release_and_failure_rules() -> None:
+    assert policy.releases(State.SKIPPED, False)
+    assert policy.releases(State.FAILED, True)
+    assert not policy.releases(State.FAILED, False)
+    assert not policy.releases(State.KILLED, True)
+    asked: list[bool] = []
+
+    def keep_going() -> bool:
+        asked.append(True)
+        return False
+
+    assert not policy.fails_execution(State.SUCCESS, False, keep_going)
+    assert not asked  # continue_on_error is read only when it matters
+    assert policy.fails_execution(State.FAILED, False, keep_going)
+    assert not policy.fails_execution(State.FAILED, False, lambda: True)
+
+
+def test_admission_under_a_flow_limit() -> None:
+    queue = FlowConcurrency(limit=2, behavior="queue")
+    assert policy.admission(queue, 1, "ns/f") is None
+    assert policy.admission(queue, 2, "ns/f") == Ending(
+        State.QUEUED, "waiting for ns/f: 2 of 2 running"
+    )
+    cancel = FlowConcurrency(limit=1, behavior="cancel")
+    assert policy.admission(cancel, 1, "ns/f").state is State.KILLED  # type: ignore[union-attr]
+    fail = FlowConcurrency(limit=1, behavior="fail")
+    assert policy.admission(fail, 1, "ns/f").state is State.FAILED  # type: ignore[union-attr]
