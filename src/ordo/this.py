@@ -30,6 +30,8 @@ else:
 __all__ = [
     "ChildFailed",
     "Result",
+    "Skip",
+    "Stop",
     "connect",
     "fail",
     "flow",
@@ -104,6 +106,20 @@ def log(message: str) -> None:
     """A line in this attempt's log (standard output)."""
     sys.stdout.write(f"{message}\n")
     sys.stdout.flush()
+
+
+class Skip(Exception):
+    """Raise from a task or a run_if function: this task ends SKIPPED (the message is
+    its reason) and its dependents still run, as run_if's ``SKIP``."""
+
+    ordo_answer = "SKIP"
+
+
+class Stop(Exception):
+    """Raise from a task or a run_if function: this task ends SKIPPED and so does
+    everything downstream of it (independent branches go on), as run_if's ``STOP``."""
+
+    ordo_answer = "STOP"
 
 
 class OrdoCallError(RuntimeError):

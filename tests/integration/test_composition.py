@@ -714,3 +714,130 @@ def test_continue_on_error_ends_when_the_last_task_is_skipped(store: Store, fold
     )
     assert final is State.FAILED
     assert runs(store, ex_id)["y"].state is State.SKIPPED
+
+
+def test_stop_skips_only_what_is_downstream_and_independent_branches_go_on(
+    store: Store, folder: Path
+) -> None:
+    ex_id, final = run_flow(
+        store,
+        folder,
+        """
+        id: stop-branch
+        tasks:
+          - {id: gate, type: shell, command: "true", run_if: "STOP: nothing new"}
+          - {id: after, type: shell, command: "true", depends_on: gate}
+          - {id: later, type: shell, command: "true", depends_on: after}
+          - {id: other, type: shell, command: "true"}
+          - {id: join, type: shell, command: "true", depends_on: [other]}
+        """,
+    )
+    assert final is State.SUCCESS
+    by_id = runs(store, ex_id)
+    assert by_id["gate"].state is State.SKIPPED and by_id["gate"].reason == "nothing new"
+    assert by_id["after"].state is State.SKIPPED
+    assert by_id["after"].reason == "dependency 'gate' stopped"
+    assert by_id["later"].state is State.SKIPPED
+    assert by_id["other"].state is State.SUCCESS and by_id["join"].state is State.SUCCESS
+    assert store.get_execution(ex_id).reason == "nothing new"
+
+
+def test_a_task_answers_skip_or_stop_by_raising_or_returning(store: Store, folder: Path) -> None:
+    (folder / "answers.py").write_text(
+        textwrap.dedent("""
+        from ordo import this
+
+        def skip_me():
+            raise this.Skip("not today")
+
+        def stop_me():
+            raise this.Stop("enough")
+
+        def returns_skip():
+            return "SKIP"
+
+        def gate():
+            raise this.Stop("closed")
+        """)
+    )
+    ex_id, final = run_flow(
+        store,
+        folder,
+        """
+        id: answers
+        tasks:
+          - {id: s, type: python, function: "answers:skip_me"}
+          - {id: after_s, type: shell, command: "true", depends_on: s}
+          - {id: t, type: python, function: "answers:stop_me"}
+          - {id: after_t, type: shell, command: "true", depends_on: t}
+          - {id: r, type: python, function: "answers:returns_skip"}
+          - {id: after_r, type: shell, command: "true", depends_on: r}
+          - id: g
+            type: shell
+            command: "true"
+            run_if: {function: "answers:gate"}
+          - {id: after_g, type: shell, command: "true", depends_on: g}
+        """,
+    )
+    assert final is State.SUCCESS
+    by_id = runs(store, ex_id)
+    assert (by_id["s"].state, by_id["s"].reason) == (State.SKIPPED, "not today")
+    assert by_id["after_s"].state is State.SUCCESS  # SKIP: dependents run
+    assert (by_id["t"].state, by_id["t"].reason) == (State.SKIPPED, "enough")
+    assert by_id["after_t"].state is State.SKIPPED  # STOP: nothing downstream runs
+    assert by_id["r"].state is State.SKIPPED and by_id["after_r"].state is State.SUCCESS
+    assert (by_id["g"].state, by_id["g"].reason) == (State.SKIPPED, "closed")
+    assert by_id["after_g"].state is State.SKIPPED
+
+
+def test_a_child_flow_that_stops_ends_skipped_and_stops_its_flow_task(
+    store: Store, folder: Path
+) -> None:
+    add_flow(
+        store,
+        folder,
+        "closed.yaml",
+        """
+        id: closed
+        run_if: "STOP: shop closed"
+        tasks:
+          - {id: work, type: shell, command: "true"}
+        """,
+    )
+    add_flow(
+        store,
+        folder,
+        "quiet.yaml",
+        """
+        id: quiet
+        run_if: "SKIP: nothing to do"
+        tasks:
+          - {id: work, type: shell, command: "true"}
+        """,
+    )
+    ex_id, final = run_flow(
+        store,
+        folder,
+        """
+        id: parent
+        tasks:
+          - {id: shop, type: flow, flow: closed}
+          - {id: after_shop, type: shell, command: "true", depends_on: shop}
+          - {id: calm, type: flow, flow: quiet}
+          - {id: after_calm, type: shell, command: "true", depends_on: calm}
+        """,
+    )
+    assert final is State.SUCCESS
+    by_id = runs(store, ex_id)
+    children = {c.flow_key: c for c in store.children(ex_id)}
+    closed = children["default/closed"]
+    assert closed.state is State.SKIPPED
+    assert closed.reason == "flow run_if answered STOP: shop closed"
+    assert by_id["shop"].state is State.SKIPPED
+    assert by_id["shop"].reason == f"child execution {closed.id} (default/closed) stopped: " + (
+        "flow run_if answered STOP: shop closed"
+    )
+    assert by_id["after_shop"].state is State.SKIPPED  # the child's STOP stops the parent's branch
+    assert children["default/quiet"].state is State.SKIPPED
+    assert by_id["calm"].state is State.SKIPPED
+    assert by_id["after_calm"].state is State.SUCCESS  # a child's SKIP lets dependents run

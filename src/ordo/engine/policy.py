@@ -61,9 +61,12 @@ def retry_delay(facts: RetryFacts, rng: random.Random) -> float | None:
     return decision.delay if decision.retry else None
 
 
-def releases(state: State, allow_failure: bool) -> bool:
+def releases(state: State, allow_failure: bool, *, stop: bool = False) -> bool:
     """Whether a task run that ended ``state`` lets its dependents run (else they are
-    skipped): it ended well, or failed and was allowed to."""
+    skipped): it ended well (SKIP included), or failed and was allowed to; never when
+    it answered STOP (``stop``: nothing downstream of it runs)."""
+    if stop:
+        return False
     return state in RELEASING or (state is State.FAILED and allow_failure)
 
 
@@ -198,15 +201,20 @@ def child_outcome(
     final: State,
     reason: str | None,
     outputs: Mapping[str, Any] | None,
+    stopped: bool = False,
 ) -> Outcome:
-    """How a flow task ends when the child execution it waits for ended ``final``."""
+    """How a flow task ends when the child execution it waits for ended ``final``: as
+    the child did; a child SKIPPED by its flow's STOP (``stopped``) stops the flow task
+    too (nothing downstream of it runs), one skipped by SKIP lets its dependents run."""
     values = {"execution_id": ex_id, **(outputs or {})}
     if final is State.SUCCESS:
         return Outcome(State.SUCCESS, outputs=values)
     if final is State.WARNING:
         return Outcome(State.WARNING, error=f"{what} ended WARNING: {reason}", outputs=values)
     if final is State.SKIPPED:
-        return Outcome(State.SKIPPED, reason="skip", error=f"{what} was skipped: {reason}")
+        answer = "stop" if stopped else "skip"
+        verb = "stopped" if stopped else "was skipped"
+        return Outcome(State.SKIPPED, reason=answer, error=f"{what} {verb}: {reason}")
     if final is State.KILLED:
         return Outcome(State.KILLED, reason="killed", error=f"{what} was killed: {reason}")
     return Outcome(State.FAILED, reason="child", error=f"{what} failed: {reason}", outputs=values)

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 MARKER = "\x1eORDO-END"
+#: What a task may answer instead of outputs (``this.Skip``/``Stop``, ``return "SKIP"``).
+ANSWERS = ("SKIP", "STOP")
 _HOST_FILES = (os.path.abspath(__file__), "runpy.py", "<frozen runpy>")
 
 
@@ -290,10 +292,14 @@ def _result(result: Any, what: str, this: ModuleType | None) -> dict[str, Any]:
         return {**reply, **_outputs(result.outputs, what)}
     if result is None:
         return {"ok": True, "result": {}}
+    if isinstance(result, str) and result.partition(":")[0].strip() in ANSWERS:
+        word, _, why = result.partition(":")  # "SKIP", "STOP: why": as run_if answers
+        return {"ok": True, "answer": word.strip(), "why": why.strip() or None, "result": {}}
     if not isinstance(result, dict):
         return _failed(
             f"{what} returned {type(result).__name__}, "
-            "expected a dict of outputs, None or this.success/warning/fail(...)"
+            "expected a dict of outputs, None, this.success/warning/fail(...), "
+            "or 'SKIP'/'STOP'"
         )
     return {"ok": True, **_outputs(result, what)}
 
@@ -396,7 +402,11 @@ def _failed(error: str, exit_code: int | None = None, reason: str = "error") -> 
 
 
 def failure(exc: BaseException) -> dict[str, Any]:
-    """The reply for an exception out of the task (traceback of user frames to stderr)."""
+    """The reply for an exception out of the task (traceback of user frames to stderr);
+    ``this.Skip``/``this.Stop`` are answers, not failures."""
+    answer = getattr(type(exc), "ordo_answer", None)
+    if answer in ANSWERS:
+        return {"ok": True, "answer": answer, "why": str(exc) or None, "result": {}}
     if isinstance(exc, LoadError):
         return _failed(str(exc), reason="error" if exc.retried else "import")
     if isinstance(exc, SystemExit):

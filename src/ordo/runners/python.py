@@ -346,6 +346,17 @@ class PythonRunner:
                 **usage,
             )
         outputs.update(reply.get("result") or {})
+        answer = reply.get("answer")
+        if answer:  # raise this.Skip/Stop, return "SKIP"/"STOP": as run_if's answers
+            why = reply.get("why") or f"the task answered {answer}"
+            return Outcome(
+                State.SKIPPED,
+                reason=str(answer).lower(),
+                error=why,
+                outputs=outputs,
+                metrics=metrics,
+                **usage,
+            )
         if reply.get("state") == "WARNING":
             return Outcome(
                 State.WARNING,
@@ -392,6 +403,9 @@ class PythonRunner:
             raise RunnerError(f"{what} {function} {why}")
         if not reply["ok"]:
             raise RunnerError(f"{what} {function} failed: {reply.get('error')}")
+        if reply.get("answer"):  # it raised this.Skip/Stop: the answer it means
+            said = reply.get("why")
+            return f"{reply['answer']}: {said}" if said else reply["answer"]
         return reply.get("value")
 
     def close(self) -> None:

@@ -192,8 +192,11 @@ class Outcomes(Readiness):
         reason: str | None,
         now: float,
         result: RecordResult,
+        *,
+        stop: bool = False,
     ) -> None:
-        """End a task run, then propagate: dependents become ready, or are skipped."""
+        """End a task run, then propagate: dependents become ready, or are skipped
+        (``stop``: it answered STOP, nothing downstream of it runs)."""
         row = self._set_task_run_state(tr_id, ex_id, state, now, reason)
         if row is None:
             return
@@ -208,10 +211,10 @@ class Outcomes(Readiness):
             self._item_ended(fork_of, ex_id, now, result)
             self._maybe_end(ex_id, now, result)
             return
-        if policy.releases(state, allowed):
+        if policy.releases(state, allowed, stop=stop):
             self._release_dependents(tr_id, now)
         else:
-            self._skip_dependents(tr_id, ex_id, task_id, state, now)
+            self._skip_dependents(tr_id, ex_id, task_id, state, now, stop=stop)
             if failing:
                 self._skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
             pending = None  # skipping changed it (read it again)
@@ -220,14 +223,16 @@ class Outcomes(Readiness):
     def _run_if_skipped(
         self, claim: Claim, outcome: Outcome, now: float, result: RecordResult
     ) -> None:
-        """run_if answered SKIP (the task run ends SKIPPED, its dependents run) or STOP
-        (every task run not started ends SKIPPED too; the execution ends SUCCESS)."""
+        """The task answered SKIP (it ends SKIPPED, its dependents run) or STOP (it ends
+        SKIPPED and so does everything downstream of it; independent branches go on;
+        the execution ends by the usual rule, its STOP reason recorded) — by its run_if,
+        by ``raise this.Skip/Stop`` or by returning ``"SKIP"``/``"STOP"``."""
         why = outcome.error or "run_if answered SKIP"
-        if outcome.reason == "stop":
+        stop = outcome.reason == "stop"
+        if stop:
             self._execute(q.SET_STOPPED, (why, claim.execution_id))
-            self._skip_unstarted(claim.execution_id, why, now, result)
         self._finish_task_run(
-            claim.task_run_id, claim.execution_id, State.SKIPPED, why, now, result
+            claim.task_run_id, claim.execution_id, State.SKIPPED, why, now, result, stop=stop
         )
 
     def _fork(self, claim: Claim, items: Sequence[Any], now: float, result: RecordResult) -> None:
@@ -400,7 +405,8 @@ class Outcomes(Readiness):
         claim = Claim(*row)
         execution = self.get_execution(ex_id)
         what = f"child execution {ex_id} ({execution.flow_key})"
-        outcome = self.policy.child_outcome(what, ex_id, final, reason, outputs)
+        stopped = info[1] is not None
+        outcome = self.policy.child_outcome(what, ex_id, final, reason, outputs, stopped)
         self._record_one(claim, outcome, now, self._rng, result)
         result.nested.append((claim, outcome, claim.task_run_id in result.retries))
 

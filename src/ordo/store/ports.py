@@ -88,7 +88,7 @@ class Decisions(Protocol):
 
     def retry_delay(self, facts: RetryFacts, rng: random.Random) -> float | None: ...
 
-    def releases(self, state: State, allow_failure: bool) -> bool: ...
+    def releases(self, state: State, allow_failure: bool, *, stop: bool = False) -> bool: ...
 
     def fails_execution(
         self, state: State, allow_failure: bool, keep_going: Callable[[], bool]
@@ -119,6 +119,7 @@ class Decisions(Protocol):
         final: State,
         reason: str | None,
         outputs: Mapping[str, Any] | None,
+        stopped: bool = False,
     ) -> Outcome: ...
 
     def restart_refusal(self, ex_id: int, state: State) -> str | None: ...

@@ -108,10 +108,11 @@ class Readiness(Transitions):
 
     # -- skipped instead ---------------------------------------------------------------
     def _skip_dependents(
-        self, tr_id: int, ex_id: int, task_id: str, state: State, now: float
+        self, tr_id: int, ex_id: int, task_id: str, state: State, now: float, *, stop: bool = False
     ) -> None:
-        """``tr_id`` ended badly: its dependents are skipped, transitively."""
-        verb = "failed" if state is State.FAILED else state.value.lower()
+        """``tr_id`` ended badly (or answered STOP): its dependents are skipped,
+        transitively."""
+        verb = "stopped" if stop else "failed" if state is State.FAILED else state.value.lower()
         for (dep_id,) in self._all(q.DEPENDENTS, (tr_id,)):
             self._skip(dep_id, ex_id, f"dependency '{task_id}' {verb}", now)
 

@@ -251,7 +251,8 @@ class SqlStore(Overview):
                 [(ids[d], ids[t.id]) for t in flow.tasks for d in t.depends_on],
             )
             if skip is not None:
-                self._start_skipped(ex_id, skip, ids.values(), now)
+                child = parent_attempt_id is not None
+                self._start_skipped(ex_id, skip, ids.values(), now, child=child)
                 return ex_id
             if original_id is not None and reuse:
                 self._reuse(ex_id, original_id, reuse, ids, flow, now)
@@ -341,16 +342,26 @@ class SqlStore(Overview):
         return ids
 
     def _start_skipped(
-        self, ex_id: int, skip: tuple[str, str], task_runs: Iterable[int], now: float
+        self,
+        ex_id: int,
+        skip: tuple[str, str],
+        task_runs: Iterable[int],
+        now: float,
+        *,
+        child: bool = False,
     ) -> None:
+        """A flow's run_if answered SKIP or STOP: every task run ends SKIPPED. SKIP ends
+        the execution SKIPPED; STOP ends it SUCCESS, or, a child, SKIPPED with the STOP
+        recorded (the flow task waiting for it stops too: nothing downstream of it runs)."""
         answer, why = skip
         result = RecordResult()
         if answer == "STOP":
             self._execute(q.SET_STOPPED, (why, ex_id))
-            self._set_execution_state(ex_id, State.RUNNING, now, None)
+            if not child:
+                self._set_execution_state(ex_id, State.RUNNING, now, None)
         for tr_id in task_runs:
             self._skip(tr_id, ex_id, why, now, result)
-        if answer == "STOP":
+        if answer == "STOP" and not child:
             self._maybe_end(ex_id, now, result)
             return
         self._set_execution_state(ex_id, State.SKIPPED, now, why)
