@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -23,12 +24,15 @@ _MARKERS = ("{{", "{%")
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 _BLOCKS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _OUTPUT_REF = re.compile(
-    r"\boutputs\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])"
+    r"(?<!\.)\boutputs\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])"
 )
-_VAR_REF = re.compile(r"\bvars\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+_VAR_REF = re.compile(
+    r"(?<!\.)\bvars\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])"
+)
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _PATH_KEY = "_ordo_path"
 _TASK_KEY = "_ordo_task"
+_RESULTS_KEY = "_ordo_results"
 
 
 class TemplateError(OrdoError):
@@ -58,16 +62,70 @@ class Scope(dict[str, Any]):
     task's outputs. The attributes start with ``_`` so templates cannot reach them (the
     sandbox forbids it)."""
 
-    def __init__(self, path: str, values: Mapping[str, Any], task: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        values: Mapping[str, Any],
+        task: str | None = None,
+        results: Callable[[int], Mapping[str, Any]] | None = None,
+    ) -> None:
         super().__init__(values)
         setattr(self, _PATH_KEY, path)
         setattr(self, _TASK_KEY, task)
+        setattr(self, _RESULTS_KEY, results)
+
+    def __missing__(self, key: str) -> Any:
+        """A flow task's ``tasks`` and ``vars`` (its child's results by path), read from
+        the child execution the first time a template uses them."""
+        results = getattr(self, _RESULTS_KEY, None)
+        child = dict.get(self, "execution_id")
+        if results is None or key not in CHILD_RESULTS or not isinstance(child, int):
+            raise KeyError(key)
+        found = results(child)[key]
+        self[key] = found
+        return found
 
     def __getitem__(self, key: str) -> Any:
         value = super().__getitem__(key)
-        if isinstance(value, Mapping) and not isinstance(value, Scope | LazyVars):
-            return Scope(f"{getattr(self, _PATH_KEY)}.{key}", value)
+        if isinstance(value, Mapping) and not isinstance(value, Scope | LazyVars | LazyScope):
+            path = f"{getattr(self, _PATH_KEY)}.{key}"
+            child = self.get("execution_id") if key in CHILD_RESULTS else None
+            if isinstance(child, int):  # a flow task's results by path: name the child
+                return Scope(path, value, task=f"child execution {child}")
+            return Scope(path, value, results=getattr(self, _RESULTS_KEY, None))
         return value
+
+
+#: What a flow task's outputs hold of its child execution besides its ``outputs:``:
+#: ``outputs.<flowtask>.tasks.<task>.<key>`` and ``outputs.<flowtask>.vars.<name>``.
+CHILD_RESULTS = ("tasks", "vars")
+
+
+class LazyScope(Mapping[str, Any]):
+    """A scope whose entries are read only when a template uses them (``parent``: the
+    parent execution's outputs and vars are read from the store on first use)."""
+
+    def __init__(self, path: str, loaders: Mapping[str, Callable[[], Any]]) -> None:
+        self._loaders = dict(loaders)
+        self._done: dict[str, Any] = {}
+        setattr(self, _PATH_KEY, path)
+        setattr(self, _TASK_KEY, None)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._done:
+            value = self._loaders[key]()  # KeyError: an unknown name, reported as such
+            if isinstance(value, Mapping) and not isinstance(
+                value, Scope | LazyVars | DeferredVars
+            ):
+                value = Scope(f"{getattr(self, _PATH_KEY)}.{key}", value)
+            self._done[key] = value
+        return self._done[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
 
 
 class LazyVars(Mapping[str, Any]):
@@ -75,8 +133,9 @@ class LazyVars(Mapping[str, Any]):
     that reads a task not yet run fails only if used. A var may read other vars; a loop
     among them is a TemplateError naming the chain."""
 
-    def __init__(self, raw: Mapping[str, Any]) -> None:
+    def __init__(self, raw: Mapping[str, Any], inherited: Mapping[str, Any] | None = None) -> None:
         self._raw = dict(raw)
+        self._inherited = inherited  # a parent execution's vars: the child's own win
         self._context: dict[str, Any] = {}
         self._active: list[str] = []
         self._done: dict[str, Any] = {}
@@ -89,6 +148,8 @@ class LazyVars(Mapping[str, Any]):
         if key in self._done:
             return self._done[key]
         if key not in self._raw:
+            if self._inherited is not None and key in self._inherited:
+                return self._inherited[key]
             raise KeyError(key)
         if key in self._active:
             chain = " -> ".join(f"vars.{k}" for k in [*self._active, key])
@@ -108,10 +169,90 @@ class LazyVars(Mapping[str, Any]):
         return value
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._raw)
+        inherited = [k for k in self._inherited or () if k not in self._raw]
+        return iter([*self._raw, *inherited])
 
     def __len__(self) -> int:
-        return len(self._raw)
+        return sum(1 for _ in self)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw or (self._inherited is not None and key in self._inherited)
+
+
+class _Deferred(Mapping[str, Any]):
+    """A scope read as a whole on first use (``parents``)."""
+
+    def __init__(
+        self,
+        path: str,
+        load: Callable[[], Mapping[str, Any]],
+        results: Callable[[int], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self._load = load
+        self._results = results
+        self._scope: Scope | None = None
+        setattr(self, _PATH_KEY, path)
+        setattr(self, _TASK_KEY, None)
+
+    def _loaded(self) -> Scope:
+        if self._scope is None:
+            self._scope = Scope(getattr(self, _PATH_KEY), self._load(), results=self._results)
+        return self._scope
+
+    def __getitem__(self, key: str) -> Any:
+        return self._loaded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
+class DeferredVars(Mapping[str, Any]):
+    """Another execution's vars (a parent's), rendered against its own context, which
+    is built only when one of them is first read."""
+
+    def __init__(
+        self,
+        names: Iterable[str],
+        context: Callable[[], Mapping[str, Any]],
+        path: str = "parent.vars",
+    ) -> None:
+        self._names = list(names)
+        self._make = context
+        self._vars: Mapping[str, Any] | None = None
+        setattr(self, _PATH_KEY, path)
+        setattr(self, _TASK_KEY, None)
+
+    def _all(self) -> Mapping[str, Any]:
+        if self._vars is None:
+            self._vars = self._make()["vars"]
+        return self._vars
+
+    def __getitem__(self, key: str) -> Any:
+        return self._all()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._names or key in self._all()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What a child execution's templates see of the execution that started it:
+    ``parent.outputs`` / ``parent.vars`` (its results so far), its vars under ``vars``
+    (the child's own win a clash), and ``parents.<task>``: the outputs of the flow
+    tasks the child's flow task depends on. Each read only when used."""
+
+    outputs: Callable[[], Mapping[str, Any]]
+    vars: Mapping[str, Any]
+    parents: Callable[[], Mapping[str, Any]]
 
 
 def make_context(
@@ -122,19 +263,26 @@ def make_context(
     env: Mapping[str, str],
     fork: Mapping[str, Any] | None = None,
     secret: Callable[[str], str] | None = None,
+    lineage: Lineage | None = None,
+    results: Callable[[int], Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The names a template sees: ``inputs``, ``outputs.<task>.<key>`` (a for_each task's
     outputs are a list, one entry per item), ``vars`` (lazy, see :class:`LazyVars`),
     ``execution``, ``env``, in a for_each item ``fork.value`` and ``fork.index``, and
     with ``secret`` the function ``secret('NAME')`` (``secret`` raises OrdoError saying
-    why a secret cannot be had; the template fails with that message)."""
-    lazy = LazyVars(vars_)
+    why a secret cannot be had; the template fails with that message); in a child
+    execution, what :class:`Lineage` gives; ``results(child_id)``: a child execution's
+    ``tasks`` and ``vars``, for ``outputs.<flowtask>.tasks.<task>.<key>`` and
+    ``outputs.<flowtask>.vars.<name>``."""
+    lazy = LazyVars(vars_, lineage.vars if lineage is not None else None)
     context: dict[str, Any] = {
         "inputs": Scope("inputs", inputs),
         "outputs": Scope(
             "outputs",
             {
-                t: Scope(f"outputs.{t}", o, task=t) if isinstance(o, Mapping) else o
+                t: Scope(f"outputs.{t}", o, task=t, results=results)
+                if isinstance(o, Mapping)
+                else o
                 for t, o in outputs.items()
             },
         ),
@@ -146,6 +294,11 @@ def make_context(
         context["fork"] = Scope("fork", fork)
     if secret is not None:
         context["secret"] = _secret_function(secret)
+    if lineage is not None:
+        context["parent"] = LazyScope(
+            "parent", {"outputs": lineage.outputs, "vars": lambda: lineage.vars}
+        )
+        context["parents"] = _Deferred("parents", lineage.parents, results)
     lazy.bind(context)
     return context
 
@@ -288,7 +441,9 @@ def _undefined_error(parent: Any, name: Any) -> TemplateError:
                 "(flow outputs, flow run_if, trigger conditions)",
                 "secret",
             )
-        known = ", ".join(("inputs", "outputs", "vars", "execution", "env", "fork", "secret"))
+        known = ", ".join(
+            ("inputs", "outputs", "vars", "execution", "env", "fork", "secret", "parent")
+        )
         return TemplateError(f"undefined reference '{name}' (known names: {known})", str(name))
     base = getattr(parent, _PATH_KEY, None)
     if base is None:
@@ -309,6 +464,14 @@ def _undefined_error(parent: Any, name: Any) -> TemplateError:
         )
     hint = difflib.get_close_matches(str(name), keys, n=1)
     task = getattr(parent, _TASK_KEY, None)
+    if isinstance(task, str) and task.startswith("child execution "):
+        kind = "task with outputs" if base.endswith(".tasks") else "var"
+        tip = f" (did you mean '{base}.{hint[0]}'?)" if hint else ""
+        return TemplateError(
+            f"undefined reference '{reference}': {task} has no {kind} '{name}' "
+            f"(it has: {', '.join(keys) or 'none'}){tip}",
+            reference,
+        )
     if hint:
         tip = f" (did you mean '{base}.{hint[0]}'?)"
     elif task is not None:
@@ -451,7 +614,7 @@ def _static_names(pattern: re.Pattern[str], word: str, code: str) -> set[str] | 
     """The names read after ``word`` in ``code``; None if ``word`` is also used in a way
     the pattern cannot read."""
     matches = pattern.findall(code)
-    if len(re.findall(rf"\b{word}\b", code)) > len(matches):
+    if len(re.findall(rf"(?<!\.)\b{word}\b", code)) > len(matches):
         return None
     return {dotted or quoted for dotted, quoted in matches}
 

@@ -841,3 +841,108 @@ def test_a_child_flow_that_stops_ends_skipped_and_stops_its_flow_task(
     assert children["default/quiet"].state is State.SKIPPED
     assert by_id["calm"].state is State.SKIPPED
     assert by_id["after_calm"].state is State.SUCCESS  # a child's SKIP lets dependents run
+
+
+def test_results_by_path_inherited_vars_and_parents(store: Store, folder: Path) -> None:
+    """Metalus's executions of executions: a flow task exposes its child's task
+    outputs and vars by path; a child sees its parent's results so far, its vars (its
+    own win a clash), and the outputs of the flow tasks its flow task depends on."""
+    add_flow(
+        store,
+        folder,
+        "measure.yaml",
+        """
+        id: measure
+        vars:
+          unit: kg
+          label: "{{ outputs.weigh.value }} {{ vars.unit }}"
+        tasks:
+          - id: weigh
+            type: shell
+            command: >-
+              echo "value=5" >> "$ORDO_OUTPUTS";
+              echo "region={{ vars.region }}" >> "$ORDO_OUTPUTS";
+              echo "prep={{ parent.outputs.prep.x }}" >> "$ORDO_OUTPUTS";
+              echo "parent_unit={{ parent.vars.unit }}" >> "$ORDO_OUTPUTS"
+        """,
+    )
+    add_flow(
+        store,
+        folder,
+        "compare.yaml",
+        """
+        id: compare
+        tasks:
+          - id: look
+            type: shell
+            command: >-
+              echo "before={{ parents.first.tasks.weigh.value }}" >> "$ORDO_OUTPUTS";
+              echo "label={{ parents.first.vars.label }}" >> "$ORDO_OUTPUTS"
+        """,
+    )
+    ex_id, final = run_flow(
+        store,
+        folder,
+        """
+        id: pipeline
+        vars:
+          region: north
+          unit: lb
+        tasks:
+          - {id: prep, type: shell, command: 'echo "x=7" >> "$ORDO_OUTPUTS"'}
+          - {id: first, type: flow, flow: measure, depends_on: prep}
+          - {id: second, type: flow, flow: compare, depends_on: first}
+          - id: report
+            type: shell
+            depends_on: second
+            command: >-
+              echo "v={{ outputs.first.tasks.weigh.value }}" >> "$ORDO_OUTPUTS";
+              echo "label={{ outputs.first.vars.label }}" >> "$ORDO_OUTPUTS";
+              echo "seen={{ outputs.second.tasks.look.before }}" >> "$ORDO_OUTPUTS"
+        """,
+    )
+    assert final is State.SUCCESS, (store.get_execution(ex_id).reason, runs(store, ex_id))
+    out = store.outputs(ex_id)
+    assert out["report"] == {"v": 5, "label": "5 kg", "seen": 5}  # the child's own var wins
+    children = {c.flow_key: c.id for c in store.children(ex_id)}
+    assert store.outputs(children["default/measure"])["weigh"] == {
+        "value": 5,
+        "region": "north",  # the parent's var, inherited
+        "prep": 7,  # the parent's results so far
+        "parent_unit": "lb",
+    }
+    assert store.outputs(children["default/compare"])["look"] == {"before": 5, "label": "5 kg"}
+    # what is stored for the flow task is what the child declared (none here): paths are
+    # read from the child when a template uses them
+    assert out["first"] == {"execution_id": children["default/measure"]}
+
+
+def test_a_path_the_child_does_not_have_names_the_child(store: Store, folder: Path) -> None:
+    add_flow(
+        store,
+        folder,
+        "small.yaml",
+        """
+        id: small
+        tasks:
+          - {id: weigh, type: shell, command: 'echo "value=5" >> "$ORDO_OUTPUTS"'}
+        """,
+    )
+    ex_id, final = run_flow(
+        store,
+        folder,
+        """
+        id: asks
+        tasks:
+          - {id: call, type: flow, flow: small}
+          - id: use
+            type: shell
+            depends_on: call
+            command: echo {{ outputs.call.tasks.weight.value }}
+        """,
+    )
+    assert final is State.FAILED
+    (child,) = store.children(ex_id)
+    reason = runs(store, ex_id)["use"].reason or ""
+    assert f"child execution {child.id} has no task with outputs 'weight'" in reason
+    assert "(it has: weigh)" in reason and "did you mean 'outputs.call.tasks.weigh'?" in reason

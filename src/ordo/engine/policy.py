@@ -175,6 +175,23 @@ def flow_outputs(
     return _left_out(ending, left_out), rendered
 
 
+def child_results(flow: Flow, facts: OutputFacts) -> dict[str, Any]:
+    """What a flow task exposes of the child execution it waited for, besides the
+    child's ``outputs:`` (Metalus's results by path): every task's outputs under
+    ``tasks`` and the child's vars, rendered at its end, under ``vars`` (a var that
+    cannot render is left out)."""
+    tasks = dict(facts.outputs_of([t.id for t in flow.tasks]))
+    values: dict[str, Any] = {}
+    if flow.vars:
+        seen = templating.make_context(facts.inputs, tasks, flow.vars, facts.info, {})["vars"]
+        for name in flow.vars:
+            try:
+                values[name] = seen[name]
+            except templating.TemplateError:
+                continue  # it reads what the child never made: not there
+    return {"tasks": tasks, "vars": values}
+
+
 def _left_out(ending: Ending, left_out: Sequence[str]) -> Ending:
     if not left_out:
         return ending

@@ -8,13 +8,14 @@ store's own transactional operations.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
 from ordo import definitions, templating
+from ordo.engine import policy
 from ordo.errors import (
     Conflict,
     DefinitionError,
@@ -29,6 +30,7 @@ from ordo.model import Check, Flow, Outcome, State, Task
 from ordo.runners.base import CheckPlan, LogSink, RunContext
 from ordo.secrets import Revealed, SecretBox
 from ordo.store import Store
+from ordo.store.ports import OutputFacts
 from ordo.store.records import Claim, Connection, ExecutionRow, Revision
 
 #: How deep child executions may nest (a flow running itself, directly or not).
@@ -490,7 +492,15 @@ def check_plan(
             return check
         seen = outputs if own is None else {**outputs, task.id: own}
         context = templating.make_context(
-            execution.inputs, seen, flow.vars, info, env, fork, (vault or Revealed()).get
+            execution.inputs,
+            seen,
+            flow.vars,
+            info,
+            env,
+            fork,
+            (vault or Revealed()).get,
+            lineage(store, execution),
+            child_results(store),
         )
         return Check(check.kind, templating.render(dict(check.fields), context))
 
@@ -569,9 +579,71 @@ def _render(
     needed = templating.referenced_tasks(raw, flow.vars, every=[t.id for t in flow.tasks])
     outputs = store.outputs(claim.execution_id, needed, flow=flow) if needed else {}
     context = templating.make_context(
-        execution.inputs, outputs, flow.vars, execution.template_info(), env, fork, vault.get
+        execution.inputs,
+        outputs,
+        flow.vars,
+        execution.template_info(),
+        env,
+        fork,
+        vault.get,
+        lineage(store, execution),
+        child_results(store),
     )
     return templating.render(raw, context)
+
+
+def child_results(store: Store) -> Callable[[int], Mapping[str, Any]]:
+    """A child execution's results by path, read when a template first uses them:
+    every task's outputs (``tasks``) and its vars (``vars``, see
+    :func:`ordo.engine.policy.child_results`)."""
+
+    def read(child_id: int) -> Mapping[str, Any]:
+        child = store.get_execution(child_id)
+        flow = store.flow_of(child.revision_id)
+
+        def outputs_of(tasks: Iterable[str]) -> Mapping[str, Any]:
+            return store.outputs(child_id, tasks, flow=flow)
+
+        facts = OutputFacts(child.inputs, child.template_info(), outputs_of)
+        return policy.child_results(flow, facts)
+
+    return read
+
+
+def lineage(store: Store, execution: ExecutionRow) -> templating.Lineage | None:
+    """What a child execution's templates see of its parent (``parent.outputs``,
+    ``parent.vars``, the parent's vars under ``vars``, ``parents.<task>``), each read
+    from the store only when a template uses it; None for an execution without one."""
+    if execution.parent_id is None:
+        return None
+    parent = store.get_execution(execution.parent_id)
+    flow = store.flow_of(parent.revision_id)
+    read: dict[str, Mapping[str, Any]] = {}
+
+    def outputs() -> Mapping[str, Any]:
+        if "outputs" not in read:
+            read["outputs"] = store.outputs(parent.id, flow=flow)
+        return read["outputs"]
+
+    def context() -> Mapping[str, Any]:
+        info = parent.template_info()
+        above = lineage(store, parent)
+        return templating.make_context(
+            parent.inputs, outputs(), flow.vars, info, {}, None, None, above
+        )
+
+    def parents() -> Mapping[str, Any]:
+        """The outputs of the flow tasks the calling flow task depends on."""
+        if execution.parent_attempt_id is None:
+            return {}
+        task_id = store.calling_task(execution.parent_attempt_id)
+        if task_id is None or task_id not in flow._by_id:
+            return {}
+        siblings = [d for d in flow.task(task_id).depends_on if flow.task(d).type == "flow"]
+        found = outputs()
+        return {d: found.get(d, {}) for d in siblings}
+
+    return templating.Lineage(outputs, templating.DeferredVars(flow.vars, context), parents)
 
 
 def _facts(

@@ -229,6 +229,12 @@ class StoreReads(ABC):
         """The executions started by this one (flow tasks, ``this.flow``), oldest first."""
         return [_execution(r) for r in self._all(q.CHILDREN, (execution_id,))]
 
+    def calling_task(self, attempt_id: int) -> str | None:
+        """The task id of the task run attempt ``attempt_id`` belongs to (the flow task
+        a child execution was started by), None if there is no such attempt."""
+        row = self._one(q.ATTEMPT_TASK, (attempt_id,))
+        return None if row is None else str(row[0])
+
     def lineage(self, execution_id: int) -> list[tuple[int, str]]:
         """``(id, namespace/flow)`` from the root execution down to this one."""
         chain: list[tuple[int, str]] = []
