@@ -395,6 +395,9 @@ class Flow:
     allow_manual: bool = True  # people and API clients may start it
     base_dir: str = "."
     path: str | None = None
+    #: the task group (``for_each`` over ``tasks:``) this flow is the chain of: each
+    #: value runs it as a child execution; its outputs are its last task's
+    group: str | None = None
 
     @property
     def key(self) -> str:
@@ -427,6 +430,7 @@ class Flow:
             "allow_manual": self.allow_manual,
             "base_dir": self.base_dir,
             "path": self.path,
+            "group": self.group,
             "tasks": [t.to_dict() for t in self.tasks],
         }
 
@@ -463,6 +467,7 @@ class Flow:
             allow_manual=bool(d.get("allow_manual", True)),
             base_dir=d.get("base_dir", "."),
             path=d.get("path"),
+            group=d.get("group"),
             tasks=tuple(Task.from_dict(t) for t in d["tasks"]),
         )
 

@@ -946,3 +946,85 @@ def test_a_path_the_child_does_not_have_names_the_child(store: Store, folder: Pa
     reason = runs(store, ex_id)["use"].reason or ""
     assert f"child execution {child.id} has no task with outputs 'weight'" in reason
     assert "(it has: weigh)" in reason and "did you mean 'outputs.call.tasks.weigh'?" in reason
+
+
+def test_a_task_group_runs_each_values_chain_on_its_own(store: Store, folder: Path) -> None:
+    """Fork chains: ``for_each`` over a group of tasks; each value's chain goes on as
+    soon as its own previous step ends; the join sees each value's last outputs."""
+    (folder / "chain.py").write_text(
+        textwrap.dedent("""
+        def transform(n, index):
+            return {"doubled": n * 2, "index": index}
+        """)
+    )
+    ex_id, final = run_flow(
+        store,
+        folder,
+        """
+        id: chains
+        inputs:
+          scale: {type: int, default: 10}
+        vars:
+          unit: kg
+        tasks:
+          - id: per_value
+            for_each: [1, 2, 3]
+            concurrency: 2
+            tasks:
+              - id: extract
+                type: shell
+                command: echo "n={{ fork.value * inputs.scale }}" >> "$ORDO_OUTPUTS"
+              - id: transform
+                type: python
+                function: "chain:transform"
+                with: {n: "{{ outputs.extract.n }}", index: "{{ fork.index }}"}
+              - id: load
+                type: shell
+                command: >-
+                  echo "total={{ outputs.transform.doubled }}" >> "$ORDO_OUTPUTS";
+                  echo "unit={{ vars.unit }}" >> "$ORDO_OUTPUTS"
+          - id: join
+            type: shell
+            depends_on: per_value
+            command: >-
+              echo "totals={{ outputs.per_value | map(attribute='total') | join(',') }}"
+              >> "$ORDO_OUTPUTS"
+        """,
+    )
+    assert final is State.SUCCESS, store.get_execution(ex_id).reason
+    out = store.outputs(ex_id)
+    assert out["join"] == {"totals": "20,40,60"}
+    assert [o["unit"] for o in out["per_value"]] == ["kg", "kg", "kg"]
+    children = store.children(ex_id)
+    assert len(children) == 3
+    assert {c.flow_key for c in children} == {"default/chains--per_value"}
+    second = next(c for c in children if store.outputs(c.id)["transform"]["index"] == 1)
+    assert store.outputs(second.id)["extract"] == {"n": 20}
+
+
+def test_a_task_group_is_checked_like_a_flow(tmp_path: Path) -> None:
+    from ordo.definitions import parse_flow
+    from ordo.errors import DefinitionError
+
+    text = textwrap.dedent("""
+    id: bad-group
+    tasks:
+      - {id: prep, type: shell, command: "true"}
+      - id: per_value
+        for_each: [1, 2]
+        sequential: false
+        tasks:
+          - {id: a, type: shell, command: "true", depends_on: prep}
+          - {id: b, type: shel, command: "true", depends_on: a}
+      - id: nothing_to_fork
+        tasks:
+          - {id: c, type: shell, command: "true"}
+    """)
+    with pytest.raises(DefinitionError) as caught:
+        parse_flow(text, str(tmp_path / "bad.yaml"))
+    shown = str(caught.value)
+    assert "task 'a' of group 'per_value' depends on 'prep', outside the group" in shown
+    assert "tasks[1].tasks[0].depends_on" in shown
+    assert "unknown task type string 'shel' (did you mean 'shell'?)" in shown
+    assert "tasks[1].tasks[1].type" in shown
+    assert "a task group runs its tasks once per value: give for_each" in shown

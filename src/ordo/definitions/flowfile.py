@@ -35,6 +35,7 @@ from ordo.definitions.schema import (
     CONCURRENCY_KEYS,
     DEFAULT_KEYS,
     FUNCTION_RE,
+    GROUP_KEYS,
     HTTP_METHODS,
     ID_RE,
     INPUT_KEYS,
@@ -140,6 +141,10 @@ class FlowChecker(DocumentChecker):
         super().__init__(path)
         self.task_nodes: list[Any] = []
         self.task_index: list[int] = []  # for each built task, its index in the file
+        # what a task group's chain takes from its flow
+        self.flow_id = ""
+        self.namespace = "default"
+        self.flow_inputs: list[InputSpec] = []
 
     def flow(self, root: Any) -> Flow | None:
         if not isinstance(root, Mapping):
@@ -150,6 +155,7 @@ class FlowChecker(DocumentChecker):
         namespace = self.identifier(root, "namespace", "namespace") or "default"
         labels = {k: str(v) for k, v in (self.get(root, "labels", "scalar_map", "") or {}).items()}
         inputs = self.inputs(root)
+        self.flow_id, self.namespace, self.flow_inputs = flow_id or "", namespace, inputs
         vars_ = self.get(root, "vars", "map", "") or {}
         if vars_:
             self.names(root["vars"], "a var", "vars")
@@ -344,6 +350,8 @@ class FlowChecker(DocumentChecker):
         if not isinstance(node, Mapping):
             self.expect("a task mapping with id and type", field, node, seq, i)
             return None
+        if "tasks" in node:
+            return self.group(node, field, defaults)
         task_id = self.identifier(node, "id", f"{field}.id", required=True)
         kind = self.task_type(node, field)
         if kind is None:
@@ -401,6 +409,107 @@ class FlowChecker(DocumentChecker):
             pre_checks=pre_checks,
             post_checks=post_checks,
             line=node.lc.line + 1 if hasattr(node, "lc") else None,
+        )
+
+    def group(self, node: Mapping[str, Any], field: str, defaults: _Defaults) -> Task | None:
+        """A task group: ``for_each`` over a chain of ``tasks``. Each value runs the
+        chain on its own (as a child execution of the flow this builds, its tasks
+        seeing ``fork.value``, the flow's inputs and vars), as soon as its own previous
+        step ends; ``concurrency`` caps whole chains; the task after the group sees
+        the list of each value's last outputs. Its tasks are listed in chain order
+        (``sequential: false``: they give their own ``depends_on``, among themselves)."""
+        if "type" in node:
+            self.problem(
+                "a task group has no type (its tasks have theirs): remove 'type' or 'tasks'",
+                f"{field}.type",
+                node,
+                "type",
+            )
+        self.keys(node, (*GROUP_KEYS, "type"), field)
+        task_id = self.identifier(node, "id", f"{field}.id", required=True)
+        for_each = self.for_each(node, field)
+        if for_each is None:
+            self.problem(
+                "a task group runs its tasks once per value: give for_each",
+                f"{field}.tasks",
+                node,
+                "tasks",
+            )
+        deps = self.get(node, "depends_on", "task_ids", field, [])
+        run_if = self.run_if(node, field)
+        self.templates({"for_each": for_each, "run_if": run_if}, field, node, None)
+        sequential = bool(self.get(node, "sequential", "bool", field, True))
+        chain = self.chain_flow(node, field, task_id or "", defaults, sequential)
+        if task_id is None or chain is None or for_each is None:
+            return None
+        return Task(
+            id=task_id,
+            type="flow",
+            spec={"flow": chain.id, "group": chain.to_dict()},
+            description=self.get(node, "description", "str", field, "") or "",
+            depends_on=tuple(dict.fromkeys([deps] if isinstance(deps, str) else deps)),
+            retry=RetryPolicy.from_dict({**defaults.retry, **self.retry(node, field)}),
+            timeout=self.get(node, "timeout", "duration", field),
+            allow_failure=bool(self.get(node, "allow_failure", "bool", field, False)),
+            queue=self.identifier(node, "queue", f"{field}.queue") or defaults.queue,
+            for_each=for_each,
+            concurrency=self.get(node, "concurrency", "positive_int", field),
+            run_if=run_if,
+            line=node.lc.line + 1 if hasattr(node, "lc") else None,
+        )
+
+    def chain_flow(
+        self,
+        node: Mapping[str, Any],
+        field: str,
+        group_id: str,
+        defaults: _Defaults,
+        sequential: bool,
+    ) -> Flow | None:
+        """The flow a task group's values each run: its tasks, checked as a flow's
+        (problems placed at ``<field>.tasks[i]...``), depending only on each other."""
+        inner = FlowChecker(self.path)
+        tasks = inner.tasks({"tasks": node["tasks"]}, defaults, sequential)
+        if tasks is not None:
+            ids = {t.id for t in tasks}
+            kept = []
+            for task, i in zip(tasks, inner.task_index, strict=True):
+                outside = [d for d in task.depends_on if d not in ids]
+                for other in outside:
+                    inner.problem(
+                        f"task '{task.id}' of group '{group_id}' depends on '{other}', outside "
+                        f"the group: a group's tasks depend only on each other; make the "
+                        f"group depend on '{other}' instead",
+                        f"tasks[{i}].depends_on",
+                        inner.task_nodes[i],
+                        "depends_on",
+                    )
+                kept.append(
+                    dataclasses.replace(
+                        task, depends_on=tuple(d for d in task.depends_on if d in ids)
+                    )
+                )
+            tasks = kept
+            before = len(inner.problems)
+            inner.graph_problems(tasks)
+            if len(inner.problems) == before:
+                names = [i.name for i in self.flow_inputs]
+                check = ReferenceCheck(inner, {"tasks": node["tasks"]}, names)
+                check.run(tasks, inner.task_nodes, inner.task_index)
+        for p in inner.problems:
+            where = f"{field}.{p.field}" if p.field else f"{field}.tasks"
+            self.problems.append(dataclasses.replace(p, field=where))
+        if not tasks or inner.problems:
+            return None
+        return Flow(
+            id=f"{self.flow_id}--{group_id}",
+            namespace=self.namespace,
+            tasks=tuple(tasks),
+            description=f"the chain of task group '{group_id}' of {self.flow_id}",
+            inputs=tuple(self.flow_inputs),
+            base_dir=os.path.dirname(os.path.abspath(self.path)),
+            path=os.path.abspath(self.path),
+            group=group_id,
         )
 
     def flow_concurrency(self, root: Mapping[str, Any]) -> FlowConcurrency | None:

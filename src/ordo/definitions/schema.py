@@ -49,6 +49,21 @@ RETRY_KEYS = (
     "on_post_check",
     "on_exit",
 )
+#: A task group: ``for_each`` over a chain of ``tasks`` (each value runs the chain).
+GROUP_KEYS = (
+    "id",
+    "description",
+    "depends_on",
+    "for_each",
+    "concurrency",
+    "run_if",
+    "allow_failure",
+    "retry",
+    "timeout",
+    "queue",
+    "sequential",
+    "tasks",
+)
 COMMON_KEYS = (
     "id",
     "type",

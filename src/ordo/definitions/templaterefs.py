@@ -22,7 +22,8 @@ from ordo.model import Task
 from ordo.templating import has_template
 
 #: Task keys whose values are not templates.
-_PLAIN_KEYS = frozenset({"id", "type", "description", "depends_on", "queue"})
+#: (``tasks``: a task group's own tasks, checked as the flow of its chain.)
+_PLAIN_KEYS = frozenset({"id", "type", "description", "depends_on", "queue", "tasks"})
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,11 @@ def flow_outputs(
     ending they leave: an execution that ran to its end fails when they cannot be
     rendered; one stopped early (run_if STOP) leaves out, and names, those that cannot
     (the tasks they need were skipped)."""
-    if ending.state not in (State.SUCCESS, State.WARNING) or not flow.outputs:
+    if ending.state not in (State.SUCCESS, State.WARNING):
+        return ending, None
+    if flow.group is not None and not flow.outputs:
+        return ending, group_outputs(flow, facts)
+    if not flow.outputs:
         return ending, None
     early = stopped is not None and ending.state is State.SUCCESS
     try:
@@ -190,6 +194,17 @@ def child_results(flow: Flow, facts: OutputFacts) -> dict[str, Any]:
             except templating.TemplateError:
                 continue  # it reads what the child never made: not there
     return {"tasks": tasks, "vars": values}
+
+
+def group_outputs(flow: Flow, facts: OutputFacts) -> dict[str, Any]:
+    """What one value of a task group gives the task after the group: the outputs of
+    its chain's last task, or, when the chain ends in several, theirs by task id."""
+    needed = {d for t in flow.tasks for d in t.depends_on}
+    last = [t.id for t in flow.tasks if t.id not in needed]
+    found = facts.outputs_of(last)
+    if len(last) == 1:
+        return dict(found.get(last[0]) or {})
+    return {t: found.get(t) for t in last}
 
 
 def _left_out(ending: Ending, left_out: Sequence[str]) -> Ending:

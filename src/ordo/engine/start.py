@@ -7,6 +7,8 @@ store's own transactional operations.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -311,8 +313,8 @@ def check_children(store: Store, flow: Flow) -> None:
     problems = []
     for task in flow.tasks:
         ref = task.spec.get("flow") if task.type == "flow" else None
-        if not isinstance(ref, str) or templating.has_template(ref):
-            continue
+        if not isinstance(ref, str) or templating.has_template(ref) or "group" in task.spec:
+            continue  # (a task group's chain is stored when it first runs)
         revision = task.spec.get("revision")
         try:
             find_child_flow(store, ref, flow.namespace, revision)
@@ -345,7 +347,12 @@ def start_child(
         except Conflict:
             pass  # nothing in it to run again: start a new child
     parent_flow = store.flow_of(claim.revision_id)
-    child = find_child_flow(store, ref, parent_flow.namespace, revision)
+    group = parent_flow.task(claim.task_id).spec.get("group")
+    if isinstance(group, Mapping):  # a task group: this value runs the group's chain
+        child = _group_revision(store, claim, Flow.from_dict(group), now)
+        given_inputs = store.get_execution(claim.execution_id).inputs
+    else:
+        child = find_child_flow(store, ref, parent_flow.namespace, revision)
     chain = store.lineage(claim.execution_id)
     if len(chain) >= MAX_DEPTH:
         path = " -> ".join(key for _, key in [*chain, (0, child.flow.key)])
@@ -353,6 +360,26 @@ def start_child(
     return start_execution(
         store, child, given_inputs, now, evaluate=evaluate, parent=claim, wait=wait
     )
+
+
+def _group_revision(store: Store, claim: Claim, chain: Flow, now: float) -> Revision:
+    """The stored revision of a task group's chain (stored with the files of the flow
+    revision it belongs to the first time it runs; the same one after)."""
+    source = json.dumps(chain.to_dict(), sort_keys=True)
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    scripts = store.revision_scripts(claim.revision_id)
+    return store.add_revision(chain, source, digest, now, scripts=scripts)
+
+
+def _group_fork(store: Store, flow: Flow, execution: ExecutionRow) -> dict[str, Any] | None:
+    """In a task group's chain, ``fork``: the value (and its index) this chain runs."""
+    if flow.group is None or execution.parent_attempt_id is None:
+        return None
+    run = store.calling_run(execution.parent_attempt_id)
+    if run is None:
+        return None
+    _, index, value = store.fork_item(run)
+    return None if index is None else {"index": index, "value": value}
 
 
 @dataclass(frozen=True)
@@ -402,13 +429,16 @@ def _prepare(
     flow = store.flow_of(claim.revision_id)
     task = flow.task(claim.task_id)
     fork: dict[str, Any] | None = None
+    if flow.group is not None:
+        fork = _group_fork(store, flow, store.get_execution(claim.execution_id))
     if task.for_each is not None:
         _, index, value = store.fork_item(claim.task_run_id)
         if index is None:
             return Prepared(claim, outcome=_expand(store, flow, task, claim, env, vault))
         fork = {"index": index, "value": value}
     raw: dict[str, Any] = {
-        "fields": dict(task.spec),
+        # (a task group's chain is rendered in each value's own execution)
+        "fields": {k: v for k, v in task.spec.items() if k != "group"},
         "with": dict(task.with_),
         "env": dict(task.env),
         "run_if": task.run_if if not isinstance(task.run_if, Mapping) else None,

@@ -59,7 +59,8 @@ EXECUTION_END_INFO = (
 EXECUTIONS_ENDED = "SELECT id, state FROM executions WHERE id IN ({}) AND ended_at IS NOT NULL"
 UNLEASE = "UPDATE attempts SET lease_expires_at = NULL WHERE id = ?"
 ATTEMPT_TASK = """
-SELECT task_runs.task_id FROM attempts JOIN task_runs ON task_runs.id = attempts.task_run_id
+SELECT task_runs.task_id, task_runs.id FROM attempts
+JOIN task_runs ON task_runs.id = attempts.task_run_id
 WHERE attempts.id = ?
 """
 GET_EXECUTION = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?"

@@ -235,6 +235,11 @@ class StoreReads(ABC):
         row = self._one(q.ATTEMPT_TASK, (attempt_id,))
         return None if row is None else str(row[0])
 
+    def calling_run(self, attempt_id: int) -> int | None:
+        """The task run attempt ``attempt_id`` belongs to, None if there is none."""
+        row = self._one(q.ATTEMPT_TASK, (attempt_id,))
+        return None if row is None else int(row[1])
+
     def lineage(self, execution_id: int) -> list[tuple[int, str]]:
         """``(id, namespace/flow)`` from the root execution down to this one."""
         chain: list[tuple[int, str]] = []
