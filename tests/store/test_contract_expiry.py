@@ -27,7 +27,7 @@ def ended(store: Store, at: float) -> int:
 
 
 def test_the_server_expires_old_executions_daily_keeping_saved_ones(store: Store) -> None:
-    old, saved, recent = (
+    _old, saved, recent = (
         ended(store, NOW - 40 * DAY),
         ended(store, NOW - 40 * DAY),
         ended(store, NOW - DAY),
