@@ -5,6 +5,7 @@ and a schedule added with the helper."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from support import patient, wait_for
 from test_ui_browser import CHROMIUM, CHROMIUM_ARGS, _chromium_or_skip, sign_in
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+from axe_playwright_python.sync_playwright import Axe  # noqa: E402
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 CONFIG = {"items": ["alpha", "beta"]}
@@ -166,3 +168,46 @@ def test_a_schedule_added_with_the_helper_shows_its_next_five_times(
     page.click("tbody button:has-text('Delete')")
     expect(page.locator("tbody tr")).to_have_count(0)
     wait_for("schedule deleted", lambda: server.http.get("/api/schedules").json() == [])
+
+
+def test_editing_a_package_keeps_its_files_and_replaces_an_upload(
+    page: Page, server: Server, tmp_path: Path
+) -> None:
+    _make_package(page, server, tmp_path, "edited-pkg", "", "")
+    expect(page).to_have_url(server.url + "/flows/project-x/edited-pkg")
+    page.click("#edit-flow")
+    expect(page).to_have_url(re.compile(r"/flows/new-package\?edit=project-x/edited-pkg"))
+    expect(page.locator("#pkg-description")).to_have_value("prints the items of its config")
+    expect(page.locator("#package-form")).to_contain_text("test_scr.py")
+    extra = tmp_path / "zz_after.sh"
+    extra.write_text("echo after the script\n")
+    page.set_input_files("#pkg-script-1", str(extra))
+    page.click("button:has-text('Save')")
+    expect(page).to_have_url(server.url + "/flows/project-x/edited-pkg")
+    flow = server.http.get("/api/flows/project-x/edited-pkg").json()
+    assert (flow["revision"], flow["tasks"]) == (2, ["test_scr.py", "zz_after.sh"])
+
+
+def test_the_new_pages_have_no_serious_accessibility_violations(page: Page, server: Server) -> None:
+    server.add_flow("id: axe\nnamespace: demo\ntasks:\n  - {id: a, type: shell, command: echo}\n")
+    shots = os.environ.get("ORDO_SCREENSHOTS")
+    axe = Axe()
+    problems = []
+    pages = (
+        ("editor", "/flows/new"),
+        ("package-form", "/flows/new-package"),
+        ("schedule-helper", "/flows/demo/axe/schedules"),
+    )
+    for name, path in pages:
+        page.goto(server.url + path)
+        page.wait_for_load_state("networkidle")
+        found = axe.run(page).response["violations"]
+        problems += [
+            f"{path}: {v['id']} ({v['impact']}): {v['help']}"
+            for v in found
+            if v.get("impact") in ("serious", "critical")
+        ]
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(shots) / f"{name}.png"), full_page=True)
+    assert not problems, "\n".join(problems)

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,10 +24,27 @@ def is_stored(flow: Flow) -> bool:
     return flow.base_dir.startswith(PREFIX)
 
 
+_private: list[str] = []  # this process's own folder, when the shared one is not safe
+
+
 def folder_for(digest: str, root: str | None = None) -> str:
-    """Where a stored revision's files are written on this machine."""
+    """Where a stored revision's files are written on this machine: in a folder of this
+    user's that no one else can write to (``<tmp>/ordo-stored-<uid>``, shared by this
+    user's processes), else in a new private folder of this process."""
     safe = "".join(c for c in digest if c.isalnum())[:64] or "none"
-    return os.path.join(root or tempfile.gettempdir(), f"ordo-stored-{os.getuid()}", safe)
+    return os.path.join(_base(root), safe)
+
+
+def _base(root: str | None) -> str:
+    shared = os.path.join(root or tempfile.gettempdir(), f"ordo-stored-{os.getuid()}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(shared, 0o700)
+    st = os.lstat(shared)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+        return shared
+    if not _private:  # someone else made it, or opened it to others: do not trust it
+        _private.append(tempfile.mkdtemp(prefix="ordo-stored-"))
+    return _private[0]
 
 
 def placed(
@@ -54,8 +72,6 @@ def placed(
 def _write(folder: str, files: Mapping[str, str | None]) -> None:
     """Write into a new folder beside ``folder`` and rename it: a reader never sees a
     half-written folder, and of two writers at once one wins."""
-    parent = os.path.dirname(folder)
-    os.makedirs(parent, mode=0o700, exist_ok=True)
     partial = f"{folder}.{uuid.uuid4().hex[:8]}.partial"
     os.makedirs(partial, mode=0o700)
     try:

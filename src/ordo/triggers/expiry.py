@@ -113,13 +113,16 @@ def _log(expired: Expired, days: float, dev_days: float) -> None:
         return
     rows = ", ".join(f"{table} {n}" for table, n in expired.rows.items() if n)
     logger.info(
-        "retention (%g days, dev %g): deleted %d executions (%d dev), %d events and their "
-        "rows (%s)",
+        "retention (%g days, dev %g): deleted %s (%d dev), %s and their rows (%s)",
         days,
         dev_days,
-        expired.executions,
+        _count(expired.executions, "execution"),
         expired.dev,
-        expired.events,
+        _count(expired.events, "event"),
         rows or "none",
         extra={"event": "retention", "executions": expired.executions},
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
