@@ -81,6 +81,11 @@ def test_a_stored_schedule_fires_once_per_tick_with_two_schedulers(store_url: st
         execution = a.get_execution(started[0])
         assert execution.revision_id == revision.id
         assert execution.started_by and execution.started_by.startswith("schedule:#")
+        schedule = a.list_schedules("default", "f")[0]
+        assert a.schedule_checked("default", "f", schedule.trigger_id) is not None
+        services.remove_schedule(a, schedule.id)
+        assert a.schedule_checked("default", "f", schedule.trigger_id) is None
+        assert a.list_schedules() == []
     finally:
         a.close()
         b.close()

@@ -29,6 +29,8 @@ FLOW_SCHEDULES = f"""
 SELECT {_COLUMNS} FROM flow_schedules WHERE namespace = ? AND flow_id = ? ORDER BY id
 """
 DELETE_SCHEDULE = "DELETE FROM flow_schedules WHERE id = ?"
+#: Up to when the scheduler looked at its ticks (see ``schedule_checked``): gone with it.
+DELETE_CHECKED = "DELETE FROM schedules WHERE namespace = ? AND flow_id = ? AND trigger_id = ?"
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,11 @@ class Schedules(Secrets):
         return [_row(r) for r in self._all(ALL_SCHEDULES)]
 
     def remove_schedule(self, schedule_id: int) -> None:
+        row = self.get_schedule(schedule_id)
         with self.transaction():
             if not self._execute(DELETE_SCHEDULE, (schedule_id,)).rowcount:
                 raise NotFound(f"schedule {schedule_id} not found (ordo schedules list)")
+            self._execute(DELETE_CHECKED, (row.namespace, row.flow_id, row.trigger_id))
 
 
 def _row(r: Any) -> ScheduleRow:
