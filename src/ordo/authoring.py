@@ -109,7 +109,8 @@ def save_text(
 class PackageForm:
     """The Executor's package form: name (the flow's id), description, namespace (its
     project), labels (its tags), a cron schedule (day of week 0 = Monday ... 6 = Sunday,
-    the Executor's dialect), event types, allow manual, active."""
+    the Executor's dialect), event types, allow manual, active; and the connection its
+    ``.sql`` scripts run on."""
 
     name: str
     description: str = ""
@@ -119,6 +120,7 @@ class PackageForm:
     events: Sequence[str] = ()
     allow_manual: bool = True
     active: bool = True
+    connection: str = ""  # the connection ``.sql`` scripts run on
 
     def problems(self) -> list[Problem]:
         found = []
@@ -146,6 +148,8 @@ class PackageForm:
             doc["description"] = self.description
         if self.labels:
             doc["labels"] = dict(self.labels)
+        if self.connection:
+            doc["connection"] = self.connection
         triggers: list[dict[str, Any]] = []
         if self.cron:
             triggers.append({"type": "schedule", "cron": self.cron, "dialect": "monday0"})

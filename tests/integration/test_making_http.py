@@ -175,3 +175,22 @@ def test_a_flow_from_a_file_is_read_only_in_the_browser(server: Server, tmp_path
         refused = browser.post("/flows/new", data={"text": text, "csrf": csrf})
         assert refused.status_code == 409 and "read-only here" in refused.text
     assert json.dumps(server.http.get("/api/flows/default/filed").json()["tasks"]) == '["a"]'
+
+
+def test_a_package_with_sql_scripts_names_its_connection(server: Server, tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    assert (
+        server.cli(
+            "connections", "add", "wh", "--type", "sql", "--url", f"sqlite:///{db}"
+        ).returncode
+        == 0
+    )
+    files = [("files", ("1_make.sql", b"CREATE TABLE t (x INTEGER);", "text/plain"))]
+    missing = server.http.post("/api/packages", data={"name": "sqlpkg"}, files=files)
+    assert missing.status_code == 422 and "connection" in missing.text
+    made = server.http.post(
+        "/api/packages", data={"name": "sqlpkg", "connection": "wh"}, files=files
+    )
+    assert made.status_code == 201, made.text
+    started = server.http.post("/api/flows/default/sqlpkg/executions", json={})
+    assert server.wait_state(started.json()["id"], "SUCCESS", "FAILED")["state"] == "SUCCESS"

@@ -37,6 +37,7 @@ UPLOAD_BODY = {
                         "events": {"type": "string", "description": "comma separated"},
                         "allow_manual": {"type": "boolean"},
                         "active": {"type": "boolean"},
+                        "connection": {"type": "string", "description": "for .sql scripts"},
                         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
                         "zip": {"type": "string", "format": "binary"},
                     },
@@ -116,6 +117,7 @@ def form_fields(form: FormData) -> authoring.PackageForm:
         events=events,
         allow_manual=flag("allow_manual", True),
         active=flag("active", True),
+        connection=text("connection"),
     )
 
 

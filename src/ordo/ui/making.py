@@ -151,7 +151,18 @@ def new_package(request: Request, viewer: auth.Viewer, edit: str = Query(default
         except OrdoError as exc:
             return error_page(request, exc, viewer)
         source = json.loads(store.revision_source(latest.id))
-        values = _form_values(source.get("form") or {})
+        flow = latest.flow
+        sql = next((t for t in flow.tasks if t.type == "sql"), None)
+        known = {
+            "name": flow.id,
+            "namespace": flow.namespace,
+            "description": flow.description,
+            "labels": dict(flow.labels),
+            "allow_manual": flow.allow_manual,
+            "active": store.flow_active(namespace, flow_id),
+            "connection": str(sql.spec.get("connection", "")) if sql else "",
+        }
+        values = _form_values({**known, **(source.get("form") or {})})
         files = {n: t for n, t in store.revision_scripts(latest.id).items() if n != "flow.yaml"}
     return _package_page(request, viewer, values, edit, files)
 
