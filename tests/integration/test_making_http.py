@@ -194,3 +194,11 @@ def test_a_package_with_sql_scripts_names_its_connection(server: Server, tmp_pat
     assert made.status_code == 201, made.text
     started = server.http.post("/api/flows/default/sqlpkg/executions", json={})
     assert server.wait_state(started.json()["id"], "SUCCESS", "FAILED")["state"] == "SUCCESS"
+
+
+def test_the_package_form_refuses_to_edit_a_flow_that_is_not_a_package(server: Server) -> None:
+    server.add_flow("id: plain\ntasks:\n  - {id: a, type: shell, command: echo}\n")
+    with httpx.Client(base_url=server.url) as browser:
+        sign_in(browser, server.token)
+        page = browser.get("/flows/new-package", params={"edit": "default/plain"})
+        assert page.status_code == 422 and "is not a package" in page.text

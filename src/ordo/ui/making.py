@@ -73,8 +73,12 @@ def edit_flow(request: Request, viewer: auth.Viewer, namespace: str, flow_id: st
 
 
 def _is_package(store: Store, revision_id: int) -> bool:
-    source = store.revision_source(revision_id)
-    return source.startswith("{") and '"package"' in source[:200]
+    """Whether the revision was stored from a package (its source: a JSON summary)."""
+    try:
+        source = json.loads(store.revision_source(revision_id))
+    except ValueError:
+        return False
+    return isinstance(source, dict) and "package" in source
 
 
 @router.post("/flows/validate", response_class=HTMLResponse)
@@ -148,6 +152,8 @@ def new_package(request: Request, viewer: auth.Viewer, edit: str = Query(default
             reason = authoring.read_only_reason(store, namespace, flow_id)
             if reason is not None:
                 raise UsageError(f"flow {edit} {reason}")
+            if not _is_package(store, latest.id):
+                raise UsageError(f"flow {edit} is not a package: edit it in the editor")
         except OrdoError as exc:
             return error_page(request, exc, viewer)
         source = json.loads(store.revision_source(latest.id))
