@@ -98,6 +98,10 @@ class Forbidden(OrdoError):
     asked with a read-only API token."""
 
 
+class TooLarge(UsageError):
+    """An upload over its limit (``server.max_upload``): 413 naming the limit."""
+
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -120,6 +124,8 @@ def http_status(exc: OrdoError) -> int:
         return 409
     if isinstance(exc, Forbidden):
         return 403
+    if isinstance(exc, TooLarge):
+        return 413
     if isinstance(exc, DefinitionError | UsageError):
         return 422
     if isinstance(exc, StoreUnavailable):

@@ -1,5 +1,6 @@
-"""``ordo server``: the API, the scheduler, the notifier and (unless ``workers == 0``)
-embedded workers, in one process.
+"""``ordo server``: the API, the scheduler, the notifier, automatic expiry (the retention,
+every ``retention.every`` days) and (unless ``workers == 0``) embedded workers, in one
+process.
 
 uvicorn serves the API in the main thread and handles SIGTERM/SIGINT: it stops taking
 requests and lets running ones finish; then the scheduler and notifier give their leases
@@ -39,6 +40,7 @@ from ordo.runners import make_runners
 from ordo.secrets import SecretBox
 from ordo.settings import Settings
 from ordo.store import Store, open_store
+from ordo.triggers.expiry import Expiry
 from ordo.triggers.notifier import MailServer, Notifier
 from ordo.triggers.scheduler import Scheduler
 from ordo.ui.site import create_site
@@ -53,6 +55,7 @@ SETTLED = 60.0  # a worker that served this long before failing starts at FIRST_
 HEAD_TIMEOUT = 10.0  # seconds a client has to send a request's line and headers
 BODY_TIMEOUT = 30.0  # seconds a client has to send a request's whole body
 NOTIFY_EVERY = 1.0
+EXPIRY_EVERY = 30.0  # seconds between looks whether the retention is due
 WATCH_EVERY = 1.0  # seconds between looks at the --flows folder
 
 
@@ -257,11 +260,22 @@ def serve(options: ServerOptions) -> None:
     settings = options.settings
     holder = holder_id()
     app = create_site(
-        options.db_url, max_body=settings.server_max_body, session_key=options.session_key
+        options.db_url,
+        max_body=settings.server_max_body,
+        max_upload=settings.server_max_upload,
+        session_key=options.session_key,
     )
     scheduler_store = open_store(options.db_url)
     notifier_store = open_store(options.db_url)
     scheduler = Scheduler(scheduler_store, holder)
+    expiry_store = open_store(options.db_url)
+    expiry = Expiry(
+        expiry_store,
+        holder,
+        settings.retention_days,
+        settings.retention_dev_days,
+        settings.retention_every,
+    )
     mail_server = MailServer(
         settings.smtp_host,
         settings.smtp_port,
@@ -280,6 +294,7 @@ def serve(options: ServerOptions) -> None:
     loops: list[Loop] = [
         Loop("scheduler", scheduler.tick, SCHEDULE_EVERY, scheduler_store),
         Loop("notifier", notifier.tick, NOTIFY_EVERY, notifier_store),
+        Loop("retention", expiry.tick, EXPIRY_EVERY, expiry_store),
     ]
     if watch is not None and options.watch:
         loops.append(Loop("watch", watch.step, WATCH_EVERY, watch.store))
@@ -315,7 +330,8 @@ def serve(options: ServerOptions) -> None:
         logger.info("stopping: scheduler, notifier, workers")
         for loop in loops:
             loop.stop()
-        for part, store in ((scheduler, scheduler_store), (notifier, notifier_store)):
+        parts = ((scheduler, scheduler_store), (notifier, notifier_store), (expiry, expiry_store))
+        for part, store in parts:
             with contextlib.suppress(StoreError):
                 part.stop()
             store.close()

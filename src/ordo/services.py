@@ -22,12 +22,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ordo import definitions, engine, templating
+from ordo import cron, definitions, engine, templating
 from ordo.errors import Conflict, Forbidden, NotFound, OrdoError, UsageError
 from ordo.model import MARKS, Flow, State, Trigger
 from ordo.store import Store
 from ordo.store.records import ExecutionRow, Revision
 from ordo.store.recovery import Marked
+from ordo.store.schedules import ScheduleRow
 
 logger = logging.getLogger(__name__)
 
@@ -389,3 +390,100 @@ def connection_config(
     if not base_url.startswith(("http://", "https://")):
         raise UsageError(f"{opt('base_url')}: expected http:// or https://..., found {base_url!r}")
     return {"base_url": base_url, "headers": dict(headers)}
+
+
+# -- stored schedules -------------------------------------------------------------------
+def every_to_cron(minutes: int) -> str:
+    """``every N minutes`` as a cron expression: N divides an hour, or is whole hours
+    that divide a day; UsageError otherwise."""
+    if minutes >= 1 and 60 % minutes == 0:
+        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+    if minutes % 60 == 0 and 24 % (minutes // 60) == 0:
+        hours = minutes // 60
+        return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
+    raise UsageError(
+        f"every {minutes} minutes: choose minutes that divide an hour (1, 2, 5, 10, 15, 30, "
+        "...) or whole hours that divide a day (60, 120, 180, 360, 720, 1440), or a cron "
+        "expression"
+    )
+
+
+def check_schedule(
+    revision: Revision, cron_text: str, timezone: str, inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The schedule's inputs converted for its flow; UsageError with the cron module's
+    message for a bad expression or time zone, DefinitionError for bad inputs."""
+    problems = cron.schedule_problems(cron_text, timezone, "standard")
+    if problems:
+        raise UsageError("; ".join(f"{key}: {message}" for key, message in problems))
+    return definitions.coerce_inputs(revision.flow, inputs)
+
+
+def add_schedule(
+    store: Store,
+    namespace: str,
+    flow_id: str,
+    cron_text: str,
+    timezone: str,
+    inputs: Mapping[str, Any],
+    active: bool,
+    who: str,
+    now: float,
+) -> ScheduleRow:
+    """Keep a schedule for the flow beside its own triggers; nothing is kept when the
+    cron expression, the time zone or the inputs are wrong."""
+    revision = find_flow(store, namespace, flow_id)
+    converted = check_schedule(revision, cron_text, timezone, inputs)
+    return store.add_schedule(
+        namespace, flow_id, cron_text.strip(), timezone, converted, active, who, now
+    )
+
+
+def change_schedule(
+    store: Store,
+    schedule_id: int,
+    cron_text: str,
+    timezone: str,
+    inputs: Mapping[str, Any],
+    active: bool,
+    now: float,
+) -> ScheduleRow:
+    current = store.get_schedule(schedule_id)
+    revision = find_flow(store, current.namespace, current.flow_id)
+    converted = check_schedule(revision, cron_text, timezone, inputs)
+    return store.update_schedule(schedule_id, cron_text.strip(), timezone, converted, active, now)
+
+
+def next_schedule_times(cron_text: str, timezone: str, after: float, count: int = 5) -> list[float]:
+    """The next fire times of a schedule being written (the helper shows them as one
+    types); UsageError with the cron module's message when it is wrong."""
+    problems = cron.schedule_problems(cron_text, timezone, "standard")
+    if problems:
+        raise UsageError("; ".join(f"{key}: {message}" for key, message in problems))
+    return cron.next_times(cron.Schedule(cron_text.strip(), timezone), after, count)
+
+
+def schedule_trigger(row: ScheduleRow) -> Trigger:
+    """A stored schedule as the scheduler sees it: a schedule trigger of its flow."""
+    return Trigger(
+        row.trigger_id, "schedule", cron=row.cron, timezone=row.timezone, inputs=row.inputs
+    )
+
+
+def stored_subscribed(store: Store) -> list[tuple[Revision, Trigger]]:
+    """Every active stored schedule of an active flow, with its flow's newest revision."""
+    schedules = [s for s in store.list_schedules() if s.active]
+    if not schedules:
+        return []
+    flags = store.flow_flags()
+    found = []
+    for row in schedules:
+        revision = store.find_flow(row.namespace, row.flow_id, None)
+        if revision is None or not flags.get((row.namespace, row.flow_id), revision.flow.active):
+            continue
+        found.append((revision, schedule_trigger(row)))
+    return found
+
+
+def remove_schedule(store: Store, schedule_id: int) -> None:
+    store.remove_schedule(schedule_id)

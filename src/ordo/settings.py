@@ -9,6 +9,7 @@ handed down. An environment variable wins over the file; the file over the defau
     [retention]
     days = 30       # ordo gc keeps ended executions this many days
     dev_days = 3    # ... and dev executions (ordo run --dev) this many
+    every = 1       # ordo server applies retention itself every this many days; 0: never
 
     [smtp]          # where ordo server sends notification mail
     host = "mail.example.com"
@@ -20,6 +21,7 @@ handed down. An environment variable wins over the file; the file over the defau
     [server]
     url = "https://ordo.example.com"  # links in notifications
     max_body = 1048576                # bytes; larger request bodies get 413
+    max_upload = 10485760             # bytes; a larger uploaded file (packages) gets 413
 
     [deploy]
     max_file = 1048576       # bytes; a larger file a flow references is not deployed
@@ -54,6 +56,7 @@ class Setting:
 SETTINGS = (
     Setting("retention.days", "ORDO_RETENTION_DAYS", 30),
     Setting("retention.dev_days", "ORDO_RETENTION_DEV_DAYS", 3),
+    Setting("retention.every", "ORDO_RETENTION_EVERY", 1),
     Setting("smtp.host", "ORDO_SMTP_HOST", "", "text"),
     Setting("smtp.port", "ORDO_SMTP_PORT", 25, "count"),
     Setting("smtp.user", "ORDO_SMTP_USER", "", "text"),
@@ -61,6 +64,7 @@ SETTINGS = (
     Setting("smtp.sender", "ORDO_SMTP_SENDER", "ordo@localhost", "text"),
     Setting("server.url", "ORDO_SERVER_URL", "", "text"),
     Setting("server.max_body", "ORDO_MAX_BODY", 1_048_576, "count"),
+    Setting("server.max_upload", "ORDO_MAX_UPLOAD", 10_485_760, "count"),
     Setting("deploy.max_file", "ORDO_DEPLOY_MAX_FILE", 1_048_576, "count"),
     Setting("deploy.max_flow_file", "ORDO_DEPLOY_MAX_FLOW_FILE", 8_388_608, "count"),
     Setting("secrets.mask_names", "ORDO_MASK_NAMES", MASK_NAMES, "text"),
@@ -76,6 +80,7 @@ class Settings:
     db: str = ""
     retention_days: float = 30
     retention_dev_days: float = 3
+    retention_every: float = 1
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_user: str = ""
@@ -83,6 +88,7 @@ class Settings:
     smtp_sender: str = "ordo@localhost"
     server_url: str = ""
     server_max_body: int = 1_048_576
+    server_max_upload: int = 10_485_760
     deploy_max_file: int = 1_048_576
     deploy_max_flow_file: int = 8_388_608
     secrets_mask_names: str = MASK_NAMES

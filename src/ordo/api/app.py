@@ -263,12 +263,17 @@ LEASE = "ordo.lease"
 
 
 def create_app(
-    db_url: str, *, max_body: int = 1_048_576, pool_size: int = 10, pool_wait: float = 10.0
+    db_url: str,
+    *,
+    max_body: int = 1_048_576,
+    max_upload: int = 10_485_760,
+    pool_size: int = 10,
+    pool_wait: float = 10.0,
 ) -> FastAPI:
     """The API over the store at ``db_url``; request bodies over ``max_body`` bytes are
     refused with 413; at most ``pool_size`` store connections, a request waits at most
     ``pool_wait`` seconds for one (then 503)."""
-    from ordo.api import docs, executions, flows, models, others
+    from ordo.api import docs, executions, flows, models, others, packages, schedules
 
     stores = Stores(db_url, size=pool_size, wait=pool_wait)
     health = others.HealthCheck(db_url)
@@ -296,9 +301,10 @@ def create_app(
     app.state.loops = []  # the server's background loops (ordo.server), for /health
     app.add_exception_handler(OrdoError, _ordo_error)  # type: ignore[arg-type]
     app.add_exception_handler(ValueError, _value_error)  # type: ignore[arg-type]
-    for module in (flows, executions, others):
+    for module in (flows, packages, schedules, executions, others):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, limit=max_body)
+    app.state.max_upload = max_upload
+    app.add_middleware(BodyLimit, limit=max_body, upload_limit=max_upload)
     app.add_middleware(Leasing, stores=stores)
     return app
 
@@ -395,23 +401,32 @@ def not_found(what: str) -> NotFound:
     return NotFound(f"{what} not found")
 
 
+#: Routes that take uploads (packages): their bodies may be as large as uploads may.
+UPLOAD_PATHS = ("/api/packages", "/flows/new-package")
+
+
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413, whether the client says
     their length (Content-Length) or streams them. The body is read (up to the limit)
     before the route runs, so that a route reading a form or a model answers 413 too,
-    not its own 400 or 401."""
+    not its own 400 or 401. The routes of :data:`UPLOAD_PATHS` take ``upload_limit``
+    bytes per file (``server.max_upload``): their body may hold a few of them."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int = 10_485_760) -> None:
         self.app = app
         self.limit = limit
+        self.upload_limit = upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self.limit, "server.max_body"
+        if scope.get("path", "").startswith(UPLOAD_PATHS):
+            limit, setting = max(self.limit, 4 * self.upload_limit), "4 x server.max_upload"
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(self.limit, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(limit, send, setting)
             return
         chunks: list[bytes] = []
         seen = 0
@@ -423,8 +438,8 @@ class BodyLimit:
                 break
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.limit:
-                await _too_large(self.limit, send)
+            if seen > limit:
+                await _too_large(limit, send, setting)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -443,9 +458,10 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _too_large(limit: int, send: Send) -> None:
+async def _too_large(limit: int, send: Send, setting: str = "server.max_body") -> None:
     response = JSONResponse(
-        {"detail": f"request body too large: at most {limit} bytes"}, status_code=413
+        {"detail": f"request body too large: at most {limit} bytes ({setting})"},
+        status_code=413,
     )
     await response({"type": "http"}, _no_body, send)
 

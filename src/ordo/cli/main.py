@@ -343,6 +343,7 @@ def _parser() -> argparse.ArgumentParser:
     crm = cn_sub.add_parser("remove", parents=[common], help="delete a connection")
     crm.add_argument("name")
     _secrets_parser(sub, common)
+    _schedules_parser(sub, common)
     completion = sub.add_parser(
         "completion", help="print a shell completion script (bash, zsh or fish)"
     )
@@ -458,6 +459,26 @@ def _serving_flow_parsers(fl_sub: Any, common: argparse.ArgumentParser) -> None:
     for verb, what in (("activate", "let triggers start it"), ("deactivate", "triggers ignore it")):
         p = fl_sub.add_parser(verb, parents=[common], help=what)
         p.add_argument("id", help="namespace/id, or id in namespace default")
+
+
+def _schedules_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    schedules = sub.add_parser(
+        "schedules", parents=[common], help="schedules kept in the store beside flows' triggers"
+    )
+    sc_sub = schedules.add_subparsers(dest="action", metavar="ACTION")
+    sc_sub.required = True
+    ls = sc_sub.add_parser("list", parents=[common], help="every stored schedule")
+    ls.add_argument("flow", nargs="?", help="only this flow's (namespace/id)")
+    ls.add_argument("--json", action="store_true")
+    add = sc_sub.add_parser("add", parents=[common], help="start a flow on a schedule")
+    add.add_argument("flow", help="namespace/id, or id in namespace default")
+    add.add_argument("--cron", help="a cron expression, e.g. '20 * * * *'")
+    add.add_argument("--every", type=int, metavar="MINUTES", help="every N minutes instead")
+    add.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC)")
+    add.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE")
+    add.add_argument("--inactive", action="store_true", help="keep it, but do not fire")
+    rm = sc_sub.add_parser("remove", parents=[common], help="forget a stored schedule")
+    rm.add_argument("id", type=int)
 
 
 def _secrets_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -580,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         server = args.server or environ.get("ORDO_SERVER")
-        local = ("server", "tokens", "worker", "db", "executioner", "secrets")
+        local = ("server", "tokens", "worker", "db", "executioner", "secrets", "schedules")
         if server and args.command not in local:
             from ordo.runners.http import load_httpx
 
@@ -634,6 +655,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ordo.cli import connections
 
             return connections.command(args, environ)
+        if args.command == "schedules":
+            from ordo.cli import schedules as schedule_commands
+
+            return schedule_commands.command(args, environ)
         if args.command == "secrets":
             from ordo.cli import secrets as secret_commands
 

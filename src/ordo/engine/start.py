@@ -29,6 +29,7 @@ from ordo.errors import (
 )
 from ordo.masking import forms, masked, secret_values
 from ordo.model import Check, Flow, Outcome, State, Task
+from ordo.runners import stored
 from ordo.runners.base import CheckPlan, LogSink, RunContext
 from ordo.secrets import Revealed, SecretBox
 from ordo.store import Store
@@ -427,6 +428,8 @@ def _prepare(
     store: Store, claim: Claim, log: LogSink, env: Mapping[str, str], vault: Revealed
 ) -> Prepared:
     flow = store.flow_of(claim.revision_id)
+    if stored.is_stored(flow):
+        flow = stored.placed(flow, lambda: store.revision_scripts(claim.revision_id))
     task = flow.task(claim.task_id)
     fork: dict[str, Any] | None = None
     if flow.group is not None:

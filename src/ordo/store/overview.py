@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from ordo.model import State
-from ordo.store.secrets import Secrets
+from ordo.store.schedules import Schedules
 
 STATES_SINCE = "SELECT created_at, state, namespace FROM executions WHERE created_at >= ?"
 RECENT_OF_FLOW = """
@@ -26,7 +26,7 @@ WHERE id = ? AND revoked_at IS NULL
 Outcome = tuple[int, State, float, float | None, float | None]
 
 
-class Overview(Secrets):
+class Overview(Schedules):
     """Reads for pages; :class:`~ordo.store.sql.SqlStore` adds the rest."""
 
     def states_since(

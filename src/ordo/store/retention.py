@@ -92,6 +92,7 @@ NOT_EXECUTION_TABLES = (
     "leases",
     "api_tokens",
     "secrets",
+    "flow_schedules",
     "events",
 )
 

@@ -1,6 +1,7 @@
 """The scheduler: starts the executions that flows' ``schedule`` triggers are due for.
 
-One pass (:meth:`Scheduler.tick`) looks at every active flow's schedule triggers. Only the
+One pass (:meth:`Scheduler.tick`) looks at every active flow's schedule triggers and at
+the active schedules kept in the store (``ordo schedules``; trigger id ``#ID``), alike. Only the
 holder of the store's ``scheduler`` lease runs a pass, so with many servers on one
 PostgreSQL one of them schedules and another takes over within the lease's length when
 it dies; and each tick's execution is created in one transaction with the tick's unique
@@ -53,7 +54,8 @@ class Scheduler:
         if not self.store.take_lease(LEASE, self.holder, now, self.lease_seconds):
             return []
         started: list[int] = []
-        for revision, trigger in services.subscribed(self.store, "schedule"):
+        due = services.subscribed(self.store, "schedule") + services.stored_subscribed(self.store)
+        for revision, trigger in due:
             started += self._due(revision, trigger, now)
         return started
 

@@ -22,6 +22,7 @@ from ordo.api import streams
 from ordo.api.app import Stores, not_found, store_of
 from ordo.api.flows import flow_summary
 from ordo.api.streams import EventStream
+from ordo.authoring import read_only_reason
 from ordo.errors import OrdoError, UsageError
 from ordo.model import State
 from ordo.store import Store
@@ -226,6 +227,8 @@ def flow_context(
         "error": error,
         "labels_text": labels_text if values is None else values.get("__labels", ""),
         "queue": "" if values is None else values.get("__queue", ""),
+        "read_only_reason": read_only_reason(store, namespace, flow_id),
+        "stored_schedules": store.list_schedules(namespace, flow_id),
     }
 
 

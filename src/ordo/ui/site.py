@@ -94,16 +94,21 @@ def page(
 
 
 def create_site(
-    db_url: str, *, max_body: int = 1_048_576, session_key: bytes | None = None
+    db_url: str,
+    *,
+    max_body: int = 1_048_576,
+    max_upload: int = 10_485_760,
+    session_key: bytes | None = None,
 ) -> FastAPI:
     """The API (``/api``) and the pages (``/``) over the store at ``db_url``. UI sessions
     are signed with ``session_key`` (servers of one store must share it); without one, a
     random key of this process (sessions end when it stops)."""
-    from ordo.ui import actions, pages
+    from ordo.ui import actions, making, pages
 
-    app = create_app(db_url, max_body=max_body)
+    app = create_app(db_url, max_body=max_body, max_upload=max_upload)
     app.state.session_key = session_key or os.urandom(32)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(making.router)  # before pages: /flows/new is not a flow
     app.include_router(pages.router)
     app.include_router(actions.router)
     app.add_api_route("/login", login_form, methods=["GET"], include_in_schema=False)
