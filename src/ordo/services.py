@@ -323,6 +323,12 @@ def restart_on(store: Store, execution_id: int, revision_id: int, now: float) ->
     return store.restart_execution(execution_id, now, revision_id=revision_id)
 
 
+def rerun_nothing(store: Store, execution_id: int, why: str, now: float) -> None:
+    """Record a new attempt of an execution that succeeded, running nothing (an
+    Executioner resume of a run that already succeeded)."""
+    store.rerun_nothing(execution_id, why, now)
+
+
 def take_back_dead(store: Store, root_id: int, now: float) -> list[str]:
     """Before an execution tree is resumed: record the running attempts of its workers
     known to be dead (processes of this machine that are gone) as lost; their ids."""

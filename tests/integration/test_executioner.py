@@ -276,7 +276,9 @@ def test_resume_runs_failed_and_unrun_jobs_and_mark_success_flips_a_failure(
     assert (field(done.stdout, "Jobs Completed"), field(done.stdout, "Jobs Skipped")) == (4, 4)
     assert (ex.folder / "a.count").read_text() == "a\n"
     listed = ex("--list-runs", "app")
-    assert f"{rid:>6}        2  app" in listed.stdout  # the stored attempt: 2
+    assert f"{rid:>6}        3  app" in listed.stdout  # the new attempt is stored: 3
+    again = ex("-c", str(ex.folder / "jobs.json"), "--resume-from", str(rid))
+    assert f"Run ID: {rid} (Attempt 4)" in again.stdout
     unknown = ex("-c", str(ex.folder / "jobs.json"), "--resume-from", "999")
     assert unknown.returncode == 1 and "no Executioner run has that id" in unknown.stderr
 

@@ -281,7 +281,8 @@ def resume(console: Console, store: Store, ex_id: int, flow: Flow, now: float) -
     execution = store.get_execution(ex_id)
     attempt = 1 + restarts(store, ex_id)
     runs = store.task_runs(ex_id)
-    if execution.state is State.SUCCESS:
+    if execution.state is State.SUCCESS:  # a new attempt all the same: every job skipped
+        services.rerun_nothing(store, ex_id, "resumed: every job had succeeded", now)
         return Resumed(attempt + 1, frozenset(r.task_id for r in runs), runs=False)
     if execution.state.terminal:
         revision = register(store, flow, now)

@@ -86,6 +86,16 @@ class Recovery(Limits):
             self._made_ready()
             return [by_id[i].label for i in sorted(again)]
 
+    def rerun_nothing(self, ex_id: int, why: str, now: float) -> None:
+        """A new attempt of an execution that succeeded, with nothing left to run
+        (every task run kept as it ended; an Executioner resume of a run that already
+        succeeded): SUCCESS -> RESTARTED -> RUNNING -> SUCCESS, in its history."""
+        with self.transaction():
+            steps = ((State.SUCCESS, State.RESTARTED, why), (State.RESTARTED, State.RUNNING, None))
+            for old, new, reason in (*steps, (State.RUNNING, State.SUCCESS, None)):
+                if not self._transition([Change(ex_id, None, old, new, reason)], now):
+                    raise Conflict(f"execution {ex_id} is not SUCCESS; nothing to record")
+
     def _move_to_revision(self, ex_id: int, revision_id: int, now: float) -> None:
         """The execution runs ``revision_id`` from now on: a task run for each task it
         lacks, and dependencies as the new revision has them."""
