@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ordo.client import Client, Execution, Handle, LogLine, TaskRun, run
     from ordo.model import State
+    from ordo.pyflow import flow, task
 
 __all__ = [
     "Client",
@@ -28,7 +29,9 @@ __all__ = [
     "State",
     "TaskRun",
     "__version__",
+    "flow",
     "run",
+    "task",
 ]
 
 __version__ = "0.1.0"
@@ -42,6 +45,8 @@ _LAZY = {
     "TaskRun": "ordo.client",
     "run": "ordo.client",
     "State": "ordo.model",
+    "flow": "ordo.pyflow",
+    "task": "ordo.pyflow",
 }
 
 

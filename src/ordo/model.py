@@ -398,6 +398,9 @@ class Flow:
     #: the task group (``for_each`` over ``tasks:``) this flow is the chain of: each
     #: value runs it as a child execution; its outputs are its last task's
     group: str | None = None
+    #: a flow written in Python: the ``module:function`` its one task runs (``@flow``);
+    #: the dict it returns is the flow's outputs
+    python: str | None = None
 
     @property
     def key(self) -> str:
@@ -431,6 +434,7 @@ class Flow:
             "base_dir": self.base_dir,
             "path": self.path,
             "group": self.group,
+            "python": self.python,
             "tasks": [t.to_dict() for t in self.tasks],
         }
 
@@ -468,6 +472,7 @@ class Flow:
             base_dir=d.get("base_dir", "."),
             path=d.get("path"),
             group=d.get("group"),
+            python=d.get("python"),
             tasks=tuple(Task.from_dict(t) for t in d["tasks"]),
         )
 

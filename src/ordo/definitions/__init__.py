@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ordo.definitions import pyflows
 from ordo.definitions.discovery import Found, discover
 from ordo.definitions.flowfile import content_hash, load_flow_file, parse_flow
 from ordo.definitions.inputs import coerce_inputs, convert_input
@@ -42,4 +43,6 @@ __all__ = [
 
 def load(path: str | os.PathLike[str]) -> Flow:
     """A flow file, or a package folder, validated."""
+    if pyflows.is_python(path):
+        return prepare(path).flow
     return load_package(path) if is_package(path) else load_flow_file(path)

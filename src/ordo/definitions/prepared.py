@@ -4,11 +4,13 @@ references too, see :mod:`ordo.definitions.references`) and those files' text.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ordo.definitions import pyflows
 from ordo.definitions.files import FILE_LIMITS, FileLimits, read_definition
 from ordo.definitions.flowfile import parse_flow
 from ordo.definitions.package import is_package, load_package, package_files, package_hash
@@ -38,6 +40,8 @@ def prepare(
     read, and the files it references must really be inside ``root`` (default: the
     flow's folder), symbolic links resolved."""
     absolute = os.path.abspath(path)
+    if pyflows.is_python(absolute):
+        return _prepare_python(absolute, str(path), limits, root)
     if is_package(absolute):
         flow = load_package(absolute, limits)
         names = package_files(absolute)
@@ -64,7 +68,29 @@ def current_hash(path: str, names: Sequence[str]) -> str:
     its stored revision referenced): equal to that revision's when nothing changed."""
     if is_package(path):
         return package_hash(path)
-    return revision_hash(read_bytes(path, path), os.path.dirname(path), names)
+    file = pyflows.split(path)[0]
+    return revision_hash(read_bytes(file, file), os.path.dirname(file), names)
+
+
+def _prepare_python(absolute: str, shown: str, limits: FileLimits, root: str | None) -> Prepared:
+    """A ``@flow`` of a Python file (``file.py`` or ``file.py:function``): read without
+    running it, then imported once in another process to report an import error."""
+    file, name = pyflows.split(absolute)
+    data = read_bytes(file, pyflows.split(shown)[0], limits.flow)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = Problem(f"file is not UTF-8 text (byte {exc.start})", shown)
+        raise DefinitionError([problem]) from exc
+    found = pyflows.read(file, text)
+    flow = pyflows.choose(file, found, name)
+    if len(found) > 1:  # each flow of the file is tracked at its own path
+        flow = dataclasses.replace(flow, path=f"{file}:{flow.tasks[0].id}")
+    pyflows.check_import(file)
+    names = sorted({*referenced_files(flow), *pyflows.local_imports(file, text)})
+    _check_references(flow.base_dir, names, root, limits)
+    digest = revision_hash(data, flow.base_dir, names, limits.referenced)
+    return Prepared(flow, text, digest, read_files(flow.base_dir, names, limits.referenced))
 
 
 def _check_references(

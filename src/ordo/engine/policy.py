@@ -148,8 +148,8 @@ def flow_outputs(
     (the tasks they need were skipped)."""
     if ending.state not in (State.SUCCESS, State.WARNING):
         return ending, None
-    if flow.group is not None and not flow.outputs:
-        return ending, group_outputs(flow, facts)
+    if (flow.group is not None or flow.python is not None) and not flow.outputs:
+        return ending, group_outputs(flow, facts)  # a chain's last task's, a @flow's return
     if not flow.outputs:
         return ending, None
     early = stopped is not None and ending.state is State.SUCCESS
@@ -198,7 +198,8 @@ def child_results(flow: Flow, facts: OutputFacts) -> dict[str, Any]:
 
 def group_outputs(flow: Flow, facts: OutputFacts) -> dict[str, Any]:
     """What one value of a task group gives the task after the group: the outputs of
-    its chain's last task, or, when the chain ends in several, theirs by task id."""
+    its chain's last task, or, when the chain ends in several, theirs by task id (a
+    ``@flow``'s: the dict its function returned)."""
     needed = {d for t in flow.tasks for d in t.depends_on}
     last = [t.id for t in flow.tasks if t.id not in needed]
     found = facts.outputs_of(last)

@@ -1,0 +1,138 @@
+"""Flows written as Python functions: ``@flow`` and ``@task``.
+
+::
+
+    from ordo import flow, task
+
+    @task(retry={"attempts": 3, "delay": "2s"}, timeout="5m")
+    def extract(day: str) -> list[dict]: ...
+
+    @flow(id="etl", namespace="analytics")
+    def etl(day: str = "2026-01-01") -> dict:
+        rows = extract(day)                        # a task run of the execution
+        parts = [load.submit(c) for c in chunks(rows)]   # in parallel
+        return {"loaded": sum(p.result() for p in parts)}
+
+ordo reads a ``@flow`` from the file without running it
+(:mod:`ordo.definitions.pyflows`): its parameters are the flow's inputs, the dict it
+returns the flow's outputs. When an execution runs it, every call of a ``@task`` is a
+task run of that execution, with its own attempts, retry policy, timeout, logs and
+outputs, recorded as a step: run again (a retry, a restart, a resume after a crash) the
+flow function starts from the top and every step that had completed returns what it
+returned then, without running again (see docs/python.md, "Durable replay").
+
+Outside a running flow a ``@task`` is just its function (so it can be unit tested), and
+so is a ``@flow``.
+
+This module is imported by user code in task hosts: it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import functools
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+#: Set by the python host while it runs a flow function: how a ``@task`` call becomes a
+#: step of the execution (``call(task, args, kwargs, wait)`` -> a Future).
+_runner: Any = None
+
+
+def flow(
+    function: Callable[..., Any] | None = None,
+    *,
+    id: str | None = None,
+    namespace: str = "default",
+    description: str = "",
+    labels: dict[str, str] | None = None,
+    triggers: list[dict[str, Any]] | None = None,
+    notify: list[dict[str, Any]] | None = None,
+    timeout: str | float | None = None,
+    concurrency: dict[str, Any] | int | None = None,
+    retry: dict[str, Any] | None = None,
+    queue: str | None = None,
+    active: bool = True,
+    allow_manual: bool = True,
+) -> Any:
+    """Mark a function as a flow. The options are read from the file as written (they
+    must be literals); called as a plain function, it is just the function."""
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.__ordo_flow__ = {"id": id or fn.__name__, "namespace": namespace}  # type: ignore[attr-defined]
+        return fn
+
+    return mark(function) if function is not None else mark
+
+
+def task(
+    function: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    retry: dict[str, Any] | None = None,
+    timeout: str | float | None = None,
+    queue: str | None = None,
+) -> Any:
+    """Mark a function as a task: called inside a running ``@flow`` it is a task run of
+    the execution (``.submit(...)`` starts it and returns at once, ``.result()`` waits);
+    anywhere else it is the function itself."""
+
+    def wrap(fn: Callable[..., Any]) -> Task:
+        options = {"name": name or fn.__name__, "retry": retry, "timeout": timeout, "queue": queue}
+        return Task(fn, options)
+
+    return wrap(function) if function is not None else wrap
+
+
+class Task:
+    """A ``@task`` function: call it, or ``.submit()`` it."""
+
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.options = options
+
+    @property
+    def target(self) -> str:
+        """``module:qualname``: how a worker imports it."""
+        return f"{self.fn.__module__}:{self.fn.__qualname__}"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _runner is None:
+            return self.fn(*args, **kwargs)
+        return _runner(self, args, kwargs, True).result()
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future:
+        """Start the task run and return at once; ``.result()`` waits for its value.
+        Outside a running flow, the function runs now."""
+        if _runner is None:
+            return Future.done(self.fn(*args, **kwargs))
+        future: Future = _runner(self, args, kwargs, False)
+        return future
+
+    def __repr__(self) -> str:
+        return f"<ordo task {self.options['name']} ({self.target})>"
+
+
+class Future:
+    """A submitted task run: ``result()`` waits for what the task returned (and raises
+    ``ordo.this.TaskFailed`` when it failed after its retries)."""
+
+    def __init__(self, wait: Callable[[], Any]) -> None:
+        self._wait = wait
+        self._done = False
+        self._value: Any = None
+
+    @classmethod
+    def done(cls, value: Any) -> Future:
+        future = cls(lambda: value)
+        future.result()
+        return future
+
+    def result(self) -> Any:
+        if not self._done:
+            self._value = self._wait()
+            self._done = True
+        return self._value
