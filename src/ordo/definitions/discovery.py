@@ -4,7 +4,9 @@ Every ``*.yaml``, ``*.yml`` and ``*.json`` file in the folder or its sub-folders
 top level is a mapping with ``tasks`` is a flow file (one that does not parse is one too:
 its errors are reported); a sub-folder holding a ``flow.yaml`` (or ``flow.yml``) without
 ``tasks`` is a package, and what is inside it is its own. Names starting with ``.`` or
-``_`` are skipped, and so are ``config.json`` files and other YAML and JSON files.
+``_`` are skipped, and so are ``config.json`` files and other YAML and JSON files. A
+``*.py`` file with ``@flow`` functions is a flow file too (``file.py:function`` for each
+of several); other Python files are the modules flows import.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ordo.definitions import pyflows
 from ordo.definitions.document import load_document
 from ordo.definitions.files import FILE_LIMITS, Unreadable, outside, read_regular
 from ordo.definitions.package import CONFIG_FILE, META_FILES
@@ -52,8 +55,30 @@ def discover(folder: str, limit: int = FILE_LIMITS.flow) -> Found:
                 path = os.path.join(current, name)
                 flow = _is_flow_file(path, root, limit)
                 (found.definitions if flow else found.ignored).append(path)
+            elif name.endswith(".py"):
+                found.definitions.extend(_python_flows(os.path.join(current, name), root, limit))
     found.definitions.sort()
     return found
+
+
+def _python_flows(path: str, root: str, limit: int) -> list[str]:
+    """A Python file's flows: ``path`` when it has one ``@flow`` (or cannot be parsed
+    but mentions one: deploying it reports why), ``path:function`` for each of several;
+    none for other Python files (modules the flows import)."""
+    if outside(root, path) is not None:
+        return []
+    try:
+        text = read_regular(path, limit).decode("utf-8")
+    except (Unreadable, UnicodeDecodeError):
+        return []
+    if "flow" not in text:
+        return []
+    names = pyflows.flow_functions(text)
+    if names is None:
+        return [path] if "@flow" in text or "ordo.flow" in text else []
+    if len(names) == 1:
+        return [path]
+    return [f"{path}:{n}" for n in names]
 
 
 def _is_package(folder: str, root: str, limit: int) -> bool:

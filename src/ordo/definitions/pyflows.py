@@ -111,6 +111,15 @@ def read(path: str, text: str) -> list[PyFlow]:
     return found
 
 
+def flow_functions(text: str) -> list[str] | None:
+    """The names of a file's ``@flow`` functions; None when it does not parse."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    return [node.name for node in _functions(tree, "flow")]
+
+
 def choose(path: str, flows: list[PyFlow], name: str | None) -> Flow:
     """The flow ``name`` names (a function's name or the flow's id), or the file's
     only one."""
