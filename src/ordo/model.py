@@ -401,6 +401,8 @@ class Flow:
     #: a flow written in Python: the ``module:function`` its one task runs (``@flow``);
     #: the dict it returns is the flow's outputs
     python: str | None = None
+    #: a Python flow's ``@task`` functions: each call of one is a task run (a step)
+    steps: tuple[Task, ...] = ()
 
     @property
     def key(self) -> str:
@@ -411,7 +413,7 @@ class Flow:
 
     @functools.cached_property
     def _by_id(self) -> dict[str, Task]:
-        return {t.id: t for t in self.tasks}
+        return {t.id: t for t in (*self.steps, *self.tasks)}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -435,6 +437,7 @@ class Flow:
             "path": self.path,
             "group": self.group,
             "python": self.python,
+            "steps": [t.to_dict() for t in self.steps],
             "tasks": [t.to_dict() for t in self.tasks],
         }
 
@@ -473,6 +476,7 @@ class Flow:
             path=d.get("path"),
             group=d.get("group"),
             python=d.get("python"),
+            steps=tuple(Task.from_dict(t) for t in d.get("steps", ())),
             tasks=tuple(Task.from_dict(t) for t in d["tasks"]),
         )
 

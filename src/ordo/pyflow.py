@@ -136,3 +136,72 @@ class Future:
             self._value = self._wait()
             self._done = True
         return self._value
+
+
+class Steps:
+    """How a running flow function's ``@task`` calls become steps of its attempt (the
+    python host sets one as ``_runner`` while the function runs): each call asks the
+    worker for the step's task run (a completed one, run again, answers at once) and
+    waits for it when its value is wanted."""
+
+    def __init__(self, this: Any) -> None:
+        self.this = this
+        self.pending: list[Future] = []
+
+    def __call__(
+        self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], wait: bool
+    ) -> Future:
+        import inspect
+
+        number = self.this._next_step()
+        bound = inspect.signature(task.fn).bind(*args, **kwargs)  # a wrong call: Python's
+        name = task.options["name"]
+        bad = _not_json(name, bound.arguments)
+        request = {
+            "op": "task",
+            "number": number,
+            "name": name,
+            "args": [] if bad else list(args),
+            "kwargs": {} if bad else dict(kwargs),
+            "bad": bad,
+        }
+        answer = self.this._call(request)
+
+        def wait_for() -> Any:
+            done = answer
+            if "state" not in done:
+                done = self.this._call({"op": "task_wait", "run": answer["run"]})
+            if done["state"] in ("SUCCESS", "WARNING"):
+                return done.get("value")
+            raise self.this.TaskFailed(
+                f"task {name} (step {number}) ended {done['state']}: "
+                f"{done.get('reason') or 'no reason recorded'}",
+                done["state"],
+                done.get("run"),
+            )
+
+        future = Future(wait_for)
+        self.pending.append(future)
+        return future
+
+    def finish(self) -> None:
+        """The flow function returned: wait for the steps it submitted and never waited
+        for (they belong to its attempt)."""
+        for future in self.pending:
+            try:
+                future.result()
+            except Exception:
+                continue
+
+
+def _not_json(task: str, arguments: dict[str, Any]) -> str | None:
+    """Why a step's arguments cannot be stored (naming the first that cannot), or None."""
+    import json
+
+    for name, value in arguments.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            kind = type(value).__name__
+            return f"argument {name!r} of task {task} is a {kind}, which cannot be stored as JSON"
+    return None

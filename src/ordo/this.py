@@ -193,7 +193,8 @@ def flow(flow_id: str, *, wait: bool = True, revision: int | None = None, **inpu
     child execution with ``inputs``. ``wait=True``: block until it ends and return its
     outputs (ChildFailed if it did not succeed); ``wait=False``: return a :class:`Child`
     with ``.id`` and ``.wait()``."""
-    answer = _call({"op": "flow", "flow": flow_id, "revision": revision, "inputs": inputs})
+    request = {"op": "flow", "flow": flow_id, "revision": revision, "inputs": inputs}
+    answer = _call({**request, "number": _next_step()})
     child = Child(int(answer["id"]), flow_id)
     return child.wait() if wait else child
 
@@ -206,9 +207,8 @@ def connect(
     ``connection`` (its type is known), or give ``connection_type="sql"`` / ``"http"``
     with the fields (``url``, ``query``, ``method``, ``json``, ...). ChildFailed if the
     call failed."""
-    answer = _call(
-        {"op": "connect", "connection": connection, "type": connection_type, "fields": fields}
-    )
+    request = {"op": "connect", "connection": connection, "type": connection_type}
+    answer = _call({**request, "fields": fields, "number": _next_step()})
     if answer["state"] != "SUCCESS":
         raise ChildFailed(answer.get("message") or "the call failed", answer["state"])
     outputs: dict[str, Any] = answer.get("outputs") or {}
@@ -264,3 +264,57 @@ class _System:
 
 
 system = _System()
+
+
+# -- durable steps ---------------------------------------------------------------------
+# Each call into ordo that has an effect or a value the code may depend on (a @task,
+# flow, connect, now, random) is a step, numbered in the order this attempt makes them.
+# Run again (a retry, a restart, a resume after a crash), the code starts from the top
+# and each step that had completed answers what it answered then.
+_steps = 0
+
+
+def _reset_steps() -> None:
+    """A new attempt starts (the python host calls this before every task)."""
+    global _steps
+    _steps = 0
+
+
+def _next_step() -> int:
+    global _steps
+    _steps += 1
+    return _steps
+
+
+class TaskFailed(ChildFailed):
+    """A ``@task`` called by a flow function did not succeed, after its retries: the
+    message says why, ``state`` is how it ended, ``id`` its task run."""
+
+
+class ReplayError(OrdoCallError):
+    """Run again, the code made a different call at a step than it had made before
+    (``non-deterministic replay: step 3 was load(...), now is extract(...)``): steps
+    must come in the same order every time (read the time and random numbers with
+    :func:`now` and :func:`random`, which are steps too)."""
+
+
+def now() -> Any:
+    """The time (a timezone-aware UTC ``datetime``), recorded as a step: run again, the
+    code gets the same time. Outside a running task, the time now."""
+    from datetime import UTC, datetime
+
+    if _channel is None:
+        return datetime.now(UTC)
+    answer = _call({"op": "now", "number": _next_step()})
+    return datetime.fromisoformat(str(answer["value"]))
+
+
+def random() -> float:
+    """A random number in [0, 1), recorded as a step: run again, the code gets the
+    same number. Outside a running task, a new one."""
+    import random as _random
+
+    if _channel is None:
+        return _random.random()
+    answer = _call({"op": "random", "number": _next_step()})
+    return float(answer["value"])

@@ -205,8 +205,8 @@ def test_user_errors_are_clear(
         (
             {"function": "tasks_mod:wrong"},
             "error",
-            "function tasks_mod:wrong returned list, expected a dict of outputs, None or "
-            "this.success/warning/fail(...)",
+            "function tasks_mod:wrong returned list, expected a dict of outputs, None, "
+            "this.success/warning/fail(...), or 'SKIP'/'STOP'",
         ),
     ],
 )

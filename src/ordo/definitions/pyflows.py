@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ordo.errors import DefinitionError, Problem
-from ordo.model import Flow
+from ordo.model import Flow, Task
 
 #: Annotations that give an input's type (anything else, or none: json).
 INPUT_TYPES = {"str": "string", "int": "int", "float": "float", "bool": "bool"}
@@ -84,9 +84,19 @@ def read(path: str, text: str) -> list[PyFlow]:
     module = os.path.splitext(os.path.basename(path))[0]
     problems: list[Problem] = []
     steps = [_task(node, module, path, problems) for node in _functions(tree, "task")]
+    folder = os.path.dirname(os.path.abspath(path))
+    for name in local_imports(path, text):  # @task functions of the modules beside it
+        beside = os.path.join(folder, name)
+        dotted = name.removesuffix("/__init__.py").removesuffix(".py").replace("/", ".")
+        try:
+            with open(beside, encoding="utf-8") as f:
+                found_tree = ast.parse(f.read(), filename=beside)
+        except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+            continue  # its import reports it
+        steps += [_task(n, dotted, beside, problems) for n in _functions(found_tree, "task")]
     found = []
     for node in _functions(tree, "flow"):
-        made = _flow(node, module, path, [s for s in steps if s], problems)
+        made = _flow(node, module, path, steps, problems)
         if made is not None:
             found.append(made)
     if problems:
@@ -273,14 +283,13 @@ def _options(
     return found
 
 
-def _task(
-    node: ast.FunctionDef, module: str, path: str, problems: list[Problem]
-) -> dict[str, Any] | None:
+def _task(node: ast.FunctionDef, module: str, path: str, problems: list[Problem]) -> dict[str, Any]:
+    """A ``@task`` function: its name, ``module:function`` and options."""
     options = _options(node, "task", TASK_OPTIONS, path, problems)
     return {
         "name": options.get("name", node.name),
         "function": f"{module}:{node.name}",
-        **{k: options[k] for k in ("retry", "timeout", "queue") if k in options},
+        "options": {k: options[k] for k in ("retry", "timeout", "queue") if k in options},
     }
 
 
@@ -370,11 +379,27 @@ def _flow(
         problems.append(dataclasses.replace(p, line=p.line or node.lineno))
     if flow is None or checker.problems:
         return None
+    step_tasks: tuple[Task, ...] = ()
+    if steps:  # each @task as the python task its calls are, checked as such
+        listed = [
+            {"id": s["name"], "type": "python", "function": s["function"], **s["options"]}
+            for s in steps
+        ]
+        inner = FlowChecker(path)
+        built = inner.flow({"id": flow.id, "tasks": listed})
+        for p in inner.problems:
+            problems.append(dataclasses.replace(p, line=p.line or node.lineno))
+        if built is None or inner.problems:
+            return None
+        step_tasks = tuple(
+            dataclasses.replace(t, spec={**t.spec, "step": True}) for t in built.tasks
+        )
     main = flow.tasks[0]
-    spec: Mapping[str, Any] = {**main.spec, "flow_function": True, "steps": steps}
+    spec: Mapping[str, Any] = {**main.spec, "flow_function": True}
     made = dataclasses.replace(
         flow,
         tasks=(dataclasses.replace(main, spec=spec, line=node.lineno),),
         python=f"{module}:{node.name}",
+        steps=step_tasks,
     )
     return PyFlow(node.name, made)

@@ -439,7 +439,17 @@ def _prepare(
         if index is None:
             return Prepared(claim, outcome=_expand(store, flow, task, claim, env, vault))
         fork = {"index": index, "value": value}
-    raw: dict[str, Any] = {
+    step = store.step_of_run(claim.task_run_id) if task.spec.get("step") else None
+    if step is not None:  # a @task called by a flow function: its arguments as given
+        given = step.value if isinstance(step.value, Mapping) else {}
+        raw: dict[str, Any] = {
+            "fields": {**task.spec, "args": list(given.get("args") or ())},
+            "with": dict(given.get("kwargs") or {}),
+            "env": dict(task.env),
+            "run_if": None,
+        }
+        return _context(store, flow, task, claim, raw, log, env, vault, fork)
+    raw = {
         # (a task group's chain is rendered in each value's own execution)
         "fields": {k: v for k, v in task.spec.items() if k != "group"},
         "with": dict(task.with_),
@@ -458,6 +468,22 @@ def _prepare(
         decided = decide_run_if(task, rendered["run_if"])
         if decided is not None:
             return Prepared(claim, outcome=decided)
+    return _context(store, flow, task, claim, rendered, log, env, vault, fork)
+
+
+def _context(
+    store: Store,
+    flow: Flow,
+    task: Task,
+    claim: Claim,
+    rendered: Mapping[str, Any],
+    log: LogSink,
+    env: Mapping[str, str],
+    vault: Revealed,
+    fork: Mapping[str, Any] | None,
+) -> Prepared:
+    """The run context of a task whose fields are rendered: its connection merged in,
+    its secrets to mask, its run_if function and checks to evaluate."""
     fields = dict(rendered["fields"])
     secrets: list[str] = [*vault.values.values(), *vault.hidden]
     if "connection" in fields:

@@ -189,6 +189,7 @@ class Host:
         sys.path[:] = [*dirs, *(p for p in self.path if p not in dirs)]
         if self.this is not None:
             self.this.inputs._set(request["with"])
+            self.this._reset_steps()
         before = _usage()
         try:
             os.chdir(request["cwd"])
@@ -279,7 +280,23 @@ def execute(request: dict[str, Any], this: ModuleType | None = None) -> dict[str
         target = request["handler"]
         return call_handler(load_function(target), target, request["with"], this)
     target = request["function"]
-    return _result(load_function(target)(**request["with"]), f"function {target}", this)
+    function = load_function(target)
+    if request.get("step"):  # a @task called by a flow function: any JSON value it returns
+        function = getattr(function, "fn", function)
+        value = function(*request.get("args") or (), **request["with"])
+        return _outputs({"return": value}, f"task {target}")
+    if request.get("flow_function") and this is not None:
+        from ordo import pyflow  # its @task calls are steps of this attempt
+
+        steps = pyflow.Steps(this)
+        pyflow._runner = steps
+        try:
+            result = function(**request["with"])
+            steps.finish()
+        finally:
+            pyflow._runner = None
+        return _result(result, f"flow function {target}", this)
+    return _result(function(**request["with"]), f"function {target}", this)
 
 
 def _result(result: Any, what: str, this: ModuleType | None) -> dict[str, Any]:

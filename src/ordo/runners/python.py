@@ -303,6 +303,11 @@ class PythonRunner:
             "function": ctx.fields.get("function"),
             "handler": ctx.fields.get("handler"),
             "script": os.path.join(base_dir, str(script)) if script else None,
+            # a @flow function (its @task calls are steps), or a @task's step (its
+            # positional arguments, and whatever it returns is its value)
+            "flow_function": bool(ctx.fields.get("flow_function")),
+            "step": bool(ctx.fields.get("step")),
+            "args": list(ctx.fields.get("args") or ()),
             "with": dict(ctx.with_),
             "env": env,
             "cwd": os.path.abspath(working_dir(ctx)),

@@ -77,6 +77,7 @@ GC_TABLES = (
     ("checks", f"execution_id IN ({_TREE})"),
     ("trigger_ticks", f"execution_id IN ({_TREE})"),
     ("notifications", f"execution_id IN ({_TREE})"),
+    ("steps", f"execution_id IN ({_TREE})"),
     ("attempts", f"execution_id IN ({_TREE})"),
     ("task_runs", f"execution_id IN ({_TREE})"),
     ("executions", "root_id {ids}"),

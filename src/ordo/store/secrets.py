@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ordo.errors import NotFound
-from ordo.store.serving import Serving
+from ordo.store.steps import Steps
 
 SECRET = "SELECT ciphertext FROM secrets WHERE name = ?"
 INSERT_SECRET = """
@@ -27,7 +27,7 @@ class SecretRow:
     updated_at: float
 
 
-class Secrets(Serving):
+class Secrets(Steps):
     """Secrets' ciphertexts; :class:`~ordo.store.sql.SqlStore` adds the rest."""
 
     def set_secret(self, name: str, ciphertext: str, now: float) -> bool:

@@ -1,0 +1,164 @@
+"""Steps of running flow functions and handlers, for durable replay.
+
+A flow function (``@flow``) or a handler calls into ordo step by step: a ``@task`` (a
+task run of the execution, run by any worker), ``this.flow`` (a child execution),
+``this.connect`` (a task run of its own), ``this.now()`` and ``this.random()``. Each
+call is recorded here under the attempt's task run with its number in the order the
+code made them; when the task run is run again (a retry, a restart, a resume after a
+crash) the code starts from the top and each call finds its step: a completed one
+answers what it gave then, one that failed or never finished runs again.
+
+A ``@task`` step's task run counts among the task runs its execution waits for (so the
+execution cannot end under it) and may fail without failing the execution: the flow
+function is told, and decides.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ordo.errors import Conflict
+from ordo.model import State, Task
+from ordo.store import queries as q
+from ordo.store.outcomes import dumps
+from ordo.store.records import Claim
+from ordo.store.serving import Serving
+
+STEP_COLUMNS = "id, execution_id, task_run_id, number, kind, name, run_id, child_id, value"
+GET_STEP = f"SELECT {STEP_COLUMNS} FROM steps WHERE task_run_id = ? AND number = ?"
+STEP_OF_RUN = f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ?"
+INSERT_STEP = """
+INSERT INTO steps
+    (execution_id, task_run_id, number, kind, name, run_id, child_id, value, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+INSERT_STEP_RUN = """
+INSERT INTO task_runs
+    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
+     parent_run_id)
+VALUES (?, ?, 'CREATED', 0, 1, ?, ?, ?)
+"""
+RUN_STATES = "SELECT id, state, reason FROM task_runs WHERE id IN ({})"
+COUNT_STEPS = "SELECT count(*) FROM steps WHERE task_run_id = ?"
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One recorded step: ``kind`` task, flow, connect, now or random; ``name`` what
+    was called; ``run_id`` its task run (task, connect), ``child_id`` its child
+    execution (flow), ``value`` its arguments (task) or value (now, random)."""
+
+    id: int
+    execution_id: int
+    task_run_id: int
+    number: int
+    kind: str
+    name: str
+    run_id: int | None
+    child_id: int | None
+    value: Any
+
+
+def _step(row: Any) -> StepRow:
+    value = json.loads(row[8]) if row[8] is not None else None
+    return StepRow(
+        int(row[0]),
+        int(row[1]),
+        int(row[2]),
+        int(row[3]),
+        str(row[4]),
+        str(row[5]),
+        None if row[6] is None else int(row[6]),
+        None if row[7] is None else int(row[7]),
+        value,
+    )
+
+
+class Steps(Serving):
+    """Recording steps and finding them again."""
+
+    def step(self, task_run_id: int, number: int) -> StepRow | None:
+        """Step ``number`` of the flow function or handler running as ``task_run_id``."""
+        row = self._one(GET_STEP, (task_run_id, number))
+        return None if row is None else _step(row)
+
+    def step_of_run(self, run_id: int) -> StepRow | None:
+        """The step a task run is (a ``@task`` call's), if it is one."""
+        row = self._one(STEP_OF_RUN, (run_id,))
+        return None if row is None else _step(row)
+
+    def step_count(self, task_run_id: int) -> int:
+        row = self._one(COUNT_STEPS, (task_run_id,))
+        return int(row[0]) if row else 0
+
+    def record_step(
+        self,
+        claim: Claim,
+        number: int,
+        kind: str,
+        name: str,
+        now: float,
+        *,
+        value: Any = None,
+        run_id: int | None = None,
+        child_id: int | None = None,
+    ) -> StepRow:
+        """Record a step that has happened (``this.now()``, ``this.random()``, the child
+        a ``this.flow`` started, the task run of a ``this.connect``)."""
+        with self.transaction():
+            shown = None if value is None else dumps(value)
+            params = (claim.execution_id, claim.task_run_id, number, kind, name)
+            self._insert(INSERT_STEP, (*params, run_id, child_id, shown, now))
+            found = self.step(claim.task_run_id, number)
+            assert found is not None
+            return found
+
+    def start_step(
+        self, claim: Claim, number: int, task: Task, args: Mapping[str, Any], now: float
+    ) -> StepRow:
+        """A ``@task`` call: a task run of ``task`` in the claim's execution, under the
+        caller's task run, ready for any worker, with ``args`` as its ``with``."""
+        with self.transaction():
+            ex_id = claim.execution_id
+            queue = self.queue_of(ex_id, task)
+            run_id = self._insert(INSERT_STEP_RUN, (ex_id, task.id, now, queue, claim.task_run_id))
+            self._created(ex_id, run_id, now, f"step {number} of {claim.task_id}")
+            self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))  # one more to wait for
+            self._ready_restarted(run_id, ex_id, queue, None, now)
+            params = (ex_id, claim.task_run_id, number, "task", task.id, run_id, None)
+            self._insert(INSERT_STEP, (*params, dumps(dict(args)), now))
+            found = self.step(claim.task_run_id, number)
+            assert found is not None
+            return found
+
+    def again_step(self, step: StepRow, task: Task, now: float) -> None:
+        """A ``@task`` step that failed, was killed or skipped runs again (the flow
+        function was run again): its task run RESTARTED and ready."""
+        if step.run_id is None:
+            raise Conflict(f"step {step.number} ({step.name}) has no task run to run again")
+        with self.transaction():
+            ex_id = step.execution_id
+            again = self._set_task_run_state(
+                step.run_id,
+                ex_id,
+                State.RESTARTED,
+                now,
+                "run again: the flow function was run again",
+                only_from=frozenset({State.FAILED, State.KILLED, State.SKIPPED}),
+            )
+            if again is None:
+                return  # running, or done: nothing to run again
+            self._execute(q.RESTART_TASK_RUN, (0, 0, step.run_id))
+            self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
+            self._ready_restarted(step.run_id, ex_id, self.queue_of(ex_id, task), None, now)
+
+    def run_states(self, run_ids: Iterable[int]) -> dict[int, tuple[State, str | None]]:
+        """The state and reason of each of these task runs."""
+        ids = sorted(set(run_ids))
+        if not ids:
+            return {}
+        rows = self._all(RUN_STATES.format(q.marks(ids)), ids)
+        return {int(r[0]): (State(r[1]), r[2]) for r in rows}
