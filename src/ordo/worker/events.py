@@ -6,6 +6,7 @@ they put an event here and the loop thread, which owns the store connection, act
 
 from __future__ import annotations
 
+import collections
 import queue
 from dataclasses import dataclass
 
@@ -53,9 +54,15 @@ class Inbox:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._quiet: collections.deque[Event] = collections.deque()
 
     def put(self, event: Event) -> None:
         self._queue.put(event)
+
+    def note(self, event: Event) -> None:
+        """Queue ``event`` without waking the loop: it is taken with the next one (the
+        loop steps at least every ``log_flush_every`` while attempts run)."""
+        self._quiet.append(event)
 
     def finished(self, claim: Claim, outcome: Outcome) -> None:
         self._queue.put(Finished(claim, outcome))
@@ -64,13 +71,15 @@ class Inbox:
         self._queue.put(Wake(why))
 
     def take(self, timeout: float) -> list[Event]:
-        """Wait up to ``timeout`` seconds for an event; then every event that is there."""
+        """Wait up to ``timeout`` seconds for an event; then every event that is there
+        (noted ones too, even when none came)."""
         first = self.clock.wait(self._queue, timeout)
-        if first is None:
-            return []
-        events = [first]
+        events = [] if first is None else [first]
         while True:
             try:
                 events.append(self._queue.get_nowait())
             except queue.Empty:
-                return events
+                break
+        while self._quiet:
+            events.append(self._quiet.popleft())
+        return events

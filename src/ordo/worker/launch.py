@@ -111,6 +111,13 @@ class Launcher:
         self.waiting.remove(claim)
         self.leased_until.pop(claim.attempt_id, None)
 
+    def recorded(self, launched: int, processes: int) -> None:
+        """The first ``launched`` attempts and ``processes`` groups are in the store; the
+        secrets are read again for what launches after this step."""
+        del self.launched[:launched]
+        del self.processes[:processes]
+        self.vault = None
+
     def busy(self) -> int:
         """Slots in use: running attempts, less those waiting for a child execution."""
         return sum(1 for r in self.running.values() if not r.waiting)
@@ -184,7 +191,7 @@ class Launcher:
         ctx.kill_grace = self.settings.kill_grace
         running = Running(claim, ctx)
         ctx.call = lambda request: self.calls.call(running, request)
-        ctx.process_started = lambda pid: self.inbox.put(
+        ctx.process_started = lambda pid: self.inbox.note(  # recorded in the next step
             ProcessStarted(claim.attempt_id, pid, group_start(pid))
         )
         self.running[claim.attempt_id] = running

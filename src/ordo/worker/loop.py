@@ -222,21 +222,15 @@ class Worker:
         """One transaction: logs, lease renewals, stops asked for, claims, outcomes (with
         all they decide), hand-backs, claims of what the outcomes just made ready, and
         the attempts launched (with the process groups they started)."""
-        s, launcher, house = self.settings, self.launcher, self.housekeeping
+        s, launcher = self.settings, self.launcher
         launcher.release_logs(now)
-        logs = self.logs.pending()
-        launched = list(launcher.launched)
-        processes = list(launcher.processes)
-        renew = launcher.renewals(now)
+        logs, renew = self.logs.pending(), launcher.renewals(now)
+        launched, processes = list(launcher.launched), list(launcher.processes)
         stopped = RecordResult()
         with self.store.transaction():
             self.store.add_logs(logs)
             self.store.heartbeat(s.worker_id, renew, now + s.claim_lease_seconds)
-            if house.stop_reason is not None and execution_id is not None:
-                house.stop(execution_id, house.stop_reason, now, stopped)
-            if execution_id is not None and self._deadline is not None and now >= self._deadline:
-                self._deadline = None
-                house.stop(execution_id, "timeout", now, stopped)
+            self._stop_asked(now, execution_id, stopped)
             # serving, claim before recording: the rows every recording transaction
             # updates (the execution's counters) then stay locked as briefly as possible;
             # working on one execution, record first: what it makes ready is claimed next
@@ -249,25 +243,40 @@ class Worker:
                 self._retrying.update(result.retries)
             result.ended_executions.update(stopped.ended_executions)
             result.nested.extend(stopped.nested)
-            if house.stopping_at is not None and launcher.waiting:
-                self._handed.extend(launcher.hand_back_waiting())
-            if self._handed:
-                self.store.hand_back(self._handed, now)
+            self._hand_back(now)
             if self.store.readied and execution_id not in result.ended_executions:
                 claims += self._claim(now, execution_id, len(claims))  # made ready just now
             # launched, or about to be (claims that fit in free slots): the full lease
             starting = launcher.starting(claims)
             self.store.mark_launched([*launched, *starting], now, now + s.lease_seconds)
-            self.store.record_processes(socket.gethostname(), processes)
-        self.logs.written(len(logs))  # written: forget them (kept above if it failed)
-        del launcher.launched[: len(launched)]
-        del launcher.processes[: len(processes)]
+            still = [p for p in processes if p.attempt_id in launcher.running]  # not ended
+            self.store.record_processes(socket.gethostname(), still)
+        # committed: forget what was written (all of it is kept when the commit fails)
+        self.logs.written(len(logs))
+        launcher.recorded(len(launched), len(processes))
         launcher.renewed(renew, now + s.claim_lease_seconds)
         self._handed = []
         launcher.held -= {f.claim.execution_id for f in done}
         self._failed_now = {f.claim.execution_id for f in done if f.outcome.state is State.FAILED}
-        launcher.vault = None  # read the secrets again for what launches after this step
         return result, claims
+
+    def _stop_asked(self, now: float, execution_id: int | None, stopped: RecordResult) -> None:
+        """The execution worked on fails when interrupted or past its deadline."""
+        house = self.housekeeping
+        if execution_id is None:
+            return
+        if house.stop_reason is not None:
+            house.stop(execution_id, house.stop_reason, now, stopped)
+        if self._deadline is not None and now >= self._deadline:
+            self._deadline = None
+            house.stop(execution_id, "timeout", now, stopped)
+
+    def _hand_back(self, now: float) -> None:
+        """What a stopping worker gives up: its waiting claims, attempts stopped."""
+        if self.housekeeping.stopping_at is not None and self.launcher.waiting:
+            self._handed.extend(self.launcher.hand_back_waiting())
+        if self._handed:
+            self.store.hand_back(self._handed, now)
 
     def _claim(self, now: float, execution_id: int | None, taken: int) -> list[Claim]:
         """Claim up to the free slots (and ``prefetch`` more), less ``taken`` already,
