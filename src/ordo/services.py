@@ -25,7 +25,7 @@ from typing import Any, Literal
 from ordo import definitions, engine, templating
 from ordo.errors import Conflict, Forbidden, NotFound, OrdoError, UsageError
 from ordo.model import MARKS, Flow, State, Trigger
-from ordo.runners.process import stop_groups
+from ordo.runners.process import stop_groups, this_machine
 from ordo.store import Store
 from ordo.store.records import ExecutionRow, Revision
 from ordo.store.recovery import Marked
@@ -331,7 +331,7 @@ def take_back_dead(store: Store, root_id: int, now: float, grace: float = 5.0) -
     runs again while its lost copy still runs."""
     dead = [w for w in store.tree_workers(root_id) if _is_dead(w)]
     if dead:
-        lost = store.lost_processes(socket.gethostname(), worker_ids=dead)
+        lost = store.lost_processes(this_machine(), worker_ids=dead)
         stopped = stop_groups([(p.group, p.started) for p in lost], grace)
         if stopped:
             logger.warning("stopped the processes of lost attempts: groups %s", stopped)

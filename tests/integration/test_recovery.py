@@ -7,7 +7,6 @@ import collections
 import json
 import random
 import signal
-import socket
 import subprocess
 import textwrap
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from support import ordo, start, state_of, wait_for
 
 from ordo.model import State
+from ordo.runners.process import this_machine
 from ordo.store import open_store
 
 
@@ -147,7 +147,7 @@ def recorded_groups(db: str, execution_id: int) -> int:
     store = open_store(db)
     try:
         worker_ids = {a.worker_id for a in store.attempts(execution_id) if a.worker_id}
-        return len(store.lost_processes(socket.gethostname(), worker_ids=sorted(worker_ids)))
+        return len(store.lost_processes(this_machine(), worker_ids=sorted(worker_ids)))
     finally:
         store.close()
 

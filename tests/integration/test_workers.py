@@ -7,7 +7,6 @@ import collections
 import json
 import random
 import signal
-import socket
 import subprocess
 import textwrap
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from support import patient
 
-from ordo.runners.process import stop_groups
+from ordo.runners.process import stop_groups, this_machine
 from ordo.store import open_store
 from ordo.store.records import AttemptRow
 
@@ -326,7 +325,7 @@ def test_a_killed_workers_prefetched_claims_come_back_before_its_lease_ends(
     def claimed_and_started() -> bool:
         store = open_store(postgres_url)
         try:
-            groups = store.lost_processes(socket.gethostname(), worker_ids=[victim_id()])
+            groups = store.lost_processes(this_machine(), worker_ids=[victim_id()])
         finally:
             store.close()
         return len(attempts()) == 18 and len(groups) == 2
@@ -338,7 +337,7 @@ def test_a_killed_workers_prefetched_claims_come_back_before_its_lease_ends(
     lost_id = victim_id()
     store = open_store(postgres_url)
     try:
-        groups = store.lost_processes(socket.gethostname(), worker_ids=[lost_id])
+        groups = store.lost_processes(this_machine(), worker_ids=[lost_id])
     finally:
         store.close()
     victim.send_signal(signal.SIGKILL)
@@ -399,7 +398,7 @@ def test_a_reaped_attempt_is_stopped_on_this_machine_before_it_runs_again(
         store = open_store(postgres_url)
         try:
             ids = sorted({a.worker_id or "" for a in store.attempts(ex_id)})
-            return len(store.lost_processes(socket.gethostname(), worker_ids=ids)) == 1
+            return len(store.lost_processes(this_machine(), worker_ids=ids)) == 1
         finally:
             store.close()
 

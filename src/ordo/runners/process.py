@@ -10,11 +10,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -389,6 +391,20 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 
 # -- the processes of lost attempts ----------------------------------------------------
+@functools.cache
+def this_machine() -> str:
+    """Where a recorded process group can be signalled from: the host name, and (from
+    ``/proc``, where there is one) the boot and the PID namespace, so that neither a
+    reboot nor a container with the same host name mistakes another's group for its
+    own."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError), open("/proc/sys/kernel/random/boot_id") as f:
+        parts.append(f.read().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    return " ".join(parts)
+
+
 def group_start(pid: int) -> int | None:
     """When process ``pid`` started, in clock ticks since boot (``/proc``); None where
     it cannot be read. With the group id, it tells a later reader whether a process

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 
 from ordo.clock import Clock
-from ordo.runners.process import stop_groups
+from ordo.runners.process import stop_groups, this_machine
 from ordo.store import Store
 from ordo.store.records import RecordResult
 from ordo.worker.launch import Launcher
@@ -70,7 +69,7 @@ class Housekeeping:
         """Take back attempts whose lease expired (their worker died or hangs); those
         that started processes on this machine have them stopped first, so that no
         task runs twice at once."""
-        lost = self.store.lost_processes(socket.gethostname(), expired_at=now)
+        lost = self.store.lost_processes(this_machine(), expired_at=now)
         if lost:
             stopped = stop_groups([(p.group, p.started) for p in lost], self.settings.kill_grace)
             if stopped:

@@ -25,6 +25,7 @@ from ordo.errors import StoreError, StoreUnavailable
 from ordo.masking import passed_environ, secret_values
 from ordo.model import Outcome, State
 from ordo.runners import RunnerSet
+from ordo.runners.process import this_machine
 from ordo.secrets import SecretBox
 from ordo.store import Store
 from ordo.store.records import Claim, RecordResult
@@ -250,7 +251,7 @@ class Worker:
             starting = launcher.starting(claims)
             self.store.mark_launched([*launched, *starting], now, now + s.lease_seconds)
             still = [p for p in processes if p.attempt_id in launcher.running]  # not ended
-            self.store.record_processes(socket.gethostname(), still)
+            self.store.record_processes(this_machine(), still)
         # committed: forget what was written (all of it is kept when the commit fails)
         self.logs.written(len(logs))
         launcher.recorded(len(launched), len(processes))
