@@ -108,30 +108,43 @@ class ReadSecret:
 
 
 def parse(request: Mapping[str, Any]) -> Request | Connect | ReadSecret | Answer:
-    """The typed request of a handler's JSON ``request``; an error answer when it is
-    not one ordo knows."""
+    """The typed request of a handler's JSON ``request``; an error answer naming what is
+    wrong when it is not one ordo knows."""
     op = request.get("op")
     try:
         if op == "flow":
+            if not request.get("flow"):
+                raise _Bad("a flow request needs the flow's id")
             revision = request.get("revision")
             return StartChild(
                 str(request["flow"]),
-                int(revision) if revision is not None else None,
+                None if revision is None else _integer(op, "revision", revision),
                 request.get("inputs") or {},
             )
         if op == "wait":
-            return WaitChild(int(request["id"]))
-        if op == "connect":
-            fields = request.get("fields") or {}
-            name, kind = request.get("connection"), request.get("type")
-            return Connect(ConnectSetup(name and str(name), kind and str(kind), fields))
-        if op == "secret":
-            return ReadSecret(str(request.get("name")))
-    except (KeyError, TypeError, ValueError) as exc:
-        return {"error": f"a {op} request needs {exc}"}
+            return WaitChild(_integer(op, "id", request.get("id")))
+    except _Bad as exc:
+        return {"error": str(exc)}
+    if op == "connect":
+        fields = request.get("fields") or {}
+        name, kind = request.get("connection"), request.get("type")
+        return Connect(ConnectSetup(name and str(name), kind and str(kind), fields))
+    if op == "secret":
+        return ReadSecret(str(request.get("name")))
     if op in LOOK_UPS:
         return LookUp(request)
     return {"error": f"unknown request {op!r}"}
+
+
+class _Bad(ValueError):
+    pass
+
+
+def _integer(op: str, name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _Bad(f"a {op} request's {name} must be an integer, found {value!r}") from None
 
 
 @dataclass
