@@ -567,13 +567,19 @@ class SqlStore(Overview):
                 self._take_back(row, now, rng, result)
         return result
 
-    def hand_back(self, claims: Sequence[Claim], now: float) -> None:
-        """Return claimed attempts a stopping worker will not finish: each attempt ends
-        KILLED (reason ``handed back``, not counted by retries) and its task run is ready
-        again at once."""
+    def hand_back(
+        self,
+        claims: Sequence[Claim],
+        now: float,
+        why: str = "the worker stopped before the attempt ended",
+    ) -> None:
+        """Return claimed attempts a worker will not finish (it stops, or it was held up
+        past half a claim's lease): each attempt ends KILLED (reason ``handed back``, not
+        counted by retries, ``why`` as its message) and its task run is ready again at
+        once. An attempt already taken back by someone else is left as it is."""
         with self.transaction():
             for claim in claims:
-                self._hand_back_one(claim, "the worker stopped before the attempt ended", now)
+                self._hand_back_one(claim, why, now)
 
     def _hand_back_one(self, claim: Claim, why: str, now: float) -> None:
         """The attempt ends KILLED (``handed back``, not counted) and its task run is

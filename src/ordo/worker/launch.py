@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -61,6 +61,7 @@ class Launcher:
         # the store says whether they fail (a retry, allow_failure, continue_on_error)
         self.held: set[int] = set()
         self.launched: list[int] = []  # attempts started since the last step
+        self.late: list[Claim] = []  # claims not started in time: handed back next step
         self.processes: list[AttemptProcess] = []  # process groups they started
         self.vault: Revealed | None = None  # secrets read for this step's launches
         # more threads than slots: an attempt waiting for a child execution lends its slot
@@ -76,17 +77,36 @@ class Launcher:
         )
 
     # -- claims waiting for a slot ----------------------------------------------------
-    def take(self, claims: list[Claim], now: float) -> None:
-        """Claims just taken, leased for ``claim_lease_seconds`` from ``now``."""
+    def take(self, claims: list[Claim], now: float, starting: Collection[int] = ()) -> None:
+        """Claims just taken, leased for ``claim_lease_seconds`` from ``now``; those
+        ``starting`` (marked launched as they were claimed) for the full lease."""
+        s = self.settings
         self.waiting.extend(claims)
         for claim in claims:
-            self.leased_until[claim.attempt_id] = now + self.settings.claim_lease_seconds
+            lease = s.lease_seconds if claim.attempt_id in starting else s.claim_lease_seconds
+            self.leased_until[claim.attempt_id] = now + lease
 
     def renewals(self, now: float) -> list[int]:
-        """Waiting claims whose lease is a third gone: renew them in this step."""
-        lease = self.settings.claim_lease_seconds
-        due = now + lease * 2 / 3
+        """Waiting claims whose lease is a third gone: renew them in this step. Those
+        with less than half of it left are given up instead (see :meth:`_too_late`):
+        a lease is never renewed once another worker may be taking it back."""
+        for claim in [c for c in self.waiting if self._too_late(c, now)]:
+            self.unwait(claim)
+        due = now + self.settings.claim_lease_seconds * 2 / 3
         return [c.attempt_id for c in self.waiting if self.leased_until[c.attempt_id] < due]
+
+    def _too_late(self, claim: Claim, now: float) -> bool:
+        """Whether less than half of ``claim``'s lease is left (the loop was held up):
+        then it is neither started nor renewed but handed back in the next step."""
+        if self.leased_until[claim.attempt_id] - now >= self.settings.claim_lease_seconds / 2:
+            return False
+        logger.warning(
+            "not starting attempt %d of task %r: its claim was not renewed in time (handed back)",
+            claim.attempt_id,
+            claim.task_id,
+        )
+        self.late.append(claim)
+        return True
 
     def renewed(self, attempt_ids: list[int], until: float) -> None:
         for attempt_id in attempt_ids:
@@ -124,24 +144,16 @@ class Launcher:
 
     def launch_waiting(self) -> None:
         """Start waiting claims while slots are free. A claim whose short lease is half
-        gone (the loop was held up) is not started: another worker may take it back
-        any time now."""
-        now = self.clock.now()
+        gone (the loop was held up) is not started but handed back in the next step:
+        another worker may take it back any time now."""
         while self.busy() < self.settings.slots:
             claim = next((c for c in self.waiting if c.execution_id not in self.held), None)
             if claim is None:
                 return
-            left = self.leased_until[claim.attempt_id] - now
+            late = self._too_late(claim, self.clock.now())
             self.unwait(claim)
-            if left < self.settings.claim_lease_seconds / 2:
-                logger.warning(
-                    "not starting attempt %d of task %r: its claim was not renewed in time "
-                    "(it goes back to the queue when its lease ends)",
-                    claim.attempt_id,
-                    claim.task_id,
-                )
-                continue
-            self.launch(claim)
+            if not late:
+                self.launch(claim)
 
     def end_waiting(self, executions: set[int], outcome: Outcome) -> None:
         """Waiting claims of ``executions`` end at once with ``outcome``."""

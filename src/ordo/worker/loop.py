@@ -151,7 +151,7 @@ class Worker:
             while True:
                 now = self.clock.now()
                 try:  # record what came in, claim what is ready: one transaction
-                    result, claims = self._step(done, now, execution_id)
+                    result, claims, starting = self._step(done, now, execution_id)
                 except StoreUnavailable as exc:
                     self._recover(exc, done)  # nothing was recorded: ``done`` is tried again
                     continue
@@ -160,7 +160,7 @@ class Worker:
                 try:
                     ended = self._ended(execution_id, result, claims)
                     if ended is None:
-                        self._launch(claims)  # what fits in free slots starts now
+                        self._launch(claims, starting)  # what fits in free slots starts
                         self._between_steps(now, execution_id)
                     if ended is not None or self._stopped():
                         return ended
@@ -183,10 +183,10 @@ class Worker:
         for claim, outcome, retrying in result.nested:
             self.listener.finished(claim, outcome, retrying)
 
-    def _launch(self, claims: list[Claim]) -> None:
+    def _launch(self, claims: list[Claim], starting: list[int]) -> None:
         launcher = self.launcher
         carried = {c.execution_id for c in launcher.waiting}  # claimed in an earlier step
-        launcher.take(claims, self.clock.now())  # first: leased to us, renewals must see them
+        launcher.take(claims, self.clock.now(), set(starting))  # first: renewals see them
         launcher.drop_failing(carried | {c.execution_id for c in claims} & self._failed_now)
         launcher.launch_waiting()
 
@@ -219,10 +219,11 @@ class Worker:
     # -- one step: one transaction ---------------------------------------------------------
     def _step(
         self, done: list[Finished], now: float, execution_id: int | None
-    ) -> tuple[RecordResult, list[Claim]]:
+    ) -> tuple[RecordResult, list[Claim], list[int]]:
         """One transaction: logs, lease renewals, stops asked for, claims, outcomes (with
         all they decide), hand-backs, claims of what the outcomes just made ready, and
-        the attempts launched (with the process groups they started)."""
+        the attempts launched (with the process groups they started). The claims, and
+        those of them marked launched already (they fit in free slots)."""
         s, launcher = self.settings, self.launcher
         launcher.release_logs(now)
         logs, renew = self.logs.pending(), launcher.renewals(now)
@@ -259,7 +260,7 @@ class Worker:
         self._handed = []
         launcher.held -= {f.claim.execution_id for f in done}
         self._failed_now = {f.claim.execution_id for f in done if f.outcome.state is State.FAILED}
-        return result, claims
+        return result, claims, starting
 
     def _stop_asked(self, now: float, execution_id: int | None, stopped: RecordResult) -> None:
         """The execution worked on fails when interrupted or past its deadline."""
@@ -273,11 +274,17 @@ class Worker:
             house.stop(execution_id, "timeout", now, stopped)
 
     def _hand_back(self, now: float) -> None:
-        """What a stopping worker gives up: its waiting claims, attempts stopped."""
-        if self.housekeeping.stopping_at is not None and self.launcher.waiting:
-            self._handed.extend(self.launcher.hand_back_waiting())
+        """What a stopping worker gives up (its waiting claims, attempts it stopped), and
+        claims this worker was too held up to start while they were surely its own."""
+        launcher = self.launcher
+        if self.housekeeping.stopping_at is not None and launcher.waiting:
+            self._handed.extend(launcher.hand_back_waiting())
         if self._handed:
             self.store.hand_back(self._handed, now)
+        if launcher.late:
+            late, launcher.late = launcher.late, []
+            why = "its claim was not renewed in time (the worker was held up)"
+            self.store.hand_back(late, now, why)
 
     def _claim(self, now: float, execution_id: int | None, taken: int) -> list[Claim]:
         """Claim up to the free slots (and ``prefetch`` more), less ``taken`` already,
@@ -414,7 +421,8 @@ class Worker:
             try:
                 self.store.reconnect()
                 known = {*launcher.running, *(c.attempt_id for c in launcher.waiting)}
-                known |= {f.claim.attempt_id for f in done} | {c.attempt_id for c in self._handed}
+                known |= {f.claim.attempt_id for f in done}
+                known |= {c.attempt_id for c in [*self._handed, *launcher.late]}
                 orphans = [
                     c
                     for c in self.store.running_claims(self.settings.worker_id)
