@@ -16,8 +16,9 @@ from ordo.store.records import AttemptProcess, Claim
 
 
 @dataclass(frozen=True)
-class Finished:
-    """An attempt ended (ran, was stopped, skipped or failed to prepare): record it."""
+class Reported:
+    """An attempt reported its outcome (it ran, was stopped, skipped or failed to
+    prepare): record it."""
 
     claim: Claim
     outcome: Outcome
@@ -45,7 +46,7 @@ class ProcessStarted:
         return AttemptProcess(self.attempt_id, self.group, self.started)
 
 
-Event = Finished | Wake | ProcessStarted
+Event = Reported | Wake | ProcessStarted
 
 
 class Inbox:
@@ -65,7 +66,7 @@ class Inbox:
         self._quiet.append(event)
 
     def finished(self, claim: Claim, outcome: Outcome) -> None:
-        self._queue.put(Finished(claim, outcome))
+        self._queue.put(Reported(claim, outcome))
 
     def wake(self, why: str = "") -> None:
         self._queue.put(Wake(why))

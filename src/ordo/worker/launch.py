@@ -1,6 +1,6 @@
 """Launching: the claims waiting for a slot, the attempts running on the worker's threads,
 and how a claim becomes a running attempt (prepared, then run by its runner, or a flow
-task's child execution started). Every end is told to the loop as a :class:`Finished`."""
+task's child execution started). Every end is told to the loop as a :class:`Reported`."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from ordo.runners.process import this_machine
 from ordo.secrets import SecretBox
 from ordo.store import Store
 from ordo.store.records import Claim, RecordResult
-from ordo.worker.events import Event, Finished, Inbox, ProcessStarted
+from ordo.worker.events import Event, Inbox, ProcessStarted, Reported
 from ordo.worker.housekeeping import NEVER, Housekeeping
 from ordo.worker.launch import Launcher
 from ordo.worker.logs import LogBuffer
@@ -146,7 +146,7 @@ class Worker:
         listening = self.store.listen(lambda: self.inbox.wake("notified"))
         # in-process wake-ups (SQLite) do not hear other processes: keep polling
         self._notified = listening is not None and getattr(listening, "cross_process", True)
-        done: list[Finished] = []
+        done: list[Reported] = []
         try:
             while True:
                 now = self.clock.now()
@@ -175,7 +175,7 @@ class Worker:
             if listening is not None:
                 listening.close()
 
-    def _tell(self, done: list[Finished], result: RecordResult) -> None:
+    def _tell(self, done: list[Reported], result: RecordResult) -> None:
         """The listener hears what was recorded, after the commit, never inside it."""
         self._delayed = self._delayed or bool(result.retries)
         for f in done:
@@ -218,7 +218,7 @@ class Worker:
 
     # -- one step: one transaction ---------------------------------------------------------
     def _step(
-        self, done: list[Finished], now: float, execution_id: int | None
+        self, done: list[Reported], now: float, execution_id: int | None
     ) -> tuple[RecordResult, list[Claim], list[int]]:
         """One transaction: logs, lease renewals, stops asked for, claims, outcomes (with
         all they decide), hand-backs, claims of what the outcomes just made ready, and
@@ -313,7 +313,7 @@ class Worker:
         )
 
     # -- waiting for outcomes ----------------------------------------------------------------
-    def _collect(self, done: list[Finished], execution_id: int | None) -> None:
+    def _collect(self, done: list[Reported], execution_id: int | None) -> None:
         """Wait until an outcome or a wake-up arrives or something is due; while enough
         prefetched claims keep the slots busy, go on gathering a batch (:meth:`_defer`).
         Outcomes join ``done`` as they come (kept there if the store fails meanwhile)."""
@@ -322,7 +322,7 @@ class Worker:
         while self._defer(done):
             self._wait(done, execution_id, wake_at)
 
-    def _wait(self, done: list[Finished], execution_id: int | None, due_at: float) -> None:
+    def _wait(self, done: list[Reported], execution_id: int | None, due_at: float) -> None:
         """Block until an event arrives or something is due; take all events there."""
         if done and not self._defer(done):
             return
@@ -333,7 +333,7 @@ class Worker:
         self.launcher.launch_waiting()  # freed slots start prefetched claims before we record
 
     def _due(
-        self, done: list[Finished], execution_id: int | None, due_at: float, now: float
+        self, done: list[Reported], execution_id: int | None, due_at: float, now: float
     ) -> list[float]:
         """When the loop must look again, whatever arrives."""
         s, launcher = self.settings, self.launcher
@@ -364,7 +364,7 @@ class Worker:
                 due.append(now + (s.notified_poll_every if self._notified else s.poll_every))
         return due
 
-    def _defer(self, done: list[Finished]) -> bool:
+    def _defer(self, done: list[Reported]) -> bool:
         """Whether to wait for more outcomes before recording: while enough prefetched
         claims wait to keep the slots busy through a step (so nothing waits for this
         record), up to ``prefetch`` outcomes or ``record_delay`` seconds, so that one
@@ -376,13 +376,13 @@ class Worker:
             return False  # a failure is recorded at once: it may stop what waits
         return self.clock.now() < self._done_since + s.record_delay
 
-    def _receive(self, event: Event, done: list[Finished]) -> None:
+    def _receive(self, event: Event, done: list[Reported]) -> None:
         """An event from the inbox: an outcome joins ``done`` (as the loop stopped it, if
         it did); a process group started is recorded in the next step."""
         if isinstance(event, ProcessStarted):
             self.launcher.processes.append(event.record())
             return
-        if not isinstance(event, Finished):
+        if not isinstance(event, Reported):
             return  # a wake-up: the loop looks again
         claim, outcome = event.claim, event.outcome
         if not done:
@@ -405,11 +405,11 @@ class Worker:
                 peak_rss_kb=outcome.peak_rss_kb,
                 checks=outcome.checks,
             )
-            event = Finished(claim, outcome)
+            event = Reported(claim, outcome)
         done.append(event)
 
     # -- faults ------------------------------------------------------------------------------
-    def _recover(self, exc: StoreUnavailable, done: list[Finished]) -> None:
+    def _recover(self, exc: StoreUnavailable, done: list[Reported]) -> None:
         """The database went away: wait with growing pauses until it answers again, then
         take up attempts leased to us whose claim committed although we never heard back
         (the connection died during COMMIT)."""
