@@ -25,6 +25,7 @@ from typing import Any, Literal
 from ordo import cron, definitions, engine, templating
 from ordo.errors import Conflict, Forbidden, NotFound, OrdoError, UsageError
 from ordo.model import MARKS, Flow, State, Trigger
+from ordo.runners.process import stop_groups, this_machine
 from ordo.store import Store
 from ordo.store.records import ExecutionRow, Revision
 from ordo.store.recovery import Marked
@@ -329,11 +330,18 @@ def rerun_nothing(store: Store, execution_id: int, why: str, now: float) -> None
     store.rerun_nothing(execution_id, why, now)
 
 
-def take_back_dead(store: Store, root_id: int, now: float) -> list[str]:
+def take_back_dead(store: Store, root_id: int, now: float, grace: float = 5.0) -> list[str]:
     """Before an execution tree is resumed: record the running attempts of its workers
-    known to be dead (processes of this machine that are gone) as lost; their ids."""
+    known to be dead (processes of this machine that are gone) as lost; their ids. The
+    process groups those attempts started, which outlive their worker, are stopped
+    first (SIGTERM, SIGKILL after ``grace`` seconds) and waited for, so that no task
+    runs again while its lost copy still runs."""
     dead = [w for w in store.tree_workers(root_id) if _is_dead(w)]
     if dead:
+        lost = store.lost_processes(this_machine(), worker_ids=dead)
+        stopped = stop_groups([(p.group, p.started) for p in lost], grace)
+        if stopped:
+            logger.warning("stopped the processes of lost attempts: groups %s", stopped)
         store.reap_workers(dead, now, random.Random())
     return dead
 

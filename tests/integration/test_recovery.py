@@ -16,6 +16,7 @@ from pathlib import Path
 from support import ordo, start, state_of, wait_for
 
 from ordo.model import State
+from ordo.runners.process import this_machine
 from ordo.store import open_store
 
 
@@ -139,6 +140,61 @@ def test_resume_finishes_an_execution_after_kill_9(
     assert set(appended) == set(names.values())
     assert all(appended[t] <= tries[t] for t in appended), (appended, tries)
     assert not [a for a in attempts if a.state is State.RUNNING]
+
+
+def recorded_groups(db: str, execution_id: int) -> int:
+    """How many process groups of the execution's running attempts were recorded."""
+    store = open_store(db)
+    try:
+        worker_ids = {a.worker_id for a in store.attempts(execution_id) if a.worker_id}
+        return len(store.lost_processes(this_machine(), worker_ids=sorted(worker_ids)))
+    finally:
+        store.close()
+
+
+def test_resume_stops_a_dead_workers_task_before_it_runs_again(
+    ordo_cmd: list[str], ordo_env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    """kill -9 of ``ordo worker`` leaves its task's shell running; ``ordo resume`` right
+    after stops that process group (and waits for it) before the task runs again, so
+    the two runs never overlap: the first never writes its end mark."""
+    marks = tmp_path / "marks.txt"
+    flow = tmp_path / "slow.yaml"
+    flow.write_text(
+        textwrap.dedent(f"""
+        id: slow
+        tasks:
+          - id: slow
+            type: shell
+            retry: {{attempts: 2}}
+            command: 'echo "start $$" >> {marks}; sleep 3; echo "end $$" >> {marks}'
+        """)
+    )
+    submitted = ordo(ordo_cmd, ordo_env, db, "submit", str(flow))
+    assert submitted.returncode == 0, submitted.stderr
+    ex_id = int(submitted.stdout)
+    worker = start(ordo_cmd, ordo_env, db, "worker", "--workers", "1", "--lease", "300s")
+    try:
+        wait_for("the task's process group recorded", lambda: recorded_groups(db, ex_id) == 1)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    resumed = ordo(ordo_cmd, ordo_env, db, "resume", str(ex_id))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    lines = [line.split() for line in marks.read_text().splitlines()]
+    assert [mark for mark, _ in lines] == ["start", "start", "end"], lines
+    (_, first), (_, second), (_, ended) = lines
+    assert ended == second != first  # the lost run was stopped before the new one began
+    store = open_store(db)
+    try:
+        attempts = store.attempts(ex_id)
+        assert store.get_execution(ex_id).state is State.SUCCESS
+    finally:
+        store.close()
+    assert [(a.state, a.reason) for a in attempts] == [
+        (State.FAILED, "lost"),
+        (State.SUCCESS, None),
+    ]
 
 
 def test_resume_and_kill_refuse_what_they_cannot_do(

@@ -11,9 +11,13 @@ from typing import Any
 
 from support import patient, run_file
 
+from ordo import engine
 from ordo.clock import FakeClock
-from ordo.model import State
+from ordo.model import Outcome, State
+from ordo.runners import make_runners
 from ordo.store import Store, open_store
+from ordo.store.records import Claim
+from ordo.worker import Worker, WorkerSettings
 
 
 def run_flow(
@@ -322,3 +326,55 @@ def test_logs_are_stored_while_the_attempt_runs(store: Store, tmp_path: Path) ->
     watcher.join()
     assert final is State.SUCCESS
     assert seen == ["while running"]
+
+
+def test_claims_a_held_up_worker_could_not_start_in_time_are_handed_back(
+    store: Store, tmp_path: Path
+) -> None:
+    """A claim waiting for a slot is leased briefly (those that fit in free slots are
+    marked launched, with the full lease, as they are claimed). When the loop is held up
+    past half of that short lease before starting one (here: the clock jumps 10 s while
+    the first task starts), it is not started, since another worker may take it back
+    any time now: it is handed back (not counted) and runs later, once."""
+    clock = FakeClock()
+
+    class HeldUp:
+        jumped = False
+
+        def started(self, claim: Claim) -> None:
+            if not self.jumped:
+                self.jumped = True
+                clock.advance(10.0)
+
+        def finished(self, claim: Claim, outcome: Outcome, retrying: bool) -> None:
+            pass
+
+    path = tmp_path / "four.yaml"
+    path.write_text(
+        "id: four\ntasks:\n"
+        + "".join(f"  - {{id: t{i}, type: shell, command: 'echo t{i}'}}\n" for i in range(4))
+    )
+    revision = engine.register_flow(store, path, clock.now())
+    ex_id = engine.start_execution(store, revision, {}, clock.now())
+    worker = Worker(
+        store,
+        make_runners(2),
+        settings=WorkerSettings(slots=2, prefetch=2, claim_lease_seconds=6.0),
+        clock=clock,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        listener=HeldUp(),
+    )
+    try:
+        assert worker.run_execution(ex_id) is State.SUCCESS
+    finally:
+        worker.close()
+    attempts = store.attempts(ex_id)
+    late = [a for a in attempts if a.reason == "handed back"]
+    names = {r.id: r.task_id for r in store.task_runs(ex_id)}
+    assert sorted(names[a.task_run_id] for a in late) == ["t2", "t3"]  # t1 had a slot
+    assert {a.error for a in late} == {"its claim was not renewed in time (the worker was held up)"}
+    ran = [a for a in attempts if a.state is State.SUCCESS]
+    assert sorted(a.task_run_id for a in ran) == sorted(r.id for r in store.task_runs(ex_id))
+    assert {a.number for a in ran} == {1, 2}  # the first ran at once, the others after
+    lines = sorted(ln.line for ln in store.logs(ex_id))
+    assert lines == ["t0", "t1", "t2", "t3"]  # each task ran once

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from support import patient
 
+from ordo.runners.process import stop_groups, this_machine
 from ordo.store import open_store
+from ordo.store.records import AttemptRow
 
 
 def ordo(cmd: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -293,3 +295,126 @@ def test_workers_reconnect_when_the_server_drops_their_connections(
         store.close()
     log = (tmp_path / "worker-0.log").read_text()
     assert "reconnecting" in log
+
+
+def test_a_killed_workers_prefetched_claims_come_back_before_its_lease_ends(
+    workers: Workers, ordo_cmd: list[str], postgres_url: str, tmp_path: Path
+) -> None:
+    """A worker with 2 slots claims 18 task runs (2 to run, 16 ahead) and is SIGKILLed:
+    the 16 it never started are handed back once their short claim lease ends and run
+    on another worker, while the 2 it started stay its own until their (long) lease
+    ends."""
+    go = tmp_path / "go"
+    flow = tmp_path / "ahead.yaml"
+    command = f"while [ ! -e {go} ]; do sleep 0.05; done"
+    flow.write_text(
+        "id: ahead\ntasks:\n"
+        + "".join(f"  - {{id: t{i:02}, type: shell, command: '{command}'}}\n" for i in range(18))
+    )
+    (ex_id,) = [int(ordo(ordo_cmd, workers.env, "submit", str(flow)).stdout)]
+    args = ("--workers", "2", "--lease", "300s")
+    victim = workers.start(*args)
+
+    def attempts() -> list[AttemptRow]:
+        store = open_store(postgres_url)
+        try:
+            return store.attempts(ex_id)
+        finally:
+            store.close()
+
+    def claimed_and_started() -> bool:
+        store = open_store(postgres_url)
+        try:
+            groups = store.lost_processes(this_machine(), worker_ids=[victim_id()])
+        finally:
+            store.close()
+        return len(attempts()) == 18 and len(groups) == 2
+
+    def victim_id() -> str:
+        return next((a.worker_id or "" for a in attempts()), "")
+
+    wait_for("18 claims, 2 of them started", claimed_and_started)
+    lost_id = victim_id()
+    store = open_store(postgres_url)
+    try:
+        groups = store.lost_processes(this_machine(), worker_ids=[lost_id])
+    finally:
+        store.close()
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    go.touch()  # the tasks may end now (the victim's two orphans too)
+    workers.start(*args)
+
+    def prefetched_done() -> bool:
+        return sum(1 for a in attempts() if a.state.value == "SUCCESS") == 16
+
+    try:
+        wait_for("the 16 claims taken ahead to run elsewhere", prefetched_done)
+        rows = attempts()
+    finally:
+        stop_groups([(g.group, g.started) for g in groups], 1.0)  # the victim's orphans
+    started = {g.attempt_id for g in groups}
+    ours = [a for a in rows if a.worker_id == lost_id]
+    assert len(ours) == 18
+    # the two it started: still its own (RUNNING, leased) while the others ran elsewhere
+    assert {(a.id, a.state.value) for a in ours if a.id in started} == {
+        (i, "RUNNING") for i in started
+    }
+    for attempt in (a for a in ours if a.id not in started):
+        assert (attempt.state.value, attempt.reason) == ("KILLED", "handed back")
+        assert (
+            attempt.error == f"claimed by a worker lost before it started the attempt ({lost_id})"
+        )
+    elsewhere = [a for a in rows if a.worker_id != lost_id]
+    assert len(elsewhere) == 16 and {a.state.value for a in elsewhere} == {"SUCCESS"}
+    assert {a.task_run_id for a in elsewhere} == {
+        a.task_run_id for a in ours if a.id not in started
+    }
+
+
+def test_a_reaped_attempt_is_stopped_on_this_machine_before_it_runs_again(
+    workers: Workers, ordo_cmd: list[str], postgres_url: str, tmp_path: Path
+) -> None:
+    """A worker is SIGKILLed while its task's shell runs; another worker on this machine
+    takes the attempt back when its lease ends, stopping that shell first: the two runs
+    of the task never overlap (the first never writes its end mark)."""
+    marks = tmp_path / "marks.txt"
+    flow = tmp_path / "slow.yaml"
+    flow.write_text(
+        textwrap.dedent(f"""
+        id: slow
+        tasks:
+          - id: slow
+            type: shell
+            retry: {{attempts: 2}}
+            command: 'echo "start $$" >> {marks}; sleep 4; echo "end $$" >> {marks}'
+        """)
+    )
+    (ex_id,) = [int(ordo(ordo_cmd, workers.env, "submit", str(flow)).stdout)]
+    args = ("--workers", "1", "--lease", "2s")
+    victim = workers.start(*args)
+
+    def recorded() -> bool:
+        store = open_store(postgres_url)
+        try:
+            ids = sorted({a.worker_id or "" for a in store.attempts(ex_id)})
+            return len(store.lost_processes(this_machine(), worker_ids=ids)) == 1
+        finally:
+            store.close()
+
+    wait_for("the task's process group recorded", recorded)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    workers.start(*args)
+    wait_for("the execution", lambda: finished(postgres_url, [ex_id]))
+    lines = [line.split() for line in marks.read_text().splitlines()]
+    assert [mark for mark, _ in lines] == ["start", "start", "end"], lines
+    (_, first), (_, second), (_, ended) = lines
+    assert ended == second != first
+    store = open_store(postgres_url)
+    try:
+        assert store.get_execution(ex_id).state.value == "SUCCESS"
+        reasons = [(a.state.value, a.reason) for a in store.attempts(ex_id)]
+    finally:
+        store.close()
+    assert reasons == [("FAILED", "lost"), ("SUCCESS", None)]

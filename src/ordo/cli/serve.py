@@ -46,7 +46,9 @@ def worker_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except ValueError as exc:
         raise UsageError(f"--grace/--lease: {exc}") from None
     settings.heartbeat_every = settings.lease_seconds / 3
-    settings.reap_every = settings.lease_seconds / 2
+    settings.claim_lease_seconds = min(settings.claim_lease_seconds, settings.lease_seconds)
+    # claims a dead worker had not launched come back once their short lease ends
+    settings.reap_every = min(settings.lease_seconds, settings.claim_lease_seconds) / 2
     store = open_db(args.db, environ)
     worker = Worker(
         store,

@@ -80,6 +80,10 @@ class RunContext:
     call: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     #: The task's pre and post checks, when it has any.
     checks: CheckPlan | None = None
+    #: Told the id of each process group the attempt starts (its own session), so that
+    #: the worker can record it: if the worker dies, whoever takes the attempt back on
+    #: this machine stops that group before the task runs again.
+    process_started: Callable[[int], None] | None = None
 
 
 class Runner(Protocol):

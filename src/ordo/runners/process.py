@@ -10,11 +10,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -267,6 +269,8 @@ def run_process(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    if ctx.process_started is not None:
+        ctx.process_started(proc.pid)
     tail: deque[str] = deque(maxlen=5)
     assert proc.stdout is not None and proc.stderr is not None
     cap = ctx.log if isinstance(ctx.log, CappedLog) else None
@@ -384,3 +388,86 @@ def kill_tree(pid: int, grace: float) -> None:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+# -- the processes of lost attempts ----------------------------------------------------
+@functools.cache
+def this_machine() -> str:
+    """Where a recorded process group can be signalled from: the host name, and (from
+    ``/proc``, where there is one) the boot and the PID namespace, so that neither a
+    reboot nor a container with the same host name mistakes another's group for its
+    own."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError), open("/proc/sys/kernel/random/boot_id") as f:
+        parts.append(f.read().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    return " ".join(parts)
+
+
+def group_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc``); None where
+    it cannot be read. With the group id, it tells a later reader whether a process
+    group is still the one an attempt started, or a new one that reuses its number."""
+    stat = _stat(pid)
+    return None if stat is None else stat[2]
+
+
+def stop_groups(groups: Sequence[tuple[int, int | None]], grace: float) -> list[int]:
+    """Stop the process groups of lost attempts (``(group, leader's start)`` as
+    :func:`group_start` gave it) and wait until they are gone: SIGTERM, then SIGKILL to
+    what is left after ``grace`` seconds. A group whose leader is a newer process (its
+    number reused) is left alone. The groups that were still running."""
+    alive = [g for g, started in groups if _members(g, started)]
+    if not alive:
+        return []
+    for group in alive:
+        _signal_group(group, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end and any(_members(g, None) for g in alive):
+        time.sleep(0.02)
+    for group in alive:
+        _signal_group(group, signal.SIGKILL)
+    end = time.monotonic() + max(grace, 5.0)
+    while time.monotonic() < end and any(_members(g, None) for g in alive):
+        time.sleep(0.02)
+    return alive
+
+
+def _members(group: int, started: int | None) -> bool:
+    """Whether processes of ``group`` still run (zombies do not count); with
+    ``started``, only if the group is the one whose leader started then."""
+    if not os.path.isdir("/proc/self"):  # no /proc: ask the kernel, trust the number
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    leader = _stat(group)
+    if leader is not None and started is not None and leader[2] != started:
+        return False  # the number is another process's now
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = _stat(int(entry))
+        if stat is None or stat[1] != group or stat[0] == "Z":
+            continue
+        if started is None or stat[2] >= started:
+            return True
+    return False
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """``(state, process group, start time in ticks)`` of ``pid`` from ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[2]), int(fields[19])
+    except (IndexError, ValueError):
+        return None

@@ -273,6 +273,8 @@ class PythonRunner:
         host = self._acquire()
         try:
             host = self._send(host, request, ctx.kill_grace)
+            if ctx.process_started is not None:
+                ctx.process_started(host.proc.pid)  # the host's own session
             reply, finished = host.receive(ctx)
             if not host.alive:
                 host.stop(ctx.kill_grace)

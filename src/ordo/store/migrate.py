@@ -39,7 +39,7 @@ def migrations(backend: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-LATEST = {"sqlite": 13, "postgresql": 13}
+LATEST = {"sqlite": 15, "postgresql": 15}
 
 CREATE_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -197,7 +197,28 @@ FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.
 WHERE a.state = 'RUNNING' AND a.worker_id = ? AND a.lease_expires_at IS NOT NULL
 ORDER BY a.id
 """
-MARK_LAUNCHED = "UPDATE attempts SET launched_at = ? WHERE id {ids} AND launched_at IS NULL"
+# launched: the full lease from now on (a claim waiting for a slot has a short one); an
+# attempt already ended or waiting unleased for its child execution is left as it is
+MARK_LAUNCHED = """
+UPDATE attempts SET launched_at = ?, lease_expires_at = ?
+WHERE id {ids} AND launched_at IS NULL AND state = 'RUNNING' AND lease_expires_at IS NOT NULL
+"""
+SET_PROCESS = """
+UPDATE attempts SET process_host = ?, process_group = ?, process_started = ?
+WHERE id = ? AND state = 'RUNNING'
+"""
+EXPIRED_PROCESSES = """
+SELECT id, process_group, process_started FROM attempts
+WHERE state = 'RUNNING' AND lease_expires_at < ? AND process_host = ?
+  AND process_group IS NOT NULL
+ORDER BY lease_expires_at LIMIT ?
+"""
+WORKER_PROCESSES = """
+SELECT id, process_group, process_started FROM attempts
+WHERE state = 'RUNNING' AND worker_id = ? AND lease_expires_at IS NOT NULL
+  AND process_host = ? AND process_group IS NOT NULL
+ORDER BY id
+"""
 
 INSERT_DEP = "INSERT INTO task_run_deps (upstream_id, task_run_id) VALUES (?, ?)"
 DEPENDENTS = "SELECT task_run_id FROM task_run_deps WHERE upstream_id = ?"

@@ -262,6 +262,16 @@ def mask_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+@dataclass(frozen=True)
+class AttemptProcess:
+    """The process group an attempt started on a machine (see
+    :func:`ordo.runners.process.group_start` for ``started``)."""
+
+    attempt_id: int
+    group: int
+    started: int | None
+
+
 @dataclass
 class RecordResult:
     """What one batch of recorded outcomes changed. ``nested`` are attempts recorded on

@@ -22,6 +22,7 @@ from ordo.store.outcomes import RECORDED, dumps, finish_params
 from ordo.store.overview import Overview
 from ordo.store.reads import Row
 from ordo.store.records import (
+    AttemptProcess,
     Claim,
     NewLog,
     RecordResult,
@@ -531,12 +532,40 @@ class SqlStore(Overview):
         if self._keyed(claim):
             self._made_ready()
 
-    def mark_launched(self, attempt_ids: Sequence[int], now: float) -> None:
-        """These claimed attempts were started (see :meth:`_take_back`)."""
+    def mark_launched(self, attempt_ids: Sequence[int], now: float, lease_until: float) -> None:
+        """These claimed attempts were started (see :meth:`_take_back`): leased until
+        ``lease_until`` from now on."""
         if attempt_ids:
             test, params = self._ids(attempt_ids)
             with self.transaction():
-                self._execute(q.MARK_LAUNCHED.format(ids=test), [now, *params])
+                self._execute(q.MARK_LAUNCHED.format(ids=test), [now, lease_until, *params])
+
+    def record_processes(self, host: str, processes: Sequence[AttemptProcess]) -> None:
+        """The process group each of these running attempts started on ``host``."""
+        if processes:
+            with self.transaction():
+                self._executemany(
+                    q.SET_PROCESS,
+                    [(host, p.group, p.started, p.attempt_id) for p in processes],
+                )
+
+    def lost_processes(
+        self,
+        host: str,
+        *,
+        expired_at: float | None = None,
+        worker_ids: Sequence[str] = (),
+        limit: int = 100,
+    ) -> list[AttemptProcess]:
+        """The process groups started on ``host`` by running attempts about to be taken
+        back: those whose lease expired before ``expired_at`` (as :meth:`reap_expired`
+        takes them), or those of ``worker_ids`` (as :meth:`reap_workers` does)."""
+        rows: list[Row] = []
+        if expired_at is not None:
+            rows += self._all(q.EXPIRED_PROCESSES, (expired_at, host, limit))
+        for worker_id in worker_ids:
+            rows += self._all(q.WORKER_PROCESSES, (worker_id, host))
+        return [AttemptProcess(int(r[0]), int(r[1]), r[2]) for r in rows]
 
     def reap_expired(self, now: float, rng: random.Random, limit: int = 100) -> RecordResult:
         """Attempts whose lease expired belong to a worker that died: record each as
@@ -548,13 +577,19 @@ class SqlStore(Overview):
                 self._take_back(row, now, rng, result)
         return result
 
-    def hand_back(self, claims: Sequence[Claim], now: float) -> None:
-        """Return claimed attempts a stopping worker will not finish: each attempt ends
-        KILLED (reason ``handed back``, not counted by retries) and its task run is ready
-        again at once."""
+    def hand_back(
+        self,
+        claims: Sequence[Claim],
+        now: float,
+        why: str = "the worker stopped before the attempt ended",
+    ) -> None:
+        """Return claimed attempts a worker will not finish (it stops, or it was held up
+        past half a claim's lease): each attempt ends KILLED (reason ``handed back``, not
+        counted by retries, ``why`` as its message) and its task run is ready again at
+        once. An attempt already taken back by someone else is left as it is."""
         with self.transaction():
             for claim in claims:
-                self._hand_back_one(claim, "the worker stopped before the attempt ended", now)
+                self._hand_back_one(claim, why, now)
 
     def _hand_back_one(self, claim: Claim, why: str, now: float) -> None:
         """The attempt ends KILLED (``handed back``, not counted) and its task run is

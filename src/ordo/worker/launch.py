@@ -1,0 +1,333 @@
+"""Launching: the claims waiting for a slot, the attempts running on the worker's threads,
+and how a claim becomes a running attempt (prepared, then run by its runner, or a flow
+task's child execution started). Every end is told to the loop as a :class:`Reported`."""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ordo import engine
+from ordo.clock import Clock
+from ordo.errors import OrdoError, StoreError, StoreUnavailable
+from ordo.masking import mask_value, masked
+from ordo.model import Outcome, State
+from ordo.runners import RunnerSet
+from ordo.runners.base import RunContext
+from ordo.runners.process import group_start
+from ordo.secrets import Revealed, SecretBox
+from ordo.store import Store
+from ordo.store.records import AttemptProcess, Claim
+from ordo.worker.calls import Running, StartFlowTask, TaskCalls
+from ordo.worker.events import Inbox, ProcessStarted
+from ordo.worker.logs import AttemptLog, LogBuffer
+from ordo.worker.settings import Listener, WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+
+class Launcher:
+    """Claims waiting for a slot (``waiting``, each leased until ``leased_until``) and
+    attempts running (``running``). Loop thread only, except :meth:`_run`."""
+
+    def __init__(
+        self,
+        store: Store,
+        runners: RunnerSet,
+        settings: WorkerSettings,
+        clock: Clock,
+        inbox: Inbox,
+        logs: LogBuffer,
+        listener: Listener,
+        env: Mapping[str, str],
+        secrets: SecretBox,
+    ) -> None:
+        self.store = store
+        self.runners = runners
+        self.settings = settings
+        self.clock = clock
+        self.inbox = inbox
+        self.logs = logs
+        self.listener = listener
+        self.env = env
+        self.secrets = secrets
+        self.running: dict[int, Running] = {}
+        self.waiting: collections.deque[Claim] = collections.deque()
+        self.leased_until: dict[int, float] = {}  # waiting claims' leases, by attempt
+        # executions with a failure not recorded yet: nothing more of them starts until
+        # the store says whether they fail (a retry, allow_failure, continue_on_error)
+        self.held: set[int] = set()
+        self.launched: list[int] = []  # attempts started since the last step
+        self.late: list[Claim] = []  # claims not started in time: handed back next step
+        self.processes: list[AttemptProcess] = []  # process groups they started
+        self.vault: Revealed | None = None  # secrets read for this step's launches
+        # more threads than slots: an attempt waiting for a child execution lends its slot
+        self._pool = ThreadPoolExecutor(settings.slots + 64, thread_name_prefix="ordo-task")
+        self.calls = TaskCalls(
+            store,
+            runners,
+            clock,
+            settings.worker_id,
+            wake=lambda: inbox.wake("call"),
+            evaluate=self.evaluate,
+            start_flow_task=self._start_flow_task,
+        )
+
+    # -- claims waiting for a slot ----------------------------------------------------
+    def take(self, claims: list[Claim], now: float, starting: Collection[int] = ()) -> None:
+        """Claims just taken, leased for ``claim_lease_seconds`` from ``now``; those
+        ``starting`` (marked launched as they were claimed) for the full lease."""
+        s = self.settings
+        self.waiting.extend(claims)
+        for claim in claims:
+            lease = s.lease_seconds if claim.attempt_id in starting else s.claim_lease_seconds
+            self.leased_until[claim.attempt_id] = now + lease
+
+    def renewals(self, now: float) -> list[int]:
+        """Waiting claims whose lease is a third gone: renew them in this step. Those
+        with less than half of it left are given up instead (see :meth:`_too_late`):
+        a lease is never renewed once another worker may be taking it back."""
+        for claim in [c for c in self.waiting if self._too_late(c, now)]:
+            self.unwait(claim)
+        due = now + self.settings.claim_lease_seconds * 2 / 3
+        return [c.attempt_id for c in self.waiting if self.leased_until[c.attempt_id] < due]
+
+    def _too_late(self, claim: Claim, now: float) -> bool:
+        """Whether less than half of ``claim``'s lease is left (the loop was held up):
+        then it is neither started nor renewed but handed back in the next step."""
+        if self.leased_until[claim.attempt_id] - now >= self.settings.claim_lease_seconds / 2:
+            return False
+        logger.warning(
+            "not starting attempt %d of task %r: its claim was not renewed in time (handed back)",
+            claim.attempt_id,
+            claim.task_id,
+        )
+        self.late.append(claim)
+        return True
+
+    def renewed(self, attempt_ids: list[int], until: float) -> None:
+        for attempt_id in attempt_ids:
+            if attempt_id in self.leased_until:
+                self.leased_until[attempt_id] = until
+
+    def next_renewal(self) -> float | None:
+        if not self.waiting:
+            return None
+        soonest = min(self.leased_until[c.attempt_id] for c in self.waiting)
+        return soonest - self.settings.claim_lease_seconds * 2 / 3
+
+    def starting(self, claims: list[Claim]) -> list[int]:
+        """Of ``claims`` (just taken, not waiting yet), those that will launch at once
+        (slots free for them): marked launched in the step that claims them."""
+        free = self.settings.slots - self.busy()
+        free -= sum(1 for c in self.waiting if c.execution_id not in self.held)
+        ready = [c.attempt_id for c in claims if c.execution_id not in self.held]
+        return ready[: max(free, 0)]
+
+    def unwait(self, claim: Claim) -> None:
+        self.waiting.remove(claim)
+        self.leased_until.pop(claim.attempt_id, None)
+
+    def recorded(self, launched: int, processes: int) -> None:
+        """The first ``launched`` attempts and ``processes`` groups are in the store; the
+        secrets are read again for what launches after this step."""
+        del self.launched[:launched]
+        del self.processes[:processes]
+        self.vault = None
+
+    def busy(self) -> int:
+        """Slots in use: running attempts, less those waiting for a child execution."""
+        return sum(1 for r in self.running.values() if not r.waiting)
+
+    def launch_waiting(self) -> None:
+        """Start waiting claims while slots are free. A claim whose short lease is half
+        gone (the loop was held up) is not started but handed back in the next step:
+        another worker may take it back any time now."""
+        while self.busy() < self.settings.slots:
+            claim = next((c for c in self.waiting if c.execution_id not in self.held), None)
+            if claim is None:
+                return
+            late = self._too_late(claim, self.clock.now())
+            self.unwait(claim)
+            if not late:
+                self.launch(claim)
+
+    def end_waiting(self, executions: set[int], outcome: Outcome) -> None:
+        """Waiting claims of ``executions`` end at once with ``outcome``."""
+        for claim in [c for c in self.waiting if c.execution_id in executions]:
+            self.unwait(claim)
+            self.inbox.finished(claim, outcome)
+
+    def hand_back_waiting(self) -> list[Claim]:
+        """Every waiting claim, given up (a stopping worker)."""
+        claims = list(self.waiting)
+        self.waiting.clear()
+        self.leased_until.clear()
+        return claims
+
+    # -- launching -----------------------------------------------------------------------
+    def launch(self, claim: Claim) -> None:
+        self.launched.append(claim.attempt_id)
+        log = self._log(claim)
+        if self.vault is None:  # the store's secrets, read once per step
+            self.vault = self.secrets.reveal(self.store.secret_rows())
+        try:
+            prepared = engine.prepare(self.store, claim, log, self.env, self.secrets, self.vault)
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug on user content must not stop the loop
+            logger.exception("preparing task %r failed", claim.task_id)
+            error = f"task '{claim.task_id}': cannot prepare: {type(exc).__name__}"
+            failed = Outcome(State.FAILED, reason="error", error=error)
+            prepared = engine.Prepared(claim, outcome=failed)
+        self.listener.started(claim)
+        if prepared.outcome is not None:
+            outcome = prepared.outcome
+            if outcome.forks is not None:
+                log("stdout", f"for_each: {len(outcome.forks)} items")
+            elif outcome.state is State.SKIPPED:
+                log("stdout", f"skipped: {outcome.error}")
+            elif outcome.error:
+                log("stderr", outcome.error)
+            self.inbox.finished(claim, outcome)
+            return
+        ctx = prepared.context
+        assert ctx is not None
+        log.hide(ctx.secrets)
+        if ctx.task.type == "flow" and ctx.run_if is None:
+            self.start_child(claim, ctx, log)
+            return
+        ctx.kill_grace = self.settings.kill_grace
+        running = Running(claim, ctx)
+        ctx.call = lambda request: self.calls.call(running, request)
+        ctx.process_started = lambda pid: self.inbox.note(  # recorded in the next step
+            ProcessStarted(claim.attempt_id, pid, group_start(pid))
+        )
+        self.running[claim.attempt_id] = running
+        self._pool.submit(self._run, running)
+
+    def _log(self, claim: Claim) -> AttemptLog:
+        return AttemptLog(claim, self.logs, self.clock, self.settings.max_log_bytes)
+
+    def _start_flow_task(self, running: Running, ctx: RunContext) -> None:
+        """A flow task whose run_if answered RUN: its child starts now (loop thread)."""
+        self.running.pop(running.claim.attempt_id, None)
+        self.start_child(running.claim, ctx, self._log(running.claim))
+
+    def start_child(self, claim: Claim, ctx: RunContext, log: AttemptLog) -> None:
+        """A flow task: start its child execution here. Waiting, the attempt is ended by
+        the store when the child ends; else at once, with the child's id."""
+        wait = bool(ctx.fields.get("wait", True))
+        revision = ctx.fields.get("revision")
+        try:
+            child = engine.start_child(
+                self.store,
+                claim,
+                str(ctx.fields["flow"]),
+                mask_value(dict(ctx.with_), ctx.secrets),  # stored as the child's inputs
+                self.clock.now(),
+                revision=int(revision) if revision is not None else None,
+                wait=wait,
+                evaluate=self.evaluate,
+            )
+        except StoreUnavailable:
+            raise
+        except OrdoError as exc:
+            message = f"task '{claim.task_id}': {exc}"
+            log("stderr", message)
+            self.inbox.finished(claim, Outcome(State.FAILED, reason="child", error=message))
+            return
+        log("stdout", f"started child execution {child}" + (" and waits for it" if wait else ""))
+        if wait:
+            self.inbox.wake("child started")  # its tasks may be ours to run
+        else:
+            self.inbox.finished(claim, Outcome(State.SUCCESS, outputs={"execution_id": child}))
+
+    def evaluate(self, function: str, base_dir: str, facts: Mapping[str, Any]) -> Any:
+        """A flow's run_if function, on one of this worker's python hosts."""
+        return self._python().evaluate(function, base_dir, facts)
+
+    def _python(self) -> Any:
+        return self.runners.get("python")
+
+    # -- on the attempt's thread -----------------------------------------------------------
+    def _run(self, running: Running) -> None:
+        claim, ctx = running.claim, running.context
+        try:
+            outcome = self._evaluate_run_if(ctx)
+            if outcome is None and ctx.task.type == "flow":
+                ctx.run_if = None  # answered RUN: the loop starts the child
+                self.calls.ask(running, StartFlowTask(ctx))
+                return
+            if outcome is None:
+                runner = self.runners.get(ctx.task.type)
+                if ctx.checks is None:
+                    outcome = runner.run(ctx)
+                else:  # pre checks, the task, post checks
+                    outcome = self.runners.checks().around(
+                        ctx, lambda: runner.run(ctx), self.clock.now
+                    )
+        except Exception as exc:  # a runner bug must not lose the attempt
+            logger.exception("runner %s crashed", ctx.task.type)
+            outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
+        if isinstance(ctx.log, AttemptLog):
+            ctx.log.release(None)  # every line has come: the held ones go now
+        self.inbox.finished(claim, masked(outcome, ctx.secrets))
+
+    def _evaluate_run_if(self, ctx: RunContext) -> Outcome | None:
+        """A function run_if, evaluated on a python host: None to run the task."""
+        if ctx.run_if is None:
+            return None
+        function = str(ctx.run_if["function"])
+        try:
+            value = self._python().evaluate(function, ctx.base_dir, ctx.facts, ctx)
+        except OrdoError as exc:
+            if ctx.cancel.is_set():
+                return Outcome(State.KILLED, reason="killed", error="killed on request")
+            return Outcome(State.FAILED, reason="run_if", error=f"task '{ctx.task.id}': {exc}")
+        return engine.decide_run_if(ctx.task, value)
+
+    # -- stopping ------------------------------------------------------------------------
+    def cancel(self, executions: set[int], reason: str, message: str) -> None:
+        """Stop this worker's attempts of these executions (``reason``: ``timeout``,
+        ``killed`` or why it was interrupted); claims not started end at once."""
+        for running in self.running.values():
+            if running.claim.execution_id in executions and running.cancel_reason is None:
+                running.cancel_reason = reason
+                running.context.cancel.set()
+        timeout = reason == "timeout"
+        outcome = Outcome(
+            State.FAILED if timeout else State.KILLED,
+            reason="timeout" if timeout else "killed",
+            error=message,
+        )
+        self.end_waiting(executions, outcome)
+
+    def drop_failing(self, ids: set[int]) -> None:
+        """Waiting claims of executions that are failing end SKIPPED, the failure as
+        their reason: once a task has failed, nothing new of it starts. ``ids``: the
+        executions to ask the store about, those of claims taken in an earlier step
+        (another process may have recorded a failure since) and those a failure of which
+        this step recorded after claiming; a claim taken after the failure was recorded
+        cannot be of a failing execution (the failure took its ready rows)."""
+        if not ids:
+            return
+        failing = self.store.failing_among(ids)
+        for claim in [c for c in self.waiting if c.execution_id in failing]:
+            self.unwait(claim)
+            why = failing[claim.execution_id]
+            self.inbox.finished(claim, Outcome(State.SKIPPED, reason="failing", error=why))
+
+    def release_logs(self, now: float) -> None:
+        """Lines held long enough for a secret's rest go to the buffer."""
+        for running in list(self.running.values()):
+            if isinstance(running.context.log, AttemptLog):
+                running.context.log.release(now)
+
+    def close(self) -> None:
+        for running in self.running.values():
+            running.context.cancel.set()
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,438 @@
+"""The worker's loop: claim -> launch -> collect -> record.
+
+One loop thread owns the store connection. Each step is one short write transaction that
+stores buffered log lines, records every outcome that came in (which also makes
+dependents ready or schedules retries), stops executions past their timeout, and claims
+as many ready task runs as there are free slots (and ``prefetch`` more). Between steps
+the loop launches what was claimed (:mod:`.launch`), does what is due
+(:mod:`.housekeeping`), answers handlers' calls (:mod:`.calls`) and waits for events
+(:mod:`.events`): attempts' outcomes from the runner threads, wake-ups, process groups
+started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Mapping
+
+from ordo.clock import Clock, SystemClock
+from ordo.errors import StoreError, StoreUnavailable
+from ordo.masking import passed_environ, secret_values
+from ordo.model import Outcome, State
+from ordo.runners import RunnerSet
+from ordo.runners.process import this_machine
+from ordo.secrets import SecretBox
+from ordo.store import Store
+from ordo.store.records import Claim, RecordResult
+from ordo.worker.events import Event, Inbox, ProcessStarted, Reported
+from ordo.worker.housekeeping import NEVER, Housekeeping
+from ordo.worker.launch import Launcher
+from ordo.worker.logs import LogBuffer
+from ordo.worker.settings import Listener, Silent, WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    """Runs ready task runs from ``store`` with ``runners``. Not thread-safe: one loop."""
+
+    def __init__(
+        self,
+        store: Store,
+        runners: RunnerSet,
+        *,
+        settings: WorkerSettings | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        env: Mapping[str, str] | None = None,
+        listener: Listener | None = None,
+        secrets: SecretBox | None = None,
+    ) -> None:
+        self.store = store
+        self.runners = runners
+        self.settings = s = settings or WorkerSettings()
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.listener: Listener = listener or Silent()
+        environ = os.environ if env is None else env
+        # without a box: no secret can be read; the environment's secret-named values
+        # (default names) are still masked
+        box = secrets or SecretBox(None, secret_values(dict(environ)))
+        self.inbox = Inbox(self.clock)
+        self.logs = LogBuffer(s.log_batch_lines, lambda: self.inbox.wake("logs"))
+        self.launcher = Launcher(
+            store,
+            runners,
+            s,
+            self.clock,
+            self.inbox,
+            self.logs,
+            self.listener,
+            passed_environ(environ),  # templates' env
+            box,
+        )
+        self.housekeeping = Housekeeping(store, s, self.clock, self.rng, self.launcher)
+        self._handed: list[Claim] = []  # to hand back in the next step
+        self._retrying: set[int] = set()  # retry_keeps_slot: task runs holding a slot
+        self._failed_now: set[int] = set()  # executions with a failure recorded this step
+        self._notified = False
+        self._deadline: float | None = None
+        self._delayed = False  # a retry of ours may be waiting for its delay
+        self._done_since = 0.0  # when the oldest outcome not yet recorded arrived
+        self._reap = False  # run_execution: reap expired leases too
+
+    # -- public --------------------------------------------------------------------
+    def run_execution(self, execution_id: int, *, reap: bool = False) -> State:
+        """Work on ``execution_id`` and its children only (any queue), until it ends,
+        whoever ends it; returns its final state. Other workers may help. ``reap``: also
+        take back attempts whose lease expired (resuming after a crash)."""
+        self._reap = reap
+        state = self._loop(execution_id)
+        assert state is not None
+        return state
+
+    def serve(self) -> None:
+        """Work on every execution's task runs of ``settings.queues`` until :meth:`stop`,
+        registered in the workers table, reaping expired leases of dead workers."""
+        s = self.settings
+        now = self.clock.now()
+        while True:
+            try:
+                self.store.register_worker(
+                    s.worker_id, socket.gethostname(), os.getpid(), s.queues, now
+                )
+                break
+            except StoreUnavailable as exc:
+                self._recover(exc, [])
+        logger.info("worker %s serving queues %s", s.worker_id, ",".join(s.queues))
+        self.runners.warm_python()  # a long-running worker: its python hosts start now
+        try:
+            self._loop(None)
+        finally:
+            with contextlib.suppress(StoreError):
+                self.store.worker_stopped(s.worker_id, self.clock.now())
+
+    def stop(self) -> None:
+        """Graceful stop (from a signal handler): claim nothing more, let running attempts
+        finish within ``settings.grace``, then hand back what is left."""
+        if self.housekeeping.stopping_at is None:
+            self.housekeeping.stopping_at = self.clock.now() + self.settings.grace
+        self.inbox.wake("stop")
+
+    def wake(self) -> None:
+        """Look for ready work now (another thread of this process made some)."""
+        self.inbox.wake("work")
+
+    def interrupt(self, reason: str) -> None:
+        """Ask the loop (from a signal handler) to stop the execution it is working on."""
+        self.housekeeping.stop_reason = reason
+        self.inbox.wake("interrupt")
+
+    def close(self) -> None:
+        self.launcher.close()
+        self.runners.close()
+
+    # -- the loop --------------------------------------------------------------------
+    def _loop(self, execution_id: int | None) -> State | None:
+        now = self.clock.now()
+        self.housekeeping.start(now, reap=execution_id is None or self._reap)
+        if execution_id is not None:
+            self._deadline = self.store.get_execution(execution_id).deadline
+        listening = self.store.listen(lambda: self.inbox.wake("notified"))
+        # in-process wake-ups (SQLite) do not hear other processes: keep polling
+        self._notified = listening is not None and getattr(listening, "cross_process", True)
+        done: list[Reported] = []
+        try:
+            while True:
+                now = self.clock.now()
+                try:  # record what came in, claim what is ready: one transaction
+                    result, claims, starting = self._step(done, now, execution_id)
+                except StoreUnavailable as exc:
+                    self._recover(exc, done)  # nothing was recorded: ``done`` is tried again
+                    continue
+                self._tell(done, result)
+                done = []
+                try:
+                    ended = self._ended(execution_id, result, claims)
+                    if ended is None:
+                        self._launch(claims, starting)  # what fits in free slots starts
+                        self._between_steps(now, execution_id)
+                    if ended is not None or self._stopped():
+                        return ended
+                    self._collect(done, execution_id)  # wait for outcomes; gather a batch
+                except StoreUnavailable as exc:
+                    self._recover(exc, done)
+        except BaseException:
+            for finished in done:  # not recorded: a loop started again records them
+                self.inbox.put(finished)
+            raise
+        finally:
+            if listening is not None:
+                listening.close()
+
+    def _tell(self, done: list[Reported], result: RecordResult) -> None:
+        """The listener hears what was recorded, after the commit, never inside it."""
+        self._delayed = self._delayed or bool(result.retries)
+        for f in done:
+            self.listener.finished(f.claim, f.outcome, f.claim.task_run_id in result.retries)
+        for claim, outcome, retrying in result.nested:
+            self.listener.finished(claim, outcome, retrying)
+
+    def _launch(self, claims: list[Claim], starting: list[int]) -> None:
+        launcher = self.launcher
+        carried = {c.execution_id for c in launcher.waiting}  # claimed in an earlier step
+        launcher.take(claims, self.clock.now(), set(starting))  # first: renewals see them
+        launcher.drop_failing(carried | {c.execution_id for c in claims} & self._failed_now)
+        launcher.launch_waiting()
+
+    def _between_steps(self, now: float, execution_id: int | None) -> None:
+        """Handlers' calls, then housekeeping when due."""
+        self.launcher.calls.serve()
+        self.launcher.calls.answer_waiters()
+        self.housekeeping.run(now, execution_id)
+        self.housekeeping.check_kills(now)
+        self.housekeeping.hand_back_after_grace(now)
+
+    def _stopped(self) -> bool:
+        return self.housekeeping.stopping_at is not None and not self.launcher.running
+
+    def _ended(
+        self, execution_id: int | None, result: RecordResult, claims: list[Claim]
+    ) -> State | None:
+        """The final state of the execution worked on, once it has ended."""
+        if execution_id is None:
+            return None
+        if execution_id in result.ended_executions:
+            return result.ended_executions[execution_id]
+        launcher = self.launcher
+        if not claims and not launcher.running and not launcher.waiting:  # ended elsewhere?
+            state = self.store.get_execution(execution_id).state
+            if state.terminal:
+                return state
+        return None
+
+    # -- one step: one transaction ---------------------------------------------------------
+    def _step(
+        self, done: list[Reported], now: float, execution_id: int | None
+    ) -> tuple[RecordResult, list[Claim], list[int]]:
+        """One transaction: logs, lease renewals, stops asked for, claims, outcomes (with
+        all they decide), hand-backs, claims of what the outcomes just made ready, and
+        the attempts launched (with the process groups they started). The claims, and
+        those of them marked launched already (they fit in free slots)."""
+        s, launcher = self.settings, self.launcher
+        launcher.release_logs(now)
+        logs, renew = self.logs.pending(), launcher.renewals(now)
+        launched, processes = list(launcher.launched), list(launcher.processes)
+        stopped = RecordResult()
+        with self.store.transaction():
+            self.store.add_logs(logs)
+            self.store.heartbeat(s.worker_id, renew, now + s.claim_lease_seconds)
+            self._stop_asked(now, execution_id, stopped)
+            # serving, claim before recording: the rows every recording transaction
+            # updates (the execution's counters) then stay locked as briefly as possible;
+            # working on one execution, record first: what it makes ready is claimed next
+            claims: list[Claim] = []
+            if execution_id is None and not stopped.ended_executions:
+                claims = self._claim(now, execution_id, 0)
+            self.store.readied = execution_id is not None
+            result = self.store.record_outcomes([(f.claim, f.outcome) for f in done], now, self.rng)
+            if s.retry_keeps_slot:
+                self._retrying.update(result.retries)
+            result.ended_executions.update(stopped.ended_executions)
+            result.nested.extend(stopped.nested)
+            self._hand_back(now)
+            if self.store.readied and execution_id not in result.ended_executions:
+                claims += self._claim(now, execution_id, len(claims))  # made ready just now
+            # launched, or about to be (claims that fit in free slots): the full lease
+            starting = launcher.starting(claims)
+            self.store.mark_launched([*launched, *starting], now, now + s.lease_seconds)
+            still = [p for p in processes if p.attempt_id in launcher.running]  # not ended
+            self.store.record_processes(this_machine(), still)
+        # committed: forget what was written (all of it is kept when the commit fails)
+        self.logs.written(len(logs))
+        launcher.recorded(len(launched), len(processes))
+        launcher.renewed(renew, now + s.claim_lease_seconds)
+        self._handed = []
+        launcher.held -= {f.claim.execution_id for f in done}
+        self._failed_now = {f.claim.execution_id for f in done if f.outcome.state is State.FAILED}
+        return result, claims, starting
+
+    def _stop_asked(self, now: float, execution_id: int | None, stopped: RecordResult) -> None:
+        """The execution worked on fails when interrupted or past its deadline."""
+        house = self.housekeeping
+        if execution_id is None:
+            return
+        if house.stop_reason is not None:
+            house.stop(execution_id, house.stop_reason, now, stopped)
+        if self._deadline is not None and now >= self._deadline:
+            self._deadline = None
+            house.stop(execution_id, "timeout", now, stopped)
+
+    def _hand_back(self, now: float) -> None:
+        """What a stopping worker gives up (its waiting claims, attempts it stopped), and
+        claims this worker was too held up to start while they were surely its own."""
+        launcher = self.launcher
+        if self.housekeeping.stopping_at is not None and launcher.waiting:
+            self._handed.extend(launcher.hand_back_waiting())
+        if self._handed:
+            self.store.hand_back(self._handed, now)
+        if launcher.late:
+            late, launcher.late = launcher.late, []
+            why = "its claim was not renewed in time (the worker was held up)"
+            self.store.hand_back(late, now, why)
+
+    def _claim(self, now: float, execution_id: int | None, taken: int) -> list[Claim]:
+        """Claim up to the free slots (and ``prefetch`` more), less ``taken`` already,
+        each leased for ``claim_lease_seconds`` until it is launched."""
+        s, launcher = self.settings, self.launcher
+        if self.housekeeping.stopping_at is not None:
+            return []
+        room = s.slots + s.prefetch - launcher.busy() - len(launcher.waiting) - taken
+        queues = None if execution_id is not None else s.queues
+        lease = s.claim_lease_seconds
+        claims: list[Claim] = []
+        if self._retrying:  # their slots are kept: they come first, nothing takes them
+            claims = self.store.claim(
+                s.worker_id,
+                room,
+                now,
+                lease,
+                execution_id=execution_id,
+                queues=queues,
+                only=sorted(self._retrying),
+            )
+            self._retrying.difference_update(c.task_run_id for c in claims)
+            room -= len(claims) + len(self._retrying)
+        return claims + self.store.claim(
+            s.worker_id, room, now, lease, execution_id=execution_id, queues=queues
+        )
+
+    # -- waiting for outcomes ----------------------------------------------------------------
+    def _collect(self, done: list[Reported], execution_id: int | None) -> None:
+        """Wait until an outcome or a wake-up arrives or something is due; while enough
+        prefetched claims keep the slots busy, go on gathering a batch (:meth:`_defer`).
+        Outcomes join ``done`` as they come (kept there if the store fails meanwhile)."""
+        wake_at = min(self.housekeeping.due, self._deadline or NEVER)
+        self._wait(done, execution_id, wake_at)
+        while self._defer(done):
+            self._wait(done, execution_id, wake_at)
+
+    def _wait(self, done: list[Reported], execution_id: int | None, due_at: float) -> None:
+        """Block until an event arrives or something is due; take all events there."""
+        if done and not self._defer(done):
+            return
+        now = self.clock.now()
+        events = self.inbox.take(min(self._due(done, execution_id, due_at, now)) - now)
+        for event in events:
+            self._receive(event, done)
+        self.launcher.launch_waiting()  # freed slots start prefetched claims before we record
+
+    def _due(
+        self, done: list[Reported], execution_id: int | None, due_at: float, now: float
+    ) -> list[float]:
+        """When the loop must look again, whatever arrives."""
+        s, launcher = self.settings, self.launcher
+        due = [due_at]
+        if done:
+            due.append(self._done_since + s.record_delay)
+        if launcher.running:
+            due.append(now + s.log_flush_every)
+            due.append(self.housekeeping.kill_due)
+        renewal = launcher.next_renewal()
+        if renewal is not None:
+            due.append(renewal)
+        if launcher.calls.waiting:  # children may be ended by other workers
+            due.append(now + 0.2)
+        if execution_id is not None and not launcher.running and not launcher.waiting:
+            # nothing of ours runs: the execution waits for a concurrency limit, or for
+            # work other processes do (its children, a key's slot)
+            due.append(now + s.idle_poll_every)
+        if self.housekeeping.stopping_at is not None:
+            due.append(self.housekeeping.stopping_at)
+        elif launcher.busy() < s.slots and (self._delayed or execution_id is None):
+            queues = None if execution_id is not None else s.queues
+            next_ready = self.store.next_ready_time(now, execution_id=execution_id, queues=queues)
+            if next_ready is not None:  # a retry waiting for its delay
+                due.append(next_ready)
+            self._delayed = next_ready is not None
+            if execution_id is None or self._notified:
+                due.append(now + (s.notified_poll_every if self._notified else s.poll_every))
+        return due
+
+    def _defer(self, done: list[Reported]) -> bool:
+        """Whether to wait for more outcomes before recording: while enough prefetched
+        claims wait to keep the slots busy through a step (so nothing waits for this
+        record), up to ``prefetch`` outcomes or ``record_delay`` seconds, so that one
+        transaction records many."""
+        s, launcher, house = self.settings, self.launcher, self.housekeeping
+        if not done or len(launcher.waiting) < s.slots or len(done) >= max(s.prefetch, 1):
+            return False  # record now: claims must come before the slots run dry
+        if house.stopping_at is not None or house.stop_reason is not None or launcher.held:
+            return False  # a failure is recorded at once: it may stop what waits
+        return self.clock.now() < self._done_since + s.record_delay
+
+    def _receive(self, event: Event, done: list[Reported]) -> None:
+        """An event from the inbox: an outcome joins ``done`` (as the loop stopped it, if
+        it did); a process group started is recorded in the next step."""
+        if isinstance(event, ProcessStarted):
+            self.launcher.processes.append(event.record())
+            return
+        if not isinstance(event, Reported):
+            return  # a wake-up: the loop looks again
+        claim, outcome = event.claim, event.outcome
+        if not done:
+            self._done_since = self.clock.now()
+        if outcome.state is State.FAILED:
+            self.launcher.held.add(claim.execution_id)
+        running = self.launcher.running.pop(claim.attempt_id, None)
+        if running is not None and running.cancel_reason == "handed back":
+            self._handed.append(claim)
+            return
+        if running is not None and running.cancel_reason == "timeout":
+            outcome = Outcome(
+                State.FAILED,
+                exit_code=outcome.exit_code,
+                reason="timeout",
+                error="execution timed out",
+                outputs=outcome.outputs,
+                metrics=outcome.metrics,
+                cpu_seconds=outcome.cpu_seconds,
+                peak_rss_kb=outcome.peak_rss_kb,
+                checks=outcome.checks,
+            )
+            event = Reported(claim, outcome)
+        done.append(event)
+
+    # -- faults ------------------------------------------------------------------------------
+    def _recover(self, exc: StoreUnavailable, done: list[Reported]) -> None:
+        """The database went away: wait with growing pauses until it answers again, then
+        take up attempts leased to us whose claim committed although we never heard back
+        (the connection died during COMMIT)."""
+        pause = 0.1
+        launcher = self.launcher
+        while True:
+            logger.warning("store unavailable (%s); reconnecting in %.1fs", exc, pause)
+            time.sleep(pause)
+            try:
+                self.store.reconnect()
+                known = {*launcher.running, *(c.attempt_id for c in launcher.waiting)}
+                known |= {f.claim.attempt_id for f in done}
+                known |= {c.attempt_id for c in [*self._handed, *launcher.late]}
+                orphans = [
+                    c
+                    for c in self.store.running_claims(self.settings.worker_id)
+                    if c.attempt_id not in known
+                ]
+                if orphans:
+                    logger.warning("taking up %d attempts claimed before the fault", len(orphans))
+                    # their lease is renewed by the next step, before any of them starts
+                    launcher.take(orphans, self.clock.now() - self.settings.claim_lease_seconds / 2)
+                return
+            except StoreUnavailable as again:
+                exc = again
+                pause = min(pause * 2, 5.0)

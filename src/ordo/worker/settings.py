@@ -1,0 +1,58 @@
+"""The worker's settings, and what it tells a progress display."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ordo.model import Outcome
+from ordo.store.records import Claim
+
+
+class Listener(Protocol):
+    """Told what the worker does, for progress displays. Called on the loop thread."""
+
+    def started(self, claim: Claim) -> None: ...
+
+    def finished(self, claim: Claim, outcome: Outcome, retrying: bool) -> None: ...
+
+
+class Silent:
+    def started(self, claim: Claim) -> None:
+        pass
+
+    def finished(self, claim: Claim, outcome: Outcome, retrying: bool) -> None:
+        pass
+
+
+@dataclass
+class WorkerSettings:
+    slots: int = os.cpu_count() or 2
+    lease_seconds: float = 30.0
+    #: claims not launched yet are leased this long only, renewed while they wait, so
+    #: that those of a worker that died come back soon (its running attempts: after
+    #: ``lease_seconds``); a claim is launched only while at least half of it is left
+    claim_lease_seconds: float = 6.0
+    heartbeat_every: float = 10.0
+    log_flush_every: float = 0.2
+    kill_grace: float = 5.0
+    max_log_bytes: int = 10 * 1024 * 1024  # per attempt; the rest is dropped with a marker
+    log_batch_lines: int = 2000  # buffered lines that wake the loop to write them early
+    queues: tuple[str, ...] = ("default",)  # served by serve(); run_execution takes any
+    prefetch: int = 16  # claims beyond the free slots, started as soon as a slot frees
+    record_delay: float = 0.05  # how long outcomes may wait to be recorded together
+    kill_check_every: float = 0.5  # while attempts run: how often to look for kills
+    grace: float = 30.0  # serve(): how long running attempts may finish after stop()
+    reap_every: float = 3.0  # serve(): how often expired leases are looked for
+    poll_every: float = 1.0  # serve() without notifications: how often to look for work
+    notified_poll_every: float = 5.0  # with LISTEN/NOTIFY: a safety net only
+    idle_poll_every: float = 0.2  # run_execution() with nothing running: look again
+    # a task run waiting for its retry keeps its slot: nothing else takes it meanwhile
+    # (``ordo executioner``: a job's retries belong to its run, also in sequential mode)
+    retry_keeps_slot: bool = False
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    )
