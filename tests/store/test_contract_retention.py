@@ -31,6 +31,7 @@ TABLES = [
     "checks",
     "trigger_ticks",
     "notifications",
+    "steps",
     "attempts",
     "task_runs",
     "executions",
@@ -67,6 +68,7 @@ def run_tree(store: Store, root: int, ends: dict[int, float]) -> None:
             if at is None:
                 continue  # left running
             store.add_logs([NewLog(claim.execution_id, claim.attempt_id, at, "stdout", "hi")])
+            store.record_step(claim, 1, "now", "now", at, value="2026-12-05T10:00:00+00:00")
             outcome = Outcome(
                 State.SUCCESS,
                 exit_code=0,

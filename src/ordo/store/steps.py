@@ -27,14 +27,23 @@ from ordo.store.outcomes import dumps
 from ordo.store.records import Claim
 from ordo.store.serving import Serving
 
-STEP_COLUMNS = "id, execution_id, task_run_id, number, kind, name, run_id, child_id, value"
+STEP_COLUMNS = (
+    "id, execution_id, task_run_id, number, kind, name, run_id, child_id, value, attempt_id"
+)
 GET_STEP = f"SELECT {STEP_COLUMNS} FROM steps WHERE task_run_id = ? AND number = ?"
 STEP_OF_RUN = f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ?"
 INSERT_STEP = """
 INSERT INTO steps
-    (execution_id, task_run_id, number, kind, name, run_id, child_id, value, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    (execution_id, task_run_id, number, kind, name, run_id, child_id, value, attempt_id,
+     created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+#: a step done again (its connect call run again, its child restarted): what it is now
+UPDATE_STEP = """
+UPDATE steps SET run_id = ?, child_id = ?, value = ?, attempt_id = ?
+WHERE task_run_id = ? AND number = ?
+"""
+STEP_RESULT = "SELECT state, reason, last_attempt_id FROM task_runs WHERE id = ?"
 INSERT_STEP_RUN = """
 INSERT INTO task_runs
     (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
@@ -49,7 +58,9 @@ COUNT_STEPS = "SELECT count(*) FROM steps WHERE task_run_id = ?"
 class StepRow:
     """One recorded step: ``kind`` task, flow, connect, now or random; ``name`` what
     was called; ``run_id`` its task run (task, connect), ``child_id`` its child
-    execution (flow), ``value`` its arguments (task) or value (now, random)."""
+    execution (flow), ``value`` its arguments (task) or value (now, random);
+    ``attempt_id`` the caller's attempt that recorded it (an earlier one: the caller is
+    being run again)."""
 
     id: int
     execution_id: int
@@ -60,6 +71,7 @@ class StepRow:
     run_id: int | None
     child_id: int | None
     value: Any
+    attempt_id: int | None
 
 
 def _step(row: Any) -> StepRow:
@@ -74,6 +86,7 @@ def _step(row: Any) -> StepRow:
         None if row[6] is None else int(row[6]),
         None if row[7] is None else int(row[7]),
         value,
+        None if row[9] is None else int(row[9]),
     )
 
 
@@ -107,11 +120,17 @@ class Steps(Serving):
         child_id: int | None = None,
     ) -> StepRow:
         """Record a step that has happened (``this.now()``, ``this.random()``, the child
-        a ``this.flow`` started, the task run of a ``this.connect``)."""
+        a ``this.flow`` started, the task run of a ``this.connect``); a step recorded
+        before under this number (done again) is what it is now."""
         with self.transaction():
             shown = None if value is None else dumps(value)
-            params = (claim.execution_id, claim.task_run_id, number, kind, name)
-            self._insert(INSERT_STEP, (*params, run_id, child_id, shown, now))
+            if self.step(claim.task_run_id, number) is not None:
+                again = (run_id, child_id, shown, claim.attempt_id, claim.task_run_id, number)
+                self._execute(UPDATE_STEP, again)
+            else:
+                params = (claim.execution_id, claim.task_run_id, number, kind, name)
+                row = (*params, run_id, child_id, shown, claim.attempt_id, now)
+                self._insert(INSERT_STEP, row)
             found = self.step(claim.task_run_id, number)
             assert found is not None
             return found
@@ -129,7 +148,7 @@ class Steps(Serving):
             self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))  # one more to wait for
             self._ready_restarted(run_id, ex_id, queue, None, now)
             params = (ex_id, claim.task_run_id, number, "task", task.id, run_id, None)
-            self._insert(INSERT_STEP, (*params, dumps(dict(args)), now))
+            self._insert(INSERT_STEP, (*params, dumps(dict(args)), claim.attempt_id, now))
             found = self.step(claim.task_run_id, number)
             assert found is not None
             return found
@@ -154,6 +173,14 @@ class Steps(Serving):
             self._execute(q.RESTART_TASK_RUN, (0, 0, step.run_id))
             self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
             self._ready_restarted(step.run_id, ex_id, self.queue_of(ex_id, task), None, now)
+
+    def step_result(self, run_id: int) -> tuple[State, str | None, dict[str, Any]]:
+        """A step's task run: its state, reason and its last attempt's outputs."""
+        row = self._one(STEP_RESULT, (run_id,))
+        if row is None:
+            raise Conflict(f"task run {run_id} not found")
+        outputs = self.attempt_outputs(int(row[2])) if row[2] is not None else {}
+        return State(row[0]), row[1], outputs
 
     def run_states(self, run_ids: Iterable[int]) -> dict[int, tuple[State, str | None]]:
         """The state and reason of each of these task runs."""

@@ -12,6 +12,7 @@ CREATE TABLE steps (
     run_id       BIGINT REFERENCES task_runs (id),
     child_id     BIGINT REFERENCES executions (id),
     value        TEXT,
+    attempt_id   BIGINT,
     created_at   DOUBLE PRECISION NOT NULL,
     UNIQUE (task_run_id, number)
 );

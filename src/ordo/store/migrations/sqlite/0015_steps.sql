@@ -12,6 +12,7 @@ CREATE TABLE steps (
     run_id       INTEGER REFERENCES task_runs (id),
     child_id     INTEGER REFERENCES executions (id),
     value        TEXT,
+    attempt_id   INTEGER,
     created_at   REAL    NOT NULL,
     UNIQUE (task_run_id, number)
 );
