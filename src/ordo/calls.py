@@ -185,6 +185,7 @@ class TaskCalls:
                 revision=int(revision) if revision is not None else None,
                 wait=False,
                 evaluate=self.evaluate,
+                namespace=request.get("namespace"),
             )
             return {"id": child}
         if op == "wait":
@@ -196,7 +197,7 @@ class TaskCalls:
             self.start_flow_task(claim, request["context"])
             return {}
         if op == "connect_setup":
-            return engine.connect_setup(self.store, request)
+            return engine.connect_setup(self.store, request, claim)
         if op == "record_call":
             outcome = request["outcome"]
             started = float(request["started"])

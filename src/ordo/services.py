@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from ordo import definitions, engine, templating
 from ordo.errors import Conflict, Forbidden, NotFound, OrdoError, UsageError
-from ordo.model import MARKS, Flow, State, Trigger
+from ordo.model import MARKS, Flow, RunOptions, State, Trigger
 from ordo.store import Store
 from ordo.store.records import ExecutionRow, Revision
 from ordo.store.recovery import Marked
@@ -90,10 +90,15 @@ def start(
     skip_tasks: Sequence[str] = (),
     continue_on_error: bool | None = None,
     queue: str | None = None,
+    options: RunOptions | None = None,
+    scope: Sequence[str] | None = None,
 ) -> int:
     """Start an execution by hand or through the API (``started_by`` says which);
     Forbidden when the flow says ``allow_manual: false``. An ``idempotency_key`` used
-    before returns that execution's id and starts nothing."""
+    before returns that execution's id and starts nothing. ``options``: this run's
+    retry, timeout and notify (:func:`ordo.definitions.read_run_options`); ``scope``:
+    the namespaces the starter's token is limited to (None: all), recorded with the
+    execution so that its handlers start children only there."""
     flow = revision.flow
     if queue is not None and not QUEUE_NAME.fullmatch(queue):
         raise UsageError(
@@ -116,6 +121,8 @@ def start(
         skip_tasks=skip_tasks,
         continue_on_error=continue_on_error,
         queue=queue,
+        options=options,
+        scope=scope,
     )
 
 

@@ -39,7 +39,7 @@ def migrations(backend: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-LATEST = {"sqlite": 11, "postgresql": 11}
+LATEST = {"sqlite": 14, "postgresql": 14}
 
 CREATE_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

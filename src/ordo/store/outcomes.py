@@ -139,7 +139,7 @@ class Outcomes(Readiness):
         if outcome.checks:
             self._executemany(q.INSERT_CHECK, [_check_row(ids, r) for r in outcome.checks])
         if state in (State.SUCCESS, State.WARNING):
-            why = outcome.error if state is State.WARNING else None
+            why = outcome.error  # a warning's, or a handler's this.success(message)
             self._finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
             return
         if state is State.SKIPPED:
@@ -159,7 +159,7 @@ class Outcomes(Readiness):
             stopping and stopping[0]
         ):
             return False
-        policy = self.flow_of(claim.revision_id).task(claim.task_id).retry
+        policy = self.task_retry(claim)  # the task's, with the run's options over it
         counted = self._one(q.COUNTED_ATTEMPTS, (claim.task_run_id,))
         decision = retry.decide(
             policy,

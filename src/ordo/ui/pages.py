@@ -226,6 +226,9 @@ def flow_context(
         "error": error,
         "labels_text": labels_text if values is None else values.get("__labels", ""),
         "queue": "" if values is None else values.get("__queue", ""),
+        "run_options": {}
+        if values is None
+        else {k[2:]: v for k, v in values.items() if k.startswith("__") and v},
     }
 
 
