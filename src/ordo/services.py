@@ -133,10 +133,12 @@ def start_by_trigger(
     passed: Mapping[str, Any],
     now: float,
     idempotency_key: str | None = None,
+    scope: Sequence[str] | None = None,
 ) -> int:
     """Start an execution for a trigger (``allow_manual`` does not apply): the trigger's
     own ``inputs`` as the declared inputs, and what it passes (``event``, ``body``,
-    ``schedule``) beside them."""
+    ``schedule``) beside them. ``scope``: the namespaces of the token that sent the
+    event, when it is limited to some."""
     return engine.start_execution(
         store,
         revision,
@@ -145,6 +147,7 @@ def start_by_trigger(
         started_by=f"{trigger.type}:{trigger.id}",
         trigger_inputs=passed,
         idempotency_key=idempotency_key,
+        scope=scope,
     )
 
 
@@ -167,9 +170,9 @@ def emit(
 ) -> Emitted:
     """Record an event and start every active flow with an ``event`` trigger of this
     type whose ``filter`` holds, with ``inputs.event`` = ``{id, type, data}``; only the
-    flows of ``namespaces`` when given (an event sent with a token limited to them). A
-    flow whose filter or inputs fail does not stop the others: its error is in
-    ``errors``."""
+    flows of ``namespaces`` when given (an event sent with a token limited to them),
+    each recording them as its scope. A flow whose filter or inputs fail does not stop
+    the others: its error is in ``errors``."""
     if not event_type or len(event_type) > 200:
         raise UsageError(f"an event type is 1 to 200 characters, found {len(event_type)}")
     event_id = store.add_event(event_type, data, now)
@@ -184,7 +187,11 @@ def emit(
         try:
             if trigger.filter is not None and not _holds(trigger.filter, payload):
                 continue
-            started.append(start_by_trigger(store, revision, trigger, {"event": payload}, now))
+            started.append(
+                start_by_trigger(
+                    store, revision, trigger, {"event": payload}, now, scope=namespaces
+                )
+            )
         except OrdoError as exc:
             errors.append(f"{revision.flow.key} ({trigger.id}): {exc}")
             logger.warning("event %s not started for %s: %s", event_type, revision.flow.key, exc)

@@ -83,6 +83,8 @@ def test_ordo_run_retries_and_times_out_this_run_only(
     shown = json.loads(ordo(ordo_cmd, ordo_env, db, "executions", "show", "2", "--json").stdout)
     assert [len(r["attempts"]) for r in shown["task_runs"]] == [2]  # 2nd and 3rd count
     assert shown["options"] == {"retry": {"attempts": 3, "delay": 0.0, "backoff": 1.0}}
+    text = ordo(ordo_cmd, ordo_env, db, "executions", "show", "2").stdout
+    assert 'run options: {"retry": {"attempts": 3, "delay": 0.0, "backoff": 1.0}}' in text
     again = json.loads(ordo(ordo_cmd, ordo_env, db, "executions", "show", "1", "--json").stdout)
     assert again["options"] is None
 
