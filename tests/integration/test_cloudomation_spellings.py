@@ -206,3 +206,30 @@ def test_a_child_outside_the_starters_token_scope_is_refused(store: Store, folde
     ex_id, final = run_handler(store, folder, "scoped")
     assert final is State.SUCCESS
     assert store.task_runs(ex_id)[0].reason == "should have been refused"
+
+
+def test_a_flow_task_outside_the_scope_fails_and_children_inherit_the_scope(
+    store: Store, folder: Path
+) -> None:
+    add(store, folder, "child.yaml", CHILD)
+    revision = add(
+        store,
+        folder,
+        "parent.yaml",
+        """
+        id: parent
+        tasks:
+          - {id: call, type: flow, flow: other/child, with: {n: 2}}
+        """,
+    )
+    ex_id = engine.start_execution(store, revision, {}, time.time(), scope=["default"])
+    _, final = work_on(store, folder, ex_id, slots=1)
+    assert final is State.FAILED
+    assert "namespace 'other' is outside this execution's scope" in (
+        store.task_runs(ex_id)[0].reason or ""
+    )
+    ex_id = engine.start_execution(store, revision, {}, time.time(), scope=["default", "other"])
+    _, final = work_on(store, folder, ex_id, slots=1)
+    assert final is State.SUCCESS
+    [child] = store.children(ex_id)
+    assert child.scope == ("default", "other")
