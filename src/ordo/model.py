@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ordo.errors import IllegalTransition
@@ -364,6 +364,58 @@ class NotifyRule:
 
     def to_dict(self) -> dict[str, Any]:
         return {"on": list(self.on), "email": list(self.email), "webhook": self.webhook}
+
+
+#: The retry keys "run with options" may set for one run (the rest stay each task's).
+RUN_RETRY_KEYS = ("attempts", "delay", "backoff")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What "run with options" sets for one execution only: ``retry`` keys (of
+    :data:`RUN_RETRY_KEYS`) that replace those of every task's policy, a ``timeout``
+    (seconds) that replaces the flow's, and ``notify`` rules added to the flow's."""
+
+    retry: Mapping[str, float] = field(default_factory=dict)
+    timeout: float | None = None
+    notify: tuple[NotifyRule, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.retry) or self.timeout is not None or bool(self.notify)
+
+    def retry_policy(self, policy: RetryPolicy) -> RetryPolicy:
+        """``policy`` with this run's retry keys over it."""
+        if not self.retry:
+            return policy
+        given: dict[str, Any] = {
+            k: int(v) if k == "attempts" else float(v)
+            for k, v in self.retry.items()
+            if k in RUN_RETRY_KEYS
+        }
+        return replace(policy, **given)
+
+    def to_dict(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        if self.retry:
+            found["retry"] = dict(self.retry)
+        if self.timeout is not None:
+            found["timeout"] = self.timeout
+        if self.notify:
+            found["notify"] = [n.to_dict() for n in self.notify]
+        return found
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> RunOptions:
+        if not d:
+            return cls()
+        return cls(
+            retry=dict(d.get("retry") or {}),
+            timeout=d.get("timeout"),
+            notify=tuple(
+                NotifyRule(on=tuple(n["on"]), email=tuple(n["email"]), webhook=n["webhook"])
+                for n in d.get("notify") or ()
+            ),
+        )
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from ordo import cron, definitions, engine, templating
 from ordo.errors import Conflict, Forbidden, NotFound, OrdoError, UsageError
-from ordo.model import MARKS, Flow, State, Trigger
+from ordo.model import MARKS, Flow, RunOptions, State, Trigger
 from ordo.runners.process import stop_groups, this_machine
 from ordo.store import Store
 from ordo.store.records import ExecutionRow, Revision
@@ -92,10 +92,15 @@ def start(
     skip_tasks: Sequence[str] = (),
     continue_on_error: bool | None = None,
     queue: str | None = None,
+    options: RunOptions | None = None,
+    scope: Sequence[str] | None = None,
 ) -> int:
     """Start an execution by hand or through the API (``started_by`` says which);
     Forbidden when the flow says ``allow_manual: false``. An ``idempotency_key`` used
-    before returns that execution's id and starts nothing."""
+    before returns that execution's id and starts nothing. ``options``: this run's
+    retry, timeout and notify (:func:`ordo.definitions.read_run_options`); ``scope``:
+    the namespaces the starter's token is limited to (None: all), recorded with the
+    execution so that its handlers start children only there."""
     flow = revision.flow
     if queue is not None and not QUEUE_NAME.fullmatch(queue):
         raise UsageError(
@@ -118,6 +123,8 @@ def start(
         skip_tasks=skip_tasks,
         continue_on_error=continue_on_error,
         queue=queue,
+        options=options,
+        scope=scope,
     )
 
 
@@ -128,10 +135,12 @@ def start_by_trigger(
     passed: Mapping[str, Any],
     now: float,
     idempotency_key: str | None = None,
+    scope: Sequence[str] | None = None,
 ) -> int:
     """Start an execution for a trigger (``allow_manual`` does not apply): the trigger's
     own ``inputs`` as the declared inputs, and what it passes (``event``, ``body``,
-    ``schedule``) beside them."""
+    ``schedule``) beside them. ``scope``: the namespaces of the token that sent the
+    event, when it is limited to some."""
     return engine.start_execution(
         store,
         revision,
@@ -140,6 +149,7 @@ def start_by_trigger(
         started_by=f"{trigger.type}:{trigger.id}",
         trigger_inputs=passed,
         idempotency_key=idempotency_key,
+        scope=scope,
     )
 
 
@@ -162,9 +172,9 @@ def emit(
 ) -> Emitted:
     """Record an event and start every active flow with an ``event`` trigger of this
     type whose ``filter`` holds, with ``inputs.event`` = ``{id, type, data}``; only the
-    flows of ``namespaces`` when given (an event sent with a token limited to them). A
-    flow whose filter or inputs fail does not stop the others: its error is in
-    ``errors``."""
+    flows of ``namespaces`` when given (an event sent with a token limited to them),
+    each recording them as its scope. A flow whose filter or inputs fail does not stop
+    the others: its error is in ``errors``."""
     if not event_type or len(event_type) > 200:
         raise UsageError(f"an event type is 1 to 200 characters, found {len(event_type)}")
     event_id = store.add_event(event_type, data, now)
@@ -179,7 +189,11 @@ def emit(
         try:
             if trigger.filter is not None and not _holds(trigger.filter, payload):
                 continue
-            started.append(start_by_trigger(store, revision, trigger, {"event": payload}, now))
+            started.append(
+                start_by_trigger(
+                    store, revision, trigger, {"event": payload}, now, scope=namespaces
+                )
+            )
         except OrdoError as exc:
             errors.append(f"{revision.flow.key} ({trigger.id}): {exc}")
             logger.warning("event %s not started for %s: %s", event_type, revision.flow.key, exc)

@@ -151,6 +151,8 @@ class _Channel:
             raise OrdoCallError("the worker running this task went away")
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
+            if answer.get("replay"):
+                raise ReplayError(answer["error"])
             raise OrdoCallError(answer["error"])
         return answer
 
@@ -188,30 +190,142 @@ class Child:
         return f"Child(id={self.id}, flow={self.flow!r})"
 
 
-def flow(flow_id: str, *, wait: bool = True, revision: int | None = None, **inputs: Any) -> Any:
+def _namespace(init: Mapping[str, Any] | None, namespace: str | None, what: str) -> str | None:
+    """The namespace asked for with ``init={'project_id': ...}`` or ``namespace=``."""
+    if init is not None:
+        if not isinstance(init, Mapping) or set(init) - {"project_id", "namespace"}:
+            raise OrdoCallError(
+                f"{what}: init takes 'project_id' (or 'namespace'): the namespace to run in, "
+                f"found {init!r}"
+            )
+        for key in ("project_id", "namespace"):
+            if key in init:
+                if namespace is not None and init[key] != namespace:
+                    raise OrdoCallError(
+                        f"{what}: init[{key!r}] is {init[key]!r} but namespace= is {namespace!r}"
+                    )
+                namespace = init[key]
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise OrdoCallError(f"{what}: a namespace is a non-empty name, found {namespace!r}")
+    return namespace
+
+
+def flow(
+    flow_id: str,
+    *,
+    wait: bool = True,
+    revision: int | None = None,
+    init: Mapping[str, Any] | None = None,
+    namespace: str | None = None,
+    **inputs: Any,
+) -> Any:
     """Start flow ``flow_id`` (``namespace/id``, or ``id`` in this flow's namespace) as a
     child execution with ``inputs``. ``wait=True``: block until it ends and return its
     outputs (ChildFailed if it did not succeed); ``wait=False``: return a :class:`Child`
-    with ``.id`` and ``.wait()``."""
+    with ``.id`` and ``.wait()``. ``init={'project_id': NS}`` (Cloudomation's spelling,
+    ``NS`` from ``system.project(name)['id']``) or ``namespace=NS`` looks ``flow_id`` up
+    in namespace ``NS``: OrdoCallError when it does not exist or is outside the scope of
+    the token that started this execution."""
+    ns = _namespace(init, namespace, "this.flow")
     request = {"op": "flow", "flow": flow_id, "revision": revision, "inputs": inputs}
+    if ns is not None:
+        request["namespace"] = ns
     answer = _call({**request, "number": _next_step()})
     child = Child(int(answer["id"]), flow_id)
     return child.wait() if wait else child
 
 
+#: Cloudomation's spellings of one SQL statement, and what each returns.
+SQL_SHAPES = ("fetchval", "fetch", "fetchrow", "execute")
+_CONNECTOR_TYPES = {"sql": "sql", "http": "http", "rest": "http"}
+
+
 def connect(
-    connection: str | None = None, *, connection_type: str | None = None, **fields: Any
-) -> dict[str, Any]:
+    connection: str | None = None,
+    *,
+    connection_type: str | None = None,
+    connector_type: str | None = None,
+    init: Mapping[str, Any] | None = None,
+    namespace: str | None = None,
+    **fields: Any,
+) -> Any:
     """Run one sql or http call and return its outputs (``rows``... for sql, ``status``
     and ``body``... for http), recorded as a task run of this execution. Name a stored
     ``connection`` (its type is known), or give ``connection_type="sql"`` / ``"http"``
+    (or Cloudomation's ``connector_type="SQL"`` / ``"REST"`` / ``"HTTP"``, any case)
     with the fields (``url``, ``query``, ``method``, ``json``, ...). ChildFailed if the
-    call failed."""
-    request = {"op": "connect", "connection": connection, "type": connection_type}
-    answer = _call({**request, "fields": fields, "number": _next_step()})
+    call failed.
+
+    Cloudomation's SQL spellings give the statement and shape the answer:
+    ``fetchval=SQL`` the first column of the first row (None without rows),
+    ``fetch=SQL`` the rows (a list of dicts), ``fetchrow=SQL`` the first row (None
+    without rows), ``execute=SQL`` the number of rows changed. ``init`` and
+    ``namespace`` are checked as :func:`flow`'s (the namespace must exist and be in
+    scope); a connection belongs to no namespace, so they change nothing else."""
+    kind = _connection_type(connection_type, connector_type)
+    shapes = [name for name in SQL_SHAPES if name in fields]
+    given = [k for k in ("query", "script", *shapes) if k in fields]
+    if shapes and len(given) > 1:
+        raise OrdoCallError(
+            f"this.connect: give one statement, found {' and '.join(f'{k}=' for k in given)}"
+        )
+    shape = shapes[0] if shapes else None
+    if shape is not None:
+        fields["query"] = fields.pop(shape)
+        if shape in ("fetchval", "fetchrow"):
+            fields.setdefault("max_rows", 1)
+    request: dict[str, Any] = {
+        "op": "connect",
+        "connection": connection,
+        "type": kind,
+        "fields": fields,
+    }
+    if shape is not None:
+        request["shape"] = shape
+    ns = _namespace(init, namespace, "this.connect")
+    if ns is not None:
+        request["namespace"] = ns
+    answer = _call({**request, "number": _next_step()})
     if answer["state"] != "SUCCESS":
         raise ChildFailed(answer.get("message") or "the call failed", answer["state"])
     outputs: dict[str, Any] = answer.get("outputs") or {}
+    return _shaped(outputs, shape)
+
+
+def _connection_type(connection_type: Any, connector_type: Any) -> str | None:
+    """``connection_type`` or its alias ``connector_type``, in any case, as sql or http."""
+    found = []
+    for given in (connection_type, connector_type):
+        if given is None:
+            continue
+        kind = _CONNECTOR_TYPES.get(str(given).lower()) if isinstance(given, str) else None
+        if kind is None:
+            raise OrdoCallError(
+                f"this.connect: unknown connection type {given!r}; one of SQL, REST, HTTP "
+                "(any case)"
+            )
+        found.append(kind)
+    if len(set(found)) > 1:
+        raise OrdoCallError(
+            f"this.connect: connection_type={connection_type!r} and "
+            f"connector_type={connector_type!r} disagree; give one"
+        )
+    return found[0] if found else None
+
+
+def _shaped(outputs: dict[str, Any], shape: str | None) -> Any:
+    rows = outputs.get("rows") or []
+    if shape == "fetch":
+        return rows
+    if shape == "fetchrow":
+        return rows[0] if rows else None
+    if shape == "fetchval":
+        if not rows:
+            return None
+        first = outputs.get("columns") or list(rows[0])
+        return rows[0].get(first[0]) if first else None
+    if shape == "execute":
+        return outputs.get("rowcount")
     return outputs
 
 
@@ -255,6 +369,13 @@ class _System:
     def execution(self, execution_id: int | None = None) -> dict[str, Any]:
         """An execution (this one by default): state, inputs, outputs, parent, children."""
         return dict(_call({"op": "execution", "id": execution_id})["execution"])
+
+    def project(self, name: str) -> dict[str, Any]:
+        """Namespace ``name`` (Cloudomation's "project") as ``{'id': name, 'name':
+        name}``: a namespace has no other id, so ``id`` is what ``init={'project_id':
+        ...}`` takes. OrdoCallError when no flow is stored in it or it is outside the
+        scope of the token that started this execution."""
+        return dict(_call({"op": "project", "name": name})["project"])
 
     def secret(self, name: str) -> str:
         """The value of secret ``name`` (``ordo secrets set NAME``). It is masked as

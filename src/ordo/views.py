@@ -45,6 +45,8 @@ def execution_dict(e: ExecutionRow) -> dict[str, Any]:
         "original_id": e.original_id,
         "started_by": e.started_by,
         "queue": e.queue,
+        "options": dict(e.options) if e.options else None,
+        "scope": list(e.scope) if e.scope is not None else None,
         "outputs": e.outputs,
         "dev": e.dev,
         "saved": None

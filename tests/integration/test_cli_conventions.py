@@ -301,7 +301,7 @@ def test_settings_may_name_the_store_below_db_and_ordo_db(
     assert bad.returncode == 2 and "settings.toml: db: must be a string, got 3" in bad.stderr
 
 
-def test_a_package_with_triggers_is_told_where_they_go(
+def test_a_package_takes_triggers_and_a_wrong_one_is_located_in_its_flow_yaml(
     ordo_cmd: list[str], ordo_env: dict[str, str], tmp_path: Path
 ) -> None:
     package = tmp_path / "pkg"
@@ -310,9 +310,11 @@ def test_a_package_with_triggers_is_told_where_they_go(
     (package / "flow.yaml").write_text(
         "id: pkg\ntriggers:\n  - {type: schedule, cron: '0 2 * * *'}\n"
     )
+    assert ordo(ordo_cmd, ordo_env, "validate", f"{package}/").returncode == 0
+    (package / "flow.yaml").write_text("id: pkg\ntriggers:\n  - {type: schedule, cron: 20****}\n")
     result = ordo(ordo_cmd, ordo_env, "validate", f"{package}/")
     assert result.returncode == 2
-    assert "flow.yaml:3:3: triggers: a package cannot have triggers; put them in a flow file" in (
+    assert "flow.yaml:3:28: triggers[0].cron: '20****': a cron expression has 5 fields" in (
         result.stderr
     )
-    assert "ordo server" not in result.stderr
+    assert "did you mean '20 * * * *'?" in result.stderr

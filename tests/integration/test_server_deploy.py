@@ -144,7 +144,8 @@ def _check_isolation(s: Server, ana: httpx.Client) -> None:
     assert event.status_code == 202
     started = event.json()["executions"]
     assert len(started) == 1
-    assert s.http.get(f"/api/executions/{started[0]}").json()["namespace"] == "analytics"
+    by_event = s.http.get(f"/api/executions/{started[0]}").json()
+    assert by_event["namespace"] == "analytics" and by_event["scope"] == ["analytics"]
     assert len(s.http.post("/api/events/day.closed", json={}).json()["executions"]) == 2
     assert ana.get("/api/events").status_code == 403
     put_conn = ana.put("/api/connections/db", json={"type": "sql", "url": "sqlite:///x.db"})

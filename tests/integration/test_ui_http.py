@@ -321,3 +321,33 @@ def test_run_with_options_puts_the_execution_on_a_queue(server: Server) -> None:
         assert "<dt>Queue</dt><dd>gpu</dd>" in client.get(f"/executions/{execution_id}").text
         killed = client.post(f"/executions/{execution_id}/kill", data={"csrf": token})
         assert killed.status_code == 303
+
+
+def test_run_with_options_sets_retry_timeout_and_notify_of_one_run(server: Server) -> None:
+    with browser_like(server, server.token) as client:
+        token = csrf_of(client)
+        form = {"csrf": token, "queue": "gpu", "retry_attempts": "3", "retry_delay": "2s"}
+        bad = client.post("/flows/web/pages/run", data={**form, "timeout": "soon"})
+        assert bad.status_code == 422 and "run options: timeout: " in bad.text
+        assert 'value="soon"' in bad.text and 'value="2s"' in bad.text  # kept as typed
+        bad = client.post("/flows/web/pages/run", data={**form, "notify": "nobody"})
+        assert bad.status_code == 422 and "expected [STATES:]TARGET" in bad.text
+        notify = "failed,killed:ops@example.com\nhttp://127.0.0.1:9/hook"
+        answer = client.post(
+            "/flows/web/pages/run",
+            data={**form, "retry_backoff": "2", "timeout": "10m", "notify": notify},
+        )
+        assert answer.status_code == 303, answer.text
+        execution_id = int(answer.headers["location"].rsplit("/", 1)[1])
+        doc = server.http.get(f"/api/executions/{execution_id}").json()
+        assert doc["options"] == {
+            "retry": {"attempts": 3, "delay": 2.0, "backoff": 2.0},
+            "timeout": 600.0,
+            "notify": [
+                {"on": ["failed", "killed"], "email": ["ops@example.com"], "webhook": None},
+                {"on": ["failed"], "email": [], "webhook": "http://127.0.0.1:9/hook"},
+            ],
+        }
+        assert doc["scope"] is None  # an unlimited token
+        assert "<dt>Run options</dt>" in client.get(f"/executions/{execution_id}").text
+        client.post(f"/executions/{execution_id}/kill", data={"csrf": token})

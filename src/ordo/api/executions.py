@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from ordo import services, views
+from ordo import definitions, services, views
 from ordo.api import models, streams
 from ordo.api.app import Caller, Reader, StoreDep, Stores, Writer
 from ordo.api.flows import label_pairs, visible_flow
@@ -39,6 +39,17 @@ class StartBody(BaseModel):
     queue: str | None = Field(
         default=None, description="run every task on this queue instead of its own"
     )
+    retry: dict[str, Any] | None = Field(
+        default=None,
+        description="this run only: attempts, delay (like 30s), backoff over every task's retry",
+    )
+    timeout: str | float | None = Field(
+        default=None, description="this run only: the execution's timeout (like 10m, or seconds)"
+    )
+    notify: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="this run only: rules {on, email, webhook} added to the flow's notify",
+    )
 
 
 @router.post(
@@ -56,6 +67,7 @@ def start_execution(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
     body = body or StartBody()
+    options = definitions.read_run_options(body.retry, body.timeout, body.notify)
     revision = visible_flow(store, who, namespace, flow_id, body.revision)
     execution_id = services.start(
         store,
@@ -69,6 +81,8 @@ def start_execution(
         skip_tasks=body.skip,
         continue_on_error=body.continue_on_error,
         queue=body.queue,
+        options=options,
+        scope=who.namespaces,
     )
     return views.execution_dict(store.get_execution(execution_id))
 

@@ -66,6 +66,12 @@ class Execution(Answer):
     original_id: int | None = None
     started_by: str | None = None
     queue: str | None = None
+    options: dict[str, Any] | None = Field(
+        default=None, description="run with options: retry, timeout, notify of this run only"
+    )
+    scope: list[str] | None = Field(
+        default=None, description="namespaces its starter's token was limited to; null: all"
+    )
     outputs: Any = None
     dev: bool = False
     saved: Saved | None = None

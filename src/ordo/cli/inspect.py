@@ -146,6 +146,10 @@ def _show(store: Store, args: argparse.Namespace) -> int:
         print(f"  inputs: {short(doc['inputs'], 100)}")
     if doc["labels"]:
         print(f"  labels: {short(doc['labels'], 100)}")
+    if doc.get("options"):
+        print(f"  run options: {short(doc['options'], 100)}")
+    if doc.get("scope") is not None:
+        print(f"  scope: namespaces {', '.join(doc['scope']) or 'none'}")
     rows = []
     for run in doc["task_runs"]:
         for a in run["attempts"] or [None]:

@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
     _skip_options(run)
     _preset_options(run)
+    _run_options(run)
 
     validate = sub.add_parser(
         "validate", parents=[common], help="check flow files; print OK or every error"
@@ -180,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
     _skip_options(submit)
     _preset_options(submit)
+    _run_options(submit)
 
     worker = sub.add_parser(
         "worker", parents=[common], help="run ready tasks of any execution until stopped"
@@ -571,6 +573,38 @@ def _skip_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="after a failure, branches that do not depend on it go on (the flow's "
         "continue_on_error for this execution)",
+    )
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """Run with options: retry, timeout and notification targets of this run only."""
+    parser.add_argument(
+        "--retry",
+        type=int,
+        metavar="N",
+        help="this run only: every task tries N times in all (over its own retry.attempts)",
+    )
+    parser.add_argument(
+        "--retry-delay", metavar="DURATION", help="this run only: the first retry's delay (30s)"
+    )
+    parser.add_argument(
+        "--retry-backoff",
+        type=float,
+        metavar="FACTOR",
+        help="this run only: each retry waits FACTOR times longer than the one before",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="this run only: stop the execution after DURATION (like 10m; over the flow's)",
+    )
+    parser.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="[STATES:]TARGET",
+        help="this run only: tell an e-mail address or POST to an http(s) URL when it ends "
+        "in one of STATES (default failed; like success,failed:ops@example.com); repeatable",
     )
 
 

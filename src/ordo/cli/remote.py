@@ -18,6 +18,7 @@ from ordo import definitions, engine
 from ordo.cli import deploy as deploy_cli
 from ordo.cli import inspect as inspect_cli
 from ordo.cli.common import parse_pairs, print_json, table
+from ordo.cli.retention import run_option_fields
 from ordo.cli.serving import flow_key, parse_data, print_emitted
 from ordo.errors import (
     EXIT_FAILED,
@@ -121,6 +122,7 @@ def _run(client: Client, args: argparse.Namespace) -> int:
         "skip": [t for item in args.skip for t in item.split(",") if t],
         "continue_on_error": args.continue_on_error,
         "revision": flow["revision"],  # the one just sent, whatever is stored after it
+        **run_option_fields(args),
     }
     execution = client.call(
         "POST", f"/api/flows/{flow['namespace']}/{flow['id']}/executions", json=body

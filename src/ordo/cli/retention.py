@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ordo import engine, services
+from ordo import definitions, engine, services
 from ordo.cli.common import (
     fmt_time,
     load_settings,
@@ -67,6 +67,7 @@ def start_from_args(
     ``--from-saved`` preset and ``-i`` inputs, ``--skip``, ``--continue-on-error``,
     ``--dev``); its id."""
     given = parse_pairs(args.input, "-i")
+    options = definitions.read_run_options(**run_option_fields(args))
     inputs = preset_inputs(store, revision.flow, args.from_saved, given)
     return services.start(
         store,
@@ -77,7 +78,31 @@ def start_from_args(
         skip_tasks=skipped_tasks(args.skip),
         continue_on_error=args.continue_on_error,
         dev=args.dev,
+        options=options,
     )
+
+
+def run_option_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """``--retry``, ``--retry-delay``, ``--retry-backoff``, ``--timeout`` and
+    ``--notify`` as the fields of :func:`ordo.definitions.read_run_options` (and of the
+    API's start body): only those given."""
+    retry = {
+        key: value
+        for key, value in (
+            ("attempts", args.retry),
+            ("delay", args.retry_delay),
+            ("backoff", args.retry_backoff),
+        )
+        if value is not None
+    }
+    fields: dict[str, Any] = {}
+    if retry:
+        fields["retry"] = retry
+    if args.timeout is not None:
+        fields["timeout"] = args.timeout
+    if args.notify:
+        fields["notify"] = [definitions.notify_rule(text) for text in args.notify]
+    return fields
 
 
 def gc_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

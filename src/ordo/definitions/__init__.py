@@ -16,6 +16,7 @@ from ordo.definitions.references import (
     referenced_files,
     revision_hash,
 )
+from ordo.definitions.runoptions import notify_rule, read_run_options
 from ordo.model import Flow
 
 __all__ = [
@@ -31,11 +32,13 @@ __all__ = [
     "load",
     "load_flow_file",
     "load_package",
+    "notify_rule",
     "package_files",
     "package_hash",
     "parse_flow",
     "prepare",
     "read_files",
+    "read_run_options",
     "referenced_files",
     "revision_hash",
 ]

@@ -286,7 +286,7 @@ class FlowChecker(DocumentChecker):
         if "retry" not in node:
             return {}
         spec = node["retry"]
-        name = f"{field}.retry"
+        name = f"{field}.retry" if field else "retry"
         if not isinstance(spec, Mapping):
             self.expect("a mapping of retry settings", name, spec, node, "retry")
             return {}

@@ -8,8 +8,12 @@ sub-folders, ``config.json`` and ``flow.yaml`` are not tasks.
 ``config.json``, when present, is parsed and given to every script: handlers receive it
 as ``inputs["config"]`` (functions as ``config=``), scripts find its path in
 ``$ORDO_CONFIG``. ``flow.yaml`` (optional) sets ``id`` (default: the folder's name),
-``namespace``, ``description``, ``labels``, the ``connection`` of ``.sql`` scripts and
-``defaults`` (retry, timeout, pre and post checks); ``triggers`` will come with the server.
+``namespace``, ``description``, ``labels``, the ``connection`` of ``.sql`` scripts,
+``defaults`` (retry, timeout, pre and post checks) or ``retry`` (every script's),
+``timeout`` (the execution's), and, as in a flow file, ``triggers``, ``notify``,
+``active``, ``allow_manual``, ``concurrency`` and ``inputs``. Inputs reach ``.py``
+scripts as ``ordo.this.inputs`` (handlers: ``inputs``), ``.sh`` scripts as
+``$ORDO_INPUT_<NAME>`` and ``.sql`` scripts as bound parameters ``:name``.
 """
 
 from __future__ import annotations
@@ -18,19 +22,37 @@ import dataclasses
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ordo.definitions.bounded import load_json
 from ordo.definitions.document import DocumentChecker, load_document
 from ordo.definitions.files import FILE_LIMITS, FileLimits, Unreadable, read_regular
 from ordo.definitions.flowfile import FlowChecker
+from ordo.definitions.triggers import read_notify, read_triggers
 from ordo.errors import DefinitionError, Problem
-from ordo.model import Flow, RetryPolicy, Task
+from ordo.model import Flow, InputSpec, RetryPolicy, Task, Trigger
 
 META_FILES = ("flow.yaml", "flow.yml")
 CONFIG_FILE = "config.json"
-PACKAGE_KEYS = ("id", "namespace", "description", "labels", "connection", "defaults", "triggers")
+PACKAGE_KEYS = (
+    "id",
+    "namespace",
+    "description",
+    "labels",
+    "connection",
+    "defaults",
+    "retry",
+    "timeout",
+    "inputs",
+    "triggers",
+    "notify",
+    "active",
+    "allow_manual",
+    "concurrency",
+)
+#: The input a trigger type passes beside the declared ones (as in a flow file).
+_PASSED = {"schedule": "schedule", "event": "event", "webhook": "body"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -100,6 +122,7 @@ def load_package(path: str | os.PathLike[str], limits: FileLimits = FILE_LIMITS)
     tasks: list[Task] = []
     for name in names:
         task = _task(name, meta, config, config_path if config is not None else None)
+        task = _given_inputs(task, meta.get("inputs", ()), meta.get("triggers", ()))
         if tasks:
             task = dataclasses.replace(task, depends_on=(tasks[-1].id,))
         tasks.append(task)
@@ -109,10 +132,45 @@ def load_package(path: str | os.PathLike[str], limits: FileLimits = FILE_LIMITS)
         description=meta.get("description") or f"the scripts of {folder}",
         labels=meta.get("labels") or {},
         tasks=tuple(tasks),
+        inputs=tuple(meta.get("inputs") or ()),
         sequential=True,
+        timeout=meta.get("flow_timeout"),
+        concurrency=meta.get("concurrency"),
+        triggers=tuple(meta.get("triggers") or ()),
+        notify=tuple(meta.get("notify") or ()),
+        active=meta.get("active", True),
+        allow_manual=meta.get("allow_manual", True),
         base_dir=folder,
         path=folder,
     )
+
+
+def _given_inputs(task: Task, inputs: Sequence[InputSpec], triggers: Sequence[Trigger]) -> Task:
+    """The package's inputs (and what its triggers pass: ``event``, ``body``,
+    ``schedule``) given to a script: to ``.py`` as ``with`` values (``this.inputs``, a
+    handler's ``inputs``), to ``.sh`` as ``$ORDO_INPUT_<NAME>`` (JSON text unless a
+    string; empty when none) and to ``.sql`` as bound parameters ``:name``."""
+    names = [spec.name for spec in inputs]
+    names += [_PASSED[t.type] for t in triggers if _PASSED[t.type] not in names]
+    if not names or task.run_if is not None:
+        return task
+    kinds = {spec.name: spec.type for spec in inputs}
+    # inputs.get: what a trigger passes is absent from a run started by hand
+    value = {name: f"inputs.get('{name}')" for name in names}
+    if task.type == "python":
+        given = {name: f"{{{{ {value[name]} }}}}" for name in names}
+        return dataclasses.replace(task, with_={**given, **task.with_})
+    if task.type == "sql":
+        params = {name: f"{{{{ {value[name]} }}}}" for name in names}
+        return dataclasses.replace(task, spec={**task.spec, "params": params})
+    json_text = {name: "" if kinds.get(name) == "string" else " | tojson" for name in names}
+    env = {
+        f"ORDO_INPUT_{name.upper()}": (
+            f"{{{{ '' if {value[name]} is none else {value[name]}{json_text[name]} }}}}"
+        )
+        for name in names
+    }
+    return dataclasses.replace(task, env={**task.env, **env})
 
 
 def _task(name: str, meta: Mapping[str, Any], config: Any, config_path: str | None) -> Task:
@@ -174,17 +232,28 @@ def _meta(folder: str, limit: int) -> tuple[dict[str, Any], list[Problem]]:
 class _MetaChecker(DocumentChecker):
     def meta(self, root: Mapping[str, Any]) -> dict[str, Any]:
         self.keys(root, PACKAGE_KEYS, "")
-        if "triggers" in root:
-            self.problem(
-                "a package cannot have triggers; put them in a flow file whose flow task "
-                "runs this package (type: flow, flow: NAMESPACE/ID)",
-                "triggers",
-                root,
-                "triggers",
-            )
         flow_checker = FlowChecker(self.path)
         defaults = flow_checker.defaults(root, "default")
+        retry = flow_checker.retry(root, "")
+        if retry and defaults.retry:
+            flow_checker.problem(
+                "give retry or defaults.retry, not both (both are every script's)",
+                "retry",
+                root,
+                "retry",
+            )
+        inputs = flow_checker.inputs(root)
+        concurrency = flow_checker.flow_concurrency(root)
         self.problems.extend(flow_checker.problems)
+        for spec in inputs:
+            if spec.name == "config":
+                self.problem(
+                    "an input of a package cannot be named 'config': handlers get "
+                    "config.json as inputs['config']",
+                    "inputs.config",
+                    root["inputs"],
+                    ("key", "config"),
+                )
         labels = self.get(root, "labels", "scalar_map", "") or {}
         return {
             "id": self.identifier(root, "id", "id"),
@@ -192,8 +261,15 @@ class _MetaChecker(DocumentChecker):
             "description": self.get(root, "description", "str", "", ""),
             "labels": {k: str(v) for k, v in labels.items()},
             "connection": self.get(root, "connection", "str", ""),
-            "retry": RetryPolicy.from_dict(defaults.retry),
+            "retry": RetryPolicy.from_dict(retry or defaults.retry),
             "timeout": defaults.timeout,
+            "flow_timeout": self.get(root, "timeout", "duration", ""),
             "pre_checks": defaults.pre_checks,
             "post_checks": defaults.post_checks,
+            "inputs": inputs,
+            "concurrency": concurrency,
+            "triggers": read_triggers(self, root),
+            "notify": read_notify(self, root),
+            "active": bool(self.get(root, "active", "bool", "", True)),
+            "allow_manual": bool(self.get(root, "allow_manual", "bool", "", True)),
         }

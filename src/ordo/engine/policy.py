@@ -44,12 +44,21 @@ ON_REQUEST = "skipped on request"
 
 
 # -- a task run ------------------------------------------------------------------------
+#: How often a flow function whose worker was lost runs again beyond its retries.
+LOST_AGAIN = 3
+
+
 def retry_delay(facts: RetryFacts, rng: random.Random) -> float | None:
     """Seconds until a failed attempt's task run tries again, or None when it does not
     (no attempts left, a reason never retried, its execution stopping: see
-    :func:`ordo.retry.decide`)."""
+    :func:`ordo.retry.decide`). A flow function whose worker was lost runs again at once
+    (up to :data:`LOST_AGAIN` times more than its retries): its completed steps are not
+    done again, so running it again only finishes it."""
     if not facts.execution_going:
         return None
+    if facts.durable and facts.reason == "lost":
+        if facts.attempt_number < facts.policy.attempts + LOST_AGAIN:
+            return 0.0
     decision = retry.decide(
         facts.policy,
         attempt_number=facts.attempt_number,

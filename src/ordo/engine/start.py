@@ -28,7 +28,7 @@ from ordo.errors import (
     did_you_mean,
 )
 from ordo.masking import forms, masked, secret_values
-from ordo.model import Check, Flow, Outcome, State, Task
+from ordo.model import Check, Flow, Outcome, RunOptions, State, Task
 from ordo.runners import stored
 from ordo.runners.base import CheckPlan, LogSink, RunContext
 from ordo.secrets import Revealed, SecretBox
@@ -106,6 +106,8 @@ def start_execution(
     started_by: str | None = None,
     trigger_inputs: Mapping[str, Any] | None = None,
     queue: str | None = None,
+    options: RunOptions | None = None,
+    scope: Sequence[str] | None = None,
 ) -> int:
     """Check and convert the inputs, evaluate the flow's run_if, then record and start a
     new execution. Flow labels are inherited; ``labels`` add to or override them. With
@@ -116,7 +118,9 @@ def start_execution(
     nothing new is recorded and that execution's id is returned. ``trigger_inputs`` (what
     a trigger passes: ``event``, ``body``, ``schedule``) are added after the declared
     inputs are checked, whether declared or not. ``queue`` runs every task on that queue
-    instead of its own."""
+    instead of its own; ``options`` are this run's retry, timeout and notify ("run with
+    options"); ``scope`` the namespaces its starter's token is limited to (None: all),
+    which its children inherit."""
     flow = revision.flow
     unknown = [t for t in skip_tasks if t not in {task.id for task in flow.tasks}]
     if unknown:
@@ -140,6 +144,8 @@ def start_execution(
         idempotency_key=idempotency_key,
         started_by=started_by or ("child" if parent else None),
         queue=queue,
+        options=options,
+        scope=scope,
     )
 
 
@@ -335,11 +341,15 @@ def start_child(
     revision: int | None = None,
     wait: bool = True,
     evaluate: Evaluator | None = None,
+    namespace: str | None = None,
 ) -> int:
     """Start a child execution of flow ``ref`` for the attempt ``claim`` (or, the first
     attempt after a restart, restart the child its attempt before waited for, if that
-    ended badly); its id. Raises OrdoError (unknown flow, bad inputs, nesting deeper
-    than :data:`MAX_DEPTH`) with the reason."""
+    ended badly); its id. ``namespace`` (a handler's ``init={'project_id': ...}``) is
+    where an unqualified ``ref`` is looked for instead of the parent's namespace. The
+    child inherits its parent's scope and must be in it. Raises OrdoError (unknown
+    flow or namespace, a namespace out of scope, bad inputs, nesting deeper than
+    :data:`MAX_DEPTH`) with the reason."""
     again = store.child_to_restart(claim)
     if again is not None:  # the first attempt after a restart: its failed child restarts
         try:
@@ -353,13 +363,22 @@ def start_child(
         child = _group_revision(store, claim, Flow.from_dict(group), now)
         given_inputs = store.get_execution(claim.execution_id).inputs
     else:
-        child = find_child_flow(store, ref, parent_flow.namespace, revision)
+        scope = store.get_execution(claim.execution_id).scope
+        given_ns, _, _ = ref.rpartition("/")
+        if namespace is not None:
+            if given_ns and given_ns != namespace:
+                raise OrdoError(
+                    f"flow {ref!r} names namespace {given_ns!r} but init asks for {namespace!r}"
+                )
+            check_namespace(store, namespace, scope)
+        child = find_child_flow(store, ref, namespace or parent_flow.namespace, revision)
+        check_namespace(store, child.flow.namespace, scope, exists=False)
     chain = store.lineage(claim.execution_id)
     if len(chain) >= MAX_DEPTH:
         path = " -> ".join(key for _, key in [*chain, (0, child.flow.key)])
         raise OrdoError(f"subflow recursion deeper than {MAX_DEPTH}: {path}")
     return start_execution(
-        store, child, given_inputs, now, evaluate=evaluate, parent=claim, wait=wait
+        store, child, given_inputs, now, evaluate=evaluate, parent=claim, wait=wait, scope=scope
     )
 
 
@@ -381,6 +400,26 @@ def _group_fork(store: Store, flow: Flow, execution: ExecutionRow) -> dict[str, 
         return None
     _, index, value = store.fork_item(run)
     return None if index is None else {"index": index, "value": value}
+
+
+def check_namespace(
+    store: Store, namespace: str, scope: Sequence[str] | None, *, exists: bool = True
+) -> None:
+    """OrdoError when ``namespace`` holds no flow (``exists``) or is not among the
+    namespaces ``scope`` allows (None: every one); each message names it."""
+    if exists:
+        known = store.namespaces()
+        if namespace not in known:
+            tip = did_you_mean(namespace, known)
+            raise OrdoError(
+                f"namespace {namespace!r} does not exist{tip} (namespaces: "
+                f"{', '.join(known) or 'none'})"
+            )
+    if scope is not None and namespace not in scope:
+        raise OrdoError(
+            f"namespace {namespace!r} is outside this execution's scope: it was started "
+            f"with a token limited to namespaces {', '.join(scope) or 'none'}"
+        )
 
 
 @dataclass(frozen=True)
@@ -723,10 +762,16 @@ def execution_info(execution: ExecutionRow) -> dict[str, Any]:
     return execution.template_info()
 
 
-def connect_setup(store: Store, request: Mapping[str, Any]) -> dict[str, Any]:
+def connect_setup(
+    store: Store, request: Mapping[str, Any], claim: Claim | None = None
+) -> dict[str, Any]:
     """What a handler's ``this.connect`` runs: the runner type, its fields (with the
     named connection's merged in) and the values to mask. OrdoError says what is
-    missing."""
+    missing, or that the namespace it asks for (``init``) does not exist or is out of
+    the calling execution's scope."""
+    if request.get("namespace") is not None:
+        scope = store.get_execution(claim.execution_id).scope if claim else None
+        check_namespace(store, str(request["namespace"]), scope)
     fields = dict(request.get("fields") or {})
     name = request.get("connection")
     secrets: list[str] = []
@@ -744,8 +789,14 @@ def connect_setup(store: Store, request: Mapping[str, Any]) -> dict[str, Any]:
             )
     if not fields.get("url"):
         raise OrdoError(f"this.connect: a {kind} call needs a url (or a connection)")
+    shape = request.get("shape")
+    if shape and kind != "sql":
+        raise OrdoError(f"this.connect: {shape}= runs SQL, but this is a {kind} call")
     if kind == "sql" and not (fields.get("query") or fields.get("script")):
-        raise OrdoError("this.connect: a sql call needs query= or script=")
+        raise OrdoError(
+            "this.connect: a sql call needs query=, script=, fetchval=, fetch=, fetchrow= "
+            "or execute="
+        )
     return {"type": kind, "fields": fields, "secrets": secrets}
 
 
@@ -770,6 +821,10 @@ def look_up(store: Store, claim: Claim, request: Mapping[str, Any]) -> dict[str,
                 "tasks": [t.id for t in flow.tasks],
             }
         }
+    if op == "project":
+        name = str(request.get("name"))
+        check_namespace(store, name, store.get_execution(claim.execution_id).scope)
+        return {"project": {"id": name, "name": name}}
     if op == "connection":
         connection = store.get_connection(str(request["name"]))
         return {

@@ -284,7 +284,7 @@ def execute(request: dict[str, Any], this: ModuleType | None = None) -> dict[str
     if request.get("step"):  # a @task called by a flow function: any JSON value it returns
         function = getattr(function, "fn", function)
         value = function(*request.get("args") or (), **request["with"])
-        return _outputs({"return": value}, f"task {target}")
+        return {"ok": True, **_outputs({"return": value}, f"task {target}")}
     if request.get("flow_function") and this is not None:
         from ordo import pyflow  # its @task calls are steps of this attempt
 

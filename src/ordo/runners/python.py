@@ -373,7 +373,14 @@ class PythonRunner:
                 metrics=metrics,
                 **usage,
             )
-        return Outcome(State.SUCCESS, exit_code=0, outputs=outputs, metrics=metrics, **usage)
+        return Outcome(
+            State.SUCCESS,
+            exit_code=0,
+            error=reply.get("message") or None,  # this.success(message): the run's reason
+            outputs=outputs,
+            metrics=metrics,
+            **usage,
+        )
 
     def evaluate(
         self,

@@ -5,7 +5,9 @@ become outputs."""
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
+from collections.abc import Mapping
 from contextlib import closing
 from typing import Any
 
@@ -39,7 +41,10 @@ class SqlRunner:
         if url.startswith("sqlite:///"):
             return self._sqlite(sqlite_path(url, ctx.base_dir), query, params, many, max_rows, ctx)
         if url.startswith(("postgresql://", "postgres://")):
-            return self._postgres(url, query, params, max_rows, ctx)
+            named = many and isinstance(params, dict)
+            if many and isinstance(params, dict):  # :name parameters, bound by the client
+                query = pyformat(query, params)
+            return self._postgres(url, query, params, max_rows, ctx, client=named)
         return Outcome(
             State.FAILED,
             reason="error",
@@ -77,6 +82,10 @@ class SqlRunner:
                     conn.executescript(query)
                     conn.commit()
                     return Outcome(State.SUCCESS, outputs=_rows(None, [], max_rows, -1))
+                if many:  # a script with parameters: one statement at a time
+                    *before, query = sqlite_statements(query) or [""]
+                    for statement in before:
+                        conn.execute(statement, _params(params))
                 cur = conn.execute(query, () if params is None else _params(params))
                 rows = cur.fetchmany(max_rows + 1)
                 outputs = _rows(cur.description, rows, max_rows, cur.rowcount)
@@ -87,7 +96,14 @@ class SqlRunner:
         return timer.outcome() or failed
 
     def _postgres(
-        self, url: str, query: str, params: Any, max_rows: int, ctx: RunContext
+        self,
+        url: str,
+        query: str,
+        params: Any,
+        max_rows: int,
+        ctx: RunContext,
+        *,
+        client: bool = False,
     ) -> Outcome:
         import psycopg
 
@@ -100,7 +116,9 @@ class SqlRunner:
             )
         with conn, Watch(ctx, conn.cancel) as timer:
             try:
-                with conn.cursor() as cur:
+                # client-side binding sends one text: a script of several statements
+                cursor = psycopg.ClientCursor(conn) if client else conn.cursor()
+                with cursor as cur:
                     cur.execute(query, None if params is None else _params(params))
                     while cur.nextset():  # a script: the last statement's rows
                         pass
@@ -115,6 +133,45 @@ class SqlRunner:
 
     def close(self) -> None:
         pass
+
+
+def sqlite_statements(script: str) -> list[str]:
+    """A script's statements, split where SQLite says a statement is complete."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current)
+            current = ""
+    if current.strip():
+        statements.append(current)
+    return [s for s in statements if s.strip().strip(";").strip()]
+
+
+#: What ``:name`` must not be found in: quoted text and identifiers, dollar-quoted
+#: text, comments, and ``::type`` casts.
+_SKIPPED = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\$\w*\$).*?\1|--[^\n]*|/\*.*?\*/|::",
+    re.DOTALL,
+)
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def pyformat(script: str, params: Mapping[str, Any]) -> str:
+    """``script`` with its ``:name`` parameters (those in ``params``) as psycopg's
+    ``%(name)s`` and every other ``%`` doubled, for client-side binding."""
+    out, last = [], 0
+    for found in _SKIPPED.finditer(script):
+        out.append(_named(script[last : found.start()], params))
+        out.append(found.group(0).replace("%", "%%"))
+        last = found.end()
+    out.append(_named(script[last:], params))
+    return "".join(out)
+
+
+def _named(text: str, params: Mapping[str, Any]) -> str:
+    text = text.replace("%", "%%")
+    return _NAMED.sub(lambda m: f"%({m[1]})s" if m[1] in params else m.group(0), text)
 
 
 def _params(params: Any) -> Any:

@@ -61,7 +61,8 @@ class Limits(Outcomes):
             if old is None:
                 return
             # its waiting reason goes, its timeout starts
-            deadline = now + flow.timeout if flow.timeout else None
+            timeout = self.run_timeout(ex_id, flow)
+            deadline = now + timeout if timeout else None
             self._execute(q.EXECUTION_DEQUEUED, (deadline, ex_id))
         self._ready_roots(ex_id, now)
         self._maybe_end(ex_id, now, result)

@@ -148,7 +148,7 @@ class Outcomes(Readiness):
         if outcome.checks:
             self._executemany(q.INSERT_CHECK, [_check_row(ids, r) for r in outcome.checks])
         if state in (State.SUCCESS, State.WARNING):
-            why = outcome.error if state is State.WARNING else None
+            why = outcome.error  # a warning's, or a handler's this.success(message)
             self._finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
             return
         if state is State.SKIPPED:
@@ -171,12 +171,13 @@ class Outcomes(Readiness):
         )
         counted = self._one(q.COUNTED_ATTEMPTS, (claim.task_run_id,)) if going else None
         facts = RetryFacts(
-            policy=self.flow_of(claim.revision_id).task(claim.task_id).retry,
+            policy=self.task_retry(claim),  # the task's, with the run's options over it
             attempt_number=int(counted[0]) if counted else claim.number,
             reason=outcome.reason,
             exit_code=outcome.exit_code,
             elapsed=now - claim.first_started_at,
             execution_going=going,
+            durable=_durable(self.flow_of(claim.revision_id).task(claim.task_id).spec),
         )
         delay = self.policy.retry_delay(facts, rng)
         if delay is None:
@@ -440,6 +441,11 @@ def finish_params(attempt_id: int, state: State, outcome: Outcome, now: float) -
 
 
 RECORDED = (State.SUCCESS, State.KILLED, State.WARNING, State.SKIPPED)
+
+
+def _durable(spec: Mapping[str, Any]) -> bool:
+    """A flow function or a handler: run again, its completed steps are not done again."""
+    return bool(spec.get("flow_function") or spec.get("handler"))
 
 
 def _check_row(ids: tuple[int, int, int], r: CheckResult) -> tuple[Any, ...]:

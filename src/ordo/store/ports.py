@@ -81,6 +81,8 @@ class RetryFacts:
     elapsed: float
     #: the execution is RUNNING and nothing is stopping it
     execution_going: bool
+    #: the task is a flow function (its completed steps are not done again)
+    durable: bool = False
 
 
 class Decisions(Protocol):

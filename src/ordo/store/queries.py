@@ -33,19 +33,21 @@ ORDER BY r.namespace, r.flow_id
 EXECUTION_COLUMNS = """id, revision_id, namespace, flow_id, state, inputs, labels, pending,
     reason, created_at, started_at, ended_at, deadline, parent_id, root_id, parent_attempt_id,
     outputs, stopped, dev, saved_name, saved_description, saved_at, original_id, started_by,
-    queue"""
+    queue, options, scope"""
 INSERT_EXECUTION = """
 INSERT INTO executions
     (revision_id, namespace, flow_id, state, inputs, labels, pending, created_at, deadline,
      parent_id, root_id, parent_attempt_id, continue_on_error, dev, original_id,
-     idempotency_key, started_by, queue)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     idempotency_key, started_by, queue, options, scope)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 BY_IDEMPOTENCY_KEY = "SELECT id FROM executions WHERE idempotency_key = ?"
 OF_ROOT = "execution_id IN (SELECT id FROM executions WHERE root_id = ?)"
 SET_ROOT = "UPDATE executions SET root_id = id WHERE id = ?"
 EXECUTION_ROOT = "SELECT root_id, dev FROM executions WHERE id = ?"
 EXECUTION_QUEUE = "SELECT queue FROM executions WHERE id = ?"
+EXECUTION_OPTIONS = "SELECT options FROM executions WHERE id = ?"
+NAMESPACES = "SELECT DISTINCT namespace FROM flow_revisions ORDER BY namespace"
 CHILDREN = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE parent_id = ? ORDER BY id"
 RUNNING_CHILDREN = """
 SELECT id FROM executions WHERE parent_id = ? AND state IN ('CREATED', 'QUEUED', 'RUNNING')

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ordo.errors import NotFound
-from ordo.model import Flow, State, Task
+from ordo.model import Flow, RetryPolicy, RunOptions, State, Task
 from ordo.store import queries as q
 from ordo.store.records import (
     AttemptRow,
@@ -171,6 +171,26 @@ class StoreReads(ABC):
         queue when it has one, else the task's."""
         row = self._one(q.EXECUTION_QUEUE, (execution_id,))
         return str(row[0]) if row and row[0] else task.queue
+
+    def run_options(self, execution_id: int) -> RunOptions:
+        """What "run with options" set for this execution (empty: nothing)."""
+        row = self._one(q.EXECUTION_OPTIONS, (execution_id,))
+        return RunOptions.from_dict(json.loads(row[0]) if row and row[0] else None)
+
+    def task_retry(self, claim: Claim) -> RetryPolicy:
+        """The retry policy of the claimed task run: its task's, with its execution's
+        run options over it."""
+        policy = self.flow_of(claim.revision_id).task(claim.task_id).retry
+        return self.run_options(claim.execution_id).retry_policy(policy)
+
+    def run_timeout(self, execution_id: int, flow: Flow) -> float | None:
+        """The execution's timeout: its run option's, else its flow's."""
+        timeout = self.run_options(execution_id).timeout
+        return timeout if timeout is not None else flow.timeout
+
+    def namespaces(self) -> list[str]:
+        """Every namespace that holds a stored flow (a namespace has no other record)."""
+        return [str(r[0]) for r in self._all(q.NAMESPACES)]
 
     def task_runs(self, execution_id: int) -> list[TaskRunRow]:
         return [_task_run(r) for r in self._all(q.TASK_RUNS, (execution_id,))]
@@ -385,6 +405,8 @@ def _execution(r: Row) -> ExecutionRow:
         r[22],
         r[23],
         r[24],
+        json.loads(r[25]) if r[25] is not None else None,
+        tuple(json.loads(r[26])) if r[26] is not None else None,
     )
 
 

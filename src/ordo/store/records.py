@@ -53,6 +53,8 @@ class ExecutionRow:
     original_id: int | None = None  # the execution this one replays
     started_by: str | None = None  # manual, api, schedule:<trigger>, event:<type>, webhook:...
     queue: str | None = None  # every task run's queue; None: each task's own
+    options: Mapping[str, Any] | None = None  # RunOptions.to_dict(): "run with options"
+    scope: tuple[str, ...] | None = None  # namespaces its starter may use; None: all
 
     @property
     def flow_key(self) -> str:

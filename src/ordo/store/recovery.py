@@ -74,7 +74,8 @@ class Recovery(Limits):
             if self._set_execution_state(ex_id, State.RESTARTED, now, None) is None:
                 raise Conflict(f"execution {ex_id} changed while restarting it; try again")
             self._set_execution_state(ex_id, State.RUNNING, now, None)
-            deadline = now + flow.timeout if flow.timeout else None
+            timeout = self.run_timeout(ex_id, flow)
+            deadline = now + timeout if timeout else None
             merged = {**execution.inputs, **(inputs or {})}
             params = (len(again), dumps(merged), deadline, ex_id)
             self._execute(q.RESTART_EXECUTION, params)

@@ -99,7 +99,7 @@ ORDER BY id DESC LIMIT ?
 OLD_EVENTS = "SELECT id FROM events WHERE received_at < ? ORDER BY id LIMIT ?"
 COUNT_OLD_EVENTS = "SELECT count(*) FROM events WHERE received_at < ?"
 ENDED_SINCE = """
-SELECT id, ended_at, revision_id FROM executions
+SELECT id, ended_at, revision_id, options FROM executions
 WHERE ended_at IS NOT NULL AND ended_at >= ? AND dev = 0 ORDER BY ended_at, id LIMIT ?
 """
 NOTIFIED = """
@@ -410,11 +410,14 @@ class Serving(Retention):
                 return total
 
     # -- notifications ---------------------------------------------------------------
-    def ended_since(self, since: float, limit: int = 200) -> list[tuple[int, float, int]]:
-        """(id, ended_at, revision_id) of the executions (not dev) that ended at or after
-        ``since``, oldest end first."""
+    def ended_since(self, since: float, limit: int = 200) -> list[tuple[int, float, int, bool]]:
+        """(id, ended_at, revision_id, whether its run options name notify targets) of
+        the executions (not dev) that ended at or after ``since``, oldest end first."""
         rows = self._all(ENDED_SINCE, (since, limit))
-        return [(int(r[0]), float(r[1]), int(r[2])) for r in rows]
+        return [
+            (int(r[0]), float(r[1]), int(r[2]), bool(r[3] and json.loads(r[3]).get("notify")))
+            for r in rows
+        ]
 
     def notified(self, execution_id: int, ended_at: float, target: str) -> bool:
         return self._one(NOTIFIED, (execution_id, ended_at, target)) is not None

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from ordo.errors import Conflict, NotFound
-from ordo.model import Flow, Outcome, State
+from ordo.model import Flow, Outcome, RunOptions, State
 from ordo.store import queries as q
 from ordo.store.outcomes import RECORDED, dumps, finish_params
 from ordo.store.overview import Overview
@@ -186,6 +186,8 @@ class SqlStore(Overview):
         idempotency_key: str | None = None,
         started_by: str | None = None,
         queue: str | None = None,
+        options: RunOptions | None = None,
+        scope: Sequence[str] | None = None,
     ) -> int:
         """Record a new execution of a revision and start it: CREATED -> RUNNING, one
         task run per task, and the tasks without dependencies made ready. Under the
@@ -202,9 +204,12 @@ class SqlStore(Overview):
         ``reuse`` make it a replay: those task runs of the original are copied.
         ``idempotency_key``: when an execution was created with this key already, nothing
         is recorded and its id is returned. ``started_by`` says what started it. ``queue``
-        puts every task run on that queue instead of its task's."""
+        puts every task run on that queue instead of its task's. ``options`` are what "run
+        with options" set for this run (retry, timeout, notify); ``scope`` the namespaces
+        its starter may use (None: every one)."""
         flow = self.flow_of(revision_id)
-        deadline = now + flow.timeout if flow.timeout else None
+        timeout = options.timeout if options and options.timeout is not None else flow.timeout
+        deadline = now + timeout if timeout else None
         result = RecordResult()
         with self.transaction():
             if idempotency_key is not None:
@@ -239,6 +244,8 @@ class SqlStore(Overview):
                     idempotency_key,
                     started_by,
                     queue,
+                    dumps(options.to_dict()) if options else None,
+                    dumps(sorted(set(scope))) if scope is not None else None,
                 ),
             )
             if root_id is None:
@@ -315,6 +322,8 @@ class SqlStore(Overview):
                 dev=original.dev,
                 continue_on_error=None,
                 queue=original.queue,
+                options=RunOptions.from_dict(original.options),
+                scope=original.scope,
             )
 
     def _insert_task_runs(
@@ -476,13 +485,23 @@ class SqlStore(Overview):
         # one lock order for every transaction (executions by id, then task runs), so
         # that workers recording at once never deadlock
         outcomes = sorted(outcomes, key=lambda item: (item[0].execution_id, item[0].task_run_id))
-        plain = [(c, o) for c, o in outcomes if o.state is State.SUCCESS and o.forks is None]
+        # (a success with a message, a handler's this.success(message), keeps it as its
+        # task run's reason: recorded one by one)
+        plain = [
+            (c, o)
+            for c, o in outcomes
+            if o.state is State.SUCCESS and o.forks is None and o.error is None
+        ]
         with self.transaction():
             if any(self._keyed(c) for c, _ in outcomes):
                 self._made_ready()  # a concurrency key's slot frees: others may start
             if plain:
                 self._record_successes(plain, now, result)
-                outcomes = [(c, o) for c, o in outcomes if o.state is not State.SUCCESS or o.forks]
+                outcomes = [
+                    (c, o)
+                    for c, o in outcomes
+                    if o.state is not State.SUCCESS or o.forks or o.error is not None
+                ]
             for claim, outcome in outcomes:
                 self._record_one(claim, outcome, now, rng, result)
         return result

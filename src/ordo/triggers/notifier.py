@@ -18,7 +18,7 @@ import httpx
 
 from ordo import views
 from ordo.errors import NotFound
-from ordo.model import NotifyRule
+from ordo.model import NotifyRule, RunOptions
 from ordo.runners import mail
 from ordo.store import Store
 from ordo.store.records import ExecutionRow
@@ -69,8 +69,8 @@ class Notifier:
             return 0
         ended = self.store.ended_since(self._since)
         tried = 0
-        for execution_id, _, revision_id in ended:
-            if self.store.flow_of(revision_id).notify:  # cached: most flows have none
+        for execution_id, _, revision_id, run_notify in ended:
+            if run_notify or self.store.flow_of(revision_id).notify:  # most have none
                 tried += self._notify(execution_id)
         if ended:
             newest = ended[-1][1]
@@ -85,6 +85,7 @@ class Notifier:
         if execution.ended_at is None or execution.dev:
             return 0
         rules = self.store.flow_of(execution.revision_id).notify
+        rules += RunOptions.from_dict(execution.options).notify  # "run with options"
         tried = 0
         for rule in rules:
             if execution.state.value.lower() not in rule.on:

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ordo import services
+from ordo import definitions, services
 from ordo.api.app import store_of
 from ordo.errors import DefinitionError, OrdoError, UsageError, http_status
+from ordo.model import RunOptions
 from ordo.ui import auth
 from ordo.ui.pages import MAX_ID, _labels, execution_context, flow_context, visible_execution
 from ordo.ui.site import error_page, page
@@ -44,6 +45,7 @@ def _run(
         return error_page(request, exc, viewer)
     given: dict[str, Any] = {}
     values: dict[str, Any] = {"__labels": _text(form, "labels"), "__queue": _text(form, "queue")}
+    values.update({f"__{name}": _text(form, name) for name in RUN_OPTION_FIELDS})
     for spec in latest.flow.inputs:
         raw = _text(form, f"input.{spec.name}")
         values[spec.name] = raw
@@ -54,6 +56,7 @@ def _run(
     errors: dict[str, str] = {}
     try:
         labels = _labels(values["__labels"])
+        options = _run_options(values)
         revision_text = _text(form, "revision")
         revision = latest
         if revision_text:
@@ -69,6 +72,8 @@ def _run(
             labels=labels,
             dev=_text(form, "mode") == "dev",
             queue=_text(form, "queue") or None,
+            options=options,
+            scope=viewer.caller.namespaces,
         )
     except DefinitionError as exc:
         for p in exc.problems:
@@ -80,6 +85,33 @@ def _run(
         status = http_status(exc)
         return _refused(request, viewer, namespace, flow_id, values, {}, str(exc), status)
     return RedirectResponse(f"/executions/{execution_id}", status_code=303)
+
+
+#: The run form's "run with options" fields beside labels, queue and revision.
+RUN_OPTION_FIELDS = ("retry_attempts", "retry_delay", "retry_backoff", "timeout", "notify")
+
+
+def _run_options(values: dict[str, Any]) -> RunOptions:
+    """The run form's retry, timeout and notify fields (empty: the flow's own)."""
+    retry: dict[str, Any] = {}
+    attempts, backoff = values["__retry_attempts"], values["__retry_backoff"]
+    if attempts:
+        if not attempts.isdigit():
+            raise UsageError(f"retry attempts: expected a whole number, found {attempts!r}")
+        retry["attempts"] = int(attempts)
+    if values["__retry_delay"]:
+        retry["delay"] = values["__retry_delay"]
+    if backoff:
+        try:
+            retry["backoff"] = float(backoff)
+        except ValueError:
+            raise UsageError(f"retry backoff: expected a number, found {backoff!r}") from None
+    targets = [t.strip() for t in values["__notify"].replace(";", "\n").splitlines() if t.strip()]
+    return definitions.read_run_options(
+        retry or None,
+        values["__timeout"] or None,
+        [definitions.notify_rule(t) for t in targets] or None,
+    )
 
 
 def _refused(

@@ -229,6 +229,9 @@ def flow_context(
         "queue": "" if values is None else values.get("__queue", ""),
         "read_only_reason": read_only_reason(store, namespace, flow_id),
         "stored_schedules": store.list_schedules(namespace, flow_id),
+        "run_options": {}
+        if values is None
+        else {k[2:]: v for k, v in values.items() if k.startswith("__") and v},
     }
 
 

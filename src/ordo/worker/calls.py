@@ -1,28 +1,39 @@
 """Calls into ordo from running tasks: a python handler's ``this.flow``, ``wait``,
-``this.connect`` and ``system.*`` arrive on the task's thread (through its python host)
-as JSON requests; :func:`parse` turns each into a typed request. What needs the store is
-handed to the worker's loop thread, which owns it, and answered from there. While a task
-waits for a child execution its slot is lent out, so a handler waiting for its children
-never starves them of slots."""
+``this.connect`` and ``system.*``, a flow function's ``@task`` calls, arrive on the
+task's thread (through its python host) as JSON requests; :func:`parse` turns each into
+a typed request. What needs the store is handed to the worker's loop thread, which owns
+it, and answered from there. While a task waits for a child execution or a step its
+slot is lent out, so a handler waiting for its children never starves them of slots.
+
+Calls that have an effect or a value the code may depend on are **steps**, numbered by
+the host in the order the attempt makes them (:mod:`ordo.store.steps`): run again (a
+retry, a restart, a resume), the code finds each completed step and gets its answer
+again instead of doing it again; a step the code now makes differently is a
+non-deterministic replay, refused with both calls named."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import queue
+import random
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ordo import engine
 from ordo.clock import Clock
-from ordo.errors import OrdoError, StoreUnavailable
+from ordo.errors import Conflict, OrdoError, StoreUnavailable
 from ordo.masking import forms, mask_value, masked
 from ordo.model import Outcome, State, Task
 from ordo.runners import RunnerSet
 from ordo.runners.base import RunContext
 from ordo.store import Store
 from ordo.store.records import Claim
+from ordo.store.steps import StepRow
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +59,8 @@ class StartChild:
     flow: str
     revision: int | None
     inputs: Mapping[str, Any]
+    namespace: str | None = None
+    number: int | None = None  # its step
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,9 @@ class ConnectSetup:
     connection: str | None
     type: str | None
     fields: Mapping[str, Any]
+    shape: str | None = None  # fetchval, fetch, fetchrow, execute
+    namespace: str | None = None
+    number: int | None = None  # its step
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,34 @@ class RecordCall:
     task_id: str
     started: float
     outcome: Outcome
+    number: int | None = None  # its step
+
+
+@dataclass(frozen=True)
+class TaskStep:
+    """A flow function's ``@task`` call: its task run (a completed one, run again,
+    answers at once); ``bad`` why its arguments cannot be stored."""
+
+    number: int
+    name: str
+    args: list[Any]
+    kwargs: Mapping[str, Any]
+    bad: str | None = None
+
+
+@dataclass(frozen=True)
+class WaitStep:
+    """``future.result()``: answered when the step's task run ends, whoever ran it."""
+
+    run_id: int
+
+
+@dataclass(frozen=True)
+class ValueStep:
+    """``this.now()``, ``this.random()``: a value recorded the first time."""
+
+    kind: str
+    number: int
 
 
 @dataclass(frozen=True)
@@ -89,7 +133,17 @@ class LookUp:
     request: Mapping[str, Any]
 
 
-Request = StartChild | WaitChild | StartFlowTask | ConnectSetup | RecordCall | LookUp
+Request = (
+    StartChild
+    | WaitChild
+    | StartFlowTask
+    | ConnectSetup
+    | RecordCall
+    | LookUp
+    | TaskStep
+    | WaitStep
+    | ValueStep
+)
 LOOK_UPS = ("flow_info", "connection", "execution")
 
 
@@ -120,15 +174,38 @@ def parse(request: Mapping[str, Any]) -> Request | Connect | ReadSecret | Answer
                 str(request["flow"]),
                 None if revision is None else _integer(op, "revision", revision),
                 request.get("inputs") or {},
+                _text(request.get("namespace")),
+                _number(op, request),
             )
         if op == "wait":
             return WaitChild(_integer(op, "id", request.get("id")))
+        if op == "task":
+            number = _integer(op, "number", request.get("number"))
+            if not request.get("name"):
+                raise _Bad("a task request needs the task's name")
+            args, kwargs = request.get("args") or [], request.get("kwargs") or {}
+            if not isinstance(args, list) or not isinstance(kwargs, Mapping):
+                raise _Bad("a task request's args must be a list and its kwargs a mapping")
+            bad = _text(request.get("bad"))
+            return TaskStep(number, str(request["name"]), args, kwargs, bad)
+        if op == "task_wait":
+            return WaitStep(_integer(op, "run", request.get("run")))
+        if op in ("now", "random"):
+            return ValueStep(op, _integer(op, "number", request.get("number")))
+        if op == "connect":
+            fields = request.get("fields") or {}
+            name, kind = request.get("connection"), request.get("type")
+            setup = ConnectSetup(
+                name and str(name),
+                kind and str(kind),
+                fields,
+                _text(request.get("shape")),
+                _text(request.get("namespace")),
+                _number(op, request),
+            )
+            return Connect(setup)
     except _Bad as exc:
         return {"error": str(exc)}
-    if op == "connect":
-        fields = request.get("fields") or {}
-        name, kind = request.get("connection"), request.get("type")
-        return Connect(ConnectSetup(name and str(name), kind and str(kind), fields))
     if op == "secret":
         return ReadSecret(str(request.get("name")))
     if op in LOOK_UPS:
@@ -138,6 +215,16 @@ def parse(request: Mapping[str, Any]) -> Request | Connect | ReadSecret | Answer
 
 class _Bad(ValueError):
     pass
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(op: str, request: Mapping[str, Any]) -> int | None:
+    """A request's step number (None from a host that numbers no steps)."""
+    value = request.get("number")
+    return None if value is None else _integer(op, "number", value)
 
 
 def _integer(op: str, name: str, value: Any) -> int:
@@ -180,11 +267,12 @@ class TaskCalls:
         self.start_flow_task = start_flow_task
         self._calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
         self._waiters: dict[int, list[Call]] = {}  # child execution id -> waiting calls
+        self._steps: dict[int, list[Call]] = {}  # a step's task run id -> waiting calls
 
     @property
     def waiting(self) -> bool:
-        """Calls wait for child executions (which other workers may end)."""
-        return bool(self._waiters)
+        """Calls wait for child executions or steps (which other workers may end)."""
+        return bool(self._waiters or self._steps)
 
     def call(self, running: Running, request: Mapping[str, Any]) -> Answer:
         """Answer a running task's JSON request; runs on its thread, blocks until
@@ -198,14 +286,14 @@ class TaskCalls:
             return _secret(parsed.name, running)
         if isinstance(parsed, StartChild):  # child inputs are stored: masked
             inputs = mask_value(dict(parsed.inputs), running.context.secrets)
-            parsed = StartChild(parsed.flow, parsed.revision, inputs)
+            parsed = dataclasses.replace(parsed, inputs=inputs)
         return self.ask(running, parsed)
 
     def ask(self, running: Running, request: Request) -> Answer:
         """Have the loop answer ``request``; blocks until it does (or the task is
         stopped while it waits)."""
         call = Call(running, request)
-        waits = isinstance(request, WaitChild | StartFlowTask)
+        waits = isinstance(request, WaitChild | StartFlowTask | WaitStep)
         if waits:
             running.waiting += 1
         self._calls.put(call)
@@ -228,6 +316,9 @@ class TaskCalls:
         lookup = self.ask(running, setup)
         if "error" in lookup:
             return lookup
+        if "replayed" in lookup:  # the step had completed: its answer again
+            replayed: Answer = lookup["replayed"]
+            return replayed
         parent, claim = running.context, running.claim
         kind, fields = lookup["type"], lookup["fields"]
         running.calls += 1
@@ -256,7 +347,7 @@ class TaskCalls:
             logger.exception("runner %s crashed", kind)
             outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
         outcome = masked(outcome, ctx.secrets)
-        self.ask(running, RecordCall(task.id, started, outcome))
+        self.ask(running, RecordCall(task.id, started, outcome, setup.number))
         return {
             "state": outcome.state.value,
             "outputs": dict(outcome.outputs),
@@ -277,13 +368,19 @@ class TaskCalls:
                 raise
             except OrdoError as exc:
                 answer = {"error": str(exc)}
+                if isinstance(exc, ReplayError):
+                    answer["replay"] = True
             if answer is not None:
                 call.answer.set_result(answer)
 
     def _answer(self, call: Call) -> Answer | None:
         request, claim = call.request, call.running.claim
         match request:
-            case StartChild(flow, revision, inputs):
+            case StartChild(flow, revision, inputs, namespace, number):
+                if number is not None:
+                    done = self._replayed(claim, number, "flow", flow)
+                    if done is not None and done.child_id is not None:
+                        return {"id": self._child_again(claim, done)}
                 child = engine.start_child(
                     self.store,
                     claim,
@@ -293,7 +390,12 @@ class TaskCalls:
                     revision=revision,
                     wait=False,
                     evaluate=self.evaluate,
+                    namespace=namespace,
                 )
+                if number is not None:
+                    self.store.record_step(
+                        claim, number, "flow", flow, self.clock.now(), child_id=child
+                    )
                 return {"id": child}
             case WaitChild(execution_id):
                 self._waiters.setdefault(execution_id, []).append(call)
@@ -302,18 +404,117 @@ class TaskCalls:
             case StartFlowTask(context):
                 self.start_flow_task(call.running, context)
                 return {}
-            case ConnectSetup(connection, kind, fields):
-                wire = {"connection": connection, "type": kind, "fields": fields}
-                return engine.connect_setup(self.store, wire)
-            case RecordCall(task_id, started, outcome):
+            case ConnectSetup(connection, kind, fields, shape, namespace, number):
+                if number is not None:
+                    name = connection or kind or "connect"
+                    done = self._replayed(claim, number, "connect", name)
+                    if done is not None and done.run_id is not None:
+                        state, _, outputs = self.store.step_result(done.run_id)
+                        if state is State.SUCCESS:
+                            answer = {"state": state.value, "outputs": outputs, "message": None}
+                            return {"replayed": answer}
+                wire = {
+                    "connection": connection,
+                    "type": kind,
+                    "fields": fields,
+                    "shape": shape,
+                    "namespace": namespace,
+                }
+                return engine.connect_setup(self.store, wire, claim)
+            case RecordCall(task_id, started, outcome, number):
                 now = self.clock.now()
-                self.store.record_call(claim, task_id, self.worker_id, started, outcome, now)
+                run = self.store.record_call(claim, task_id, self.worker_id, started, outcome, now)
+                if number is not None:
+                    name = task_id
+                    self.store.record_step(claim, number, "connect", name, now, run_id=run)
                 return {}
             case LookUp(wire):
                 return engine.look_up(self.store, claim, wire)
+            case TaskStep():
+                return self._task_step(claim, request)
+            case WaitStep(run_id):
+                self._steps.setdefault(run_id, []).append(call)
+                self.answer_waiters()
+                return None
+            case ValueStep(kind, number):
+                done = self._replayed(claim, number, kind, kind)
+                if done is not None:
+                    return {"value": done.value}
+                now = self.clock.now()
+                value: Any = (
+                    datetime.fromtimestamp(now, UTC).isoformat()
+                    if kind == "now"
+                    else random.random()
+                )
+                self.store.record_step(claim, number, kind, kind, now, value=value)
+                return {"value": value}
+
+    # -- steps -------------------------------------------------------------------------
+    def _replayed(self, claim: Claim, number: int, kind: str, name: str) -> StepRow | None:
+        """Step ``number`` as recorded before, if it was; ReplayError when the code now
+        makes another call at that step."""
+        done = self.store.step(claim.task_run_id, number)
+        if done is None:
+            return None
+        if (done.kind, done.name) != (kind, name):
+            raise ReplayError(
+                f"non-deterministic replay: step {number} was {_shown(done.kind, done.name)}, "
+                f"now is {_shown(kind, name)} (steps must come in the same order every "
+                "time the code runs: see docs/python.md)"
+            )
+        return done
+
+    def _child_again(self, claim: Claim, done: StepRow) -> int:
+        """A ``this.flow`` step run again: the same child execution; restarted in place
+        when it ended badly and the caller is being run again."""
+        assert done.child_id is not None
+        child = self.store.get_execution(done.child_id)
+        again = done.attempt_id != claim.attempt_id
+        if again and child.state in (State.FAILED, State.KILLED):
+            with contextlib.suppress(Conflict):  # nothing in it to run again: as it ended
+                self.store.restart_child(done.child_id, claim, self.clock.now())
+        return done.child_id
+
+    def _task_step(self, claim: Claim, request: TaskStep) -> Answer:
+        """A ``@task`` call: its task run, started now, or found as it was recorded."""
+        flow = self.store.flow_of(claim.revision_id)
+        task = flow._by_id.get(request.name)
+        if task is None or not task.spec.get("step"):
+            known = ", ".join(t.id for t in flow.steps) or "none"
+            return {
+                "error": f"task {request.name!r} is not a @task of this flow's file or of "
+                f"the modules it imports from its folder (@tasks: {known})"
+            }
+        done = self._replayed(claim, request.number, "task", request.name)
+        now = self.clock.now()
+        if done is not None and done.run_id is not None:
+            state, reason, outputs = self.store.step_result(done.run_id)
+            if not state.terminal:
+                return {"run": done.run_id}
+            if state in (State.SUCCESS, State.WARNING) or done.attempt_id == claim.attempt_id:
+                return _step_answer(done.run_id, state, reason, outputs)
+            self.store.again_step(done, task, now)  # failed before: it runs again
+            self.wake()
+            return {"run": done.run_id}
+        if request.bad is not None:  # its arguments cannot be stored: it fails as called
+            failed = Outcome(State.FAILED, reason="error", error=request.bad)
+            run = self.store.record_call(claim, task.id, self.worker_id, now, failed, now)
+            return _step_answer(run, State.FAILED, request.bad, {})
+        args = {"args": list(request.args), "kwargs": dict(request.kwargs)}
+        step = self.store.start_step(claim, request.number, task, args, now)
+        self.wake()
+        return {"run": step.run_id}
 
     def answer_waiters(self) -> None:
-        """Tell handlers waiting for child executions that ended (by anyone)."""
+        """Tell handlers waiting for child executions or steps that ended (by anyone)."""
+        if self._steps:
+            for run_id, (state, _) in self.store.run_states(list(self._steps)).items():
+                if not state.terminal:
+                    continue
+                found, reason, outputs = self.store.step_result(run_id)
+                answer = _step_answer(run_id, found, reason, outputs)
+                for call in self._steps.pop(run_id):
+                    call.answer.set_result(answer)
         if not self._waiters:
             return
         for child_id, state in self.store.ended_among(list(self._waiters)).items():
@@ -325,6 +526,26 @@ class TaskCalls:
             }
             for call in self._waiters.pop(child_id):
                 call.answer.set_result(answer)
+
+
+def _step_answer(
+    run_id: int, state: State, reason: str | None, outputs: Mapping[str, Any]
+) -> Answer:
+    """What a flow function's ``@task`` call gets: its state and what it returned."""
+    return {"run": run_id, "state": state.value, "reason": reason, "value": outputs.get("return")}
+
+
+def _shown(kind: str, name: str) -> str:
+    """A step as the code made it, for messages."""
+    if kind == "task":
+        return f"{name}(...)"
+    if kind in ("now", "random"):
+        return f"this.{kind}()"
+    return f"this.{kind}({name!r}, ...)"
+
+
+class ReplayError(OrdoError):
+    """A step made differently than when it was recorded."""
 
 
 def _secret(name: str, running: Running) -> Answer:
