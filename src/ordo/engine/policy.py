@@ -56,9 +56,9 @@ def retry_delay(facts: RetryFacts, rng: random.Random) -> float | None:
     done again, so running it again only finishes it."""
     if not facts.execution_going:
         return None
-    if facts.durable and facts.reason == "lost":
-        if facts.attempt_number < facts.policy.attempts + LOST_AGAIN:
-            return 0.0
+    lost = facts.durable and facts.reason == "lost"
+    if lost and facts.attempt_number < facts.policy.attempts + LOST_AGAIN:
+        return 0.0
     decision = retry.decide(
         facts.policy,
         attempt_number=facts.attempt_number,
