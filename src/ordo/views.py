@@ -106,6 +106,7 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
     ex = store.get_execution(execution_id)
     attempts = store.attempts(execution_id)
     outputs = store.outputs(execution_id)
+    called = store.called_outputs(execution_id)  # each called task run's own
     metrics = store.metrics(execution_id)
     checks = store.checks(execution_id)
     # grouped once: each task run then finds its own in constant time (linear overall)
@@ -126,7 +127,9 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
                     {**attempt_dict(a), "checks": [_check_dict(c) for c in checks_of.get(a.id, ())]}
                     for a in attempts_of.get(r.id, ())
                 ],
-                "outputs": run_outputs(outputs, r),
+                "outputs": called.get(r.id, {})
+                if r.parent_run_id is not None
+                else run_outputs(outputs, r),
                 "metrics": [metric_dict(m) for m in metrics_of.get(r.id, ())],
                 "started_at": r.started_at,
                 "ended_at": r.ended_at,

@@ -319,6 +319,12 @@ FROM outputs o JOIN task_runs t ON t.id = o.task_run_id AND t.last_attempt_id = 
 WHERE o.execution_id = ?
 """
 ATTEMPT_OUTPUTS = "SELECT key, value FROM outputs WHERE attempt_id = ?"
+#: the outputs of the called task runs (a handler's calls, a flow function's steps)
+CALLED_OUTPUTS = """
+SELECT t.id, o.key, o.value
+FROM outputs o JOIN task_runs t ON t.id = o.task_run_id AND t.last_attempt_id = o.attempt_id
+WHERE o.execution_id = ? AND t.parent_run_id IS NOT NULL
+"""
 
 INSERT_METRIC = """
 INSERT INTO metrics (attempt_id, task_run_id, execution_id, name, kind, value, tags, at)

@@ -204,6 +204,14 @@ class StoreReads(ABC):
             for r in self._all(q.HISTORY, (execution_id,))
         ]
 
+    def called_outputs(self, execution_id: int) -> dict[int, dict[str, Any]]:
+        """The outputs of the execution's called task runs (a handler's calls, a flow
+        function's steps), each its own, by task run id."""
+        found: dict[int, dict[str, Any]] = {}
+        for run_id, key, value in self._all(q.CALLED_OUTPUTS, (execution_id,)):
+            found.setdefault(int(run_id), {})[key] = json.loads(value)
+        return found
+
     def outputs(
         self, execution_id: int, task_ids: Iterable[str] | None = None, *, flow: Flow | None = None
     ) -> dict[str, Any]:

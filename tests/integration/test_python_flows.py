@@ -1,0 +1,270 @@
+"""Flows written in Python (``@flow`` / ``@task``) through the real ``ordo`` command, on
+SQLite and PostgreSQL: steps as task runs, parallel ``.submit()``, failures the flow
+handles, and durable replay after the worker is SIGKILLed mid-flow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import ordo
+
+import ordo as ordo_api
+from ordo.errors import NotFound
+
+PIPELINE = """
+from ordo import flow, task, this
+
+
+@task(retry={"attempts": 2, "delay": "0.1s"})
+def extract(day: str) -> list:
+    return [{"day": day, "n": i} for i in range(3)]
+
+
+@task
+def load(row: dict) -> int:
+    print("loading", row["n"])
+    return row["n"] * 10
+
+
+@task
+def boom() -> None:
+    raise RuntimeError("no")
+
+
+@task
+def takes(values) -> int:
+    return len(values)
+
+
+@flow(id="etl", namespace="analytics", description="Load one day.")
+def etl(day: str = "2026-01-01", scale: int = 1) -> dict:
+    rows = extract(day)
+    parts = [load.submit(r) for r in rows]
+    try:
+        boom()
+        caught = None
+    except this.TaskFailed as exc:
+        caught = str(exc)
+    try:
+        takes({1, 2})
+        refused = None
+    except this.TaskFailed as exc:
+        refused = str(exc)
+    total = sum(p.result() for p in parts) * scale
+    return {"loaded": total, "caught": caught, "refused": refused, "day": day}
+"""
+
+CRASHING = """
+import os
+import signal
+
+from ordo import flow, task, this
+
+
+def mark(name):
+    with open("marks.txt", "a") as f:
+        f.write(name + "\\n")
+
+
+@task
+def step(name: str) -> str:
+    mark(name)
+    return name.upper()
+
+
+@flow(id="crashy")
+def crashy() -> dict:
+    a = step("a")
+    child = this.flow("kid", wait=False)
+    b = step("b")
+    when = this.now().isoformat()
+    if not os.path.exists("crashed"):
+        open("crashed", "w").close()
+        with open("when.txt", "w") as f:
+            f.write(when)
+        os.kill(os.getppid(), signal.SIGKILL)  # the worker dies mid-flow
+        import time
+        time.sleep(30)
+    c = step("c")
+    return {"got": [a, b, c], "child": child.id, "child_outputs": child.wait(), "when": when}
+"""
+
+KID = """
+id: kid
+outputs:
+  n: "{{ outputs.k.n }}"
+tasks:
+  - {id: k, type: shell, command: 'echo k >> marks.txt; echo n=1 >> "$ORDO_OUTPUTS"'}
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def show(cmd: list[str], env: dict[str, str], db: str, ex_id: int) -> dict[str, Any]:
+    done = ordo(cmd, env, db, "executions", "show", str(ex_id), "--json")
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc
+
+
+def test_a_python_flow_runs_its_tasks_as_task_runs(
+    ordo_cmd: list[str], ordo_env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    write(tmp_path, "pipeline.py", PIPELINE)
+    checked = ordo(ordo_cmd, ordo_env, db, "validate", str(tmp_path / "pipeline.py"))
+    assert checked.returncode == 0 and "OK (analytics/etl, 1 task)" in checked.stdout
+    planned = ordo(ordo_cmd, ordo_env, db, "plan", str(tmp_path / "pipeline.py"))
+    assert "inputs: day=2026-01-01, scale=1" in planned.stdout
+    run = ordo(ordo_cmd, ordo_env, db, "run", str(tmp_path / "pipeline.py"), "-i", "scale=2")
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = show(ordo_cmd, ordo_env, db, 1)
+    assert doc["state"] == "SUCCESS"
+    assert doc["outputs"]["loaded"] == 60 and doc["outputs"]["day"] == "2026-01-01"
+    assert doc["outputs"]["caught"] == "task boom (step 5) ended FAILED: RuntimeError: no"
+    assert doc["outputs"]["refused"] == (
+        "task takes (step 6) ended FAILED: argument 'values' of task takes is a set, "
+        "which cannot be stored as JSON"
+    )
+    runs = [(r["task"], r["state"], len(r["attempts"])) for r in doc["task_runs"]]
+    assert runs[0] == ("etl", "SUCCESS", 1)
+    assert sorted(runs[1:]) == [
+        ("boom", "FAILED", 1),
+        ("extract", "SUCCESS", 1),
+        ("load", "SUCCESS", 1),
+        ("load", "SUCCESS", 1),
+        ("load", "SUCCESS", 1),
+        ("takes", "FAILED", 1),
+    ]
+    loads = [r for r in doc["task_runs"] if r["task"] == "load"]
+    assert sorted(r["outputs"]["return"] for r in loads) == [0, 10, 20]
+    logs = ordo(ordo_cmd, ordo_env, db, "logs", "1", "--task", "load")
+    assert "loading 2" in logs.stdout
+
+
+def test_a_killed_flow_resumes_without_redoing_its_steps(
+    ordo_cmd: list[str], ordo_env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    """The worker is SIGKILLed mid-flow; ``ordo resume`` runs the flow function again:
+    each step ran exactly once, its child is the same execution, this.now() the same
+    time, and the flow ends SUCCESS."""
+    write(tmp_path, "crash.py", CRASHING)
+    kid = write(tmp_path, "kid.yaml", KID)
+    assert ordo(ordo_cmd, ordo_env, db, "flows", "add", str(kid)).returncode == 0
+    env = {**ordo_env}
+    killed = subprocess.run(
+        [*ordo_cmd, "--db", db, "run", str(tmp_path / "crash.py"), "-q"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -9
+    resumed = subprocess.run(
+        [*ordo_cmd, "--db", db, "resume", "1", "-q"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    marks = (tmp_path / "marks.txt").read_text().split()
+    assert sorted(marks) == ["a", "b", "c", "k"]  # every step exactly once
+    doc = show(ordo_cmd, ordo_env, db, 1)
+    assert doc["state"] == "SUCCESS"
+    assert doc["outputs"]["got"] == ["A", "B", "C"]
+    assert doc["outputs"]["when"] == (tmp_path / "when.txt").read_text()
+    children = [c["id"] for c in doc["children"]]
+    assert children == [doc["outputs"]["child"]]  # the same child, not a second one
+    assert doc["outputs"]["child_outputs"] == {"n": 1}
+    flow_runs = [r for r in doc["task_runs"] if r["task"] == "crashy"]
+    assert flow_runs[0]["attempts"][0]["reason"] == "lost"
+
+
+def test_a_different_call_at_a_recorded_step_is_refused(
+    ordo_cmd: list[str], ordo_env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    write(
+        tmp_path,
+        "drift.py",
+        """
+        import os
+        import signal
+
+        from ordo import flow, task
+
+
+        @task
+        def load() -> int:
+            return 1
+
+
+        @task
+        def extract() -> int:
+            return 2
+
+
+        @flow(id="drift")
+        def drift() -> dict:
+            if not os.path.exists("first"):
+                open("first", "w").close()
+                load()
+                os.kill(os.getppid(), signal.SIGKILL)
+                import time
+                time.sleep(30)
+            extract()
+            return {}
+        """,
+    )
+    subprocess.run(
+        [*ordo_cmd, "--db", db, "run", str(tmp_path / "drift.py"), "-q"],
+        env=ordo_env,
+        cwd=tmp_path,
+        capture_output=True,
+    )
+    resumed = subprocess.run(
+        [*ordo_cmd, "--db", db, "resume", "1", "-q"],
+        env=ordo_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 1
+    doc = show(ordo_cmd, ordo_env, db, 1)
+    assert doc["state"] == "FAILED"
+    assert "non-deterministic replay: step 1 was load(...), now is extract(...)" in doc["reason"]
+
+
+def test_bad_python_flow_files_are_named_at_their_line(
+    ordo_cmd: list[str], ordo_env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    syntax = write(tmp_path, "syntax.py", "from ordo import flow\n@flow\ndef f(:\n    pass\n")
+    shown = ordo(ordo_cmd, ordo_env, db, "validate", str(syntax))
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+    assert f"{syntax}:3:" in shown.stderr and "Python syntax error" in shown.stderr
+    imports = write(
+        tmp_path,
+        "imports.py",
+        "from ordo import flow\nimport not_a_module\n@flow\ndef f():\n    return {}\n",
+    )
+    shown = ordo(ordo_cmd, ordo_env, db, "validate", str(imports))
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+    assert (
+        f"{imports}:2: importing it fails: ModuleNotFoundError: No module named 'not_a_module'"
+        in shown.stderr
+    )
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("one.py", "other.py"):
+        write(folder, name, "from ordo import flow\n@flow(id='same')\ndef f():\n    return {}\n")
+    deployed = ordo(ordo_cmd, ordo_env, db, "deploy", str(folder))
+    assert "flow default/same is defined in one.py too" in deployed.stdout + deployed.stderr
+    with pytest.raises(NotFound, match="flow file not found"):
+        ordo_api.run(tmp_path / "missing.py", db=db)
