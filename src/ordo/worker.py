@@ -294,9 +294,10 @@ class Worker:
             logs = list(self._logs)
         stopped = RecordResult()
         launched = list(self._launched)
+        ending = {c.attempt_id for c, _ in done}  # recorded now: no need to say launched
         with self.store.transaction():
             self.store.add_logs(logs)
-            self.store.mark_launched(launched, now)
+            self.store.mark_launched([a for a in launched if a not in ending], now)
             if self._stop_reason is not None and execution_id is not None:
                 self._stop(execution_id, self._stop_reason, now, stopped)
             if execution_id is not None and self._deadline is not None and now >= self._deadline:

@@ -21,6 +21,7 @@ from ordo import retry, templating
 from ordo.errors import NotFound
 from ordo.model import CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
+from ordo.store.history import routine_end
 from ordo.store.readiness import Readiness
 from ordo.store.records import Claim, RecordResult
 from ordo.store.transitions import Change
@@ -86,7 +87,7 @@ class Outcomes(Readiness):
         changes = [
             Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in kept
         ]
-        succeeded = self._transition(changes, now)
+        succeeded = self._transition(changes, now, routine=True)  # the attempts say it
         per_execution: dict[int, int] = {}
         upstream: list[int] = []
         items: list[tuple[int, int]] = []
@@ -140,7 +141,10 @@ class Outcomes(Readiness):
             self._executemany(q.INSERT_CHECK, [_check_row(ids, r) for r in outcome.checks])
         if state in (State.SUCCESS, State.WARNING):
             why = outcome.error if state is State.WARNING else None
-            self._finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
+            routine = routine_end(state, outcome.reason, outcome.error)  # the attempt says it
+            self._finish_task_run(
+                claim.task_run_id, claim.execution_id, state, why, now, result, routine=routine
+            )
             return
         if state is State.SKIPPED:
             self._run_if_skipped(claim, outcome, now, result)
@@ -182,9 +186,12 @@ class Outcomes(Readiness):
         reason: str | None,
         now: float,
         result: RecordResult,
+        *,
+        routine: bool = False,
     ) -> None:
-        """End a task run, then propagate: dependents become ready, or are skipped."""
-        row = self._set_task_run_state(tr_id, ex_id, state, now, reason)
+        """End a task run, then propagate: dependents become ready, or are skipped.
+        ``routine``: its attempt ended SUCCESS and holds the move's history."""
+        row = self._set_task_run_state(tr_id, ex_id, state, now, reason, routine=routine)
         if row is None:
             return
         _, task_id, allow_failure, fork_of = row

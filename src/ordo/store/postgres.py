@@ -19,6 +19,7 @@ from ordo.store import migrate
 from ordo.store import queries as q
 from ordo.store.reads import Row
 from ordo.store.retention import Reclaimed
+from ordo.store.secrets import SECRETS_VERSION
 from ordo.store.sql import SqlStore
 
 MIGRATION_LOCK = 7_240_001  # pg_advisory_xact_lock key: one migrator at a time
@@ -79,10 +80,29 @@ class _Notifications:
         self._thread.join(timeout=0.05)  # a daemon: it ends on its own within 0.5 s
 
 
+#: A claim's one statement (:meth:`PostgresStore._take_ready`); ``{where}`` is on
+#: ready's columns. One row of flags (the task run's columns NULL) when it takes none.
+_TAKE = f"""
+WITH r AS (
+    DELETE FROM ready WHERE task_run_id IN (
+        SELECT task_run_id FROM ready WHERE {{where}} AND concurrency_key IS NULL
+        ORDER BY not_before, task_run_id LIMIT ? FOR UPDATE SKIP LOCKED)
+    RETURNING task_run_id)
+SELECT t.id, t.execution_id, t.task_id, t.state, t.attempts, t.started_at, e.revision_id,
+       e.state, k.keyed, k.secrets, k.changed
+FROM (SELECT EXISTS (SELECT 1 FROM ready WHERE concurrency_key IS NOT NULL AND {{where}}),
+             {SECRETS_VERSION}) AS k (keyed, secrets, changed)
+LEFT JOIN (r JOIN task_runs t ON t.id = r.task_run_id
+           JOIN executions e ON e.id = t.execution_id) ON true
+ORDER BY t.id
+"""
+
+
 class PostgresStore(SqlStore):
     """A store in one PostgreSQL database."""
 
     backend = "postgresql"
+    _writable_ctes = True
     _lock_rows = " FOR UPDATE"
     _contains = "strpos({}, ?) > 0"
 
@@ -157,12 +177,10 @@ class PostgresStore(SqlStore):
         batch = list(rows)
         if not batch:
             return
-        head, values, one = sql.rstrip().rpartition("VALUES")
-        if values and head.lstrip().upper().startswith("INSERT") and one.strip().endswith(")"):
-            for start in range(0, len(batch), 500):
-                chunk = batch[start : start + 500]
-                many = f"{head}VALUES {', '.join([one.strip()] * len(chunk))}"
-                self._execute(many, [value for row in chunk for value in row])
+        chunks = q.inserts(sql, batch)
+        if chunks is not None:
+            for text, params in chunks:
+                self._execute(text, params)
             return
         try:
             with self._conn.cursor() as cur:
@@ -191,13 +209,9 @@ class PostgresStore(SqlStore):
             self._conn.execute(b"ROLLBACK")
 
     def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
-        head = (
-            "WITH r AS (DELETE FROM ready WHERE task_run_id IN ("
-            f"SELECT task_run_id FROM ready WHERE {where} "
-            "ORDER BY not_before, task_run_id LIMIT ? FOR UPDATE SKIP LOCKED) "
-            "RETURNING task_run_id) "
-        )
-        return self._all(q.TAKEN.format(head=head, taken="r"), [*params, limit])
+        """``DELETE ... RETURNING`` of rows locked with ``FOR UPDATE SKIP LOCKED`` (rows
+        another claim holds are passed over), joined to what the claim needs."""
+        return self._all(_TAKE.format(where=where), [*params, limit, *params])
 
     def _values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
         """Arrays, one per column, and ``unnest``: the same text for any number of rows."""

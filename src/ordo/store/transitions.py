@@ -11,7 +11,10 @@ the transaction rolls back.
 
 No other module of the store writes a state of an execution or a task run, or a row of
 ``state_history`` (``tests/store/test_one_path.py`` reads their SQL to make sure). Rows
-are created CREATED, their history noted by :meth:`Transitions._created`.
+are created CREATED, their history noted by :meth:`Transitions._created`. A task run's
+routine moves (its first claim, its end by an attempt that succeeded) are written as no
+row: the attempt holds them, and reading the history puts them back
+(:mod:`ordo.store.history`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, Literal
 from ordo.errors import IllegalTransition, NotFound
 from ordo.model import By, State, can_transition
 from ordo.store import queries as q
+from ordo.store.history import ROUTINE
 from ordo.store.reads import Row, StoreReads
 
 Kind = Literal["execution", "task run"]
@@ -106,22 +110,28 @@ class Transitions(StoreReads):
 
     # -- the one function --------------------------------------------------------------
     def _transition(
-        self, changes: Sequence[Change], now: float, by: By = By.WORK
+        self, changes: Sequence[Change], now: float, by: By = By.WORK, *, routine: bool = False
     ) -> dict[int, int | None]:
         """Apply ``changes`` (all of executions, or all of task runs), each only if its
         row is still in its ``old`` state; the ids changed (of executions, or of task
         runs with the for_each task run each is an item of). Raises
         :class:`IllegalTransition` for an edge the table does not give ``by``, before
-        anything is written."""
+        anything is written. ``routine``: task runs' RUNNING -> SUCCESS by attempts that
+        ended SUCCESS without reason or error, whose history the attempts hold (no row
+        is written)."""
         if not changes:
             return {}
         for change in changes:
             if not can_transition(change.old, change.new, by):
                 raise _illegal(change, by)
+            if routine and not _routine(change, by):
+                raise _illegal(change, by, "not a routine move")
         if changes[0].run_id is None:
             done = self._set_executions(changes, now, by)
         else:
             done = self._set_task_runs(changes, now)
+        if routine:
+            return done
         self._transitions.extend(
             (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason)
             for c in changes
@@ -161,18 +171,21 @@ class Transitions(StoreReads):
     def _claimed(self, started: Sequence[tuple[Change, int, int]], now: float) -> None:
         """Attempts started, each ``(change, number, attempt_id)``: the attempt count and
         last attempt of each task run, and its ``change`` to RUNNING when it was
-        waiting (CREATED or RESTARTED; a retry's task run is RUNNING already)."""
+        waiting (CREATED or RESTARTED; a retry's task run is RUNNING already). A first
+        attempt's CREATED -> RUNNING is routine: the attempt holds its history."""
         if not started:
             return
-        moves = [c for c, _, _ in started if c.old is not c.new]
-        for change in moves:
+        moves = [(c, number) for c, number, _ in started if c.old is not c.new]
+        for change, _ in moves:
             if not can_transition(change.old, change.new):
                 raise _illegal(change, By.WORK)
         rows = [(c.run_id, number, attempt_id) for c, number, attempt_id in started]
         table, params = self._values(rows, _CLAIMED_TYPES)
         self._execute(_CLAIMED.format(values=table), [now, *params])
         self._transitions.extend(
-            (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason) for c in moves
+            (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason)
+            for c, number in moves
+            if not (c.old is State.CREATED and number == 1)
         )
 
     # -- one change, its current state read first --------------------------------------
@@ -198,12 +211,13 @@ class Transitions(StoreReads):
         known: State | None = None,
         only_from: frozenset[State] | None = None,
         by: By = By.WORK,
+        routine: bool = False,
     ) -> Row | None:
         """``-> new`` for a task run; its ``(state, task_id, allow_failure, fork_of)``
         before, or None when another process changed it first, or when it is not in one
         of the states ``only_from`` names (a caller that changes whichever of a set of
         runs has not ended yet). ``known`` skips reading the current state when the
-        caller just read it."""
+        caller just read it. ``routine``: see :meth:`_transition`."""
         row: Row | None = (known.value, None, None, None) if known else None
         if row is None:
             row = self._one(_TASK_RUN_STATE, (tr_id,))
@@ -212,7 +226,7 @@ class Transitions(StoreReads):
         if only_from is not None and State(row[0]) not in only_from:
             return None
         change = Change(ex_id, tr_id, State(row[0]), new, reason)
-        return row if self._transition([change], now, by) else None
+        return row if self._transition([change], now, by, routine=routine) else None
 
     def _task_run_state(self, tr_id: int) -> State:
         row = self._one(_TASK_RUN_STATE, (tr_id,))
@@ -238,7 +252,17 @@ class Transitions(StoreReads):
             self._executemany(_INSERT_HISTORY, rows)
 
 
-def _illegal(change: Change, by: By) -> IllegalTransition:
+def _routine(change: Change, by: By) -> bool:
+    """A move whose history its attempt holds: a task run's, by work, without reason."""
+    return (
+        change.run_id is not None
+        and by is By.WORK
+        and change.reason is None
+        and (change.old, change.new) in ROUTINE
+    )
+
+
+def _illegal(change: Change, by: By, why: str = "") -> IllegalTransition:
     what = (
         f"execution {change.execution_id}"
         if change.run_id is None
@@ -246,7 +270,7 @@ def _illegal(change: Change, by: By) -> IllegalTransition:
     )
     return IllegalTransition(
         f"{what}: illegal transition {change.old.value} -> {change.new.value}"
-        f" ({by.value}, asked by {_caller()})"
+        f"{f' ({why})' if why else ''} ({by.value}, asked by {_caller()})"
     )
 
 
