@@ -52,9 +52,10 @@ class Outcomes(Readiness):
         counts, and the dependents they make ready (what :meth:`_record_one` does for
         any other outcome)."""
         values = [(c.attempt_id, o.exit_code, o.cpu_seconds, o.peak_rss_kb) for c, o in done]
-        table, params = self._values(values, q.SUCCESS_TYPES)
-        finished = self._all(q.FINISH_SUCCESSES.format(values=table), [now, *params])
-        recorded = {int(r[0]) for r in finished}
+        changes = [
+            Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in done
+        ]
+        recorded, succeeded = self._succeeded(values, changes, now)
         result.lost.extend(c.attempt_id for c, _ in done if c.attempt_id not in recorded)
         kept = [(c, o) for c, o in done if c.attempt_id in recorded]
         if not kept:
@@ -84,10 +85,6 @@ class Outcomes(Readiness):
                 for r in o.checks
             ],
         )
-        changes = [
-            Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in kept
-        ]
-        succeeded = self._transition(changes, now, routine=True)  # the attempts say it
         per_execution: dict[int, int] = {}
         upstream: list[int] = []
         items: list[tuple[int, int]] = []

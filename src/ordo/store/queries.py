@@ -354,7 +354,7 @@ INSERT_ATTEMPTS = """
 INSERT INTO attempts
     (task_run_id, execution_id, number, state, worker_id, lease_expires_at, started_at)
 SELECT * FROM {values}
-RETURNING id, task_run_id
+RETURNING id, task_run_id, number
 """
 ATTEMPT_TYPES = (
     "BIGINT",
@@ -372,7 +372,7 @@ SET state = 'SUCCESS', ended_at = ?, exit_code = CAST(v.column2 AS INTEGER), rea
     peak_rss_kb = CAST(v.column4 AS BIGINT), lease_expires_at = NULL
 FROM {values}
 WHERE attempts.id = v.column1 AND attempts.state = 'RUNNING'
-RETURNING attempts.id
+RETURNING attempts.id, attempts.task_run_id
 """
 SUCCESS_TYPES = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT")
 DEPENDENTS_DOWN_MANY = """

@@ -35,9 +35,6 @@ from ordo.store.transitions import UNSTARTED, Transitions
 class Readiness(Transitions):
     """The ready list and skipping; :class:`~ordo.store.outcomes.Outcomes` decides when."""
 
-    #: PostgreSQL: one statement may update and insert (``WITH ... UPDATE ... INSERT``)
-    _writable_ctes = False
-
     def __init__(self) -> None:
         super().__init__()
         self.readied = False  # ready rows were added since the caller last cleared it

@@ -425,23 +425,11 @@ class SqlStore(Overview):
         values = [
             (r[0], r[1], r[4] + 1, State.RUNNING.value, worker_id, lease, now) for r in startable
         ]
-        table, params = self._values(values, q.ATTEMPT_TYPES)
-        inserted = self._all(q.INSERT_ATTEMPTS.format(values=table), params)
-        attempt_of = {int(tr_id): int(a_id) for a_id, tr_id in inserted}
         waiting = (State.CREATED.value, State.RESTARTED.value)
-        self._claimed(
-            [
-                (
-                    Change(
-                        r[1], r[0], State(r[3]), State.RUNNING if r[3] in waiting else State(r[3])
-                    ),
-                    r[4] + 1,
-                    attempt_of[r[0]],
-                )
-                for r in startable
-            ],
-            now,
-        )
+        moves = [
+            Change(r[1], r[0], State(r[3]), State.RUNNING) for r in startable if r[3] in waiting
+        ]
+        attempt_of = self._claimed(values, moves, now)
         return [
             Claim(attempt_of[r[0]], r[0], r[1], r[6], r[2], r[4] + 1, r[5] or now)
             for r in startable

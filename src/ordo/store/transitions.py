@@ -53,6 +53,17 @@ WHERE task_runs.id = v.column1 AND task_runs.state = v.column5
 RETURNING task_runs.id, task_runs.fork_of
 """
 _TASK_RUN_TYPES = ("BIGINT", "TEXT", "TEXT", "DOUBLE PRECISION", "TEXT")
+#: PostgreSQL: attempts ended SUCCESS (``{finish}``) and their task runs RUNNING ->
+#: SUCCESS, in one statement; each attempt recorded with its task run if that moved
+_SUCCEEDED = """
+WITH f AS ({finish}),
+u AS (
+    UPDATE task_runs SET state = 'SUCCESS', reason = NULL, ended_at = ?
+    FROM f
+    WHERE task_runs.id = f.task_run_id AND task_runs.state = 'RUNNING'
+    RETURNING task_runs.id, task_runs.fork_of)
+SELECT f.id, u.id, u.fork_of FROM f LEFT JOIN u ON u.id = f.task_run_id
+"""
 #: Attempts started: each task run's count and last attempt, and CREATED or RESTARTED ->
 #: RUNNING for a first attempt (a retry's task run is RUNNING already), in one statement.
 _CLAIMED = """
@@ -65,6 +76,21 @@ FROM {values}
 WHERE task_runs.id = v.column1 AND task_runs.state IN ('CREATED', 'RESTARTED', 'RUNNING')
 """
 _CLAIMED_TYPES = ("BIGINT", "BIGINT", "BIGINT")
+#: PostgreSQL: the attempts inserted (``{insert}``) and :data:`_CLAIMED` in one statement
+_STARTED = """
+WITH a AS ({insert}),
+u AS (
+    UPDATE task_runs
+    SET state = CASE WHEN task_runs.state IN ('CREATED', 'RESTARTED') THEN 'RUNNING'
+                     ELSE task_runs.state END,
+        attempts = a.number, last_attempt_id = a.id,
+        started_at = coalesce(task_runs.started_at, ?)
+    FROM a
+    WHERE task_runs.id = a.task_run_id
+      AND task_runs.state IN ('CREATED', 'RESTARTED', 'RUNNING')
+    RETURNING task_runs.id)
+SELECT a.id, a.task_run_id FROM a
+"""
 _INSERT_HISTORY = """
 INSERT INTO state_history (execution_id, task_run_id, from_state, to_state, at, reason)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -91,6 +117,9 @@ class Change:
 class Transitions(StoreReads):
     """The transition function and the history it writes; the store's other concerns
     build on it."""
+
+    #: PostgreSQL: one statement may change two tables (``WITH ... INSERT ... UPDATE``)
+    _writable_ctes = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -168,25 +197,59 @@ class Transitions(StoreReads):
         table, values = self._values(rows, _TASK_RUN_TYPES)
         return {int(r[0]): r[1] for r in self._all(_SET_TASK_RUNS.format(values=table), values)}
 
-    def _claimed(self, started: Sequence[tuple[Change, int, int]], now: float) -> None:
-        """Attempts started, each ``(change, number, attempt_id)``: the attempt count and
-        last attempt of each task run, and its ``change`` to RUNNING when it was
-        waiting (CREATED or RESTARTED; a retry's task run is RUNNING already). A first
-        attempt's CREATED -> RUNNING is routine: the attempt holds its history."""
-        if not started:
-            return
-        moves = [(c, number) for c, number, _ in started if c.old is not c.new]
-        for change, _ in moves:
+    def _succeeded(
+        self, attempts: Sequence[Sequence[Any]], changes: Sequence[Change], now: float
+    ) -> tuple[set[int], dict[int, int | None]]:
+        """Attempts that ended SUCCESS (rows ``(attempt_id, exit_code, cpu_seconds,
+        peak_rss_kb)`` of :data:`q.FINISH_SUCCESSES`) and ``changes``, their task runs'
+        RUNNING -> SUCCESS, routine (the attempts hold the history), in one statement
+        (PostgreSQL) or two. The attempts recorded (the others had ended: lost), and the
+        task runs moved, each with the for_each task run it is an item of."""
+        if not attempts:
+            return set(), {}
+        for change in changes:
+            if not can_transition(change.old, change.new) or not _routine(change, By.WORK):
+                raise _illegal(change, By.WORK, "not a routine move")
+        table, params = self._values(attempts, q.SUCCESS_TYPES)
+        finish = q.FINISH_SUCCESSES.format(values=table)
+        if self._writable_ctes:
+            found = self._all(_SUCCEEDED.format(finish=finish), [now, *params, now])
+            moved = {int(tr_id): fork_of for _, tr_id, fork_of in found if tr_id is not None}
+            return {int(r[0]) for r in found}, moved
+        recorded = {int(r[0]) for r in self._all(finish, [now, *params])}
+        of = dict(zip((int(a[0]) for a in attempts), changes, strict=True))
+        return recorded, self._transition([of[a] for a in sorted(recorded)], now, routine=True)
+
+    def _claimed(
+        self, attempts: Sequence[Sequence[Any]], moves: Sequence[Change], now: float
+    ) -> dict[int, int]:
+        """Attempts started: ``attempts`` are rows of :data:`q.INSERT_ATTEMPTS` (task
+        run, execution, number, ...), each task run's count and last attempt set, and
+        ``moves`` to RUNNING of those that were waiting (CREATED or RESTARTED; a retry's
+        task run is RUNNING already), in one statement (PostgreSQL) or two. A first
+        attempt's CREATED -> RUNNING is routine: the attempt holds its history. The
+        attempt started for each task run."""
+        if not attempts:
+            return {}
+        for change in moves:
             if not can_transition(change.old, change.new):
                 raise _illegal(change, By.WORK)
-        rows = [(c.run_id, number, attempt_id) for c, number, attempt_id in started]
-        table, params = self._values(rows, _CLAIMED_TYPES)
-        self._execute(_CLAIMED.format(values=table), [now, *params])
+        table, params = self._values(attempts, q.ATTEMPT_TYPES)
+        insert = q.INSERT_ATTEMPTS.format(values=table)
+        if self._writable_ctes:
+            found = self._all(_STARTED.format(insert=insert), [*params, now])
+        else:
+            found = self._all(insert, params)
+            rows = [(tr_id, number, a_id) for a_id, tr_id, number in found]
+            table, values = self._values(rows, _CLAIMED_TYPES)
+            self._execute(_CLAIMED.format(values=table), [now, *values])
+        number = {int(r[0]): int(r[2]) for r in attempts}
         self._transitions.extend(
             (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason)
-            for c, number in moves
-            if not (c.old is State.CREATED and number == 1)
+            for c in moves
+            if not (c.old is State.CREATED and c.run_id is not None and number[c.run_id] == 1)
         )
+        return {int(tr_id): int(a_id) for a_id, tr_id, *_ in found}
 
     # -- one change, its current state read first --------------------------------------
     def _set_execution_state(
