@@ -110,6 +110,7 @@ class PostgresStore(SqlStore):
         super().__init__()
         self.url = url
         self._notify = False
+        self._begun = True  # False: a transaction began, its BEGIN not sent yet
         self._connect_timeout = connect_timeout
         try:
             self._conn = self._connect()
@@ -132,6 +133,7 @@ class PostgresStore(SqlStore):
             self._conn.close()
         self._depth = 0
         self._notify = False
+        self._begun = True
         self._conn = self._connect()
 
     def listen(self, wake: Callable[[], None]) -> _Notifications:
@@ -167,7 +169,13 @@ class PostgresStore(SqlStore):
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
-            return self._conn.execute(to_postgres(sql).encode(), params)
+            if self._begun:
+                return self._conn.execute(to_postgres(sql).encode(), params)
+            # the transaction's BEGIN goes with its first statement: one round trip
+            self._begun = True
+            with self._conn.pipeline():
+                self._conn.execute(b"BEGIN")
+                return self._conn.execute(to_postgres(sql).encode(), params)
         except psycopg.Error as exc:
             raise self._error(exc) from exc
 
@@ -183,6 +191,9 @@ class PostgresStore(SqlStore):
                 self._execute(text, params)
             return
         try:
+            if not self._begun:
+                self._begun = True
+                self._conn.execute(b"BEGIN")
             with self._conn.cursor() as cur:
                 cur.executemany(to_postgres(sql).encode(), batch)
         except psycopg.Error as exc:
@@ -201,10 +212,14 @@ class PostgresStore(SqlStore):
         return int(row[0])
 
     def _begin(self) -> None:
-        self._execute("BEGIN")
+        """Sent with the transaction's first statement (nothing, when it has none)."""
+        self._begun = False
 
     def _rollback(self) -> None:
         self._notify = False
+        if not self._begun:
+            self._begun = True
+            return
         with contextlib.suppress(psycopg.Error):
             self._conn.execute(b"ROLLBACK")
 
@@ -230,6 +245,9 @@ class PostgresStore(SqlStore):
         self._notify = True
 
     def _commit(self) -> None:
+        if not self._begun:  # the transaction sent nothing: nothing to commit
+            self._begun = True
+            return
         if self._notify:  # one round trip for both (no parameters: the simple protocol)
             self._notify = False
             self._execute(f"NOTIFY {NOTIFY_CHANNEL}; COMMIT")
