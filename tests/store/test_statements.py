@@ -90,3 +90,19 @@ def test_a_batch_of_successes_costs_the_same_whatever_its_size(
     # the attempts, the task runs, the execution's count, the dependents (one statement
     # on PostgreSQL, two on SQLite), the claim (take, attempts, task runs)
     assert cost[3] == cost[40] <= 8, cost
+
+
+def test_a_transaction_that_fails_after_writing_leaves_nothing(store: Store) -> None:
+    """PostgreSQL sends BEGIN with the transaction's first statement: what that
+    statement wrote still rolls back with the rest, and a later one still commits."""
+    with pytest.raises(RuntimeError), store.transaction():  # type: ignore[attr-defined]
+        store._execute(  # type: ignore[attr-defined]
+            "INSERT INTO secrets (name, ciphertext, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            ("A", "c", 1.0, 1.0),
+        )
+        raise RuntimeError("boom")
+    assert store.secret_rows() == []
+    with store.transaction():  # type: ignore[attr-defined]
+        pass  # sends nothing
+    store.set_secret("B", "c", 2.0)
+    assert store.secret_rows() == [("B", "c")]
