@@ -242,10 +242,11 @@ def test_gc_deletes_ended_unsaved_executions_past_their_retention(
     assert lines[0] == (
         "retention: 0 days (ORDO_RETENTION_DAYS); dev executions: 30 days (ORDO_RETENTION_DEV_DAYS)"
     )
-    assert lines[1].startswith("would delete 1 execution and its 8 rows in ")
+    # (a task run's claim and success are held by its attempt: no history rows)
+    assert lines[1].startswith("would delete 1 execution and its 6 rows in ")
     assert lines[2].startswith("  ended from ")
     assert lines[3] == (
-        "  rows: task_run_deps 0, ready 0, outputs 0, metrics 0, logs 1, state_history 5, "
+        "  rows: task_run_deps 0, ready 0, outputs 0, metrics 0, logs 1, state_history 3, "
         "checks 0, trigger_ticks 0, notifications 0, attempts 1, task_runs 1"
     )
     assert lines[4] == "nothing deleted (--dry-run)"
@@ -271,7 +272,7 @@ def test_gc_deletes_ended_unsaved_executions_past_their_retention(
     assert text.returncode == 0
     deleted = ordo(ordo_cmd, {**ordo_env, "ORDO_RETENTION_DAYS": "0"}, "gc")
     lines = deleted.stdout.splitlines()
-    assert lines[1].startswith("deleted 1 execution and its 8 rows in ")
+    assert lines[1].startswith("deleted 1 execution and its 6 rows in ")
     assert lines[-1].startswith("space: ") and "(incremental vacuum)" in lines[-1]
 
 
@@ -320,6 +321,6 @@ def test_gc_on_postgres_deletes_and_leaves_space_to_autovacuum(
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[1].startswith("deleted 2 executions (1 dev) and their 16 rows in ")
+    assert lines[1].startswith("deleted 2 executions (1 dev) and their 12 rows in ")
     assert lines[-1] == "space: on PostgreSQL, autovacuum makes the space reusable"
     assert listed(ordo_cmd, env) == [2]

@@ -93,3 +93,12 @@ def test_a_mark_edge_is_not_a_work_edge(store: Store) -> None:
     with store.transaction():  # type: ignore[attr-defined]
         assert store._transition([mark], NOW + 2, By.MARK)  # type: ignore[attr-defined]
     assert states(store, ex_id) == {"a": "FAILED"}
+
+
+def test_only_a_routine_move_may_leave_its_history_to_its_attempt(store: Store) -> None:
+    ex_id = start(store, flow_of(task("a")))
+    (a,) = claim_all(store, ex_id)
+    failed = Change(ex_id, a.task_run_id, State.RUNNING, State.FAILED, "exit code 1")
+    with pytest.raises(IllegalTransition, match="not a routine move"), store.transaction():  # type: ignore[attr-defined]
+        store._transition([failed], NOW + 1, routine=True)  # type: ignore[attr-defined]
+    assert states(store, ex_id) == {"a": "RUNNING"}

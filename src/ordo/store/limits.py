@@ -155,7 +155,8 @@ class Limits(Outcomes):
     # -- task concurrency keys -------------------------------------------------------
     def _take_keyed(self, now: float, room: int, where: str, params: Sequence[Any]) -> list[Row]:
         """Take up to ``room`` ready task runs that have a concurrency key, as many of
-        each key as its limit leaves room for; rows shaped like :data:`q.TAKEN`'s."""
+        each key as its limit leaves room for; rows shaped like those of
+        :meth:`~ordo.store.sql.SqlStore._take_ready`."""
         self.key_blocked = False
         keys = sorted(k for (k,) in self._all(q.READY_KEYS.format(where=where), params))
         taken: list[Row] = []

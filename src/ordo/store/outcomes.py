@@ -20,6 +20,7 @@ from typing import Any
 from ordo.errors import NotFound
 from ordo.model import CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
+from ordo.store.history import routine_end
 from ordo.store.ports import Decisions, EndFacts, OutputFacts, RetryFacts, RunGroup, default_policy
 from ordo.store.readiness import Readiness
 from ordo.store.records import Claim, RecordResult
@@ -60,9 +61,10 @@ class Outcomes(Readiness):
         counts, and the dependents they make ready (what :meth:`_record_one` does for
         any other outcome)."""
         values = [(c.attempt_id, o.exit_code, o.cpu_seconds, o.peak_rss_kb) for c, o in done]
-        table, params = self._values(values, q.SUCCESS_TYPES)
-        finished = self._all(q.FINISH_SUCCESSES.format(values=table), [now, *params])
-        recorded = {int(r[0]) for r in finished}
+        changes = [
+            Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in done
+        ]
+        recorded, succeeded = self._succeeded(values, changes, now)
         result.lost.extend(c.attempt_id for c, _ in done if c.attempt_id not in recorded)
         kept = [(c, o) for c, o in done if c.attempt_id in recorded]
         if not kept:
@@ -92,10 +94,6 @@ class Outcomes(Readiness):
                 for r in o.checks
             ],
         )
-        changes = [
-            Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in kept
-        ]
-        succeeded = self._transition(changes, now)
         per_execution: dict[int, int] = {}
         upstream: list[int] = []
         items: list[tuple[int, int]] = []
@@ -149,7 +147,10 @@ class Outcomes(Readiness):
             self._executemany(q.INSERT_CHECK, [_check_row(ids, r) for r in outcome.checks])
         if state in (State.SUCCESS, State.WARNING):
             why = outcome.error  # a warning's, or a handler's this.success(message)
-            self._finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
+            routine = routine_end(state, outcome.reason, outcome.error)  # the attempt says it
+            self._finish_task_run(
+                claim.task_run_id, claim.execution_id, state, why, now, result, routine=routine
+            )
             return
         if state is State.SKIPPED:
             self._run_if_skipped(claim, outcome, now, result)
@@ -195,10 +196,12 @@ class Outcomes(Readiness):
         result: RecordResult,
         *,
         stop: bool = False,
+        routine: bool = False,
     ) -> None:
         """End a task run, then propagate: dependents become ready, or are skipped
-        (``stop``: it answered STOP, nothing downstream of it runs)."""
-        row = self._set_task_run_state(tr_id, ex_id, state, now, reason)
+        (``stop``: it answered STOP, nothing downstream of it runs). ``routine``: its
+        attempt ended SUCCESS and holds the move's history."""
+        row = self._set_task_run_state(tr_id, ex_id, state, now, reason, routine=routine)
         if row is None:
             return
         _, task_id, allow_failure, fork_of = row

@@ -15,9 +15,19 @@ RECENT_OF_FLOW = """
 SELECT id, state, created_at, started_at, ended_at FROM executions
 WHERE namespace = ? AND flow_id = ? ORDER BY id DESC LIMIT ?
 """
-LAST_CHANGE = "SELECT max(id) FROM state_history"
-LAST_CHANGE_OF = "SELECT max(id) FROM state_history WHERE execution_id = ?"
-LAST_EXECUTION = "SELECT max(id) FROM executions"
+#: What moves when a state changes (anywhere): a history row, an execution, an attempt
+#: (a claim, whose move to RUNNING its attempt holds)
+LAST_CHANGE = """
+SELECT (SELECT max(id) FROM state_history), (SELECT max(id) FROM executions),
+       (SELECT max(id) FROM attempts)
+"""
+#: ... of one execution: its history rows, its attempts (claims), its task runs left
+#: (a routine end, held by its attempt, counts one down)
+LAST_CHANGE_OF = """
+SELECT (SELECT max(id) FROM state_history WHERE execution_id = ?),
+       (SELECT max(id) FROM attempts WHERE execution_id = ?),
+       (SELECT pending FROM executions WHERE id = ?)
+"""
 SESSION_TOKEN = """
 SELECT name, read_only, token_hash, namespaces FROM api_tokens
 WHERE id = ? AND revoked_at IS NULL
@@ -53,15 +63,14 @@ class Overview(Schedules):
             ]
         return found
 
-    def last_change(self, execution_id: int | None = None) -> tuple[int, int]:
-        """A value that grows whenever a state changes (of ``execution_id``, or of any
+    def last_change(self, execution_id: int | None = None) -> tuple[int, ...]:
+        """A value that changes whenever a state changes (of ``execution_id``, or of any
         execution) or an execution is created: what live pages poll."""
         if execution_id is None:
             row = self._one(LAST_CHANGE)
         else:
-            row = self._one(LAST_CHANGE_OF, (execution_id,))
-        newest = self._one(LAST_EXECUTION) if execution_id is None else None
-        return (row[0] or 0 if row else 0, (newest[0] or 0) if newest else 0)
+            row = self._one(LAST_CHANGE_OF, (execution_id,) * 3)
+        return tuple(int(v or 0) for v in row) if row else (0, 0, 0)
 
     def session_token(self, token_id: int) -> tuple[str, bool, str, tuple[str, ...] | None] | None:
         """(name, read_only, token_hash, namespaces) of a token that is not revoked: what

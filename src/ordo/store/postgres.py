@@ -20,6 +20,7 @@ from ordo.store import queries as q
 from ordo.store.ports import Decisions
 from ordo.store.reads import Row
 from ordo.store.retention import Reclaimed
+from ordo.store.secrets import SECRETS_VERSION
 from ordo.store.sql import SqlStore
 
 MIGRATION_LOCK = 7_240_001  # pg_advisory_xact_lock key: one migrator at a time
@@ -80,10 +81,29 @@ class _Notifications:
         self._thread.join(timeout=0.05)  # a daemon: it ends on its own within 0.5 s
 
 
+#: A claim's one statement (:meth:`PostgresStore._take_ready`); ``{where}`` is on
+#: ready's columns. One row of flags (the task run's columns NULL) when it takes none.
+_TAKE = f"""
+WITH r AS (
+    DELETE FROM ready WHERE task_run_id IN (
+        SELECT task_run_id FROM ready WHERE {{where}} AND concurrency_key IS NULL
+        ORDER BY not_before, task_run_id LIMIT ? FOR UPDATE SKIP LOCKED)
+    RETURNING task_run_id)
+SELECT t.id, t.execution_id, t.task_id, t.state, t.attempts, t.started_at, e.revision_id,
+       e.state, k.keyed, k.secrets, k.changed
+FROM (SELECT EXISTS (SELECT 1 FROM ready WHERE concurrency_key IS NOT NULL AND {{where}}),
+             {SECRETS_VERSION}) AS k (keyed, secrets, changed)
+LEFT JOIN (r JOIN task_runs t ON t.id = r.task_run_id
+           JOIN executions e ON e.id = t.execution_id) ON true
+ORDER BY t.id
+"""
+
+
 class PostgresStore(SqlStore):
     """A store in one PostgreSQL database."""
 
     backend = "postgresql"
+    _writable_ctes = True
     _lock_rows = " FOR UPDATE"
     _contains = "strpos({}, ?) > 0"
 
@@ -94,6 +114,7 @@ class PostgresStore(SqlStore):
         self._policy = policy
         self.url = url
         self._notify = False
+        self._begun = True  # False: a transaction began, its BEGIN not sent yet
         self._connect_timeout = connect_timeout
         try:
             self._conn = self._connect()
@@ -116,6 +137,7 @@ class PostgresStore(SqlStore):
             self._conn.close()
         self._depth = 0
         self._notify = False
+        self._begun = True
         self._conn = self._connect()
 
     def listen(self, wake: Callable[[], None]) -> _Notifications:
@@ -151,7 +173,13 @@ class PostgresStore(SqlStore):
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
-            return self._conn.execute(to_postgres(sql).encode(), params)
+            if self._begun:
+                return self._conn.execute(to_postgres(sql).encode(), params)
+            # the transaction's BEGIN goes with its first statement: one round trip
+            self._begun = True
+            with self._conn.pipeline():
+                self._conn.execute(b"BEGIN")
+                return self._conn.execute(to_postgres(sql).encode(), params)
         except psycopg.Error as exc:
             raise self._error(exc) from exc
 
@@ -161,14 +189,15 @@ class PostgresStore(SqlStore):
         batch = list(rows)
         if not batch:
             return
-        head, values, one = sql.rstrip().rpartition("VALUES")
-        if values and head.lstrip().upper().startswith("INSERT") and one.strip().endswith(")"):
-            for start in range(0, len(batch), 500):
-                chunk = batch[start : start + 500]
-                many = f"{head}VALUES {', '.join([one.strip()] * len(chunk))}"
-                self._execute(many, [value for row in chunk for value in row])
+        chunks = q.inserts(sql, batch)
+        if chunks is not None:
+            for text, params in chunks:
+                self._execute(text, params)
             return
         try:
+            if not self._begun:
+                self._begun = True
+                self._conn.execute(b"BEGIN")
             with self._conn.cursor() as cur:
                 cur.executemany(to_postgres(sql).encode(), batch)
         except psycopg.Error as exc:
@@ -187,21 +216,21 @@ class PostgresStore(SqlStore):
         return int(row[0])
 
     def _begin(self) -> None:
-        self._execute("BEGIN")
+        """Sent with the transaction's first statement (nothing, when it has none)."""
+        self._begun = False
 
     def _rollback(self) -> None:
         self._notify = False
+        if not self._begun:
+            self._begun = True
+            return
         with contextlib.suppress(psycopg.Error):
             self._conn.execute(b"ROLLBACK")
 
     def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
-        head = (
-            "WITH r AS (DELETE FROM ready WHERE task_run_id IN ("
-            f"SELECT task_run_id FROM ready WHERE {where} "
-            "ORDER BY not_before, task_run_id LIMIT ? FOR UPDATE SKIP LOCKED) "
-            "RETURNING task_run_id) "
-        )
-        return self._all(q.TAKEN.format(head=head, taken="r"), [*params, limit])
+        """``DELETE ... RETURNING`` of rows locked with ``FOR UPDATE SKIP LOCKED`` (rows
+        another claim holds are passed over), joined to what the claim needs."""
+        return self._all(_TAKE.format(where=where), [*params, limit, *params])
 
     def _values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
         """Arrays, one per column, and ``unnest``: the same text for any number of rows."""
@@ -220,6 +249,9 @@ class PostgresStore(SqlStore):
         self._notify = True
 
     def _commit(self) -> None:
+        if not self._begun:  # the transaction sent nothing: nothing to commit
+            self._begun = True
+            return
         if self._notify:  # one round trip for both (no parameters: the simple protocol)
             self._notify = False
             self._execute(f"NOTIFY {NOTIFY_CHANNEL}; COMMIT")

@@ -4,6 +4,7 @@ batch statement takes :func:`marks` or :func:`value_rows`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -233,6 +234,7 @@ INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key
 SELECT t.id, t.execution_id, ?, t.queue, t.concurrency_key
 FROM task_run_deps d JOIN task_runs t ON t.id = d.task_run_id
 WHERE d.upstream_id = ? AND t.pending_deps = 0 AND t.state IN ('CREATED', 'RESTARTED')
+RETURNING task_run_id
 """
 INSERT_READY = """
 INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
@@ -298,8 +300,13 @@ WHERE id = ? AND worker_id = ? AND state = 'RUNNING'
 RUNNING_ATTEMPTS = "SELECT id FROM attempts WHERE execution_id = ? AND state = 'RUNNING'"
 
 HISTORY = """
-SELECT execution_id, task_run_id, from_state, to_state, at, reason
+SELECT execution_id, task_run_id, from_state, to_state, at, reason, id
 FROM state_history WHERE execution_id = ? ORDER BY id
+"""
+#: What the attempts of an execution say of its routine moves (:mod:`ordo.store.history`).
+HISTORY_ATTEMPTS = """
+SELECT id, task_run_id, execution_id, number, state, reason, error, started_at, ended_at
+FROM attempts WHERE execution_id = ? AND number >= 1
 """
 
 INSERT_LOG = """
@@ -377,13 +384,6 @@ SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definit
 FROM flow_revisions WHERE namespace = ? AND flow_id = ? AND revision = ?
 """
 
-#: What a claim needs of each ready row it takes (``t`` its task run, ``e`` the execution).
-TAKEN = """
-{head}SELECT t.id, t.execution_id, t.task_id, t.state, t.attempts, t.started_at,
-       e.revision_id, e.state
-FROM {taken} JOIN task_runs t ON t.id = r.task_run_id JOIN executions e ON e.id = t.execution_id
-ORDER BY t.id
-"""
 
 # -- batches: one statement for many rows. ``{values}`` is a table of rows (columns
 # column1, column2, ...) and ``{ids}`` a membership test, both from the backend
@@ -393,7 +393,7 @@ INSERT_ATTEMPTS = """
 INSERT INTO attempts
     (task_run_id, execution_id, number, state, worker_id, lease_expires_at, started_at)
 SELECT * FROM {values}
-RETURNING id, task_run_id
+RETURNING id, task_run_id, number
 """
 ATTEMPT_TYPES = (
     "BIGINT",
@@ -411,7 +411,7 @@ SET state = 'SUCCESS', ended_at = ?, exit_code = CAST(v.column2 AS INTEGER), rea
     peak_rss_kb = CAST(v.column4 AS BIGINT), lease_expires_at = NULL
 FROM {values}
 WHERE attempts.id = v.column1 AND attempts.state = 'RUNNING'
-RETURNING attempts.id
+RETURNING attempts.id, attempts.task_run_id
 """
 SUCCESS_TYPES = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT")
 DEPENDENTS_DOWN_MANY = """
@@ -421,6 +421,15 @@ SET pending_deps = pending_deps - (
     WHERE d.task_run_id = task_runs.id AND d.upstream_id {ids})
 WHERE id IN (SELECT task_run_id FROM task_run_deps WHERE upstream_id {ids})
 RETURNING id, execution_id, queue, pending_deps, state, concurrency_key
+"""
+#: PostgreSQL: :data:`DEPENDENTS_DOWN_MANY` and the ready rows of those waiting for
+#: nothing more, in one statement; the task runs made ready.
+DEPENDENTS_DOWN_AND_READY = f"""
+WITH down AS ({DEPENDENTS_DOWN_MANY})
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM down
+WHERE pending_deps = 0 AND state IN ('CREATED', 'RESTARTED')
+RETURNING task_run_id
 """
 
 
@@ -438,6 +447,25 @@ def value_rows(rows: Sequence[Sequence[Any]]) -> str:
 def flat(rows: Sequence[Sequence[Any]]) -> list[Any]:
     """The rows' values in one list, for :func:`value_rows`."""
     return [value for row in rows for value in row]
+
+
+#: ``INSERT ... VALUES (...)`` with one plain tuple (no nested parentheses) at its end
+_ONE_TUPLE = re.compile(r"^(?P<head>\s*INSERT\b.*\bVALUES)\s*(?P<one>\([^()]*\))\s*$", re.S | re.I)
+
+
+def inserts(sql: str, rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]] | None:
+    """An ``INSERT ... VALUES (?, ...)`` for many rows as a few statements of up to 500
+    rows each (one round trip and one plan per chunk, whatever the backend), with their
+    parameters; None when ``sql`` is not such an INSERT."""
+    found = _ONE_TUPLE.match(sql)
+    if found is None or not rows:
+        return None
+    head, one = found["head"], found["one"]
+    size = max(1, min(500, 30_000 // max(len(rows[0]), 1)))  # SQLite: 32,766 parameters
+    return [
+        (f"{head} {', '.join([one] * len(chunk))}", flat(chunk))
+        for chunk in (rows[i : i + size] for i in range(0, len(rows), size))
+    ]
 
 
 RESTART_EXECUTION = """

@@ -24,7 +24,7 @@ every task run of it not started yet.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ordo.model import State
 from ordo.store import queries as q
@@ -38,6 +38,10 @@ class Readiness(Transitions):
     def __init__(self) -> None:
         super().__init__()
         self.readied = False  # ready rows were added since the caller last cleared it
+        # task runs made ready in this transaction and not claimed in it again: other
+        # workers are told of them at commit (a chain's next task, claimed by the
+        # transaction that released it, wakes nobody)
+        self._fresh: set[int] = set()
 
     @abstractmethod
     def _pending_down(self, ex_id: int) -> int:
@@ -51,9 +55,23 @@ class Readiness(Transitions):
         """Ready rows were added in this transaction: wake workers elsewhere (PostgreSQL
         sends a notification at commit; SQLite's workers live in this process)."""
 
-    def _made_ready(self) -> None:
+    def _made_ready(self, ids: Iterable[int] | None = None) -> None:
+        """Ready rows were added: those of ``ids``, or (None) some not named."""
         self.readied = True
-        self._ready_added()
+        if ids is None:
+            self._ready_added()
+        else:
+            self._fresh.update(ids)
+
+    def _taken(self, ids: Iterable[int]) -> None:
+        """These ready rows were claimed in this transaction."""
+        self._fresh.difference_update(ids)
+
+    def _ready_settled(self, committing: bool) -> None:
+        """The transaction ends: wake other workers for what is still ready from it."""
+        if committing and self._fresh:
+            self._ready_added()
+        self._fresh.clear()
 
     # -- becoming ready ----------------------------------------------------------------
     def _ready_roots(self, ex_id: int, now: float) -> None:
@@ -65,14 +83,22 @@ class Readiness(Transitions):
         """``tr_id`` ended well: its dependents wait for one fewer; those waiting for
         nothing more are ready."""
         self._execute(q.DEPENDENTS_DOWN, (tr_id,))
-        if self._execute(q.READY_DEPENDENTS, (now, tr_id)).rowcount:
-            self._made_ready()
+        ready = [int(r[0]) for r in self._all(q.READY_DEPENDENTS, (now, tr_id))]
+        if ready:
+            self._made_ready(ready)
 
     def _release_many(self, upstream: Sequence[int], now: float) -> None:
-        """:meth:`_release_dependents` for many task runs, in two statements."""
+        """:meth:`_release_dependents` for many task runs, in one statement (PostgreSQL)
+        or two, whatever their number."""
         if not upstream:
             return
         test, params = self._ids(upstream)
+        if self._writable_ctes:
+            sql = q.DEPENDENTS_DOWN_AND_READY.format(ids=test)
+            ready = [int(r[0]) for r in self._all(sql, [*params, *params, now])]
+            if ready:
+                self._made_ready(ready)
+            return
         down = q.DEPENDENTS_DOWN_MANY.format(ids=test)
         released = [
             (tr_id, ex_id, now, queue, key)
@@ -81,7 +107,7 @@ class Readiness(Transitions):
         ]
         if released:
             self._executemany(q.INSERT_READY, released)
-            self._made_ready()
+            self._made_ready(r[0] for r in released)
 
     def _release_items(self, fork_of: int, first: int, now: float) -> None:
         """A for_each task run forked: its first ``first`` items are ready."""

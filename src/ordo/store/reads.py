@@ -9,6 +9,7 @@ from typing import Any
 
 from ordo.errors import NotFound
 from ordo.model import Flow, RetryPolicy, RunOptions, State, Task
+from ordo.store import history
 from ordo.store import queries as q
 from ordo.store.records import (
     AttemptRow,
@@ -199,10 +200,11 @@ class StoreReads(ABC):
         return [_attempt(r) for r in self._all(q.ATTEMPTS, (execution_id,))]
 
     def history(self, execution_id: int) -> list[HistoryRow]:
-        return [
-            HistoryRow(r[0], r[1], State(r[2]) if r[2] else None, State(r[3]), r[4], r[5])
-            for r in self._all(q.HISTORY, (execution_id,))
-        ]
+        """Every change of state of the execution and its task runs, oldest first: the
+        ``state_history`` rows and the routine moves its attempts hold
+        (:mod:`ordo.store.history`)."""
+        rows = self._all(q.HISTORY, (execution_id,))
+        return history.merge(rows, self._all(q.HISTORY_ATTEMPTS, (execution_id,)))
 
     def called_outputs(self, execution_id: int) -> dict[int, dict[str, Any]]:
         """The outputs of the execution's called task runs (a handler's calls, a flow

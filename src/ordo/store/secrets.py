@@ -14,6 +14,8 @@ INSERT INTO secrets (name, ciphertext, created_at, updated_at) VALUES (?, ?, ?, 
 """
 UPDATE_SECRET = "UPDATE secrets SET ciphertext = ?, updated_at = ? WHERE name = ?"
 SECRET_ROWS = "SELECT name, ciphertext FROM secrets ORDER BY name"
+#: :data:`SecretsVersion`, as columns of a claim's statement
+SECRETS_VERSION = "(SELECT count(*) FROM secrets), (SELECT sum(updated_at) FROM secrets)"
 LIST_SECRETS = "SELECT name, created_at, updated_at FROM secrets ORDER BY name"
 DELETE_SECRET = "DELETE FROM secrets WHERE name = ?"
 
@@ -27,8 +29,20 @@ class SecretRow:
     updated_at: float
 
 
+#: What tells that the secrets changed: their number and the sum of their times of
+#: change, ``(count, sum(updated_at))`` (any change moves one or the other, whatever the
+#: clocks of the machines that made it); a claim reads it with the task runs it takes.
+SecretsVersion = tuple[int, float | None]
+
+
 class Secrets(Steps):
     """Secrets' ciphertexts; :class:`~ordo.store.sql.SqlStore` adds the rest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: the secrets' version the last claim saw, until another transaction begins
+        self._secrets_seen: SecretsVersion | None = None
+        self._secrets_kept: tuple[SecretsVersion, list[tuple[str, str]]] | None = None
 
     def set_secret(self, name: str, ciphertext: str, now: float) -> bool:
         """Store secret ``name``'s ciphertext (replacing the one it had); True when the
@@ -49,8 +63,15 @@ class Secrets(Steps):
         return str(row[0])
 
     def secret_rows(self) -> list[tuple[str, str]]:
-        """Every secret as (name, ciphertext), by name."""
-        return [(str(r[0]), str(r[1])) for r in self._all(SECRET_ROWS)]
+        """Every secret as (name, ciphertext), by name. Right after a claim (until this
+        store begins another transaction), read again only when the claim saw them
+        change: a worker launching what it claimed does not read them every step."""
+        seen, kept = self._secrets_seen, self._secrets_kept
+        if seen is not None and kept is not None and kept[0] == seen:
+            return list(kept[1])
+        rows = [(str(r[0]), str(r[1])) for r in self._all(SECRET_ROWS)]
+        self._secrets_kept = None if seen is None else (seen, rows)
+        return list(rows)
 
     def list_secrets(self) -> list[SecretRow]:
         """Every secret's name and times, by name."""

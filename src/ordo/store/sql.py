@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from ordo.errors import Conflict, NotFound
 from ordo.model import Flow, Outcome, RunOptions, State
 from ordo.store import queries as q
+from ordo.store.history import routine_end
 from ordo.store.outcomes import RECORDED, dumps, finish_params
 from ordo.store.overview import Overview
 from ordo.store.reads import Row
@@ -85,10 +86,14 @@ class SqlStore(Overview):
 
     @abstractmethod
     def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
-        """Remove up to ``limit`` due rows from ``ready`` matching ``where`` (on ready's
-        columns) and return them, safely under concurrency, oldest first, as
-        ``(task_run_id, execution_id, task_id, state, attempts, started_at, revision_id,
-        execution_state)`` (the task run's and its execution's, :data:`q.TAKEN`)."""
+        """In one statement, remove up to ``limit`` due rows without a concurrency key
+        from ``ready`` matching ``where`` (on ready's columns), safely under concurrency,
+        oldest first, and return them by task run id as ``(task_run_id, execution_id,
+        task_id, state, attempts, started_at, revision_id, execution_state, keyed,
+        secrets_count, secrets_changed)``: the task run's and its execution's columns,
+        whether rows with a concurrency key match ``where`` too, and the secrets'
+        version (:data:`~ordo.store.secrets.SecretsVersion`). A backend may answer one
+        row of the last three only (the others None) when it takes nothing."""
 
     def listen(self, wake: Callable[[], None]) -> Closable | None:
         """Call ``wake`` (from another thread) when ready rows are added; None when the
@@ -114,12 +119,15 @@ class SqlStore(Overview):
             return
         self._begin()
         self._depth = 1
+        self._secrets_seen = None  # a claim in this transaction tells them again
         try:
             yield
             self._write_history()
+            self._ready_settled(committing=True)
         except BaseException:
             self._depth = 0
             self._forget_history()
+            self._ready_settled(committing=False)
             self._rollback()
             raise
         self._depth = 0
@@ -408,11 +416,15 @@ class SqlStore(Overview):
             params.extend(queues)
         test = " AND ".join(where)
         with self.transaction():
-            taken = self._take_ready(now, limit, test + " AND concurrency_key IS NULL", params)
-            if len(taken) < limit:
+            found = self._take_ready(now, limit, test, params)
+            if found:
+                self._secrets_seen = (int(found[0][9]), found[0][10])
+            taken = [r for r in found if r[0] is not None]
+            if len(taken) < limit and (not found or found[0][8]):  # keyed rows wait
                 taken = [*taken, *self._take_keyed(now, limit - len(taken), test, params)]
             if not taken:
                 return []
+            self._taken(r[0] for r in taken)
             return self._start_attempts(taken, worker_id, now, now + lease_seconds)
 
     def _start_attempts(
@@ -433,23 +445,11 @@ class SqlStore(Overview):
         values = [
             (r[0], r[1], r[4] + 1, State.RUNNING.value, worker_id, lease, now) for r in startable
         ]
-        table, params = self._values(values, q.ATTEMPT_TYPES)
-        inserted = self._all(q.INSERT_ATTEMPTS.format(values=table), params)
-        attempt_of = {int(tr_id): int(a_id) for a_id, tr_id in inserted}
         waiting = (State.CREATED.value, State.RESTARTED.value)
-        self._claimed(
-            [
-                (
-                    Change(
-                        r[1], r[0], State(r[3]), State.RUNNING if r[3] in waiting else State(r[3])
-                    ),
-                    r[4] + 1,
-                    attempt_of[r[0]],
-                )
-                for r in startable
-            ],
-            now,
-        )
+        moves = [
+            Change(r[1], r[0], State(r[3]), State.RUNNING) for r in startable if r[3] in waiting
+        ]
+        attempt_of = self._claimed(values, moves, now)
         return [
             Claim(attempt_of[r[0]], r[0], r[1], r[6], r[2], r[4] + 1, r[5] or now)
             for r in startable
@@ -645,7 +645,10 @@ class SqlStore(Overview):
             )
             self._created(ex_id, tr_id, started)
             created = State.CREATED
-            self._set_task_run_state(tr_id, ex_id, State.RUNNING, started, None, known=created)
+            # its attempt, numbered 1, holds the routine moves' history
+            self._set_task_run_state(
+                tr_id, ex_id, State.RUNNING, started, None, known=created, routine=True
+            )
             attempt_id = self._insert(
                 q.INSERT_ATTEMPT, (tr_id, ex_id, 1, State.RUNNING.value, worker_id, None, started)
             )
@@ -655,7 +658,10 @@ class SqlStore(Overview):
             self._executemany(
                 q.INSERT_OUTPUT, [(*ids, k, dumps(v)) for k, v in outcome.outputs.items()]
             )
-            self._set_task_run_state(tr_id, ex_id, state, now, outcome.error, known=State.RUNNING)
+            routine = routine_end(state, outcome.reason, outcome.error)
+            self._set_task_run_state(
+                tr_id, ex_id, state, now, outcome.error, known=State.RUNNING, routine=routine
+            )
         return tr_id
 
     # -- connections -------------------------------------------------------------------

@@ -17,6 +17,7 @@ from ordo.store import queries as q
 from ordo.store.ports import Decisions
 from ordo.store.reads import Row
 from ordo.store.retention import Reclaimed
+from ordo.store.secrets import SECRETS_VERSION
 from ordo.store.sql import SqlStore
 
 
@@ -60,6 +61,25 @@ class _Listening:
 
 
 _WAKERS = _Wakers()
+
+#: A claim's one statement (:meth:`SqliteStore._take_ready`); ``{where}`` is on ready's
+#: columns. RETURNING may name only the deleted table: the rest comes by subqueries.
+_TAKE = (
+    "DELETE FROM ready WHERE task_run_id IN (SELECT task_run_id FROM ready "
+    "WHERE {where} AND concurrency_key IS NULL ORDER BY not_before, task_run_id LIMIT ?) "
+    "RETURNING task_run_id, execution_id, "
+    + ", ".join(
+        f"(SELECT {column} FROM task_runs t WHERE t.id = ready.task_run_id)"
+        for column in ("task_id", "state", "attempts", "started_at")
+    )
+    + ", "
+    + ", ".join(
+        f"(SELECT {column} FROM executions e WHERE e.id = ready.execution_id)"
+        for column in ("revision_id", "state")
+    )
+    + ", EXISTS (SELECT 1 FROM ready WHERE concurrency_key IS NOT NULL AND {where}), "
+    + SECRETS_VERSION
+)
 
 
 class SqliteStore(SqlStore):
@@ -143,8 +163,15 @@ class SqliteStore(SqlStore):
             raise NotFound("a number that large is no id here (at most 2**63 - 1)") from None
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Many rows: an ``INSERT ... VALUES (...)`` becomes one statement per 500 rows;
+        anything else is one prepared statement stepped once per row."""
         batch = list(rows)
         if not batch:
+            return
+        chunks = q.inserts(sql, batch)
+        if chunks is not None:
+            for text, params in chunks:
+                self._execute(text, params)
             return
         try:
             self._conn.executemany(sql, batch)
@@ -181,14 +208,10 @@ class SqliteStore(SqlStore):
             self._conn.execute("ROLLBACK")
 
     def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
-        taken = (
-            f"(SELECT task_run_id FROM ready WHERE {where} "
-            "ORDER BY not_before, task_run_id LIMIT ?) AS r"
-        )
-        rows = self._all(q.TAKEN.format(head="", taken=taken), [*params, limit])
-        if rows:
-            self._executemany("DELETE FROM ready WHERE task_run_id = ?", [(r[0],) for r in rows])
-        return rows
+        """``DELETE ... RETURNING`` under ``BEGIN IMMEDIATE`` (the database's one write
+        lock), what the claim needs read by subqueries of its RETURNING."""
+        rows = self._all(_TAKE.format(where=where), [*params, limit, *params])
+        return sorted(rows, key=lambda r: int(r[0]))
 
     def reclaim_space(self) -> Reclaimed:
         """``PRAGMA incremental_vacuum``: the free pages go back to the file system (at

@@ -11,7 +11,10 @@ the transaction rolls back.
 
 No other module of the store writes a state of an execution or a task run, or a row of
 ``state_history`` (``tests/store/test_one_path.py`` reads their SQL to make sure). Rows
-are created CREATED, their history noted by :meth:`Transitions._created`.
+are created CREATED, their history noted by :meth:`Transitions._created`. A task run's
+routine moves (its first claim, its end by an attempt that succeeded) are written as no
+row: the attempt holds them, and reading the history puts them back
+(:mod:`ordo.store.history`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, Literal
 from ordo.errors import IllegalTransition, NotFound
 from ordo.model import By, State, can_transition
 from ordo.store import queries as q
+from ordo.store.history import ROUTINE
 from ordo.store.reads import Row, StoreReads
 
 Kind = Literal["execution", "task run"]
@@ -49,6 +53,17 @@ WHERE task_runs.id = v.column1 AND task_runs.state = v.column5
 RETURNING task_runs.id, task_runs.fork_of
 """
 _TASK_RUN_TYPES = ("BIGINT", "TEXT", "TEXT", "DOUBLE PRECISION", "TEXT")
+#: PostgreSQL: attempts ended SUCCESS (``{finish}``) and their task runs RUNNING ->
+#: SUCCESS, in one statement; each attempt recorded with its task run if that moved
+_SUCCEEDED = """
+WITH f AS ({finish}),
+u AS (
+    UPDATE task_runs SET state = 'SUCCESS', reason = NULL, ended_at = ?
+    FROM f
+    WHERE task_runs.id = f.task_run_id AND task_runs.state = 'RUNNING'
+    RETURNING task_runs.id, task_runs.fork_of)
+SELECT f.id, u.id, u.fork_of FROM f LEFT JOIN u ON u.id = f.task_run_id
+"""
 #: Attempts started: each task run's count and last attempt, and CREATED or RESTARTED ->
 #: RUNNING for a first attempt (a retry's task run is RUNNING already), in one statement.
 _CLAIMED = """
@@ -61,6 +76,21 @@ FROM {values}
 WHERE task_runs.id = v.column1 AND task_runs.state IN ('CREATED', 'RESTARTED', 'RUNNING')
 """
 _CLAIMED_TYPES = ("BIGINT", "BIGINT", "BIGINT")
+#: PostgreSQL: the attempts inserted (``{insert}``) and :data:`_CLAIMED` in one statement
+_STARTED = """
+WITH a AS ({insert}),
+u AS (
+    UPDATE task_runs
+    SET state = CASE WHEN task_runs.state IN ('CREATED', 'RESTARTED') THEN 'RUNNING'
+                     ELSE task_runs.state END,
+        attempts = a.number, last_attempt_id = a.id,
+        started_at = coalesce(task_runs.started_at, ?)
+    FROM a
+    WHERE task_runs.id = a.task_run_id
+      AND task_runs.state IN ('CREATED', 'RESTARTED', 'RUNNING')
+    RETURNING task_runs.id)
+SELECT a.id, a.task_run_id FROM a
+"""
 _INSERT_HISTORY = """
 INSERT INTO state_history (execution_id, task_run_id, from_state, to_state, at, reason)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -88,6 +118,9 @@ class Transitions(StoreReads):
     """The transition function and the history it writes; the store's other concerns
     build on it."""
 
+    #: PostgreSQL: one statement may change two tables (``WITH ... INSERT ... UPDATE``)
+    _writable_ctes = False
+
     def __init__(self) -> None:
         super().__init__()
         self._transitions: list[tuple[Any, ...]] = []  # state_history rows, written at commit
@@ -106,22 +139,28 @@ class Transitions(StoreReads):
 
     # -- the one function --------------------------------------------------------------
     def _transition(
-        self, changes: Sequence[Change], now: float, by: By = By.WORK
+        self, changes: Sequence[Change], now: float, by: By = By.WORK, *, routine: bool = False
     ) -> dict[int, int | None]:
         """Apply ``changes`` (all of executions, or all of task runs), each only if its
         row is still in its ``old`` state; the ids changed (of executions, or of task
         runs with the for_each task run each is an item of). Raises
         :class:`IllegalTransition` for an edge the table does not give ``by``, before
-        anything is written."""
+        anything is written. ``routine``: task runs' RUNNING -> SUCCESS by attempts that
+        ended SUCCESS without reason or error, whose history the attempts hold (no row
+        is written)."""
         if not changes:
             return {}
         for change in changes:
             if not can_transition(change.old, change.new, by):
                 raise _illegal(change, by)
+            if routine and not _routine(change, by):
+                raise _illegal(change, by, "not a routine move")
         if changes[0].run_id is None:
             done = self._set_executions(changes, now, by)
         else:
             done = self._set_task_runs(changes, now)
+        if routine:
+            return done
         self._transitions.extend(
             (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason)
             for c in changes
@@ -158,22 +197,59 @@ class Transitions(StoreReads):
         table, values = self._values(rows, _TASK_RUN_TYPES)
         return {int(r[0]): r[1] for r in self._all(_SET_TASK_RUNS.format(values=table), values)}
 
-    def _claimed(self, started: Sequence[tuple[Change, int, int]], now: float) -> None:
-        """Attempts started, each ``(change, number, attempt_id)``: the attempt count and
-        last attempt of each task run, and its ``change`` to RUNNING when it was
-        waiting (CREATED or RESTARTED; a retry's task run is RUNNING already)."""
-        if not started:
-            return
-        moves = [c for c, _, _ in started if c.old is not c.new]
+    def _succeeded(
+        self, attempts: Sequence[Sequence[Any]], changes: Sequence[Change], now: float
+    ) -> tuple[set[int], dict[int, int | None]]:
+        """Attempts that ended SUCCESS (rows ``(attempt_id, exit_code, cpu_seconds,
+        peak_rss_kb)`` of :data:`q.FINISH_SUCCESSES`) and ``changes``, their task runs'
+        RUNNING -> SUCCESS, routine (the attempts hold the history), in one statement
+        (PostgreSQL) or two. The attempts recorded (the others had ended: lost), and the
+        task runs moved, each with the for_each task run it is an item of."""
+        if not attempts:
+            return set(), {}
+        for change in changes:
+            if not can_transition(change.old, change.new) or not _routine(change, By.WORK):
+                raise _illegal(change, By.WORK, "not a routine move")
+        table, params = self._values(attempts, q.SUCCESS_TYPES)
+        finish = q.FINISH_SUCCESSES.format(values=table)
+        if self._writable_ctes:
+            found = self._all(_SUCCEEDED.format(finish=finish), [now, *params, now])
+            moved = {int(tr_id): fork_of for _, tr_id, fork_of in found if tr_id is not None}
+            return {int(r[0]) for r in found}, moved
+        recorded = {int(r[0]) for r in self._all(finish, [now, *params])}
+        of = dict(zip((int(a[0]) for a in attempts), changes, strict=True))
+        return recorded, self._transition([of[a] for a in sorted(recorded)], now, routine=True)
+
+    def _claimed(
+        self, attempts: Sequence[Sequence[Any]], moves: Sequence[Change], now: float
+    ) -> dict[int, int]:
+        """Attempts started: ``attempts`` are rows of :data:`q.INSERT_ATTEMPTS` (task
+        run, execution, number, ...), each task run's count and last attempt set, and
+        ``moves`` to RUNNING of those that were waiting (CREATED or RESTARTED; a retry's
+        task run is RUNNING already), in one statement (PostgreSQL) or two. A first
+        attempt's CREATED -> RUNNING is routine: the attempt holds its history. The
+        attempt started for each task run."""
+        if not attempts:
+            return {}
         for change in moves:
             if not can_transition(change.old, change.new):
                 raise _illegal(change, By.WORK)
-        rows = [(c.run_id, number, attempt_id) for c, number, attempt_id in started]
-        table, params = self._values(rows, _CLAIMED_TYPES)
-        self._execute(_CLAIMED.format(values=table), [now, *params])
+        table, params = self._values(attempts, q.ATTEMPT_TYPES)
+        insert = q.INSERT_ATTEMPTS.format(values=table)
+        if self._writable_ctes:
+            found = self._all(_STARTED.format(insert=insert), [*params, now])
+        else:
+            found = self._all(insert, params)
+            rows = [(tr_id, number, a_id) for a_id, tr_id, number in found]
+            table, values = self._values(rows, _CLAIMED_TYPES)
+            self._execute(_CLAIMED.format(values=table), [now, *values])
+        number = {int(r[0]): int(r[2]) for r in attempts}
         self._transitions.extend(
-            (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason) for c in moves
+            (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason)
+            for c in moves
+            if not (c.old is State.CREATED and c.run_id is not None and number[c.run_id] == 1)
         )
+        return {int(tr_id): int(a_id) for a_id, tr_id, *_ in found}
 
     # -- one change, its current state read first --------------------------------------
     def _set_execution_state(
@@ -198,12 +274,13 @@ class Transitions(StoreReads):
         known: State | None = None,
         only_from: frozenset[State] | None = None,
         by: By = By.WORK,
+        routine: bool = False,
     ) -> Row | None:
         """``-> new`` for a task run; its ``(state, task_id, allow_failure, fork_of)``
         before, or None when another process changed it first, or when it is not in one
         of the states ``only_from`` names (a caller that changes whichever of a set of
         runs has not ended yet). ``known`` skips reading the current state when the
-        caller just read it."""
+        caller just read it. ``routine``: see :meth:`_transition`."""
         row: Row | None = (known.value, None, None, None) if known else None
         if row is None:
             row = self._one(_TASK_RUN_STATE, (tr_id,))
@@ -212,7 +289,7 @@ class Transitions(StoreReads):
         if only_from is not None and State(row[0]) not in only_from:
             return None
         change = Change(ex_id, tr_id, State(row[0]), new, reason)
-        return row if self._transition([change], now, by) else None
+        return row if self._transition([change], now, by, routine=routine) else None
 
     def _task_run_state(self, tr_id: int) -> State:
         row = self._one(_TASK_RUN_STATE, (tr_id,))
@@ -238,7 +315,17 @@ class Transitions(StoreReads):
             self._executemany(_INSERT_HISTORY, rows)
 
 
-def _illegal(change: Change, by: By) -> IllegalTransition:
+def _routine(change: Change, by: By) -> bool:
+    """A move whose history its attempt holds: a task run's, by work, without reason."""
+    return (
+        change.run_id is not None
+        and by is By.WORK
+        and change.reason is None
+        and (change.old, change.new) in ROUTINE
+    )
+
+
+def _illegal(change: Change, by: By, why: str = "") -> IllegalTransition:
     what = (
         f"execution {change.execution_id}"
         if change.run_id is None
@@ -246,7 +333,7 @@ def _illegal(change: Change, by: By) -> IllegalTransition:
     )
     return IllegalTransition(
         f"{what}: illegal transition {change.old.value} -> {change.new.value}"
-        f" ({by.value}, asked by {_caller()})"
+        f"{f' ({why})' if why else ''} ({by.value}, asked by {_caller()})"
     )
 
 

@@ -250,7 +250,9 @@ class Worker:
                 claims += self._claim(now, execution_id, len(claims))  # made ready just now
             # launched, or about to be (claims that fit in free slots): the full lease
             starting = launcher.starting(claims)
-            self.store.mark_launched([*launched, *starting], now, now + s.lease_seconds)
+            ending = {f.claim.attempt_id for f in done}  # recorded now: no need to say launched
+            marked = [a for a in (*launched, *starting) if a not in ending]
+            self.store.mark_launched(marked, now, now + s.lease_seconds)
             still = [p for p in processes if p.attempt_id in launcher.running]  # not ended
             self.store.record_processes(this_machine(), still)
         # committed: forget what was written (all of it is kept when the commit fails)

@@ -1,0 +1,108 @@
+"""What recording outcomes and claiming cost in statements, counted where the database
+drivers receive them (``bench/statements.py`` counts the same way): a chain hop is at
+most 8, and a batch of successes costs the same whatever its size."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from test_contract import LATER, claim_all, flow_of, ok, start, task
+
+from ordo.model import Flow
+from ordo.store import Store
+
+RNG = random.Random(11)
+EDGES = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+@contextmanager
+def counting(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The statements sent meanwhile (one per row of an ``executemany``), without the
+    transactions' BEGIN and COMMIT."""
+    sent: list[str] = []
+
+    def note(sql: object) -> None:
+        text = sql.decode() if isinstance(sql, bytes) else str(sql)
+        if not text.lstrip().upper().startswith(EDGES):
+            sent.append(" ".join(text.split()))
+
+    conn = getattr(store, "_conn", None)
+    if isinstance(conn, sqlite3.Connection):
+        conn.set_trace_callback(note)
+
+    def wrap(real: Callable[..., Any], many: bool) -> Callable[..., Any]:
+        def call(cur: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+            if many and params is not None:
+                params = list(params)
+                sent.extend(" ".join(str(query).split()) for _ in params)
+            else:
+                note(query)
+            return real(cur, query, params, **kw)
+
+        return call
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", wrap(psycopg.Cursor.execute, False))
+    monkeypatch.setattr(psycopg.Cursor, "executemany", wrap(psycopg.Cursor.executemany, True))
+    try:
+        yield sent
+    finally:
+        if isinstance(conn, sqlite3.Connection):
+            conn.set_trace_callback(None)
+
+
+def step(store: Store, done: list[Any], now: float, ex_id: int) -> list[Any]:
+    """What a worker's step does: record what ended and claim what that made ready."""
+    with store.transaction():  # type: ignore[attr-defined]
+        store.record_outcomes([(c, ok()) for c in done], now, RNG)
+        return store.claim("w1", 17, now, 30.0, execution_id=ex_id)
+
+
+def test_a_chain_hop_is_at_most_8_statements(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    ex_id = start(store, flow_of(task("a"), task("b", "a"), task("c", "b")))
+    (a,) = claim_all(store, ex_id)
+    (b,) = step(store, [a], LATER + 1, ex_id)  # the first hop reads the secrets
+    with counting(store, monkeypatch) as sent:
+        (c,) = step(store, [b], LATER + 2, ex_id)
+    assert len(sent) <= 8, "\n".join(sent)
+    assert c.task_id == "c"
+
+
+def test_a_batch_of_successes_costs_the_same_whatever_its_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cost = {}
+    for size in (3, 40):
+        fan = [task(f"t{i}") for i in range(size)]
+        tasks = (*fan, task("join", *(t.id for t in fan)))
+        ex_id = start(store, Flow(id=f"fan{size}", tasks=tasks, base_dir="/tmp"))
+        claims = claim_all(store, ex_id)
+        assert len(claims) == size
+        with counting(store, monkeypatch) as sent:
+            (join,) = step(store, claims, LATER + 1, ex_id)
+        assert join.task_id == "join"
+        cost[size] = len(sent)
+    # the attempts, the task runs, the execution's count, the dependents (one statement
+    # on PostgreSQL, two on SQLite), the claim (take, attempts, task runs)
+    assert cost[3] == cost[40] <= 8, cost
+
+
+def test_a_transaction_that_fails_after_writing_leaves_nothing(store: Store) -> None:
+    """PostgreSQL sends BEGIN with the transaction's first statement: what that
+    statement wrote still rolls back with the rest, and a later one still commits."""
+    with pytest.raises(RuntimeError), store.transaction():  # type: ignore[attr-defined]
+        store._execute(  # type: ignore[attr-defined]
+            "INSERT INTO secrets (name, ciphertext, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            ("A", "c", 1.0, 1.0),
+        )
+        raise RuntimeError("boom")
+    assert store.secret_rows() == []
+    with store.transaction():  # type: ignore[attr-defined]
+        pass  # sends nothing
+    store.set_secret("B", "c", 2.0)
+    assert store.secret_rows() == [("B", "c")]
