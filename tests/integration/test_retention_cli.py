@@ -247,7 +247,7 @@ def test_gc_deletes_ended_unsaved_executions_past_their_retention(
     assert lines[2].startswith("  ended from ")
     assert lines[3] == (
         "  rows: task_run_deps 0, ready 0, outputs 0, metrics 0, logs 1, state_history 3, "
-        "checks 0, trigger_ticks 0, notifications 0, attempts 1, task_runs 1"
+        "checks 0, trigger_ticks 0, notifications 0, steps 0, attempts 1, task_runs 1"
     )
     assert lines[4] == "nothing deleted (--dry-run)"
     assert listed(ordo_cmd, ordo_env) == [4, 3, 2, 1]

@@ -40,7 +40,9 @@ def test_a_streamed_body_over_the_limit_is_refused_with_413(
 
     response = c.post("/api/flows", content=chunks(), headers=headers)
     assert response.status_code == 413
-    assert response.json() == {"detail": "request body too large: at most 1000 bytes"}
+    assert response.json() == {
+        "detail": "request body too large: at most 1000 bytes (server.max_body)"
+    }
 
 
 def test_a_revoked_token_stops_working_at_once(client: tuple[httpx.Client, str]) -> None:

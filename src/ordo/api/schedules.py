@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ordo import services
@@ -36,6 +35,29 @@ class ScheduleBody(BaseModel):
         return self.cron if self.cron is not None else services.every_to_cron(self.every or 0)
 
 
+class Schedule(BaseModel):
+    """A stored schedule, with its next five fire times (none while inactive)."""
+
+    id: int
+    flow: str = Field(description="namespace/id")
+    cron: str
+    timezone: str
+    inputs: dict[str, Any]
+    active: bool
+    created_by: str | None
+    created_at: float
+    updated_at: float
+    next: list[str | None]
+
+
+class NextTimes(BaseModel):
+    """The next fire times of a cron expression (or every N minutes) in a time zone."""
+
+    cron: str
+    timezone: str
+    times: list[str | None]
+
+
 def _visible(store: Store, who: Caller, schedule_id: int) -> ScheduleRow:
     row = store.get_schedule(schedule_id)
     who.find(row.namespace, f"schedule {schedule_id}")
@@ -47,7 +69,11 @@ def shown(row: ScheduleRow, now: float) -> dict[str, Any]:
     return {**row.to_dict(), "next": [iso(t) for t in times]}
 
 
-@router.get("", summary="Stored schedules (of one flow with ?flow=namespace/id)")
+@router.get(
+    "",
+    summary="Stored schedules (of one flow with ?flow=namespace/id)",
+    response_model=list[Schedule],
+)
 def list_schedules(
     store: StoreDep, who: Reader, flow: str | None = Query(default=None)
 ) -> list[dict[str, Any]]:
@@ -59,8 +85,13 @@ def list_schedules(
     return [shown(r, now) for r in rows]
 
 
-@router.post("", summary="Start a flow on a schedule kept in the store", status_code=201)
-def add_schedule(store: StoreDep, who: Writer, body: ScheduleBody) -> JSONResponse:
+@router.post(
+    "",
+    summary="Start a flow on a schedule kept in the store",
+    status_code=201,
+    response_model=Schedule,
+)
+def add_schedule(store: StoreDep, who: Writer, body: ScheduleBody) -> dict[str, Any]:
     if not body.flow:
         raise UsageError("flow: name the flow (namespace/id) the schedule starts")
     namespace, _, flow_id = body.flow.rpartition("/")
@@ -78,10 +109,14 @@ def add_schedule(store: StoreDep, who: Writer, body: ScheduleBody) -> JSONRespon
         f"api:{who.name}",
         now,
     )
-    return JSONResponse(shown(row, now), status_code=201)
+    return shown(row, now)
 
 
-@router.get("/next", summary="The next fire times of a cron expression being written")
+@router.get(
+    "/next",
+    summary="The next fire times of a cron expression being written",
+    response_model=NextTimes,
+)
 def next_times(
     who: Reader,
     cron: str | None = Query(default=None, max_length=200),
@@ -94,12 +129,12 @@ def next_times(
     return {"cron": expression, "timezone": timezone, "times": [iso(t) for t in times]}
 
 
-@router.get("/{schedule_id}", summary="One stored schedule")
+@router.get("/{schedule_id}", summary="One stored schedule", response_model=Schedule)
 def get_schedule(store: StoreDep, who: Reader, schedule_id: int = ID) -> dict[str, Any]:
     return shown(_visible(store, who, schedule_id), time.time())
 
 
-@router.put("/{schedule_id}", summary="Change a stored schedule")
+@router.put("/{schedule_id}", summary="Change a stored schedule", response_model=Schedule)
 def change_schedule(
     store: StoreDep, who: Writer, body: ScheduleBody, schedule_id: int = ID
 ) -> dict[str, Any]:

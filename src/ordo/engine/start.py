@@ -358,12 +358,13 @@ def start_child(
         except Conflict:
             pass  # nothing in it to run again: start a new child
     parent_flow = store.flow_of(claim.revision_id)
+    parent = store.get_execution(claim.execution_id)
+    scope = parent.scope
     group = parent_flow.task(claim.task_id).spec.get("group")
     if isinstance(group, Mapping):  # a task group: this value runs the group's chain
         child = _group_revision(store, claim, Flow.from_dict(group), now)
-        given_inputs = store.get_execution(claim.execution_id).inputs
+        given_inputs = parent.inputs
     else:
-        scope = store.get_execution(claim.execution_id).scope
         given_ns, _, _ = ref.rpartition("/")
         if namespace is not None:
             if given_ns and given_ns != namespace:

@@ -144,7 +144,7 @@ Request = (
     | WaitStep
     | ValueStep
 )
-LOOK_UPS = ("flow_info", "connection", "execution")
+LOOK_UPS = ("flow_info", "connection", "execution", "project")
 
 
 @dataclass(frozen=True)
