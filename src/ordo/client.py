@@ -260,10 +260,15 @@ class Client:
 def _flow_ref(flow: str | os.PathLike[str]) -> tuple[Literal["path", "key"], str]:
     """A flow file or folder that exists, else a stored flow's key."""
     text = os.fspath(flow)
-    if os.path.exists(text):
-        return "path", os.path.abspath(text)
-    if text.endswith((".yaml", ".yml", ".json")) or os.sep in text.rstrip("/").split("/", 1)[-1]:
-        raise NotFound(f"flow file not found: {text}")
+    head, sep, name = text.rpartition(":")  # file.py:function, one @flow of several
+    file = head if sep and head.endswith(".py") and name.isidentifier() else text
+    if os.path.exists(file):
+        return "path", os.path.abspath(file) + (text[len(file) :] if file != text else "")
+    if (
+        file.endswith((".yaml", ".yml", ".json", ".py"))
+        or os.sep in file.rstrip("/").split("/", 1)[-1]
+    ):
+        raise NotFound(f"flow file not found: {file}")
     return "key", text
 
 

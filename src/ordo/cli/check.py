@@ -119,6 +119,7 @@ def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     ]
                     for wave in waves
                 ],
+                "calls": [_call_dict(t) for t in flow.steps],
             }
         )
         return EXIT_OK
@@ -133,7 +134,23 @@ def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             print(f"  {task_id} [{task.type}]{deps}")
             for key, value in _preview(task.spec, task.with_, context).items():
                 print(f"      {key}: {short(value, 90)}")
+    if flow.steps:  # a Python flow: the @tasks its function may call, each a task run
+        print("tasks it may call (each call a task run):")
+        for step in flow.steps:
+            shown = _call_dict(step)
+            extra = "".join(f", {k} {v}" for k, v in shown.items() if k not in ("task", "function"))
+            print(f"  {step.id} [{shown['function']}{extra}]")
     return EXIT_OK
+
+
+def _call_dict(task: Any) -> dict[str, Any]:
+    """A Python flow's ``@task``: its name, function and what differs from the defaults."""
+    found: dict[str, Any] = {"task": task.id, "function": task.spec.get("function")}
+    if task.retry.attempts > 1:
+        found["retry"] = f"{task.retry.attempts} attempts"
+    if task.timeout:
+        found["timeout"] = f"{task.timeout:g}s"
+    return found
 
 
 def _preview(spec: Mapping[str, Any], with_: Mapping[str, Any], context: Any) -> dict[str, Any]:
