@@ -47,7 +47,8 @@ POLL = 0.2
 @dataclass(frozen=True)
 class TaskRun:
     """One task run of an execution (``task`` is ``load`` or, for a for_each item,
-    ``load[2]``)."""
+    ``load[2]``; a Python flow's ``@task`` calls and a handler's calls are task runs
+    too)."""
 
     id: int
     task: str
@@ -91,7 +92,6 @@ class Execution:
                 reason=r.get("reason"),
             )
             for r in doc.get("task_runs") or ()
-            if r.get("called_by") is None
         )
         return cls(
             id=int(doc["id"]),

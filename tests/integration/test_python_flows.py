@@ -4,17 +4,24 @@ handles, and durable replay after the worker is SIGKILLed mid-flow."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from support import ordo
+from server_support import running_server, server_env, sign_in
+from support import ordo, work_on
 
 import ordo as ordo_api
+from ordo import engine
 from ordo.errors import NotFound
+from ordo.model import State
+from ordo.store import Store
+from ordo.triggers.scheduler import Scheduler
 
 PIPELINE = """
 from ordo import flow, task, this
@@ -268,3 +275,62 @@ def test_bad_python_flow_files_are_named_at_their_line(
     assert "flow default/same is defined in one.py too" in deployed.stdout + deployed.stderr
     with pytest.raises(NotFound, match="flow file not found"):
         ordo_api.run(tmp_path / "missing.py", db=db)
+
+
+SCHEDULED = """
+from ordo import flow, task
+
+
+@task
+def double(n: int) -> int:
+    return n * 2
+
+
+@flow(id="nightly", namespace="py", triggers=[{"type": "schedule", "cron": "* * * * *"}])
+def nightly(n: int = 4, label: str = "x") -> dict:
+    return {"doubled": double(n), "label": label}
+"""
+
+
+def test_a_python_flow_runs_by_its_schedule_and_from_python(
+    store: Store, db: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "nightly.py", SCHEDULED)
+    engine.register_flow(store, path, 0)
+    now = [datetime.datetime(2026, 12, 3, 10, 0, 30, tzinfo=datetime.UTC).timestamp()]
+    scheduler = Scheduler(store, "a", clock=lambda: now[0])
+    assert scheduler.tick() == []  # first sight
+    now[0] += 30
+    (ex_id,) = scheduler.tick()
+    _, final = work_on(store, tmp_path, ex_id)
+    assert final is State.SUCCESS
+    assert store.get_execution(ex_id).outputs == {"doubled": 8, "label": "x"}
+    assert store.get_execution(ex_id).started_by == "schedule:schedule1"
+    ran = ordo_api.run(path, inputs={"n": 5}, db=db)
+    assert ran.state is ordo_api.State.SUCCESS and ran.outputs == {"doubled": 10, "label": "x"}
+    assert [r.task for r in ran.task_runs] == ["nightly", "double"]
+
+
+def test_a_python_flow_deployed_to_a_server_has_a_run_form_and_runs(tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    write(folder, "nightly.py", SCHEDULED)
+    with running_server(
+        str(tmp_path / "ordo.db"),
+        server_env(tmp_path),
+        tmp_path,
+        "--workers",
+        "2",
+        "--flows",
+        str(folder),
+    ) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as browser:
+            sign_in(browser, server.token)
+            page = browser.get("/flows/py/nightly")
+            assert page.status_code == 200
+            assert 'name="input.n"' in page.text and 'name="input.label"' in page.text
+        started = server.http.post("/api/flows/py/nightly/executions", json={"inputs": {"n": 6}})
+        assert started.status_code == 201, started.text
+        doc = server.wait_state(started.json()["id"], "SUCCESS", "FAILED")
+        assert doc["state"] == "SUCCESS" and doc["outputs"] == {"doubled": 12, "label": "x"}
+        assert [r["task"] for r in doc["task_runs"]] == ["nightly", "double"]
