@@ -21,6 +21,7 @@ worker of the store may take part); on a server, the server's workers do and it 
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import os
 import threading
@@ -151,9 +152,29 @@ def run(
 ) -> Execution:
     """Run a flow (a file or package folder, or ``namespace/id`` of a stored flow) to its
     end and return its execution: ``ordo run`` from Python. The store is the CLI's
-    (``ORDO_DB``, ``ORDO_HOME``) unless ``db`` or ``server`` says otherwise."""
-    with Client(db, server=server, token=token) as client:
+    (``ORDO_DB``, ``ORDO_HOME``) unless ``db`` or ``server`` says otherwise. The client
+    it uses is kept for the next call (closed when the process exits)."""
+    key = (db, server, token)
+    with _SHARED_LOCK:  # one run at a time per process: they share the client
+        client = _SHARED.get(key)
+        if client is None:
+            client = _SHARED[key] = Client(db, server=server, token=token)
+            if len(_SHARED) == 1:
+                atexit.register(_close_shared)
         return client.run(flow, inputs, labels=labels, workers=workers)
+
+
+#: The clients ``run`` keeps between calls (its store connection, its worker and their
+#: python hosts stay up: a second run of a small flow takes milliseconds).
+_SHARED: dict[tuple[str | None, str | None, str | None], Client] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _close_shared() -> None:
+    with _SHARED_LOCK:
+        for client in _SHARED.values():
+            client.close()
+        _SHARED.clear()
 
 
 class Client:
@@ -292,8 +313,12 @@ class _Store:
         self.box = secret_box(environ)
         self.store = open_store(self.url)
         self.lock = threading.Lock()
+        self._worker: Any = None
+        self._worker_store: Any = None
+        self._worker_slots = 0
 
     def close(self) -> None:
+        self._drop_worker()
         self.store.close()
 
     def start(
@@ -333,24 +358,10 @@ class _Store:
             return [views.execution_dict(e) for e in rows]
 
     def wait(self, execution_id: int, timeout: float | None, workers: int | None) -> Execution:
-        from ordo.runners import make_runners
-        from ordo.store import open_store
-        from ordo.worker import Worker, WorkerSettings
-
         current = Execution.from_document(self.document(execution_id))
         if current.ended:
             return current
-        settings = WorkerSettings()
-        if workers:
-            settings.slots = workers
-        store = open_store(self.url)  # the worker's own connection, on its own thread
-        worker = Worker(
-            store,
-            make_runners(settings.slots),
-            settings=settings,
-            env=self.environ,
-            secrets=self.box,
-        )
+        worker = self._worker_for(workers)
         failed: list[BaseException] = []
 
         def work() -> None:
@@ -365,16 +376,39 @@ class _Store:
         if thread.is_alive():
             worker.stop()
             thread.join()
-        worker.close()
-        store.close()
+            self._drop_worker()  # stopped: the next wait makes a new one
         if failed:
+            self._drop_worker()
             raise failed[0]
         ended = Execution.from_document(self.document(execution_id))
         if not ended.ended:
-            raise TimeoutError(
-                f"execution {execution_id} is still {ended.state.value} after {timeout:g}s"
-            )
+            still = ended.state.value
+            raise TimeoutError(f"execution {execution_id} is still {still} after {timeout:g}s")
         return ended
+
+    def _worker_for(self, workers: int | None) -> Any:
+        """The worker this client works executions with, on its own connection; kept
+        between waits (its python hosts stay up), made again for another slot count."""
+        from ordo.runners import make_runners
+        from ordo.store import open_store
+        from ordo.worker import Worker, WorkerSettings
+
+        slots = workers or WorkerSettings().slots
+        if self._worker is not None and self._worker_slots == slots:
+            return self._worker
+        self._drop_worker()
+        store = open_store(self.url)  # the worker's own connection, used on its thread
+        settings = WorkerSettings(slots=slots)
+        runners = make_runners(slots)
+        self._worker = Worker(store, runners, settings=settings, env=self.environ, secrets=self.box)
+        self._worker_store, self._worker_slots = store, slots
+        return self._worker
+
+    def _drop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker_store.close()
+        self._worker, self._worker_store = None, None
 
     def logs(self, execution_id: int, task: str | None) -> list[LogLine]:
         with self.lock:

@@ -140,13 +140,16 @@ class Future:
 
 class Steps:
     """How a running flow function's ``@task`` calls become steps of its attempt (the
-    python host sets one as ``_runner`` while the function runs): each call asks the
-    worker for the step's task run (a completed one, run again, answers at once) and
-    waits for it when its value is wanted."""
+    python host sets one as ``_runner`` while the function runs). A call asks the worker
+    for the step's task run and waits for it in one request (a completed one, run
+    again, answers at once); ``.submit()`` only queues its request: the queue goes to
+    the worker in one request, whose task runs start in one transaction, as soon as
+    the function waits for anything or returns."""
 
     def __init__(self, this: Any) -> None:
         self.this = this
         self.pending: list[Future] = []
+        self.queued: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (request, answer)
 
     def __call__(
         self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], wait: bool
@@ -165,9 +168,15 @@ class Steps:
             "kwargs": {} if bad else dict(kwargs),
             "bad": bad,
         }
-        answer = self.this._call(request)
+        answer: dict[str, Any] = {}
+        if wait:
+            self.flush()
+            answer.update(self.this._call({**request, "wait": True}))
+        else:
+            self.queued.append((request, answer))
 
         def wait_for() -> Any:
+            self.flush()
             done = answer
             if "state" not in done:
                 done = self.this._call({"op": "task_wait", "run": answer["run"]})
@@ -181,12 +190,23 @@ class Steps:
             )
 
         future = Future(wait_for)
-        self.pending.append(future)
+        if not wait:
+            self.pending.append(future)
         return future
+
+    def flush(self) -> None:
+        """Send the queued ``.submit()`` requests, as one."""
+        if not self.queued:
+            return
+        queued, self.queued = self.queued, []
+        found = self.this._call({"op": "tasks", "steps": [r for r, _ in queued]})
+        for (_, answer), got in zip(queued, found["answers"], strict=True):
+            answer.update(got)
 
     def finish(self) -> None:
         """The flow function returned: wait for the steps it submitted and never waited
         for (they belong to its attempt)."""
+        self.flush()
         for future in self.pending:
             try:
                 future.result()

@@ -109,6 +109,14 @@ class TaskStep:
     args: list[Any]
     kwargs: Mapping[str, Any]
     bad: str | None = None
+    wait: bool = False  # answered when the task run ends (a call, not a submit)
+
+
+@dataclass(frozen=True)
+class TaskSteps:
+    """``.submit()`` calls sent together: their task runs start in one transaction."""
+
+    steps: tuple[TaskStep, ...]
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,7 @@ Request = (
     | RecordCall
     | LookUp
     | TaskStep
+    | TaskSteps
     | WaitStep
     | ValueStep
 )
@@ -180,14 +189,12 @@ def parse(request: Mapping[str, Any]) -> Request | Connect | ReadSecret | Answer
         if op == "wait":
             return WaitChild(_integer(op, "id", request.get("id")))
         if op == "task":
-            number = _integer(op, "number", request.get("number"))
-            if not request.get("name"):
-                raise _Bad("a task request needs the task's name")
-            args, kwargs = request.get("args") or [], request.get("kwargs") or {}
-            if not isinstance(args, list) or not isinstance(kwargs, Mapping):
-                raise _Bad("a task request's args must be a list and its kwargs a mapping")
-            bad = _text(request.get("bad"))
-            return TaskStep(number, str(request["name"]), args, kwargs, bad)
+            return _task_step(request)
+        if op == "tasks":
+            steps = request.get("steps")
+            if not isinstance(steps, list):
+                raise _Bad("a tasks request needs its steps, a list")
+            return TaskSteps(tuple(_task_step(s) for s in steps))
         if op == "task_wait":
             return WaitStep(_integer(op, "run", request.get("run")))
         if op in ("now", "random"):
@@ -215,6 +222,20 @@ def parse(request: Mapping[str, Any]) -> Request | Connect | ReadSecret | Answer
 
 class _Bad(ValueError):
     pass
+
+
+def _task_step(request: Any) -> TaskStep:
+    if not isinstance(request, Mapping):
+        raise _Bad("a task request must be a mapping")
+    number = _integer("task", "number", request.get("number"))
+    if not request.get("name"):
+        raise _Bad("a task request needs the task's name")
+    args, kwargs = request.get("args") or [], request.get("kwargs") or {}
+    if not isinstance(args, list) or not isinstance(kwargs, Mapping):
+        raise _Bad("a task request's args must be a list and its kwargs a mapping")
+    bad = _text(request.get("bad"))
+    wait = bool(request.get("wait"))
+    return TaskStep(number, str(request["name"]), args, kwargs, bad, wait)
 
 
 def _text(value: Any) -> str | None:
@@ -266,8 +287,12 @@ class TaskCalls:
         self.evaluate = evaluate
         self.start_flow_task = start_flow_task
         self._calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
+        #: ``@task`` calls: served inside the loop's step transaction, which then claims
+        #: their task runs too (one commit fewer per step)
+        self._step_calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
         self._waiters: dict[int, list[Call]] = {}  # child execution id -> waiting calls
         self._steps: dict[int, list[Call]] = {}  # a step's task run id -> waiting calls
+        self._served: list[Call] = []  # step calls served in the open step transaction
 
     @property
     def waiting(self) -> bool:
@@ -293,10 +318,13 @@ class TaskCalls:
         """Have the loop answer ``request``; blocks until it does (or the task is
         stopped while it waits)."""
         call = Call(running, request)
-        waits = isinstance(request, WaitChild | StartFlowTask | WaitStep)
+        waits = isinstance(request, WaitChild | StartFlowTask | WaitStep) or (
+            isinstance(request, TaskStep) and request.wait
+        )
         if waits:
             running.waiting += 1
-        self._calls.put(call)
+        steps = isinstance(request, TaskStep | TaskSteps)
+        (self._step_calls if steps else self._calls).put(call)
         self.wake()
         try:
             while True:
@@ -354,6 +382,44 @@ class TaskCalls:
             "message": outcome.error,
         }
 
+    def serve_steps(self) -> Callable[[], None]:
+        """Start the task runs of the ``@task`` calls that came in, inside the caller's
+        transaction (loop thread); what answers them once it has committed. Should it
+        roll back, ``put_back`` asks them again."""
+        served: list[tuple[Call, Answer | None]] = []
+        while True:
+            try:
+                call = self._step_calls.get_nowait()
+            except queue.Empty:
+                break
+            served.append((call, None))
+            try:
+                served[-1] = (call, self._answer(call))
+            except StoreUnavailable:
+                raise
+            except OrdoError as exc:  # raised before anything of the call was written
+                served[-1] = (call, _error(exc))
+        self._served = [c for c, _ in served]
+
+        def answer() -> None:
+            self._served = []
+            for call, found in served:
+                if found is not None:
+                    call.answer.set_result(found)
+
+        return answer
+
+    def put_back(self) -> None:
+        """The step transaction rolled back: the ``@task`` calls it served are asked
+        again (their waiters too)."""
+        for call in self._served:
+            for waiting in self._steps.values():
+                if call in waiting:
+                    waiting.remove(call)
+            self._step_calls.put(call)
+        self._steps = {k: v for k, v in self._steps.items() if v}
+        self._served = []
+
     def serve(self) -> None:
         """Answer what handlers asked for (loop thread)."""
         while True:
@@ -367,9 +433,7 @@ class TaskCalls:
                 self._calls.put(call)  # asked again after the reconnect
                 raise
             except OrdoError as exc:
-                answer = {"error": str(exc)}
-                if isinstance(exc, ReplayError):
-                    answer["replay"] = True
+                answer = _error(exc)
             if answer is not None:
                 call.answer.set_result(answer)
 
@@ -431,7 +495,15 @@ class TaskCalls:
             case LookUp(wire):
                 return engine.look_up(self.store, claim, wire)
             case TaskStep():
-                return self._task_step(claim, request)
+                begun = self._task_step(claim, request)
+                if not request.wait or "state" in begun or "error" in begun:
+                    return begun
+                self._steps.setdefault(int(begun["run"]), []).append(call)
+                self.answer_waiters()  # (it may have ended already: run by another)
+                return None
+            case TaskSteps(steps):
+                with self.store.transaction():  # their task runs start together
+                    return {"answers": [self._task_step(claim, s) for s in steps]}
             case WaitStep(run_id):
                 self._steps.setdefault(run_id, []).append(call)
                 self.answer_waiters()
@@ -526,6 +598,13 @@ class TaskCalls:
             }
             for call in self._waiters.pop(child_id):
                 call.answer.set_result(answer)
+
+
+def _error(exc: OrdoError) -> Answer:
+    answer: Answer = {"error": str(exc)}
+    if isinstance(exc, ReplayError):
+        answer["replay"] = True
+    return answer
 
 
 def _step_answer(

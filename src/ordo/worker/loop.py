@@ -18,7 +18,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ordo.clock import Clock, SystemClock
 from ordo.errors import StoreError, StoreUnavailable
@@ -28,7 +28,7 @@ from ordo.runners import RunnerSet
 from ordo.runners.process import this_machine
 from ordo.secrets import SecretBox
 from ordo.store import Store
-from ordo.store.records import Claim, RecordResult
+from ordo.store.records import AttemptProcess, Claim, NewLog, RecordResult
 from ordo.worker.events import Event, Inbox, ProcessStarted, Reported
 from ordo.worker.housekeeping import NEVER, Housekeeping
 from ordo.worker.launch import Launcher
@@ -229,6 +229,36 @@ class Worker:
         logs, renew = self.logs.pending(), launcher.renewals(now)
         launched, processes = list(launcher.launched), list(launcher.processes)
         stopped = RecordResult()
+        try:
+            result, claims, starting, answer = self._write_step(
+                done, now, execution_id, logs, renew, launched, processes, stopped
+            )
+        except BaseException:
+            launcher.calls.put_back()  # the @task calls it served are asked again
+            raise
+        answer()  # the @task calls whose task runs it started (committed now)
+        # committed: forget what was written (all of it is kept when the commit fails)
+        self.logs.written(len(logs))
+        launcher.recorded(len(launched), len(processes))
+        launcher.renewed(renew, now + s.claim_lease_seconds)
+        self._handed = []
+        launcher.held -= {f.claim.execution_id for f in done}
+        self._failed_now = {f.claim.execution_id for f in done if f.outcome.state is State.FAILED}
+        return result, claims, starting
+
+    def _write_step(
+        self,
+        done: list[Reported],
+        now: float,
+        execution_id: int | None,
+        logs: list[NewLog],
+        renew: list[int],
+        launched: list[int],
+        processes: list[AttemptProcess],
+        stopped: RecordResult,
+    ) -> tuple[RecordResult, list[Claim], list[int], Callable[[], None]]:
+        """The step's one transaction (see :meth:`_step`)."""
+        s, launcher = self.settings, self.launcher
         with self.store.transaction():
             self.store.add_logs(logs)
             self.store.heartbeat(s.worker_id, renew, now + s.claim_lease_seconds)
@@ -246,6 +276,7 @@ class Worker:
             result.ended_executions.update(stopped.ended_executions)
             result.nested.extend(stopped.nested)
             self._hand_back(now)
+            answer = launcher.calls.serve_steps()  # flow functions' @task calls: started
             if self.store.readied and execution_id not in result.ended_executions:
                 claims += self._claim(now, execution_id, len(claims))  # made ready just now
             # launched, or about to be (claims that fit in free slots): the full lease
@@ -255,14 +286,7 @@ class Worker:
             self.store.mark_launched(marked, now, now + s.lease_seconds)
             still = [p for p in processes if p.attempt_id in launcher.running]  # not ended
             self.store.record_processes(this_machine(), still)
-        # committed: forget what was written (all of it is kept when the commit fails)
-        self.logs.written(len(logs))
-        launcher.recorded(len(launched), len(processes))
-        launcher.renewed(renew, now + s.claim_lease_seconds)
-        self._handed = []
-        launcher.held -= {f.claim.execution_id for f in done}
-        self._failed_now = {f.claim.execution_id for f in done if f.outcome.state is State.FAILED}
-        return result, claims, starting
+        return result, claims, starting, answer
 
     def _stop_asked(self, now: float, execution_id: int | None, stopped: RecordResult) -> None:
         """The execution worked on fails when interrupted or past its deadline."""
