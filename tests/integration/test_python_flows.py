@@ -334,3 +334,78 @@ def test_a_python_flow_deployed_to_a_server_has_a_run_form_and_runs(tmp_path: Pa
         doc = server.wait_state(started.json()["id"], "SUCCESS", "FAILED")
         assert doc["state"] == "SUCCESS" and doc["outputs"] == {"doubled": 12, "label": "x"}
         assert [r["task"] for r in doc["task_runs"]] == ["nightly", "double"]
+
+
+HANDLER = """
+import os
+import signal
+
+
+def handler(system, this, inputs):
+    inserted = this.connect("db", query="INSERT INTO hits (n) VALUES (1)")
+    child = this.flow("kid", wait=False)
+    token = this.random()
+    if not os.path.exists("crashed"):
+        open("crashed", "w").close()
+        with open("token.txt", "w") as f:
+            f.write(repr(token))
+        os.kill(os.getppid(), signal.SIGKILL)
+        import time
+        time.sleep(30)
+    return {"child": child.id, "kid": child.wait(), "token": token}
+"""
+
+
+def test_a_killed_handler_resumes_with_the_same_child_and_calls(
+    ordo_cmd: list[str], ordo_env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    target = tmp_path / "hits.db"
+    with sqlite3.connect(target) as conn:
+        conn.execute("CREATE TABLE hits (n INTEGER)")
+    write(tmp_path, "steps.py", HANDLER)
+    flow = write(
+        tmp_path,
+        "handled.yaml",
+        "id: handled\ntasks:\n  - {id: work, type: python, handler: 'steps:handler'}\n",
+    )
+    kid = write(tmp_path, "kid.yaml", KID)
+    assert ordo(ordo_cmd, ordo_env, db, "flows", "add", str(kid)).returncode == 0
+    added = ordo(
+        ordo_cmd,
+        ordo_env,
+        db,
+        "connections",
+        "add",
+        "db",
+        "--type",
+        "sql",
+        "--url",
+        f"sqlite:///{target}",
+    )
+    assert added.returncode == 0, added.stderr
+    subprocess.run(
+        [*ordo_cmd, "--db", db, "run", str(flow), "-q"],
+        env=ordo_env,
+        cwd=tmp_path,
+        capture_output=True,
+    )
+    resumed = subprocess.run(
+        [*ordo_cmd, "--db", db, "resume", "1", "-q"],
+        env=ordo_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    with sqlite3.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM hits").fetchone()[0] == 1  # once
+    doc = show(ordo_cmd, ordo_env, db, 1)
+    outputs = next(r["outputs"] for r in doc["task_runs"] if r["task"] == "work")
+    assert [c["id"] for c in doc["children"]] == [outputs["child"]]
+    assert outputs["kid"] == {"n": 1}
+    assert repr(outputs["token"]) == (tmp_path / "token.txt").read_text()
+    # the child is the same execution; its own shell task, lost with the worker while
+    # it ran, may have run again (a task is at least once; the handler's steps are not)
+    assert set((tmp_path / "marks.txt").read_text().split()) == {"k"}

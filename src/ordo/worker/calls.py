@@ -97,6 +97,7 @@ class RecordCall:
     started: float
     outcome: Outcome
     number: int | None = None  # its step
+    step: str = "connect"  # what the step calls: the connection's name, or its type
 
 
 @dataclass(frozen=True)
@@ -375,7 +376,8 @@ class TaskCalls:
             logger.exception("runner %s crashed", kind)
             outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
         outcome = masked(outcome, ctx.secrets)
-        self.ask(running, RecordCall(task.id, started, outcome, setup.number))
+        step = setup.connection or setup.type or "connect"
+        self.ask(running, RecordCall(task.id, started, outcome, setup.number, step))
         return {
             "state": outcome.state.value,
             "outputs": dict(outcome.outputs),
@@ -485,12 +487,11 @@ class TaskCalls:
                     "namespace": namespace,
                 }
                 return engine.connect_setup(self.store, wire, claim)
-            case RecordCall(task_id, started, outcome, number):
+            case RecordCall(task_id, started, outcome, number, step):
                 now = self.clock.now()
                 run = self.store.record_call(claim, task_id, self.worker_id, started, outcome, now)
                 if number is not None:
-                    name = task_id
-                    self.store.record_step(claim, number, "connect", name, now, run_id=run)
+                    self.store.record_step(claim, number, "connect", step, now, run_id=run)
                 return {}
             case LookUp(wire):
                 return engine.look_up(self.store, claim, wire)
@@ -544,7 +545,8 @@ class TaskCalls:
         again = done.attempt_id != claim.attempt_id
         if again and child.state in (State.FAILED, State.KILLED):
             with contextlib.suppress(Conflict):  # nothing in it to run again: as it ended
-                self.store.restart_child(done.child_id, claim, self.clock.now())
+                # in place, not adopted: the handler waits for it with child.wait()
+                self.store.restart_execution(done.child_id, self.clock.now())
         return done.child_id
 
     def _task_step(self, claim: Claim, request: TaskStep) -> Answer:
