@@ -118,17 +118,12 @@ def test_a_package_made_with_the_executor_steps_runs_by_hand(
     assert "item alpha" in logs and "item beta" in logs
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs packages taking triggers in flow.yaml (#20 item 1, another branch): "
-    "today's package loader refuses triggers:",
-)
 def test_a_package_made_in_the_browser_runs_by_its_event(
     page: Page, server: Server, tmp_path: Path
 ) -> None:
     _make_package(page, server, tmp_path, "evented", "20 * * * *", "orders.arrived")
     expect(page).to_have_url(server.url + "/flows/project-x/evented")
-    emitted = server.http.post("/api/events", json={"type": "orders.arrived", "data": {}})
+    emitted = server.http.post("/api/events/orders.arrived", json={})
     started = emitted.json()["executions"]
     assert len(started) == 1
     assert server.wait_state(started[0], "SUCCESS", "FAILED")["state"] == "SUCCESS"
