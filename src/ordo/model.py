@@ -118,6 +118,8 @@ def sources_of(new: State, by: By = By.WORK) -> frozenset[State]:
 
 
 INPUT_TYPES = ("string", "int", "float", "bool", "json")
+#: What an execution is: a flow of tasks, or a single script or handler run directly.
+KINDS = ("FLOW", "SCRIPT")
 TASK_TYPES = ("shell", "python", "sql", "http", "flow")
 
 
@@ -455,6 +457,9 @@ class Flow:
     python: str | None = None
     #: a Python flow's ``@task`` functions: each call of one is a task run (a step)
     steps: tuple[Task, ...] = ()
+    #: what its executions are: FLOW (a flow of tasks) or SCRIPT (a single script or
+    #: handler run directly: a Python file that defines ``handler`` and no ``@flow``)
+    kind: str = "FLOW"
 
     @property
     def key(self) -> str:
@@ -490,6 +495,7 @@ class Flow:
             "group": self.group,
             "python": self.python,
             "steps": [t.to_dict() for t in self.steps],
+            "kind": self.kind,
             "tasks": [t.to_dict() for t in self.tasks],
         }
 
@@ -529,6 +535,7 @@ class Flow:
             group=d.get("group"),
             python=d.get("python"),
             steps=tuple(Task.from_dict(t) for t in d.get("steps", ())),
+            kind=d.get("kind", "FLOW"),
             tasks=tuple(Task.from_dict(t) for t in d["tasks"]),
         )
 

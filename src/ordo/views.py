@@ -45,6 +45,7 @@ def execution_dict(e: ExecutionRow) -> dict[str, Any]:
         "original_id": e.original_id,
         "started_by": e.started_by,
         "queue": e.queue,
+        "kind": e.kind,
         "options": dict(e.options) if e.options else None,
         "scope": list(e.scope) if e.scope is not None else None,
         "outputs": e.outputs,

@@ -128,3 +128,24 @@ def test_the_client_of_a_server_answers_the_same(server: Server, tmp_path: Path)
     assert ordo.run("demo/greet", server=server.url, token=server.token).outputs == {
         "said": "world"
     }
+
+
+def test_the_api_and_the_ui_filter_executions_by_kind(server: Server, tmp_path: Path) -> None:
+    from server_support import sign_in
+
+    job = tmp_path / "job.py"
+    job.write_text("def handler(system, this, inputs):\n    return {'ok': 1}\n")
+    with ordo.Client(server=server.url, token=server.token) as client:
+        flow_run = client.start("demo/greet").wait(timeout=60)
+    scripts = server.http.get("/api/executions", params={"kind": "script"}).json()["items"]
+    flows = server.http.get("/api/executions", params={"kind": "FLOW"}).json()["items"]
+    assert flow_run.id in [e["id"] for e in flows]
+    assert all(e["kind"] == "SCRIPT" for e in scripts)
+    bad = server.http.get("/api/executions", params={"kind": "nope"})
+    assert bad.status_code == 422 and "kind: unknown kind 'nope'" in bad.text
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        sign_in(browser, server.token)
+        page = browser.get("/executions", params={"kind": "SCRIPT"})
+        assert page.status_code == 200 and 'option value="SCRIPT" selected' in page.text

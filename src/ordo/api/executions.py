@@ -20,7 +20,7 @@ from ordo.api.app import Caller, Reader, StoreDep, Stores, Writer
 from ordo.api.flows import label_pairs, visible_flow
 from ordo.api.streams import EventStream
 from ordo.errors import Conflict, NotFound, UsageError
-from ordo.model import State
+from ordo.model import KINDS, State
 from ordo.store import Store
 from ordo.store.records import ExecutionRow
 
@@ -96,6 +96,14 @@ def visible(store: Store, who: Caller, execution_id: int) -> ExecutionRow:
     return execution
 
 
+def _kind(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.upper() not in KINDS:
+        raise UsageError(f"kind: unknown kind {value!r}; one of {', '.join(KINDS)}")
+    return value.upper()
+
+
 def _state(value: str | None) -> State | None:
     if value is None:
         return None
@@ -119,6 +127,7 @@ def list_executions(
     state: str | None = None,
     dev: bool | None = None,
     saved: bool | None = None,
+    kind: str | None = Query(default=None, description="FLOW or SCRIPT"),
     label: list[str] = Query(default=[], description="KEY=VALUE; all must match"),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: int | None = Query(default=None, ge=1, le=MAX_ID, description="next_cursor of a page"),
@@ -129,6 +138,7 @@ def list_executions(
         namespaces=who.namespaces,
         labels=label_pairs(label),
         state=_state(state),
+        kind=_kind(kind),
         dev=dev,
         saved=saved,
         limit=limit,

@@ -66,6 +66,7 @@ class Execution(Answer):
     original_id: int | None = None
     started_by: str | None = None
     queue: str | None = None
+    kind: str = Field(default="FLOW", description="FLOW (a flow of tasks) or SCRIPT")
     options: dict[str, Any] | None = Field(
         default=None, description="run with options: retry, timeout, notify of this run only"
     )

@@ -50,6 +50,7 @@ def _list(store: Store, args: argparse.Namespace) -> int:
     rows = store.list_executions(
         flow=args.flow,
         state=state,
+        kind=getattr(args, "kind", None),
         saved=args.saved,
         dev=args.dev,
         limit=args.limit,
@@ -114,8 +115,10 @@ def print_history(rows: list[dict[str, Any]]) -> None:
 
 
 def marks(e: Mapping[str, Any]) -> str:
-    """``dev`` and ``saved:NAME`` of an execution document, as the MARKS column shows them."""
-    found = ["dev"] if e["dev"] else []
+    """``dev``, ``saved:NAME`` and a kind other than FLOW of an execution document, as
+    the MARKS column shows them."""
+    found = [str(e["kind"]).lower()] if e.get("kind", "FLOW") != "FLOW" else []
+    found += ["dev"] if e["dev"] else []
     if e["saved"] is not None:
         found.append(f"saved:{e['saved']['name']}")
     return " ".join(found)

@@ -110,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--flow", help="flow id or namespace/id")
     ls.add_argument("--state", choices=STATES, type=str.upper)
     ls.add_argument(
+        "--kind",
+        choices=("FLOW", "SCRIPT"),
+        type=str.upper,
+        help="only executions of this kind (a flow of tasks, or a script run directly)",
+    )
+    ls.add_argument(
         "--saved",
         action=argparse.BooleanOptionalAction,
         help="only saved executions (--no-saved: only the others)",

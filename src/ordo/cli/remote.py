@@ -202,7 +202,12 @@ def _mark(client: Client, args: argparse.Namespace) -> int:
 
 
 def _list(client: Client, args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"limit": args.limit, "flow": args.flow, "state": args.state}
+    params: dict[str, Any] = {
+        "limit": args.limit,
+        "flow": args.flow,
+        "state": args.state,
+        "kind": getattr(args, "kind", None),
+    }
     params = {k: v for k, v in params.items() if v}
     for flag in ("saved", "dev"):
         if getattr(args, flag, None) is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -47,6 +48,7 @@ FLOW_OPTIONS = (
     "allow_manual",
 )
 TASK_OPTIONS = ("name", "retry", "timeout", "queue")
+_ID = re.compile(r"[A-Za-z0-9_.-]+")
 #: How long importing a flow's file may take when it is checked (seconds).
 IMPORT_TIMEOUT = 60.0
 
@@ -101,9 +103,14 @@ def read(path: str, text: str) -> list[PyFlow]:
             found.append(made)
     if problems:
         raise DefinitionError(problems)
+    if not found and _has_handler(tree):
+        return [PyFlow("handler", _script(tree, module, path))]
     if not found:
-        where = Problem("no @flow function in this file (decorate one with @ordo.flow)", path)
-        raise DefinitionError([where])
+        why = (
+            "no @flow function in this file (decorate one with @ordo.flow), and no "
+            "handler(system, this, inputs) to run as a script"
+        )
+        raise DefinitionError([Problem(why, path)])
     seen: dict[str, PyFlow] = {}
     for item in found:
         other = seen.get(item.flow.key)
@@ -281,6 +288,28 @@ def _options(
                 )
             )
     return found
+
+
+def _has_handler(tree: ast.Module) -> bool:
+    return any(isinstance(n, ast.FunctionDef) and n.name == "handler" for n in tree.body)
+
+
+def _script(tree: ast.Module, module: str, path: str) -> Flow:
+    """A file that defines ``handler`` and no ``@flow``, run directly: an execution of
+    kind SCRIPT with one task, the handler (named for the file)."""
+    from ordo.definitions.flowfile import FlowChecker
+
+    name = module if _ID.fullmatch(module) else "script"
+    root = {
+        "id": name,
+        "description": (ast.get_docstring(tree) or "").split("\n\n")[0].strip(),
+        "tasks": [{"id": name, "type": "python", "handler": f"{module}:handler"}],
+    }
+    checker = FlowChecker(path)
+    flow = checker.flow(root)
+    if flow is None or checker.problems:
+        raise DefinitionError(checker.problems or [Problem("not a script ordo can run", path)])
+    return dataclasses.replace(flow, kind="SCRIPT")
 
 
 def _task(node: ast.FunctionDef, module: str, path: str, problems: list[Problem]) -> dict[str, Any]:

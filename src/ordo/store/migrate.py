@@ -39,7 +39,7 @@ def migrations(backend: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-LATEST = {"sqlite": 15, "postgresql": 15}
+LATEST = {"sqlite": 16, "postgresql": 16}
 
 CREATE_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

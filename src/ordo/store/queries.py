@@ -34,13 +34,13 @@ ORDER BY r.namespace, r.flow_id
 EXECUTION_COLUMNS = """id, revision_id, namespace, flow_id, state, inputs, labels, pending,
     reason, created_at, started_at, ended_at, deadline, parent_id, root_id, parent_attempt_id,
     outputs, stopped, dev, saved_name, saved_description, saved_at, original_id, started_by,
-    queue, options, scope"""
+    queue, options, scope, kind"""
 INSERT_EXECUTION = """
 INSERT INTO executions
     (revision_id, namespace, flow_id, state, inputs, labels, pending, created_at, deadline,
      parent_id, root_id, parent_attempt_id, continue_on_error, dev, original_id,
-     idempotency_key, started_by, queue, options, scope)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     idempotency_key, started_by, queue, options, scope, kind)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 BY_IDEMPOTENCY_KEY = "SELECT id FROM executions WHERE idempotency_key = ?"
 OF_ROOT = "execution_id IN (SELECT id FROM executions WHERE root_id = ?)"

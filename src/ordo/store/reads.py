@@ -114,13 +114,15 @@ class StoreReads(ABC):
         labels: Mapping[str, str] | None = None,
         since: float | None = None,
         until: float | None = None,
+        kind: str | None = None,
     ) -> list[ExecutionRow]:
         """Newest first. ``flow`` is ``id`` or ``namespace/id``; ``saved`` and ``dev``
         keep only the saved (or unsaved) and dev (or not dev) executions; ``before``
         (an execution id) is the cursor of the next page: only older ids.
         ``namespaces`` keeps those of these namespaces only (none when empty);
         ``labels`` those with every one of these labels; ``since`` and ``until`` bound
-        the creation time (``since <= created_at < until``)."""
+        the creation time (``since <= created_at < until``); ``kind`` keeps one kind
+        (FLOW, SCRIPT)."""
         sql = q.LIST_EXECUTIONS
         params: list[Any] = []
         where = []
@@ -135,6 +137,9 @@ class StoreReads(ABC):
         if state:
             where.append("state = ?")
             params.append(state.value)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind.upper())
         if saved is not None:
             where.append(f"saved_name IS {'NOT ' if saved else ''}NULL")
         if dev is not None:
@@ -417,6 +422,7 @@ def _execution(r: Row) -> ExecutionRow:
         r[24],
         json.loads(r[25]) if r[25] is not None else None,
         tuple(json.loads(r[26])) if r[26] is not None else None,
+        str(r[27]),
     )
 
 

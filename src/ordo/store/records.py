@@ -55,6 +55,7 @@ class ExecutionRow:
     queue: str | None = None  # every task run's queue; None: each task's own
     options: Mapping[str, Any] | None = None  # RunOptions.to_dict(): "run with options"
     scope: tuple[str, ...] | None = None  # namespaces its starter may use; None: all
+    kind: str = "FLOW"  # FLOW (a flow of tasks) or SCRIPT (a script or handler run directly)
 
     @property
     def flow_key(self) -> str:

@@ -254,6 +254,7 @@ class SqlStore(Overview):
                     queue,
                     dumps(options.to_dict()) if options else None,
                     dumps(sorted(set(scope))) if scope is not None else None,
+                    flow.kind,
                 ),
             )
             if root_id is None:

@@ -322,6 +322,7 @@ def executions(
     since: str = "",
     saved: str = "",
     dev: str = "",
+    kind: str = "",
     cursor: int | None = Query(default=None, ge=1, le=MAX_ID),
     part: bool = False,
 ) -> HTMLResponse:
@@ -333,6 +334,7 @@ def executions(
         "since": since,
         "saved": saved,
         "dev": dev,
+        "kind": kind,
     }
     seen = mark(store)
     try:
@@ -368,6 +370,7 @@ def list_page(
         state=_state_of(filters.get("state", "")),
         saved=_tristate(filters.get("saved", "")),
         dev=_tristate(filters.get("dev", "")),
+        kind=(filters.get("kind") or "").upper() or None,
         since=_since(filters.get("since", "")),
         labels=_labels(filters.get("label")),
         namespaces=namespaces,
