@@ -119,7 +119,10 @@ def sources_of(new: State, by: By = By.WORK) -> frozenset[State]:
 
 INPUT_TYPES = ("string", "int", "float", "bool", "json")
 #: What an execution is: a flow of tasks, or a single script or handler run directly.
-KINDS = ("FLOW", "SCRIPT")
+KINDS = ("FLOW", "SCRIPT", "CONNECTION")
+#: The namespace of the flows a handler's ``this.connect`` calls run as (kind
+#: CONNECTION, one per connection): not listed among the flows.
+CONNECTIONS = "connections"
 TASK_TYPES = ("shell", "python", "sql", "http", "flow")
 
 
@@ -457,8 +460,9 @@ class Flow:
     python: str | None = None
     #: a Python flow's ``@task`` functions: each call of one is a task run (a step)
     steps: tuple[Task, ...] = ()
-    #: what its executions are: FLOW (a flow of tasks) or SCRIPT (a single script or
-    #: handler run directly: a Python file that defines ``handler`` and no ``@flow``)
+    #: what its executions are: FLOW (a flow of tasks), SCRIPT (a single script or
+    #: handler run directly: a Python file that defines ``handler`` and no ``@flow``) or
+    #: CONNECTION (a handler's ``this.connect`` call)
     kind: str = "FLOW"
 
     @property

@@ -480,10 +480,18 @@ def test_handler_starts_children_and_queries_a_connection(store: Store, folder: 
         "child_inputs": ["n"],
         "count": 3,
     }
-    assert len(store.children(ex_id)) == 2
-    calls = [r for r in store.task_runs(ex_id) if r.parent_run_id is not None]
-    assert [(r.task_id, r.state) for r in calls] == [("work.connect", State.SUCCESS)]
-    assert store.outputs(ex_id)["work.connect"]["rows"] == [{"n": 3}]
+    children = store.children(ex_id)
+    assert [c.kind for c in children].count("FLOW") == 2
+    # the this.connect call: a child execution of kind CONNECTION, with its own run
+    (call,) = [c for c in children if c.kind == "CONNECTION"]
+    assert (call.flow_key, call.state, call.started_by) == (
+        "connections/db",
+        State.SUCCESS,
+        "connect:work",
+    )
+    assert store.outputs(call.id)["call"]["rows"] == [{"n": 3}]
+    assert [r.parent_run_id for r in store.task_runs(ex_id)] == [None]  # none in the caller
+    assert "connections/db" not in [r.flow.key for r in store.list_flows()]
 
 
 def test_handler_results_and_errors(store: Store, folder: Path) -> None:

@@ -231,7 +231,9 @@ def test_the_composition_examples_run(
     )
     run = next(r for r in shown["task_runs"] if r["task"] == "run")
     assert run["outputs"]["grand_total"] == 36
-    assert len(shown["children"]) == 2
+    flows = [c for c in shown["children"] if not c["flow"].startswith("connections/")]
+    assert len(flows) == 2  # and one CONNECTION child per this.connect call
+    assert len(shown["children"]) - len(flows) == 3
     package = ordo(ordo_cmd, ordo_env, "run", str(tmp_path / "package"))
     assert package.returncode == 0, package.stdout + package.stderr
     assert "no handler for .md" in package.stdout

@@ -66,7 +66,11 @@ class Execution(Answer):
     original_id: int | None = None
     started_by: str | None = None
     queue: str | None = None
-    kind: str = Field(default="FLOW", description="FLOW (a flow of tasks) or SCRIPT")
+    kind: str = Field(
+        default="FLOW",
+        description="FLOW (a flow of tasks), SCRIPT (a script run directly) or CONNECTION "
+        "(a handler's this.connect call)",
+    )
     options: dict[str, Any] | None = Field(
         default=None, description="run with options: retry, timeout, notify of this run only"
     )

@@ -111,9 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--state", choices=STATES, type=str.upper)
     ls.add_argument(
         "--kind",
-        choices=("FLOW", "SCRIPT"),
+        choices=("FLOW", "SCRIPT", "CONNECTION"),
         type=str.upper,
-        help="only executions of this kind (a flow of tasks, or a script run directly)",
+        help="only executions of this kind (a flow of tasks, a script run directly, a "
+        "handler's this.connect call)",
     )
     ls.add_argument(
         "--saved",

@@ -84,7 +84,8 @@ class StoreReads(ABC):
 
     def list_flows(self) -> list[Revision]:
         """The newest revision of every flow, by namespace and id."""
-        return [self._revision(r) for r in self._all(q.LIST_FLOWS)]
+        found = [self._revision(r) for r in self._all(q.LIST_FLOWS)]
+        return [r for r in found if r.flow.kind != "CONNECTION"]  # a handler's calls
 
     def _revision(self, row: Row) -> Revision:
         rev_id = row[0]

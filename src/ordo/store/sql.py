@@ -9,6 +9,7 @@ a few set-based statements per batch, whatever its size.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from ordo.errors import Conflict, NotFound
-from ordo.model import Flow, Outcome, RunOptions, State
+from ordo.model import CONNECTIONS, Flow, Outcome, RunOptions, State, Task
 from ordo.store import queries as q
 from ordo.store.history import routine_end
 from ordo.store.outcomes import RECORDED, dumps, finish_params
@@ -625,6 +626,57 @@ class SqlStore(Overview):
         params = (State.KILLED.value, now, None, "handed back", why, None, None, claim.attempt_id)
         if self._execute(q.FINISH_ATTEMPT, params).rowcount:
             self._ready_again(claim.task_run_id, now)
+
+    def record_connection(
+        self,
+        parent: Claim,
+        name: str,
+        kind: str,
+        worker_id: str,
+        started: float,
+        outcome: Outcome,
+        now: float,
+        rng: random.Random,
+    ) -> int:
+        """Record a handler's ``this.connect`` call as a child execution of kind
+        CONNECTION (flow ``connections/<name>``, one task run ``call``): started,
+        attempted once with the call's outcome and ended by the usual rule, in one
+        transaction; its task run's id."""
+        flow = Flow(
+            id=name,
+            namespace=CONNECTIONS,
+            tasks=(Task(id="call", type=kind),),
+            description=f"this.connect calls of {name}",
+            kind="CONNECTION",
+        )
+        source = dumps(flow.to_dict())
+        digest = hashlib.sha256(source.encode()).hexdigest()
+        with self.transaction():
+            revision = self.add_revision(flow, source, digest, now)
+            caller = self.get_execution(parent.execution_id)
+            ex_id = self.create_execution(
+                revision.id,
+                {},
+                {},
+                started,
+                parent_id=caller.id,
+                started_by=f"connect:{parent.task_id}",
+                scope=caller.scope,
+            )
+            self._execute(q.DELETE_READY_OF, (ex_id,))  # taken here, by this call
+            (run,) = self.task_runs(ex_id)
+            self._set_execution_state(ex_id, State.RUNNING, started, None)
+            self._set_task_run_state(
+                run.id, ex_id, State.RUNNING, started, None, known=State.CREATED, routine=True
+            )
+            attempt_id = self._insert(
+                q.INSERT_ATTEMPT,
+                (run.id, ex_id, 1, State.RUNNING.value, worker_id, None, started),
+            )
+            self._execute(q.TASK_RUN_STARTED, (1, attempt_id, started, run.id))
+            claim = Claim(attempt_id, run.id, ex_id, revision.id, "call", 1, started)
+            self._record_one(claim, outcome, now, rng, RecordResult())
+            return run.id
 
     def record_call(
         self,

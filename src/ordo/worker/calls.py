@@ -98,6 +98,7 @@ class RecordCall:
     outcome: Outcome
     number: int | None = None  # its step
     step: str = "connect"  # what the step calls: the connection's name, or its type
+    kind: str = "sql"  # the call's type: sql or http
 
 
 @dataclass(frozen=True)
@@ -377,7 +378,7 @@ class TaskCalls:
             outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
         outcome = masked(outcome, ctx.secrets)
         step = setup.connection or setup.type or "connect"
-        self.ask(running, RecordCall(task.id, started, outcome, setup.number, step))
+        self.ask(running, RecordCall(task.id, started, outcome, setup.number, step, kind))
         return {
             "state": outcome.state.value,
             "outputs": dict(outcome.outputs),
@@ -487,9 +488,11 @@ class TaskCalls:
                     "namespace": namespace,
                 }
                 return engine.connect_setup(self.store, wire, claim)
-            case RecordCall(task_id, started, outcome, number, step):
+            case RecordCall(_, started, outcome, number, step, kind):
                 now = self.clock.now()
-                run = self.store.record_call(claim, task_id, self.worker_id, started, outcome, now)
+                run = self.store.record_connection(
+                    claim, step, kind, self.worker_id, started, outcome, now, random.Random()
+                )
                 if number is not None:
                     self.store.record_step(claim, number, "connect", step, now, run_id=run)
                 return {}
