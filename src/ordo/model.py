@@ -119,7 +119,7 @@ def sources_of(new: State, by: By = By.WORK) -> frozenset[State]:
 
 INPUT_TYPES = ("string", "int", "float", "bool", "json")
 #: What an execution is: a flow of tasks, or a single script or handler run directly.
-KINDS = ("FLOW", "SCRIPT", "CONNECTION")
+KINDS = ("FLOW", "SCRIPT", "CONNECTION", "SCHEDULE")
 #: The namespace of the flows a handler's ``this.connect`` calls run as (kind
 #: CONNECTION, one per connection): not listed among the flows.
 CONNECTIONS = "connections"

@@ -136,11 +136,13 @@ def start_by_trigger(
     now: float,
     idempotency_key: str | None = None,
     scope: Sequence[str] | None = None,
+    schedule_id: int | None = None,
 ) -> int:
     """Start an execution for a trigger (``allow_manual`` does not apply): the trigger's
     own ``inputs`` as the declared inputs, and what it passes (``event``, ``body``,
     ``schedule``) beside them. ``scope``: the namespaces of the token that sent the
-    event, when it is limited to some."""
+    event, when it is limited to some; ``schedule_id``: the SCHEDULE execution of a
+    schedule's tick, its parent."""
     return engine.start_execution(
         store,
         revision,
@@ -150,6 +152,7 @@ def start_by_trigger(
         trigger_inputs=passed,
         idempotency_key=idempotency_key,
         scope=scope,
+        schedule_id=schedule_id,
     )
 
 

@@ -140,7 +140,11 @@ def execution_document(store: Store, execution_id: int) -> dict[str, Any]:
         {"id": c.id, "flow": c.flow_key, "state": c.state.value, "reason": c.reason}
         for c in store.children(execution_id)
     ]
-    doc = {**execution_dict(ex), "children": children, "task_runs": runs}
+    calls = [
+        {"id": c.id, "flow": c.flow_key, "state": c.state.value, "reason": c.reason}
+        for c in store.calls(execution_id)
+    ]
+    doc = {**execution_dict(ex), "children": children, "calls": calls, "task_runs": runs}
     doc["waiting_for"] = _waiting_for(store, ex)
     return doc
 

@@ -231,9 +231,8 @@ def test_the_composition_examples_run(
     )
     run = next(r for r in shown["task_runs"] if r["task"] == "run")
     assert run["outputs"]["grand_total"] == 36
-    flows = [c for c in shown["children"] if not c["flow"].startswith("connections/")]
-    assert len(flows) == 2  # and one CONNECTION child per this.connect call
-    assert len(shown["children"]) - len(flows) == 3
+    assert len(shown["children"]) == 2
+    assert len(shown["calls"]) == 3  # one CONNECTION execution per this.connect call
     package = ordo(ordo_cmd, ordo_env, "run", str(tmp_path / "package"))
     assert package.returncode == 0, package.stdout + package.stderr
     assert "no handler for .md" in package.stdout

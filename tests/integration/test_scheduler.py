@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ordo import engine, services
+from ordo.model import State
 from ordo.store import Store, open_store
 from ordo.triggers.scheduler import Scheduler
 
@@ -178,3 +179,42 @@ def test_across_daylight_saving_a_daily_tick_starts_once(
         scheduler.tick()
         clock.now += 20
     assert len(started(store)) == 1
+
+
+def test_a_schedule_is_a_schedule_execution_with_the_executions_it_started(
+    store: Store, tmp_path: Path
+) -> None:
+    """Each active schedule is a long-lived execution of kind SCHEDULE, RUNNING while it
+    is active, the parent of the executions its ticks start; it ends when the schedule
+    is deactivated (its executions stay as they are)."""
+    engine.register_flow(store, flow_file(tmp_path, "  - {type: schedule, cron: '* * * * *'}"), 0)
+    clock = Clock(START)
+    scheduler = Scheduler(store, "a", clock=clock)
+    scheduler.tick()
+    clock.now += 30
+    (first,) = scheduler.tick()
+    clock.now += 60
+    (second,) = scheduler.tick()
+    schedules = store.list_executions(kind="SCHEDULE")
+    assert len(schedules) == 1
+    schedule = schedules[0]
+    assert (schedule.state, schedule.kind, schedule.flow_key) == (
+        State.RUNNING,
+        "SCHEDULE",
+        "default/tick",
+    )
+    assert schedule.started_by == "schedule:schedule1"
+    assert [c.id for c in store.children(schedule.id)] == [first, second]
+    started = store.get_execution(first)
+    assert started.parent_id == schedule.id and started.root_id == first  # a tree of its own
+    assert started.kind == "FLOW"
+    services.set_active(store, "default", "tick", False, clock.now)
+    clock.now += 60
+    assert scheduler.tick() == []
+    ended = store.get_execution(schedule.id)
+    assert ended.state is State.SUCCESS
+    assert ended.reason == "schedule schedule1 of default/tick removed or deactivated"
+    services.set_active(store, "default", "tick", True, clock.now)
+    clock.now += 60
+    scheduler.tick()
+    assert len(store.list_executions(kind="SCHEDULE")) == 2  # a new one while active again

@@ -127,7 +127,10 @@ def list_executions(
     state: str | None = None,
     dev: bool | None = None,
     saved: bool | None = None,
-    kind: str | None = Query(default=None, description="FLOW, SCRIPT or CONNECTION"),
+    kind: str | None = Query(
+        default=None,
+        description="FLOW, SCRIPT, CONNECTION or SCHEDULE; without it, flows and scripts",
+    ),
     label: list[str] = Query(default=[], description="KEY=VALUE; all must match"),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: int | None = Query(default=None, ge=1, le=MAX_ID, description="next_cursor of a page"),

@@ -165,6 +165,9 @@ class Notification(Answer):
 
 class ExecutionDocument(Execution):
     children: list[Child] = Field(default_factory=list)
+    calls: list[Child] = Field(
+        default_factory=list, description="its this.connect calls (executions of kind CONNECTION)"
+    )
     task_runs: list[TaskRun]
     waiting_for: dict[str, Any] | None = None
     notifications: list[Notification] = Field(default_factory=list)

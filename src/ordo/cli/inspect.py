@@ -164,6 +164,11 @@ def _show(store: Store, args: argparse.Namespace) -> int:
         for child in doc["children"]:
             why = f"  {short(child['reason'], 70)}" if child["reason"] else ""
             print(f"  {child['id']}  {child['flow']}  {child['state']}{why}")
+    if doc.get("calls"):
+        print("\nconnection calls (executions of kind CONNECTION):")
+        for call in doc["calls"]:
+            why = f"  {short(call['reason'], 70)}" if call["reason"] else ""
+            print(f"  {call['id']}  {call['flow']}  {call['state']}{why}")
     _print_details(doc)
     if doc["outputs"]:
         print("\noutputs of the execution:")

@@ -111,10 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--state", choices=STATES, type=str.upper)
     ls.add_argument(
         "--kind",
-        choices=("FLOW", "SCRIPT", "CONNECTION"),
+        choices=("FLOW", "SCRIPT", "CONNECTION", "SCHEDULE"),
         type=str.upper,
         help="only executions of this kind (a flow of tasks, a script run directly, a "
-        "handler's this.connect call)",
+        "handler's this.connect call, a schedule); without it, flows and scripts",
     )
     ls.add_argument(
         "--saved",

@@ -108,6 +108,7 @@ def start_execution(
     queue: str | None = None,
     options: RunOptions | None = None,
     scope: Sequence[str] | None = None,
+    schedule_id: int | None = None,
 ) -> int:
     """Check and convert the inputs, evaluate the flow's run_if, then record and start a
     new execution. Flow labels are inherited; ``labels`` add to or override them. With
@@ -146,6 +147,7 @@ def start_execution(
         queue=queue,
         options=options,
         scope=scope,
+        schedule_id=schedule_id,
     )
 
 

@@ -49,7 +49,14 @@ EXECUTION_ROOT = "SELECT root_id, dev FROM executions WHERE id = ?"
 EXECUTION_QUEUE = "SELECT queue FROM executions WHERE id = ?"
 EXECUTION_OPTIONS = "SELECT options FROM executions WHERE id = ?"
 NAMESPACES = "SELECT DISTINCT namespace FROM flow_revisions ORDER BY namespace"
-CHILDREN = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE parent_id = ? ORDER BY id"
+CHILDREN = f"""
+SELECT {EXECUTION_COLUMNS} FROM executions WHERE parent_id = ? AND kind <> 'CONNECTION'
+ORDER BY id
+"""
+CALLS = f"""
+SELECT {EXECUTION_COLUMNS} FROM executions WHERE parent_id = ? AND kind = 'CONNECTION'
+ORDER BY id
+"""
 RUNNING_CHILDREN = """
 SELECT id FROM executions WHERE parent_id = ? AND state IN ('CREATED', 'QUEUED', 'RUNNING')
 ORDER BY id

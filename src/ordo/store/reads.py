@@ -123,7 +123,7 @@ class StoreReads(ABC):
         ``namespaces`` keeps those of these namespaces only (none when empty);
         ``labels`` those with every one of these labels; ``since`` and ``until`` bound
         the creation time (``since <= created_at < until``); ``kind`` keeps one kind
-        (FLOW, SCRIPT)."""
+        (FLOW, SCRIPT, CONNECTION, SCHEDULE; without it, FLOW and SCRIPT)."""
         sql = q.LIST_EXECUTIONS
         params: list[Any] = []
         where = []
@@ -141,6 +141,8 @@ class StoreReads(ABC):
         if kind is not None:
             where.append("kind = ?")
             params.append(kind.upper())
+        else:  # calls and schedules are listed with their parent, or when asked for
+            where.append("kind IN ('FLOW', 'SCRIPT')")
         if saved is not None:
             where.append(f"saved_name IS {'NOT ' if saved else ''}NULL")
         if dev is not None:
@@ -262,8 +264,13 @@ class StoreReads(ABC):
         return row[0], row[1], value
 
     def children(self, execution_id: int) -> list[ExecutionRow]:
-        """The executions started by this one (flow tasks, ``this.flow``), oldest first."""
+        """The executions started by this one (flow tasks, ``this.flow``; a schedule's
+        ticks), oldest first; its ``this.connect`` calls are :meth:`calls`."""
         return [_execution(r) for r in self._all(q.CHILDREN, (execution_id,))]
+
+    def calls(self, execution_id: int) -> list[ExecutionRow]:
+        """The CONNECTION executions of this one's ``this.connect`` calls, oldest first."""
+        return [_execution(r) for r in self._all(q.CALLS, (execution_id,))]
 
     def calling_task(self, attempt_id: int) -> str | None:
         """The task id of the task run attempt ``attempt_id`` belongs to (the flow task

@@ -62,6 +62,17 @@ class Closable(Protocol):
     def close(self) -> None: ...
 
 
+FIND_SCHEDULE = """
+SELECT id FROM executions
+WHERE kind = 'SCHEDULE' AND state = 'RUNNING' AND namespace = ? AND flow_id = ? AND started_by = ?
+ORDER BY id LIMIT 1
+"""
+RUNNING_SCHEDULES = """
+SELECT id, namespace, flow_id, started_by FROM executions
+WHERE kind = 'SCHEDULE' AND state = 'RUNNING' ORDER BY id
+"""
+
+
 class SqlStore(Overview):
     """One connection to one database; use from one thread at a time."""
 
@@ -197,6 +208,7 @@ class SqlStore(Overview):
         queue: str | None = None,
         options: RunOptions | None = None,
         scope: Sequence[str] | None = None,
+        schedule_id: int | None = None,
     ) -> int:
         """Record a new execution of a revision and start it: CREATED -> RUNNING, one
         task run per task, and the tasks without dependencies made ready. Under the
@@ -215,7 +227,9 @@ class SqlStore(Overview):
         is recorded and its id is returned. ``started_by`` says what started it. ``queue``
         puts every task run on that queue instead of its task's. ``options`` are what "run
         with options" set for this run (retry, timeout, notify); ``scope`` the namespaces
-        its starter may use (None: every one)."""
+        its starter may use (None: every one). ``schedule_id``: the SCHEDULE execution
+        whose tick started it, its parent (it is the root of its own tree all the same:
+        the schedule runs on, its executions end and are kept or swept on their own)."""
         flow = self.flow_of(revision_id)
         timeout = options.timeout if options and options.timeout is not None else flow.timeout
         deadline = now + timeout if timeout else None
@@ -244,7 +258,7 @@ class SqlStore(Overview):
                     len(flow.tasks),
                     now,
                     deadline,
-                    parent_id,
+                    parent_id if schedule_id is None else schedule_id,
                     root_id,
                     parent_attempt_id,
                     None if continue_on_error is None else int(continue_on_error),
@@ -626,6 +640,43 @@ class SqlStore(Overview):
         params = (State.KILLED.value, now, None, "handed back", why, None, None, claim.attempt_id)
         if self._execute(q.FINISH_ATTEMPT, params).rowcount:
             self._ready_again(claim.task_run_id, now)
+
+    def schedule_execution(self, revision_id: int, trigger_id: str, now: float) -> int:
+        """The SCHEDULE execution of trigger ``trigger_id`` of revision ``revision_id``'s
+        flow: RUNNING while the schedule is active, the parent of the executions its
+        ticks start; made the first time a tick needs it."""
+        flow = self.flow_of(revision_id)
+        started_by = f"schedule:{trigger_id}"
+        with self.transaction():
+            row = self._one(FIND_SCHEDULE, (flow.namespace, flow.id, started_by))
+            if row is not None:
+                return int(row[0])
+            ex_id = self._insert(
+                q.INSERT_EXECUTION,
+                (revision_id, flow.namespace, flow.id, State.CREATED.value, "{}",
+                 dumps(dict(flow.labels)), 0, now, None, None, None, None, None, 0, None,
+                 None, started_by, None, None, None, "SCHEDULE"),
+            )  # fmt: skip
+            self._execute(q.SET_ROOT, (ex_id,))
+            self._created(ex_id, None, now, f"schedule {trigger_id} of {flow.key}")
+            self._set_execution_state(ex_id, State.RUNNING, now, None)
+            return ex_id
+
+    def close_schedules(self, active: set[tuple[str, str, str]], now: float) -> list[int]:
+        """End the SCHEDULE executions whose schedule is no longer among ``active``
+        (namespace, flow id, trigger id): removed, or deactivated with its flow; the ids
+        ended. The executions they started are left as they are."""
+        ended = []
+        with self.transaction():
+            for ex_id, namespace, flow_id, started_by in self._all(RUNNING_SCHEDULES):
+                trigger = str(started_by).removeprefix("schedule:")
+                if (namespace, flow_id, trigger) in active:
+                    continue
+                why = f"schedule {trigger} of {namespace}/{flow_id} removed or deactivated"
+                if self._set_execution_state(int(ex_id), State.SUCCESS, now, why) is not None:
+                    self._execute(q.EXECUTION_ENDED, (now, why, None, ex_id))
+                    ended.append(int(ex_id))
+        return ended
 
     def record_connection(
         self,

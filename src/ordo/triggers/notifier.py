@@ -82,8 +82,8 @@ class Notifier:
             execution = self.store.get_execution(execution_id)
         except NotFound:  # deleted by gc meanwhile
             return 0
-        if execution.ended_at is None or execution.dev:
-            return 0
+        if execution.ended_at is None or execution.dev or execution.kind == "SCHEDULE":
+            return 0  # (a schedule ending is not a run of its flow)
         rules = self.store.flow_of(execution.revision_id).notify
         rules += RunOptions.from_dict(execution.options).notify  # "run with options"
         tried = 0

@@ -57,6 +57,9 @@ class Scheduler:
         due = services.subscribed(self.store, "schedule") + services.stored_subscribed(self.store)
         for revision, trigger in due:
             started += self._due(revision, trigger, now)
+        active = {(r.flow.namespace, r.flow.id, t.id) for r, t in due}
+        for ended in self.store.close_schedules(active, now):  # removed or deactivated
+            logger.info("schedule execution %d ended", ended, extra={"execution_id": ended})
         return started
 
     def _due(self, revision: Revision, trigger: Trigger, now: float) -> list[int]:
@@ -96,7 +99,10 @@ class Scheduler:
             if self.store.tick_taken(flow.namespace, flow.id, trigger.id, at):
                 return None
             passed = {"schedule": {"time": iso(at), "trigger": trigger.id}}
-            execution_id = services.start_by_trigger(self.store, revision, trigger, passed, now)
+            schedule = self.store.schedule_execution(revision.id, trigger.id, now)
+            execution_id = services.start_by_trigger(
+                self.store, revision, trigger, passed, now, schedule_id=schedule
+            )
             self.store.add_tick(flow.namespace, flow.id, trigger.id, at, execution_id, now)
         logger.info(
             "schedule %s of %s: tick %s started execution %d (%.3f s late)",

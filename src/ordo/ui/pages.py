@@ -492,6 +492,7 @@ def execution_context(
         "tasks": [t.id for t in flow.tasks] if len(flow.tasks) <= DRAWN else None,
         "labels": [r.label for r in runs] if len(runs) <= DRAWN else None,
         "children": store.children(execution_id),
+        "calls": store.calls(execution_id),
         "error": error,
         "now": now,
         "seen": seen,
