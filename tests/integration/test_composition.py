@@ -489,6 +489,9 @@ def test_handler_starts_children_and_queries_a_connection(store: Store, folder: 
         "connect:work",
     )
     assert store.outputs(call.id)["call"]["rows"] == [{"n": 3}]
+    # its log lines are its own too (and still in the handler's log)
+    lines = [x.line for x in store.logs(call.id)]
+    assert lines and lines[0].startswith("sqlite "), lines  # what the sql runner said
     assert [r.parent_run_id for r in store.task_runs(ex_id)] == [None]  # none in the caller
     assert "connections/db" not in [r.flow.key for r in store.list_flows()]
 

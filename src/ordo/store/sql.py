@@ -688,11 +688,12 @@ class SqlStore(Overview):
         outcome: Outcome,
         now: float,
         rng: random.Random,
+        lines: Sequence[tuple[float, str, str]] = (),
     ) -> int:
         """Record a handler's ``this.connect`` call as a child execution of kind
         CONNECTION (flow ``connections/<name>``, one task run ``call``): started,
-        attempted once with the call's outcome and ended by the usual rule, in one
-        transaction; its task run's id."""
+        attempted once with the call's outcome and log ``lines`` (at, stream, line),
+        ended by the usual rule, in one transaction; its task run's id."""
         flow = Flow(
             id=name,
             namespace=CONNECTIONS,
@@ -725,6 +726,7 @@ class SqlStore(Overview):
                 (run.id, ex_id, 1, State.RUNNING.value, worker_id, None, started),
             )
             self._execute(q.TASK_RUN_STARTED, (1, attempt_id, started, run.id))
+            self.add_logs([NewLog(ex_id, attempt_id, at, s, line) for at, s, line in lines])
             claim = Claim(attempt_id, run.id, ex_id, revision.id, "call", 1, started)
             self._record_one(claim, outcome, now, rng, RecordResult())
             return run.id

@@ -99,6 +99,7 @@ class RecordCall:
     number: int | None = None  # its step
     step: str = "connect"  # what the step calls: the connection's name, or its type
     kind: str = "sql"  # the call's type: sql or http
+    lines: tuple[tuple[float, str, str], ...] = ()  # its log lines: (at, stream, line)
 
 
 @dataclass(frozen=True)
@@ -342,7 +343,7 @@ class TaskCalls:
 
     def _connect(self, running: Running, setup: ConnectSetup) -> Answer:
         """``this.connect``: run one sql or http call with the task's log, then have the
-        loop record it as a task run of this execution."""
+        loop record it as an execution of kind CONNECTION (its log lines too)."""
         lookup = self.ask(running, setup)
         if "error" in lookup:
             return lookup
@@ -355,6 +356,12 @@ class TaskCalls:
         number = running.calls
         name = f"{claim.task_id}.connect" + (f".{number}" if number > 1 else "")
         task = Task(name, kind, spec=fields)
+        said: list[tuple[float, str, str]] = []  # its lines: its own log too
+
+        def tee(stream: str, line: str) -> None:
+            said.append((self.clock.now(), stream, line))
+            parent.log(stream, line)
+
         ctx = RunContext(
             claim.execution_id,
             claim.task_run_id,
@@ -365,7 +372,7 @@ class TaskCalls:
             {},
             {},
             parent.base_dir,
-            parent.log,
+            tee,
             timeout=parent.timeout,
             cancel=parent.cancel,
             secrets=parent.secrets + forms(lookup.get("secrets", ())),
@@ -378,7 +385,8 @@ class TaskCalls:
             outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
         outcome = masked(outcome, ctx.secrets)
         step = setup.connection or setup.type or "connect"
-        self.ask(running, RecordCall(task.id, started, outcome, setup.number, step, kind))
+        lines = tuple(said)
+        self.ask(running, RecordCall(task.id, started, outcome, setup.number, step, kind, lines))
         return {
             "state": outcome.state.value,
             "outputs": dict(outcome.outputs),
@@ -488,10 +496,10 @@ class TaskCalls:
                     "namespace": namespace,
                 }
                 return engine.connect_setup(self.store, wire, claim)
-            case RecordCall(_, started, outcome, number, step, kind):
+            case RecordCall(_, started, outcome, number, step, kind, lines):
                 now = self.clock.now()
                 run = self.store.record_connection(
-                    claim, step, kind, self.worker_id, started, outcome, now, random.Random()
+                    claim, step, kind, self.worker_id, started, outcome, now, random.Random(), lines
                 )
                 if number is not None:
                     self.store.record_step(claim, number, "connect", step, now, run_id=run)
