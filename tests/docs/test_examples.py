@@ -137,13 +137,14 @@ def _strip_comment(line: str) -> str:
 
 #: What differs from run to run, replaced by a placeholder on both sides.
 VARYING = [
+    # tokens first: a token's random text may hold what looks like a duration (``-0s``)
+    (re.compile(r"\bordo_[A-Za-z0-9_-]{3,}(\.\.\.)?"), "<token>"),
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?"), "<time>"),
     (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d( [A-Z]{3,5}\b)?"), "<time>"),  # local, a zone
     (re.compile(r"\b\d\d:\d\d:\d\d\b"), "<time>"),
     (re.compile(r"\b\d+(\.\d+)?(ms|s)\b"), "<duration>"),
     (re.compile(r"\b(\d+h)?\d+m\d\ds\b"), "<duration>"),
     (re.compile(r"\b\d+(\.\d+)?(B|KB|MB|GB|KiB|MiB|GiB)\b"), "<size>"),
-    (re.compile(r"\bordo_[A-Za-z0-9_-]{3,}(\.\.\.)?"), "<token>"),
     (re.compile(r"\b[0-9a-f]{12,64}\b"), "<hash>"),
     (re.compile(r"(?<![\w:/.])/(?:[\w.@+-]+/)+"), ""),  # the folders of absolute paths
 ]
