@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +151,33 @@ def sign_in(client: httpx.Client, token: str, next_url: str = "/") -> httpx.Resp
     form = client.get("/login")
     csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
     return client.post("/login", data={"token": token, "next": next_url, "csrf": csrf})
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local HTTP server that keeps the JSON body of every POST (answered 200; a POST
+    to ``/broken`` is answered 500 and not kept): its URL and what it got."""
+    got: list[dict[str, Any]] = []
+
+    class Keep(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status = 500 if self.path == "/broken" else 200
+            if status == 200:
+                got.append(body)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Keep)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", got
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()

@@ -116,6 +116,25 @@ def write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
+def killed_then_resumed(
+    cmd: list[str], env: dict[str, str], db: str, flow: Path
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """``ordo run FLOW`` (whose code SIGKILLs its worker mid-way), then ``ordo resume 1``,
+    both in the flow's folder."""
+    runs = []
+    for args in (["run", str(flow), "-q"], ["resume", "1", "-q"]):
+        runs.append(
+            subprocess.run(
+                [*cmd, "--db", db, *args],
+                env=env,
+                cwd=flow.parent,
+                capture_output=True,
+                text=True,
+            )
+        )
+    return runs[0], runs[1]
+
+
 def show(cmd: list[str], env: dict[str, str], db: str, ex_id: int) -> dict[str, Any]:
     done = ordo(cmd, env, db, "executions", "show", str(ex_id), "--json")
     doc: dict[str, Any] = json.loads(done.stdout)
@@ -165,22 +184,8 @@ def test_a_killed_flow_resumes_without_redoing_its_steps(
     write(tmp_path, "crash.py", CRASHING)
     kid = write(tmp_path, "kid.yaml", KID)
     assert ordo(ordo_cmd, ordo_env, db, "flows", "add", str(kid)).returncode == 0
-    env = {**ordo_env}
-    killed = subprocess.run(
-        [*ordo_cmd, "--db", db, "run", str(tmp_path / "crash.py"), "-q"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
+    killed, resumed = killed_then_resumed(ordo_cmd, ordo_env, db, tmp_path / "crash.py")
     assert killed.returncode == -9
-    resumed = subprocess.run(
-        [*ordo_cmd, "--db", db, "resume", "1", "-q"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     marks = (tmp_path / "marks.txt").read_text().split()
     assert sorted(m for m in marks if m != "k") == ["a", "b", "c"]  # every step once
@@ -233,19 +238,7 @@ def test_a_different_call_at_a_recorded_step_is_refused(
             return {}
         """,
     )
-    subprocess.run(
-        [*ordo_cmd, "--db", db, "run", str(tmp_path / "drift.py"), "-q"],
-        env=ordo_env,
-        cwd=tmp_path,
-        capture_output=True,
-    )
-    resumed = subprocess.run(
-        [*ordo_cmd, "--db", db, "resume", "1", "-q"],
-        env=ordo_env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
+    _, resumed = killed_then_resumed(ordo_cmd, ordo_env, db, tmp_path / "drift.py")
     assert resumed.returncode == 1
     doc = show(ordo_cmd, ordo_env, db, 1)
     assert doc["state"] == "FAILED"
@@ -388,19 +381,7 @@ def test_a_killed_handler_resumes_with_the_same_child_and_calls(
         f"sqlite:///{target}",
     )
     assert added.returncode == 0, added.stderr
-    subprocess.run(
-        [*ordo_cmd, "--db", db, "run", str(flow), "-q"],
-        env=ordo_env,
-        cwd=tmp_path,
-        capture_output=True,
-    )
-    resumed = subprocess.run(
-        [*ordo_cmd, "--db", db, "resume", "1", "-q"],
-        env=ordo_env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
+    _, resumed = killed_then_resumed(ordo_cmd, ordo_env, db, flow)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     with sqlite3.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM hits").fetchone()[0] == 1  # once

@@ -3,18 +3,15 @@ HTTP receiver; and the server on PostgreSQL."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from server_support import running_server, server_env
+from server_support import running_server, server_env, webhook_receiver
 from support import patient
 
 NOTIFIED = """
@@ -35,28 +32,8 @@ tasks:
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    got: list[dict[str, Any]] = []
-
-    class Keep(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            status = 500 if self.path == "/broken" else 200
-            if status == 200:
-                got.append(body)
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Keep)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", got
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with webhook_receiver() as found:
+        yield found
 
 
 def wait_for(check: Any, timeout: float = 20) -> Any:
