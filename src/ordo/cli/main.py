@@ -31,9 +31,57 @@ STATES = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
-    """The whole command line. It imports no command's code (each command imports its
-    module when it runs): ``ordo --help`` and a one-task ``ordo run`` start fast."""
+class _Skipped:
+    """Stands for the parser of a command this invocation does not run: every call on it
+    is a no-op that returns it, so building it costs nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self._nothing
+
+    def _nothing(self, *args: Any, **kwargs: Any) -> _Skipped:
+        return self
+
+
+class _Commands:
+    """The top-level subparsers, building only the command ``only`` (all when None)."""
+
+    def __init__(self, sub: Any, only: str | None) -> None:
+        self._sub = sub
+        self._only = only
+        self.found = only is None
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if self._only is not None and name != self._only:
+            return _Skipped()
+        self.found = True
+        return self._sub.add_parser(name, **kwargs)
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first word that is not an option or the value of
+    a top-level option), or None."""
+    words = iter(argv)
+    for word in words:
+        if word in ("--db", "--server", "--token"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line. It imports no command's code (each command imports its module
+    when it runs), and given ``argv`` it builds only the parser of the command argv names
+    (the whole tree when it names none it knows): ``ordo --help`` and a one-task
+    ``ordo run`` start fast."""
+    only = _command_word(argv) if argv is not None else None
+    if only == "completion":
+        only = None  # the completion script describes every command
+    parser = _build_parser(only)
+    return parser if parser is not None else _build_parser(None)  # type: ignore[return-value]
+
+
+def _build_parser(only: str | None) -> argparse.ArgumentParser | None:
     from ordo import __version__
 
     parser = argparse.ArgumentParser(
@@ -53,8 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--db", help=db_help, default=argparse.SUPPRESS)
     common.add_argument("--server", help=server_help, default=argparse.SUPPRESS)
     common.add_argument("--token", help=token_help, default=argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    sub = _Commands(subparsers, only)
 
     run = sub.add_parser("run", parents=[common], help="run a flow file to its end")
     run.add_argument("file")
@@ -357,7 +406,7 @@ def _parser() -> argparse.ArgumentParser:
         "completion", help="print a shell completion script (bash, zsh or fish)"
     )
     completion.add_argument("shell", choices=("bash", "zsh", "fish"))
-    return parser
+    return parser if sub.found else None
 
 
 def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
@@ -630,7 +679,7 @@ def _preset_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ordo`` console script."""
-    parser = _parser()
+    parser = _parser(sys.argv[1:] if argv is None else argv)
     args = _parse(parser, argv)
     environ = dict(os.environ)
     for name in WITHHELD:  # no subprocess of ordo (task, python host, git) inherits a key

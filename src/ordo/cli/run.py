@@ -3,40 +3,56 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import time
 from collections.abc import Mapping
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from ordo import engine
-from ordo.cli import display
-from ordo.cli.common import configure_logging, open_db, parse_pairs, print_json, secret_box
-from ordo.cli.retention import start_from_args
 from ordo.errors import EXIT_FAILED, EXIT_OK, UsageError
 from ordo.model import State
-from ordo.runners import make_runners
-from ordo.worker import Worker, WorkerSettings
+from ordo.runners import RunnerSet, make_runners
+from ordo.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from ordo.cli.display import Progress
+    from ordo.worker import Worker
 
 
 def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    labels = parse_pairs(args.label, "-l")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, found {args.workers}")
-    box = secret_box(environ)
-    configure_logging(box, logging.WARNING, "%(message)s")  # what Python shows without one
     settings = WorkerSettings()
     if args.workers:
         settings.slots = args.workers
     runners = make_runners(settings.slots)
-    if _may_have_python_tasks(args.file):  # a host boots while the store is opened
+    if _may_have_python_tasks(args.file):  # a host boots while the rest is imported
         runners.warm_python(1)
     try:
-        store = open_db(args.db, environ)
-    except BaseException:
-        runners.close()
-        raise
+        return _run(args, environ, settings, runners)
+    finally:
+        runners.close()  # when the run did not start (the worker closes them else)
+
+
+def _run(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    settings: WorkerSettings,
+    runners: RunnerSet,
+) -> int:
+    import logging
+
+    from ordo import engine
+    from ordo.cli import display
+    from ordo.cli.common import configure_logging, open_db, parse_pairs, print_json, secret_box
+    from ordo.cli.retention import start_from_args
+    from ordo.worker import Worker
+
+    labels = parse_pairs(args.label, "-l")
+    box = secret_box(environ)
+    configure_logging(box, logging.WARNING, "%(message)s")  # what Python shows without one
+    store = open_db(args.db, environ)
     try:
         revision = engine.register_flow(store, args.file, time.time())
         engine.check_children(store, revision.flow)
@@ -65,7 +81,6 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         else:
             display.summary(store, execution_id, sys.stdout)
     finally:
-        runners.close()  # when the run did not start (the worker closes them else)
         store.close()
     return EXIT_OK if final in (State.SUCCESS, State.WARNING) else EXIT_FAILED
 
@@ -80,9 +95,7 @@ def _may_have_python_tasks(path: str) -> bool:
         return False
 
 
-def work(
-    worker: Worker, execution_id: int, listener: display.Progress, *, reap: bool = False
-) -> State:
+def work(worker: Worker, execution_id: int, listener: Progress, *, reap: bool = False) -> State:
     """Run ``execution_id`` to its end in this process; Ctrl-C or SIGTERM stops it."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
