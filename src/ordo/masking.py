@@ -19,7 +19,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 from ordo.model import Outcome
 
@@ -42,6 +41,8 @@ def forms(values: Iterable[str]) -> tuple[str, ...]:
 
 @lru_cache(maxsize=64)
 def _forms(values: tuple[str, ...]) -> tuple[str, ...]:
+    from urllib.parse import quote, quote_plus  # (and ipaddress): when there are secrets
+
     found: set[str] = set()
     for value in values:
         found.update((value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]))

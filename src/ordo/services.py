@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ordo import cron, definitions, engine, templating
+from ordo import definitions, engine, templating
 from ordo.errors import Conflict, Forbidden, NotFound, OrdoError, UsageError
 from ordo.model import MARKS, Flow, RunOptions, State, Trigger
 from ordo.runners.process import stop_groups, this_machine
@@ -444,6 +444,8 @@ def check_schedule(
 ) -> dict[str, Any]:
     """The schedule's inputs converted for its flow; UsageError with the cron module's
     message for a bad expression or time zone, DefinitionError for bad inputs."""
+    from ordo import cron  # zoneinfo: only where schedules are read
+
     problems = cron.schedule_problems(cron_text, timezone, "standard")
     if problems:
         raise UsageError("; ".join(f"{key}: {message}" for key, message in problems))
@@ -488,6 +490,8 @@ def change_schedule(
 def next_schedule_times(cron_text: str, timezone: str, after: float, count: int = 5) -> list[float]:
     """The next fire times of a schedule being written (the helper shows them as one
     types); UsageError with the cron module's message when it is wrong."""
+    from ordo import cron  # zoneinfo: only where schedules are read
+
     problems = cron.schedule_problems(cron_text, timezone, "standard")
     if problems:
         raise UsageError("; ".join(f"{key}: {message}" for key, message in problems))

@@ -10,7 +10,6 @@ a list stays a list); any other string renders to text. A missing name fails wit
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -462,6 +461,8 @@ def _undefined_error(parent: Any, name: Any) -> TemplateError:
             f"(tasks with outputs so far: {', '.join(keys) or 'none'})",
             reference,
         )
+    import difflib  # only when something is misspelt
+
     hint = difflib.get_close_matches(str(name), keys, n=1)
     task = getattr(parent, _TASK_KEY, None)
     if isinstance(task, str) and task.startswith("child execution "):

@@ -97,3 +97,21 @@ def read_definition(path: str, shown: str, limit: int, *, streams: bool = False)
         return read_regular(path, limit, streams=streams)
     except Unreadable as exc:
         raise DefinitionError([Problem(f"cannot read flow file: {exc.reason}", shown)]) from None
+
+
+def is_python(path: str | os.PathLike[str]) -> bool:
+    """A Python flow file: ``file.py`` or ``file.py:function``."""
+    return split(os.fspath(path))[0].endswith(".py")
+
+
+def split(path: str) -> tuple[str, str | None]:
+    """``file.py:function`` -> (``file.py``, ``function``); a plain path -> (path, None)."""
+    head, sep, name = path.rpartition(":")
+    if sep and head.endswith(".py") and name.isidentifier():
+        return head, name
+    return path, None
+
+
+def is_package(path: str | os.PathLike[str]) -> bool:
+    """A package folder (a flow of its scripts), not a flow file."""
+    return os.path.isdir(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -59,6 +58,8 @@ def coerce_inputs(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
     declared = {spec.name: spec for spec in flow.inputs}
     for name in given:
         if name not in declared:
+            import difflib  # only when something is misspelt
+
             hint = difflib.get_close_matches(name, list(declared), n=1)
             tip = f" (did you mean '{hint[0]}'?)" if hint else ""
             known = ", ".join(declared) or "none"

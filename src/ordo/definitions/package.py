@@ -56,10 +56,6 @@ _PASSED = {"schedule": "schedule", "event": "event", "webhook": "body"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-def is_package(path: str | os.PathLike[str]) -> bool:
-    return os.path.isdir(path)
-
-
 def scripts(folder: str) -> list[str]:
     """The folder's task files, by name."""
     names = []

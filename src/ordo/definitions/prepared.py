@@ -10,10 +10,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ordo.definitions import pyflows
-from ordo.definitions.files import FILE_LIMITS, FileLimits, read_definition
-from ordo.definitions.flowfile import parse_flow
-from ordo.definitions.package import is_package, load_package, package_files, package_hash
+from ordo.definitions.files import (
+    FILE_LIMITS,
+    FileLimits,
+    is_package,
+    is_python,
+    read_definition,
+    split,
+)
 from ordo.definitions.references import (
     read_files,
     reference_problems,
@@ -22,6 +26,9 @@ from ordo.definitions.references import (
 )
 from ordo.errors import DefinitionError, Problem
 from ordo.model import Flow
+
+# Reusing a stored revision needs only current_hash: the parsers (flowfile, package,
+# pyflows) are imported when a flow is really read.
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,11 @@ def prepare(
     problem (an unreadable file is one too). Only regular files within ``limits`` are
     read, and the files it references must really be inside ``root`` (default: the
     flow's folder), symbolic links resolved."""
+    from ordo.definitions.flowfile import parse_flow
+    from ordo.definitions.package import load_package, package_files, package_hash
+
     absolute = os.path.abspath(path)
-    if pyflows.is_python(absolute):
+    if is_python(absolute):
         return _prepare_python(absolute, str(path), limits, root)
     if is_package(absolute):
         flow = load_package(absolute, limits)
@@ -67,16 +77,20 @@ def current_hash(path: str, names: Sequence[str]) -> str:
     """The content hash ``path`` has now, counting the referenced files ``names`` (what
     its stored revision referenced): equal to that revision's when nothing changed."""
     if is_package(path):
+        from ordo.definitions.package import package_hash
+
         return package_hash(path)
-    file = pyflows.split(path)[0]
+    file = split(path)[0]
     return revision_hash(read_bytes(file, file), os.path.dirname(file), names)
 
 
 def _prepare_python(absolute: str, shown: str, limits: FileLimits, root: str | None) -> Prepared:
     """A ``@flow`` of a Python file (``file.py`` or ``file.py:function``): read without
     running it, then imported once in another process to report an import error."""
-    file, name = pyflows.split(absolute)
-    data = read_bytes(file, pyflows.split(shown)[0], limits.flow)
+    from ordo.definitions import pyflows
+
+    file, name = split(absolute)
+    data = read_bytes(file, split(shown)[0], limits.flow)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -61,19 +61,6 @@ class PyFlow:
     flow: Flow
 
 
-def is_python(path: str | os.PathLike[str]) -> bool:
-    """A Python flow file: ``file.py`` or ``file.py:function``."""
-    return split(os.fspath(path))[0].endswith(".py")
-
-
-def split(path: str) -> tuple[str, str | None]:
-    """``file.py:function`` -> (``file.py``, ``function``); a plain path -> (path, None)."""
-    head, sep, name = path.rpartition(":")
-    if sep and head.endswith(".py") and name.isidentifier():
-        return head, name
-    return path, None
-
-
 def read(path: str, text: str) -> list[PyFlow]:
     """Every ``@flow`` of the file ``path`` holding ``text``; DefinitionError names every
     problem (a syntax error, an option that is not a literal, a bad input, what a flow

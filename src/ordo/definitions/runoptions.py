@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ordo.definitions.document import DocumentChecker
-from ordo.definitions.triggers import NOTIFY_STATES, read_notify
 from ordo.errors import UsageError
 from ordo.model import RUN_RETRY_KEYS, RunOptions
 
@@ -23,6 +21,11 @@ def read_run_options(
     (a duration) and ``backoff`` (a factor); ``timeout`` a duration (``90s``, ``10m``,
     seconds); ``notify`` a list of rules as in a flow file (``{on, email, webhook}``).
     UsageError names every wrong field."""
+    if retry is None and (timeout is None or timeout == "") and not notify:
+        return RunOptions()  # a plain run: nothing to check (nor the checkers to import)
+    from ordo.definitions.document import DocumentChecker
+    from ordo.definitions.triggers import read_notify
+
     checker = DocumentChecker("options")
     given: dict[str, Any] = {}
     if retry is not None:
@@ -51,6 +54,8 @@ def read_run_options(
 def notify_rule(text: str) -> dict[str, Any]:
     """``--notify [STATES:]TARGET``: an e-mail address or an http(s) URL, told when the
     execution ends in one of ``STATES`` (comma-separated; default ``failed``)."""
+    from ordo.definitions.triggers import NOTIFY_STATES
+
     states, sep, rest = text.partition(":")
     names = [s.strip().lower() for s in states.split(",")]
     if sep and rest and not rest.startswith("//") and all(n in NOTIFY_STATES for n in names):

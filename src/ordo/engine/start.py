@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 from ordo import definitions, templating
 from ordo.engine import policy
@@ -635,6 +634,8 @@ def with_connection(fields: Mapping[str, Any], connection: Connection) -> dict[s
     if "url" in config and "url" not in fields:
         merged["url"] = config["url"]
     if "base_url" in config:
+        from urllib.parse import urljoin
+
         merged["url"] = urljoin(
             str(config["base_url"]).rstrip("/") + "/", str(fields.get("url", "")).lstrip("/")
         )

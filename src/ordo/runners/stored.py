@@ -12,7 +12,6 @@ import os
 import shutil
 import stat
 import tempfile
-import uuid
 from collections.abc import Callable, Mapping
 
 from ordo.model import Flow
@@ -72,7 +71,7 @@ def placed(
 def _write(folder: str, files: Mapping[str, str | None]) -> None:
     """Write into a new folder beside ``folder`` and rename it: a reader never sees a
     half-written folder, and of two writers at once one wins."""
-    partial = f"{folder}.{uuid.uuid4().hex[:8]}.partial"
+    partial = f"{folder}.{os.urandom(4).hex()}.partial"
     os.makedirs(partial, mode=0o700)
     try:
         for name, text in files.items():

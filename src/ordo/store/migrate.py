@@ -8,7 +8,6 @@ new database at once apply each migration exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,8 @@ def _only_comments(text: str) -> bool:
 
 def migrations(backend: str) -> list[Migration]:
     """Every migration shipped for ``backend``, in order."""
+    from importlib import resources  # only when a database is created or upgraded
+
     folder = resources.files("ordo.store").joinpath("migrations", backend)
     found = []
     for entry in folder.iterdir():

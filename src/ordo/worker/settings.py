@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,5 +53,5 @@ class WorkerSettings:
     # (``ordo executioner``: a job's retries belong to its run, also in sequential mode)
     retry_keeps_slot: bool = False
     worker_id: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
     )
