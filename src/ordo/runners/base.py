@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast
 
 from ordo.model import Check, Outcome, Task
 from ordo.secrets import Revealed
@@ -21,7 +21,6 @@ from ordo.secrets import Revealed
 LogSink = Callable[[str, str], None]
 
 
-@runtime_checkable
 class CappedLog(Protocol):
     """A log sink that stops keeping lines past a size: once ``full``, readers stop
     splitting output into lines and only tell it how much they dropped."""
@@ -31,6 +30,12 @@ class CappedLog(Protocol):
 
     def dropped(self, size: int, lines: int) -> None:
         """``size`` more bytes (``lines`` of them newlines) were read and not kept."""
+
+
+def capped(log: LogSink) -> CappedLog | None:
+    """``log`` when it is a :class:`CappedLog`, else None. Checked by its attributes:
+    ``isinstance`` with a runtime protocol costs about 30 µs, on every attempt."""
+    return cast(CappedLog, log) if hasattr(log, "dropped") and hasattr(log, "full") else None
 
 
 @dataclass(frozen=True)

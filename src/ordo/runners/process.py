@@ -1,7 +1,7 @@
 """Child processes for runners: own session, streamed lines, tree kill, rusage, and the
 ``$ORDO_OUTPUTS`` / ``$ORDO_METRICS`` files.
 
-One thread per attempt reads both pipes with a selector, so output is streamed line by
+One thread per attempt reads both pipes with poll, so output is streamed line by
 line (never held whole) and a timeout or cancel is noticed within 50 ms.
 """
 
@@ -13,7 +13,7 @@ import fcntl
 import functools
 import json
 import os
-import selectors
+import select
 import shutil
 import signal
 import socket
@@ -27,7 +27,7 @@ from typing import Any
 
 from ordo.masking import passed_environ
 from ordo.model import Metric
-from ordo.runners.base import CappedLog, LogSink, RunContext
+from ordo.runners.base import CappedLog, LogSink, RunContext, capped
 
 MAX_LINE = 64 * 1024
 READ_SIZE = 64 * 1024
@@ -273,7 +273,7 @@ def run_process(
         ctx.process_started(proc.pid)
     tail: deque[str] = deque(maxlen=5)
     assert proc.stdout is not None and proc.stderr is not None
-    cap = ctx.log if isinstance(ctx.log, CappedLog) else None
+    cap = capped(ctx.log)
     streams = {
         proc.stdout.fileno(): LineSplitter("stdout", ctx.log, cap=cap),
         proc.stderr.fileno(): LineSplitter("stderr", ctx.log, tail, cap=cap),
@@ -320,12 +320,13 @@ def pump(
     """Read ``streams`` until they close (or ``until()`` is true), the deadline passes or
     ``ctx.cancel`` is set. Returns the exit status when the process was reaped here."""
     deadline = None if ctx.timeout is None else time.monotonic() + ctx.timeout
-    selector = selectors.DefaultSelector()
+    poller = select.poll()  # a plain poll: a selector costs more than the task, per attempt
     for fd in streams:
-        selector.register(fd, selectors.EVENT_READ)
+        poller.register(fd, select.POLLIN)
+    open_fds = set(streams)
     exited_at: float | None = None
     try:
-        while selector.get_map():
+        while open_fds:
             if until is not None and until():
                 break
             now = time.monotonic()
@@ -334,23 +335,23 @@ def pump(
             if ctx.cancel.is_set():
                 return Finished(None, cancelled=True)
             wait = 0.05 if deadline is None else min(0.05, deadline - now)
-            for key, _ in selector.select(max(wait, 0.0)):
-                stream = streams[key.fd]
+            for fd, _ in poller.poll(max(wait, 0.0) * 1000):
+                stream = streams[fd]
                 size = getattr(stream, "read_size", READ_SIZE)
-                data = os.read(key.fd, size)
+                data = os.read(fd, size)
                 if data:
                     stream.feed(data)
                     if size == READ_SIZE and getattr(stream, "read_size", READ_SIZE) > size:
-                        grow_pipe(key.fd)  # the log is full: drain the rest in blocks
-                else:
-                    selector.unregister(key.fd)
-                    streams[key.fd].close()
+                        grow_pipe(fd)  # the log is full: drain the rest in blocks
+                else:  # closed (POLLHUP with nothing left to read)
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+                    stream.close()
             if exited_at is None and exited():
                 exited_at = now
             elif exited_at is not None and now - exited_at > 0.5:
                 break  # a background grandchild holds the pipes open: stop waiting for it
     finally:
-        selector.close()
         for splitter in streams.values():
             splitter.close()
     return _EXITED.pop(pid, None) or Finished(None)

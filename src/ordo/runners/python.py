@@ -25,7 +25,7 @@ from ordo.errors import RunnerError
 from ordo.masking import passed_environ
 from ordo.model import Outcome, State, Task
 from ordo.runners import pyhost
-from ordo.runners.base import CappedLog, RunContext
+from ordo.runners.base import RunContext, capped
 from ordo.runners.process import (
     _EXITED,
     AttemptFiles,
@@ -170,7 +170,7 @@ class Host:
 
         replies = _Replies()
         assert self.proc.stdout is not None and self.proc.stderr is not None
-        cap = ctx.log if isinstance(ctx.log, CappedLog) else None
+        cap = capped(ctx.log)
         keep = marker.encode()
         streams: dict[int, Any] = {
             self.proc.stdout.fileno(): LineSplitter("stdout", sink, cap=cap, keep=keep),
