@@ -38,8 +38,13 @@ def referenced_files(flow: Flow) -> list[str]:
     if not folder:
         return []
     found: set[str] = set()
+    seen: set[tuple[str, bool]] = set()  # many tasks name the same module: look once
     for task in flow.tasks:
-        for path, must_exist in _task_refs(task):
+        for ref in _task_refs(task):
+            if ref in seen:
+                continue
+            seen.add(ref)
+            path, must_exist = ref
             name = _inside(folder, path)
             if name is not None and (not must_exist or os.path.isfile(os.path.join(folder, name))):
                 found.add(name)
