@@ -215,6 +215,8 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class InputSpec:
+    """One input a flow declares: its name, type, default, whether it is required."""
+
     name: str
     type: str = "string"
     default: Any = None
@@ -546,6 +548,8 @@ class Flow:
 
 @dataclass(frozen=True)
 class Metric:
+    """A number an attempt reported: a counter or a duration, with tags."""
+
     name: str
     value: float
     kind: str = "counter"  # counter | duration

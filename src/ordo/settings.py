@@ -47,6 +47,8 @@ MASK_NAMES = "password,passwd,secret,key,token,credential"
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting: its key in settings.toml, its variable, default and kind."""
+
     key: str  # as in the file: table.key; the attribute is the key with _ for .
     env: str  # the environment variable that overrides it
     default: Any

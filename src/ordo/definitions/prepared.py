@@ -33,6 +33,8 @@ from ordo.model import Flow
 
 @dataclass(frozen=True)
 class Prepared:
+    """A flow read and validated, with its source, content hash and referenced files."""
+
     flow: Flow
     source: str
     content_hash: str

@@ -29,6 +29,8 @@ class Silent:
 
 @dataclass
 class WorkerSettings:
+    """How a worker works: slots, leases, prefetch, queues, its id."""
+
     slots: int = os.cpu_count() or 2
     lease_seconds: float = 30.0
     #: claims not launched yet are leased this long only, renewed while they wait, so
