@@ -32,7 +32,7 @@ def counting(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str
         if not text.lstrip().upper().startswith(EDGES):
             sent.append(" ".join(text.split()))
 
-    conn = getattr(store, "_conn", None)
+    conn = getattr(store.db, "conn", None)
     if isinstance(conn, sqlite3.Connection):
         conn.set_trace_callback(note)
 

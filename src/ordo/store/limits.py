@@ -9,14 +9,13 @@ one on SQLite; PostgreSQL takes an advisory transaction lock (:meth:`_lock`).
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 from ordo.model import Flow, State
 from ordo.store import queries as q
+from ordo.store.db import Row
 from ordo.store.outcomes import Outcomes
-from ordo.store.reads import Row
 from ordo.store.records import RecordResult
 from ordo.store.transitions import UNSTARTED
 
@@ -31,10 +30,6 @@ class Limits(Outcomes):
         super().__init__()
         #: the last claim left ready task runs waiting for a concurrency key's slot
         self.key_blocked = False
-
-    @abstractmethod
-    def _lock(self, name: str) -> None:
-        """Hold a lock named ``name`` until this transaction ends."""
 
     # -- flows -----------------------------------------------------------------------
     def _admission(self, flow: Flow, ex_id: int) -> tuple[State, str] | None:
@@ -131,8 +126,8 @@ class Limits(Outcomes):
                 continue
             self._execute(q.DELETE_READY, (tr_id,))
             self._pending_down(ex_id)
-            if row[3] is not None:
-                self._item_ended(row[3], ex_id, now, result)
+            if row.fork_of is not None:
+                self._item_ended(row.fork_of, ex_id, now, result)
         for (tr_id,) in self._all(q.BETWEEN_ATTEMPTS, (ex_id,)):
             self._execute(q.DELETE_READY, (tr_id,))
             self._set_task_run_state(tr_id, ex_id, State.KILLING, now, reason)

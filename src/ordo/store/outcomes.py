@@ -23,6 +23,7 @@ from ordo.store import queries as q
 from ordo.store.history import routine_end
 from ordo.store.ports import Decisions, EndFacts, OutputFacts, RetryFacts, RunGroup, default_policy
 from ordo.store.readiness import Readiness
+from ordo.store.reads import claim_of
 from ordo.store.records import Claim, RecordResult
 from ordo.store.transitions import Change
 
@@ -204,8 +205,7 @@ class Outcomes(Readiness):
         row = self._set_task_run_state(tr_id, ex_id, state, now, reason, routine=routine)
         if row is None:
             return
-        _, task_id, allow_failure, fork_of = row
-        allowed = bool(allow_failure)
+        task_id, allowed, fork_of = row.task_id, row.allow_failure, row.fork_of
         pending: int | None = self._pending_down(ex_id)
         policy = self.policy
         failing = policy.fails_execution(state, allowed, lambda: self._continue_on_error(ex_id))
@@ -406,7 +406,7 @@ class Outcomes(Readiness):
         row = self._one(q.ATTEMPT_CLAIM, (info[3],))
         if row is None:
             return
-        claim = Claim(*row)
+        claim = claim_of(row)
         execution = self.get_execution(ex_id)
         what = f"child execution {ex_id} ({execution.flow_key})"
         stopped = info[1] is not None

@@ -181,6 +181,10 @@ ORDER BY id
 
 #: Task runs waiting for their next attempt: RUNNING, their last attempt ended and no
 #: for_each items of theirs still to end.
+#: A claim's columns (:func:`ordo.store.reads.claim_of`), of ``attempts a`` joined to its
+#: ``task_runs t`` and ``executions e``
+CLAIM_COLUMNS = """a.id AS attempt_id, a.task_run_id, a.execution_id, e.revision_id, t.task_id,
+    a.number, coalesce(t.started_at, a.started_at) AS first_started_at"""
 BETWEEN_ATTEMPTS = """
 SELECT t.id FROM task_runs t JOIN attempts a ON a.id = t.last_attempt_id
 WHERE t.execution_id = ? AND t.state = 'RUNNING' AND a.state <> 'RUNNING'
@@ -200,9 +204,8 @@ TREE_WORKERS = """
 SELECT DISTINCT a.worker_id FROM attempts a JOIN executions e ON e.id = a.execution_id
 WHERE e.root_id = ? AND a.state = 'RUNNING' AND a.worker_id IS NOT NULL
 """
-WORKERS_ATTEMPTS = """
-SELECT a.id, a.task_run_id, a.execution_id, e.revision_id, t.task_id, a.number,
-       coalesce(t.started_at, a.started_at), a.worker_id, a.launched_at
+WORKERS_ATTEMPTS = f"""
+SELECT {CLAIM_COLUMNS}, a.worker_id, a.launched_at
 FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
 WHERE a.state = 'RUNNING' AND a.worker_id = ? AND a.lease_expires_at IS NOT NULL
 ORDER BY a.id
@@ -263,22 +266,19 @@ SELECT count(*) FROM attempts a JOIN task_runs t ON t.id = a.task_run_id
 WHERE a.task_run_id = ? AND (a.reason IS NULL OR a.reason <> 'handed back')
   AND a.number > t.retries_from
 """
-ATTEMPT_CLAIM = """
-SELECT a.id, a.task_run_id, a.execution_id, e.revision_id, t.task_id, a.number,
-       coalesce(t.started_at, a.started_at)
+ATTEMPT_CLAIM = f"""
+SELECT {CLAIM_COLUMNS}
 FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
 WHERE a.id = ?
 """
-OWN_RUNNING = """
-SELECT a.id, a.task_run_id, a.execution_id, e.revision_id, t.task_id, a.number,
-       coalesce(t.started_at, a.started_at)
+OWN_RUNNING = f"""
+SELECT {CLAIM_COLUMNS}
 FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
 WHERE a.state = 'RUNNING' AND a.worker_id = ?
 ORDER BY a.id
 """
-EXPIRED_LEASES = """
-SELECT a.id, a.task_run_id, a.execution_id, e.revision_id, t.task_id, a.number,
-       coalesce(t.started_at, a.started_at), a.worker_id, a.launched_at
+EXPIRED_LEASES = f"""
+SELECT {CLAIM_COLUMNS}, a.worker_id, a.launched_at
 FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
 WHERE a.state = 'RUNNING' AND a.lease_expires_at < ?
 ORDER BY a.lease_expires_at LIMIT ?

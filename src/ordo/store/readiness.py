@@ -51,15 +51,11 @@ class Readiness(Transitions):
     def _item_ended(self, fork_of: int, ex_id: int, now: float, result: RecordResult) -> None:
         """One item of the for_each task run ``fork_of`` ended."""
 
-    def _ready_added(self) -> None:
-        """Ready rows were added in this transaction: wake workers elsewhere (PostgreSQL
-        sends a notification at commit; SQLite's workers live in this process)."""
-
     def _made_ready(self, ids: Iterable[int] | None = None) -> None:
         """Ready rows were added: those of ``ids``, or (None) some not named."""
         self.readied = True
         if ids is None:
-            self._ready_added()
+            self.db.notify_ready()
         else:
             self._fresh.update(ids)
 
@@ -70,7 +66,7 @@ class Readiness(Transitions):
     def _ready_settled(self, committing: bool) -> None:
         """The transaction ends: wake other workers for what is still ready from it."""
         if committing and self._fresh:
-            self._ready_added()
+            self.db.notify_ready()
         self._fresh.clear()
 
     # -- becoming ready ----------------------------------------------------------------
@@ -93,7 +89,7 @@ class Readiness(Transitions):
         if not upstream:
             return
         test, params = self._ids(upstream)
-        if self._writable_ctes:
+        if self.db.writable_ctes:
             sql = q.DEPENDENTS_DOWN_AND_READY.format(ids=test)
             ready = [int(r[0]) for r in self._all(sql, [*params, *params, now])]
             if ready:
@@ -156,11 +152,11 @@ class Readiness(Transitions):
                 continue
             self._execute(q.DELETE_READY, (current,))
             self._pending_down(ex_id)
-            if row[3] is not None:
-                self._item_ended(row[3], ex_id, now, result or RecordResult())
+            if row.fork_of is not None:
+                self._item_ended(row.fork_of, ex_id, now, result or RecordResult())
                 continue
             for (dep_id,) in self._all(q.DEPENDENTS, (current,)):
-                stack.append((dep_id, f"dependency '{row[1]}' was skipped"))
+                stack.append((dep_id, f"dependency '{row.task_id}' was skipped"))
 
     def _skip_unstarted(
         self, ex_id: int, reason: str, now: float, result: RecordResult | None = None

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ordo.errors import NotFound
 from ordo.model import Flow, RetryPolicy, RunOptions, State, Task
 from ordo.store import history
 from ordo.store import queries as q
+from ordo.store.db import Db, Row
 from ordo.store.records import (
     AttemptRow,
     CheckRow,
@@ -25,37 +26,52 @@ from ordo.store.records import (
     WorkerRow,
 )
 
-Row = Sequence[Any]
 
-
-class StoreReads(ABC):
+class StoreReads:
     """Queries over executions, task runs, attempts, logs, outputs, metrics and flow
     revisions. Flow definitions are cached per store: a revision never changes."""
 
-    #: SQL true when the text column holds the text parameter (``{}``: the column).
-    _contains = "instr({}, ?) > 0"
+    db: Db
 
     def __init__(self) -> None:
         self._flows: dict[int, Flow] = {}
 
-    @abstractmethod
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    # -- the shared SQL layer (the concerns still inheriting reach it here) ------------
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.db.execute(sql, params)
+
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.db.executemany(sql, rows)
+
+    def _insert(self, sql: str, params: Sequence[Any]) -> int:
+        return self.db.insert(sql, params)
+
+    def _values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
+        return self.db.values(rows, types)
+
+    def _ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
+        return self.db.ids(values)
+
+    def _lock(self, name: str) -> None:
+        self.db.lock(name)
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """A write transaction; nested uses join the outer one."""
+        return self.db.transaction()
 
     def running_claims(self, worker_id: str) -> list[Claim]:
         """The attempts leased to ``worker_id`` that have not ended, as claims."""
-        return [Claim(*r) for r in self._all(q.OWN_RUNNING, (worker_id,))]
+        return [claim_of(r) for r in self._all(q.OWN_RUNNING, (worker_id,))]
 
     def list_workers(self, since: float, limit: int = 100) -> list[WorkerRow]:
         """Workers running now, or stopped after ``since``; newest first."""
         return [WorkerRow(*r) for r in self._all(q.LIST_WORKERS, (since, limit))]
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row: Row | None = self._execute(sql, params).fetchone()
-        return row
+        return self.db.one(sql, params)
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        rows: list[Row] = self._execute(sql, params).fetchall()
-        return rows
+        return self.db.all(sql, params)
 
     def find_revision(self, content_hash: str, path: str | None) -> Revision | None:
         """The newest revision stored for this path, if it has this content hash (a
@@ -167,7 +183,7 @@ class StoreReads(ABC):
         for key, value in (labels or {}).items():
             # labels are stored as compact JSON: this pair appears exactly so, and only
             # as a key and its value (quotes inside keys and values are escaped)
-            where.append(self._contains.format("labels"))
+            where.append(self.db.contains.format("labels"))
             params.append(f"{json.dumps(str(key))}:{json.dumps(str(value))}")
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -336,7 +352,18 @@ class StoreReads(ABC):
         """The results of every pre and post check that ran in the execution, in the
         order they ran (attempt by attempt)."""
         return [
-            CheckRow(r[0], r[1], r[2], int(r[3]), r[4], bool(r[5]), *r[6:10])
+            CheckRow(
+                r["attempt_id"],
+                r["task_run_id"],
+                r["phase"],
+                int(r["position"]),
+                r["kind"],
+                bool(r["ok"]),
+                r["message"],
+                r["output"],
+                r["started_at"],
+                r["ended_at"],
+            )
             for r in self._all(q.CHECKS, (execution_id,))
         ]
 
@@ -401,46 +428,96 @@ class StoreReads(ABC):
         return row[0] if row and row[0] is not None else None
 
 
+def _json(value: Any) -> Any:
+    return None if value is None else json.loads(value)
+
+
 def _execution(r: Row) -> ExecutionRow:
     return ExecutionRow(
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        State(r[4]),
-        json.loads(r[5]),
-        json.loads(r[6]),
-        r[7],
-        r[8],
-        r[9],
-        r[10],
-        r[11],
-        r[12],
-        r[13],
-        r[14],
-        r[15],
-        json.loads(r[16]) if r[16] is not None else None,
-        r[17],
-        bool(r[18]),
-        r[19],
-        r[20],
-        r[21],
-        r[22],
-        r[23],
-        r[24],
-        json.loads(r[25]) if r[25] is not None else None,
-        tuple(json.loads(r[26])) if r[26] is not None else None,
-        str(r[27]),
+        id=r["id"],
+        revision_id=r["revision_id"],
+        namespace=r["namespace"],
+        flow_id=r["flow_id"],
+        state=State(r["state"]),
+        inputs=json.loads(r["inputs"]),
+        labels=json.loads(r["labels"]),
+        pending=r["pending"],
+        reason=r["reason"],
+        created_at=r["created_at"],
+        started_at=r["started_at"],
+        ended_at=r["ended_at"],
+        deadline=r["deadline"],
+        parent_id=r["parent_id"],
+        root_id=r["root_id"],
+        parent_attempt_id=r["parent_attempt_id"],
+        outputs=_json(r["outputs"]),
+        stopped=r["stopped"],
+        dev=bool(r["dev"]),
+        saved_name=r["saved_name"],
+        saved_description=r["saved_description"],
+        saved_at=r["saved_at"],
+        original_id=r["original_id"],
+        started_by=r["started_by"],
+        queue=r["queue"],
+        options=_json(r["options"]),
+        scope=None if r["scope"] is None else tuple(json.loads(r["scope"])),
+        kind=str(r["kind"]),
     )
 
 
 def _task_run(r: Row) -> TaskRunRow:
-    return TaskRunRow(r[0], r[1], r[2], State(r[3]), r[4], bool(r[5]), *r[6:15])
+    return TaskRunRow(
+        id=r["id"],
+        execution_id=r["execution_id"],
+        task_id=r["task_id"],
+        state=State(r["state"]),
+        pending_deps=r["pending_deps"],
+        allow_failure=bool(r["allow_failure"]),
+        attempts=r["attempts"],
+        last_attempt_id=r["last_attempt_id"],
+        reason=r["reason"],
+        created_at=r["created_at"],
+        started_at=r["started_at"],
+        ended_at=r["ended_at"],
+        fork_of=r["fork_of"],
+        fork_index=r["fork_index"],
+        parent_run_id=r["parent_run_id"],
+    )
 
 
 def _connection(r: Row) -> Connection:
-    return Connection(r[0], r[1], json.loads(r[2]), r[3], r[4])
+    return Connection(
+        r["name"], r["type"], json.loads(r["config"]), r["created_at"], r["updated_at"]
+    )
 
 
 def _attempt(r: Row) -> AttemptRow:
-    return AttemptRow(r[0], r[1], r[2], r[3], State(r[4]), *r[5:14])
+    return AttemptRow(
+        id=r["id"],
+        task_run_id=r["task_run_id"],
+        execution_id=r["execution_id"],
+        number=r["number"],
+        state=State(r["state"]),
+        worker_id=r["worker_id"],
+        lease_expires_at=r["lease_expires_at"],
+        started_at=r["started_at"],
+        ended_at=r["ended_at"],
+        exit_code=r["exit_code"],
+        reason=r["reason"],
+        error=r["error"],
+        cpu_seconds=r["cpu_seconds"],
+        peak_rss_kb=r["peak_rss_kb"],
+    )
+
+
+def claim_of(r: Row) -> Claim:
+    """A claim from a row of :data:`~ordo.store.queries.CLAIM_COLUMNS`."""
+    return Claim(
+        attempt_id=r["attempt_id"],
+        task_run_id=r["task_run_id"],
+        execution_id=r["execution_id"],
+        revision_id=r["revision_id"],
+        task_id=r["task_id"],
+        number=r["number"],
+        first_started_at=r["first_started_at"],
+    )

@@ -299,3 +299,13 @@ class Swept:
     oldest: float | None
     newest: float | None
     dev: bool = False
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    """What reclaiming space after ``ordo gc`` did: the bytes given back to the file
+    system, or None when this store does not give space back itself; and, for the user,
+    how (or why not)."""
+
+    bytes: int | None
+    how: str

@@ -4,9 +4,7 @@ is written to ``state_history`` with who asked and why."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,13 +32,6 @@ class Marked:
 
 class Recovery(Limits):
     """Restart, replay and mark; :class:`~ordo.store.sql.SqlStore` adds the rest."""
-
-    @abstractmethod
-    def transaction(self) -> AbstractContextManager[None]: ...
-
-    @abstractmethod
-    def _insert(self, sql: str, params: Sequence[Any]) -> int:
-        """Run an INSERT and return the new row's id."""
 
     # -- restart in place ------------------------------------------------------------
     def restart_execution(

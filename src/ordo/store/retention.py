@@ -11,14 +11,11 @@ its rows in one transaction: memory stays bounded whatever the history's size.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 
 from ordo.errors import Conflict, NotFound
 from ordo.model import State
-from ordo.store.records import ExecutionRow, Swept
+from ordo.store.records import ExecutionRow, Reclaimed, Swept
 from ordo.store.recovery import Recovery
 
 _TERMINAL = ", ".join(f"'{s.value}'" for s in State if s.terminal)
@@ -98,29 +95,13 @@ NOT_EXECUTION_TABLES = (
 )
 
 
-@dataclass(frozen=True)
-class Reclaimed:
-    """What reclaiming space after ``ordo gc`` did: the bytes given back to the file
-    system, or None when this store does not give space back itself; and, for the user,
-    how (or why not)."""
-
-    bytes: int | None
-    how: str
-
-
 class Retention(Recovery):
     """Saving executions and deleting old ones; :class:`~ordo.store.sql.SqlStore` adds
     the rest."""
 
-    #: Appended to a SELECT to lock its rows until the transaction ends.
-    _lock_rows = ""
-
-    @abstractmethod
-    def transaction(self) -> AbstractContextManager[None]: ...
-
-    @abstractmethod
     def reclaim_space(self) -> Reclaimed:
         """Give the space of deleted rows back (SQLite: ``PRAGMA incremental_vacuum``)."""
+        return self.db.reclaim_space()
 
     # -- saved executions -----------------------------------------------------------
     def save_execution(
@@ -131,7 +112,7 @@ class Retention(Recovery):
         a name another execution has."""
         with self.transaction():
             root_id, current = self._saved_of(execution_id)
-            self._one(LOCK_EXECUTION.format(lock=self._lock_rows), (root_id,))  # vs. gc
+            self._one(LOCK_EXECUTION.format(lock=self.db.lock_rows), (root_id,))  # vs. gc
             if current is not None and current != name:
                 raise Conflict(
                     f"execution {execution_id} is already saved as {current!r}; to save it "
@@ -210,7 +191,7 @@ class Retention(Recovery):
         """One batch: the swept trees, the cursor for the next batch, whether there may
         be more. The candidate roots are locked first (PostgreSQL), so that a restart or
         a save in their trees waits for this transaction or is seen by it."""
-        lock = "" if dry_run else self._lock_rows
+        lock = "" if dry_run else self.db.lock_rows
         params = (int(dev), before, after[0], after[1], batch)
         candidates = self._all(GC_CANDIDATES.format(lock=lock), params)
         nothing = Swept(0, {}, None, None)

@@ -15,7 +15,9 @@ INSERT INTO secrets (name, ciphertext, created_at, updated_at) VALUES (?, ?, ?, 
 UPDATE_SECRET = "UPDATE secrets SET ciphertext = ?, updated_at = ? WHERE name = ?"
 SECRET_ROWS = "SELECT name, ciphertext FROM secrets ORDER BY name"
 #: :data:`SecretsVersion`, as columns of a claim's statement
-SECRETS_VERSION = "(SELECT count(*) FROM secrets), (SELECT sum(updated_at) FROM secrets)"
+SECRETS_VERSION = (
+    "(SELECT count(*) FROM secrets) AS secrets, (SELECT sum(updated_at) FROM secrets) AS changed"
+)
 LIST_SECRETS = "SELECT name, created_at, updated_at FROM secrets ORDER BY name"
 DELETE_SECRET = "DELETE FROM secrets WHERE name = ?"
 
@@ -43,6 +45,10 @@ class Secrets(Steps):
         #: the secrets' version the last claim saw, until another transaction begins
         self._secrets_seen: SecretsVersion | None = None
         self._secrets_kept: tuple[SecretsVersion, list[tuple[str, str]]] | None = None
+
+    def _forget_secrets_seen(self) -> None:
+        """A transaction begins: a claim in it tells the secrets' version again."""
+        self._secrets_seen = None
 
     def set_secret(self, name: str, ciphertext: str, now: float) -> bool:
         """Store secret ``name``'s ciphertext (replacing the one it had); True when the

@@ -9,13 +9,12 @@ on the trigger, so a second scheduler that reaches the same tick finds it taken.
 from __future__ import annotations
 
 import json
-from abc import abstractmethod
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from ordo.errors import Conflict, NotFound
+from ordo.store.db import Row
 from ordo.store.outcomes import dumps
 from ordo.store.records import BUCKETS, ExecutionRow
 from ordo.store.retention import Retention
@@ -118,8 +117,11 @@ EXECUTIONS_BY_STATE = "SELECT state, count(*) FROM executions GROUP BY state"
 _DURATION = "(ended_at - started_at)"
 TASK_RUN_DURATIONS = (
     "SELECT "
-    + ", ".join(f"sum(CASE WHEN {_DURATION} <= {b} THEN 1 ELSE 0 END)" for b in BUCKETS)
-    + f", count(*), coalesce(sum({_DURATION}), 0) FROM task_runs "
+    + ", ".join(
+        f"sum(CASE WHEN {_DURATION} <= {b} THEN 1 ELSE 0 END) AS le{i}"
+        for i, b in enumerate(BUCKETS)
+    )
+    + f", count(*) AS n, coalesce(sum({_DURATION}), 0) AS total FROM task_runs "
     "WHERE ended_at IS NOT NULL AND started_at IS NOT NULL"
 )
 READY_DEPTH = "SELECT count(*) FROM ready"
@@ -180,9 +182,6 @@ class NotificationRow:
 
 class Serving(Retention):
     """The server's tables; :class:`~ordo.store.sql.SqlStore` adds the rest."""
-
-    @abstractmethod
-    def transaction(self) -> AbstractContextManager[None]: ...
 
     def ping(self) -> None:
         """One round trip: StoreError when the database does not answer."""
@@ -271,18 +270,16 @@ class Serving(Retention):
 
     def gauges(self, now: float, alive_for: float = 35.0) -> Gauges:
         by_state = {str(r[0]): int(r[1]) for r in self._all(EXECUTIONS_BY_STATE)}
-        row = self._one(TASK_RUN_DURATIONS) or ()
-        n = len(BUCKETS)
-        durations = [int(x or 0) for x in row[:n]]
-        ready = self._one(READY_DEPTH)
-        workers = self._one(WORKERS_ALIVE, (now - alive_for,))
+        row = self._one(TASK_RUN_DURATIONS)
+        assert row is not None  # an aggregate: always one row
+        durations = [int(row[f"le{i}"] or 0) for i in range(len(BUCKETS))]
         return Gauges(
             by_state,
             durations,
-            int(row[n] or 0) if row else 0,
-            float(row[n + 1] or 0) if row else 0.0,
-            int(ready[0]) if ready else 0,
-            int(workers[0]) if workers else 0,
+            int(row["n"] or 0),
+            float(row["total"] or 0),
+            int(self.db.scalar(READY_DEPTH) or 0),
+            int(self.db.scalar(WORKERS_ALIVE, (now - alive_for,)) or 0),
         )
 
     # -- schedules -------------------------------------------------------------------
@@ -329,7 +326,7 @@ class Serving(Retention):
             return True
         with self.transaction():
             self._lock(f"lease:{name}")
-            row = self._one(LEASE.format(lock=self._lock_rows), (name,))
+            row = self._one(LEASE.format(lock=self.db.lock_rows), (name,))
             if row is None:
                 self._execute(INSERT_LEASE, (name, holder, now + seconds))
                 return True
@@ -445,6 +442,9 @@ class Serving(Retention):
         ]
 
 
-def _token(r: Sequence[Any]) -> TokenRow:
-    scope = tuple(json.loads(r[6])) if r[6] is not None else None
-    return TokenRow(int(r[0]), r[1], bool(r[2]), float(r[3]), r[4], r[5], scope)
+def _token(r: Row) -> TokenRow:
+    scope = tuple(json.loads(r["namespaces"])) if r["namespaces"] is not None else None
+    return TokenRow(
+        int(r["id"]), r["name"], bool(r["read_only"]), float(r["created_at"]),
+        r["last_used_at"], r["revoked_at"], scope,
+    )  # fmt: skip

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import random
-from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from ordo.errors import Conflict, NotFound
 from ordo.model import CONNECTIONS, Flow, Outcome, RunOptions, State, Task
 from ordo.store import queries as q
+from ordo.store.db import Closable, Db, Row
 from ordo.store.history import routine_end
 from ordo.store.outcomes import RECORDED, dumps, finish_params
 from ordo.store.overview import Overview
-from ordo.store.reads import Row
+from ordo.store.ports import Decisions
+from ordo.store.reads import claim_of
 from ordo.store.records import (
     AttemptProcess,
     Claim,
@@ -58,10 +58,6 @@ def _still_reusable(
     return {task_id: reused[task_id] for task_id in kept}
 
 
-class Closable(Protocol):
-    def close(self) -> None: ...
-
-
 FIND_SCHEDULE = """
 SELECT id FROM executions
 WHERE kind = 'SCHEDULE' AND state = 'RUNNING' AND namespace = ? AND flow_id = ? AND started_by = ?
@@ -74,76 +70,42 @@ WHERE kind = 'SCHEDULE' AND state = 'RUNNING' ORDER BY id
 
 
 class SqlStore(Overview):
-    """One connection to one database; use from one thread at a time."""
+    """The store over one :class:`~ordo.store.db.Db`; use from one thread at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, db: Db, *, policy: Decisions | None = None) -> None:
         super().__init__()
-        self._depth = 0
+        self.db = db
+        self._policy = policy
+        db.on_begin(self._forget_secrets_seen)
+        db.on_commit(self._write_history)
+        db.on_commit(lambda: self._ready_settled(committing=True))
+        db.on_rollback(self._forget_history)
+        db.on_rollback(lambda: self._ready_settled(committing=False))
 
-    # -- backend hooks ---------------------------------------------------------------
-    @abstractmethod
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.db.backend
 
-    @abstractmethod
-    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+    def upgrade(self) -> int:
+        """Apply pending migrations; returns the schema version now in force."""
+        return self.db.upgrade()
 
-    @abstractmethod
-    def _begin(self) -> None: ...
-
-    @abstractmethod
-    def _commit(self) -> None: ...
-
-    @abstractmethod
-    def _rollback(self) -> None: ...
-
-    @abstractmethod
-    def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
-        """In one statement, remove up to ``limit`` due rows without a concurrency key
-        from ``ready`` matching ``where`` (on ready's columns), safely under concurrency,
-        oldest first, and return them by task run id as ``(task_run_id, execution_id,
-        task_id, state, attempts, started_at, revision_id, execution_state, keyed,
-        secrets_count, secrets_changed)``: the task run's and its execution's columns,
-        whether rows with a concurrency key match ``where`` too, and the secrets'
-        version (:data:`~ordo.store.secrets.SecretsVersion`). A backend may answer one
-        row of the last three only (the others None) when it takes nothing."""
+    def schema_version(self) -> int:
+        return self.db.schema_version()
 
     def listen(self, wake: Callable[[], None]) -> Closable | None:
         """Call ``wake`` (from another thread) when ready rows are added; None when the
         backend has no such notifications. A listener whose ``cross_process`` is false
         hears only this process (SQLite)."""
-        return None
+        return self.db.listen(wake)
 
     def reconnect(self) -> None:
         """Open a new connection after :class:`StoreUnavailable`."""
+        self.db.reconnect()
 
-    @abstractmethod
-    def close(self) -> None: ...
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """A write transaction; nested uses join the outer one."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._begin()
-        self._depth = 1
-        self._secrets_seen = None  # a claim in this transaction tells them again
-        try:
-            yield
-            self._write_history()
-            self._ready_settled(committing=True)
-        except BaseException:
-            self._depth = 0
-            self._forget_history()
-            self._ready_settled(committing=False)
-            self._rollback()
-            raise
-        self._depth = 0
-        self._commit()
+    def close(self) -> None:
+        self.db.close()
 
     # -- flow revisions --------------------------------------------------------------
     def add_revision(
@@ -432,7 +394,7 @@ class SqlStore(Overview):
             params.extend(queues)
         test = " AND ".join(where)
         with self.transaction():
-            found = self._take_ready(now, limit, test, params)
+            found = self.db.take_ready(limit, test, params)
             if found:
                 self._secrets_seen = (int(found[0][9]), found[0][10])
             taken = [r for r in found if r[0] is not None]
@@ -557,12 +519,13 @@ class SqlStore(Overview):
     def _take_back(self, row: Row, now: float, rng: random.Random, result: RecordResult) -> None:
         """An attempt of a lost worker: recorded as lost (the retry policy decides) when
         the worker had started it; handed back (not counted) when it was only claimed."""
-        claim = Claim(*row[:7])
-        if row[8] is None:
-            why = f"claimed by a worker lost before it started the attempt ({row[7]})"
+        claim = claim_of(row)
+        worker = row["worker_id"]
+        if row["launched_at"] is None:
+            why = f"claimed by a worker lost before it started the attempt ({worker})"
             self._hand_back_one(claim, why, now)
             return
-        lost = Outcome(State.FAILED, reason="lost", error=f"worker lost ({row[7]})")
+        lost = Outcome(State.FAILED, reason="lost", error=f"worker lost ({worker})")
         self._record_one(claim, lost, now, rng, result)
         if self._keyed(claim):
             self._made_ready()

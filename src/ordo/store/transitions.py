@@ -20,8 +20,7 @@ row: the attempt holds them, and reading the history puts them back
 from __future__ import annotations
 
 import sys
-from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,7 +28,7 @@ from ordo.errors import IllegalTransition, NotFound
 from ordo.model import By, State, can_transition
 from ordo.store import queries as q
 from ordo.store.history import ROUTINE
-from ordo.store.reads import Row, StoreReads
+from ordo.store.reads import StoreReads
 
 Kind = Literal["execution", "task run"]
 
@@ -104,6 +103,16 @@ UNSTARTED = frozenset({State.CREATED, State.RESTARTED})
 
 
 @dataclass(frozen=True, slots=True)
+class Before:
+    """A task run as it was before a change (``known``: its state only)."""
+
+    state: State
+    task_id: str = ""
+    allow_failure: bool = False
+    fork_of: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """``old -> new`` of one execution (``run_id`` None) or one task run."""
 
@@ -118,24 +127,9 @@ class Transitions(StoreReads):
     """The transition function and the history it writes; the store's other concerns
     build on it."""
 
-    #: PostgreSQL: one statement may change two tables (``WITH ... INSERT ... UPDATE``)
-    _writable_ctes = False
-
     def __init__(self) -> None:
         super().__init__()
         self._transitions: list[tuple[Any, ...]] = []  # state_history rows, written at commit
-
-    @abstractmethod
-    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
-
-    def _values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
-        """``rows`` as a table for ``FROM {values}`` (columns ``column1``...) and its
-        parameters; ``types`` are the columns' SQL types (PostgreSQL needs them)."""
-        return f"(VALUES {q.value_rows(rows)}) AS v", q.flat(rows)
-
-    def _ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
-        """A membership test for ``x {ids}`` and its parameters."""
-        return f"IN ({q.marks(values)})", list(values)
 
     # -- the one function --------------------------------------------------------------
     def _transition(
@@ -212,7 +206,7 @@ class Transitions(StoreReads):
                 raise _illegal(change, By.WORK, "not a routine move")
         table, params = self._values(attempts, q.SUCCESS_TYPES)
         finish = q.FINISH_SUCCESSES.format(values=table)
-        if self._writable_ctes:
+        if self.db.writable_ctes:
             found = self._all(_SUCCEEDED.format(finish=finish), [now, *params, now])
             moved = {int(tr_id): fork_of for _, tr_id, fork_of in found if tr_id is not None}
             return {int(r[0]) for r in found}, moved
@@ -236,7 +230,7 @@ class Transitions(StoreReads):
                 raise _illegal(change, By.WORK)
         table, params = self._values(attempts, q.ATTEMPT_TYPES)
         insert = q.INSERT_ATTEMPTS.format(values=table)
-        if self._writable_ctes:
+        if self.db.writable_ctes:
             found = self._all(_STARTED.format(insert=insert), [*params, now])
         else:
             found = self._all(insert, params)
@@ -254,14 +248,14 @@ class Transitions(StoreReads):
     # -- one change, its current state read first --------------------------------------
     def _set_execution_state(
         self, ex_id: int, new: State, now: float, reason: str | None, *, by: By = By.WORK
-    ) -> Row | None:
-        """``-> new`` for an execution; its ``(state,)`` before, or None when another
-        process changed it first."""
-        old = self._one(_EXECUTION_STATE, (ex_id,))
-        if old is None:
+    ) -> State | None:
+        """``-> new`` for an execution; its state before, or None when another process
+        changed it first."""
+        row = self._one(_EXECUTION_STATE, (ex_id,))
+        if row is None:
             raise NotFound(f"execution {ex_id} not found")
-        change = Change(ex_id, None, State(old[0]), new, reason)
-        return old if self._transition([change], now, by) else None
+        old = State(row["state"])
+        return old if self._transition([Change(ex_id, None, old, new, reason)], now, by) else None
 
     def _set_task_run_state(
         self,
@@ -275,27 +269,25 @@ class Transitions(StoreReads):
         only_from: frozenset[State] | None = None,
         by: By = By.WORK,
         routine: bool = False,
-    ) -> Row | None:
-        """``-> new`` for a task run; its ``(state, task_id, allow_failure, fork_of)``
-        before, or None when another process changed it first, or when it is not in one
-        of the states ``only_from`` names (a caller that changes whichever of a set of
-        runs has not ended yet). ``known`` skips reading the current state when the
-        caller just read it. ``routine``: see :meth:`_transition`."""
-        row: Row | None = (known.value, None, None, None) if known else None
-        if row is None:
-            row = self._one(_TASK_RUN_STATE, (tr_id,))
-            if row is None:
-                raise NotFound(f"task run {tr_id} not found")
-        if only_from is not None and State(row[0]) not in only_from:
+    ) -> Before | None:
+        """``-> new`` for a task run; what it was before, or None when another process
+        changed it first, or when it is not in one of the states ``only_from`` names (a
+        caller that changes whichever of a set of runs has not ended yet). ``known``
+        skips reading the current state when the caller just read it. ``routine``: see
+        :meth:`_transition`."""
+        before = Before(known) if known else self._task_run_before(tr_id)
+        if only_from is not None and before.state not in only_from:
             return None
-        change = Change(ex_id, tr_id, State(row[0]), new, reason)
-        return row if self._transition([change], now, by, routine=routine) else None
+        change = Change(ex_id, tr_id, before.state, new, reason)
+        return before if self._transition([change], now, by, routine=routine) else None
 
-    def _task_run_state(self, tr_id: int) -> State:
+    def _task_run_before(self, tr_id: int) -> Before:
         row = self._one(_TASK_RUN_STATE, (tr_id,))
         if row is None:
             raise NotFound(f"task run {tr_id} not found")
-        return State(row[0])
+        return Before(
+            State(row["state"]), row["task_id"], bool(row["allow_failure"]), row["fork_of"]
+        )
 
     # -- history -----------------------------------------------------------------------
     def _created(
