@@ -15,6 +15,7 @@ it rolls back.
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -198,6 +199,11 @@ class Db(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def dumps(value: Any) -> str:
+    """JSON as the store keeps it: compact, anything unknown as text."""
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def marks(values: Sequence[Any]) -> str:

@@ -11,7 +11,6 @@ by id), so workers recording at once do not deadlock.
 
 from __future__ import annotations
 
-import json
 import random
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,17 +19,13 @@ from typing import Any
 from ordo.errors import NotFound
 from ordo.model import CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
+from ordo.store.db import dumps
 from ordo.store.history import routine_end
 from ordo.store.ports import Decisions, EndFacts, OutputFacts, RetryFacts, RunGroup, default_policy
 from ordo.store.readiness import Readiness
 from ordo.store.reads import claim_of
 from ordo.store.records import Claim, RecordResult
 from ordo.store.transitions import Change
-
-
-def dumps(value: Any) -> str:
-    """JSON as the store keeps it: compact, anything unknown as text."""
-    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 class Outcomes(Readiness):

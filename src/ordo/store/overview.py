@@ -4,7 +4,6 @@ backends."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 
 from ordo.model import State
@@ -28,11 +27,6 @@ SELECT (SELECT max(id) FROM state_history WHERE execution_id = ?),
        (SELECT max(id) FROM attempts WHERE execution_id = ?),
        (SELECT pending FROM executions WHERE id = ?)
 """
-SESSION_TOKEN = """
-SELECT name, read_only, token_hash, namespaces FROM api_tokens
-WHERE id = ? AND revoked_at IS NULL
-"""
-
 Outcome = tuple[int, State, float, float | None, float | None]
 
 
@@ -71,12 +65,3 @@ class Overview(Schedules):
         else:
             row = self._one(LAST_CHANGE_OF, (execution_id,) * 3)
         return tuple(int(v or 0) for v in row) if row else (0, 0, 0)
-
-    def session_token(self, token_id: int) -> tuple[str, bool, str, tuple[str, ...] | None] | None:
-        """(name, read_only, token_hash, namespaces) of a token that is not revoked: what
-        signs and checks a web session made with it."""
-        row = self._one(SESSION_TOKEN, (token_id,))
-        if row is None:
-            return None
-        scope = tuple(json.loads(row[3])) if row[3] is not None else None
-        return (row[0], bool(row[1]), row[2], scope)

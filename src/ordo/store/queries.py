@@ -374,14 +374,6 @@ SELECT id, host, pid, queues, started_at, heartbeat_at, running, stopped_at FROM
 WHERE stopped_at IS NULL OR stopped_at > ? ORDER BY started_at DESC, id LIMIT ?
 """
 
-CONNECTION_COLUMNS = "name, type, config, created_at, updated_at"
-GET_CONNECTION = f"SELECT {CONNECTION_COLUMNS} FROM connections WHERE name = ?"
-LIST_CONNECTIONS = f"SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY name"
-INSERT_CONNECTION = """
-INSERT INTO connections (name, type, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
-"""
-UPDATE_CONNECTION = "UPDATE connections SET type = ?, config = ?, updated_at = ? WHERE name = ?"
-DELETE_CONNECTION = "DELETE FROM connections WHERE name = ?"
 LATEST_REVISION = """
 SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definition
 FROM flow_revisions WHERE namespace = ? AND flow_id = ? ORDER BY revision DESC LIMIT 1

@@ -16,7 +16,6 @@ from ordo.store.records import (
     AttemptRow,
     CheckRow,
     Claim,
-    Connection,
     ExecutionRow,
     HistoryRow,
     LogLine,
@@ -328,17 +327,6 @@ class StoreReads:
             row = self._one(q.REVISION_NUMBER, (namespace, flow_id, revision))
         return self._revision(row) if row else None
 
-    def get_connection(self, name: str) -> Connection:
-        """The named connection; NotFound names the ones that exist."""
-        row = self._one(q.GET_CONNECTION, (name,))
-        if row is None:
-            known = ", ".join(c.name for c in self.list_connections()) or "none"
-            raise NotFound(f"unknown connection {name!r} (connections: {known})")
-        return _connection(row)
-
-    def list_connections(self) -> list[Connection]:
-        return [_connection(r) for r in self._all(q.LIST_CONNECTIONS)]
-
     def attempt_outputs(self, attempt_id: int) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self._all(q.ATTEMPT_OUTPUTS, (attempt_id,))}
 
@@ -482,12 +470,6 @@ def _task_run(r: Row) -> TaskRunRow:
         fork_of=r["fork_of"],
         fork_index=r["fork_index"],
         parent_run_id=r["parent_run_id"],
-    )
-
-
-def _connection(r: Row) -> Connection:
-    return Connection(
-        r["name"], r["type"], json.loads(r["config"]), r["created_at"], r["updated_at"]
     )
 
 

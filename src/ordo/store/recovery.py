@@ -11,8 +11,8 @@ from typing import Any
 from ordo.errors import Conflict, NotFound, did_you_mean
 from ordo.model import By, Flow, State
 from ordo.store import queries as q
+from ordo.store.db import dumps
 from ordo.store.limits import Limits
-from ordo.store.outcomes import dumps
 from ordo.store.records import Claim, TaskRunRow
 from ordo.store.transitions import Change
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ordo.errors import NotFound
-from ordo.store.secrets import Secrets
+from ordo.store.steps import Steps
 
 _COLUMNS = (
     "id, namespace, flow_id, cron, timezone, inputs, active, created_by, created_at, updated_at"
@@ -69,7 +69,7 @@ class ScheduleRow:
         }
 
 
-class Schedules(Secrets):
+class Schedules(Steps):
     """Stored schedules; :class:`~ordo.store.sql.SqlStore` adds the rest."""
 
     def add_schedule(

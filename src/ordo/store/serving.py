@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ordo.errors import Conflict, NotFound
-from ordo.store.db import Row
-from ordo.store.outcomes import dumps
+from ordo.errors import NotFound
+from ordo.store.db import dumps
 from ordo.store.records import BUCKETS, ExecutionRow
 from ordo.store.retention import Retention
 
@@ -75,19 +74,6 @@ LEASE = "SELECT holder, expires_at FROM leases WHERE name = ?{lock}"
 INSERT_LEASE = "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)"
 RENEW_LEASE = "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ?"
 DROP_LEASE = "DELETE FROM leases WHERE name = ? AND holder = ?"
-TOKEN_COLUMNS = "id, name, read_only, created_at, last_used_at, revoked_at, namespaces"
-INSERT_TOKEN = """
-INSERT INTO api_tokens (name, token_hash, read_only, created_at, namespaces)
-VALUES (?, ?, ?, ?, ?)
-"""
-TOKEN_BY_NAME = "SELECT id FROM api_tokens WHERE name = ? AND revoked_at IS NULL"
-TOKEN_BY_HASH = f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?"
-LIST_TOKENS = f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
-REVOKE_TOKEN = """
-UPDATE api_tokens SET revoked_at = ? WHERE (name = ? OR CAST(id AS TEXT) = ?)
-    AND revoked_at IS NULL
-"""
-TOKEN_USED = "UPDATE api_tokens SET last_used_at = ? WHERE id = ?"
 INSERT_EVENT = "INSERT INTO events (type, data, received_at, executions) VALUES (?, ?, ?, ?)"
 SET_EVENT_EXECUTIONS = "UPDATE events SET executions = ? WHERE id = ?"
 LIST_EVENTS = """
@@ -140,17 +126,6 @@ class Gauges:
     duration_sum: float
     ready: int
     workers: int
-
-
-@dataclass(frozen=True)
-class TokenRow:
-    id: int
-    name: str
-    read_only: bool
-    created_at: float
-    last_used_at: float | None
-    revoked_at: float | None
-    namespaces: tuple[str, ...] | None = None  # None: every namespace
 
 
 @dataclass(frozen=True)
@@ -339,41 +314,6 @@ class Serving(Retention):
         with self.transaction():
             self._execute(DROP_LEASE, (name, holder))
 
-    # -- API tokens ------------------------------------------------------------------
-    def add_token(
-        self,
-        name: str,
-        token_hash: str,
-        read_only: bool,
-        now: float,
-        namespaces: Sequence[str] | None = None,
-    ) -> int:
-        """Conflict when a token that is not revoked has this name. ``namespaces``
-        limits it to those namespaces (None: every one)."""
-        scope = json.dumps(sorted(set(namespaces))) if namespaces is not None else None
-        with self.transaction():
-            self._lock(f"token:{name}")
-            if self._one(TOKEN_BY_NAME, (name,)) is not None:
-                raise Conflict(f"a token named {name!r} exists (ordo tokens revoke {name})")
-            return self._insert(INSERT_TOKEN, (name, token_hash, int(read_only), now, scope))
-
-    def find_token(self, token_hash: str) -> TokenRow | None:
-        row = self._one(TOKEN_BY_HASH, (token_hash,))
-        return _token(row) if row else None
-
-    def token_used(self, token_id: int, now: float) -> None:
-        with self.transaction():
-            self._execute(TOKEN_USED, (now, token_id))
-
-    def list_tokens(self) -> list[TokenRow]:
-        return [_token(r) for r in self._all(LIST_TOKENS)]
-
-    def revoke_token(self, name_or_id: str, now: float) -> None:
-        """NotFound when no token that is not revoked has this name or id."""
-        with self.transaction():
-            if not self._execute(REVOKE_TOKEN, (now, name_or_id, name_or_id)).rowcount:
-                raise NotFound(f"no active token named {name_or_id!r} (ordo tokens list)")
-
     # -- events ----------------------------------------------------------------------
     def add_event(self, event_type: str, data: Any, now: float) -> int:
         with self.transaction():
@@ -440,11 +380,3 @@ class Serving(Retention):
             NotificationRow(int(r[0]), float(r[1]), r[2], bool(r[3]), r[4], float(r[5]))
             for r in self._all(NOTIFICATIONS, (execution_id,))
         ]
-
-
-def _token(r: Row) -> TokenRow:
-    scope = tuple(json.loads(r["namespaces"])) if r["namespaces"] is not None else None
-    return TokenRow(
-        int(r["id"]), r["name"], bool(r["read_only"]), float(r["created_at"]),
-        r["last_used_at"], r["revoked_at"], scope,
-    )  # fmt: skip

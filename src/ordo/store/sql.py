@@ -17,9 +17,9 @@ from typing import Any
 from ordo.errors import Conflict, NotFound
 from ordo.model import CONNECTIONS, Flow, Outcome, RunOptions, State, Task
 from ordo.store import queries as q
-from ordo.store.db import Closable, Db, Row
+from ordo.store.db import Closable, Db, Row, dumps
 from ordo.store.history import routine_end
-from ordo.store.outcomes import RECORDED, dumps, finish_params
+from ordo.store.outcomes import RECORDED, finish_params
 from ordo.store.overview import Overview
 from ordo.store.ports import Decisions
 from ordo.store.reads import claim_of
@@ -31,6 +31,7 @@ from ordo.store.records import (
     Revision,
     TaskRunRow,
 )
+from ordo.store.secrets import Connections, Secrets, Tokens
 from ordo.store.serving import UPSERT_FLOW_ACTIVE
 from ordo.store.transitions import Change
 
@@ -76,11 +77,29 @@ class SqlStore(Overview):
         super().__init__()
         self.db = db
         self._policy = policy
-        db.on_begin(self._forget_secrets_seen)
         db.on_commit(self._write_history)
         db.on_commit(lambda: self._ready_settled(committing=True))
         db.on_rollback(self._forget_history)
         db.on_rollback(lambda: self._ready_settled(committing=False))
+        # -- tokens and secrets
+        self.secrets = secrets = Secrets(db)
+        self.set_secret = secrets.set_secret
+        self.get_secret = secrets.get_secret
+        self.secret_rows = secrets.secret_rows
+        self.list_secrets = secrets.list_secrets
+        self.remove_secret = secrets.remove_secret
+        tokens = Tokens(db)
+        self.add_token = tokens.add_token
+        self.find_token = tokens.find_token
+        self.token_used = tokens.token_used
+        self.list_tokens = tokens.list_tokens
+        self.revoke_token = tokens.revoke_token
+        self.session_token = tokens.session_token
+        connections = Connections(db)
+        self.save_connection = connections.save_connection
+        self.remove_connection = connections.remove_connection
+        self.get_connection = connections.get_connection
+        self.list_connections = connections.list_connections
 
     @property
     def backend(self) -> str:
@@ -396,7 +415,7 @@ class SqlStore(Overview):
         with self.transaction():
             found = self.db.take_ready(limit, test, params)
             if found:
-                self._secrets_seen = (int(found[0][9]), found[0][10])
+                self.secrets.saw((int(found[0]["secrets"]), found[0]["changed"]))
             taken = [r for r in found if r[0] is not None]
             if len(taken) < limit and (not found or found[0][8]):  # keyed rows wait
                 taken = [*taken, *self._take_keyed(now, limit - len(taken), test, params)]
@@ -732,25 +751,6 @@ class SqlStore(Overview):
                 tr_id, ex_id, state, now, outcome.error, known=State.RUNNING, routine=routine
             )
         return tr_id
-
-    # -- connections -------------------------------------------------------------------
-    def save_connection(
-        self, name: str, kind: str, config: Mapping[str, Any], now: float, *, replace: bool
-    ) -> None:
-        """Add a connection, or change an existing one when ``replace``."""
-        with self.transaction():
-            exists = self._one(q.GET_CONNECTION, (name,)) is not None
-            if exists and not replace:
-                raise Conflict(f"connection {name!r} exists (use --replace to change it)")
-            if exists:
-                self._execute(q.UPDATE_CONNECTION, (kind, dumps(dict(config)), now, name))
-            else:
-                self._execute(q.INSERT_CONNECTION, (name, kind, dumps(dict(config)), now, now))
-
-    def remove_connection(self, name: str) -> None:
-        with self.transaction():
-            if not self._execute(q.DELETE_CONNECTION, (name,)).rowcount:
-                self.get_connection(name)  # raises NotFound naming those that exist
 
     def register_worker(
         self, worker_id: str, host: str, pid: int, queues: Sequence[str], now: float

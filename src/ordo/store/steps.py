@@ -23,7 +23,7 @@ from typing import Any
 from ordo.errors import Conflict
 from ordo.model import State, Task
 from ordo.store import queries as q
-from ordo.store.outcomes import dumps
+from ordo.store.db import dumps
 from ordo.store.records import Claim
 from ordo.store.serving import Serving
 
