@@ -29,7 +29,7 @@ from ordo.runners.process import stop_groups, this_machine
 from ordo.store import Store
 from ordo.store.records import ExecutionRow, Revision
 from ordo.store.recovery import Marked
-from ordo.store.schedules import ScheduleRow
+from ordo.store.triggers import ScheduleRow
 
 logger = logging.getLogger(__name__)
 

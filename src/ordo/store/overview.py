@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ordo.model import State
-from ordo.store.schedules import Schedules
+from ordo.store.steps import Steps
 
 STATES_SINCE = "SELECT created_at, state, namespace FROM executions WHERE created_at >= ?"
 RECENT_OF_FLOW = """
@@ -30,7 +30,7 @@ SELECT (SELECT max(id) FROM state_history WHERE execution_id = ?),
 Outcome = tuple[int, State, float, float | None, float | None]
 
 
-class Overview(Schedules):
+class Overview(Steps):
     """Reads for pages; :class:`~ordo.store.sql.SqlStore` adds the rest."""
 
     def states_since(

@@ -34,6 +34,7 @@ from ordo.store.records import (
 from ordo.store.secrets import Connections, Secrets, Tokens
 from ordo.store.serving import UPSERT_FLOW_ACTIVE
 from ordo.store.transitions import Change
+from ordo.store.triggers import Triggers
 
 
 def _still_reusable(
@@ -95,6 +96,28 @@ class SqlStore(Overview):
         self.list_tokens = tokens.list_tokens
         self.revoke_token = tokens.revoke_token
         self.session_token = tokens.session_token
+        # -- triggers and leases
+        triggers = Triggers(db)
+        self.add_schedule = triggers.add_schedule
+        self.update_schedule = triggers.update_schedule
+        self.get_schedule = triggers.get_schedule
+        self.list_schedules = triggers.list_schedules
+        self.remove_schedule = triggers.remove_schedule
+        self.schedule_checked = triggers.schedule_checked
+        self.set_schedule_checked = triggers.set_schedule_checked
+        self.tick_taken = triggers.tick_taken
+        self.add_tick = triggers.add_tick
+        self.ticks = triggers.ticks
+        self.take_lease = triggers.take_lease
+        self.drop_lease = triggers.drop_lease
+        self.add_event = triggers.add_event
+        self.set_event_executions = triggers.set_event_executions
+        self.list_events = triggers.list_events
+        self.collect_events = triggers.collect_events
+        self.ended_since = triggers.ended_since
+        self.notified = triggers.notified
+        self.add_notification = triggers.add_notification
+        self.notifications = triggers.notifications
         connections = Connections(db)
         self.save_connection = connections.save_connection
         self.remove_connection = connections.remove_connection
