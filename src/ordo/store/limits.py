@@ -87,7 +87,7 @@ class Limits(Outcomes):
             row = self._one(q.OLDEST_QUEUED, (flow.namespace, flow.id))
             if row is None:
                 return
-            self._begin_running(int(row[0]), self.flow_of(int(row[1])), now, result)
+            self._begin_running(int(row[0]), self.flows.flow_of(int(row[1])), now, result)
             running += 1
 
     def _kill_queued(
@@ -164,7 +164,7 @@ class Limits(Outcomes):
             running = int(row[0]) if row else 0
             chosen = []
             for candidate in self._all(q.KEYED_READY.format(where=where), [key, *params, room]):
-                limit = self.flow_of(candidate[6]).task(candidate[2]).concurrency_limit
+                limit = self.flows.flow_of(candidate[6]).task(candidate[2]).concurrency_limit
                 if running < limit:
                     chosen.append(candidate)
                     running += 1

@@ -174,7 +174,7 @@ class Outcomes(Readiness):
             exit_code=outcome.exit_code,
             elapsed=now - claim.first_started_at,
             execution_going=going,
-            durable=_durable(self.flow_of(claim.revision_id).task(claim.task_id).spec),
+            durable=_durable(self.flows.flow_of(claim.revision_id).task(claim.task_id).spec),
         )
         delay = self.policy.retry_delay(facts, rng)
         if delay is None:
@@ -249,7 +249,7 @@ class Outcomes(Readiness):
         if not items:
             self._finish_task_run(tr_id, ex_id, State.SUCCESS, None, now, result)
             return
-        task = self.flow_of(claim.revision_id).task(claim.task_id)
+        task = self.flows.flow_of(claim.revision_id).task(claim.task_id)
         count = len(items)
         first = self.policy.items_at_once(count, task.concurrency)
         queue = self.queue_of(ex_id, task)
@@ -311,7 +311,9 @@ class Outcomes(Readiness):
             if reason:
                 found[int(ex_id)] = str(reason)
             elif failed is not None:
-                keep_going = self.flow_of(revision_id).continue_on_error if cont is None else cont
+                keep_going = (
+                    self.flows.flow_of(revision_id).continue_on_error if cont is None else cont
+                )
                 if not keep_going:
                     found[int(ex_id)] = f"execution failed: task '{failed}' failed"
         return found
@@ -322,7 +324,7 @@ class Outcomes(Readiness):
         assert row is not None
         if row[1] is not None:
             return bool(row[1])
-        return self.flow_of(row[0]).continue_on_error
+        return self.flows.flow_of(row[0]).continue_on_error
 
     def _pending_down(self, ex_id: int) -> int:
         """One task run fewer left in the execution; how many remain."""
@@ -349,7 +351,7 @@ class Outcomes(Readiness):
         assert info is not None
         reason, stopped, revision_id, _ = info
         policy = self.policy
-        flow = self.flow_of(revision_id)
+        flow = self.flows.flow_of(revision_id)
         ending = policy.end_state(self._end_facts(ex_id, current, reason, stopped))
         ending, outputs = policy.flow_outputs(flow, ending, stopped, self._output_facts(ex_id))
         final, reason = ending.state, ending.reason
@@ -381,7 +383,7 @@ class Outcomes(Readiness):
         execution = self.get_execution(ex_id)
 
         def outputs_of(tasks: Iterable[str]) -> Mapping[str, Any]:
-            return self.outputs(ex_id, tasks, flow=self.flow_of(execution.revision_id))
+            return self.outputs(ex_id, tasks, flow=self.flows.flow_of(execution.revision_id))
 
         return OutputFacts(execution.inputs, execution.template_info(), outputs_of)
 

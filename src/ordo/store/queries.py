@@ -8,21 +8,21 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-FIND_REVISION = """
+IND_REVISION = """
 SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definition
 FROM flow_revisions WHERE path IS ? ORDER BY id DESC LIMIT 1
 """
-GET_REVISION = """
+ET_REVISION = """
 SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definition
 FROM flow_revisions WHERE id = ?
 """
-INSERT_REVISION = """
+NSERT_REVISION = """
 INSERT INTO flow_revisions
     (namespace, flow_id, revision, content_hash, path, source, definition, created_at,
      scripts, origin)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-LIST_FLOWS = """
+IST_FLOWS = """
 SELECT r.id, r.namespace, r.flow_id, r.revision, r.content_hash, r.path, r.created_at,
        r.definition
 FROM flow_revisions r
@@ -48,7 +48,7 @@ SET_ROOT = "UPDATE executions SET root_id = id WHERE id = ?"
 EXECUTION_ROOT = "SELECT root_id, dev FROM executions WHERE id = ?"
 EXECUTION_QUEUE = "SELECT queue FROM executions WHERE id = ?"
 EXECUTION_OPTIONS = "SELECT options FROM executions WHERE id = ?"
-NAMESPACES = "SELECT DISTINCT namespace FROM flow_revisions ORDER BY namespace"
+AMESPACES = "SELECT DISTINCT namespace FROM flow_revisions ORDER BY namespace"
 CHILDREN = f"""
 SELECT {EXECUTION_COLUMNS} FROM executions WHERE parent_id = ? AND kind <> 'CONNECTION'
 ORDER BY id
@@ -374,11 +374,11 @@ SELECT id, host, pid, queues, started_at, heartbeat_at, running, stopped_at FROM
 WHERE stopped_at IS NULL OR stopped_at > ? ORDER BY started_at DESC, id LIMIT ?
 """
 
-LATEST_REVISION = """
+ATEST_REVISION = """
 SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definition
 FROM flow_revisions WHERE namespace = ? AND flow_id = ? ORDER BY revision DESC LIMIT 1
 """
-REVISION_NUMBER = """
+EVISION_NUMBER = """
 SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definition
 FROM flow_revisions WHERE namespace = ? AND flow_id = ? AND revision = ?
 """

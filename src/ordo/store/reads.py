@@ -12,6 +12,7 @@ from ordo.model import Flow, RetryPolicy, RunOptions, State, Task
 from ordo.store import history
 from ordo.store import queries as q
 from ordo.store.db import Db, Row
+from ordo.store.flows import Flows
 from ordo.store.records import (
     AttemptRow,
     CheckRow,
@@ -20,7 +21,6 @@ from ordo.store.records import (
     HistoryRow,
     LogLine,
     MetricRow,
-    Revision,
     TaskRunRow,
     WorkerRow,
 )
@@ -31,9 +31,7 @@ class StoreReads:
     revisions. Flow definitions are cached per store: a revision never changes."""
 
     db: Db
-
-    def __init__(self) -> None:
-        self._flows: dict[int, Flow] = {}
+    flows: Flows
 
     # -- the shared SQL layer (the concerns still inheriting reach it here) ------------
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -71,44 +69,6 @@ class StoreReads:
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self.db.all(sql, params)
-
-    def find_revision(self, content_hash: str, path: str | None) -> Revision | None:
-        """The newest revision stored for this path, if it has this content hash (a
-        file changed back to an older content makes a new revision: its newest one is
-        what the file says now)."""
-        row = self._one(q.FIND_REVISION, (path,))
-        return self._revision(row) if row and row[4] == content_hash else None
-
-    def newest_at(self, path: str) -> Revision | None:
-        """The newest revision stored for this path (a flow file or package folder)."""
-        row = self._one(q.FIND_REVISION, (path,))
-        return self._revision(row) if row else None
-
-    def get_revision(self, revision_id: int) -> Revision:
-        row = self._one(q.GET_REVISION, (revision_id,))
-        if row is None:
-            raise NotFound(f"flow revision {revision_id} not found")
-        return self._revision(row)
-
-    def flow_of(self, revision_id: int) -> Flow:
-        """The flow definition an execution pinned (cached per store)."""
-        flow = self._flows.get(revision_id)
-        if flow is None:
-            flow = self.get_revision(revision_id).flow
-        return flow
-
-    def list_flows(self) -> list[Revision]:
-        """The newest revision of every flow, by namespace and id."""
-        found = [self._revision(r) for r in self._all(q.LIST_FLOWS)]
-        return [r for r in found if r.flow.kind != "CONNECTION"]  # a handler's calls
-
-    def _revision(self, row: Row) -> Revision:
-        rev_id = row[0]
-        flow = self._flows.get(rev_id)
-        if flow is None:
-            flow = Flow.from_dict(json.loads(row[7]))
-            self._flows[rev_id] = flow
-        return Revision(rev_id, row[1], row[2], row[3], row[4], row[5], row[6], flow)
 
     def get_execution(self, execution_id: int) -> ExecutionRow:
         row = self._one(q.GET_EXECUTION, (execution_id,))
@@ -204,17 +164,13 @@ class StoreReads:
     def task_retry(self, claim: Claim) -> RetryPolicy:
         """The retry policy of the claimed task run: its task's, with its execution's
         run options over it."""
-        policy = self.flow_of(claim.revision_id).task(claim.task_id).retry
+        policy = self.flows.flow_of(claim.revision_id).task(claim.task_id).retry
         return self.run_options(claim.execution_id).retry_policy(policy)
 
     def run_timeout(self, execution_id: int, flow: Flow) -> float | None:
         """The execution's timeout: its run option's, else its flow's."""
         timeout = self.run_options(execution_id).timeout
         return timeout if timeout is not None else flow.timeout
-
-    def namespaces(self) -> list[str]:
-        """Every namespace that holds a stored flow (a namespace has no other record)."""
-        return [str(r[0]) for r in self._all(q.NAMESPACES)]
 
     def task_runs(self, execution_id: int) -> list[TaskRunRow]:
         return [_task_run(r) for r in self._all(q.TASK_RUNS, (execution_id,))]
@@ -316,16 +272,6 @@ class StoreReads:
             return {}
         sql = q.EXECUTIONS_ENDED.format(", ".join("?" * len(execution_ids)))
         return {r[0]: State(r[1]) for r in self._all(sql, list(execution_ids))}
-
-    def find_flow(
-        self, namespace: str, flow_id: str, revision: int | None = None
-    ) -> Revision | None:
-        """The newest (or the given) revision of a stored flow; None if there is none."""
-        if revision is None:
-            row = self._one(q.LATEST_REVISION, (namespace, flow_id))
-        else:
-            row = self._one(q.REVISION_NUMBER, (namespace, flow_id, revision))
-        return self._revision(row) if row else None
 
     def attempt_outputs(self, attempt_id: int) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self._all(q.ATTEMPT_OUTPUTS, (attempt_id,))}

@@ -57,7 +57,7 @@ class Recovery(Limits):
                 raise Conflict(refusal)
             if revision_id is not None and revision_id != execution.revision_id:
                 self._move_to_revision(ex_id, revision_id, now)
-            flow = self.flow_of(revision_id or execution.revision_id)
+            flow = self.flows.flow_of(revision_id or execution.revision_id)
             runs = [r for r in self.task_runs(ex_id) if r.task_id in flow._by_id]
             again = self.policy.to_run_again(flow, runs, from_task)
             if not again:
@@ -91,7 +91,7 @@ class Recovery(Limits):
     def _move_to_revision(self, ex_id: int, revision_id: int, now: float) -> None:
         """The execution runs ``revision_id`` from now on: a task run for each task it
         lacks, and dependencies as the new revision has them."""
-        flow = self.flow_of(revision_id)
+        flow = self.flows.flow_of(revision_id)
         runs = self.task_runs(ex_id)
         have = {r.task_id: r.id for r in runs if r.fork_of is None and r.parent_run_id is None}
         for task in flow.tasks:
@@ -264,7 +264,7 @@ class Recovery(Limits):
         """In a RUNNING execution, the task runs the policy reopens after a mark (those
         skipped because of a failure) run after all: SKIPPED -> RESTARTED, ready once
         their dependencies are done."""
-        flow = self.flow_of(self.get_execution(ex_id).revision_id)
+        flow = self.flows.flow_of(self.get_execution(ex_id).revision_id)
         again = self.policy.reopened(flow, runs, marked)
         for run, pending in again:
             task = flow.task(run.task_id)
@@ -287,7 +287,7 @@ class Recovery(Limits):
         settled = policy.settle(facts, why)
         if settled is None:
             return old
-        flow = self.flow_of(execution.revision_id)
+        flow = self.flows.flow_of(execution.revision_id)
         ending, outputs = policy.flow_outputs(
             flow, settled, execution.stopped, self._output_facts(ex_id)
         )

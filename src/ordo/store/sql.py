@@ -18,6 +18,7 @@ from ordo.errors import Conflict, NotFound
 from ordo.model import CONNECTIONS, Flow, Outcome, RunOptions, State, Task
 from ordo.store import queries as q
 from ordo.store.db import Closable, Db, Row, dumps
+from ordo.store.flows import Flows
 from ordo.store.history import routine_end
 from ordo.store.outcomes import RECORDED, finish_params
 from ordo.store.overview import Overview
@@ -28,11 +29,10 @@ from ordo.store.records import (
     Claim,
     NewLog,
     RecordResult,
-    Revision,
     TaskRunRow,
 )
 from ordo.store.secrets import Connections, Secrets, Tokens
-from ordo.store.serving import UPSERT_FLOW_ACTIVE
+from ordo.store.steps import Steps
 from ordo.store.transitions import Change
 from ordo.store.triggers import Triggers
 
@@ -71,12 +71,39 @@ WHERE kind = 'SCHEDULE' AND state = 'RUNNING' ORDER BY id
 """
 
 
-class SqlStore(Overview):
+class SqlStore(Steps):
     """The store over one :class:`~ordo.store.db.Db`; use from one thread at a time."""
 
     def __init__(self, db: Db, *, policy: Decisions | None = None) -> None:
         super().__init__()
         self.db = db
+        # -- flows and revisions
+        self.flows = flows = Flows(db)
+        self.add_revision = flows.add_revision
+        self.find_revision = flows.find_revision
+        self.newest_at = flows.newest_at
+        self.get_revision = flows.get_revision
+        self.flow_of = flows.flow_of
+        self.find_flow = flows.find_flow
+        self.list_flows = flows.list_flows
+        self.namespaces = flows.namespaces
+        self.revisions = flows.revisions
+        self.revision_source = flows.revision_source
+        self.revision_scripts = flows.revision_scripts
+        self.set_flow_active = flows.set_flow_active
+        self.flow_active = flows.flow_active
+        self.flow_flags = flows.flow_flags
+        self.deployed_flows = flows.deployed_flows
+        self.flow_deploy = flows.flow_deploy
+        self.set_deployed = flows.set_deployed
+        self.set_removed = flows.set_removed
+        # -- the overview
+        overview = Overview(db)
+        self.states_since = overview.states_since
+        self.recent_outcomes = overview.recent_outcomes
+        self.last_change = overview.last_change
+        self.ping = overview.ping
+        self.gauges = overview.gauges
         self._policy = policy
         db.on_commit(self._write_history)
         db.on_commit(lambda: self._ready_settled(committing=True))
@@ -149,48 +176,6 @@ class SqlStore(Overview):
     def close(self) -> None:
         self.db.close()
 
-    # -- flow revisions --------------------------------------------------------------
-    def add_revision(
-        self,
-        flow: Flow,
-        source: str,
-        content_hash: str,
-        now: float,
-        *,
-        scripts: Mapping[str, str | None] | None = None,
-        origin: str | None = None,
-    ) -> Revision:
-        """Store ``flow`` as its next revision, unless its newest revision has this
-        content hash and path already (then that one is returned). ``scripts`` are the
-        files it references (relative path: text), ``origin`` where it was deployed
-        from. Two processes registering the same new file at once get the same
-        revision: the second finds the first's under the flow's lock."""
-        with self.transaction():
-            self._lock(f"revisions of {flow.namespace}/{flow.id}")
-            known = self.find_flow(flow.namespace, flow.id, None)
-            if known is not None and (known.content_hash, known.path) == (content_hash, flow.path):
-                return known
-            number = known.revision + 1 if known is not None else 1
-            definition = dumps(flow.to_dict())
-            rev_id = self._insert(
-                q.INSERT_REVISION,
-                (
-                    flow.namespace,
-                    flow.id,
-                    number,
-                    content_hash,
-                    flow.path,
-                    source,
-                    definition,
-                    now,
-                    dumps(dict(scripts)) if scripts else None,
-                    origin,
-                ),
-            )
-            self._execute(UPSERT_FLOW_ACTIVE, (flow.namespace, flow.id, int(flow.active), now))
-        self._flows[rev_id] = flow
-        return Revision(rev_id, flow.namespace, flow.id, number, content_hash, flow.path, now, flow)
-
     # -- executions ------------------------------------------------------------------
     def create_execution(
         self,
@@ -234,7 +219,7 @@ class SqlStore(Overview):
         its starter may use (None: every one). ``schedule_id``: the SCHEDULE execution
         whose tick started it, its parent (it is the root of its own tree all the same:
         the schedule runs on, its executions end and are kept or swept on their own)."""
-        flow = self.flow_of(revision_id)
+        flow = self.flows.flow_of(revision_id)
         timeout = options.timeout if options and options.timeout is not None else flow.timeout
         deadline = now + timeout if timeout else None
         result = RecordResult()
@@ -328,9 +313,9 @@ class SqlStore(Overview):
                     f"execution {ex_id} is {original.state.value}; replay needs an ended "
                     "execution (kill it first, or wait for it)"
                 )
-            old_flow = self.flow_of(original.revision_id)
+            old_flow = self.flows.flow_of(original.revision_id)
             revision_id = revision_id or original.revision_id
-            flow = self.flow_of(revision_id)
+            flow = self.flows.flow_of(revision_id)
             runs = self.task_runs(ex_id)
             again = self.policy.to_run_again(old_flow, runs, from_task)
             reused = {
@@ -527,7 +512,7 @@ class SqlStore(Overview):
         return result
 
     def _keyed(self, claim: Claim) -> bool:
-        return self.flow_of(claim.revision_id).task(claim.task_id).concurrency_key is not None
+        return self.flows.flow_of(claim.revision_id).task(claim.task_id).concurrency_key is not None
 
     def fail_execution(self, ex_id: int, reason: str, now: float) -> RecordResult:
         """Stop starting work for an execution (its timeout passed): unstarted task runs
@@ -650,7 +635,7 @@ class SqlStore(Overview):
         """The SCHEDULE execution of trigger ``trigger_id`` of revision ``revision_id``'s
         flow: RUNNING while the schedule is active, the parent of the executions its
         ticks start; made the first time a tick needs it."""
-        flow = self.flow_of(revision_id)
+        flow = self.flows.flow_of(revision_id)
         started_by = f"schedule:{trigger_id}"
         with self.transaction():
             row = self._one(FIND_SCHEDULE, (flow.namespace, flow.id, started_by))

@@ -25,7 +25,7 @@ from ordo.model import State, Task
 from ordo.store import queries as q
 from ordo.store.db import dumps
 from ordo.store.records import Claim
-from ordo.store.serving import Serving
+from ordo.store.retention import Retention
 
 STEP_COLUMNS = (
     "id, execution_id, task_run_id, number, kind, name, run_id, child_id, value, attempt_id"
@@ -90,7 +90,7 @@ def _step(row: Any) -> StepRow:
     )
 
 
-class Steps(Serving):
+class Steps(Retention):
     """Recording steps and finding them again."""
 
     def step(self, task_run_id: int, number: int) -> StepRow | None:
