@@ -56,7 +56,7 @@ class Limits(Outcomes):
             if old is None:
                 return
             # its waiting reason goes, its timeout starts
-            timeout = self.run_timeout(ex_id, flow)
+            timeout = self.reads.run_timeout(ex_id, flow)
             deadline = now + timeout if timeout else None
             self._execute(q.EXECUTION_DEQUEUED, (deadline, ex_id))
         self._ready_roots(ex_id, now)

@@ -168,7 +168,7 @@ class Outcomes(Readiness):
         )
         counted = self._one(q.COUNTED_ATTEMPTS, (claim.task_run_id,)) if going else None
         facts = RetryFacts(
-            policy=self.task_retry(claim),  # the task's, with the run's options over it
+            policy=self.reads.task_retry(claim),  # the task's, with the run's options over it
             attempt_number=int(counted[0]) if counted else claim.number,
             reason=outcome.reason,
             exit_code=outcome.exit_code,
@@ -252,7 +252,7 @@ class Outcomes(Readiness):
         task = self.flows.flow_of(claim.revision_id).task(claim.task_id)
         count = len(items)
         first = self.policy.items_at_once(count, task.concurrency)
-        queue = self.queue_of(ex_id, task)
+        queue = self.reads.queue_of(ex_id, task)
         self._executemany(
             q.INSERT_ITEM,
             [
@@ -380,10 +380,10 @@ class Outcomes(Readiness):
 
     def _output_facts(self, ex_id: int) -> OutputFacts:
         """What the flow's ``outputs:`` of execution ``ex_id`` render against."""
-        execution = self.get_execution(ex_id)
+        execution = self.reads.get_execution(ex_id)
 
         def outputs_of(tasks: Iterable[str]) -> Mapping[str, Any]:
-            return self.outputs(ex_id, tasks, flow=self.flows.flow_of(execution.revision_id))
+            return self.reads.outputs(ex_id, tasks, flow=self.flows.flow_of(execution.revision_id))
 
         return OutputFacts(execution.inputs, execution.template_info(), outputs_of)
 
@@ -404,7 +404,7 @@ class Outcomes(Readiness):
         if row is None:
             return
         claim = claim_of(row)
-        execution = self.get_execution(ex_id)
+        execution = self.reads.get_execution(ex_id)
         what = f"child execution {ex_id} ({execution.flow_key})"
         stopped = info[1] is not None
         outcome = self.policy.child_outcome(what, ex_id, final, reason, outputs, stopped)

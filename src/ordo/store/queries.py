@@ -31,10 +31,6 @@ WHERE r.revision = (SELECT max(revision) FROM flow_revisions x
 ORDER BY r.namespace, r.flow_id
 """
 
-EXECUTION_COLUMNS = """id, revision_id, namespace, flow_id, state, inputs, labels, pending,
-    reason, created_at, started_at, ended_at, deadline, parent_id, root_id, parent_attempt_id,
-    outputs, stopped, dev, saved_name, saved_description, saved_at, original_id, started_by,
-    queue, options, scope, kind"""
 INSERT_EXECUTION = """
 INSERT INTO executions
     (revision_id, namespace, flow_id, state, inputs, labels, pending, created_at, deadline,
@@ -46,35 +42,16 @@ BY_IDEMPOTENCY_KEY = "SELECT id FROM executions WHERE idempotency_key = ?"
 OF_ROOT = "execution_id IN (SELECT id FROM executions WHERE root_id = ?)"
 SET_ROOT = "UPDATE executions SET root_id = id WHERE id = ?"
 EXECUTION_ROOT = "SELECT root_id, dev FROM executions WHERE id = ?"
-EXECUTION_QUEUE = "SELECT queue FROM executions WHERE id = ?"
-EXECUTION_OPTIONS = "SELECT options FROM executions WHERE id = ?"
 AMESPACES = "SELECT DISTINCT namespace FROM flow_revisions ORDER BY namespace"
-CHILDREN = f"""
-SELECT {EXECUTION_COLUMNS} FROM executions WHERE parent_id = ? AND kind <> 'CONNECTION'
-ORDER BY id
-"""
-CALLS = f"""
-SELECT {EXECUTION_COLUMNS} FROM executions WHERE parent_id = ? AND kind = 'CONNECTION'
-ORDER BY id
-"""
 RUNNING_CHILDREN = """
 SELECT id FROM executions WHERE parent_id = ? AND state IN ('CREATED', 'QUEUED', 'RUNNING')
 ORDER BY id
 """
-EXECUTION_LINEAGE = "SELECT parent_id, namespace, flow_id FROM executions WHERE id = ?"
 SET_STOPPED = "UPDATE executions SET stopped = coalesce(stopped, ?) WHERE id = ?"
 EXECUTION_END_INFO = (
     "SELECT reason, stopped, revision_id, parent_attempt_id FROM executions WHERE id = ?"
 )
-EXECUTIONS_ENDED = "SELECT id, state FROM executions WHERE id IN ({}) AND ended_at IS NOT NULL"
 UNLEASE = "UPDATE attempts SET lease_expires_at = NULL WHERE id = ?"
-ATTEMPT_TASK = """
-SELECT task_runs.task_id, task_runs.id FROM attempts
-JOIN task_runs ON task_runs.id = attempts.task_run_id
-WHERE attempts.id = ?
-"""
-GET_EXECUTION = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?"
-LIST_EXECUTIONS = f"SELECT {EXECUTION_COLUMNS} FROM executions"
 EXECUTION_STATE = "SELECT state FROM executions WHERE id = ?"
 EXECUTION_REVISION = "SELECT revision_id, continue_on_error FROM executions WHERE id = ?"
 EXECUTION_PENDING = "SELECT pending FROM executions WHERE id = ?"
@@ -84,15 +61,7 @@ EXECUTION_ENDED = "UPDATE executions SET ended_at = ?, reason = ?, outputs = ? W
 EXECUTION_PENDING_DOWN = """
 UPDATE executions SET pending = pending - ? WHERE id = ? RETURNING pending
 """
-EXPIRED_EXECUTIONS = """
-SELECT id FROM executions
-WHERE deadline IS NOT NULL AND deadline <= ? AND state IN ('CREATED', 'RUNNING')
-  AND reason IS NULL
-"""
 
-TASK_RUN_COLUMNS = """id, execution_id, task_id, state, pending_deps, allow_failure, attempts,
-    last_attempt_id, reason, created_at, started_at, ended_at, fork_of, fork_index,
-    parent_run_id"""
 INSERT_TASK_RUNS = """
 INSERT INTO task_runs
     (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
@@ -110,7 +79,6 @@ TASK_RUN_TYPES = (
     "TEXT",
     "TEXT",
 )
-TASK_RUNS = f"SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE execution_id = ? ORDER BY id"
 TASK_RUN_STATE = "SELECT state, task_id, allow_failure, fork_of FROM task_runs WHERE id = ?"
 TASK_RUN_FORK = "SELECT fork_of, fork_index, fork_value FROM task_runs WHERE id = ?"
 INSERT_ITEM = """
@@ -144,10 +112,6 @@ GROUP BY state, allow_failure
 FIRST_ITEM_FAILURE = """
 SELECT fork_index, reason FROM task_runs WHERE fork_of = ? AND state = ?
 ORDER BY fork_index LIMIT 1
-"""
-FORK_COUNTS = """
-SELECT task_id, count(*) FROM task_runs
-WHERE execution_id = ? AND fork_of IS NOT NULL GROUP BY task_id
 """
 INSERT_CALL_RUN = """
 INSERT INTO task_runs
@@ -191,7 +155,6 @@ WHERE t.execution_id = ? AND t.state = 'RUNNING' AND a.state <> 'RUNNING'
   AND t.forks_pending = 0 AND (a.reason IS NULL OR a.reason <> 'forked')
 ORDER BY t.id
 """
-KILLING_AMONG = "SELECT id FROM executions WHERE state = 'KILLING' AND id IN ({})"
 #: Running executions among some: why each stops (a timeout) and its first hard failure.
 FAILING_AMONG = """
 SELECT e.id, e.reason, e.revision_id, e.continue_on_error,
@@ -199,10 +162,6 @@ SELECT e.id, e.reason, e.revision_id, e.continue_on_error,
         WHERE t.execution_id = e.id AND t.state = 'FAILED' AND t.allow_failure = 0
         ORDER BY t.id LIMIT 1)
 FROM executions e WHERE e.state = 'RUNNING' AND e.id IN ({})
-"""
-TREE_WORKERS = """
-SELECT DISTINCT a.worker_id FROM attempts a JOIN executions e ON e.id = a.execution_id
-WHERE e.root_id = ? AND a.state = 'RUNNING' AND a.worker_id IS NOT NULL
 """
 WORKERS_ATTEMPTS = f"""
 SELECT {CLAIM_COLUMNS}, a.worker_id, a.launched_at
@@ -271,12 +230,6 @@ SELECT {CLAIM_COLUMNS}
 FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
 WHERE a.id = ?
 """
-OWN_RUNNING = f"""
-SELECT {CLAIM_COLUMNS}
-FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
-WHERE a.state = 'RUNNING' AND a.worker_id = ?
-ORDER BY a.id
-"""
 EXPIRED_LEASES = f"""
 SELECT {CLAIM_COLUMNS}, a.worker_id, a.launched_at
 FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
@@ -285,15 +238,11 @@ ORDER BY a.lease_expires_at LIMIT ?
 """
 DELETE_READY = "DELETE FROM ready WHERE task_run_id = ?"
 
-ATTEMPT_COLUMNS = """id, task_run_id, execution_id, number, state, worker_id,
-    lease_expires_at, started_at, ended_at, exit_code, reason, error, cpu_seconds,
-    peak_rss_kb"""
 INSERT_ATTEMPT = """
 INSERT INTO attempts
     (task_run_id, execution_id, number, state, worker_id, lease_expires_at, started_at)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 """
-ATTEMPTS = f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE execution_id = ? ORDER BY id"
 FINISH_ATTEMPT = """
 UPDATE attempts
 SET state = ?, ended_at = ?, exit_code = ?, reason = ?, error = ?, cpu_seconds = ?,
@@ -304,49 +253,15 @@ HEARTBEAT = """
 UPDATE attempts SET lease_expires_at = ?
 WHERE id = ? AND worker_id = ? AND state = 'RUNNING'
 """
-RUNNING_ATTEMPTS = "SELECT id FROM attempts WHERE execution_id = ? AND state = 'RUNNING'"
 
-HISTORY = """
-SELECT execution_id, task_run_id, from_state, to_state, at, reason, id
-FROM state_history WHERE execution_id = ? ORDER BY id
-"""
-#: What the attempts of an execution say of its routine moves (:mod:`ordo.store.history`).
-HISTORY_ATTEMPTS = """
-SELECT id, task_run_id, execution_id, number, state, reason, error, started_at, ended_at
-FROM attempts WHERE execution_id = ? AND number >= 1
-"""
-
-INSERT_LOG = """
-INSERT INTO logs (execution_id, attempt_id, at, stream, line) VALUES (?, ?, ?, ?, ?)
-"""
-LOGS = """
-SELECT id, execution_id, attempt_id, at, stream, line FROM logs
-WHERE execution_id = ? AND id > ? ORDER BY id LIMIT ?
-"""
 
 INSERT_OUTPUT = """
 INSERT INTO outputs (attempt_id, task_run_id, execution_id, key, value) VALUES (?, ?, ?, ?, ?)
-"""
-OUTPUTS = """
-SELECT t.task_id, t.fork_index, o.key, o.value
-FROM outputs o JOIN task_runs t ON t.id = o.task_run_id AND t.last_attempt_id = o.attempt_id
-WHERE o.execution_id = ?
-"""
-ATTEMPT_OUTPUTS = "SELECT key, value FROM outputs WHERE attempt_id = ?"
-#: the outputs of the called task runs (a handler's calls, a flow function's steps)
-CALLED_OUTPUTS = """
-SELECT t.id, o.key, o.value
-FROM outputs o JOIN task_runs t ON t.id = o.task_run_id AND t.last_attempt_id = o.attempt_id
-WHERE o.execution_id = ? AND t.parent_run_id IS NOT NULL
 """
 
 INSERT_METRIC = """
 INSERT INTO metrics (attempt_id, task_run_id, execution_id, name, kind, value, tags, at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-"""
-METRICS = """
-SELECT attempt_id, task_run_id, name, kind, value, tags, at FROM metrics
-WHERE execution_id = ? ORDER BY id
 """
 
 INSERT_CHECK = """
@@ -354,11 +269,6 @@ INSERT INTO checks
     (attempt_id, task_run_id, execution_id, phase, position, kind, ok, message, output,
      started_at, ended_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-CHECKS = """
-SELECT attempt_id, task_run_id, phase, position, kind, ok, message, output, started_at,
-       ended_at
-FROM checks WHERE execution_id = ? ORDER BY id
 """
 
 REGISTER_WORKER = """
@@ -369,10 +279,6 @@ ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
 """
 WORKER_HEARTBEAT = "UPDATE workers SET heartbeat_at = ?, running = ? WHERE id = ?"
 WORKER_STOPPED = "UPDATE workers SET stopped_at = ?, running = 0, heartbeat_at = ? WHERE id = ?"
-LIST_WORKERS = """
-SELECT id, host, pid, queues, started_at, heartbeat_at, running, stopped_at FROM workers
-WHERE stopped_at IS NULL OR stopped_at > ? ORDER BY started_at DESC, id LIMIT ?
-"""
 
 ATEST_REVISION = """
 SELECT id, namespace, flow_id, revision, content_hash, path, created_at, definition

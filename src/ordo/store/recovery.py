@@ -51,21 +51,21 @@ class Recovery(Limits):
         tasks run, tasks it no longer has stay as they ended. Returns the labels of the
         task runs restarted."""
         with self.transaction():
-            execution = self.get_execution(ex_id)
+            execution = self.reads.get_execution(ex_id)
             refusal = self.policy.restart_refusal(ex_id, execution.state)
             if refusal:
                 raise Conflict(refusal)
             if revision_id is not None and revision_id != execution.revision_id:
                 self._move_to_revision(ex_id, revision_id, now)
             flow = self.flows.flow_of(revision_id or execution.revision_id)
-            runs = [r for r in self.task_runs(ex_id) if r.task_id in flow._by_id]
+            runs = [r for r in self.reads.task_runs(ex_id) if r.task_id in flow._by_id]
             again = self.policy.to_run_again(flow, runs, from_task)
             if not again:
                 raise Conflict(f"execution {ex_id} has no task run to run again")
             if self._set_execution_state(ex_id, State.RESTARTED, now, None) is None:
                 raise Conflict(f"execution {ex_id} changed while restarting it; try again")
             self._set_execution_state(ex_id, State.RUNNING, now, None)
-            timeout = self.run_timeout(ex_id, flow)
+            timeout = self.reads.run_timeout(ex_id, flow)
             deadline = now + timeout if timeout else None
             merged = {**execution.inputs, **(inputs or {})}
             params = (len(again), dumps(merged), deadline, ex_id)
@@ -92,7 +92,7 @@ class Recovery(Limits):
         """The execution runs ``revision_id`` from now on: a task run for each task it
         lacks, and dependencies as the new revision has them."""
         flow = self.flows.flow_of(revision_id)
-        runs = self.task_runs(ex_id)
+        runs = self.reads.task_runs(ex_id)
         have = {r.task_id: r.id for r in runs if r.fork_of is None and r.parent_run_id is None}
         for task in flow.tasks:
             if task.id not in have:
@@ -105,7 +105,7 @@ class Recovery(Limits):
                         len(task.depends_on),
                         int(task.allow_failure),
                         now,
-                        self.queue_of(ex_id, task),
+                        self.reads.queue_of(ex_id, task),
                         task.concurrency_key,
                     ),
                 )
@@ -144,7 +144,7 @@ class Recovery(Limits):
                 if task.concurrency and released.get(run.fork_of, 0) >= task.concurrency:
                     return  # released when an item before it ends
                 released[run.fork_of] = released.get(run.fork_of, 0) + 1
-            queue = self.queue_of(ex_id, task)
+            queue = self.reads.queue_of(ex_id, task)
             self._ready_restarted(run.id, ex_id, queue, task.concurrency_key, now)
 
     def _fork_parent(self, tr_id: int) -> int | None:
@@ -180,7 +180,7 @@ class Recovery(Limits):
         """Copy the reused task runs of ``original_id`` into the new execution ``ex_id``
         (state, reason, outputs; for_each items too) and count them as done."""
         items: dict[int, list[TaskRunRow]] = {}
-        for run in self.task_runs(original_id):
+        for run in self.reads.task_runs(original_id):
             if run.fork_of is not None:
                 items.setdefault(run.fork_of, []).append(run)
         why = f"reused from execution {original_id}"
@@ -193,7 +193,7 @@ class Recovery(Limits):
             forks = sorted(items.get(old.id, []), key=lambda r: r.fork_index or 0)
             task = flow.task(task_id)
             for item in forks:
-                value = self.fork_item(item.id)[2]
+                value = self.reads.fork_item(item.id)[2]
                 new_id = self._insert(
                     q.INSERT_ITEM,
                     (
@@ -201,7 +201,7 @@ class Recovery(Limits):
                         task_id,
                         int(item.allow_failure),
                         now,
-                        self.queue_of(ex_id, task),
+                        self.reads.queue_of(ex_id, task),
                         tr_id,
                         item.fork_index,
                         dumps(value),
@@ -235,8 +235,8 @@ class Recovery(Limits):
         marked SUCCESS); an ended one takes the state its task runs now give it, when
         nothing is left to run (else a restart runs what is)."""
         with self.transaction():
-            execution = self.get_execution(ex_id)
-            runs = self.task_runs(ex_id)
+            execution = self.reads.get_execution(ex_id)
+            runs = self.reads.task_runs(ex_id)
             run = _find_run(runs, label, execution.flow_key)
             refusal = self.policy.mark_refusal(ex_id, run, new)
             if refusal:
@@ -264,7 +264,7 @@ class Recovery(Limits):
         """In a RUNNING execution, the task runs the policy reopens after a mark (those
         skipped because of a failure) run after all: SKIPPED -> RESTARTED, ready once
         their dependencies are done."""
-        flow = self.flows.flow_of(self.get_execution(ex_id).revision_id)
+        flow = self.flows.flow_of(self.reads.get_execution(ex_id).revision_id)
         again = self.policy.reopened(flow, runs, marked)
         for run, pending in again:
             task = flow.task(run.task_id)
@@ -272,7 +272,7 @@ class Recovery(Limits):
             self._execute(q.RESTART_TASK_RUN, (pending, 0, run.id))
             self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
             if pending == 0:
-                queue = self.queue_of(ex_id, task)
+                queue = self.reads.queue_of(ex_id, task)
                 self._ready_restarted(run.id, ex_id, queue, task.concurrency_key, now)
         if again:
             self._execute(q.CLEAR_EXECUTION_REASON, (ex_id,))
@@ -281,7 +281,7 @@ class Recovery(Limits):
     def _settle(self, ex_id: int, old: State, why: str, now: float) -> State:
         """An ended execution after a mark: the state the policy now gives it (the same
         rule as when it ended), its outputs rendered again when it ends well."""
-        execution = self.get_execution(ex_id)
+        execution = self.reads.get_execution(ex_id)
         policy = self.policy
         facts = self._end_facts(ex_id, old, None, execution.stopped)
         settled = policy.settle(facts, why)

@@ -23,7 +23,7 @@ from ordo.store.history import routine_end
 from ordo.store.outcomes import RECORDED, finish_params
 from ordo.store.overview import Overview
 from ordo.store.ports import Decisions
-from ordo.store.reads import claim_of
+from ordo.store.reads import Reads, claim_of
 from ordo.store.records import (
     AttemptProcess,
     Claim,
@@ -31,6 +31,7 @@ from ordo.store.records import (
     RecordResult,
     TaskRunRow,
 )
+from ordo.store.retention import Logs, Retention
 from ordo.store.secrets import Connections, Secrets, Tokens
 from ordo.store.steps import Steps
 from ordo.store.transitions import Change
@@ -97,6 +98,47 @@ class SqlStore(Steps):
         self.flow_deploy = flows.flow_deploy
         self.set_deployed = flows.set_deployed
         self.set_removed = flows.set_removed
+        # -- executions, task runs and attempts: reads
+        self.reads = reads = Reads(db, flows)
+        self.running_claims = reads.running_claims
+        self.list_workers = reads.list_workers
+        self.get_execution = reads.get_execution
+        self.list_executions = reads.list_executions
+        self.queue_of = reads.queue_of
+        self.run_options = reads.run_options
+        self.task_retry = reads.task_retry
+        self.run_timeout = reads.run_timeout
+        self.task_runs = reads.task_runs
+        self.attempts = reads.attempts
+        self.history = reads.history
+        self.called_outputs = reads.called_outputs
+        self.outputs = reads.outputs
+        self.active_executions = reads.active_executions
+        self.fork_item = reads.fork_item
+        self.children = reads.children
+        self.calls = reads.calls
+        self.calling_task = reads.calling_task
+        self.calling_run = reads.calling_run
+        self.lineage = reads.lineage
+        self.ended_among = reads.ended_among
+        self.attempt_outputs = reads.attempt_outputs
+        self.killing_among = reads.killing_among
+        self.tree_workers = reads.tree_workers
+        self.expired_executions = reads.expired_executions
+        self.running_attempt_ids = reads.running_attempt_ids
+        self.next_ready_time = reads.next_ready_time
+        # -- logs and retention
+        logs = Logs(db)
+        self.add_logs = logs.add_logs
+        self.logs = logs.logs
+        self.metrics = logs.metrics
+        self.checks = logs.checks
+        retention = Retention(db, reads)
+        self.reclaim_space = retention.reclaim_space
+        self.save_execution = retention.save_execution
+        self.unsave_execution = retention.unsave_execution
+        self.find_saved = retention.find_saved
+        self.collect_garbage = retention.collect_garbage
         # -- the overview
         overview = Overview(db)
         self.states_since = overview.states_since
@@ -307,7 +349,7 @@ class SqlStore(Steps):
         did not end well. Of another revision, only the tasks it has with the same
         dependencies, all reused, are reused. Its id."""
         with self.transaction():
-            original = self.get_execution(ex_id)
+            original = self.reads.get_execution(ex_id)
             if not original.state.terminal:
                 raise Conflict(
                     f"execution {ex_id} is {original.state.value}; replay needs an ended "
@@ -316,7 +358,7 @@ class SqlStore(Steps):
             old_flow = self.flows.flow_of(original.revision_id)
             revision_id = revision_id or original.revision_id
             flow = self.flows.flow_of(revision_id)
-            runs = self.task_runs(ex_id)
+            runs = self.reads.task_runs(ex_id)
             again = self.policy.to_run_again(old_flow, runs, from_task)
             reused = {
                 r.task_id: r
@@ -466,15 +508,6 @@ class SqlStore(Steps):
             return
         with self.transaction():
             self._executemany(q.HEARTBEAT, [(lease_until, a, worker_id) for a in attempt_ids])
-
-    def add_logs(self, lines: Sequence[NewLog]) -> None:
-        if not lines:
-            return
-        with self.transaction():
-            self._executemany(
-                q.INSERT_LOG,
-                [(ln.execution_id, ln.attempt_id, ln.at, ln.stream, ln.line) for ln in lines],
-            )
 
     def record_outcomes(
         self,
@@ -695,7 +728,7 @@ class SqlStore(Steps):
         digest = hashlib.sha256(source.encode()).hexdigest()
         with self.transaction():
             revision = self.add_revision(flow, source, digest, now)
-            caller = self.get_execution(parent.execution_id)
+            caller = self.reads.get_execution(parent.execution_id)
             ex_id = self.create_execution(
                 revision.id,
                 {},
@@ -706,7 +739,7 @@ class SqlStore(Steps):
                 scope=caller.scope,
             )
             self._execute(q.DELETE_READY_OF, (ex_id,))  # taken here, by this call
-            (run,) = self.task_runs(ex_id)
+            (run,) = self.reads.task_runs(ex_id)
             self._set_execution_state(ex_id, State.RUNNING, started, None)
             self._set_task_run_state(
                 run.id, ex_id, State.RUNNING, started, None, known=State.CREATED, routine=True

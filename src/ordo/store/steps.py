@@ -25,7 +25,7 @@ from ordo.model import State, Task
 from ordo.store import queries as q
 from ordo.store.db import dumps
 from ordo.store.records import Claim
-from ordo.store.retention import Retention
+from ordo.store.recovery import Recovery
 
 STEP_COLUMNS = (
     "id, execution_id, task_run_id, number, kind, name, run_id, child_id, value, attempt_id"
@@ -90,7 +90,7 @@ def _step(row: Any) -> StepRow:
     )
 
 
-class Steps(Retention):
+class Steps(Recovery):
     """Recording steps and finding them again."""
 
     def step(self, task_run_id: int, number: int) -> StepRow | None:
@@ -142,7 +142,7 @@ class Steps(Retention):
         caller's task run, ready for any worker, with ``args`` as its ``with``."""
         with self.transaction():
             ex_id = claim.execution_id
-            queue = self.queue_of(ex_id, task)
+            queue = self.reads.queue_of(ex_id, task)
             run_id = self._insert(INSERT_STEP_RUN, (ex_id, task.id, now, queue, claim.task_run_id))
             self._created(ex_id, run_id, now, f"step {number} of {claim.task_id}")
             self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))  # one more to wait for
@@ -172,14 +172,14 @@ class Steps(Retention):
                 return  # running, or done: nothing to run again
             self._execute(q.RESTART_TASK_RUN, (0, 0, step.run_id))
             self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
-            self._ready_restarted(step.run_id, ex_id, self.queue_of(ex_id, task), None, now)
+            self._ready_restarted(step.run_id, ex_id, self.reads.queue_of(ex_id, task), None, now)
 
     def step_result(self, run_id: int) -> tuple[State, str | None, dict[str, Any]]:
         """A step's task run: its state, reason and its last attempt's outputs."""
         row = self._one(STEP_RESULT, (run_id,))
         if row is None:
             raise Conflict(f"task run {run_id} not found")
-        outputs = self.attempt_outputs(int(row[2])) if row[2] is not None else {}
+        outputs = self.reads.attempt_outputs(int(row[2])) if row[2] is not None else {}
         return State(row[0]), row[1], outputs
 
     def run_states(self, run_ids: Iterable[int]) -> dict[int, tuple[State, str | None]]:

@@ -28,7 +28,7 @@ from ordo.errors import IllegalTransition, NotFound
 from ordo.model import By, State, can_transition
 from ordo.store import queries as q
 from ordo.store.history import ROUTINE
-from ordo.store.reads import StoreReads
+from ordo.store.shared import Shared
 
 Kind = Literal["execution", "task run"]
 
@@ -123,7 +123,7 @@ class Change:
     reason: str | None = None
 
 
-class Transitions(StoreReads):
+class Transitions(Shared):
     """The transition function and the history it writes; the store's other concerns
     build on it."""
 
