@@ -6,10 +6,8 @@ import os
 from pathlib import Path
 
 from ordo.errors import ConfigError
+from ordo.store.facade import Store
 from ordo.store.ports import Decisions
-from ordo.store.sql import SqlStore
-
-Store = SqlStore
 
 __all__ = ["Store", "default_path", "open_store"]
 

@@ -23,9 +23,11 @@ from typing import Any
 from ordo.errors import Conflict
 from ordo.model import State, Task
 from ordo.store import queries as q
-from ordo.store.db import dumps
+from ordo.store.db import Db, dumps
+from ordo.store.readiness import Readiness
+from ordo.store.reads import Reads
 from ordo.store.records import Claim
-from ordo.store.recovery import Recovery
+from ordo.store.transitions import Transitions
 
 STEP_COLUMNS = (
     "id, execution_id, task_run_id, number, kind, name, run_id, child_id, value, attempt_id"
@@ -90,21 +92,29 @@ def _step(row: Any) -> StepRow:
     )
 
 
-class Steps(Recovery):
+class Steps:
     """Recording steps and finding them again."""
+
+    def __init__(
+        self, db: Db, reads: Reads, transitions: Transitions, readiness: Readiness
+    ) -> None:
+        self.db = db
+        self.reads = reads
+        self.transitions = transitions
+        self.readiness = readiness
 
     def step(self, task_run_id: int, number: int) -> StepRow | None:
         """Step ``number`` of the flow function or handler running as ``task_run_id``."""
-        row = self._one(GET_STEP, (task_run_id, number))
+        row = self.db.one(GET_STEP, (task_run_id, number))
         return None if row is None else _step(row)
 
     def step_of_run(self, run_id: int) -> StepRow | None:
         """The step a task run is (a ``@task`` call's), if it is one."""
-        row = self._one(STEP_OF_RUN, (run_id,))
+        row = self.db.one(STEP_OF_RUN, (run_id,))
         return None if row is None else _step(row)
 
     def step_count(self, task_run_id: int) -> int:
-        row = self._one(COUNT_STEPS, (task_run_id,))
+        row = self.db.one(COUNT_STEPS, (task_run_id,))
         return int(row[0]) if row else 0
 
     def record_step(
@@ -122,15 +132,15 @@ class Steps(Recovery):
         """Record a step that has happened (``this.now()``, ``this.random()``, the child
         a ``this.flow`` started, the task run of a ``this.connect``); a step recorded
         before under this number (done again) is what it is now."""
-        with self.transaction():
+        with self.db.transaction():
             shown = None if value is None else dumps(value)
             if self.step(claim.task_run_id, number) is not None:
                 again = (run_id, child_id, shown, claim.attempt_id, claim.task_run_id, number)
-                self._execute(UPDATE_STEP, again)
+                self.db.execute(UPDATE_STEP, again)
             else:
                 params = (claim.execution_id, claim.task_run_id, number, kind, name)
                 row = (*params, run_id, child_id, shown, claim.attempt_id, now)
-                self._insert(INSERT_STEP, row)
+                self.db.insert(INSERT_STEP, row)
             found = self.step(claim.task_run_id, number)
             assert found is not None
             return found
@@ -140,15 +150,17 @@ class Steps(Recovery):
     ) -> StepRow:
         """A ``@task`` call: a task run of ``task`` in the claim's execution, under the
         caller's task run, ready for any worker, with ``args`` as its ``with``."""
-        with self.transaction():
+        with self.db.transaction():
             ex_id = claim.execution_id
             queue = self.reads.queue_of(ex_id, task)
-            run_id = self._insert(INSERT_STEP_RUN, (ex_id, task.id, now, queue, claim.task_run_id))
-            self._created(ex_id, run_id, now, f"step {number} of {claim.task_id}")
-            self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))  # one more to wait for
-            self._ready_restarted(run_id, ex_id, queue, None, now)
+            run_id = self.db.insert(
+                INSERT_STEP_RUN, (ex_id, task.id, now, queue, claim.task_run_id)
+            )
+            self.transitions.created(ex_id, run_id, now, f"step {number} of {claim.task_id}")
+            self.db.execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))  # one more to wait for
+            self.readiness.ready_restarted(run_id, ex_id, queue, None, now)
             params = (ex_id, claim.task_run_id, number, "task", task.id, run_id, None)
-            self._insert(INSERT_STEP, (*params, dumps(dict(args)), claim.attempt_id, now))
+            self.db.insert(INSERT_STEP, (*params, dumps(dict(args)), claim.attempt_id, now))
             found = self.step(claim.task_run_id, number)
             assert found is not None
             return found
@@ -158,9 +170,9 @@ class Steps(Recovery):
         function was run again): its task run RESTARTED and ready."""
         if step.run_id is None:
             raise Conflict(f"step {step.number} ({step.name}) has no task run to run again")
-        with self.transaction():
+        with self.db.transaction():
             ex_id = step.execution_id
-            again = self._set_task_run_state(
+            again = self.transitions.set_task_run_state(
                 step.run_id,
                 ex_id,
                 State.RESTARTED,
@@ -170,13 +182,15 @@ class Steps(Recovery):
             )
             if again is None:
                 return  # running, or done: nothing to run again
-            self._execute(q.RESTART_TASK_RUN, (0, 0, step.run_id))
-            self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
-            self._ready_restarted(step.run_id, ex_id, self.reads.queue_of(ex_id, task), None, now)
+            self.db.execute(q.RESTART_TASK_RUN, (0, 0, step.run_id))
+            self.db.execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
+            self.readiness.ready_restarted(
+                step.run_id, ex_id, self.reads.queue_of(ex_id, task), None, now
+            )
 
     def step_result(self, run_id: int) -> tuple[State, str | None, dict[str, Any]]:
         """A step's task run: its state, reason and its last attempt's outputs."""
-        row = self._one(STEP_RESULT, (run_id,))
+        row = self.db.one(STEP_RESULT, (run_id,))
         if row is None:
             raise Conflict(f"task run {run_id} not found")
         outputs = self.reads.attempt_outputs(int(row[2])) if row[2] is not None else {}
@@ -187,5 +201,5 @@ class Steps(Recovery):
         ids = sorted(set(run_ids))
         if not ids:
             return {}
-        rows = self._all(RUN_STATES.format(q.marks(ids)), ids)
+        rows = self.db.all(RUN_STATES.format(q.marks(ids)), ids)
         return {int(r[0]): (State(r[1]), r[2]) for r in rows}

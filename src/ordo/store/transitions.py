@@ -27,8 +27,8 @@ from typing import Any, Literal
 from ordo.errors import IllegalTransition, NotFound
 from ordo.model import By, State, can_transition
 from ordo.store import queries as q
+from ordo.store.db import Db
 from ordo.store.history import ROUTINE
-from ordo.store.shared import Shared
 
 Kind = Literal["execution", "task run"]
 
@@ -123,16 +123,18 @@ class Change:
     reason: str | None = None
 
 
-class Transitions(Shared):
+class Transitions:
     """The transition function and the history it writes; the store's other concerns
-    build on it."""
+    change states through it."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, db: Db) -> None:
+        self.db = db
         self._transitions: list[tuple[Any, ...]] = []  # state_history rows, written at commit
+        db.on_commit(self._write_history)
+        db.on_rollback(self._forget_history)
 
     # -- the one function --------------------------------------------------------------
-    def _transition(
+    def transition(
         self, changes: Sequence[Change], now: float, by: By = By.WORK, *, routine: bool = False
     ) -> dict[int, int | None]:
         """Apply ``changes`` (all of executions, or all of task runs), each only if its
@@ -169,10 +171,10 @@ class Transitions(Shared):
         for c in changes:  # executions change one at a time (kills, ends: few per batch)
             if by is By.MARK:
                 params: tuple[Any, ...] = (c.new.value, c.reason, c.execution_id, c.old.value)
-                cur = self._execute(_SET_EXECUTION_MARKED, params)
+                cur = self.db.execute(_SET_EXECUTION_MARKED, params)
             else:
                 params = (c.new.value, c.reason, c.new.value, now, c.execution_id, c.old.value)
-                cur = self._execute(_SET_EXECUTION, params)
+                cur = self.db.execute(_SET_EXECUTION, params)
             if cur.rowcount == 1:
                 done[c.execution_id] = None
         return done
@@ -182,16 +184,16 @@ class Transitions(Shared):
             c = changes[0]
             ended = now if c.new.terminal else None
             params = (c.new.value, c.reason, ended, c.run_id, c.old.value)
-            found = self._all(_SET_TASK_RUN, params)
+            found = self.db.all(_SET_TASK_RUN, params)
             return {int(r[0]): r[1] for r in found}
         rows = [
             (c.run_id, c.new.value, c.reason, now if c.new.terminal else None, c.old.value)
             for c in changes
         ]
-        table, values = self._values(rows, _TASK_RUN_TYPES)
-        return {int(r[0]): r[1] for r in self._all(_SET_TASK_RUNS.format(values=table), values)}
+        table, values = self.db.values(rows, _TASK_RUN_TYPES)
+        return {int(r[0]): r[1] for r in self.db.all(_SET_TASK_RUNS.format(values=table), values)}
 
-    def _succeeded(
+    def succeeded(
         self, attempts: Sequence[Sequence[Any]], changes: Sequence[Change], now: float
     ) -> tuple[set[int], dict[int, int | None]]:
         """Attempts that ended SUCCESS (rows ``(attempt_id, exit_code, cpu_seconds,
@@ -204,17 +206,17 @@ class Transitions(Shared):
         for change in changes:
             if not can_transition(change.old, change.new) or not _routine(change, By.WORK):
                 raise _illegal(change, By.WORK, "not a routine move")
-        table, params = self._values(attempts, q.SUCCESS_TYPES)
+        table, params = self.db.values(attempts, q.SUCCESS_TYPES)
         finish = q.FINISH_SUCCESSES.format(values=table)
         if self.db.writable_ctes:
-            found = self._all(_SUCCEEDED.format(finish=finish), [now, *params, now])
+            found = self.db.all(_SUCCEEDED.format(finish=finish), [now, *params, now])
             moved = {int(tr_id): fork_of for _, tr_id, fork_of in found if tr_id is not None}
             return {int(r[0]) for r in found}, moved
-        recorded = {int(r[0]) for r in self._all(finish, [now, *params])}
+        recorded = {int(r[0]) for r in self.db.all(finish, [now, *params])}
         of = dict(zip((int(a[0]) for a in attempts), changes, strict=True))
-        return recorded, self._transition([of[a] for a in sorted(recorded)], now, routine=True)
+        return recorded, self.transition([of[a] for a in sorted(recorded)], now, routine=True)
 
-    def _claimed(
+    def claimed(
         self, attempts: Sequence[Sequence[Any]], moves: Sequence[Change], now: float
     ) -> dict[int, int]:
         """Attempts started: ``attempts`` are rows of :data:`q.INSERT_ATTEMPTS` (task
@@ -228,15 +230,15 @@ class Transitions(Shared):
         for change in moves:
             if not can_transition(change.old, change.new):
                 raise _illegal(change, By.WORK)
-        table, params = self._values(attempts, q.ATTEMPT_TYPES)
+        table, params = self.db.values(attempts, q.ATTEMPT_TYPES)
         insert = q.INSERT_ATTEMPTS.format(values=table)
         if self.db.writable_ctes:
-            found = self._all(_STARTED.format(insert=insert), [*params, now])
+            found = self.db.all(_STARTED.format(insert=insert), [*params, now])
         else:
-            found = self._all(insert, params)
+            found = self.db.all(insert, params)
             rows = [(tr_id, number, a_id) for a_id, tr_id, number in found]
-            table, values = self._values(rows, _CLAIMED_TYPES)
-            self._execute(_CLAIMED.format(values=table), [now, *values])
+            table, values = self.db.values(rows, _CLAIMED_TYPES)
+            self.db.execute(_CLAIMED.format(values=table), [now, *values])
         number = {int(r[0]): int(r[2]) for r in attempts}
         self._transitions.extend(
             (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason)
@@ -246,18 +248,18 @@ class Transitions(Shared):
         return {int(tr_id): int(a_id) for a_id, tr_id, *_ in found}
 
     # -- one change, its current state read first --------------------------------------
-    def _set_execution_state(
+    def set_execution_state(
         self, ex_id: int, new: State, now: float, reason: str | None, *, by: By = By.WORK
     ) -> State | None:
         """``-> new`` for an execution; its state before, or None when another process
         changed it first."""
-        row = self._one(_EXECUTION_STATE, (ex_id,))
+        row = self.db.one(_EXECUTION_STATE, (ex_id,))
         if row is None:
             raise NotFound(f"execution {ex_id} not found")
         old = State(row["state"])
-        return old if self._transition([Change(ex_id, None, old, new, reason)], now, by) else None
+        return old if self.transition([Change(ex_id, None, old, new, reason)], now, by) else None
 
-    def _set_task_run_state(
+    def set_task_run_state(
         self,
         tr_id: int,
         ex_id: int,
@@ -279,20 +281,24 @@ class Transitions(Shared):
         if only_from is not None and before.state not in only_from:
             return None
         change = Change(ex_id, tr_id, before.state, new, reason)
-        return before if self._transition([change], now, by, routine=routine) else None
+        return before if self.transition([change], now, by, routine=routine) else None
 
     def _task_run_before(self, tr_id: int) -> Before:
-        row = self._one(_TASK_RUN_STATE, (tr_id,))
+        row = self.db.one(_TASK_RUN_STATE, (tr_id,))
         if row is None:
             raise NotFound(f"task run {tr_id} not found")
         return Before(
             State(row["state"]), row["task_id"], bool(row["allow_failure"]), row["fork_of"]
         )
 
+    def execution_state(self, ex_id: int) -> State:
+        row = self.db.one(q.EXECUTION_STATE, (ex_id,))
+        if row is None:
+            raise NotFound(f"execution {ex_id} not found")
+        return State(row[0])
+
     # -- history -----------------------------------------------------------------------
-    def _created(
-        self, ex_id: int, tr_id: int | None, now: float, reason: str | None = None
-    ) -> None:
+    def created(self, ex_id: int, tr_id: int | None, now: float, reason: str | None = None) -> None:
         """A row was created (CREATED): its first line of history."""
         self._transitions.append((ex_id, tr_id, None, State.CREATED.value, now, reason))
 
@@ -304,7 +310,7 @@ class Transitions(Shared):
         """Every change of the transaction, in one statement, just before it commits."""
         rows, self._transitions = self._transitions, []
         if rows:
-            self._executemany(_INSERT_HISTORY, rows)
+            self.db.executemany(_INSERT_HISTORY, rows)
 
 
 def _routine(change: Change, by: By) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ordo.errors import NotFound
 from ordo.store.db import Db, Row, dumps
-from ordo.store.records import ExecutionRow
+from ordo.store.records import ExecutionRow, ScheduleRow
 
 _COLUMNS = (
     "id, namespace, flow_id, cron, timezone, inputs, active, created_by, created_at, updated_at"
@@ -90,42 +90,6 @@ NOTIFICATIONS = """
 SELECT execution_id, ended_at, target, ok, error, sent_at FROM notifications
 WHERE execution_id = ? ORDER BY id
 """
-
-
-@dataclass(frozen=True)
-class ScheduleRow:
-    """A stored schedule: its flow, cron expression and time zone, the inputs its
-    executions get, and whether it is active."""
-
-    id: int
-    namespace: str
-    flow_id: str
-    cron: str
-    timezone: str
-    inputs: dict[str, Any]
-    active: bool
-    created_by: str | None
-    created_at: float
-    updated_at: float
-
-    @property
-    def trigger_id(self) -> str:
-        """The id of the trigger it is to the scheduler (``#ID``: never a flow file's
-        trigger id, which has no ``#``); its executions say ``started_by: schedule:#ID``."""
-        return f"#{self.id}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "flow": f"{self.namespace}/{self.flow_id}",
-            "cron": self.cron,
-            "timezone": self.timezone,
-            "inputs": self.inputs,
-            "active": self.active,
-            "created_by": self.created_by,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
 
 
 @dataclass(frozen=True)
