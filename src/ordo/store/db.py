@@ -26,14 +26,9 @@ from ordo.store.records import Reclaimed
 
 
 class Row(Protocol):
-    """A row read from the store: its columns by name (an index works, for tests)."""
+    """A row read from the store: its columns by name."""
 
-    def __getitem__(self, key: str | int, /) -> Any: ...
-
-    # TODO(narrow store): gone once every concern reads its rows by name
-    def __iter__(self) -> Iterator[Any]: ...
-
-    def __len__(self) -> int: ...
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 class Cursor(Protocol):

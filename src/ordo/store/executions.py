@@ -21,6 +21,47 @@ from ordo.store.records import RecordResult, TaskRunRow
 from ordo.store.recovery import Recovery
 from ordo.store.transitions import UNSTARTED, Transitions
 
+#: Task runs waiting for their next attempt: RUNNING, their last attempt ended and no
+#: for_each items of theirs still to end.
+BETWEEN_ATTEMPTS = """
+SELECT t.id FROM task_runs t JOIN attempts a ON a.id = t.last_attempt_id
+WHERE t.execution_id = ? AND t.state = 'RUNNING' AND a.state <> 'RUNNING'
+  AND t.forks_pending = 0 AND (a.reason IS NULL OR a.reason <> 'forked')
+ORDER BY t.id
+"""
+BY_IDEMPOTENCY_KEY = "SELECT id FROM executions WHERE idempotency_key = ?"
+EXECUTION_ROOT = "SELECT root_id, dev FROM executions WHERE id = ?"
+INSERT_EXECUTION = """
+INSERT INTO executions
+    (revision_id, namespace, flow_id, state, inputs, labels, pending, created_at, deadline,
+     parent_id, root_id, parent_attempt_id, continue_on_error, dev, original_id,
+     idempotency_key, started_by, queue, options, scope, kind)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+INSERT_TASK_RUNS = """
+INSERT INTO task_runs
+    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
+     concurrency_key)
+SELECT * FROM {values}
+RETURNING id, task_id
+"""
+RUNNING_CHILDREN = """
+SELECT id FROM executions WHERE parent_id = ? AND state IN ('CREATED', 'QUEUED', 'RUNNING')
+ORDER BY id
+"""
+SET_EXECUTION_REASON = "UPDATE executions SET reason = coalesce(reason, ?) WHERE id = ?"
+SET_ROOT = "UPDATE executions SET root_id = id WHERE id = ?"
+TASK_RUN_TYPES = (
+    "BIGINT",
+    "TEXT",
+    "TEXT",
+    "BIGINT",
+    "BIGINT",
+    "DOUBLE PRECISION",
+    "TEXT",
+    "TEXT",
+)
+
 #: An execution no worker has taken up yet: killed, it ends at once.
 _NOT_CLAIMED = frozenset({State.CREATED, State.QUEUED})
 
@@ -131,17 +172,17 @@ class Executions:
         with self.db.transaction():
             if idempotency_key is not None:
                 self.db.lock(f"idempotency:{idempotency_key}")
-                known = self.db.one(q.BY_IDEMPOTENCY_KEY, (idempotency_key,))
+                known = self.db.one(BY_IDEMPOTENCY_KEY, (idempotency_key,))
                 if known is not None:
-                    return int(known[0])
+                    return int(known["id"])
             root_id = None
             if parent_id is not None:
-                row = self.db.one(q.EXECUTION_ROOT, (parent_id,))
+                row = self.db.one(EXECUTION_ROOT, (parent_id,))
                 if row is None:
                     raise NotFound(f"execution {parent_id} not found")
-                root_id, dev = row[0], dev or bool(row[1])
+                root_id, dev = row["root_id"], dev or bool(row["dev"])
             ex_id = self.db.insert(
-                q.INSERT_EXECUTION,
+                INSERT_EXECUTION,
                 (
                     revision_id,
                     flow.namespace,
@@ -167,7 +208,7 @@ class Executions:
                 ),
             )
             if root_id is None:
-                self.db.execute(q.SET_ROOT, (ex_id,))
+                self.db.execute(SET_ROOT, (ex_id,))
             if parent_attempt_id is not None:
                 self.db.execute(q.UNLEASE, (parent_attempt_id,))
             self.transitions.created(ex_id, None, now)
@@ -266,9 +307,9 @@ class Executions:
         ids: dict[str, int] = {}
         for start in range(0, len(rows), 500):
             chunk = rows[start : start + 500]
-            table, params = self.db.values(chunk, q.TASK_RUN_TYPES)
-            sql = q.INSERT_TASK_RUNS.format(values=table)
-            ids.update({task_id: int(tr_id) for tr_id, task_id in self.db.all(sql, params)})
+            table, params = self.db.values(chunk, TASK_RUN_TYPES)
+            sql = INSERT_TASK_RUNS.format(values=table)
+            ids.update({r["task_id"]: int(r["id"]) for r in self.db.all(sql, params)})
         return ids
 
     def _start_skipped(
@@ -323,14 +364,14 @@ class Executions:
         with self.db.transaction():
             row = self.db.one(FIND_SCHEDULE, (flow.namespace, flow.id, started_by))
             if row is not None:
-                return int(row[0])
+                return int(row["id"])
             ex_id = self.db.insert(
-                q.INSERT_EXECUTION,
+                INSERT_EXECUTION,
                 (revision_id, flow.namespace, flow.id, State.CREATED.value, "{}",
                  dumps(dict(flow.labels)), 0, now, None, None, None, None, None, 0, None,
                  None, started_by, None, None, None, "SCHEDULE"),
             )  # fmt: skip
-            self.db.execute(q.SET_ROOT, (ex_id,))
+            self.db.execute(SET_ROOT, (ex_id,))
             self.transitions.created(ex_id, None, now, f"schedule {trigger_id} of {flow.key}")
             self.transitions.set_execution_state(ex_id, State.RUNNING, now, None)
             return ex_id
@@ -341,8 +382,9 @@ class Executions:
         ended. The executions they started are left as they are."""
         ended = []
         with self.db.transaction():
-            for ex_id, namespace, flow_id, started_by in self.db.all(RUNNING_SCHEDULES):
-                trigger = str(started_by).removeprefix("schedule:")
+            for r in self.db.all(RUNNING_SCHEDULES):
+                ex_id, namespace, flow_id = r["id"], r["namespace"], r["flow_id"]
+                trigger = str(r["started_by"]).removeprefix("schedule:")
                 if (namespace, flow_id, trigger) in active:
                     continue
                 why = f"schedule {trigger} of {namespace}/{flow_id} removed or deactivated"
@@ -387,13 +429,15 @@ class Executions:
         KILLED; running attempts are left to their workers, which see KILLING and stop
         them; the execution ends KILLED when the last task run has ended."""
         result.stopped.add(ex_id)
-        for (child_id,) in self.db.all(q.RUNNING_CHILDREN, (ex_id,)):
+        for r in self.db.all(RUNNING_CHILDREN, (ex_id,)):
+            child_id = r["id"]
             self._kill_tree(child_id, f"parent execution {ex_id} killed: {reason}", now, result)
         if self._kill_queued(ex_id, reason, now, result, _NOT_CLAIMED):
             return
         if self.transitions.set_execution_state(ex_id, State.KILLING, now, reason) is None:
             return
-        for (tr_id,) in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
+        for r in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
+            tr_id = r["id"]
             row = self.transitions.set_task_run_state(
                 tr_id, ex_id, State.KILLED, now, reason, only_from=UNSTARTED
             )
@@ -403,7 +447,8 @@ class Executions:
             self.outcomes.pending_down(ex_id)
             if row.fork_of is not None:
                 self.outcomes.item_ended(row.fork_of, ex_id, now, result)
-        for (tr_id,) in self.db.all(q.BETWEEN_ATTEMPTS, (ex_id,)):
+        for r in self.db.all(BETWEEN_ATTEMPTS, (ex_id,)):
+            tr_id = r["id"]
             self.db.execute(q.DELETE_READY, (tr_id,))
             self.transitions.set_task_run_state(tr_id, ex_id, State.KILLING, now, reason)
             self.outcomes.finish_task_run(tr_id, ex_id, State.KILLED, reason, now, result)
@@ -412,12 +457,13 @@ class Executions:
     def _fail_tree(self, ex_id: int, reason: str, now: float, result: RecordResult) -> None:
         """Fail an execution and, first, its running child executions."""
         result.stopped.add(ex_id)
-        for (child_id,) in self.db.all(q.RUNNING_CHILDREN, (ex_id,)):
+        for r in self.db.all(RUNNING_CHILDREN, (ex_id,)):
+            child_id = r["id"]
             self._fail_tree(child_id, f"parent execution {ex_id} stopped: {reason}", now, result)
         if self._kill_queued(ex_id, reason, now, result):
             return
         if self.transitions.execution_state(ex_id).terminal:  # it ended already: nothing to stop
             return
-        self.db.execute(q.SET_EXECUTION_REASON, (reason, ex_id))
+        self.db.execute(SET_EXECUTION_REASON, (reason, ex_id))
         self.outcomes.skip_unstarted(ex_id, reason, now, result)
         self.outcomes.maybe_end(ex_id, now, result)

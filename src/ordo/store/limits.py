@@ -17,6 +17,26 @@ from ordo.store import queries as q
 from ordo.store.db import Db, Row
 from ordo.store.flows import Flows
 
+KEYED_READY = """
+SELECT t.id AS task_run_id, t.execution_id, t.task_id, t.state, t.attempts, t.started_at,
+       e.revision_id, e.state AS execution_state
+FROM (SELECT task_run_id, not_before FROM ready WHERE concurrency_key = ? AND {where}
+      ORDER BY not_before, task_run_id LIMIT ?) AS r
+JOIN task_runs t ON t.id = r.task_run_id JOIN executions e ON e.id = t.execution_id
+ORDER BY r.not_before, t.id
+"""
+#: Task runs holding a slot of a key: running (a for_each task run whose items run holds
+#: none; its items do), not waiting in ``ready`` for a retry.
+KEY_RUNNING = """
+SELECT count(*) AS n FROM task_runs t
+WHERE t.concurrency_key = ? AND t.state IN ('RUNNING', 'KILLING') AND t.forks_pending = 0
+  AND NOT EXISTS (SELECT 1 FROM ready r WHERE r.task_run_id = t.id)
+"""
+READY_KEYS = """
+SELECT DISTINCT concurrency_key FROM ready WHERE concurrency_key IS NOT NULL AND {where}
+"""
+TAKE_READY = "DELETE FROM ready WHERE task_run_id {ids} RETURNING task_run_id"
+
 
 class Limits:
     """Counting what runs under a flow's limit or a concurrency key, and claiming keyed
@@ -33,28 +53,27 @@ class Limits:
         """Executions of ``flow`` admitted and not ended (CREATED ones too: admitted,
         not claimed yet), but ``exclude``."""
         self.db.lock(f"flow:{flow.key}")
-        row = self.db.one(q.ACTIVE_EXECUTIONS, (flow.namespace, flow.id, exclude))
-        return int(row[0]) if row else 0
+        return int(self.db.scalar(q.ACTIVE_EXECUTIONS, (flow.namespace, flow.id, exclude)) or 0)
 
-    # -- stopping --------------------------------------------------------------------
     # -- task concurrency keys -------------------------------------------------------
     def take_keyed(self, now: float, room: int, where: str, params: Sequence[Any]) -> list[Row]:
         """Take up to ``room`` ready task runs that have a concurrency key, as many of
         each key as its limit leaves room for; rows shaped like those of
-        :meth:`~ordo.store.sql.SqlStore._take_ready`."""
+        :meth:`~ordo.store.db.Db.take_ready`."""
         self.key_blocked = False
-        keys = sorted(k for (k,) in self.db.all(q.READY_KEYS.format(where=where), params))
+        found = self.db.all(READY_KEYS.format(where=where), params)
+        keys = sorted(r["concurrency_key"] for r in found)
         taken: list[Row] = []
         for key in keys:  # one lock order, whatever the process
             if room <= 0:
                 self.key_blocked = True
                 break
             self.db.lock(f"key:{key}")
-            row = self.db.one(q.KEY_RUNNING, (key,))
-            running = int(row[0]) if row else 0
+            running = self.key_usage(key)
             chosen = []
-            for candidate in self.db.all(q.KEYED_READY.format(where=where), [key, *params, room]):
-                limit = self.flows.flow_of(candidate[6]).task(candidate[2]).concurrency_limit
+            for candidate in self.db.all(KEYED_READY.format(where=where), [key, *params, room]):
+                task = self.flows.flow_of(candidate["revision_id"]).task(candidate["task_id"])
+                limit = task.concurrency_limit
                 if running < limit:
                     chosen.append(candidate)
                     running += 1
@@ -62,14 +81,13 @@ class Limits:
                     self.key_blocked = True
             if not chosen:
                 continue
-            test, ids = self.db.ids([c[0] for c in chosen])
-            gone = {int(r[0]) for r in self.db.all(q.TAKE_READY.format(ids=test), ids)}
-            kept = [c for c in chosen if c[0] in gone]
+            test, ids = self.db.ids([c["task_run_id"] for c in chosen])
+            gone = {int(r["task_run_id"]) for r in self.db.all(TAKE_READY.format(ids=test), ids)}
+            kept = [c for c in chosen if c["task_run_id"] in gone]
             taken.extend(kept)
             room -= len(kept)
         return taken
 
     def key_usage(self, key: str) -> int:
         """How many task runs with concurrency key ``key`` run now."""
-        row = self.db.one(q.KEY_RUNNING, (key,))
-        return int(row[0]) if row else 0
+        return int(self.db.scalar(KEY_RUNNING, (key,)) or 0)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ordo.model import CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
-from ordo.store.db import Db, dumps
+from ordo.store.db import Db, dumps, marks
 from ordo.store.flows import Flows
 from ordo.store.history import routine_end
 from ordo.store.limits import Limits
@@ -26,6 +26,74 @@ from ordo.store.readiness import Readiness
 from ordo.store.reads import Reads, claim_of
 from ordo.store.records import Claim, RecordResult
 from ordo.store.transitions import UNSTARTED, Change, Transitions
+
+ATTEMPT_CLAIM = f"""
+SELECT {q.CLAIM_COLUMNS}
+FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
+WHERE a.id = ?
+"""
+COUNTED_ATTEMPTS = """
+SELECT count(*) AS n FROM attempts a JOIN task_runs t ON t.id = a.task_run_id
+WHERE a.task_run_id = ? AND (a.reason IS NULL OR a.reason <> 'handed back')
+  AND a.number > t.retries_from
+"""
+DEPENDENTS = "SELECT task_run_id FROM task_run_deps WHERE upstream_id = ?"
+#: What the end of an execution is decided from: its task runs (not a handler's calls)
+#: by state, allow_failure and whether skipped because something failed.
+END_FACTS = """
+SELECT state, allow_failure,
+    CASE WHEN state = 'SKIPPED' AND attempts = 0 AND coalesce(reason, '') <> 'skipped on request'
+         THEN 1 ELSE 0 END AS by_failure,
+    count(*) AS n
+FROM task_runs WHERE execution_id = ? AND parent_run_id IS NULL
+GROUP BY 1, 2, 3
+"""
+EXECUTION_DEQUEUED = "UPDATE executions SET reason = NULL, deadline = ? WHERE id = ?"
+EXECUTION_END_INFO = (
+    "SELECT reason, stopped, revision_id, parent_attempt_id FROM executions WHERE id = ?"
+)
+EXECUTION_PENDING = "SELECT pending FROM executions WHERE id = ?"
+EXECUTION_REVISION = "SELECT revision_id, continue_on_error FROM executions WHERE id = ?"
+#: Running executions among some: why each stops (a timeout) and its first hard failure.
+FAILING_AMONG = """
+SELECT e.id, e.reason, e.revision_id, e.continue_on_error,
+       (SELECT t.task_id FROM task_runs t
+        WHERE t.execution_id = e.id AND t.state = 'FAILED' AND t.allow_failure = 0
+        ORDER BY t.id LIMIT 1) AS failed
+FROM executions e WHERE e.state = 'RUNNING' AND e.id IN ({})
+"""
+FIRST_FAILURE = """
+SELECT task_id, reason FROM task_runs
+WHERE execution_id = ? AND state = 'FAILED' AND allow_failure = 0 AND parent_run_id IS NULL
+ORDER BY ended_at, id LIMIT 1
+"""
+FIRST_ITEM_FAILURE = """
+SELECT fork_index, reason FROM task_runs WHERE fork_of = ? AND state = ?
+ORDER BY fork_index LIMIT 1
+"""
+INSERT_CHECK = """
+INSERT INTO checks
+    (attempt_id, task_run_id, execution_id, phase, position, kind, ok, message, output,
+     started_at, ended_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+INSERT_METRIC = """
+INSERT INTO metrics (attempt_id, task_run_id, execution_id, name, kind, value, tags, at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+#: One item of a for_each task run ended: one fewer pending.
+ITEM_ENDED = """
+UPDATE task_runs SET forks_pending = forks_pending - 1, forks_next = forks_next + 1 WHERE id = ?
+RETURNING forks_pending, forks_next
+"""
+ITEM_STATES = """
+SELECT state, allow_failure, count(*) AS n FROM task_runs WHERE fork_of = ?
+GROUP BY state, allow_failure
+"""
+OLDEST_QUEUED = """
+SELECT id, revision_id FROM executions
+WHERE state = 'QUEUED' AND namespace = ? AND flow_id = ? ORDER BY id LIMIT 1
+"""
 
 
 class Outcomes:
@@ -84,7 +152,7 @@ class Outcomes:
             ],
         )
         self.db.executemany(
-            q.INSERT_METRIC,
+            INSERT_METRIC,
             [
                 (*ids, m.name, m.kind, m.value, dumps(dict(m.tags)), now)
                 for ids, (_, o) in zip(ids_of, kept, strict=True)
@@ -92,7 +160,7 @@ class Outcomes:
             ],
         )
         self.db.executemany(
-            q.INSERT_CHECK,
+            INSERT_CHECK,
             [
                 _check_row(ids, r)
                 for ids, (_, o) in zip(ids_of, kept, strict=True)
@@ -114,7 +182,7 @@ class Outcomes:
         pending: dict[int, int] = {}
         for ex_id in sorted(per_execution):  # the execution first, as in _finish_task_run
             row = self.db.execute(q.EXECUTION_PENDING_DOWN, (per_execution[ex_id], ex_id))
-            pending[ex_id] = int(row.fetchone()[0])
+            pending[ex_id] = int(row.fetchone()["pending"])
         self.readiness.release_many(upstream, now)
         for ex_id, count in pending.items():
             self.maybe_end(ex_id, now, result, count)
@@ -144,14 +212,14 @@ class Outcomes:
             )
         if outcome.metrics:
             self.db.executemany(
-                q.INSERT_METRIC,
+                INSERT_METRIC,
                 [
                     (*ids, m.name, m.kind, m.value, dumps(dict(m.tags)), now)
                     for m in outcome.metrics
                 ],
             )
         if outcome.checks:
-            self.db.executemany(q.INSERT_CHECK, [_check_row(ids, r) for r in outcome.checks])
+            self.db.executemany(INSERT_CHECK, [_check_row(ids, r) for r in outcome.checks])
         if state in (State.SUCCESS, State.WARNING):
             why = outcome.error  # a warning's, or a handler's this.success(message)
             routine = routine_end(state, outcome.reason, outcome.error)  # the attempt says it
@@ -177,12 +245,12 @@ class Outcomes:
         it is ready again when its delay has passed."""
         stopping = self.db.one(q.EXECUTION_REASON, (claim.execution_id,))
         going = self.transitions.execution_state(claim.execution_id) is State.RUNNING and not (
-            stopping and stopping[0]
+            stopping and stopping["reason"]
         )
-        counted = self.db.one(q.COUNTED_ATTEMPTS, (claim.task_run_id,)) if going else None
+        counted = self.db.one(COUNTED_ATTEMPTS, (claim.task_run_id,)) if going else None
         facts = RetryFacts(
             policy=self.reads.task_retry(claim),  # the task's, with the run's options over it
-            attempt_number=int(counted[0]) if counted else claim.number,
+            attempt_number=int(counted["n"]) if counted else claim.number,
             reason=outcome.reason,
             exit_code=outcome.exit_code,
             elapsed=now - claim.first_started_at,
@@ -290,19 +358,19 @@ class Outcomes:
     def item_ended(self, fork_of: int, ex_id: int, now: float, result: RecordResult) -> None:
         """One item fewer: start the next one held back by ``concurrency``, or end the
         for_each task run once none is left."""
-        row = self.db.execute(q.ITEM_ENDED, (fork_of,)).fetchone()
-        if int(row[0]) > 0:
+        row = self.db.execute(ITEM_ENDED, (fork_of,)).fetchone()
+        if int(row["forks_pending"]) > 0:
             self.readiness.release_next_item(fork_of, now)
             return
         counts = {
-            (State(state), bool(allowed)): int(n)
-            for state, allowed, n, _ in self.db.all(q.ITEM_STATES, (fork_of,))
+            (State(r["state"]), bool(r["allow_failure"])): int(r["n"])
+            for r in self.db.all(ITEM_STATES, (fork_of,))
         }
 
         def first(state: State) -> tuple[int, str]:
-            row = self.db.one(q.FIRST_ITEM_FAILURE, (fork_of, state.value))
+            row = self.db.one(FIRST_ITEM_FAILURE, (fork_of, state.value))
             assert row is not None
-            return int(row[0]), str(row[1])
+            return int(row["fork_index"]), str(row["reason"])
 
         verdict = self.policy.items_verdict(counts, first)
         state, why = verdict.state, verdict.reason
@@ -318,38 +386,35 @@ class Outcomes:
         if not ids:
             return {}
         found = {}
-        for ex_id, reason, revision_id, cont, failed in self.db.all(
-            q.FAILING_AMONG.format(q.marks(ids)), ids
-        ):
-            if reason:
-                found[int(ex_id)] = str(reason)
+        for r in self.db.all(FAILING_AMONG.format(marks(ids)), ids):
+            ex_id, failed, cont = int(r["id"]), r["failed"], r["continue_on_error"]
+            if r["reason"]:
+                found[ex_id] = str(r["reason"])
             elif failed is not None:
-                keep_going = (
-                    self.flows.flow_of(revision_id).continue_on_error if cont is None else cont
-                )
-                if not keep_going:
-                    found[int(ex_id)] = f"execution failed: task '{failed}' failed"
+                flow = self.flows.flow_of(r["revision_id"])
+                if not (flow.continue_on_error if cont is None else cont):
+                    found[ex_id] = f"execution failed: task '{failed}' failed"
         return found
 
     def _continue_on_error(self, ex_id: int) -> bool:
         """The execution's own setting (``ordo run --continue-on-error``), else its flow's."""
-        row = self.db.one(q.EXECUTION_REVISION, (ex_id,))
+        row = self.db.one(EXECUTION_REVISION, (ex_id,))
         assert row is not None
-        if row[1] is not None:
-            return bool(row[1])
-        return self.flows.flow_of(row[0]).continue_on_error
+        if row["continue_on_error"] is not None:
+            return bool(row["continue_on_error"])
+        return self.flows.flow_of(row["revision_id"]).continue_on_error
 
     def pending_down(self, ex_id: int) -> int:
         """One task run fewer left in the execution; how many remain."""
         row = self.db.execute(q.EXECUTION_PENDING_DOWN, (1, ex_id)).fetchone()
-        return int(row[0])
+        return int(row["pending"])
 
     def maybe_end(
         self, ex_id: int, now: float, result: RecordResult, pending: int | None = None
     ) -> None:
         if pending is None:
-            row = self.db.one(q.EXECUTION_PENDING, (ex_id,))
-            pending = int(row[0]) if row else 1
+            row = self.db.one(EXECUTION_PENDING, (ex_id,))
+            pending = int(row["pending"]) if row else 1
         if pending <= 0:
             self._end_execution(ex_id, now, result)
 
@@ -360,11 +425,11 @@ class Outcomes:
         current = self.transitions.execution_state(ex_id)
         if current.terminal:  # ended already (by another path of this transaction)
             return None
-        info = self.db.one(q.EXECUTION_END_INFO, (ex_id,))
+        info = self.db.one(EXECUTION_END_INFO, (ex_id,))
         assert info is not None
-        reason, stopped, revision_id, _ = info
+        reason, stopped = info["reason"], info["stopped"]
         policy = self.policy
-        flow = self.flows.flow_of(revision_id)
+        flow = self.flows.flow_of(info["revision_id"])
         ending = policy.end_state(self.end_facts(ex_id, current, reason, stopped))
         ending, outputs = policy.flow_outputs(flow, ending, stopped, self.output_facts(ex_id))
         final, reason = ending.state, ending.reason
@@ -385,8 +450,10 @@ class Outcomes:
     ) -> EndFacts:
         """What the policy decides the end of execution ``ex_id`` from."""
         groups = [
-            RunGroup(State(state), bool(allowed), bool(by_failure), int(n))
-            for state, allowed, by_failure, n in self.db.all(q.END_FACTS, (ex_id,))
+            RunGroup(
+                State(r["state"]), bool(r["allow_failure"]), bool(r["by_failure"]), int(r["n"])
+            )
+            for r in self.db.all(END_FACTS, (ex_id,))
         ]
         first = lambda: self._first_failure(ex_id)  # noqa: E731 (read only when needed)
         return EndFacts(ex_id, current, failing, stopped, groups, first)
@@ -410,27 +477,28 @@ class Outcomes:
         result: RecordResult,
     ) -> None:
         """A flow task waits for this execution: its attempt ends as the child did."""
-        info = self.db.one(q.EXECUTION_END_INFO, (ex_id,))
-        if info is None or info[3] is None:
+        info = self.db.one(EXECUTION_END_INFO, (ex_id,))
+        if info is None or info["parent_attempt_id"] is None:
             return
-        row = self.db.one(q.ATTEMPT_CLAIM, (info[3],))
+        row = self.db.one(ATTEMPT_CLAIM, (info["parent_attempt_id"],))
         if row is None:
             return
         claim = claim_of(row)
         execution = self.reads.get_execution(ex_id)
         what = f"child execution {ex_id} ({execution.flow_key})"
-        stopped = info[1] is not None
+        stopped = info["stopped"] is not None
         outcome = self.policy.child_outcome(what, ex_id, final, reason, outputs, stopped)
         self.record_one(claim, outcome, now, self.rng, result)
         result.nested.append((claim, outcome, claim.task_run_id in result.retries))
 
     def _first_failure(self, ex_id: int) -> str:
-        row = self.db.one(q.FIRST_FAILURE, (ex_id,))
+        row = self.db.one(FIRST_FAILURE, (ex_id,))
         if row is None:
             return "a task failed"
         # errors found before running (templates, run_if) already name their task
-        error = str(row[1]).removeprefix(f"task '{row[0]}': ")
-        return f"task '{row[0]}' failed: {error}"
+        task_id = row["task_id"]
+        error = str(row["reason"]).removeprefix(f"task '{task_id}': ")
+        return f"task '{task_id}' failed: {error}"
 
     # -- skipped instead of run ------------------------------------------------------
     def _skip_dependents(
@@ -439,8 +507,8 @@ class Outcomes:
         """``tr_id`` ended badly (or answered STOP): its dependents are skipped,
         transitively."""
         verb = "stopped" if stop else "failed" if state is State.FAILED else state.value.lower()
-        for (dep_id,) in self.db.all(q.DEPENDENTS, (tr_id,)):
-            self.skip(dep_id, ex_id, f"dependency '{task_id}' {verb}", now)
+        for r in self.db.all(DEPENDENTS, (tr_id,)):
+            self.skip(r["task_run_id"], ex_id, f"dependency '{task_id}' {verb}", now)
 
     def skip(
         self, tr_id: int, ex_id: int, reason: str, now: float, result: RecordResult | None = None
@@ -459,14 +527,15 @@ class Outcomes:
             if row.fork_of is not None:
                 self.item_ended(row.fork_of, ex_id, now, result or RecordResult())
                 continue
-            for (dep_id,) in self.db.all(q.DEPENDENTS, (current,)):
-                stack.append((dep_id, f"dependency '{row.task_id}' was skipped"))
+            for r in self.db.all(DEPENDENTS, (current,)):
+                stack.append((r["task_run_id"], f"dependency '{row.task_id}' was skipped"))
 
     def skip_unstarted(
         self, ex_id: int, reason: str, now: float, result: RecordResult | None = None
     ) -> None:
         """The execution fails or stops: every task run of it not started is skipped."""
-        for (tr_id,) in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
+        for r in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
+            tr_id = r["id"]
             self.skip(tr_id, ex_id, reason, now, result)
 
     # -- executions starting and ending under their flow's limit ---------------------
@@ -480,7 +549,7 @@ class Outcomes:
             # its waiting reason goes, its timeout starts
             timeout = self.reads.run_timeout(ex_id, flow)
             deadline = now + timeout if timeout else None
-            self.db.execute(q.EXECUTION_DEQUEUED, (deadline, ex_id))
+            self.db.execute(EXECUTION_DEQUEUED, (deadline, ex_id))
         self.readiness.ready_roots(ex_id, now)
         self.maybe_end(ex_id, now, result)
 
@@ -492,7 +561,8 @@ class Outcomes:
         if self.transitions.set_execution_state(ex_id, state, now, why) is None:
             return
         each = State.KILLED if state is State.KILLED else State.SKIPPED
-        for (tr_id,) in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
+        for r in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
+            tr_id = r["id"]
             self.transitions.set_task_run_state(tr_id, ex_id, each, now, why, only_from=UNSTARTED)
         self.db.execute(q.DELETE_READY_OF, (ex_id,))
         self.db.execute(q.EXECUTION_ENDED, (now, why, None, ex_id))
@@ -506,10 +576,11 @@ class Outcomes:
             return
         running = self.limits.active(flow)
         while running < limit.limit:
-            row = self.db.one(q.OLDEST_QUEUED, (flow.namespace, flow.id))
+            row = self.db.one(OLDEST_QUEUED, (flow.namespace, flow.id))
             if row is None:
                 return
-            self.begin_running(int(row[0]), self.flows.flow_of(int(row[1])), now, result)
+            flow_of = self.flows.flow_of(int(row["revision_id"]))
+            self.begin_running(int(row["id"]), flow_of, now, result)
             running += 1
 
 

@@ -30,6 +30,62 @@ from ordo.store import queries as q
 from ordo.store.db import Db
 from ordo.store.transitions import UNSTARTED
 
+# -- batches: one statement for many rows. ``{values}`` is a table of rows (columns
+# column1, column2, ...) and ``{ids}`` a membership test, both from the Db (VALUES and IN
+# lists on SQLite; unnest() and = ANY() of arrays on PostgreSQL, so that the text is the
+# same whatever the batch size and the server can keep its plan).
+DEPENDENTS_DOWN_MANY = """
+UPDATE task_runs
+SET pending_deps = pending_deps - (
+    SELECT count(*) FROM task_run_deps d
+    WHERE d.task_run_id = task_runs.id AND d.upstream_id {ids})
+WHERE id IN (SELECT task_run_id FROM task_run_deps WHERE upstream_id {ids})
+RETURNING id, execution_id, queue, pending_deps, state, concurrency_key
+"""
+#: PostgreSQL: :data:`DEPENDENTS_DOWN_MANY` and the ready rows of those waiting for
+#: nothing more, in one statement; the task runs made ready.
+DEPENDENTS_DOWN_AND_READY = f"""
+WITH down AS ({DEPENDENTS_DOWN_MANY})
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM down
+WHERE pending_deps = 0 AND state IN ('CREATED', 'RESTARTED')
+RETURNING task_run_id
+"""
+INSERT_READY = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+VALUES (?, ?, ?, ?, ?)
+"""
+READY_DEPENDENTS = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT t.id, t.execution_id, ?, t.queue, t.concurrency_key
+FROM task_run_deps d JOIN task_runs t ON t.id = d.task_run_id
+WHERE d.upstream_id = ? AND t.pending_deps = 0 AND t.state IN ('CREATED', 'RESTARTED')
+RETURNING task_run_id
+"""
+READY_ITEMS = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
+WHERE fork_of = ? AND fork_index < ?
+"""
+READY_NEXT_ITEM = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
+WHERE fork_of = ? AND state IN ('CREATED', 'RESTARTED')
+  AND NOT EXISTS (SELECT 1 FROM ready r WHERE r.task_run_id = task_runs.id)
+ORDER BY fork_index LIMIT 1
+"""
+#: An execution starts (or leaves QUEUED): every task run waiting for nothing is ready.
+READY_STARTABLE = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
+WHERE execution_id = ? AND state = 'CREATED' AND pending_deps = 0 AND fork_of IS NULL
+  AND parent_run_id IS NULL
+"""
+REQUEUE = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs WHERE id = ?
+"""
+
 
 class Readiness:
     """The ready list; :class:`~ordo.store.outcomes.Outcomes` decides when a task run
@@ -66,60 +122,60 @@ class Readiness:
     # -- becoming ready ----------------------------------------------------------------
     def ready_roots(self, ex_id: int, now: float) -> None:
         """The execution starts: every task run of it waiting for nothing is ready."""
-        if self.db.execute(q.READY_STARTABLE, (now, ex_id)).rowcount:
+        if self.db.execute(READY_STARTABLE, (now, ex_id)).rowcount:
             self.made_ready()
 
     def release_dependents(self, tr_id: int, now: float) -> None:
         """``tr_id`` ended well: its dependents wait for one fewer; those waiting for
         nothing more are ready."""
         self.db.execute(q.DEPENDENTS_DOWN, (tr_id,))
-        ready = [int(r[0]) for r in self.db.all(q.READY_DEPENDENTS, (now, tr_id))]
+        ready = [int(r["task_run_id"]) for r in self.db.all(READY_DEPENDENTS, (now, tr_id))]
         if ready:
             self.made_ready(ready)
 
     def release_many(self, upstream: Sequence[int], now: float) -> None:
-        """:meth:`_release_dependents` for many task runs, in one statement (PostgreSQL)
+        """:meth:`release_dependents` for many task runs, in one statement (PostgreSQL)
         or two, whatever their number."""
         if not upstream:
             return
         test, params = self.db.ids(upstream)
         if self.db.writable_ctes:
-            sql = q.DEPENDENTS_DOWN_AND_READY.format(ids=test)
-            ready = [int(r[0]) for r in self.db.all(sql, [*params, *params, now])]
+            sql = DEPENDENTS_DOWN_AND_READY.format(ids=test)
+            ready = [int(r["task_run_id"]) for r in self.db.all(sql, [*params, *params, now])]
             if ready:
                 self.made_ready(ready)
             return
-        down = q.DEPENDENTS_DOWN_MANY.format(ids=test)
+        down = DEPENDENTS_DOWN_MANY.format(ids=test)
         released = [
-            (tr_id, ex_id, now, queue, key)
-            for tr_id, ex_id, queue, left, state, key in self.db.all(down, [*params, *params])
-            if left == 0 and State(state) in UNSTARTED
+            (r["id"], r["execution_id"], now, r["queue"], r["concurrency_key"])
+            for r in self.db.all(down, [*params, *params])
+            if r["pending_deps"] == 0 and State(r["state"]) in UNSTARTED
         ]
         if released:
-            self.db.executemany(q.INSERT_READY, released)
+            self.db.executemany(INSERT_READY, released)
             self.made_ready(r[0] for r in released)
 
     def release_items(self, fork_of: int, first: int, now: float) -> None:
         """A for_each task run forked: its first ``first`` items are ready."""
-        self.db.execute(q.READY_ITEMS, (now, fork_of, first))
+        self.db.execute(READY_ITEMS, (now, fork_of, first))
         self.made_ready()
 
     def release_next_item(self, fork_of: int, now: float) -> None:
         """An item ended: the next one held back by ``concurrency`` (the lowest index
         not started and not ready; a restart's items too) is ready."""
-        if self.db.execute(q.READY_NEXT_ITEM, (now, fork_of)).rowcount:
+        if self.db.execute(READY_NEXT_ITEM, (now, fork_of)).rowcount:
             self.made_ready()
 
     def ready_again(self, tr_id: int, not_before: float) -> None:
         """A retry (due at ``not_before``) or a claim handed back: ready again."""
-        self.db.execute(q.REQUEUE, (not_before, tr_id))
+        self.db.execute(REQUEUE, (not_before, tr_id))
         self.made_ready()
 
     def ready_restarted(
         self, tr_id: int, ex_id: int, queue: str, key: str | None, now: float
     ) -> None:
         """A restart or a mark runs ``tr_id`` again and it waits for nothing: ready."""
-        self.db.execute(q.INSERT_READY, (tr_id, ex_id, now, queue, key))
+        self.db.execute(INSERT_READY, (tr_id, ex_id, now, queue, key))
         self.made_ready()
 
     # -- skipped instead ---------------------------------------------------------------

@@ -19,6 +19,54 @@ from ordo.store.reads import Reads
 from ordo.store.records import Claim, TaskRunRow
 from ordo.store.transitions import Change, Transitions
 
+ADOPT_CHILD = "UPDATE executions SET parent_attempt_id = ? WHERE id = ?"
+#: The child a flow task's first attempt after a restart (number = retries_from + 1)
+#: restarts: the one the attempt before it waited for, if that ended badly.
+CHILD_TO_RESTART = """
+SELECT e.id FROM executions e
+JOIN attempts a ON a.id = e.parent_attempt_id
+JOIN task_runs t ON t.id = a.task_run_id
+WHERE t.id = ? AND t.retries_from > 0 AND a.number = t.retries_from
+  AND ? = t.retries_from + 1 AND e.state IN ('FAILED', 'KILLED', 'WARNING')
+ORDER BY e.id DESC LIMIT 1
+"""
+CLEAR_EXECUTION_REASON = "UPDATE executions SET reason = NULL WHERE id = ?"
+COPIED_RUN = """
+UPDATE task_runs SET started_at = ?, ended_at = ?, last_attempt_id = ?
+WHERE id = ?
+"""
+COPY_OUTPUTS = """
+INSERT INTO outputs (attempt_id, task_run_id, execution_id, key, value)
+SELECT ?, ?, ?, key, value FROM outputs WHERE attempt_id = ?
+"""
+DELETE_DEPS_OF = """
+DELETE FROM task_run_deps
+WHERE task_run_id IN (SELECT id FROM task_runs WHERE execution_id = ? AND fork_of IS NULL)
+"""
+INSERT_COPIED_ATTEMPT = """
+INSERT INTO attempts
+    (task_run_id, execution_id, number, state, started_at, ended_at, reason, error)
+VALUES (?, ?, 0, ?, ?, ?, ?, ?)
+"""
+INSERT_MARK_ATTEMPT = """
+INSERT INTO attempts
+    (task_run_id, execution_id, number, state, worker_id, started_at, ended_at, reason, error)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+INSERT_TASK_RUN = """
+INSERT INTO task_runs
+    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
+     concurrency_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+RESTART_EXECUTION = """
+UPDATE executions SET reason = NULL, ended_at = NULL, outputs = NULL, stopped = NULL,
+    pending = ?, inputs = ?, deadline = ?
+WHERE id = ?
+"""
+SET_REVISION = "UPDATE executions SET revision_id = ? WHERE id = ?"
+TASK_RUN_RESUMED = "UPDATE task_runs SET started_at = ? WHERE id = ?"
+
 
 @dataclass(frozen=True)
 class Marked:
@@ -88,7 +136,7 @@ class Recovery:
             deadline = now + timeout if timeout else None
             merged = {**execution.inputs, **(inputs or {})}
             params = (len(again), dumps(merged), deadline, ex_id)
-            self.db.execute(q.RESTART_EXECUTION, params)
+            self.db.execute(RESTART_EXECUTION, params)
             by_id = {r.id: r for r in runs}
             again_tasks = {by_id[i].task_id for i in again if by_id[i].fork_of is None}
             released: dict[int, int] = {}  # items made ready, by for_each task run
@@ -116,7 +164,7 @@ class Recovery:
         for task in flow.tasks:
             if task.id not in have:
                 have[task.id] = self.db.insert(
-                    q.INSERT_TASK_RUN,
+                    INSERT_TASK_RUN,
                     (
                         ex_id,
                         task.id,
@@ -129,11 +177,11 @@ class Recovery:
                     ),
                 )
                 self.transitions.created(ex_id, have[task.id], now, "new in revision")
-        self.db.execute(q.DELETE_DEPS_OF, (ex_id,))
+        self.db.execute(DELETE_DEPS_OF, (ex_id,))
         self.db.executemany(
             q.INSERT_DEP, [(have[d], have[t.id]) for t in flow.tasks for d in t.depends_on]
         )
-        self.db.execute(q.SET_REVISION, (revision_id, ex_id))
+        self.db.execute(SET_REVISION, (revision_id, ex_id))
 
     def _restart_task_run(
         self,
@@ -155,7 +203,7 @@ class Recovery:
         self.db.execute(q.RESTART_TASK_RUN, (pending, len(items), run.id))
         if items:  # a for_each task run whose items run again: it waits for them
             self.transitions.set_task_run_state(run.id, ex_id, State.RUNNING, now, None)
-            self.db.execute(q.TASK_RUN_RESUMED, (now, run.id))
+            self.db.execute(TASK_RUN_RESUMED, (now, run.id))
             return
         if pending == 0 and (run.fork_of is None or run.fork_of in again):
             task = flow.task(run.task_id)
@@ -168,21 +216,21 @@ class Recovery:
 
     def _fork_parent(self, tr_id: int) -> int | None:
         row = self.db.one(q.TASK_RUN_FORK, (tr_id,))
-        return row[0] if row else None
+        return row["fork_of"] if row else None
 
     def child_to_restart(self, claim: Claim) -> int | None:
         """The child execution a flow task's attempt restarts instead of starting a new
         one: the one its attempt before a restart waited for, if that ended badly and
         this is the first attempt since the restart."""
-        row = self.db.one(q.CHILD_TO_RESTART, (claim.task_run_id, claim.number))
-        return int(row[0]) if row else None
+        row = self.db.one(CHILD_TO_RESTART, (claim.task_run_id, claim.number))
+        return int(row["id"]) if row else None
 
     def restart_child(self, child_id: int, claim: Claim, now: float) -> list[str]:
         """Restart ``child_id`` in place for the flow task attempt ``claim``, which then
         waits for it (see :meth:`restart_execution`)."""
         with self.db.transaction():
             again = self.restart_execution(child_id, now)
-            self.db.execute(q.ADOPT_CHILD, (claim.attempt_id, child_id))
+            self.db.execute(ADOPT_CHILD, (claim.attempt_id, child_id))
             self.db.execute(q.UNLEASE, (claim.attempt_id,))
             return again
 
@@ -235,12 +283,12 @@ class Recovery:
         """``tr_id`` ends as ``old`` did, through an attempt numbered 0 holding a copy
         of ``old``'s outputs (it ran nothing, so no retry counts it)."""
         attempt_id = self.db.insert(
-            q.INSERT_COPIED_ATTEMPT,
+            INSERT_COPIED_ATTEMPT,
             (tr_id, ex_id, old.state.value, now, now, "replayed", why),
         )
         if old.last_attempt_id is not None:
-            self.db.execute(q.COPY_OUTPUTS, (attempt_id, tr_id, ex_id, old.last_attempt_id))
-        self.db.execute(q.COPIED_RUN, (now, now, attempt_id, tr_id))
+            self.db.execute(COPY_OUTPUTS, (attempt_id, tr_id, ex_id, old.last_attempt_id))
+        self.db.execute(COPIED_RUN, (now, now, attempt_id, tr_id))
         copy = Change(ex_id, tr_id, State.CREATED, old.state, old.reason)
         self.transitions.transition([copy], now, By.COPY)
 
@@ -262,7 +310,7 @@ class Recovery:
                 raise Conflict(refusal)
             message = f"marked {new.value} by {who}" + (f": {why}" if why else "")
             attempt_id = self.db.insert(
-                q.INSERT_MARK_ATTEMPT,
+                INSERT_MARK_ATTEMPT,
                 (run.id, ex_id, run.attempts + 1, new.value, who, now, now, "marked", message),
             )
             self.db.execute(q.TASK_RUN_STARTED, (run.attempts + 1, attempt_id, now, run.id))
@@ -296,7 +344,7 @@ class Recovery:
                 queue = self.reads.queue_of(ex_id, task)
                 self.readiness.ready_restarted(run.id, ex_id, queue, task.concurrency_key, now)
         if again:
-            self.db.execute(q.CLEAR_EXECUTION_REASON, (ex_id,))
+            self.db.execute(CLEAR_EXECUTION_REASON, (ex_id,))
         return tuple(r.label for r, _ in again)
 
     def _settle(self, ex_id: int, old: State, why: str, now: float) -> State:

@@ -96,7 +96,7 @@ class SqliteDb(Db):
                 timeout=busy_timeout,
             )
             self.conn.row_factory = sqlite3.Row
-            if self.conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            if self.conn.execute("PRAGMA page_count").fetchone()["page_count"] == 0:
                 # a new file: deleted rows' pages can be given back (ordo gc); this
                 # must come before WAL and any table
                 self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")

@@ -23,7 +23,7 @@ from typing import Any
 from ordo.errors import Conflict
 from ordo.model import State, Task
 from ordo.store import queries as q
-from ordo.store.db import Db, dumps
+from ordo.store.db import Db, Row, dumps, marks
 from ordo.store.readiness import Readiness
 from ordo.store.reads import Reads
 from ordo.store.records import Claim
@@ -76,20 +76,23 @@ class StepRow:
     attempt_id: int | None
 
 
-def _step(row: Any) -> StepRow:
-    value = json.loads(row[8]) if row[8] is not None else None
+def _step(row: Row) -> StepRow:
     return StepRow(
-        int(row[0]),
-        int(row[1]),
-        int(row[2]),
-        int(row[3]),
-        str(row[4]),
-        str(row[5]),
-        None if row[6] is None else int(row[6]),
-        None if row[7] is None else int(row[7]),
-        value,
-        None if row[9] is None else int(row[9]),
+        id=int(row["id"]),
+        execution_id=int(row["execution_id"]),
+        task_run_id=int(row["task_run_id"]),
+        number=int(row["number"]),
+        kind=str(row["kind"]),
+        name=str(row["name"]),
+        run_id=_id(row["run_id"]),
+        child_id=_id(row["child_id"]),
+        value=None if row["value"] is None else json.loads(row["value"]),
+        attempt_id=_id(row["attempt_id"]),
     )
+
+
+def _id(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 class Steps:
@@ -114,8 +117,7 @@ class Steps:
         return None if row is None else _step(row)
 
     def step_count(self, task_run_id: int) -> int:
-        row = self.db.one(COUNT_STEPS, (task_run_id,))
-        return int(row[0]) if row else 0
+        return int(self.db.scalar(COUNT_STEPS, (task_run_id,)) or 0)
 
     def record_step(
         self,
@@ -193,13 +195,14 @@ class Steps:
         row = self.db.one(STEP_RESULT, (run_id,))
         if row is None:
             raise Conflict(f"task run {run_id} not found")
-        outputs = self.reads.attempt_outputs(int(row[2])) if row[2] is not None else {}
-        return State(row[0]), row[1], outputs
+        last = row["last_attempt_id"]
+        outputs = self.reads.attempt_outputs(int(last)) if last is not None else {}
+        return State(row["state"]), row["reason"], outputs
 
     def run_states(self, run_ids: Iterable[int]) -> dict[int, tuple[State, str | None]]:
         """The state and reason of each of these task runs."""
         ids = sorted(set(run_ids))
         if not ids:
             return {}
-        rows = self.db.all(RUN_STATES.format(q.marks(ids)), ids)
-        return {int(r[0]): (State(r[1]), r[2]) for r in rows}
+        rows = self.db.all(RUN_STATES.format(marks(ids)), ids)
+        return {int(r["id"]): (State(r["state"]), r["reason"]) for r in rows}

@@ -27,6 +27,64 @@ from ordo.store.retention import Logs
 from ordo.store.secrets import Secrets
 from ordo.store.transitions import Change, Transitions
 
+EXPIRED_LEASES = f"""
+SELECT {q.CLAIM_COLUMNS}, a.worker_id, a.launched_at
+FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
+WHERE a.state = 'RUNNING' AND a.lease_expires_at < ?
+ORDER BY a.lease_expires_at LIMIT ?
+"""
+EXPIRED_PROCESSES = """
+SELECT id, process_group, process_started FROM attempts
+WHERE state = 'RUNNING' AND lease_expires_at < ? AND process_host = ?
+  AND process_group IS NOT NULL
+ORDER BY lease_expires_at LIMIT ?
+"""
+HEARTBEAT = """
+UPDATE attempts SET lease_expires_at = ?
+WHERE id = ? AND worker_id = ? AND state = 'RUNNING'
+"""
+INSERT_ATTEMPT = """
+INSERT INTO attempts
+    (task_run_id, execution_id, number, state, worker_id, lease_expires_at, started_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+INSERT_CALL_RUN = """
+INSERT INTO task_runs
+    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
+     parent_run_id, started_at)
+VALUES (?, ?, 'CREATED', 0, 0, ?, 'default', ?, ?)
+"""
+# launched: the full lease from now on (a claim waiting for a slot has a short one); an
+# attempt already ended or waiting unleased for its child execution is left as it is
+MARK_LAUNCHED = """
+UPDATE attempts SET launched_at = ?, lease_expires_at = ?
+WHERE id {ids} AND launched_at IS NULL AND state = 'RUNNING' AND lease_expires_at IS NOT NULL
+"""
+REGISTER_WORKER = """
+INSERT INTO workers (id, host, pid, queues, started_at, heartbeat_at, running)
+VALUES (?, ?, ?, ?, ?, ?, 0)
+ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+    queues = excluded.queues, heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
+"""
+SET_PROCESS = """
+UPDATE attempts SET process_host = ?, process_group = ?, process_started = ?
+WHERE id = ? AND state = 'RUNNING'
+"""
+WORKERS_ATTEMPTS = f"""
+SELECT {q.CLAIM_COLUMNS}, a.worker_id, a.launched_at
+FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
+WHERE a.state = 'RUNNING' AND a.worker_id = ? AND a.lease_expires_at IS NOT NULL
+ORDER BY a.id
+"""
+WORKER_HEARTBEAT = "UPDATE workers SET heartbeat_at = ?, running = ? WHERE id = ?"
+WORKER_PROCESSES = """
+SELECT id, process_group, process_started FROM attempts
+WHERE state = 'RUNNING' AND worker_id = ? AND lease_expires_at IS NOT NULL
+  AND process_host = ? AND process_group IS NOT NULL
+ORDER BY id
+"""
+WORKER_STOPPED = "UPDATE workers SET stopped_at = ?, running = 0, heartbeat_at = ? WHERE id = ?"
+
 
 class TaskRuns:
     """The worker's side of task runs."""
@@ -87,12 +145,12 @@ class TaskRuns:
             found = self.db.take_ready(limit, test, params)
             if found:
                 self.secrets.saw((int(found[0]["secrets"]), found[0]["changed"]))
-            taken = [r for r in found if r[0] is not None]
-            if len(taken) < limit and (not found or found[0][8]):  # keyed rows wait
+            taken = [r for r in found if r["task_run_id"] is not None]
+            if len(taken) < limit and (not found or found[0]["keyed"]):  # keyed rows wait
                 taken = [*taken, *self.limits.take_keyed(now, limit - len(taken), test, params)]
             if not taken:
                 return []
-            self.readiness.taken(r[0] for r in taken)
+            self.readiness.taken(r["task_run_id"] for r in taken)
             return self._start_attempts(taken, worker_id, now, now + lease_seconds)
 
     def _start_attempts(
@@ -100,26 +158,41 @@ class TaskRuns:
     ) -> list[Claim]:
         """Start an attempt of each taken task run still startable (its execution
         running, itself not ended), in a few statements whatever their number; the first
-        attempt also moves the task run CREATED -> RUNNING. ``taken`` rows are
-        ``(task_run_id, execution_id, task_id, state, attempts, started_at, revision_id,
-        execution_state)``."""
+        attempt also moves the task run CREATED -> RUNNING. ``taken`` rows have the
+        columns of :meth:`~ordo.store.db.Db.take_ready`'s."""
         open_states = (State.CREATED.value, State.RUNNING.value)
-        startable = [r for r in taken if r[7] in open_states and not State(r[3]).terminal]
+        startable = [
+            r
+            for r in taken
+            if r["execution_state"] in open_states and not State(r["state"]).terminal
+        ]
         if not startable:
             return []
-        first = {r[1] for r in startable if r[7] == State.CREATED.value}
+        first = {r["execution_id"] for r in startable if r["execution_state"] == "CREATED"}
         for ex_id in sorted(first):  # its first claim: the execution is handled now
             self.transitions.transition([Change(ex_id, None, State.CREATED, State.RUNNING)], now)
         values = [
-            (r[0], r[1], r[4] + 1, State.RUNNING.value, worker_id, lease, now) for r in startable
-        ]
+            (r["task_run_id"], r["execution_id"], r["attempts"] + 1, State.RUNNING.value,
+             worker_id, lease, now)
+            for r in startable
+        ]  # fmt: skip
         waiting = (State.CREATED.value, State.RESTARTED.value)
         moves = [
-            Change(r[1], r[0], State(r[3]), State.RUNNING) for r in startable if r[3] in waiting
+            Change(r["execution_id"], r["task_run_id"], State(r["state"]), State.RUNNING)
+            for r in startable
+            if r["state"] in waiting
         ]
         attempt_of = self.transitions.claimed(values, moves, now)
         return [
-            Claim(attempt_of[r[0]], r[0], r[1], r[6], r[2], r[4] + 1, r[5] or now)
+            Claim(
+                attempt_id=attempt_of[r["task_run_id"]],
+                task_run_id=r["task_run_id"],
+                execution_id=r["execution_id"],
+                revision_id=r["revision_id"],
+                task_id=r["task_id"],
+                number=r["attempts"] + 1,
+                first_started_at=r["started_at"] or now,
+            )
             for r in startable
         ]
 
@@ -128,7 +201,7 @@ class TaskRuns:
         if not attempt_ids:
             return
         with self.db.transaction():
-            self.db.executemany(q.HEARTBEAT, [(lease_until, a, worker_id) for a in attempt_ids])
+            self.db.executemany(HEARTBEAT, [(lease_until, a, worker_id) for a in attempt_ids])
 
     def record_outcomes(
         self,
@@ -177,7 +250,7 @@ class TaskRuns:
         self.outcomes.rng = rng
         with self.db.transaction():
             for worker_id in worker_ids:
-                for row in self.db.all(q.WORKERS_ATTEMPTS, (worker_id,)):
+                for row in self.db.all(WORKERS_ATTEMPTS, (worker_id,)):
                     self._take_back(row, now, rng, result)
         return result
 
@@ -201,14 +274,14 @@ class TaskRuns:
         if attempt_ids:
             test, params = self.db.ids(attempt_ids)
             with self.db.transaction():
-                self.db.execute(q.MARK_LAUNCHED.format(ids=test), [now, lease_until, *params])
+                self.db.execute(MARK_LAUNCHED.format(ids=test), [now, lease_until, *params])
 
     def record_processes(self, host: str, processes: Sequence[AttemptProcess]) -> None:
         """The process group each of these running attempts started on ``host``."""
         if processes:
             with self.db.transaction():
                 self.db.executemany(
-                    q.SET_PROCESS,
+                    SET_PROCESS,
                     [(host, p.group, p.started, p.attempt_id) for p in processes],
                 )
 
@@ -225,10 +298,13 @@ class TaskRuns:
         takes them), or those of ``worker_ids`` (as :meth:`reap_workers` does)."""
         rows: list[Row] = []
         if expired_at is not None:
-            rows += self.db.all(q.EXPIRED_PROCESSES, (expired_at, host, limit))
+            rows += self.db.all(EXPIRED_PROCESSES, (expired_at, host, limit))
         for worker_id in worker_ids:
-            rows += self.db.all(q.WORKER_PROCESSES, (worker_id, host))
-        return [AttemptProcess(int(r[0]), int(r[1]), r[2]) for r in rows]
+            rows += self.db.all(WORKER_PROCESSES, (worker_id, host))
+        return [
+            AttemptProcess(int(r["id"]), int(r["process_group"]), r["process_started"])
+            for r in rows
+        ]
 
     def reap_expired(self, now: float, rng: random.Random, limit: int = 100) -> RecordResult:
         """Attempts whose lease expired belong to a worker that died: record each as
@@ -236,7 +312,7 @@ class TaskRuns:
         result = RecordResult()
         self.outcomes.rng = rng
         with self.db.transaction():
-            for row in self.db.all(q.EXPIRED_LEASES, (now, limit)):
+            for row in self.db.all(EXPIRED_LEASES, (now, limit)):
                 self._take_back(row, now, rng, result)
         return result
 
@@ -260,7 +336,7 @@ class TaskRuns:
         like any stopped attempt (the execution is being killed or failed)."""
         stopping = self.db.one(q.EXECUTION_REASON, (claim.execution_id,))
         if self.transitions.execution_state(claim.execution_id) is not State.RUNNING or (
-            stopping and stopping[0]
+            stopping and stopping["reason"]
         ):
             stopped = Outcome(State.KILLED, reason="killed", error=why)
             self.outcomes.record_one(claim, stopped, now, self.outcomes.rng, RecordResult())
@@ -313,7 +389,7 @@ class TaskRuns:
                 run.id, ex_id, State.RUNNING, started, None, known=State.CREATED, routine=True
             )
             attempt_id = self.db.insert(
-                q.INSERT_ATTEMPT,
+                INSERT_ATTEMPT,
                 (run.id, ex_id, 1, State.RUNNING.value, worker_id, None, started),
             )
             self.db.execute(q.TASK_RUN_STARTED, (1, attempt_id, started, run.id))
@@ -338,7 +414,7 @@ class TaskRuns:
         state = outcome.state if outcome.state in RECORDED else State.FAILED
         with self.db.transaction():
             tr_id = self.db.insert(
-                q.INSERT_CALL_RUN, (ex_id, task_id, now, parent.task_run_id, started)
+                INSERT_CALL_RUN, (ex_id, task_id, now, parent.task_run_id, started)
             )
             self.transitions.created(ex_id, tr_id, started)
             created = State.CREATED
@@ -347,7 +423,7 @@ class TaskRuns:
                 tr_id, ex_id, State.RUNNING, started, None, known=created, routine=True
             )
             attempt_id = self.db.insert(
-                q.INSERT_ATTEMPT, (tr_id, ex_id, 1, State.RUNNING.value, worker_id, None, started)
+                INSERT_ATTEMPT, (tr_id, ex_id, 1, State.RUNNING.value, worker_id, None, started)
             )
             self.db.execute(q.TASK_RUN_STARTED, (1, attempt_id, started, tr_id))
             self.db.execute(q.FINISH_ATTEMPT, finish_params(attempt_id, state, outcome, now))
@@ -365,12 +441,12 @@ class TaskRuns:
         self, worker_id: str, host: str, pid: int, queues: Sequence[str], now: float
     ) -> None:
         with self.db.transaction():
-            self.db.execute(q.REGISTER_WORKER, (worker_id, host, pid, ",".join(queues), now, now))
+            self.db.execute(REGISTER_WORKER, (worker_id, host, pid, ",".join(queues), now, now))
 
     def worker_heartbeat(self, worker_id: str, running: int, now: float) -> None:
         with self.db.transaction():
-            self.db.execute(q.WORKER_HEARTBEAT, (now, running, worker_id))
+            self.db.execute(WORKER_HEARTBEAT, (now, running, worker_id))
 
     def worker_stopped(self, worker_id: str, now: float) -> None:
         with self.db.transaction():
-            self.db.execute(q.WORKER_STOPPED, (now, now, worker_id))
+            self.db.execute(WORKER_STOPPED, (now, now, worker_id))

@@ -26,13 +26,38 @@ from typing import Any, Literal
 
 from ordo.errors import IllegalTransition, NotFound
 from ordo.model import By, State, can_transition
-from ordo.store import queries as q
 from ordo.store.db import Db
 from ordo.store.history import ROUTINE
 
 Kind = Literal["execution", "task run"]
 
 # -- the only SQL that writes a state or its history -----------------------------------
+ATTEMPT_TYPES = (
+    "BIGINT",
+    "BIGINT",
+    "BIGINT",
+    "TEXT",
+    "TEXT",
+    "DOUBLE PRECISION",
+    "DOUBLE PRECISION",
+)
+FINISH_SUCCESSES = """
+UPDATE attempts
+SET state = 'SUCCESS', ended_at = ?, exit_code = CAST(v.column2 AS INTEGER), reason = NULL,
+    error = NULL, cpu_seconds = CAST(v.column3 AS DOUBLE PRECISION),
+    peak_rss_kb = CAST(v.column4 AS BIGINT), lease_expires_at = NULL
+FROM {values}
+WHERE attempts.id = v.column1 AND attempts.state = 'RUNNING'
+RETURNING attempts.id AS attempt_id, attempts.task_run_id AS task_run_id
+"""
+INSERT_ATTEMPTS = """
+INSERT INTO attempts
+    (task_run_id, execution_id, number, state, worker_id, lease_expires_at, started_at)
+SELECT * FROM {values}
+RETURNING id, task_run_id, number
+"""
+SUCCESS_TYPES = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT")
+
 _SET_EXECUTION = """
 UPDATE executions SET state = ?, reason = coalesce(?, reason),
     started_at = CASE WHEN ? = 'RUNNING' THEN coalesce(started_at, ?) ELSE started_at END
@@ -42,14 +67,14 @@ WHERE id = ? AND state = ?
 _SET_EXECUTION_MARKED = "UPDATE executions SET state = ?, reason = ? WHERE id = ? AND state = ?"
 _SET_TASK_RUN = """
 UPDATE task_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ? AND state = ?
-RETURNING id, fork_of
+RETURNING id AS task_run_id, fork_of
 """
 _SET_TASK_RUNS = """
 UPDATE task_runs
 SET state = v.column2, reason = v.column3, ended_at = CAST(v.column4 AS DOUBLE PRECISION)
 FROM {values}
 WHERE task_runs.id = v.column1 AND task_runs.state = v.column5
-RETURNING task_runs.id, task_runs.fork_of
+RETURNING task_runs.id AS task_run_id, task_runs.fork_of AS fork_of
 """
 _TASK_RUN_TYPES = ("BIGINT", "TEXT", "TEXT", "DOUBLE PRECISION", "TEXT")
 #: PostgreSQL: attempts ended SUCCESS (``{finish}``) and their task runs RUNNING ->
@@ -61,7 +86,7 @@ u AS (
     FROM f
     WHERE task_runs.id = f.task_run_id AND task_runs.state = 'RUNNING'
     RETURNING task_runs.id, task_runs.fork_of)
-SELECT f.id, u.id, u.fork_of FROM f LEFT JOIN u ON u.id = f.task_run_id
+SELECT f.attempt_id, u.id AS task_run_id, u.fork_of FROM f LEFT JOIN u ON u.id = f.task_run_id
 """
 #: Attempts started: each task run's count and last attempt, and CREATED or RESTARTED ->
 #: RUNNING for a first attempt (a retry's task run is RUNNING already), in one statement.
@@ -185,19 +210,20 @@ class Transitions:
             ended = now if c.new.terminal else None
             params = (c.new.value, c.reason, ended, c.run_id, c.old.value)
             found = self.db.all(_SET_TASK_RUN, params)
-            return {int(r[0]): r[1] for r in found}
+            return {int(r["task_run_id"]): r["fork_of"] for r in found}
         rows = [
             (c.run_id, c.new.value, c.reason, now if c.new.terminal else None, c.old.value)
             for c in changes
         ]
         table, values = self.db.values(rows, _TASK_RUN_TYPES)
-        return {int(r[0]): r[1] for r in self.db.all(_SET_TASK_RUNS.format(values=table), values)}
+        found = self.db.all(_SET_TASK_RUNS.format(values=table), values)
+        return {int(r["task_run_id"]): r["fork_of"] for r in found}
 
     def succeeded(
         self, attempts: Sequence[Sequence[Any]], changes: Sequence[Change], now: float
     ) -> tuple[set[int], dict[int, int | None]]:
         """Attempts that ended SUCCESS (rows ``(attempt_id, exit_code, cpu_seconds,
-        peak_rss_kb)`` of :data:`q.FINISH_SUCCESSES`) and ``changes``, their task runs'
+        peak_rss_kb)`` of :data:`FINISH_SUCCESSES`) and ``changes``, their task runs'
         RUNNING -> SUCCESS, routine (the attempts hold the history), in one statement
         (PostgreSQL) or two. The attempts recorded (the others had ended: lost), and the
         task runs moved, each with the for_each task run it is an item of."""
@@ -206,20 +232,22 @@ class Transitions:
         for change in changes:
             if not can_transition(change.old, change.new) or not _routine(change, By.WORK):
                 raise _illegal(change, By.WORK, "not a routine move")
-        table, params = self.db.values(attempts, q.SUCCESS_TYPES)
-        finish = q.FINISH_SUCCESSES.format(values=table)
+        table, params = self.db.values(attempts, SUCCESS_TYPES)
+        finish = FINISH_SUCCESSES.format(values=table)
         if self.db.writable_ctes:
             found = self.db.all(_SUCCEEDED.format(finish=finish), [now, *params, now])
-            moved = {int(tr_id): fork_of for _, tr_id, fork_of in found if tr_id is not None}
-            return {int(r[0]) for r in found}, moved
-        recorded = {int(r[0]) for r in self.db.all(finish, [now, *params])}
+            moved = {
+                int(r["task_run_id"]): r["fork_of"] for r in found if r["task_run_id"] is not None
+            }
+            return {int(r["attempt_id"]) for r in found}, moved
+        recorded = {int(r["attempt_id"]) for r in self.db.all(finish, [now, *params])}
         of = dict(zip((int(a[0]) for a in attempts), changes, strict=True))
         return recorded, self.transition([of[a] for a in sorted(recorded)], now, routine=True)
 
     def claimed(
         self, attempts: Sequence[Sequence[Any]], moves: Sequence[Change], now: float
     ) -> dict[int, int]:
-        """Attempts started: ``attempts`` are rows of :data:`q.INSERT_ATTEMPTS` (task
+        """Attempts started: ``attempts`` are rows of :data:`INSERT_ATTEMPTS` (task
         run, execution, number, ...), each task run's count and last attempt set, and
         ``moves`` to RUNNING of those that were waiting (CREATED or RESTARTED; a retry's
         task run is RUNNING already), in one statement (PostgreSQL) or two. A first
@@ -230,13 +258,13 @@ class Transitions:
         for change in moves:
             if not can_transition(change.old, change.new):
                 raise _illegal(change, By.WORK)
-        table, params = self.db.values(attempts, q.ATTEMPT_TYPES)
-        insert = q.INSERT_ATTEMPTS.format(values=table)
+        table, params = self.db.values(attempts, ATTEMPT_TYPES)
+        insert = INSERT_ATTEMPTS.format(values=table)
         if self.db.writable_ctes:
             found = self.db.all(_STARTED.format(insert=insert), [*params, now])
         else:
             found = self.db.all(insert, params)
-            rows = [(tr_id, number, a_id) for a_id, tr_id, number in found]
+            rows = [(r["task_run_id"], r["number"], r["id"]) for r in found]
             table, values = self.db.values(rows, _CLAIMED_TYPES)
             self.db.execute(_CLAIMED.format(values=table), [now, *values])
         number = {int(r[0]): int(r[2]) for r in attempts}
@@ -245,7 +273,7 @@ class Transitions:
             for c in moves
             if not (c.old is State.CREATED and c.run_id is not None and number[c.run_id] == 1)
         )
-        return {int(tr_id): int(a_id) for a_id, tr_id, *_ in found}
+        return {int(r["task_run_id"]): int(r["id"]) for r in found}
 
     # -- one change, its current state read first --------------------------------------
     def set_execution_state(
@@ -292,10 +320,10 @@ class Transitions:
         )
 
     def execution_state(self, ex_id: int) -> State:
-        row = self.db.one(q.EXECUTION_STATE, (ex_id,))
+        row = self.db.one(_EXECUTION_STATE, (ex_id,))
         if row is None:
             raise NotFound(f"execution {ex_id} not found")
-        return State(row[0])
+        return State(row["state"])
 
     # -- history -----------------------------------------------------------------------
     def created(self, ex_id: int, tr_id: int | None, now: float, reason: str | None = None) -> None:
