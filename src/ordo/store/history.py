@@ -13,7 +13,7 @@ that made them already records them (:data:`ROUTINE`):
   ``ended_at`` (a for_each task run ends when its items have, by a row; a mark or a
   replay's copy is a row too).
 
-:meth:`~ordo.store.transitions.Transitions._transition` writes no row for a change its
+:meth:`~ordo.store.transitions.Transitions.transition` writes no row for a change its
 caller says is routine, and :func:`merge` puts them back when the history is read. Pure
 functions: no SQL here.
 """

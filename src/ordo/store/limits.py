@@ -4,7 +4,10 @@ task's ``concurrency_key`` (task runs sharing the key at once, in the whole stor
 
 Both count what runs (rows in RUNNING or KILLING) under a lock named after the flow or
 the key, taken before counting and held to the commit: ``BEGIN IMMEDIATE`` already is
-one on SQLite; PostgreSQL takes an advisory transaction lock (:meth:`_lock`).
+one on SQLite; PostgreSQL takes an advisory transaction lock
+(:meth:`~ordo.store.db.Db.lock`). Whether an execution may start is the policy's
+(asked by :class:`~ordo.store.executions.Executions`); what starts when one ends is
+:class:`~ordo.store.outcomes.Outcomes`'s.
 """
 
 from __future__ import annotations

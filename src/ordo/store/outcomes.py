@@ -3,10 +3,14 @@ records them: a task run's end or its retry, the dependents made ready or skippe
 for_each items and the task run they belong to, run_if's SKIP and STOP, the end of an
 execution (its state, reason and outputs) and the flow task waiting for it.
 
-Every transition is a conditional ``UPDATE ... WHERE state = :expected`` allowed by the
-one table in :mod:`ordo.model`, written to ``state_history`` in the same transaction.
-Rows are locked in one order everywhere (an execution before its task runs, executions
-by id), so workers recording at once do not deadlock.
+Each change of state goes through :class:`~ordo.store.transitions.Transitions` (one
+conditional ``UPDATE ... WHERE state = :expected`` allowed by the one table in
+:mod:`ordo.model`, written to ``state_history`` in the same transaction); ready rows
+through :class:`~ordo.store.readiness.Readiness`. What follows is asked of the policy
+(:mod:`ordo.store.ports`). Also here: executions starting and ending under their flow's
+limit (a QUEUED one admitted when another ends). Rows are locked in one order everywhere
+(an execution before its task runs, executions by id), so workers recording at once do
+not deadlock.
 """
 
 from __future__ import annotations
@@ -131,7 +135,7 @@ class Outcomes:
     ) -> None:
         """Record successful attempts in a few statements whatever their number: the
         attempts, their outputs and metrics, the task runs, their history, the pending
-        counts, and the dependents they make ready (what :meth:`_record_one` does for
+        counts, and the dependents they make ready (what :meth:`record_one` does for
         any other outcome)."""
         values = [(c.attempt_id, o.exit_code, o.cpu_seconds, o.peak_rss_kb) for c, o in done]
         changes = [
@@ -180,7 +184,7 @@ class Outcomes:
                 per_execution[ex_id] = per_execution.get(ex_id, 0) + 1
                 upstream.append(tr_id)
         pending: dict[int, int] = {}
-        for ex_id in sorted(per_execution):  # the execution first, as in _finish_task_run
+        for ex_id in sorted(per_execution):  # the execution first, as in finish_task_run
             row = self.db.execute(q.EXECUTION_PENDING_DOWN, (per_execution[ex_id], ex_id))
             pending[ex_id] = int(row.fetchone()["pending"])
         self.readiness.release_many(upstream, now)

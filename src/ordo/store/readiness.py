@@ -1,24 +1,28 @@
-"""Where a task run becomes ready, and where it is skipped instead.
+"""Where a task run becomes ready: the ready list, and whom to tell of it.
 
 A task run is **ready** when it has a row in the ``ready`` table: workers claim from
-there (:meth:`~ordo.store.sql.SqlStore.claim`). It gets one when
+there (:meth:`~ordo.store.taskruns.TaskRuns.claim`). It gets one when
 
 - its execution starts (or leaves QUEUED) and it waits for nothing
-  (:meth:`Readiness._ready_roots`);
+  (:meth:`Readiness.ready_roots`);
 - the last task run it depends on ends well: SUCCESS, WARNING, SKIPPED, or FAILED with
-  ``allow_failure`` (:meth:`Readiness._release_dependents`, and
-  :meth:`Readiness._release_many` for a batch of successes);
+  ``allow_failure`` (:meth:`Readiness.release_dependents`, and
+  :meth:`Readiness.release_many` for a batch of successes);
 - it is a for_each item, among the first ``concurrency`` of its task run's items
-  (:meth:`Readiness._release_items`) or the next one when an item ends
-  (:meth:`Readiness._release_next_item`), also after a restart;
-- a retry is due (:meth:`Readiness._ready_again`, with ``not_before`` its delay), or a
+  (:meth:`Readiness.release_items`) or the next one when an item ends
+  (:meth:`Readiness.release_next_item`), also after a restart;
+- a retry is due (:meth:`Readiness.ready_again`, with ``not_before`` its delay), or a
   claim was handed back;
-- a restart or a mark runs it again (:meth:`Readiness._ready_restarted`).
+- a restart or a mark runs it again (:meth:`Readiness.ready_restarted`).
 
 A task run that can no longer run is **skipped** instead, transitively
-(:meth:`Readiness._skip`): the dependents of a task that failed (not allowed to), was
-killed or was skipped; and, once an execution fails (without ``continue_on_error``),
-every task run of it not started yet.
+(:meth:`~ordo.store.outcomes.Outcomes.skip`): the dependents of a task that failed (not
+allowed to), was killed or was skipped; and, once an execution fails (without
+``continue_on_error``), every task run of it not started yet.
+
+Ready rows made in a transaction are told of when it commits (a hook on the Db): other
+workers are woken (PostgreSQL notifies, SQLite wakes this process's listeners), except
+for rows claimed again in the same transaction.
 """
 
 from __future__ import annotations

@@ -234,7 +234,7 @@ class Recovery:
             self.db.execute(q.UNLEASE, (claim.attempt_id,))
             return again
 
-    # -- replay (the new execution is made by SqlStore.replay_execution) -------------
+    # -- replay (the new execution is made by Executions.replay_execution) --------
     def reuse(
         self,
         ex_id: int,

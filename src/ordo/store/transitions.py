@@ -1,17 +1,17 @@
 """The one path for every change of state of an execution or a task run.
 
-:meth:`Transitions._transition` takes a batch of changes, checks each against the one
+:meth:`Transitions.transition` takes a batch of changes, checks each against the one
 table in :mod:`ordo.model` (:data:`~ordo.model.EDGES`: work, marks and a replay's
 copies), applies them with one conditional statement (``... WHERE state = old``, so a
 change another process made first is not overwritten) and notes their history, which
 :meth:`Transitions._write_history` writes in one statement just before the transaction
-commits. A change the table forbids is a bug: it raises
-:class:`~ordo.errors.IllegalTransition` naming the run, the states and the caller, and
-the transaction rolls back.
+commits (a hook on the Db: :meth:`~ordo.store.db.Db.on_commit`). A change the table
+forbids is a bug: it raises :class:`~ordo.errors.IllegalTransition` naming the run, the
+states and the caller, and the transaction rolls back.
 
 No other module of the store writes a state of an execution or a task run, or a row of
 ``state_history`` (``tests/store/test_one_path.py`` reads their SQL to make sure). Rows
-are created CREATED, their history noted by :meth:`Transitions._created`. A task run's
+are created CREATED, their history noted by :meth:`Transitions.created`. A task run's
 routine moves (its first claim, its end by an attempt that succeeded) are written as no
 row: the attempt holds them, and reading the history puts them back
 (:mod:`ordo.store.history`).
@@ -304,7 +304,7 @@ class Transitions:
         changed it first, or when it is not in one of the states ``only_from`` names (a
         caller that changes whichever of a set of runs has not ended yet). ``known``
         skips reading the current state when the caller just read it. ``routine``: see
-        :meth:`_transition`."""
+        :meth:`transition`."""
         before = Before(known) if known else self._task_run_before(tr_id)
         if only_from is not None and before.state not in only_from:
             return None
