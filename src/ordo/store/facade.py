@@ -91,6 +91,7 @@ class Store:
         self.calling_run = reads.calling_run
         self.lineage = reads.lineage
         self.ended_among = reads.ended_among
+        self.failing_among = reads.failing_among
         self.attempt_outputs = reads.attempt_outputs
         self.killing_among = reads.killing_among
         self.tree_workers = reads.tree_workers
@@ -165,7 +166,6 @@ class Store:
         self.outcomes = outcomes = Outcomes(
             db, flows, reads, transitions, readiness, limits, policy=policy
         )
-        self.failing_among = outcomes.failing_among
         self.key_usage = limits.key_usage
         # -- restart, replay and mark
         recovery = Recovery(db, flows, reads, transitions, readiness, outcomes)

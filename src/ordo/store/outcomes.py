@@ -21,7 +21,7 @@ from typing import Any
 
 from ordo.model import CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
-from ordo.store.db import Db, dumps, marks
+from ordo.store.db import Db, dumps
 from ordo.store.flows import Flows
 from ordo.store.history import routine_end
 from ordo.store.limits import Limits
@@ -58,14 +58,6 @@ EXECUTION_END_INFO = (
 )
 EXECUTION_PENDING = "SELECT pending FROM executions WHERE id = ?"
 EXECUTION_REVISION = "SELECT revision_id, continue_on_error FROM executions WHERE id = ?"
-#: Running executions among some: why each stops (a timeout) and its first hard failure.
-FAILING_AMONG = """
-SELECT e.id, e.reason, e.revision_id, e.continue_on_error,
-       (SELECT t.task_id FROM task_runs t
-        WHERE t.execution_id = e.id AND t.state = 'FAILED' AND t.allow_failure = 0
-        ORDER BY t.id LIMIT 1) AS failed
-FROM executions e WHERE e.state = 'RUNNING' AND e.id IN ({})
-"""
 FIRST_FAILURE = """
 SELECT task_id, reason FROM task_runs
 WHERE execution_id = ? AND state = 'FAILED' AND allow_failure = 0 AND parent_run_id IS NULL
@@ -381,24 +373,6 @@ class Outcomes:
         if state is State.KILLED:
             self.transitions.set_task_run_state(fork_of, ex_id, State.KILLING, now, why)
         self.finish_task_run(fork_of, ex_id, state, why, now, result)
-
-    def failing_among(self, execution_ids: Iterable[int]) -> dict[int, str]:
-        """Which of these running executions no new attempt should start for, each with
-        why: a task failed (not allowed to, and no ``continue_on_error``) or the
-        execution is being stopped (its timeout passed)."""
-        ids = sorted(set(execution_ids))
-        if not ids:
-            return {}
-        found = {}
-        for r in self.db.all(FAILING_AMONG.format(marks(ids)), ids):
-            ex_id, failed, cont = int(r["id"]), r["failed"], r["continue_on_error"]
-            if r["reason"]:
-                found[ex_id] = str(r["reason"])
-            elif failed is not None:
-                flow = self.flows.flow_of(r["revision_id"])
-                if not (flow.continue_on_error if cont is None else cont):
-                    found[ex_id] = f"execution failed: task '{failed}' failed"
-        return found
 
     def _continue_on_error(self, ex_id: int) -> bool:
         """The execution's own setting (``ordo run --continue-on-error``), else its flow's."""

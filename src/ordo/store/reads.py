@@ -100,6 +100,15 @@ SELECT id, host, pid, queues, started_at, heartbeat_at, running, stopped_at FROM
 WHERE stopped_at IS NULL OR stopped_at > ? ORDER BY started_at DESC, id LIMIT ?
 """
 
+#: Running executions among some: why each stops (a timeout) and its first hard failure.
+FAILING_AMONG = """
+SELECT e.id, e.reason, e.revision_id, e.continue_on_error,
+       (SELECT t.task_id FROM task_runs t
+        WHERE t.execution_id = e.id AND t.state = 'FAILED' AND t.allow_failure = 0
+        ORDER BY t.id LIMIT 1) AS failed
+FROM executions e WHERE e.state = 'RUNNING' AND e.id IN ({})
+"""
+
 
 class Reads:
     """Queries over executions, task runs and attempts."""
@@ -329,6 +338,24 @@ class Reads:
     def attempt_outputs(self, attempt_id: int) -> dict[str, Any]:
         rows = self.db.all(ATTEMPT_OUTPUTS, (attempt_id,))
         return {r["key"]: json.loads(r["value"]) for r in rows}
+
+    def failing_among(self, execution_ids: Iterable[int]) -> dict[int, str]:
+        """Which of these running executions no new attempt should start for, each with
+        why: a task failed (not allowed to, and no ``continue_on_error``) or the
+        execution is being stopped (its timeout passed)."""
+        ids = sorted(set(execution_ids))
+        if not ids:
+            return {}
+        found = {}
+        for r in self.db.all(FAILING_AMONG.format(marks(ids)), ids):
+            ex_id, failed, cont = int(r["id"]), r["failed"], r["continue_on_error"]
+            if r["reason"]:
+                found[ex_id] = str(r["reason"])
+            elif failed is not None:
+                flow = self.flows.flow_of(r["revision_id"])
+                if not (flow.continue_on_error if cont is None else cont):
+                    found[ex_id] = f"execution failed: task '{failed}' failed"
+        return found
 
     def killing_among(self, execution_ids: Iterable[int]) -> set[int]:
         """Which of these executions are being killed."""
