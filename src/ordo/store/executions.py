@@ -15,7 +15,6 @@ from ordo.store.db import Db, dumps
 from ordo.store.flows import Flows
 from ordo.store.limits import Limits
 from ordo.store.outcomes import Outcomes
-from ordo.store.readiness import Readiness
 from ordo.store.reads import Reads
 from ordo.store.records import RecordResult, TaskRunRow
 from ordo.store.recovery import Recovery
@@ -109,7 +108,6 @@ class Executions:
         flows: Flows,
         reads: Reads,
         transitions: Transitions,
-        readiness: Readiness,
         limits: Limits,
         outcomes: Outcomes,
         recovery: Recovery,
@@ -118,7 +116,6 @@ class Executions:
         self.flows = flows
         self.reads = reads
         self.transitions = transitions
-        self.readiness = readiness
         self.limits = limits
         self.outcomes = outcomes
         self.recovery = recovery

@@ -175,9 +175,7 @@ class Store:
         self.restart_child = recovery.restart_child
         self.mark_task_run = recovery.mark_task_run
         # -- executions
-        executions = Executions(
-            db, flows, reads, transitions, readiness, limits, outcomes, recovery
-        )
+        executions = Executions(db, flows, reads, transitions, limits, outcomes, recovery)
         self.create_execution = executions.create_execution
         self.replay_execution = executions.replay_execution
         self.fail_execution = executions.fail_execution
