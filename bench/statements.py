@@ -70,7 +70,7 @@ class Counted:
     @contextlib.contextmanager
     def watching(self, store: Store) -> Iterator[None]:
         """Count ``store``'s SQLite connection, and every psycopg cursor meanwhile."""
-        conn = getattr(store, "_conn", None)
+        conn = getattr(store.db, "conn", None)
         if isinstance(conn, sqlite3.Connection):
             conn.set_trace_callback(self.note)
         originals = (psycopg.Cursor.execute, psycopg.Cursor.executemany)

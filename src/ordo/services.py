@@ -27,9 +27,8 @@ from ordo.errors import Conflict, Forbidden, NotFound, OrdoError, UsageError
 from ordo.model import MARKS, Flow, RunOptions, State, Trigger
 from ordo.runners.process import stop_groups, this_machine
 from ordo.store import Store
-from ordo.store.records import ExecutionRow, Revision
+from ordo.store.records import ExecutionRow, Revision, ScheduleRow
 from ordo.store.recovery import Marked
-from ordo.store.schedules import ScheduleRow
 
 logger = logging.getLogger(__name__)
 

@@ -147,24 +147,19 @@ def scan_tables(store: Store, db: str) -> list[str]:
     if db.startswith("postgresql"):
         tables = [
             r[0]
-            for r in store._all(  # type: ignore[attr-defined]
+            for r in store.db.all(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
             )
         ]
     else:
-        tables = [
-            r[0]
-            for r in store._all(  # type: ignore[attr-defined]
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-            )
-        ]
+        tables = [r[0] for r in store.db.all("SELECT name FROM sqlite_master WHERE type = 'table'")]
     hits: list[str] = []
     found = needles()
     for table in tables:
         if db.startswith("postgresql"):
             columns = [
                 r[0]
-                for r in store._all(  # type: ignore[attr-defined]
+                for r in store.db.all(
                     "SELECT column_name FROM information_schema.columns "
                     "WHERE table_schema = 'public' AND table_name = ?",
                     (table,),
@@ -172,9 +167,9 @@ def scan_tables(store: Store, db: str) -> list[str]:
             ]
             casts = ", ".join(f"CAST({c} AS TEXT)" for c in columns)
         else:
-            columns = [r[1] for r in store._all(f"PRAGMA table_info({table})")]  # type: ignore[attr-defined]
+            columns = [r[1] for r in store.db.all(f"PRAGMA table_info({table})")]
             casts = ", ".join(f"CAST({c} AS TEXT)" for c in columns)
-        for row in store._all(f"SELECT {casts} FROM {table}"):  # type: ignore[attr-defined]
+        for row in store.db.all(f"SELECT {casts} FROM {table}"):
             for column, cell in zip(columns, row, strict=True):
                 for needle, name in found.items():
                     if cell is not None and needle in str(cell):

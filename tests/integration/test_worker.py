@@ -298,7 +298,7 @@ def test_long_output_is_cut_with_a_marker(store: Store, tmp_path: Path) -> None:
 
 def test_logs_are_stored_while_the_attempt_runs(store: Store, tmp_path: Path) -> None:
     seen: list[str] = []
-    db = store.url if hasattr(store, "url") else store.path  # type: ignore[attr-defined]
+    db = getattr(store.db, "url", None) or store.db.path  # type: ignore[attr-defined]
 
     def watch() -> None:
         reader = open_store(db)

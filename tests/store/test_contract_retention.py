@@ -106,15 +106,12 @@ def rows_of(store: Store, ids: list[int]) -> dict[str, int]:
             sql = f"SELECT count(*) FROM executions WHERE id IN ({marks})"
         else:
             sql = f"SELECT count(*) FROM {table} WHERE execution_id IN ({marks})"
-        found[table] = store._one(sql, ids)[0]  # type: ignore[attr-defined]
+        found[table] = store.db.one(sql, ids)[0]
     return found
 
 
 def totals(store: Store) -> dict[str, int]:
-    return {
-        t: store._one(f"SELECT count(*) FROM {t}")[0]  # type: ignore[attr-defined]
-        for t in TABLES
-    }
+    return {t: store.db.one(f"SELECT count(*) FROM {t}")[0] for t in TABLES}
 
 
 def gc(store: Store, keep_days: float = 30, dev_days: float = 3, **kw: object) -> list[Swept]:
@@ -133,7 +130,7 @@ def stale_ready_row(store: Store, ex_id: int) -> None:
     """A ready row left behind for an ended execution (as a crash of an old version
     could): gc must take it too."""
     tr_id = store.task_runs(ex_id)[0].id
-    store._execute(  # type: ignore[attr-defined]
+    store.db.execute(
         "INSERT INTO ready (task_run_id, execution_id, not_before, queue) VALUES (?, ?, ?, ?)",
         (tr_id, ex_id, NOW, "default"),
     )
@@ -258,11 +255,11 @@ def test_gc_batch_must_be_positive(store: Store) -> None:
 
 
 def test_every_table_is_either_swept_by_gc_or_holds_no_execution_rows(store: Store) -> None:
-    if store.backend == "sqlite":  # type: ignore[attr-defined]
+    if store.backend == "sqlite":
         sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
     else:
         sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-    tables = {r[0] for r in store._all(sql)}  # type: ignore[attr-defined]
+    tables = {r[0] for r in store.db.all(sql)}
     assert tables == set(TABLES) | set(NOT_EXECUTION_TABLES)
     assert sorted(table for table, _ in GC_TABLES) == sorted(TABLES)
 
@@ -321,7 +318,7 @@ def test_reclaiming_space_after_gc(store: Store) -> None:
     store.add_logs(lines)
     assert summed(gc(store))["executions"] == 3
     reclaimed = store.reclaim_space()
-    if store.backend == "sqlite":  # type: ignore[attr-defined]
+    if store.backend == "sqlite":
         assert reclaimed.bytes is not None and reclaimed.bytes > 500 * 1000
         assert reclaimed.how == "incremental vacuum"
     else:

@@ -23,7 +23,7 @@ def moves(store: Store, ex_id: int, task_run_id: int | None) -> list[tuple[str |
 
 
 def rows_written(store: Store, ex_id: int) -> int:
-    row = store._one("SELECT count(*) FROM state_history WHERE execution_id = ?", (ex_id,))  # type: ignore[attr-defined]
+    row = store.db.one("SELECT count(*) FROM state_history WHERE execution_id = ?", (ex_id,))
     return int(row[0])
 
 
@@ -124,8 +124,8 @@ def test_rows_written_for_routine_moves_before_are_not_doubled(store: Store) -> 
     (a,) = claim_all(store, ex_id)
     store.record_outcomes([(a, ok())], LATER + 1, RNG)
     # as ordo wrote them before the attempts held these moves
-    with store.transaction():  # type: ignore[attr-defined]
-        store._executemany(  # type: ignore[attr-defined]
+    with store.transaction():
+        store.db.executemany(
             "INSERT INTO state_history (execution_id, task_run_id, from_state, to_state, at, "
             "reason) VALUES (?, ?, ?, ?, ?, ?)",
             [

@@ -70,7 +70,7 @@ def backend(url: str) -> str:
 
 def test_migrating_from_empty_gives_the_declared_schema(store_url: str) -> None:
     store = open_store(store_url)
-    assert store.schema_version() == migrate.LATEST[backend(store_url)]  # type: ignore[attr-defined]
+    assert store.schema_version() == migrate.LATEST[backend(store_url)]
     store.close()
     expected = HERE / f"schema_{backend(store_url)}.txt"
     assert describe(store_url) == expected.read_text()
@@ -104,6 +104,6 @@ def test_processes_opening_a_new_database_at_once_migrate_once(store_url: str) -
         t.join()
     assert errors == []
     store = open_store(store_url)
-    rows = store._all("SELECT version FROM schema_migrations")  # type: ignore[attr-defined]
+    rows = store.db.all("SELECT version FROM schema_migrations")
     store.close()
     assert sorted(r[0] for r in rows) == list(range(1, migrate.LATEST["sqlite"] + 1))

@@ -74,8 +74,8 @@ def test_an_illegal_transition_names_run_states_and_caller_and_writes_nothing(
     store.record_outcomes([(a, ok())], NOW + 1, RNG)
     before = store.history(ex_id)
     bad = Change(ex_id, a.task_run_id, State.SUCCESS, State.RUNNING)
-    with pytest.raises(IllegalTransition) as caught, store.transaction():  # type: ignore[attr-defined]
-        store._transition([bad], NOW + 2)  # type: ignore[attr-defined]
+    with pytest.raises(IllegalTransition) as caught, store.transaction():
+        store.transitions.transition([bad], NOW + 2)
     message = str(caught.value)
     assert f"task run {a.task_run_id} of execution {ex_id}" in message
     assert "SUCCESS -> RUNNING" in message
@@ -88,10 +88,10 @@ def test_a_mark_edge_is_not_a_work_edge(store: Store) -> None:
     (a,) = claim_all(store, ex_id)
     store.record_outcomes([(a, ok())], NOW + 1, RNG)
     mark = Change(ex_id, a.task_run_id, State.SUCCESS, State.FAILED, "by hand")
-    with pytest.raises(IllegalTransition, match="SUCCESS -> FAILED"), store.transaction():  # type: ignore[attr-defined]
-        store._transition([mark], NOW + 2)  # type: ignore[attr-defined]
-    with store.transaction():  # type: ignore[attr-defined]
-        assert store._transition([mark], NOW + 2, By.MARK)  # type: ignore[attr-defined]
+    with pytest.raises(IllegalTransition, match="SUCCESS -> FAILED"), store.transaction():
+        store.transitions.transition([mark], NOW + 2)
+    with store.transaction():
+        assert store.transitions.transition([mark], NOW + 2, By.MARK)
     assert states(store, ex_id) == {"a": "FAILED"}
 
 
@@ -99,6 +99,6 @@ def test_only_a_routine_move_may_leave_its_history_to_its_attempt(store: Store) 
     ex_id = start(store, flow_of(task("a")))
     (a,) = claim_all(store, ex_id)
     failed = Change(ex_id, a.task_run_id, State.RUNNING, State.FAILED, "exit code 1")
-    with pytest.raises(IllegalTransition, match="not a routine move"), store.transaction():  # type: ignore[attr-defined]
-        store._transition([failed], NOW + 1, routine=True)  # type: ignore[attr-defined]
+    with pytest.raises(IllegalTransition, match="not a routine move"), store.transaction():
+        store.transitions.transition([failed], NOW + 1, routine=True)
     assert states(store, ex_id) == {"a": "RUNNING"}

@@ -32,7 +32,7 @@ def counting(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str
         if not text.lstrip().upper().startswith(EDGES):
             sent.append(" ".join(text.split()))
 
-    conn = getattr(store, "_conn", None)
+    conn = getattr(store.db, "conn", None)
     if isinstance(conn, sqlite3.Connection):
         conn.set_trace_callback(note)
 
@@ -58,7 +58,7 @@ def counting(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str
 
 def step(store: Store, done: list[Any], now: float, ex_id: int) -> list[Any]:
     """What a worker's step does: record what ended and claim what that made ready."""
-    with store.transaction():  # type: ignore[attr-defined]
+    with store.transaction():
         store.record_outcomes([(c, ok()) for c in done], now, RNG)
         return store.claim("w1", 17, now, 30.0, execution_id=ex_id)
 
@@ -95,14 +95,14 @@ def test_a_batch_of_successes_costs_the_same_whatever_its_size(
 def test_a_transaction_that_fails_after_writing_leaves_nothing(store: Store) -> None:
     """PostgreSQL sends BEGIN with the transaction's first statement: what that
     statement wrote still rolls back with the rest, and a later one still commits."""
-    with pytest.raises(RuntimeError), store.transaction():  # type: ignore[attr-defined]
-        store._execute(  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError), store.transaction():
+        store.db.execute(
             "INSERT INTO secrets (name, ciphertext, created_at, updated_at) VALUES (?, ?, ?, ?)",
             ("A", "c", 1.0, 1.0),
         )
         raise RuntimeError("boom")
     assert store.secret_rows() == []
-    with store.transaction():  # type: ignore[attr-defined]
+    with store.transaction():
         pass  # sends nothing
     store.set_secret("B", "c", 2.0)
     assert store.secret_rows() == [("B", "c")]

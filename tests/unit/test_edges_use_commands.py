@@ -36,7 +36,7 @@ def store_writes() -> set[str]:
                     if (
                         isinstance(fn, ast.FunctionDef)
                         and not fn.name.startswith("_")
-                        and "self.transaction()" in ast.unparse(fn)
+                        and "self.db.transaction()" in ast.unparse(fn)
                     ):
                         found.add(fn.name)
     return found

@@ -14,7 +14,7 @@ from ordo import services
 from ordo.api.app import Caller, Reader, StoreDep, Writer
 from ordo.errors import UsageError
 from ordo.store import Store
-from ordo.store.schedules import ScheduleRow
+from ordo.store.records import ScheduleRow
 from ordo.triggers.scheduler import iso
 
 router = APIRouter(prefix="/api/schedules", tags=["schedules"])

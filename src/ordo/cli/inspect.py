@@ -33,8 +33,8 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if args.command == "flows":
             return _flows(store, args)
         if args.command == "db":
-            version = store.upgrade()  # type: ignore[attr-defined]
-            print(f"{store.backend} schema at version {version}")  # type: ignore[attr-defined]
+            version = store.upgrade()
+            print(f"{store.backend} schema at version {version}")
             return EXIT_OK
         if args.action == "list":
             return _list(store, args)

@@ -153,7 +153,7 @@ def start_execution(
 def save_execution(
     store: Store, execution_id: int, name: str, description: str | None, now: float
 ) -> None:
-    """Save an execution under ``name`` (see :meth:`SqlStore.save_execution`); a
+    """Save an execution under ``name`` (see :meth:`Store.save_execution`); a
     UsageError says what is wrong with a name: empty, longer than 100 characters, with
     control characters or only digits (it would read as an execution id)."""
     problem = None
@@ -194,7 +194,7 @@ def restart_execution(
     given_inputs: Mapping[str, Any] | None = None,
     latest: bool = False,
 ) -> list[str]:
-    """Restart an ended execution in place (see :meth:`SqlStore.restart_execution`):
+    """Restart an ended execution in place (see :meth:`Store.restart_execution`):
     UsageError when it has not ended FAILED, KILLED or WARNING or ``from_task`` is not
     one of its tasks; new inputs are checked and merged over the old ones. ``latest``
     moves it to its flow's newest revision first."""
@@ -228,7 +228,7 @@ def replay_execution(
     latest: bool = False,
 ) -> int:
     """A new execution replaying ``execution_id`` from ``from_task`` (see
-    :meth:`SqlStore.replay_execution`); UsageError for an execution that has not ended
+    :meth:`Store.replay_execution`); UsageError for an execution that has not ended
     or a task it does not have. New inputs are checked and merged over the old ones.
     ``latest`` replays the flow's newest revision instead of the pinned one."""
     execution = store.get_execution(execution_id)

@@ -6,10 +6,8 @@ import os
 from pathlib import Path
 
 from ordo.errors import ConfigError
+from ordo.store.facade import Store
 from ordo.store.ports import Decisions
-from ordo.store.sql import SqlStore
-
-Store = SqlStore
 
 __all__ = ["Store", "default_path", "open_store"]
 
@@ -22,21 +20,21 @@ def open_store(url: str, *, policy: Decisions | None = None) -> Store:
     decides what follows from what is recorded (:mod:`ordo.store.ports`); by default
     the engine's.
     """
-    from ordo.store.sqlite import SqliteStore
+    from ordo.store.sqlite import SqliteDb
 
     if url.startswith("sqlite:///"):
-        return SqliteStore(url[len("sqlite:///") :], policy=policy)
+        return Store(SqliteDb(url[len("sqlite:///") :]), policy=policy)
     if url.startswith(("postgresql://", "postgres://")):
-        from ordo.store.postgres import PostgresStore
+        from ordo.store.postgres import PostgresDb
 
-        return PostgresStore(url, policy=policy)
+        return Store(PostgresDb(url), policy=policy)
     if "://" in url:
         scheme = url.split("://", 1)[0]
         raise ConfigError(
             f"unknown database URL scheme {scheme!r} in {url!r}: "
             "expected sqlite:///PATH or postgresql://..."
         )
-    return SqliteStore(url, policy=policy)
+    return Store(SqliteDb(url), policy=policy)
 
 
 def default_path(environ: dict[str, str] | os._Environ[str]) -> Path:

@@ -13,7 +13,7 @@ that made them already records them (:data:`ROUTINE`):
   ``ended_at`` (a for_each task run ends when its items have, by a row; a mark or a
   replay's copy is a row too).
 
-:meth:`~ordo.store.transitions.Transitions._transition` writes no row for a change its
+:meth:`~ordo.store.transitions.Transitions.transition` writes no row for a change its
 caller says is routine, and :func:`merge` puts them back when the history is read. Pure
 functions: no SQL here.
 """
@@ -21,18 +21,15 @@ functions: no SQL here.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
 
 from ordo.model import State
+from ordo.store.db import Row
 from ordo.store.records import HistoryRow
 
 #: ``(old, new)`` of the moves a task run's attempts hold instead of history rows.
 ROUTINE = frozenset({(State.CREATED, State.RUNNING), (State.RUNNING, State.SUCCESS)})
 
-#: Columns of the attempts :func:`merge` reads (:data:`ordo.store.queries.HISTORY_ATTEMPTS`).
-#: ``id, task_run_id, execution_id, number, state, reason, error, started_at, ended_at``
-AttemptFacts = Sequence[Any]
 
 # sort ranks among rows at the same time: a task run's end comes before what it caused
 # (its execution's end), and a claim after what was recorded in its transaction
@@ -44,7 +41,7 @@ def routine_end(state: State, reason: str | None, error: str | None) -> bool:
     return state is State.SUCCESS and reason is None and error is None
 
 
-def merge(rows: Iterable[Sequence[Any]], attempts: Iterable[AttemptFacts]) -> list[HistoryRow]:
+def merge(rows: Iterable[Row], attempts: Iterable[Row]) -> list[HistoryRow]:
     """``state_history`` rows (``execution_id, task_run_id, from_state, to_state, at,
     reason, id``, in the order they were written) and the routine moves the
     ``attempts`` hold, put among them by time: of rows of one time, a task run's end
@@ -58,22 +55,28 @@ def merge(rows: Iterable[Sequence[Any]], attempts: Iterable[AttemptFacts]) -> li
     written: list[tuple[tuple[float, int, int], HistoryRow]] = []
     left_created: set[int] = set()
     ended: set[tuple[int, float]] = set()
-    for ex_id, tr_id, old, new, at, reason, row_id in rows:
-        row = HistoryRow(ex_id, tr_id, State(old) if old else None, State(new), at, reason)
-        written.append(((at, _ROW, row_id), row))
+    for r in rows:
+        tr_id, old, at = r["task_run_id"], r["from_state"], r["at"]
+        row = HistoryRow(
+            r["execution_id"], tr_id, State(old) if old else None, State(r["to_state"]), at,
+            r["reason"],
+        )  # fmt: skip
+        written.append(((at, _ROW, r["id"]), row))
         if tr_id is not None and row.from_state is State.CREATED:
             left_created.add(tr_id)
         if tr_id is not None and (row.from_state, row.to_state) == _SUCCEEDED:
             ended.add((tr_id, at))
     held: list[tuple[tuple[float, int, int], HistoryRow]] = []
-    for a_id, tr_id, ex_id, number, state, reason, error, started, end in attempts:
+    for a in attempts:
+        a_id, tr_id, ex_id, number = a["id"], a["task_run_id"], a["execution_id"], a["number"]
+        reason, started, end = a["reason"], a["started_at"], a["ended_at"]
         first = number == 1 and reason != "marked" and tr_id not in left_created
         if first:
             row = HistoryRow(ex_id, tr_id, State.CREATED, State.RUNNING, started, None)
             held.append(((started, _START, a_id), row))
         if end is None or number < 1 or (tr_id, end) in ended:
             continue
-        if routine_end(State(state), reason, error):
+        if routine_end(State(a["state"]), reason, a["error"]):
             row = HistoryRow(ex_id, tr_id, State.RUNNING, State.SUCCESS, end, None)
             if first and end <= started:  # one instant (or a clock that went back)
                 held.append(((started, _END_OF_START, a_id), row))

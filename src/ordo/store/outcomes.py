@@ -3,42 +3,116 @@ records them: a task run's end or its retry, the dependents made ready or skippe
 for_each items and the task run they belong to, run_if's SKIP and STOP, the end of an
 execution (its state, reason and outputs) and the flow task waiting for it.
 
-Every transition is a conditional ``UPDATE ... WHERE state = :expected`` allowed by the
-one table in :mod:`ordo.model`, written to ``state_history`` in the same transaction.
-Rows are locked in one order everywhere (an execution before its task runs, executions
-by id), so workers recording at once do not deadlock.
+Each change of state goes through :class:`~ordo.store.transitions.Transitions` (one
+conditional ``UPDATE ... WHERE state = :expected`` allowed by the one table in
+:mod:`ordo.model`, written to ``state_history`` in the same transaction); ready rows
+through :class:`~ordo.store.readiness.Readiness`. What follows is asked of the policy
+(:mod:`ordo.store.ports`). Also here: executions starting and ending under their flow's
+limit (a QUEUED one admitted when another ends). Rows are locked in one order everywhere
+(an execution before its task runs, executions by id), so workers recording at once do
+not deadlock.
 """
 
 from __future__ import annotations
 
-import json
 import random
-from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ordo.errors import NotFound
 from ordo.model import CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
+from ordo.store.db import Db, dumps
+from ordo.store.flows import Flows
 from ordo.store.history import routine_end
+from ordo.store.limits import Limits
 from ordo.store.ports import Decisions, EndFacts, OutputFacts, RetryFacts, RunGroup, default_policy
 from ordo.store.readiness import Readiness
+from ordo.store.reads import Reads, claim_of
 from ordo.store.records import Claim, RecordResult
-from ordo.store.transitions import Change
+from ordo.store.transitions import UNSTARTED, Change, Transitions
+
+ATTEMPT_CLAIM = f"""
+SELECT {q.CLAIM_COLUMNS}
+FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
+WHERE a.id = ?
+"""
+COUNTED_ATTEMPTS = """
+SELECT count(*) AS n FROM attempts a JOIN task_runs t ON t.id = a.task_run_id
+WHERE a.task_run_id = ? AND (a.reason IS NULL OR a.reason <> 'handed back')
+  AND a.number > t.retries_from
+"""
+DEPENDENTS = "SELECT task_run_id FROM task_run_deps WHERE upstream_id = ?"
+#: What the end of an execution is decided from: its task runs (not a handler's calls)
+#: by state, allow_failure and whether skipped because something failed.
+END_FACTS = """
+SELECT state, allow_failure,
+    CASE WHEN state = 'SKIPPED' AND attempts = 0 AND coalesce(reason, '') <> 'skipped on request'
+         THEN 1 ELSE 0 END AS by_failure,
+    count(*) AS n
+FROM task_runs WHERE execution_id = ? AND parent_run_id IS NULL
+GROUP BY 1, 2, 3
+"""
+EXECUTION_DEQUEUED = "UPDATE executions SET reason = NULL, deadline = ? WHERE id = ?"
+EXECUTION_END_INFO = (
+    "SELECT reason, stopped, revision_id, parent_attempt_id FROM executions WHERE id = ?"
+)
+EXECUTION_PENDING = "SELECT pending FROM executions WHERE id = ?"
+EXECUTION_REVISION = "SELECT revision_id, continue_on_error FROM executions WHERE id = ?"
+FIRST_FAILURE = """
+SELECT task_id, reason FROM task_runs
+WHERE execution_id = ? AND state = 'FAILED' AND allow_failure = 0 AND parent_run_id IS NULL
+ORDER BY ended_at, id LIMIT 1
+"""
+FIRST_ITEM_FAILURE = """
+SELECT fork_index, reason FROM task_runs WHERE fork_of = ? AND state = ?
+ORDER BY fork_index LIMIT 1
+"""
+INSERT_CHECK = """
+INSERT INTO checks
+    (attempt_id, task_run_id, execution_id, phase, position, kind, ok, message, output,
+     started_at, ended_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+INSERT_METRIC = """
+INSERT INTO metrics (attempt_id, task_run_id, execution_id, name, kind, value, tags, at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+#: One item of a for_each task run ended: one fewer pending.
+ITEM_ENDED = """
+UPDATE task_runs SET forks_pending = forks_pending - 1, forks_next = forks_next + 1 WHERE id = ?
+RETURNING forks_pending, forks_next
+"""
+ITEM_STATES = """
+SELECT state, allow_failure, count(*) AS n FROM task_runs WHERE fork_of = ?
+GROUP BY state, allow_failure
+"""
+OLDEST_QUEUED = """
+SELECT id, revision_id FROM executions
+WHERE state = 'QUEUED' AND namespace = ? AND flow_id = ? ORDER BY id LIMIT 1
+"""
 
 
-def dumps(value: Any) -> str:
-    """JSON as the store keeps it: compact, anything unknown as text."""
-    return json.dumps(value, separators=(",", ":"), default=str)
+class Outcomes:
+    """Recording outcomes and writing what the policy decides follows from them."""
 
-
-class Outcomes(Readiness):
-    """Recording outcomes and writing what the policy decides follows from them;
-    :class:`~ordo.store.sql.SqlStore` adds the rest."""
-
-    def __init__(self, policy: Decisions | None = None) -> None:
-        super().__init__()
-        self._rng = random.Random()  # jitter of retries decided while recording
+    def __init__(
+        self,
+        db: Db,
+        flows: Flows,
+        reads: Reads,
+        transitions: Transitions,
+        readiness: Readiness,
+        limits: Limits,
+        policy: Decisions | None = None,
+    ) -> None:
+        self.db = db
+        self.flows = flows
+        self.reads = reads
+        self.transitions = transitions
+        self.readiness = readiness
+        self.limits = limits
+        #: the jitter of retries decided while recording (the caller's, when it gives one)
+        self.rng = random.Random()
         self._policy = policy
 
     @property
@@ -48,29 +122,24 @@ class Outcomes(Readiness):
             self._policy = default_policy()
         return self._policy
 
-    @abstractmethod
-    def _admit_queued(self, flow: Flow, now: float, result: RecordResult) -> None:
-        """An execution of ``flow`` ended: start what waits for its concurrency limit
-        (:class:`~ordo.store.limits.Limits`)."""
-
-    def _record_successes(
+    def record_successes(
         self, done: Sequence[tuple[Claim, Outcome]], now: float, result: RecordResult
     ) -> None:
         """Record successful attempts in a few statements whatever their number: the
         attempts, their outputs and metrics, the task runs, their history, the pending
-        counts, and the dependents they make ready (what :meth:`_record_one` does for
+        counts, and the dependents they make ready (what :meth:`record_one` does for
         any other outcome)."""
         values = [(c.attempt_id, o.exit_code, o.cpu_seconds, o.peak_rss_kb) for c, o in done]
         changes = [
             Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in done
         ]
-        recorded, succeeded = self._succeeded(values, changes, now)
+        recorded, succeeded = self.transitions.succeeded(values, changes, now)
         result.lost.extend(c.attempt_id for c, _ in done if c.attempt_id not in recorded)
         kept = [(c, o) for c, o in done if c.attempt_id in recorded]
         if not kept:
             return
         ids_of = [(c.attempt_id, c.task_run_id, c.execution_id) for c, _ in kept]
-        self._executemany(
+        self.db.executemany(
             q.INSERT_OUTPUT,
             [
                 (*ids, k, dumps(v))
@@ -78,16 +147,16 @@ class Outcomes(Readiness):
                 for k, v in o.outputs.items()
             ],
         )
-        self._executemany(
-            q.INSERT_METRIC,
+        self.db.executemany(
+            INSERT_METRIC,
             [
                 (*ids, m.name, m.kind, m.value, dumps(dict(m.tags)), now)
                 for ids, (_, o) in zip(ids_of, kept, strict=True)
                 for m in o.metrics
             ],
         )
-        self._executemany(
-            q.INSERT_CHECK,
+        self.db.executemany(
+            INSERT_CHECK,
             [
                 _check_row(ids, r)
                 for ids, (_, o) in zip(ids_of, kept, strict=True)
@@ -107,48 +176,50 @@ class Outcomes(Readiness):
                 per_execution[ex_id] = per_execution.get(ex_id, 0) + 1
                 upstream.append(tr_id)
         pending: dict[int, int] = {}
-        for ex_id in sorted(per_execution):  # the execution first, as in _finish_task_run
-            row = self._execute(q.EXECUTION_PENDING_DOWN, (per_execution[ex_id], ex_id))
-            pending[ex_id] = int(row.fetchone()[0])
-        self._release_many(upstream, now)
+        for ex_id in sorted(per_execution):  # the execution first, as in finish_task_run
+            row = self.db.execute(q.EXECUTION_PENDING_DOWN, (per_execution[ex_id], ex_id))
+            pending[ex_id] = int(row.fetchone()["pending"])
+        self.readiness.release_many(upstream, now)
         for ex_id, count in pending.items():
-            self._maybe_end(ex_id, now, result, count)
+            self.maybe_end(ex_id, now, result, count)
         for ex_id, fork_of in sorted(items):  # items: their for_each task run may end too
-            left = self._pending_down(ex_id)
-            self._item_ended(fork_of, ex_id, now, result)
+            left = self.pending_down(ex_id)
+            self.item_ended(fork_of, ex_id, now, result)
             if left <= 0:  # (the for_each task run ending has ended the execution itself)
-                self._maybe_end(ex_id, now, result)
+                self.maybe_end(ex_id, now, result)
 
-    def _record_one(
+    def record_one(
         self, claim: Claim, outcome: Outcome, now: float, rng: random.Random, result: RecordResult
     ) -> None:
         if outcome.forks is not None:
             self._fork(claim, outcome.forks, now, result)
             return
         state = outcome.state if outcome.state in RECORDED else State.FAILED
-        cur = self._execute(q.FINISH_ATTEMPT, finish_params(claim.attempt_id, state, outcome, now))
+        cur = self.db.execute(
+            q.FINISH_ATTEMPT, finish_params(claim.attempt_id, state, outcome, now)
+        )
         if cur.rowcount == 0:
             result.lost.append(claim.attempt_id)
             return
         ids = (claim.attempt_id, claim.task_run_id, claim.execution_id)
         if outcome.outputs:
-            self._executemany(
+            self.db.executemany(
                 q.INSERT_OUTPUT, [(*ids, k, dumps(v)) for k, v in outcome.outputs.items()]
             )
         if outcome.metrics:
-            self._executemany(
-                q.INSERT_METRIC,
+            self.db.executemany(
+                INSERT_METRIC,
                 [
                     (*ids, m.name, m.kind, m.value, dumps(dict(m.tags)), now)
                     for m in outcome.metrics
                 ],
             )
         if outcome.checks:
-            self._executemany(q.INSERT_CHECK, [_check_row(ids, r) for r in outcome.checks])
+            self.db.executemany(INSERT_CHECK, [_check_row(ids, r) for r in outcome.checks])
         if state in (State.SUCCESS, State.WARNING):
             why = outcome.error  # a warning's, or a handler's this.success(message)
             routine = routine_end(state, outcome.reason, outcome.error)  # the attempt says it
-            self._finish_task_run(
+            self.finish_task_run(
                 claim.task_run_id, claim.execution_id, state, why, now, result, routine=routine
             )
             return
@@ -160,33 +231,35 @@ class Outcomes(Readiness):
             return
         why = outcome.error or outcome.reason or "failed"
         if state is State.KILLED:  # RUNNING -> KILLING -> KILLED, as the table says
-            self._set_task_run_state(claim.task_run_id, claim.execution_id, State.KILLING, now, why)
-        self._finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
+            self.transitions.set_task_run_state(
+                claim.task_run_id, claim.execution_id, State.KILLING, now, why
+            )
+        self.finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
 
     def _retry(self, claim: Claim, outcome: Outcome, now: float, rng: random.Random) -> bool:
         """Ask the policy whether the failed attempt's task run tries again; if it does,
         it is ready again when its delay has passed."""
-        stopping = self._one(q.EXECUTION_REASON, (claim.execution_id,))
-        going = self._execution_state(claim.execution_id) is State.RUNNING and not (
-            stopping and stopping[0]
+        stopping = self.db.one(q.EXECUTION_REASON, (claim.execution_id,))
+        going = self.transitions.execution_state(claim.execution_id) is State.RUNNING and not (
+            stopping and stopping["reason"]
         )
-        counted = self._one(q.COUNTED_ATTEMPTS, (claim.task_run_id,)) if going else None
+        counted = self.db.one(COUNTED_ATTEMPTS, (claim.task_run_id,)) if going else None
         facts = RetryFacts(
-            policy=self.task_retry(claim),  # the task's, with the run's options over it
-            attempt_number=int(counted[0]) if counted else claim.number,
+            policy=self.reads.task_retry(claim),  # the task's, with the run's options over it
+            attempt_number=int(counted["n"]) if counted else claim.number,
             reason=outcome.reason,
             exit_code=outcome.exit_code,
             elapsed=now - claim.first_started_at,
             execution_going=going,
-            durable=_durable(self.flow_of(claim.revision_id).task(claim.task_id).spec),
+            durable=_durable(self.flows.flow_of(claim.revision_id).task(claim.task_id).spec),
         )
         delay = self.policy.retry_delay(facts, rng)
         if delay is None:
             return False
-        self._ready_again(claim.task_run_id, now + delay)
+        self.readiness.ready_again(claim.task_run_id, now + delay)
         return True
 
-    def _finish_task_run(
+    def finish_task_run(
         self,
         tr_id: int,
         ex_id: int,
@@ -201,28 +274,27 @@ class Outcomes(Readiness):
         """End a task run, then propagate: dependents become ready, or are skipped
         (``stop``: it answered STOP, nothing downstream of it runs). ``routine``: its
         attempt ended SUCCESS and holds the move's history."""
-        row = self._set_task_run_state(tr_id, ex_id, state, now, reason, routine=routine)
+        row = self.transitions.set_task_run_state(tr_id, ex_id, state, now, reason, routine=routine)
         if row is None:
             return
-        _, task_id, allow_failure, fork_of = row
-        allowed = bool(allow_failure)
-        pending: int | None = self._pending_down(ex_id)
+        task_id, allowed, fork_of = row.task_id, row.allow_failure, row.fork_of
+        pending: int | None = self.pending_down(ex_id)
         policy = self.policy
         failing = policy.fails_execution(state, allowed, lambda: self._continue_on_error(ex_id))
         if fork_of is not None:  # an item: its for_each task run may end with it
             if failing:
-                self._skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
-            self._item_ended(fork_of, ex_id, now, result)
-            self._maybe_end(ex_id, now, result)
+                self.skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
+            self.item_ended(fork_of, ex_id, now, result)
+            self.maybe_end(ex_id, now, result)
             return
         if policy.releases(state, allowed, stop=stop):
-            self._release_dependents(tr_id, now)
+            self.readiness.release_dependents(tr_id, now)
         else:
             self._skip_dependents(tr_id, ex_id, task_id, state, now, stop=stop)
             if failing:
-                self._skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
+                self.skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
             pending = None  # skipping changed it (read it again)
-        self._maybe_end(ex_id, now, result, pending)
+        self.maybe_end(ex_id, now, result, pending)
 
     def _run_if_skipped(
         self, claim: Claim, outcome: Outcome, now: float, result: RecordResult
@@ -234,8 +306,8 @@ class Outcomes(Readiness):
         why = outcome.error or "run_if answered SKIP"
         stop = outcome.reason == "stop"
         if stop:
-            self._execute(q.SET_STOPPED, (why, claim.execution_id))
-        self._finish_task_run(
+            self.db.execute(q.SET_STOPPED, (why, claim.execution_id))
+        self.finish_task_run(
             claim.task_run_id, claim.execution_id, State.SKIPPED, why, now, result, stop=stop
         )
 
@@ -243,7 +315,7 @@ class Outcomes(Readiness):
         """A for_each task run expands: its attempt ends SUCCESS, one item task run per
         value is created (the first ``concurrency`` of them ready) and the task run
         itself stays RUNNING until every item has ended."""
-        cur = self._execute(
+        cur = self.db.execute(
             q.FINISH_ATTEMPT,
             (State.SUCCESS.value, now, None, "forked", None, None, None, claim.attempt_id),
         )
@@ -252,13 +324,13 @@ class Outcomes(Readiness):
             return
         ex_id, tr_id = claim.execution_id, claim.task_run_id
         if not items:
-            self._finish_task_run(tr_id, ex_id, State.SUCCESS, None, now, result)
+            self.finish_task_run(tr_id, ex_id, State.SUCCESS, None, now, result)
             return
-        task = self.flow_of(claim.revision_id).task(claim.task_id)
+        task = self.flows.flow_of(claim.revision_id).task(claim.task_id)
         count = len(items)
         first = self.policy.items_at_once(count, task.concurrency)
-        queue = self.queue_of(ex_id, task)
-        self._executemany(
+        queue = self.reads.queue_of(ex_id, task)
+        self.db.executemany(
             q.INSERT_ITEM,
             [
                 (
@@ -275,71 +347,52 @@ class Outcomes(Readiness):
                 for i, v in enumerate(items)
             ],
         )
-        self._execute(q.FORKED, (count, first, tr_id))
-        self._execute(q.EXECUTION_PENDING_DOWN, (-count, ex_id))
-        self._release_items(tr_id, first, now)
+        self.db.execute(q.FORKED, (count, first, tr_id))
+        self.db.execute(q.EXECUTION_PENDING_DOWN, (-count, ex_id))
+        self.readiness.release_items(tr_id, first, now)
 
-    def _item_ended(self, fork_of: int, ex_id: int, now: float, result: RecordResult) -> None:
+    def item_ended(self, fork_of: int, ex_id: int, now: float, result: RecordResult) -> None:
         """One item fewer: start the next one held back by ``concurrency``, or end the
         for_each task run once none is left."""
-        row = self._execute(q.ITEM_ENDED, (fork_of,)).fetchone()
-        if int(row[0]) > 0:
-            self._release_next_item(fork_of, now)
+        row = self.db.execute(ITEM_ENDED, (fork_of,)).fetchone()
+        if int(row["forks_pending"]) > 0:
+            self.readiness.release_next_item(fork_of, now)
             return
         counts = {
-            (State(state), bool(allowed)): int(n)
-            for state, allowed, n, _ in self._all(q.ITEM_STATES, (fork_of,))
+            (State(r["state"]), bool(r["allow_failure"])): int(r["n"])
+            for r in self.db.all(ITEM_STATES, (fork_of,))
         }
 
         def first(state: State) -> tuple[int, str]:
-            row = self._one(q.FIRST_ITEM_FAILURE, (fork_of, state.value))
+            row = self.db.one(FIRST_ITEM_FAILURE, (fork_of, state.value))
             assert row is not None
-            return int(row[0]), str(row[1])
+            return int(row["fork_index"]), str(row["reason"])
 
         verdict = self.policy.items_verdict(counts, first)
         state, why = verdict.state, verdict.reason
         if state is State.KILLED:
-            self._set_task_run_state(fork_of, ex_id, State.KILLING, now, why)
-        self._finish_task_run(fork_of, ex_id, state, why, now, result)
-
-    def failing_among(self, execution_ids: Iterable[int]) -> dict[int, str]:
-        """Which of these running executions no new attempt should start for, each with
-        why: a task failed (not allowed to, and no ``continue_on_error``) or the
-        execution is being stopped (its timeout passed)."""
-        ids = sorted(set(execution_ids))
-        if not ids:
-            return {}
-        found = {}
-        for ex_id, reason, revision_id, cont, failed in self._all(
-            q.FAILING_AMONG.format(q.marks(ids)), ids
-        ):
-            if reason:
-                found[int(ex_id)] = str(reason)
-            elif failed is not None:
-                keep_going = self.flow_of(revision_id).continue_on_error if cont is None else cont
-                if not keep_going:
-                    found[int(ex_id)] = f"execution failed: task '{failed}' failed"
-        return found
+            self.transitions.set_task_run_state(fork_of, ex_id, State.KILLING, now, why)
+        self.finish_task_run(fork_of, ex_id, state, why, now, result)
 
     def _continue_on_error(self, ex_id: int) -> bool:
         """The execution's own setting (``ordo run --continue-on-error``), else its flow's."""
-        row = self._one(q.EXECUTION_REVISION, (ex_id,))
+        row = self.db.one(EXECUTION_REVISION, (ex_id,))
         assert row is not None
-        if row[1] is not None:
-            return bool(row[1])
-        return self.flow_of(row[0]).continue_on_error
+        if row["continue_on_error"] is not None:
+            return bool(row["continue_on_error"])
+        return self.flows.flow_of(row["revision_id"]).continue_on_error
 
-    def _pending_down(self, ex_id: int) -> int:
+    def pending_down(self, ex_id: int) -> int:
         """One task run fewer left in the execution; how many remain."""
-        row = self._execute(q.EXECUTION_PENDING_DOWN, (1, ex_id)).fetchone()
-        return int(row[0])
+        row = self.db.execute(q.EXECUTION_PENDING_DOWN, (1, ex_id)).fetchone()
+        return int(row["pending"])
 
-    def _maybe_end(
+    def maybe_end(
         self, ex_id: int, now: float, result: RecordResult, pending: int | None = None
     ) -> None:
         if pending is None:
-            row = self._one(q.EXECUTION_PENDING, (ex_id,))
-            pending = int(row[0]) if row else 1
+            row = self.db.one(EXECUTION_PENDING, (ex_id,))
+            pending = int(row["pending"]) if row else 1
         if pending <= 0:
             self._end_execution(ex_id, now, result)
 
@@ -347,50 +400,52 @@ class Outcomes(Readiness):
         """End an execution whose task runs have all ended: its final state and reason
         as the policy decides from theirs, its outputs rendered, and a flow task
         waiting for it told."""
-        current = self._execution_state(ex_id)
+        current = self.transitions.execution_state(ex_id)
         if current.terminal:  # ended already (by another path of this transaction)
             return None
-        info = self._one(q.EXECUTION_END_INFO, (ex_id,))
+        info = self.db.one(EXECUTION_END_INFO, (ex_id,))
         assert info is not None
-        reason, stopped, revision_id, _ = info
+        reason, stopped = info["reason"], info["stopped"]
         policy = self.policy
-        flow = self.flow_of(revision_id)
-        ending = policy.end_state(self._end_facts(ex_id, current, reason, stopped))
-        ending, outputs = policy.flow_outputs(flow, ending, stopped, self._output_facts(ex_id))
+        flow = self.flows.flow_of(info["revision_id"])
+        ending = policy.end_state(self.end_facts(ex_id, current, reason, stopped))
+        ending, outputs = policy.flow_outputs(flow, ending, stopped, self.output_facts(ex_id))
         final, reason = ending.state, ending.reason
         if current is State.CREATED and final in (State.SUCCESS, State.WARNING):
             # nothing was left to claim (all skipped or reused): it ran, in no time
-            self._set_execution_state(ex_id, State.RUNNING, now, None)
-        if not self._set_execution_state(ex_id, final, now, reason):
+            self.transitions.set_execution_state(ex_id, State.RUNNING, now, None)
+        if not self.transitions.set_execution_state(ex_id, final, now, reason):
             return None
         shown = None if outputs is None else dumps(outputs)
-        self._execute(q.EXECUTION_ENDED, (now, reason, shown, ex_id))
+        self.db.execute(q.EXECUTION_ENDED, (now, reason, shown, ex_id))
         result.ended_executions[ex_id] = final
-        self._child_ended(ex_id, final, reason, outputs, now, result)
+        self.child_ended(ex_id, final, reason, outputs, now, result)
         self._admit_queued(flow, now, result)
         return final
 
-    def _end_facts(
+    def end_facts(
         self, ex_id: int, current: State, failing: str | None, stopped: str | None
     ) -> EndFacts:
         """What the policy decides the end of execution ``ex_id`` from."""
         groups = [
-            RunGroup(State(state), bool(allowed), bool(by_failure), int(n))
-            for state, allowed, by_failure, n in self._all(q.END_FACTS, (ex_id,))
+            RunGroup(
+                State(r["state"]), bool(r["allow_failure"]), bool(r["by_failure"]), int(r["n"])
+            )
+            for r in self.db.all(END_FACTS, (ex_id,))
         ]
         first = lambda: self._first_failure(ex_id)  # noqa: E731 (read only when needed)
         return EndFacts(ex_id, current, failing, stopped, groups, first)
 
-    def _output_facts(self, ex_id: int) -> OutputFacts:
+    def output_facts(self, ex_id: int) -> OutputFacts:
         """What the flow's ``outputs:`` of execution ``ex_id`` render against."""
-        execution = self.get_execution(ex_id)
+        execution = self.reads.get_execution(ex_id)
 
         def outputs_of(tasks: Iterable[str]) -> Mapping[str, Any]:
-            return self.outputs(ex_id, tasks, flow=self.flow_of(execution.revision_id))
+            return self.reads.outputs(ex_id, tasks, flow=self.flows.flow_of(execution.revision_id))
 
         return OutputFacts(execution.inputs, execution.template_info(), outputs_of)
 
-    def _child_ended(
+    def child_ended(
         self,
         ex_id: int,
         final: State,
@@ -400,33 +455,111 @@ class Outcomes(Readiness):
         result: RecordResult,
     ) -> None:
         """A flow task waits for this execution: its attempt ends as the child did."""
-        info = self._one(q.EXECUTION_END_INFO, (ex_id,))
-        if info is None or info[3] is None:
+        info = self.db.one(EXECUTION_END_INFO, (ex_id,))
+        if info is None or info["parent_attempt_id"] is None:
             return
-        row = self._one(q.ATTEMPT_CLAIM, (info[3],))
+        row = self.db.one(ATTEMPT_CLAIM, (info["parent_attempt_id"],))
         if row is None:
             return
-        claim = Claim(*row)
-        execution = self.get_execution(ex_id)
+        claim = claim_of(row)
+        execution = self.reads.get_execution(ex_id)
         what = f"child execution {ex_id} ({execution.flow_key})"
-        stopped = info[1] is not None
+        stopped = info["stopped"] is not None
         outcome = self.policy.child_outcome(what, ex_id, final, reason, outputs, stopped)
-        self._record_one(claim, outcome, now, self._rng, result)
+        self.record_one(claim, outcome, now, self.rng, result)
         result.nested.append((claim, outcome, claim.task_run_id in result.retries))
 
     def _first_failure(self, ex_id: int) -> str:
-        row = self._one(q.FIRST_FAILURE, (ex_id,))
+        row = self.db.one(FIRST_FAILURE, (ex_id,))
         if row is None:
             return "a task failed"
         # errors found before running (templates, run_if) already name their task
-        error = str(row[1]).removeprefix(f"task '{row[0]}': ")
-        return f"task '{row[0]}' failed: {error}"
+        task_id = row["task_id"]
+        error = str(row["reason"]).removeprefix(f"task '{task_id}': ")
+        return f"task '{task_id}' failed: {error}"
 
-    def _execution_state(self, ex_id: int) -> State:
-        row = self._one(q.EXECUTION_STATE, (ex_id,))
-        if row is None:
-            raise NotFound(f"execution {ex_id} not found")
-        return State(row[0])
+    # -- skipped instead of run ------------------------------------------------------
+    def _skip_dependents(
+        self, tr_id: int, ex_id: int, task_id: str, state: State, now: float, *, stop: bool = False
+    ) -> None:
+        """``tr_id`` ended badly (or answered STOP): its dependents are skipped,
+        transitively."""
+        verb = "stopped" if stop else "failed" if state is State.FAILED else state.value.lower()
+        for r in self.db.all(DEPENDENTS, (tr_id,)):
+            self.skip(r["task_run_id"], ex_id, f"dependency '{task_id}' {verb}", now)
+
+    def skip(
+        self, tr_id: int, ex_id: int, reason: str, now: float, result: RecordResult | None = None
+    ) -> None:
+        """SKIP a not-started task run and, transitively, its dependents."""
+        stack = [(tr_id, reason)]
+        while stack:
+            current, why = stack.pop()
+            row = self.transitions.set_task_run_state(
+                current, ex_id, State.SKIPPED, now, why, only_from=UNSTARTED
+            )
+            if row is None:
+                continue
+            self.db.execute(q.DELETE_READY, (current,))
+            self.pending_down(ex_id)
+            if row.fork_of is not None:
+                self.item_ended(row.fork_of, ex_id, now, result or RecordResult())
+                continue
+            for r in self.db.all(DEPENDENTS, (current,)):
+                stack.append((r["task_run_id"], f"dependency '{row.task_id}' was skipped"))
+
+    def skip_unstarted(
+        self, ex_id: int, reason: str, now: float, result: RecordResult | None = None
+    ) -> None:
+        """The execution fails or stops: every task run of it not started is skipped."""
+        for r in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
+            tr_id = r["id"]
+            self.skip(tr_id, ex_id, reason, now, result)
+
+    # -- executions starting and ending under their flow's limit ---------------------
+    def begin_running(self, ex_id: int, flow: Flow, now: float, result: RecordResult) -> None:
+        """Every task run waiting for nothing is ready. A new execution stays CREATED
+        until a worker claims its first task run; a QUEUED one goes RUNNING now."""
+        if self.transitions.execution_state(ex_id) is State.QUEUED:
+            old = self.transitions.set_execution_state(ex_id, State.RUNNING, now, None)
+            if old is None:
+                return
+            # its waiting reason goes, its timeout starts
+            timeout = self.reads.run_timeout(ex_id, flow)
+            deadline = now + timeout if timeout else None
+            self.db.execute(EXECUTION_DEQUEUED, (deadline, ex_id))
+        self.readiness.ready_roots(ex_id, now)
+        self.maybe_end(ex_id, now, result)
+
+    def turn_away(
+        self, ex_id: int, state: State, why: str, now: float, result: RecordResult
+    ) -> None:
+        """End an execution that never ran (refused or cancelled by its flow's limit,
+        killed while QUEUED): its task runs end KILLED (or SKIPPED when it FAILED)."""
+        if self.transitions.set_execution_state(ex_id, state, now, why) is None:
+            return
+        each = State.KILLED if state is State.KILLED else State.SKIPPED
+        for r in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
+            tr_id = r["id"]
+            self.transitions.set_task_run_state(tr_id, ex_id, each, now, why, only_from=UNSTARTED)
+        self.db.execute(q.DELETE_READY_OF, (ex_id,))
+        self.db.execute(q.EXECUTION_ENDED, (now, why, None, ex_id))
+        result.ended_executions[ex_id] = state
+        self.child_ended(ex_id, state, why, None, now, result)
+
+    def _admit_queued(self, flow: Flow, now: float, result: RecordResult) -> None:
+        """An execution of ``flow`` ended: start the oldest QUEUED ones it has room for."""
+        limit = flow.concurrency
+        if limit is None:
+            return
+        running = self.limits.active(flow)
+        while running < limit.limit:
+            row = self.db.one(OLDEST_QUEUED, (flow.namespace, flow.id))
+            if row is None:
+                return
+            flow_of = self.flows.flow_of(int(row["revision_id"]))
+            self.begin_running(int(row["id"]), flow_of, now, result)
+            running += 1
 
 
 def finish_params(attempt_id: int, state: State, outcome: Outcome, now: float) -> tuple[Any, ...]:

@@ -16,12 +16,9 @@ import psycopg
 
 from ordo.errors import StoreError, StoreUnavailable
 from ordo.store import migrate
-from ordo.store import queries as q
-from ordo.store.ports import Decisions
-from ordo.store.reads import Row
-from ordo.store.retention import Reclaimed
+from ordo.store.db import Db, Row, inserts
+from ordo.store.records import Reclaimed
 from ordo.store.secrets import SECRETS_VERSION
-from ordo.store.sql import SqlStore
 
 MIGRATION_LOCK = 7_240_001  # pg_advisory_xact_lock key: one migrator at a time
 LIMIT_LOCKS = 7_240  # pg_advisory_xact_lock(class, hashtext(name)): concurrency limits
@@ -35,6 +32,36 @@ def to_postgres(sql: str) -> str:
     FROM`` for a compared-with-NULL parameter."""
     sql = re.sub(r"\bIS \?", "IS NOT DISTINCT FROM ?", sql)
     return sql.replace("%", "%%").replace("?", "%s")
+
+
+@lru_cache(maxsize=1024)
+def _row_class(fields: tuple[bytes | None, ...]) -> type[tuple[Any, ...]]:
+    """A tuple whose columns are read by name too (``row["state"]``), one class per
+    statement's column names."""
+    names = tuple((field or b"").decode() for field in fields)
+    index = {name: i for i, name in enumerate(names)}
+    at = tuple.__getitem__
+
+    class NamedRow(tuple[Any, ...]):
+        __slots__ = ()
+
+        def __getitem__(self, key: Any) -> Any:
+            return at(self, index[key] if key.__class__ is str else key)
+
+        def keys(self) -> tuple[str, ...]:
+            return names
+
+    return NamedRow
+
+
+def named_rows(cursor: Any) -> Callable[[Sequence[Any]], Any]:
+    """psycopg's row factory for the store: rows read by column name (as ``sqlite3.Row``
+    on SQLite) or by index, at the cost of a tuple. The names come from the result's
+    raw field names (``cursor.description`` would cost ten times as much, per
+    statement)."""
+    result = cursor.pgresult
+    count = result.nfields if result is not None else 0
+    return _row_class(tuple([result.fname(i) for i in range(count)]))
 
 
 def describe_url(url: str) -> str:
@@ -81,7 +108,7 @@ class _Notifications:
         self._thread.join(timeout=0.05)  # a daemon: it ends on its own within 0.5 s
 
 
-#: A claim's one statement (:meth:`PostgresStore._take_ready`); ``{where}`` is on
+#: A claim's one statement (:meth:`PostgresDb.take_ready`); ``{where}`` is on
 #: ready's columns. One row of flags (the task run's columns NULL) when it takes none.
 _TAKE = f"""
 WITH r AS (
@@ -89,8 +116,8 @@ WITH r AS (
         SELECT task_run_id FROM ready WHERE {{where}} AND concurrency_key IS NULL
         ORDER BY not_before, task_run_id LIMIT ? FOR UPDATE SKIP LOCKED)
     RETURNING task_run_id)
-SELECT t.id, t.execution_id, t.task_id, t.state, t.attempts, t.started_at, e.revision_id,
-       e.state, k.keyed, k.secrets, k.changed
+SELECT t.id AS task_run_id, t.execution_id, t.task_id, t.state, t.attempts, t.started_at,
+       e.revision_id, e.state AS execution_state, k.keyed, k.secrets, k.changed
 FROM (SELECT EXISTS (SELECT 1 FROM ready WHERE concurrency_key IS NOT NULL AND {{where}}),
              {SECRETS_VERSION}) AS k (keyed, secrets, changed)
 LEFT JOIN (r JOIN task_runs t ON t.id = r.task_run_id
@@ -99,32 +126,34 @@ ORDER BY t.id
 """
 
 
-class PostgresStore(SqlStore):
-    """A store in one PostgreSQL database."""
+class PostgresDb(Db):
+    """One PostgreSQL database."""
 
     backend = "postgresql"
-    _writable_ctes = True
-    _lock_rows = " FOR UPDATE"
-    _contains = "strpos({}, ?) > 0"
+    writable_ctes = True
+    lock_rows = " FOR UPDATE"
+    contains = "strpos({}, ?) > 0"
 
-    def __init__(
-        self, url: str, *, connect_timeout: int = 5, policy: Decisions | None = None
-    ) -> None:
+    def __init__(self, url: str, *, connect_timeout: int = 5) -> None:
         super().__init__()
-        self._policy = policy
         self.url = url
         self._notify = False
         self._begun = True  # False: a transaction began, its BEGIN not sent yet
-        self._connect_timeout = connect_timeout
+        self.connect_timeout = connect_timeout
         try:
-            self._conn = self._connect()
+            self.conn = self._connect()
         except StoreUnavailable as exc:
             raise StoreError(str(exc)) from exc
         self.upgrade()
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=self._connect_timeout)
+            return psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=self.connect_timeout,
+                row_factory=named_rows,
+            )
         except psycopg.Error as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             reason = " ".join(lines) or type(exc).__name__
@@ -134,14 +163,14 @@ class PostgresStore(SqlStore):
 
     def reconnect(self) -> None:
         with contextlib.suppress(psycopg.Error):
-            self._conn.close()
+            self.conn.close()
         self._depth = 0
         self._notify = False
         self._begun = True
-        self._conn = self._connect()
+        self.conn = self._connect()
 
     def listen(self, wake: Callable[[], None]) -> _Notifications:
-        return _Notifications(self.url, wake, lambda: self._conn.info.backend_pid)
+        return _Notifications(self.url, wake, lambda: self.conn.info.backend_pid)
 
     def upgrade(self) -> int:
         """Apply pending migrations under an advisory lock; returns the version."""
@@ -149,15 +178,15 @@ class PostgresStore(SqlStore):
         if current >= migrate.LATEST["postgresql"]:
             return current
         with self.transaction():
-            self._execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
-            self._execute(migrate.CREATE_VERSION_TABLE.replace("REAL", "DOUBLE PRECISION"))
+            self.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+            self.execute(migrate.CREATE_VERSION_TABLE.replace("REAL", "DOUBLE PRECISION"))
             current = self.schema_version()
             for m in migrate.migrations("postgresql"):
                 if m.version <= current:
                     continue
                 for statement in m.statements():
-                    self._conn.execute(statement.encode())
-                self._execute(
+                    self.conn.execute(statement.encode())
+                self.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (m.version, m.name, time.time()),
                 )
@@ -165,40 +194,38 @@ class PostgresStore(SqlStore):
         return current
 
     def schema_version(self) -> int:
-        row = self._one("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        if not row or not row[0]:
+        if not self.scalar("SELECT to_regclass('schema_migrations') IS NOT NULL"):
             return 0
-        found = self._one("SELECT max(version) FROM schema_migrations")
-        return int(found[0] or 0) if found else 0
+        return int(self.scalar("SELECT max(version) FROM schema_migrations") or 0)
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
             if self._begun:
-                return self._conn.execute(to_postgres(sql).encode(), params)
+                return self.conn.execute(to_postgres(sql).encode(), params)
             # the transaction's BEGIN goes with its first statement: one round trip
             self._begun = True
-            with self._conn.pipeline():
-                self._conn.execute(b"BEGIN")
-                return self._conn.execute(to_postgres(sql).encode(), params)
+            with self.conn.pipeline():
+                self.conn.execute(b"BEGIN")
+                return self.conn.execute(to_postgres(sql).encode(), params)
         except psycopg.Error as exc:
             raise self._error(exc) from exc
 
-    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Many rows: an ``INSERT ... VALUES (...)`` becomes one statement per 500 rows
         (one round trip and one plan); anything else is pipelined."""
         batch = list(rows)
         if not batch:
             return
-        chunks = q.inserts(sql, batch)
+        chunks = inserts(sql, batch)
         if chunks is not None:
             for text, params in chunks:
-                self._execute(text, params)
+                self.execute(text, params)
             return
         try:
             if not self._begun:
                 self._begun = True
-                self._conn.execute(b"BEGIN")
-            with self._conn.cursor() as cur:
+                self.conn.execute(b"BEGIN")
+            with self.conn.cursor() as cur:
                 cur.executemany(to_postgres(sql).encode(), batch)
         except psycopg.Error as exc:
             raise self._error(exc) from exc
@@ -207,13 +234,13 @@ class PostgresStore(SqlStore):
         """A lost connection is StoreUnavailable (the worker reconnects); the rest is a
         StoreError naming the server."""
         where = describe_url(self.url)
-        if isinstance(exc, psycopg.OperationalError) or self._conn.closed:
+        if isinstance(exc, psycopg.OperationalError) or self.conn.closed:
             return StoreUnavailable(f"PostgreSQL at {where} unavailable: {exc}")
         return StoreError(f"PostgreSQL error at {where}: {exc}")
 
-    def _insert(self, sql: str, params: Sequence[Any]) -> int:
-        row = self._execute(sql.rstrip() + " RETURNING id", params).fetchone()
-        return int(row[0])
+    def insert(self, sql: str, params: Sequence[Any]) -> int:
+        row = self.execute(sql.rstrip() + " RETURNING id", params).fetchone()
+        return int(row["id"])
 
     def _begin(self) -> None:
         """Sent with the transaction's first statement (nothing, when it has none)."""
@@ -225,27 +252,27 @@ class PostgresStore(SqlStore):
             self._begun = True
             return
         with contextlib.suppress(psycopg.Error):
-            self._conn.execute(b"ROLLBACK")
+            self.conn.execute(b"ROLLBACK")
 
-    def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
+    def take_ready(self, limit: int, where: str, params: list[Any]) -> list[Row]:
         """``DELETE ... RETURNING`` of rows locked with ``FOR UPDATE SKIP LOCKED`` (rows
         another claim holds are passed over), joined to what the claim needs."""
-        return self._all(_TAKE.format(where=where), [*params, limit, *params])
+        return self.all(_TAKE.format(where=where), [*params, limit, *params])
 
-    def _values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
+    def values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
         """Arrays, one per column, and ``unnest``: the same text for any number of rows."""
         casts = ", ".join(f"CAST(? AS {t}[])" for t in types)
         names = ", ".join(f"column{i}" for i in range(1, len(types) + 1))
         columns = [list(column) for column in zip(*rows, strict=True)]
         return f"unnest({casts}) AS v({names})", columns
 
-    def _ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
+    def ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
         return "= ANY(CAST(? AS BIGINT[]))", [list(values)]
 
-    def _lock(self, name: str) -> None:
-        self._execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (LIMIT_LOCKS, name))
+    def lock(self, name: str) -> None:
+        self.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (LIMIT_LOCKS, name))
 
-    def _ready_added(self) -> None:
+    def notify_ready(self) -> None:
         self._notify = True
 
     def _commit(self) -> None:
@@ -254,13 +281,13 @@ class PostgresStore(SqlStore):
             return
         if self._notify:  # one round trip for both (no parameters: the simple protocol)
             self._notify = False
-            self._execute(f"NOTIFY {NOTIFY_CHANNEL}; COMMIT")
+            self.execute(f"NOTIFY {NOTIFY_CHANNEL}; COMMIT")
         else:
-            self._execute("COMMIT")
+            self.execute("COMMIT")
 
     def reclaim_space(self) -> Reclaimed:
         """Nothing: autovacuum makes the deleted rows' space reusable."""
         return Reclaimed(None, "on PostgreSQL, autovacuum makes the space reusable")
 
     def close(self) -> None:
-        self._conn.close()
+        self.conn.close()

@@ -1,170 +1,185 @@
-"""Where a task run becomes ready, and where it is skipped instead.
+"""Where a task run becomes ready: the ready list, and whom to tell of it.
 
 A task run is **ready** when it has a row in the ``ready`` table: workers claim from
-there (:meth:`~ordo.store.sql.SqlStore.claim`). It gets one when
+there (:meth:`~ordo.store.taskruns.TaskRuns.claim`). It gets one when
 
 - its execution starts (or leaves QUEUED) and it waits for nothing
-  (:meth:`Readiness._ready_roots`);
+  (:meth:`Readiness.ready_roots`);
 - the last task run it depends on ends well: SUCCESS, WARNING, SKIPPED, or FAILED with
-  ``allow_failure`` (:meth:`Readiness._release_dependents`, and
-  :meth:`Readiness._release_many` for a batch of successes);
+  ``allow_failure`` (:meth:`Readiness.release_dependents`, and
+  :meth:`Readiness.release_many` for a batch of successes);
 - it is a for_each item, among the first ``concurrency`` of its task run's items
-  (:meth:`Readiness._release_items`) or the next one when an item ends
-  (:meth:`Readiness._release_next_item`), also after a restart;
-- a retry is due (:meth:`Readiness._ready_again`, with ``not_before`` its delay), or a
+  (:meth:`Readiness.release_items`) or the next one when an item ends
+  (:meth:`Readiness.release_next_item`), also after a restart;
+- a retry is due (:meth:`Readiness.ready_again`, with ``not_before`` its delay), or a
   claim was handed back;
-- a restart or a mark runs it again (:meth:`Readiness._ready_restarted`).
+- a restart or a mark runs it again (:meth:`Readiness.ready_restarted`).
 
 A task run that can no longer run is **skipped** instead, transitively
-(:meth:`Readiness._skip`): the dependents of a task that failed (not allowed to), was
-killed or was skipped; and, once an execution fails (without ``continue_on_error``),
-every task run of it not started yet.
+(:meth:`~ordo.store.outcomes.Outcomes.skip`): the dependents of a task that failed (not
+allowed to), was killed or was skipped; and, once an execution fails (without
+``continue_on_error``), every task run of it not started yet.
+
+Ready rows made in a transaction are told of when it commits (a hook on the Db): other
+workers are woken (PostgreSQL notifies, SQLite wakes this process's listeners), except
+for rows claimed again in the same transaction.
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 
 from ordo.model import State
 from ordo.store import queries as q
-from ordo.store.records import RecordResult
-from ordo.store.transitions import UNSTARTED, Transitions
+from ordo.store.db import Db
+from ordo.store.transitions import UNSTARTED
+
+# -- batches: one statement for many rows. ``{values}`` is a table of rows (columns
+# column1, column2, ...) and ``{ids}`` a membership test, both from the Db (VALUES and IN
+# lists on SQLite; unnest() and = ANY() of arrays on PostgreSQL, so that the text is the
+# same whatever the batch size and the server can keep its plan).
+DEPENDENTS_DOWN_MANY = """
+UPDATE task_runs
+SET pending_deps = pending_deps - (
+    SELECT count(*) FROM task_run_deps d
+    WHERE d.task_run_id = task_runs.id AND d.upstream_id {ids})
+WHERE id IN (SELECT task_run_id FROM task_run_deps WHERE upstream_id {ids})
+RETURNING id, execution_id, queue, pending_deps, state, concurrency_key
+"""
+#: PostgreSQL: :data:`DEPENDENTS_DOWN_MANY` and the ready rows of those waiting for
+#: nothing more, in one statement; the task runs made ready.
+DEPENDENTS_DOWN_AND_READY = f"""
+WITH down AS ({DEPENDENTS_DOWN_MANY})
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM down
+WHERE pending_deps = 0 AND state IN ('CREATED', 'RESTARTED')
+RETURNING task_run_id
+"""
+INSERT_READY = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+VALUES (?, ?, ?, ?, ?)
+"""
+READY_DEPENDENTS = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT t.id, t.execution_id, ?, t.queue, t.concurrency_key
+FROM task_run_deps d JOIN task_runs t ON t.id = d.task_run_id
+WHERE d.upstream_id = ? AND t.pending_deps = 0 AND t.state IN ('CREATED', 'RESTARTED')
+RETURNING task_run_id
+"""
+READY_ITEMS = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
+WHERE fork_of = ? AND fork_index < ?
+"""
+READY_NEXT_ITEM = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
+WHERE fork_of = ? AND state IN ('CREATED', 'RESTARTED')
+  AND NOT EXISTS (SELECT 1 FROM ready r WHERE r.task_run_id = task_runs.id)
+ORDER BY fork_index LIMIT 1
+"""
+#: An execution starts (or leaves QUEUED): every task run waiting for nothing is ready.
+READY_STARTABLE = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
+WHERE execution_id = ? AND state = 'CREATED' AND pending_deps = 0 AND fork_of IS NULL
+  AND parent_run_id IS NULL
+"""
+REQUEUE = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs WHERE id = ?
+"""
 
 
-class Readiness(Transitions):
-    """The ready list and skipping; :class:`~ordo.store.outcomes.Outcomes` decides when."""
+class Readiness:
+    """The ready list; :class:`~ordo.store.outcomes.Outcomes` decides when a task run
+    gets a row there (or is skipped instead)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, db: Db) -> None:
+        self.db = db
+        db.on_commit(lambda: self._ready_settled(committing=True))
+        db.on_rollback(lambda: self._ready_settled(committing=False))
         self.readied = False  # ready rows were added since the caller last cleared it
         # task runs made ready in this transaction and not claimed in it again: other
         # workers are told of them at commit (a chain's next task, claimed by the
         # transaction that released it, wakes nobody)
         self._fresh: set[int] = set()
 
-    @abstractmethod
-    def _pending_down(self, ex_id: int) -> int:
-        """One task run fewer left in the execution; how many remain."""
-
-    @abstractmethod
-    def _item_ended(self, fork_of: int, ex_id: int, now: float, result: RecordResult) -> None:
-        """One item of the for_each task run ``fork_of`` ended."""
-
-    def _ready_added(self) -> None:
-        """Ready rows were added in this transaction: wake workers elsewhere (PostgreSQL
-        sends a notification at commit; SQLite's workers live in this process)."""
-
-    def _made_ready(self, ids: Iterable[int] | None = None) -> None:
+    def made_ready(self, ids: Iterable[int] | None = None) -> None:
         """Ready rows were added: those of ``ids``, or (None) some not named."""
         self.readied = True
         if ids is None:
-            self._ready_added()
+            self.db.notify_ready()
         else:
             self._fresh.update(ids)
 
-    def _taken(self, ids: Iterable[int]) -> None:
+    def taken(self, ids: Iterable[int]) -> None:
         """These ready rows were claimed in this transaction."""
         self._fresh.difference_update(ids)
 
     def _ready_settled(self, committing: bool) -> None:
         """The transaction ends: wake other workers for what is still ready from it."""
         if committing and self._fresh:
-            self._ready_added()
+            self.db.notify_ready()
         self._fresh.clear()
 
     # -- becoming ready ----------------------------------------------------------------
-    def _ready_roots(self, ex_id: int, now: float) -> None:
+    def ready_roots(self, ex_id: int, now: float) -> None:
         """The execution starts: every task run of it waiting for nothing is ready."""
-        if self._execute(q.READY_STARTABLE, (now, ex_id)).rowcount:
-            self._made_ready()
+        if self.db.execute(READY_STARTABLE, (now, ex_id)).rowcount:
+            self.made_ready()
 
-    def _release_dependents(self, tr_id: int, now: float) -> None:
+    def release_dependents(self, tr_id: int, now: float) -> None:
         """``tr_id`` ended well: its dependents wait for one fewer; those waiting for
         nothing more are ready."""
-        self._execute(q.DEPENDENTS_DOWN, (tr_id,))
-        ready = [int(r[0]) for r in self._all(q.READY_DEPENDENTS, (now, tr_id))]
+        self.db.execute(q.DEPENDENTS_DOWN, (tr_id,))
+        ready = [int(r["task_run_id"]) for r in self.db.all(READY_DEPENDENTS, (now, tr_id))]
         if ready:
-            self._made_ready(ready)
+            self.made_ready(ready)
 
-    def _release_many(self, upstream: Sequence[int], now: float) -> None:
-        """:meth:`_release_dependents` for many task runs, in one statement (PostgreSQL)
+    def release_many(self, upstream: Sequence[int], now: float) -> None:
+        """:meth:`release_dependents` for many task runs, in one statement (PostgreSQL)
         or two, whatever their number."""
         if not upstream:
             return
-        test, params = self._ids(upstream)
-        if self._writable_ctes:
-            sql = q.DEPENDENTS_DOWN_AND_READY.format(ids=test)
-            ready = [int(r[0]) for r in self._all(sql, [*params, *params, now])]
+        test, params = self.db.ids(upstream)
+        if self.db.writable_ctes:
+            sql = DEPENDENTS_DOWN_AND_READY.format(ids=test)
+            ready = [int(r["task_run_id"]) for r in self.db.all(sql, [*params, *params, now])]
             if ready:
-                self._made_ready(ready)
+                self.made_ready(ready)
             return
-        down = q.DEPENDENTS_DOWN_MANY.format(ids=test)
+        down = DEPENDENTS_DOWN_MANY.format(ids=test)
         released = [
-            (tr_id, ex_id, now, queue, key)
-            for tr_id, ex_id, queue, left, state, key in self._all(down, [*params, *params])
-            if left == 0 and State(state) in UNSTARTED
+            (r["id"], r["execution_id"], now, r["queue"], r["concurrency_key"])
+            for r in self.db.all(down, [*params, *params])
+            if r["pending_deps"] == 0 and State(r["state"]) in UNSTARTED
         ]
         if released:
-            self._executemany(q.INSERT_READY, released)
-            self._made_ready(r[0] for r in released)
+            self.db.executemany(INSERT_READY, released)
+            self.made_ready(r[0] for r in released)
 
-    def _release_items(self, fork_of: int, first: int, now: float) -> None:
+    def release_items(self, fork_of: int, first: int, now: float) -> None:
         """A for_each task run forked: its first ``first`` items are ready."""
-        self._execute(q.READY_ITEMS, (now, fork_of, first))
-        self._made_ready()
+        self.db.execute(READY_ITEMS, (now, fork_of, first))
+        self.made_ready()
 
-    def _release_next_item(self, fork_of: int, now: float) -> None:
+    def release_next_item(self, fork_of: int, now: float) -> None:
         """An item ended: the next one held back by ``concurrency`` (the lowest index
         not started and not ready; a restart's items too) is ready."""
-        if self._execute(q.READY_NEXT_ITEM, (now, fork_of)).rowcount:
-            self._made_ready()
+        if self.db.execute(READY_NEXT_ITEM, (now, fork_of)).rowcount:
+            self.made_ready()
 
-    def _ready_again(self, tr_id: int, not_before: float) -> None:
+    def ready_again(self, tr_id: int, not_before: float) -> None:
         """A retry (due at ``not_before``) or a claim handed back: ready again."""
-        self._execute(q.REQUEUE, (not_before, tr_id))
-        self._made_ready()
+        self.db.execute(REQUEUE, (not_before, tr_id))
+        self.made_ready()
 
-    def _ready_restarted(
+    def ready_restarted(
         self, tr_id: int, ex_id: int, queue: str, key: str | None, now: float
     ) -> None:
         """A restart or a mark runs ``tr_id`` again and it waits for nothing: ready."""
-        self._execute(q.INSERT_READY, (tr_id, ex_id, now, queue, key))
-        self._made_ready()
+        self.db.execute(INSERT_READY, (tr_id, ex_id, now, queue, key))
+        self.made_ready()
 
     # -- skipped instead ---------------------------------------------------------------
-    def _skip_dependents(
-        self, tr_id: int, ex_id: int, task_id: str, state: State, now: float, *, stop: bool = False
-    ) -> None:
-        """``tr_id`` ended badly (or answered STOP): its dependents are skipped,
-        transitively."""
-        verb = "stopped" if stop else "failed" if state is State.FAILED else state.value.lower()
-        for (dep_id,) in self._all(q.DEPENDENTS, (tr_id,)):
-            self._skip(dep_id, ex_id, f"dependency '{task_id}' {verb}", now)
-
-    def _skip(
-        self, tr_id: int, ex_id: int, reason: str, now: float, result: RecordResult | None = None
-    ) -> None:
-        """SKIP a not-started task run and, transitively, its dependents."""
-        stack = [(tr_id, reason)]
-        while stack:
-            current, why = stack.pop()
-            row = self._set_task_run_state(
-                current, ex_id, State.SKIPPED, now, why, only_from=UNSTARTED
-            )
-            if row is None:
-                continue
-            self._execute(q.DELETE_READY, (current,))
-            self._pending_down(ex_id)
-            if row[3] is not None:
-                self._item_ended(row[3], ex_id, now, result or RecordResult())
-                continue
-            for (dep_id,) in self._all(q.DEPENDENTS, (current,)):
-                stack.append((dep_id, f"dependency '{row[1]}' was skipped"))
-
-    def _skip_unstarted(
-        self, ex_id: int, reason: str, now: float, result: RecordResult | None = None
-    ) -> None:
-        """The execution fails or stops: every task run of it not started is skipped."""
-        for (tr_id,) in self._all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
-            self._skip(tr_id, ex_id, reason, now, result)

@@ -1,9 +1,9 @@
-"""The store's reading side: every query that only looks. Shared by both backends."""
+"""The store's reading side of executions, task runs and attempts: every query that only
+looks at them (an execution's rows, lineage, outputs, history). Shared by both backends."""
 
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -11,92 +11,128 @@ from ordo.errors import NotFound
 from ordo.model import Flow, RetryPolicy, RunOptions, State, Task
 from ordo.store import history
 from ordo.store import queries as q
+from ordo.store.db import Db, Row, marks
+from ordo.store.flows import Flows
 from ordo.store.records import (
     AttemptRow,
-    CheckRow,
     Claim,
-    Connection,
     ExecutionRow,
     HistoryRow,
-    LogLine,
-    MetricRow,
-    Revision,
     TaskRunRow,
     WorkerRow,
 )
 
-Row = Sequence[Any]
+EXECUTION_COLUMNS = """id, revision_id, namespace, flow_id, state, inputs, labels, pending,
+    reason, created_at, started_at, ended_at, deadline, parent_id, root_id, parent_attempt_id,
+    outputs, stopped, dev, saved_name, saved_description, saved_at, original_id, started_by,
+    queue, options, scope, kind"""
+GET_EXECUTION = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?"
+LIST_EXECUTIONS = f"SELECT {EXECUTION_COLUMNS} FROM executions"
+EXECUTION_QUEUE = "SELECT queue FROM executions WHERE id = ?"
+EXECUTION_OPTIONS = "SELECT options FROM executions WHERE id = ?"
+CHILDREN = f"""
+SELECT {EXECUTION_COLUMNS} FROM executions WHERE parent_id = ? AND kind <> 'CONNECTION'
+ORDER BY id
+"""
+CALLS = f"""
+SELECT {EXECUTION_COLUMNS} FROM executions WHERE parent_id = ? AND kind = 'CONNECTION'
+ORDER BY id
+"""
+EXECUTION_LINEAGE = "SELECT parent_id, namespace, flow_id FROM executions WHERE id = ?"
+EXECUTIONS_ENDED = "SELECT id, state FROM executions WHERE id IN ({}) AND ended_at IS NOT NULL"
+ATTEMPT_TASK = """
+SELECT task_runs.task_id, task_runs.id FROM attempts
+JOIN task_runs ON task_runs.id = attempts.task_run_id
+WHERE attempts.id = ?
+"""
+TASK_RUN_COLUMNS = """id, execution_id, task_id, state, pending_deps, allow_failure, attempts,
+    last_attempt_id, reason, created_at, started_at, ended_at, fork_of, fork_index,
+    parent_run_id"""
+TASK_RUNS = f"SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE execution_id = ? ORDER BY id"
+FORK_COUNTS = """
+SELECT task_id, count(*) AS n FROM task_runs
+WHERE execution_id = ? AND fork_of IS NOT NULL GROUP BY task_id
+"""
+KILLING_AMONG = "SELECT id FROM executions WHERE state = 'KILLING' AND id IN ({})"
+TREE_WORKERS = """
+SELECT DISTINCT a.worker_id FROM attempts a JOIN executions e ON e.id = a.execution_id
+WHERE e.root_id = ? AND a.state = 'RUNNING' AND a.worker_id IS NOT NULL
+"""
+EXPIRED_EXECUTIONS = """
+SELECT id FROM executions
+WHERE deadline IS NOT NULL AND deadline <= ? AND state IN ('CREATED', 'RUNNING')
+  AND reason IS NULL
+"""
+OWN_RUNNING = f"""
+SELECT {q.CLAIM_COLUMNS}
+FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
+WHERE a.state = 'RUNNING' AND a.worker_id = ?
+ORDER BY a.id
+"""
+ATTEMPT_COLUMNS = """id, task_run_id, execution_id, number, state, worker_id,
+    lease_expires_at, started_at, ended_at, exit_code, reason, error, cpu_seconds,
+    peak_rss_kb"""
+ATTEMPTS = f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE execution_id = ? ORDER BY id"
+RUNNING_ATTEMPTS = "SELECT id FROM attempts WHERE execution_id = ? AND state = 'RUNNING'"
+HISTORY = """
+SELECT execution_id, task_run_id, from_state, to_state, at, reason, id
+FROM state_history WHERE execution_id = ? ORDER BY id
+"""
+#: What the attempts of an execution say of its routine moves (:mod:`ordo.store.history`).
+HISTORY_ATTEMPTS = """
+SELECT id, task_run_id, execution_id, number, state, reason, error, started_at, ended_at
+FROM attempts WHERE execution_id = ? AND number >= 1
+"""
+OUTPUTS = """
+SELECT t.task_id, t.fork_index, o.key, o.value
+FROM outputs o JOIN task_runs t ON t.id = o.task_run_id AND t.last_attempt_id = o.attempt_id
+WHERE o.execution_id = ?
+"""
+ATTEMPT_OUTPUTS = "SELECT key, value FROM outputs WHERE attempt_id = ?"
+#: the outputs of the called task runs (a handler's calls, a flow function's steps)
+CALLED_OUTPUTS = """
+SELECT t.id, o.key, o.value
+FROM outputs o JOIN task_runs t ON t.id = o.task_run_id AND t.last_attempt_id = o.attempt_id
+WHERE o.execution_id = ? AND t.parent_run_id IS NOT NULL
+"""
+LIST_WORKERS = """
+SELECT id, host, pid, queues, started_at, heartbeat_at, running, stopped_at FROM workers
+WHERE stopped_at IS NULL OR stopped_at > ? ORDER BY started_at DESC, id LIMIT ?
+"""
+
+#: Running executions among some: why each stops (a timeout) and its first hard failure.
+FAILING_AMONG = """
+SELECT e.id, e.reason, e.revision_id, e.continue_on_error,
+       (SELECT t.task_id FROM task_runs t
+        WHERE t.execution_id = e.id AND t.state = 'FAILED' AND t.allow_failure = 0
+        ORDER BY t.id LIMIT 1) AS failed
+FROM executions e WHERE e.state = 'RUNNING' AND e.id IN ({})
+"""
 
 
-class StoreReads(ABC):
-    """Queries over executions, task runs, attempts, logs, outputs, metrics and flow
-    revisions. Flow definitions are cached per store: a revision never changes."""
+class Reads:
+    """Queries over executions, task runs and attempts."""
 
-    #: SQL true when the text column holds the text parameter (``{}``: the column).
-    _contains = "instr({}, ?) > 0"
-
-    def __init__(self) -> None:
-        self._flows: dict[int, Flow] = {}
-
-    @abstractmethod
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def __init__(self, db: Db, flows: Flows) -> None:
+        self.db = db
+        self.flows = flows
 
     def running_claims(self, worker_id: str) -> list[Claim]:
         """The attempts leased to ``worker_id`` that have not ended, as claims."""
-        return [Claim(*r) for r in self._all(q.OWN_RUNNING, (worker_id,))]
+        return [claim_of(r) for r in self.db.all(OWN_RUNNING, (worker_id,))]
 
     def list_workers(self, since: float, limit: int = 100) -> list[WorkerRow]:
         """Workers running now, or stopped after ``since``; newest first."""
-        return [WorkerRow(*r) for r in self._all(q.LIST_WORKERS, (since, limit))]
-
-    def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row: Row | None = self._execute(sql, params).fetchone()
-        return row
-
-    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        rows: list[Row] = self._execute(sql, params).fetchall()
-        return rows
-
-    def find_revision(self, content_hash: str, path: str | None) -> Revision | None:
-        """The newest revision stored for this path, if it has this content hash (a
-        file changed back to an older content makes a new revision: its newest one is
-        what the file says now)."""
-        row = self._one(q.FIND_REVISION, (path,))
-        return self._revision(row) if row and row[4] == content_hash else None
-
-    def newest_at(self, path: str) -> Revision | None:
-        """The newest revision stored for this path (a flow file or package folder)."""
-        row = self._one(q.FIND_REVISION, (path,))
-        return self._revision(row) if row else None
-
-    def get_revision(self, revision_id: int) -> Revision:
-        row = self._one(q.GET_REVISION, (revision_id,))
-        if row is None:
-            raise NotFound(f"flow revision {revision_id} not found")
-        return self._revision(row)
-
-    def flow_of(self, revision_id: int) -> Flow:
-        """The flow definition an execution pinned (cached per store)."""
-        flow = self._flows.get(revision_id)
-        if flow is None:
-            flow = self.get_revision(revision_id).flow
-        return flow
-
-    def list_flows(self) -> list[Revision]:
-        """The newest revision of every flow, by namespace and id."""
-        found = [self._revision(r) for r in self._all(q.LIST_FLOWS)]
-        return [r for r in found if r.flow.kind != "CONNECTION"]  # a handler's calls
-
-    def _revision(self, row: Row) -> Revision:
-        rev_id = row[0]
-        flow = self._flows.get(rev_id)
-        if flow is None:
-            flow = Flow.from_dict(json.loads(row[7]))
-            self._flows[rev_id] = flow
-        return Revision(rev_id, row[1], row[2], row[3], row[4], row[5], row[6], flow)
+        return [
+            WorkerRow(
+                r["id"], r["host"], r["pid"], r["queues"], r["started_at"], r["heartbeat_at"],
+                r["running"], r["stopped_at"],
+            )
+            for r in self.db.all(LIST_WORKERS, (since, limit))
+        ]  # fmt: skip
 
     def get_execution(self, execution_id: int) -> ExecutionRow:
-        row = self._one(q.GET_EXECUTION, (execution_id,))
+        row = self.db.one(GET_EXECUTION, (execution_id,))
         if row is None:
             raise NotFound(f"execution {execution_id} not found")
         return _execution(row)
@@ -124,7 +160,7 @@ class StoreReads(ABC):
         ``labels`` those with every one of these labels; ``since`` and ``until`` bound
         the creation time (``since <= created_at < until``); ``kind`` keeps one kind
         (FLOW, SCRIPT, CONNECTION, SCHEDULE; without it, FLOW and SCRIPT)."""
-        sql = q.LIST_EXECUTIONS
+        sql = LIST_EXECUTIONS
         params: list[Any] = []
         where = []
         if flow:
@@ -167,29 +203,29 @@ class StoreReads(ABC):
         for key, value in (labels or {}).items():
             # labels are stored as compact JSON: this pair appears exactly so, and only
             # as a key and its value (quotes inside keys and values are escaped)
-            where.append(self._contains.format("labels"))
+            where.append(self.db.contains.format("labels"))
             params.append(f"{json.dumps(str(key))}:{json.dumps(str(value))}")
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
-        return [_execution(r) for r in self._all(sql, params)]
+        return [_execution(r) for r in self.db.all(sql, params)]
 
     def queue_of(self, execution_id: int, task: Task) -> str:
         """Where ``execution_id``'s task runs of ``task`` are queued: the execution's
         queue when it has one, else the task's."""
-        row = self._one(q.EXECUTION_QUEUE, (execution_id,))
-        return str(row[0]) if row and row[0] else task.queue
+        queue = self.db.scalar(EXECUTION_QUEUE, (execution_id,))
+        return str(queue) if queue else task.queue
 
     def run_options(self, execution_id: int) -> RunOptions:
         """What "run with options" set for this execution (empty: nothing)."""
-        row = self._one(q.EXECUTION_OPTIONS, (execution_id,))
-        return RunOptions.from_dict(json.loads(row[0]) if row and row[0] else None)
+        options = self.db.scalar(EXECUTION_OPTIONS, (execution_id,))
+        return RunOptions.from_dict(json.loads(options) if options else None)
 
     def task_retry(self, claim: Claim) -> RetryPolicy:
         """The retry policy of the claimed task run: its task's, with its execution's
         run options over it."""
-        policy = self.flow_of(claim.revision_id).task(claim.task_id).retry
+        policy = self.flows.flow_of(claim.revision_id).task(claim.task_id).retry
         return self.run_options(claim.execution_id).retry_policy(policy)
 
     def run_timeout(self, execution_id: int, flow: Flow) -> float | None:
@@ -197,29 +233,25 @@ class StoreReads(ABC):
         timeout = self.run_options(execution_id).timeout
         return timeout if timeout is not None else flow.timeout
 
-    def namespaces(self) -> list[str]:
-        """Every namespace that holds a stored flow (a namespace has no other record)."""
-        return [str(r[0]) for r in self._all(q.NAMESPACES)]
-
     def task_runs(self, execution_id: int) -> list[TaskRunRow]:
-        return [_task_run(r) for r in self._all(q.TASK_RUNS, (execution_id,))]
+        return [_task_run(r) for r in self.db.all(TASK_RUNS, (execution_id,))]
 
     def attempts(self, execution_id: int) -> list[AttemptRow]:
-        return [_attempt(r) for r in self._all(q.ATTEMPTS, (execution_id,))]
+        return [_attempt(r) for r in self.db.all(ATTEMPTS, (execution_id,))]
 
     def history(self, execution_id: int) -> list[HistoryRow]:
         """Every change of state of the execution and its task runs, oldest first: the
         ``state_history`` rows and the routine moves its attempts hold
         (:mod:`ordo.store.history`)."""
-        rows = self._all(q.HISTORY, (execution_id,))
-        return history.merge(rows, self._all(q.HISTORY_ATTEMPTS, (execution_id,)))
+        rows = self.db.all(HISTORY, (execution_id,))
+        return history.merge(rows, self.db.all(HISTORY_ATTEMPTS, (execution_id,)))
 
     def called_outputs(self, execution_id: int) -> dict[int, dict[str, Any]]:
         """The outputs of the execution's called task runs (a handler's calls, a flow
         function's steps), each its own, by task run id."""
         found: dict[int, dict[str, Any]] = {}
-        for run_id, key, value in self._all(q.CALLED_OUTPUTS, (execution_id,)):
-            found.setdefault(int(run_id), {})[key] = json.loads(value)
+        for r in self.db.all(CALLED_OUTPUTS, (execution_id,)):
+            found.setdefault(int(r["id"]), {})[r["key"]] = json.loads(r["value"])
         return found
 
     def outputs(
@@ -231,14 +263,16 @@ class StoreReads(ABC):
         wanted = None if task_ids is None else set(task_ids)
         result: dict[str, Any] = {}
         items: dict[str, dict[int, dict[str, Any]]] = {}
-        for task_id, fork_index, key, value in self._all(q.OUTPUTS, (execution_id,)):
+        for r in self.db.all(OUTPUTS, (execution_id,)):
+            task_id, fork_index = r["task_id"], r["fork_index"]
             if wanted is not None and task_id not in wanted:
                 continue
+            value = json.loads(r["value"])
             if fork_index is None:
-                result.setdefault(task_id, {})[key] = json.loads(value)
+                result.setdefault(task_id, {})[r["key"]] = value
             else:
-                items.setdefault(task_id, {}).setdefault(fork_index, {})[key] = json.loads(value)
-        forked = {t: n for t, n in self._all(q.FORK_COUNTS, (execution_id,))}
+                items.setdefault(task_id, {}).setdefault(fork_index, {})[r["key"]] = value
+        forked = {r["task_id"]: r["n"] for r in self.db.all(FORK_COUNTS, (execution_id,))}
         for task_id, count in forked.items():
             if wanted is None or task_id in wanted:
                 found = items.get(task_id, {})
@@ -252,134 +286,93 @@ class StoreReads(ABC):
     def active_executions(self, namespace: str, flow_id: str) -> int:
         """How many executions of a flow run now, or are admitted and wait for a worker
         (what its concurrency limit counts)."""
-        row = self._one(q.ACTIVE_EXECUTIONS, (namespace, flow_id, 0))
-        return int(row[0]) if row else 0
+        return int(self.db.scalar(q.ACTIVE_EXECUTIONS, (namespace, flow_id, 0)) or 0)
 
     def fork_item(self, task_run_id: int) -> tuple[int | None, int | None, Any]:
         """``(fork_of, fork_index, fork_value)`` of a task run; Nones unless an item."""
-        row = self._one(q.TASK_RUN_FORK, (task_run_id,))
+        row = self.db.one(q.TASK_RUN_FORK, (task_run_id,))
         if row is None:
             raise NotFound(f"task run {task_run_id} not found")
-        value = json.loads(row[2]) if row[2] is not None else None
-        return row[0], row[1], value
+        value = row["fork_value"]
+        return row["fork_of"], row["fork_index"], None if value is None else json.loads(value)
 
     def children(self, execution_id: int) -> list[ExecutionRow]:
         """The executions started by this one (flow tasks, ``this.flow``; a schedule's
         ticks), oldest first; its ``this.connect`` calls are :meth:`calls`."""
-        return [_execution(r) for r in self._all(q.CHILDREN, (execution_id,))]
+        return [_execution(r) for r in self.db.all(CHILDREN, (execution_id,))]
 
     def calls(self, execution_id: int) -> list[ExecutionRow]:
         """The CONNECTION executions of this one's ``this.connect`` calls, oldest first."""
-        return [_execution(r) for r in self._all(q.CALLS, (execution_id,))]
+        return [_execution(r) for r in self.db.all(CALLS, (execution_id,))]
 
     def calling_task(self, attempt_id: int) -> str | None:
         """The task id of the task run attempt ``attempt_id`` belongs to (the flow task
         a child execution was started by), None if there is no such attempt."""
-        row = self._one(q.ATTEMPT_TASK, (attempt_id,))
-        return None if row is None else str(row[0])
+        row = self.db.one(ATTEMPT_TASK, (attempt_id,))
+        return None if row is None else str(row["task_id"])
 
     def calling_run(self, attempt_id: int) -> int | None:
         """The task run attempt ``attempt_id`` belongs to, None if there is none."""
-        row = self._one(q.ATTEMPT_TASK, (attempt_id,))
-        return None if row is None else int(row[1])
+        row = self.db.one(ATTEMPT_TASK, (attempt_id,))
+        return None if row is None else int(row["id"])
 
     def lineage(self, execution_id: int) -> list[tuple[int, str]]:
         """``(id, namespace/flow)`` from the root execution down to this one."""
         chain: list[tuple[int, str]] = []
         current: int | None = execution_id
         while current is not None and len(chain) < 1000:
-            row = self._one(q.EXECUTION_LINEAGE, (current,))
+            row = self.db.one(EXECUTION_LINEAGE, (current,))
             if row is None:
                 raise NotFound(f"execution {current} not found")
-            chain.append((current, f"{row[1]}/{row[2]}"))
-            current = row[0]
+            chain.append((current, f"{row['namespace']}/{row['flow_id']}"))
+            current = row["parent_id"]
         return chain[::-1]
 
     def ended_among(self, execution_ids: Sequence[int]) -> dict[int, State]:
         """Which of these executions have ended, and how."""
         if not execution_ids:
             return {}
-        sql = q.EXECUTIONS_ENDED.format(", ".join("?" * len(execution_ids)))
-        return {r[0]: State(r[1]) for r in self._all(sql, list(execution_ids))}
-
-    def find_flow(
-        self, namespace: str, flow_id: str, revision: int | None = None
-    ) -> Revision | None:
-        """The newest (or the given) revision of a stored flow; None if there is none."""
-        if revision is None:
-            row = self._one(q.LATEST_REVISION, (namespace, flow_id))
-        else:
-            row = self._one(q.REVISION_NUMBER, (namespace, flow_id, revision))
-        return self._revision(row) if row else None
-
-    def get_connection(self, name: str) -> Connection:
-        """The named connection; NotFound names the ones that exist."""
-        row = self._one(q.GET_CONNECTION, (name,))
-        if row is None:
-            known = ", ".join(c.name for c in self.list_connections()) or "none"
-            raise NotFound(f"unknown connection {name!r} (connections: {known})")
-        return _connection(row)
-
-    def list_connections(self) -> list[Connection]:
-        return [_connection(r) for r in self._all(q.LIST_CONNECTIONS)]
+        sql = EXECUTIONS_ENDED.format(marks(execution_ids))
+        return {r["id"]: State(r["state"]) for r in self.db.all(sql, list(execution_ids))}
 
     def attempt_outputs(self, attempt_id: int) -> dict[str, Any]:
-        return {k: json.loads(v) for k, v in self._all(q.ATTEMPT_OUTPUTS, (attempt_id,))}
+        rows = self.db.all(ATTEMPT_OUTPUTS, (attempt_id,))
+        return {r["key"]: json.loads(r["value"]) for r in rows}
 
-    def metrics(self, execution_id: int) -> list[MetricRow]:
-        return [
-            MetricRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
-            for r in self._all(q.METRICS, (execution_id,))
-        ]
-
-    def checks(self, execution_id: int) -> list[CheckRow]:
-        """The results of every pre and post check that ran in the execution, in the
-        order they ran (attempt by attempt)."""
-        return [
-            CheckRow(r[0], r[1], r[2], int(r[3]), r[4], bool(r[5]), *r[6:10])
-            for r in self._all(q.CHECKS, (execution_id,))
-        ]
-
-    def logs(
-        self,
-        execution_id: int,
-        *,
-        attempt_ids: Sequence[int] | None = None,
-        after_id: int = 0,
-        limit: int = 10_000,
-    ) -> list[LogLine]:
-        """Log lines in order (of ``attempt_ids`` only, when given), ``limit`` at a time;
-        page with ``after_id``."""
-        if attempt_ids is None:
-            rows = self._all(q.LOGS, (execution_id, after_id, limit))
-        elif not attempt_ids:
-            rows = []
-        else:
-            marks = ", ".join("?" * len(attempt_ids))
-            rows = self._all(
-                "SELECT id, execution_id, attempt_id, at, stream, line FROM logs "
-                f"WHERE execution_id = ? AND attempt_id IN ({marks}) AND id > ? "
-                "ORDER BY id LIMIT ?",
-                (execution_id, *attempt_ids, after_id, limit),
-            )
-        return [LogLine(*r) for r in rows]
+    def failing_among(self, execution_ids: Iterable[int]) -> dict[int, str]:
+        """Which of these running executions no new attempt should start for, each with
+        why: a task failed (not allowed to, and no ``continue_on_error``) or the
+        execution is being stopped (its timeout passed)."""
+        ids = sorted(set(execution_ids))
+        if not ids:
+            return {}
+        found = {}
+        for r in self.db.all(FAILING_AMONG.format(marks(ids)), ids):
+            ex_id, failed, cont = int(r["id"]), r["failed"], r["continue_on_error"]
+            if r["reason"]:
+                found[ex_id] = str(r["reason"])
+            elif failed is not None:
+                flow = self.flows.flow_of(r["revision_id"])
+                if not (flow.continue_on_error if cont is None else cont):
+                    found[ex_id] = f"execution failed: task '{failed}' failed"
+        return found
 
     def killing_among(self, execution_ids: Iterable[int]) -> set[int]:
         """Which of these executions are being killed."""
         ids = list(execution_ids)
         if not ids:
             return set()
-        return {r[0] for r in self._all(q.KILLING_AMONG.format(q.marks(ids)), ids)}
+        return {r["id"] for r in self.db.all(KILLING_AMONG.format(marks(ids)), ids)}
 
     def tree_workers(self, root_id: int) -> list[str]:
         """The workers with running attempts in this execution or its descendants."""
-        return [r[0] for r in self._all(q.TREE_WORKERS, (root_id,))]
+        return [r["worker_id"] for r in self.db.all(TREE_WORKERS, (root_id,))]
 
     def expired_executions(self, now: float) -> list[int]:
-        return [r[0] for r in self._all(q.EXPIRED_EXECUTIONS, (now,))]
+        return [r["id"] for r in self.db.all(EXPIRED_EXECUTIONS, (now,))]
 
     def running_attempt_ids(self, execution_id: int) -> list[int]:
-        return [r[0] for r in self._all(q.RUNNING_ATTEMPTS, (execution_id,))]
+        return [r["id"] for r in self.db.all(RUNNING_ATTEMPTS, (execution_id,))]
 
     def next_ready_time(
         self,
@@ -389,7 +382,7 @@ class StoreReads(ABC):
         queues: Sequence[str] | None = None,
     ) -> float | None:
         """When the earliest ready row due after ``after`` becomes due (a retry's delay)."""
-        sql = "SELECT min(not_before) FROM ready WHERE not_before > ?"
+        sql = "SELECT min(not_before) AS due FROM ready WHERE not_before > ?"
         params: list[Any] = [after]
         if execution_id is not None:
             sql += f" AND {q.OF_ROOT}"
@@ -397,50 +390,94 @@ class StoreReads(ABC):
         if queues:
             sql += f" AND queue IN ({', '.join('?' * len(queues))})"
             params.extend(queues)
-        row = self._one(sql, params)
-        return row[0] if row and row[0] is not None else None
+        due: float | None = self.db.scalar(sql, params)
+        return due
+
+
+def _json(value: Any) -> Any:
+    return None if value is None else json.loads(value)
 
 
 def _execution(r: Row) -> ExecutionRow:
     return ExecutionRow(
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        State(r[4]),
-        json.loads(r[5]),
-        json.loads(r[6]),
-        r[7],
-        r[8],
-        r[9],
-        r[10],
-        r[11],
-        r[12],
-        r[13],
-        r[14],
-        r[15],
-        json.loads(r[16]) if r[16] is not None else None,
-        r[17],
-        bool(r[18]),
-        r[19],
-        r[20],
-        r[21],
-        r[22],
-        r[23],
-        r[24],
-        json.loads(r[25]) if r[25] is not None else None,
-        tuple(json.loads(r[26])) if r[26] is not None else None,
-        str(r[27]),
+        id=r["id"],
+        revision_id=r["revision_id"],
+        namespace=r["namespace"],
+        flow_id=r["flow_id"],
+        state=State(r["state"]),
+        inputs=json.loads(r["inputs"]),
+        labels=json.loads(r["labels"]),
+        pending=r["pending"],
+        reason=r["reason"],
+        created_at=r["created_at"],
+        started_at=r["started_at"],
+        ended_at=r["ended_at"],
+        deadline=r["deadline"],
+        parent_id=r["parent_id"],
+        root_id=r["root_id"],
+        parent_attempt_id=r["parent_attempt_id"],
+        outputs=_json(r["outputs"]),
+        stopped=r["stopped"],
+        dev=bool(r["dev"]),
+        saved_name=r["saved_name"],
+        saved_description=r["saved_description"],
+        saved_at=r["saved_at"],
+        original_id=r["original_id"],
+        started_by=r["started_by"],
+        queue=r["queue"],
+        options=_json(r["options"]),
+        scope=None if r["scope"] is None else tuple(json.loads(r["scope"])),
+        kind=str(r["kind"]),
     )
 
 
 def _task_run(r: Row) -> TaskRunRow:
-    return TaskRunRow(r[0], r[1], r[2], State(r[3]), r[4], bool(r[5]), *r[6:15])
-
-
-def _connection(r: Row) -> Connection:
-    return Connection(r[0], r[1], json.loads(r[2]), r[3], r[4])
+    return TaskRunRow(
+        id=r["id"],
+        execution_id=r["execution_id"],
+        task_id=r["task_id"],
+        state=State(r["state"]),
+        pending_deps=r["pending_deps"],
+        allow_failure=bool(r["allow_failure"]),
+        attempts=r["attempts"],
+        last_attempt_id=r["last_attempt_id"],
+        reason=r["reason"],
+        created_at=r["created_at"],
+        started_at=r["started_at"],
+        ended_at=r["ended_at"],
+        fork_of=r["fork_of"],
+        fork_index=r["fork_index"],
+        parent_run_id=r["parent_run_id"],
+    )
 
 
 def _attempt(r: Row) -> AttemptRow:
-    return AttemptRow(r[0], r[1], r[2], r[3], State(r[4]), *r[5:14])
+    return AttemptRow(
+        id=r["id"],
+        task_run_id=r["task_run_id"],
+        execution_id=r["execution_id"],
+        number=r["number"],
+        state=State(r["state"]),
+        worker_id=r["worker_id"],
+        lease_expires_at=r["lease_expires_at"],
+        started_at=r["started_at"],
+        ended_at=r["ended_at"],
+        exit_code=r["exit_code"],
+        reason=r["reason"],
+        error=r["error"],
+        cpu_seconds=r["cpu_seconds"],
+        peak_rss_kb=r["peak_rss_kb"],
+    )
+
+
+def claim_of(r: Row) -> Claim:
+    """A claim from a row of :data:`~ordo.store.queries.CLAIM_COLUMNS`."""
+    return Claim(
+        attempt_id=r["attempt_id"],
+        task_run_id=r["task_run_id"],
+        execution_id=r["execution_id"],
+        revision_id=r["revision_id"],
+        task_id=r["task_id"],
+        number=r["number"],
+        first_started_at=r["first_started_at"],
+    )

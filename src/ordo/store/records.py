@@ -299,3 +299,49 @@ class Swept:
     oldest: float | None
     newest: float | None
     dev: bool = False
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    """What reclaiming space after ``ordo gc`` did: the bytes given back to the file
+    system, or None when this store does not give space back itself; and, for the user,
+    how (or why not)."""
+
+    bytes: int | None
+    how: str
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """A stored schedule: its flow, cron expression and time zone, the inputs its
+    executions get, and whether it is active."""
+
+    id: int
+    namespace: str
+    flow_id: str
+    cron: str
+    timezone: str
+    inputs: dict[str, Any]
+    active: bool
+    created_by: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def trigger_id(self) -> str:
+        """The id of the trigger it is to the scheduler (``#ID``: never a flow file's
+        trigger id, which has no ``#``); its executions say ``started_by: schedule:#ID``."""
+        return f"#{self.id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "flow": f"{self.namespace}/{self.flow_id}",
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "inputs": self.inputs,
+            "active": self.active,
+            "created_by": self.created_by,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }

@@ -1,4 +1,5 @@
-"""Saved executions and ``ordo gc``: the store's retention side, shared by both backends.
+"""Logs and retention: attempts' log lines, metrics and checks; saved executions and
+``ordo gc``. Shared by both backends.
 
 A saved execution has a unique name and is never deleted. ``ordo gc`` deletes whole
 execution trees (a root execution and every child execution under it): a tree goes when
@@ -11,15 +12,22 @@ its rows in one transaction: memory stays bounded whatever the history's size.
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+import json
+from collections.abc import Iterator, Sequence
 
 from ordo.errors import Conflict, NotFound
 from ordo.model import State
-from ordo.store.records import ExecutionRow, Swept
-from ordo.store.recovery import Recovery
+from ordo.store.db import Db, marks
+from ordo.store.reads import Reads
+from ordo.store.records import (
+    CheckRow,
+    ExecutionRow,
+    LogLine,
+    MetricRow,
+    NewLog,
+    Reclaimed,
+    Swept,
+)
 
 _TERMINAL = ", ".join(f"'{s.value}'" for s in State if s.terminal)
 
@@ -58,7 +66,10 @@ WHERE root_id {{ids}}
   AND (ended_at IS NULL OR ended_at >= ? OR saved_name IS NOT NULL
        OR state NOT IN ({_TERMINAL}))
 """
-GC_TREES = "SELECT count(*), min(ended_at), max(ended_at) FROM executions WHERE root_id {ids}"
+GC_TREES = """
+SELECT count(*) AS n, min(ended_at) AS oldest, max(ended_at) AS newest FROM executions
+WHERE root_id {ids}
+"""
 _TREE = "SELECT id FROM executions WHERE root_id {ids}"
 #: Every table with rows of an execution, and which rows belong to the trees. Referencing
 #: tables come before the tables they reference (PostgreSQL checks foreign keys); the
@@ -82,6 +93,27 @@ GC_TABLES = (
     ("task_runs", f"execution_id IN ({_TREE})"),
     ("executions", "root_id {ids}"),
 )
+INSERT_LOG = """
+INSERT INTO logs (execution_id, attempt_id, at, stream, line) VALUES (?, ?, ?, ?, ?)
+"""
+LOGS = """
+SELECT id, execution_id, attempt_id, at, stream, line FROM logs
+WHERE execution_id = ? AND id > ? ORDER BY id LIMIT ?
+"""
+METRICS = """
+SELECT attempt_id, task_run_id, name, kind, value, tags, at FROM metrics
+WHERE execution_id = ? ORDER BY id
+"""
+CHECKS = """
+SELECT attempt_id, task_run_id, phase, position, kind, ok, message, output, started_at,
+       ended_at
+FROM checks WHERE execution_id = ? ORDER BY id
+"""
+#: the log lines of some attempts (``{}``: their marks)
+LOGS_OF_ATTEMPTS = """
+SELECT id, execution_id, attempt_id, at, stream, line FROM logs
+WHERE execution_id = ? AND attempt_id IN ({}) AND id > ? ORDER BY id LIMIT ?
+"""
 #: Tables that hold no execution's rows: gc leaves them alone.
 NOT_EXECUTION_TABLES = (
     "flow_revisions",
@@ -98,29 +130,87 @@ NOT_EXECUTION_TABLES = (
 )
 
 
-@dataclass(frozen=True)
-class Reclaimed:
-    """What reclaiming space after ``ordo gc`` did: the bytes given back to the file
-    system, or None when this store does not give space back itself; and, for the user,
-    how (or why not)."""
+class Logs:
+    """Attempts' log lines, metrics and check results."""
 
-    bytes: int | None
-    how: str
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    def add_logs(self, lines: Sequence[NewLog]) -> None:
+        if not lines:
+            return
+        with self.db.transaction():
+            self.db.executemany(
+                INSERT_LOG,
+                [(ln.execution_id, ln.attempt_id, ln.at, ln.stream, ln.line) for ln in lines],
+            )
+
+    def metrics(self, execution_id: int) -> list[MetricRow]:
+        return [
+            MetricRow(
+                r["attempt_id"],
+                r["task_run_id"],
+                r["name"],
+                r["kind"],
+                r["value"],
+                json.loads(r["tags"]),
+                r["at"],
+            )
+            for r in self.db.all(METRICS, (execution_id,))
+        ]
+
+    def checks(self, execution_id: int) -> list[CheckRow]:
+        """The results of every pre and post check that ran in the execution, in the
+        order they ran (attempt by attempt)."""
+        return [
+            CheckRow(
+                r["attempt_id"],
+                r["task_run_id"],
+                r["phase"],
+                int(r["position"]),
+                r["kind"],
+                bool(r["ok"]),
+                r["message"],
+                r["output"],
+                r["started_at"],
+                r["ended_at"],
+            )
+            for r in self.db.all(CHECKS, (execution_id,))
+        ]
+
+    def logs(
+        self,
+        execution_id: int,
+        *,
+        attempt_ids: Sequence[int] | None = None,
+        after_id: int = 0,
+        limit: int = 10_000,
+    ) -> list[LogLine]:
+        """Log lines in order (of ``attempt_ids`` only, when given), ``limit`` at a time;
+        page with ``after_id``."""
+        if attempt_ids is None:
+            rows = self.db.all(LOGS, (execution_id, after_id, limit))
+        elif not attempt_ids:
+            rows = []
+        else:
+            sql = LOGS_OF_ATTEMPTS.format(marks(attempt_ids))
+            rows = self.db.all(sql, (execution_id, *attempt_ids, after_id, limit))
+        return [
+            LogLine(r["id"], r["execution_id"], r["attempt_id"], r["at"], r["stream"], r["line"])
+            for r in rows
+        ]
 
 
-class Retention(Recovery):
-    """Saving executions and deleting old ones; :class:`~ordo.store.sql.SqlStore` adds
-    the rest."""
+class Retention:
+    """Saving executions and deleting old ones."""
 
-    #: Appended to a SELECT to lock its rows until the transaction ends.
-    _lock_rows = ""
+    def __init__(self, db: Db, reads: Reads) -> None:
+        self.db = db
+        self.reads = reads
 
-    @abstractmethod
-    def transaction(self) -> AbstractContextManager[None]: ...
-
-    @abstractmethod
     def reclaim_space(self) -> Reclaimed:
         """Give the space of deleted rows back (SQLite: ``PRAGMA incremental_vacuum``)."""
+        return self.db.reclaim_space()
 
     # -- saved executions -----------------------------------------------------------
     def save_execution(
@@ -129,50 +219,50 @@ class Retention(Recovery):
         """Save an execution under ``name`` (unique). Saving it again under the same name
         changes its description (when given); under another name it is a Conflict, as is
         a name another execution has."""
-        with self.transaction():
+        with self.db.transaction():
             root_id, current = self._saved_of(execution_id)
-            self._one(LOCK_EXECUTION.format(lock=self._lock_rows), (root_id,))  # vs. gc
+            self.db.one(LOCK_EXECUTION.format(lock=self.db.lock_rows), (root_id,))  # vs. gc
             if current is not None and current != name:
                 raise Conflict(
                     f"execution {execution_id} is already saved as {current!r}; to save it "
                     f"as {name!r}, unsave it first: ordo executions unsave {execution_id}"
                 )
             if current is None:
-                other = self._one(SAVED_BY_NAME, (name,))
+                other = self.db.one(SAVED_BY_NAME, (name,))
                 if other is not None:
                     raise Conflict(
-                        f"the name {name!r} is taken by execution {other[0]}: choose another "
-                        f"name, or unsave it first: ordo executions unsave {other[0]}"
+                        f"the name {name!r} is taken by execution {other['id']}: choose another "
+                        f"name, or unsave it first: ordo executions unsave {other['id']}"
                     )
-            if not self._execute(SAVE_EXECUTION, (name, description, now, execution_id)).rowcount:
+            if not self.db.execute(SAVE_EXECUTION, (name, description, now, execution_id)).rowcount:
                 raise NotFound(f"execution {execution_id} not found")
 
     def unsave_execution(self, execution_id: int) -> str:
         """Forget an execution's saved name (gc may delete it again); the name it had."""
-        with self.transaction():
+        with self.db.transaction():
             _, current = self._saved_of(execution_id)
             if current is None:
                 raise NotFound(f"execution {execution_id} is not saved")
-            self._execute(UNSAVE_EXECUTION, (execution_id,))
+            self.db.execute(UNSAVE_EXECUTION, (execution_id,))
             return str(current)
 
     def _saved_of(self, execution_id: int) -> tuple[int, str | None]:
-        row = self._one(SAVED_OF, (execution_id,))
+        row = self.db.one(SAVED_OF, (execution_id,))
         if row is None:
             raise NotFound(f"execution {execution_id} not found")
-        return int(row[0]), row[1]
+        return int(row["root_id"]), row["saved_name"]
 
     def find_saved(self, name: str) -> ExecutionRow:
         """The execution saved as ``name``; NotFound names the saved ones."""
-        row = self._one(SAVED_BY_NAME, (name,))
+        row = self.db.one(SAVED_BY_NAME, (name,))
         if row is None:
-            names = [str(r[0]) for r in self._all(SAVED_NAMES, (21,))]
+            names = [str(r["saved_name"]) for r in self.db.all(SAVED_NAMES, (21,))]
             if not names:
                 known = "no execution is saved: ordo executions save ID --name NAME"
             else:
                 known = "saved: " + ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
             raise NotFound(f"no saved execution named {name!r} ({known})")
-        return self.get_execution(int(row[0]))
+        return self.reads.get_execution(int(row["id"]))
 
     # -- gc ---------------------------------------------------------------------------
     def collect_garbage(
@@ -197,7 +287,7 @@ class Retention(Recovery):
             if dry_run:
                 swept, after, more = self._sweep_batch(dev, before, after, batch, dry_run)
             else:
-                with self.transaction():
+                with self.db.transaction():
                     swept, after, more = self._sweep_batch(dev, before, after, batch, dry_run)
             if swept.executions:
                 yield swept
@@ -210,31 +300,31 @@ class Retention(Recovery):
         """One batch: the swept trees, the cursor for the next batch, whether there may
         be more. The candidate roots are locked first (PostgreSQL), so that a restart or
         a save in their trees waits for this transaction or is seen by it."""
-        lock = "" if dry_run else self._lock_rows
+        lock = "" if dry_run else self.db.lock_rows
         params = (int(dev), before, after[0], after[1], batch)
-        candidates = self._all(GC_CANDIDATES.format(lock=lock), params)
+        candidates = self.db.all(GC_CANDIDATES.format(lock=lock), params)
         nothing = Swept(0, {}, None, None)
         if not candidates:
             return nothing, after, False
-        cursor = (float(candidates[-1][1]), int(candidates[-1][0]))
+        cursor = (float(candidates[-1]["ended_at"]), int(candidates[-1]["id"]))
         more = len(candidates) == batch
-        roots = [int(r[0]) for r in candidates]
-        test, ids = self._ids(roots)
-        kept = {r[0] for r in self._all(GC_KEPT_TREES.format(ids=test), [*ids, before])}
+        roots = [int(r["id"]) for r in candidates]
+        test, ids = self.db.ids(roots)
+        kept = {r["root_id"] for r in self.db.all(GC_KEPT_TREES.format(ids=test), [*ids, before])}
         roots = [r for r in roots if r not in kept]
         if not roots:
             return nothing, cursor, more
-        test, ids = self._ids(roots)
-        tree = self._one(GC_TREES.format(ids=test), ids)
+        test, ids = self.db.ids(roots)
+        tree = self.db.one(GC_TREES.format(ids=test), ids)
         assert tree is not None
         rows: dict[str, int] = {}
         for table, where in GC_TABLES:
             condition = where.format(ids=test)
             if dry_run:
-                found = self._one(f"SELECT count(*) FROM {table} WHERE {condition}", ids)
-                rows[table] = int(found[0]) if found else 0
+                found = self.db.scalar(f"SELECT count(*) FROM {table} WHERE {condition}", ids)
+                rows[table] = int(found or 0)
             else:
-                deleted = self._execute(f"DELETE FROM {table} WHERE {condition}", ids)
+                deleted = self.db.execute(f"DELETE FROM {table} WHERE {condition}", ids)
                 rows[table] = int(deleted.rowcount)
         executions = rows.pop("executions")
-        return Swept(executions, rows, tree[1], tree[2], dev), cursor, more
+        return Swept(executions, rows, tree["oldest"], tree["newest"], dev), cursor, more

@@ -13,12 +13,9 @@ from typing import Any
 
 from ordo.errors import NotFound, StoreError
 from ordo.store import migrate
-from ordo.store import queries as q
-from ordo.store.ports import Decisions
-from ordo.store.reads import Row
-from ordo.store.retention import Reclaimed
+from ordo.store.db import Db, Row, inserts
+from ordo.store.records import Reclaimed
 from ordo.store.secrets import SECRETS_VERSION
-from ordo.store.sql import SqlStore
 
 
 class _Wakers:
@@ -62,54 +59,49 @@ class _Listening:
 
 _WAKERS = _Wakers()
 
-#: A claim's one statement (:meth:`SqliteStore._take_ready`); ``{where}`` is on ready's
+#: A claim's one statement (:meth:`SqliteDb.take_ready`); ``{where}`` is on ready's
 #: columns. RETURNING may name only the deleted table: the rest comes by subqueries.
 _TAKE = (
     "DELETE FROM ready WHERE task_run_id IN (SELECT task_run_id FROM ready "
     "WHERE {where} AND concurrency_key IS NULL ORDER BY not_before, task_run_id LIMIT ?) "
     "RETURNING task_run_id, execution_id, "
     + ", ".join(
-        f"(SELECT {column} FROM task_runs t WHERE t.id = ready.task_run_id)"
+        f"(SELECT {column} FROM task_runs t WHERE t.id = ready.task_run_id) AS {column}"
         for column in ("task_id", "state", "attempts", "started_at")
     )
-    + ", "
-    + ", ".join(
-        f"(SELECT {column} FROM executions e WHERE e.id = ready.execution_id)"
-        for column in ("revision_id", "state")
-    )
-    + ", EXISTS (SELECT 1 FROM ready WHERE concurrency_key IS NOT NULL AND {where}), "
+    + ", (SELECT revision_id FROM executions e WHERE e.id = ready.execution_id) AS revision_id"
+    + ", (SELECT state FROM executions e WHERE e.id = ready.execution_id) AS execution_state"
+    + ", EXISTS (SELECT 1 FROM ready WHERE concurrency_key IS NOT NULL AND {where}) AS keyed, "
     + SECRETS_VERSION
 )
 
 
-class SqliteStore(SqlStore):
-    """A store in one SQLite file (created, with its folder, when missing)."""
+class SqliteDb(Db):
+    """One SQLite file (created, with its folder, when missing)."""
 
     backend = "sqlite"
 
-    def __init__(
-        self, path: str | Path, *, busy_timeout: float = 30.0, policy: Decisions | None = None
-    ) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
         super().__init__()
-        self._policy = policy
         self.path = str(path)
         self._notify = False
         self._key = self.path if self.path == ":memory:" else os.path.realpath(self.path)
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
+            self.conn = sqlite3.connect(
                 self.path,
                 isolation_level=None,
                 check_same_thread=False,
                 timeout=busy_timeout,
             )
-            if self._conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            self.conn.row_factory = sqlite3.Row
+            if self.conn.execute("PRAGMA page_count").fetchone()["page_count"] == 0:
                 # a new file: deleted rows' pages can be given back (ordo gc); this
                 # must come before WAL and any table
-                self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._wal(busy_timeout)
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
         self.upgrade()
@@ -120,7 +112,7 @@ class SqliteStore(SqlStore):
         deadline = time.monotonic() + patience
         while True:
             try:
-                self._conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -133,14 +125,14 @@ class SqliteStore(SqlStore):
         if current >= migrate.LATEST["sqlite"]:
             return current
         with self.transaction():
-            self._conn.execute(migrate.CREATE_VERSION_TABLE)
+            self.conn.execute(migrate.CREATE_VERSION_TABLE)
             current = self.schema_version()
             for m in migrate.migrations("sqlite"):
                 if m.version <= current:
                     continue
                 for statement in m.statements():
-                    self._conn.execute(statement)
-                self._conn.execute(
+                    self.conn.execute(statement)
+                self.conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (m.version, m.name, time.time()),
                 )
@@ -149,52 +141,51 @@ class SqliteStore(SqlStore):
 
     def schema_version(self) -> int:
         try:
-            row = self._conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            row = self.conn.execute("SELECT max(version) AS v FROM schema_migrations").fetchone()
         except sqlite3.OperationalError:
             return 0
-        return int(row[0] or 0)
+        return int(row["v"] or 0)
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         try:
-            return self._conn.execute(sql, params)
+            return self.conn.execute(sql, params)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
         except OverflowError:
             raise NotFound("a number that large is no id here (at most 2**63 - 1)") from None
 
-    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Many rows: an ``INSERT ... VALUES (...)`` becomes one statement per 500 rows;
         anything else is one prepared statement stepped once per row."""
         batch = list(rows)
         if not batch:
             return
-        chunks = q.inserts(sql, batch)
+        chunks = inserts(sql, batch)
         if chunks is not None:
             for text, params in chunks:
-                self._execute(text, params)
+                self.execute(text, params)
             return
         try:
-            self._conn.executemany(sql, batch)
+            self.conn.executemany(sql, batch)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
 
-    def _insert(self, sql: str, params: Sequence[Any]) -> int:
-        cur = self._execute(sql, params)
-        return int(cur.lastrowid)
+    def insert(self, sql: str, params: Sequence[Any]) -> int:
+        return int(self.execute(sql, params).lastrowid or 0)
 
     def _begin(self) -> None:
-        self._execute("BEGIN IMMEDIATE")
+        self.execute("BEGIN IMMEDIATE")
 
-    def _lock(self, name: str) -> None:
+    def lock(self, name: str) -> None:
         """Nothing to take: ``BEGIN IMMEDIATE`` holds the database's one write lock."""
 
     def _commit(self) -> None:
-        self._execute("COMMIT")
+        self.execute("COMMIT")
         if self._notify:
             self._notify = False
             _WAKERS.wake(self._key, self)
 
-    def _ready_added(self) -> None:
+    def notify_ready(self) -> None:
         self._notify = True
 
     def listen(self, wake: Callable[[], None]) -> _Listening:
@@ -204,37 +195,36 @@ class SqliteStore(SqlStore):
 
     def _rollback(self) -> None:
         self._notify = False
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
-    def _take_ready(self, now: float, limit: int, where: str, params: list[Any]) -> list[Row]:
+    def take_ready(self, limit: int, where: str, params: list[Any]) -> list[Row]:
         """``DELETE ... RETURNING`` under ``BEGIN IMMEDIATE`` (the database's one write
         lock), what the claim needs read by subqueries of its RETURNING."""
-        rows = self._all(_TAKE.format(where=where), [*params, limit, *params])
-        return sorted(rows, key=lambda r: int(r[0]))
+        rows = self.all(_TAKE.format(where=where), [*params, limit, *params])
+        return sorted(rows, key=lambda r: int(r["task_run_id"]))
 
     def reclaim_space(self) -> Reclaimed:
         """``PRAGMA incremental_vacuum``: the free pages go back to the file system (at
         the next checkpoint). A file created without ``auto_vacuum=INCREMENTAL`` (before
         ordo set it) keeps its free pages for new rows until one ``VACUUM``."""
-        mode = self._one("PRAGMA auto_vacuum")
-        if not mode or mode[0] != 2:
+        if self.scalar("PRAGMA auto_vacuum") != 2:
             return Reclaimed(
                 None,
                 "this database file was created without auto_vacuum=INCREMENTAL: its free "
                 "pages are reused for new rows; to shrink it, run once: sqlite3 "
                 f"{self.path} 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'",
             )
-        size = self._one("PRAGMA page_size")
-        before = self._one("PRAGMA freelist_count")
+        size = self.scalar("PRAGMA page_size")
+        before = self.scalar("PRAGMA freelist_count")
         try:
             # executescript steps the pragma to its end (execute frees one page a step)
-            self._conn.executescript("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(PASSIVE);")
+            self.conn.executescript("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(PASSIVE);")
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
-        after = self._one("PRAGMA freelist_count")
-        freed = (before[0] - after[0]) * size[0] if size and before and after else 0
+        after = self.scalar("PRAGMA freelist_count")
+        freed = (before - after) * size if size and before is not None and after is not None else 0
         return Reclaimed(max(freed, 0), "incremental vacuum")
 
     def close(self) -> None:
-        self._conn.close()
+        self.conn.close()

@@ -23,9 +23,11 @@ from typing import Any
 from ordo.errors import Conflict
 from ordo.model import State, Task
 from ordo.store import queries as q
-from ordo.store.outcomes import dumps
+from ordo.store.db import Db, Row, dumps, marks
+from ordo.store.readiness import Readiness
+from ordo.store.reads import Reads
 from ordo.store.records import Claim
-from ordo.store.serving import Serving
+from ordo.store.transitions import Transitions
 
 STEP_COLUMNS = (
     "id, execution_id, task_run_id, number, kind, name, run_id, child_id, value, attempt_id"
@@ -74,38 +76,48 @@ class StepRow:
     attempt_id: int | None
 
 
-def _step(row: Any) -> StepRow:
-    value = json.loads(row[8]) if row[8] is not None else None
+def _step(row: Row) -> StepRow:
     return StepRow(
-        int(row[0]),
-        int(row[1]),
-        int(row[2]),
-        int(row[3]),
-        str(row[4]),
-        str(row[5]),
-        None if row[6] is None else int(row[6]),
-        None if row[7] is None else int(row[7]),
-        value,
-        None if row[9] is None else int(row[9]),
+        id=int(row["id"]),
+        execution_id=int(row["execution_id"]),
+        task_run_id=int(row["task_run_id"]),
+        number=int(row["number"]),
+        kind=str(row["kind"]),
+        name=str(row["name"]),
+        run_id=_id(row["run_id"]),
+        child_id=_id(row["child_id"]),
+        value=None if row["value"] is None else json.loads(row["value"]),
+        attempt_id=_id(row["attempt_id"]),
     )
 
 
-class Steps(Serving):
+def _id(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+class Steps:
     """Recording steps and finding them again."""
+
+    def __init__(
+        self, db: Db, reads: Reads, transitions: Transitions, readiness: Readiness
+    ) -> None:
+        self.db = db
+        self.reads = reads
+        self.transitions = transitions
+        self.readiness = readiness
 
     def step(self, task_run_id: int, number: int) -> StepRow | None:
         """Step ``number`` of the flow function or handler running as ``task_run_id``."""
-        row = self._one(GET_STEP, (task_run_id, number))
+        row = self.db.one(GET_STEP, (task_run_id, number))
         return None if row is None else _step(row)
 
     def step_of_run(self, run_id: int) -> StepRow | None:
         """The step a task run is (a ``@task`` call's), if it is one."""
-        row = self._one(STEP_OF_RUN, (run_id,))
+        row = self.db.one(STEP_OF_RUN, (run_id,))
         return None if row is None else _step(row)
 
     def step_count(self, task_run_id: int) -> int:
-        row = self._one(COUNT_STEPS, (task_run_id,))
-        return int(row[0]) if row else 0
+        return int(self.db.scalar(COUNT_STEPS, (task_run_id,)) or 0)
 
     def record_step(
         self,
@@ -122,15 +134,15 @@ class Steps(Serving):
         """Record a step that has happened (``this.now()``, ``this.random()``, the child
         a ``this.flow`` started, the task run of a ``this.connect``); a step recorded
         before under this number (done again) is what it is now."""
-        with self.transaction():
+        with self.db.transaction():
             shown = None if value is None else dumps(value)
             if self.step(claim.task_run_id, number) is not None:
                 again = (run_id, child_id, shown, claim.attempt_id, claim.task_run_id, number)
-                self._execute(UPDATE_STEP, again)
+                self.db.execute(UPDATE_STEP, again)
             else:
                 params = (claim.execution_id, claim.task_run_id, number, kind, name)
                 row = (*params, run_id, child_id, shown, claim.attempt_id, now)
-                self._insert(INSERT_STEP, row)
+                self.db.insert(INSERT_STEP, row)
             found = self.step(claim.task_run_id, number)
             assert found is not None
             return found
@@ -140,15 +152,17 @@ class Steps(Serving):
     ) -> StepRow:
         """A ``@task`` call: a task run of ``task`` in the claim's execution, under the
         caller's task run, ready for any worker, with ``args`` as its ``with``."""
-        with self.transaction():
+        with self.db.transaction():
             ex_id = claim.execution_id
-            queue = self.queue_of(ex_id, task)
-            run_id = self._insert(INSERT_STEP_RUN, (ex_id, task.id, now, queue, claim.task_run_id))
-            self._created(ex_id, run_id, now, f"step {number} of {claim.task_id}")
-            self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))  # one more to wait for
-            self._ready_restarted(run_id, ex_id, queue, None, now)
+            queue = self.reads.queue_of(ex_id, task)
+            run_id = self.db.insert(
+                INSERT_STEP_RUN, (ex_id, task.id, now, queue, claim.task_run_id)
+            )
+            self.transitions.created(ex_id, run_id, now, f"step {number} of {claim.task_id}")
+            self.db.execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))  # one more to wait for
+            self.readiness.ready_restarted(run_id, ex_id, queue, None, now)
             params = (ex_id, claim.task_run_id, number, "task", task.id, run_id, None)
-            self._insert(INSERT_STEP, (*params, dumps(dict(args)), claim.attempt_id, now))
+            self.db.insert(INSERT_STEP, (*params, dumps(dict(args)), claim.attempt_id, now))
             found = self.step(claim.task_run_id, number)
             assert found is not None
             return found
@@ -158,9 +172,9 @@ class Steps(Serving):
         function was run again): its task run RESTARTED and ready."""
         if step.run_id is None:
             raise Conflict(f"step {step.number} ({step.name}) has no task run to run again")
-        with self.transaction():
+        with self.db.transaction():
             ex_id = step.execution_id
-            again = self._set_task_run_state(
+            again = self.transitions.set_task_run_state(
                 step.run_id,
                 ex_id,
                 State.RESTARTED,
@@ -170,22 +184,25 @@ class Steps(Serving):
             )
             if again is None:
                 return  # running, or done: nothing to run again
-            self._execute(q.RESTART_TASK_RUN, (0, 0, step.run_id))
-            self._execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
-            self._ready_restarted(step.run_id, ex_id, self.queue_of(ex_id, task), None, now)
+            self.db.execute(q.RESTART_TASK_RUN, (0, 0, step.run_id))
+            self.db.execute(q.EXECUTION_PENDING_DOWN, (-1, ex_id))
+            self.readiness.ready_restarted(
+                step.run_id, ex_id, self.reads.queue_of(ex_id, task), None, now
+            )
 
     def step_result(self, run_id: int) -> tuple[State, str | None, dict[str, Any]]:
         """A step's task run: its state, reason and its last attempt's outputs."""
-        row = self._one(STEP_RESULT, (run_id,))
+        row = self.db.one(STEP_RESULT, (run_id,))
         if row is None:
             raise Conflict(f"task run {run_id} not found")
-        outputs = self.attempt_outputs(int(row[2])) if row[2] is not None else {}
-        return State(row[0]), row[1], outputs
+        last = row["last_attempt_id"]
+        outputs = self.reads.attempt_outputs(int(last)) if last is not None else {}
+        return State(row["state"]), row["reason"], outputs
 
     def run_states(self, run_ids: Iterable[int]) -> dict[int, tuple[State, str | None]]:
         """The state and reason of each of these task runs."""
         ids = sorted(set(run_ids))
         if not ids:
             return {}
-        rows = self._all(RUN_STATES.format(q.marks(ids)), ids)
-        return {int(r[0]): (State(r[1]), r[2]) for r in rows}
+        rows = self.db.all(RUN_STATES.format(marks(ids)), ids)
+        return {int(r["id"]): (State(r["state"]), r["reason"]) for r in rows}

@@ -1,17 +1,17 @@
 """The one path for every change of state of an execution or a task run.
 
-:meth:`Transitions._transition` takes a batch of changes, checks each against the one
+:meth:`Transitions.transition` takes a batch of changes, checks each against the one
 table in :mod:`ordo.model` (:data:`~ordo.model.EDGES`: work, marks and a replay's
 copies), applies them with one conditional statement (``... WHERE state = old``, so a
 change another process made first is not overwritten) and notes their history, which
 :meth:`Transitions._write_history` writes in one statement just before the transaction
-commits. A change the table forbids is a bug: it raises
-:class:`~ordo.errors.IllegalTransition` naming the run, the states and the caller, and
-the transaction rolls back.
+commits (a hook on the Db: :meth:`~ordo.store.db.Db.on_commit`). A change the table
+forbids is a bug: it raises :class:`~ordo.errors.IllegalTransition` naming the run, the
+states and the caller, and the transaction rolls back.
 
 No other module of the store writes a state of an execution or a task run, or a row of
 ``state_history`` (``tests/store/test_one_path.py`` reads their SQL to make sure). Rows
-are created CREATED, their history noted by :meth:`Transitions._created`. A task run's
+are created CREATED, their history noted by :meth:`Transitions.created`. A task run's
 routine moves (its first claim, its end by an attempt that succeeded) are written as no
 row: the attempt holds them, and reading the history puts them back
 (:mod:`ordo.store.history`).
@@ -20,20 +20,44 @@ row: the attempt holds them, and reading the history puts them back
 from __future__ import annotations
 
 import sys
-from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ordo.errors import IllegalTransition, NotFound
 from ordo.model import By, State, can_transition
-from ordo.store import queries as q
+from ordo.store.db import Db
 from ordo.store.history import ROUTINE
-from ordo.store.reads import Row, StoreReads
 
 Kind = Literal["execution", "task run"]
 
 # -- the only SQL that writes a state or its history -----------------------------------
+ATTEMPT_TYPES = (
+    "BIGINT",
+    "BIGINT",
+    "BIGINT",
+    "TEXT",
+    "TEXT",
+    "DOUBLE PRECISION",
+    "DOUBLE PRECISION",
+)
+FINISH_SUCCESSES = """
+UPDATE attempts
+SET state = 'SUCCESS', ended_at = ?, exit_code = CAST(v.column2 AS INTEGER), reason = NULL,
+    error = NULL, cpu_seconds = CAST(v.column3 AS DOUBLE PRECISION),
+    peak_rss_kb = CAST(v.column4 AS BIGINT), lease_expires_at = NULL
+FROM {values}
+WHERE attempts.id = v.column1 AND attempts.state = 'RUNNING'
+RETURNING attempts.id AS attempt_id, attempts.task_run_id AS task_run_id
+"""
+INSERT_ATTEMPTS = """
+INSERT INTO attempts
+    (task_run_id, execution_id, number, state, worker_id, lease_expires_at, started_at)
+SELECT * FROM {values}
+RETURNING id, task_run_id, number
+"""
+SUCCESS_TYPES = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT")
+
 _SET_EXECUTION = """
 UPDATE executions SET state = ?, reason = coalesce(?, reason),
     started_at = CASE WHEN ? = 'RUNNING' THEN coalesce(started_at, ?) ELSE started_at END
@@ -43,14 +67,14 @@ WHERE id = ? AND state = ?
 _SET_EXECUTION_MARKED = "UPDATE executions SET state = ?, reason = ? WHERE id = ? AND state = ?"
 _SET_TASK_RUN = """
 UPDATE task_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ? AND state = ?
-RETURNING id, fork_of
+RETURNING id AS task_run_id, fork_of
 """
 _SET_TASK_RUNS = """
 UPDATE task_runs
 SET state = v.column2, reason = v.column3, ended_at = CAST(v.column4 AS DOUBLE PRECISION)
 FROM {values}
 WHERE task_runs.id = v.column1 AND task_runs.state = v.column5
-RETURNING task_runs.id, task_runs.fork_of
+RETURNING task_runs.id AS task_run_id, task_runs.fork_of AS fork_of
 """
 _TASK_RUN_TYPES = ("BIGINT", "TEXT", "TEXT", "DOUBLE PRECISION", "TEXT")
 #: PostgreSQL: attempts ended SUCCESS (``{finish}``) and their task runs RUNNING ->
@@ -62,7 +86,7 @@ u AS (
     FROM f
     WHERE task_runs.id = f.task_run_id AND task_runs.state = 'RUNNING'
     RETURNING task_runs.id, task_runs.fork_of)
-SELECT f.id, u.id, u.fork_of FROM f LEFT JOIN u ON u.id = f.task_run_id
+SELECT f.attempt_id, u.id AS task_run_id, u.fork_of FROM f LEFT JOIN u ON u.id = f.task_run_id
 """
 #: Attempts started: each task run's count and last attempt, and CREATED or RESTARTED ->
 #: RUNNING for a first attempt (a retry's task run is RUNNING already), in one statement.
@@ -104,6 +128,16 @@ UNSTARTED = frozenset({State.CREATED, State.RESTARTED})
 
 
 @dataclass(frozen=True, slots=True)
+class Before:
+    """A task run as it was before a change (``known``: its state only)."""
+
+    state: State
+    task_id: str = ""
+    allow_failure: bool = False
+    fork_of: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """``old -> new`` of one execution (``run_id`` None) or one task run."""
 
@@ -114,31 +148,18 @@ class Change:
     reason: str | None = None
 
 
-class Transitions(StoreReads):
+class Transitions:
     """The transition function and the history it writes; the store's other concerns
-    build on it."""
+    change states through it."""
 
-    #: PostgreSQL: one statement may change two tables (``WITH ... INSERT ... UPDATE``)
-    _writable_ctes = False
-
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, db: Db) -> None:
+        self.db = db
         self._transitions: list[tuple[Any, ...]] = []  # state_history rows, written at commit
-
-    @abstractmethod
-    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
-
-    def _values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
-        """``rows`` as a table for ``FROM {values}`` (columns ``column1``...) and its
-        parameters; ``types`` are the columns' SQL types (PostgreSQL needs them)."""
-        return f"(VALUES {q.value_rows(rows)}) AS v", q.flat(rows)
-
-    def _ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
-        """A membership test for ``x {ids}`` and its parameters."""
-        return f"IN ({q.marks(values)})", list(values)
+        db.on_commit(self._write_history)
+        db.on_rollback(self._forget_history)
 
     # -- the one function --------------------------------------------------------------
-    def _transition(
+    def transition(
         self, changes: Sequence[Change], now: float, by: By = By.WORK, *, routine: bool = False
     ) -> dict[int, int | None]:
         """Apply ``changes`` (all of executions, or all of task runs), each only if its
@@ -175,10 +196,10 @@ class Transitions(StoreReads):
         for c in changes:  # executions change one at a time (kills, ends: few per batch)
             if by is By.MARK:
                 params: tuple[Any, ...] = (c.new.value, c.reason, c.execution_id, c.old.value)
-                cur = self._execute(_SET_EXECUTION_MARKED, params)
+                cur = self.db.execute(_SET_EXECUTION_MARKED, params)
             else:
                 params = (c.new.value, c.reason, c.new.value, now, c.execution_id, c.old.value)
-                cur = self._execute(_SET_EXECUTION, params)
+                cur = self.db.execute(_SET_EXECUTION, params)
             if cur.rowcount == 1:
                 done[c.execution_id] = None
         return done
@@ -188,20 +209,21 @@ class Transitions(StoreReads):
             c = changes[0]
             ended = now if c.new.terminal else None
             params = (c.new.value, c.reason, ended, c.run_id, c.old.value)
-            found = self._all(_SET_TASK_RUN, params)
-            return {int(r[0]): r[1] for r in found}
+            found = self.db.all(_SET_TASK_RUN, params)
+            return {int(r["task_run_id"]): r["fork_of"] for r in found}
         rows = [
             (c.run_id, c.new.value, c.reason, now if c.new.terminal else None, c.old.value)
             for c in changes
         ]
-        table, values = self._values(rows, _TASK_RUN_TYPES)
-        return {int(r[0]): r[1] for r in self._all(_SET_TASK_RUNS.format(values=table), values)}
+        table, values = self.db.values(rows, _TASK_RUN_TYPES)
+        found = self.db.all(_SET_TASK_RUNS.format(values=table), values)
+        return {int(r["task_run_id"]): r["fork_of"] for r in found}
 
-    def _succeeded(
+    def succeeded(
         self, attempts: Sequence[Sequence[Any]], changes: Sequence[Change], now: float
     ) -> tuple[set[int], dict[int, int | None]]:
         """Attempts that ended SUCCESS (rows ``(attempt_id, exit_code, cpu_seconds,
-        peak_rss_kb)`` of :data:`q.FINISH_SUCCESSES`) and ``changes``, their task runs'
+        peak_rss_kb)`` of :data:`FINISH_SUCCESSES`) and ``changes``, their task runs'
         RUNNING -> SUCCESS, routine (the attempts hold the history), in one statement
         (PostgreSQL) or two. The attempts recorded (the others had ended: lost), and the
         task runs moved, each with the for_each task run it is an item of."""
@@ -210,20 +232,22 @@ class Transitions(StoreReads):
         for change in changes:
             if not can_transition(change.old, change.new) or not _routine(change, By.WORK):
                 raise _illegal(change, By.WORK, "not a routine move")
-        table, params = self._values(attempts, q.SUCCESS_TYPES)
-        finish = q.FINISH_SUCCESSES.format(values=table)
-        if self._writable_ctes:
-            found = self._all(_SUCCEEDED.format(finish=finish), [now, *params, now])
-            moved = {int(tr_id): fork_of for _, tr_id, fork_of in found if tr_id is not None}
-            return {int(r[0]) for r in found}, moved
-        recorded = {int(r[0]) for r in self._all(finish, [now, *params])}
+        table, params = self.db.values(attempts, SUCCESS_TYPES)
+        finish = FINISH_SUCCESSES.format(values=table)
+        if self.db.writable_ctes:
+            found = self.db.all(_SUCCEEDED.format(finish=finish), [now, *params, now])
+            moved = {
+                int(r["task_run_id"]): r["fork_of"] for r in found if r["task_run_id"] is not None
+            }
+            return {int(r["attempt_id"]) for r in found}, moved
+        recorded = {int(r["attempt_id"]) for r in self.db.all(finish, [now, *params])}
         of = dict(zip((int(a[0]) for a in attempts), changes, strict=True))
-        return recorded, self._transition([of[a] for a in sorted(recorded)], now, routine=True)
+        return recorded, self.transition([of[a] for a in sorted(recorded)], now, routine=True)
 
-    def _claimed(
+    def claimed(
         self, attempts: Sequence[Sequence[Any]], moves: Sequence[Change], now: float
     ) -> dict[int, int]:
-        """Attempts started: ``attempts`` are rows of :data:`q.INSERT_ATTEMPTS` (task
+        """Attempts started: ``attempts`` are rows of :data:`INSERT_ATTEMPTS` (task
         run, execution, number, ...), each task run's count and last attempt set, and
         ``moves`` to RUNNING of those that were waiting (CREATED or RESTARTED; a retry's
         task run is RUNNING already), in one statement (PostgreSQL) or two. A first
@@ -234,36 +258,36 @@ class Transitions(StoreReads):
         for change in moves:
             if not can_transition(change.old, change.new):
                 raise _illegal(change, By.WORK)
-        table, params = self._values(attempts, q.ATTEMPT_TYPES)
-        insert = q.INSERT_ATTEMPTS.format(values=table)
-        if self._writable_ctes:
-            found = self._all(_STARTED.format(insert=insert), [*params, now])
+        table, params = self.db.values(attempts, ATTEMPT_TYPES)
+        insert = INSERT_ATTEMPTS.format(values=table)
+        if self.db.writable_ctes:
+            found = self.db.all(_STARTED.format(insert=insert), [*params, now])
         else:
-            found = self._all(insert, params)
-            rows = [(tr_id, number, a_id) for a_id, tr_id, number in found]
-            table, values = self._values(rows, _CLAIMED_TYPES)
-            self._execute(_CLAIMED.format(values=table), [now, *values])
+            found = self.db.all(insert, params)
+            rows = [(r["task_run_id"], r["number"], r["id"]) for r in found]
+            table, values = self.db.values(rows, _CLAIMED_TYPES)
+            self.db.execute(_CLAIMED.format(values=table), [now, *values])
         number = {int(r[0]): int(r[2]) for r in attempts}
         self._transitions.extend(
             (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason)
             for c in moves
             if not (c.old is State.CREATED and c.run_id is not None and number[c.run_id] == 1)
         )
-        return {int(tr_id): int(a_id) for a_id, tr_id, *_ in found}
+        return {int(r["task_run_id"]): int(r["id"]) for r in found}
 
     # -- one change, its current state read first --------------------------------------
-    def _set_execution_state(
+    def set_execution_state(
         self, ex_id: int, new: State, now: float, reason: str | None, *, by: By = By.WORK
-    ) -> Row | None:
-        """``-> new`` for an execution; its ``(state,)`` before, or None when another
-        process changed it first."""
-        old = self._one(_EXECUTION_STATE, (ex_id,))
-        if old is None:
+    ) -> State | None:
+        """``-> new`` for an execution; its state before, or None when another process
+        changed it first."""
+        row = self.db.one(_EXECUTION_STATE, (ex_id,))
+        if row is None:
             raise NotFound(f"execution {ex_id} not found")
-        change = Change(ex_id, None, State(old[0]), new, reason)
-        return old if self._transition([change], now, by) else None
+        old = State(row["state"])
+        return old if self.transition([Change(ex_id, None, old, new, reason)], now, by) else None
 
-    def _set_task_run_state(
+    def set_task_run_state(
         self,
         tr_id: int,
         ex_id: int,
@@ -275,32 +299,34 @@ class Transitions(StoreReads):
         only_from: frozenset[State] | None = None,
         by: By = By.WORK,
         routine: bool = False,
-    ) -> Row | None:
-        """``-> new`` for a task run; its ``(state, task_id, allow_failure, fork_of)``
-        before, or None when another process changed it first, or when it is not in one
-        of the states ``only_from`` names (a caller that changes whichever of a set of
-        runs has not ended yet). ``known`` skips reading the current state when the
-        caller just read it. ``routine``: see :meth:`_transition`."""
-        row: Row | None = (known.value, None, None, None) if known else None
-        if row is None:
-            row = self._one(_TASK_RUN_STATE, (tr_id,))
-            if row is None:
-                raise NotFound(f"task run {tr_id} not found")
-        if only_from is not None and State(row[0]) not in only_from:
+    ) -> Before | None:
+        """``-> new`` for a task run; what it was before, or None when another process
+        changed it first, or when it is not in one of the states ``only_from`` names (a
+        caller that changes whichever of a set of runs has not ended yet). ``known``
+        skips reading the current state when the caller just read it. ``routine``: see
+        :meth:`transition`."""
+        before = Before(known) if known else self._task_run_before(tr_id)
+        if only_from is not None and before.state not in only_from:
             return None
-        change = Change(ex_id, tr_id, State(row[0]), new, reason)
-        return row if self._transition([change], now, by, routine=routine) else None
+        change = Change(ex_id, tr_id, before.state, new, reason)
+        return before if self.transition([change], now, by, routine=routine) else None
 
-    def _task_run_state(self, tr_id: int) -> State:
-        row = self._one(_TASK_RUN_STATE, (tr_id,))
+    def _task_run_before(self, tr_id: int) -> Before:
+        row = self.db.one(_TASK_RUN_STATE, (tr_id,))
         if row is None:
             raise NotFound(f"task run {tr_id} not found")
-        return State(row[0])
+        return Before(
+            State(row["state"]), row["task_id"], bool(row["allow_failure"]), row["fork_of"]
+        )
+
+    def execution_state(self, ex_id: int) -> State:
+        row = self.db.one(_EXECUTION_STATE, (ex_id,))
+        if row is None:
+            raise NotFound(f"execution {ex_id} not found")
+        return State(row["state"])
 
     # -- history -----------------------------------------------------------------------
-    def _created(
-        self, ex_id: int, tr_id: int | None, now: float, reason: str | None = None
-    ) -> None:
+    def created(self, ex_id: int, tr_id: int | None, now: float, reason: str | None = None) -> None:
         """A row was created (CREATED): its first line of history."""
         self._transitions.append((ex_id, tr_id, None, State.CREATED.value, now, reason))
 
@@ -312,7 +338,7 @@ class Transitions(StoreReads):
         """Every change of the transaction, in one statement, just before it commits."""
         rows, self._transitions = self._transitions, []
         if rows:
-            self._executemany(_INSERT_HISTORY, rows)
+            self.db.executemany(_INSERT_HISTORY, rows)
 
 
 def _routine(change: Change, by: By) -> bool:

@@ -1,0 +1,236 @@
+"""The store's shared SQL layer: one connection, its transactions, and the few dialect
+helpers every concern needs. One subclass per backend (:mod:`ordo.store.sqlite`,
+:mod:`ordo.store.postgres`) supplies the connection, the transaction's opening and the
+statements that really differ (claiming); the concerns of the store
+(:mod:`ordo.store.facade`) speak through it and own their SQL.
+
+Rows are read by column name (``row["state"]``) on both backends: ``sqlite3.Row`` on
+SQLite, a tuple with names on PostgreSQL (:func:`ordo.store.postgres.named_rows`).
+
+A transaction knows none of the concerns: those that keep something until the
+transaction ends (the history rows, the ready rows to tell other workers of, the secrets'
+version a claim saw) register hooks run when it begins, just before it commits, or when
+it rolls back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from ordo.store.records import Reclaimed
+
+
+class Row(Protocol):
+    """A row read from the store: its columns by name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+class Cursor(Protocol):
+    """What a statement answers: its row count and rows."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Any: ...
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+Hook = Callable[[], None]
+
+
+class Db(ABC):
+    """One connection to one database; use from one thread at a time."""
+
+    #: ``sqlite`` or ``postgresql``
+    backend: str
+    #: PostgreSQL: one statement may change two tables (``WITH ... INSERT ... UPDATE``)
+    writable_ctes = False
+    #: appended to a SELECT to lock its rows until the transaction ends
+    lock_rows = ""
+    #: SQL true when the text column holds the text parameter (``{}``: the column)
+    contains = "instr({}, ?) > 0"
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._on_begin: list[Hook] = []
+        self._on_commit: list[Hook] = []
+        self._on_rollback: list[Hook] = []
+
+    # -- hooks -----------------------------------------------------------------------
+    def on_begin(self, hook: Hook) -> None:
+        """Call ``hook`` when an outermost transaction begins."""
+        self._on_begin.append(hook)
+
+    def on_commit(self, hook: Hook) -> None:
+        """Call ``hook`` just before an outermost transaction commits (it may write)."""
+        self._on_commit.append(hook)
+
+    def on_rollback(self, hook: Hook) -> None:
+        """Call ``hook`` when an outermost transaction rolls back."""
+        self._on_rollback.append(hook)
+
+    # -- transactions ----------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction; nested uses join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        for hook in self._on_begin:
+            hook()
+        try:
+            yield
+            for hook in self._on_commit:
+                hook()
+        except BaseException:
+            self._depth = 0
+            for hook in self._on_rollback:
+                hook()
+            self._rollback()
+            raise
+        self._depth = 0
+        self._commit()
+
+    @abstractmethod
+    def _begin(self) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
+
+    # -- statements ------------------------------------------------------------------
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        """Run one statement (``?`` placeholders) and return its cursor."""
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement for many rows (an ``INSERT ... VALUES``: a few statements)."""
+
+    @abstractmethod
+    def insert(self, sql: str, params: Sequence[Any]) -> int:
+        """Run an INSERT and return the new row's id."""
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = self.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        rows: list[Row] = self.execute(sql, params).fetchall()
+        return rows
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row (None without a row): a count, an id."""
+        row = self.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    # -- dialect ---------------------------------------------------------------------
+    def values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
+        """``rows`` as a table for ``FROM {values}`` (columns ``column1``...) and its
+        parameters; ``types`` are the columns' SQL types (PostgreSQL needs them)."""
+        return f"(VALUES {value_rows(rows)}) AS v", flat(rows)
+
+    def ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
+        """A membership test for ``x {ids}`` and its parameters."""
+        return f"IN ({marks(values)})", list(values)
+
+    @abstractmethod
+    def lock(self, name: str) -> None:
+        """Hold a lock named ``name`` until this transaction ends."""
+
+    @abstractmethod
+    def take_ready(self, limit: int, where: str, params: list[Any]) -> list[Row]:
+        """In one statement, remove up to ``limit`` due rows without a concurrency key
+        from ``ready`` matching ``where`` (on ready's columns), safely under concurrency,
+        oldest first, and return them by task run id with the columns ``task_run_id,
+        execution_id, task_id, state, attempts, started_at, revision_id,
+        execution_state`` (the task run's and its execution's), ``keyed`` (whether rows
+        with a concurrency key match ``where`` too) and ``secrets, changed`` (the
+        secrets' version, :data:`~ordo.store.secrets.SecretsVersion`). A backend may
+        answer one row of the last three only (the others None) when it takes nothing."""
+
+    def notify_ready(self) -> None:  # noqa: B027 (a backend may have no one to tell)
+        """Ready rows were added in this transaction: wake workers elsewhere at commit
+        (PostgreSQL sends a notification; SQLite wakes this process's listeners)."""
+
+    # -- the database ----------------------------------------------------------------
+    @abstractmethod
+    def upgrade(self) -> int:
+        """Apply pending migrations; returns the schema version now in force."""
+
+    @abstractmethod
+    def schema_version(self) -> int: ...
+
+    def listen(self, wake: Callable[[], None]) -> Closable | None:
+        """Call ``wake`` (from another thread) when ready rows are added; None when the
+        backend has no such notifications."""
+        return None
+
+    def reconnect(self) -> None:  # noqa: B027 (a file needs no reconnecting)
+        """Open a new connection after :class:`~ordo.errors.StoreUnavailable`."""
+
+    @abstractmethod
+    def reclaim_space(self) -> Reclaimed:
+        """Give the space of deleted rows back (SQLite: ``PRAGMA incremental_vacuum``)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+def dumps(value: Any) -> str:
+    """JSON as the store keeps it: compact, anything unknown as text."""
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def marks(values: Sequence[Any]) -> str:
+    """``?, ?, ?``: one placeholder per value (an IN list)."""
+    return ", ".join("?" * len(values))
+
+
+def value_rows(rows: Sequence[Sequence[Any]]) -> str:
+    """``(?, ?), (?, ?)``: placeholders for a VALUES list of these rows."""
+    one = "(" + ", ".join("?" * len(rows[0])) + ")"
+    return ", ".join([one] * len(rows))
+
+
+def flat(rows: Sequence[Sequence[Any]]) -> list[Any]:
+    """The rows' values in one list, for :func:`value_rows`."""
+    return [value for row in rows for value in row]
+
+
+#: ``INSERT ... VALUES (...)`` with one plain tuple (no nested parentheses) at its end
+_ONE_TUPLE = re.compile(r"^(?P<head>\s*INSERT\b.*\bVALUES)\s*(?P<one>\([^()]*\))\s*$", re.S | re.I)
+
+
+def inserts(sql: str, rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]] | None:
+    """An ``INSERT ... VALUES (?, ...)`` for many rows as a few statements of up to 500
+    rows each (one round trip and one plan per chunk, whatever the backend), with their
+    parameters; None when ``sql`` is not such an INSERT."""
+    found = _ONE_TUPLE.match(sql)
+    if found is None or not rows:
+        return None
+    head, one = found["head"], found["one"]
+    size = max(1, min(500, 30_000 // max(len(rows[0]), 1)))  # SQLite: 32,766 parameters
+    return [
+        (f"{head} {', '.join([one] * len(chunk))}", flat(chunk))
+        for chunk in (rows[i : i + size] for i in range(0, len(rows), size))
+    ]

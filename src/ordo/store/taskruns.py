@@ -1,0 +1,452 @@
+"""Task runs on the worker's side: claiming ready task runs (an attempt each, leased to
+the worker), heartbeats, recording attempts' outcomes, handing claims back, taking back
+the attempts of lost workers (and finding their process groups), the calls a handler
+makes, and the workers' own rows. What an outcome decides is
+:mod:`ordo.store.outcomes`'s. Claims and successes are recorded with a few set-based
+statements per batch, whatever its size. Shared by both backends."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from ordo.model import CONNECTIONS, Flow, Outcome, State, Task
+from ordo.store import queries as q
+from ordo.store.db import Db, Row, dumps
+from ordo.store.executions import Executions
+from ordo.store.flows import Flows
+from ordo.store.history import routine_end
+from ordo.store.limits import Limits
+from ordo.store.outcomes import RECORDED, Outcomes, finish_params
+from ordo.store.readiness import Readiness
+from ordo.store.reads import Reads, claim_of
+from ordo.store.records import AttemptProcess, Claim, NewLog, RecordResult
+from ordo.store.retention import Logs
+from ordo.store.secrets import Secrets
+from ordo.store.transitions import Change, Transitions
+
+EXPIRED_LEASES = f"""
+SELECT {q.CLAIM_COLUMNS}, a.worker_id, a.launched_at
+FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
+WHERE a.state = 'RUNNING' AND a.lease_expires_at < ?
+ORDER BY a.lease_expires_at LIMIT ?
+"""
+EXPIRED_PROCESSES = """
+SELECT id, process_group, process_started FROM attempts
+WHERE state = 'RUNNING' AND lease_expires_at < ? AND process_host = ?
+  AND process_group IS NOT NULL
+ORDER BY lease_expires_at LIMIT ?
+"""
+HEARTBEAT = """
+UPDATE attempts SET lease_expires_at = ?
+WHERE id = ? AND worker_id = ? AND state = 'RUNNING'
+"""
+INSERT_ATTEMPT = """
+INSERT INTO attempts
+    (task_run_id, execution_id, number, state, worker_id, lease_expires_at, started_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+INSERT_CALL_RUN = """
+INSERT INTO task_runs
+    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
+     parent_run_id, started_at)
+VALUES (?, ?, 'CREATED', 0, 0, ?, 'default', ?, ?)
+"""
+# launched: the full lease from now on (a claim waiting for a slot has a short one); an
+# attempt already ended or waiting unleased for its child execution is left as it is
+MARK_LAUNCHED = """
+UPDATE attempts SET launched_at = ?, lease_expires_at = ?
+WHERE id {ids} AND launched_at IS NULL AND state = 'RUNNING' AND lease_expires_at IS NOT NULL
+"""
+REGISTER_WORKER = """
+INSERT INTO workers (id, host, pid, queues, started_at, heartbeat_at, running)
+VALUES (?, ?, ?, ?, ?, ?, 0)
+ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+    queues = excluded.queues, heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
+"""
+SET_PROCESS = """
+UPDATE attempts SET process_host = ?, process_group = ?, process_started = ?
+WHERE id = ? AND state = 'RUNNING'
+"""
+WORKERS_ATTEMPTS = f"""
+SELECT {q.CLAIM_COLUMNS}, a.worker_id, a.launched_at
+FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
+WHERE a.state = 'RUNNING' AND a.worker_id = ? AND a.lease_expires_at IS NOT NULL
+ORDER BY a.id
+"""
+WORKER_HEARTBEAT = "UPDATE workers SET heartbeat_at = ?, running = ? WHERE id = ?"
+WORKER_PROCESSES = """
+SELECT id, process_group, process_started FROM attempts
+WHERE state = 'RUNNING' AND worker_id = ? AND lease_expires_at IS NOT NULL
+  AND process_host = ? AND process_group IS NOT NULL
+ORDER BY id
+"""
+WORKER_STOPPED = "UPDATE workers SET stopped_at = ?, running = 0, heartbeat_at = ? WHERE id = ?"
+
+
+class TaskRuns:
+    """The worker's side of task runs."""
+
+    def __init__(
+        self,
+        db: Db,
+        flows: Flows,
+        reads: Reads,
+        transitions: Transitions,
+        readiness: Readiness,
+        limits: Limits,
+        outcomes: Outcomes,
+        executions: Executions,
+        secrets: Secrets,
+        logs: Logs,
+    ) -> None:
+        self.db = db
+        self.flows = flows
+        self.reads = reads
+        self.transitions = transitions
+        self.readiness = readiness
+        self.limits = limits
+        self.outcomes = outcomes
+        self.executions = executions
+        self.secrets = secrets
+        self.logs = logs
+
+    def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+        *,
+        execution_id: int | None = None,
+        queues: Sequence[str] | None = None,
+        only: Sequence[int] | None = None,
+    ) -> list[Claim]:
+        """Take up to ``limit`` ready task runs (of one execution and its child executions,
+        and of the given queues, when asked; among the task runs ``only``, when given) and
+        start an attempt of each, leased to ``worker_id`` until ``now + lease_seconds``."""
+        if limit <= 0 or (only is not None and not only):
+            return []
+        where: list[str] = ["not_before <= ?"]
+        params: list[Any] = [now]
+        if only is not None:
+            where.append(f"task_run_id IN ({', '.join('?' * len(only))})")
+            params.extend(only)
+        if execution_id is not None:
+            where.append(q.OF_ROOT)
+            params.append(execution_id)
+        if queues:
+            where.append(f"queue IN ({', '.join('?' * len(queues))})")
+            params.extend(queues)
+        test = " AND ".join(where)
+        with self.db.transaction():
+            found = self.db.take_ready(limit, test, params)
+            if found:
+                self.secrets.saw((int(found[0]["secrets"]), found[0]["changed"]))
+            taken = [r for r in found if r["task_run_id"] is not None]
+            if len(taken) < limit and (not found or found[0]["keyed"]):  # keyed rows wait
+                taken = [*taken, *self.limits.take_keyed(now, limit - len(taken), test, params)]
+            if not taken:
+                return []
+            self.readiness.taken(r["task_run_id"] for r in taken)
+            return self._start_attempts(taken, worker_id, now, now + lease_seconds)
+
+    def _start_attempts(
+        self, taken: Sequence[Row], worker_id: str, now: float, lease: float
+    ) -> list[Claim]:
+        """Start an attempt of each taken task run still startable (its execution
+        running, itself not ended), in a few statements whatever their number; the first
+        attempt also moves the task run CREATED -> RUNNING. ``taken`` rows have the
+        columns of :meth:`~ordo.store.db.Db.take_ready`'s."""
+        open_states = (State.CREATED.value, State.RUNNING.value)
+        startable = [
+            r
+            for r in taken
+            if r["execution_state"] in open_states and not State(r["state"]).terminal
+        ]
+        if not startable:
+            return []
+        first = {r["execution_id"] for r in startable if r["execution_state"] == "CREATED"}
+        for ex_id in sorted(first):  # its first claim: the execution is handled now
+            self.transitions.transition([Change(ex_id, None, State.CREATED, State.RUNNING)], now)
+        values = [
+            (r["task_run_id"], r["execution_id"], r["attempts"] + 1, State.RUNNING.value,
+             worker_id, lease, now)
+            for r in startable
+        ]  # fmt: skip
+        waiting = (State.CREATED.value, State.RESTARTED.value)
+        moves = [
+            Change(r["execution_id"], r["task_run_id"], State(r["state"]), State.RUNNING)
+            for r in startable
+            if r["state"] in waiting
+        ]
+        attempt_of = self.transitions.claimed(values, moves, now)
+        return [
+            Claim(
+                attempt_id=attempt_of[r["task_run_id"]],
+                task_run_id=r["task_run_id"],
+                execution_id=r["execution_id"],
+                revision_id=r["revision_id"],
+                task_id=r["task_id"],
+                number=r["attempts"] + 1,
+                first_started_at=r["started_at"] or now,
+            )
+            for r in startable
+        ]
+
+    def heartbeat(self, worker_id: str, attempt_ids: Sequence[int], lease_until: float) -> None:
+        """Extend the leases of ``worker_id``'s running attempts."""
+        if not attempt_ids:
+            return
+        with self.db.transaction():
+            self.db.executemany(HEARTBEAT, [(lease_until, a, worker_id) for a in attempt_ids])
+
+    def record_outcomes(
+        self,
+        outcomes: Sequence[tuple[Claim, Outcome]],
+        now: float,
+        rng: random.Random,
+    ) -> RecordResult:
+        """Record each attempt's outcome and everything it decides, atomically: its
+        outputs and metrics, a retry (a new ready row with ``not_before``) or the task
+        run's end, the dependents it makes ready or skips, and the execution's end."""
+        result = RecordResult()
+        self.outcomes.rng = rng
+        # one lock order for every transaction (executions by id, then task runs), so
+        # that workers recording at once never deadlock
+        outcomes = sorted(outcomes, key=lambda item: (item[0].execution_id, item[0].task_run_id))
+        # (a success with a message, a handler's this.success(message), keeps it as its
+        # task run's reason: recorded one by one)
+        plain = [
+            (c, o)
+            for c, o in outcomes
+            if o.state is State.SUCCESS and o.forks is None and o.error is None
+        ]
+        with self.db.transaction():
+            if any(self._keyed(c) for c, _ in outcomes):
+                self.readiness.made_ready()  # a concurrency key's slot frees: others may start
+            if plain:
+                self.outcomes.record_successes(plain, now, result)
+                outcomes = [
+                    (c, o)
+                    for c, o in outcomes
+                    if o.state is not State.SUCCESS or o.forks or o.error is not None
+                ]
+            for claim, outcome in outcomes:
+                self.outcomes.record_one(claim, outcome, now, rng, result)
+        return result
+
+    def _keyed(self, claim: Claim) -> bool:
+        return self.flows.flow_of(claim.revision_id).task(claim.task_id).concurrency_key is not None
+
+    def reap_workers(
+        self, worker_ids: Sequence[str], now: float, rng: random.Random
+    ) -> RecordResult:
+        """Attempts of workers known to be dead (their process is gone): recorded as
+        FAILED, reason ``lost``, at once rather than when their leases expire."""
+        result = RecordResult()
+        self.outcomes.rng = rng
+        with self.db.transaction():
+            for worker_id in worker_ids:
+                for row in self.db.all(WORKERS_ATTEMPTS, (worker_id,)):
+                    self._take_back(row, now, rng, result)
+        return result
+
+    def _take_back(self, row: Row, now: float, rng: random.Random, result: RecordResult) -> None:
+        """An attempt of a lost worker: recorded as lost (the retry policy decides) when
+        the worker had started it; handed back (not counted) when it was only claimed."""
+        claim = claim_of(row)
+        worker = row["worker_id"]
+        if row["launched_at"] is None:
+            why = f"claimed by a worker lost before it started the attempt ({worker})"
+            self._hand_back_one(claim, why, now)
+            return
+        lost = Outcome(State.FAILED, reason="lost", error=f"worker lost ({worker})")
+        self.outcomes.record_one(claim, lost, now, rng, result)
+        if self._keyed(claim):
+            self.readiness.made_ready()
+
+    def mark_launched(self, attempt_ids: Sequence[int], now: float, lease_until: float) -> None:
+        """These claimed attempts were started (see :meth:`_take_back`): leased until
+        ``lease_until`` from now on."""
+        if attempt_ids:
+            test, params = self.db.ids(attempt_ids)
+            with self.db.transaction():
+                self.db.execute(MARK_LAUNCHED.format(ids=test), [now, lease_until, *params])
+
+    def record_processes(self, host: str, processes: Sequence[AttemptProcess]) -> None:
+        """The process group each of these running attempts started on ``host``."""
+        if processes:
+            with self.db.transaction():
+                self.db.executemany(
+                    SET_PROCESS,
+                    [(host, p.group, p.started, p.attempt_id) for p in processes],
+                )
+
+    def lost_processes(
+        self,
+        host: str,
+        *,
+        expired_at: float | None = None,
+        worker_ids: Sequence[str] = (),
+        limit: int = 100,
+    ) -> list[AttemptProcess]:
+        """The process groups started on ``host`` by running attempts about to be taken
+        back: those whose lease expired before ``expired_at`` (as :meth:`reap_expired`
+        takes them), or those of ``worker_ids`` (as :meth:`reap_workers` does)."""
+        rows: list[Row] = []
+        if expired_at is not None:
+            rows += self.db.all(EXPIRED_PROCESSES, (expired_at, host, limit))
+        for worker_id in worker_ids:
+            rows += self.db.all(WORKER_PROCESSES, (worker_id, host))
+        return [
+            AttemptProcess(int(r["id"]), int(r["process_group"]), r["process_started"])
+            for r in rows
+        ]
+
+    def reap_expired(self, now: float, rng: random.Random, limit: int = 100) -> RecordResult:
+        """Attempts whose lease expired belong to a worker that died: record each as
+        FAILED (reason ``lost``, naming the worker) and let the retry policy decide."""
+        result = RecordResult()
+        self.outcomes.rng = rng
+        with self.db.transaction():
+            for row in self.db.all(EXPIRED_LEASES, (now, limit)):
+                self._take_back(row, now, rng, result)
+        return result
+
+    def hand_back(
+        self,
+        claims: Sequence[Claim],
+        now: float,
+        why: str = "the worker stopped before the attempt ended",
+    ) -> None:
+        """Return claimed attempts a worker will not finish (it stops, or it was held up
+        past half a claim's lease): each attempt ends KILLED (reason ``handed back``, not
+        counted by retries, ``why`` as its message) and its task run is ready again at
+        once. An attempt already taken back by someone else is left as it is."""
+        with self.db.transaction():
+            for claim in claims:
+                self._hand_back_one(claim, why, now)
+
+    def _hand_back_one(self, claim: Claim, why: str, now: float) -> None:
+        """The attempt ends KILLED (``handed back``, not counted) and its task run is
+        ready again, if its execution still runs; else the attempt is recorded KILLED
+        like any stopped attempt (the execution is being killed or failed)."""
+        stopping = self.db.one(q.EXECUTION_REASON, (claim.execution_id,))
+        if self.transitions.execution_state(claim.execution_id) is not State.RUNNING or (
+            stopping and stopping["reason"]
+        ):
+            stopped = Outcome(State.KILLED, reason="killed", error=why)
+            self.outcomes.record_one(claim, stopped, now, self.outcomes.rng, RecordResult())
+            return
+        params = (State.KILLED.value, now, None, "handed back", why, None, None, claim.attempt_id)
+        if self.db.execute(q.FINISH_ATTEMPT, params).rowcount:
+            self.readiness.ready_again(claim.task_run_id, now)
+
+    def record_connection(
+        self,
+        parent: Claim,
+        name: str,
+        kind: str,
+        worker_id: str,
+        started: float,
+        outcome: Outcome,
+        now: float,
+        rng: random.Random,
+        lines: Sequence[tuple[float, str, str]] = (),
+    ) -> int:
+        """Record a handler's ``this.connect`` call as a child execution of kind
+        CONNECTION (flow ``connections/<name>``, one task run ``call``): started,
+        attempted once with the call's outcome and log ``lines`` (at, stream, line),
+        ended by the usual rule, in one transaction; its task run's id."""
+        flow = Flow(
+            id=name,
+            namespace=CONNECTIONS,
+            tasks=(Task(id="call", type=kind),),
+            description=f"this.connect calls of {name}",
+            kind="CONNECTION",
+        )
+        source = dumps(flow.to_dict())
+        digest = hashlib.sha256(source.encode()).hexdigest()
+        with self.db.transaction():
+            revision = self.flows.add_revision(flow, source, digest, now)
+            caller = self.reads.get_execution(parent.execution_id)
+            ex_id = self.executions.create_execution(
+                revision.id,
+                {},
+                {},
+                started,
+                parent_id=caller.id,
+                started_by=f"connect:{parent.task_id}",
+                scope=caller.scope,
+            )
+            self.db.execute(q.DELETE_READY_OF, (ex_id,))  # taken here, by this call
+            (run,) = self.reads.task_runs(ex_id)
+            self.transitions.set_execution_state(ex_id, State.RUNNING, started, None)
+            self.transitions.set_task_run_state(
+                run.id, ex_id, State.RUNNING, started, None, known=State.CREATED, routine=True
+            )
+            attempt_id = self.db.insert(
+                INSERT_ATTEMPT,
+                (run.id, ex_id, 1, State.RUNNING.value, worker_id, None, started),
+            )
+            self.db.execute(q.TASK_RUN_STARTED, (1, attempt_id, started, run.id))
+            self.logs.add_logs([NewLog(ex_id, attempt_id, at, s, line) for at, s, line in lines])
+            claim = Claim(attempt_id, run.id, ex_id, revision.id, "call", 1, started)
+            self.outcomes.record_one(claim, outcome, now, rng, RecordResult())
+            return run.id
+
+    def record_call(
+        self,
+        parent: Claim,
+        task_id: str,
+        worker_id: str,
+        started: float,
+        outcome: Outcome,
+        now: float,
+    ) -> int:
+        """Record a call a handler made (``this.connect``) as an ended task run of its
+        execution, under the handler's task run: one attempt with the call's outcome. It
+        does not count among the task runs the execution waits for."""
+        ex_id = parent.execution_id
+        state = outcome.state if outcome.state in RECORDED else State.FAILED
+        with self.db.transaction():
+            tr_id = self.db.insert(
+                INSERT_CALL_RUN, (ex_id, task_id, now, parent.task_run_id, started)
+            )
+            self.transitions.created(ex_id, tr_id, started)
+            created = State.CREATED
+            # its attempt, numbered 1, holds the routine moves' history
+            self.transitions.set_task_run_state(
+                tr_id, ex_id, State.RUNNING, started, None, known=created, routine=True
+            )
+            attempt_id = self.db.insert(
+                INSERT_ATTEMPT, (tr_id, ex_id, 1, State.RUNNING.value, worker_id, None, started)
+            )
+            self.db.execute(q.TASK_RUN_STARTED, (1, attempt_id, started, tr_id))
+            self.db.execute(q.FINISH_ATTEMPT, finish_params(attempt_id, state, outcome, now))
+            ids = (attempt_id, tr_id, ex_id)
+            self.db.executemany(
+                q.INSERT_OUTPUT, [(*ids, k, dumps(v)) for k, v in outcome.outputs.items()]
+            )
+            routine = routine_end(state, outcome.reason, outcome.error)
+            self.transitions.set_task_run_state(
+                tr_id, ex_id, state, now, outcome.error, known=State.RUNNING, routine=routine
+            )
+        return tr_id
+
+    def register_worker(
+        self, worker_id: str, host: str, pid: int, queues: Sequence[str], now: float
+    ) -> None:
+        with self.db.transaction():
+            self.db.execute(REGISTER_WORKER, (worker_id, host, pid, ",".join(queues), now, now))
+
+    def worker_heartbeat(self, worker_id: str, running: int, now: float) -> None:
+        with self.db.transaction():
+            self.db.execute(WORKER_HEARTBEAT, (now, running, worker_id))
+
+    def worker_stopped(self, worker_id: str, now: float) -> None:
+        with self.db.transaction():
+            self.db.execute(WORKER_STOPPED, (now, now, worker_id))
