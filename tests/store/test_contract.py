@@ -77,6 +77,29 @@ def test_claim_leases_attempt_to_worker(store: Store) -> None:
     assert claim_all(store, ex_id) == []
 
 
+def test_a_claim_records_launched_those_that_fit_in_free_slots(store: Store) -> None:
+    """``launch``: the first claims of executions not ``held`` start at once (launched
+    now, the full lease); the rest keep the short lease of a claim not launched yet."""
+    ex_id = start(store, flow_of(task("a"), task("b"), task("c")))
+    claims = store.claim(
+        "w1", 3, LATER, 6.0, execution_id=ex_id, launch=2, launch_lease_seconds=30.0
+    )
+    leases = [a.lease_expires_at for a in sorted(store.attempts(ex_id), key=lambda a: a.id)]
+    assert leases == [LATER + 30.0, LATER + 30.0, LATER + 6.0]
+    launched = {
+        int(r["id"]): r["launched_at"]
+        for r in store.db.all(
+            "SELECT id, launched_at FROM attempts WHERE execution_id = ?", (ex_id,)
+        )
+    }
+    assert [launched[c.attempt_id] for c in claims] == [LATER, LATER, None]
+    other = start(store, flow_of(task("a")))
+    (_held,) = store.claim(
+        "w1", 1, LATER, 6.0, execution_id=other, launch=1, launch_lease_seconds=30.0, held={other}
+    )
+    assert store.attempts(other)[0].lease_expires_at == LATER + 6.0  # held: not launched
+
+
 def test_success_makes_dependents_ready_only_when_all_deps_done(store: Store) -> None:
     ex_id = start(store, flow_of(task("a"), task("b"), task("c", "a", "b")))
     a, b = sorted(claim_all(store, ex_id), key=lambda c: c.task_id)

@@ -57,10 +57,13 @@ def counting(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str
 
 
 def step(store: Store, done: list[Any], now: float, ex_id: int) -> list[Any]:
-    """What a worker's step does: record what ended and claim what that made ready."""
+    """What a worker's step does: record what ended and claim what that made ready (one
+    slot free: that claim is recorded launched by the claim itself)."""
     with store.transaction():
         store.record_outcomes([(c, ok()) for c in done], now, RNG)
-        return store.claim("w1", 17, now, 30.0, execution_id=ex_id)
+        return store.claim(
+            "w1", 17, now, 6.0, execution_id=ex_id, launch=1, launch_lease_seconds=30.0
+        )
 
 
 def test_a_chain_hop_is_at_most_8_statements(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ordo.model import CONNECTIONS, Flow, Outcome, State, Task
@@ -123,10 +123,16 @@ class TaskRuns:
         execution_id: int | None = None,
         queues: Sequence[str] | None = None,
         only: Sequence[int] | None = None,
+        launch: int = 0,
+        launch_lease_seconds: float = 0.0,
+        held: Collection[int] = (),
     ) -> list[Claim]:
         """Take up to ``limit`` ready task runs (of one execution and its child executions,
         and of the given queues, when asked; among the task runs ``only``, when given) and
-        start an attempt of each, leased to ``worker_id`` until ``now + lease_seconds``."""
+        start an attempt of each, leased to ``worker_id`` until ``now + lease_seconds``.
+        The first ``launch`` of them whose execution is not ``held`` are launched at once
+        (slots are free for them): those are recorded launched now and leased for
+        ``launch_lease_seconds``, as :meth:`mark_launched` does for the others later."""
         if limit <= 0 or (only is not None and not only):
             return []
         where: list[str] = ["not_before <= ?"]
@@ -151,10 +157,16 @@ class TaskRuns:
             if not taken:
                 return []
             self.readiness.taken(r["task_run_id"] for r in taken)
-            return self._start_attempts(taken, worker_id, now, now + lease_seconds)
+            launching = (launch, now + launch_lease_seconds, held)
+            return self._start_attempts(taken, worker_id, now, now + lease_seconds, launching)
 
     def _start_attempts(
-        self, taken: Sequence[Row], worker_id: str, now: float, lease: float
+        self,
+        taken: Sequence[Row],
+        worker_id: str,
+        now: float,
+        lease: float,
+        launching: tuple[int, float, Collection[int]] = (0, 0.0, ()),
     ) -> list[Claim]:
         """Start an attempt of each taken task run still startable (its execution
         running, itself not ended), in a few statements whatever their number; the first
@@ -171,11 +183,15 @@ class TaskRuns:
         first = {r["execution_id"] for r in startable if r["execution_state"] == "CREATED"}
         for ex_id in sorted(first):  # its first claim: the execution is handled now
             self.transitions.transition([Change(ex_id, None, State.CREATED, State.RUNNING)], now)
-        values = [
-            (r["task_run_id"], r["execution_id"], r["attempts"] + 1, State.RUNNING.value,
-             worker_id, lease, now)
-            for r in startable
-        ]  # fmt: skip
+        launch, launch_lease, held = launching
+        values = []
+        for r in startable:
+            starts = launch > 0 and r["execution_id"] not in held
+            launch -= starts
+            values.append(
+                (r["task_run_id"], r["execution_id"], r["attempts"] + 1, State.RUNNING.value,
+                 worker_id, launch_lease if starts else lease, now, now if starts else None)
+            )  # fmt: skip
         waiting = (State.CREATED.value, State.RESTARTED.value)
         moves = [
             Change(r["execution_id"], r["task_run_id"], State(r["state"]), State.RUNNING)

@@ -40,6 +40,7 @@ ATTEMPT_TYPES = (
     "TEXT",
     "DOUBLE PRECISION",
     "DOUBLE PRECISION",
+    "DOUBLE PRECISION",
 )
 FINISH_SUCCESSES = """
 UPDATE attempts
@@ -52,7 +53,8 @@ RETURNING attempts.id AS attempt_id, attempts.task_run_id AS task_run_id
 """
 INSERT_ATTEMPTS = """
 INSERT INTO attempts
-    (task_run_id, execution_id, number, state, worker_id, lease_expires_at, started_at)
+    (task_run_id, execution_id, number, state, worker_id, lease_expires_at, started_at,
+     launched_at)
 SELECT * FROM {values}
 RETURNING id, task_run_id, number
 """

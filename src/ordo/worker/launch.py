@@ -122,10 +122,15 @@ class Launcher:
     def starting(self, claims: list[Claim]) -> list[int]:
         """Of ``claims`` (just taken, not waiting yet), those that will launch at once
         (slots free for them): marked launched in the step that claims them."""
+        ready = [c.attempt_id for c in claims if c.execution_id not in self.held]
+        return ready[: self.room()]
+
+    def room(self) -> int:
+        """How many claims taken now would launch at once: the free slots, less the
+        claims waiting for one."""
         free = self.settings.slots - self.busy()
         free -= sum(1 for c in self.waiting if c.execution_id not in self.held)
-        ready = [c.attempt_id for c in claims if c.execution_id not in self.held]
-        return ready[: max(free, 0)]
+        return max(free, 0)
 
     def unwait(self, claim: Claim) -> None:
         self.waiting.remove(claim)

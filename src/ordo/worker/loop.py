@@ -277,11 +277,13 @@ class Worker:
             result.nested.extend(stopped.nested)
             self._hand_back(now)
             answer = launcher.calls.serve_steps()  # flow functions' @task calls: started
+            launching: list[int] = []  # of the claims below, those recorded launched already
             if self.store.readied and execution_id not in result.ended_executions:
-                claims += self._claim(now, execution_id, len(claims))  # made ready just now
+                claims += self._claim(now, execution_id, len(claims), claims, launching)
             # launched, or about to be (claims that fit in free slots): the full lease
             starting = launcher.starting(claims)
             ending = {f.claim.attempt_id for f in done}  # recorded now: no need to say launched
+            ending.update(launching)
             marked = [a for a in (*launched, *starting) if a not in ending]
             self.store.mark_launched(marked, now, now + s.lease_seconds)
             still = [p for p in processes if p.attempt_id in launcher.running]  # not ended
@@ -312,31 +314,56 @@ class Worker:
             why = "its claim was not renewed in time (the worker was held up)"
             self.store.hand_back(late, now, why)
 
-    def _claim(self, now: float, execution_id: int | None, taken: int) -> list[Claim]:
+    def _claim(
+        self,
+        now: float,
+        execution_id: int | None,
+        taken: int,
+        before: list[Claim] | None = None,
+        launching: list[int] | None = None,
+    ) -> list[Claim]:
         """Claim up to the free slots (and ``prefetch`` more), less ``taken`` already,
-        each leased for ``claim_lease_seconds`` until it is launched."""
+        each leased for ``claim_lease_seconds`` until it is launched. With ``launching``
+        (a list to fill), those that fit in free slots after the claims ``before`` this
+        step's last claim are recorded launched by the claim itself (the rule of
+        :meth:`Launcher.starting`): their ids go to ``launching``."""
         s, launcher = self.settings, self.launcher
         if self.housekeeping.stopping_at is not None:
             return []
         room = s.slots + s.prefetch - launcher.busy() - len(launcher.waiting) - taken
         queues = None if execution_id is not None else s.queues
         lease = s.claim_lease_seconds
-        claims: list[Claim] = []
-        if self._retrying:  # their slots are kept: they come first, nothing takes them
+        launch = 0
+        if launching is not None:
+            held = launcher.held
+            launch = launcher.room() - sum(1 for c in before or () if c.execution_id not in held)
+
+        def claim(limit: int, only: list[int] | None = None) -> list[Claim]:
+            nonlocal launch
             claims = self.store.claim(
                 s.worker_id,
-                room,
+                limit,
                 now,
                 lease,
                 execution_id=execution_id,
                 queues=queues,
-                only=sorted(self._retrying),
+                only=only,
+                launch=max(launch, 0),
+                launch_lease_seconds=s.lease_seconds,
+                held=launcher.held,
             )
+            if launching is not None:
+                started = [c.attempt_id for c in claims if c.execution_id not in launcher.held]
+                launching.extend(started[: max(launch, 0)])
+                launch -= len(started)
+            return claims
+
+        claims: list[Claim] = []
+        if self._retrying:  # their slots are kept: they come first, nothing takes them
+            claims = claim(room, sorted(self._retrying))
             self._retrying.difference_update(c.task_run_id for c in claims)
             room -= len(claims) + len(self._retrying)
-        return claims + self.store.claim(
-            s.worker_id, room, now, lease, execution_id=execution_id, queues=queues
-        )
+        return claims + claim(room)
 
     # -- waiting for outcomes ----------------------------------------------------------------
     def _collect(self, done: list[Reported], execution_id: int | None) -> None:
