@@ -133,7 +133,8 @@ class Outcomes:
         changes = [
             Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in done
         ]
-        recorded, succeeded = self.transitions.succeeded(values, changes, now)
+        counted: dict[int, int] = {}  # the pending counts, when counted with the moves
+        recorded, succeeded = self.transitions.succeeded(values, changes, now, counted)
         result.lost.extend(c.attempt_id for c, _ in done if c.attempt_id not in recorded)
         kept = [(c, o) for c, o in done if c.attempt_id in recorded]
         if not kept:
@@ -177,8 +178,11 @@ class Outcomes:
                 upstream.append(tr_id)
         pending: dict[int, int] = {}
         for ex_id in sorted(per_execution):  # the execution first, as in finish_task_run
-            row = self.db.execute(q.EXECUTION_PENDING_DOWN, (per_execution[ex_id], ex_id))
-            pending[ex_id] = int(row.fetchone()["pending"])
+            if ex_id in counted:
+                pending[ex_id] = counted[ex_id]
+            else:
+                row = self.db.execute(q.EXECUTION_PENDING_DOWN, (per_execution[ex_id], ex_id))
+                pending[ex_id] = int(row.fetchone()["pending"])
         self.readiness.release_many(upstream, now)
         for ex_id, count in pending.items():
             self.maybe_end(ex_id, now, result, count)

@@ -90,6 +90,27 @@ u AS (
     RETURNING task_runs.id, task_runs.fork_of)
 SELECT f.attempt_id, u.id AS task_run_id, u.fork_of FROM f LEFT JOIN u ON u.id = f.task_run_id
 """
+#: PostgreSQL: :data:`_SUCCEEDED` and, in the same statement, the pending count of each
+#: execution whose task runs (not for_each items) moved, less those, its rows locked in
+#: id order first (as one at a time in id order would): each row's ``pending`` after.
+_SUCCEEDED_COUNTED = """
+WITH f AS ({finish}),
+u AS (
+    UPDATE task_runs SET state = 'SUCCESS', reason = NULL, ended_at = ?
+    FROM f
+    WHERE task_runs.id = f.task_run_id AND task_runs.state = 'RUNNING'
+    RETURNING task_runs.id, task_runs.execution_id, task_runs.fork_of),
+n AS (SELECT execution_id, count(*) AS ended FROM u WHERE fork_of IS NULL GROUP BY execution_id),
+l AS (SELECT id FROM executions WHERE id IN (SELECT execution_id FROM n) ORDER BY id FOR UPDATE),
+p AS (
+    UPDATE executions SET pending = executions.pending - n.ended
+    FROM n JOIN l ON l.id = n.execution_id
+    WHERE executions.id = n.execution_id
+    RETURNING executions.id, executions.pending)
+SELECT f.attempt_id, u.id AS task_run_id, u.fork_of, u.execution_id, p.pending
+FROM f LEFT JOIN u ON u.id = f.task_run_id
+    LEFT JOIN p ON p.id = u.execution_id AND u.fork_of IS NULL
+"""
 #: Attempts started: each task run's count and last attempt, and CREATED or RESTARTED ->
 #: RUNNING for a first attempt (a retry's task run is RUNNING already), in one statement.
 _CLAIMED = """
@@ -222,13 +243,21 @@ class Transitions:
         return {int(r["task_run_id"]): r["fork_of"] for r in found}
 
     def succeeded(
-        self, attempts: Sequence[Sequence[Any]], changes: Sequence[Change], now: float
+        self,
+        attempts: Sequence[Sequence[Any]],
+        changes: Sequence[Change],
+        now: float,
+        pending: dict[int, int] | None = None,
     ) -> tuple[set[int], dict[int, int | None]]:
         """Attempts that ended SUCCESS (rows ``(attempt_id, exit_code, cpu_seconds,
         peak_rss_kb)`` of :data:`FINISH_SUCCESSES`) and ``changes``, their task runs'
         RUNNING -> SUCCESS, routine (the attempts hold the history), in one statement
         (PostgreSQL) or two. The attempts recorded (the others had ended: lost), and the
-        task runs moved, each with the for_each task run it is an item of."""
+        task runs moved, each with the for_each task run it is an item of.
+
+        Given ``pending``, a backend that can counts the moved task runs (for_each items
+        aside) off their executions' pending counts in the same statement and fills
+        ``pending`` with each execution's count after; else it leaves it empty."""
         if not attempts:
             return set(), {}
         for change in changes:
@@ -237,10 +266,17 @@ class Transitions:
         table, params = self.db.values(attempts, SUCCESS_TYPES)
         finish = FINISH_SUCCESSES.format(values=table)
         if self.db.writable_ctes:
-            found = self.db.all(_SUCCEEDED.format(finish=finish), [now, *params, now])
+            sql = _SUCCEEDED if pending is None else _SUCCEEDED_COUNTED
+            found = self.db.all(sql.format(finish=finish), [now, *params, now])
             moved = {
                 int(r["task_run_id"]): r["fork_of"] for r in found if r["task_run_id"] is not None
             }
+            if pending is not None:
+                pending.update(
+                    (int(r["execution_id"]), int(r["pending"]))
+                    for r in found
+                    if r["pending"] is not None
+                )
             return {int(r["attempt_id"]) for r in found}, moved
         recorded = {int(r["attempt_id"]) for r in self.db.all(finish, [now, *params])}
         of = dict(zip((int(a[0]) for a in attempts), changes, strict=True))
