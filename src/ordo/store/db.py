@@ -15,6 +15,7 @@ it rolls back.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from abc import ABC, abstractmethod
@@ -221,14 +222,22 @@ def flat(rows: Sequence[Sequence[Any]]) -> list[Any]:
 _ONE_TUPLE = re.compile(r"^(?P<head>\s*INSERT\b.*\bVALUES)\s*(?P<one>\([^()]*\))\s*$", re.S | re.I)
 
 
+@functools.lru_cache(maxsize=256)
+def _insert_parts(sql: str) -> tuple[str, str] | None:
+    """``(INSERT ... VALUES, (?, ...))`` of an insert of one plain tuple, else None (the
+    same few statements every step: matched once each)."""
+    found = _ONE_TUPLE.match(sql)
+    return None if found is None else (found["head"], found["one"])
+
+
 def inserts(sql: str, rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]] | None:
     """An ``INSERT ... VALUES (?, ...)`` for many rows as a few statements of up to 500
     rows each (one round trip and one plan per chunk, whatever the backend), with their
     parameters; None when ``sql`` is not such an INSERT."""
-    found = _ONE_TUPLE.match(sql)
-    if found is None or not rows:
+    parts = _insert_parts(sql)
+    if parts is None or not rows:
         return None
-    head, one = found["head"], found["one"]
+    head, one = parts
     size = max(1, min(500, 30_000 // max(len(rows[0]), 1)))  # SQLite: 32,766 parameters
     return [
         (f"{head} {', '.join([one] * len(chunk))}", flat(chunk))
