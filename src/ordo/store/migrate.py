@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Migration:
+    """One numbered migration file of a backend."""
+
     version: int
     name: str
     sql: str

@@ -16,6 +16,8 @@ BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 3600.0)
 
 @dataclass(frozen=True)
 class Revision:
+    """A stored revision of a flow: its id, path, content hash and definition."""
+
     id: int
     namespace: str
     flow_id: str
@@ -28,6 +30,8 @@ class Revision:
 
 @dataclass(frozen=True)
 class ExecutionRow:
+    """An execution as stored: its flow, state, inputs, labels, times and lineage."""
+
     id: int
     revision_id: int
     namespace: str
@@ -82,6 +86,8 @@ def _iso(ts: float | None) -> str | None:
 
 @dataclass(frozen=True)
 class TaskRunRow:
+    """A task run as stored: its task, state, attempts and times."""
+
     id: int
     execution_id: int
     task_id: str
@@ -106,6 +112,8 @@ class TaskRunRow:
 
 @dataclass(frozen=True)
 class AttemptRow:
+    """An attempt as stored: its number, state, worker, lease, times and exit."""
+
     id: int
     task_run_id: int
     execution_id: int
@@ -124,6 +132,8 @@ class AttemptRow:
 
 @dataclass(frozen=True)
 class WorkerRow:
+    """A registered worker: its id, host, process, queues and last heartbeat."""
+
     id: str
     host: str
     pid: int
@@ -149,6 +159,8 @@ class Claim:
 
 @dataclass(frozen=True)
 class LogLine:
+    """One stored log line of an attempt."""
+
     id: int
     execution_id: int
     attempt_id: int
@@ -159,6 +171,8 @@ class LogLine:
 
 @dataclass(frozen=True)
 class MetricRow:
+    """One stored metric of an attempt."""
+
     attempt_id: int
     task_run_id: int
     name: str
@@ -186,6 +200,8 @@ class CheckRow:
 
 @dataclass(frozen=True)
 class HistoryRow:
+    """One state change of an execution or a task run."""
+
     execution_id: int
     task_run_id: int | None
     from_state: State | None

@@ -65,6 +65,8 @@ class SecretRow:
 
 @dataclass(frozen=True)
 class TokenRow:
+    """An API token as stored (never its value)."""
+
     id: int
     name: str
     read_only: bool

@@ -94,6 +94,8 @@ WHERE execution_id = ? ORDER BY id
 
 @dataclass(frozen=True)
 class TickRow:
+    """A schedule's fire time and the execution it started."""
+
     trigger_id: str
     scheduled_at: float
     execution_id: int
@@ -102,6 +104,8 @@ class TickRow:
 
 @dataclass(frozen=True)
 class EventRow:
+    """An event received, and the executions it started."""
+
     id: int
     type: str
     data: Any
@@ -111,6 +115,8 @@ class EventRow:
 
 @dataclass(frozen=True)
 class NotificationRow:
+    """A notification sent (or tried) for an execution's end."""
+
     execution_id: int
     ended_at: float
     target: str
