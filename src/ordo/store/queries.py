@@ -153,7 +153,7 @@ INSERT_CALL_RUN = """
 INSERT INTO task_runs
     (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
      parent_run_id, started_at)
-VALUES (?, ?, 'CREATED', 0, 0, ?, 'default', ?, ?)
+VALUES (?, ?, 'CREATED', 0, 1, ?, 'default', ?, ?)
 """
 TASK_RUN_STARTED = """
 UPDATE task_runs SET attempts = ?, last_attempt_id = ?, started_at = coalesce(started_at, ?)
