@@ -141,13 +141,17 @@ class Future:
 class Steps:
     """How a running flow function's ``@task`` calls become steps of its attempt (the
     python host sets one as ``_runner`` while the function runs). A call asks the worker
-    for the step's task run and waits for it in one request (a completed one, run
-    again, answers at once); ``.submit()`` only queues its request: the queue goes to
-    the worker in one request, whose task runs start in one transaction, as soon as
-    the function waits for anything or returns."""
+    for the step's task run (a completed one, run again, answers at once): the worker
+    either has it run in this host, by ``here``, as the attempt it started for it, and
+    is told how it ended (asked, when it did not succeed: its retries run elsewhere), or
+    runs it on another host and answers when it has ended (a task with a timeout or a
+    queue of its own). ``.submit()`` only queues its request: the queue goes to the
+    worker in one request, whose task runs start in one transaction, as soon as the
+    function waits for anything or returns."""
 
-    def __init__(self, this: Any) -> None:
+    def __init__(self, this: Any, here: Callable[..., dict[str, Any]] | None = None) -> None:
         self.this = this
+        self.here = here
         self.pending: list[Future] = []
         self.queued: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (request, answer)
 
@@ -171,7 +175,10 @@ class Steps:
         answer: dict[str, Any] = {}
         if wait:
             self.flush()
-            answer.update(self.this._call({**request, "wait": True}))
+            here = self.here is not None
+            answer.update(self.this._call({**request, "wait": True, "here": here}))
+            if "attempt" in answer and "state" not in answer:
+                answer.update(self._run_here(task, args, kwargs, answer))
         else:
             self.queued.append((request, answer))
 
@@ -193,6 +200,29 @@ class Steps:
         if not wait:
             self.pending.append(future)
         return future
+
+    def _run_here(
+        self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], begun: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Run the step's attempt ``begun`` in this host; how its task run ended. A
+        success that wrote no outputs file is only told (the value is the one returned,
+        as JSON gives it back); anything else is asked, and answered once the task run
+        has ended (after its retries, if any)."""
+        import json
+        import os
+
+        assert self.here is not None
+        env = begun.get("env") or {}
+        reply = self.here(task.fn, args, kwargs, int(begun["attempt"]), env)
+        end = {"op": "task_end", "attempt": begun["attempt"], "reply": reply}
+        plain = reply.get("ok") and not reply.get("answer") and not reply.get("state")
+        files = [env.get("ORDO_OUTPUTS"), env.get("ORDO_METRICS")]
+        if plain and not any(f and os.path.exists(f) for f in files):
+            self.this._channel.tell(end)
+            value = json.loads(json.dumps((reply.get("result") or {}).get("return")))
+            return {"state": "SUCCESS", "value": value, "run": begun["run"]}
+        answer: dict[str, Any] = self.this._call(end)
+        return answer
 
     def flush(self) -> None:
         """Send the queued ``.submit()`` requests, as one."""

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 MARKER = "\x1eORDO-END"
+#: Written on fd 1 and 2 around a ``@task`` a flow function runs in this host: ``STEP
+#: <attempt>`` before it (its lines are that attempt's), ``STEP -`` after it.
+STEP = "\x1eORDO-STEP"
 #: What a task may answer instead of outputs (``this.Skip``/``Stop``, ``return "SKIP"``).
 ANSWERS = ("SKIP", "STOP")
 _HOST_FILES = (os.path.abspath(__file__), "runpy.py", "<frozen runpy>")
@@ -193,7 +196,7 @@ class Host:
         before = _usage()
         try:
             os.chdir(request["cwd"])
-            reply = execute(request, self.this)
+            reply = execute(request, self.this, self.flush)
         except BaseException as exc:  # the task's failure is the reply, never the host's end
             reply = failure(exc)
         finally:
@@ -264,9 +267,14 @@ def _usage() -> tuple[float, int]:
     return cpu, max(own.ru_maxrss, kids.ru_maxrss)
 
 
-def execute(request: dict[str, Any], this: ModuleType | None = None) -> dict[str, Any]:
+def execute(
+    request: dict[str, Any],
+    this: ModuleType | None = None,
+    flush: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Run the function, handler or script (a script defining ``handler`` runs as a
-    handler); a returned dict becomes the outputs."""
+    handler); a returned dict becomes the outputs. ``flush``: the host's (a flow
+    function's ``@task`` calls may run here, their lines marked as theirs)."""
     if request.get("evaluate"):
         return evaluate(request["function"], request["with"])
     if request.get("script"):
@@ -288,7 +296,7 @@ def execute(request: dict[str, Any], this: ModuleType | None = None) -> dict[str
     if request.get("flow_function") and this is not None:
         from ordo import pyflow  # its @task calls are steps of this attempt
 
-        steps = pyflow.Steps(this)
+        steps = pyflow.Steps(this, StepHere(this, flush or (lambda: None)))
         pyflow._runner = steps
         try:
             result = function(**request["with"])
@@ -297,6 +305,62 @@ def execute(request: dict[str, Any], this: ModuleType | None = None) -> dict[str
             pyflow._runner = None
         return _result(result, f"flow function {target}", this)
     return _result(function(**request["with"]), f"function {target}", this)
+
+
+class StepHere:
+    """Runs a ``@task`` its flow function calls in this host, as the task run (and
+    attempt) the worker started for it: with that attempt's ``ORDO_*`` variables and
+    ``this.inputs``, its lines between :data:`STEP` markers, calls into ordo made as
+    that attempt; its reply is what a host running it alone would have replied."""
+
+    def __init__(self, this: ModuleType, flush: Callable[[], None]) -> None:
+        self.this = this
+        self.flush = flush
+
+    def __call__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        attempt: int,
+        env: dict[str, str],
+    ) -> dict[str, Any]:
+        from ordo import pyflow
+
+        this = self.this
+        saved_env = {k: os.environ.get(k) for k in env}
+        runner, given = pyflow._runner, this.inputs._given
+        self._mark(str(attempt))
+        os.environ.update(env)
+        pyflow._runner = None  # a @task it calls is its plain function, as in a host alone
+        acting = this._act_as(attempt, 0)
+        this.inputs._set(dict(kwargs))
+        before = _usage()
+        try:
+            value = fn(*args, **kwargs)
+            reply = {"ok": True, **_outputs({"return": value}, f"task {fn.__qualname__}")}
+        except BaseException as exc:  # the task's failure is its reply
+            reply = failure(exc)
+        finally:
+            after = _usage()
+            pyflow._runner = runner
+            this._act_as(*acting)
+            this.inputs._set(given)
+            for key, old in saved_env.items():
+                if old is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = old
+            self._mark("-")
+        reply["cpu"] = after[0] - before[0]
+        reply["rss"] = after[1]
+        return reply
+
+    def _mark(self, what: str) -> None:
+        self.flush()
+        line = f"{STEP} {what}\n".encode()
+        os.write(1, line)
+        os.write(2, line)
 
 
 def _result(result: Any, what: str, this: ModuleType | None) -> dict[str, Any]:

@@ -229,6 +229,8 @@ class Worker:
         logs, renew = self.logs.pending(), launcher.renewals(now)
         launched, processes = list(launcher.launched), list(launcher.processes)
         stopped = RecordResult()
+        for ended in launcher.calls.take_steps():  # @tasks run in their flow's host
+            self._receive(ended, done)
         try:
             result, claims, starting, answer = self._write_step(
                 done, now, execution_id, logs, renew, launched, processes, stopped
