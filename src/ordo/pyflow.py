@@ -138,6 +138,10 @@ class Future:
         return self._value
 
 
+#: At most this many other submitted steps are asked about with each wait.
+ALSO = 200
+
+
 class Steps:
     """How a running flow function's ``@task`` calls become steps of its attempt (the
     python host sets one as ``_runner`` while the function runs). A call asks the worker
@@ -154,6 +158,9 @@ class Steps:
         self.here = here
         self.pending: list[Future] = []
         self.queued: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (request, answer)
+        #: the answers of submitted steps not known to have ended, by task run id (a
+        #: wait for one is also answered with those of these that have ended)
+        self.open: dict[int, dict[str, Any]] = {}
 
     def __call__(
         self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], wait: bool
@@ -185,8 +192,11 @@ class Steps:
         def wait_for() -> Any:
             self.flush()
             done = answer
+            if "error" in done:  # refused when submitted (an unknown task, a replay)
+                error = self.this.ReplayError if done.get("replay") else self.this.OrdoCallError
+                raise error(done["error"])
             if "state" not in done:
-                done = self.this._call({"op": "task_wait", "run": answer["run"]})
+                done = self._wait(int(answer["run"]))
             if done["state"] in ("SUCCESS", "WARNING"):
                 return done.get("value")
             raise self.this.TaskFailed(
@@ -224,6 +234,18 @@ class Steps:
         answer: dict[str, Any] = self.this._call(end)
         return answer
 
+    def _wait(self, run: int) -> dict[str, Any]:
+        """Wait for the task run of a submitted step; learn how the other submitted
+        steps that have ended by then ended too (no request to wait for those)."""
+        also = [r for r in self.open if r != run][:ALSO]
+        done: dict[str, Any] = self.this._call({"op": "task_wait", "run": run, "also": also})
+        for key, ended in (done.pop("also", None) or {}).items():
+            found = self.open.pop(int(key), None)
+            if found is not None:
+                found.update(ended)
+        self.open.pop(run, None)
+        return done
+
     def flush(self) -> None:
         """Send the queued ``.submit()`` requests, as one."""
         if not self.queued:
@@ -232,6 +254,8 @@ class Steps:
         found = self.this._call({"op": "tasks", "steps": [r for r, _ in queued]})
         for (_, answer), got in zip(queued, found["answers"], strict=True):
             answer.update(got)
+            if "state" not in answer and "run" in answer:
+                self.open[int(answer["run"])] = answer
 
     def finish(self) -> None:
         """The flow function returned: wait for the steps it submitted and never waited

@@ -615,3 +615,44 @@ def test_a_killed_execution_kills_the_task_running_in_its_flow_host(
     }
     logs = ordo(ordo_cmd, ordo_env, db, "logs", "1", "--task", "nap").stdout
     assert "napping" in logs
+
+
+FANNED = """
+from ordo import flow, task, this
+
+
+@task
+def square(i: int) -> int:
+    if i == 7:
+        raise ValueError("seven")
+    return i * i
+
+
+@flow(id="fanned")
+def fanned(n: int = 30) -> dict:
+    futures = [square.submit(i) for i in range(n)]
+    got, failed = [], []
+    for i, future in enumerate(reversed(futures)):  # waited for out of order
+        try:
+            got.append(future.result())
+        except this.TaskFailed as exc:
+            failed.append(exc.state)
+    again = futures[3].result()  # a result asked for twice
+    return {"sum": sum(got), "failed": failed, "again": again}
+"""
+
+
+def test_submitted_steps_answer_in_any_order_each_with_its_own_result(
+    db: str, tmp_path: Path
+) -> None:
+    """A wait for one submitted step learns how those that ended meanwhile ended: each
+    future still gets its own value or failure, whatever the order of the waits."""
+    path = write(tmp_path, "fanned.py", FANNED)
+    ran = ordo_api.run(path, inputs={"n": 30}, db=db, workers=2)
+    assert ran.state is ordo_api.State.SUCCESS, ran.reason
+    assert ran.outputs == {
+        "sum": sum(i * i for i in range(30)) - 49,
+        "failed": ["FAILED"],
+        "again": 9,
+    }
+    assert len(ran.task_runs) == 31

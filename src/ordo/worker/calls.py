@@ -151,9 +151,12 @@ class TaskSteps:
 
 @dataclass(frozen=True)
 class WaitStep:
-    """``future.result()``: answered when the step's task run ends, whoever ran it."""
+    """``future.result()``: answered when the step's task run ends, whoever ran it,
+    with the answers of those of the task runs ``also`` (other steps the flow function
+    submitted) that have ended by then."""
 
     run_id: int
+    also: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,11 @@ def parse(request: Mapping[str, Any]) -> Request | Connect | ReadSecret | EndSte
                 raise _Bad("a tasks request needs its steps, a list")
             return TaskSteps(tuple(_task_step(s) for s in steps))
         if op == "task_wait":
-            return WaitStep(_integer(op, "run", request.get("run")))
+            also = request.get("also") or []
+            if not isinstance(also, list):
+                raise _Bad("a task_wait request's also must be a list of task run ids")
+            run = _integer(op, "run", request.get("run"))
+            return WaitStep(run, tuple(_integer(op, "also", a) for a in also))
         if op == "task_end":
             reply = request.get("reply")
             if not isinstance(reply, Mapping):
@@ -592,7 +599,7 @@ class TaskCalls:
             case TaskSteps(steps):
                 with self.store.transaction():  # their task runs start together
                     return {"answers": [self._task_step(claim, s) for s in steps]}
-            case WaitStep(run_id):
+            case WaitStep(run_id, _):
                 self._steps.setdefault(run_id, []).append(call)
                 self.answer_waiters()
                 return None
@@ -671,6 +678,17 @@ class TaskCalls:
         self.wake()
         return {"run": step.run_id}
 
+    def _also(self, run_ids: tuple[int, ...]) -> Answer:
+        """The answers of those of these steps' task runs that have ended."""
+        if not run_ids:
+            return {}
+        ended = {}
+        for run_id, (state, _) in self.store.run_states(run_ids).items():
+            if state.terminal:
+                found, reason, outputs = self.store.step_result(run_id)
+                ended[str(run_id)] = _step_answer(run_id, found, reason, outputs)
+        return {"also": ended}
+
     def answer_waiters(self) -> None:
         """Tell handlers waiting for child executions or steps that ended (by anyone)."""
         if self._steps:
@@ -680,7 +698,8 @@ class TaskCalls:
                 found, reason, outputs = self.store.step_result(run_id)
                 answer = _step_answer(run_id, found, reason, outputs)
                 for call in self._steps.pop(run_id):
-                    call.answer.set_result(answer)
+                    also = call.request.also if isinstance(call.request, WaitStep) else ()
+                    call.answer.set_result({**answer, **self._also(also)})
         if not self._waiters:
             return
         for child_id, state in self.store.ended_among(list(self._waiters)).items():
