@@ -411,6 +411,8 @@ def talk(x: int) -> dict:
     this.output("extra", x)
     this.metric("talked", 1)
     this.now()  # a step of its own task run, not of the flow function
+    os.environ["LEAKED"] = "1"  # put back after it, as a host does between tasks
+    os.chdir("/")
     return {"x": x, "pid": os.getpid(), "pair": (x, x), "inputs": dict(this.inputs)}
 
 
@@ -440,7 +442,9 @@ def skipper() -> None:
 @flow(id="inhost")
 def inhost() -> dict:
     print("flow begins")
+    where = os.getcwd()
     said = talk(x=1)
+    said["kept"] = os.getcwd() == where and "LEAKED" not in os.environ
     when = this.now()  # step 2 of the flow: the task's own calls are not its steps
     try:
         slow()
@@ -487,6 +491,7 @@ def test_a_task_call_runs_in_its_flow_functions_host_as_its_own_task_run(
     assert out["said"]["pid"] == out["flow_pid"]  # in the flow function's host
     assert out["said"]["pair"] == [1, 1]  # as JSON gives it back, as on replay
     assert out["said"]["inputs"] == {"x": 1}
+    assert out["said"]["kept"] is True
     assert out["apart"] != out["flow_pid"]  # a timeout: a host of its own
     assert out["timed_out"].startswith("FAILED: task slow (step 3) ended FAILED")
     assert out["skipped"] == "SKIPPED"

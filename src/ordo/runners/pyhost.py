@@ -311,7 +311,9 @@ class StepHere:
     """Runs a ``@task`` its flow function calls in this host, as the task run (and
     attempt) the worker started for it: with that attempt's ``ORDO_*`` variables and
     ``this.inputs``, its lines between :data:`STEP` markers, calls into ordo made as
-    that attempt; its reply is what a host running it alone would have replied."""
+    that attempt; its reply is what a host running it alone would have replied. What
+    it changes of the process (environment, working directory, import path, argv) is
+    put back after it, as a host puts it back between tasks."""
 
     def __init__(self, this: ModuleType, flush: Callable[[], None]) -> None:
         self.this = this
@@ -328,7 +330,11 @@ class StepHere:
         from ordo import pyflow
 
         this = self.this
-        saved_env = {k: os.environ.get(k) for k in env}
+        environ, path, argv = dict(os.environ), list(sys.path), list(sys.argv)
+        try:
+            cwd: str | None = os.getcwd()
+        except OSError:  # removed: as it is
+            cwd = None
         runner, given = pyflow._runner, this.inputs._given
         self._mark(str(attempt))
         os.environ.update(env)
@@ -338,7 +344,8 @@ class StepHere:
         before = _usage()
         try:
             value = fn(*args, **kwargs)
-            reply = {"ok": True, **_outputs({"return": value}, f"task {fn.__qualname__}")}
+            what = f"task {fn.__module__}:{fn.__qualname__}"
+            reply = {"ok": True, **_outputs({"return": value}, what)}
         except BaseException as exc:  # the task's failure is its reply
             reply = failure(exc)
         finally:
@@ -346,11 +353,11 @@ class StepHere:
             pyflow._runner = runner
             this._act_as(*acting)
             this.inputs._set(given)
-            for key, old in saved_env.items():
-                if old is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = old
+            _put_back(environ)
+            if cwd is not None:
+                with contextlib.suppress(OSError):
+                    os.chdir(cwd)
+            sys.path[:], sys.argv[:] = path, argv
             self._mark("-")
         reply["cpu"] = after[0] - before[0]
         reply["rss"] = after[1]
@@ -361,6 +368,15 @@ class StepHere:
         line = f"{STEP} {what}\n".encode()
         os.write(1, line)
         os.write(2, line)
+
+
+def _put_back(environ: dict[str, str]) -> None:
+    """``os.environ`` as it was (only the variables that differ are set)."""
+    for key in os.environ.keys() - environ.keys():
+        del os.environ[key]
+    for key, value in environ.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _result(result: Any, what: str, this: ModuleType | None) -> dict[str, Any]:
