@@ -323,6 +323,7 @@ class TaskCalls:
         evaluate: engine.Evaluator,
         start_flow_task: Callable[[Running, RunContext], None],
         here: HereSteps | None = None,
+        told: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -332,6 +333,7 @@ class TaskCalls:
         self.evaluate = evaluate
         self.start_flow_task = start_flow_task
         self.here = here
+        self.told = told or wake  # an end of a @task run in its flow's host came
         self._calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
         #: ``@task`` calls: served inside the loop's step transaction, which then claims
         #: their task runs too (one commit fewer per step)
@@ -380,17 +382,20 @@ class TaskCalls:
         steps = isinstance(request, TaskStep | TaskSteps)
         (self._step_calls if steps else self._calls).put(call)
         self.wake()
+        answer: Answer = {}
         try:
             while True:
                 try:
-                    return call.answer.result(timeout=0.1)
+                    answer = call.answer.result(timeout=0.1)
+                    return answer
                 except TimeoutError:
                     if running.context.cancel.is_set():
                         return {"error": "the task was stopped while waiting"}
         finally:
             if waits:
                 running.waiting -= 1
-                self.wake()
+                if "attempt" not in answer:  # (a @task to run in its host: no slot freed)
+                    self.wake()
 
     def _end_here(self, running: Running, end: EndStep) -> Answer:
         """A ``@task`` attempt run in the flow function's host ended: reported to the
@@ -460,7 +465,7 @@ class TaskCalls:
         """A ``@task`` attempt run in its flow function's host ended: recorded in the
         loop's next step, before any later call of the flow function is answered."""
         self._ended.put(Reported(claim, outcome))
-        self.wake()
+        self.told()
 
     def take_steps(self) -> list[Reported]:
         """Before a step (loop thread): the ``@task`` calls that came in are its own

@@ -77,6 +77,7 @@ class Launcher:
             evaluate=self.evaluate,
             start_flow_task=self._start_flow_task,
             here=self,
+            told=lambda: inbox.wake("told"),
         )
 
     # -- claims waiting for a slot ----------------------------------------------------
