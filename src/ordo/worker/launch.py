@@ -271,6 +271,9 @@ class Launcher:
         ctx = here.running.context
         try:
             outcome = reply_outcome(dict(reply), here.files)
+        except Exception as exc:  # a malformed reply must not lose the attempt
+            logger.exception("the reply of task %r cannot be read", ctx.task.id)
+            outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
         finally:
             here.files.remove()
         self.calls.report(here.running.claim, masked(outcome, ctx.secrets))
