@@ -8,6 +8,8 @@ one JSON request per line on its original standard input and runs the function, 
 or script with the task's environment, working directory and import path; then
 flushes Python's and C's buffers, writes an end marker line on fd 1 and on fd 2 (so the
 parent knows every line of this task has arrived) and a JSON reply line on ``REPLY_FD``.
+A flow function's ``@task`` calls may run here too (:class:`StepHere`), each between
+:data:`STEP` marker lines.
 
 Loaded by path rather than ``-m``: the host then imports nothing of ordo but ``ordo.this``,
 and its own folder (which holds ``http.py``, ``sql.py``...) is taken off ``sys.path`` so

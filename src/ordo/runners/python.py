@@ -5,7 +5,8 @@ and a no-op costs well under a millisecond once a host is up.
 A host's fd 1 and 2 are pipes read by the attempt's thread, so ``print``, ``logging`` and
 fd-level writes of C code and subprocesses are streamed to ``ctx.log`` as they come; each
 task ends with a marker line on both pipes, written after flushing, and a JSON reply on a
-third pipe.
+third pipe. A flow function's host also marks where each ``@task`` it runs itself starts
+and ends (:data:`~ordo.runners.pyhost.STEP`): the lines between are that task's.
 """
 
 from __future__ import annotations
