@@ -93,6 +93,16 @@ class Task:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.options = options
+        self._signature: Any = None
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of a call by name (TypeError for a wrong call, as Python's)."""
+        if self._signature is None:
+            import inspect
+
+            self._signature = inspect.signature(self.fn)
+        arguments: dict[str, Any] = self._signature.bind(*args, **kwargs).arguments
+        return arguments
 
     @property
     def target(self) -> str:
@@ -165,12 +175,10 @@ class Steps:
     def __call__(
         self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], wait: bool
     ) -> Future:
-        import inspect
-
         number = self.this._next_step()
-        bound = inspect.signature(task.fn).bind(*args, **kwargs)  # a wrong call: Python's
+        arguments = task.bind(args, kwargs)  # a wrong call: Python's TypeError
         name = task.options["name"]
-        bad = _not_json(name, bound.arguments)
+        bad = _not_json(name, arguments)
         request = {
             "op": "task",
             "number": number,

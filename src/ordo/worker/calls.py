@@ -40,6 +40,7 @@ from ordo.worker.events import Reported
 logger = logging.getLogger(__name__)
 
 Answer = dict[str, Any]  # what goes back to the handler, as JSON
+STARTED_KEPT = 10_000  # steps started by this worker kept for their launch
 
 
 @dataclass
@@ -344,6 +345,10 @@ class TaskCalls:
         #: ends of @task attempts run in their flow function's host, to record in the
         #: next step (before any later call of the flow function is answered)
         self._ended: queue.SimpleQueue[Reported] = queue.SimpleQueue()
+        #: the steps whose task runs this worker started, by task run id, until one of
+        #: its claims is launched (read there; another worker may run them: the
+        #: oldest are forgotten)
+        self.started: dict[int, StepRow] = {}
 
     @property
     def waiting(self) -> bool:
@@ -680,6 +685,9 @@ class TaskCalls:
             taken = self.here.claim(step.run_id, now)  # in this transaction
             if taken is not None:  # started in the caller's host once committed
                 return {"run": step.run_id, "here": taken}
+        self.started[step.run_id] = step  # its launch here reads its arguments from it
+        while len(self.started) > STARTED_KEPT:
+            del self.started[next(iter(self.started))]
         self.wake()
         return {"run": step.run_id}
 

@@ -179,7 +179,10 @@ class Launcher:
         if self.vault is None:  # the store's secrets, read once per step
             self.vault = self.secrets.reveal(self.store.secret_rows())
         try:
-            prepared = engine.prepare(self.store, claim, log, self.env, self.secrets, self.vault)
+            step = self.calls.started.pop(claim.task_run_id, None)  # a @task's, begun here
+            prepared = engine.prepare(
+                self.store, claim, log, self.env, self.secrets, self.vault, step
+            )
         except StoreError:
             raise
         except Exception as exc:  # a bug on user content must not stop the loop
