@@ -421,6 +421,11 @@ def apart() -> int:
     return os.getpid()
 
 
+@task(queue="elsewhere")
+def queued() -> int:
+    return os.getpid()
+
+
 @task(timeout="0.5s")
 def slow() -> None:
     time.sleep(30)
@@ -462,6 +467,7 @@ def inhost() -> dict:
         "said": said,
         "when": when.isoformat(),
         "apart": apart(),
+        "queued": queued(),
         "timed_out": timed_out,
         "flaky": flaky(),
         "skipped": skipped,
@@ -474,8 +480,9 @@ def test_a_task_call_runs_in_its_flow_functions_host_as_its_own_task_run(
 ) -> None:
     """A ``@task`` call runs in the flow function's own python host, still as a task run
     of its own: its lines, outputs, metrics, this.inputs and calls into ordo are its
-    own; a task with a timeout runs on a host of its own (and is stopped at it); a
-    failed one is retried elsewhere; this.Skip skips it."""
+    own; a task with a timeout runs on a host of its own (and is stopped at it), so
+    does one with a queue of its own; a failed one is retried elsewhere; this.Skip
+    skips it."""
     flow = write(tmp_path, "inhost.py", IN_HOST)
     run = subprocess.run(
         [*ordo_cmd, "--db", db, "run", str(flow), "-q"],
@@ -493,6 +500,7 @@ def test_a_task_call_runs_in_its_flow_functions_host_as_its_own_task_run(
     assert out["said"]["inputs"] == {"x": 1}
     assert out["said"]["kept"] is True
     assert out["apart"] != out["flow_pid"]  # a timeout: a host of its own
+    assert out["queued"] != out["flow_pid"]  # a queue of its own: a worker of it
     assert out["timed_out"].startswith("FAILED: task slow (step 3) ended FAILED")
     assert out["skipped"] == "SKIPPED"
     assert out["flaky"] != out["flow_pid"]  # its retry ran elsewhere
