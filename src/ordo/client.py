@@ -426,9 +426,9 @@ class _Store:
         found = []
         for x in lines:
             attempt = attempts.get(x.attempt_id)
-            task = names.get(attempt.task_run_id) if attempt is not None else None
+            named = names.get(attempt.task_run_id) if attempt is not None else None
             number = attempt.number if attempt is not None else None
-            found.append(LogLine(x.id, task, number, x.stream, x.line, x.at))
+            found.append(LogLine(x.id, named, number, x.stream, x.line, x.at))
         return [x for x in found if task is None or x.task == task]
 
     def kill(self, execution_id: int) -> None:

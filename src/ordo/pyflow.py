@@ -93,6 +93,16 @@ class Task:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.options = options
+        self._signature: Any = None
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of a call by name (TypeError for a wrong call, as Python's)."""
+        if self._signature is None:
+            import inspect
+
+            self._signature = inspect.signature(self.fn)
+        arguments: dict[str, Any] = self._signature.bind(*args, **kwargs).arguments
+        return arguments
 
     @property
     def target(self) -> str:
@@ -138,28 +148,37 @@ class Future:
         return self._value
 
 
+#: At most this many other submitted steps are asked about with each wait.
+ALSO = 200
+
+
 class Steps:
     """How a running flow function's ``@task`` calls become steps of its attempt (the
     python host sets one as ``_runner`` while the function runs). A call asks the worker
-    for the step's task run and waits for it in one request (a completed one, run
-    again, answers at once); ``.submit()`` only queues its request: the queue goes to
-    the worker in one request, whose task runs start in one transaction, as soon as
-    the function waits for anything or returns."""
+    for the step's task run (a completed one, run again, answers at once): the worker
+    either has it run in this host, by ``here``, as the attempt it started for it, and
+    is told how it ended (asked, when it did not succeed: its retries run elsewhere), or
+    runs it on another host and answers when it has ended (a task with a timeout or a
+    queue of its own). ``.submit()`` only queues its request: the queue goes to the
+    worker in one request, whose task runs start in one transaction, as soon as the
+    function waits for anything or returns."""
 
-    def __init__(self, this: Any) -> None:
+    def __init__(self, this: Any, here: Callable[..., dict[str, Any]] | None = None) -> None:
         self.this = this
+        self.here = here
         self.pending: list[Future] = []
         self.queued: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (request, answer)
+        #: the answers of submitted steps not known to have ended, by task run id (a
+        #: wait for one is also answered with those of these that have ended)
+        self.open: dict[int, dict[str, Any]] = {}
 
     def __call__(
         self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], wait: bool
     ) -> Future:
-        import inspect
-
         number = self.this._next_step()
-        bound = inspect.signature(task.fn).bind(*args, **kwargs)  # a wrong call: Python's
+        arguments = task.bind(args, kwargs)  # a wrong call: Python's TypeError
         name = task.options["name"]
-        bad = _not_json(name, bound.arguments)
+        bad = _not_json(name, arguments)
         request = {
             "op": "task",
             "number": number,
@@ -171,15 +190,21 @@ class Steps:
         answer: dict[str, Any] = {}
         if wait:
             self.flush()
-            answer.update(self.this._call({**request, "wait": True}))
+            here = self.here is not None
+            answer.update(self.this._call({**request, "wait": True, "here": here}))
+            if "attempt" in answer and "state" not in answer:
+                answer.update(self._run_here(task, args, kwargs, answer))
         else:
             self.queued.append((request, answer))
 
         def wait_for() -> Any:
             self.flush()
             done = answer
+            if "error" in done:  # refused when submitted (an unknown task, a replay)
+                error = self.this.ReplayError if done.get("replay") else self.this.OrdoCallError
+                raise error(done["error"])
             if "state" not in done:
-                done = self.this._call({"op": "task_wait", "run": answer["run"]})
+                done = self._wait(int(answer["run"]))
             if done["state"] in ("SUCCESS", "WARNING"):
                 return done.get("value")
             raise self.this.TaskFailed(
@@ -194,6 +219,41 @@ class Steps:
             self.pending.append(future)
         return future
 
+    def _run_here(
+        self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], begun: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Run the step's attempt ``begun`` in this host; how its task run ended. A
+        success that wrote no outputs file is only told (the value is the one returned,
+        as JSON gives it back); anything else is asked, and answered once the task run
+        has ended (after its retries, if any)."""
+        import json
+        import os
+
+        assert self.here is not None
+        env = begun.get("env") or {}
+        reply = self.here(task.fn, args, kwargs, int(begun["attempt"]), env)
+        end = {"op": "task_end", "attempt": begun["attempt"], "reply": reply}
+        plain = reply.get("ok") and not reply.get("answer") and not reply.get("state")
+        files = [env.get("ORDO_OUTPUTS"), env.get("ORDO_METRICS")]
+        if plain and not any(f and os.path.exists(f) for f in files):
+            self.this._channel.tell(end)
+            value = json.loads(json.dumps((reply.get("result") or {}).get("return")))
+            return {"state": "SUCCESS", "value": value, "run": begun["run"]}
+        answer: dict[str, Any] = self.this._call(end)
+        return answer
+
+    def _wait(self, run: int) -> dict[str, Any]:
+        """Wait for the task run of a submitted step; learn how the other submitted
+        steps that have ended by then ended too (no request to wait for those)."""
+        also = [r for r in self.open if r != run][:ALSO]
+        done: dict[str, Any] = self.this._call({"op": "task_wait", "run": run, "also": also})
+        for key, ended in (done.pop("also", None) or {}).items():
+            found = self.open.pop(int(key), None)
+            if found is not None:
+                found.update(ended)
+        self.open.pop(run, None)
+        return done
+
     def flush(self) -> None:
         """Send the queued ``.submit()`` requests, as one."""
         if not self.queued:
@@ -202,6 +262,8 @@ class Steps:
         found = self.this._call({"op": "tasks", "steps": [r for r, _ in queued]})
         for (_, answer), got in zip(queued, found["answers"], strict=True):
             answer.update(got)
+            if "state" not in answer and "run" in answer:
+                self.open[int(answer["run"])] = answer
 
     def finish(self) -> None:
         """The flow function returned: wait for the steps it submitted and never waited

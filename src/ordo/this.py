@@ -156,13 +156,22 @@ class _Channel:
             raise OrdoCallError(answer["error"])
         return answer
 
+    def tell(self, request: dict[str, Any]) -> None:
+        """A request that has no answer."""
+        self._out.write((json.dumps({**request, "tell": True}, default=str) + "\n").encode())
+
 
 _channel: _Channel | None = None
+#: The attempt of a ``@task`` its flow function runs in this host, while it runs: its
+#: calls into ordo are made as that attempt.
+_acting: int | None = None
 
 
 def _call(request: dict[str, Any]) -> dict[str, Any]:
     if _channel is None:
         raise OrdoCallError(f"ordo.this.{request['op']}() works only inside an ordo python task")
+    if _acting is not None:
+        request = {**request, "as": _acting}
     return _channel.call(request)
 
 
@@ -399,6 +408,15 @@ def _reset_steps() -> None:
     """A new attempt starts (the python host calls this before every task)."""
     global _steps
     _steps = 0
+
+
+def _act_as(attempt: int | None, steps: int) -> tuple[int | None, int]:
+    """Make calls as ``attempt`` (a ``@task`` its flow function runs in this host; None:
+    as the task itself), numbering steps from ``steps``; what it was before."""
+    global _acting, _steps
+    before = (_acting, _steps)
+    _acting, _steps = attempt, steps
+    return before
 
 
 def _next_step() -> int:

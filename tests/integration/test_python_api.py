@@ -82,6 +82,8 @@ def test_the_client_starts_waits_lists_logs_and_steers(db: str, tmp_path: Path) 
         failed = client.run(broken)
         assert failed.state is ordo.State.FAILED
         assert failed.reason == "task 'boom' failed: exit code 3: nope"
+        every = [(x.task, x.line) for x in client.logs(failed.id)]  # of every task
+        assert every == [("ok", "fine"), ("boom", "nope")]
         listed = client.list(flow="demo/greet")
         assert [e.id for e in listed] == [again.id, started.id]
         assert [e.id for e in client.list(state="failed")] == [failed.id]

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from server_support import running_server, server_env, sign_in
-from support import ordo, work_on
+from support import ordo, wait_for, work_on
 
 import ordo as ordo_api
 from ordo import engine
 from ordo.errors import NotFound
 from ordo.model import State
-from ordo.store import Store
+from ordo.store import Store, open_store
 from ordo.triggers.scheduler import Scheduler
 
 PIPELINE = """
@@ -394,3 +394,278 @@ def test_a_killed_handler_resumes_with_the_same_child_and_calls(
     # the child is the same execution; its own shell task, lost with the worker while
     # it ran, may have run again (a task is at least once; the handler's steps are not)
     assert set((tmp_path / "marks.txt").read_text().split()) == {"k"}
+
+
+IN_HOST = """
+import os
+import sys
+import time
+
+from ordo import flow, task, this
+
+
+@task
+def talk(x: int) -> dict:
+    print("said", x)
+    print("warned", x, file=sys.stderr)
+    this.output("extra", x)
+    this.metric("talked", 1)
+    this.now()  # a step of its own task run, not of the flow function
+    os.environ["LEAKED"] = "1"  # put back after it, as a host does between tasks
+    os.chdir("/")
+    return {"x": x, "pid": os.getpid(), "pair": (x, x), "inputs": dict(this.inputs)}
+
+
+@task(timeout=30)
+def apart() -> int:
+    return os.getpid()
+
+
+@task(queue="elsewhere")
+def queued() -> int:
+    return os.getpid()
+
+
+@task(timeout="0.5s")
+def slow() -> None:
+    time.sleep(30)
+
+
+@task(retry={"attempts": 2, "delay": "0.1s"})
+def flaky() -> int:
+    if not os.path.exists("flaked"):
+        open("flaked", "w").close()
+        raise RuntimeError("first time")
+    return os.getpid()
+
+
+@task
+def skipper() -> None:
+    raise this.Skip("not today")
+
+
+@flow(id="inhost")
+def inhost() -> dict:
+    print("flow begins")
+    where = os.getcwd()
+    said = talk(x=1)
+    said["kept"] = os.getcwd() == where and "LEAKED" not in os.environ
+    when = this.now()  # step 2 of the flow: the task's own calls are not its steps
+    try:
+        slow()
+        timed_out = None
+    except this.TaskFailed as exc:
+        timed_out = exc.state + ": " + str(exc)
+    try:
+        skipper()
+        skipped = None
+    except this.TaskFailed as exc:
+        skipped = exc.state
+    print("flow ends")
+    return {
+        "flow_pid": os.getpid(),
+        "said": said,
+        "when": when.isoformat(),
+        "apart": apart(),
+        "queued": queued(),
+        "timed_out": timed_out,
+        "flaky": flaky(),
+        "skipped": skipped,
+    }
+"""
+
+
+def test_a_task_call_runs_in_its_flow_functions_host_as_its_own_task_run(
+    ordo_cmd: list[str], ordo_env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    """A ``@task`` call runs in the flow function's own python host, still as a task run
+    of its own: its lines, outputs, metrics, this.inputs and calls into ordo are its
+    own; a task with a timeout runs on a host of its own (and is stopped at it), so
+    does one with a queue of its own; a failed one is retried elsewhere; this.Skip
+    skips it."""
+    flow = write(tmp_path, "inhost.py", IN_HOST)
+    run = subprocess.run(
+        [*ordo_cmd, "--db", db, "run", str(flow), "-q"],
+        env=ordo_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = show(ordo_cmd, ordo_env, db, 1)
+    out = doc["outputs"]
+    assert out["said"]["pid"] == out["flow_pid"]  # in the flow function's host
+    assert out["said"]["pair"] == [1, 1]  # as JSON gives it back, as on replay
+    assert out["said"]["inputs"] == {"x": 1}
+    assert out["said"]["kept"] is True
+    assert out["apart"] != out["flow_pid"]  # a timeout: a host of its own
+    assert out["queued"] != out["flow_pid"]  # a queue of its own: a worker of it
+    assert out["timed_out"].startswith("FAILED: task slow (step 3) ended FAILED")
+    assert out["skipped"] == "SKIPPED"
+    assert out["flaky"] != out["flow_pid"]  # its retry ran elsewhere
+    runs = {r["task"]: r for r in doc["task_runs"]}
+    talk = runs["talk"]
+    assert talk["state"] == "SUCCESS" and len(talk["attempts"]) == 1
+    assert talk["outputs"]["extra"] == 1 and talk["outputs"]["return"]["x"] == 1
+    assert [m["name"] for m in talk["metrics"]] == ["talked"]
+    assert runs["slow"]["attempts"][0]["reason"] == "timeout"
+    assert [a["state"] for a in runs["flaky"]["attempts"]] == ["FAILED", "SUCCESS"]
+    assert runs["skipper"]["state"] == "SKIPPED"
+    logs = ordo(ordo_cmd, ordo_env, db, "logs", "1", "--task", "talk").stdout
+    assert "said 1" in logs and "warned 1" in logs and "flow" not in logs
+    flow_logs = ordo(ordo_cmd, ordo_env, db, "logs", "1", "--task", "inhost").stdout
+    assert "flow begins" in flow_logs and "flow ends" in flow_logs
+    assert "said" not in flow_logs and "warned" not in flow_logs
+    store = open_store(db)  # the task's this.now() is its own task run's step
+    try:
+        flow_run = next(r for r in store.task_runs(1) if r.task_id == "inhost")
+        talk_run = next(r for r in store.task_runs(1) if r.task_id == "talk")
+        assert store.step_count(talk_run.id) == 1
+        kinds = [getattr(store.step(flow_run.id, n), "kind", None) for n in (1, 2)]
+        assert kinds == ["task", "now"]
+    finally:
+        store.close()
+
+
+MID_TASK = """
+import os
+import signal
+import time
+
+from ordo import flow, task
+
+
+def mark(name):
+    with open("marks.txt", "a") as f:
+        f.write(name + "\\n")
+
+
+@task
+def step(name: str) -> str:
+    mark(name)
+    return name.upper()
+
+
+@task
+def risky(name: str) -> str:
+    mark(name)
+    if not os.path.exists("crashed"):
+        open("crashed", "w").close()
+        os.kill(os.getppid(), signal.SIGKILL)  # the worker dies while the task runs
+        time.sleep(30)
+    return name.upper()
+
+
+@flow(id="midtask")
+def midtask() -> dict:
+    return {"got": [step("a"), risky("r"), step("c")]}
+"""
+
+
+def test_a_worker_killed_while_a_task_runs_in_the_flow_host_runs_it_again(
+    ordo_cmd: list[str], ordo_env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    """SIGKILL while a ``@task`` runs in its flow function's host: on resume the
+    completed step is not done again, the interrupted one runs again."""
+    write(tmp_path, "mid.py", MID_TASK)
+    killed, resumed = killed_then_resumed(ordo_cmd, ordo_env, db, tmp_path / "mid.py")
+    assert killed.returncode == -9
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (tmp_path / "marks.txt").read_text().split() == ["a", "r", "r", "c"]
+    doc = show(ordo_cmd, ordo_env, db, 1)
+    assert doc["state"] == "SUCCESS" and doc["outputs"]["got"] == ["A", "R", "C"]
+    risky = next(r for r in doc["task_runs"] if r["task"] == "risky")
+    assert risky["state"] == "SUCCESS"
+    assert risky["attempts"][0]["reason"] == "lost"
+
+
+NAPPING = """
+import time
+
+from ordo import flow, task
+
+
+@task
+def nap() -> None:
+    open("napping", "w").close()
+    print("napping")
+    time.sleep(60)
+
+
+@flow(id="napper")
+def napper() -> dict:
+    nap()
+    return {}
+"""
+
+
+def test_a_killed_execution_kills_the_task_running_in_its_flow_host(
+    ordo_cmd: list[str], ordo_env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    flow = write(tmp_path, "napper.py", NAPPING)
+    run = subprocess.Popen(
+        [*ordo_cmd, "--db", db, "run", str(flow), "-q"],
+        env=ordo_env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for("the task to run", lambda: (tmp_path / "napping").exists())
+        killed = ordo(ordo_cmd, ordo_env, db, "kill", "1")
+        assert killed.returncode == 0, killed.stdout + killed.stderr
+        assert run.wait(timeout=30) == 1
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    doc = show(ordo_cmd, ordo_env, db, 1)
+    assert doc["state"] == "KILLED"
+    assert {r["task"]: r["state"] for r in doc["task_runs"]} == {
+        "napper": "KILLED",
+        "nap": "KILLED",
+    }
+    logs = ordo(ordo_cmd, ordo_env, db, "logs", "1", "--task", "nap").stdout
+    assert "napping" in logs
+
+
+FANNED = """
+from ordo import flow, task, this
+
+
+@task
+def square(i: int) -> int:
+    if i == 7:
+        raise ValueError("seven")
+    return i * i
+
+
+@flow(id="fanned")
+def fanned(n: int = 30) -> dict:
+    futures = [square.submit(i) for i in range(n)]
+    got, failed = [], []
+    for i, future in enumerate(reversed(futures)):  # waited for out of order
+        try:
+            got.append(future.result())
+        except this.TaskFailed as exc:
+            failed.append(exc.state)
+    again = futures[3].result()  # a result asked for twice
+    return {"sum": sum(got), "failed": failed, "again": again}
+"""
+
+
+def test_submitted_steps_answer_in_any_order_each_with_its_own_result(
+    db: str, tmp_path: Path
+) -> None:
+    """A wait for one submitted step learns how those that ended meanwhile ended: each
+    future still gets its own value or failure, whatever the order of the waits."""
+    path = write(tmp_path, "fanned.py", FANNED)
+    ran = ordo_api.run(path, inputs={"n": 30}, db=db, workers=2)
+    assert ran.state is ordo_api.State.SUCCESS, ran.reason
+    assert ran.outputs == {
+        "sum": sum(i * i for i in range(30)) - 49,
+        "failed": ["FAILED"],
+        "again": 9,
+    }
+    assert len(ran.task_runs) == 31

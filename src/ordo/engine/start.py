@@ -34,6 +34,7 @@ from ordo.secrets import Revealed, SecretBox
 from ordo.store import Store
 from ordo.store.ports import OutputFacts
 from ordo.store.records import Claim, Connection, ExecutionRow, Revision
+from ordo.store.steps import StepRow
 
 #: How deep child executions may nest (a flow running itself, directly or not).
 MAX_DEPTH = 10
@@ -440,6 +441,7 @@ def prepare(
     env: Mapping[str, str],
     box: SecretBox | None = None,
     vault: Revealed | None = None,
+    step: StepRow | None = None,
 ) -> Prepared:
     """Render the task's fields for this attempt. A missing reference fails the attempt
     (reason ``template``) with a message naming the reference and the task.
@@ -455,10 +457,12 @@ def prepare(
     function run_if is left to the worker (``ctx.run_if``). A ``connection:`` is looked
     up and merged into the fields. Pre and post checks are rendered by the worker when
     it runs them (``ctx.checks``), against what is read here. ``vault``: the secrets
-    already read and decrypted (a worker reads them once per step), else read here."""
+    already read and decrypted (a worker reads them once per step), else read here.
+    ``step``: the step a ``@task``'s task run is, when the caller has it (it started
+    the step), else read here."""
     if vault is None:
         vault = (box or SecretBox(None)).reveal(store.secret_rows())
-    prepared = _prepare(store, claim, log, env, vault)
+    prepared = _prepare(store, claim, log, env, vault, step)
     if prepared.outcome is not None:
         hidden = forms([*vault.values.values(), *vault.hidden])
         return Prepared(claim, outcome=masked(prepared.outcome, hidden))
@@ -466,7 +470,12 @@ def prepare(
 
 
 def _prepare(
-    store: Store, claim: Claim, log: LogSink, env: Mapping[str, str], vault: Revealed
+    store: Store,
+    claim: Claim,
+    log: LogSink,
+    env: Mapping[str, str],
+    vault: Revealed,
+    step: StepRow | None = None,
 ) -> Prepared:
     flow = store.flow_of(claim.revision_id)
     if stored.is_stored(flow):
@@ -480,7 +489,10 @@ def _prepare(
         if index is None:
             return Prepared(claim, outcome=_expand(store, flow, task, claim, env, vault))
         fork = {"index": index, "value": value}
-    step = store.step_of_run(claim.task_run_id) if task.spec.get("step") else None
+    if not task.spec.get("step"):
+        step = None
+    elif step is None or step.run_id != claim.task_run_id:
+        step = store.step_of_run(claim.task_run_id)
     if step is not None:  # a @task called by a flow function: its arguments as given
         given = step.value if isinstance(step.value, Mapping) else {}
         raw: dict[str, Any] = {

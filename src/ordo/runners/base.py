@@ -89,6 +89,9 @@ class RunContext:
     #: the worker can record it: if the worker dies, whoever takes the attempt back on
     #: this machine stops that group before the task runs again.
     process_started: Callable[[int], None] | None = None
+    #: A flow function's: the log of the ``@task`` attempt its host runs now (its lines
+    #: come between :data:`~ordo.runners.pyhost.STEP` markers), asked once per attempt.
+    step_log: Callable[[int], LogSink | None] | None = None
 
 
 class Runner(Protocol):

@@ -8,6 +8,8 @@ one JSON request per line on its original standard input and runs the function, 
 or script with the task's environment, working directory and import path; then
 flushes Python's and C's buffers, writes an end marker line on fd 1 and on fd 2 (so the
 parent knows every line of this task has arrived) and a JSON reply line on ``REPLY_FD``.
+A flow function's ``@task`` calls may run here too (:class:`StepHere`), each between
+:data:`STEP` marker lines.
 
 Loaded by path rather than ``-m``: the host then imports nothing of ordo but ``ordo.this``,
 and its own folder (which holds ``http.py``, ``sql.py``...) is taken off ``sys.path`` so
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 MARKER = "\x1eORDO-END"
+#: Written on fd 1 and 2 around a ``@task`` a flow function runs in this host: ``STEP
+#: <attempt>`` before it (its lines are that attempt's), ``STEP -`` after it.
+STEP = "\x1eORDO-STEP"
 #: What a task may answer instead of outputs (``this.Skip``/``Stop``, ``return "SKIP"``).
 ANSWERS = ("SKIP", "STOP")
 _HOST_FILES = (os.path.abspath(__file__), "runpy.py", "<frozen runpy>")
@@ -193,7 +198,7 @@ class Host:
         before = _usage()
         try:
             os.chdir(request["cwd"])
-            reply = execute(request, self.this)
+            reply = execute(request, self.this, self.flush)
         except BaseException as exc:  # the task's failure is the reply, never the host's end
             reply = failure(exc)
         finally:
@@ -264,9 +269,14 @@ def _usage() -> tuple[float, int]:
     return cpu, max(own.ru_maxrss, kids.ru_maxrss)
 
 
-def execute(request: dict[str, Any], this: ModuleType | None = None) -> dict[str, Any]:
+def execute(
+    request: dict[str, Any],
+    this: ModuleType | None = None,
+    flush: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Run the function, handler or script (a script defining ``handler`` runs as a
-    handler); a returned dict becomes the outputs."""
+    handler); a returned dict becomes the outputs. ``flush``: the host's (a flow
+    function's ``@task`` calls may run here, their lines marked as theirs)."""
     if request.get("evaluate"):
         return evaluate(request["function"], request["with"])
     if request.get("script"):
@@ -288,7 +298,7 @@ def execute(request: dict[str, Any], this: ModuleType | None = None) -> dict[str
     if request.get("flow_function") and this is not None:
         from ordo import pyflow  # its @task calls are steps of this attempt
 
-        steps = pyflow.Steps(this)
+        steps = pyflow.Steps(this, StepHere(this, flush or (lambda: None)))
         pyflow._runner = steps
         try:
             result = function(**request["with"])
@@ -297,6 +307,78 @@ def execute(request: dict[str, Any], this: ModuleType | None = None) -> dict[str
             pyflow._runner = None
         return _result(result, f"flow function {target}", this)
     return _result(function(**request["with"]), f"function {target}", this)
+
+
+class StepHere:
+    """Runs a ``@task`` its flow function calls in this host, as the task run (and
+    attempt) the worker started for it: with that attempt's ``ORDO_*`` variables and
+    ``this.inputs``, its lines between :data:`STEP` markers, calls into ordo made as
+    that attempt; its reply is what a host running it alone would have replied. What
+    it changes of the process (environment, working directory, import path, argv) is
+    put back after it, as a host puts it back between tasks."""
+
+    def __init__(self, this: ModuleType, flush: Callable[[], None]) -> None:
+        self.this = this
+        self.flush = flush
+
+    def __call__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        attempt: int,
+        env: dict[str, str],
+    ) -> dict[str, Any]:
+        from ordo import pyflow
+
+        this = self.this
+        environ, path, argv = dict(os.environ), list(sys.path), list(sys.argv)
+        try:
+            cwd: str | None = os.getcwd()
+        except OSError:  # removed: as it is
+            cwd = None
+        runner, given = pyflow._runner, this.inputs._given
+        self._mark(str(attempt))
+        os.environ.update(env)
+        pyflow._runner = None  # a @task it calls is its plain function, as in a host alone
+        acting = this._act_as(attempt, 0)
+        this.inputs._set(dict(kwargs))
+        before = _usage()
+        try:
+            value = fn(*args, **kwargs)
+            what = f"task {fn.__module__}:{fn.__qualname__}"
+            reply = {"ok": True, **_outputs({"return": value}, what)}
+        except BaseException as exc:  # the task's failure is its reply
+            reply = failure(exc)
+        finally:
+            after = _usage()
+            pyflow._runner = runner
+            this._act_as(*acting)
+            this.inputs._set(given)
+            _put_back(environ)
+            if cwd is not None:
+                with contextlib.suppress(OSError):
+                    os.chdir(cwd)
+            sys.path[:], sys.argv[:] = path, argv
+            self._mark("-")
+        reply["cpu"] = after[0] - before[0]
+        reply["rss"] = after[1]
+        return reply
+
+    def _mark(self, what: str) -> None:
+        self.flush()
+        line = f"{STEP} {what}\n".encode()
+        os.write(1, line)
+        os.write(2, line)
+
+
+def _put_back(environ: dict[str, str]) -> None:
+    """``os.environ`` as it was (only the variables that differ are set)."""
+    for key in os.environ.keys() - environ.keys():
+        del os.environ[key]
+    for key, value in environ.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _result(result: Any, what: str, this: ModuleType | None) -> dict[str, Any]:

@@ -5,7 +5,8 @@ and a no-op costs well under a millisecond once a host is up.
 A host's fd 1 and 2 are pipes read by the attempt's thread, so ``print``, ``logging`` and
 fd-level writes of C code and subprocesses are streamed to ``ctx.log`` as they come; each
 task ends with a marker line on both pipes, written after flushing, and a JSON reply on a
-third pipe.
+third pipe. A flow function's host also marks where each ``@task`` it runs itself starts
+and ends (:data:`~ordo.runners.pyhost.STEP`): the lines between are that task's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ordo.errors import RunnerError
 from ordo.masking import passed_environ
 from ordo.model import Outcome, State, Task
 from ordo.runners import pyhost
-from ordo.runners.base import RunContext, capped
+from ordo.runners.base import LogSink, RunContext, capped
 from ordo.runners.process import (
     _EXITED,
     AttemptFiles,
@@ -76,6 +77,41 @@ class _Replies:
         pass
 
 
+class _StepLogs:
+    """Where a flow function's host's lines go: to its log, but between a ``@task``'s
+    :data:`~ordo.runners.pyhost.STEP` markers (it ran in this host) to that task's."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.current: dict[str, LogSink] = {"stdout": ctx.log, "stderr": ctx.log}
+        self.open: dict[int, tuple[LogSink, set[str]]] = {}  # by attempt: streams past it
+        self.attempt: dict[str, int] = {}
+
+    def mark(self, stream: str, line: str) -> None:
+        before, _, what = line.partition(pyhost.STEP)
+        if before:  # a last line without its newline
+            self.current[stream](stream, before)
+        what = what.strip()
+        if what.isdigit():
+            attempt = int(what)
+            if attempt not in self.open:
+                found = self.ctx.step_log(attempt) if self.ctx.step_log else None
+                self.open[attempt] = (found or self.ctx.log, set())
+            self.current[stream] = self.open[attempt][0]
+            self.attempt[stream] = attempt
+            return
+        self.current[stream] = self.ctx.log
+        attempt = self.attempt.pop(stream, -1)
+        if attempt in self.open:
+            log, past = self.open[attempt]
+            past.add(stream)
+            if len(past) == 2:  # both streams are past it: every line of it has come
+                del self.open[attempt]
+                release = getattr(log, "release", None)
+                if log is not self.ctx.log and callable(release):
+                    release(None)
+
+
 class _Calls:
     """Serves a task's calls into ordo: each request line read from the host is handed
     to ``ctx.call`` and its answer written back (an error answer when there is none)."""
@@ -100,6 +136,8 @@ class _Calls:
             except Exception as exc:  # a bad request must not leave the task hanging
                 logger.exception("a task's call into ordo failed: %s", request.get("op"))
                 reply = {"error": f"internal error: {exc!r}"}
+        if request.get("tell"):  # nothing to answer
+            return
         data = (json.dumps(reply, default=str) + "\n").encode()
         while data:
             data = data[os.write(self.answer_fd, data) :]
@@ -159,6 +197,7 @@ class Host:
         """Stream the task's lines to ``ctx.log`` until its reply and end markers."""
         marker = f"{pyhost.MARKER} {self.seq}"
         ended: set[str] = set()
+        steps = _StepLogs(ctx)
 
         def sink(stream: str, line: str) -> None:
             if line.endswith(marker):  # after a last line without its newline, maybe
@@ -166,7 +205,10 @@ class Host:
                 line = line[: -len(marker)]
                 if not line:
                     return
-            ctx.log(stream, line)
+            if pyhost.STEP in line:
+                steps.mark(stream, line)
+                return
+            steps.current[stream](stream, line)
 
         replies = _Replies()
         assert self.proc.stdout is not None and self.proc.stderr is not None
@@ -337,50 +379,7 @@ class PythonRunner:
                 reason="exit_code" if code is not None and code > 0 else "error",
                 error=f"the python process ended unexpectedly (exit code {code})",
             )
-        usage: dict[str, Any] = {"cpu_seconds": reply.get("cpu"), "peak_rss_kb": reply.get("rss")}
-        try:
-            outputs, metrics = files.read()
-        except OutputFileError as exc:
-            return Outcome(State.FAILED, reason="error", error=str(exc), **usage)
-        if not reply["ok"]:
-            return Outcome(
-                State.FAILED,
-                exit_code=reply.get("exit_code"),
-                reason=reply.get("reason") or "error",
-                error=reply.get("error"),
-                outputs=outputs,
-                metrics=metrics,
-                **usage,
-            )
-        outputs.update(reply.get("result") or {})
-        answer = reply.get("answer")
-        if answer:  # raise this.Skip/Stop, return "SKIP"/"STOP": as run_if's answers
-            why = reply.get("why") or f"the task answered {answer}"
-            return Outcome(
-                State.SKIPPED,
-                reason=str(answer).lower(),
-                error=why,
-                outputs=outputs,
-                metrics=metrics,
-                **usage,
-            )
-        if reply.get("state") == "WARNING":
-            return Outcome(
-                State.WARNING,
-                exit_code=0,
-                error=reply.get("message") or "the handler said warning",
-                outputs=outputs,
-                metrics=metrics,
-                **usage,
-            )
-        return Outcome(
-            State.SUCCESS,
-            exit_code=0,
-            error=reply.get("message") or None,  # this.success(message): the run's reason
-            outputs=outputs,
-            metrics=metrics,
-            **usage,
-        )
+        return reply_outcome(reply, files)
 
     def evaluate(
         self,
@@ -429,6 +428,55 @@ class PythonRunner:
             host.hang_up()
         for host in idle:
             host.stop(1.0)
+
+
+def reply_outcome(reply: dict[str, Any], files: AttemptFiles) -> Outcome:
+    """The outcome of a python host's ``reply`` (the attempt's outputs and metrics read
+    from its ``files``)."""
+    usage: dict[str, Any] = {"cpu_seconds": reply.get("cpu"), "peak_rss_kb": reply.get("rss")}
+    try:
+        outputs, metrics = files.read()
+    except OutputFileError as exc:
+        return Outcome(State.FAILED, reason="error", error=str(exc), **usage)
+    if not reply["ok"]:
+        return Outcome(
+            State.FAILED,
+            exit_code=reply.get("exit_code"),
+            reason=reply.get("reason") or "error",
+            error=reply.get("error"),
+            outputs=outputs,
+            metrics=metrics,
+            **usage,
+        )
+    outputs.update(reply.get("result") or {})
+    answer = reply.get("answer")
+    if answer:  # raise this.Skip/Stop, return "SKIP"/"STOP": as run_if's answers
+        why = reply.get("why") or f"the task answered {answer}"
+        return Outcome(
+            State.SKIPPED,
+            reason=str(answer).lower(),
+            error=why,
+            outputs=outputs,
+            metrics=metrics,
+            **usage,
+        )
+    if reply.get("state") == "WARNING":
+        return Outcome(
+            State.WARNING,
+            exit_code=0,
+            error=reply.get("message") or "the handler said warning",
+            outputs=outputs,
+            metrics=metrics,
+            **usage,
+        )
+    return Outcome(
+        State.SUCCESS,
+        exit_code=0,
+        error=reply.get("message") or None,  # this.success(message): the run's reason
+        outputs=outputs,
+        metrics=metrics,
+        **usage,
+    )
 
 
 def _drop(stream: str, line: str) -> None:

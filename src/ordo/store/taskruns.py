@@ -52,7 +52,7 @@ INSERT_CALL_RUN = """
 INSERT INTO task_runs
     (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue,
      parent_run_id, started_at)
-VALUES (?, ?, 'CREATED', 0, 0, ?, 'default', ?, ?)
+VALUES (?, ?, 'CREATED', 0, 1, ?, 'default', ?, ?)
 """
 # launched: the full lease from now on (a claim waiting for a slot has a short one); an
 # attempt already ended or waiting unleased for its child execution is left as it is

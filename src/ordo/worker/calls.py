@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ordo import engine
 from ordo.clock import Clock
@@ -30,14 +30,17 @@ from ordo.errors import Conflict, OrdoError, StoreUnavailable
 from ordo.masking import forms, mask_value, masked
 from ordo.model import Outcome, State, Task
 from ordo.runners import RunnerSet
-from ordo.runners.base import RunContext
+from ordo.runners.base import LogSink, RunContext
+from ordo.runners.process import AttemptFiles
 from ordo.store import Store
 from ordo.store.records import Claim
 from ordo.store.steps import StepRow
+from ordo.worker.events import Reported
 
 logger = logging.getLogger(__name__)
 
 Answer = dict[str, Any]  # what goes back to the handler, as JSON
+STARTED_KEPT = 10_000  # steps started by this worker kept for their launch
 
 
 @dataclass
@@ -49,6 +52,19 @@ class Running:
     cancel_reason: str | None = None
     waiting: int = 0  # calls blocked on a child execution: the slot is lent out meanwhile
     calls: int = 0  # this.connect calls made so far (each a task run of its own)
+    #: a flow function's ``@task`` attempts running in its own host now, by attempt id
+    here: dict[int, Here] = field(default_factory=dict)
+    logs: dict[int, LogSink] = field(default_factory=dict)  # theirs, until first used
+    ended: bool = False  # its runner returned: nothing more runs in its host
+
+
+@dataclass
+class Here:
+    """A ``@task`` attempt its flow function runs in its own host: its ``running`` (in
+    the flow function's slot) and the ``files`` of its outputs and metrics."""
+
+    running: Running
+    files: AttemptFiles
 
 
 # -- the requests the loop answers ---------------------------------------------------
@@ -113,6 +129,18 @@ class TaskStep:
     kwargs: Mapping[str, Any]
     bad: str | None = None
     wait: bool = False  # answered when the task run ends (a call, not a submit)
+    here: bool = False  # the caller's host may run it (a call: see :class:`EndStep`)
+
+
+@dataclass(frozen=True)
+class EndStep:
+    """A ``@task`` attempt its flow function ran in its own host ended with ``reply``
+    (the python host's); ``tell``: it succeeded, nothing to answer, else answered when
+    its task run has ended (after its retries)."""
+
+    attempt_id: int
+    reply: Mapping[str, Any]
+    tell: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,9 +152,12 @@ class TaskSteps:
 
 @dataclass(frozen=True)
 class WaitStep:
-    """``future.result()``: answered when the step's task run ends, whoever ran it."""
+    """``future.result()``: answered when the step's task run ends, whoever ran it,
+    with the answers of those of the task runs ``also`` (other steps the flow function
+    submitted) that have ended by then."""
 
     run_id: int
+    also: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,7 +204,7 @@ class ReadSecret:
     name: str
 
 
-def parse(request: Mapping[str, Any]) -> Request | Connect | ReadSecret | Answer:
+def parse(request: Mapping[str, Any]) -> Request | Connect | ReadSecret | EndStep | Answer:
     """The typed request of a handler's JSON ``request``; an error answer naming what is
     wrong when it is not one ordo knows."""
     op = request.get("op")
@@ -199,7 +230,17 @@ def parse(request: Mapping[str, Any]) -> Request | Connect | ReadSecret | Answer
                 raise _Bad("a tasks request needs its steps, a list")
             return TaskSteps(tuple(_task_step(s) for s in steps))
         if op == "task_wait":
-            return WaitStep(_integer(op, "run", request.get("run")))
+            also = request.get("also") or []
+            if not isinstance(also, list):
+                raise _Bad("a task_wait request's also must be a list of task run ids")
+            run = _integer(op, "run", request.get("run"))
+            return WaitStep(run, tuple(_integer(op, "also", a) for a in also))
+        if op == "task_end":
+            reply = request.get("reply")
+            if not isinstance(reply, Mapping):
+                raise _Bad("a task_end request needs the task's reply, a mapping")
+            attempt = _integer(op, "attempt", request.get("attempt"))
+            return EndStep(attempt, reply, bool(request.get("tell")))
         if op in ("now", "random"):
             return ValueStep(op, _integer(op, "number", request.get("number")))
         if op == "connect":
@@ -238,7 +279,8 @@ def _task_step(request: Any) -> TaskStep:
         raise _Bad("a task request's args must be a list and its kwargs a mapping")
     bad = _text(request.get("bad"))
     wait = bool(request.get("wait"))
-    return TaskStep(number, str(request["name"]), args, kwargs, bad, wait)
+    here = wait and bool(request.get("here"))
+    return TaskStep(number, str(request["name"]), args, kwargs, bad, wait, here)
 
 
 def _text(value: Any) -> str | None:
@@ -281,6 +323,8 @@ class TaskCalls:
         wake: Callable[[], None],
         evaluate: engine.Evaluator,
         start_flow_task: Callable[[Running, RunContext], None],
+        here: HereSteps | None = None,
+        told: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -289,6 +333,8 @@ class TaskCalls:
         self.wake = wake
         self.evaluate = evaluate
         self.start_flow_task = start_flow_task
+        self.here = here
+        self.told = told or wake  # an end of a @task run in its flow's host came
         self._calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
         #: ``@task`` calls: served inside the loop's step transaction, which then claims
         #: their task runs too (one commit fewer per step)
@@ -296,6 +342,13 @@ class TaskCalls:
         self._waiters: dict[int, list[Call]] = {}  # child execution id -> waiting calls
         self._steps: dict[int, list[Call]] = {}  # a step's task run id -> waiting calls
         self._served: list[Call] = []  # step calls served in the open step transaction
+        #: ends of @task attempts run in their flow function's host, to record in the
+        #: next step (before any later call of the flow function is answered)
+        self._ended: queue.SimpleQueue[Reported] = queue.SimpleQueue()
+        #: the steps whose task runs this worker started, by task run id, until one of
+        #: its claims is launched (read there; another worker may run them: the
+        #: oldest are forgotten)
+        self.started: dict[int, StepRow] = {}
 
     @property
     def waiting(self) -> bool:
@@ -305,9 +358,14 @@ class TaskCalls:
     def call(self, running: Running, request: Mapping[str, Any]) -> Answer:
         """Answer a running task's JSON request; runs on its thread, blocks until
         answered. ``connect`` and ``secret`` run here; the rest is done by the loop."""
+        acting = request.get("as")  # a @task its flow function runs in its host calls
+        if acting is not None and acting in running.here:
+            running = running.here[acting].running
         parsed = parse(request)
         if isinstance(parsed, dict):
             return parsed
+        if isinstance(parsed, EndStep):
+            return self._end_here(running, parsed)
         if isinstance(parsed, Connect):
             return self._connect(running, parsed.setup)
         if isinstance(parsed, ReadSecret):
@@ -329,17 +387,32 @@ class TaskCalls:
         steps = isinstance(request, TaskStep | TaskSteps)
         (self._step_calls if steps else self._calls).put(call)
         self.wake()
+        answer: Answer = {}
         try:
             while True:
                 try:
-                    return call.answer.result(timeout=0.1)
+                    answer = call.answer.result(timeout=0.1)
+                    return answer
                 except TimeoutError:
                     if running.context.cancel.is_set():
                         return {"error": "the task was stopped while waiting"}
         finally:
             if waits:
                 running.waiting -= 1
-                self.wake()
+                if "attempt" not in answer:  # (a @task to run in its host: no slot freed)
+                    self.wake()
+
+    def _end_here(self, running: Running, end: EndStep) -> Answer:
+        """A ``@task`` attempt run in the flow function's host ended: reported to the
+        loop; a success is only told, anything else answered once its task run has
+        ended (after its retries)."""
+        here = running.here.pop(end.attempt_id, None)
+        if here is None or self.here is None:
+            return {"error": f"attempt {end.attempt_id} is not running in this host"}
+        self.here.end(here, end.reply)
+        if end.tell:
+            return {}
+        return self.ask(running, WaitStep(here.running.claim.task_run_id))
 
     def _connect(self, running: Running, setup: ConnectSetup) -> Answer:
         """``this.connect``: run one sql or http call with the task's log, then have the
@@ -393,16 +466,29 @@ class TaskCalls:
             "message": outcome.error,
         }
 
-    def serve_steps(self) -> Callable[[], None]:
-        """Start the task runs of the ``@task`` calls that came in, inside the caller's
-        transaction (loop thread); what answers them once it has committed. Should it
-        roll back, ``put_back`` asks them again."""
-        served: list[tuple[Call, Answer | None]] = []
+    def report(self, claim: Claim, outcome: Outcome) -> None:
+        """A ``@task`` attempt run in its flow function's host ended: recorded in the
+        loop's next step, before any later call of the flow function is answered."""
+        self._ended.put(Reported(claim, outcome))
+        self.told()
+
+    def take_steps(self) -> list[Reported]:
+        """Before a step (loop thread): the ``@task`` calls that came in are its own
+        (:meth:`serve_steps` serves them), then the ends of attempts run in flow
+        functions' hosts, to record in it: every end told before a call it serves."""
         while True:
             try:
-                call = self._step_calls.get_nowait()
+                self._served.append(self._step_calls.get_nowait())
             except queue.Empty:
                 break
+        return _drain(self._ended)
+
+    def serve_steps(self) -> Callable[[], None]:
+        """Start the task runs of the ``@task`` calls taken by :meth:`take_steps`, inside
+        the caller's transaction (loop thread); what answers them once it has
+        committed. Should it roll back, ``put_back`` asks them again."""
+        served: list[tuple[Call, Answer | None]] = []
+        for call in self._served:
             served.append((call, None))
             try:
                 served[-1] = (call, self._answer(call))
@@ -410,11 +496,13 @@ class TaskCalls:
                 raise
             except OrdoError as exc:  # raised before anything of the call was written
                 served[-1] = (call, _error(exc))
-        self._served = [c for c, _ in served]
 
         def answer() -> None:
             self._served = []
             for call, found in served:
+                if found is not None and isinstance(found.get("here"), Claim):
+                    assert self.here is not None
+                    found = self.here.start(call.running, found.pop("here"), call.request)
                 if found is not None:
                     call.answer.set_result(found)
 
@@ -432,16 +520,21 @@ class TaskCalls:
         self._served = []
 
     def serve(self) -> None:
-        """Answer what handlers asked for (loop thread)."""
-        while True:
-            try:
-                call = self._calls.get_nowait()
-            except queue.Empty:
-                return
+        """Answer what handlers asked for (loop thread). Not while ends of attempts run
+        in flow functions' hosts wait to be recorded (one may have come before a call):
+        the loop looks again at once, and records them first."""
+        calls: list[Call] = _drain(self._calls)
+        if calls and not self._ended.empty():
+            for call in calls:
+                self._calls.put(call)
+            self.wake()
+            return
+        for index, call in enumerate(calls):
             try:
                 answer = self._answer(call)
             except StoreUnavailable:
-                self._calls.put(call)  # asked again after the reconnect
+                for again in calls[index:]:  # asked again after the reconnect
+                    self._calls.put(again)
                 raise
             except OrdoError as exc:
                 answer = _error(exc)
@@ -508,7 +601,7 @@ class TaskCalls:
                 return engine.look_up(self.store, claim, wire)
             case TaskStep():
                 begun = self._task_step(claim, request)
-                if not request.wait or "state" in begun or "error" in begun:
+                if not request.wait or "state" in begun or "error" in begun or "here" in begun:
                     return begun
                 self._steps.setdefault(int(begun["run"]), []).append(call)
                 self.answer_waiters()  # (it may have ended already: run by another)
@@ -516,7 +609,7 @@ class TaskCalls:
             case TaskSteps(steps):
                 with self.store.transaction():  # their task runs start together
                     return {"answers": [self._task_step(claim, s) for s in steps]}
-            case WaitStep(run_id):
+            case WaitStep(run_id, _):
                 self._steps.setdefault(run_id, []).append(call)
                 self.answer_waiters()
                 return None
@@ -587,8 +680,27 @@ class TaskCalls:
             return _step_answer(run, State.FAILED, request.bad, {})
         args = {"args": list(request.args), "kwargs": dict(request.kwargs)}
         step = self.store.start_step(claim, request.number, task, args, now)
+        assert step.run_id is not None
+        if request.here and self.here is not None and self.here.may_run(claim, task):
+            taken = self.here.claim(step.run_id, now)  # in this transaction
+            if taken is not None:  # started in the caller's host once committed
+                return {"run": step.run_id, "here": taken}
+        self.started[step.run_id] = step  # its launch here reads its arguments from it
+        while len(self.started) > STARTED_KEPT:
+            del self.started[next(iter(self.started))]
         self.wake()
         return {"run": step.run_id}
+
+    def _also(self, run_ids: tuple[int, ...]) -> Answer:
+        """The answers of those of these steps' task runs that have ended."""
+        if not run_ids:
+            return {}
+        ended = {}
+        for run_id, (state, _) in self.store.run_states(run_ids).items():
+            if state.terminal:
+                found, reason, outputs = self.store.step_result(run_id)
+                ended[str(run_id)] = _step_answer(run_id, found, reason, outputs)
+        return {"also": ended}
 
     def answer_waiters(self) -> None:
         """Tell handlers waiting for child executions or steps that ended (by anyone)."""
@@ -599,7 +711,8 @@ class TaskCalls:
                 found, reason, outputs = self.store.step_result(run_id)
                 answer = _step_answer(run_id, found, reason, outputs)
                 for call in self._steps.pop(run_id):
-                    call.answer.set_result(answer)
+                    also = call.request.also if isinstance(call.request, WaitStep) else ()
+                    call.answer.set_result({**answer, **self._also(also)})
         if not self._waiters:
             return
         for child_id, state in self.store.ended_among(list(self._waiters)).items():
@@ -611,6 +724,33 @@ class TaskCalls:
             }
             for call in self._waiters.pop(child_id):
                 call.answer.set_result(answer)
+
+
+class HereSteps(Protocol):
+    """How a flow function's ``@task`` calls run in its own host (the launcher)."""
+
+    def may_run(self, caller: Claim, task: Task) -> bool:
+        """Whether ``task`` may run in the host of the flow function of ``caller``."""
+
+    def claim(self, run_id: int, now: float) -> Claim | None:
+        """Claim the step's task run ``run_id`` for this worker, as launched (inside
+        the loop's step transaction)."""
+
+    def start(self, caller: Running, claim: Claim, request: Request) -> Answer:
+        """Its attempt runs in the caller's host from now on (the claim committed):
+        what the host needs to run it (loop thread)."""
+
+    def end(self, here: Here, reply: Mapping[str, Any]) -> None:
+        """It ended with the host's ``reply``: reported (the caller's thread)."""
+
+
+def _drain(found: queue.SimpleQueue[Any]) -> list[Any]:
+    taken = []
+    while True:
+        try:
+            taken.append(found.get_nowait())
+        except queue.Empty:
+            return taken
 
 
 def _error(exc: OrdoError) -> Answer:

@@ -5,6 +5,7 @@ task's child execution started). Every end is told to the loop as a :class:`Repo
 from __future__ import annotations
 
 import collections
+import json
 import logging
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -14,14 +15,15 @@ from ordo import engine
 from ordo.clock import Clock
 from ordo.errors import OrdoError, StoreError, StoreUnavailable
 from ordo.masking import mask_value, masked
-from ordo.model import Outcome, State
+from ordo.model import Outcome, State, Task
 from ordo.runners import RunnerSet
-from ordo.runners.base import RunContext
-from ordo.runners.process import group_start
+from ordo.runners.base import LogSink, RunContext
+from ordo.runners.process import AttemptFiles, group_start
+from ordo.runners.python import reply_outcome
 from ordo.secrets import Revealed, SecretBox
 from ordo.store import Store
 from ordo.store.records import AttemptProcess, Claim
-from ordo.worker.calls import Running, StartFlowTask, TaskCalls
+from ordo.worker.calls import Here, Request, Running, StartFlowTask, TaskCalls, TaskStep
 from ordo.worker.events import Inbox, ProcessStarted
 from ordo.worker.logs import AttemptLog, LogBuffer
 from ordo.worker.settings import Listener, WorkerSettings
@@ -74,6 +76,8 @@ class Launcher:
             wake=lambda: inbox.wake("call"),
             evaluate=self.evaluate,
             start_flow_task=self._start_flow_task,
+            here=self,
+            told=lambda: inbox.wake("told"),
         )
 
     # -- claims waiting for a slot ----------------------------------------------------
@@ -180,7 +184,10 @@ class Launcher:
         if self.vault is None:  # the store's secrets, read once per step
             self.vault = self.secrets.reveal(self.store.secret_rows())
         try:
-            prepared = engine.prepare(self.store, claim, log, self.env, self.secrets, self.vault)
+            step = self.calls.started.pop(claim.task_run_id, None)  # a @task's, begun here
+            prepared = engine.prepare(
+                self.store, claim, log, self.env, self.secrets, self.vault, step
+            )
         except StoreError:
             raise
         except Exception as exc:  # a bug on user content must not stop the loop
@@ -208,11 +215,96 @@ class Launcher:
         ctx.kill_grace = self.settings.kill_grace
         running = Running(claim, ctx)
         ctx.call = lambda request: self.calls.call(running, request)
+        if ctx.fields.get("flow_function"):  # the lines of the @tasks it runs in its host
+            ctx.step_log = lambda attempt: _here_log(running, attempt)
         ctx.process_started = lambda pid: self.inbox.note(  # recorded in the next step
             ProcessStarted(claim.attempt_id, pid, group_start(pid))
         )
         self.running[claim.attempt_id] = running
         self._pool.submit(self._run, running)
+
+    # -- a flow function's @task calls, run in its own host ----------------------------
+    def may_run(self, caller: Claim, task: Task) -> bool:
+        """A ``@task`` call runs in its flow function's host unless its task has a
+        timeout (which only stopping a host of its own enforces) or a queue other than
+        the flow function's (it must run on a worker of that queue)."""
+        if task.timeout is not None:
+            return False
+        return task.queue == self.store.flow_of(caller.revision_id).task(caller.task_id).queue
+
+    def claim(self, run_id: int, now: float) -> Claim | None:
+        s = self.settings
+        taken = self.store.claim(s.worker_id, 1, now, s.claim_lease_seconds, only=[run_id])
+        if not taken:
+            return None
+        self.store.mark_launched([taken[0].attempt_id], now, now + s.lease_seconds)
+        return taken[0]
+
+    def start(self, caller: Running, claim: Claim, request: Request) -> dict[str, Any]:
+        """The step's attempt as running here, in the caller's slot (its host runs it):
+        renewed, stopped and reported as any other; what the host needs to run it."""
+        assert isinstance(request, TaskStep)
+        flow = caller.context
+        log = self._log(claim)
+        log.hide(flow.secrets)
+        task = self.store.flow_of(claim.revision_id).task(claim.task_id)
+        ctx = RunContext(
+            claim.execution_id,
+            claim.task_run_id,
+            claim.attempt_id,
+            claim.number,
+            task,
+            {**task.spec, "args": list(request.args)},
+            dict(request.kwargs),
+            dict(task.env),
+            flow.base_dir,
+            log,
+            kill_grace=self.settings.kill_grace,
+            secrets=flow.secrets,
+            vault=flow.vault,
+        )
+        running = Running(claim, ctx, waiting=1)  # its slot is the caller's
+        ctx.call = lambda call: self.calls.call(running, call)
+        files = AttemptFiles(claim.attempt_id)
+        self.running[claim.attempt_id] = running
+        caller.here[claim.attempt_id] = Here(running, files)
+        caller.logs[claim.attempt_id] = log
+        self.listener.started(claim)
+        if caller.ended:  # the flow function's attempt ended meanwhile: so does this
+            self._end_with(caller, claim.attempt_id)
+        env = {**files.env(ctx), "ORDO_INPUTS": json.dumps(dict(ctx.with_))}
+        return {"run": claim.task_run_id, "attempt": claim.attempt_id, "env": env}
+
+    def end(self, here: Here, reply: Mapping[str, Any]) -> None:
+        ctx = here.running.context
+        try:
+            outcome = reply_outcome(dict(reply), here.files)
+        except Exception as exc:  # a malformed reply must not lose the attempt
+            logger.exception("the reply of task %r cannot be read", ctx.task.id)
+            outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
+        finally:
+            here.files.remove()
+        self.calls.report(here.running.claim, masked(outcome, ctx.secrets))
+
+    def _end_all_here(self, caller: Running) -> None:
+        """The flow function's attempt ended (its runner returned): ``@task`` attempts
+        still running in its host (it was stopped, or died) end with it."""
+        caller.ended = True  # (first: one started from now on is ended by ``start``)
+        for attempt_id in list(caller.here):
+            self._end_with(caller, attempt_id)
+
+    def _end_with(self, caller: Running, attempt_id: int) -> None:
+        here = caller.here.pop(attempt_id, None)
+        if here is not None:  # (not ended by another thread)
+            here.files.remove()
+            if caller.context.cancel.is_set():
+                outcome = Outcome(State.KILLED, reason="killed", error="killed on request")
+            else:
+                error = "the python process of its flow function ended while it ran there"
+                outcome = Outcome(State.FAILED, reason="error", error=error)
+            if isinstance(here.running.context.log, AttemptLog):
+                here.running.context.log.release(None)
+            self.calls.report(here.running.claim, outcome)
 
     def _log(self, claim: Claim) -> AttemptLog:
         return AttemptLog(claim, self.logs, self.clock, self.settings.max_log_bytes)
@@ -278,6 +370,7 @@ class Launcher:
         except Exception as exc:  # a runner bug must not lose the attempt
             logger.exception("runner %s crashed", ctx.task.type)
             outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
+        self._end_all_here(running)
         if isinstance(ctx.log, AttemptLog):
             ctx.log.release(None)  # every line has come: the held ones go now
         self.inbox.finished(claim, masked(outcome, ctx.secrets))
@@ -336,3 +429,9 @@ class Launcher:
         for running in self.running.values():
             running.context.cancel.set()
         self._pool.shutdown(wait=True)
+
+
+def _here_log(caller: Running, attempt_id: int) -> LogSink | None:
+    """The log of the ``@task`` attempt ``attempt_id`` run in ``caller``'s host, asked
+    once, when its first line comes."""
+    return caller.logs.pop(attempt_id, None)

@@ -29,7 +29,7 @@ from ordo.runners.process import this_machine
 from ordo.secrets import SecretBox
 from ordo.store import Store
 from ordo.store.records import AttemptProcess, Claim, NewLog, RecordResult
-from ordo.worker.events import Event, Inbox, ProcessStarted, Reported
+from ordo.worker.events import Event, Inbox, ProcessStarted, Reported, Wake
 from ordo.worker.housekeeping import NEVER, Housekeeping
 from ordo.worker.launch import Launcher
 from ordo.worker.logs import LogBuffer
@@ -229,6 +229,8 @@ class Worker:
         logs, renew = self.logs.pending(), launcher.renewals(now)
         launched, processes = list(launcher.launched), list(launcher.processes)
         stopped = RecordResult()
+        for ended in launcher.calls.take_steps():  # @tasks run in their flow's host
+            self._receive(ended, done)
         try:
             result, claims, starting, answer = self._write_step(
                 done, now, execution_id, logs, renew, launched, processes, stopped
@@ -371,19 +373,24 @@ class Worker:
         prefetched claims keep the slots busy, go on gathering a batch (:meth:`_defer`).
         Outcomes join ``done`` as they come (kept there if the store fails meanwhile)."""
         wake_at = min(self.housekeeping.due, self._deadline or NEVER)
-        self._wait(done, execution_id, wake_at)
+        told = self._wait(done, execution_id, wake_at)
         while self._defer(done):
-            self._wait(done, execution_id, wake_at)
+            told = self._wait(done, execution_id, wake_at)
+        if told:  # a flow function's next call usually follows its @task's end at once
+            for event in self.inbox.take(self.settings.told_delay):
+                self._receive(event, done)
 
-    def _wait(self, done: list[Reported], execution_id: int | None, due_at: float) -> None:
-        """Block until an event arrives or something is due; take all events there."""
+    def _wait(self, done: list[Reported], execution_id: int | None, due_at: float) -> bool:
+        """Block until an event arrives or something is due; take all events there.
+        Whether they were only ends of ``@task``s run in their flow functions' hosts."""
         if done and not self._defer(done):
-            return
+            return False
         now = self.clock.now()
         events = self.inbox.take(min(self._due(done, execution_id, due_at, now)) - now)
         for event in events:
             self._receive(event, done)
         self.launcher.launch_waiting()  # freed slots start prefetched claims before we record
+        return bool(events) and all(isinstance(e, Wake) and e.why == "told" for e in events)
 
     def _due(
         self, done: list[Reported], execution_id: int | None, due_at: float, now: float

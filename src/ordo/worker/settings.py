@@ -45,6 +45,10 @@ class WorkerSettings:
     queues: tuple[str, ...] = ("default",)  # served by serve(); run_execution takes any
     prefetch: int = 16  # claims beyond the free slots, started as soon as a slot frees
     record_delay: float = 0.05  # how long outcomes may wait to be recorded together
+    #: how long the end of a @task run in its flow function's host may wait for the
+    #: function's next call (usually at once), so that one step records it and starts
+    #: the next
+    told_delay: float = 0.002
     kill_check_every: float = 0.5  # while attempts run: how often to look for kills
     grace: float = 30.0  # serve(): how long running attempts may finish after stop()
     reap_every: float = 3.0  # serve(): how often expired leases are looked for
