@@ -72,9 +72,37 @@ def test_a_one_task_run_of_a_stored_flow_imports_only_what_it_uses(
         "ordo.ui",
         "ordo.runners.http",
         "ordo.runners.sql",
+        # a reused revision is neither parsed nor checked
+        "ordo.definitions.flowfile",
+        "ordo.definitions.package",
+        "ordo.definitions.triggers",
+        "ordo.definitions.document",
+        "ordo.cron",
+        "yaml",
+        "zoneinfo",
     }
     assert not modules & unused
     assert not [m for m in modules if m.split(".")[0] in HEAVY]
+
+
+def test_the_parser_of_the_command_given_alone_the_whole_tree_otherwise(
+    ordo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Only the command run is built; help, an unknown word or an option after a
+    top-level option still see every command."""
+    code, _, out = imported(ordo_env, tmp_path, "--db", "x.db", "run", "--help")
+    assert code == 0, out
+    assert out.startswith("usage: ordo run")
+    code, _, out = imported(ordo_env, tmp_path, "--db", "x.db", "runn")
+    assert code == 2
+    assert "invalid choice: 'runn'" in out
+    assert "'run'" in out and "'schedules'" in out and "'completion'" in out
+    code, _, out = imported(ordo_env, tmp_path, "executions", "list", "--bogus")
+    assert code == 2
+    assert "ordo executions list: error: unrecognized arguments: --bogus" in out
+    code, _, out = imported(ordo_env, tmp_path, "completion", "bash")
+    assert code == 0, out
+    assert "schedules" in out and "executioner" in out
 
 
 def test_an_http_task_does_not_import_httpx_command_line_client(
