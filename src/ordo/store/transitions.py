@@ -79,27 +79,28 @@ WHERE task_runs.id = v.column1 AND task_runs.state = v.column5
 RETURNING task_runs.id AS task_run_id, task_runs.fork_of AS fork_of
 """
 _TASK_RUN_TYPES = ("BIGINT", "TEXT", "TEXT", "DOUBLE PRECISION", "TEXT")
-#: PostgreSQL: attempts ended SUCCESS (``{finish}``) and their task runs RUNNING ->
-#: SUCCESS, in one statement; each attempt recorded with its task run if that moved
-_SUCCEEDED = """
+#: The task runs of attempts finished (``f``) move RUNNING -> SUCCESS (``u``).
+_SUCCESS_MOVES = """
 WITH f AS ({finish}),
 u AS (
     UPDATE task_runs SET state = 'SUCCESS', reason = NULL, ended_at = ?
     FROM f
     WHERE task_runs.id = f.task_run_id AND task_runs.state = 'RUNNING'
-    RETURNING task_runs.id, task_runs.fork_of)
+    RETURNING task_runs.id, task_runs.execution_id, task_runs.fork_of)"""
+#: PostgreSQL: attempts ended SUCCESS (``{finish}``) and their task runs RUNNING ->
+#: SUCCESS, in one statement; each attempt recorded with its task run if that moved
+_SUCCEEDED = (
+    _SUCCESS_MOVES
+    + """
 SELECT f.attempt_id, u.id AS task_run_id, u.fork_of FROM f LEFT JOIN u ON u.id = f.task_run_id
 """
+)
 #: PostgreSQL: :data:`_SUCCEEDED` and, in the same statement, the pending count of each
 #: execution whose task runs (not for_each items) moved, less those, its rows locked in
 #: id order first (as one at a time in id order would): each row's ``pending`` after.
-_SUCCEEDED_COUNTED = """
-WITH f AS ({finish}),
-u AS (
-    UPDATE task_runs SET state = 'SUCCESS', reason = NULL, ended_at = ?
-    FROM f
-    WHERE task_runs.id = f.task_run_id AND task_runs.state = 'RUNNING'
-    RETURNING task_runs.id, task_runs.execution_id, task_runs.fork_of),
+_SUCCEEDED_COUNTED = (
+    _SUCCESS_MOVES
+    + """,
 n AS (SELECT execution_id, count(*) AS ended FROM u WHERE fork_of IS NULL GROUP BY execution_id),
 l AS (SELECT id FROM executions WHERE id IN (SELECT execution_id FROM n) ORDER BY id FOR UPDATE),
 p AS (
@@ -111,6 +112,7 @@ SELECT f.attempt_id, u.id AS task_run_id, u.fork_of, u.execution_id, p.pending
 FROM f LEFT JOIN u ON u.id = f.task_run_id
     LEFT JOIN p ON p.id = u.execution_id AND u.fork_of IS NULL
 """
+)
 #: Attempts started: each task run's count and last attempt, and CREATED or RESTARTED ->
 #: RUNNING for a first attempt (a retry's task run is RUNNING already), in one statement.
 _CLAIMED = """

@@ -270,7 +270,7 @@ class Worker:
             # working on one execution, record first: what it makes ready is claimed next
             claims: list[Claim] = []
             if execution_id is None and not stopped.ended_executions:
-                claims = self._claim(now, execution_id, 0)
+                claims = self._claim(now, execution_id)
             self.store.readied = execution_id is not None
             result = self.store.record_outcomes([(f.claim, f.outcome) for f in done], now, self.rng)
             if s.retry_keeps_slot:
@@ -279,13 +279,14 @@ class Worker:
             result.nested.extend(stopped.nested)
             self._hand_back(now)
             answer = launcher.calls.serve_steps()  # flow functions' @task calls: started
-            launching: list[int] = []  # of the claims below, those recorded launched already
+            last: list[Claim] = []  # those of them that start now are recorded launched
             if self.store.readied and execution_id not in result.ended_executions:
-                claims += self._claim(now, execution_id, len(claims), claims, launching)
+                last = self._claim(now, execution_id, claims)  # made ready just now
+                claims += last
             # launched, or about to be (claims that fit in free slots): the full lease
             starting = launcher.starting(claims)
             ending = {f.claim.attempt_id for f in done}  # recorded now: no need to say launched
-            ending.update(launching)
+            ending.update(c.attempt_id for c in last)
             marked = [a for a in (*launched, *starting) if a not in ending]
             self.store.mark_launched(marked, now, now + s.lease_seconds)
             still = [p for p in processes if p.attempt_id in launcher.running]  # not ended
@@ -317,28 +318,22 @@ class Worker:
             self.store.hand_back(late, now, why)
 
     def _claim(
-        self,
-        now: float,
-        execution_id: int | None,
-        taken: int,
-        before: list[Claim] | None = None,
-        launching: list[int] | None = None,
+        self, now: float, execution_id: int | None, before: list[Claim] | None = None
     ) -> list[Claim]:
-        """Claim up to the free slots (and ``prefetch`` more), less ``taken`` already,
-        each leased for ``claim_lease_seconds`` until it is launched. With ``launching``
-        (a list to fill), those that fit in free slots after the claims ``before`` this
-        step's last claim are recorded launched by the claim itself (the rule of
-        :meth:`Launcher.starting`): their ids go to ``launching``."""
+        """Claim up to the free slots (and ``prefetch`` more), each leased for
+        ``claim_lease_seconds`` until it is launched. Given ``before`` (the step's
+        claims so far: this is its last claim), those that fit in the free slots after
+        them are recorded launched by the claim itself, by the rule of
+        :meth:`Launcher.starting`, which then picks the same ones."""
         s, launcher = self.settings, self.launcher
         if self.housekeeping.stopping_at is not None:
             return []
-        room = s.slots + s.prefetch - launcher.busy() - len(launcher.waiting) - taken
+        taken = before or []
+        room = s.slots + s.prefetch - launcher.busy() - len(launcher.waiting) - len(taken)
         queues = None if execution_id is not None else s.queues
-        lease = s.claim_lease_seconds
-        launch = 0
-        if launching is not None:
-            held = launcher.held
-            launch = launcher.room() - sum(1 for c in before or () if c.execution_id not in held)
+        held = launcher.held
+        launch = 0 if before is None else launcher.room()
+        launch -= sum(1 for c in taken if c.execution_id not in held)
 
         def claim(limit: int, only: list[int] | None = None) -> list[Claim]:
             nonlocal launch
@@ -346,18 +341,15 @@ class Worker:
                 s.worker_id,
                 limit,
                 now,
-                lease,
+                s.claim_lease_seconds,
                 execution_id=execution_id,
                 queues=queues,
                 only=only,
                 launch=max(launch, 0),
                 launch_lease_seconds=s.lease_seconds,
-                held=launcher.held,
+                held=held,
             )
-            if launching is not None:
-                started = [c.attempt_id for c in claims if c.execution_id not in launcher.held]
-                launching.extend(started[: max(launch, 0)])
-                launch -= len(started)
+            launch -= sum(1 for c in claims if c.execution_id not in held)
             return claims
 
         claims: list[Claim] = []
