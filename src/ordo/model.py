@@ -123,6 +123,9 @@ KINDS = ("FLOW", "SCRIPT", "CONNECTION", "SCHEDULE")
 #: The namespace of the flows a handler's ``this.connect`` calls run as (kind
 #: CONNECTION, one per connection): not listed among the flows.
 CONNECTIONS = "connections"
+#: The reason of the SKIPPED outcome of a claim dropped before its launch because its
+#: execution was failing (``Launcher.drop_failing``): its attempt never ran.
+DROPPED = "failing"
 TASK_TYPES = ("shell", "python", "sql", "http", "flow")
 
 

@@ -7,7 +7,7 @@ import random
 
 from test_contract import LATER, NOW, claim_all, fail, flow_of, ok, start, task
 
-from ordo.model import Outcome, State
+from ordo.model import DROPPED, Outcome, State
 from ordo.store import Store
 
 RNG = random.Random(3)
@@ -33,3 +33,31 @@ def test_a_restart_keeps_a_for_each_under_its_concurrency(store: Store) -> None:
         store.record_outcomes([(i, ok()) for i in items], LATER + 2 + seen, RNG)
     assert seen == 4
     assert store.get_execution(ex_id).state is State.SUCCESS
+
+
+def test_an_item_dropped_unlaunched_by_a_failure_runs_again_in_a_replay(store: Store) -> None:
+    """A claim a worker dropped before launching it (its execution was failing) counts no
+    attempt: the item was skipped by the failure, so a replay runs it (and its for_each
+    task run) again rather than copying it SKIPPED."""
+    flow = flow_of(task("b"), task("c", "b"), task("each", for_each=[1, 2]))
+    ex_id = start(store, flow)
+    claims = {c.task_id: c for c in claim_all(store, ex_id)}
+    forks = Outcome(State.SUCCESS, forks=[1, 2])
+    store.record_outcomes([(claims["each"], forks)], NOW + 1, RNG)
+    first, second = sorted(claim_all(store, ex_id), key=lambda c: c.task_run_id)
+    store.record_outcomes([(claims["b"], fail()), (first, ok())], NOW + 2, RNG)
+    dropped = Outcome(State.SKIPPED, reason=DROPPED, error="execution failed: task 'b' failed")
+    store.record_outcomes([(second, dropped)], NOW + 3, RNG)
+    assert store.get_execution(ex_id).state is State.FAILED
+    item = next(r for r in store.task_runs(ex_id) if r.id == second.task_run_id)
+    assert (item.state, item.attempts) == (State.SKIPPED, 0)
+
+    replay = store.replay_execution(ex_id, "b", LATER)
+    again = {c.task_id: c for c in claim_all(store, replay, LATER + 1)}
+    assert set(again) == {"b", "each"}  # the for_each task run forks again
+    store.record_outcomes([(again["b"], ok()), (again["each"], forks)], LATER + 2, RNG)
+    for _ in range(3):
+        store.record_outcomes(
+            [(c, ok()) for c in claim_all(store, replay, LATER + 3)], LATER + 4, RNG
+        )
+    assert store.get_execution(replay).state is State.SUCCESS

@@ -19,7 +19,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ordo.model import CheckResult, Flow, Outcome, State
+from ordo.model import DROPPED, CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
 from ordo.store.db import Db, dumps
 from ordo.store.flows import Flows
@@ -42,6 +42,7 @@ WHERE a.task_run_id = ? AND (a.reason IS NULL OR a.reason <> 'handed back')
   AND a.number > t.retries_from
 """
 DEPENDENTS = "SELECT task_run_id FROM task_run_deps WHERE upstream_id = ?"
+NOT_COUNTED = "UPDATE task_runs SET attempts = attempts - 1 WHERE id = ?"
 #: What the end of an execution is decided from: its task runs (not a handler's calls)
 #: by state, allow_failure and whether skipped because something failed.
 END_FACTS = """
@@ -228,6 +229,8 @@ class Outcomes:
             )
             return
         if state is State.SKIPPED:
+            if outcome.reason == DROPPED:  # never launched: it does not count, as a hand-back
+                self.db.execute(NOT_COUNTED, (claim.task_run_id,))  # (skipped by failure)
             self._run_if_skipped(claim, outcome, now, result)
             return
         if state is State.FAILED and self._retry(claim, outcome, now, rng):

@@ -15,7 +15,7 @@ from ordo import engine
 from ordo.clock import Clock
 from ordo.errors import OrdoError, StoreError, StoreUnavailable
 from ordo.masking import mask_value, masked
-from ordo.model import Outcome, State, Task
+from ordo.model import DROPPED, Outcome, State, Task
 from ordo.runners import RunnerSet
 from ordo.runners.base import LogSink, RunContext
 from ordo.runners.process import AttemptFiles, group_start
@@ -417,7 +417,7 @@ class Launcher:
         for claim in [c for c in self.waiting if c.execution_id in failing]:
             self.unwait(claim)
             why = failing[claim.execution_id]
-            self.inbox.finished(claim, Outcome(State.SKIPPED, reason="failing", error=why))
+            self.inbox.finished(claim, Outcome(State.SKIPPED, reason=DROPPED, error=why))
 
     def release_logs(self, now: float) -> None:
         """Lines held long enough for a secret's rest go to the buffer."""
