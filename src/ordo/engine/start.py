@@ -205,15 +205,7 @@ def restart_execution(
             f"execution {execution_id} is {execution.state.value}; restart needs FAILED, "
             "KILLED or WARNING"
         )
-    revision_id = execution.revision_id
-    if latest:
-        newest = store.find_flow(execution.namespace, execution.flow_id, None)
-        revision_id = newest.id if newest is not None else revision_id
-    flow = store.flow_of(revision_id)
-    _check_task(flow, from_task, "--from")
-    inputs = None
-    if given_inputs:
-        inputs = definitions.coerce_inputs(flow, {**execution.inputs, **given_inputs})
+    revision_id, inputs = _run_again(store, execution, from_task, given_inputs, latest)
     return store.restart_execution(
         execution_id, now, from_task=from_task, inputs=inputs, revision_id=revision_id
     )
@@ -238,6 +230,22 @@ def replay_execution(
             f"execution {execution_id} is {execution.state.value}; replay needs an ended "
             f"execution (ordo kill {execution_id}, or wait for it)"
         )
+    revision_id, inputs = _run_again(store, execution, from_task, given_inputs, latest)
+    return store.replay_execution(
+        execution_id, from_task, now, inputs=inputs, revision_id=revision_id
+    )
+
+
+def _run_again(
+    store: Store,
+    execution: ExecutionRow,
+    from_task: str | None,
+    given_inputs: Mapping[str, Any] | None,
+    latest: bool,
+) -> tuple[int, dict[str, Any] | None]:
+    """The revision a restart or replay of ``execution`` runs (its flow's newest when
+    ``latest``) and its inputs (the new ones checked and merged over the old, else None);
+    UsageError when ``from_task`` is not one of its tasks."""
     revision_id = execution.revision_id
     if latest:
         newest = store.find_flow(execution.namespace, execution.flow_id, None)
@@ -247,9 +255,7 @@ def replay_execution(
     inputs = None
     if given_inputs:
         inputs = definitions.coerce_inputs(flow, {**execution.inputs, **given_inputs})
-    return store.replay_execution(
-        execution_id, from_task, now, inputs=inputs, revision_id=revision_id
-    )
+    return revision_id, inputs
 
 
 def _check_task(flow: Flow, task_id: str | None, option: str) -> None:
