@@ -32,7 +32,7 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         return _run(args, environ, settings, runners)
     finally:
-        runners.close()  # when the run did not start (the worker closes them else)
+        runners.close()  # reaps the hosts: the run only told them to exit
 
 
 def _run(
@@ -73,7 +73,7 @@ def _run(
             listener=listener,
             secrets=box,
         )
-        final = work(worker, execution_id, listener)
+        final = work(worker, execution_id, listener, reap_hosts=False)
         if args.json:
             from ordo.views import execution_document, with_iso
 
@@ -95,8 +95,17 @@ def _may_have_python_tasks(path: str) -> bool:
         return False
 
 
-def work(worker: Worker, execution_id: int, listener: Progress, *, reap: bool = False) -> State:
-    """Run ``execution_id`` to its end in this process; Ctrl-C or SIGTERM stops it."""
+def work(
+    worker: Worker,
+    execution_id: int,
+    listener: Progress,
+    *,
+    reap: bool = False,
+    reap_hosts: bool = True,
+) -> State:
+    """Run ``execution_id`` to its end in this process; Ctrl-C or SIGTERM stops it.
+    ``reap_hosts=False``: the python hosts exit while the caller prints and closes the
+    store, and the caller closes the runners."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         worker.interrupt(f"interrupted by signal {signal.Signals(signum).name}")
@@ -110,4 +119,4 @@ def work(worker: Worker, execution_id: int, listener: Progress, *, reap: bool = 
         listener.end()
         for s, handler in previous.items():
             signal.signal(s, handler)
-        worker.close()
+        worker.close(reap=reap_hosts)

@@ -78,6 +78,15 @@ class RunnerSet:
         assert isinstance(runner, PythonRunner)
         runner.warm(count)
 
+    def hang_up(self) -> None:
+        """Have the idle python hosts start exiting while the caller finishes its own
+        work (printing, closing the store); :meth:`close` reaps them."""
+        from ordo.runners.python import PythonRunner
+
+        runner = self._runners.get("python")
+        if isinstance(runner, PythonRunner):
+            runner.hang_up()
+
     def close(self) -> None:
         """Close every runner made so far (stops the python hosts)."""
         for runner in self._runners.values():

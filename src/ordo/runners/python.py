@@ -284,6 +284,7 @@ class PythonRunner:
         self.pool_size = pool_size
         self.environ = passed_environ(os.environ if environ is None else environ)
         self._idle: list[Host] = []
+        self._leaving: list[Host] = []  # hung up, not yet reaped (see :meth:`hang_up`)
         self._lock = threading.Lock()
 
     def warm(self, count: int | None = None) -> None:
@@ -421,9 +422,19 @@ class PythonRunner:
             return f"{reply['answer']}: {said}" if said else reply["answer"]
         return reply.get("value")
 
-    def close(self) -> None:
+    def hang_up(self) -> None:
+        """Have the idle hosts start exiting now (end of input), while the caller goes
+        on: :meth:`close` then only reaps them."""
         with self._lock:
             idle, self._idle = self._idle, []
+            self._leaving.extend(idle)
+        for host in idle:
+            host.hang_up()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle + self._leaving, []
+            self._leaving.clear()
         for host in idle:  # all of them start exiting at once
             host.hang_up()
         for host in idle:

@@ -133,9 +133,14 @@ class Worker:
         self.housekeeping.stop_reason = reason
         self.inbox.wake("interrupt")
 
-    def close(self) -> None:
+    def close(self, *, reap: bool = True) -> None:
+        """Stop the launcher and the runners; ``reap=False``: the python hosts are only
+        told to exit, and whoever owns the runners closes them (reaps them) later."""
         self.launcher.close()
-        self.runners.close()
+        if reap:
+            self.runners.close()
+        else:
+            self.runners.hang_up()
 
     # -- the loop --------------------------------------------------------------------
     def _loop(self, execution_id: int | None) -> State | None:
