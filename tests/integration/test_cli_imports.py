@@ -126,3 +126,46 @@ def test_an_http_task_does_not_import_httpx_command_line_client(
     assert code == 0, out
     assert "httpx" in modules
     assert not {"httpx._main", "rich", "click", "pygments"} & modules
+
+
+# Runs ``ordo ARGS`` and prints, on stderr's last line, the ordo modules imported when the
+# first python host was started.
+SPAWN_PROBE = """
+import json, sys
+import ordo.runners.spawn as spawn
+real = spawn.spawn_host
+seen = []
+def spawn_host(env):
+    seen.append(sorted(m for m in sys.modules if m.startswith("ordo")))
+    return real(env)
+spawn.spawn_host = spawn_host
+from ordo.cli.main import main
+code = main(sys.argv[1:])
+print(json.dumps(seen), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_a_run_starts_its_first_python_host_before_importing_the_engine(
+    ordo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The host boots (about 20 ms) on the other core while ``ordo run`` imports the
+    store, the engine and the worker, instead of after."""
+    (tmp_path / "noop.py").write_text("def noop():\n    return None\n")
+    (tmp_path / "w0.yaml").write_text(
+        "id: w0\ntasks:\n  - {id: t0, type: python, function: 'noop:noop'}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", SPAWN_PROBE, "run", "w0.yaml", "-q"],
+        env=ordo_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+    spawned = json.loads(done.stderr.rstrip("\n").split("\n")[-1])
+    assert len(spawned) == 1  # the run's one task used the host started first
+    first = set(spawned[0])
+    assert not {"ordo.store", "ordo.engine", "ordo.worker", "ordo.model"} & first, first

@@ -677,6 +677,16 @@ def _preset_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _may_have_python_tasks(path: str) -> bool:
+    """A first guess, before the file is loaded: does it mention python at all? (A
+    package folder, or a file that cannot be read, says no: its hosts start later.)"""
+    try:
+        with open(path, "rb") as f:
+            return b"python" in f.read(1 << 20)
+    except OSError:
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ordo`` console script."""
     parser = _parser(sys.argv[1:] if argv is None else argv)
@@ -714,9 +724,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return serving_commands.COMMANDS[args.command](args, environ)
         if args.command == "run" and not args.detach:
+            host = None
+            if _may_have_python_tasks(args.file):  # it boots while the rest is imported
+                from ordo.runners.spawn import spawn_host
+
+                host = spawn_host(os.environ)  # (ordo's keys are out of it already)
             from ordo.cli import run
 
-            return run.command(args, environ)
+            return run.command(args, environ, host)
         if args.command in ("worker", "workers", "submit", "run"):
             from ordo.cli import serve
 

@@ -17,19 +17,24 @@ from ordo.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from ordo.cli.display import Progress
+    from ordo.runners.spawn import Spawned
     from ordo.worker import Worker
 
 
-def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, found {args.workers}")
+def command(
+    args: argparse.Namespace, environ: Mapping[str, str], host: Spawned | None = None
+) -> int:
+    """``host``: a python host the caller started before importing this module (when
+    the flow file mentions python), kept as the first of the run's."""
     settings = WorkerSettings()
     if args.workers:
         settings.slots = args.workers
     runners = make_runners(settings.slots)
-    if _may_have_python_tasks(args.file):  # a host boots while the rest is imported
-        runners.warm_python(1)
+    if host is not None:
+        runners.adopt_python(host)
     try:
+        if args.workers is not None and args.workers < 1:
+            raise UsageError(f"--workers must be at least 1, found {args.workers}")
         return _run(args, environ, settings, runners)
     finally:
         runners.close()  # reaps the hosts: the run only told them to exit
@@ -83,16 +88,6 @@ def _run(
     finally:
         store.close()
     return EXIT_OK if final in (State.SUCCESS, State.WARNING) else EXIT_FAILED
-
-
-def _may_have_python_tasks(path: str) -> bool:
-    """A first guess, before the file is loaded: does it mention python at all? (A
-    package folder, or a file that cannot be read, says no: its hosts start later.)"""
-    try:
-        with open(path, "rb") as f:
-            return b"python" in f.read(1 << 20)
-    except OSError:
-        return False
 
 
 def work(

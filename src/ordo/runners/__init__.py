@@ -8,10 +8,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ordo.errors import RunnerError
-from ordo.runners.base import RunContext, Runner
 
 if TYPE_CHECKING:
+    from ordo.runners.base import RunContext, Runner
     from ordo.runners.checks import CheckRunner
+    from ordo.runners.spawn import Spawned
 
 
 class RunnerSet:
@@ -77,6 +78,15 @@ class RunnerSet:
         runner = self.get("python")
         assert isinstance(runner, PythonRunner)
         runner.warm(count)
+
+    def adopt_python(self, spawned: Spawned) -> None:
+        """Use a python host started before this set was made (see
+        :mod:`ordo.runners.spawn`) as an idle one."""
+        from ordo.runners.python import PythonRunner
+
+        runner = self.get("python")
+        assert isinstance(runner, PythonRunner)
+        runner.adopt(spawned)
 
     def hang_up(self) -> None:
         """Have the idle python hosts start exiting while the caller finishes its own

@@ -16,7 +16,6 @@ import logging
 import os
 import select
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -39,25 +38,10 @@ from ordo.runners.process import (
     pump,
 )
 from ordo.runners.shell import working_dir
+from ordo.runners.spawn import Spawned, spawn_host
 from ordo.runners.watch import stopped_outcome, timeout_error
 
 logger = logging.getLogger(__name__)
-
-#: The folder holding the ``ordo`` package: the host's import path for ``ordo.this``.
-_ORDO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-#: Loads ``pyhost.py`` by path as a module (not as a script, whose code would be compiled
-#: again at every boot: a module's bytecode is cached) and runs it; its folder is never on
-#: ``sys.path``.
-_BOOT = (
-    "import sys\n"
-    "from importlib.machinery import SourceFileLoader\n"
-    "from importlib.util import module_from_spec, spec_from_loader\n"
-    "loader = SourceFileLoader('ordo_pyhost', sys.argv.pop(1))\n"
-    "host = module_from_spec(spec_from_loader(loader.name, loader))\n"
-    "loader.exec_module(host)\n"
-    "host.main()\n"
-)
 
 
 class _Replies:
@@ -149,33 +133,11 @@ class _Calls:
 class Host:
     """One warm ``pyhost`` process; used by one attempt at a time."""
 
-    def __init__(self) -> None:
-        read_fd, write_fd = os.pipe()
-        call_r, call_w = os.pipe()
-        answer_r, answer_w = os.pipe()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _BOOT,
-                pyhost.__file__,
-                str(write_fd),
-                _ORDO_ROOT,
-                str(call_w),
-                str(answer_r),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(write_fd, call_w, answer_r),
-            start_new_session=True,
-            env=passed_environ(os.environ),  # a task reads /proc/self/environ too
+    def __init__(self, spawned: Spawned | None = None) -> None:
+        """Drive the host ``spawned`` (started early by ``ordo run``), else a new one."""
+        self.proc, self.reply_fd, self.call_fd, self.answer_fd = spawned or spawn_host(
+            passed_environ(os.environ)
         )
-        for fd in (write_fd, call_w, answer_r):
-            os.close(fd)
-        self.reply_fd = read_fd
-        self.call_fd = call_r
-        self.answer_fd = answer_w
         self.seq = 0
         self.alive = True
         self.stopped = False
@@ -295,6 +257,10 @@ class PythonRunner:
             missing = min(count or self.pool_size, self.pool_size) - len(self._idle)
         for _ in range(missing):
             self._release(Host(), 1.0)
+
+    def adopt(self, spawned: Spawned) -> None:
+        """Keep a host started before the runner was made as one of the idle ones."""
+        self._release(Host(spawned), 1.0)
 
     def _acquire(self) -> Host:
         with self._lock:
