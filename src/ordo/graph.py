@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 
 from ordo.errors import Problem
@@ -50,6 +49,8 @@ def _dependency_problems(task: Task, known: Mapping[str, int]) -> list[str]:
         if dep == task.id:
             messages.append(f"task '{task.id}' depends on itself")
         elif dep not in known:
+            import difflib  # only for this hint: start-up speed
+
             hint = difflib.get_close_matches(dep, list(known), n=1)
             tip = f" (did you mean '{hint[0]}'?)" if hint else ""
             messages.append(f"task '{task.id}' depends on unknown task '{dep}'{tip}")

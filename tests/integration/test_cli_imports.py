@@ -169,3 +169,29 @@ def test_a_run_starts_its_first_python_host_before_importing_the_engine(
     assert len(spawned) == 1  # the run's one task used the host started first
     first = set(spawned[0])
     assert not {"ordo.store", "ordo.engine", "ordo.worker", "ordo.model"} & first, first
+
+
+def test_a_run_boots_as_many_python_hosts_as_its_tasks_can_use_at_once(
+    ordo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A chain uses one host at a time, a fan-out one per slot: a host booted for
+    nothing takes a core from the run for 20 ms."""
+    (tmp_path / "noop.py").write_text("def noop():\n    return None\n")
+    task = "  - {{id: t{i}, type: python, function: 'noop:noop'{deps}}}\n"
+    chain = "".join(
+        task.format(i=i, deps=f", depends_on: [t{i - 1}]" if i else "") for i in range(4)
+    )
+    fan = "".join(task.format(i=i, deps="") for i in range(4))
+    (tmp_path / "chain.yaml").write_text("id: chain\ntasks:\n" + chain)
+    (tmp_path / "fan.yaml").write_text("id: fan\ntasks:\n" + fan)
+    for flow, hosts in (("chain.yaml", 1), ("fan.yaml", 2)):
+        done = subprocess.run(
+            [sys.executable, "-c", SPAWN_PROBE, "run", flow, "-q", "--workers", "2"],
+            env=ordo_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert len(json.loads(done.stderr.rstrip("\n").split("\n")[-1])) == hosts, flow

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from ordo import graph
 from ordo.errors import EXIT_FAILED, EXIT_OK, UsageError
-from ordo.model import State
+from ordo.model import Flow, State
 from ordo.runners import RunnerSet, make_runners
 from ordo.worker.settings import WorkerSettings
 
@@ -61,9 +62,9 @@ def _run(
     try:
         revision = engine.register_flow(store, args.file, time.time())
         engine.check_children(store, revision.flow)
-        python_tasks = sum(1 for t in revision.flow.tasks if t.type == "python")
-        if python_tasks:  # more hosts boot while the execution is recorded
-            runners.warm_python(python_tasks)
+        at_once = _python_at_once(revision.flow)
+        if at_once:  # more hosts boot while the execution is recorded
+            runners.warm_python(at_once)
         execution_id = start_from_args(store, revision, args, labels)
         # with --json, standard output carries the JSON document only: progress on stderr
         out = sys.stderr if args.json else sys.stdout
@@ -88,6 +89,28 @@ def _run(
     finally:
         store.close()
     return EXIT_OK if final in (State.SUCCESS, State.WARNING) else EXIT_FAILED
+
+
+def _python_at_once(flow: Flow) -> int:
+    """How many python tasks of ``flow`` may run at once, at most: the most in one wave
+    (a chain needs one host; a for_each item is one each). The hosts warmed before the
+    run starts; more boot when more attempts run at once."""
+    by_id = {t.id: t for t in flow.tasks}
+    try:
+        waves = graph.waves(flow.tasks)
+    except ValueError:  # (a flow is checked when stored: never, but count them all)
+        waves = [list(by_id)]
+    return max(
+        (
+            sum(
+                (by_id[i].concurrency or len(flow.tasks)) if by_id[i].for_each is not None else 1
+                for i in wave
+                if by_id[i].type == "python"
+            )
+            for wave in waves
+        ),
+        default=0,
+    )
 
 
 def work(
