@@ -70,6 +70,8 @@ class FlowModules:
         roots.update(site.getsitepackages(), [site.getusersitepackages()])
         roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # ordo
         self.outside = tuple(os.path.join(os.path.realpath(r), "") for r in roots)
+        #: the same, as written: most modules are found there without resolving links
+        self.outside_as_written = tuple(os.path.join(os.path.abspath(r), "") for r in roots)
 
     def prepare(self, dirs: tuple[str, ...]) -> None:
         """Forget what must be imported again before a task importing from ``dirs``."""
@@ -93,8 +95,8 @@ class FlowModules:
         self.known.update(new)
         for name in new:
             path = getattr(sys.modules.get(name), "__file__", None)
-            if not isinstance(path, str):
-                continue
+            if not isinstance(path, str) or path.startswith(self.outside_as_written):
+                continue  # (the standard library, site-packages, ordo: never reloaded)
             path = os.path.realpath(path)
             if _under(path, self.dirs) and not path.startswith(self.outside):
                 self.stamps[name] = _stamp(path)
