@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ordo import graph
 from ordo.errors import EXIT_FAILED, EXIT_OK, UsageError
-from ordo.model import Flow, State
+from ordo.model import Flow, State, Task
 from ordo.runners import RunnerSet, make_runners
 from ordo.worker.settings import WorkerSettings
 
@@ -92,25 +92,22 @@ def _run(
 
 
 def _python_at_once(flow: Flow) -> int:
-    """How many python tasks of ``flow`` may run at once, at most: the most in one wave
-    (a chain needs one host; a for_each item is one each). The hosts warmed before the
-    run starts; more boot when more attempts run at once."""
+    """How many python tasks of ``flow`` may run at once, at most: as many hosts are
+    warmed before the run starts (capped by the slots; more boot when more attempts run
+    at once). The most in one wave: a chain needs one, a fan-out one per task, a
+    for_each task one per item it runs at once."""
+
+    def hosts(task: Task) -> int:
+        if task.type != "python":
+            return 0
+        return (task.concurrency or sys.maxsize) if task.for_each is not None else 1
+
     by_id = {t.id: t for t in flow.tasks}
     try:
         waves = graph.waves(flow.tasks)
-    except ValueError:  # (a flow is checked when stored: never, but count them all)
+    except ValueError:  # (a stored flow has been checked: never, but count them all)
         waves = [list(by_id)]
-    return max(
-        (
-            sum(
-                (by_id[i].concurrency or len(flow.tasks)) if by_id[i].for_each is not None else 1
-                for i in wave
-                if by_id[i].type == "python"
-            )
-            for wave in waves
-        ),
-        default=0,
-    )
+    return max((sum(hosts(by_id[i]) for i in wave) for wave in waves), default=0)
 
 
 def work(
