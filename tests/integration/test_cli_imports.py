@@ -72,6 +72,7 @@ def test_a_one_task_run_of_a_stored_flow_imports_only_what_it_uses(
         "ordo.ui",
         "ordo.runners.http",
         "ordo.runners.sql",
+        "ordo.worker.requests",  # no task calls into ordo
         # a reused revision is neither parsed nor checked
         "ordo.definitions.flowfile",
         "ordo.definitions.package",

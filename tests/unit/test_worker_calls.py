@@ -1,9 +1,9 @@
-"""A handler's JSON requests become typed requests (ordo.worker.calls.parse), or an
+"""A handler's JSON requests become typed requests (ordo.worker.requests.parse), or an
 error answer naming what is wrong."""
 
 from __future__ import annotations
 
-from ordo.worker.calls import (
+from ordo.worker.requests import (
     Connect,
     ConnectSetup,
     EndStep,

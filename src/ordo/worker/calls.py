@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ordo import engine
 from ordo.clock import Clock
@@ -37,9 +37,10 @@ from ordo.store.records import Claim
 from ordo.store.steps import StepRow
 from ordo.worker.events import Reported
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ordo.worker.requests import Answer, ConnectSetup, EndStep, Request, TaskStep
 
-Answer = dict[str, Any]  # what goes back to the handler, as JSON
+logger = logging.getLogger(__name__)
 STARTED_KEPT = 10_000  # steps started by this worker kept for their launch
 
 
@@ -65,239 +66,6 @@ class Here:
 
     running: Running
     files: AttemptFiles
-
-
-# -- the requests the loop answers ---------------------------------------------------
-@dataclass(frozen=True)
-class StartChild:
-    """``this.flow(...)``: start a child execution (waiting for it is a :class:`WaitChild`)."""
-
-    flow: str
-    revision: int | None
-    inputs: Mapping[str, Any]
-    namespace: str | None = None
-    number: int | None = None  # its step
-
-
-@dataclass(frozen=True)
-class WaitChild:
-    """``child.wait()``: answered when the child execution ends, whoever ends it."""
-
-    execution_id: int
-
-
-@dataclass(frozen=True)
-class StartFlowTask:
-    """A flow task whose function ``run_if`` answered RUN: the loop starts its child."""
-
-    context: RunContext
-
-
-@dataclass(frozen=True)
-class ConnectSetup:
-    """``this.connect(...)``, first half: what to run (the connection looked up)."""
-
-    connection: str | None
-    type: str | None
-    fields: Mapping[str, Any]
-    shape: str | None = None  # fetchval, fetch, fetchrow, execute
-    namespace: str | None = None
-    number: int | None = None  # its step
-
-
-@dataclass(frozen=True)
-class RecordCall:
-    """``this.connect(...)``, second half: record the call as a task run."""
-
-    task_id: str
-    started: float
-    outcome: Outcome
-    number: int | None = None  # its step
-    step: str = "connect"  # what the step calls: the connection's name, or its type
-    kind: str = "sql"  # the call's type: sql or http
-    lines: tuple[tuple[float, str, str], ...] = ()  # its log lines: (at, stream, line)
-
-
-@dataclass(frozen=True)
-class TaskStep:
-    """A flow function's ``@task`` call: its task run (a completed one, run again,
-    answers at once); ``bad`` why its arguments cannot be stored."""
-
-    number: int
-    name: str
-    args: list[Any]
-    kwargs: Mapping[str, Any]
-    bad: str | None = None
-    wait: bool = False  # answered when the task run ends (a call, not a submit)
-    here: bool = False  # the caller's host may run it (a call: see :class:`EndStep`)
-
-
-@dataclass(frozen=True)
-class EndStep:
-    """A ``@task`` attempt its flow function ran in its own host ended with ``reply``
-    (the python host's); ``tell``: it succeeded, nothing to answer, else answered when
-    its task run has ended (after its retries)."""
-
-    attempt_id: int
-    reply: Mapping[str, Any]
-    tell: bool = False
-
-
-@dataclass(frozen=True)
-class TaskSteps:
-    """``.submit()`` calls sent together: their task runs start in one transaction."""
-
-    steps: tuple[TaskStep, ...]
-
-
-@dataclass(frozen=True)
-class WaitStep:
-    """``future.result()``: answered when the step's task run ends, whoever ran it,
-    with the answers of those of the task runs ``also`` (other steps the flow function
-    submitted) that have ended by then."""
-
-    run_id: int
-    also: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class ValueStep:
-    """``this.now()``, ``this.random()``: a value recorded the first time."""
-
-    kind: str
-    number: int
-
-
-@dataclass(frozen=True)
-class LookUp:
-    """``system.flow``, ``system.connection``, ``system.execution``: read-only."""
-
-    request: Mapping[str, Any]
-
-
-Request = (
-    StartChild
-    | WaitChild
-    | StartFlowTask
-    | ConnectSetup
-    | RecordCall
-    | LookUp
-    | TaskStep
-    | TaskSteps
-    | WaitStep
-    | ValueStep
-)
-LOOK_UPS = ("flow_info", "connection", "execution", "project")
-
-
-@dataclass(frozen=True)
-class Connect:
-    """``this.connect(...)`` as asked: run on the task's own thread."""
-
-    setup: ConnectSetup
-
-
-@dataclass(frozen=True)
-class ReadSecret:
-    """``system.secret(name)``: answered on the task's own thread."""
-
-    name: str
-
-
-def parse(request: Mapping[str, Any]) -> Request | Connect | ReadSecret | EndStep | Answer:
-    """The typed request of a handler's JSON ``request``; an error answer naming what is
-    wrong when it is not one ordo knows."""
-    op = request.get("op")
-    try:
-        if op == "flow":
-            if not request.get("flow"):
-                raise _Bad("a flow request needs the flow's id")
-            revision = request.get("revision")
-            return StartChild(
-                str(request["flow"]),
-                None if revision is None else _integer(op, "revision", revision),
-                request.get("inputs") or {},
-                _text(request.get("namespace")),
-                _number(op, request),
-            )
-        if op == "wait":
-            return WaitChild(_integer(op, "id", request.get("id")))
-        if op == "task":
-            return _task_step(request)
-        if op == "tasks":
-            steps = request.get("steps")
-            if not isinstance(steps, list):
-                raise _Bad("a tasks request needs its steps, a list")
-            return TaskSteps(tuple(_task_step(s) for s in steps))
-        if op == "task_wait":
-            also = request.get("also") or []
-            if not isinstance(also, list):
-                raise _Bad("a task_wait request's also must be a list of task run ids")
-            run = _integer(op, "run", request.get("run"))
-            return WaitStep(run, tuple(_integer(op, "also", a) for a in also))
-        if op == "task_end":
-            reply = request.get("reply")
-            if not isinstance(reply, Mapping):
-                raise _Bad("a task_end request needs the task's reply, a mapping")
-            attempt = _integer(op, "attempt", request.get("attempt"))
-            return EndStep(attempt, reply, bool(request.get("tell")))
-        if op in ("now", "random"):
-            return ValueStep(op, _integer(op, "number", request.get("number")))
-        if op == "connect":
-            fields = request.get("fields") or {}
-            name, kind = request.get("connection"), request.get("type")
-            setup = ConnectSetup(
-                name and str(name),
-                kind and str(kind),
-                fields,
-                _text(request.get("shape")),
-                _text(request.get("namespace")),
-                _number(op, request),
-            )
-            return Connect(setup)
-    except _Bad as exc:
-        return {"error": str(exc)}
-    if op == "secret":
-        return ReadSecret(str(request.get("name")))
-    if op in LOOK_UPS:
-        return LookUp(request)
-    return {"error": f"unknown request {op!r}"}
-
-
-class _Bad(ValueError):
-    pass
-
-
-def _task_step(request: Any) -> TaskStep:
-    if not isinstance(request, Mapping):
-        raise _Bad("a task request must be a mapping")
-    number = _integer("task", "number", request.get("number"))
-    if not request.get("name"):
-        raise _Bad("a task request needs the task's name")
-    args, kwargs = request.get("args") or [], request.get("kwargs") or {}
-    if not isinstance(args, list) or not isinstance(kwargs, Mapping):
-        raise _Bad("a task request's args must be a list and its kwargs a mapping")
-    bad = _text(request.get("bad"))
-    wait = bool(request.get("wait"))
-    here = wait and bool(request.get("here"))
-    return TaskStep(number, str(request["name"]), args, kwargs, bad, wait, here)
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _number(op: str, request: Mapping[str, Any]) -> int | None:
-    """A request's step number (None from a host that numbers no steps)."""
-    value = request.get("number")
-    return None if value is None else _integer(op, "number", value)
-
-
-def _integer(op: str, name: str, value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise _Bad(f"a {op} request's {name} must be an integer, found {value!r}") from None
 
 
 @dataclass
@@ -358,19 +126,21 @@ class TaskCalls:
     def call(self, running: Running, request: Mapping[str, Any]) -> Answer:
         """Answer a running task's JSON request; runs on its thread, blocks until
         answered. ``connect`` and ``secret`` run here; the rest is done by the loop."""
+        from ordo.worker import requests as rq  # (first used when a task calls)
+
         acting = request.get("as")  # a @task its flow function runs in its host calls
         if acting is not None and acting in running.here:
             running = running.here[acting].running
-        parsed = parse(request)
+        parsed = rq.parse(request)
         if isinstance(parsed, dict):
             return parsed
-        if isinstance(parsed, EndStep):
+        if isinstance(parsed, rq.EndStep):
             return self._end_here(running, parsed)
-        if isinstance(parsed, Connect):
+        if isinstance(parsed, rq.Connect):
             return self._connect(running, parsed.setup)
-        if isinstance(parsed, ReadSecret):
+        if isinstance(parsed, rq.ReadSecret):
             return _secret(parsed.name, running)
-        if isinstance(parsed, StartChild):  # child inputs are stored: masked
+        if isinstance(parsed, rq.StartChild):  # child inputs are stored: masked
             inputs = mask_value(dict(parsed.inputs), running.context.secrets)
             parsed = dataclasses.replace(parsed, inputs=inputs)
         return self.ask(running, parsed)
@@ -378,13 +148,15 @@ class TaskCalls:
     def ask(self, running: Running, request: Request) -> Answer:
         """Have the loop answer ``request``; blocks until it does (or the task is
         stopped while it waits)."""
+        from ordo.worker import requests as rq  # (first used when a task calls)
+
         call = Call(running, request)
-        waits = isinstance(request, WaitChild | StartFlowTask | WaitStep) or (
-            isinstance(request, TaskStep) and request.wait
+        waits = isinstance(request, rq.WaitChild | rq.StartFlowTask | rq.WaitStep) or (
+            isinstance(request, rq.TaskStep) and request.wait
         )
         if waits:
             running.waiting += 1
-        steps = isinstance(request, TaskStep | TaskSteps)
+        steps = isinstance(request, rq.TaskStep | rq.TaskSteps)
         (self._step_calls if steps else self._calls).put(call)
         self.wake()
         answer: Answer = {}
@@ -406,17 +178,21 @@ class TaskCalls:
         """A ``@task`` attempt run in the flow function's host ended: reported to the
         loop; a success is only told, anything else answered once its task run has
         ended (after its retries)."""
+        from ordo.worker import requests as rq  # (first used when a task calls)
+
         here = running.here.pop(end.attempt_id, None)
         if here is None or self.here is None:
             return {"error": f"attempt {end.attempt_id} is not running in this host"}
         self.here.end(here, end.reply)
         if end.tell:
             return {}
-        return self.ask(running, WaitStep(here.running.claim.task_run_id))
+        return self.ask(running, rq.WaitStep(here.running.claim.task_run_id))
 
     def _connect(self, running: Running, setup: ConnectSetup) -> Answer:
         """``this.connect``: run one sql or http call with the task's log, then have the
         loop record it as an execution of kind CONNECTION (its log lines too)."""
+        from ordo.worker import requests as rq  # (first used when a task calls)
+
         lookup = self.ask(running, setup)
         if "error" in lookup:
             return lookup
@@ -459,7 +235,7 @@ class TaskCalls:
         outcome = masked(outcome, ctx.secrets)
         step = setup.connection or setup.type or "connect"
         lines = tuple(said)
-        self.ask(running, RecordCall(task.id, started, outcome, setup.number, step, kind, lines))
+        self.ask(running, rq.RecordCall(task.id, started, outcome, setup.number, step, kind, lines))
         return {
             "state": outcome.state.value,
             "outputs": dict(outcome.outputs),
@@ -542,9 +318,11 @@ class TaskCalls:
                 call.answer.set_result(answer)
 
     def _answer(self, call: Call) -> Answer | None:
+        from ordo.worker import requests as rq  # (first used when a task calls)
+
         request, claim = call.request, call.running.claim
         match request:
-            case StartChild(flow, revision, inputs, namespace, number):
+            case rq.StartChild(flow, revision, inputs, namespace, number):
                 if number is not None:
                     done = self._replayed(claim, number, "flow", flow)
                     if done is not None and done.child_id is not None:
@@ -565,14 +343,14 @@ class TaskCalls:
                         claim, number, "flow", flow, self.clock.now(), child_id=child
                     )
                 return {"id": child}
-            case WaitChild(execution_id):
+            case rq.WaitChild(execution_id):
                 self._waiters.setdefault(execution_id, []).append(call)
                 self.answer_waiters()
                 return None
-            case StartFlowTask(context):
+            case rq.StartFlowTask(context):
                 self.start_flow_task(call.running, context)
                 return {}
-            case ConnectSetup(connection, kind, fields, shape, namespace, number):
+            case rq.ConnectSetup(connection, kind, fields, shape, namespace, number):
                 if number is not None:
                     name = connection or kind or "connect"
                     done = self._replayed(claim, number, "connect", name)
@@ -589,7 +367,7 @@ class TaskCalls:
                     "namespace": namespace,
                 }
                 return engine.connect_setup(self.store, wire, claim)
-            case RecordCall(_, started, outcome, number, step, kind, lines):
+            case rq.RecordCall(_, started, outcome, number, step, kind, lines):
                 now = self.clock.now()
                 run = self.store.record_connection(
                     claim, step, kind, self.worker_id, started, outcome, now, random.Random(), lines
@@ -597,23 +375,23 @@ class TaskCalls:
                 if number is not None:
                     self.store.record_step(claim, number, "connect", step, now, run_id=run)
                 return {}
-            case LookUp(wire):
+            case rq.LookUp(wire):
                 return engine.look_up(self.store, claim, wire)
-            case TaskStep():
+            case rq.TaskStep():
                 begun = self._task_step(claim, request)
                 if not request.wait or "state" in begun or "error" in begun or "here" in begun:
                     return begun
                 self._steps.setdefault(int(begun["run"]), []).append(call)
                 self.answer_waiters()  # (it may have ended already: run by another)
                 return None
-            case TaskSteps(steps):
+            case rq.TaskSteps(steps):
                 with self.store.transaction():  # their task runs start together
                     return {"answers": [self._task_step(claim, s) for s in steps]}
-            case WaitStep(run_id, _):
+            case rq.WaitStep(run_id, _):
                 self._steps.setdefault(run_id, []).append(call)
                 self.answer_waiters()
                 return None
-            case ValueStep(kind, number):
+            case rq.ValueStep(kind, number):
                 done = self._replayed(claim, number, kind, kind)
                 if done is not None:
                     return {"value": done.value}
@@ -705,13 +483,15 @@ class TaskCalls:
     def answer_waiters(self) -> None:
         """Tell handlers waiting for child executions or steps that ended (by anyone)."""
         if self._steps:
+            from ordo.worker import requests as rq  # (first used when a task calls)
+
             for run_id, (state, _) in self.store.run_states(list(self._steps)).items():
                 if not state.terminal:
                     continue
                 found, reason, outputs = self.store.step_result(run_id)
                 answer = _step_answer(run_id, found, reason, outputs)
                 for call in self._steps.pop(run_id):
-                    also = call.request.also if isinstance(call.request, WaitStep) else ()
+                    also = call.request.also if isinstance(call.request, rq.WaitStep) else ()
                     call.answer.set_result({**answer, **self._also(also)})
         if not self._waiters:
             return

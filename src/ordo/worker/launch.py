@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ordo import engine
 from ordo.clock import Clock
@@ -23,10 +23,13 @@ from ordo.runners.python import reply_outcome
 from ordo.secrets import Revealed, SecretBox
 from ordo.store import Store
 from ordo.store.records import AttemptProcess, Claim
-from ordo.worker.calls import Here, Request, Running, StartFlowTask, TaskCalls, TaskStep
+from ordo.worker.calls import Here, Running, TaskCalls
 from ordo.worker.events import Inbox, ProcessStarted
 from ordo.worker.logs import AttemptLog, LogBuffer
 from ordo.worker.settings import Listener, WorkerSettings
+
+if TYPE_CHECKING:
+    from ordo.worker.requests import Request
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +246,8 @@ class Launcher:
     def start(self, caller: Running, claim: Claim, request: Request) -> dict[str, Any]:
         """The step's attempt as running here, in the caller's slot (its host runs it):
         renewed, stopped and reported as any other; what the host needs to run it."""
+        from ordo.worker.requests import TaskStep  # (loaded: a task called)
+
         assert isinstance(request, TaskStep)
         flow = caller.context
         log = self._log(claim)
@@ -357,6 +362,8 @@ class Launcher:
             outcome = self._evaluate_run_if(ctx)
             if outcome is None and ctx.task.type == "flow":
                 ctx.run_if = None  # answered RUN: the loop starts the child
+                from ordo.worker.requests import StartFlowTask
+
                 self.calls.ask(running, StartFlowTask(ctx))
                 return
             if outcome is None:
