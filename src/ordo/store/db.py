@@ -189,6 +189,11 @@ class Db(ABC):
     def reconnect(self) -> None:  # noqa: B027 (a file needs no reconnecting)
         """Open a new connection after :class:`~ordo.errors.StoreUnavailable`."""
 
+    def plan_once(self) -> None:  # noqa: B027 (SQLite plans each statement once anyway)
+        """Plan each statement prepared on this connection once, whatever its arguments:
+        for a worker's, whose statements are lookups by key run again and again (a
+        server's reads keep plans made for their arguments: a rare state, a big flow)."""
+
     @abstractmethod
     def reclaim_space(self) -> Reclaimed:
         """Give the space of deleted rows back (SQLite: ``PRAGMA incremental_vacuum``)."""

@@ -48,6 +48,7 @@ class Store:
     def __init__(self, db: Db, *, policy: Decisions | None = None) -> None:
         self.db = db
         self.transaction: Callable[[], AbstractContextManager[None]] = db.transaction
+        self.plan_once = db.plan_once
         # -- flows and revisions
         self.flows = flows = Flows(db)
         self.add_revision = flows.add_revision

@@ -64,6 +64,10 @@ def named_rows(cursor: Any) -> Callable[[Sequence[Any]], Any]:
     return _row_class(tuple([result.fname(i) for i in range(count)]))
 
 
+#: Each statement psycopg prepares is planned once (see :meth:`PostgresDb.plan_once`).
+_PLAN_ONCE = "SET plan_cache_mode = force_generic_plan"
+
+
 def describe_url(url: str) -> str:
     """``host:port/database`` of a connection URL, for messages (no password)."""
     try:
@@ -140,6 +144,7 @@ class PostgresDb(Db):
         self._notify = False
         self._begun = True  # False: a transaction began, its BEGIN not sent yet
         self.connect_timeout = connect_timeout
+        self._plan_once = False  # (see plan_once; a reconnection keeps it)
         try:
             self.conn = self._connect()
         except StoreUnavailable as exc:
@@ -154,11 +159,8 @@ class PostgresDb(Db):
                 connect_timeout=self.connect_timeout,
                 row_factory=named_rows,
             )
-            # psycopg prepares a statement run 5 times; the server would then still plan
-            # some on every run (those over arrays of ids: a custom plan looks cheaper
-            # for one id than the generic one for "some"), 0.1-0.3 ms each, a third of
-            # a chain step. The store's statements are keyed lookups: one plan serves.
-            conn.execute("SET plan_cache_mode = force_generic_plan")
+            if self._plan_once:
+                conn.execute(_PLAN_ONCE)
             return conn
         except psycopg.Error as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -166,6 +168,14 @@ class PostgresDb(Db):
             raise StoreUnavailable(
                 f"cannot connect to PostgreSQL at {describe_url(self.url)}: {reason}"
             ) from exc
+
+    def plan_once(self) -> None:
+        # psycopg prepares a statement run 5 times; the server would then still plan
+        # some on every run (those over arrays of ids: a custom plan looks cheaper for
+        # one id than the generic one for "some"), 0.1-0.3 ms each, a tenth of a chain
+        # step. A worker's statements are keyed lookups: one plan serves.
+        self._plan_once = True
+        self.conn.execute(_PLAN_ONCE)
 
     def reconnect(self) -> None:
         with contextlib.suppress(psycopg.Error):

@@ -54,6 +54,7 @@ class Worker:
         secrets: SecretBox | None = None,
     ) -> None:
         self.store = store
+        store.plan_once()  # its statements are lookups by key, run again and again
         self.runners = runners
         self.settings = s = settings or WorkerSettings()
         self.clock: Clock = clock or SystemClock()
