@@ -10,7 +10,6 @@ A value is looked for as it is and in the encodings a task is likely to print it
 
 from __future__ import annotations
 
-import base64
 import bisect
 import dataclasses
 import json
@@ -41,6 +40,7 @@ def forms(values: Iterable[str]) -> tuple[str, ...]:
 
 @lru_cache(maxsize=64)
 def _forms(values: tuple[str, ...]) -> tuple[str, ...]:
+    import base64
     from urllib.parse import quote, quote_plus  # (and ipaddress): when there are secrets
 
     found: set[str] = set()

@@ -17,7 +17,6 @@ import logging
 import os
 import random
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -367,7 +366,7 @@ def _is_dead(worker_id: str) -> bool:
     gone (or is no longer an ordo process). Other hosts' workers: their leases tell."""
     host, _, rest = worker_id.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != os.uname().nodename or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():

@@ -33,7 +33,6 @@ handed down. An environment variable wins over the file; the file over the defau
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -141,7 +140,8 @@ def _value(setting: Setting, raw: Any, problems: list[str], where: str) -> Any:
 
 def _file_values(text: str, file_name: str, problems: list[str]) -> dict[str, Any]:
     """The settings file's values by ``table.key``; unknown ones are problems."""
-    import tomllib  # only when there is a settings file: start-up speed
+    import difflib  # (both only when there is a settings file: start-up speed)
+    import tomllib
 
     try:
         document = tomllib.loads(text)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -249,6 +248,8 @@ def revision_diff(store: Store, namespace: str, flow_id: str, old: int, new: int
 
 
 def _diff(a: str, b: str, a_name: str, b_name: str) -> str:
+    import difflib  # only for a diff: start-up speed
+
     lines = difflib.unified_diff(
         a.splitlines(keepends=True), b.splitlines(keepends=True), a_name, b_name
     )

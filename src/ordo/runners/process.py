@@ -16,7 +16,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -398,7 +397,7 @@ def this_machine() -> str:
     ``/proc``, where there is one) the boot and the PID namespace, so that neither a
     reboot nor a container with the same host name mistakes another's group for its
     own."""
-    parts = [socket.gethostname()]
+    parts = [os.uname().nodename]
     with contextlib.suppress(OSError), open("/proc/sys/kernel/random/boot_id") as f:
         parts.append(f.read().strip())
     with contextlib.suppress(OSError):

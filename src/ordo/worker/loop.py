@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import random
-import socket
 import time
 from collections.abc import Callable, Mapping
 
@@ -105,7 +104,7 @@ class Worker:
         while True:
             try:
                 self.store.register_worker(
-                    s.worker_id, socket.gethostname(), os.getpid(), s.queues, now
+                    s.worker_id, os.uname().nodename, os.getpid(), s.queues, now
                 )
                 break
             except StoreUnavailable as exc:

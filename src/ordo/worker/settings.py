@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -59,5 +58,5 @@ class WorkerSettings:
     # (``ordo executioner``: a job's retries belong to its run, also in sequential mode)
     retry_keeps_slot: bool = False
     worker_id: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}:{os.urandom(3).hex()}"
     )
