@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ordo.errors import Problem
+from ordo.errors import Problem, did_you_mean
 from ordo.model import Task
 
 
@@ -49,10 +49,7 @@ def _dependency_problems(task: Task, known: Mapping[str, int]) -> list[str]:
         if dep == task.id:
             messages.append(f"task '{task.id}' depends on itself")
         elif dep not in known:
-            import difflib  # only for this hint: start-up speed
-
-            hint = difflib.get_close_matches(dep, list(known), n=1)
-            tip = f" (did you mean '{hint[0]}'?)" if hint else ""
+            tip = did_you_mean(dep, known)
             messages.append(f"task '{task.id}' depends on unknown task '{dep}'{tip}")
     return messages
 

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ordo.errors import ConfigError
+from ordo.errors import ConfigError, did_you_mean
 
 FILE_NAME = "settings.toml"
 MASK_NAMES = "password,passwd,secret,key,token,credential"
@@ -173,8 +173,7 @@ def _file_values(text: str, file_name: str, problems: list[str]) -> dict[str, An
             if name in known:
                 found[name] = value
                 continue
-            hint = difflib.get_close_matches(name, known, n=1)
-            tip = f" (did you mean '{hint[0]}'?)" if hint else ""
+            tip = did_you_mean(name, known)
             problems.append(
                 f"{file_name}: unknown setting '{name}'{tip}; known settings: {', '.join(known)}"
             )

@@ -12,6 +12,7 @@ from ordo.errors import RunnerError
 if TYPE_CHECKING:
     from ordo.runners.base import RunContext, Runner
     from ordo.runners.checks import CheckRunner
+    from ordo.runners.python import PythonRunner
     from ordo.runners.spawn import Spawned
 
 
@@ -64,29 +65,25 @@ class RunnerSet:
     def _evaluate_check(
         self, function: str, base_dir: str, facts: Mapping[str, Any], ctx: RunContext
     ) -> Any:
+        return self._python().evaluate(function, base_dir, facts, ctx, what="function check")
+
+    def _python(self) -> PythonRunner:
+        """The python runner (made now if it was not)."""
         from ordo.runners.python import PythonRunner
 
-        python = self.get("python")
-        assert isinstance(python, PythonRunner)
-        return python.evaluate(function, base_dir, facts, ctx, what="function check")
+        runner = self.get("python")
+        assert isinstance(runner, PythonRunner)
+        return runner
 
     def warm_python(self, count: int | None = None) -> None:
         """Have ``count`` idle python hosts (default: the pool's size), starting those
         missing now, so that the first python tasks find them up."""
-        from ordo.runners.python import PythonRunner
-
-        runner = self.get("python")
-        assert isinstance(runner, PythonRunner)
-        runner.warm(count)
+        self._python().warm(count)
 
     def adopt_python(self, spawned: Spawned) -> None:
         """Use a python host started before this set was made (see
         :mod:`ordo.runners.spawn`) as an idle one."""
-        from ordo.runners.python import PythonRunner
-
-        runner = self.get("python")
-        assert isinstance(runner, PythonRunner)
-        runner.adopt(spawned)
+        self._python().adopt(spawned)
 
     def hang_up(self) -> None:
         """Have the idle python hosts start exiting while the caller finishes its own
