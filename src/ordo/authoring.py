@@ -10,7 +10,6 @@ from and is changed there.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -18,10 +17,11 @@ import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import yaml
+from msgspec import Struct, field
 
 from ordo import cron, definitions
 from ordo.definitions.bounded import load_json
@@ -100,13 +100,12 @@ def save_text(
     flow = check_text(text)
     _may_change(store, flow, editing, scope)
     digest = definitions.content_hash(text.encode())
-    flow = dataclasses.replace(flow, path=None, base_dir=PREFIX + digest)
+    flow = msgspec.structs.replace(flow, path=None, base_dir=PREFIX + digest)
     return store.add_revision(flow, text, digest, now, scripts={}, origin=ORIGIN + who)
 
 
 # -- packages ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PackageForm:
+class PackageForm(Struct, frozen=True):
     """The Executor's package form: name (the flow's id), description, namespace (its
     project), labels (its tags), a cron schedule (day of week 0 = Monday ... 6 = Sunday,
     the Executor's dialect), event types, allow manual, active; and the connection its
@@ -165,7 +164,7 @@ class PackageForm:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **dataclasses.asdict(self),
+            **msgspec.structs.asdict(self),
             "labels": dict(self.labels),
             "events": list(self.events),
         }
@@ -325,7 +324,7 @@ def _prepared(files: Mapping[str, bytes], name: str, limits: FileLimits) -> defi
     if description == f"the scripts of {folder}":
         description = f"the scripts of package {flow.id}"
     tasks = tuple(
-        dataclasses.replace(
+        msgspec.structs.replace(
             t,
             env={
                 k: (marker + v[len(folder) :] if isinstance(v, str) and v.startswith(folder) else v)
@@ -334,14 +333,14 @@ def _prepared(files: Mapping[str, bytes], name: str, limits: FileLimits) -> defi
         )
         for t in flow.tasks
     )
-    flow = dataclasses.replace(
+    flow = msgspec.structs.replace(
         flow, base_dir=marker, path=None, tasks=tasks, description=description
     )
-    return dataclasses.replace(prepared, flow=flow)
+    return msgspec.structs.replace(prepared, flow=flow)
 
 
 def _relative(problem: Problem, folder: str) -> Problem:
     path = problem.path
     if path and path.startswith(folder):
         path = path[len(folder) :].lstrip("/") or "package"
-    return dataclasses.replace(problem, path=path)
+    return msgspec.structs.replace(problem, path=path)

@@ -27,8 +27,9 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from msgspec import Struct
 
 from ordo.errors import (
     ConfigError,
@@ -45,8 +46,7 @@ from ordo.model import State
 POLL = 0.2
 
 
-@dataclass(frozen=True)
-class TaskRun:
+class TaskRun(Struct, frozen=True):
     """One task run of an execution (``task`` is ``load`` or, for a for_each item,
     ``load[2]``; a Python flow's ``@task`` calls and a handler's calls are task runs
     too)."""
@@ -59,8 +59,7 @@ class TaskRun:
     reason: str | None
 
 
-@dataclass(frozen=True)
-class Execution:
+class Execution(Struct, frozen=True):
     """An execution as it was when read: ``outputs`` are the flow's outputs (None
     until it ends well), ``task_runs`` empty in a list of executions."""
 
@@ -109,8 +108,7 @@ class Execution:
         )
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(Struct, frozen=True):
     """One line of an execution's log."""
 
     id: int

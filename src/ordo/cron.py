@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from msgspec import Struct
 
 if TYPE_CHECKING:
     from cronsim import CronSim
@@ -69,8 +70,7 @@ _FIELD_COUNT = (
 )
 
 
-@dataclass(frozen=True)
-class Schedule:
+class Schedule(Struct, frozen=True):
     """When a flow starts: a cron expression read in ``timezone`` and ``dialect``, and what
     to do about ticks missed while nothing ran (``catchup``, one of :data:`CATCHUP`)."""
 

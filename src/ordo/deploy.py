@@ -17,7 +17,8 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from ordo import definitions, engine
 from ordo.definitions.files import FILE_LIMITS, FileLimits, escape_problem
@@ -31,8 +32,7 @@ GIT_TIMEOUT = 300.0
 GIT_PROTOCOLS = "file:git:http:https:ssh"
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(Struct, frozen=True):
     """What a deploy did (or would do) to one flow or file: ``kind`` is one of
     :data:`KINDS`; ``path`` relative to the deployed folder (None for a deactivated
     flow); ``errors`` of an invalid file, each ``file:line:col: field: message``."""
@@ -53,8 +53,7 @@ class Change:
         }
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(Struct, frozen=True):
     source: str
     origin: str
     dry_run: bool
@@ -113,8 +112,7 @@ def deploy_folder(
     return report
 
 
-@dataclass(frozen=True)
-class _Where:
+class _Where(Struct, frozen=True):
     root: str
     at: str
     source: str
@@ -189,8 +187,7 @@ def _rel(path: str, root: str) -> str:
 
 
 # -- git ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GitTarget:
+class GitTarget(Struct, frozen=True):
     url: str
     ref: str | None  # None: the remote's default branch
 

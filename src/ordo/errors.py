@@ -9,7 +9,8 @@ later, HTTP status codes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 
 class OrdoError(Exception):
@@ -22,8 +23,7 @@ class ConfigError(OrdoError):
     """Bad settings: an unknown database URL scheme, an unusable ORDO_HOME, ..."""
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Struct, frozen=True):
     """One thing wrong with a definition, located as precisely as known."""
 
     message: str

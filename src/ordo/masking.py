@@ -11,13 +11,14 @@ A value is looked for as it is and in the encodings a task is likely to print it
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
+
+import msgspec
 
 from ordo.model import Outcome
 
@@ -93,12 +94,12 @@ def masked(outcome: Outcome, secrets: tuple[str, ...]) -> Outcome:
     metrics (names and tags), for_each items and check results."""
     if not secrets:
         return outcome
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         outcome,
         error=mask(outcome.error, secrets) if outcome.error else outcome.error,
         outputs=mask_value(dict(outcome.outputs), secrets),
         metrics=tuple(
-            dataclasses.replace(
+            msgspec.structs.replace(
                 m,
                 name=mask(m.name, secrets),
                 tags={mask(k, secrets): mask(v, secrets) for k, v in m.tags.items()},
@@ -107,7 +108,7 @@ def masked(outcome: Outcome, secrets: tuple[str, ...]) -> Outcome:
         ),
         forks=None if outcome.forks is None else tuple(mask_value(list(outcome.forks), secrets)),
         checks=tuple(
-            dataclasses.replace(
+            msgspec.structs.replace(
                 c,
                 message=mask(c.message, secrets),
                 output=mask(c.output, secrets) if c.output else c.output,

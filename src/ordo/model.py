@@ -10,8 +10,10 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from ordo.errors import IllegalTransition
 
@@ -129,8 +131,7 @@ DROPPED = "failing"
 TASK_TYPES = ("shell", "python", "sql", "http", "flow")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(Struct, frozen=True):
     """How often and when a failed attempt is tried again.
 
     ``attempts`` counts all tries (1 = no retry). Delays are seconds. ``on_exit_codes``
@@ -183,8 +184,7 @@ class RetryPolicy:
 CHECK_KINDS = ("file_exists", "no_match", "command", "function")
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(Struct, frozen=True):
     """One pre or post check of a task: ``kind`` is one of :data:`CHECK_KINDS`; ``fields``
     its validated fields (``path``; ``path`` and ``pattern``; ``run`` and maybe
     ``timeout`` in seconds; ``function``), templates until rendered for an attempt."""
@@ -200,8 +200,7 @@ class Check:
         return cls(str(d["kind"]), {k: v for k, v in d.items() if k != "kind"})
 
 
-@dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Struct, frozen=True):
     """What one check said for one attempt: ``phase`` is ``pre`` or ``post``,
     ``position`` its 1-based place in its list; ``output`` what a command check printed
     (its end, when long). Times are epoch seconds."""
@@ -216,8 +215,7 @@ class CheckResult:
     output: str | None = None
 
 
-@dataclass(frozen=True)
-class InputSpec:
+class InputSpec(Struct, frozen=True):
     """One input a flow declares: its name, type, default, whether it is required."""
 
     name: str
@@ -235,8 +233,7 @@ class InputSpec:
         }
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(Struct, frozen=True):
     """One node of a flow.
 
     ``spec`` holds the type's own fields (``command``, ``function``, ``url``, ...) exactly
@@ -315,8 +312,7 @@ class Task:
 CONCURRENCY_BEHAVIORS = ("queue", "cancel", "fail")
 
 
-@dataclass(frozen=True)
-class FlowConcurrency:
+class FlowConcurrency(Struct, frozen=True):
     """At most ``limit`` executions of a flow RUNNING at once (children included). What
     happens to one more: ``queue`` (QUEUED until one ends), ``cancel`` (ends KILLED) or
     ``fail`` (ends FAILED), before any of its tasks runs."""
@@ -328,8 +324,7 @@ class FlowConcurrency:
         return {"limit": self.limit, "behavior": self.behavior}
 
 
-@dataclass(frozen=True)
-class Trigger:
+class Trigger(Struct, frozen=True):
     """What starts a flow without a person: a cron ``schedule`` (``cron``, ``timezone``,
     ``dialect``, ``catchup``, ``max_catchup``), an ``event`` of a type (``event``, with an
     optional ``filter`` template) or a ``webhook`` (``key``, the secret in its URL).
@@ -363,8 +358,7 @@ class Trigger:
         }
 
 
-@dataclass(frozen=True)
-class NotifyRule:
+class NotifyRule(Struct, frozen=True):
     """Tell someone when an execution ends in one of the states ``on``: by mail to
     ``email`` addresses and/or by a JSON POST to ``webhook``."""
 
@@ -380,8 +374,7 @@ class NotifyRule:
 RUN_RETRY_KEYS = ("attempts", "delay", "backoff")
 
 
-@dataclass(frozen=True)
-class RunOptions:
+class RunOptions(Struct, frozen=True):
     """What "run with options" sets for one execution only: ``retry`` keys (of
     :data:`RUN_RETRY_KEYS`) that replace those of every task's policy, a ``timeout``
     (seconds) that replaces the flow's, and ``notify`` rules added to the flow's."""
@@ -428,8 +421,7 @@ class RunOptions:
         )
 
 
-@dataclass(frozen=True)
-class Flow:
+class Flow(Struct, frozen=True, dict=True):
     """A validated flow definition.
 
     ``tasks`` keep their file order. When ``sequential`` is true the loader has already
@@ -549,8 +541,7 @@ class Flow:
         )
 
 
-@dataclass(frozen=True)
-class Metric:
+class Metric(Struct, frozen=True):
     """A number an attempt reported: a counter or a duration, with tags."""
 
     name: str
@@ -559,8 +550,7 @@ class Metric:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     """What a runner reports for one attempt. A failure is data, not an exception.
 
     ``state`` is SUCCESS or FAILED (KILLED when stopped on request; WARNING when the

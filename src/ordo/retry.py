@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from ordo.model import RetryPolicy
 
 
-@dataclass(frozen=True)
-class RetryDecision:
+class RetryDecision(Struct, frozen=True):
     """``retry`` true: start attempt ``number + 1`` no earlier than ``delay`` seconds from
     now. Otherwise ``why_not`` says which rule stopped it."""
 

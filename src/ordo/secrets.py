@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from ordo.errors import ConfigError, NotFound, UsageError
 
@@ -47,8 +48,7 @@ def check_value(name: str, value: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(Struct, frozen=True):
     """A Fernet key (32 bytes, URL-safe base64) and where it came from (the variable's
     name or the key file's path), for messages."""
 
@@ -61,8 +61,7 @@ class Key:
 KeySource = Callable[[bool], Key]
 
 
-@dataclass(frozen=True)
-class Revealed:
+class Revealed(Struct, frozen=True):
     """The secrets one attempt may use: ``values`` by name, and for those that could
     not be decrypted, why (``problems``)."""
 

@@ -23,11 +23,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 import uvicorn
+from msgspec import Struct, field
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -59,8 +59,7 @@ EXPIRY_EVERY = 30.0  # seconds between looks whether the retention is due
 WATCH_EVERY = 1.0  # seconds between looks at the --flows folder
 
 
-@dataclass
-class ServerOptions:
+class ServerOptions(Struct):
     db_url: str
     host: str = "127.0.0.1"
     port: int = 8080

@@ -10,7 +10,6 @@ or :class:`~ordo.errors.DefinitionError` instead of doing something half.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import hmac
 import logging
@@ -18,8 +17,10 @@ import os
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
+
+import msgspec
+from msgspec import Struct
 
 from ordo import definitions, engine, templating
 from ordo.errors import Conflict, Forbidden, NotFound, OrdoError, UsageError
@@ -60,7 +61,7 @@ def register_text(
     revision, or return the stored one when the text is unchanged. DefinitionError lists
     every problem at ``where:line:column``."""
     flow = definitions.parse_flow(text, where, fmt=fmt)
-    flow = dataclasses.replace(flow, path=None, base_dir=base_dir or os.getcwd())
+    flow = msgspec.structs.replace(flow, path=None, base_dir=base_dir or os.getcwd())
     return store.add_revision(flow, text, definitions.content_hash(text.encode()), now)
 
 
@@ -154,8 +155,7 @@ def start_by_trigger(
     )
 
 
-@dataclass(frozen=True)
-class Emitted:
+class Emitted(Struct, frozen=True):
     """An event as recorded, and the executions it started (or why a flow it matched
     did not start)."""
 

@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from ordo.errors import ConfigError, did_you_mean
 
@@ -44,8 +45,7 @@ FILE_NAME = "settings.toml"
 MASK_NAMES = "password,passwd,secret,key,token,credential"
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(Struct, frozen=True):
     """One setting: its key in settings.toml, its variable, default and kind."""
 
     key: str  # as in the file: table.key; the attribute is the key with _ for .
@@ -73,8 +73,7 @@ SETTINGS = (
 )
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Struct, frozen=True):
     """What ordo is configured to do. ``origins`` says where each value came from
     (``default``, the settings file's path, or the environment variable)."""
 
@@ -93,7 +92,14 @@ class Settings:
     deploy_max_file: int = 1_048_576
     deploy_max_flow_file: int = 8_388_608
     secrets_mask_names: str = MASK_NAMES
-    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the values are, wherever they came from."""
+        if not isinstance(other, Settings):
+            return NotImplemented
+        fields = (f for f in self.__struct_fields__ if f != "origins")
+        return all(getattr(self, f) == getattr(other, f) for f in fields)
 
 
 def from_sources(

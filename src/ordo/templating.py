@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from msgspec import Struct
 
 from ordo import sandbox
 from ordo.errors import OrdoError
@@ -242,8 +243,7 @@ class DeferredVars(Mapping[str, Any]):
         return len(self._all())
 
 
-@dataclass(frozen=True)
-class Lineage:
+class Lineage(Struct, frozen=True):
     """What a child execution's templates see of the execution that started it:
     ``parent.outputs`` / ``parent.vars`` (its results so far), its vars under ``vars``
     (the child's own win a clash), and ``parents.<task>``: the outputs of the flow

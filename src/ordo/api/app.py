@@ -15,13 +15,13 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from msgspec import Struct
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ordo import services
@@ -41,8 +41,7 @@ RETRY_AFTER = 1  # seconds a 503 (busy, store unavailable) asks the client to wa
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(Struct, frozen=True):
     """Who is asking: the token's name, whether it may change things, and the
     namespaces it is limited to (None: every namespace)."""
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import msgspec
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -159,7 +160,7 @@ def list_executions(
 def get_execution(store: StoreDep, who: Reader, execution_id: ExecutionId) -> dict[str, Any]:
     visible(store, who, execution_id)
     doc = views.execution_document(store, execution_id)
-    doc["notifications"] = [n.__dict__ for n in store.notifications(execution_id)]
+    doc["notifications"] = [msgspec.structs.asdict(n) for n in store.notifications(execution_id)]
     return doc
 
 

@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
+import msgspec
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -181,7 +182,7 @@ def list_events(
     limit: int = Query(default=50, ge=1, le=500),
 ) -> list[dict[str, Any]]:
     who.unscoped("events")
-    return [e.__dict__ for e in store.list_events(type, limit)]
+    return [msgspec.structs.asdict(e) for e in store.list_events(type, limit)]
 
 
 @router.post(
@@ -280,6 +281,6 @@ def delete_connection(store: StoreDep, who: Writer, name: str) -> None:
 def list_workers(store: StoreDep, who: Reader) -> list[dict[str, Any]]:
     now = time.time()
     return [
-        {**w.__dict__, "alive": w.stopped_at is None and now - w.heartbeat_at < 35}
+        {**msgspec.structs.asdict(w), "alive": w.stopped_at is None and now - w.heartbeat_at < 35}
         for w in store.list_workers(since=now - 3600)
     ]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 
-@dataclass
-class Level:
+class Level(Struct):
     """What may follow one command path."""
 
     commands: dict[str, str] = field(default_factory=dict)  # name -> help

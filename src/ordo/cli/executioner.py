@@ -7,7 +7,6 @@ are in :mod:`ordo.cli.executioner_output`; plugins in :mod:`ordo.cli.executioner
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import difflib
 import hashlib
 import json
@@ -15,6 +14,9 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+
+import msgspec
+from msgspec import Struct
 
 from ordo import engine, services
 from ordo.cli import display
@@ -174,14 +176,15 @@ def with_skips(flow: Flow, skip: Sequence[str]) -> Flow:
     if not set(skip) & {t.id for t in flow.tasks}:
         return flow
     tasks = tuple(
-        dataclasses.replace(t, run_if="SKIP: skipped on request (--skip)") if t.id in skip else t
+        msgspec.structs.replace(t, run_if="SKIP: skipped on request (--skip)")
+        if t.id in skip
+        else t
         for t in flow.tasks
     )
-    return dataclasses.replace(flow, tasks=tasks)
+    return msgspec.structs.replace(flow, tasks=tasks)
 
 
-@dataclasses.dataclass(frozen=True)
-class Resumed:
+class Resumed(Struct, frozen=True):
     """A resume: the run's attempt number, the jobs kept from earlier attempts, and
     whether anything runs (not when the run had already succeeded)."""
 

@@ -9,9 +9,10 @@ import re
 import sys
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
+
+from msgspec import Struct, field
 
 from ordo.cli.common import fmt_time
 from ordo.definitions.executioner import Config
@@ -80,8 +81,7 @@ class Console:
             self._file.flush()
 
 
-@dataclass
-class Tally:
+class Tally(Struct):
     """The jobs of a run by what the summary counts them as. ``skipped``: on request
     (``--skip``) or taken over from an earlier attempt; ``blocked``: not run because a
     dependency failed or the run stopped."""

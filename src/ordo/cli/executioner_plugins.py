@@ -32,8 +32,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 
 def check_file_exists(path: str) -> bool:
@@ -72,8 +73,7 @@ class PluginError(Exception):
     names the file."""
 
 
-@dataclass
-class Registry:
+class Registry(Struct):
     """What the plugins registered: checks and dependency types, and which file each
     came from."""
 

@@ -10,6 +10,8 @@ import sys
 import time
 from collections.abc import Mapping
 
+import msgspec
+
 from ordo.cli.common import fmt_time, open_db, print_json, secret_box, table
 from ordo.errors import EXIT_OK, UsageError
 from ordo.secrets import check_name, check_value
@@ -31,7 +33,7 @@ def command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         else:
             rows = store.list_secrets()
             if args.json:
-                print_json([r.__dict__ for r in rows])
+                print_json([msgspec.structs.asdict(r) for r in rows])
             else:
                 print(
                     table(

@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping
 from types import FrameType
 
+import msgspec
+
 from ordo import engine
 from ordo.cli import logconfig
 from ordo.cli.common import (
@@ -82,7 +84,10 @@ def workers_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     if args.json:
         print_json(
             [
-                {**row.__dict__, "alive": _alive(row.heartbeat_at, row.stopped_at, now)}
+                {
+                    **msgspec.structs.asdict(row),
+                    "alive": _alive(row.heartbeat_at, row.stopped_at, now),
+                }
                 for row in rows
             ]
         )

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from ordo import services
 from ordo.cli import logconfig
 from ordo.cli.common import (
@@ -116,7 +118,7 @@ def tokens_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         else:
             rows = store.list_tokens()
             if args.json:
-                print_json([r.__dict__ for r in rows])
+                print_json([msgspec.structs.asdict(r) for r in rows])
             else:
                 print(
                     table(

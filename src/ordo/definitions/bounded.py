@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from ordo.errors import DefinitionError, Problem
 
@@ -30,8 +31,7 @@ from ordo.errors import DefinitionError, Problem
 MAX_DIGITS = 4300
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Struct, frozen=True):
     """What a parsed document may hold. ``size`` counts characters of text."""
 
     size: int = 8 * 1024 * 1024

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from ordo.definitions import pyflows
 from ordo.definitions.document import load_document
@@ -24,8 +25,7 @@ from ordo.errors import DefinitionError
 EXTENSIONS = (".yaml", ".yml", ".json")
 
 
-@dataclass
-class Found:
+class Found(Struct):
     """Absolute paths: flow files and package folders, and the YAML/JSON files that
     are not flows (ignored)."""
 

@@ -21,10 +21,11 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from json import dumps
 from sys import executable
 from typing import Any
+
+from msgspec import Struct, field
 
 from ordo.definitions.bounded import LIMITS, load_json
 from ordo.definitions.files import Unreadable, read_regular
@@ -148,8 +149,7 @@ MAX_EXPANDED = 1024 * 1024
 _SHELL_SYNTAX = re.compile(r"[|&;<>`$(){}*?~]|\[\[")
 
 
-@dataclass(frozen=True)
-class Mail:
+class Mail(Struct, frozen=True):
     """Where and when the run's report is mailed."""
 
     to: tuple[str, ...] = ()
@@ -161,8 +161,7 @@ class Mail:
     password: str = ""
 
 
-@dataclass(frozen=True)
-class Custom:
+class Custom(Struct, frozen=True):
     """A check or dependency type a plugin must register (``kind``: ``check`` or
     ``dependency type``), and where the config names it."""
 
@@ -172,8 +171,7 @@ class Custom:
     where: str
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Struct, frozen=True):
     """A validated config: the flow and what the command needs beside it."""
 
     flow: Flow

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from ordo.errors import DefinitionError, Problem
 
 MIB = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class FileLimits:
+class FileLimits(Struct, frozen=True):
     """Largest sizes read, in bytes: a file a flow references (a script, a module, a
     package's file) and a flow file (or a package's ``flow.yaml``)."""
 

@@ -16,7 +16,6 @@ strings. ``continue_on_error`` is kept as given on the Flow for the engine.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import hashlib
 import json
@@ -24,6 +23,9 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
+
+import msgspec
+from msgspec import Struct
 
 from ordo import graph
 from ordo.definitions.checks import check_list
@@ -82,11 +84,10 @@ _RETRY_KINDS = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class _Defaults:
+class _Defaults(Struct, frozen=True):
     """What ``defaults:`` gives every task (the task's own keys win)."""
 
-    retry: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    retry: Mapping[str, Any] = msgspec.field(default_factory=dict)
     timeout: float | None = None
     pre_checks: tuple[Check, ...] = ()
     post_checks: tuple[Check, ...] = ()
@@ -330,7 +331,7 @@ class FlowChecker(DocumentChecker):
                     "depends_on",
                 )
             deps = (tasks[i - 1].id,) if i else ()
-            chained.append(dataclasses.replace(task, depends_on=deps))
+            chained.append(msgspec.structs.replace(task, depends_on=deps))
         return chained
 
     def graph_problems(self, tasks: list[Task]) -> None:
@@ -485,7 +486,7 @@ class FlowChecker(DocumentChecker):
                         "depends_on",
                     )
                 kept.append(
-                    dataclasses.replace(
+                    msgspec.structs.replace(
                         task, depends_on=tuple(d for d in task.depends_on if d in ids)
                     )
                 )
@@ -498,7 +499,7 @@ class FlowChecker(DocumentChecker):
                 check.run(tasks, inner.task_nodes, inner.task_index)
         for p in inner.problems:
             where = f"{field}.{p.field}" if p.field else f"{field}.tasks"
-            self.problems.append(dataclasses.replace(p, field=where))
+            self.problems.append(msgspec.structs.replace(p, field=where))
         if not tasks or inner.problems:
             return None
         return Flow(

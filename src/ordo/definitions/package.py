@@ -18,12 +18,13 @@ scripts as ``ordo.this.inputs`` (handlers: ``inputs``), ``.sh`` scripts as
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import msgspec
 
 from ordo.definitions.bounded import load_json
 from ordo.definitions.document import DocumentChecker, load_document
@@ -120,7 +121,7 @@ def load_package(path: str | os.PathLike[str], limits: FileLimits = FILE_LIMITS)
         task = _task(name, meta, config, config_path if config is not None else None)
         task = _given_inputs(task, meta.get("inputs", ()), meta.get("triggers", ()))
         if tasks:
-            task = dataclasses.replace(task, depends_on=(tasks[-1].id,))
+            task = msgspec.structs.replace(task, depends_on=(tasks[-1].id,))
         tasks.append(task)
     return Flow(
         id=meta.get("id") or _safe(os.path.basename(folder)) or "package",
@@ -155,10 +156,10 @@ def _given_inputs(task: Task, inputs: Sequence[InputSpec], triggers: Sequence[Tr
     value = {name: f"inputs.get('{name}')" for name in names}
     if task.type == "python":
         given = {name: f"{{{{ {value[name]} }}}}" for name in names}
-        return dataclasses.replace(task, with_={**given, **task.with_})
+        return msgspec.structs.replace(task, with_={**given, **task.with_})
     if task.type == "sql":
         params = {name: f"{{{{ {value[name]} }}}}" for name in names}
-        return dataclasses.replace(task, spec={**task.spec, "params": params})
+        return msgspec.structs.replace(task, spec={**task.spec, "params": params})
     json_text = {name: "" if kinds.get(name) == "string" else " | tojson" for name in names}
     env = {
         f"ORDO_INPUT_{name.upper()}": (
@@ -166,7 +167,7 @@ def _given_inputs(task: Task, inputs: Sequence[InputSpec], triggers: Sequence[Tr
         )
         for name in names
     }
-    return dataclasses.replace(task, env={**task.env, **env})
+    return msgspec.structs.replace(task, env={**task.env, **env})
 
 
 def _task(name: str, meta: Mapping[str, Any], config: Any, config_path: str | None) -> Task:

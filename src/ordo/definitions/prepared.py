@@ -4,11 +4,12 @@ references too, see :mod:`ordo.definitions.references`) and those files' text.""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+import msgspec
+from msgspec import Struct
 
 from ordo.definitions.files import (
     FILE_LIMITS,
@@ -31,8 +32,7 @@ from ordo.model import Flow
 # pyflows) are imported when a flow is really read.
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(Struct, frozen=True):
     """A flow read and validated, with its source, content hash and referenced files."""
 
     flow: Flow
@@ -101,7 +101,7 @@ def _prepare_python(absolute: str, shown: str, limits: FileLimits, root: str | N
     found = pyflows.read(file, text)
     flow = pyflows.choose(file, found, name)
     if len(found) > 1:  # each flow of the file is tracked at its own path
-        flow = dataclasses.replace(flow, path=f"{file}:{flow.tasks[0].id}")
+        flow = msgspec.structs.replace(flow, path=f"{file}:{flow.tasks[0].id}")
     pyflows.check_import(file)
     names = sorted({*referenced_files(flow), *pyflows.local_imports(file, text)})
     _check_references(flow.base_dir, names, root, limits)

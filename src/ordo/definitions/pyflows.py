@@ -18,14 +18,15 @@ reported at its line, as a syntax error is, instead of failing the first run.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
+from msgspec import Struct
 
 from ordo.errors import DefinitionError, Problem
 from ordo.model import Flow, Task
@@ -53,8 +54,7 @@ _ID = re.compile(r"[A-Za-z0-9_.-]+")
 IMPORT_TIMEOUT = 60.0
 
 
-@dataclass(frozen=True)
-class PyFlow:
+class PyFlow(Struct, frozen=True):
     """One ``@flow`` of a file: the function's name and the flow it defines."""
 
     function: str
@@ -296,7 +296,7 @@ def _script(tree: ast.Module, module: str, path: str) -> Flow:
     flow = checker.flow(root)
     if flow is None or checker.problems:
         raise DefinitionError(checker.problems or [Problem("not a script ordo can run", path)])
-    return dataclasses.replace(flow, kind="SCRIPT")
+    return msgspec.structs.replace(flow, kind="SCRIPT")
 
 
 def _task(node: ast.FunctionDef, module: str, path: str, problems: list[Problem]) -> dict[str, Any]:
@@ -392,7 +392,7 @@ def _flow(
     checker = FlowChecker(path)
     flow = checker.flow(root)
     for p in checker.problems:
-        problems.append(dataclasses.replace(p, line=p.line or node.lineno))
+        problems.append(msgspec.structs.replace(p, line=p.line or node.lineno))
     if flow is None or checker.problems:
         return None
     step_tasks: tuple[Task, ...] = ()
@@ -404,17 +404,17 @@ def _flow(
         inner = FlowChecker(path)
         built = inner.flow({"id": flow.id, "tasks": listed})
         for p in inner.problems:
-            problems.append(dataclasses.replace(p, line=p.line or node.lineno))
+            problems.append(msgspec.structs.replace(p, line=p.line or node.lineno))
         if built is None or inner.problems:
             return None
         step_tasks = tuple(
-            dataclasses.replace(t, spec={**t.spec, "step": True}) for t in built.tasks
+            msgspec.structs.replace(t, spec={**t.spec, "step": True}) for t in built.tasks
         )
     main = flow.tasks[0]
     spec: Mapping[str, Any] = {**main.spec, "flow_function": True}
-    made = dataclasses.replace(
+    made = msgspec.structs.replace(
         flow,
-        tasks=(dataclasses.replace(main, spec=spec, line=node.lineno),),
+        tasks=(msgspec.structs.replace(main, spec=spec, line=node.lineno),),
         python=f"{module}:{node.name}",
         steps=step_tasks,
     )

@@ -12,12 +12,13 @@ A module that appears beside the flow after a revision was stored (the flow's
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shlex
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
+
+import msgspec
 
 from ordo.definitions.files import FILE_LIMITS, Unreadable, escape_problem, read_regular
 from ordo.errors import Problem
@@ -59,7 +60,7 @@ def added_references(flow: Flow, folder: str, known: Collection[str]) -> list[st
     among ``known`` (the files that revision counted): a module created beside the flow
     after it was stored. Then the flow needs a new revision, though no counted file
     changed."""
-    here = dataclasses.replace(flow, base_dir=folder)
+    here = msgspec.structs.replace(flow, base_dir=folder)
     return sorted(set(referenced_files(here)) - set(known))
 
 

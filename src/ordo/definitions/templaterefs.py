@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from ordo.definitions.document import DocumentChecker
 from ordo.model import Task
@@ -26,8 +27,7 @@ from ordo.templating import has_template
 _PLAIN_KEYS = frozenset({"id", "type", "description", "depends_on", "queue", "tasks"})
 
 
-@dataclass(frozen=True)
-class Reads:
+class Reads(Struct, frozen=True):
     """What one template string reads by static name."""
 
     inputs: tuple[str, ...] = ()

@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from ordo import definitions, templating
 from ordo.engine import policy
@@ -431,8 +432,7 @@ def check_namespace(
         )
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(Struct, frozen=True):
     """A claim ready to run, or the outcome it already has (a template error)."""
 
     claim: Claim

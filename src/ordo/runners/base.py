@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
+
+from msgspec import Struct, field
 
 from ordo.model import Check, Outcome, Task
 from ordo.secrets import Revealed
@@ -38,8 +39,7 @@ def capped(log: LogSink) -> CappedLog | None:
     return cast(CappedLog, log) if hasattr(log, "dropped") and hasattr(log, "full") else None
 
 
-@dataclass(frozen=True)
-class CheckPlan:
+class CheckPlan(Struct, frozen=True):
     """A task's pre and post checks for one attempt, run around the runner by
     :mod:`ordo.runners.checks`. ``render(check, own)`` gives the check with its templates
     rendered (``own``: the attempt's outputs, seen as ``outputs.<task>`` by post checks;
@@ -52,8 +52,7 @@ class CheckPlan:
     facts: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class RunContext:
+class RunContext(Struct):
     """Everything one attempt needs. ``fields`` are the task's own fields (``spec``)
     after template rendering; ``with_`` and ``env`` are rendered too."""
 

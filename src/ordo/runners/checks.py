@@ -22,13 +22,15 @@ The kinds:
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import os
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import msgspec
+from msgspec import Struct
 
 from ordo.errors import OrdoError
 from ordo.model import Check, CheckResult, Outcome, State
@@ -48,8 +50,7 @@ Now = Callable[[], float]
 Evaluate = Callable[[str, str, Mapping[str, Any], RunContext], Any]
 
 
-@dataclasses.dataclass
-class _Said:
+class _Said(Struct):
     """What one check found."""
 
     ok: bool
@@ -80,10 +81,10 @@ class CheckRunner:
         outcome = run()
         ran_ok = outcome.state in (State.SUCCESS, State.WARNING) and outcome.forks is None
         if not plan.post or not ran_ok or ctx.cancel.is_set():
-            return dataclasses.replace(outcome, checks=(*results, *outcome.checks))
+            return msgspec.structs.replace(outcome, checks=(*results, *outcome.checks))
         failed = self._phase("post", plan, ctx, outcome, now, results)
         if ctx.cancel.is_set():
-            return dataclasses.replace(
+            return msgspec.structs.replace(
                 outcome,
                 state=State.KILLED,
                 reason="killed",
@@ -91,10 +92,10 @@ class CheckRunner:
                 checks=(*results,),
             )
         if failed is not None:
-            return dataclasses.replace(
+            return msgspec.structs.replace(
                 outcome, state=State.FAILED, reason="post_check", error=failed, checks=(*results,)
             )
-        return dataclasses.replace(outcome, checks=(*results,))
+        return msgspec.structs.replace(outcome, checks=(*results,))
 
     def _phase(
         self,
@@ -144,7 +145,7 @@ class CheckRunner:
 
     def _command(self, phase: str, command: str, limit: float, ctx: RunContext) -> _Said:
         tail = _Tail(ctx.log)
-        sub = dataclasses.replace(ctx, timeout=limit, log=tail)
+        sub = msgspec.structs.replace(ctx, timeout=limit, log=tail)
         extra = {
             **ctx.env,
             "ORDO_EXECUTION_ID": str(ctx.execution_id),
@@ -191,7 +192,7 @@ class CheckRunner:
             facts["outputs"] = {**facts.get("outputs", {}), ctx.task.id: dict(outcome.outputs)}
             task.update(state=outcome.state.value, exit_code=outcome.exit_code)
         facts["task"] = task
-        sub = dataclasses.replace(ctx, timeout=limit)
+        sub = msgspec.structs.replace(ctx, timeout=limit)
         try:
             value = self.evaluate(function, ctx.base_dir, facts, sub)
         except OrdoError as exc:

@@ -8,14 +8,14 @@ import mimetypes
 import os
 import smtplib
 import ssl
-from dataclasses import dataclass
 from email.message import EmailMessage
+
+from msgspec import Struct
 
 TIMEOUT = 30.0
 
 
-@dataclass(frozen=True)
-class Letter:
+class Letter(Struct, frozen=True):
     subject: str
     body: str
     to: tuple[str, ...]

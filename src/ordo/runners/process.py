@@ -21,8 +21,9 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from ordo.masking import passed_environ
 from ordo.model import Metric
@@ -39,8 +40,7 @@ class OutputFileError(ValueError):
     """A line of ``$ORDO_OUTPUTS`` or ``$ORDO_METRICS`` that cannot be read."""
 
 
-@dataclass
-class Finished:
+class Finished(Struct):
     """How a child process ended."""
 
     exit_code: int | None

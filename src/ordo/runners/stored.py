@@ -7,12 +7,13 @@ its ``base_dir`` (and in the env values that named it)."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Mapping
+
+import msgspec
 
 from ordo.model import Flow
 
@@ -56,7 +57,7 @@ def placed(
     if not os.path.isdir(folder):
         _write(folder, files())
     tasks = tuple(
-        dataclasses.replace(
+        msgspec.structs.replace(
             t,
             env={
                 k: (folder + v[len(marker) :] if isinstance(v, str) and v.startswith(marker) else v)
@@ -65,7 +66,7 @@ def placed(
         )
         for t in flow.tasks
     )
-    return dataclasses.replace(flow, base_dir=folder, tasks=tasks)
+    return msgspec.structs.replace(flow, base_dir=folder, tasks=tasks)
 
 
 def _write(folder: str, files: Mapping[str, str | None]) -> None:

@@ -7,11 +7,10 @@ new database at once apply each migration exactly once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(Struct, frozen=True):
     """One numbered migration file of a backend."""
 
     version: int

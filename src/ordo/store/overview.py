@@ -5,7 +5,8 @@ refresh, and the gauges. Shared by both backends."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from ordo.model import State
 from ordo.store.db import Db
@@ -44,8 +45,7 @@ READY_DEPTH = "SELECT count(*) FROM ready"
 WORKERS_ALIVE = "SELECT count(*) FROM workers WHERE stopped_at IS NULL AND heartbeat_at > ?"
 
 
-@dataclass(frozen=True)
-class Gauges:
+class Gauges(Struct, frozen=True):
     """What ``/metrics`` shows: executions by state, the task-run duration histogram
     (cumulative counts per bucket of :data:`BUCKETS`, count, sum), the ready queue's
     depth and the workers alive."""

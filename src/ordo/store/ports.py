@@ -15,8 +15,9 @@ from __future__ import annotations
 import importlib
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, cast
+
+from msgspec import Struct
 
 from ordo.model import Flow, FlowConcurrency, Outcome, RetryPolicy, State
 from ordo.store.records import TaskRunRow
@@ -25,8 +26,7 @@ from ordo.store.records import TaskRunRow
 POLICY_MODULE = "ordo.engine.policy"
 
 
-@dataclass(frozen=True, slots=True)
-class RunGroup:
+class RunGroup(Struct, frozen=True):
     """Task runs of an execution alike in what decides its end (top-level task runs
     and for_each items; a handler's calls are part of the handler's attempt)."""
 
@@ -37,8 +37,7 @@ class RunGroup:
     count: int
 
 
-@dataclass(frozen=True)
-class EndFacts:
+class EndFacts(Struct, frozen=True):
     """What the end of an execution is decided from."""
 
     execution_id: int
@@ -52,16 +51,14 @@ class EndFacts:
     first_failure: Callable[[], str]
 
 
-@dataclass(frozen=True, slots=True)
-class Ending:
+class Ending(Struct, frozen=True):
     """A state something ends in, and why."""
 
     state: State
     reason: str | None = None
 
 
-@dataclass(frozen=True)
-class OutputFacts:
+class OutputFacts(Struct, frozen=True):
     """What a flow's ``outputs:`` are rendered against."""
 
     inputs: Mapping[str, Any]
@@ -70,8 +67,7 @@ class OutputFacts:
     outputs_of: Callable[[Iterable[str]], Mapping[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class RetryFacts:
+class RetryFacts(Struct, frozen=True):
     """A failed attempt, and what decides whether its task run tries again."""
 
     policy: RetryPolicy

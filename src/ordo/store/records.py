@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from msgspec import Struct, field
 
 from ordo.masking import MASK
 from ordo.model import Flow, State
@@ -14,8 +15,7 @@ from ordo.model import Flow, State
 BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 3600.0)
 
 
-@dataclass(frozen=True)
-class Revision:
+class Revision(Struct, frozen=True):
     """A stored revision of a flow: its id, path, content hash and definition."""
 
     id: int
@@ -28,8 +28,7 @@ class Revision:
     flow: Flow
 
 
-@dataclass(frozen=True)
-class ExecutionRow:
+class ExecutionRow(Struct, frozen=True):
     """An execution as stored: its flow, state, inputs, labels, times and lineage."""
 
     id: int
@@ -84,8 +83,7 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-@dataclass(frozen=True)
-class TaskRunRow:
+class TaskRunRow(Struct, frozen=True):
     """A task run as stored: its task, state, attempts and times."""
 
     id: int
@@ -110,8 +108,7 @@ class TaskRunRow:
         return self.task_id if self.fork_index is None else f"{self.task_id}[{self.fork_index}]"
 
 
-@dataclass(frozen=True)
-class AttemptRow:
+class AttemptRow(Struct, frozen=True):
     """An attempt as stored: its number, state, worker, lease, times and exit."""
 
     id: int
@@ -130,8 +127,7 @@ class AttemptRow:
     peak_rss_kb: int | None
 
 
-@dataclass(frozen=True)
-class WorkerRow:
+class WorkerRow(Struct, frozen=True):
     """A registered worker: its id, host, process, queues and last heartbeat."""
 
     id: str
@@ -144,8 +140,7 @@ class WorkerRow:
     stopped_at: float | None
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(Struct, frozen=True):
     """A task run handed to a worker: attempt ``number`` was created with a lease."""
 
     attempt_id: int
@@ -157,8 +152,7 @@ class Claim:
     first_started_at: float
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(Struct, frozen=True):
     """One stored log line of an attempt."""
 
     id: int
@@ -169,8 +163,7 @@ class LogLine:
     line: str
 
 
-@dataclass(frozen=True)
-class MetricRow:
+class MetricRow(Struct, frozen=True):
     """One stored metric of an attempt."""
 
     attempt_id: int
@@ -182,8 +175,7 @@ class MetricRow:
     at: float
 
 
-@dataclass(frozen=True)
-class CheckRow:
+class CheckRow(Struct, frozen=True):
     """One pre or post check that ran for an attempt (see :class:`ordo.model.CheckResult`)."""
 
     attempt_id: int
@@ -198,8 +190,7 @@ class CheckRow:
     ended_at: float
 
 
-@dataclass(frozen=True)
-class HistoryRow:
+class HistoryRow(Struct, frozen=True):
     """One state change of an execution or a task run."""
 
     execution_id: int
@@ -210,8 +201,7 @@ class HistoryRow:
     reason: str | None
 
 
-@dataclass(frozen=True)
-class NewLog:
+class NewLog(Struct, frozen=True):
     """A log line waiting to be written."""
 
     execution_id: int
@@ -221,8 +211,7 @@ class NewLog:
     line: str
 
 
-@dataclass(frozen=True)
-class Connection:
+class Connection(Struct, frozen=True):
     """A named external resource. ``config`` holds ``url`` (sql) or ``base_url`` and
     ``headers`` (http); :meth:`masked` is what may be shown."""
 
@@ -281,8 +270,7 @@ def mask_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-@dataclass(frozen=True)
-class AttemptProcess:
+class AttemptProcess(Struct, frozen=True):
     """The process group an attempt started on a machine (see
     :func:`ordo.runners.process.group_start` for ``started``)."""
 
@@ -291,8 +279,7 @@ class AttemptProcess:
     started: int | None
 
 
-@dataclass
-class RecordResult:
+class RecordResult(Struct):
     """What one batch of recorded outcomes changed. ``nested`` are attempts recorded on
     the way (a flow task whose child execution ended), with whether each will retry;
     ``stopped`` the executions told to stop (with their children)."""
@@ -304,8 +291,7 @@ class RecordResult:
     stopped: set[int] = field(default_factory=set)
 
 
-@dataclass(frozen=True)
-class Swept:
+class Swept(Struct, frozen=True):
     """One batch of ``ordo gc``: how many executions were deleted (or, in a dry run,
     would be) in whole trees, their rows in each other table, the oldest and newest end
     among them, and whether they were dev executions."""
@@ -317,8 +303,7 @@ class Swept:
     dev: bool = False
 
 
-@dataclass(frozen=True)
-class Reclaimed:
+class Reclaimed(Struct, frozen=True):
     """What reclaiming space after ``ordo gc`` did: the bytes given back to the file
     system, or None when this store does not give space back itself; and, for the user,
     how (or why not)."""
@@ -327,8 +312,7 @@ class Reclaimed:
     how: str
 
 
-@dataclass(frozen=True)
-class ScheduleRow:
+class ScheduleRow(Struct, frozen=True):
     """A stored schedule: its flow, cron expression and time zone, the inputs its
     executions get, and whether it is active."""
 

@@ -5,8 +5,9 @@ is written to ``state_history`` with who asked and why."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from ordo.errors import Conflict, NotFound, did_you_mean
 from ordo.model import By, Flow, State
@@ -68,8 +69,7 @@ SET_REVISION = "UPDATE executions SET revision_id = ? WHERE id = ?"
 TASK_RUN_RESUMED = "UPDATE task_runs SET started_at = ? WHERE id = ?"
 
 
-@dataclass(frozen=True)
-class Marked:
+class Marked(Struct, frozen=True):
     """What ``ordo mark`` changed: the task run's state before and after, the
     execution's, and the task runs made to run again (a RUNNING execution only)."""
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from ordo.errors import Conflict, NotFound
 from ordo.store.db import Db, Row, dumps
@@ -54,8 +55,7 @@ UPDATE_CONNECTION = "UPDATE connections SET type = ?, config = ?, updated_at = ?
 DELETE_CONNECTION = "DELETE FROM connections WHERE name = ?"
 
 
-@dataclass(frozen=True)
-class SecretRow:
+class SecretRow(Struct, frozen=True):
     """A secret as listed: never its value."""
 
     name: str
@@ -63,8 +63,7 @@ class SecretRow:
     updated_at: float
 
 
-@dataclass(frozen=True)
-class TokenRow:
+class TokenRow(Struct, frozen=True):
     """An API token as stored (never its value)."""
 
     id: int

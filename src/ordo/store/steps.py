@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from ordo.errors import Conflict
 from ordo.model import State, Task
@@ -56,8 +57,7 @@ RUN_STATES = "SELECT id, state, reason FROM task_runs WHERE id IN ({})"
 COUNT_STEPS = "SELECT count(*) FROM steps WHERE task_run_id = ?"
 
 
-@dataclass(frozen=True)
-class StepRow:
+class StepRow(Struct, frozen=True):
     """One recorded step: ``kind`` task, flow, connect, now or random; ``name`` what
     was called; ``run_id`` its task run (task, connect), ``child_id`` its child
     execution (flow), ``value`` its arguments (task) or value (now, random);

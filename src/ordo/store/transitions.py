@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from msgspec import Struct
 
 from ordo.errors import IllegalTransition, NotFound
 from ordo.model import By, State, can_transition
@@ -152,8 +153,7 @@ _TASK_RUN_STATE = "SELECT state, task_id, allow_failure, fork_of FROM task_runs 
 UNSTARTED = frozenset({State.CREATED, State.RESTARTED})
 
 
-@dataclass(frozen=True, slots=True)
-class Before:
+class Before(Struct, frozen=True):
     """A task run as it was before a change (``known``: its state only)."""
 
     state: State
@@ -162,8 +162,7 @@ class Before:
     fork_of: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(Struct, frozen=True):
     """``old -> new`` of one execution (``run_id`` None) or one task run."""
 
     execution_id: int

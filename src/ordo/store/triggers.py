@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from ordo.errors import NotFound
 from ordo.store.db import Db, Row, dumps
@@ -92,8 +93,7 @@ WHERE execution_id = ? ORDER BY id
 """
 
 
-@dataclass(frozen=True)
-class TickRow:
+class TickRow(Struct, frozen=True):
     """A schedule's fire time and the execution it started."""
 
     trigger_id: str
@@ -102,8 +102,7 @@ class TickRow:
     created_at: float
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(Struct, frozen=True):
     """An event received, and the executions it started."""
 
     id: int
@@ -113,8 +112,7 @@ class EventRow:
     executions: list[int]
 
 
-@dataclass(frozen=True)
-class NotificationRow:
+class NotificationRow(Struct, frozen=True):
     """A notification sent (or tried) for an execution's end."""
 
     execution_id: int

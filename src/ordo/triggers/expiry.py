@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from ordo.store import Store
 from ordo.store.records import Swept
@@ -25,8 +26,7 @@ _KEY = ("", "", "retention")  # where the last sweep's time is kept
 DAY = 86_400.0
 
 
-@dataclass
-class Expired:
+class Expired(Struct):
     """What one sweep deleted."""
 
     executions: int = 0

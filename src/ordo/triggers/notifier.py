@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import httpx
+from msgspec import Struct
 
 from ordo import views
 from ordo.errors import NotFound
@@ -34,8 +34,7 @@ LOOK_BACK = 3600.0
 WEBHOOK_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class MailServer:
+class MailServer(Struct, frozen=True):
     host: str
     port: int = 25
     user: str = ""

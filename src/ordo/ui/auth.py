@@ -20,11 +20,11 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Request
+from msgspec import Struct
 
 from ordo import services
 from ordo.api.app import Caller, store_of
@@ -39,8 +39,7 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 
 
-@dataclass(frozen=True)
-class Session:
+class Session(Struct, frozen=True):
     token_id: int
     name: str
     read_only: bool

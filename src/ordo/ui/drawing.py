@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from markupsafe import Markup, escape
+from msgspec import Struct
 
 from ordo.graph import waves
 from ordo.model import State, Task
@@ -19,8 +19,7 @@ PAD = 8
 MIN_ZOOM = 0.6  # a DAG wider than the card shrinks to fit, down to this; then it scrolls
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(Struct, frozen=True):
     id: str
     type: str
     x: float
@@ -29,15 +28,13 @@ class Node:
     detail: str  # "for_each", "3 items", "2 attempts"...
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(Struct, frozen=True):
     source: str
     target: str
     path: str  # an SVG path
 
 
-@dataclass(frozen=True)
-class Dag:
+class Dag(Struct, frozen=True):
     nodes: list[Node]
     edges: list[Edge]
     width: float
@@ -176,30 +173,26 @@ def _squeeze(text: str, width: int) -> str:
 ROW_H = 22
 
 
-@dataclass(frozen=True)
-class Bar:
+class Bar(Struct, frozen=True):
     x: float
     width: float
     state: str
     title: str
 
 
-@dataclass(frozen=True)
-class Lane:
+class Lane(Struct, frozen=True):
     label: str
     y: float
     bars: list[Bar]
     run_id: int
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(Struct, frozen=True):
     x: float
     label: str
 
 
-@dataclass(frozen=True)
-class Timeline:
+class Timeline(Struct, frozen=True):
     """Lanes of bars; ``x`` and ``width`` of bars and ticks are percentages of the time
     track, so the page lays the chart out over the card's whole width."""
 
@@ -242,16 +235,14 @@ def timeline(runs: Sequence[TaskRunRow], attempts: Sequence[AttemptRow], now: fl
     return Timeline(lanes, ticks)
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(Struct, frozen=True):
     x: float
     label: str
     parts: list[Bar]  # stacked from the bottom; Bar.x is the y of its top here
     total: int
 
 
-@dataclass(frozen=True)
-class Chart:
+class Chart(Struct, frozen=True):
     columns: list[Column]
     width: float
     height: float

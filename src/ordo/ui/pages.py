@@ -9,13 +9,13 @@ import functools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from markupsafe import escape
+from msgspec import Struct
 
 from ordo import views
 from ordo.api import streams
@@ -399,8 +399,7 @@ def execution_page(
     return page(request, "_execution_live.html" if part else "execution.html", viewer, **context)
 
 
-@dataclass(frozen=True)
-class RunFilter:
+class RunFilter(Struct, frozen=True):
     """Which task runs an execution's page lists: the first ``limit`` of those in
     ``state`` (any when None) whose label contains ``text``."""
 

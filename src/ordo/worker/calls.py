@@ -14,15 +14,16 @@ non-deterministic replay, refused with both calls named."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import queue
 import random
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+from msgspec import Struct, field
 
 from ordo import engine
 from ordo.clock import Clock
@@ -44,8 +45,7 @@ logger = logging.getLogger(__name__)
 STARTED_KEPT = 10_000  # steps started by this worker kept for their launch
 
 
-@dataclass
-class Running:
+class Running(Struct):
     """An attempt running on one of the worker's threads."""
 
     claim: Claim
@@ -59,8 +59,7 @@ class Running:
     ended: bool = False  # its runner returned: nothing more runs in its host
 
 
-@dataclass
-class Here:
+class Here(Struct):
     """A ``@task`` attempt its flow function runs in its own host: its ``running`` (in
     the flow function's slot) and the ``files`` of its outputs and metrics."""
 
@@ -68,8 +67,7 @@ class Here:
     files: AttemptFiles
 
 
-@dataclass
-class Call:
+class Call(Struct):
     """A task's request, answered by the loop thread."""
 
     running: Running
@@ -142,7 +140,7 @@ class TaskCalls:
             return _secret(parsed.name, running)
         if isinstance(parsed, rq.StartChild):  # child inputs are stored: masked
             inputs = mask_value(dict(parsed.inputs), running.context.secrets)
-            parsed = dataclasses.replace(parsed, inputs=inputs)
+            parsed = msgspec.structs.replace(parsed, inputs=inputs)
         return self.ask(running, parsed)
 
     def ask(self, running: Running, request: Request) -> Answer:

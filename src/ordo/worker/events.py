@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import collections
 import queue
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from ordo.clock import Clock
 from ordo.model import Outcome
 from ordo.store.records import AttemptProcess, Claim
 
 
-@dataclass(frozen=True)
-class Reported:
+class Reported(Struct, frozen=True):
     """An attempt reported its outcome (it ran, was stopped, skipped or failed to
     prepare): record it."""
 
@@ -24,15 +24,13 @@ class Reported:
     outcome: Outcome
 
 
-@dataclass(frozen=True)
-class Wake:
+class Wake(Struct, frozen=True):
     """Look again now: work may be ready, a call waits, logs pile up, a stop was asked."""
 
     why: str = ""
 
 
-@dataclass(frozen=True)
-class ProcessStarted:
+class ProcessStarted(Struct, frozen=True):
     """An attempt's process started, leading process group ``group`` (its start time,
     in clock ticks since boot, in ``started``; None where it cannot be read): recorded
     with the attempt, so that whoever takes the attempt back after this worker died can

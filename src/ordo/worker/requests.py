@@ -7,8 +7,9 @@ a run whose tasks never call into ordo does not build these classes."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
 
 if TYPE_CHECKING:
     from ordo.model import Outcome
@@ -17,8 +18,7 @@ if TYPE_CHECKING:
 Answer = dict[str, Any]  # what goes back to the handler, as JSON
 
 
-@dataclass(frozen=True)
-class StartChild:
+class StartChild(Struct, frozen=True):
     """``this.flow(...)``: start a child execution (waiting for it is a :class:`WaitChild`)."""
 
     flow: str
@@ -28,22 +28,19 @@ class StartChild:
     number: int | None = None  # its step
 
 
-@dataclass(frozen=True)
-class WaitChild:
+class WaitChild(Struct, frozen=True):
     """``child.wait()``: answered when the child execution ends, whoever ends it."""
 
     execution_id: int
 
 
-@dataclass(frozen=True)
-class StartFlowTask:
+class StartFlowTask(Struct, frozen=True):
     """A flow task whose function ``run_if`` answered RUN: the loop starts its child."""
 
     context: RunContext
 
 
-@dataclass(frozen=True)
-class ConnectSetup:
+class ConnectSetup(Struct, frozen=True):
     """``this.connect(...)``, first half: what to run (the connection looked up)."""
 
     connection: str | None
@@ -54,8 +51,7 @@ class ConnectSetup:
     number: int | None = None  # its step
 
 
-@dataclass(frozen=True)
-class RecordCall:
+class RecordCall(Struct, frozen=True):
     """``this.connect(...)``, second half: record the call as a task run."""
 
     task_id: str
@@ -67,8 +63,7 @@ class RecordCall:
     lines: tuple[tuple[float, str, str], ...] = ()  # its log lines: (at, stream, line)
 
 
-@dataclass(frozen=True)
-class TaskStep:
+class TaskStep(Struct, frozen=True):
     """A flow function's ``@task`` call: its task run (a completed one, run again,
     answers at once); ``bad`` why its arguments cannot be stored."""
 
@@ -81,8 +76,7 @@ class TaskStep:
     here: bool = False  # the caller's host may run it (a call: see :class:`EndStep`)
 
 
-@dataclass(frozen=True)
-class EndStep:
+class EndStep(Struct, frozen=True):
     """A ``@task`` attempt its flow function ran in its own host ended with ``reply``
     (the python host's); ``tell``: it succeeded, nothing to answer, else answered when
     its task run has ended (after its retries)."""
@@ -92,15 +86,13 @@ class EndStep:
     tell: bool = False
 
 
-@dataclass(frozen=True)
-class TaskSteps:
+class TaskSteps(Struct, frozen=True):
     """``.submit()`` calls sent together: their task runs start in one transaction."""
 
     steps: tuple[TaskStep, ...]
 
 
-@dataclass(frozen=True)
-class WaitStep:
+class WaitStep(Struct, frozen=True):
     """``future.result()``: answered when the step's task run ends, whoever ran it,
     with the answers of those of the task runs ``also`` (other steps the flow function
     submitted) that have ended by then."""
@@ -109,16 +101,14 @@ class WaitStep:
     also: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class ValueStep:
+class ValueStep(Struct, frozen=True):
     """``this.now()``, ``this.random()``: a value recorded the first time."""
 
     kind: str
     number: int
 
 
-@dataclass(frozen=True)
-class LookUp:
+class LookUp(Struct, frozen=True):
     """``system.flow``, ``system.connection``, ``system.execution``: read-only."""
 
     request: Mapping[str, Any]
@@ -139,15 +129,13 @@ Request = (
 LOOK_UPS = ("flow_info", "connection", "execution", "project")
 
 
-@dataclass(frozen=True)
-class Connect:
+class Connect(Struct, frozen=True):
     """``this.connect(...)`` as asked: run on the task's own thread."""
 
     setup: ConnectSetup
 
 
-@dataclass(frozen=True)
-class ReadSecret:
+class ReadSecret(Struct, frozen=True):
     """``system.secret(name)``: answered on the task's own thread."""
 
     name: str

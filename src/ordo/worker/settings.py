@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Protocol
+
+from msgspec import Struct, field
 
 from ordo.model import Outcome
 from ordo.store.records import Claim
@@ -26,8 +27,7 @@ class Silent:
         pass
 
 
-@dataclass
-class WorkerSettings:
+class WorkerSettings(Struct):
     """How a worker works: slots, leases, prefetch, queues, its id."""
 
     slots: int = os.cpu_count() or 2
