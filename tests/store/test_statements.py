@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from test_contract import LATER, claim_all, flow_of, ok, start, task
 
+from ordo.errors import StoreError
 from ordo.model import Flow
 from ordo.store import Store
 
@@ -126,3 +127,74 @@ def test_postgresql_a_workers_connection_plans_each_prepared_statement_once(
     store.db.reconnect()  # a connection made again keeps it
     again = store.db.conn  # type: ignore[attr-defined]
     assert again.execute("SHOW plan_cache_mode").fetchone()[0] == "force_generic_plan"
+
+
+def test_a_statement_sent_later_is_seen_by_the_next_and_fails_its_transaction(
+    store: Store,
+) -> None:
+    """``Db.later``: a write no one reads the answer of may wait for the next statement
+    or the commit (PostgreSQL sends them together). It still runs before the next
+    statement, and its error fails the whole transaction: nothing of it is kept, and the
+    connection goes on working."""
+    insert = "INSERT INTO secrets (name, ciphertext, created_at, updated_at) VALUES (?, ?, ?, ?)"
+    with store.transaction():
+        store.db.later(insert, ("A", "c", 1.0, 1.0))
+        assert store.secret_rows() == [("A", "c")]
+    with pytest.raises(StoreError), store.transaction():
+        store.db.later(insert, ("B", "c", 2.0, 2.0))
+        store.db.later(insert, ("A", "again", 2.0, 2.0))  # the name is taken
+    assert store.secret_rows() == [("A", "c")]
+    store.set_secret("C", "c", 3.0)
+    assert store.secret_rows() == [("A", "c"), ("C", "c")]
+
+
+@contextmanager
+def round_trips(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """PostgreSQL: the round trips made meanwhile, each named by its statements (a
+    pipeline's statements go in one)."""
+    trips: list[str] = []
+    batch: list[list[str]] = []
+    real_pipeline = psycopg.Connection.pipeline
+    real_execute = psycopg.Cursor.execute
+
+    @contextmanager
+    def pipeline(conn: Any) -> Iterator[Any]:
+        outer = not batch
+        if outer:
+            batch.append([])
+        try:
+            with real_pipeline(conn) as p:
+                yield p
+        finally:
+            if outer:
+                trips.append(" + ".join(batch.pop()))
+
+    def execute(cur: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+        text = query.decode() if isinstance(query, bytes) else str(query)
+        head = " ".join(text.split()[:3])
+        if batch:
+            batch[0].append(head)
+        else:
+            trips.append(head)
+        return real_execute(cur, query, params, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "pipeline", pipeline)
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    yield trips
+
+
+def test_postgresql_a_chain_hop_is_4_round_trips(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN goes with the success, and the attempt's insert (its id reserved by the
+    claim) with the COMMIT: success, release, claim, insert and commit in 4."""
+    if not isinstance(getattr(store.db, "conn", None), psycopg.Connection):
+        pytest.skip("PostgreSQL only")
+    ex_id = start(store, flow_of(task("a"), task("b", "a"), task("c", "b")))
+    (a,) = claim_all(store, ex_id)
+    (b,) = step(store, [a], LATER + 1, ex_id)
+    with round_trips(store, monkeypatch) as trips:
+        (c,) = step(store, [b], LATER + 2, ex_id)
+    assert len(trips) <= 4, "\n".join(trips)
+    assert trips[-1].endswith("COMMIT"), trips
+    assert c.attempt_id in store.running_attempt_ids(ex_id)  # inserted with the id reserved

@@ -100,14 +100,14 @@ class Db(ABC):
             yield
             for hook in self._on_commit:
                 hook()
+            self._depth = 0
+            self._commit()  # (a commit that fails rolls back, as anything before it)
         except BaseException:
             self._depth = 0
             for hook in self._on_rollback:
                 hook()
             self._rollback()
             raise
-        self._depth = 0
-        self._commit()
 
     @abstractmethod
     def _begin(self) -> None: ...
@@ -126,6 +126,17 @@ class Db(ABC):
     @abstractmethod
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement for many rows (an ``INSERT ... VALUES``: a few statements)."""
+
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement whose answer no one reads (a write): in a transaction, a
+        backend may send it with the next statement or with the commit, in order (on
+        PostgreSQL: in the same round trip). Its error, if any, then fails that statement
+        or the commit, and so the transaction."""
+        self.execute(sql, params)
+
+    def later_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """:meth:`executemany` as :meth:`later` runs one statement."""
+        self.executemany(sql, rows)
 
     @abstractmethod
     def insert(self, sql: str, params: Sequence[Any]) -> int:
@@ -165,9 +176,12 @@ class Db(ABC):
         oldest first, and return them by task run id with the columns ``task_run_id,
         execution_id, task_id, state, attempts, started_at, revision_id,
         execution_state`` (the task run's and its execution's), ``keyed`` (whether rows
-        with a concurrency key match ``where`` too) and ``secrets, changed`` (the
-        secrets' version, :data:`~ordo.store.secrets.SecretsVersion`). A backend may
-        answer one row of the last three only (the others None) when it takes nothing."""
+        with a concurrency key match ``where`` too), ``secrets, changed`` (the
+        secrets' version, :data:`~ordo.store.secrets.SecretsVersion`) and ``attempt_id``
+        (an id the backend reserved for the attempt to start, or None: the attempt's
+        insert then needs no answer, and can go with the commit). A backend may answer
+        one row of ``keyed, secrets, changed`` only (the others None) when it takes
+        nothing."""
 
     def notify_ready(self) -> None:  # noqa: B027 (a backend may have no one to tell)
         """Ready rows were added in this transaction: wake workers elsewhere at commit

@@ -22,7 +22,7 @@ from ordo.store.flows import Flows
 
 KEYED_READY = """
 SELECT t.id AS task_run_id, t.execution_id, t.task_id, t.state, t.attempts, t.started_at,
-       e.revision_id, e.state AS execution_state
+       e.revision_id, e.state AS execution_state, NULL AS attempt_id
 FROM (SELECT task_run_id, not_before FROM ready WHERE concurrency_key = ? AND {where}
       ORDER BY not_before, task_run_id LIMIT ?) AS r
 JOIN task_runs t ON t.id = r.task_run_id JOIN executions e ON e.id = t.execution_id

@@ -141,7 +141,7 @@ class Outcomes:
         if not kept:
             return
         ids_of = [(c.attempt_id, c.task_run_id, c.execution_id) for c, _ in kept]
-        self.db.executemany(
+        self.db.later_many(
             q.INSERT_OUTPUT,
             [
                 (*ids, k, dumps(v))
@@ -149,7 +149,7 @@ class Outcomes:
                 for k, v in o.outputs.items()
             ],
         )
-        self.db.executemany(
+        self.db.later_many(
             INSERT_METRIC,
             [
                 (*ids, m.name, m.kind, m.value, dumps(dict(m.tags)), now)
@@ -157,7 +157,7 @@ class Outcomes:
                 for m in o.metrics
             ],
         )
-        self.db.executemany(
+        self.db.later_many(
             INSERT_CHECK,
             [
                 _check_row(ids, r)

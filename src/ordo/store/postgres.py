@@ -121,7 +121,8 @@ WITH r AS (
         ORDER BY not_before, task_run_id LIMIT ? FOR UPDATE SKIP LOCKED)
     RETURNING task_run_id)
 SELECT t.id AS task_run_id, t.execution_id, t.task_id, t.state, t.attempts, t.started_at,
-       e.revision_id, e.state AS execution_state, k.keyed, k.secrets, k.changed
+       e.revision_id, e.state AS execution_state, k.keyed, k.secrets, k.changed,
+       CASE WHEN t.id IS NOT NULL THEN nextval('attempts_id_seq') END AS attempt_id
 FROM (SELECT EXISTS (SELECT 1 FROM ready WHERE concurrency_key IS NOT NULL AND {{where}}),
              {SECRETS_VERSION}) AS k (keyed, secrets, changed)
 LEFT JOIN (r JOIN task_runs t ON t.id = r.task_run_id
@@ -143,6 +144,9 @@ class PostgresDb(Db):
         self.url = url
         self._notify = False
         self._begun = True  # False: a transaction began, its BEGIN not sent yet
+        #: statements of this transaction no one reads the answer of, not sent yet: they
+        #: go with the next statement or the COMMIT (see :meth:`Db.later`)
+        self._waiting: list[tuple[bytes, Sequence[Any]]] = []
         self.connect_timeout = connect_timeout
         self._plan_once = False  # (see plan_once; a reconnection keeps it)
         try:
@@ -183,6 +187,7 @@ class PostgresDb(Db):
         self._depth = 0
         self._notify = False
         self._begun = True
+        self._waiting = []
         self.conn = self._connect()
 
     def listen(self, wake: Callable[[], None]) -> _Notifications:
@@ -216,15 +221,43 @@ class PostgresDb(Db):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
-            if self._begun:
+            if self._begun and not self._waiting:
                 return self.conn.execute(to_postgres(sql).encode(), params)
-            # the transaction's BEGIN goes with its first statement: one round trip
-            self._begun = True
+            # the transaction's BEGIN and what waits go with this statement: one round trip
             with self.conn.pipeline():
-                self.conn.execute(b"BEGIN")
+                self._send_waiting()
                 return self.conn.execute(to_postgres(sql).encode(), params)
         except psycopg.Error as exc:
             raise self._error(exc) from exc
+
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if not self._depth:  # no transaction: now
+            self.execute(sql, params)
+            return
+        self._waiting.append((to_postgres(sql).encode(), params))
+
+    def later_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        batch = list(rows)
+        if not batch:
+            return
+        if not self._depth:
+            self.executemany(sql, batch)
+            return
+        chunks = inserts(sql, batch)
+        if chunks is not None:  # one statement per 500 rows
+            self._waiting.extend((to_postgres(s).encode(), p) for s, p in chunks)
+            return
+        text = to_postgres(sql).encode()
+        self._waiting.extend((text, row) for row in batch)
+
+    def _send_waiting(self) -> None:
+        """(In a pipeline) the transaction's BEGIN, unless sent, and what waits."""
+        if not self._begun:
+            self._begun = True
+            self.conn.execute(b"BEGIN")
+        waiting, self._waiting = self._waiting, []
+        for text, params in waiting:
+            self.conn.execute(text, params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Many rows: an ``INSERT ... VALUES (...)`` becomes one statement per 500 rows
@@ -238,11 +271,10 @@ class PostgresDb(Db):
                 self.execute(text, params)
             return
         try:
-            if not self._begun:
-                self._begun = True
-                self.conn.execute(b"BEGIN")
-            with self.conn.cursor() as cur:
-                cur.executemany(to_postgres(sql).encode(), batch)
+            with self.conn.pipeline():
+                self._send_waiting()
+                with self.conn.cursor() as cur:
+                    cur.executemany(to_postgres(sql).encode(), batch)
         except psycopg.Error as exc:
             raise self._error(exc) from exc
 
@@ -264,6 +296,7 @@ class PostgresDb(Db):
 
     def _rollback(self) -> None:
         self._notify = False
+        self._waiting = []
         if not self._begun:
             self._begun = True
             return
@@ -292,14 +325,21 @@ class PostgresDb(Db):
         self._notify = True
 
     def _commit(self) -> None:
-        if not self._begun:  # the transaction sent nothing: nothing to commit
+        if not self._begun and not self._waiting:  # nothing sent: nothing to commit
             self._begun = True
             return
-        if self._notify:  # one round trip for both (no parameters: the simple protocol)
-            self._notify = False
-            self.execute(f"NOTIFY {NOTIFY_CHANNEL}; COMMIT")
-        else:
-            self.execute("COMMIT")
+        notify, self._notify = self._notify, False
+        if not self._waiting:  # one round trip (no parameters: the simple protocol)
+            self.execute(f"NOTIFY {NOTIFY_CHANNEL}; COMMIT" if notify else "COMMIT")
+            return
+        try:  # what waits, then the COMMIT: one round trip
+            with self.conn.pipeline():
+                self._send_waiting()
+                if notify:
+                    self.conn.execute(f"NOTIFY {NOTIFY_CHANNEL}".encode())
+                self.conn.execute(b"COMMIT")
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
 
     def reclaim_space(self) -> Reclaimed:
         """Nothing: autovacuum makes the deleted rows' space reusable."""

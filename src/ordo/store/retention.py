@@ -140,7 +140,7 @@ class Logs:
         if not lines:
             return
         with self.db.transaction():
-            self.db.executemany(
+            self.db.later_many(
                 INSERT_LOG,
                 [(ln.execution_id, ln.attempt_id, ln.at, ln.stream, ln.line) for ln in lines],
             )

@@ -73,6 +73,7 @@ _TAKE = (
     + ", (SELECT state FROM executions e WHERE e.id = ready.execution_id) AS execution_state"
     + ", EXISTS (SELECT 1 FROM ready WHERE concurrency_key IS NOT NULL AND {where}) AS keyed, "
     + SECRETS_VERSION
+    + ", NULL AS attempt_id"
 )
 
 

@@ -198,7 +198,9 @@ class TaskRuns:
             for r in startable
             if r["state"] in waiting
         ]
-        attempt_of = self.transitions.claimed(values, moves, now)
+        reserved = [r["attempt_id"] for r in startable]
+        ids = reserved if None not in reserved else None
+        attempt_of = self.transitions.claimed(values, moves, now, ids)
         return [
             Claim(
                 attempt_id=attempt_of[r["task_run_id"]],
@@ -217,7 +219,7 @@ class TaskRuns:
         if not attempt_ids:
             return
         with self.db.transaction():
-            self.db.executemany(HEARTBEAT, [(lease_until, a, worker_id) for a in attempt_ids])
+            self.db.later_many(HEARTBEAT, [(lease_until, a, worker_id) for a in attempt_ids])
 
     def record_outcomes(
         self,
@@ -290,13 +292,13 @@ class TaskRuns:
         if attempt_ids:
             test, params = self.db.ids(attempt_ids)
             with self.db.transaction():
-                self.db.execute(MARK_LAUNCHED.format(ids=test), [now, lease_until, *params])
+                self.db.later(MARK_LAUNCHED.format(ids=test), [now, lease_until, *params])
 
     def record_processes(self, host: str, processes: Sequence[AttemptProcess]) -> None:
         """The process group each of these running attempts started on ``host``."""
         if processes:
             with self.db.transaction():
-                self.db.executemany(
+                self.db.later_many(
                     SET_PROCESS,
                     [(host, p.group, p.started, p.attempt_id) for p in processes],
                 )

@@ -59,6 +59,14 @@ INSERT INTO attempts
 SELECT * FROM {values}
 RETURNING id, task_run_id, number
 """
+#: the same with the ids the claim reserved (PostgreSQL): nothing to wait for
+_INSERT_ATTEMPTS_WITH_IDS = """
+INSERT INTO attempts
+    (id, task_run_id, execution_id, number, state, worker_id, lease_expires_at, started_at,
+     launched_at)
+SELECT * FROM {values}
+RETURNING id, task_run_id, number
+"""
 SUCCESS_TYPES = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT")
 
 _SET_EXECUTION = """
@@ -284,35 +292,48 @@ class Transitions:
         return recorded, self.transition([of[a] for a in sorted(recorded)], now, routine=True)
 
     def claimed(
-        self, attempts: Sequence[Sequence[Any]], moves: Sequence[Change], now: float
+        self,
+        attempts: Sequence[Sequence[Any]],
+        moves: Sequence[Change],
+        now: float,
+        ids: Sequence[int] | None = None,
     ) -> dict[int, int]:
         """Attempts started: ``attempts`` are rows of :data:`INSERT_ATTEMPTS` (task
         run, execution, number, ...), each task run's count and last attempt set, and
         ``moves`` to RUNNING of those that were waiting (CREATED or RESTARTED; a retry's
         task run is RUNNING already), in one statement (PostgreSQL) or two. A first
         attempt's CREATED -> RUNNING is routine: the attempt holds its history. The
-        attempt started for each task run."""
+        attempt started for each task run: with the ``ids`` the claim reserved for them
+        (PostgreSQL), the statement goes with the commit (:meth:`Db.later`)."""
         if not attempts:
             return {}
         for change in moves:
             if not can_transition(change.old, change.new):
                 raise _illegal(change, By.WORK)
-        table, params = self.db.values(attempts, ATTEMPT_TYPES)
-        insert = INSERT_ATTEMPTS.format(values=table)
-        if self.db.writable_ctes:
-            found = self.db.all(_STARTED.format(insert=insert), [*params, now])
+        if ids is not None and self.db.writable_ctes:
+            rows = [(i, *a) for i, a in zip(ids, attempts, strict=True)]
+            table, params = self.db.values(rows, ("BIGINT", *ATTEMPT_TYPES))
+            insert = _INSERT_ATTEMPTS_WITH_IDS.format(values=table)
+            self.db.later(_STARTED.format(insert=insert), [*params, now])
+            started = {int(a[0]): int(i) for i, a in zip(ids, attempts, strict=True)}
         else:
-            found = self.db.all(insert, params)
-            rows = [(r["task_run_id"], r["number"], r["id"]) for r in found]
-            table, values = self.db.values(rows, _CLAIMED_TYPES)
-            self.db.execute(_CLAIMED.format(values=table), [now, *values])
+            table, params = self.db.values(attempts, ATTEMPT_TYPES)
+            insert = INSERT_ATTEMPTS.format(values=table)
+            if self.db.writable_ctes:
+                found = self.db.all(_STARTED.format(insert=insert), [*params, now])
+            else:
+                found = self.db.all(insert, params)
+                rows = [(r["task_run_id"], r["number"], r["id"]) for r in found]
+                table, values = self.db.values(rows, _CLAIMED_TYPES)
+                self.db.execute(_CLAIMED.format(values=table), [now, *values])
+            started = {int(r["task_run_id"]): int(r["id"]) for r in found}
         number = {int(r[0]): int(r[2]) for r in attempts}
         self._transitions.extend(
             (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason)
             for c in moves
             if not (c.old is State.CREATED and c.run_id is not None and number[c.run_id] == 1)
         )
-        return {int(r["task_run_id"]): int(r["id"]) for r in found}
+        return started
 
     # -- one change, its current state read first --------------------------------------
     def set_execution_state(
@@ -377,7 +398,7 @@ class Transitions:
         """Every change of the transaction, in one statement, just before it commits."""
         rows, self._transitions = self._transitions, []
         if rows:
-            self.db.executemany(_INSERT_HISTORY, rows)
+            self.db.later_many(_INSERT_HISTORY, rows)
 
 
 def _routine(change: Change, by: By) -> bool:
