@@ -293,6 +293,32 @@ def test_cwd_and_env_apply_to_one_task_only(
     assert (after.outputs["cwd"], after.outputs["x"]) == (str(flow_dir), None)
 
 
+def test_each_task_gets_its_own_environment_whatever_the_last_one_did(
+    runner_set: RunnerSet, runner_ctx: RunnerCtx, flow_dir: Path, tmp_path: Path
+) -> None:
+    """A host is sent only what differs from the last task's environment; a task that
+    changed ``os.environ`` itself (set, changed, removed variables) leaves nothing of it
+    behind, and what the next task is given is there."""
+    (tmp_path / "envs.py").write_text(
+        "import os\n"
+        "def tamper():\n"
+        "    os.environ['LEAK'] = '1'\n"
+        "    os.environ['X'] = 'changed'\n"
+        "    del os.environ['Y']\n"
+        "def show():\n"
+        "    return {k: os.environ.get(k) for k in ('LEAK', 'X', 'Y', 'Z')}\n"
+    )
+    py = runner_set.get("python")
+    given = {"X": "1", "Y": "2"}
+    assert py.run(runner_ctx(flow_dir, {"function": "envs:tamper"}, env=given)).ok
+    seen = py.run(runner_ctx(flow_dir, {"function": "envs:show"}, env=given)).outputs
+    assert seen == {"LEAK": None, "X": "1", "Y": "2", "Z": None}
+    seen = py.run(runner_ctx(flow_dir, {"function": "envs:show"}, env={"Z": "3"})).outputs
+    assert seen == {"LEAK": None, "X": None, "Y": None, "Z": "3"}
+    seen = py.run(runner_ctx(flow_dir, {"function": "envs:show"}, env={"Z": "4"})).outputs
+    assert seen == {"LEAK": None, "X": None, "Y": None, "Z": "4"}
+
+
 def test_cpu_and_peak_memory_are_measured(
     runner_set: RunnerSet, runner_ctx: RunnerCtx, flow_dir: Path
 ) -> None:

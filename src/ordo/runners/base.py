@@ -84,10 +84,11 @@ class RunContext(Struct):
     call: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     #: The task's pre and post checks, when it has any.
     checks: CheckPlan | None = None
-    #: Told the id of each process group the attempt starts (its own session), so that
-    #: the worker can record it: if the worker dies, whoever takes the attempt back on
+    #: Told the id of each process group the attempt starts (its own session) and when
+    #: its leader started (:func:`~ordo.runners.process.group_start`), so that the
+    #: worker can record them: if the worker dies, whoever takes the attempt back on
     #: this machine stops that group before the task runs again.
-    process_started: Callable[[int], None] | None = None
+    process_started: Callable[[int, int | None], None] | None = None
     #: A flow function's: the log of the ``@task`` attempt its host runs now (its lines
     #: come between :data:`~ordo.runners.pyhost.STEP` markers), asked once per attempt.
     step_log: Callable[[int], LogSink | None] | None = None

@@ -269,7 +269,7 @@ def run_process(
         start_new_session=True,
     )
     if ctx.process_started is not None:
-        ctx.process_started(proc.pid)
+        ctx.process_started(proc.pid, group_start(proc.pid))
     tail: deque[str] = deque(maxlen=5)
     assert proc.stdout is not None and proc.stderr is not None
     cap = capped(ctx.log)

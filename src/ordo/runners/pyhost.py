@@ -192,7 +192,10 @@ class Host:
         """Run the request's task; the reply says how it ended and what it cost."""
         dirs = _import_dirs(request)
         self.modules.prepare(dirs)
-        self.env.set(request["env"])
+        if "env" in request:
+            self.env.set(request["env"])
+        else:  # what changed since the last request
+            self.env.change(request["env_set"], request["env_unset"])
         sys.path[:] = [*dirs, *(p for p in self.path if p not in dirs)]
         if self.this is not None:
             self.this.inputs._set(request["with"])
@@ -248,6 +251,22 @@ class Environ:
                 os.environ[key] = value
         self.now = dict(wanted)
         self.raw = dict(data)
+
+    def change(self, changed: dict[str, str], unset: list[str]) -> None:
+        """Set the environment the last one became by ``changed`` and ``unset`` (a
+        request sends only what differs from the last)."""
+        if os.environ._data != self.raw:  # type: ignore[attr-defined]
+            wanted = {**self.now, **changed}  # the last task changed it: set it whole
+            for key in unset:
+                wanted.pop(key, None)
+            self.set(wanted)
+            return
+        for key in unset:
+            if self.now.pop(key, None) is not None:
+                del os.environ[key]
+        for key, value in changed.items():
+            os.environ[key] = self.now[key] = value
+        self.raw = dict(os.environ._data)  # type: ignore[attr-defined]
 
 
 def _import_dirs(request: dict[str, Any]) -> tuple[str, ...]:

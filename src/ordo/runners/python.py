@@ -34,6 +34,7 @@ from ordo.runners.process import (
     OutputFileError,
     _reaped,
     child_env,
+    group_start,
     kill_tree,
     pump,
 )
@@ -141,14 +142,34 @@ class Host:
         self.seq = 0
         self.alive = True
         self.stopped = False
+        self._started: int | None = None
+        self._env: dict[str, str] | None = None  # the environment the host was last sent
+
+    @property
+    def started(self) -> int | None:
+        """When the host's process started (:func:`group_start`), read once."""
+        if self._started is None:
+            self._started = group_start(self.proc.pid)
+        return self._started
 
     def send(self, request: dict[str, Any]) -> bool:
-        """Hand the host a request; False when it is gone (it died while idle)."""
+        """Hand the host a request; False when it is gone (it died while idle). Its
+        ``env`` goes as what changed since the last request (``env_set``,
+        ``env_unset``): a task's environment is mostly the same as the one before."""
         self.seq += 1
         request["seq"] = self.seq
+        message = request
+        env = request.get("env")
+        if env is not None and self._env is not None:
+            last = self._env
+            message = {k: v for k, v in request.items() if k != "env"}
+            message["env_set"] = {k: v for k, v in env.items() if last.get(k) != v}
+            message["env_unset"] = [k for k in last if k not in env]
+        if env is not None:
+            self._env = env
         assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
             self.proc.stdin.flush()
         except OSError:
             self.alive = False
@@ -283,7 +304,7 @@ class PythonRunner:
         try:
             host = self._send(host, request, ctx.kill_grace)
             if ctx.process_started is not None:
-                ctx.process_started(host.proc.pid)  # the host's own session
+                ctx.process_started(host.proc.pid, host.started)  # the host's own session
             reply, finished = host.receive(ctx)
             if not host.alive:
                 host.stop(ctx.kill_grace)

@@ -228,8 +228,14 @@ def marks(values: Sequence[Any]) -> str:
 
 def value_rows(rows: Sequence[Sequence[Any]]) -> str:
     """``(?, ?), (?, ?)``: placeholders for a VALUES list of these rows."""
-    one = "(" + ", ".join("?" * len(rows[0])) + ")"
-    return ", ".join([one] * len(rows))
+    return _value_rows(len(rows[0]), len(rows))
+
+
+@functools.lru_cache(maxsize=256)
+def _value_rows(width: int, count: int) -> str:
+    """(The same few shapes every step: made once each.)"""
+    one = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([one] * count)
 
 
 def flat(rows: Sequence[Sequence[Any]]) -> list[Any]:
@@ -256,9 +262,17 @@ def inserts(sql: str, rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any
     parts = _insert_parts(sql)
     if parts is None or not rows:
         return None
-    head, one = parts
     size = max(1, min(500, 30_000 // max(len(rows[0]), 1)))  # SQLite: 32,766 parameters
     return [
-        (f"{head} {', '.join([one] * len(chunk))}", flat(chunk))
+        (_insert_text(sql, len(chunk)), flat(chunk))
         for chunk in (rows[i : i + size] for i in range(0, len(rows), size))
     ]
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_text(sql: str, count: int) -> str:
+    """:func:`inserts`' statement for ``count`` rows (made once for each)."""
+    parts = _insert_parts(sql)
+    assert parts is not None
+    head, one = parts
+    return f"{head} {', '.join([one] * count)}"

@@ -18,7 +18,7 @@ from ordo.masking import mask_value, masked
 from ordo.model import DROPPED, Outcome, State, Task
 from ordo.runners import RunnerSet
 from ordo.runners.base import LogSink, RunContext
-from ordo.runners.process import AttemptFiles, group_start
+from ordo.runners.process import AttemptFiles
 from ordo.runners.python import reply_outcome
 from ordo.secrets import Revealed, SecretBox
 from ordo.store import Store
@@ -220,8 +220,8 @@ class Launcher:
         ctx.call = lambda request: self.calls.call(running, request)
         if ctx.fields.get("flow_function"):  # the lines of the @tasks it runs in its host
             ctx.step_log = lambda attempt: _here_log(running, attempt)
-        ctx.process_started = lambda pid: self.inbox.note(  # recorded in the next step
-            ProcessStarted(claim.attempt_id, pid, group_start(pid))
+        ctx.process_started = lambda pid, started: self.inbox.note(  # in the next step
+            ProcessStarted(claim.attempt_id, pid, started)
         )
         self.running[claim.attempt_id] = running
         self._pool.submit(self._run, running)
