@@ -687,8 +687,42 @@ def _may_have_python_tasks(path: str) -> bool:
         return False
 
 
+def console() -> int:
+    """The ``ordo`` command: :func:`main`, then a quick exit."""
+    code = main()
+    _exit_now(code)
+    return code  # (only when something still runs: the usual exit)
+
+
+def _exit_now(code: int) -> None:
+    """Leave without tearing the interpreter down, once the command has ended and its
+    output is written: freeing every object of every module one by one costs a short
+    command about 15 ms (of 90 for ``ordo run`` of one task). What an exit must still do
+    is done first: standard output and error flushed, the ``atexit`` functions run
+    (logging's shutdown, temporary folders removed). Not while another thread still
+    works (a usual exit would wait for it)."""
+    import threading
+
+    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: the usual exit says so
+        return
+    import atexit
+
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ordo`` console script."""
+    """What the ``ordo`` command does (:func:`console`); its exit code."""
     parser = _parser(sys.argv[1:] if argv is None else argv)
     args = _parse(parser, argv)
     environ = dict(os.environ)
@@ -787,4 +821,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())
