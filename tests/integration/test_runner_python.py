@@ -319,6 +319,29 @@ def test_each_task_gets_its_own_environment_whatever_the_last_one_did(
     assert seen == {"LEAK": None, "X": None, "Y": None, "Z": "4"}
 
 
+def test_a_host_that_leaves_still_runs_what_tasks_registered_with_atexit(
+    runner_ctx: RunnerCtx, tmp_path: Path
+) -> None:
+    """A host leaves without the interpreter's teardown once its input ends, but a
+    task's ``atexit`` function still runs then, and what it prints is flushed."""
+    from ordo.runners import make_runners
+
+    done = tmp_path / "done.txt"
+    (tmp_path / "leaving.py").write_text(
+        "import atexit\n"
+        "def run(path):\n"
+        "    atexit.register(lambda: open(path, 'w').write('cleaned up'))\n"
+    )
+    runners = make_runners(1)
+    try:
+        ctx = runner_ctx(tmp_path, {"function": "leaving:run"}, with_={"path": str(done)})
+        assert runners.get("python").run(ctx).ok
+        assert not done.exists()  # the host lives on for the next task
+    finally:
+        runners.close()  # waits for the hosts to end
+    assert done.read_text() == "cleaned up"
+
+
 def test_cpu_and_peak_memory_are_measured(
     runner_set: RunnerSet, runner_ctx: RunnerCtx, flow_dir: Path
 ) -> None:

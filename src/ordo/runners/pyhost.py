@@ -11,7 +11,8 @@ parent knows every line of this task has arrived) and a JSON reply line on ``REP
 A flow function's ``@task`` calls may run here too (:class:`StepHere`), each between
 :data:`STEP` marker lines.
 
-Loaded by path rather than ``-m``: the host then imports nothing of ordo but ``ordo.this``,
+Loaded by path rather than ``-m``: the host then imports nothing of ordo but ``ordo.this``
+(and ``ordo.exiting`` to leave once its input ends),
 and its own folder (which holds ``http.py``, ``sql.py``...) is taken off ``sys.path`` so
 it can never shadow the standard library in user code.
 """
@@ -171,6 +172,11 @@ def main() -> None:
         os.write(1, marker)
         os.write(2, marker)
         replies.write((json.dumps(reply) + "\n").encode())
+    try:  # the worker waits for its hosts to end: they leave without the teardown
+        from ordo.exiting import leave
+    except ImportError:
+        return
+    leave(0, host.flush)  # (Python's and C's buffers: an atexit function may print)
 
 
 class Host:
