@@ -138,6 +138,14 @@ class Db(ABC):
         """:meth:`executemany` as :meth:`later` runs one statement."""
         self.executemany(sql, rows)
 
+    def soon(self, sql: str, params: Sequence[Any] = ()) -> Callable[[], list[Row]]:
+        """Run one statement whose rows are read later, if at all: as :meth:`later`, it may
+        go with the next statement or the commit; the function returned reads them
+        (sending it first if it has not gone yet). Read them before the commit, or in a
+        hook the commit runs (:meth:`on_commit`)."""
+        rows = self.all(sql, params)
+        return lambda: rows
+
     @abstractmethod
     def insert(self, sql: str, params: Sequence[Any]) -> int:
         """Run an INSERT and return the new row's id."""

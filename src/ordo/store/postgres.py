@@ -68,6 +68,12 @@ def named_rows(cursor: Any) -> Callable[[Sequence[Any]], Any]:
 _PLAN_ONCE = "SET plan_cache_mode = force_generic_plan"
 
 
+@lru_cache(maxsize=32)
+def _column_names(count: int) -> str:
+    """``column1, column2, ...``: the names :meth:`PostgresDb.values`' columns get."""
+    return ", ".join(f"column{i}" for i in range(1, count + 1))
+
+
 def describe_url(url: str) -> str:
     """``host:port/database`` of a connection URL, for messages (no password)."""
     try:
@@ -146,7 +152,7 @@ class PostgresDb(Db):
         self._begun = True  # False: a transaction began, its BEGIN not sent yet
         #: statements of this transaction no one reads the answer of, not sent yet: they
         #: go with the next statement or the COMMIT (see :meth:`Db.later`)
-        self._waiting: list[tuple[bytes, Sequence[Any]]] = []
+        self._waiting: list[tuple[bytes, Sequence[Any], list[Any] | None]] = []
         self.connect_timeout = connect_timeout
         self._plan_once = False  # (see plan_once; a reconnection keeps it)
         try:
@@ -234,7 +240,29 @@ class PostgresDb(Db):
         if not self._depth:  # no transaction: now
             self.execute(sql, params)
             return
-        self._waiting.append((to_postgres(sql).encode(), params))
+        self._waiting.append((to_postgres(sql).encode(), params, None))
+
+    def soon(self, sql: str, params: Sequence[Any] = ()) -> Callable[[], list[Row]]:
+        if not self._depth:
+            return super().soon(sql, params)
+        sent: list[Any] = []  # its cursor, once sent
+        self._waiting.append((to_postgres(sql).encode(), params, sent))
+
+        def rows() -> list[Row]:
+            if not sent:
+                self._flush()
+            found: list[Row] = sent[0].fetchall()
+            return found
+
+        return rows
+
+    def _flush(self) -> None:
+        """Send what waits now (a reader of a :meth:`soon` statement needs its rows)."""
+        try:
+            with self.conn.pipeline():
+                self._send_waiting()
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
 
     def later_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = list(rows)
@@ -245,10 +273,10 @@ class PostgresDb(Db):
             return
         chunks = inserts(sql, batch)
         if chunks is not None:  # one statement per 500 rows
-            self._waiting.extend((to_postgres(s).encode(), p) for s, p in chunks)
+            self._waiting.extend((to_postgres(s).encode(), p, None) for s, p in chunks)
             return
         text = to_postgres(sql).encode()
-        self._waiting.extend((text, row) for row in batch)
+        self._waiting.extend((text, row, None) for row in batch)
 
     def _send_waiting(self) -> None:
         """(In a pipeline) the transaction's BEGIN, unless sent, and what waits."""
@@ -256,8 +284,10 @@ class PostgresDb(Db):
             self._begun = True
             self.conn.execute(b"BEGIN")
         waiting, self._waiting = self._waiting, []
-        for text, params in waiting:
-            self.conn.execute(text, params)
+        for text, params, sent in waiting:
+            cursor = self.conn.execute(text, params)
+            if sent is not None:
+                sent.append(cursor)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Many rows: an ``INSERT ... VALUES (...)`` becomes one statement per 500 rows
@@ -309,13 +339,20 @@ class PostgresDb(Db):
         return self.all(_TAKE.format(where=where), [*params, limit, *params])
 
     def values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
-        """Arrays, one per column, and ``unnest``: the same text for any number of rows."""
+        """Arrays, one per column, and ``unnest``: the same text for any number of rows.
+        One row (a chain's step): plain parameters, which psycopg adapts in a fraction of
+        the time it takes for arrays (75 µs less for a row of 8)."""
+        names = _column_names(len(types))
+        if len(rows) == 1:
+            casts = ", ".join(f"CAST(? AS {t})" for t in types)
+            return f"(VALUES ({casts})) AS v({names})", list(rows[0])
         casts = ", ".join(f"CAST(? AS {t}[])" for t in types)
-        names = ", ".join(f"column{i}" for i in range(1, len(types) + 1))
         columns = [list(column) for column in zip(*rows, strict=True)]
         return f"unnest({casts}) AS v({names})", columns
 
     def ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
+        if len(values) == 1:  # (as in values)
+            return "= CAST(? AS BIGINT)", [values[0]]
         return "= ANY(CAST(? AS BIGINT[]))", [list(values)]
 
     def lock(self, name: str) -> None:

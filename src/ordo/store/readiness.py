@@ -27,11 +27,11 @@ for rows claimed again in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ordo.model import State
 from ordo.store import queries as q
-from ordo.store.db import Db
+from ordo.store.db import Db, Row
 from ordo.store.transitions import UNSTARTED
 
 # -- batches: one statement for many rows. ``{values}`` is a table of rows (columns
@@ -99,29 +99,58 @@ class Readiness:
         self.db = db
         db.on_commit(lambda: self._ready_settled(committing=True))
         db.on_rollback(lambda: self._ready_settled(committing=False))
-        self.readied = False  # ready rows were added since the caller last cleared it
+        self._readied = False
         # task runs made ready in this transaction and not claimed in it again: other
         # workers are told of them at commit (a chain's next task, claimed by the
         # transaction that released it, wakes nobody)
         self._fresh: set[int] = set()
+        self._taken: set[int] = set()  # claimed in this transaction
+        # releases whose rows (the task runs they made ready) are not read yet: they go
+        # with the next statement (a chain's claim) and are read when asked or at commit
+        self._released: list[Callable[[], list[Row]]] = []
+
+    @property
+    def readied(self) -> bool:
+        """Ready rows were added since the caller last cleared this."""
+        if not self._readied and self._released:
+            self._read_released()
+        return self._readied
+
+    @readied.setter
+    def readied(self, value: bool) -> None:
+        if not value:
+            self._read_released()  # (those count as before)
+        self._readied = value
 
     def made_ready(self, ids: Iterable[int] | None = None) -> None:
         """Ready rows were added: those of ``ids``, or (None) some not named."""
-        self.readied = True
+        self._readied = True
         if ids is None:
             self.db.notify_ready()
         else:
-            self._fresh.update(ids)
+            self._fresh.update(i for i in ids if i not in self._taken)
 
     def taken(self, ids: Iterable[int]) -> None:
         """These ready rows were claimed in this transaction."""
-        self._fresh.difference_update(ids)
+        self._taken.update(ids)
+        self._fresh.difference_update(self._taken)
+
+    def _read_released(self) -> None:
+        released, self._released = self._released, []
+        for rows in released:
+            ready = [int(r["task_run_id"]) for r in rows()]
+            if ready:
+                self.made_ready(ready)
 
     def _ready_settled(self, committing: bool) -> None:
         """The transaction ends: wake other workers for what is still ready from it."""
-        if committing and self._fresh:
-            self.db.notify_ready()
+        if committing:
+            self._read_released()
+            if self._fresh:
+                self.db.notify_ready()
+        self._released = []
         self._fresh.clear()
+        self._taken.clear()
 
     # -- becoming ready ----------------------------------------------------------------
     def ready_roots(self, ex_id: int, now: float) -> None:
@@ -145,9 +174,7 @@ class Readiness:
         test, params = self.db.ids(upstream)
         if self.db.writable_ctes:
             sql = DEPENDENTS_DOWN_AND_READY.format(ids=test)
-            ready = [int(r["task_run_id"]) for r in self.db.all(sql, [*params, *params, now])]
-            if ready:
-                self.made_ready(ready)
+            self._released.append(self.db.soon(sql, [*params, *params, now]))
             return
         down = DEPENDENTS_DOWN_MANY.format(ids=test)
         released = [
