@@ -76,7 +76,11 @@ class FlowModules:
 
     def prepare(self, dirs: tuple[str, ...]) -> None:
         """Forget what must be imported again before a task importing from ``dirs``."""
-        stale = [n for n, (f, *_) in self.stamps.items() if not _under(f, dirs)]
+        stale = (  # (modules are noted only from the folders of their task: the last ones)
+            [n for n, (f, *_) in self.stamps.items() if not _under(f, dirs)]
+            if dirs != self.dirs
+            else []
+        )
         changed = [f for f, *rest in self.stamps.values() if _stamp(f) != (f, *rest)]
         if changed:
             stale = list(self.stamps)
