@@ -7,14 +7,22 @@ import queue
 import time
 from typing import Protocol, TypeVar
 
-T = TypeVar("T")
+T = TypeVar("T", covariant=True)
+
+
+class Events(Protocol[T]):
+    """What a clock waits on: a queue, or the worker's inbox (which reads file
+    descriptors while it waits)."""
+
+    def get(self, timeout: float | None = None) -> T:
+        """The next item, or :class:`queue.Empty` after ``timeout`` seconds."""
 
 
 class Clock(Protocol):
     def now(self) -> float:
         """UTC seconds since the epoch."""
 
-    def wait(self, events: queue.SimpleQueue[T], timeout: float | None) -> T | None:
+    def wait(self, events: Events[T], timeout: float | None) -> T | None:
         """The next item of ``events``, or None once ``timeout`` seconds have passed."""
 
 
@@ -22,7 +30,7 @@ class SystemClock:
     def now(self) -> float:
         return time.time()
 
-    def wait(self, events: queue.SimpleQueue[T], timeout: float | None) -> T | None:
+    def wait(self, events: Events[T], timeout: float | None) -> T | None:
         try:
             return events.get(timeout=None if timeout is None else max(0.0, timeout))
         except queue.Empty:
@@ -44,7 +52,7 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.t += seconds
 
-    def wait(self, events: queue.SimpleQueue[T], timeout: float | None) -> T | None:
+    def wait(self, events: Events[T], timeout: float | None) -> T | None:
         try:
             return events.get(timeout=self._idle)
         except queue.Empty:

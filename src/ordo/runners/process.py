@@ -1,8 +1,9 @@
 """Child processes for runners: own session, streamed lines, tree kill, rusage, and the
 ``$ORDO_OUTPUTS`` / ``$ORDO_METRICS`` files.
 
-One thread per attempt reads both pipes with poll, so output is streamed line by
-line (never held whole) and a timeout or cancel is noticed within 50 ms.
+An attempt's pipes are read with poll by a :class:`Pump` (on the attempt's thread, or fed
+by the worker's loop for a plain python task), so output is streamed line by line (never
+held whole) and a timeout or cancel is noticed within 50 ms.
 """
 
 from __future__ import annotations
@@ -308,6 +309,92 @@ def _reaped(pid: int) -> bool:
     return True
 
 
+class Pump:
+    """Reads one process's ``streams`` until they close (or ``until()`` is true), the
+    deadline passes or ``ctx.cancel`` is set: blocking (:meth:`run`), or fed by someone
+    else's poll (:meth:`read` when an fd is ready, :meth:`over` after each wake-up)."""
+
+    def __init__(
+        self,
+        pid: int,
+        streams: Mapping[int, Any],
+        ctx: RunContext,
+        exited: Any,
+        *,
+        until: Any = None,
+    ) -> None:
+        self.pid = pid
+        self.streams = streams
+        self.ctx = ctx
+        self.exited = exited
+        self.until = until
+        self.deadline = None if ctx.timeout is None else time.monotonic() + ctx.timeout
+        self.open_fds = set(streams)
+        self.exited_at: float | None = None
+
+    def read(self, fd: int) -> bool:
+        """Read what ``fd`` has; False once it is closed (nothing more to poll)."""
+        stream = self.streams[fd]
+        size = getattr(stream, "read_size", READ_SIZE)
+        data = os.read(fd, size)
+        if data:
+            stream.feed(data)
+            if size == READ_SIZE and getattr(stream, "read_size", READ_SIZE) > size:
+                grow_pipe(fd)  # the log is full: drain the rest in blocks
+            return True
+        self.open_fds.discard(fd)  # closed (POLLHUP with nothing left to read)
+        stream.close()
+        return False
+
+    def over(self, now: float) -> Finished | None:
+        """How the reading ended, or None while it goes on (``now``: monotonic)."""
+        if self.complete():
+            return self.result()
+        if self.deadline is not None and now >= self.deadline:
+            return Finished(None, timed_out=True)
+        if self.ctx.cancel.is_set():
+            return Finished(None, cancelled=True)
+        if self.exited_at is None:
+            if self.exited():
+                self.exited_at = now
+        elif now - self.exited_at > 0.5:
+            return self.result()  # a background grandchild holds the pipes open
+        return None
+
+    def complete(self) -> bool:
+        """Every stream closed, or ``until()`` is true."""
+        return not self.open_fds or (self.until is not None and bool(self.until()))
+
+    def wait(self, now: float) -> float:
+        """How long a poll may wait before :meth:`over` must look again (seconds)."""
+        return 0.05 if self.deadline is None else max(min(0.05, self.deadline - now), 0.0)
+
+    def result(self) -> Finished:
+        """Ended: the exit status when the process was reaped here."""
+        return _EXITED.pop(self.pid, None) or Finished(None)
+
+    def close(self) -> None:
+        for splitter in self.streams.values():
+            splitter.close()
+
+    def run(self) -> Finished:
+        """Read, blocking, until :meth:`over`."""
+        poller = select.poll()  # a plain poll: a selector costs more than the task
+        for fd in self.open_fds:
+            poller.register(fd, select.POLLIN)
+        try:
+            while True:
+                now = time.monotonic()
+                ended = self.over(now)
+                if ended is not None:
+                    return ended
+                for fd, _ in poller.poll(self.wait(now) * 1000):
+                    if not self.read(fd):
+                        poller.unregister(fd)
+        finally:
+            self.close()
+
+
 def pump(
     pid: int,
     streams: dict[int, LineSplitter],
@@ -318,42 +405,7 @@ def pump(
 ) -> Finished:
     """Read ``streams`` until they close (or ``until()`` is true), the deadline passes or
     ``ctx.cancel`` is set. Returns the exit status when the process was reaped here."""
-    deadline = None if ctx.timeout is None else time.monotonic() + ctx.timeout
-    poller = select.poll()  # a plain poll: a selector costs more than the task, per attempt
-    for fd in streams:
-        poller.register(fd, select.POLLIN)
-    open_fds = set(streams)
-    exited_at: float | None = None
-    try:
-        while open_fds:
-            if until is not None and until():
-                break
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return Finished(None, timed_out=True)
-            if ctx.cancel.is_set():
-                return Finished(None, cancelled=True)
-            wait = 0.05 if deadline is None else min(0.05, deadline - now)
-            for fd, _ in poller.poll(max(wait, 0.0) * 1000):
-                stream = streams[fd]
-                size = getattr(stream, "read_size", READ_SIZE)
-                data = os.read(fd, size)
-                if data:
-                    stream.feed(data)
-                    if size == READ_SIZE and getattr(stream, "read_size", READ_SIZE) > size:
-                        grow_pipe(fd)  # the log is full: drain the rest in blocks
-                else:  # closed (POLLHUP with nothing left to read)
-                    poller.unregister(fd)
-                    open_fds.discard(fd)
-                    stream.close()
-            if exited_at is None and exited():
-                exited_at = now
-            elif exited_at is not None and now - exited_at > 0.5:
-                break  # a background grandchild holds the pipes open: stop waiting for it
-    finally:
-        for splitter in streams.values():
-            splitter.close()
-    return _EXITED.pop(pid, None) or Finished(None)
+    return Pump(pid, streams, ctx, exited, until=until).run()
 
 
 def _finish(pid: int, result: Finished, grace: float) -> Finished:

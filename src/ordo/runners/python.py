@@ -32,11 +32,11 @@ from ordo.runners.process import (
     Finished,
     LineSplitter,
     OutputFileError,
+    Pump,
     _reaped,
     child_env,
     group_start,
     kill_tree,
-    pump,
 )
 from ordo.runners.shell import working_dir
 from ordo.runners.spawn import Spawned, spawn_host
@@ -101,14 +101,20 @@ class _Calls:
     """Serves a task's calls into ordo: each request line read from the host is handed
     to ``ctx.call`` and its answer written back (an error answer when there is none)."""
 
-    def __init__(self, ctx: RunContext, answer_fd: int) -> None:
+    def __init__(self, ctx: RunContext, answer_fd: int, *, held: bool = False) -> None:
         self.ctx = ctx
         self.answer_fd = answer_fd
         self.buffer = b""
+        self.held = held  # requests are kept, unanswered, until it is False
+
+    @property
+    def asked(self) -> bool:
+        """Whether a whole request waits in the buffer."""
+        return b"\n" in self.buffer
 
     def feed(self, data: bytes) -> None:
         self.buffer += data
-        while b"\n" in self.buffer:
+        while not self.held and b"\n" in self.buffer:
             line, self.buffer = self.buffer.split(b"\n", 1)
             self.answer(json.loads(line))
 
@@ -129,6 +135,55 @@ class _Calls:
 
     def close(self) -> None:
         pass
+
+
+class Listening:
+    """Reads one request's answer from a host: the task's lines to ``ctx.log`` (a flow
+    function's ``@task`` lines to theirs) until the end markers on fd 1 and 2, its reply,
+    and its calls into ordo (answered at once, or held while ``calls`` is False: a task
+    whose reading is driven by the worker's loop, which cannot wait for itself). Its
+    :attr:`pump` reads, blocking or fed by another poll."""
+
+    def __init__(self, host: Host, ctx: RunContext, calls: bool = True) -> None:
+        marker = f"{pyhost.MARKER} {host.seq}"
+        ended: set[str] = set()
+        steps = _StepLogs(ctx)
+
+        def sink(stream: str, line: str) -> None:
+            if line.endswith(marker):  # after a last line without its newline, maybe
+                ended.add(stream)
+                line = line[: -len(marker)]
+                if not line:
+                    return
+            if pyhost.STEP in line:
+                steps.mark(stream, line)
+                return
+            steps.current[stream](stream, line)
+
+        assert host.proc.stdout is not None and host.proc.stderr is not None
+        cap = capped(ctx.log)
+        keep = marker.encode()
+        self.replies = replies = _Replies()
+        self.calls = _Calls(ctx, host.answer_fd, held=not calls)
+        streams: dict[int, Any] = {
+            host.proc.stdout.fileno(): LineSplitter("stdout", sink, cap=cap, keep=keep),
+            host.proc.stderr.fileno(): LineSplitter("stderr", sink, cap=cap, keep=keep),
+            host.reply_fd: replies,
+            host.call_fd: self.calls,
+        }
+        pid = host.proc.pid
+        self.pump = Pump(
+            pid,
+            streams,
+            ctx,
+            lambda: _reaped(pid),
+            until=lambda: replies.reply is not None and len(ended) == 2,
+        )
+
+    def serve_calls(self) -> None:
+        """Answer the calls held so far, and those that come from now on."""
+        self.calls.held = False
+        self.calls.feed(b"")
 
 
 class Host:
@@ -178,43 +233,25 @@ class Host:
 
     def receive(self, ctx: RunContext) -> tuple[dict[str, Any] | None, Finished]:
         """Stream the task's lines to ``ctx.log`` until its reply and end markers."""
-        marker = f"{pyhost.MARKER} {self.seq}"
-        ended: set[str] = set()
-        steps = _StepLogs(ctx)
+        listening = self.listen(ctx)
+        return self.ended(listening, listening.pump.run())
 
-        def sink(stream: str, line: str) -> None:
-            if line.endswith(marker):  # after a last line without its newline, maybe
-                ended.add(stream)
-                line = line[: -len(marker)]
-                if not line:
-                    return
-            if pyhost.STEP in line:
-                steps.mark(stream, line)
-                return
-            steps.current[stream](stream, line)
+    def listen(self, ctx: RunContext, *, calls: bool = True) -> Listening:
+        """What reads the reply to the request just sent (:class:`Listening`);
+        ``calls=False``: the task's calls into ordo are held until :meth:`Listening.serve_calls`."""
+        return Listening(self, ctx, calls)
 
-        replies = _Replies()
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        cap = capped(ctx.log)
-        keep = marker.encode()
-        streams: dict[int, Any] = {
-            self.proc.stdout.fileno(): LineSplitter("stdout", sink, cap=cap, keep=keep),
-            self.proc.stderr.fileno(): LineSplitter("stderr", sink, cap=cap, keep=keep),
-            self.reply_fd: replies,
-            self.call_fd: _Calls(ctx, self.answer_fd),
-        }
-        finished = pump(
-            self.proc.pid,
-            streams,
-            ctx,
-            lambda: _reaped(self.proc.pid),
-            until=lambda: replies.reply is not None and len(ended) == 2,
-        )
+    def ended(
+        self, listening: Listening, finished: Finished
+    ) -> tuple[dict[str, Any] | None, Finished]:
+        """The reply read by ``listening`` and how it ended (the host is no longer
+        ``alive`` when it was stopped, timed out or gave no reply)."""
         if finished.exit_code is not None:  # the host died and was reaped by pump
             self.proc.returncode = finished.exit_code
-        if finished.timed_out or finished.cancelled or replies.reply is None:
+        reply = listening.replies.reply
+        if finished.timed_out or finished.cancelled or reply is None:
             self.alive = False
-        return replies.reply, finished
+        return reply, finished
 
     def hang_up(self) -> None:
         """End of input: an idle host exits (see :meth:`stop`)."""
@@ -254,6 +291,50 @@ class Host:
                 stream.close()
         for fd in (self.reply_fd, self.call_fd, self.answer_fd):
             os.close(fd)
+
+
+class HostRun:
+    """One attempt on a host: sent when made; its answer read by
+    ``listening.pump`` (blocking, or fed by the worker's loop); then :meth:`finish`."""
+
+    def __init__(self, runner: PythonRunner, ctx: RunContext, calls: bool = True) -> None:
+        self.runner = runner
+        self.ctx = ctx
+        self.files = files = AttemptFiles(ctx.attempt_id)
+        request = runner._request(ctx, files)
+        host = runner._acquire()
+        try:
+            host = runner._send(host, request, ctx.kill_grace)
+            if ctx.process_started is not None:
+                ctx.process_started(host.proc.pid, host.started)  # the host's own session
+            self.listening = host.listen(ctx, calls=calls)
+        except BaseException:
+            host.alive = False
+            runner._release(host, ctx.kill_grace)
+            files.remove()
+            raise
+        self.host = host
+
+    def finish(self, finished: Finished) -> Outcome:
+        """The attempt's outcome, once its reading ended as ``finished``; the host goes
+        back to the pool (or is stopped, when it must be: this may wait for its tree to
+        end, up to the attempt's ``kill_grace``)."""
+        host, ctx = self.host, self.ctx
+        try:
+            self.listening.pump.close()
+            reply, finished = host.ended(self.listening, finished)
+            if not host.alive:
+                host.stop(ctx.kill_grace)
+            return self.runner._outcome(reply, finished, self.files, ctx, host)
+        finally:
+            self.runner._release(host, ctx.kill_grace)
+            self.files.remove()
+
+    def abandon(self) -> None:
+        """Reading failed: the host is stopped, the attempt's files removed."""
+        self.host.alive = False
+        self.runner._release(self.host, self.ctx.kill_grace)
+        self.files.remove()
 
 
 class PythonRunner:
@@ -298,20 +379,18 @@ class PythonRunner:
         host.stop(grace)
 
     def run(self, ctx: RunContext) -> Outcome:
-        files = AttemptFiles(ctx.attempt_id)
-        request = self._request(ctx, files)
-        host = self._acquire()
+        attempt = self.start(ctx)
         try:
-            host = self._send(host, request, ctx.kill_grace)
-            if ctx.process_started is not None:
-                ctx.process_started(host.proc.pid, host.started)  # the host's own session
-            reply, finished = host.receive(ctx)
-            if not host.alive:
-                host.stop(ctx.kill_grace)
-            return self._outcome(reply, finished, files, ctx, host)
-        finally:
-            self._release(host, ctx.kill_grace)
-            files.remove()
+            finished = attempt.listening.pump.run()
+        except BaseException:
+            attempt.abandon()
+            raise
+        return attempt.finish(finished)
+
+    def start(self, ctx: RunContext, *, calls: bool = True) -> HostRun:
+        """Send ``ctx``'s attempt to a host; reading its answer is the caller's, through
+        the returned :class:`HostRun` (``calls``: see :meth:`Host.listen`)."""
+        return HostRun(self, ctx, calls)
 
     @staticmethod
     def _send(host: Host, request: dict[str, Any], grace: float) -> Host:

@@ -7,7 +7,12 @@ they put an event here and the loop thread, which owns the store connection, act
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
 import queue
+import time
+from collections.abc import Callable
+from typing import Any
 
 from msgspec import Struct
 
@@ -46,17 +51,32 @@ class ProcessStarted(Struct, frozen=True):
 
 Event = Reported | Wake | ProcessStarted
 
+#: While the loop reads fds, it looks at deadlines and cancels at least this often.
+TICK = 0.05
+
 
 class Inbox:
-    """The loop's queue of events; any thread may put, only the loop takes."""
+    """The loop's queue of events; any thread may put, only the loop takes. While the
+    loop itself reads file descriptors (:meth:`watch`: python hosts whose attempts it
+    drives), its wait is a poll over them and a wake-up pipe, which :meth:`put` writes
+    to while the loop sleeps there."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._quiet: collections.deque[Event] = collections.deque()
+        self._watched: dict[int, Callable[[int], None]] = {}
+        self._poller: Any = None  # select.poll, made on first watch
+        self._wake: tuple[int, int] | None = None  # the wake-up pipe: read end, write end
+        self._polling = False  # the loop sleeps in poll: a put must write to the pipe
+        #: called after every wake-up of a poll (and at least every ``TICK`` seconds)
+        #: while fds are watched: their owner checks deadlines and cancels there
+        self.tick: Callable[[], None] = lambda: None
 
     def put(self, event: Event) -> None:
         self._queue.put(event)
+        if self._polling:
+            self._ring()
 
     def note(self, event: Event) -> None:
         """Queue ``event`` without waking the loop: it is taken with the next one (the
@@ -64,15 +84,33 @@ class Inbox:
         self._quiet.append(event)
 
     def finished(self, claim: Claim, outcome: Outcome) -> None:
-        self._queue.put(Reported(claim, outcome))
+        self.put(Reported(claim, outcome))
 
     def wake(self, why: str = "") -> None:
-        self._queue.put(Wake(why))
+        self.put(Wake(why))
+
+    def watch(self, fd: int, ready: Callable[[int], None]) -> None:
+        """Have the loop's wait call ``ready(fd)`` (on the loop thread) when ``fd`` can
+        be read (or was closed), until :meth:`unwatch`."""
+        if self._poller is None:
+            import select
+
+            self._poller = select.poll()
+            self._wake = os.pipe()
+            for end in self._wake:
+                os.set_blocking(end, False)
+            self._poller.register(self._wake[0], select.POLLIN)
+        self._poller.register(fd, 1)  # POLLIN
+        self._watched[fd] = ready
+
+    def unwatch(self, fd: int) -> None:
+        if self._watched.pop(fd, None) is not None:
+            self._poller.unregister(fd)
 
     def take(self, timeout: float) -> list[Event]:
         """Wait up to ``timeout`` seconds for an event; then every event that is there
         (noted ones too, even when none came)."""
-        first = self.clock.wait(self._queue, timeout)
+        first = self.clock.wait(self, timeout)
         events = [] if first is None else [first]
         while True:
             try:
@@ -82,3 +120,44 @@ class Inbox:
         while self._quiet:
             events.append(self._quiet.popleft())
         return events
+
+    def get(self, timeout: float | None = None) -> Event:
+        """The next event, waiting up to ``timeout`` seconds (then :class:`queue.Empty`),
+        reading watched fds meanwhile: what the clock waits on (as on a queue)."""
+        if not self._watched:
+            return self._queue.get(timeout=timeout)
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            left = TICK if end is None else min(end - time.monotonic(), TICK)
+            self._poll(max(left, 0.0))
+            self.tick()
+            if left <= 0 or not self._watched:  # (the last ones may have ended now)
+                rest = None if end is None else max(end - time.monotonic(), 0.0)
+                return self._queue.get(timeout=rest)
+
+    def _poll(self, timeout: float) -> None:
+        assert self._wake is not None
+        self._polling = True
+        try:
+            if not self._queue.empty():
+                return
+            ready = self._poller.poll(timeout * 1000)
+        finally:
+            self._polling = False
+        for fd, _ in ready:
+            if fd == self._wake[0]:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(fd, 4096)
+                continue
+            callback = self._watched.get(fd)
+            if callback is not None:  # (not unwatched by an earlier one of this wake-up)
+                callback(fd)
+
+    def _ring(self) -> None:
+        assert self._wake is not None
+        with contextlib.suppress(BlockingIOError):  # full: it rings already
+            os.write(self._wake[1], b"!")

@@ -25,6 +25,7 @@ from ordo.store import Store
 from ordo.store.records import AttemptProcess, Claim
 from ordo.worker.calls import Here, Running, TaskCalls
 from ordo.worker.events import Inbox, ProcessStarted
+from ordo.worker.hosts import HostDriver
 from ordo.worker.logs import AttemptLog, LogBuffer
 from ordo.worker.settings import Listener, WorkerSettings
 
@@ -71,6 +72,7 @@ class Launcher:
         self.vault: Revealed | None = None  # secrets read for this step's launches
         # more threads than slots: an attempt waiting for a child execution lends its slot
         self._pool = ThreadPoolExecutor(settings.slots + 64, thread_name_prefix="ordo-task")
+        self.hosts = HostDriver(runners, inbox, self._pool, self._end)  # plain python tasks
         self.calls = TaskCalls(
             store,
             runners,
@@ -224,7 +226,10 @@ class Launcher:
             ProcessStarted(claim.attempt_id, pid, started)
         )
         self.running[claim.attempt_id] = running
-        self._pool.submit(self._run, running)
+        if self.hosts.takes(running):
+            self.hosts.start(running)  # the loop reads its host
+        else:
+            self._pool.submit(self._run, running)
 
     # -- a flow function's @task calls, run in its own host ----------------------------
     def may_run(self, caller: Claim, task: Task) -> bool:
@@ -357,7 +362,7 @@ class Launcher:
 
     # -- on the attempt's thread -----------------------------------------------------------
     def _run(self, running: Running) -> None:
-        claim, ctx = running.claim, running.context
+        ctx = running.context
         try:
             outcome = self._evaluate_run_if(ctx)
             if outcome is None and ctx.task.type == "flow":
@@ -377,10 +382,16 @@ class Launcher:
         except Exception as exc:  # a runner bug must not lose the attempt
             logger.exception("runner %s crashed", ctx.task.type)
             outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
+        self._end(running, outcome)
+
+    def _end(self, running: Running, outcome: Outcome) -> None:
+        """The attempt's runner returned ``outcome`` (on its thread, or on the loop's
+        for one the loop drives): told to the loop."""
+        ctx = running.context
         self._end_all_here(running)
         if isinstance(ctx.log, AttemptLog):
             ctx.log.release(None)  # every line has come: the held ones go now
-        self.inbox.finished(claim, masked(outcome, ctx.secrets))
+        self.inbox.finished(running.claim, masked(outcome, ctx.secrets))
 
     def _evaluate_run_if(self, ctx: RunContext) -> Outcome | None:
         """A function run_if, evaluated on a python host: None to run the task."""
@@ -435,6 +446,7 @@ class Launcher:
     def close(self) -> None:
         for running in self.running.values():
             running.context.cancel.set()
+        self.hosts.close()
         self._pool.shutdown(wait=True)
 
 

@@ -1,0 +1,171 @@
+"""Plain python attempts driven by the worker's loop (``ordo.worker.hosts``): the loop
+sends them to warm hosts and reads the hosts' pipes in its own wait; no task thread takes
+part, until a call into ordo or a stop needs one."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+from support import patient
+
+from ordo import engine
+from ordo.model import State
+from ordo.runners import make_runners
+from ordo.store import Store
+from ordo.worker import Worker, WorkerSettings
+
+
+def _run(store: Store, folder: Path, flow: str, module: str) -> tuple[int, State, Worker]:
+    (folder / "steps.py").write_text(textwrap.dedent(module))
+    path = folder / "flow.yaml"
+    path.write_text(textwrap.dedent(flow))
+    now = time.time()
+    ex_id = engine.start_execution(store, engine.register_flow(store, path, now), {}, now)
+    worker = Worker(
+        store,
+        make_runners(2),
+        settings=WorkerSettings(slots=2, kill_grace=1.0),
+        env={"PATH": "/usr/bin:/bin", "HOME": str(folder)},
+    )
+    try:
+        return ex_id, worker.run_execution(ex_id), worker
+    finally:
+        worker.close()
+
+
+def _lines(store: Store, ex_id: int, task: str) -> list[tuple[str, str]]:
+    (run,) = [r for r in store.task_runs(ex_id) if r.task_id == task]
+    attempts = {a.id for a in store.attempts(ex_id) if a.task_run_id == run.id}
+    return [(line.stream, line.line) for line in store.logs(ex_id) if line.attempt_id in attempts]
+
+
+def test_plain_python_tasks_run_on_no_thread_with_lines_and_outputs_kept(
+    store: Store, tmp_path: Path
+) -> None:
+    ex_id, final, worker = _run(
+        store,
+        tmp_path,
+        """
+        id: plain
+        tasks:
+          - {id: a, type: python, function: 'steps:talk', with: {n: 1}}
+          - {id: b, type: python, function: 'steps:talk', with: {n: 2}}
+          - {id: c, type: python, function: 'steps:talk', with: {n: 3}, depends_on: [a, b]}
+        """,
+        """
+        import os, sys
+        def talk(n):
+            print('out', n, flush=True)
+            print('err', n, file=sys.stderr, flush=True)
+            os.write(1, b'fd-level line\\n')
+            sys.stdout.write('no newline at the end')
+            return {'twice': n * 2}
+        """,
+    )
+    assert final is State.SUCCESS
+    assert not worker.launcher._pool._threads  # nothing ran on a task thread
+    assert store.outputs(ex_id) == {"a": {"twice": 2}, "b": {"twice": 4}, "c": {"twice": 6}}
+    lines = _lines(store, ex_id, "c")  # (the two pipes' lines may interleave either way)
+    assert [line for stream, line in lines if stream == "stdout"] == [
+        "out 3",
+        "fd-level line",
+        "no newline at the end",
+    ]
+    assert [line for stream, line in lines if stream == "stderr"] == ["err 3"]
+
+
+def test_a_call_into_ordo_hands_the_attempt_to_a_thread_and_is_answered(
+    store: Store, tmp_path: Path
+) -> None:
+    ex_id, final, worker = _run(
+        store,
+        tmp_path,
+        """
+        id: asks
+        tasks:
+          - {id: before, type: python, function: 'steps:say'}
+          - {id: asks, type: python, function: 'steps:ask', depends_on: [before]}
+        """,
+        """
+        from ordo.this import system
+        def say():
+            print('said')
+        def ask():
+            print('before the call')
+            state = system.execution()['state']
+            print('after the call')
+            return {'state': state}
+        """,
+    )
+    assert final is State.SUCCESS
+    assert store.outputs(ex_id)["asks"] == {"state": "RUNNING"}
+    assert worker.launcher._pool._threads  # its rest ran on a task thread
+    assert _lines(store, ex_id, "asks") == [
+        ("stdout", "before the call"),
+        ("stdout", "after the call"),
+    ]
+
+
+def test_a_driven_attempt_past_its_timeout_is_stopped_and_the_next_one_runs(
+    store: Store, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    ex_id, final, _ = _run(
+        store,
+        tmp_path,
+        """
+        id: slow
+        tasks:
+          - {id: sleepy, type: python, function: 'steps:sleepy', timeout: 300ms,
+             allow_failure: true}
+          - {id: after, type: python, function: 'steps:quick', depends_on: [sleepy]}
+        """,
+        """
+        import time
+        def sleepy():
+            print('going to sleep', flush=True)
+            time.sleep(30)
+        def quick():
+            return {'ok': True}
+        """,
+    )
+    assert time.monotonic() - started < patient(20)
+    assert final is State.WARNING
+    attempts = {a.task_run_id: a for a in store.attempts(ex_id)}
+    runs = {r.task_id: r for r in store.task_runs(ex_id)}
+    assert attempts[runs["sleepy"].id].reason == "timeout"
+    assert runs["after"].state is State.SUCCESS
+    assert store.outputs(ex_id)["after"] == {"ok": True}
+    assert _lines(store, ex_id, "sleepy") == [("stdout", "going to sleep")]
+
+
+def test_a_host_that_dies_fails_its_attempt_and_a_new_host_runs_the_next(
+    store: Store, tmp_path: Path
+) -> None:
+    ex_id, final, _ = _run(
+        store,
+        tmp_path,
+        """
+        id: dies
+        tasks:
+          - {id: dies, type: python, function: 'steps:die', allow_failure: true}
+          - {id: after, type: python, function: 'steps:quick', depends_on: [dies]}
+        """,
+        """
+        import os
+        def die():
+            print('last words', flush=True)
+            os._exit(3)
+        def quick():
+            return {'ok': True}
+        """,
+    )
+    assert final is State.WARNING
+    runs = {r.task_id: r for r in store.task_runs(ex_id)}
+    (attempt,) = [a for a in store.attempts(ex_id) if a.task_run_id == runs["dies"].id]
+    assert attempt.state is State.FAILED and attempt.exit_code == 3
+    assert "ended unexpectedly (exit code 3)" in (attempt.error or "")
+    assert _lines(store, ex_id, "dies") == [("stdout", "last words")]
+    assert store.outputs(ex_id)["after"] == {"ok": True}
