@@ -56,8 +56,7 @@ class LineSplitter:
     """Bytes in, complete decoded lines out to ``log``; long lines cut at 64 KiB.
 
     Once ``cap`` (the attempt's log, when it is a :class:`CappedLog`) is full, the rest
-    is no longer split or decoded: it is counted and dropped in blocks, except lines
-    holding ``keep`` (a python host's end marker), which still go to ``log``."""
+    is no longer split or decoded: it is counted and dropped in blocks."""
 
     def __init__(
         self,
@@ -66,14 +65,12 @@ class LineSplitter:
         tail: deque[str] | None = None,
         *,
         cap: CappedLog | None = None,
-        keep: bytes | None = None,
     ) -> None:
         self.stream = stream
         self.log = log
         self.tail = tail
         self.buffer = b""
         self.cap = cap
-        self.keep = keep
         self.draining = False
 
     @property
@@ -105,32 +102,13 @@ class LineSplitter:
             self._emit(line)
 
     def _drain(self, data: bytes) -> None:
-        """Count and drop ``data``; a line holding ``keep`` is still passed on whole."""
+        """Count and drop ``data``."""
         assert self.cap is not None
-        data = self.buffer + data
-        self.buffer = b""
-        if self.keep is not None and self.keep in data:
-            at = data.index(self.keep)
-            start = data.rfind(b"\n", 0, at) + 1
-            self.cap.dropped(start, data.count(b"\n", 0, start))
-            end = data.find(b"\n", at)
-            if end < 0:
-                self.buffer = data[start:]
-                return
-            self._emit(data[start:end])
-            self._drain(data[end + 1 :])
-            return
-        if self.keep is not None:  # a marker may be cut between two blocks: keep a tail
-            held = len(self.keep) - 1
-            data, self.buffer = data[: len(data) - held], data[len(data) - held :]
         if data:
             self.cap.dropped(len(data), data.count(b"\n"))
 
     def close(self) -> None:
         if self.draining:
-            if self.buffer:
-                self.cap.dropped(len(self.buffer), 0)  # type: ignore[union-attr]
-            self.buffer = b""
             return
         if self.buffer:
             self._emit(self.buffer)
@@ -332,11 +310,15 @@ class Pump:
         self.open_fds = set(streams)
         self.exited_at: float | None = None
 
-    def read(self, fd: int) -> bool:
-        """Read what ``fd`` has; False once it is closed (nothing more to poll)."""
+    def read(self, fd: int, *, wait: bool = True) -> bool:
+        """Read what ``fd`` has; False once it is closed (nothing more to poll), and,
+        with ``wait=False``, when a non-blocking ``fd`` has nothing now."""
         stream = self.streams[fd]
         size = getattr(stream, "read_size", READ_SIZE)
-        data = os.read(fd, size)
+        try:
+            data = os.read(fd, size)
+        except BlockingIOError:  # (non-blocking, and empty)
+            return wait
         if data:
             stream.feed(data)
             if size == READ_SIZE and getattr(stream, "read_size", READ_SIZE) > size:

@@ -6,8 +6,9 @@ bytecode is cached, and calls :func:`main`); a task's calls into ordo (``this.fl
 ``this.connect``) go out on CALL_FD and their answers come back on ANSWER_FD. It reads
 one JSON request per line on its original standard input and runs the function, handler
 or script with the task's environment, working directory and import path; then
-flushes Python's and C's buffers, writes an end marker line on fd 1 and on fd 2 (so the
-parent knows every line of this task has arrived) and a JSON reply line on ``REPLY_FD``.
+flushes Python's and C's buffers and writes a JSON reply line on ``REPLY_FD``: every
+line the task wrote to fd 1 and 2 is in those pipes before its reply is in its own, so
+the parent reads them to their end once the reply has come.
 A flow function's ``@task`` calls may run here too (:class:`StepHere`), each between
 :data:`STEP` marker lines.
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Any
 
-MARKER = "\x1eORDO-END"
 #: Written on fd 1 and 2 around a ``@task`` a flow function runs in this host: ``STEP
 #: <attempt>`` before it (its lines are that attempt's), ``STEP -`` after it.
 STEP = "\x1eORDO-STEP"
@@ -130,7 +130,7 @@ def _drop_bytecode(path: str) -> None:
 
 
 class _CFlush:
-    """``fflush(NULL)``: C code's buffered stdio reaches the pipes before the marker.
+    """``fflush(NULL)``: C code's buffered stdio reaches the pipes before the reply.
     ctypes is loaded on a thread started at boot, so the host is ready sooner; the
     first flush waits for it."""
 
@@ -171,10 +171,7 @@ def main() -> None:
     for line in requests:
         request = json.loads(line)
         reply = host.handle(request)
-        host.flush()
-        marker = f"{MARKER} {request['seq']}\n".encode()
-        os.write(1, marker)
-        os.write(2, marker)
+        host.flush()  # (the task's lines are in fd 1 and 2 before the reply is written)
         replies.write((json.dumps(reply) + "\n").encode())
     try:  # the worker waits for its hosts to end: they leave without the teardown
         from ordo.exiting import leave

@@ -2,15 +2,18 @@
 host processes (:mod:`ordo.runners.pyhost`), so a timeout or kill really stops the code
 and a no-op costs well under a millisecond once a host is up.
 
-A host's fd 1 and 2 are pipes read by the attempt's thread, so ``print``, ``logging`` and
-fd-level writes of C code and subprocesses are streamed to ``ctx.log`` as they come; each
-task ends with a marker line on both pipes, written after flushing, and a JSON reply on a
-third pipe. A flow function's host also marks where each ``@task`` it runs itself starts
-and ends (:data:`~ordo.runners.pyhost.STEP`): the lines between are that task's.
+A host's fd 1 and 2 are pipes read by the attempt's thread (or by the worker's loop, see
+:mod:`ordo.worker.hosts`), so ``print``, ``logging`` and fd-level writes of C code and
+subprocesses are streamed to ``ctx.log`` as they come; each task ends with a JSON reply
+on a third pipe, written after flushing (what is left in fd 1 and 2 is then read to its
+end: :class:`Listening`). A flow function's host also marks where each ``@task`` it runs
+itself starts and ends (:data:`~ordo.runners.pyhost.STEP`): the lines between are that
+task's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -43,6 +46,9 @@ from ordo.runners.spawn import Spawned, spawn_host
 from ordo.runners.watch import stopped_outcome, timeout_error
 
 logger = logging.getLogger(__name__)
+
+#: Reads, at most, of what is left of a task's lines in a pipe once its reply has come.
+DRAIN_READS = 64
 
 
 class _Replies:
@@ -139,22 +145,17 @@ class _Calls:
 
 class Listening:
     """Reads one request's answer from a host: the task's lines to ``ctx.log`` (a flow
-    function's ``@task`` lines to theirs) until the end markers on fd 1 and 2, its reply,
-    and its calls into ordo (answered at once, or held while ``calls`` is False: a task
-    whose reading is driven by the worker's loop, which cannot wait for itself). Its
-    :attr:`pump` reads, blocking or fed by another poll."""
+    function's ``@task`` lines to theirs), its reply, and its calls into ordo (answered at
+    once, or held while ``calls`` is False: a task whose reading is driven by the
+    worker's loop, which cannot wait for itself). The host writes its reply after
+    flushing the task's output: once the reply has come, what is left in fd 1 and 2 is
+    read to the end and the answer is complete. Its :attr:`pump` reads, blocking or fed
+    by another poll."""
 
     def __init__(self, host: Host, ctx: RunContext, calls: bool = True) -> None:
-        marker = f"{pyhost.MARKER} {host.seq}"
-        ended: set[str] = set()
         steps = _StepLogs(ctx)
 
         def sink(stream: str, line: str) -> None:
-            if line.endswith(marker):  # after a last line without its newline, maybe
-                ended.add(stream)
-                line = line[: -len(marker)]
-                if not line:
-                    return
             if pyhost.STEP in line:
                 steps.mark(stream, line)
                 return
@@ -162,23 +163,30 @@ class Listening:
 
         assert host.proc.stdout is not None and host.proc.stderr is not None
         cap = capped(ctx.log)
-        keep = marker.encode()
-        self.replies = replies = _Replies()
+        self.replies = _Replies()
         self.calls = _Calls(ctx, host.answer_fd, held=not calls)
+        self.outputs = (host.proc.stdout.fileno(), host.proc.stderr.fileno())
         streams: dict[int, Any] = {
-            host.proc.stdout.fileno(): LineSplitter("stdout", sink, cap=cap, keep=keep),
-            host.proc.stderr.fileno(): LineSplitter("stderr", sink, cap=cap, keep=keep),
-            host.reply_fd: replies,
+            self.outputs[0]: LineSplitter("stdout", sink, cap=cap),
+            self.outputs[1]: LineSplitter("stderr", sink, cap=cap),
+            host.reply_fd: self.replies,
             host.call_fd: self.calls,
         }
         pid = host.proc.pid
-        self.pump = Pump(
-            pid,
-            streams,
-            ctx,
-            lambda: _reaped(pid),
-            until=lambda: replies.reply is not None and len(ended) == 2,
-        )
+        self._drained = False
+        self.pump = Pump(pid, streams, ctx, lambda: _reaped(pid), until=self._answered)
+
+    def _answered(self) -> bool:
+        """Whether the reply has come (then the task's lines left in the pipes are read)."""
+        if self.replies.reply is None:
+            return False
+        if not self._drained:
+            self._drained = True
+            for fd in self.outputs:
+                for _ in range(DRAIN_READS):  # (a background writer may never stop)
+                    if fd not in self.pump.open_fds or not self.pump.read(fd, wait=False):
+                        break
+        return True
 
     def serve_calls(self) -> None:
         """Answer the calls held so far, and those that come from now on."""
@@ -194,6 +202,9 @@ class Host:
         self.proc, self.reply_fd, self.call_fd, self.answer_fd = spawned or spawn_host(
             passed_environ(os.environ)
         )
+        for stream in (self.proc.stdout, self.proc.stderr):  # (read to their end: see
+            assert stream is not None  # :class:`Listening`)
+            os.set_blocking(stream.fileno(), False)
         self.seq = 0
         self.alive = True
         self.stopped = False
@@ -232,7 +243,7 @@ class Host:
         return True
 
     def receive(self, ctx: RunContext) -> tuple[dict[str, Any] | None, Finished]:
-        """Stream the task's lines to ``ctx.log`` until its reply and end markers."""
+        """Stream the task's lines to ``ctx.log`` until its reply (and the lines before it)."""
         listening = self.listen(ctx)
         return self.ended(listening, listening.pump.run())
 
@@ -264,8 +275,9 @@ class Host:
         fd, end = self.proc.stdout.fileno(), time.monotonic() + timeout
         while (left := end - time.monotonic()) > 0:
             ready, _, _ = select.select([fd], [], [], left)
-            if ready and not os.read(fd, 65536):
-                break
+            with contextlib.suppress(BlockingIOError):  # (its output is non-blocking)
+                if ready and not os.read(fd, 65536):
+                    break
         self.proc.wait(timeout=max(end - time.monotonic(), 0.05))
 
     def stop(self, grace: float) -> None:
