@@ -137,6 +137,25 @@ ORDER BY t.id
 """
 
 
+_NUMBERS = frozenset({"BIGINT", "INTEGER", "DOUBLE PRECISION"})
+
+
+def array(values: Sequence[Any], sql_type: str) -> Any:
+    """``values`` as a parameter cast to ``sql_type[]``: for numbers and text, the array's
+    text form (``{1,2,NULL}``, ``{"a","b \\"c\\""}``), which psycopg passes as it is:
+    adapting a list costs it about 1.5 µs more an element (3 columns of 14 rows: 89 µs
+    against 27); other types as a list."""
+    if sql_type in _NUMBERS:
+        return "{" + ",".join("NULL" if v is None else str(v + 0) for v in values) + "}"
+    if sql_type == "TEXT":
+        return "{" + ",".join("NULL" if v is None else _quoted(str(v)) for v in values) + "}"
+    return list(values)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class PostgresDb(Db):
     """One PostgreSQL database."""
 
@@ -347,13 +366,14 @@ class PostgresDb(Db):
             casts = ", ".join(f"CAST(? AS {t})" for t in types)
             return f"(VALUES ({casts})) AS v({names})", list(rows[0])
         casts = ", ".join(f"CAST(? AS {t}[])" for t in types)
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        return f"unnest({casts}) AS v({names})", columns
+        columns = zip(*rows, strict=True)
+        arrays = [array(column, t) for column, t in zip(columns, types, strict=True)]
+        return f"unnest({casts}) AS v({names})", arrays
 
     def ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
         if len(values) == 1:  # (as in values)
             return "= CAST(? AS BIGINT)", [values[0]]
-        return "= ANY(CAST(? AS BIGINT[]))", [list(values)]
+        return "= ANY(CAST(? AS BIGINT[]))", [array(values, "BIGINT")]
 
     def lock(self, name: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (LIMIT_LOCKS, name))
