@@ -3,7 +3,7 @@
 One loop thread owns the store connection. Each step is one short write transaction that
 stores buffered log lines, records every outcome that came in (which also makes
 dependents ready or schedules retries), stops executions past their timeout, and claims
-as many ready task runs as there are free slots (and ``prefetch`` more). Between steps
+as many ready task runs as there are free slots (and some more: :meth:`Worker.ahead`). Between steps
 the loop launches what was claimed (:mod:`.launch`), does what is due
 (:mod:`.housekeeping`), answers handlers' calls (:mod:`.calls`) and waits for events
 (:mod:`.events`): attempts' outcomes from the runner threads, wake-ups, process groups
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import time
@@ -85,6 +86,7 @@ class Worker:
         self._delayed = False  # a retry of ours may be waiting for its delay
         self._done_since = 0.0  # when the oldest outcome not yet recorded arrived
         self._reap = False  # run_execution: reap expired leases too
+        self._typical: float | None = None  # how long attempts ran, lately (seconds)
 
     # -- public --------------------------------------------------------------------
     def run_execution(self, execution_id: int, *, reap: bool = False) -> State:
@@ -322,10 +324,23 @@ class Worker:
             why = "its claim was not renewed in time (the worker was held up)"
             self.store.hand_back(late, now, why)
 
+    def ahead(self) -> int:
+        """How many claims to take beyond the free slots: ``prefetch``, or, while this
+        worker's attempts end quickly, as many as its slots run in ``prefetch_window`` (at
+        most ``prefetch_max``), so that a step records and claims that many at once:
+        no-op python tasks on PostgreSQL ran 1.4x as fast with 64 ahead as with 16,
+        while a long task taken ahead waits for a slot here when another worker may be
+        free. Nothing ahead when ``prefetch`` is 0."""
+        s = self.settings
+        if not s.prefetch or self._typical is None:
+            return s.prefetch
+        quick = math.ceil(s.slots * s.prefetch_window / max(self._typical, 1e-6))
+        return max(s.prefetch, min(quick, s.prefetch_max))
+
     def _claim(
         self, now: float, execution_id: int | None, before: list[Claim] | None = None
     ) -> list[Claim]:
-        """Claim up to the free slots (and ``prefetch`` more), each leased for
+        """Claim up to the free slots (and :meth:`ahead` more), each leased for
         ``claim_lease_seconds`` until it is launched. Given ``before`` (the step's
         claims so far: this is its last claim), those that fit in the free slots after
         them are recorded launched by the claim itself, by the rule of
@@ -334,7 +349,7 @@ class Worker:
         if self.housekeeping.stopping_at is not None:
             return []
         taken = before or []
-        room = s.slots + s.prefetch - launcher.busy() - len(launcher.waiting) - len(taken)
+        room = s.slots + self.ahead() - launcher.busy() - len(launcher.waiting) - len(taken)
         queues = None if execution_id is not None else s.queues
         held = launcher.held
         launch = 0 if before is None else launcher.room()
@@ -424,10 +439,10 @@ class Worker:
     def _defer(self, done: list[Reported]) -> bool:
         """Whether to wait for more outcomes before recording: while enough prefetched
         claims wait to keep the slots busy through a step (so nothing waits for this
-        record), up to ``prefetch`` outcomes or ``record_delay`` seconds, so that one
+        record), up to :meth:`ahead` outcomes or ``record_delay`` seconds, so that one
         transaction records many."""
         s, launcher, house = self.settings, self.launcher, self.housekeeping
-        if not done or len(launcher.waiting) < s.slots or len(done) >= max(s.prefetch, 1):
+        if not done or len(launcher.waiting) < s.slots or len(done) >= max(self.ahead(), 1):
             return False  # record now: claims must come before the slots run dry
         if house.stopping_at is not None or house.stop_reason is not None or launcher.held:
             return False  # a failure is recorded at once: it may stop what waits
@@ -447,6 +462,9 @@ class Worker:
         if outcome.state is State.FAILED:
             self.launcher.held.add(claim.execution_id)
         running = self.launcher.running.pop(claim.attempt_id, None)
+        if running is not None:  # how long attempts run: how many to claim ahead
+            took = time.monotonic() - running.since
+            self._typical = took if self._typical is None else 0.8 * self._typical + 0.2 * took
         if running is not None and running.cancel_reason == "handed back":
             self._handed.append(claim)
             return

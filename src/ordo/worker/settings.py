@@ -43,6 +43,10 @@ class WorkerSettings(Struct):
     log_batch_lines: int = 2000  # buffered lines that wake the loop to write them early
     queues: tuple[str, ...] = ("default",)  # served by serve(); run_execution takes any
     prefetch: int = 16  # claims beyond the free slots, started as soon as a slot frees
+    #: while attempts end quickly, more ahead: what the slots run in ``prefetch_window``
+    #: seconds, up to ``prefetch_max`` (one step records and claims them together)
+    prefetch_window: float = 0.2
+    prefetch_max: int = 64
     record_delay: float = 0.05  # how long outcomes may wait to be recorded together
     #: how long the end of a @task run in its flow function's host may wait for the
     #: function's next call (usually at once), so that one step records it and starts
