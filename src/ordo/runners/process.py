@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from msgspec import Struct, field
 
@@ -141,6 +141,7 @@ class AttemptFiles:
             atexit.register(shutil.rmtree, folder, True)
         self.outputs = os.path.join(folder, f"{attempt_id}-{id(self)}.outputs")
         self.metrics = os.path.join(folder, f"{attempt_id}-{id(self)}.metrics")
+        self.found: list[str] | None = None  # once read: the files there were
 
     def env(self, ctx: RunContext) -> dict[str, str]:
         return {
@@ -154,20 +155,32 @@ class AttemptFiles:
 
     def read(self) -> tuple[dict[str, Any], tuple[Metric, ...]]:
         """Parsed outputs and metrics; OutputFileError names the bad line."""
-        return parse_outputs(self.outputs), parse_metrics(self.metrics)
+        self.found = []
+        return parse_outputs(self._open(self.outputs)), parse_metrics(self._open(self.metrics))
+
+    def _open(self, path: str) -> TextIO | None:
+        try:
+            f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+        except FileNotFoundError:  # nothing written
+            return None
+        assert self.found is not None
+        self.found.append(path)
+        return f
 
     def remove(self) -> None:
-        for path in (self.outputs, self.metrics):
+        """Remove the files (after :meth:`read`: those it found; most tasks write none)."""
+        for path in (self.outputs, self.metrics) if self.found is None else self.found:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
 
-def parse_outputs(path: str) -> dict[str, Any]:
-    """``key=value`` lines; a value that is valid JSON is decoded, else kept as text."""
+def parse_outputs(f: TextIO | None) -> dict[str, Any]:
+    """``key=value`` lines of ``f`` (closed after; None: no file); a value that is valid
+    JSON is decoded, else kept as text."""
     result: dict[str, Any] = {}
-    if not os.path.exists(path):
+    if f is None:
         return result
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with f:
         for number, line in enumerate(f, start=1):
             line = line.rstrip("\n")
             if not line.strip():
@@ -184,12 +197,13 @@ def parse_outputs(path: str) -> dict[str, Any]:
     return result
 
 
-def parse_metrics(path: str) -> tuple[Metric, ...]:
-    """JSON objects ``{"name", "value", "kind", "tags"}`` or ``name=value`` counters."""
+def parse_metrics(f: TextIO | None) -> tuple[Metric, ...]:
+    """JSON objects ``{"name", "value", "kind", "tags"}`` or ``name=value`` counters, the
+    lines of ``f`` (closed after; None: no file)."""
     metrics: list[Metric] = []
-    if not os.path.exists(path):
+    if f is None:
         return ()
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with f:
         for number, line in enumerate(f, start=1):
             line = line.strip()
             if not line:
@@ -221,15 +235,20 @@ def child_env(
     """The environment of a task: inherited (all, basics only, or the listed names;
     never ordo's keys, :data:`~ordo.masking.WITHHELD`), then the task's ``env``, then
     the ``ORDO_*`` variables."""
+    env = inherited_env(inherit, base)
+    env.update(extra)
+    return env
+
+
+def inherited_env(inherit: bool | Sequence[str], base: Mapping[str, str]) -> dict[str, str]:
+    """What a task inherits of ``base`` (see :func:`child_env`)."""
     base = passed_environ(base)
     if inherit is True:
-        env = dict(base)
-    elif inherit is False:
-        env = {k: base[k] for k in _BASIC_ENV if k in base}
-    else:
-        env = {k: base[k] for k in inherit if k in base}
-        env.setdefault("PATH", base.get("PATH", os.defpath))
-    env.update(extra)
+        return dict(base)
+    if inherit is False:
+        return {k: base[k] for k in _BASIC_ENV if k in base}
+    env = {k: base[k] for k in inherit if k in base}
+    env.setdefault("PATH", base.get("PATH", os.defpath))
     return env
 
 

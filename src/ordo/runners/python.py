@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from ordo.errors import RunnerError
 from ordo.masking import passed_environ
@@ -37,8 +37,8 @@ from ordo.runners.process import (
     OutputFileError,
     Pump,
     _reaped,
-    child_env,
     group_start,
+    inherited_env,
     kill_tree,
 )
 from ordo.runners.shell import working_dir
@@ -143,6 +143,35 @@ class _Calls:
         pass
 
 
+class TaskEnv(NamedTuple):
+    """A task's environment: what it inherits (``base``, the same dict for every task
+    that inherits alike) and its own variables over it (its ``env``, the ``ORDO_*``)."""
+
+    base: Mapping[str, str]
+    own: Mapping[str, str]
+
+    def whole(self) -> dict[str, str]:
+        return {**self.base, **self.own}
+
+    def since(self, last: TaskEnv) -> tuple[dict[str, str], list[str]]:
+        """What to set and to unset to make ``last`` this."""
+        if last.base is not self.base:
+            now, before = self.whole(), last.whole()
+            return {k: v for k, v in now.items() if before.get(k) != v}, [
+                k for k in before if k not in now
+            ]
+        changed = {k: v for k, v in self.own.items() if last.own.get(k) != v}
+        unset = []
+        for key, value in last.own.items():
+            if key in self.own:
+                continue
+            if key not in self.base:
+                unset.append(key)
+            elif self.base[key] != value:
+                changed[key] = self.base[key]
+        return changed, unset
+
+
 class Listening:
     """Reads one request's answer from a host: the task's lines to ``ctx.log`` (a flow
     function's ``@task`` lines to theirs), its reply, and its calls into ordo (answered at
@@ -209,7 +238,7 @@ class Host:
         self.alive = True
         self.stopped = False
         self._started: int | None = None
-        self._env: dict[str, str] | None = None  # the environment the host was last sent
+        self._env: TaskEnv | None = None  # the environment the host was last sent
 
     @property
     def started(self) -> int | None:
@@ -220,18 +249,19 @@ class Host:
 
     def send(self, request: dict[str, Any]) -> bool:
         """Hand the host a request; False when it is gone (it died while idle). Its
-        ``env`` goes as what changed since the last request (``env_set``,
-        ``env_unset``): a task's environment is mostly the same as the one before."""
+        ``env`` (a :class:`TaskEnv`) goes as what changed since the last request
+        (``env_set``, ``env_unset``): a task's environment is mostly the same as the one
+        before, and when both inherit the same ``base`` only their own parts differ."""
         self.seq += 1
         request["seq"] = self.seq
-        message = request
-        env = request.get("env")
-        if env is not None and self._env is not None:
-            last = self._env
-            message = {k: v for k, v in request.items() if k != "env"}
-            message["env_set"] = {k: v for k, v in env.items() if last.get(k) != v}
-            message["env_unset"] = [k for k in last if k not in env]
+        message = {k: v for k, v in request.items() if k != "env"}
+        env: TaskEnv | None = request.get("env")
         if env is not None:
+            last = self._env
+            if last is None:
+                message["env"] = env.whole()
+            else:
+                message["env_set"], message["env_unset"] = env.since(last)
             self._env = env
         assert self.proc.stdin is not None
         try:
@@ -359,6 +389,7 @@ class PythonRunner:
     def __init__(self, pool_size: int, environ: Mapping[str, str] | None = None) -> None:
         self.pool_size = pool_size
         self.environ = passed_environ(os.environ if environ is None else environ)
+        self._inherited: dict[Any, dict[str, str]] = {}  # by inherit_env
         self._idle: list[Host] = []
         self._leaving: list[Host] = []  # hung up, not yet reaped (see :meth:`hang_up`)
         self._lock = threading.Lock()
@@ -415,11 +446,13 @@ class PythonRunner:
         return host
 
     def _request(self, ctx: RunContext, files: AttemptFiles) -> dict[str, Any]:
-        env = child_env(
-            ctx.fields.get("inherit_env", True),
-            self.environ,
-            {**ctx.env, **files.env(ctx), "ORDO_INPUTS": json.dumps(dict(ctx.with_))},
-        )
+        inherit = ctx.fields.get("inherit_env", True)
+        key = inherit if isinstance(inherit, bool) else tuple(inherit)
+        base = self._inherited.get(key)
+        if base is None:  # (one dict per way of inheriting: see :meth:`Host.send`)
+            base = self._inherited[key] = inherited_env(inherit, self.environ)
+        own = {**ctx.env, **files.env(ctx), "ORDO_INPUTS": json.dumps(dict(ctx.with_))}
+        env = TaskEnv(base, own)
         script = ctx.fields.get("script")
         base_dir = os.path.abspath(ctx.base_dir)
         return {
@@ -478,7 +511,7 @@ class PythonRunner:
             "evaluate": True,
             "function": function,
             "with": dict(facts),
-            "env": dict(self.environ),
+            "env": TaskEnv(self.environ, {}),
             "cwd": base,
             "base_dir": base,
         }
