@@ -4,16 +4,18 @@ part, until a call into ordo or a stop needs one."""
 
 from __future__ import annotations
 
+import os
 import textwrap
+import threading
 import time
 from pathlib import Path
 
-from support import patient
+from support import patient, wait_for
 
-from ordo import engine
+from ordo import engine, services
 from ordo.model import State
 from ordo.runners import make_runners
-from ordo.store import Store
+from ordo.store import Store, open_store
 from ordo.worker import Worker, WorkerSettings
 
 
@@ -169,3 +171,57 @@ def test_a_host_that_dies_fails_its_attempt_and_a_new_host_runs_the_next(
     assert "ended unexpectedly (exit code 3)" in (attempt.error or "")
     assert _lines(store, ex_id, "dies") == [("stdout", "last words")]
     assert store.outputs(ex_id)["after"] == {"ok": True}
+
+
+def test_a_killed_execution_stops_a_driven_attempt_and_its_host(
+    store: Store, db: str, tmp_path: Path
+) -> None:
+    (tmp_path / "steps.py").write_text(
+        "import os, time\n"
+        "def sleepy():\n"
+        "    print('pid', os.getpid(), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    path = tmp_path / "flow.yaml"
+    path.write_text("id: killed\ntasks:\n  - {id: sleepy, type: python, function: steps:sleepy}\n")
+    now = time.time()
+    ex_id = engine.start_execution(store, engine.register_flow(store, path, now), {}, now)
+    worker = Worker(
+        store,
+        make_runners(2),
+        settings=WorkerSettings(slots=2, kill_grace=1.0, kill_check_every=0.1),
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    other = open_store(db)  # the kill comes from elsewhere, as `ordo kill` does
+
+    def pid() -> int | None:
+        lines = [x.line for x in other.logs(ex_id) if x.line.startswith("pid ")]
+        return int(lines[0].split()[1]) if lines else None
+
+    def kill_when_running() -> None:
+        wait_for("the task to print its pid", lambda: pid() is not None)
+        services.kill(other, ex_id, "a test", time.time())
+
+    killer = threading.Thread(target=kill_when_running)
+    killer.start()
+    started = time.monotonic()
+    try:
+        final = worker.run_execution(ex_id)
+    finally:
+        worker.close()
+        killer.join()
+    host = pid()
+    other.close()
+    assert final is State.KILLED
+    assert time.monotonic() - started < patient(30)
+    (attempt,) = store.attempts(ex_id)
+    assert attempt.state is State.KILLED
+    assert host is not None and not _alive(host)  # its host was stopped with it
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
