@@ -8,15 +8,22 @@ import os
 import textwrap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from support import patient, wait_for
 
 from ordo import engine, services
-from ordo.model import State
+from ordo.clock import SystemClock
+from ordo.model import State, Task
 from ordo.runners import make_runners
+from ordo.runners.base import RunContext
 from ordo.store import Store, open_store
+from ordo.store.records import Claim
 from ordo.worker import Worker, WorkerSettings
+from ordo.worker.calls import Running
+from ordo.worker.events import Inbox
+from ordo.worker.hosts import HostDriver
 
 
 def _run(store: Store, folder: Path, flow: str, module: str) -> tuple[int, State, Worker]:
@@ -225,3 +232,78 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_an_attempt_that_spoils_its_outputs_file_fails_clearly_and_the_host_serves_on(
+    store: Store, tmp_path: Path
+) -> None:
+    ex_id, final, _ = _run(
+        store,
+        tmp_path,
+        """
+        id: spoils
+        tasks:
+          - {id: asks, type: python, function: 'steps:asks', allow_failure: true}
+          - {id: slow, type: python, function: 'steps:slow', timeout: 300ms,
+             allow_failure: true}
+          - {id: after, type: python, function: 'steps:quick', depends_on: [asks, slow]}
+        """,
+        """
+        import os, time
+        from ordo import this
+        def asks():
+            this.now()  # a call into ordo: the rest of it runs on a thread
+            os.mkdir(os.environ['ORDO_OUTPUTS'])
+        def slow():
+            os.mkdir(os.environ['ORDO_OUTPUTS'])
+            time.sleep(30)
+        def quick():
+            return {'ok': True}
+        """,
+    )
+    assert final is State.WARNING
+    runs = {r.task_id: r for r in store.task_runs(ex_id)}
+    attempts = {a.task_run_id: a for a in store.attempts(ex_id)}
+    asks = attempts[runs["asks"].id]
+    assert asks.state is State.FAILED
+    assert asks.error == "$ORDO_OUTPUTS cannot be read: Is a directory"
+    assert attempts[runs["slow"].id].reason == "timeout"
+    assert store.outputs(ex_id)["after"] == {"ok": True}
+
+
+def test_a_busy_inbox_never_holds_up_the_hosts_the_loop_reads(tmp_path: Path) -> None:
+    """Events always waiting (outcomes of other attempts, log wake-ups, notifications):
+    the loop's wait still reads its hosts, and their attempts end."""
+    (tmp_path / "steps.py").write_text("def plain():\n    return {'ok': 2}\n")
+    runners = make_runners(1)
+    inbox = Inbox(SystemClock())
+    pool = ThreadPoolExecutor(2)
+    ended: list[State] = []
+    driver = HostDriver(runners, inbox, pool, lambda running, outcome: ended.append(outcome.state))
+    busy = threading.Event()
+
+    def wake_every_millisecond() -> None:
+        while not busy.is_set():
+            inbox.wake("busy")
+            time.sleep(0.001)
+
+    waker = threading.Thread(target=wake_every_millisecond)
+    waker.start()
+    claim = Claim(1, 1, 1, 1, "t", 1, 0.0)
+    task = Task("t", "python")
+    ctx = RunContext(1, 1, 1, 1, task, {"function": "steps:plain"}, {}, {}, str(tmp_path), _drop)
+    try:
+        driver.start(Running(claim, ctx))
+        wait_for("the attempt to end", lambda: bool(inbox.take(0.05)) and bool(ended))
+    finally:
+        busy.set()
+        waker.join()
+        driver.release()
+        pool.shutdown()
+        inbox.close()
+        runners.close()
+    assert ended == [State.SUCCESS]
+
+
+def _drop(stream: str, line: str) -> None:
+    pass

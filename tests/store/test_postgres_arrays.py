@@ -10,7 +10,7 @@ from ordo.store.postgres import array
 
 def test_arrays_in_text_form_read_back_as_their_values(postgres_url: str) -> None:
     texts = ['a"b\\c', None, "NULL", "", " x ", "{,}", "é ☃", "line\nbreak"]
-    numbers = [1, None, 2**62, -7, True]
+    numbers = [1, None, 2**62, -7, True, 12.0, 12.7]
     floats = [1e300, float("inf"), None, 2, 0.1, -0.0]
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         row = conn.execute(
@@ -24,7 +24,7 @@ def test_arrays_in_text_form_read_back_as_their_values(postgres_url: str) -> Non
                 array([3], "INTEGER"),
             ),
         ).fetchone()
-    assert row == (texts, [1, None, 2**62, -7, 1], floats, [], [3])
+    assert row == (texts, [1, None, 2**62, -7, 1, 12, 13], floats, [], [3])
 
 
 def test_other_types_are_left_to_psycopg() -> None:

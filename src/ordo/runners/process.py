@@ -156,13 +156,23 @@ class AttemptFiles:
     def read(self) -> tuple[dict[str, Any], tuple[Metric, ...]]:
         """Parsed outputs and metrics; OutputFileError names the bad line."""
         self.found = []
-        return parse_outputs(self._open(self.outputs)), parse_metrics(self._open(self.metrics))
+        outputs = self._open(self.outputs, "$ORDO_OUTPUTS")
+        metrics = self._open(self.metrics, "$ORDO_METRICS")
+        try:
+            return parse_outputs(outputs), parse_metrics(metrics)
+        finally:
+            if metrics is not None:
+                metrics.close()  # (parse_metrics closed it, unless the outputs failed)
 
-    def _open(self, path: str) -> TextIO | None:
+    def _open(self, path: str, name: str) -> TextIO | None:
         try:
             f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
         except FileNotFoundError:  # nothing written
             return None
+        except OSError as exc:  # a folder made there, say
+            assert self.found is not None
+            self.found.append(path)
+            raise OutputFileError(f"{name} cannot be read: {exc.strerror}") from None
         assert self.found is not None
         self.found.append(path)
         return f
@@ -170,7 +180,7 @@ class AttemptFiles:
     def remove(self) -> None:
         """Remove the files (after :meth:`read`: those it found; most tasks write none)."""
         for path in (self.outputs, self.metrics) if self.found is None else self.found:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # (gone, or the task made it a folder)
                 os.unlink(path)
 
 

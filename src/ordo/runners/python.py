@@ -356,27 +356,46 @@ class HostRun:
             files.remove()
             raise
         self.host = host
+        self.released = False  # the host went back (finish, abandon)
 
     def finish(self, finished: Finished) -> Outcome:
         """The attempt's outcome, once its reading ended as ``finished``; the host goes
-        back to the pool (or is stopped, when it must be: this may wait for its tree to
-        end, up to the attempt's ``kill_grace``)."""
+        back to the pool (or is stopped: this may wait for its tree to end, up to the
+        attempt's ``kill_grace``)."""
+        outcome, left = self.settle(finished)
+        if left is not None:
+            left.stop(self.ctx.kill_grace)
+        return outcome
+
+    def settle(self, finished: Finished) -> tuple[Outcome, Host | None]:
+        """:meth:`finish`, but a live host the pool has no room for is returned, for the
+        caller to stop (the worker's loop hands that wait to a thread)."""
         host, ctx = self.host, self.ctx
+        self.released = True
         try:
             self.listening.pump.close()
             reply, finished = host.ended(self.listening, finished)
             if not host.alive:
                 host.stop(ctx.kill_grace)
-            return self.runner._outcome(reply, finished, self.files, ctx, host)
-        finally:
+            outcome = self.runner._outcome(reply, finished, self.files, ctx, host)
+        except BaseException:
             self.runner._release(host, ctx.kill_grace)
+            raise
+        finally:
             self.files.remove()
+        return outcome, None if host.stopped or self.runner._pooled(host) else host
 
     def abandon(self) -> None:
-        """Reading failed: the host is stopped, the attempt's files removed."""
+        """Reading failed: the host is stopped, the attempt's files removed (nothing,
+        once :meth:`finish` has released them)."""
+        if self.released:
+            return
+        self.released = True
         self.host.alive = False
-        self.runner._release(self.host, self.ctx.kill_grace)
-        self.files.remove()
+        try:
+            self.runner._release(self.host, self.ctx.kill_grace)
+        finally:
+            self.files.remove()
 
 
 class PythonRunner:
@@ -414,12 +433,17 @@ class PythonRunner:
         return Host()
 
     def _release(self, host: Host, grace: float) -> None:
+        if not self._pooled(host):
+            host.stop(grace)
+
+    def _pooled(self, host: Host) -> bool:
+        """Whether ``host``, alive, went back among the idle ones (else: to be stopped)."""
         if host.alive:
             with self._lock:
                 if len(self._idle) < self.pool_size:
                     self._idle.append(host)
-                    return
-        host.stop(grace)
+                    return True
+        return False
 
     def run(self, ctx: RunContext) -> Outcome:
         attempt = self.start(ctx)

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import queue
 import random
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -58,7 +57,7 @@ class Running(Struct):
     here: dict[int, Here] = field(default_factory=dict)
     logs: dict[int, LogSink] = field(default_factory=dict)  # theirs, until first used
     ended: bool = False  # its runner returned: nothing more runs in its host
-    since: float = field(default_factory=time.monotonic)  # launched (monotonic seconds)
+    since: float = 0.0  # when it was launched (the worker's clock)
 
 
 class Here(Struct):

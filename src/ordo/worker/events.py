@@ -10,6 +10,7 @@ import collections
 import contextlib
 import os
 import queue
+import select
 import time
 from collections.abc import Callable
 from typing import Any
@@ -93,14 +94,12 @@ class Inbox:
         """Have the loop's wait call ``ready(fd)`` (on the loop thread) when ``fd`` can
         be read (or was closed), until :meth:`unwatch`."""
         if self._poller is None:
-            import select
-
             self._poller = select.poll()
             self._wake = os.pipe()
             for end in self._wake:
                 os.set_blocking(end, False)
             self._poller.register(self._wake[0], select.POLLIN)
-        self._poller.register(fd, 1)  # POLLIN
+        self._poller.register(fd, select.POLLIN)
         self._watched[fd] = ready
 
     def unwatch(self, fd: int) -> None:
@@ -123,33 +122,36 @@ class Inbox:
 
     def get(self, timeout: float | None = None) -> Event:
         """The next event, waiting up to ``timeout`` seconds (then :class:`queue.Empty`),
-        reading watched fds meanwhile: what the clock waits on (as on a queue)."""
-        if not self._watched:
-            return self._queue.get(timeout=timeout)
+        reading watched fds meanwhile: what the clock waits on (as on a queue). The fds
+        are looked at first even when an event is there already, so that a busy queue
+        never holds up the hosts the loop reads."""
         end = None if timeout is None else time.monotonic() + timeout
         while True:
-            try:
-                return self._queue.get_nowait()
-            except queue.Empty:
-                pass
+            if not self._watched:
+                rest = None if end is None else max(end - time.monotonic(), 0.0)
+                return self._queue.get(timeout=rest)
             left = TICK if end is None else min(end - time.monotonic(), TICK)
             self._poll(max(left, 0.0))
             self.tick()
-            if left <= 0 or not self._watched:  # (the last ones may have ended now)
-                rest = None if end is None else max(end - time.monotonic(), 0.0)
-                return self._queue.get(timeout=rest)
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                if left <= 0:
+                    raise
 
     def _poll(self, timeout: float) -> None:
-        assert self._wake is not None
+        """Read what the watched fds have, waiting up to ``timeout`` seconds for it
+        unless an event is there already."""
+        poller, wake = self._poller, self._wake
+        if poller is None or wake is None:  # (closed)
+            return
         self._polling = True
         try:
-            if not self._queue.empty():
-                return
-            ready = self._poller.poll(timeout * 1000)
+            ready = poller.poll(0 if not self._queue.empty() else timeout * 1000)
         finally:
             self._polling = False
         for fd, _ in ready:
-            if fd == self._wake[0]:
+            if fd == wake[0]:
                 with contextlib.suppress(BlockingIOError):
                     os.read(fd, 4096)
                 continue
@@ -157,7 +159,16 @@ class Inbox:
             if callback is not None:  # (not unwatched by an earlier one of this wake-up)
                 callback(fd)
 
+    def close(self) -> None:
+        """Close the wake-up pipe (the loop has ended)."""
+        if self._wake is not None:
+            for end in self._wake:
+                os.close(end)
+            self._wake, self._poller = None, None
+            self._watched.clear()
+
     def _ring(self) -> None:
-        assert self._wake is not None
-        with contextlib.suppress(BlockingIOError):  # full: it rings already
-            os.write(self._wake[1], b"!")
+        wake = self._wake
+        if wake is not None:
+            with contextlib.suppress(BlockingIOError, OSError):  # full: it rings already
+                os.write(wake[1], b"!")

@@ -82,16 +82,19 @@ class HostDriver:
             self._fds[fd] = attempt_id
             self.inbox.watch(fd, self._ready)
 
-    def close(self) -> None:
-        """The loop ends: what still runs is stopped and ended on the pool's threads."""
+    def release(self) -> None:
+        """The loop stops reading (it ends, or waits for the store to come back): what
+        it drives goes on, and ends, on the pool's threads."""
         for attempt_id in list(self._runs):
-            self._hand_over(attempt_id, Finished(None, cancelled=True))
+            self._hand_over(attempt_id, None)
 
     # -- on the loop thread, from its wait ------------------------------------------------
     def _ready(self, fd: int) -> None:
-        attempt_id = self._fds[fd]
-        attempt = self._runs[attempt_id][1]
+        attempt_id = self._fds.get(fd)
+        if attempt_id is None:  # (handed over meanwhile)
+            return
         try:
+            attempt = self._runs[attempt_id][1]
             pump = attempt.listening.pump
             if not pump.read(fd):
                 self._unwatch(fd)
@@ -127,7 +130,9 @@ class HostDriver:
             return
         self._forget(attempt_id)
         try:
-            outcome = attempt.finish(ended)
+            outcome, left = attempt.settle(ended)
+            if left is not None:  # no room among the idle hosts: stopping it may wait
+                self.pool.submit(left.stop, running.context.kill_grace)
         except Exception as exc:  # a runner bug must not lose the attempt
             logger.exception("runner python crashed")
             outcome = _crashed(exc)
@@ -137,11 +142,12 @@ class HostDriver:
     def _hand_over(self, attempt_id: int, ended: Finished | None) -> None:
         """The attempt goes on (``ended`` None: its calls are answered and its reading
         goes on) or ends on a thread of the pool."""
-        running, attempt = self._runs[attempt_id]
-        self._forget(attempt_id)
-        self.pool.submit(self._finish, running, attempt, ended)
+        found = self._forget(attempt_id)
+        if found is not None:  # (not handed over already)
+            self.pool.submit(self._finish, *found, ended)
 
     def _finish(self, running: Running, attempt: HostRun, ended: Finished | None) -> None:
+        outcome = _crashed(RuntimeError("no outcome"))
         try:
             if ended is None:
                 attempt.listening.serve_calls()
@@ -149,27 +155,39 @@ class HostDriver:
             outcome = attempt.finish(ended)
         except Exception as exc:
             logger.exception("runner python crashed")
-            attempt.abandon()
             outcome = _crashed(exc)
-        self.end(running, outcome)
+            _abandon(attempt)
+        finally:
+            self.end(running, outcome)
 
     def _crash(self, attempt_id: int, exc: Exception) -> None:
         logger.exception("runner python crashed")
-        if attempt_id not in self._runs:  # (ended already)
+        found = self._forget(attempt_id)
+        if found is None:  # (ended already)
             return
-        running, attempt = self._runs[attempt_id]
-        self._forget(attempt_id)
-        attempt.abandon()
-        self.end(running, _crashed(exc))
+        try:
+            _abandon(found[1])
+        finally:
+            self.end(found[0], _crashed(exc))
 
-    def _forget(self, attempt_id: int) -> None:
-        self._runs.pop(attempt_id)
-        for fd in [fd for fd, owner in self._fds.items() if owner == attempt_id]:
-            self._unwatch(fd)
+    def _forget(self, attempt_id: int) -> tuple[Running, HostRun] | None:
+        """The attempt, no longer read here (None: it was not)."""
+        found = self._runs.pop(attempt_id, None)
+        if found is not None:
+            for fd in [fd for fd, owner in self._fds.items() if owner == attempt_id]:
+                self._unwatch(fd)
+        return found
 
     def _unwatch(self, fd: int) -> None:
         self._fds.pop(fd, None)
         self.inbox.unwatch(fd)
+
+
+def _abandon(attempt: HostRun) -> None:
+    try:
+        attempt.abandon()
+    except Exception:
+        logger.exception("stopping the python host of attempt %d failed", attempt.ctx.attempt_id)
 
 
 def _crashed(exc: Exception) -> Outcome:

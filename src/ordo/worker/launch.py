@@ -218,7 +218,7 @@ class Launcher:
             self.start_child(claim, ctx, log)
             return
         ctx.kill_grace = self.settings.kill_grace
-        running = Running(claim, ctx)
+        running = Running(claim, ctx, since=self.clock.now())
         ctx.call = lambda request: self.calls.call(running, request)
         if ctx.fields.get("flow_function"):  # the lines of the @tasks it runs in its host
             ctx.step_log = lambda attempt: _here_log(running, attempt)
@@ -273,7 +273,7 @@ class Launcher:
             secrets=flow.secrets,
             vault=flow.vault,
         )
-        running = Running(claim, ctx, waiting=1)  # its slot is the caller's
+        running = Running(claim, ctx, waiting=1, since=self.clock.now())  # the caller's slot
         ctx.call = lambda call: self.calls.call(running, call)
         files = AttemptFiles(claim.attempt_id)
         self.running[claim.attempt_id] = running
@@ -446,7 +446,7 @@ class Launcher:
     def close(self) -> None:
         for running in self.running.values():
             running.context.cancel.set()
-        self.hosts.close()
+        self.hosts.release()  # (cancelled: their threads stop them)
         self._pool.shutdown(wait=True)
 
 

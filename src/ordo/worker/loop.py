@@ -139,6 +139,7 @@ class Worker:
         """Stop the launcher and the runners; ``reap=False``: the python hosts are only
         told to exit, and whoever owns the runners closes them (reaps them) later."""
         self.launcher.close()
+        self.inbox.close()
         if reap:
             self.runners.close()
         else:
@@ -179,6 +180,7 @@ class Worker:
                 self.inbox.put(finished)
             raise
         finally:
+            self.launcher.hosts.release()  # nothing waits for this loop to read it
             if listening is not None:
                 listening.close()
 
@@ -327,7 +329,8 @@ class Worker:
     def ahead(self) -> int:
         """How many claims to take beyond the free slots: ``prefetch``, or, while this
         worker's attempts end quickly, as many as its slots run in ``prefetch_window`` (at
-        most ``prefetch_max``), so that a step records and claims that many at once:
+        most ``prefetch_max``; from ``prefetch`` again once idle), so that a step records
+        and claims that many at once:
         no-op python tasks on PostgreSQL ran 1.4x as fast with 64 ahead as with 16,
         while a long task taken ahead waits for a slot here when another worker may be
         free. Nothing ahead when ``prefetch`` is 0."""
@@ -349,6 +352,8 @@ class Worker:
         if self.housekeeping.stopping_at is not None:
             return []
         taken = before or []
+        if not launcher.running and not launcher.waiting and not taken:
+            self._typical = None  # idle: what comes next may be slower (see :meth:`ahead`)
         room = s.slots + self.ahead() - launcher.busy() - len(launcher.waiting) - len(taken)
         queues = None if execution_id is not None else s.queues
         held = launcher.held
@@ -463,7 +468,7 @@ class Worker:
             self.launcher.held.add(claim.execution_id)
         running = self.launcher.running.pop(claim.attempt_id, None)
         if running is not None:  # how long attempts run: how many to claim ahead
-            took = time.monotonic() - running.since
+            took = max(self.clock.now() - running.since, 0.0)
             self._typical = took if self._typical is None else 0.8 * self._typical + 0.2 * took
         if running is not None and running.cancel_reason == "handed back":
             self._handed.append(claim)
@@ -490,6 +495,7 @@ class Worker:
         (the connection died during COMMIT)."""
         pause = 0.1
         launcher = self.launcher
+        launcher.hosts.release()  # their timeouts and output do not wait for the store
         while True:
             logger.warning("store unavailable (%s); reconnecting in %.1fs", exc, pause)
             time.sleep(pause)
