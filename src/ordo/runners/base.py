@@ -15,7 +15,7 @@ from typing import Any, Protocol, cast
 
 from msgspec import Struct, field
 
-from ordo.model import Check, Outcome, Task
+from ordo.model import Check, Outcome, State, Task
 from ordo.secrets import Revealed
 
 #: ``log(stream, line)``: stream is "stdout" or "stderr"; line has no trailing newline.
@@ -92,6 +92,12 @@ class RunContext(Struct):
     #: A flow function's: the log of the ``@task`` attempt its host runs now (its lines
     #: come between :data:`~ordo.runners.pyhost.STEP` markers), asked once per attempt.
     step_log: Callable[[int], LogSink | None] | None = None
+
+
+def crashed(exc: Exception) -> Outcome:
+    """The outcome of an attempt whose runner (ordo's code, not the task's) raised
+    ``exc``: a bug must not lose the attempt."""
+    return Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
 
 
 class Runner(Protocol):

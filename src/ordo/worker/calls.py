@@ -31,7 +31,7 @@ from ordo.errors import Conflict, OrdoError, StoreUnavailable
 from ordo.masking import forms, mask_value, masked
 from ordo.model import Outcome, State, Task
 from ordo.runners import RunnerSet
-from ordo.runners.base import LogSink, RunContext
+from ordo.runners.base import LogSink, RunContext, crashed
 from ordo.runners.process import AttemptFiles
 from ordo.store import Store
 from ordo.store.records import Claim
@@ -230,7 +230,7 @@ class TaskCalls:
             outcome = self.runners.get(kind).run(ctx)
         except Exception as exc:
             logger.exception("runner %s crashed", kind)
-            outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
+            outcome = crashed(exc)
         outcome = masked(outcome, ctx.secrets)
         step = setup.connection or setup.type or "connect"
         lines = tuple(said)

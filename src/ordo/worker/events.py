@@ -170,5 +170,5 @@ class Inbox:
     def _ring(self) -> None:
         wake = self._wake
         if wake is not None:
-            with contextlib.suppress(BlockingIOError, OSError):  # full: it rings already
+            with contextlib.suppress(OSError):  # (full: it rings already)
                 os.write(wake[1], b"!")

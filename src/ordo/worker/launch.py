@@ -17,7 +17,7 @@ from ordo.errors import OrdoError, StoreError, StoreUnavailable
 from ordo.masking import mask_value, masked
 from ordo.model import DROPPED, Outcome, State, Task
 from ordo.runners import RunnerSet
-from ordo.runners.base import LogSink, RunContext
+from ordo.runners.base import LogSink, RunContext, crashed
 from ordo.runners.process import AttemptFiles
 from ordo.runners.python import reply_outcome
 from ordo.secrets import Revealed, SecretBox
@@ -291,7 +291,7 @@ class Launcher:
             outcome = reply_outcome(dict(reply), here.files)
         except Exception as exc:  # a malformed reply must not lose the attempt
             logger.exception("the reply of task %r cannot be read", ctx.task.id)
-            outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
+            outcome = crashed(exc)
         finally:
             here.files.remove()
         self.calls.report(here.running.claim, masked(outcome, ctx.secrets))
@@ -381,7 +381,7 @@ class Launcher:
                     )
         except Exception as exc:  # a runner bug must not lose the attempt
             logger.exception("runner %s crashed", ctx.task.type)
-            outcome = Outcome(State.FAILED, reason="error", error=f"internal error: {exc!r}")
+            outcome = crashed(exc)
         self._end(running, outcome)
 
     def _end(self, running: Running, outcome: Outcome) -> None:
