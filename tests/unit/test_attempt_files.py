@@ -44,3 +44,29 @@ def test_an_outputs_path_made_a_folder_is_a_clear_error() -> None:
         files.read()
     files.remove()  # (a folder is left to the temporary folder's own removal)
     os.rmdir(files.outputs)
+
+
+def test_only_the_files_a_host_saw_written_are_read() -> None:
+    files = AttemptFiles(5)
+    with open(files.outputs, "w") as f:
+        f.write("n=1\n")
+    with open(files.metrics, "w") as f:
+        f.write("rows=3\n")
+    assert files.read(["ORDO_METRICS"])[0] == {}  # (its outputs file is not looked for)
+    assert files.found == [files.metrics]
+    files.remove()
+    assert os.path.exists(files.outputs) and not os.path.exists(files.metrics)
+    os.unlink(files.outputs)
+
+
+def test_the_folder_of_attempt_files_comes_back_when_removed() -> None:
+    first = AttemptFiles(6)
+    folder = os.path.dirname(first.outputs)
+    os.rmdir(folder)
+    AttemptFiles._seen_at = 0.0  # (it is looked for at most once a second)
+    again = AttemptFiles(7)
+    assert os.path.isdir(os.path.dirname(again.outputs))
+    with open(again.outputs, "w") as f:
+        f.write("n=2\n")
+    assert again.read()[0] == {"n": 2}
+    again.remove()

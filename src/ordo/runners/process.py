@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TextIO
 
 from msgspec import Struct, field
@@ -34,6 +34,9 @@ MAX_LINE = 64 * 1024
 READ_SIZE = 64 * 1024
 #: Read size once a capped log is full: the rest is counted and dropped in large blocks.
 DRAIN_SIZE = 1024 * 1024
+#: How often, at most, the folder of attempts' files is looked for (a cleaner of old
+#: temporary files may have removed it): a look costs a system call an attempt.
+FOLDER_CHECK = 1.0
 _BASIC_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
 
 
@@ -133,12 +136,15 @@ class AttemptFiles:
     are created by whoever first appends to them; a missing file means nothing written."""
 
     _folder: str | None = None
+    _seen_at = 0.0  # when the folder was last seen there (monotonic)
 
     def __init__(self, attempt_id: int) -> None:
         folder = AttemptFiles._folder
-        if folder is None or not os.path.isdir(folder):
+        now = time.monotonic()
+        if folder is None or (now - AttemptFiles._seen_at > FOLDER_CHECK and not os.path.isdir(folder)):
             folder = AttemptFiles._folder = tempfile.mkdtemp(prefix="ordo-")
             atexit.register(shutil.rmtree, folder, True)
+        AttemptFiles._seen_at = now
         self.outputs = os.path.join(folder, f"{attempt_id}-{id(self)}.outputs")
         self.metrics = os.path.join(folder, f"{attempt_id}-{id(self)}.metrics")
         self.found: list[str] | None = None  # once read: the files there were
@@ -153,11 +159,18 @@ class AttemptFiles:
             "ORDO_ATTEMPT": str(ctx.attempt_number),
         }
 
-    def read(self) -> tuple[dict[str, Any], tuple[Metric, ...]]:
-        """Parsed outputs and metrics; OutputFileError names the bad line."""
+    def read(
+        self, written: Collection[str] | None = None
+    ) -> tuple[dict[str, Any], tuple[Metric, ...]]:
+        """Parsed outputs and metrics; OutputFileError names the bad line. ``written``:
+        the variables (``ORDO_OUTPUTS``, ``ORDO_METRICS``) whose files the task's process
+        saw once it had ended (a python host says so), the others are not looked for."""
         self.found = []
-        outputs = self._open(self.outputs, "$ORDO_OUTPUTS")
-        metrics = self._open(self.metrics, "$ORDO_METRICS")
+        outputs = metrics = None
+        if written is None or "ORDO_OUTPUTS" in written:
+            outputs = self._open(self.outputs, "$ORDO_OUTPUTS")
+        if written is None or "ORDO_METRICS" in written:
+            metrics = self._open(self.metrics, "$ORDO_METRICS")
         try:
             return parse_outputs(outputs), parse_metrics(metrics)
         finally:

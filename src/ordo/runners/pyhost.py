@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 STEP = "\x1eORDO-STEP"
 #: What a task may answer instead of outputs (``this.Skip``/``Stop``, ``return "SKIP"``).
 ANSWERS = ("SKIP", "STOP")
+#: The variables naming an attempt's outputs and metrics files.
+ATTEMPT_FILES = ("ORDO_OUTPUTS", "ORDO_METRICS")
 _HOST_FILES = (os.path.abspath(__file__), "runpy.py", "<frozen runpy>")
 
 
@@ -218,6 +220,9 @@ class Host:
         after = _usage()
         reply["cpu"] = after[0] - before[0]
         reply["rss"] = after[1]
+        # the attempt's files the task wrote: the worker opens only those
+        now = self.env.now
+        reply["files"] = [n for n in ATTEMPT_FILES if n in now and os.path.exists(now[n])]
         return reply
 
     def restore(self) -> None:

@@ -478,7 +478,7 @@ class PythonRunner:
         own = {**ctx.env, **files.env(ctx), "ORDO_INPUTS": json.dumps(dict(ctx.with_))}
         env = TaskEnv(base, own)
         script = ctx.fields.get("script")
-        base_dir = os.path.abspath(ctx.base_dir)
+        base_dir = _absolute(ctx.base_dir)
         return {
             "function": ctx.fields.get("function"),
             "handler": ctx.fields.get("handler"),
@@ -490,7 +490,7 @@ class PythonRunner:
             "args": list(ctx.fields.get("args") or ()),
             "with": dict(ctx.with_),
             "env": env,
-            "cwd": os.path.abspath(working_dir(ctx)),
+            "cwd": _absolute(working_dir(ctx)),
             "base_dir": base_dir,
         }
 
@@ -576,12 +576,28 @@ class PythonRunner:
             host.stop(1.0)
 
 
+def _absolute(path: str) -> str:
+    """``os.path.abspath``; an absolute path's is kept (a flow's folders are the same for
+    each of its attempts, and normalizing one costs more than a small task's request)."""
+    if not os.path.isabs(path):
+        return os.path.abspath(path)
+    found = _ABSOLUTE.get(path)
+    if found is None:
+        if len(_ABSOLUTE) >= 1024:
+            _ABSOLUTE.clear()
+        found = _ABSOLUTE[path] = os.path.normpath(path)
+    return found
+
+
+_ABSOLUTE: dict[str, str] = {}
+
+
 def reply_outcome(reply: dict[str, Any], files: AttemptFiles) -> Outcome:
     """The outcome of a python host's ``reply`` (the attempt's outputs and metrics read
     from its ``files``)."""
     usage: dict[str, Any] = {"cpu_seconds": reply.get("cpu"), "peak_rss_kb": reply.get("rss")}
     try:
-        outputs, metrics = files.read()
+        outputs, metrics = files.read(reply.get("files"))
     except OutputFileError as exc:
         return Outcome(State.FAILED, reason="error", error=str(exc), **usage)
     if not reply["ok"]:
