@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -61,8 +62,7 @@ def test_only_the_files_a_host_saw_written_are_read() -> None:
 
 def test_the_folder_of_attempt_files_comes_back_when_removed() -> None:
     first = AttemptFiles(6)
-    folder = os.path.dirname(first.outputs)
-    os.rmdir(folder)
+    shutil.rmtree(os.path.dirname(first.outputs))  # (as a cleaner of old files may)
     AttemptFiles._seen_at = 0.0  # (it is looked for at most once a second)
     again = AttemptFiles(7)
     assert os.path.isdir(os.path.dirname(again.outputs))

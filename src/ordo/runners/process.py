@@ -75,12 +75,25 @@ class LineSplitter:
         self.buffer = b""
         self.cap = cap
         self.draining = False
+        #: when set, the stream's lines end at this line (see :meth:`until`)
+        self.mark: bytes | None = None
+        self.marked = False  # the mark has come: what follows it is in ``rest``
+        self.rest = b""
+        self._edge = b""  # the last bytes fed, where a mark may have begun
 
     @property
     def read_size(self) -> int:
         return DRAIN_SIZE if self.draining else READ_SIZE
 
+    def until(self, mark: bytes) -> None:
+        """Take lines up to the ``mark`` line only: the bytes after it, another
+        reader's, are kept in :attr:`rest` (a python host writes one before a request
+        the worker queued behind the last)."""
+        self.mark = mark
+
     def feed(self, data: bytes) -> None:
+        if self.mark is not None:
+            data = self._before_mark(data)
         if self.draining:
             self._drain(data)
             return
@@ -103,6 +116,24 @@ class LineSplitter:
                 self._emit(line[:MAX_LINE])
                 line = line[MAX_LINE:]
             self._emit(line)
+
+    def _before_mark(self, data: bytes) -> bytes:
+        """What of ``data`` comes before the mark (the rest is kept)."""
+        assert self.mark is not None
+        if self.marked:
+            self.rest += data
+            return b""
+        seen = self._edge + data
+        at = seen.find(self.mark)
+        if at < 0:
+            self._edge = seen[-(len(self.mark) - 1) :]
+            return data
+        self.marked = True
+        self.rest = seen[at + len(self.mark) :]
+        before = at - len(self._edge)
+        if before < 0 and not self.draining:  # the mark began in what was fed already
+            self.buffer = self.buffer[:before]
+        return data[: max(before, 0)]
 
     def _drain(self, data: bytes) -> None:
         """Count and drop ``data``."""
@@ -141,7 +172,9 @@ class AttemptFiles:
     def __init__(self, attempt_id: int) -> None:
         folder = AttemptFiles._folder
         now = time.monotonic()
-        if folder is None or (now - AttemptFiles._seen_at > FOLDER_CHECK and not os.path.isdir(folder)):
+        if folder is None or (
+            now - AttemptFiles._seen_at > FOLDER_CHECK and not os.path.isdir(folder)
+        ):
             folder = AttemptFiles._folder = tempfile.mkdtemp(prefix="ordo-")
             atexit.register(shutil.rmtree, folder, True)
         AttemptFiles._seen_at = now

@@ -8,7 +8,10 @@ one JSON request per line on its original standard input and runs the function, 
 or script with the task's environment, working directory and import path; then
 flushes Python's and C's buffers and writes a JSON reply line on ``REPLY_FD``: every
 line the task wrote to fd 1 and 2 is in those pipes before its reply is in its own, so
-the parent reads them to their end once the reply has come.
+the parent reads them to their end once the reply has come. A request marked
+``queued`` was sent while the one before it ran: a :data:`NEXT` line on fd 1 and 2 says
+where the lines of the one before end, and it is not run (:data:`NOT_RUN`) when the one
+before failed.
 A flow function's ``@task`` calls may run here too (:class:`StepHere`), each between
 :data:`STEP` marker lines.
 
@@ -42,6 +45,14 @@ if TYPE_CHECKING:
 #: Written on fd 1 and 2 around a ``@task`` a flow function runs in this host: ``STEP
 #: <attempt>`` before it (its lines are that attempt's), ``STEP -`` after it.
 STEP = "\x1eORDO-STEP"
+#: Written on fd 1 and 2 before a request the worker queued behind the last one (see
+#: :mod:`ordo.worker.hosts`): the lines before it are the last task's, those after it
+#: the queued one's.
+NEXT = "\x1eORDO-NEXT"
+NEXT_LINE = (NEXT + "\n").encode()
+#: The reply to a queued request that is not run: the task before it failed, or
+#: answered SKIP or STOP (the worker runs it again, or not, once that is recorded).
+NOT_RUN = b'{"ok": false, "not_run": true}\n'
 #: What a task may answer instead of outputs (``this.Skip``/``Stop``, ``return "SKIP"``).
 ANSWERS = ("SKIP", "STOP")
 #: The variables naming an attempt's outputs and metrics files.
@@ -170,9 +181,18 @@ def main() -> None:
     host = Host(_CFlush())
     if host.this is not None:
         setattr(host.this, "_channel", host.this._Channel(call_fd, answer_fd))  # noqa: B010
+    went_on = True  # whether a request queued now may run: the last one did not fail
     for line in requests:
         request = json.loads(line)
+        if request.get("queued"):  # sent while the last one ran: its lines start here
+            host.flush()
+            for fd in (1, 2):
+                os.write(fd, NEXT_LINE)
+            if not went_on:  # its execution may be failing: the worker decides
+                replies.write(NOT_RUN)
+                continue
         reply = host.handle(request)
+        went_on = bool(reply.get("ok")) and not reply.get("answer")
         host.flush()  # (the task's lines are in fd 1 and 2 before the reply is written)
         replies.write((json.dumps(reply) + "\n").encode())
     try:  # the worker waits for its hosts to end: they leave without the teardown

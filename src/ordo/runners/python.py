@@ -60,7 +60,7 @@ class _Replies:
 
     def feed(self, data: bytes) -> None:
         self.buffer += data
-        if b"\n" in self.buffer:
+        if self.reply is None and b"\n" in self.buffer:  # (what follows is the next one's)
             line, self.buffer = self.buffer.split(b"\n", 1)
             self.reply = json.loads(line)
 
@@ -178,8 +178,11 @@ class Listening:
     once, or held while ``calls`` is False: a task whose reading is driven by the
     worker's loop, which cannot wait for itself). The host writes its reply after
     flushing the task's output: once the reply has come, what is left in fd 1 and 2 is
-    read to the end and the answer is complete. Its :attr:`pump` reads, blocking or fed
-    by another poll."""
+    read to the end and the answer is complete; with a request queued behind it
+    (:meth:`queue_behind`), fd 1 and 2 are read up to the host's
+    :data:`~ordo.runners.pyhost.NEXT` line instead, and what follows is the next
+    reader's (:meth:`take_over`). Its :attr:`pump` reads, blocking or fed by another
+    poll."""
 
     def __init__(self, host: Host, ctx: RunContext, calls: bool = True) -> None:
         steps = _StepLogs(ctx)
@@ -195,20 +198,49 @@ class Listening:
         self.replies = _Replies()
         self.calls = _Calls(ctx, host.answer_fd, held=not calls)
         self.outputs = (host.proc.stdout.fileno(), host.proc.stderr.fileno())
+        self.lines = (LineSplitter("stdout", sink, cap=cap), LineSplitter("stderr", sink, cap=cap))
         streams: dict[int, Any] = {
-            self.outputs[0]: LineSplitter("stdout", sink, cap=cap),
-            self.outputs[1]: LineSplitter("stderr", sink, cap=cap),
+            self.outputs[0]: self.lines[0],
+            self.outputs[1]: self.lines[1],
             host.reply_fd: self.replies,
             host.call_fd: self.calls,
         }
         pid = host.proc.pid
         self._drained = False
+        self.behind = False  # a request was queued behind this one
         self.pump = Pump(pid, streams, ctx, lambda: _reaped(pid), until=self._answered)
 
+    def queue_behind(self) -> None:
+        """A request is about to be queued behind this one: its lines end at the
+        host's :data:`~ordo.runners.pyhost.NEXT` line."""
+        self.behind = True
+        for lines in self.lines:
+            lines.until(pyhost.NEXT_LINE)
+
+    def took_next(self) -> bool:
+        """Whether the host went on to the request queued behind this one (it wrote
+        the line that starts it)."""
+        return self.behind and any(lines.marked for lines in self.lines)
+
+    def take_over(self, before: Listening) -> None:
+        """Go on from ``before`` (the reading of the request this one was queued
+        behind): what it read past its end is this request's."""
+        for mine, theirs in zip(self.lines, before.lines, strict=True):
+            mine.feed(theirs.rest)
+        self.replies.feed(before.replies.buffer)
+        self.calls.buffer = before.calls.buffer
+        self.calls.feed(b"")
+
     def _answered(self) -> bool:
-        """Whether the reply has come (then the task's lines left in the pipes are read)."""
+        """Whether the reply has come (then the task's lines left in the pipes are read:
+        up to the next request's mark, when one is queued behind it)."""
         if self.replies.reply is None:
             return False
+        if self.behind:
+            return all(
+                lines.marked or fd not in self.pump.open_fds
+                for fd, lines in zip(self.outputs, self.lines, strict=True)
+            )
         if not self._drained:
             self._drained = True
             for fd in self.outputs:
@@ -330,44 +362,70 @@ class Host:
             self.proc.returncode = done.exit_code if done else self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None and not stream.closed:
-                stream.close()
+                with contextlib.suppress(OSError):  # (a request it never read: gone)
+                    stream.close()
         for fd in (self.reply_fd, self.call_fd, self.answer_fd):
             os.close(fd)
 
 
 class HostRun:
     """One attempt on a host: sent when made; its answer read by
-    ``listening.pump`` (blocking, or fed by the worker's loop); then :meth:`finish`."""
+    ``listening.pump`` (blocking, or fed by the worker's loop); then :meth:`finish`.
+    ``behind``: an attempt still running, on whose host this one is queued (its reading
+    starts when that one's ends: :meth:`Listening.take_over`)."""
 
-    def __init__(self, runner: PythonRunner, ctx: RunContext, calls: bool = True) -> None:
+    def __init__(
+        self,
+        runner: PythonRunner,
+        ctx: RunContext,
+        calls: bool = True,
+        behind: HostRun | None = None,
+    ) -> None:
         self.runner = runner
         self.ctx = ctx
         self.files = files = AttemptFiles(ctx.attempt_id)
+        self.host: Host
+        self.listening: Listening
         request = runner._request(ctx, files)
-        host = runner._acquire()
+        if behind is None:
+            host = runner._acquire()
+        else:
+            host = behind.host
+            request["queued"] = True
+            behind.listening.queue_behind()
         try:
-            host = runner._send(host, request, ctx.kill_grace)
+            host = runner._send(host, request, ctx.kill_grace) if behind is None else host
+            if behind is not None and not host.send(request):
+                raise RunnerError("the python process ended unexpectedly")
             if ctx.process_started is not None:
                 ctx.process_started(host.proc.pid, host.started)  # the host's own session
             self.listening = host.listen(ctx, calls=calls)
         except BaseException:
             host.alive = False
-            runner._release(host, ctx.kill_grace)
+            if behind is None:
+                runner._release(host, ctx.kill_grace)
             files.remove()
             raise
         self.host = host
         self.released = False  # the host went back (finish, abandon)
 
-    def finish(self, finished: Finished) -> Outcome:
+    @property
+    def not_run(self) -> bool:
+        """Queued behind a task that failed, the host did not run it."""
+        reply = self.listening.replies.reply
+        return reply is not None and bool(reply.get("not_run"))
+
+    def finish(self, finished: Finished, *, keep: bool = False) -> Outcome:
         """The attempt's outcome, once its reading ended as ``finished``; the host goes
         back to the pool (or is stopped: this may wait for its tree to end, up to the
-        attempt's ``kill_grace``)."""
-        outcome, left = self.settle(finished)
+        attempt's ``kill_grace``). ``keep``: requests are queued behind it, the host
+        stays with them (when alive)."""
+        outcome, left = self.settle(finished, keep=keep)
         if left is not None:
             left.stop(self.ctx.kill_grace)
         return outcome
 
-    def settle(self, finished: Finished) -> tuple[Outcome, Host | None]:
+    def settle(self, finished: Finished, *, keep: bool = False) -> tuple[Outcome, Host | None]:
         """:meth:`finish`, but a live host the pool has no room for is returned, for the
         caller to stop (the worker's loop hands that wait to a thread)."""
         host, ctx = self.host, self.ctx
@@ -383,6 +441,8 @@ class HostRun:
             raise
         finally:
             self.files.remove()
+        if keep and host.alive:
+            return outcome, None
         return outcome, None if host.stopped or self.runner._pooled(host) else host
 
     def abandon(self) -> None:
@@ -454,10 +514,13 @@ class PythonRunner:
             raise
         return attempt.finish(finished)
 
-    def start(self, ctx: RunContext, *, calls: bool = True) -> HostRun:
-        """Send ``ctx``'s attempt to a host; reading its answer is the caller's, through
-        the returned :class:`HostRun` (``calls``: see :meth:`Host.listen`)."""
-        return HostRun(self, ctx, calls)
+    def start(
+        self, ctx: RunContext, *, calls: bool = True, behind: HostRun | None = None
+    ) -> HostRun:
+        """Send ``ctx``'s attempt to a host (``behind``: queued on the host of that
+        attempt, which still runs); reading its answer is the caller's, through the
+        returned :class:`HostRun` (``calls``: see :meth:`Host.listen`)."""
+        return HostRun(self, ctx, calls, behind)
 
     @staticmethod
     def _send(host: Host, request: dict[str, Any], grace: float) -> Host:

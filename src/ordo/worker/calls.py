@@ -58,6 +58,7 @@ class Running(Struct):
     logs: dict[int, LogSink] = field(default_factory=dict)  # theirs, until first used
     ended: bool = False  # its runner returned: nothing more runs in its host
     since: float = 0.0  # when it was launched (the worker's clock)
+    queued: bool = False  # sent to a host behind another attempt, not started yet
 
 
 class Here(Struct):

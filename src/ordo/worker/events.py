@@ -50,7 +50,14 @@ class ProcessStarted(Struct, frozen=True):
         return AttemptProcess(self.attempt_id, self.group, self.started)
 
 
-Event = Reported | Wake | ProcessStarted
+class Unstarted(Struct, frozen=True):
+    """An attempt queued on a python host that never started it (its host stopped or
+    died first, or the task before it failed): it waits for a slot again."""
+
+    claim: Claim
+
+
+Event = Reported | Wake | ProcessStarted | Unstarted
 
 #: While the loop reads fds, it looks at deadlines and cancels at least this often.
 TICK = 0.05

@@ -19,12 +19,12 @@ from ordo.model import DROPPED, Outcome, State, Task
 from ordo.runners import RunnerSet
 from ordo.runners.base import LogSink, RunContext, crashed
 from ordo.runners.process import AttemptFiles
-from ordo.runners.python import reply_outcome
+from ordo.runners.python import HostRun, reply_outcome
 from ordo.secrets import Revealed, SecretBox
 from ordo.store import Store
 from ordo.store.records import AttemptProcess, Claim
 from ordo.worker.calls import Here, Running, TaskCalls
-from ordo.worker.events import Inbox, ProcessStarted
+from ordo.worker.events import Inbox, ProcessStarted, Unstarted
 from ordo.worker.hosts import HostDriver
 from ordo.worker.logs import AttemptLog, LogBuffer
 from ordo.worker.settings import Listener, WorkerSettings
@@ -66,13 +66,25 @@ class Launcher:
         # executions with a failure not recorded yet: nothing more of them starts until
         # the store says whether they fail (a retry, allow_failure, continue_on_error)
         self.held: set[int] = set()
+        #: attempts a host never started, back among the waiting claims: they start
+        #: again once the next step has asked whether their execution is failing
+        self.unchecked: set[int] = set()
         self.launched: list[int] = []  # attempts started since the last step
         self.late: list[Claim] = []  # claims not started in time: handed back next step
         self.processes: list[AttemptProcess] = []  # process groups they started
         self.vault: Revealed | None = None  # secrets read for this step's launches
         # more threads than slots: an attempt waiting for a child execution lends its slot
         self._pool = ThreadPoolExecutor(settings.slots + 64, thread_name_prefix="ordo-task")
-        self.hosts = HostDriver(runners, inbox, self._pool, self._end)  # plain python tasks
+        self.hosts = HostDriver(  # plain python tasks
+            runners,
+            inbox,
+            self._pool,
+            self._end,
+            lambda running: inbox.put(Unstarted(running.claim)),
+            clock.now,
+            settings.host_queue,
+            settings.host_queue_below,
+        )
         self.calls = TaskCalls(
             store,
             runners,
@@ -153,21 +165,59 @@ class Launcher:
         self.vault = None
 
     def busy(self) -> int:
-        """Slots in use: running attempts, less those waiting for a child execution."""
-        return sum(1 for r in self.running.values() if not r.waiting)
+        """Slots in use: running attempts, less those waiting for a child execution and
+        those queued on a python host (not started yet)."""
+        return sum(1 for r in self.running.values() if not r.waiting and not r.queued)
 
     def launch_waiting(self) -> None:
-        """Start waiting claims while slots are free. A claim whose short lease is half
-        gone (the loop was held up) is not started but handed back in the next step:
-        another worker may take it back any time now."""
+        """Start waiting claims while slots are free; then queue the next ones, when
+        they are quick plain python tasks, on busy python hosts (:meth:`HostDriver.behind`). A claim
+        whose short lease is half gone (the loop was held up) is not started but handed
+        back in the next step: another worker may take it back any time now."""
         while self.busy() < self.settings.slots:
-            claim = next((c for c in self.waiting if c.execution_id not in self.held), None)
+            claim = self._next_waiting()
             if claim is None:
                 return
             late = self._too_late(claim, self.clock.now())
             self.unwait(claim)
             if not late:
                 self.launch(claim)
+        while self.hosts.queue:
+            claim = self._next_waiting()
+            if claim is None:
+                return
+            task = self.store.flow_of(claim.revision_id).task(claim.task_id)
+            behind = self.hosts.behind(claim.execution_id, task)
+            if behind is None:
+                return
+            late = self._too_late(claim, self.clock.now())
+            self.unwait(claim)
+            if not late:
+                self.launch(claim, behind)
+
+    def _next_waiting(self) -> Claim | None:
+        """The first waiting claim that may start now."""
+        held, unchecked = self.held, self.unchecked
+        return next(
+            (
+                c
+                for c in self.waiting
+                if c.execution_id not in held and c.attempt_id not in unchecked
+            ),
+            None,
+        )
+
+    def put_back(self, claim: Claim) -> None:
+        """An attempt queued on a host that never started it waits for a slot again,
+        first in line (it is launched: leased as long as running ones), once the next
+        step has seen that its execution is not failing (:meth:`drop_failing`: the host
+        did not run it because the task before it failed)."""
+        running = self.running.pop(claim.attempt_id, None)
+        if running is not None and isinstance(running.context.log, AttemptLog):
+            running.context.log.release(None)
+        self.waiting.appendleft(claim)
+        self.unchecked.add(claim.attempt_id)
+        self.leased_until[claim.attempt_id] = self.clock.now() + self.settings.lease_seconds
 
     def end_waiting(self, executions: set[int], outcome: Outcome) -> None:
         """Waiting claims of ``executions`` end at once with ``outcome``."""
@@ -183,7 +233,9 @@ class Launcher:
         return claims
 
     # -- launching -----------------------------------------------------------------------
-    def launch(self, claim: Claim) -> None:
+    def launch(self, claim: Claim, behind: HostRun | None = None) -> None:
+        """Prepare and start the attempt (queued ``behind`` that one on its host, when
+        given: it is of a plain python task, see :meth:`HostDriver.behind`)."""
         self.launched.append(claim.attempt_id)
         log = self._log(claim)
         if self.vault is None:  # the store's secrets, read once per step
@@ -227,7 +279,7 @@ class Launcher:
         )
         self.running[claim.attempt_id] = running
         if self.hosts.takes(running):
-            self.hosts.start(running)  # the loop reads its host
+            self.hosts.start(running, behind)  # the loop reads its host
         else:
             self._pool.submit(self._run, running)
 
@@ -429,6 +481,7 @@ class Launcher:
         (another process may have recorded a failure since) and those a failure of which
         this step recorded after claiming; a claim taken after the failure was recorded
         cannot be of a failing execution (the failure took its ready rows)."""
+        self.unchecked.clear()  # (their executions are among ``ids``: they waited)
         if not ids:
             return
         failing = self.store.failing_among(ids)

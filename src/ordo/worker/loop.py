@@ -29,7 +29,7 @@ from ordo.runners.process import this_machine
 from ordo.secrets import SecretBox
 from ordo.store import Store
 from ordo.store.records import AttemptProcess, Claim, NewLog, RecordResult
-from ordo.worker.events import Event, Inbox, ProcessStarted, Reported, Wake
+from ordo.worker.events import Event, Inbox, ProcessStarted, Reported, Unstarted, Wake
 from ordo.worker.housekeeping import NEVER, Housekeeping
 from ordo.worker.launch import Launcher
 from ordo.worker.logs import LogBuffer
@@ -457,6 +457,9 @@ class Worker:
         it did); a process group started is recorded in the next step."""
         if isinstance(event, ProcessStarted):
             self.launcher.processes.append(event.record())
+            return
+        if isinstance(event, Unstarted):
+            self.launcher.put_back(event.claim)
             return
         if not isinstance(event, Reported):
             return  # a wake-up: the loop looks again

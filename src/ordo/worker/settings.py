@@ -47,6 +47,12 @@ class WorkerSettings(Struct):
     #: seconds, up to ``prefetch_max`` (one step records and claims them together)
     prefetch_window: float = 0.2
     prefetch_max: int = 64
+    #: up to this many plain python attempts (no timeout) are queued on a busy python
+    #: host behind one of the same execution whose function ends within
+    #: ``host_queue_below`` seconds of late, so that it goes on to them without
+    #: waiting (0: never)
+    host_queue: int = 3
+    host_queue_below: float = 0.005
     record_delay: float = 0.05  # how long outcomes may wait to be recorded together
     #: how long the end of a @task run in its flow function's host may wait for the
     #: function's next call (usually at once), so that one step records it and starts

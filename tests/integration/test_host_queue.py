@@ -1,0 +1,294 @@
+"""Quick plain python attempts queued on a busy python host (``ordo.worker.hosts``):
+the host goes on to them without waiting for the loop. Each keeps its own lines and
+outputs; none starts after a task of its execution failed; those a host never started
+run again elsewhere (or end KILLED with their execution)."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from support import patient, wait_for
+
+from ordo import engine, services
+from ordo.model import State
+from ordo.runners import make_runners
+from ordo.store import Store, open_store
+from ordo.worker import Worker, WorkerSettings
+
+#: Tasks that establish their function as quick before the ones a test is about.
+WARM = 12
+
+
+def _flow(tasks: list[str], *, extra: str = "") -> str:
+    return "id: queue\n" + extra + "tasks:\n" + "".join(f"  - {t}\n" for t in tasks)
+
+
+def _start(store: Store, folder: Path, flow: str, module: str) -> int:
+    (folder / "steps.py").write_text(textwrap.dedent(module))
+    path = folder / "flow.yaml"
+    path.write_text(flow)
+    now = time.time()
+    return engine.start_execution(store, engine.register_flow(store, path, now), {}, now)
+
+
+def _worker(store: Store, folder: Path, slots: int = 1, **settings: Any) -> Worker:
+    worker = Worker(
+        store,
+        make_runners(slots),
+        settings=WorkerSettings(slots=slots, kill_grace=1.0, **settings),
+        env={"PATH": "/usr/bin:/bin", "HOME": str(folder)},
+    )
+    queued: list[int] = []
+    start = worker.launcher.hosts.start
+
+    def noting(running: Any, behind: Any = None) -> None:  # (observed, not changed)
+        if behind is not None:
+            queued.append(running.claim.attempt_id)
+        start(running, behind)
+
+    worker.launcher.hosts.start = noting  # type: ignore[method-assign]
+    worker.queued = queued  # type: ignore[attr-defined]
+    return worker
+
+
+def _run(
+    store: Store, folder: Path, flow: str, module: str, **settings: Any
+) -> tuple[int, State, Worker]:
+    ex_id = _start(store, folder, flow, module)
+    worker = _worker(store, folder, **settings)
+    try:
+        return ex_id, worker.run_execution(ex_id), worker
+    finally:
+        worker.close()
+
+
+def _runs(store: Store, ex_id: int) -> dict[str, Any]:
+    return {r.task_id: r for r in store.task_runs(ex_id)}
+
+
+def _lines(store: Store, ex_id: int) -> dict[str, list[tuple[str, str]]]:
+    runs = {r.id: r.task_id for r in store.task_runs(ex_id)}
+    task_of = {a.id: runs[a.task_run_id] for a in store.attempts(ex_id)}
+    found: dict[str, list[tuple[str, str]]] = {}
+    for line in store.logs(ex_id):
+        if line.attempt_id in task_of:
+            found.setdefault(task_of[line.attempt_id], []).append((line.stream, line.line))
+    return found
+
+
+def test_quick_attempts_are_queued_on_a_busy_host_and_keep_their_own_lines_and_outputs(
+    store: Store, tmp_path: Path
+) -> None:
+    tasks = [
+        f"{{id: t{i}, type: python, function: 'steps:talk', with: {{n: {i}}}}}" for i in range(40)
+    ]
+    ex_id, final, worker = _run(
+        store,
+        tmp_path,
+        _flow(tasks),
+        """
+        import os, sys
+        def talk(n):
+            print('out', n)
+            print('err', n, file=sys.stderr)
+            os.write(1, b'fd-level %d\\n' % n)
+            sys.stdout.write('unfinished %d' % n)
+            return {'n': n}
+        """,
+    )
+    assert final is State.SUCCESS
+    assert worker.queued  # type: ignore[attr-defined]
+    assert store.outputs(ex_id) == {f"t{i}": {"n": i} for i in range(40)}
+    lines = _lines(store, ex_id)
+    for i in range(40):
+        mine = lines[f"t{i}"]
+        assert [x for s, x in mine if s == "stdout"] == [
+            f"out {i}",
+            f"fd-level {i}",
+            f"unfinished {i}",
+        ]
+        assert [x for s, x in mine if s == "stderr"] == [f"err {i}"]
+
+
+def test_nothing_queued_behind_a_failure_runs_and_the_rest_is_skipped(
+    store: Store, tmp_path: Path
+) -> None:
+    tasks = [
+        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}" for i in range(40)
+    ]
+    ex_id, final, worker = _run(
+        store,
+        tmp_path,
+        _flow(tasks),
+        f"""
+        def step(n):
+            print('ran', n)
+            if n == {WARM + 4}:
+                raise ValueError('no')
+        """,
+    )
+    assert final is State.FAILED
+    assert worker.queued  # type: ignore[attr-defined]
+    runs = _runs(store, ex_id)
+    ran = [f"t{i}" for i in range(40) if runs[f"t{i}"].state is State.SUCCESS]
+    assert ran == [f"t{i}" for i in range(WARM + 4)]  # (one slot: they run in order)
+    assert runs[f"t{WARM + 4}"].state is State.FAILED
+    for i in range(WARM + 5, 40):
+        assert runs[f"t{i}"].state is State.SKIPPED
+    lines = _lines(store, ex_id)
+    assert not any(f"t{i}" in lines for i in range(WARM + 5, 40))  # none of them ran
+
+
+def test_with_continue_on_error_what_a_failure_held_back_runs_after_it(
+    store: Store, tmp_path: Path
+) -> None:  # (queued behind the failure, the host did not run them: they run after it)
+    tasks = [
+        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}" for i in range(30)
+    ]
+    ex_id, final, worker = _run(
+        store,
+        tmp_path,
+        _flow(tasks, extra="continue_on_error: true\n"),
+        f"""
+        def step(n):
+            if n == {WARM + 2}:
+                raise ValueError('no')
+            return {{'n': n}}
+        """,
+    )
+    assert final is State.FAILED
+    assert worker.queued  # type: ignore[attr-defined]
+    runs = _runs(store, ex_id)
+    assert [t for t, r in runs.items() if r.state is not State.SUCCESS] == [f"t{WARM + 2}"]
+    assert all(
+        len([a for a in store.attempts(ex_id) if a.task_run_id == r.id]) == 1 for r in runs.values()
+    )
+
+
+def test_what_a_dead_host_never_started_runs_on_another(store: Store, tmp_path: Path) -> None:
+    tasks = [
+        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}, allow_failure: true}}"
+        for i in range(30)
+    ]
+    ex_id, final, worker = _run(
+        store,
+        tmp_path,
+        _flow(tasks),
+        f"""
+        import os
+        def step(n):
+            print('ran', n, flush=True)
+            if n == {WARM + 2}:
+                os._exit(3)
+            return {{'n': n}}
+        """,
+    )
+    assert final is State.WARNING
+    assert worker.queued  # type: ignore[attr-defined]
+    runs = _runs(store, ex_id)
+    assert [t for t, r in runs.items() if r.state is not State.SUCCESS] == [f"t{WARM + 2}"]
+    lines = _lines(store, ex_id)
+    assert all(lines[f"t{i}"] == [("stdout", f"ran {i}")] for i in range(30))  # each ran once
+
+
+def test_a_task_with_a_timeout_is_never_queued(store: Store, tmp_path: Path) -> None:
+    tasks = [f"{{id: t{i}, type: python, function: 'steps:step', timeout: 1m}}" for i in range(30)]
+    _, final, worker = _run(store, tmp_path, _flow(tasks), "def step():\n    pass\n")
+    assert final is State.SUCCESS
+    assert not worker.queued  # type: ignore[attr-defined]
+
+
+def test_no_queue_when_host_queue_is_zero(store: Store, tmp_path: Path) -> None:
+    tasks = [f"{{id: t{i}, type: python, function: 'steps:step'}}" for i in range(30)]
+    _, final, worker = _run(store, tmp_path, _flow(tasks), "def step():\n    pass\n", host_queue=0)
+    assert final is State.SUCCESS
+    assert not worker.queued  # type: ignore[attr-defined]
+
+
+def test_a_killed_execution_ends_what_is_queued_behind_a_slow_task_killed(
+    store: Store, db: str, tmp_path: Path
+) -> None:
+    tasks = [
+        *(
+            f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}"
+            for i in range(WARM)
+        ),
+        *(
+            f"{{id: s{i}, type: python, function: 'steps:step', with: {{n: {100 + i}}},"
+            f" depends_on: [t{WARM - 1}]}}"
+            for i in range(6)
+        ),
+    ]
+    ex_id = _start(
+        store,
+        tmp_path,
+        _flow(tasks),
+        """
+        import time
+        def step(n):
+            print('ran', n, flush=True)
+            if n == 100:
+                time.sleep(60)
+        """,
+    )
+    worker = _worker(store, tmp_path, kill_check_every=0.1)
+    other = open_store(db)  # the kill comes from elsewhere, as `ordo kill` does
+
+    def kill_when_slow() -> None:
+        wait_for(
+            "the slow task to run", lambda: any(x.line == "ran 100" for x in other.logs(ex_id))
+        )
+        services.kill(other, ex_id, "a test", time.time())
+
+    killer = threading.Thread(target=kill_when_slow)
+    killer.start()
+    started = time.monotonic()
+    try:
+        final = worker.run_execution(ex_id)
+    finally:
+        worker.close()
+        killer.join()
+    other.close()
+    assert final is State.KILLED
+    assert time.monotonic() - started < patient(30)
+    assert worker.queued  # type: ignore[attr-defined]  # (behind s0, which was quick so far)
+    runs = _runs(store, ex_id)
+    lines = _lines(store, ex_id)
+    assert runs["s0"].state is State.KILLED
+    for i in range(1, 6):
+        assert runs[f"s{i}"].state is State.KILLED
+        assert f"s{i}" not in lines  # it never ran
+
+
+def test_a_call_into_ordo_with_attempts_queued_behind_it_is_answered_and_they_run(
+    store: Store, tmp_path: Path
+) -> None:
+    tasks = [
+        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}" for i in range(30)
+    ]
+    ex_id, final, worker = _run(
+        store,
+        tmp_path,
+        _flow(tasks),
+        f"""
+        from ordo.this import system
+        def step(n):
+            print('before', n)
+            state = system.execution()['state'] if n in ({WARM + 2}, {WARM + 3}) else None
+            print('after', n)
+            return {{'n': n, 'state': state}}
+        """,
+    )
+    assert final is State.SUCCESS
+    assert worker.queued  # type: ignore[attr-defined]
+    outputs = store.outputs(ex_id)
+    assert outputs[f"t{WARM + 2}"] == {"n": WARM + 2, "state": "RUNNING"}
+    assert outputs[f"t{WARM + 3}"] == {"n": WARM + 3, "state": "RUNNING"}
+    lines = _lines(store, ex_id)
+    assert all(
+        lines[f"t{i}"] == [("stdout", f"before {i}"), ("stdout", f"after {i}")] for i in range(30)
+    )
