@@ -77,6 +77,27 @@ def test_claim_leases_attempt_to_worker(store: Store) -> None:
     assert claim_all(store, ex_id) == []
 
 
+def test_a_fair_claim_takes_its_share_of_what_is_ready_among_the_workers_alive(
+    store: Store,
+) -> None:
+    """``fair=(least, alive_since)``: of 10 ready runs and 2 workers alive, a claim of 64
+    takes 5 (and at least ``least``); a worker stopped, or last seen before
+    ``alive_since``, is not counted; without ``fair``, up to the limit."""
+    for worker, seen in (("w1", LATER), ("w2", LATER), ("old", NOW - 1000), ("gone", LATER)):
+        store.register_worker(worker, "host", 1, ("default",), seen)
+    store.worker_stopped("gone", LATER)
+    ex_id = start(store, flow_of(*(task(f"t{i}") for i in range(10))))
+    take = store.claim
+    assert len(take("w1", 64, LATER, 6.0, execution_id=ex_id, fair=(1, NOW))) == 5
+    assert len(take("w2", 64, LATER, 6.0, execution_id=ex_id, fair=(1, NOW))) == 3  # 5 / 2
+    assert len(take("w1", 64, LATER, 6.0, execution_id=ex_id, fair=(0, NOW))) == 1
+    assert len(take("w1", 64, LATER, 6.0, execution_id=ex_id, fair=(4, NOW))) == 1  # the last
+    assert take("w1", 64, LATER, 6.0, execution_id=ex_id, fair=(4, NOW)) == []
+    other = start(store, flow_of(*(task(f"t{i}") for i in range(10))))
+    assert len(take("w1", 64, LATER, 6.0, execution_id=other, fair=(8, NOW))) == 8
+    assert len(take("w1", 64, LATER, 6.0, execution_id=other)) == 2  # (not fair: all)
+
+
 def test_a_claim_records_launched_those_that_fit_in_free_slots(store: Store) -> None:
     """``launch``: the first claims of executions not ``held`` start at once (launched
     now, the full lease); the rest keep the short lease of a claim not launched yet."""

@@ -16,7 +16,7 @@ import psycopg
 
 from ordo.errors import StoreError, StoreUnavailable
 from ordo.store import migrate
-from ordo.store.db import Db, Row, inserts
+from ordo.store.db import FAIR_SHARE, Db, Row, inserts
 from ordo.store.records import Reclaimed
 from ordo.store.secrets import SECRETS_VERSION
 
@@ -124,7 +124,8 @@ _TAKE = f"""
 WITH r AS (
     DELETE FROM ready WHERE task_run_id IN (
         SELECT task_run_id FROM ready WHERE {{where}} AND concurrency_key IS NULL
-        ORDER BY not_before, task_run_id LIMIT ? FOR UPDATE SKIP LOCKED)
+        ORDER BY not_before, task_run_id LIMIT least(?, greatest(?, {FAIR_SHARE}))
+        FOR UPDATE SKIP LOCKED)
     RETURNING task_run_id)
 SELECT t.id AS task_run_id, t.execution_id, t.task_id, t.state, t.attempts, t.started_at,
        e.revision_id, e.state AS execution_state, k.keyed, k.secrets, k.changed,
@@ -354,10 +355,14 @@ class PostgresDb(Db):
         with contextlib.suppress(psycopg.Error):
             self.conn.execute(b"ROLLBACK")
 
-    def take_ready(self, limit: int, where: str, params: list[Any]) -> list[Row]:
+    def take_ready(
+        self, limit: int, where: str, params: list[Any], fair: tuple[int, float] | None = None
+    ) -> list[Row]:
         """``DELETE ... RETURNING`` of rows locked with ``FOR UPDATE SKIP LOCKED`` (rows
         another claim holds are passed over), joined to what the claim needs."""
-        return self.all(_TAKE.format(where=where), [*params, limit, *params])
+        return self.all(
+            _TAKE.format(where=where), [*params, *self.shares(limit, params, fair), *params]
+        )
 
     def values(self, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[str, list[Any]]:
         """Arrays, one per column, and ``unnest``: the same text for any number of rows.

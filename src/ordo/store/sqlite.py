@@ -13,7 +13,7 @@ from typing import Any
 
 from ordo.errors import NotFound, StoreError
 from ordo.store import migrate
-from ordo.store.db import Db, Row, inserts
+from ordo.store.db import FAIR_SHARE, Db, Row, inserts
 from ordo.store.records import Reclaimed
 from ordo.store.secrets import SECRETS_VERSION
 
@@ -63,7 +63,8 @@ _WAKERS = _Wakers()
 #: columns. RETURNING may name only the deleted table: the rest comes by subqueries.
 _TAKE = (
     "DELETE FROM ready WHERE task_run_id IN (SELECT task_run_id FROM ready "
-    "WHERE {where} AND concurrency_key IS NULL ORDER BY not_before, task_run_id LIMIT ?) "
+    "WHERE {where} AND concurrency_key IS NULL ORDER BY not_before, task_run_id "
+    f"LIMIT min(?, max(?, {FAIR_SHARE}))) "
     "RETURNING task_run_id, execution_id, "
     + ", ".join(
         f"(SELECT {column} FROM task_runs t WHERE t.id = ready.task_run_id) AS {column}"
@@ -199,10 +200,14 @@ class SqliteDb(Db):
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
 
-    def take_ready(self, limit: int, where: str, params: list[Any]) -> list[Row]:
+    def take_ready(
+        self, limit: int, where: str, params: list[Any], fair: tuple[int, float] | None = None
+    ) -> list[Row]:
         """``DELETE ... RETURNING`` under ``BEGIN IMMEDIATE`` (the database's one write
         lock), what the claim needs read by subqueries of its RETURNING."""
-        rows = self.all(_TAKE.format(where=where), [*params, limit, *params])
+        rows = self.all(
+            _TAKE.format(where=where), [*params, *self.shares(limit, params, fair), *params]
+        )
         return sorted(rows, key=lambda r: int(r["task_run_id"]))
 
     def reclaim_space(self) -> Reclaimed:

@@ -126,10 +126,14 @@ class TaskRuns:
         launch: int = 0,
         launch_lease_seconds: float = 0.0,
         held: Collection[int] = (),
+        fair: tuple[int, float] | None = None,
     ) -> list[Claim]:
         """Take up to ``limit`` ready task runs (of one execution and its child executions,
         and of the given queues, when asked; among the task runs ``only``, when given) and
         start an attempt of each, leased to ``worker_id`` until ``now + lease_seconds``.
+        ``fair`` ``(least, alive_since)``: no more than this claim's share of the ready
+        task runs among the workers alive since then, but at least ``least``
+        (:meth:`~ordo.store.db.Db.shares`).
         The first ``launch`` of them whose execution is not ``held`` are launched at once
         (slots are free for them): those are recorded launched now and leased for
         ``launch_lease_seconds``, as :meth:`mark_launched` does for the others later."""
@@ -148,7 +152,7 @@ class TaskRuns:
             params.extend(queues)
         test = " AND ".join(where)
         with self.db.transaction():
-            found = self.db.take_ready(limit, test, params)
+            found = self.db.take_ready(limit, test, params, fair)
             if found:
                 self.secrets.saw((int(found[0]["secrets"]), found[0]["changed"]))
             taken = [r for r in found if r["task_run_id"] is not None]

@@ -359,6 +359,11 @@ class Worker:
         launch = 0 if before is None else launcher.room()
         launch -= sum(1 for c in taken if c.execution_id not in held)
 
+        # beyond what its free slots start now, a fair share of what is ready: at the
+        # end of a fan-out the last claims are split among the workers alive
+        free = max(s.slots - launcher.busy() - len(launcher.waiting) - len(taken), 0)
+        fair = (free, now - 3 * s.heartbeat_every)
+
         def claim(limit: int, only: list[int] | None = None) -> list[Claim]:
             nonlocal launch
             claims = self.store.claim(
@@ -372,6 +377,7 @@ class Worker:
                 launch=max(launch, 0),
                 launch_lease_seconds=s.lease_seconds,
                 held=held,
+                fair=fair if only is None else None,
             )
             launch -= sum(1 for c in claims if c.execution_id not in held)
             return claims
