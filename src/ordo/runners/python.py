@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 #: Reads, at most, of what is left of a task's lines in a pipe once its reply has come.
 DRAIN_READS = 64
+#: A request as JSON, without the spaces ``json.dumps`` puts after separators.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class _Replies:
@@ -285,9 +287,9 @@ class Host:
         (``env_set``, ``env_unset``): a task's environment is mostly the same as the one
         before, and when both inherit the same ``base`` only their own parts differ."""
         self.seq += 1
-        request["seq"] = self.seq
-        message = {k: v for k, v in request.items() if k != "env"}
-        env: TaskEnv | None = request.get("env")
+        message = dict(request)
+        message["seq"] = self.seq
+        env: TaskEnv | None = message.pop("env", None)
         if env is not None:
             last = self._env
             if last is None:
@@ -296,9 +298,11 @@ class Host:
                 message["env_set"], message["env_unset"] = env.since(last)
             self._env = env
         assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write((json.dumps(message) + "\n").encode())
-            self.proc.stdin.flush()
+        data = (_compact(message) + "\n").encode()
+        try:  # (straight to the pipe: its file object would add a copy and a flush)
+            fd = self.proc.stdin.fileno()
+            while data:
+                data = data[os.write(fd, data) :]
         except OSError:
             self.alive = False
             return False

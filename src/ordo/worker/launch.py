@@ -169,6 +169,10 @@ class Launcher:
         those queued on a python host (not started yet)."""
         return sum(1 for r in self.running.values() if not r.waiting and not r.queued)
 
+    def queued(self) -> int:
+        """Claims taken ahead: waiting for a slot, or queued on a python host."""
+        return len(self.waiting) + sum(1 for r in self.running.values() if r.queued)
+
     def launch_waiting(self) -> None:
         """Start waiting claims while slots are free; then queue the next ones, when
         they are quick plain python tasks, on busy python hosts (:meth:`HostDriver.behind`). A claim

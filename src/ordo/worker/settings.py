@@ -46,7 +46,7 @@ class WorkerSettings(Struct):
     #: while attempts end quickly, more ahead: what the slots run in ``prefetch_window``
     #: seconds, up to ``prefetch_max`` (one step records and claims them together)
     prefetch_window: float = 0.2
-    prefetch_max: int = 64
+    prefetch_max: int = 128
     #: up to this many plain python attempts (no timeout) are queued on a busy python
     #: host behind one of the same execution whose function ends within
     #: ``host_queue_below`` seconds of late, so that it goes on to them without
