@@ -36,6 +36,7 @@ def _start(store: Store, folder: Path, flow: str, module: str) -> int:
 
 
 def _worker(store: Store, folder: Path, slots: int = 1, **settings: Any) -> Worker:
+    settings.setdefault("host_queue", 3)  # (off by default)
     worker = Worker(
         store,
         make_runners(slots),
@@ -292,3 +293,45 @@ def test_a_call_into_ordo_with_attempts_queued_behind_it_is_answered_and_they_ru
     assert all(
         lines[f"t{i}"] == [("stdout", f"before {i}"), ("stdout", f"after {i}")] for i in range(30)
     )
+
+
+def test_each_call_into_ordo_is_answered_as_the_attempt_that_made_it(
+    store: Store, tmp_path: Path
+) -> None:
+    """A call read after the reply of the attempt ahead is the next one's, also while
+    the attempt ahead is read on a thread (its own call handed it there)."""
+    tasks = [
+        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}" for i in range(36)
+    ]
+    (tmp_path / "steps.py").write_text(
+        textwrap.dedent(
+            f"""
+            from ordo.this import OrdoCallError, system
+            def step(n):
+                if n >= {WARM}:
+                    try:
+                        system.secret('s%d' % n)
+                    except OrdoCallError:  # (there is no such secret)
+                        pass
+            """
+        )
+    )
+    path = tmp_path / "flow.yaml"
+    path.write_text(_flow(tasks))
+    now = time.time()
+    ex_id = engine.start_execution(store, engine.register_flow(store, path, now), {}, now)
+    worker = _worker(store, tmp_path)
+    asked: list[tuple[str, str]] = []
+    call = worker.launcher.calls.call
+
+    def noting(running: Any, request: Any) -> Any:  # (observed, not changed)
+        asked.append((running.claim.task_id, str(request.get("name"))))
+        return call(running, request)
+
+    worker.launcher.calls.call = noting  # type: ignore[method-assign]
+    try:
+        assert worker.run_execution(ex_id) is State.SUCCESS
+    finally:
+        worker.close()
+    assert worker.queued  # type: ignore[attr-defined]
+    assert sorted(asked) == sorted((f"t{i}", f"s{i}") for i in range(WARM, 36))

@@ -172,12 +172,11 @@ class AttemptFiles:
     def __init__(self, attempt_id: int) -> None:
         folder = AttemptFiles._folder
         now = time.monotonic()
-        if folder is None or (
-            now - AttemptFiles._seen_at > FOLDER_CHECK and not os.path.isdir(folder)
-        ):
-            folder = AttemptFiles._folder = tempfile.mkdtemp(prefix="ordo-")
-            atexit.register(shutil.rmtree, folder, True)
-        AttemptFiles._seen_at = now
+        if folder is None or now - AttemptFiles._seen_at > FOLDER_CHECK:
+            if folder is None or not os.path.isdir(folder):
+                folder = AttemptFiles._folder = tempfile.mkdtemp(prefix="ordo-")
+                atexit.register(shutil.rmtree, folder, True)
+            AttemptFiles._seen_at = now
         self.outputs = os.path.join(folder, f"{attempt_id}-{id(self)}.outputs")
         self.metrics = os.path.join(folder, f"{attempt_id}-{id(self)}.metrics")
         self.found: list[str] | None = None  # once read: the files there were

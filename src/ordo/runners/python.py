@@ -21,7 +21,7 @@ import select
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from ordo.errors import RunnerError
@@ -114,6 +114,9 @@ class _Calls:
         self.answer_fd = answer_fd
         self.buffer = b""
         self.held = held  # requests are kept, unanswered, until it is False
+        #: with a request queued behind this one: whether its reply has come (a call
+        #: read after it is the next one's: the host replies before it goes on)
+        self.replied: Callable[[], bool] | None = None
 
     @property
     def asked(self) -> bool:
@@ -123,6 +126,8 @@ class _Calls:
     def feed(self, data: bytes) -> None:
         self.buffer += data
         while not self.held and b"\n" in self.buffer:
+            if self.replied is not None and self.replied():
+                return  # (kept for the next one: :meth:`Listening.take_over`)
             line, self.buffer = self.buffer.split(b"\n", 1)
             self.answer(json.loads(line))
 
@@ -207,17 +212,29 @@ class Listening:
             host.reply_fd: self.replies,
             host.call_fd: self.calls,
         }
+        self.reply_fd = host.reply_fd
         pid = host.proc.pid
         self._drained = False
         self.behind = False  # a request was queued behind this one
         self.pump = Pump(pid, streams, ctx, lambda: _reaped(pid), until=self._answered)
 
     def queue_behind(self) -> None:
-        """A request is about to be queued behind this one: its lines end at the
-        host's :data:`~ordo.runners.pyhost.NEXT` line."""
+        """A request was queued behind this one: its lines end at the host's
+        :data:`~ordo.runners.pyhost.NEXT` line, and a call that comes after its reply is
+        the next one's."""
         self.behind = True
         for lines in self.lines:
             lines.until(pyhost.NEXT_LINE)
+        self.calls.replied = self._replied
+
+    def _replied(self) -> bool:
+        """Whether the reply has come, read now if it is in its pipe."""
+        replies = self.replies
+        if replies.reply is None and self.reply_fd in self.pump.open_fds:
+            ready = select.select([self.reply_fd], [], [], 0)[0]
+            if ready:
+                self.pump.read(self.reply_fd)
+        return replies.reply is not None
 
     def took_next(self) -> bool:
         """Whether the host went on to the request queued behind this one (it wrote
@@ -396,11 +413,13 @@ class HostRun:
         else:
             host = behind.host
             request["queued"] = True
-            behind.listening.queue_behind()
         try:
             host = runner._send(host, request, ctx.kill_grace) if behind is None else host
-            if behind is not None and not host.send(request):
-                raise RunnerError("the python process ended unexpectedly")
+            if behind is not None:
+                if not host.send(request):
+                    raise RunnerError("the python process ended unexpectedly")
+                # (the loop thread reads the host: its mark cannot be read before this)
+                behind.listening.queue_behind()
             if ctx.process_started is not None:
                 ctx.process_started(host.proc.pid, host.started)  # the host's own session
             self.listening = host.listen(ctx, calls=calls)
@@ -441,6 +460,8 @@ class HostRun:
                 host.stop(ctx.kill_grace)
             outcome = self.runner._outcome(reply, finished, self.files, ctx, host)
         except BaseException:
+            if keep:  # requests are queued on it: it goes (they come back unstarted)
+                host.alive = False
             self.runner._release(host, ctx.kill_grace)
             raise
         finally:

@@ -55,7 +55,9 @@ class Housekeeping:
         s = self.settings
         if now >= self.heartbeat_due:
             running = list(self.launcher.running)
-            self.store.heartbeat(s.worker_id, running, now + s.lease_seconds)
+            relaunch = list(self.launcher.relaunch)  # (launched, waiting to start again)
+            self.store.heartbeat(s.worker_id, [*running, *relaunch], now + s.lease_seconds)
+            self.launcher.renewed(relaunch, now + s.lease_seconds - s.heartbeat_every)
             if execution_id is None:
                 self.store.worker_heartbeat(s.worker_id, len(running), now)
                 for expired in self.store.expired_executions(now):

@@ -69,6 +69,9 @@ class Launcher:
         #: attempts a host never started, back among the waiting claims: they start
         #: again once the next step has asked whether their execution is failing
         self.unchecked: set[int] = set()
+        #: of those, the ones waiting (launched already: leased as running attempts are,
+        #: renewed by the heartbeat, not as claims)
+        self.relaunch: set[int] = set()
         self.launched: list[int] = []  # attempts started since the last step
         self.late: list[Claim] = []  # claims not started in time: handed back next step
         self.processes: list[AttemptProcess] = []  # process groups they started
@@ -114,7 +117,11 @@ class Launcher:
         for claim in [c for c in self.waiting if self._too_late(c, now)]:
             self.unwait(claim)
         due = now + self.settings.claim_lease_seconds * 2 / 3
-        return [c.attempt_id for c in self.waiting if self.leased_until[c.attempt_id] < due]
+        return [
+            c.attempt_id
+            for c in self.waiting
+            if self.leased_until[c.attempt_id] < due and c.attempt_id not in self.relaunch
+        ]
 
     def _too_late(self, claim: Claim, now: float) -> bool:
         """Whether less than half of ``claim``'s lease is left (the loop was held up):
@@ -156,6 +163,7 @@ class Launcher:
     def unwait(self, claim: Claim) -> None:
         self.waiting.remove(claim)
         self.leased_until.pop(claim.attempt_id, None)
+        self.relaunch.discard(claim.attempt_id)
 
     def recorded(self, launched: int, processes: int) -> None:
         """The first ``launched`` attempts and ``processes`` groups are in the store; the
@@ -213,15 +221,19 @@ class Launcher:
 
     def put_back(self, claim: Claim) -> None:
         """An attempt queued on a host that never started it waits for a slot again,
-        first in line (it is launched: leased as long as running ones), once the next
-        step has seen that its execution is not failing (:meth:`drop_failing`: the host
-        did not run it because the task before it failed)."""
+        first in line (it is launched: its lease is renewed by the heartbeat, with the
+        running ones), once the next step has seen that its execution is not failing
+        (:meth:`drop_failing`: the host did not run it because the task before it
+        failed)."""
         running = self.running.pop(claim.attempt_id, None)
         if running is not None and isinstance(running.context.log, AttemptLog):
             running.context.log.release(None)
+        s = self.settings
         self.waiting.appendleft(claim)
         self.unchecked.add(claim.attempt_id)
-        self.leased_until[claim.attempt_id] = self.clock.now() + self.settings.lease_seconds
+        self.relaunch.add(claim.attempt_id)
+        # (its lease in the store: from the last heartbeat, at most heartbeat_every ago)
+        self.leased_until[claim.attempt_id] = self.clock.now() + s.lease_seconds - s.heartbeat_every
 
     def end_waiting(self, executions: set[int], outcome: Outcome) -> None:
         """Waiting claims of ``executions`` end at once with ``outcome``."""
@@ -234,6 +246,7 @@ class Launcher:
         claims = list(self.waiting)
         self.waiting.clear()
         self.leased_until.clear()
+        self.relaunch.clear()
         return claims
 
     # -- launching -----------------------------------------------------------------------
