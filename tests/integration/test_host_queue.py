@@ -36,7 +36,10 @@ def _start(store: Store, folder: Path, flow: str, module: str) -> int:
 
 
 def _worker(store: Store, folder: Path, slots: int = 1, **settings: Any) -> Worker:
-    settings.setdefault("host_queue", 3)  # (off by default)
+    settings.setdefault("host_queue", 3)
+    # (a function's first attempt waits for its host to boot: on a busy machine its
+    # typical time may still read above the default 5 ms after the warm-up tasks)
+    settings.setdefault("host_queue_below", 0.05)
     worker = Worker(
         store,
         make_runners(slots),
@@ -335,3 +338,100 @@ def test_each_call_into_ordo_is_answered_as_the_attempt_that_made_it(
         worker.close()
     assert worker.queued  # type: ignore[attr-defined]
     assert sorted(asked) == sorted((f"t{i}", f"s{i}") for i in range(WARM, 36))
+
+
+def _until_a_failure_is_recorded(db: str) -> str:
+    """A module part: ``_failure_recorded()`` returns once a task run of the attempt's
+    execution is FAILED in the store (the worker has seen the failure by then)."""
+    return f"""
+        import os, time
+        def _failure_recorded():
+            from ordo.store import open_store
+            store = open_store({db!r})
+            try:
+                ex_id = int(os.environ['ORDO_EXECUTION_ID'])
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    if any(r.state.value == 'FAILED' for r in store.task_runs(ex_id)):
+                        return
+                    time.sleep(0.01)
+            finally:
+                store.close()
+        """
+
+
+def test_a_failure_the_worker_finds_itself_withdraws_what_is_queued_behind_it(
+    store: Store, db: str, tmp_path: Path
+) -> None:
+    """Its host replied success, but its outputs file does not read: the attempts
+    queued behind it that its host has not started yet do not run."""
+    bad, held = WARM, WARM + 1
+    tasks = [
+        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}" for i in range(30)
+    ]
+    ex_id, final, worker = _run(
+        store,
+        tmp_path,
+        _flow(tasks),
+        _until_a_failure_is_recorded(db)
+        + f"""
+        def step(n):
+            print('ran', n, flush=True)
+            if n == {bad}:
+                with open(os.environ['ORDO_OUTPUTS'], 'w') as f:
+                    f.write('not an output line\\n')
+            if n == {held}:  # (queued behind it, it started before the worker looked)
+                _failure_recorded()
+        """,
+    )
+    assert final is State.FAILED
+    assert worker.queued  # type: ignore[attr-defined]
+    runs = _runs(store, ex_id)
+    assert runs[f"t{bad}"].state is State.FAILED
+    errors = [a.error for a in store.attempts(ex_id) if a.task_run_id == runs[f"t{bad}"].id]
+    assert errors and "ORDO_OUTPUTS" in (errors[0] or "")
+    assert runs[f"t{held}"].state in (State.SUCCESS, State.SKIPPED)
+    lines = _lines(store, ex_id)
+    for i in range(held + 1, 30):
+        assert runs[f"t{i}"].state is State.SKIPPED
+        assert f"t{i}" not in lines  # it never ran
+
+
+def test_a_failure_on_another_host_withdraws_what_is_queued_on_this_one(
+    store: Store, db: str, tmp_path: Path
+) -> None:
+    """Two slots: the attempt ahead on one host waits until a failure on the other
+    host is recorded; what was queued behind it does not run."""
+    slow, failing = WARM, WARM + 10  # (quick ones between them fill its host's queue)
+    tasks = [
+        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}"
+        + (", timeout: 1m}" if i == failing else "}")  # (never queued: it starts on a slot)
+        for i in range(30)
+    ]
+    ex_id, final, worker = _run(
+        store,
+        tmp_path,
+        _flow(tasks),
+        _until_a_failure_is_recorded(db)
+        + f"""
+        def step(n):
+            print('ran', n, flush=True)
+            if n == {slow}:
+                _failure_recorded()
+            if n == {failing}:
+                raise ValueError('no')
+        """,
+        slots=2,
+    )
+    assert final is State.FAILED
+    runs = _runs(store, ex_id)
+    assert runs[f"t{failing}"].state is State.FAILED
+    assert runs[f"t{slow}"].state is State.SUCCESS
+    behind_slow = [f"t{i}" for i in range(slow, failing) if runs[f"t{i}"].state is State.SKIPPED]
+    lines = _lines(store, ex_id)
+    assert worker.queued  # type: ignore[attr-defined]
+    assert behind_slow  # what was queued behind it was withdrawn, and never ran
+    assert not any(t in lines for t in behind_slow)
+    for i in range(failing + 1, 30):
+        assert runs[f"t{i}"].state is State.SKIPPED
+        assert f"t{i}" not in lines

@@ -11,7 +11,7 @@ line the task wrote to fd 1 and 2 is in those pipes before its reply is in its o
 the parent reads them to their end once the reply has come. A request marked
 ``queued`` was sent while the one before it ran: a :data:`NEXT` line on fd 1 and 2 says
 where the lines of the one before end, and it is not run (:data:`NOT_RUN`) when the one
-before failed.
+before failed or the worker withdrew it (a :data:`DROP` line came after it).
 A flow function's ``@task`` calls may run here too (:class:`StepHere`), each between
 :data:`STEP` marker lines.
 
@@ -23,6 +23,7 @@ it can never shadow the standard library in user code.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import importlib
@@ -53,6 +54,10 @@ NEXT_LINE = (NEXT + "\n").encode()
 #: The reply to a queued request that is not run: the task before it failed, or
 #: answered SKIP or STOP (the worker runs it again, or not, once that is recorded).
 NOT_RUN = b'{"ok": false, "not_run": true}\n'
+#: Written by the worker after requests it queued here: those of them not started yet
+#: are not run (a task of their execution failed elsewhere, or its outputs did not
+#: read); the host reads ahead for it before each queued request.
+DROP = b'{"drop": true}'
 #: What a task may answer instead of outputs (``this.Skip``/``Stop``, ``return "SKIP"``).
 ANSWERS = ("SKIP", "STOP")
 #: The variables naming an attempt's outputs and metrics files.
@@ -173,7 +178,7 @@ def main() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [ordo_root, *(p for p in sys.path if p and os.path.abspath(p) != here)]
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    requests = os.fdopen(os.dup(0), "rb")
+    requests = Requests(os.dup(0))
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -183,12 +188,15 @@ def main() -> None:
         setattr(host.this, "_channel", host.this._Channel(call_fd, answer_fd))  # noqa: B010
     went_on = True  # whether a request queued now may run: the last one did not fail
     for line in requests:
+        if line == DROP:  # (read after what it withdrew)
+            continue
         request = json.loads(line)
         if request.get("queued"):  # sent while the last one ran: its lines start here
             host.flush()
             for fd in (1, 2):
                 os.write(fd, NEXT_LINE)
-            if not went_on:  # its execution may be failing: the worker decides
+            if not went_on or requests.withdrawn():  # its execution may be failing
+                went_on = False  # (the worker decides, and those queued after it go too)
                 replies.write(NOT_RUN)
                 continue
         reply = host.handle(request)
@@ -200,6 +208,46 @@ def main() -> None:
     except ImportError:
         return
     leave(0, host.flush)  # (Python's and C's buffers: an atexit function may print)
+
+
+class Requests:
+    """The request lines on ``fd``, read as they come; :meth:`withdrawn` reads ahead."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.lines: collections.deque[bytes] = collections.deque()
+        self.rest = b""  # the start of a line not complete yet
+        self.ended = False
+
+    def __iter__(self) -> Requests:
+        return self
+
+    def __next__(self) -> bytes:
+        while not self.lines:
+            if self.ended:
+                raise StopIteration
+            self._read()
+        return self.lines.popleft()
+
+    def _read(self) -> None:
+        data = os.read(self.fd, 1 << 16)
+        if not data:
+            self.ended = True
+            if self.rest.strip():  # (a last line without its newline)
+                self.lines.append(self.rest)
+            self.rest = b""
+            return
+        *lines, self.rest = (self.rest + data).split(b"\n")
+        self.lines.extend(lines)
+
+    def withdrawn(self) -> bool:
+        """Whether the worker withdrew the queued request just read: a :data:`DROP`
+        line has come after it (what the pipe holds now is read, without waiting)."""
+        import select
+
+        while not self.ended and select.select([self.fd], [], [], 0)[0]:
+            self._read()
+        return DROP in self.lines
 
 
 class Host:

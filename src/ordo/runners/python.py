@@ -285,6 +285,10 @@ class Host:
         for stream in (self.proc.stdout, self.proc.stderr):  # (read to their end: see
             assert stream is not None  # :class:`Listening`)
             os.set_blocking(stream.fileno(), False)
+        # a pipe said ready by a poll may have been read meanwhile (a call read before the
+        # reply it follows reads that reply first): a read then finds it empty, never waits
+        os.set_blocking(self.reply_fd, False)
+        os.set_blocking(self.call_fd, False)
         self.seq = 0
         self.alive = True
         self.stopped = False
@@ -324,6 +328,16 @@ class Host:
             self.alive = False
             return False
         return True
+
+    def withdraw(self) -> None:
+        """The requests queued on the host that it has not started are not run (it
+        replies :data:`~ordo.runners.pyhost.NOT_RUN` to them); a request sent after this
+        is run as usual."""
+        stdin = self.proc.stdin
+        if stdin is None or stdin.closed:  # (stopped: nothing of it runs anyway)
+            return
+        with contextlib.suppress(OSError, ValueError):  # (closed meanwhile, or dead)
+            os.write(stdin.fileno(), pyhost.DROP + b"\n")  # (atomic: < PIPE_BUF)
 
     def receive(self, ctx: RunContext) -> tuple[dict[str, Any] | None, Finished]:
         """Stream the task's lines to ``ctx.log`` until its reply (and the lines before it)."""

@@ -39,7 +39,7 @@ from ordo.model import Outcome, State, Task
 from ordo.runners import RunnerSet
 from ordo.runners.base import crashed
 from ordo.runners.process import Finished
-from ordo.runners.python import DRAIN_READS, HostRun, PythonRunner
+from ordo.runners.python import DRAIN_READS, Host, HostRun, PythonRunner
 from ordo.worker.calls import Running
 from ordo.worker.events import Inbox
 
@@ -81,6 +81,8 @@ class HostDriver:
         self._runs: dict[int, Driven] = {}  # the attempts running, by attempt id
         self._queued: dict[int, list[Driven]] = {}  # those queued behind each of them
         self._fds: dict[int, int] = {}  # watched fd -> attempt id
+        #: hosts with attempts queued whose reading went to a thread, and their execution
+        self._away: dict[Host, int] = {}
         self._looked = 0.0  # when deadlines, cancels and exits were last looked at
         inbox.tick = self._tick
 
@@ -159,6 +161,18 @@ class HostDriver:
                     queued.append((running, attempt))
                     return
         self._read(running, attempt)
+
+    def withdraw(self, execution_id: int) -> None:
+        """An attempt of ``execution_id`` failed (its host said so, or its outputs did
+        not read): the attempts of it queued on hosts are not run, unless already
+        started (:meth:`~ordo.runners.python.Host.withdraw`); they come back unstarted,
+        to start once the next step has asked whether their execution is failing."""
+        for attempt_id, (running, attempt) in self._runs.items():
+            if self._queued.get(attempt_id) and running.claim.execution_id == execution_id:
+                attempt.host.withdraw()
+        for host, of in list(self._away.items()):
+            if of == execution_id:
+                host.withdraw()
 
     def release(self) -> None:
         """The loop stops reading (it ends, or waits for the store to come back): what
@@ -277,9 +291,19 @@ class HostDriver:
             return
         running, attempt = self._runs[attempt_id]
         queued = self._forget(attempt_id)
+        if queued:
+            self._away[attempt.host] = running.claim.execution_id
         self.pool.submit(self._finish, running, attempt, ended, queued)
 
     def _finish(
+        self, running: Running, attempt: HostRun, ended: Finished | None, queued: list[Driven]
+    ) -> None:
+        try:
+            self._finish_all(running, attempt, ended, queued)
+        finally:
+            self._away.pop(attempt.host, None)
+
+    def _finish_all(
         self, running: Running, attempt: HostRun, ended: Finished | None, queued: list[Driven]
     ) -> None:
         while True:

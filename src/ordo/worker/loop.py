@@ -474,8 +474,9 @@ class Worker:
         claim, outcome = event.claim, event.outcome
         if not done:
             self._done_since = self.clock.now()
-        if outcome.state is State.FAILED:
+        if outcome.state is State.FAILED:  # nothing more of it starts until recorded
             self.launcher.held.add(claim.execution_id)
+            self.launcher.hosts.withdraw(claim.execution_id)
         running = self.launcher.running.pop(claim.attempt_id, None)
         if running is not None:  # how long attempts run: how many to claim ahead
             took = max(self.clock.now() - running.since, 0.0)
