@@ -435,3 +435,42 @@ def test_a_failure_on_another_host_withdraws_what_is_queued_on_this_one(
     for i in range(failing + 1, 30):
         assert runs[f"t{i}"].state is State.SKIPPED
         assert f"t{i}" not in lines
+
+
+def test_what_is_queued_behind_a_task_allowed_to_fail_runs_where_it_was_queued(
+    store: Store, tmp_path: Path
+) -> None:
+    """Its failure stops nothing: its host goes on, and nothing comes back unstarted."""
+    tasks = [
+        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}, allow_failure: true}}"
+        for i in range(30)
+    ]
+    ex_id = _start(
+        store,
+        tmp_path,
+        _flow(tasks),
+        f"""
+        def step(n):
+            if n in ({WARM + 2}, {WARM + 6}):
+                raise ValueError('no')
+            return {{'n': n}}
+        """,
+    )
+    worker = _worker(store, tmp_path)
+    back: list[int] = []
+    put_back = worker.launcher.put_back
+
+    def noting(claim: Any) -> None:  # (observed, not changed)
+        back.append(claim.attempt_id)
+        put_back(claim)
+
+    worker.launcher.put_back = noting  # type: ignore[method-assign]
+    try:
+        assert worker.run_execution(ex_id) is State.WARNING
+    finally:
+        worker.close()
+    assert worker.queued  # type: ignore[attr-defined]
+    assert back == []
+    runs = _runs(store, ex_id)
+    failed = {f"t{WARM + 2}", f"t{WARM + 6}"}
+    assert {t for t, r in runs.items() if r.state is not State.SUCCESS} == failed

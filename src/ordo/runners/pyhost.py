@@ -11,7 +11,8 @@ line the task wrote to fd 1 and 2 is in those pipes before its reply is in its o
 the parent reads them to their end once the reply has come. A request marked
 ``queued`` was sent while the one before it ran: a :data:`NEXT` line on fd 1 and 2 says
 where the lines of the one before end, and it is not run (:data:`NOT_RUN`) when the one
-before failed or the worker withdrew it (a :data:`DROP` line came after it).
+before failed (unless its request says ``goes_on``: the task may fail) or the worker
+withdrew it (a :data:`DROP` line came after it).
 A flow function's ``@task`` calls may run here too (:class:`StepHere`), each between
 :data:`STEP` marker lines.
 
@@ -200,7 +201,7 @@ def main() -> None:
                 replies.write(NOT_RUN)
                 continue
         reply = host.handle(request)
-        went_on = bool(reply.get("ok")) and not reply.get("answer")
+        went_on = bool(reply.get("ok") or request.get("goes_on")) and not reply.get("answer")
         host.flush()  # (the task's lines are in fd 1 and 2 before the reply is written)
         replies.write((json.dumps(reply) + "\n").encode())
     try:  # the worker waits for its hosts to end: they leave without the teardown

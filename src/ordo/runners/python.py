@@ -594,6 +594,8 @@ class PythonRunner:
             "env": env,
             "cwd": _absolute(working_dir(ctx)),
             "base_dir": base_dir,
+            # its failure stops nothing: a host goes on to requests queued behind it
+            "goes_on": ctx.task.allow_failure,
         }
 
     def _outcome(

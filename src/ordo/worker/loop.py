@@ -476,7 +476,8 @@ class Worker:
             self._done_since = self.clock.now()
         if outcome.state is State.FAILED:  # nothing more of it starts until recorded
             self.launcher.held.add(claim.execution_id)
-            self.launcher.hosts.withdraw(claim.execution_id)
+            if not self._allowed_to_fail(claim):
+                self.launcher.hosts.withdraw(claim.execution_id)  # (nor what is queued)
         running = self.launcher.running.pop(claim.attempt_id, None)
         if running is not None:  # how long attempts run: how many to claim ahead
             took = max(self.clock.now() - running.since, 0.0)
@@ -500,6 +501,13 @@ class Worker:
         done.append(event)
 
     # -- faults ------------------------------------------------------------------------------
+    def _allowed_to_fail(self, claim: Claim) -> bool:
+        """Whether ``claim``'s task may fail (its failure stops nothing)."""
+        try:
+            return self.store.flow_of(claim.revision_id).task(claim.task_id).allow_failure
+        except KeyError:  # (not of its flow's tasks: as one that may not)
+            return False
+
     def _recover(self, exc: StoreUnavailable, done: list[Reported]) -> None:
         """The database went away: wait with growing pauses until it answers again, then
         take up attempts leased to us whose claim committed although we never heard back
