@@ -474,3 +474,26 @@ def test_what_is_queued_behind_a_task_allowed_to_fail_runs_where_it_was_queued(
     runs = _runs(store, ex_id)
     failed = {f"t{WARM + 2}", f"t{WARM + 6}"}
     assert {t for t, r in runs.items() if r.state is not State.SUCCESS} == failed
+
+
+def test_requests_too_big_for_a_hosts_input_are_not_queued(store: Store, tmp_path: Path) -> None:
+    """A host reads its input only between tasks: what is queued must fit in its pipe
+    (else the worker's loop would wait for the host), so big requests start on a slot."""
+    blob = "x" * 20_000
+    tasks = [
+        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}, blob: {blob}}}}}"
+        for i in range(24)
+    ]
+    ex_id, final, _ = _run(
+        store,
+        tmp_path,
+        _flow(tasks),
+        """
+        def step(n, blob):
+            return {'n': n, 'size': len(blob)}
+        """,
+    )
+    assert final is State.SUCCESS
+    assert store.outputs(ex_id) == {f"t{i}": {"n": i, "size": 20_000} for i in range(24)}
+    runs = _runs(store, ex_id)
+    assert all(r.attempts == 1 for r in runs.values())

@@ -49,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 #: Reads, at most, of what is left of a task's lines in a pipe once its reply has come.
 DRAIN_READS = 64
+#: Bytes of requests that may wait queued in a host's input (its pipe holds 64 KiB: a
+#: request that would not fit in it with those before it would make the writer wait
+#: until the host reads, and a withdraw's line must always fit).
+QUEUE_ROOM = 16 * 1024
 #: A request as JSON, without the spaces ``json.dumps`` puts after separators.
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -289,6 +293,10 @@ class Host:
         # reply it follows reads that reply first): a read then finds it empty, never waits
         os.set_blocking(self.reply_fd, False)
         os.set_blocking(self.call_fd, False)
+        #: bytes of queued requests the host has not started (it reads its input only
+        #: between tasks: the pipe must never fill up, or the writer would wait)
+        self.unread = 0
+        self._writing = threading.Lock()  # (a withdraw on the loop, a stop on a thread)
         self.seq = 0
         self.alive = True
         self.stopped = False
@@ -302,14 +310,15 @@ class Host:
             self._started = group_start(self.proc.pid)
         return self._started
 
-    def send(self, request: dict[str, Any]) -> bool:
-        """Hand the host a request; False when it is gone (it died while idle). Its
+    def send(self, request: dict[str, Any], *, queued: bool = False) -> bool:
+        """Hand the host a request; False when it is gone (it died while idle), and,
+        ``queued`` behind the one it runs, when it would not fit in :data:`QUEUE_ROOM`
+        with the others queued (nothing is sent then). Its
         ``env`` (a :class:`TaskEnv`) goes as what changed since the last request
         (``env_set``, ``env_unset``): a task's environment is mostly the same as the one
         before, and when both inherit the same ``base`` only their own parts differ."""
-        self.seq += 1
         message = dict(request)
-        message["seq"] = self.seq
+        message["seq"] = self.seq + 1
         env: TaskEnv | None = message.pop("env", None)
         if env is not None:
             last = self._env
@@ -317,9 +326,15 @@ class Host:
                 message["env"] = env.whole()
             else:
                 message["env_set"], message["env_unset"] = env.since(last)
-            self._env = env
         assert self.proc.stdin is not None
         data = (_compact(message) + "\n").encode()
+        if queued:
+            if self.unread + len(data) > QUEUE_ROOM:
+                return False
+            self.unread += len(data)
+        self.seq += 1
+        if env is not None:
+            self._env = env
         try:  # (straight to the pipe: its file object would add a copy and a flush)
             fd = self.proc.stdin.fileno()
             while data:
@@ -332,12 +347,14 @@ class Host:
     def withdraw(self) -> None:
         """The requests queued on the host that it has not started are not run (it
         replies :data:`~ordo.runners.pyhost.NOT_RUN` to them); a request sent after this
-        is run as usual."""
-        stdin = self.proc.stdin
-        if stdin is None or stdin.closed:  # (stopped: nothing of it runs anyway)
-            return
-        with contextlib.suppress(OSError, ValueError):  # (closed meanwhile, or dead)
-            os.write(stdin.fileno(), pyhost.DROP + b"\n")  # (atomic: < PIPE_BUF)
+        is run as usual, unless queued behind one the host did not run."""
+        with self._writing:
+            stdin = self.proc.stdin
+            if stdin is None or stdin.closed:  # (stopped: nothing of it runs anyway)
+                return
+            with contextlib.suppress(OSError, ValueError):  # (it died)
+                # (atomic, < PIPE_BUF; and there is room: see :data:`QUEUE_ROOM`)
+                os.write(stdin.fileno(), pyhost.DROP + b"\n")
 
     def receive(self, ctx: RunContext) -> tuple[dict[str, Any] | None, Finished]:
         """Stream the task's lines to ``ctx.log`` until its reply (and the lines before it)."""
@@ -363,8 +380,9 @@ class Host:
 
     def hang_up(self) -> None:
         """End of input: an idle host exits (see :meth:`stop`)."""
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
+        with self._writing:
+            if self.proc.stdin is not None and not self.proc.stdin.closed:
+                self.proc.stdin.close()
 
     def _await_exit(self, timeout: float) -> None:
         """Wait until the host closes its output (it is exiting), then reap it."""
@@ -395,12 +413,17 @@ class Host:
         done = _EXITED.pop(self.proc.pid, None)
         if self.proc.returncode is None:
             self.proc.returncode = done.exit_code if done else self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None and not stream.closed:
-                with contextlib.suppress(OSError):  # (a request it never read: gone)
-                    stream.close()
+        with self._writing:
+            for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                if stream is not None and not stream.closed:
+                    with contextlib.suppress(OSError):  # (a request it never read: gone)
+                        stream.close()
         for fd in (self.reply_fd, self.call_fd, self.answer_fd):
             os.close(fd)
+
+
+class NoRoom(RunnerError):
+    """A request cannot be queued on a host: it would not fit (:data:`QUEUE_ROOM`)."""
 
 
 class HostRun:
@@ -419,6 +442,7 @@ class HostRun:
         self.runner = runner
         self.ctx = ctx
         self.files = files = AttemptFiles(ctx.attempt_id)
+        self.queued_bytes = 0  # (queued: what its request adds to the host's unread)
         self.host: Host
         self.listening: Listening
         request = runner._request(ctx, files)
@@ -430,21 +454,30 @@ class HostRun:
         try:
             host = runner._send(host, request, ctx.kill_grace) if behind is None else host
             if behind is not None:
-                if not host.send(request):
+                unread = host.unread
+                if not host.send(request, queued=True):
+                    if host.alive:
+                        raise NoRoom("no room in the python process's input")
                     raise RunnerError("the python process ended unexpectedly")
+                self.queued_bytes = host.unread - unread  # (read by the host once it starts)
                 # (the loop thread reads the host: its mark cannot be read before this)
                 behind.listening.queue_behind()
             if ctx.process_started is not None:
                 ctx.process_started(host.proc.pid, host.started)  # the host's own session
             self.listening = host.listen(ctx, calls=calls)
-        except BaseException:
-            host.alive = False
+        except BaseException as exc:
+            if not isinstance(exc, NoRoom):  # (no room: it goes on with those queued)
+                host.alive = False
             if behind is None:
                 runner._release(host, ctx.kill_grace)
             files.remove()
             raise
         self.host = host
         self.released = False  # the host went back (finish, abandon)
+
+    def started(self) -> None:
+        """Queued, it started: its host has read its request."""
+        self.host.unread -= self.queued_bytes
 
     @property
     def not_run(self) -> bool:

@@ -8,18 +8,17 @@ more than the task: on the 2-core machine, 7.2 thread switches per task run of
 PostgreSQL W2 (now 1.4), and, for two hosts kept busy with no-op tasks, 125 µs of the
 parent's CPU per task, against 53 µs read from one loop.
 
-With ``host_queue`` set (off by default: a failure the worker finds itself, such as a
-bad outputs file, or a failure on another host, does not stop what is already queued),
-while attempts end quickly, up to that many more of the same execution are queued
-behind the one a host runs (:meth:`HostDriver.behind`): the host goes from one to the
-next without waiting for the loop, and neither process sleeps and wakes between two
-tasks (waking a process that is on its way to sleep cost the waker 10 µs here, and a
+While attempts end quickly, up to ``host_queue`` (3) more of the same execution are
+queued behind the one a host runs (:meth:`HostDriver.behind`): the host goes from one
+to the next without waiting for the loop, and neither process sleeps and wakes between
+two tasks (waking a process that is on its way to sleep cost the waker 10 µs here, and a
 host that slept runs its next task from cold caches). In PostgreSQL W2 that saved 78 µs
 of CPU per task run (worker 188 -> 150 µs, hosts 115 -> 75 µs) and ran 1.2x as fast. A
 queued attempt holds no slot until it starts; one that never starts (its host stopped
-or died first, or did not run it because the task before it failed: the execution may
-be failing) goes back to the claims waiting for a slot, or ends KILLED when its
-execution was killed.
+or died first, or did not run it because the task before it failed or the worker
+withdrew it, :meth:`HostDriver.withdraw`, on a failure of its execution elsewhere: the
+execution may be failing) goes back to the claims waiting for a slot, or ends KILLED
+when its execution was killed.
 
 What may wait goes to a thread, with the attempt's reading as it stands (and the
 attempts queued behind it): a call into ordo (answered by the loop, which cannot wait
@@ -30,6 +29,7 @@ a host that died), which waits for the host's process tree to end.
 from __future__ import annotations
 
 import logging
+import math
 import select
 import time
 from collections.abc import Callable, Mapping
@@ -39,7 +39,7 @@ from ordo.model import Outcome, State, Task
 from ordo.runners import RunnerSet
 from ordo.runners.base import crashed
 from ordo.runners.process import Finished
-from ordo.runners.python import DRAIN_READS, Host, HostRun, PythonRunner
+from ordo.runners.python import DRAIN_READS, Host, HostRun, NoRoom, PythonRunner
 from ordo.worker.calls import Running
 from ordo.worker.events import Inbox
 
@@ -148,7 +148,9 @@ class HostDriver:
         try:
             attempt = runner.start(running.context, calls=False, behind=behind)
         except Exception as exc:
-            if behind is not None:  # its host went away: it starts on another
+            if behind is not None:  # its host went away, or has no room: it starts later
+                if isinstance(exc, NoRoom):  # (its requests are too big to be queued)
+                    self._typical[_function(running)] = math.inf
                 self.unstarted(running)
                 return
             logger.exception("runner python crashed")  # a runner bug must not lose it
@@ -259,6 +261,7 @@ class HostDriver:
             return
         (running, attempt), rest = queued[0], queued[1:]
         attempt.listening.take_over(before.listening)
+        attempt.started()
         running.queued = False
         running.since = self.now()  # (how long attempts take: from their start)
         self._read(running, attempt)
@@ -307,6 +310,8 @@ class HostDriver:
         self, running: Running, attempt: HostRun, ended: Finished | None, queued: list[Driven]
     ) -> None:
         while True:
+            if not queued:  # (nothing to withdraw: its host may go back to the pool now)
+                self._away.pop(attempt.host, None)
             outcome = crashed(RuntimeError("no outcome"))
             try:
                 if ended is None:
@@ -336,6 +341,7 @@ class HostDriver:
             before = attempt
             (running, attempt), queued, ended = queued[0], queued[1:], None
             attempt.listening.take_over(before.listening)
+            attempt.started()
             running.queued = False
 
     def _crash(self, attempt_id: int, exc: Exception) -> None:

@@ -497,11 +497,16 @@ class Launcher:
         executions to ask the store about, those of claims taken in an earlier step
         (another process may have recorded a failure since) and those a failure of which
         this step recorded after claiming; a claim taken after the failure was recorded
-        cannot be of a failing execution (the failure took its ready rows)."""
+        cannot be of a failing execution (the failure took its ready rows). Attempts
+        queued on python hosts of an execution failing (another worker may have
+        recorded it) are withdrawn (:meth:`HostDriver.withdraw`)."""
         self.unchecked.clear()  # (their executions are among ``ids``: they waited)
-        if not ids:
+        queued = {r.claim.execution_id for r in self.running.values() if r.queued}
+        if not ids and not queued:
             return
-        failing = self.store.failing_among(ids)
+        failing = self.store.failing_among(ids | queued)
+        for execution_id in queued & failing.keys():
+            self.hosts.withdraw(execution_id)
         for claim in [c for c in self.waiting if c.execution_id in failing]:
             self.unwait(claim)
             why = failing[claim.execution_id]

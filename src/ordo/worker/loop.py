@@ -502,11 +502,10 @@ class Worker:
 
     # -- faults ------------------------------------------------------------------------------
     def _allowed_to_fail(self, claim: Claim) -> bool:
-        """Whether ``claim``'s task may fail (its failure stops nothing)."""
-        try:
-            return self.store.flow_of(claim.revision_id).task(claim.task_id).allow_failure
-        except KeyError:  # (not of its flow's tasks: as one that may not)
-            return False
+        """Whether ``claim``'s task may fail (its failure stops nothing); not known
+        (it never ran here: no store is asked on receiving): as one that may not."""
+        running = self.launcher.running.get(claim.attempt_id)
+        return running is not None and running.context.task.allow_failure
 
     def _recover(self, exc: StoreUnavailable, done: list[Reported]) -> None:
         """The database went away: wait with growing pauses until it answers again, then

@@ -50,9 +50,8 @@ class WorkerSettings(Struct):
     #: up to this many plain python attempts (no timeout) are queued on a busy python
     #: host behind one of the same execution whose function ends within
     #: ``host_queue_below`` seconds of late, so that it goes on to them without
-    #: waiting (0: never). Off by default until a failure the worker finds (a bad
-    #: outputs file) and one on another host stop what is queued too: see hosts.py
-    host_queue: int = 0
+    #: waiting (0: never); a failure of the execution withdraws them: see hosts.py
+    host_queue: int = 3
     host_queue_below: float = 0.005
     record_delay: float = 0.05  # how long outcomes may wait to be recorded together
     #: how long the end of a @task run in its flow function's host may wait for the
