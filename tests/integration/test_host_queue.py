@@ -497,3 +497,62 @@ def test_requests_too_big_for_a_hosts_input_are_not_queued(store: Store, tmp_pat
     assert store.outputs(ex_id) == {f"t{i}": {"n": i, "size": 20_000} for i in range(24)}
     runs = _runs(store, ex_id)
     assert all(r.attempts == 1 for r in runs.values())
+
+
+def test_a_failure_another_worker_recorded_withdraws_what_is_queued_here(
+    db: str, tmp_path: Path
+) -> None:
+    """Two workers: one serves the queue of the task that fails; the other, with
+    attempts queued behind a slow one, withdraws them at its next step."""
+    slow, failing = WARM, WARM + 8
+    tasks = [
+        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}"
+        for i in range(failing)
+    ]
+    tasks.append(
+        f"{{id: t{failing}, type: python, function: 'steps:step', with: {{n: {failing}}},"
+        f" queue: other, depends_on: [t{slow - 1}]}}"
+    )
+    grace = patient(2.0)  # (for the other worker's next step, once the failure is in)
+    module = (
+        _until_a_failure_is_recorded(db)
+        + f"""
+        def step(n):
+            print('ran', n, flush=True)
+            if n == {slow}:
+                _failure_recorded()
+                time.sleep({grace})
+            if n == {failing}:
+                time.sleep(0.2)
+                raise ValueError('no')
+        """
+    )
+    store = open_store(db)
+    ex_id = _start(store, tmp_path, _flow(tasks), module)
+    here = _worker(open_store(db), tmp_path, queues=("default",))
+    there = _worker(open_store(db), tmp_path, queues=("other",))
+    threads = [threading.Thread(target=w.serve) for w in (here, there)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for("the execution to end", lambda: store.get_execution(ex_id).state.terminal, 60)
+    finally:
+        for worker in (here, there):
+            worker.stop()
+        for thread in threads:
+            thread.join()
+        for worker in (here, there):
+            worker.close()
+            worker.store.close()
+    runs = _runs(store, ex_id)
+    lines = _lines(store, ex_id)
+    task_of = {
+        a.id: t for t, r in runs.items() for a in store.attempts(ex_id) if a.task_run_id == r.id
+    }
+    store.close()
+    assert runs[f"t{failing}"].state is State.FAILED
+    assert runs[f"t{slow}"].state is State.SUCCESS
+    queued = {task_of[a] for a in here.queued}  # type: ignore[attr-defined]
+    behind = queued & {f"t{i}" for i in range(slow + 1, failing)}
+    assert behind  # queued behind the slow one: withdrawn, and never ran
+    assert all(runs[t].state is State.SKIPPED and t not in lines for t in behind)
