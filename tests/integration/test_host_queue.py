@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support import patient, wait_for
 
 from ordo import engine, services
@@ -556,3 +557,32 @@ def test_a_failure_another_worker_recorded_withdraws_what_is_queued_here(
     behind = queued & {f"t{i}" for i in range(slow + 1, failing)}
     assert behind  # queued behind the slow one: withdrawn, and never ran
     assert all(runs[t].state is State.SKIPPED and t not in lines for t in behind)
+
+
+def test_an_attempt_back_from_its_host_is_leased_as_a_running_one_while_it_waits(
+    store: Store, tmp_path: Path
+) -> None:
+    """Launched already, it is renewed by the heartbeat (with the running attempts),
+    not as a claim: another worker must not take it back while it waits for a slot."""
+    ex_id = _start(
+        store,
+        tmp_path,
+        _flow(["{id: t0, type: python, function: 'steps:step'}"]),
+        "def step(): pass",
+    )
+    worker = _worker(store, tmp_path)
+    s = worker.settings
+    try:
+        now = time.time()
+        claim = worker.launcher.claim(store.task_runs(ex_id)[0].id, now)
+        assert claim is not None
+        worker.launcher.put_back(claim)  # (its host never started it)
+        assert claim.attempt_id not in worker.launcher.renewals(now)  # (not as a claim)
+        worker.housekeeping.start(now, reap=False)
+        later = now + s.heartbeat_every + 1
+        worker.housekeeping.run(later, None)
+        (attempt,) = store.attempts(ex_id)
+        assert attempt.lease_expires_at == pytest.approx(later + s.lease_seconds, abs=0.5)
+        assert worker.launcher.leased_until[claim.attempt_id] > later + s.claim_lease_seconds
+    finally:
+        worker.close()
