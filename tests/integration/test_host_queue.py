@@ -57,6 +57,16 @@ def _worker(store: Store, folder: Path, slots: int = 1, **settings: Any) -> Work
 
     worker.launcher.hosts.start = noting  # type: ignore[method-assign]
     worker.queued = queued  # type: ignore[attr-defined]
+    announced: list[int] = []  # the attempts the listener heard start
+    listener = worker.launcher.listener
+    heard = listener.started
+
+    def hearing(claim: Any) -> None:
+        announced.append(claim.attempt_id)
+        heard(claim)
+
+    listener.started = hearing  # type: ignore[method-assign]
+    worker.announced = announced  # type: ignore[attr-defined]
     return worker
 
 
@@ -172,6 +182,8 @@ def test_with_continue_on_error_what_a_failure_held_back_runs_after_it(
     assert all(
         len([a for a in store.attempts(ex_id) if a.task_run_id == r.id]) == 1 for r in runs.values()
     )
+    announced = worker.announced  # type: ignore[attr-defined]
+    assert sorted(announced) == sorted({a.id for a in store.attempts(ex_id)})  # each once
 
 
 def test_what_a_dead_host_never_started_runs_on_another(store: Store, tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ class Launcher:
         #: of those, the ones waiting (launched already: leased as running attempts are,
         #: renewed by the heartbeat, not as claims)
         self.relaunch: set[int] = set()
+        self.announced: set[int] = set()  # of those, the ones the listener heard start
         self.launched: list[int] = []  # attempts started since the last step
         self.late: list[Claim] = []  # claims not started in time: handed back next step
         self.processes: list[AttemptProcess] = []  # process groups they started
@@ -232,6 +233,7 @@ class Launcher:
         self.waiting.appendleft(claim)
         self.unchecked.add(claim.attempt_id)
         self.relaunch.add(claim.attempt_id)
+        self.announced.add(claim.attempt_id)
         # (its lease in the store: from the last heartbeat, at most heartbeat_every ago)
         self.leased_until[claim.attempt_id] = self.clock.now() + s.lease_seconds - s.heartbeat_every
 
@@ -269,7 +271,10 @@ class Launcher:
             error = f"task '{claim.task_id}': cannot prepare: {type(exc).__name__}"
             failed = Outcome(State.FAILED, reason="error", error=error)
             prepared = engine.Prepared(claim, outcome=failed)
-        self.listener.started(claim)
+        if claim.attempt_id in self.announced:  # (put back: it heard it start already)
+            self.announced.discard(claim.attempt_id)
+        else:
+            self.listener.started(claim)
         if prepared.outcome is not None:
             outcome = prepared.outcome
             if outcome.forks is not None:

@@ -479,6 +479,7 @@ class Worker:
             if not self._allowed_to_fail(claim):
                 self.launcher.hosts.withdraw(claim.execution_id)  # (nor what is queued)
         running = self.launcher.running.pop(claim.attempt_id, None)
+        self.launcher.announced.discard(claim.attempt_id)
         if running is not None:  # how long attempts run: how many to claim ahead
             took = max(self.clock.now() - running.since, 0.0)
             self._typical = took if self._typical is None else 0.8 * self._typical + 0.2 * took
