@@ -293,9 +293,14 @@ class Host:
         # reply it follows reads that reply first): a read then finds it empty, never waits
         os.set_blocking(self.reply_fd, False)
         os.set_blocking(self.call_fd, False)
-        #: bytes of queued requests the host has not started (it reads its input only
-        #: between tasks: the pipe must never fill up, or the writer would wait)
+        #: bytes of queued requests the host has not started, and of the last request
+        #: sent it when idle (it reads its input only between tasks: the pipe must never
+        #: fill up, or the writer would wait)
         self.unread = 0
+        self.head = 0
+        self.room = _queue_room(self.proc.stdin)
+        self.last_size = 0  # of the last request sent, or not sent for want of room
+        self.dropped = False  # a withdraw was written since the last request was queued
         self._writing = threading.Lock()  # (a withdraw on the loop, a stop on a thread)
         self.seq = 0
         self.alive = True
@@ -328,10 +333,14 @@ class Host:
                 message["env_set"], message["env_unset"] = env.since(last)
         assert self.proc.stdin is not None
         data = (_compact(message) + "\n").encode()
+        self.last_size = len(data)
         if queued:
-            if self.unread + len(data) > QUEUE_ROOM:
+            if self.head + self.unread + len(data) > self.room:
                 return False
             self.unread += len(data)
+            self.dropped = False
+        else:  # (idle: it reads this one at once, once booted)
+            self.head, self.unread = len(data), 0
         self.seq += 1
         if env is not None:
             self._env = env
@@ -350,8 +359,9 @@ class Host:
         is run as usual, unless queued behind one the host did not run."""
         with self._writing:
             stdin = self.proc.stdin
-            if stdin is None or stdin.closed:  # (stopped: nothing of it runs anyway)
+            if self.dropped or stdin is None or stdin.closed:  # (once; stopped: no need)
                 return
+            self.dropped = True
             with contextlib.suppress(OSError, ValueError):  # (it died)
                 # (atomic, < PIPE_BUF; and there is room: see :data:`QUEUE_ROOM`)
                 os.write(stdin.fileno(), pyhost.DROP + b"\n")
@@ -423,7 +433,24 @@ class Host:
 
 
 class NoRoom(RunnerError):
-    """A request cannot be queued on a host: it would not fit (:data:`QUEUE_ROOM`)."""
+    """A request cannot be queued on a host: it would not fit (:data:`QUEUE_ROOM`) with
+    what may be unread before it; ``too_big``: not even alone."""
+
+    def __init__(self, *, too_big: bool) -> None:
+        super().__init__("no room in the python process's input")
+        self.too_big = too_big
+
+
+def _queue_room(stdin: Any) -> int:
+    """How much may wait unread in a host's input: :data:`QUEUE_ROOM`, less when its
+    pipe is smaller (a user past ``pipe-user-pages-soft`` gets pipes of one page)."""
+    try:
+        import fcntl
+
+        size = fcntl.fcntl(stdin.fileno(), fcntl.F_GETPIPE_SZ)
+    except (AttributeError, OSError, ValueError):
+        size = 4096
+    return min(QUEUE_ROOM, size // 4)
 
 
 class HostRun:
@@ -457,7 +484,7 @@ class HostRun:
                 unread = host.unread
                 if not host.send(request, queued=True):
                     if host.alive:
-                        raise NoRoom("no room in the python process's input")
+                        raise NoRoom(too_big=host.last_size > host.room)
                     raise RunnerError("the python process ended unexpectedly")
                 self.queued_bytes = host.unread - unread  # (read by the host once it starts)
                 # (the loop thread reads the host: its mark cannot be read before this)
@@ -476,8 +503,9 @@ class HostRun:
         self.released = False  # the host went back (finish, abandon)
 
     def started(self) -> None:
-        """Queued, it started: its host has read its request."""
+        """Queued, it started: its host has read its request (and those before it)."""
         self.host.unread -= self.queued_bytes
+        self.host.head = 0
 
     @property
     def not_run(self) -> bool:

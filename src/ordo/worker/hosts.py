@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import select
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
@@ -81,8 +82,10 @@ class HostDriver:
         self._runs: dict[int, Driven] = {}  # the attempts running, by attempt id
         self._queued: dict[int, list[Driven]] = {}  # those queued behind each of them
         self._fds: dict[int, int] = {}  # watched fd -> attempt id
-        #: hosts with attempts queued whose reading went to a thread, and their execution
-        self._away: dict[Host, int] = {}
+        #: hosts with attempts queued whose reading went to a thread: their execution,
+        #: and the chain's own mark (the thread forgets only its own)
+        self._away: dict[Host, tuple[int, object]] = {}
+        self._away_lock = threading.Lock()
         self._looked = 0.0  # when deadlines, cancels and exits were last looked at
         inbox.tick = self._tick
 
@@ -149,7 +152,7 @@ class HostDriver:
             attempt = runner.start(running.context, calls=False, behind=behind)
         except Exception as exc:
             if behind is not None:  # its host went away, or has no room: it starts later
-                if isinstance(exc, NoRoom):  # (its requests are too big to be queued)
+                if isinstance(exc, NoRoom) and exc.too_big:  # (never queued: too big)
                     self._typical[_function(running)] = math.inf
                 self.unstarted(running)
                 return
@@ -172,9 +175,10 @@ class HostDriver:
         for attempt_id, (running, attempt) in self._runs.items():
             if self._queued.get(attempt_id) and running.claim.execution_id == execution_id:
                 attempt.host.withdraw()
-        for host, of in list(self._away.items()):
-            if of == execution_id:
-                host.withdraw()
+        with self._away_lock:
+            away = [host for host, (of, _) in self._away.items() if of == execution_id]
+        for host in away:
+            host.withdraw()
 
     def release(self) -> None:
         """The loop stops reading (it ends, or waits for the store to come back): what
@@ -294,24 +298,42 @@ class HostDriver:
             return
         running, attempt = self._runs[attempt_id]
         queued = self._forget(attempt_id)
+        mark = object()
         if queued:
-            self._away[attempt.host] = running.claim.execution_id
-        self.pool.submit(self._finish, running, attempt, ended, queued)
+            with self._away_lock:
+                self._away[attempt.host] = (running.claim.execution_id, mark)
+        self.pool.submit(self._finish, running, attempt, ended, queued, mark)
 
     def _finish(
-        self, running: Running, attempt: HostRun, ended: Finished | None, queued: list[Driven]
+        self,
+        running: Running,
+        attempt: HostRun,
+        ended: Finished | None,
+        queued: list[Driven],
+        mark: object,
     ) -> None:
         try:
-            self._finish_all(running, attempt, ended, queued)
+            self._finish_all(running, attempt, ended, queued, mark)
         finally:
-            self._away.pop(attempt.host, None)
+            self._home(attempt.host, mark)
+
+    def _home(self, host: Host, mark: object) -> None:
+        """The chain ``mark`` no longer has attempts queued on ``host``."""
+        with self._away_lock:
+            if self._away.get(host, (0, None))[1] is mark:
+                del self._away[host]
 
     def _finish_all(
-        self, running: Running, attempt: HostRun, ended: Finished | None, queued: list[Driven]
+        self,
+        running: Running,
+        attempt: HostRun,
+        ended: Finished | None,
+        queued: list[Driven],
+        mark: object,
     ) -> None:
         while True:
             if not queued:  # (nothing to withdraw: its host may go back to the pool now)
-                self._away.pop(attempt.host, None)
+                self._home(attempt.host, mark)
             outcome = crashed(RuntimeError("no outcome"))
             try:
                 if ended is None:

@@ -135,6 +135,7 @@ class Launcher:
             claim.task_id,
         )
         self.late.append(claim)
+        self.announced.discard(claim.attempt_id)  # (handed back: never started again)
         return True
 
     def renewed(self, attempt_ids: list[int], until: float) -> None:
@@ -249,6 +250,7 @@ class Launcher:
         self.waiting.clear()
         self.leased_until.clear()
         self.relaunch.clear()
+        self.announced.clear()
         return claims
 
     # -- launching -----------------------------------------------------------------------
