@@ -169,16 +169,19 @@ def test_with_continue_on_error_what_a_failure_held_back_runs_after_it(
         tmp_path,
         _flow(tasks, extra="continue_on_error: true\n"),
         f"""
+        import os
         def step(n):
             if n == {WARM + 2}:
                 raise ValueError('no')
-            return {{'n': n}}
+            return {{'n': n, 'pid': os.getpid()}}
         """,
     )
     assert final is State.FAILED
     assert worker.queued  # type: ignore[attr-defined]
     runs = _runs(store, ex_id)
     assert [t for t, r in runs.items() if r.state is not State.SUCCESS] == [f"t{WARM + 2}"]
+    pids = {o["pid"] for o in store.outputs(ex_id).values() if o}
+    assert len(pids) == 1  # (one slot: its host read through what it did not run, and stayed)
     assert all(
         len([a for a in store.attempts(ex_id) if a.task_run_id == r.id]) == 1 for r in runs.values()
     )

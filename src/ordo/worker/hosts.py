@@ -240,9 +240,9 @@ class HostDriver:
             self._hand_over(attempt_id, ended)  # its host is stopped: that may wait
             return
         queued = self._forget(attempt_id)
-        if attempt.not_run:  # (its host answers those queued behind it alike: it goes)
-            self._retire(attempt)
-            self._put_back([(running, attempt), *queued])
+        if attempt.not_run:  # it comes back; its host answers those behind it alike
+            self._put_back([(running, attempt)])
+            self._read_through(attempt, ended, queued, now)
             return
         self._took(running)
         try:
@@ -273,6 +273,25 @@ class HostDriver:
         if attempt.listening.calls.asked or attempt.listening.pump.complete():
             self._check(running.claim.attempt_id, now)
 
+    def _read_through(
+        self, attempt: HostRun, ended: Finished, queued: list[Driven], now: float
+    ) -> None:
+        """``attempt`` was not run: its host goes on to those queued behind it (it does
+        not run them either), then back to the pool, as after a task."""
+        try:
+            _, left = attempt.settle(ended, keep=bool(queued))
+        except Exception:  # (its host is not pooled: it goes, and those behind it too)
+            logger.exception(
+                "reading the python process of attempt %d failed", attempt.ctx.attempt_id
+            )
+            self._retire(attempt)
+            self._put_back(queued)
+            return
+        if left is not None:  # no room among the idle hosts: stopping it may wait
+            self.pool.submit(left.stop, attempt.ctx.kill_grace)
+        if queued:
+            self._next(attempt, queued, now)
+
     def _retire(self, attempt: HostRun) -> None:
         """Stop the host ``attempt`` ran on (on a thread: that may wait), once nothing
         of it can be used: requests are queued on it that it will not run."""
@@ -281,8 +300,9 @@ class HostDriver:
 
     def _put_back(self, queued: list[Driven]) -> None:
         """Attempts queued on a host that never started them: to be started again (on
-        any thread), first in line in the order they were (each goes to the front)."""
-        for running, attempt in reversed(queued):
+        any thread), first in line in the order they were (see
+        :meth:`~ordo.worker.launch.Launcher.put_back`)."""
+        for running, attempt in queued:
             attempt.files.remove()
             attempt.released = True
             if running.context.cancel.is_set():

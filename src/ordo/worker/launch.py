@@ -73,6 +73,7 @@ class Launcher:
         #: renewed by the heartbeat, not as claims)
         self.relaunch: set[int] = set()
         self.announced: set[int] = set()  # of those, the ones the listener heard start
+        self._front = 0  # those put back since the last step: first in line, in order
         self.launched: list[int] = []  # attempts started since the last step
         self.late: list[Claim] = []  # claims not started in time: handed back next step
         self.processes: list[AttemptProcess] = []  # process groups they started
@@ -231,7 +232,8 @@ class Launcher:
         if running is not None and isinstance(running.context.log, AttemptLog):
             running.context.log.release(None)
         s = self.settings
-        self.waiting.appendleft(claim)
+        self.waiting.insert(self._front, claim)  # (after those put back before it)
+        self._front += 1
         self.unchecked.add(claim.attempt_id)
         self.relaunch.add(claim.attempt_id)
         self.announced.add(claim.attempt_id)
@@ -508,6 +510,7 @@ class Launcher:
         queued on python hosts of an execution failing (another worker may have
         recorded it) are withdrawn (:meth:`HostDriver.withdraw`)."""
         self.unchecked.clear()  # (their executions are among ``ids``: they waited)
+        self._front = 0
         queued = {r.claim.execution_id for r in self.running.values() if r.queued}
         if not ids and not queued:
             return
