@@ -28,6 +28,15 @@ def _flow(tasks: list[str], *, extra: str = "") -> str:
     return "id: queue\n" + extra + "tasks:\n" + "".join(f"  - {t}\n" for t in tasks)
 
 
+def _steps(count: int, extra: str = "") -> list[str]:
+    """Tasks t0, t1... calling ``steps:step(n)`` with their number (``extra``: more of
+    each task's fields)."""
+    return [
+        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}{extra}}}"
+        for i in range(count)
+    ]
+
+
 def _start(store: Store, folder: Path, flow: str, module: str) -> int:
     (folder / "steps.py").write_text(textwrap.dedent(module))
     path = folder / "flow.yaml"
@@ -132,9 +141,7 @@ def test_quick_attempts_are_queued_on_a_busy_host_and_keep_their_own_lines_and_o
 def test_nothing_queued_behind_a_failure_runs_and_the_rest_is_skipped(
     store: Store, tmp_path: Path
 ) -> None:
-    tasks = [
-        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}" for i in range(40)
-    ]
+    tasks = _steps(40)
     ex_id, final, worker = _run(
         store,
         tmp_path,
@@ -161,9 +168,7 @@ def test_nothing_queued_behind_a_failure_runs_and_the_rest_is_skipped(
 def test_with_continue_on_error_what_a_failure_held_back_runs_after_it(
     store: Store, tmp_path: Path
 ) -> None:  # (queued behind the failure, the host did not run them: they run after it)
-    tasks = [
-        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}" for i in range(30)
-    ]
+    tasks = _steps(30)
     ex_id, final, worker = _run(
         store,
         tmp_path,
@@ -190,10 +195,7 @@ def test_with_continue_on_error_what_a_failure_held_back_runs_after_it(
 
 
 def test_what_a_dead_host_never_started_runs_on_another(store: Store, tmp_path: Path) -> None:
-    tasks = [
-        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}, allow_failure: true}}"
-        for i in range(30)
-    ]
+    tasks = _steps(30, ", allow_failure: true")
     ex_id, final, worker = _run(
         store,
         tmp_path,
@@ -287,9 +289,7 @@ def test_a_killed_execution_ends_what_is_queued_behind_a_slow_task_killed(
 def test_a_call_into_ordo_with_attempts_queued_behind_it_is_answered_and_they_run(
     store: Store, tmp_path: Path
 ) -> None:
-    tasks = [
-        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}" for i in range(30)
-    ]
+    tasks = _steps(30)
     ex_id, final, worker = _run(
         store,
         tmp_path,
@@ -319,9 +319,7 @@ def test_each_call_into_ordo_is_answered_as_the_attempt_that_made_it(
 ) -> None:
     """A call read after the reply of the attempt ahead is the next one's, also while
     the attempt ahead is read on a thread (its own call handed it there)."""
-    tasks = [
-        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}" for i in range(36)
-    ]
+    tasks = _steps(36)
     (tmp_path / "steps.py").write_text(
         textwrap.dedent(
             f"""
@@ -382,9 +380,7 @@ def test_a_failure_the_worker_finds_itself_withdraws_what_is_queued_behind_it(
     """Its host replied success, but its outputs file does not read: the attempts
     queued behind it that its host has not started yet do not run."""
     bad, held = WARM, WARM + 1
-    tasks = [
-        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}" for i in range(30)
-    ]
+    tasks = _steps(30)
     ex_id, final, worker = _run(
         store,
         tmp_path,
@@ -457,10 +453,7 @@ def test_what_is_queued_behind_a_task_allowed_to_fail_runs_where_it_was_queued(
     store: Store, tmp_path: Path
 ) -> None:
     """Its failure stops nothing: its host goes on, and nothing comes back unstarted."""
-    tasks = [
-        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}, allow_failure: true}}"
-        for i in range(30)
-    ]
+    tasks = _steps(30, ", allow_failure: true")
     ex_id = _start(
         store,
         tmp_path,
@@ -521,10 +514,7 @@ def test_a_failure_another_worker_recorded_withdraws_what_is_queued_here(
     """Two workers: one serves the queue of the task that fails; the other, with
     attempts queued behind a slow one, withdraws them at its next step."""
     slow, failing = WARM, WARM + 8
-    tasks = [
-        f"{{id: t{i}, type: python, function: 'steps:step', with: {{n: {i}}}}}"
-        for i in range(failing)
-    ]
+    tasks = _steps(failing)
     tasks.append(
         f"{{id: t{failing}, type: python, function: 'steps:step', with: {{n: {failing}}},"
         f" queue: other, depends_on: [t{slow - 1}]}}"

@@ -324,6 +324,12 @@ class HostDriver:
                 self._away[attempt.host] = (running.claim.execution_id, mark)
         self.pool.submit(self._finish, running, attempt, ended, queued, mark)
 
+    def _home(self, host: Host, mark: object) -> None:
+        """The chain ``mark`` no longer has attempts queued on ``host``."""
+        with self._away_lock:
+            if self._away.get(host, (0, None))[1] is mark:
+                del self._away[host]
+
     def _finish(
         self,
         running: Running,
@@ -332,59 +338,44 @@ class HostDriver:
         queued: list[Driven],
         mark: object,
     ) -> None:
+        host = attempt.host  # (the chain's: each of its attempts runs there)
         try:
-            self._finish_all(running, attempt, ended, queued, mark)
-        finally:
-            self._home(attempt.host, mark)
-
-    def _home(self, host: Host, mark: object) -> None:
-        """The chain ``mark`` no longer has attempts queued on ``host``."""
-        with self._away_lock:
-            if self._away.get(host, (0, None))[1] is mark:
-                del self._away[host]
-
-    def _finish_all(
-        self,
-        running: Running,
-        attempt: HostRun,
-        ended: Finished | None,
-        queued: list[Driven],
-        mark: object,
-    ) -> None:
-        while True:
-            if not queued:  # (nothing to withdraw: its host may go back to the pool now)
-                self._home(attempt.host, mark)
-            outcome = crashed(RuntimeError("no outcome"))
-            try:
-                if ended is None:
-                    attempt.listening.serve_calls()
-                    ended = attempt.listening.pump.run()
-                if attempt.not_run:
-                    attempt.listening.pump.close()
+            while True:
+                if not queued:  # (nothing to withdraw: its host may be pooled now)
+                    self._home(host, mark)
+                outcome = crashed(RuntimeError("no outcome"))
+                try:
+                    if ended is None:
+                        attempt.listening.serve_calls()
+                        ended = attempt.listening.pump.run()
+                    if attempt.not_run:
+                        attempt.listening.pump.close()
+                        attempt.host.alive = False
+                        attempt.host.stop(attempt.ctx.kill_grace)
+                        self._put_back([(running, attempt), *queued])
+                        return
+                    outcome = attempt.finish(ended, keep=bool(queued))
+                except Exception as exc:
+                    logger.exception("runner python crashed")
+                    outcome = crashed(exc)
+                    _abandon(attempt)
+                finally:
+                    if not attempt.not_run:
+                        self.end(running, outcome)
+                if not queued:
+                    return
+                if not attempt.host.alive or not attempt.listening.took_next():
                     attempt.host.alive = False
                     attempt.host.stop(attempt.ctx.kill_grace)
-                    self._put_back([(running, attempt), *queued])
+                    self._put_back(queued)
                     return
-                outcome = attempt.finish(ended, keep=bool(queued))
-            except Exception as exc:
-                logger.exception("runner python crashed")
-                outcome = crashed(exc)
-                _abandon(attempt)
-            finally:
-                if not attempt.not_run:
-                    self.end(running, outcome)
-            if not queued:
-                return
-            if not attempt.host.alive or not attempt.listening.took_next():
-                attempt.host.alive = False
-                attempt.host.stop(attempt.ctx.kill_grace)
-                self._put_back(queued)
-                return
-            before = attempt
-            (running, attempt), queued, ended = queued[0], queued[1:], None
-            attempt.listening.take_over(before.listening)
-            attempt.started()
-            running.queued = False
+                before = attempt
+                (running, attempt), queued, ended = queued[0], queued[1:], None
+                attempt.listening.take_over(before.listening)
+                attempt.started()
+                running.queued = False
+        finally:
+            self._home(host, mark)
 
     def _crash(self, attempt_id: int, exc: Exception) -> None:
         logger.exception("runner python crashed")
