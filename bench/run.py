@@ -334,6 +334,7 @@ def _count_statements(flow: Path, db: str) -> int:
     import psycopg
 
     from ordo.cli.main import main as ordo_main
+    from ordo.store.wire import Wire
 
     count = 0
     skip = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "--")
@@ -354,6 +355,7 @@ def _count_statements(flow: Path, db: str) -> int:
     originals = {
         (psycopg.Cursor, "execute"): psycopg.Cursor.execute,
         (psycopg.Cursor, "executemany"): psycopg.Cursor.executemany,
+        (Wire, "run"): Wire.run,
     }
 
     def wrap(real: Callable[..., object], many: bool) -> Callable[..., object]:
@@ -367,9 +369,15 @@ def _count_statements(flow: Path, db: str) -> int:
 
         return call
 
+    def run(wire: Wire, batch: object) -> object:  # the store's PostgreSQL batches
+        for text, _ in batch:
+            seen(text)
+        return originals[(Wire, "run")](wire, batch)
+
     sqlite3.connect = connect  # type: ignore[assignment]
     psycopg.Cursor.execute = wrap(psycopg.Cursor.execute, False)  # type: ignore[method-assign]
     psycopg.Cursor.executemany = wrap(psycopg.Cursor.executemany, True)  # type: ignore[method-assign]
+    Wire.run = run  # type: ignore[method-assign]
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # its summary
             code = ordo_main(["run", str(flow), "--quiet", "--db", db, "--workers", "2"])

@@ -5,7 +5,8 @@ worker in this process runs W1 (a chain of 100 no-op python tasks) and W2 (500 n
 python tasks and a join, 2 slots) on SQLite (and on PostgreSQL when ``--pg`` names a
 server), and every statement the store sends is counted at the driver, as
 ``bench/run.py`` counts them: ``sqlite3``'s trace callback (an ``executemany`` of N rows
-is N statements there), psycopg's ``Cursor.execute`` and ``executemany`` (one per row).
+is N statements there), psycopg's ``Cursor.execute`` and ``executemany`` (one per row),
+and the store's batches to PostgreSQL (``Wire.run``, one per statement).
 Printed: statements per chain hop (W1) and per task run (W2, amortized over its
 batches), with and without BEGIN/COMMIT; the goals (issue #17: <= 8 per hop, <= 1 per W2
 task run) are for the figure without them. ``--detail`` prints them by kind.
@@ -30,6 +31,7 @@ import psycopg
 from ordo import engine
 from ordo.runners import make_runners
 from ordo.store import Store, open_store
+from ordo.store.wire import Wire
 from ordo.worker import Worker, WorkerSettings
 
 GOALS = {"W1 per hop": 8.0, "W2 per task run": 1.0}
@@ -69,7 +71,8 @@ class Counted:
 
     @contextlib.contextmanager
     def watching(self, store: Store) -> Iterator[None]:
-        """Count ``store``'s SQLite connection, and every psycopg cursor meanwhile."""
+        """Count ``store``'s SQLite connection, and every psycopg cursor and PostgreSQL
+        batch (:class:`~ordo.store.wire.Wire`) meanwhile."""
         conn = getattr(store.db, "conn", None)
         if isinstance(conn, sqlite3.Connection):
             conn.set_trace_callback(self.note)
@@ -87,12 +90,21 @@ class Counted:
 
             return call
 
+        real_run = Wire.run
+
+        def run(wire: Wire, batch: Any) -> Any:
+            for text, _ in batch:
+                self.note(text)
+            return real_run(wire, batch)
+
         psycopg.Cursor.execute = wrap(originals[0], False)  # type: ignore[method-assign]
         psycopg.Cursor.executemany = wrap(originals[1], True)  # type: ignore[method-assign]
+        Wire.run = run  # type: ignore[method-assign]
         try:
             yield
         finally:
             psycopg.Cursor.execute, psycopg.Cursor.executemany = originals  # type: ignore[method-assign]
+            Wire.run = real_run  # type: ignore[method-assign]
             if isinstance(conn, sqlite3.Connection):
                 conn.set_trace_callback(None)
 

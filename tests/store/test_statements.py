@@ -17,6 +17,7 @@ from test_contract import LATER, claim_all, flow_of, ok, start, task
 from ordo.errors import StoreError
 from ordo.model import Flow
 from ordo.store import Store
+from ordo.store.wire import Wire
 
 RNG = random.Random(11)
 EDGES = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
@@ -48,8 +49,15 @@ def counting(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str
 
         return call
 
+    def run(wire: Wire, batch: Any) -> Any:
+        for text, _ in batch:
+            note(text)
+        return real_run(wire, batch)
+
+    real_run = Wire.run
     monkeypatch.setattr(psycopg.Cursor, "execute", wrap(psycopg.Cursor.execute, False))
     monkeypatch.setattr(psycopg.Cursor, "executemany", wrap(psycopg.Cursor.executemany, True))
+    monkeypatch.setattr(Wire, "run", run)
     try:
         yield sent
     finally:
@@ -151,35 +159,15 @@ def test_a_statement_sent_later_is_seen_by_the_next_and_fails_its_transaction(
 @contextmanager
 def round_trips(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """PostgreSQL: the round trips made meanwhile, each named by its statements (a
-    pipeline's statements go in one)."""
+    batch's statements go in one)."""
     trips: list[str] = []
-    batch: list[list[str]] = []
-    real_pipeline = psycopg.Connection.pipeline
-    real_execute = psycopg.Cursor.execute
+    real_run = Wire.run
 
-    @contextmanager
-    def pipeline(conn: Any) -> Iterator[Any]:
-        outer = not batch
-        if outer:
-            batch.append([])
-        try:
-            with real_pipeline(conn) as p:
-                yield p
-        finally:
-            if outer:
-                trips.append(" + ".join(batch.pop()))
+    def run(wire: Wire, batch: Any) -> Any:
+        trips.append(" + ".join(" ".join(text.decode().split()[:3]) for text, _ in batch))
+        return real_run(wire, batch)
 
-    def execute(cur: Any, query: Any, params: Any = None, **kw: Any) -> Any:
-        text = query.decode() if isinstance(query, bytes) else str(query)
-        head = " ".join(text.split()[:3])
-        if batch:
-            batch[0].append(head)
-        else:
-            trips.append(head)
-        return real_execute(cur, query, params, **kw)
-
-    monkeypatch.setattr(psycopg.Connection, "pipeline", pipeline)
-    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    monkeypatch.setattr(Wire, "run", run)
     yield trips
 
 

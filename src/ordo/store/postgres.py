@@ -19,6 +19,7 @@ from ordo.store import migrate
 from ordo.store.db import FAIR_SHARE, Db, Row, inserts
 from ordo.store.records import Reclaimed
 from ordo.store.secrets import SECRETS_VERSION
+from ordo.store.wire import Result, Statement, Wire
 
 MIGRATION_LOCK = 7_240_001  # pg_advisory_xact_lock key: one migrator at a time
 LIMIT_LOCKS = 7_240  # pg_advisory_xact_lock(class, hashtext(name)): concurrency limits
@@ -27,11 +28,25 @@ logger = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=512)
-def to_postgres(sql: str) -> str:
-    """The shared SQL in PostgreSQL's dialect: ``%s`` placeholders, ``IS NOT DISTINCT
-    FROM`` for a compared-with-NULL parameter."""
-    sql = re.sub(r"\bIS \?", "IS NOT DISTINCT FROM ?", sql)
-    return sql.replace("%", "%%").replace("?", "%s")
+def to_wire(sql: str) -> bytes:
+    """The shared SQL as the server takes it: ``$1``, ``$2``... placeholders, ``IS NOT
+    DISTINCT FROM`` for a compared-with-NULL parameter."""
+    parts = re.sub(r"\bIS \?", "IS NOT DISTINCT FROM ?", sql).split("?")
+    numbered = [f"{part}${i}" for i, part in enumerate(parts[:-1], 1)]
+    return ("".join(numbered) + parts[-1]).encode()
+
+
+def _many(sql: str, rows: list[Sequence[Any]]) -> list[Statement]:
+    """``sql`` run for each of ``rows``: an ``INSERT ... VALUES (...)`` as one statement
+    per 500 rows, anything else as one statement per row."""
+    chunks = inserts(sql, rows)
+    if chunks is not None:
+        return [(to_wire(text), params) for text, params in chunks]
+    text = to_wire(sql)
+    return [(text, row) for row in rows]
+
+
+_NOTIFY = f"NOTIFY {NOTIFY_CHANNEL}".encode()
 
 
 @lru_cache(maxsize=1024)
@@ -194,6 +209,7 @@ class PostgresDb(Db):
             )
             if self._plan_once:
                 conn.execute(_PLAN_ONCE)
+            self.wire = Wire(conn, _row_class)
             return conn
         except psycopg.Error as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -254,43 +270,28 @@ class PostgresDb(Db):
         return int(self.scalar("SELECT max(version) FROM schema_migrations") or 0)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        try:
-            if self._begun and not self._waiting:
-                return self.conn.execute(to_postgres(sql).encode(), params)
-            # the transaction's BEGIN and what waits go with this statement: one round trip
-            with self.conn.pipeline():
-                self._send_waiting()
-                return self.conn.execute(to_postgres(sql).encode(), params)
-        except psycopg.Error as exc:
-            raise self._error(exc) from exc
+        # the transaction's BEGIN and what waits go with this statement: one round trip
+        return self._send([(to_wire(sql), params)])[0]
 
     def later(self, sql: str, params: Sequence[Any] = ()) -> None:
         if not self._depth:  # no transaction: now
             self.execute(sql, params)
             return
-        self._waiting.append((to_postgres(sql).encode(), params, None))
+        self._waiting.append((to_wire(sql), params, None))
 
     def soon(self, sql: str, params: Sequence[Any] = ()) -> Callable[[], list[Row]]:
         if not self._depth:
             return super().soon(sql, params)
-        sent: list[Any] = []  # its cursor, once sent
-        self._waiting.append((to_postgres(sql).encode(), params, sent))
+        sent: list[Result] = []  # its result, once sent
+        self._waiting.append((to_wire(sql), params, sent))
 
         def rows() -> list[Row]:
             if not sent:
-                self._flush()
+                self._send([])
             found: list[Row] = sent[0].fetchall()
             return found
 
         return rows
-
-    def _flush(self) -> None:
-        """Send what waits now (a reader of a :meth:`soon` statement needs its rows)."""
-        try:
-            with self.conn.pipeline():
-                self._send_waiting()
-        except psycopg.Error as exc:
-            raise self._error(exc) from exc
 
     def later_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = list(rows)
@@ -299,42 +300,31 @@ class PostgresDb(Db):
         if not self._depth:
             self.executemany(sql, batch)
             return
-        chunks = inserts(sql, batch)
-        if chunks is not None:  # one statement per 500 rows
-            self._waiting.extend((to_postgres(s).encode(), p, None) for s, p in chunks)
-            return
-        text = to_postgres(sql).encode()
-        self._waiting.extend((text, row, None) for row in batch)
-
-    def _send_waiting(self) -> None:
-        """(In a pipeline) the transaction's BEGIN, unless sent, and what waits."""
-        if not self._begun:
-            self._begun = True
-            self.conn.execute(b"BEGIN")
-        waiting, self._waiting = self._waiting, []
-        for text, params, sent in waiting:
-            cursor = self.conn.execute(text, params)
-            if sent is not None:
-                sent.append(cursor)
+        self._waiting.extend((text, params, None) for text, params in _many(sql, batch))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Many rows: an ``INSERT ... VALUES (...)`` becomes one statement per 500 rows
-        (one round trip and one plan); anything else is pipelined."""
+        (one plan); anything else is one statement per row; all in one round trip."""
         batch = list(rows)
-        if not batch:
-            return
-        chunks = inserts(sql, batch)
-        if chunks is not None:
-            for text, params in chunks:
-                self.execute(text, params)
-            return
+        if batch:
+            self._send(_many(sql, batch))
+
+    def _send(self, statements: list[Statement]) -> list[Result]:
+        """The transaction's BEGIN, unless sent, what waits, then ``statements``, in one
+        round trip; the results of ``statements``."""
+        head: list[Statement] = []
+        if not self._begun:
+            self._begun = True
+            head.append((b"BEGIN", ()))
+        waiting, self._waiting = self._waiting, []
         try:
-            with self.conn.pipeline():
-                self._send_waiting()
-                with self.conn.cursor() as cur:
-                    cur.executemany(to_postgres(sql).encode(), batch)
+            results = self.wire.run([*head, *((t, p) for t, p, _ in waiting), *statements])
         except psycopg.Error as exc:
             raise self._error(exc) from exc
+        for (_, _, sent), result in zip(waiting, results[len(head) :], strict=False):
+            if sent is not None:
+                sent.append(result)
+        return results[len(head) + len(waiting) :]
 
     def _error(self, exc: psycopg.Error) -> StoreError:
         """A lost connection is StoreUnavailable (the worker reconnects); the rest is a
@@ -359,7 +349,7 @@ class PostgresDb(Db):
             self._begun = True
             return
         with contextlib.suppress(psycopg.Error):
-            self.conn.execute(b"ROLLBACK")
+            self.wire.run([(b"ROLLBACK", ())])
 
     def take_ready(
         self, limit: int, where: str, params: list[Any], fair: tuple[int, float] | None = None
@@ -399,17 +389,8 @@ class PostgresDb(Db):
             self._begun = True
             return
         notify, self._notify = self._notify, False
-        if not self._waiting:  # one round trip (no parameters: the simple protocol)
-            self.execute(f"NOTIFY {NOTIFY_CHANNEL}; COMMIT" if notify else "COMMIT")
-            return
-        try:  # what waits, then the COMMIT: one round trip
-            with self.conn.pipeline():
-                self._send_waiting()
-                if notify:
-                    self.conn.execute(f"NOTIFY {NOTIFY_CHANNEL}".encode())
-                self.conn.execute(b"COMMIT")
-        except psycopg.Error as exc:
-            raise self._error(exc) from exc
+        # what waits, then the COMMIT: one round trip
+        self._send([(_NOTIFY, ()), (b"COMMIT", ())] if notify else [(b"COMMIT", ())])
 
     def reclaim_space(self) -> Reclaimed:
         """Nothing: autovacuum makes the deleted rows' space reusable."""
