@@ -89,6 +89,7 @@ class Wire:
         self._prepared: OrderedDict[_Key, bytes] = OrderedDict()
         self._seen: OrderedDict[_Key, int] = OrderedDict()
         self._names = 0
+        self._shapes: dict[bytes, Callable[[Sequence[Any]], Any]] = {}  # rows' class
         self._stale: list[bytes] = []  # prepared names to deallocate with the next batch
         self._poll = select.poll()
         self._poll.register(self.pg.socket, select.POLLIN)
@@ -200,18 +201,23 @@ class Wire:
                     assert result is not None
                     failure = errors.error_from_result(result, encoding=self._encoding)
                 continue
-            if key is None:
-                found.append(self._result(result))
+            if key is None and len(found) < len(batch):  # (not a DEALLOCATE's)
+                found.append(self._result(batch[len(found)][0], result))
         if failure is not None:
             raise failure
-        return found[: len(batch)]
+        return found
 
-    def _result(self, result: pq.abc.PGresult | None) -> Result:
+    def _result(self, sql: bytes, result: pq.abc.PGresult | None) -> Result:
         if result is None or result.status != _TUPLES_OK:
             count = result.command_tuples if result is not None else None
             return Result([], -1 if count is None else count)
         tx = self._tx
         tx.set_pgresult(result)
-        make = self.row_class(tuple(result.fname(i) for i in range(result.nfields)))
+        make = self._shapes.get(sql)
+        if make is None:  # (a statement's columns are the same each time it runs)
+            if len(self._shapes) >= _SEEN_MAX:
+                self._shapes.clear()
+            fields = tuple(result.fname(i) for i in range(result.nfields))
+            make = self._shapes[sql] = self.row_class(fields)
         rows = tx.load_rows(0, result.ntuples, make)
         return Result(rows, result.ntuples)
