@@ -9,6 +9,7 @@ from test_contract import LATER, NOW, claim_all, fail, flow_of, ok, start, task
 
 from ordo.model import DROPPED, Outcome, State
 from ordo.store import Store
+from ordo.store.records import Claim
 
 RNG = random.Random(3)
 
@@ -61,3 +62,32 @@ def test_an_item_dropped_unlaunched_by_a_failure_runs_again_in_a_replay(store: S
             [(c, ok()) for c in claim_all(store, replay, LATER + 3)], LATER + 4, RNG
         )
     assert store.get_execution(replay).state is State.SUCCESS
+
+
+def test_what_is_made_ready_after_a_claim_sent_with_the_successes_is_said(store: Store) -> None:
+    """A worker on one execution claims with the statements that record its successes
+    (``record_outcomes``' ``then``). On PostgreSQL that claim is sent before their
+    answer is read, and an item that ends lets the next one start only afterwards (its
+    for_each task run's cap is read then): the result says so, and the worker claims
+    again. On SQLite all is recorded before the claim, which takes the next item."""
+    ex_id = start(store, flow_of(task("each", for_each=[1, 2], concurrency=1)))
+    (parent,) = claim_all(store, ex_id)
+    store.record_outcomes([(parent, Outcome(State.SUCCESS, forks=[1, 2]))], NOW + 1, RNG)
+    (first,) = claim_all(store, ex_id, LATER)
+    claimed: list[Claim] = []
+
+    def claim() -> None:
+        claimed.extend(claim_all(store, ex_id, LATER + 1))
+
+    with store.transaction():
+        result = store.record_outcomes([(first, ok())], LATER + 1, RNG, claim)
+        assert result.readied_after is (store.db.backend == "postgresql")
+        if result.readied_after:
+            assert claimed == []
+            claim()
+    (second,) = claimed
+    assert second.task_id == "each" and second.task_run_id != first.task_run_id
+    with store.transaction():
+        result = store.record_outcomes([(second, ok())], LATER + 2, RNG, claim)
+    assert not result.readied_after and claimed == [second]
+    assert store.get_execution(ex_id).state is State.SUCCESS

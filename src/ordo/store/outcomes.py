@@ -16,7 +16,7 @@ not deadlock.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ordo.model import DROPPED, CheckResult, Flow, Outcome, State
@@ -26,10 +26,10 @@ from ordo.store.flows import Flows
 from ordo.store.history import routine_end
 from ordo.store.limits import Limits
 from ordo.store.ports import Decisions, EndFacts, OutputFacts, RetryFacts, RunGroup, default_policy
-from ordo.store.readiness import Readiness
+from ordo.store.readiness import RELEASE_CTES, Readiness
 from ordo.store.reads import Reads, claim_of
 from ordo.store.records import Claim, RecordResult
-from ordo.store.transitions import UNSTARTED, Change, Transitions
+from ordo.store.transitions import UNSTARTED, Change, Succeeded, Transitions
 
 ATTEMPT_CLAIM = f"""
 SELECT {q.CLAIM_COLUMNS}
@@ -125,19 +125,33 @@ class Outcomes:
 
     def record_successes(
         self, done: Sequence[tuple[Claim, Outcome]], now: float, result: RecordResult
-    ) -> None:
+    ) -> Callable[[], None]:
         """Record successful attempts in a few statements whatever their number: the
         attempts, their outputs and metrics, the task runs, their history, the pending
         counts, and the dependents they make ready (what :meth:`record_one` does for
-        any other outcome)."""
+        any other outcome). On PostgreSQL the first statement (which also makes the
+        dependents ready) goes with the next one: the function returned reads it and
+        does the rest (elsewhere, all is done before it returns)."""
         values = [(c.attempt_id, o.exit_code, o.cpu_seconds, o.peak_rss_kb) for c, o in done]
         changes = [
             Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in done
         ]
-        counted: dict[int, int] = {}  # the pending counts, when counted with the moves
-        recorded, succeeded = self.transitions.succeeded(values, changes, now, counted)
-        result.lost.extend(c.attempt_id for c, _ in done if c.attempt_id not in recorded)
-        kept = [(c, o) for c, o in done if c.attempt_id in recorded]
+        read = self.transitions.succeeded(values, changes, now, RELEASE_CTES)
+        if not self.db.writable_ctes:  # (sent already: the release follows it at once)
+            self._succeeded(done, changes, read(), now, result)
+            return lambda: None
+        return lambda: self._succeeded(done, changes, read(), now, result)
+
+    def _succeeded(
+        self,
+        done: Sequence[tuple[Claim, Outcome]],
+        changes: Sequence[Change],
+        found: Succeeded,
+        now: float,
+        result: RecordResult,
+    ) -> None:
+        result.lost.extend(c.attempt_id for c, _ in done if c.attempt_id not in found.recorded)
+        kept = [(c, o) for c, o in done if c.attempt_id in found.recorded]
         if not kept:
             return
         ids_of = [(c.attempt_id, c.task_run_id, c.execution_id) for c, _ in kept]
@@ -169,9 +183,9 @@ class Outcomes:
         upstream: list[int] = []
         items: list[tuple[int, int]] = []
         for c in changes:
-            if c.run_id is None or c.run_id not in succeeded:
+            if c.run_id is None or c.run_id not in found.moved:
                 continue
-            tr_id, ex_id, fork_of = c.run_id, c.execution_id, succeeded[c.run_id]
+            tr_id, ex_id, fork_of = c.run_id, c.execution_id, found.moved[c.run_id]
             if fork_of is not None:
                 items.append((ex_id, fork_of))
             else:
@@ -179,12 +193,15 @@ class Outcomes:
                 upstream.append(tr_id)
         pending: dict[int, int] = {}
         for ex_id in sorted(per_execution):  # the execution first, as in finish_task_run
-            if ex_id in counted:
-                pending[ex_id] = counted[ex_id]
+            if ex_id in found.pending:
+                pending[ex_id] = found.pending[ex_id]
             else:
                 row = self.db.execute(q.EXECUTION_PENDING_DOWN, (per_execution[ex_id], ex_id))
                 pending[ex_id] = int(row.fetchone()["pending"])
-        self.readiness.release_many(upstream, now)
+        if found.readied is None:
+            self.readiness.release_many(upstream, now)
+        elif found.readied:
+            self.readiness.made_ready(found.readied)
         for ex_id, count in pending.items():
             self.maybe_end(ex_id, now, result, count)
         for ex_id, fork_of in sorted(items):  # items: their for_each task run may end too

@@ -27,11 +27,11 @@ for rows claimed again in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ordo.model import State
 from ordo.store import queries as q
-from ordo.store.db import Db, Row
+from ordo.store.db import Db
 from ordo.store.transitions import UNSTARTED
 
 # -- batches: one statement for many rows. ``{values}`` is a table of rows (columns
@@ -46,15 +46,22 @@ SET pending_deps = pending_deps - (
 WHERE id IN (SELECT task_run_id FROM task_run_deps WHERE upstream_id {ids})
 RETURNING id, execution_id, queue, pending_deps, state, concurrency_key
 """
-#: PostgreSQL: :data:`DEPENDENTS_DOWN_MANY` and the ready rows of those waiting for
-#: nothing more, in one statement; the task runs made ready.
-DEPENDENTS_DOWN_AND_READY = f"""
-WITH down AS ({DEPENDENTS_DOWN_MANY})
+#: the ready rows of the task runs ``down`` counted down that wait for nothing more
+#: (its one parameter: their ``not_before``); the task runs made ready
+_READY_DOWN = """
 INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
 SELECT id, execution_id, ?, queue, concurrency_key FROM down
 WHERE pending_deps = 0 AND state IN ('CREATED', 'RESTARTED')
 RETURNING task_run_id
 """
+#: PostgreSQL: :data:`DEPENDENTS_DOWN_MANY` and the ready rows of those waiting for
+#: nothing more, as common table expressions of the statement that ends task runs well
+#: (:meth:`~ordo.store.transitions.Transitions.succeeded`), whose CTE ``u`` returns them
+#: (``id``, ``fork_of``: a for_each item has no dependents); CTE ``readied`` returns the
+#: task runs made ready. One parameter, the ready rows' ``not_before``.
+_ENDED_WELL = "IN (SELECT id FROM u WHERE fork_of IS NULL)"
+RELEASE_CTES = f"""down AS ({DEPENDENTS_DOWN_MANY.format(ids=_ENDED_WELL)}),
+readied AS ({_READY_DOWN})"""
 INSERT_READY = """
 INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
 VALUES (?, ?, ?, ?, ?)
@@ -105,21 +112,16 @@ class Readiness:
         # transaction that released it, wakes nobody)
         self._fresh: set[int] = set()
         self._taken: set[int] = set()  # claimed in this transaction
-        # releases whose rows (the task runs they made ready) are not read yet: they go
-        # with the next statement (a chain's claim) and are read when asked or at commit
-        self._released: list[Callable[[], list[Row]]] = []
+        #: made ready, and not claimed by this transaction then (the caller clears it)
+        self.untaken = False
 
     @property
     def readied(self) -> bool:
         """Ready rows were added since the caller last cleared this."""
-        if not self._readied and self._released:
-            self._read_released()
         return self._readied
 
     @readied.setter
     def readied(self, value: bool) -> None:
-        if not value:
-            self._read_released()  # (those count as before)
         self._readied = value
 
     def made_ready(self, ids: Iterable[int] | None = None) -> None:
@@ -127,28 +129,21 @@ class Readiness:
         self._readied = True
         if ids is None:
             self.db.notify_ready()
+            self.untaken = True
         else:
-            self._fresh.update(i for i in ids if i not in self._taken)
+            fresh = [i for i in ids if i not in self._taken]
+            self._fresh.update(fresh)
+            self.untaken = self.untaken or bool(fresh)
 
     def taken(self, ids: Iterable[int]) -> None:
         """These ready rows were claimed in this transaction."""
         self._taken.update(ids)
         self._fresh.difference_update(self._taken)
 
-    def _read_released(self) -> None:
-        released, self._released = self._released, []
-        for rows in released:
-            ready = [int(r["task_run_id"]) for r in rows()]
-            if ready:
-                self.made_ready(ready)
-
     def _ready_settled(self, committing: bool) -> None:
         """The transaction ends: wake other workers for what is still ready from it."""
-        if committing:
-            self._read_released()
-            if self._fresh:
-                self.db.notify_ready()
-        self._released = []
+        if committing and self._fresh:
+            self.db.notify_ready()
         self._fresh.clear()
         self._taken.clear()
 
@@ -167,15 +162,12 @@ class Readiness:
             self.made_ready(ready)
 
     def release_many(self, upstream: Sequence[int], now: float) -> None:
-        """:meth:`release_dependents` for many task runs, in one statement (PostgreSQL)
-        or two, whatever their number."""
+        """:meth:`release_dependents` for many task runs, in two statements whatever
+        their number (on PostgreSQL the statement that ends them does it: see
+        :data:`RELEASE_CTES`)."""
         if not upstream:
             return
         test, params = self.db.ids(upstream)
-        if self.db.writable_ctes:
-            sql = DEPENDENTS_DOWN_AND_READY.format(ids=test)
-            self._released.append(self.db.soon(sql, [*params, *params, now]))
-            return
         down = DEPENDENTS_DOWN_MANY.format(ids=test)
         released = [
             (r["id"], r["execution_id"], now, r["queue"], r["concurrency_key"])

@@ -289,6 +289,7 @@ class RecordResult(Struct):
     lost: list[int] = field(default_factory=list)
     nested: list[tuple[Claim, Any, bool]] = field(default_factory=list)
     stopped: set[int] = field(default_factory=set)
+    readied_after: bool = False  # (see TaskRuns.record_outcomes' ``then``)
 
 
 class Swept(Struct, frozen=True):

@@ -20,14 +20,14 @@ row: the attempt holds them, and reading the history puts them back
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from msgspec import Struct
 
 from ordo.errors import IllegalTransition, NotFound
 from ordo.model import By, State, can_transition
-from ordo.store.db import Db
+from ordo.store.db import Db, Row
 from ordo.store.history import ROUTINE
 
 Kind = Literal["execution", "task run"]
@@ -96,18 +96,14 @@ u AS (
     FROM f
     WHERE task_runs.id = f.task_run_id AND task_runs.state = 'RUNNING'
     RETURNING task_runs.id, task_runs.execution_id, task_runs.fork_of)"""
-#: PostgreSQL: attempts ended SUCCESS (``{finish}``) and their task runs RUNNING ->
-#: SUCCESS, in one statement; each attempt recorded with its task run if that moved
+#: PostgreSQL, in one statement: attempts ended SUCCESS (``{finish}``) and their task
+#: runs RUNNING -> SUCCESS; the pending count of each execution whose task runs (not
+#: for_each items) moved, less those, its rows locked in id order first (as one at a
+#: time in id order would); and whatever ``{release}`` (common table expressions after
+#: those, whose ``readied`` returns task runs) does with them. Each attempt recorded,
+#: with its task run if that moved, the execution's ``pending`` after, and on every row
+#: the task runs ``readied`` returned.
 _SUCCEEDED = (
-    _SUCCESS_MOVES
-    + """
-SELECT f.attempt_id, u.id AS task_run_id, u.fork_of FROM f LEFT JOIN u ON u.id = f.task_run_id
-"""
-)
-#: PostgreSQL: :data:`_SUCCEEDED` and, in the same statement, the pending count of each
-#: execution whose task runs (not for_each items) moved, less those, its rows locked in
-#: id order first (as one at a time in id order would): each row's ``pending`` after.
-_SUCCEEDED_COUNTED = (
     _SUCCESS_MOVES
     + """,
 n AS (SELECT execution_id, count(*) AS ended FROM u WHERE fork_of IS NULL GROUP BY execution_id),
@@ -116,8 +112,10 @@ p AS (
     UPDATE executions SET pending = executions.pending - n.ended
     FROM n JOIN l ON l.id = n.execution_id
     WHERE executions.id = n.execution_id
-    RETURNING executions.id, executions.pending)
-SELECT f.attempt_id, u.id AS task_run_id, u.fork_of, u.execution_id, p.pending
+    RETURNING executions.id, executions.pending),
+{release}
+SELECT f.attempt_id, u.id AS task_run_id, u.fork_of, u.execution_id, p.pending,
+       (SELECT array_agg(task_run_id) FROM readied) AS readied
 FROM f LEFT JOIN u ON u.id = f.task_run_id
     LEFT JOIN p ON p.id = u.execution_id AND u.fork_of IS NULL
 """
@@ -178,6 +176,25 @@ class Change(Struct, frozen=True):
     old: State
     new: State
     reason: str | None = None
+
+
+class Succeeded(Struct, frozen=True):
+    """What :meth:`Transitions.succeeded` did: the attempts recorded (the others had
+    ended: lost), the task runs moved with the for_each task run each is an item of,
+    the pending count after of each execution counted (none: the caller counts), and
+    the task runs its release made ready (None: the caller releases)."""
+
+    recorded: set[int]
+    moved: dict[int, int | None]
+    pending: dict[int, int]
+    readied: list[int] | None
+
+
+def _succeeded(rows: Sequence[Row]) -> Succeeded:
+    moved = {int(r["task_run_id"]): r["fork_of"] for r in rows if r["task_run_id"] is not None}
+    pending = {int(r["execution_id"]): int(r["pending"]) for r in rows if r["pending"] is not None}
+    readied = [int(i) for i in (rows[0]["readied"] or ())] if rows else []
+    return Succeeded({int(r["attempt_id"]) for r in rows}, moved, pending, readied)
 
 
 class Transitions:
@@ -256,40 +273,31 @@ class Transitions:
         attempts: Sequence[Sequence[Any]],
         changes: Sequence[Change],
         now: float,
-        pending: dict[int, int] | None = None,
-    ) -> tuple[set[int], dict[int, int | None]]:
+        release: str,
+    ) -> Callable[[], Succeeded]:
         """Attempts that ended SUCCESS (rows ``(attempt_id, exit_code, cpu_seconds,
         peak_rss_kb)`` of :data:`FINISH_SUCCESSES`) and ``changes``, their task runs'
         RUNNING -> SUCCESS, routine (the attempts hold the history), in one statement
-        (PostgreSQL) or two. The attempts recorded (the others had ended: lost), and the
-        task runs moved, each with the for_each task run it is an item of.
-
-        Given ``pending``, a backend that can counts the moved task runs (for_each items
-        aside) off their executions' pending counts in the same statement and fills
-        ``pending`` with each execution's count after; else it leaves it empty."""
+        (PostgreSQL) or two. On PostgreSQL the same statement counts the moved task
+        runs (for_each items aside) off their executions' pending counts and runs
+        ``release`` (:data:`~ordo.store.readiness.RELEASE_CTES`, given ``now``), and it
+        goes with the next statement (:meth:`~ordo.store.db.Db.soon`): the function
+        returned reads what it did."""
         if not attempts:
-            return set(), {}
+            return lambda: Succeeded(set(), {}, {}, None)
         for change in changes:
             if not can_transition(change.old, change.new) or not _routine(change, By.WORK):
                 raise _illegal(change, By.WORK, "not a routine move")
         table, params = self.db.values(attempts, SUCCESS_TYPES)
         finish = FINISH_SUCCESSES.format(values=table)
         if self.db.writable_ctes:
-            sql = _SUCCEEDED if pending is None else _SUCCEEDED_COUNTED
-            found = self.db.all(sql.format(finish=finish), [now, *params, now])
-            moved = {
-                int(r["task_run_id"]): r["fork_of"] for r in found if r["task_run_id"] is not None
-            }
-            if pending is not None:
-                pending.update(
-                    (int(r["execution_id"]), int(r["pending"]))
-                    for r in found
-                    if r["pending"] is not None
-                )
-            return {int(r["attempt_id"]) for r in found}, moved
+            sql = _SUCCEEDED.format(finish=finish, release=release)
+            rows = self.db.soon(sql, [now, *params, now, now])
+            return lambda: _succeeded(rows())
         recorded = {int(r["attempt_id"]) for r in self.db.all(finish, [now, *params])}
         of = dict(zip((int(a[0]) for a in attempts), changes, strict=True))
-        return recorded, self.transition([of[a] for a in sorted(recorded)], now, routine=True)
+        moved = self.transition([of[a] for a in sorted(recorded)], now, routine=True)
+        return lambda: Succeeded(recorded, moved, {}, None)
 
     def claimed(
         self,

@@ -259,6 +259,11 @@ class TaskCalls:
                 break
         return _drain(self._ended)
 
+    @property
+    def serving(self) -> bool:
+        """The step serves ``@task`` calls (:meth:`take_steps` took some)."""
+        return bool(self._served)
+
     def serve_steps(self) -> Callable[[], None]:
         """Start the task runs of the ``@task`` calls taken by :meth:`take_steps`, inside
         the caller's transaction (loop thread); what answers them once it has

@@ -280,18 +280,33 @@ class Worker:
             claims: list[Claim] = []
             if execution_id is None and not stopped.ended_executions:
                 claims = self._claim(now, execution_id)
+            self._hand_back(now)
+            last: list[Claim] = []  # those of them that start now are recorded launched
+            ran = False
+
+            def claim_last() -> None:  # what was made ready just now
+                nonlocal ran
+                ran = True
+                last.extend(self._claim(now, execution_id, claims + last))
+
+            # working on one execution, that claim goes with what records the outcomes
+            # when they are all successes (one round trip less), unless @task calls are
+            # served between them
+            early = execution_id is not None and not stopped.ended_executions
+            early = early and not launcher.calls.serving
             self.store.readied = execution_id is not None
-            result = self.store.record_outcomes([(f.claim, f.outcome) for f in done], now, self.rng)
+            result = self.store.record_outcomes(
+                [(f.claim, f.outcome) for f in done], now, self.rng, claim_last if early else None
+            )
             if s.retry_keeps_slot:
                 self._retrying.update(result.retries)
             result.ended_executions.update(stopped.ended_executions)
             result.nested.extend(stopped.nested)
-            self._hand_back(now)
             answer = launcher.calls.serve_steps()  # flow functions' @task calls: started
-            last: list[Claim] = []  # those of them that start now are recorded launched
-            if self.store.readied and execution_id not in result.ended_executions:
-                last = self._claim(now, execution_id, claims)  # made ready just now
-                claims += last
+            again = result.readied_after if ran else self.store.readied
+            if again and execution_id not in result.ended_executions:
+                claim_last()
+            claims += last
             # launched, or about to be (claims that fit in free slots): the full lease
             starting = launcher.starting(claims)
             ending = {f.claim.attempt_id for f in done}  # recorded now: no need to say launched
