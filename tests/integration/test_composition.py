@@ -1038,3 +1038,41 @@ def test_a_task_group_is_checked_like_a_flow(tmp_path: Path) -> None:
     assert "unknown task type string 'shel' (did you mean 'shell'?)" in shown
     assert "tasks[1].tasks[1].type" in shown
     assert "a task group runs its tasks once per value: give for_each" in shown
+
+
+def test_a_claim_sent_as_the_execution_ends_goes_back(store: Store, folder: Path) -> None:
+    """A worker on one execution claims what its successes make ready with what records
+    them, before it knows the execution ends. With one slot, the task of a child that
+    does not wait (its tree is the parent's) is claimed in the step where the parent
+    ends: it goes back, ready for whoever serves the child, not left claimed by a worker
+    that has stopped looking."""
+    add_flow(
+        store,
+        folder,
+        "late.yaml",
+        """
+        id: late
+        tasks:
+          - {id: first, type: shell, command: "true"}
+          - {id: second, type: shell, command: "true", depends_on: [first]}
+        """,
+    )
+    parent = add_flow(
+        store,
+        folder,
+        "main.yaml",
+        """
+        id: parent
+        tasks:
+          - {id: fire, type: flow, flow: late, wait: false}
+          - {id: last, type: shell, command: "true", depends_on: [fire]}
+        """,
+    )
+    ex_id, final = run_file(store, folder, parent, slots=1, prefetch=0)
+    assert final is State.SUCCESS
+    (child,) = store.children(ex_id)
+    second = runs(store, child.id)["second"]
+    (handed,) = [a for a in store.attempts(child.id) if a.task_run_id == second.id]
+    assert (handed.state, handed.reason) == (State.KILLED, "handed back")  # not RUNNING
+    (again,) = store.claim("another", 5, time.time(), 30.0)  # ready: any worker takes it
+    assert again.task_run_id == second.id

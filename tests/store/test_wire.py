@@ -177,3 +177,33 @@ def test_the_store_sends_its_transactions_through_the_wire(
         assert db.scalar("SELECT ? + 1", (1,)) == 2
         db.later("SELECT 3")
     assert batches == [[b"BEGIN", b"SELECT $1 + 1"], [b"SELECT 3", b"COMMIT"]]
+
+
+def test_a_batch_that_cannot_be_adapted_leaves_nothing_noted_as_prepared(pg: Store) -> None:
+    """A statement at its fifth run, in a batch that fails before sending (a later
+    parameter psycopg cannot pass): it was not prepared, and it still runs after."""
+    db = db_of(pg)
+    text = to_wire("SELECT ? + 7 AS x")
+    for _ in range(wire_module.PREPARE_AT - 1):
+        db.wire.run([(text, (1,))])
+    with pytest.raises(psycopg.DataError, match="NUL"):
+        db.wire.run([(text, (1,)), (to_wire("SELECT ?"), ("a\x00b",))])
+    for n in range(wire_module.PREPARE_AT + 1):
+        (r,) = db.wire.run([(text, (n,))])
+        assert r.fetchone()["x"] == n + 7
+    assert prepared(db) == ["SELECT $1 + 7 AS x"]
+
+
+def test_a_prepared_statement_the_server_lost_is_prepared_again(pg: Store) -> None:
+    """Should the server forget a statement prepared on the connection (``DEALLOCATE
+    ALL`` by hand), its next run fails once, and the one after prepares it again."""
+    db = db_of(pg)
+    text = to_wire("SELECT ? + 8 AS x")
+    for _ in range(wire_module.PREPARE_AT):
+        db.wire.run([(text, (1,))])
+    db.conn.execute("DEALLOCATE ALL")
+    with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+        db.wire.run([(text, (1,))])
+    for n in range(wire_module.PREPARE_AT + 1):
+        (r,) = db.wire.run([(text, (n,))])
+        assert r.fetchone()["x"] == n + 8

@@ -5,7 +5,7 @@ statements that really differ (claiming); the concerns of the store
 (:mod:`ordo.store.facade`) speak through it and own their SQL.
 
 Rows are read by column name (``row["state"]``) on both backends: ``sqlite3.Row`` on
-SQLite, a tuple with names on PostgreSQL (:func:`ordo.store.postgres.named_rows`).
+SQLite, a tuple with names on PostgreSQL (made by :class:`ordo.store.wire.Wire`).
 
 A transaction knows none of the concerns: those that keep something until the
 transaction ends (the history rows, the ready rows to tell other workers of, the secrets'

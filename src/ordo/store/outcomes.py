@@ -200,8 +200,8 @@ class Outcomes:
                 pending[ex_id] = int(row.fetchone()["pending"])
         if found.readied is None:
             self.readiness.release_many(upstream, now)
-        elif found.readied:
-            self.readiness.made_ready(found.readied)
+        elif found.readied:  # (by the statement sent before a claim sent with it)
+            self.readiness.made_ready(found.readied, seen=True)
         for ex_id, count in pending.items():
             self.maybe_end(ex_id, now, result, count)
         for ex_id, fork_of in sorted(items):  # items: their for_each task run may end too

@@ -1,5 +1,6 @@
-"""The PostgreSQL backend (psycopg 3): the shared SQL with ``%s`` placeholders, claims
-with ``FOR UPDATE SKIP LOCKED``, and migrations serialized by an advisory lock."""
+"""The PostgreSQL backend (psycopg 3): the shared SQL with ``$1`` placeholders, sent in
+batches (:mod:`ordo.store.wire`), claims with ``FOR UPDATE SKIP LOCKED``, and migrations
+serialized by an advisory lock."""
 
 from __future__ import annotations
 
@@ -70,16 +71,16 @@ def _row_class(fields: tuple[bytes | None, ...]) -> type[tuple[Any, ...]]:
 
 
 def named_rows(cursor: Any) -> Callable[[Sequence[Any]], Any]:
-    """psycopg's row factory for the store: rows read by column name (as ``sqlite3.Row``
-    on SQLite) or by index, at the cost of a tuple. The names come from the result's
-    raw field names (``cursor.description`` would cost ten times as much, per
-    statement)."""
+    """psycopg's row factory for what the store runs through psycopg itself (migrations,
+    settings): rows read by column name, as the batches' rows (:class:`Wire`). The names
+    come from the result's raw field names (``cursor.description`` would cost ten times
+    as much, per statement)."""
     result = cursor.pgresult
     count = result.nfields if result is not None else 0
     return _row_class(tuple([result.fname(i) for i in range(count)]))
 
 
-#: Each statement psycopg prepares is planned once, and for reading rows by key (see
+#: Each statement prepared is planned once, and for reading rows by key (see
 #: :meth:`PostgresDb.plan_once`).
 _PLAN_ONCE = "SET plan_cache_mode = force_generic_plan; SET random_page_cost = 1.1"
 

@@ -6,8 +6,9 @@ there (:meth:`~ordo.store.taskruns.TaskRuns.claim`). It gets one when
 - its execution starts (or leaves QUEUED) and it waits for nothing
   (:meth:`Readiness.ready_roots`);
 - the last task run it depends on ends well: SUCCESS, WARNING, SKIPPED, or FAILED with
-  ``allow_failure`` (:meth:`Readiness.release_dependents`, and
-  :meth:`Readiness.release_many` for a batch of successes);
+  ``allow_failure`` (:meth:`Readiness.release_dependents`; for a batch of successes,
+  :meth:`Readiness.release_many`, or on PostgreSQL the statement that records them:
+  :data:`RELEASE_CTES`);
 - it is a for_each item, among the first ``concurrency`` of its task run's items
   (:meth:`Readiness.release_items`) or the next one when an item ends
   (:meth:`Readiness.release_next_item`), also after a restart;
@@ -112,7 +113,9 @@ class Readiness:
         # transaction that released it, wakes nobody)
         self._fresh: set[int] = set()
         self._taken: set[int] = set()  # claimed in this transaction
-        #: made ready, and not claimed by this transaction then (the caller clears it)
+        #: made ready and not claimed by this transaction, where a claim may take them
+        #: (rows a claim saw and left, a key's held by others say, are not counted; the
+        #: caller clears it)
         self.untaken = False
 
     @property
@@ -124,8 +127,9 @@ class Readiness:
     def readied(self, value: bool) -> None:
         self._readied = value
 
-    def made_ready(self, ids: Iterable[int] | None = None) -> None:
-        """Ready rows were added: those of ``ids``, or (None) some not named."""
+    def made_ready(self, ids: Iterable[int] | None = None, *, seen: bool = False) -> None:
+        """Ready rows were added: those of ``ids``, or (None) some not named. ``seen``:
+        by a statement sent before the last claim (which saw them: see ``untaken``)."""
         self._readied = True
         if ids is None:
             self.db.notify_ready()
@@ -133,7 +137,7 @@ class Readiness:
         else:
             fresh = [i for i in ids if i not in self._taken]
             self._fresh.update(fresh)
-            self.untaken = self.untaken or bool(fresh)
+            self.untaken = self.untaken or (bool(fresh) and not seen)
 
     def taken(self, ids: Iterable[int]) -> None:
         """These ready rows were claimed in this transaction."""

@@ -98,16 +98,19 @@ u AS (
     RETURNING task_runs.id, task_runs.execution_id, task_runs.fork_of)"""
 #: PostgreSQL, in one statement: attempts ended SUCCESS (``{finish}``) and their task
 #: runs RUNNING -> SUCCESS; the pending count of each execution whose task runs (not
-#: for_each items) moved, less those, its rows locked in id order first (as one at a
-#: time in id order would); and whatever ``{release}`` (common table expressions after
-#: those, whose ``readied`` returns task runs) does with them. Each attempt recorded,
-#: with its task run if that moved, the execution's ``pending`` after, and on every row
-#: the task runs ``readied`` returned.
+#: for_each items) moved, less those, the rows of every execution whose task runs moved
+#: locked in id order first (as one at a time in id order would: a claim sent with this
+#: statement then locks task runs after them, for_each items' included); and whatever
+#: ``{release}`` (common table expressions after those, whose ``readied`` returns task
+#: runs) does with them: it must not update a task run ``u`` moves (PostgreSQL would
+#: drop one of the two updates), and a dependent never runs while its upstream does.
+#: Each attempt recorded, with its task run if that moved, the execution's ``pending``
+#: after, and on every row the task runs ``readied`` returned.
 _SUCCEEDED = (
     _SUCCESS_MOVES
     + """,
 n AS (SELECT execution_id, count(*) AS ended FROM u WHERE fork_of IS NULL GROUP BY execution_id),
-l AS (SELECT id FROM executions WHERE id IN (SELECT execution_id FROM n) ORDER BY id FOR UPDATE),
+l AS (SELECT id FROM executions WHERE id IN (SELECT execution_id FROM u) ORDER BY id FOR UPDATE),
 p AS (
     UPDATE executions SET pending = executions.pending - n.ended
     FROM n JOIN l ON l.id = n.execution_id

@@ -20,7 +20,7 @@ from __future__ import annotations
 import select
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import errors, pq
@@ -72,6 +72,22 @@ _Key = tuple[bytes, tuple[int, ...]]  # a statement and its parameters' types
 _AUTO = PyFormat.AUTO
 
 
+class _Sent(NamedTuple):
+    """One thing a batch sends: a statement run (``run``), prepared first
+    (``prepare``), or a dropped prepared name deallocated (``deallocate``)."""
+
+    kind: str
+    key: _Key | None
+    name: bytes | None
+    values: Any = None
+    formats: Any = None
+
+
+def _unknown(result: pq.abc.PGresult) -> bool:
+    """The error says the prepared statement run does not exist on the server."""
+    return result.error_field(pq.DiagnosticField.SQLSTATE) == b"26000"
+
+
 class Wire:
     """Batches of statements to ``conn`` (autocommit; psycopg made it non-blocking),
     each in one round trip; rows made by ``row_class(field names)``."""
@@ -90,7 +106,7 @@ class Wire:
         self._seen: OrderedDict[_Key, int] = OrderedDict()
         self._names = 0
         self._shapes: dict[bytes, Callable[[Sequence[Any]], Any]] = {}  # rows' class
-        self._stale: list[bytes] = []  # prepared names to deallocate with the next batch
+        self._stale: list[bytes] = []  # prepared names dropped, deallocated at the batch's end
         self._poll = select.poll()
         self._poll.register(self.pg.socket, select.POLLIN)
 
@@ -98,28 +114,38 @@ class Wire:
         """Send ``batch`` (in a transaction, or each statement on its own), then read
         each statement's result. The first statement that fails raises its psycopg
         error; those after it were not run. Parameters psycopg cannot adapt raise
-        before anything is sent; a batch not read to its end (the connection broke, a
-        signal's exception) closes the connection: its answers would go to the next."""
-        bound = [self._bind(sql, params) for sql, params in batch]
+        before anything is sent (or noted); a batch not read to its end (the connection
+        broke, a signal's exception) closes the connection: its answers would go to the
+        next."""
+        adapted = [self._adapt(params) for _, params in batch]
+        sends: list[_Sent] = []  # for each thing sent: what it is, and its statement
+        for (sql, _), (values, types, formats) in zip(batch, adapted, strict=True):
+            key = (sql, types)
+            name, prepare = self._name(key)
+            if prepare:
+                sends.append(_Sent("prepare", key, name))
+            sends.append(_Sent("run", key, name, values, formats))
         stale, self._stale = self._stale, []
+        sends.extend(_Sent("deallocate", None, name) for name in stale)
         pg = self.pg
-        sent: list[_Key | None] = []  # for each statement sent: a prepare's key, or None
         read = False
         try:
             pg.enter_pipeline_mode()
-            for sql, name, prepare, values, types, formats in bound:
-                if prepare:
-                    assert name is not None
-                    pg.send_prepare(name, sql, param_types=types)
-                    sent.append((sql, types))
-                if name is None:
-                    pg.send_query_params(sql, values, param_types=types, param_formats=formats)
+            for one in sends:
+                if one.kind == "run":
+                    assert one.key is not None
+                    sql, types = one.key
+                    if one.name is None:
+                        pg.send_query_params(
+                            sql, one.values, param_types=types, param_formats=one.formats
+                        )
+                    else:
+                        pg.send_query_prepared(one.name, one.values, param_formats=one.formats)
+                elif one.kind == "prepare":
+                    assert one.key is not None and one.name is not None
+                    pg.send_prepare(one.name, one.key[0], param_types=one.key[1])
                 else:
-                    pg.send_query_prepared(name, values, param_formats=formats)
-                sent.append(None)
-            for name in stale:
-                pg.send_query_params(b"DEALLOCATE " + name, None)
-                sent.append(None)
+                    pg.send_query_params(b"DEALLOCATE " + (one.name or b""), None)
             pg.pipeline_sync()
             groups = self._communicate()
             pg.exit_pipeline_mode()
@@ -127,35 +153,34 @@ class Wire:
         finally:
             if not read:
                 self.conn.close()
-        return self._results(batch, sent, groups)
+        return self._results(sends, groups)
 
-    def _bind(
-        self, sql: bytes, params: Sequence[Any]
-    ) -> tuple[bytes, bytes | None, bool, Sequence[Any] | None, tuple[int, ...], Any]:
-        """A statement's parameters adapted, and its prepared name: ``(sql, name or
-        None, whether to prepare it now, values, types, formats)``."""
-        if params:
-            tx = self._tx
-            values: Sequence[Any] | None = tx.dump_sequence(params, [_AUTO] * len(params))
-            types, formats = tuple(tx.types or ()), tx.formats
-        else:
-            values, types, formats = None, (), None
-        key = (sql, types)
+    def _adapt(self, params: Sequence[Any]) -> tuple[Any, tuple[int, ...], Any]:
+        """A statement's parameters as psycopg sends them: values, types, formats."""
+        if not params:
+            return None, (), None
+        tx = self._tx
+        values = tx.dump_sequence(params, [_AUTO] * len(params))
+        return values, tuple(tx.types or ()), tx.formats
+
+    def _name(self, key: _Key) -> tuple[bytes | None, bool]:
+        """The statement's prepared name (None: not prepared), and whether to prepare
+        it now (its fifth run)."""
         name = self._prepared.get(key)
         if name is not None:
             self._prepared.move_to_end(key)
-            return sql, name, False, values, types, formats
+            return name, False
         seen = self._seen.pop(key, 0) + 1
         if seen < PREPARE_AT:
             self._seen[key] = seen
             if len(self._seen) > _SEEN_MAX:
                 self._seen.popitem(last=False)
-            return sql, None, False, values, types, formats
+            return None, False
         self._names += 1
         name = self._prepared[key] = b"_ordo_%d" % self._names
         if len(self._prepared) > PREPARED_MAX:
             self._stale.append(self._prepared.popitem(last=False)[1])
-        return sql, name, True, values, types, formats
+        return name, True
 
     def _communicate(self) -> list[list[pq.abc.PGresult]]:
         """Send what is queued, then read results up to the batch's sync: one list per
@@ -175,6 +200,8 @@ class Wire:
                 groups.append(results)
                 results = []
             elif result.status == _PIPELINE_SYNC:
+                if results:  # (a statement's results not ended: out of step)
+                    raise psycopg.OperationalError("unexpected results before a sync")
                 return groups
             else:
                 results.append(result)
@@ -183,26 +210,29 @@ class Wire:
         self._poll.modify(self.pg.socket, events)
         self._poll.poll()
 
-    def _results(
-        self,
-        batch: Sequence[Statement],
-        sent: list[_Key | None],
-        groups: list[list[pq.abc.PGresult]],
-    ) -> list[Result]:
+    def _results(self, sends: list[_Sent], groups: list[list[pq.abc.PGresult]]) -> list[Result]:
         found: list[Result] = []
         failure: psycopg.Error | None = None
-        for key, results in zip(sent, groups, strict=True):
+        for one, results in zip(sends, groups, strict=True):
             result = results[-1] if results else None
             status = result.status if result is not None else _EMPTY_QUERY
+            if one.kind == "deallocate":
+                if status == _PIPELINE_ABORTED and one.name is not None:
+                    self._stale.append(one.name)  # (not run: the next batch's)
+                continue  # (its own error, if any, says nothing of the batch)
             if status in (_FATAL_ERROR, _PIPELINE_ABORTED):
-                if key is not None:  # not prepared after all
-                    self._prepared.pop(key, None)
+                if one.name is not None and (
+                    one.kind == "prepare" or (result is not None and _unknown(result))
+                ):
+                    assert one.key is not None
+                    self._prepared.pop(one.key, None)  # not prepared after all
                 if failure is None and status == _FATAL_ERROR:
                     assert result is not None
                     failure = errors.error_from_result(result, encoding=self._encoding)
                 continue
-            if key is None and len(found) < len(batch):  # (not a DEALLOCATE's)
-                found.append(self._result(batch[len(found)][0], result))
+            if one.kind == "run":
+                assert one.key is not None
+                found.append(self._result(one.key[0], result))
         if failure is not None:
             raise failure
         return found

@@ -281,32 +281,13 @@ class Worker:
             if execution_id is None and not stopped.ended_executions:
                 claims = self._claim(now, execution_id)
             self._hand_back(now)
-            last: list[Claim] = []  # those of them that start now are recorded launched
-            ran = False
-
-            def claim_last() -> None:  # what was made ready just now
-                nonlocal ran
-                ran = True
-                last.extend(self._claim(now, execution_id, claims + last))
-
-            # working on one execution, that claim goes with what records the outcomes
-            # when they are all successes (one round trip less), unless @task calls are
-            # served between them
-            early = execution_id is not None and not stopped.ended_executions
-            early = early and not launcher.calls.serving
-            self.store.readied = execution_id is not None
-            result = self.store.record_outcomes(
-                [(f.claim, f.outcome) for f in done], now, self.rng, claim_last if early else None
-            )
-            if s.retry_keeps_slot:
-                self._retrying.update(result.retries)
-            result.ended_executions.update(stopped.ended_executions)
-            result.nested.extend(stopped.nested)
+            result, last = self._record(done, now, execution_id, claims, stopped)
             answer = launcher.calls.serve_steps()  # flow functions' @task calls: started
-            again = result.readied_after if ran else self.store.readied
-            if again and execution_id not in result.ended_executions:
-                claim_last()
-            claims += last
+            if last is None:  # not claimed with the outcomes: now, if they made any ready
+                last = []
+                if self.store.readied and execution_id not in result.ended_executions:
+                    last = self._claim(now, execution_id, claims)
+            claims += last  # those of them that start now are recorded launched
             # launched, or about to be (claims that fit in free slots): the full lease
             starting = launcher.starting(claims)
             ending = {f.claim.attempt_id for f in done}  # recorded now: no need to say launched
@@ -316,6 +297,45 @@ class Worker:
             still = [p for p in processes if p.attempt_id in launcher.running]  # not ended
             self.store.record_processes(this_machine(), still)
         return result, claims, starting, answer
+
+    def _record(
+        self,
+        done: list[Reported],
+        now: float,
+        execution_id: int | None,
+        claims: list[Claim],
+        stopped: RecordResult,
+    ) -> tuple[RecordResult, list[Claim] | None]:
+        """Record the outcomes; working on one execution, claim what they make ready
+        with what records them when they are all successes (PostgreSQL: one round trip
+        less), unless ``@task`` calls are served in between. The result, and what that
+        claim took (None: it did not run)."""
+        last: list[Claim] | None = None
+
+        def claim() -> None:
+            nonlocal last
+            last = self._claim(now, execution_id, claims)
+
+        early = execution_id is not None and not stopped.ended_executions
+        early = early and not self.launcher.calls.serving
+        self.store.readied = execution_id is not None
+        outcomes = [(f.claim, f.outcome) for f in done]
+        result = self.store.record_outcomes(outcomes, now, self.rng, claim if early else None)
+        if self.settings.retry_keeps_slot:
+            self._retrying.update(result.retries)
+        result.ended_executions.update(stopped.ended_executions)
+        result.nested.extend(stopped.nested)
+        if last is None:
+            return result, None
+        if execution_id in result.ended_executions:
+            # it ended meanwhile: what was claimed (a child's that does not wait: its
+            # tree is this one) goes back, as this loop ends with it
+            if last:
+                self.store.hand_back(last, now, "the execution it was claimed with ended")
+            return result, []
+        if result.readied_after:  # made ready once the claim was sent: claimed now
+            last += self._claim(now, execution_id, claims + last)
+        return result, last
 
     def _stop_asked(self, now: float, execution_id: int | None, stopped: RecordResult) -> None:
         """The execution worked on fails when interrupted or past its deadline."""
