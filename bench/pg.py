@@ -5,7 +5,9 @@ in as many processes that claims 10 rows with ``FOR UPDATE SKIP LOCKED`` and com
 them together (two commits per 10 task runs). Then the W1 chain step (in a database
 whose tables have never been analyzed, and again after an ``ANALYZE``, as autovacuum
 leaves a live server's within a minute: before it the planner guesses their sizes and
-scans them whole) and the cost of an idle worker.
+scans them whole), beside what one durable commit costs on the server meanwhile (each
+step makes one: the chain step moves with the disk's latency), and the cost of an idle
+worker.
 
 Rates are task runs per second from the first start to the last end (for ordo: the
 first attempt's start to the last attempt's end, from its store); the wall time from
@@ -79,6 +81,19 @@ with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("UPDATE bench_runs SET state = 'done', ended_at = "
                          "extract(epoch from clock_timestamp()) WHERE id = ANY(%s)", (ids,))
 """
+
+
+def commit_latency(url: str, count: int = 200) -> float:
+    """Median seconds of a one-row INSERT committed on its own: what one durable commit
+    costs on this server now (a chain step makes one; the disk's latency moves it)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_commits (id BIGSERIAL PRIMARY KEY)")
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            conn.execute("INSERT INTO bench_commits DEFAULT VALUES")
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def bare_rate(url: str, processes: int, batch: int = 10) -> float:
@@ -252,7 +267,9 @@ def main() -> None:
         fresh = chain_times(ordo, env, flows, args.repeat)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE")  # what autovacuum does within a minute on a live server
+        commit = commit_latency(url)
         chain = chain_times(ordo, env, flows, args.repeat)
+        commit = (commit + commit_latency(url)) / 2  # (before and after: the disk drifts)
         qps, cpu = idle_cost(ordo, env, url, name, args.idle)
     finally:
         drop_database(args.url, name)
@@ -271,7 +288,8 @@ def main() -> None:
     unanalyzed = (fresh["W1"] - fresh["W0"]) / 99
     print(
         f"W1 chain step on PostgreSQL (ordo run): {step * 1000:.2f} ms (goal 2 ms); "
-        f"{unanalyzed * 1000:.2f} ms before the tables' first ANALYZE"
+        f"{unanalyzed * 1000:.2f} ms before the tables' first ANALYZE; one durable "
+        f"commit on this server meanwhile: {commit * 1000:.2f} ms (a step makes one)"
     )
     print(f"idle worker over {args.idle:.0f}s: {qps:.2f} transactions/s, {cpu * 100:.2f}% of a CPU")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

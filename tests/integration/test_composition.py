@@ -1042,10 +1042,10 @@ def test_a_task_group_is_checked_like_a_flow(tmp_path: Path) -> None:
 
 def test_a_claim_sent_as_the_execution_ends_goes_back(store: Store, folder: Path) -> None:
     """A worker on one execution claims what its successes make ready with what records
-    them, before it knows the execution ends. With one slot, the task of a child that
-    does not wait (its tree is the parent's) is claimed in the step where the parent
-    ends: it goes back, ready for whoever serves the child, not left claimed by a worker
-    that has stopped looking."""
+    them, on PostgreSQL before it knows the execution ends. With one slot, the task of a
+    child that does not wait (its tree is the parent's) is claimed in the step where the
+    parent ends: it goes back, ready for whoever serves the child, not left claimed by a
+    worker that has stopped looking."""
     add_flow(
         store,
         folder,
@@ -1072,7 +1072,10 @@ def test_a_claim_sent_as_the_execution_ends_goes_back(store: Store, folder: Path
     assert final is State.SUCCESS
     (child,) = store.children(ex_id)
     second = runs(store, child.id)["second"]
-    (handed,) = [a for a in store.attempts(child.id) if a.task_run_id == second.id]
-    assert (handed.state, handed.reason) == (State.KILLED, "handed back")  # not RUNNING
+    tried = [(a.state, a.reason) for a in store.attempts(child.id) if a.task_run_id == second.id]
+    if store.db.backend == "postgresql":  # claimed before the parent's end was read
+        assert tried == [(State.KILLED, "handed back")]  # not left RUNNING
+    else:  # (SQLite knows the parent ended before that claim: it is not made)
+        assert tried == []
     (again,) = store.claim("another", 5, time.time(), 30.0)  # ready: any worker takes it
     assert again.task_run_id == second.id

@@ -76,7 +76,7 @@ def test_what_is_made_ready_after_a_claim_sent_with_the_successes_is_said(store:
     (first,) = claim_all(store, ex_id, LATER)
     claimed: list[Claim] = []
 
-    def claim() -> None:
+    def claim(so_far: object = None) -> None:
         claimed.extend(claim_all(store, ex_id, LATER + 1))
 
     with store.transaction():

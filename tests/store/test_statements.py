@@ -71,7 +71,7 @@ def step(store: Store, done: list[Any], now: float, ex_id: int) -> list[Any]:
     claim records it launched itself)."""
     claimed: list[Any] = []
 
-    def claim() -> None:
+    def claim(so_far: object = None) -> None:
         claimed.extend(
             store.claim("w1", 17, now, 6.0, execution_id=ex_id, launch=1, launch_lease_seconds=30.0)
         )

@@ -228,7 +228,7 @@ class TaskRuns:
         outcomes: Sequence[tuple[Claim, Outcome]],
         now: float,
         rng: random.Random,
-        then: Callable[[], None] | None = None,
+        then: Callable[[RecordResult], None] | None = None,
     ) -> RecordResult:
         """Record each attempt's outcome and everything it decides, atomically: its
         outputs and metrics, a retry (a new ready row with ``not_before``) or the task
@@ -237,7 +237,8 @@ class TaskRuns:
         ``then``, when the outcomes are all plain successes (or none), runs in the same
         transaction once the statements that record them and make their dependents
         ready are sent, before their answer is read (on PostgreSQL a claim made there
-        goes in the same round trip: a chain's step is then 2 round trips, not 3);
+        goes in the same round trip: a chain's step is then 2 round trips, not 3), given
+        the result so far (on SQLite, all of it: the executions that ended, say);
         ``result.readied_after``: something was made ready after it ran that no claim
         of the transaction took. Otherwise it does not run."""
         result = RecordResult()
@@ -259,7 +260,7 @@ class TaskRuns:
                 self.readiness.made_ready()  # a concurrency key's slot frees: others may start
             finish = self.outcomes.record_successes(plain, now, result) if plain else None
             if then is not None and not others:  # with the successes' statement
-                then()
+                then(result)
                 self.readiness.untaken = False
                 if finish is not None:
                     finish()

@@ -312,9 +312,10 @@ class Worker:
         claim took (None: it did not run)."""
         last: list[Claim] | None = None
 
-        def claim() -> None:
+        def claim(so_far: RecordResult) -> None:
             nonlocal last
-            last = self._claim(now, execution_id, claims)
+            if execution_id not in so_far.ended_executions:  # (known already on SQLite)
+                last = self._claim(now, execution_id, claims)
 
         early = execution_id is not None and not stopped.ended_executions
         early = early and not self.launcher.calls.serving
