@@ -7,26 +7,22 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
 from ordo.errors import StoreError, StoreUnavailable
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.store import wire as wire_module
 from ordo.store.postgres import PostgresDb, to_wire
 from ordo.store.wire import Wire
 
 
 @pytest.fixture
-def pg(postgres_url: str) -> Iterator[Store]:
-    store = open_store(postgres_url)
-    try:
-        yield store
-    finally:
-        store.close()
+def store_url(postgres_url: str) -> str:
+    """PostgreSQL only (the ``store`` fixture opens it)."""
+    return postgres_url
 
 
 def db_of(store: Store) -> PostgresDb:
@@ -44,8 +40,8 @@ def prepared(db: PostgresDb) -> list[str]:
     return [r[0] for r in rows]
 
 
-def test_a_batch_runs_in_order_in_one_round_trip_and_reads_rows_by_name(pg: Store) -> None:
-    db = db_of(pg)
+def test_a_batch_runs_in_order_in_one_round_trip_and_reads_rows_by_name(store: Store) -> None:
+    db = db_of(store)
     results = db.wire.run(
         [
             (b"CREATE TEMP TABLE t (id BIGINT PRIMARY KEY, name TEXT, at DOUBLE PRECISION)", ()),
@@ -60,8 +56,8 @@ def test_a_batch_runs_in_order_in_one_round_trip_and_reads_rows_by_name(pg: Stor
     assert rows[0][1] == "a" and rows[0].keys() == ("id", "name", "at")
 
 
-def test_the_first_failing_statement_raises_and_those_after_it_do_not_run(pg: Store) -> None:
-    db = db_of(pg)
+def test_the_first_failing_statement_raises_and_those_after_it_do_not_run(store: Store) -> None:
+    db = db_of(store)
     db.wire.run([(b"CREATE TEMP TABLE u (id BIGINT PRIMARY KEY)", ())])
     with pytest.raises(psycopg.errors.UniqueViolation, match="u_pkey"):
         db.wire.run(
@@ -76,7 +72,7 @@ def test_the_first_failing_statement_raises_and_those_after_it_do_not_run(pg: St
     assert found.fetchone()["n"] == 0
     # the store names the server and goes on working
     with pytest.raises(StoreError, match=r"PostgreSQL error at host .* duplicate key"):  # noqa: SIM117
-        with pg.transaction():
+        with store.transaction():
             db.execute("INSERT INTO u VALUES (?)", (5,))
             db.later("INSERT INTO u VALUES (?)", (5,))
             db.execute("SELECT 1")
@@ -84,9 +80,9 @@ def test_the_first_failing_statement_raises_and_those_after_it_do_not_run(pg: St
 
 
 def test_a_statement_run_again_and_again_is_prepared_and_the_least_used_dropped(
-    pg: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = db_of(pg)
+    db = db_of(store)
     monkeypatch.setattr(wire_module, "PREPARED_MAX", 2)
     texts = [to_wire(f"SELECT ? + {n} AS x") for n in range(3)]
     for _ in range(wire_module.PREPARE_AT - 1):
@@ -105,17 +101,17 @@ def test_a_statement_run_again_and_again_is_prepared_and_the_least_used_dropped(
     assert r.fetchone()["x"] == 2**40 + 2
 
 
-def test_a_parameter_that_cannot_be_adapted_raises_before_anything_is_sent(pg: Store) -> None:
-    db = db_of(pg)
-    with pytest.raises(StoreError, match="cannot adapt type 'object'"), pg.transaction():
+def test_a_parameter_that_cannot_be_adapted_raises_before_anything_is_sent(store: Store) -> None:
+    db = db_of(store)
+    with pytest.raises(StoreError, match="cannot adapt type 'object'"), store.transaction():
         db.later("CREATE TEMP TABLE v (id BIGINT)")
         db.execute("SELECT ?", (object(),))
     assert db.scalar("SELECT to_regclass('pg_temp.v') IS NULL") is True
 
 
-def test_a_batch_larger_than_the_socket_buffers_goes_through(pg: Store) -> None:
+def test_a_batch_larger_than_the_socket_buffers_goes_through(store: Store) -> None:
     """Sending waits for the server, which may wait for us to read its answers."""
-    db = db_of(pg)
+    db = db_of(store)
     db.wire.run([(b"CREATE TEMP TABLE w (id BIGINT, pad TEXT)", ())])
     pad = "x" * 2000
     batch: list[Any] = [
@@ -127,14 +123,14 @@ def test_a_batch_larger_than_the_socket_buffers_goes_through(pg: Store) -> None:
 
 
 def test_a_batch_not_read_to_its_end_closes_the_connection_and_the_store_connects_again(
-    pg: Store,
+    store: Store,
 ) -> None:
     """A signal's exception while the server works: its answer must not be read as the
     next batch's. The connection is closed; the store's next statement says it is
     unavailable (a worker then reconnects), and a reconnection works."""
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers are set in the main thread")
-    db = db_of(pg)
+    db = db_of(store)
 
     class Interrupted(Exception):
         pass
@@ -161,7 +157,7 @@ def test_a_batch_not_read_to_its_end_closes_the_connection_and_the_store_connect
 
 
 def test_the_store_sends_its_transactions_through_the_wire(
-    pg: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """BEGIN with the first statement, what waits with the COMMIT: two batches."""
     batches: list[list[bytes]] = []
@@ -172,17 +168,17 @@ def test_the_store_sends_its_transactions_through_the_wire(
         return real(wire, batch)
 
     monkeypatch.setattr(Wire, "run", run)
-    db = db_of(pg)
-    with pg.transaction():
+    db = db_of(store)
+    with store.transaction():
         assert db.scalar("SELECT ? + 1", (1,)) == 2
         db.later("SELECT 3")
     assert batches == [[b"BEGIN", b"SELECT $1 + 1"], [b"SELECT 3", b"COMMIT"]]
 
 
-def test_a_batch_that_cannot_be_adapted_leaves_nothing_noted_as_prepared(pg: Store) -> None:
+def test_a_batch_that_cannot_be_adapted_leaves_nothing_noted_as_prepared(store: Store) -> None:
     """A statement at its fifth run, in a batch that fails before sending (a later
     parameter psycopg cannot pass): it was not prepared, and it still runs after."""
-    db = db_of(pg)
+    db = db_of(store)
     text = to_wire("SELECT ? + 7 AS x")
     for _ in range(wire_module.PREPARE_AT - 1):
         db.wire.run([(text, (1,))])
@@ -194,10 +190,10 @@ def test_a_batch_that_cannot_be_adapted_leaves_nothing_noted_as_prepared(pg: Sto
     assert prepared(db) == ["SELECT $1 + 7 AS x"]
 
 
-def test_a_prepared_statement_the_server_lost_is_prepared_again(pg: Store) -> None:
+def test_a_prepared_statement_the_server_lost_is_prepared_again(store: Store) -> None:
     """Should the server forget a statement prepared on the connection (``DEALLOCATE
     ALL`` by hand), its next run fails once, and the one after prepares it again."""
-    db = db_of(pg)
+    db = db_of(store)
     text = to_wire("SELECT ? + 8 AS x")
     for _ in range(wire_module.PREPARE_AT):
         db.wire.run([(text, (1,))])
