@@ -104,8 +104,10 @@ u AS (
 #: ``{release}`` (common table expressions after those, whose ``readied`` returns task
 #: runs) does with them: it must not update a task run ``u`` moves (PostgreSQL would
 #: drop one of the two updates), and a dependent never runs while its upstream does.
-#: Each attempt recorded, with its task run if that moved, the execution's ``pending``
-#: after, and on every row the task runs ``readied`` returned.
+#: One row of arrays: the attempts recorded, the task runs moved (with the for_each
+#: task run of each), the executions counted (with their ``pending`` after), the task
+#: runs ``readied`` returned (one row, not one per attempt: joining the attempts to
+#: their task runs made the server compare every pair, as it cannot know their number).
 _SUCCEEDED = (
     _SUCCESS_MOVES
     + """,
@@ -117,10 +119,10 @@ p AS (
     WHERE executions.id = n.execution_id
     RETURNING executions.id, executions.pending),
 {release}
-SELECT f.attempt_id, u.id AS task_run_id, u.fork_of, u.execution_id, p.pending,
-       (SELECT array_agg(task_run_id) FROM readied) AS readied
-FROM f LEFT JOIN u ON u.id = f.task_run_id
-    LEFT JOIN p ON p.id = u.execution_id AND u.fork_of IS NULL
+SELECT (SELECT array_agg(attempt_id) FROM f) AS recorded, m.moved, m.forks, c.counted,
+       c.pending, (SELECT array_agg(task_run_id) FROM readied) AS readied
+FROM (SELECT array_agg(id) AS moved, array_agg(fork_of) AS forks FROM u) AS m,
+     (SELECT array_agg(id) AS counted, array_agg(pending) AS pending FROM p) AS c
 """
 )
 #: Attempts started: each task run's count and last attempt, and CREATED or RESTARTED ->
@@ -194,10 +196,12 @@ class Succeeded(Struct, frozen=True):
 
 
 def _succeeded(rows: Sequence[Row]) -> Succeeded:
-    moved = {int(r["task_run_id"]): r["fork_of"] for r in rows if r["task_run_id"] is not None}
-    pending = {int(r["execution_id"]): int(r["pending"]) for r in rows if r["pending"] is not None}
-    readied = [int(i) for i in (rows[0]["readied"] or ())] if rows else []
-    return Succeeded({int(r["attempt_id"]) for r in rows}, moved, pending, readied)
+    """:data:`_SUCCEEDED`'s one row: arrays (each pair of arrays aggregated together,
+    so that they line up), NULL when empty."""
+    (r,) = rows
+    moved = dict(zip(r["moved"] or (), r["forks"] or (), strict=True))
+    pending = dict(zip(r["counted"] or (), r["pending"] or (), strict=True))
+    return Succeeded(set(r["recorded"] or ()), moved, pending, list(r["readied"] or ()))
 
 
 class Transitions:
