@@ -4,6 +4,7 @@ part, until a call into ordo or a stop needs one."""
 
 from __future__ import annotations
 
+import gc
 import os
 import textwrap
 import threading
@@ -18,6 +19,7 @@ from ordo.clock import SystemClock
 from ordo.model import State, Task
 from ordo.runners import make_runners
 from ordo.runners.base import RunContext
+from ordo.runners.python import Listening
 from ordo.store import Store, open_store
 from ordo.store.records import Claim
 from ordo.worker import Worker, WorkerSettings
@@ -307,3 +309,22 @@ def test_a_busy_inbox_never_holds_up_the_hosts_the_loop_reads(tmp_path: Path) ->
 
 def _drop(stream: str, line: str) -> None:
     pass
+
+
+def test_an_ended_attempt_is_freed_at_once_not_left_to_the_garbage_collector(
+    store: Store, tmp_path: Path
+) -> None:
+    """What reads an attempt and runs it (its context, its reading of the host's pipes)
+    is let go of when it ends, so no garbage collection is needed to free it: with the
+    collector off, none is left after a run (a worker running quick tasks spent 8 % of
+    its time collecting them)."""
+    tasks = "\n".join(f"  - {{id: t{i}, type: python, function: 'steps:f'}}" for i in range(8))
+    gc.collect()
+    gc.disable()
+    try:
+        _, final, _ = _run(store, tmp_path, f"id: quick\ntasks:\n{tasks}\n", "def f(): pass\n")
+        left = [o for o in gc.get_objects() if isinstance(o, (Listening, Running, RunContext))]
+    finally:
+        gc.enable()
+    assert final is State.SUCCESS
+    assert left == []

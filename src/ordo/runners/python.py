@@ -272,6 +272,14 @@ class Listening:
                         break
         return True
 
+    def close(self) -> None:
+        """The reading ended: its streams are closed, and what refers back to this object
+        lets go of it (freed at once then, rather than by the garbage collector: a worker
+        running quick tasks spent 8 % of its time collecting these)."""
+        self.pump.close()
+        self.pump.until = None
+        self.calls.replied = None
+
     def serve_calls(self) -> None:
         """Answer the calls held so far, and those that come from now on."""
         self.calls.held = False
@@ -529,7 +537,7 @@ class HostRun:
         host, ctx = self.host, self.ctx
         self.released = True
         try:
-            self.listening.pump.close()
+            self.listening.close()
             reply, finished = host.ended(self.listening, finished)
             if not host.alive:
                 host.stop(ctx.kill_grace)

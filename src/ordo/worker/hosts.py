@@ -349,7 +349,7 @@ class HostDriver:
                         attempt.listening.serve_calls()
                         ended = attempt.listening.pump.run()
                     if attempt.not_run:
-                        attempt.listening.pump.close()
+                        attempt.listening.close()
                         attempt.host.alive = False
                         attempt.host.stop(attempt.ctx.kill_grace)
                         self._put_back([(running, attempt), *queued])

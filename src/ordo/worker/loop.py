@@ -517,6 +517,9 @@ class Worker:
         running = self.launcher.running.pop(claim.attempt_id, None)
         self.launcher.announced.discard(claim.attempt_id)
         if running is not None:  # how long attempts run: how many to claim ahead
+            # (its context's functions name it: let go, it is freed now, not by the
+            # garbage collector)
+            running.context.call = running.context.step_log = None
             took = max(self.clock.now() - running.since, 0.0)
             self._typical = took if self._typical is None else 0.8 * self._typical + 0.2 * took
         if running is not None and running.cancel_reason == "handed back":
