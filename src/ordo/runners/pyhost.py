@@ -328,12 +328,13 @@ class Environ:
     task). A task that changed ``os.environ`` itself is noticed (its raw bytes differ)
     and the next one starts from what is really there.
 
-    An attempt's own variables (``ORDO_*``: its ids, its files, its inputs) take new
-    values every task. Set with ``setenv``, as ``os.environ`` does, each value would stay
-    in memory for good: the C library keeps every string it was given, in case someone
-    still points at it (290 bytes a task: a host grew by 57 MB over 200,000 tasks). With
-    ``c_lib``, they go into the C environment as strings of the host's own instead, each
-    freed once another value (or none) replaced it there."""
+    Variables take new values every task (an attempt's ids, files and inputs; a task's
+    own ``env:`` rendered for its execution). Set with ``setenv``, as ``os.environ`` does,
+    each value would stay in memory for good: the C library keeps every string it was
+    given, in case someone still points at it (290 bytes a task: a host grew by 57 MB
+    over 200,000 tasks). With ``c_lib``, they go into the C environment as strings of the
+    host's own instead, each freed once another value (or none) replaced it there (what
+    ``getenv`` answered may be overwritten by such changes: POSIX says so)."""
 
     def __init__(self, c_lib: _CLib | None = None) -> None:
         self.c = c_lib
@@ -372,7 +373,7 @@ class Environ:
 
     def _put(self, key: str, value: str) -> None:
         c = self.c
-        if c is not None and c.putenv is not None and key.startswith("ORDO_"):
+        if c is not None and c.putenv is not None:
             assert c.strdup is not None and c.free is not None
             name, text = os.fsencode(key), os.fsencode(value)  # (as os.environ does)
             if b"\0" not in name + text:  # (else os.environ says what is wrong)
