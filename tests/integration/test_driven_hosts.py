@@ -319,12 +319,17 @@ def test_an_ended_attempt_is_freed_at_once_not_left_to_the_garbage_collector(
     collector off, none is left after a run (a worker running quick tasks spent 8 % of
     its time collecting them)."""
     tasks = "\n".join(f"  - {{id: t{i}, type: python, function: 'steps:f'}}" for i in range(8))
+    kinds = (Listening, Running, RunContext)
+    was_on = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        _, final, _ = _run(store, tmp_path, f"id: quick\ntasks:\n{tasks}\n", "def f(): pass\n")
-        left = [o for o in gc.get_objects() if isinstance(o, (Listening, Running, RunContext))]
+        before = {id(o) for o in gc.get_objects() if isinstance(o, kinds)}
+        _, final, worker = _run(store, tmp_path, f"id: quick\ntasks:\n{tasks}\n", "def f(): pass\n")
+        del worker
+        left = [o for o in gc.get_objects() if isinstance(o, kinds) and id(o) not in before]
     finally:
-        gc.enable()
+        if was_on:
+            gc.enable()
     assert final is State.SUCCESS
     assert left == []

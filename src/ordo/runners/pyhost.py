@@ -328,17 +328,24 @@ class Environ:
     task). A task that changed ``os.environ`` itself is noticed (its raw bytes differ)
     and the next one starts from what is really there.
 
-    Variables take new values every task (an attempt's ids, files and inputs; a task's
-    own ``env:`` rendered for its execution). Set with ``setenv``, as ``os.environ`` does,
-    each value would stay in memory for good: the C library keeps every string it was
-    given, in case someone still points at it (290 bytes a task: a host grew by 57 MB
-    over 200,000 tasks). With ``c_lib``, they go into the C environment as strings of the
-    host's own instead, each freed once another value (or none) replaced it there (what
-    ``getenv`` answered may be overwritten by such changes: POSIX says so)."""
+    An attempt's own variables (``ORDO_*``: its ids, its files, its inputs) take new
+    values every task. Set with ``setenv``, as ``os.environ`` does, each value would stay
+    in memory for good: the C library keeps every string it was given, in case someone
+    still points at it (290 bytes a task: a host grew by 57 MB over 200,000 tasks). With
+    ``c_lib``, they go into the C environment as strings of the host's own instead, each
+    freed once :data:`KEPT` more have replaced others since it was replaced itself (a
+    thread reading the environment meanwhile finds it still there). Other variables
+    (inherited, a task's ``env:``) go through ``os.environ``: C code may keep what
+    ``getenv`` answered for them. Code that keeps it for an ``ORDO_*`` variable across
+    tasks reads a value freed since."""
+
+    #: Strings replaced in the environment that are kept a while before being freed.
+    KEPT = 16
 
     def __init__(self, c_lib: _CLib | None = None) -> None:
         self.c = c_lib
         self.owned: dict[str, int] = {}  # variable -> our C string the environment holds
+        self.replaced: collections.deque[int] = collections.deque()  # ours, out of it
         self.now = dict(os.environ)
         self.raw = dict(os.environ._data)  # type: ignore[attr-defined]
 
@@ -373,30 +380,34 @@ class Environ:
 
     def _put(self, key: str, value: str) -> None:
         c = self.c
-        if c is not None and c.putenv is not None:
-            assert c.strdup is not None and c.free is not None
+        if c is not None and c.putenv is not None and key.startswith("ORDO_"):
+            assert c.strdup is not None
             name, text = os.fsencode(key), os.fsencode(value)  # (as os.environ does)
-            if b"\0" not in name + text:  # (else os.environ says what is wrong)
+            if b"=" not in name and b"\0" not in name + text:  # (else os.environ says why)
                 entry = c.strdup(name + b"=" + text)
                 if entry and c.putenv(entry) == 0:
                     os.environ._data[name] = text  # type: ignore[attr-defined]
-                    self._free(key)
+                    self._out(key)
                     self.owned[key] = entry
                     return
                 if entry:
-                    c.free(entry)
+                    self.replaced.append(entry)  # (never placed: freed in turn)
         os.environ[key] = value
-        self._free(key)  # (the environment holds a copy of the C library's now)
+        self._out(key)  # (the environment holds the C library's copy now)
 
     def _unset(self, key: str) -> None:
         del os.environ[key]
-        self._free(key)
+        self._out(key)
 
-    def _free(self, key: str) -> None:
-        """Our string for ``key``, no longer in the environment, is freed."""
+    def _out(self, key: str) -> None:
+        """Our string for ``key`` is no longer in the environment: freed in turn."""
         entry = self.owned.pop(key, None)
-        if entry is not None and self.c is not None and self.c.free is not None:
-            self.c.free(entry)
+        if entry is not None:
+            self.replaced.append(entry)
+        while len(self.replaced) > self.KEPT:
+            oldest = self.replaced.popleft()
+            if self.c is not None and self.c.free is not None:
+                self.c.free(oldest)
 
 
 def _import_dirs(request: dict[str, Any]) -> tuple[str, ...]:
