@@ -34,9 +34,9 @@ from ordo.store.records import Reclaimed
 #: the join with the workers' count: joined row by row, the server counted the workers
 #: again for every ready row (464 times in a claim of W2).
 FAIR_SHARE = """coalesce((
-    SELECT (s.ready + w.n - 1) / w.n
-    FROM (SELECT count(*) AS ready
-          FROM (SELECT 1 FROM ready WHERE {where} AND concurrency_key IS NULL LIMIT ?) AS r) AS s
+    SELECT (s.found + w.n - 1) / w.n
+    FROM (SELECT count(*) AS found
+          FROM (SELECT 1 FROM ready WHERE {where} AND concurrency_key IS NULL LIMIT ?) AS m) AS s
     CROSS JOIN (SELECT CASE WHEN count(*) > 1 THEN count(*) ELSE 1 END AS n FROM workers
                 WHERE stopped_at IS NULL AND heartbeat_at >= ?) AS w), 0)"""
 #: Ready rows counted for :data:`FAIR_SHARE`: up to this many times a claim's limit.
