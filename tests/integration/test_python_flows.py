@@ -398,6 +398,7 @@ def test_a_killed_handler_resumes_with_the_same_child_and_calls(
 
 IN_HOST = """
 import os
+import subprocess
 import sys
 import time
 
@@ -413,7 +414,13 @@ def talk(x: int) -> dict:
     this.now()  # a step of its own task run, not of the flow function
     os.environ["LEAKED"] = "1"  # put back after it, as a host does between tasks
     os.chdir("/")
-    return {"x": x, "pid": os.getpid(), "pair": (x, x), "inputs": dict(this.inputs)}
+    return {"x": x, "pid": os.getpid(), "pair": (x, x), "inputs": dict(this.inputs),
+            "run": _run_ids()}
+
+
+def _run_ids() -> list:  # the task run id os.environ says, and a process started now
+    child = subprocess.run(["sh", "-c", "printf %s $ORDO_TASK_RUN_ID"], capture_output=True)
+    return [os.environ["ORDO_TASK_RUN_ID"], child.stdout.decode()]
 
 
 @task(timeout=30)
@@ -450,6 +457,7 @@ def inhost() -> dict:
     where = os.getcwd()
     said = talk(x=1)
     said["kept"] = os.getcwd() == where and "LEAKED" not in os.environ
+    said["after"] = _run_ids()  # the flow function's own again
     when = this.now()  # step 2 of the flow: the task's own calls are not its steps
     try:
         slow()
@@ -507,6 +515,9 @@ def test_a_task_call_runs_in_its_flow_functions_host_as_its_own_task_run(
     runs = {r["task"]: r for r in doc["task_runs"]}
     talk = runs["talk"]
     assert talk["state"] == "SUCCESS" and len(talk["attempts"]) == 1
+    # its own ORDO_* variables, also for a process it starts; the flow's after it
+    assert out["said"]["run"] == [str(talk["id"])] * 2
+    assert out["said"]["after"] == [str(runs["inhost"]["id"])] * 2
     assert talk["outputs"]["extra"] == 1 and talk["outputs"]["return"]["x"] == 1
     assert [m["name"] for m in talk["metrics"]] == ["talked"]
     assert runs["slow"]["attempts"][0]["reason"] == "timeout"

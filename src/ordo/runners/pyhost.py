@@ -292,7 +292,7 @@ class Host:
         before = _usage()
         try:
             os.chdir(request["cwd"])
-            reply = execute(request, self.this, self.flush)
+            reply = execute(request, self.this, self.flush, self.env)
         except BaseException as exc:  # the task's failure is the reply, never the host's end
             reply = failure(exc)
         finally:
@@ -435,10 +435,12 @@ def execute(
     request: dict[str, Any],
     this: ModuleType | None = None,
     flush: Callable[[], None] | None = None,
+    environ: Environ | None = None,
 ) -> dict[str, Any]:
     """Run the function, handler or script (a script defining ``handler`` runs as a
     handler); a returned dict becomes the outputs. ``flush``: the host's (a flow
-    function's ``@task`` calls may run here, their lines marked as theirs)."""
+    function's ``@task`` calls may run here, their lines marked as theirs), as is
+    ``environ``, what sets their variables."""
     if request.get("evaluate"):
         return evaluate(request["function"], request["with"])
     if request.get("script"):
@@ -460,7 +462,7 @@ def execute(
     if request.get("flow_function") and this is not None:
         from ordo import pyflow  # its @task calls are steps of this attempt
 
-        steps = pyflow.Steps(this, StepHere(this, flush or (lambda: None)))
+        steps = pyflow.Steps(this, StepHere(this, flush or (lambda: None), environ))
         pyflow._runner = steps
         try:
             result = function(**request["with"])
@@ -479,9 +481,12 @@ class StepHere:
     it changes of the process (environment, working directory, import path, argv) is
     put back after it, as a host puts it back between tasks."""
 
-    def __init__(self, this: ModuleType, flush: Callable[[], None]) -> None:
+    def __init__(
+        self, this: ModuleType, flush: Callable[[], None], environ: Environ | None = None
+    ) -> None:
         self.this = this
         self.flush = flush
+        self.environ = environ or Environ()  # (the host's: see Environ on ORDO_* values)
 
     def __call__(
         self,
@@ -501,7 +506,8 @@ class StepHere:
             cwd = None
         runner, given = pyflow._runner, this.inputs._given
         self._mark(str(attempt))
-        os.environ.update(env)
+        for key, value in env.items():
+            self.environ._put(key, value)
         pyflow._runner = None  # a @task it calls is its plain function, as in a host alone
         acting = this._act_as(attempt, 0)
         this.inputs._set(dict(kwargs))
@@ -517,7 +523,7 @@ class StepHere:
             pyflow._runner = runner
             this._act_as(*acting)
             this.inputs._set(given)
-            _put_back(environ)
+            self._put_back(environ)
             if cwd is not None:
                 with contextlib.suppress(OSError):
                     os.chdir(cwd)
@@ -533,14 +539,13 @@ class StepHere:
         os.write(1, line)
         os.write(2, line)
 
-
-def _put_back(environ: dict[str, str]) -> None:
-    """``os.environ`` as it was (only the variables that differ are set)."""
-    for key in os.environ.keys() - environ.keys():
-        del os.environ[key]
-    for key, value in environ.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
+    def _put_back(self, environ: dict[str, str]) -> None:
+        """``os.environ`` as it was (only the variables that differ are set)."""
+        for key in os.environ.keys() - environ.keys():
+            self.environ._unset(key)
+        for key, value in environ.items():
+            if os.environ.get(key) != value:
+                self.environ._put(key, value)
 
 
 def _result(result: Any, what: str, this: ModuleType | None) -> dict[str, Any]:
