@@ -24,14 +24,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pg import TASKS, _wait_registered, drop_database, scratch_database, state_of
+from pg import DEFAULT_URL, _wait_registered, drop_database, scratch_database, w2_once
 from run import compile_ordo, write_flows
 
 
@@ -62,23 +61,7 @@ def _side(ordo: str, admin_url: str, src: str | None) -> dict[str, Any]:
 
 def _w2(ordo: str, side: dict[str, Any]) -> float:
     """One W2 on ``side``: task runs per second, first start to last end."""
-    out = subprocess.run(
-        [ordo, "submit", str(side["flow"])],
-        env=side["env"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    execution_id, conn = int(out.stdout), side["conn"]
-    while state_of(conn, execution_id) not in ("SUCCESS", "FAILED"):
-        time.sleep(0.005)
-    assert state_of(conn, execution_id) == "SUCCESS"
-    row = conn.execute(
-        "SELECT min(started_at), max(ended_at), count(*) FROM attempts WHERE execution_id = %s",
-        (execution_id,),
-    ).fetchone()
-    assert row is not None and row[2] == TASKS, row
-    return float(TASKS / (row[1] - row[0]))
+    return w2_once(ordo, side["env"], side["flow"], side["conn"], idle=0.3)[1]
 
 
 def _close(admin_url: str, side: dict[str, Any]) -> None:
@@ -96,12 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--url",
-        default=os.environ.get(
-            "ORDO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--runs", type=int, default=20, help="W2 runs per side")
     parser.add_argument("--base", help="side A: the src folder of another ordo")
     args = parser.parse_args()
@@ -119,12 +97,11 @@ def main() -> None:
             _w2(ordo, side)
         for i in range(args.runs):
             for side in sides if i % 2 == 0 else sides[::-1]:
-                time.sleep(0.3)  # idle again
                 side["rates"].append(_w2(ordo, side))
     finally:
         for side in sides:
             _close(args.url, side)
-    print(f"W2 on PostgreSQL ({TASKS} task runs), 2 workers of 2 slots a side, {args.runs} runs")
+    print(f"W2 on PostgreSQL (501 task runs), 2 workers of 2 slots a side, {args.runs} runs")
     base = statistics.median(sides[0]["rates"])
     for label, side in zip(("A " + (args.base or "this ordo"), "B this ordo"), sides, strict=True):
         rates = side["rates"]
