@@ -265,8 +265,8 @@ class Requests:
 class Host:
     """Runs one request at a time, restoring the process between tasks."""
 
-    def __init__(self, c_lib: _CLib | Callable[[], object]) -> None:
-        self.env = Environ(c_lib if isinstance(c_lib, _CLib) else None)
+    def __init__(self, c_lib: _CLib) -> None:
+        self.env = Environ(c_lib)
         self.cwd = os.getcwd()
         self.path = list(sys.path)
         self.argv = list(sys.argv)
