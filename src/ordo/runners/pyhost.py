@@ -150,15 +150,14 @@ def _drop_bytecode(path: str) -> None:
 
 class _CLib:
     """The C library's functions the host calls: ``fflush(NULL)`` (C code's buffered
-    stdio reaches the pipes before the reply, when the object is called) and what sets
-    an attempt's own variables in the C environment (:class:`Environ`). ctypes is loaded
-    on a thread started at boot, so the host is ready sooner; the first use waits for it."""
+    stdio reaches the pipes before the reply, when the object is called) and ``putenv``,
+    which sets an attempt's own variables in the C environment (:class:`Environ`).
+    ctypes is loaded on a thread started at boot, so the host is ready sooner; the first
+    use waits for it."""
 
     def __init__(self) -> None:
         self.fflush: Callable[[None], object] | None = None
-        self.strdup: Callable[[bytes], int | None] | None = None
-        self.putenv: Callable[[int], int] | None = None
-        self.free: Callable[[int], None] | None = None
+        self.putenv: Callable[[bytes], int] | None = None
         self.loading = threading.Thread(target=self._load, daemon=True)
         self.loading.start()
 
@@ -167,13 +166,10 @@ class _CLib:
             import ctypes
 
             libc = ctypes.CDLL(None)
+            putenv = libc.putenv
+            putenv.argtypes, putenv.restype = [ctypes.c_char_p], ctypes.c_int
             self.fflush = libc.fflush
-            strdup, putenv, free = libc.strdup, libc.putenv, libc.free
-            strdup.argtypes, strdup.restype = [ctypes.c_char_p], ctypes.c_void_p
-            putenv.argtypes, putenv.restype = [ctypes.c_void_p], ctypes.c_int
-            free.argtypes, free.restype = [ctypes.c_void_p], None
-            self.strdup, self.free = strdup, free
-            self.putenv = putenv  # (last: once it is set, the others are)
+            self.putenv = putenv  # (last: once it is set, the other is)
         except (ImportError, OSError, AttributeError):
             pass
 
@@ -272,6 +268,8 @@ class Host:
         self.argv = list(sys.argv)
         self.modules = FlowModules()
         self.c_flush = c_lib
+        self.kids_cpu = _kids_usage()[0]  # (reaped children's, after the last task)
+        self.paths: dict[tuple[str, ...], list[str]] = {}  # sys.path for each task's dirs
         try:
             self.this: ModuleType | None = importlib.import_module("ordo.this")
         except ImportError:
@@ -284,12 +282,17 @@ class Host:
         if "env" in request:
             self.env.set(request["env"])
         else:  # what changed since the last request
-            self.env.change(request["env_set"], request["env_unset"])
-        sys.path[:] = [*dirs, *(p for p in self.path if p not in dirs)]
+            self.env.change(request["env_set"], request.get("env_unset") or [])
+        path = self.paths.get(dirs)
+        if path is None:
+            if len(self.paths) >= 256:
+                self.paths.clear()
+            path = self.paths[dirs] = [*dirs, *(p for p in self.path if p not in dirs)]
+        sys.path[:] = path
         if self.this is not None:
             self.this.inputs._set(request["with"])
             self.this._reset_steps()
-        before = _usage()
+        before = _own_cpu()
         try:
             os.chdir(request["cwd"])
             reply = execute(request, self.this, self.flush, self.env)
@@ -297,9 +300,11 @@ class Host:
             reply = failure(exc)
         finally:
             self.restore()
-        after = _usage()
-        reply["cpu"] = after[0] - before[0]
-        reply["rss"] = after[1]
+        # (its children's: since the last task, whose end read them; the host reaps none)
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), _kids_usage()
+        reply["cpu"] = own.ru_utime + own.ru_stime - before + kids[0] - self.kids_cpu
+        reply["rss"] = max(own.ru_maxrss, kids[1])
+        self.kids_cpu = kids[0]
         # the attempt's files the task wrote: the worker opens only those
         now = self.env.now
         reply["files"] = [n for n in ATTEMPT_FILES if n in now and os.path.exists(now[n])]
@@ -317,8 +322,10 @@ class Host:
 
     def flush(self) -> None:
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
+            try:  # noqa: SIM105 (contextlib.suppress costs more, every task)
                 stream.flush()
+            except (OSError, ValueError):
+                pass
         self.c_flush()
 
 
@@ -332,20 +339,22 @@ class Environ:
     values every task. Set with ``setenv``, as ``os.environ`` does, each value would stay
     in memory for good: the C library keeps every string it was given, in case someone
     still points at it (290 bytes a task: a host grew by 57 MB over 200,000 tasks). With
-    ``c_lib``, they go into the C environment as strings of the host's own instead, each
-    freed once :data:`KEPT` more have replaced others since it was replaced itself (a
-    thread reading the environment meanwhile finds it still there). Other variables
-    (inherited, a task's ``env:``) go through ``os.environ``: C code may keep what
-    ``getenv`` answered for them. Code that keeps it for an ``ORDO_*`` variable across
-    tasks reads a value freed since."""
+    ``c_lib``, they go into the C environment with ``putenv`` instead, which keeps the
+    string it is given rather than a copy: a bytes object of ours (it ends with a NUL),
+    held while the environment holds it and for :data:`KEPT` more replacements after (a
+    thread reading the environment meanwhile finds it still there), then let go. Other
+    variables (inherited, a task's ``env:``) go through ``os.environ``: C code may keep
+    what ``getenv`` answered for them. Code that keeps it for an ``ORDO_*`` variable
+    across tasks reads a value freed since."""
 
     #: Strings replaced in the environment that are kept a while before being freed.
     KEPT = 16
 
     def __init__(self, c_lib: _CLib | None = None) -> None:
         self.c = c_lib
-        self.owned: dict[str, int] = {}  # variable -> our C string the environment holds
-        self.replaced: collections.deque[int] = collections.deque()  # ours, out of it
+        self.owned: dict[str, bytes] = {}  # variable -> our string the environment holds
+        #: ours, out of it (the oldest is let go as a new one comes)
+        self.replaced: collections.deque[bytes] = collections.deque(maxlen=self.KEPT)
         self.now = dict(os.environ)
         self.raw = dict(os.environ._data)  # type: ignore[attr-defined]
 
@@ -381,17 +390,14 @@ class Environ:
     def _put(self, key: str, value: str) -> None:
         c = self.c
         if c is not None and c.putenv is not None and key.startswith("ORDO_"):
-            assert c.strdup is not None
-            name, text = os.fsencode(key), os.fsencode(value)  # (as os.environ does)
+            name, text = key.encode(*_FS), value.encode(*_FS)  # (as os.environ encodes)
             if b"=" not in name and b"\0" not in name + text:  # (else os.environ says why)
-                entry = c.strdup(name + b"=" + text)
-                if entry and c.putenv(entry) == 0:
+                entry = name + b"=" + text
+                if c.putenv(entry) == 0:
                     os.environ._data[name] = text  # type: ignore[attr-defined]
                     self._out(key)
                     self.owned[key] = entry
                     return
-                if entry:
-                    self.replaced.append(entry)  # (never placed: freed in turn)
         os.environ[key] = value
         self._out(key)  # (the environment holds the C library's copy now)
 
@@ -400,14 +406,14 @@ class Environ:
         self._out(key)
 
     def _out(self, key: str) -> None:
-        """Our string for ``key`` is no longer in the environment: freed in turn."""
+        """Our string for ``key`` is no longer in the environment: let go in turn."""
         entry = self.owned.pop(key, None)
         if entry is not None:
             self.replaced.append(entry)
-        while len(self.replaced) > self.KEPT:
-            oldest = self.replaced.popleft()
-            if self.c is not None and self.c.free is not None:
-                self.c.free(oldest)
+
+
+#: How ``os.environ`` encodes names and values.
+_FS = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
 
 
 def _import_dirs(request: dict[str, Any]) -> tuple[str, ...]:
@@ -426,9 +432,20 @@ def _real_dirs(base_dir: str, cwd: str, script: str | None) -> tuple[str, ...]:
 def _usage() -> tuple[float, int]:
     """CPU seconds of this process and of its reaped children; peak RSS in KiB."""
     own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = _kids_usage()
+    return own.ru_utime + own.ru_stime + kids[0], max(own.ru_maxrss, kids[1])
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+def _kids_usage() -> tuple[float, int]:
+    """CPU seconds of this process's reaped children, and the peak RSS of the largest."""
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-    return cpu, max(own.ru_maxrss, kids.ru_maxrss)
+    return kids.ru_utime + kids.ru_stime, kids.ru_maxrss
 
 
 def execute(

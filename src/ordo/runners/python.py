@@ -338,7 +338,9 @@ class Host:
             if last is None:
                 message["env"] = env.whole()
             else:
-                message["env_set"], message["env_unset"] = env.since(last)
+                message["env_set"], unset = env.since(last)
+                if unset:
+                    message["env_unset"] = unset
         assert self.proc.stdin is not None
         data = (_compact(message) + "\n").encode()
         self.last_size = len(data)
@@ -641,31 +643,40 @@ class PythonRunner:
         return host
 
     def _request(self, ctx: RunContext, files: AttemptFiles) -> dict[str, Any]:
+        """The host's request for ``ctx`` (what :mod:`~ordo.runners.pyhost` reads; a key
+        left out is None, False or empty there)."""
         inherit = ctx.fields.get("inherit_env", True)
         key = inherit if isinstance(inherit, bool) else tuple(inherit)
         base = self._inherited.get(key)
         if base is None:  # (one dict per way of inheriting: see :meth:`Host.send`)
             base = self._inherited[key] = inherited_env(inherit, self.environ)
-        own = {**ctx.env, **files.env(ctx), "ORDO_INPUTS": json.dumps(dict(ctx.with_))}
-        env = TaskEnv(base, own)
-        script = ctx.fields.get("script")
+        inputs = json.dumps(dict(ctx.with_)) if ctx.with_ else "{}"
+        own = {**ctx.env, **files.env(ctx), "ORDO_INPUTS": inputs}
+        fields = ctx.fields
         base_dir = _absolute(ctx.base_dir)
-        return {
-            "function": ctx.fields.get("function"),
-            "handler": ctx.fields.get("handler"),
-            "script": os.path.join(base_dir, str(script)) if script else None,
-            # a @flow function (its @task calls are steps), or a @task's step (its
-            # positional arguments, and whatever it returns is its value)
-            "flow_function": bool(ctx.fields.get("flow_function")),
-            "step": bool(ctx.fields.get("step")),
-            "args": list(ctx.fields.get("args") or ()),
+        request: dict[str, Any] = {
+            "function": fields.get("function"),
             "with": dict(ctx.with_),
-            "env": env,
+            "env": TaskEnv(base, own),
             "cwd": _absolute(working_dir(ctx)),
             "base_dir": base_dir,
-            # its failure stops nothing: a host goes on to requests queued behind it
-            "goes_on": ctx.task.allow_failure,
         }
+        if fields.get("handler"):
+            request["handler"] = fields["handler"]
+        script = fields.get("script")
+        if script:
+            request["script"] = os.path.join(base_dir, str(script))
+        # a @flow function (its @task calls are steps), or a @task's step (its
+        # positional arguments, and whatever it returns is its value)
+        if fields.get("flow_function"):
+            request["flow_function"] = True
+        if fields.get("step"):
+            request["step"] = True
+        if fields.get("args"):
+            request["args"] = list(fields["args"])
+        if ctx.task.allow_failure:  # its failure stops nothing: a host goes on to
+            request["goes_on"] = True  # requests queued behind it
+        return request
 
     def _outcome(
         self,
