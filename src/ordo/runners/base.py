@@ -9,7 +9,6 @@ stopping everything it started (process trees: SIGTERM, then SIGKILL after
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 
@@ -52,6 +51,24 @@ class CheckPlan(Struct, frozen=True):
     facts: Mapping[str, Any] = field(default_factory=dict)
 
 
+class Cancel:
+    """Set once an attempt must stop early (a kill, its execution's timeout): runners
+    look at it while they wait for their work. A plain flag: nothing waits on it, and a
+    ``threading.Event`` (a condition and its lock) cost more than a small task's
+    attempt to make."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+
+
 class RunContext(Struct):
     """Everything one attempt needs. ``fields`` are the task's own fields (``spec``)
     after template rendering; ``with_`` and ``env`` are rendered too."""
@@ -68,7 +85,7 @@ class RunContext(Struct):
     log: LogSink
     timeout: float | None = None
     kill_grace: float = 5.0
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel: Cancel = field(default_factory=Cancel)
     #: ``{function: module:func}`` of a run_if to evaluate before running, with ``facts``
     #: (inputs, outputs, execution, fork) as the keyword arguments it may take.
     run_if: Mapping[str, Any] | None = None

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TextIO
 
-from msgspec import Struct, field
+from msgspec import Struct
 
 from ordo.masking import passed_environ
 from ordo.model import Metric
@@ -52,7 +52,7 @@ class Finished(Struct):
     cancelled: bool = False
     cpu_seconds: float | None = None
     peak_rss_kb: int | None = None
-    last_stderr: deque[str] = field(default_factory=lambda: deque(maxlen=5))
+    last_stderr: deque[str] | None = None  # (a shell task's: its last lines)
 
 
 class LineSplitter:
@@ -177,8 +177,8 @@ class AttemptFiles:
                 folder = AttemptFiles._folder = tempfile.mkdtemp(prefix="ordo-")
                 atexit.register(shutil.rmtree, folder, True)
             AttemptFiles._seen_at = now
-        self.outputs = os.path.join(folder, f"{attempt_id}-{id(self)}.outputs")
-        self.metrics = os.path.join(folder, f"{attempt_id}-{id(self)}.metrics")
+        name = f"{folder}/{attempt_id}-{id(self)}"  # (the folder: mkdtemp's, absolute)
+        self.outputs, self.metrics = name + ".outputs", name + ".metrics"
         self.found: list[str] | None = None  # once read: the files there were
 
     def env(self, ctx: RunContext) -> dict[str, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import json.encoder
 import logging
 import os
 import select
@@ -53,8 +54,25 @@ DRAIN_READS = 64
 #: request that would not fit in it with those before it would make the writer wait
 #: until the host reads, and a withdraw's line must always fit).
 QUEUE_ROOM = 16 * 1024
-#: A request as JSON, without the spaces ``json.dumps`` puts after separators.
-_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _compact_encoder() -> Callable[[Any], str]:
+    """A request as JSON, without the spaces ``json.dumps`` puts after separators; the
+    C encoder made once (``json.dumps`` makes one a call), without the check for
+    circular values (one fails on the depth of recursion instead)."""
+    make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+    if make is None:
+        return json.JSONEncoder(separators=(",", ":")).encode
+    escape = json.encoder.encode_basestring_ascii
+    encode = make(None, _not_json, escape, None, ":", ",", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_compact = _compact_encoder()
 
 
 class _Replies:
