@@ -36,7 +36,8 @@ def forms(values: Iterable[str]) -> tuple[str, ...]:
     URL-quoted (``quote`` and ``quote_plus``) and base64 (standard and URL-safe alphabet,
     without the ``=`` padding, so a padded one is masked too). Empty values are left
     out."""
-    return _forms(tuple(sorted({v for v in values if v})))
+    found = {v for v in values if v}
+    return _forms(tuple(sorted(found))) if found else ()
 
 
 @lru_cache(maxsize=64)
@@ -150,6 +151,8 @@ def secret_values(
     password, secret, key, token, credential by default), longest first; values under 4
     characters are left alone (masking ``1`` everywhere would hide more than it
     protects)."""
+    if not env:
+        return ()
     found = {v for k, v in env.items() if pattern.search(k) and len(v) >= 4}
     return tuple(sorted(found, key=lambda v: (-len(v), v)))
 

@@ -73,6 +73,8 @@ def _not_json(value: Any) -> Any:
 
 
 _compact = _compact_encoder()
+#: A host's reply line, decoded (``json.loads`` without its look at the bytes' encoding).
+_decode = json.JSONDecoder().decode
 
 
 class _Replies:
@@ -86,7 +88,7 @@ class _Replies:
         self.buffer += data
         if self.reply is None and b"\n" in self.buffer:  # (what follows is the next one's)
             line, self.buffer = self.buffer.split(b"\n", 1)
-            self.reply = json.loads(line)
+            self.reply = _decode(line.decode("utf-8", "surrogatepass"))
 
     def close(self) -> None:
         pass
@@ -214,13 +216,15 @@ class Listening:
     poll."""
 
     def __init__(self, host: Host, ctx: RunContext, calls: bool = True) -> None:
-        steps = _StepLogs(ctx)
+        sink = ctx.log  # (only a flow function's host runs @tasks, between markers)
+        if ctx.step_log is not None:
+            steps = _StepLogs(ctx)
 
-        def sink(stream: str, line: str) -> None:
-            if pyhost.STEP in line:
-                steps.mark(stream, line)
-                return
-            steps.current[stream](stream, line)
+            def sink(stream: str, line: str) -> None:
+                if pyhost.STEP in line:
+                    steps.mark(stream, line)
+                    return
+                steps.current[stream](stream, line)
 
         assert host.proc.stdout is not None and host.proc.stderr is not None
         cap = capped(ctx.log)
