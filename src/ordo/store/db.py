@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -47,6 +48,33 @@ class Row(Protocol):
     """A row read from the store: its columns by name."""
 
     def __getitem__(self, key: str, /) -> Any: ...
+
+    def keys(self) -> Sequence[str]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+def columns(rows: Iterable[Row], names: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The columns ``names`` of each row, in that order, read by position: for the
+    store's hot paths, where reading a row's columns one by one by name costs a call of
+    Python each (about 20 an attempt when claiming)."""
+    found: list[tuple[Any, ...]] = []
+    getters: dict[tuple[str, ...], Callable[[tuple[Any, ...]], Any]] = {}
+    for row in rows:
+        keys = tuple(row.keys())
+        get = getters.get(keys)
+        if get is None:
+            get = getters[keys] = _getter([keys.index(name) for name in names])
+        found.append(get(tuple(row)))
+    return found
+
+
+def _getter(at: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """The items at ``at`` of a tuple, as a tuple."""
+    if len(at) == 1:
+        (i,) = at
+        return lambda values: (values[i],)
+    return operator.itemgetter(*at)
 
 
 class Cursor(Protocol):

@@ -14,7 +14,7 @@ from typing import Any
 
 from ordo.model import CONNECTIONS, TERMINAL, Flow, Outcome, State, Task
 from ordo.store import queries as q
-from ordo.store.db import Db, Row, dumps
+from ordo.store.db import Db, Row, columns, dumps
 from ordo.store.executions import Executions
 from ordo.store.flows import Flows
 from ordo.store.history import routine_end
@@ -29,6 +29,11 @@ from ordo.store.transitions import Change, Transitions
 
 _OPEN = frozenset({State.CREATED, State.RUNNING})  # an execution whose task runs start
 _WAITING = frozenset({State.CREATED, State.RESTARTED})  # a task run's first attempt moves it
+#: The columns of a taken row that starting its attempt reads (:meth:`TaskRuns._start_attempts`)
+_TAKEN = (
+    "task_run_id", "execution_id", "execution_state", "state", "attempts", "attempt_id",
+    "revision_id", "task_id", "started_at",
+)  # fmt: skip
 EXPIRED_LEASES = f"""
 SELECT {q.CLAIM_COLUMNS}, a.worker_id, a.launched_at
 FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
@@ -179,41 +184,39 @@ class TaskRuns:
         attempt also moves the task run CREATED -> RUNNING. ``taken`` rows have the
         columns of :meth:`~ordo.store.db.Db.take_ready`'s."""
         startable = [  # (a StrEnum's members are their values: the rows' text is found)
-            r for r in taken if r["execution_state"] in _OPEN and r["state"] not in TERMINAL
+            r for r in columns(taken, _TAKEN) if r[2] in _OPEN and r[3] not in TERMINAL
         ]
         if not startable:
             return []
-        first = {r["execution_id"] for r in startable if r["execution_state"] == "CREATED"}
+        first = {r[1] for r in startable if r[2] == "CREATED"}
         for ex_id in sorted(first):  # its first claim: the execution is handled now
             self.transitions.transition([Change(ex_id, None, State.CREATED, State.RUNNING)], now)
         launch, launch_lease, held = launching
         values = []
-        for r in startable:
-            starts = launch > 0 and r["execution_id"] not in held
+        moves = []
+        for run_id, ex_id, _, state, attempts, *_ in startable:
+            starts = launch > 0 and ex_id not in held
             launch -= starts
             values.append(
-                (r["task_run_id"], r["execution_id"], r["attempts"] + 1, State.RUNNING.value,
+                (run_id, ex_id, attempts + 1, State.RUNNING.value,
                  worker_id, launch_lease if starts else lease, now, now if starts else None)
             )  # fmt: skip
-        moves = [
-            Change(r["execution_id"], r["task_run_id"], State(r["state"]), State.RUNNING)
-            for r in startable
-            if r["state"] in _WAITING
-        ]
-        reserved = [r["attempt_id"] for r in startable]
+            if state in _WAITING:
+                moves.append(Change(ex_id, run_id, State(state), State.RUNNING))
+        reserved = [r[5] for r in startable]
         ids = reserved if None not in reserved else None
         attempt_of = self.transitions.claimed(values, moves, now, ids)
         return [
             Claim(
-                attempt_id=attempt_of[r["task_run_id"]],
-                task_run_id=r["task_run_id"],
-                execution_id=r["execution_id"],
-                revision_id=r["revision_id"],
-                task_id=r["task_id"],
-                number=r["attempts"] + 1,
-                first_started_at=r["started_at"] or now,
+                attempt_id=attempt_of[run_id],
+                task_run_id=run_id,
+                execution_id=ex_id,
+                revision_id=revision_id,
+                task_id=task_id,
+                number=attempts + 1,
+                first_started_at=started_at or now,
             )
-            for r in startable
+            for run_id, ex_id, _, _, attempts, _, revision_id, task_id, started_at in startable
         ]
 
     def heartbeat(self, worker_id: str, attempt_ids: Sequence[int], lease_until: float) -> None:
