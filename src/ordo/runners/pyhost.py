@@ -29,6 +29,7 @@ import contextlib
 import functools
 import importlib
 import json
+import json.encoder
 import os
 import resource
 import site
@@ -198,7 +199,7 @@ def main() -> None:
     for line in requests:
         if line == DROP:  # (read after what it withdrew)
             continue
-        request = json.loads(line)
+        request = _decode(line.decode("utf-8", "surrogatepass"))
         if request.get("queued"):  # sent while the last one ran: its lines start here
             host.flush()
             for fd in (1, 2):
@@ -210,12 +211,33 @@ def main() -> None:
         reply = host.handle(request)
         went_on = bool(reply.get("ok") or request.get("goes_on")) and not reply.get("answer")
         host.flush()  # (the task's lines are in fd 1 and 2 before the reply is written)
-        replies.write((json.dumps(reply) + "\n").encode())
+        replies.write((_encode(reply) + "\n").encode())
     try:  # the worker waits for its hosts to end: they leave without the teardown
         from ordo.exiting import leave
     except ImportError:
         return
     leave(0, host.flush)  # (Python's and C's buffers: an atexit function may print)
+
+
+def _encoder() -> Callable[[Any], str]:
+    """``json.dumps``, its C encoder made once rather than for every reply (without the
+    check for circular values: a reply has none)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    try:  # (the task's python may be another version than the worker's)
+        escape = json.encoder.encode_basestring_ascii
+        encode = make(None, _not_json, escape, None, ": ", ", ", False, False, True)  # type: ignore[misc]
+    except TypeError:  # (None: no C encoder)
+        return json.dumps
+    return lambda value: "".join(encode(value, 0))
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_encode = _encoder()
+#: A request line, decoded (``json.loads`` without its look at the bytes' encoding).
+_decode = json.JSONDecoder().decode
 
 
 class Requests:
@@ -294,7 +316,7 @@ class Host:
             self.this._reset_steps()
         before = _own_cpu()
         try:
-            os.chdir(request["cwd"])
+            os.chdir(request["cwd"])  # (each time: the path may lead elsewhere now)
             reply = execute(request, self.this, self.flush, self.env)
         except BaseException as exc:  # the task's failure is the reply, never the host's end
             reply = failure(exc)
@@ -307,7 +329,7 @@ class Host:
         self.kids_cpu = kids[0]
         # the attempt's files the task wrote: the worker opens only those
         now = self.env.now
-        reply["files"] = [n for n in ATTEMPT_FILES if n in now and os.path.exists(now[n])]
+        reply["files"] = [n for n in ATTEMPT_FILES if n in now and os.access(now[n], os.F_OK)]
         return reply
 
     def restore(self) -> None:
