@@ -550,6 +550,14 @@ class Metric(Struct, frozen=True):
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
+def function_run_if(run_if: Any) -> Mapping[str, Any] | None:
+    """A task's or flow's ``run_if`` when it names a function (``{function: m:f}``, asked
+    of a python host), else None (a template or a word, answered where it is read)."""
+    if run_if is None or isinstance(run_if, (str, bool)):
+        return None
+    return run_if if isinstance(run_if, Mapping) else None
+
+
 class Outcome(Struct, frozen=True):
     """What a runner reports for one attempt. A failure is data, not an exception.
 

@@ -28,7 +28,7 @@ from ordo.errors import (
     did_you_mean,
 )
 from ordo.masking import forms, masked, secret_values
-from ordo.model import Check, Flow, Outcome, RunOptions, State, Task
+from ordo.model import Check, Flow, Outcome, RunOptions, State, Task, function_run_if
 from ordo.runners import stored
 from ordo.runners.base import CheckPlan, LogSink, RunContext
 from ordo.secrets import Revealed, SecretBox
@@ -513,7 +513,7 @@ def _prepare(
         "fields": {k: v for k, v in task.spec.items() if k != "group"},
         "with": dict(task.with_),
         "env": dict(task.env),
-        "run_if": task.run_if if not isinstance(task.run_if, Mapping) else None,
+        "run_if": task.run_if if function_run_if(task.run_if) is None else None,
     }
     try:
         if _templated(task, raw):
@@ -586,7 +586,7 @@ def _context(
         base_dir=flow.base_dir,
         log=log,
         timeout=task.timeout,
-        run_if=task.run_if if isinstance(task.run_if, Mapping) else None,
+        run_if=function_run_if(task.run_if),
         secrets=forms(secrets),
         vault=vault,
     )

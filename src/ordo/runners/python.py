@@ -282,9 +282,9 @@ class Listening:
         if self.replies.reply is None:
             return False
         if self.behind:
-            return all(
-                lines.marked or fd not in self.pump.open_fds
-                for fd, lines in zip(self.outputs, self.lines, strict=True)
+            open_fds, (out, err) = self.pump.open_fds, self.lines
+            return (out.marked or self.outputs[0] not in open_fds) and (
+                err.marked or self.outputs[1] not in open_fds
             )
         if not self._drained:
             self._drained = True
@@ -785,13 +785,14 @@ class PythonRunner:
 def _absolute(path: str) -> str:
     """``os.path.abspath``; an absolute path's is kept (a flow's folders are the same for
     each of its attempts, and normalizing one costs more than a small task's request)."""
+    found = _ABSOLUTE.get(path)
+    if found is not None:
+        return found
     if not os.path.isabs(path):
         return os.path.abspath(path)
-    found = _ABSOLUTE.get(path)
-    if found is None:
-        if len(_ABSOLUTE) >= 1024:
-            _ABSOLUTE.clear()
-        found = _ABSOLUTE[path] = os.path.normpath(path)
+    if len(_ABSOLUTE) >= 1024:
+        _ABSOLUTE.clear()
+    found = _ABSOLUTE[path] = os.path.normpath(path)
     return found
 
 

@@ -33,10 +33,10 @@ import math
 import select
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Executor
 
-from ordo.model import Outcome, State, Task
+from ordo.model import Outcome, State, Task, function_run_if
 from ordo.runners import RunnerSet
 from ordo.runners.base import crashed
 from ordo.runners.process import Finished
@@ -410,7 +410,7 @@ def _plain(task: Task) -> bool:
         and task.timeout is None
         and not task.pre_checks
         and not task.post_checks
-        and not isinstance(task.run_if, Mapping)  # (a template one is answered first)
+        and function_run_if(task.run_if) is None  # (a template one is answered first)
         and not spec.get("flow_function")
         and not spec.get("step")
     )
