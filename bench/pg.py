@@ -1,12 +1,13 @@
 """PostgreSQL benchmarks (issues #3, #17): W2 (500 no-op python tasks + a join) with
 ``ordo worker`` processes of 2 slots (2 processes by default), beside the floor of an
-engine that records in batches, measured in the same run on the same server: bare SQL
-in as many processes that claims 10 rows with ``FOR UPDATE SKIP LOCKED`` and completes
-them together (two commits per 10 task runs). Then the W1 chain step (in a database
-whose tables have never been analyzed, and again after an ``ANALYZE``, as autovacuum
-leaves a live server's within a minute: before it the planner guesses their sizes and
-scans them whole), beside what one durable commit costs on the server meanwhile (each
-step makes one: the chain step moves with the disk's latency), and the cost of an idle
+engine that records in batches, measured in the same run on the same server, the two
+taking turns run by run: bare SQL in as many processes that claims 10 rows with
+``FOR UPDATE SKIP LOCKED`` and completes them together (two commits per 10 task runs).
+Then the W1 chain step (in a database whose tables have never been analyzed, and again
+after a ``VACUUM ANALYZE``, as autovacuum leaves a live server's within a minute: before
+it the planner guesses their sizes and scans them whole, and the rows W2 left dead are
+still there), beside what one durable commit costs on the server meanwhile (each step
+makes one: the chain step moves with the disk's latency), and the cost of an idle
 worker.
 
 Rates are task runs per second from the first start to the last end (for ordo: the
@@ -132,11 +133,13 @@ def bare_rate(url: str, processes: int, batch: int = 10) -> float:
 
 def w2_with_workers(
     ordo: str, env: dict[str, str], flow: Path, url: str, n: int, repeat: int
-) -> list[tuple[float, float]]:
+) -> list[tuple[float, float, float]]:
     """W2, ``repeat`` times, with ``n`` idle worker processes waiting (started once; one
-    run first warms them up: their python hosts, connections and prepared statements):
-    each time the seconds from ``ordo submit`` to SUCCESS and the task runs per second
-    from the first attempt's start to the last one's end."""
+    run first warms them up: their python hosts, connections and prepared statements),
+    each run beside one of the floor's (:func:`bare_rate`, with as many processes), the
+    two taking turns which goes first, so that the machine's drift hits both alike:
+    each time the seconds from ``ordo submit`` to SUCCESS, the task runs per second
+    from the first attempt's start to the last one's end, and the floor's rate."""
     procs = [
         subprocess.Popen(
             [ordo, "worker", "--workers", "2"],
@@ -150,7 +153,17 @@ def w2_with_workers(
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")  # so that autovacuum does not start mid-run
             _wait_registered(conn, n)
-            return [w2_once(ordo, env, flow, conn) for _ in range(repeat + 1)][1:]
+            w2_once(ordo, env, flow, conn)  # (warming up)
+            runs = []
+            for i in range(repeat):
+                if i % 2:
+                    bare = bare_rate(url, n)
+                    wall, rate = w2_once(ordo, env, flow, conn)
+                else:
+                    wall, rate = w2_once(ordo, env, flow, conn)
+                    bare = bare_rate(url, n)
+                runs.append((wall, rate, bare))
+            return runs
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -260,15 +273,19 @@ def main() -> None:
     try:
         flows = write_flows(work)
         subprocess.run([ordo, "db", "upgrade"], env=env, check=True, capture_output=True)
-        w2: dict[int, tuple[float, float, float]] = {}
+        w2: dict[int, tuple[float, float, float, float, float]] = {}
         for n in counts:
             runs = w2_with_workers(ordo, env, flows["W2"], url, n, args.repeat)
-            bare = statistics.median(bare_rate(url, n) for _ in range(args.repeat))
-            wall = statistics.median(r[0] for r in runs)
-            w2[n] = (wall, statistics.median(r[1] for r in runs), bare)
+            w2[n] = (
+                statistics.median(r[0] for r in runs),
+                statistics.median(r[1] for r in runs),
+                statistics.median(r[2] for r in runs),
+                statistics.median(r[1] / r[2] for r in runs),  # (run by run)
+                min(r[1] / r[2] for r in runs),
+            )
         fresh = chain_times(ordo, env, flows, args.repeat)
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ANALYZE")  # what autovacuum does within a minute on a live server
+            conn.execute("VACUUM ANALYZE")  # what autovacuum does within a minute on a live server
         commit = commit_latency(url)
         chain = chain_times(ordo, env, flows, args.repeat)
         commit = (commit + commit_latency(url)) / 2  # (before and after: the disk drifts)
@@ -281,16 +298,19 @@ def main() -> None:
         "bare SQL: as many processes claiming 10 with SKIP LOCKED, completing 10 together"
         f" ({FLOOR_TASKS} rows)"
     )
+    print("(medians; ordo/bare: the median of each run's ratio to the floor's beside it, and")
+    print(" the lowest)")
     print(
-        f"{'workers':<9}{'submit→end s':>13}{'ordo runs/s':>13}{'bare runs/s':>13}{'ordo/bare':>11}"
+        f"{'workers':<9}{'submit→end s':>13}{'ordo runs/s':>13}{'bare runs/s':>13}"
+        f"{'ordo/bare':>11}{'lowest':>8}"
     )
-    for n, (wall, rate, bare) in w2.items():
-        print(f"{n:<9}{wall:>13.3f}{rate:>13.0f}{bare:>13.0f}{rate / bare:>11.2f}")
+    for n, (wall, rate, bare, ratio, lowest) in w2.items():
+        print(f"{n:<9}{wall:>13.3f}{rate:>13.0f}{bare:>13.0f}{ratio:>11.2f}{lowest:>8.2f}")
     step = (chain["W1"] - chain["W0"]) / 99
     unanalyzed = (fresh["W1"] - fresh["W0"]) / 99
     print(
         f"W1 chain step on PostgreSQL (ordo run): {step * 1000:.2f} ms (goal 2 ms); "
-        f"{unanalyzed * 1000:.2f} ms before the tables' first ANALYZE; one durable "
+        f"{unanalyzed * 1000:.2f} ms before the tables' first VACUUM ANALYZE; one durable "
         f"commit on this server meanwhile: {commit * 1000:.2f} ms (a step makes one)"
     )
     print(f"idle worker over {args.idle:.0f}s: {qps:.2f} transactions/s, {cpu * 100:.2f}% of a CPU")
