@@ -27,8 +27,8 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    def now(self) -> float:
-        return time.time()
+    #: (``time.time`` itself: the worker asks several times an attempt)
+    now = staticmethod(time.time)
 
     def wait(self, events: Events[T], timeout: float | None) -> T | None:
         try:

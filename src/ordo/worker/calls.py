@@ -59,6 +59,8 @@ class Running(Struct):
     ended: bool = False  # its runner returned: nothing more runs in its host
     since: float = 0.0  # when it was launched (the worker's clock)
     queued: bool = False  # sent to a host behind another attempt, not started yet
+    #: a plain python attempt's flow folder and function (or script), once asked for
+    function: tuple[str, str] | None = None
 
 
 class Here(Struct):

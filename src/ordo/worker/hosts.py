@@ -417,9 +417,16 @@ def _plain(task: Task) -> bool:
 
 
 def _function(running: Running) -> tuple[str, str]:
-    """What a plain python attempt runs: its flow's folder, and its function or script."""
-    ctx = running.context
-    return ctx.base_dir, str(ctx.fields.get("function") or ctx.fields.get("script"))
+    """What a plain python attempt runs: its flow's folder, and its function or script
+    (kept: a queued attempt is asked again each time one is queued behind it)."""
+    key = running.function
+    if key is None:
+        ctx = running.context
+        key = running.function = (
+            ctx.base_dir,
+            str(ctx.fields.get("function") or ctx.fields.get("script")),
+        )
+    return key
 
 
 def _never(running: Running) -> None:
