@@ -43,6 +43,9 @@ def noisy():
 def where():
     return {"cwd": os.getcwd(), "x": os.environ.get("X"), "pid": os.getpid()}
 
+def wander():
+    os.chdir("/")
+
 def boom():
     helper()
 
@@ -291,6 +294,12 @@ def test_cwd_and_env_apply_to_one_task_only(
     after = py.run(runner_ctx(flow_dir, {"function": "tasks_mod:where"}))
     assert after.outputs["pid"] == inside.outputs["pid"]
     assert (after.outputs["cwd"], after.outputs["x"]) == (str(flow_dir), None)
+    assert py.run(runner_ctx(flow_dir, {"function": "tasks_mod:wander"})).ok  # (moves away)
+    again = py.run(runner_ctx(flow_dir, {"function": "tasks_mod:where", "cwd": "sub"}))
+    assert (again.outputs["pid"], again.outputs["cwd"]) == (
+        inside.outputs["pid"],
+        inside.outputs["cwd"],
+    )
 
 
 def test_each_task_gets_its_own_environment_whatever_the_last_one_did(

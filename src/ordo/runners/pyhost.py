@@ -285,7 +285,6 @@ class Host:
 
     def __init__(self, c_lib: _CLib) -> None:
         self.env = Environ(c_lib)
-        self.cwd = os.getcwd()
         self.path = list(sys.path)
         self.argv = list(sys.argv)
         self.modules = FlowModules()
@@ -333,9 +332,9 @@ class Host:
         return reply
 
     def restore(self) -> None:
-        """Put back what a task may have changed: cwd, path, argv (the environment is
-        set afresh for every task)."""
-        os.chdir(self.cwd)
+        """Put back what a task may have changed: path, argv (the environment is set
+        afresh for every task, and so is the working folder: the host stays in the last
+        task's between tasks, where nothing it does reads a relative path)."""
         sys.path[:] = self.path
         sys.argv[:] = self.argv
         if self.this is not None:
