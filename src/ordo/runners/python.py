@@ -271,10 +271,13 @@ class Listening:
         """Go on from ``before`` (the reading of the request this one was queued
         behind): what it read past its end is this request's."""
         for mine, theirs in zip(self.lines, before.lines, strict=True):
-            mine.feed(theirs.rest)
-        self.replies.feed(before.replies.buffer)
-        self.calls.buffer = before.calls.buffer
-        self.calls.feed(b"")
+            if theirs.rest:  # (mostly nothing: the task wrote no line yet)
+                mine.feed(theirs.rest)
+        if before.replies.buffer:
+            self.replies.feed(before.replies.buffer)
+        if before.calls.buffer:
+            self.calls.buffer = before.calls.buffer
+            self.calls.feed(b"")
 
     def _answered(self) -> bool:
         """Whether the reply has come (then the task's lines left in the pipes are read:

@@ -192,12 +192,13 @@ class HostDriver:
         self._runs[attempt_id] = (running, attempt)
         self._queued.setdefault(attempt_id, [])
         for fd in attempt.listening.pump.open_fds:
+            if fd not in self._fds:  # (else watched still, for the attempt before it)
+                self.inbox.watch(fd, self._ready)
             self._fds[fd] = attempt_id
-            self.inbox.watch(fd, self._ready)
 
     def _ready(self, fd: int) -> None:
         attempt_id = self._fds.get(fd)
-        if attempt_id is None:  # (handed over meanwhile)
+        if attempt_id is None or attempt_id not in self._runs:  # (handed over meanwhile)
             return
         try:
             attempt = self._runs[attempt_id][1]
@@ -239,7 +240,8 @@ class HostDriver:
         if ended.timed_out or ended.cancelled or listening.replies.reply is None:
             self._hand_over(attempt_id, ended)  # its host is stopped: that may wait
             return
-        queued = self._forget(attempt_id)
+        # (with attempts queued behind it, its host's fds stay watched for the next)
+        queued = self._forget(attempt_id, keep_fds=bool(self._queued.get(attempt_id)))
         if attempt.not_run:  # it comes back; its host answers those behind it alike
             self._put_back([(running, attempt)])
             self._read_through(attempt, ended, queued, now)
@@ -260,6 +262,7 @@ class HostDriver:
         """The first of ``queued`` runs now on the host ``before`` ran on (when it went
         on to it); the others stay queued behind it."""
         if not before.host.alive or not before.listening.took_next():
+            self._unwatch_owned(before.ctx.attempt_id)
             self._retire(before)
             self._put_back(queued)
             return
@@ -269,6 +272,7 @@ class HostDriver:
         running.queued = False
         running.since = self.now()  # (how long attempts take: from their start)
         self._read(running, attempt)
+        self._unwatch_owned(before.ctx.attempt_id)  # (an fd its reading had closed)
         self._queued[running.claim.attempt_id] = rest
         if attempt.listening.calls.asked or attempt.listening.pump.complete():
             self._check(running.claim.attempt_id, now)
@@ -284,6 +288,7 @@ class HostDriver:
             logger.exception(
                 "reading the python process of attempt %d failed", attempt.ctx.attempt_id
             )
+            self._unwatch_owned(attempt.ctx.attempt_id)
             self._retire(attempt)
             self._put_back(queued)
             return
@@ -389,12 +394,18 @@ class HostDriver:
             self.end(found[0], crashed(exc))
             self._put_back(queued)
 
-    def _forget(self, attempt_id: int) -> list[Driven]:
-        """The attempt is no longer read here: those queued behind it."""
+    def _forget(self, attempt_id: int, *, keep_fds: bool = False) -> list[Driven]:
+        """The attempt is no longer read here: those queued behind it. ``keep_fds``:
+        its host's fds stay watched, for the next of them (:meth:`_next` points them at
+        it, or lets them go)."""
         self._runs.pop(attempt_id, None)
+        if not keep_fds:
+            self._unwatch_owned(attempt_id)
+        return self._queued.pop(attempt_id, [])
+
+    def _unwatch_owned(self, attempt_id: int) -> None:
         for fd in [fd for fd, owner in self._fds.items() if owner == attempt_id]:
             self._unwatch(fd)
-        return self._queued.pop(attempt_id, [])
 
     def _unwatch(self, fd: int) -> None:
         self._fds.pop(fd, None)
