@@ -8,7 +8,7 @@ more than the task: on the 2-core machine, 7.2 thread switches per task run of
 PostgreSQL W2 (now 1.4), and, for two hosts kept busy with no-op tasks, 125 µs of the
 parent's CPU per task, against 53 µs read from one loop.
 
-While attempts end quickly, up to ``host_queue`` (3) more of the same execution are
+While attempts end quickly, up to ``host_queue`` (6) more of the same execution are
 queued behind the one a host runs (:meth:`HostDriver.behind`): the host goes from one
 to the next without waiting for the loop, and neither process sleeps and wakes between
 two tasks (waking a process that is on its way to sleep cost the waker 10 µs here, and a
