@@ -311,6 +311,46 @@ def _drop(stream: str, line: str) -> None:
     pass
 
 
+def test_an_attempt_whose_end_fails_leaves_none_of_its_hosts_fds_watched(tmp_path: Path) -> None:
+    """A bug where an attempt with others queued behind it ends (its host's fds kept for
+    the next) is logged, and its host's fds are let go: left in the loop's poll with
+    nothing to read them, they would wake it at once, every time."""
+    (tmp_path / "steps.py").write_text("def plain():\n    return None\n")
+    runners = make_runners(1)
+    inbox = Inbox(SystemClock())
+    pool = ThreadPoolExecutor(2)
+    ended: list[int] = []
+
+    def end(running: Running, outcome: object) -> None:
+        ended.append(running.claim.attempt_id)
+        if running.claim.attempt_id == 2:
+            raise RuntimeError("a bug where the outcome goes")
+
+    task = Task("t", "python")
+
+    def attempt(i: int) -> Running:
+        claim = Claim(i, i, 1, 1, "t", 1, 0.0)
+        fields = {"function": "steps:plain"}
+        ctx = RunContext(1, i, i, 1, task, fields, {}, {}, str(tmp_path), _drop)
+        return Running(claim, ctx, since=time.time())
+
+    driver = HostDriver(runners, inbox, pool, end, lambda running: None, queue=3, below=60.0)
+    try:
+        driver.start(attempt(1))  # (how long its function takes is known after it)
+        wait_for("the first attempt to end", lambda: inbox.take(0.05) is not None and bool(ended))
+        driver.start(attempt(2))
+        behind = driver.behind(1, task)
+        assert behind is not None  # (its reply is not read yet: it runs, as far as we know)
+        driver.start(attempt(3), behind)
+        wait_for("the second attempt to end", lambda: inbox.take(0.05) is not None and 2 in ended)
+        assert inbox._watched == {}
+    finally:
+        driver.release()
+        pool.shutdown()
+        inbox.close()
+        runners.close()
+
+
 def test_an_ended_attempt_is_freed_at_once_not_left_to_the_garbage_collector(
     store: Store, tmp_path: Path
 ) -> None:

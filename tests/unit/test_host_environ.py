@@ -4,6 +4,7 @@ value its tasks were given."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import tracemalloc
@@ -125,3 +126,22 @@ def test_a_host_keeps_only_the_last_values_its_tasks_were_given(environ: Environ
     environ.change({}, ["ORDO_TEST_ENV_ID", "ORDO_TEST_ENV_FILE"])
     assert not environ.owned
     assert _seen_by_a_child("ORDO_TEST_ENV_ID") == "unset"
+
+
+def test_a_host_on_its_way_out_leaves_the_environment_copies_of_its_own(
+    environ: Environ,
+) -> None:
+    """What runs while a host ends (a thread a task left, an ``atexit`` function) may
+    still read the environment: once the host lets go of its strings, the variables
+    hold the C library's copies of their values."""
+    environ.change({"ORDO_TEST_ENV_ID": "still here", "ORDO_TEST_ENV_FILE": "/tmp/o/x"}, [])
+    environ.release()
+    assert not environ.owned
+    environ.replaced.clear()  # (as if the host were gone)
+    gc.collect()
+    # (where the freed ones were, of their size)
+    litter = [bytes([65 + i % 26]) * n for i in range(2_000) for n in range(20, 40)]
+    assert _seen_by_a_child("ORDO_TEST_ENV_ID") == "still here"
+    assert _seen_by_a_child("ORDO_TEST_ENV_FILE") == "/tmp/o/x"
+    assert os.environ["ORDO_TEST_ENV_ID"] == "still here"
+    del litter

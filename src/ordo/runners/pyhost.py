@@ -212,6 +212,7 @@ def main() -> None:
         went_on = bool(reply.get("ok") or request.get("goes_on")) and not reply.get("answer")
         host.flush()  # (the task's lines are in fd 1 and 2 before the reply is written)
         replies.write((_encode(reply) + "\n").encode())
+    host.env.release()  # (a thread a task left may still read the environment)
     try:  # the worker waits for its hosts to end: they leave without the teardown
         from ordo.exiting import leave
     except ImportError:
@@ -421,6 +422,17 @@ class Environ:
                     return
         os.environ[key] = value
         self._out(key)  # (the environment holds the C library's copy now)
+
+    def release(self) -> None:
+        """The variables set with strings of ours get copies of the C library's
+        (``setenv``), so that ours may go with this object: the host is on its way out,
+        but what runs until it ends (an ``atexit`` function, a thread a task left) may
+        read the environment still."""
+        for key in list(self.owned):
+            value = os.environ.get(key)
+            if value is not None:
+                os.environ[key] = value
+            self._out(key)
 
     def _unset(self, key: str) -> None:
         del os.environ[key]

@@ -385,7 +385,8 @@ class HostDriver:
     def _crash(self, attempt_id: int, exc: Exception) -> None:
         logger.exception("runner python crashed")
         found = self._runs.get(attempt_id)
-        if found is None:  # (ended already)
+        if found is None:  # (ended already; its host's fds may have been kept for the next)
+            self._unwatch_owned(attempt_id)
             return
         queued = self._forget(attempt_id)
         try:
