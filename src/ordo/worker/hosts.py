@@ -254,9 +254,11 @@ class HostDriver:
         except Exception as exc:  # a runner bug must not lose the attempt
             logger.exception("runner python crashed")
             outcome = crashed(exc)
-        self.end(running, outcome)
-        if queued:
-            self._next(attempt, queued, now)
+        try:
+            self.end(running, outcome)
+        finally:  # (those queued behind it go on, whatever became of its end)
+            if queued:
+                self._next(attempt, queued, now)
 
     def _next(self, before: HostRun, queued: list[Driven], now: float) -> None:
         """The first of ``queued`` runs now on the host ``before`` ran on (when it went
