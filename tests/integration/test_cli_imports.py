@@ -42,6 +42,7 @@ def test_help_imports_no_command_and_no_library(ordo_env: dict[str, str], tmp_pa
         "ordo",
         "ordo.cli",
         "ordo.cli.main",
+        "ordo.cli.startup",
         "ordo.errors",
     }
     assert not [m for m in modules if m.split(".")[0] in HEAVY]
@@ -87,6 +88,29 @@ def test_a_one_task_run_of_a_stored_flow_imports_only_what_it_uses(
     }
     assert not modules & unused
     assert not [m for m in modules if m.split(".")[0] in HEAVY]
+    assert "typing_extensions" not in modules  # (msgspec uses typing's own: see below)
+
+
+def test_msgspec_loaded_by_the_command_uses_typing_and_typing_extensions_stays_importable(
+    ordo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``ordo.cli.startup`` hides typing_extensions from msgspec's first import only
+    (it cost a command about 10 ms): ordo's types still encode and decode, and what
+    imports typing_extensions later gets it."""
+    probe = (
+        "import sys, ordo.cli.startup, msgspec\n"
+        "assert 'typing_extensions' not in sys.modules\n"
+        "from ordo.model import Outcome, State\n"
+        "o = Outcome(State.SUCCESS, outputs={'a': 1})\n"
+        "assert msgspec.json.decode(msgspec.json.encode(o), type=Outcome) == o\n"
+        "import typing_extensions, pydantic\n"
+        "print('ok', typing_extensions.__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=ordo_env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "typing_extensions"]
 
 
 def test_the_parser_of_the_command_given_alone_the_whole_tree_otherwise(

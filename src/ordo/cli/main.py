@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import ordo.cli.startup  # noqa: F401  (first: see there)
 from ordo.errors import EXIT_USAGE, OrdoError
 
 #: ordo.masking.WITHHELD, spelled here so that ``ordo --help`` does not import masking.
