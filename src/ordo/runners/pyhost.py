@@ -199,7 +199,7 @@ def main() -> None:
     for line in requests:
         if line == DROP:  # (read after what it withdrew)
             continue
-        request = _decode(line.decode("utf-8", "surrogatepass"))
+        request = decode_line(line)
         if request.get("queued"):  # sent while the last one ran: its lines start here
             host.flush()
             for fd in (1, 2):
@@ -220,15 +220,19 @@ def main() -> None:
     leave(0, host.flush)  # (Python's and C's buffers: an atexit function may print)
 
 
-def _encoder() -> Callable[[Any], str]:
-    """``json.dumps``, its C encoder made once rather than for every reply (without the
-    check for circular values: a reply has none)."""
+def json_encoder(key_separator: str = ": ", item_separator: str = ", ") -> Callable[[Any], str]:
+    """``json.dumps`` with these separators, its C encoder made once rather than for
+    every call (without the check for circular values: what a host and its worker send
+    each other has none, and one would fail on the depth of recursion instead). The
+    worker's side of the protocol uses it too."""
     make = getattr(json.encoder, "c_make_encoder", None)
     try:  # (the task's python may be another version than the worker's)
         escape = json.encoder.encode_basestring_ascii
-        encode = make(None, _not_json, escape, None, ": ", ", ", False, False, True)  # type: ignore[misc]
+        encode = make(  # type: ignore[misc]
+            None, _not_json, escape, None, key_separator, item_separator, False, False, True
+        )
     except TypeError:  # (None: no C encoder)
-        return json.dumps
+        return json.JSONEncoder(separators=(item_separator, key_separator)).encode
     return lambda value: "".join(encode(value, 0))
 
 
@@ -236,9 +240,14 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_encode = _encoder()
-#: A request line, decoded (``json.loads`` without its look at the bytes' encoding).
-_decode = json.JSONDecoder().decode
+def decode_line(line: bytes) -> Any:
+    """A protocol line (a request, a reply), decoded: ``json.loads`` without its look at
+    the bytes' encoding."""
+    return _decoder(line.decode("utf-8", "surrogatepass"))
+
+
+_encode = json_encoder()
+_decoder = json.JSONDecoder().decode
 
 
 class Requests:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import json.encoder
 import logging
 import os
 import select
@@ -56,25 +55,8 @@ DRAIN_READS = 64
 QUEUE_ROOM = 16 * 1024
 
 
-def _compact_encoder() -> Callable[[Any], str]:
-    """A request as JSON, without the spaces ``json.dumps`` puts after separators; the
-    C encoder made once (``json.dumps`` makes one a call), without the check for
-    circular values (one fails on the depth of recursion instead)."""
-    make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
-    if make is None:
-        return json.JSONEncoder(separators=(",", ":")).encode
-    escape = json.encoder.encode_basestring_ascii
-    encode = make(None, _not_json, escape, None, ":", ",", False, False, True)
-    return lambda value: "".join(encode(value, 0))
-
-
-def _not_json(value: Any) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-_compact = _compact_encoder()
-#: A host's reply line, decoded (``json.loads`` without its look at the bytes' encoding).
-_decode = json.JSONDecoder().decode
+#: A request as JSON, without the spaces ``json.dumps`` puts after separators.
+_compact = pyhost.json_encoder(":", ",")
 
 
 class _Replies:
@@ -88,7 +70,7 @@ class _Replies:
         self.buffer += data
         if self.reply is None and b"\n" in self.buffer:  # (what follows is the next one's)
             line, self.buffer = self.buffer.split(b"\n", 1)
-            self.reply = _decode(line.decode("utf-8", "surrogatepass"))
+            self.reply = pyhost.decode_line(line)
 
     def close(self) -> None:
         pass
