@@ -15,14 +15,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import msgspec
 
 from ordo.definitions.files import FILE_LIMITS, Unreadable, escape_problem, read_regular
 from ordo.errors import Problem
-from ordo.model import Flow, Task
+from ordo.model import Flow, Task, function_run_if
 from ordo.templating import has_template
 
 #: Extensions a shell command's words must have to count as scripts it references.
@@ -49,7 +49,7 @@ def referenced_files(flow: Flow) -> list[str]:
             name = _inside(folder, path)
             if name is not None and (not must_exist or os.path.isfile(os.path.join(folder, name))):
                 found.add(name)
-    run_if = flow.run_if if isinstance(flow.run_if, Mapping) else None
+    run_if = function_run_if(flow.run_if)
     for module in _modules([run_if.get("function")] if run_if else []):
         found.update(_module_files(folder, module))
     return sorted(found)
@@ -72,8 +72,9 @@ def _task_refs(task: Task) -> Iterable[tuple[str, bool]]:
     if a_file and (task.type == "python" or (task.type == "sql" and _file_name(str(script)))):
         yield str(script), False
     functions = [spec.get("function"), spec.get("handler")]
-    if isinstance(task.run_if, Mapping):
-        functions.append(task.run_if.get("function"))
+    run_if = function_run_if(task.run_if)
+    if run_if is not None:
+        functions.append(run_if.get("function"))
     functions += [c.fields.get("function") for c in (*task.pre_checks, *task.post_checks)]
     for module in _modules(functions):
         for path in _module_paths(module):

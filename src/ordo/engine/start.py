@@ -283,8 +283,9 @@ def _flow_run_if(
         },
     }
     try:
-        if isinstance(flow.run_if, Mapping):
-            value = (evaluate or evaluate_once)(flow.run_if["function"], flow.base_dir, facts)
+        function = function_run_if(flow.run_if)
+        if function is not None:
+            value = (evaluate or evaluate_once)(function["function"], flow.base_dir, facts)
         else:
             context = templating.make_context(inputs, {}, flow.vars, facts["execution"], {})
             value = templating.render(flow.run_if, context)
