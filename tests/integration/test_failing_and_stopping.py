@@ -8,9 +8,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from support import run_file
+from support import run_file, work_on
 
-from ordo import engine
+from ordo import engine, services
 from ordo.model import State
 from ordo.store import Store
 
@@ -39,6 +39,111 @@ def test_the_first_failure_launches_nothing_claimed_ahead(store: Store, tmp_path
     ran = [a for a in store.attempts(ex_id) if a.task_run_id != runs["a"].id]
     assert all(a.state is State.SKIPPED for a in ran)  # claimed ahead, never launched
     assert len(ran) >= 1  # (the claims taken ahead are what this test is about)
+
+
+def test_a_restart_runs_what_was_dropped_again(store: Store, tmp_path: Path) -> None:
+    """The claims dropped when ``a`` failed made attempts that never ran: a restart
+    runs their task runs again (their next attempt numbered after the dropped one)."""
+    fixed = tmp_path / "fixed"
+    others = "\n".join(f"  - {{id: t{i}, type: shell, command: 'true'}}" for i in range(4))
+    path = write(
+        tmp_path,
+        f"id: dropped\ntasks:\n  - {{id: a, type: shell, command: 'test -e {fixed}'}}\n{others}\n",
+    )
+    ex_id, final = run_file(store, tmp_path, path, slots=1, prefetch=16)
+    assert final is State.FAILED
+    dropped = [a for a in store.attempts(ex_id) if a.state is State.SKIPPED]
+    assert dropped  # (what this test is about)
+    fixed.touch()
+    again = services.restart(store, ex_id, time.time())
+    assert sorted(again) == ["a", "t0", "t1", "t2", "t3"]
+    assert work_on(store, tmp_path, ex_id, slots=1, prefetch=16)[1] is State.SUCCESS
+    numbers = {(a.task_run_id, a.number) for a in store.attempts(ex_id)}
+    assert len(numbers) == len(store.attempts(ex_id))
+
+
+def _retried_and_failing(tmp_path: Path, delay: str, flaky_sleep: float) -> Path:
+    """``bad`` fails (until ``fixed`` exists) while ``flaky``, which may retry, is
+    running or waits for its retry; ``flaky`` fails until ``fixed`` exists."""
+    fixed = tmp_path / "fixed"
+    return write(
+        tmp_path,
+        f"""
+        id: retried-while-failing
+        tasks:
+          - {{id: bad, type: shell, command: 'sleep 0.3; test -e {fixed}'}}
+          - id: flaky
+            type: shell
+            command: 'sleep {flaky_sleep}; test -e {fixed}'
+            retry: {{attempts: 3, delay: {delay}}}
+        """,
+    )
+
+
+def test_a_task_failing_once_its_execution_fails_is_not_retried_and_runs_on_restart(
+    store: Store, tmp_path: Path
+) -> None:
+    """``flaky`` fails after ``bad`` has failed the execution: it is not retried (no new
+    attempt once the execution is failing), it ends FAILED, and a restart runs it."""
+    path = _retried_and_failing(tmp_path, "0s", 1.2)
+    ex_id, final = run_file(store, tmp_path, path)
+    assert final is State.FAILED
+    runs = {r.task_id: r for r in store.task_runs(ex_id)}
+    assert runs["flaky"].state is State.FAILED
+    assert runs["flaky"].attempts == 1
+    (tmp_path / "fixed").touch()
+    assert sorted(services.restart(store, ex_id, time.time())) == ["bad", "flaky"]
+    assert work_on(store, tmp_path, ex_id)[1] is State.SUCCESS
+
+
+def test_a_retry_due_after_the_execution_failed_ends_failed_and_runs_on_restart(
+    store: Store, tmp_path: Path
+) -> None:
+    """``flaky`` failed first and waits for its retry when ``bad`` fails the execution:
+    its retry is not made, and it ends FAILED at once (its last attempt failed), not
+    SKIPPED (which a restart would leave as it is, the execution then ending SUCCESS)."""
+    path = _retried_and_failing(tmp_path, "1s", 0)
+    ex_id, final = run_file(store, tmp_path, path)
+    assert final is State.FAILED
+    runs = {r.task_id: r for r in store.task_runs(ex_id)}
+    assert runs["flaky"].state is State.FAILED
+    assert runs["flaky"].reason is not None
+    assert "execution failed: task 'bad' failed" in runs["flaky"].reason
+    ran = [a for a in store.attempts(ex_id) if a.task_run_id == runs["flaky"].id]
+    assert [a.state for a in ran] == [State.FAILED]  # no retry
+    (tmp_path / "fixed").touch()
+    assert sorted(services.restart(store, ex_id, time.time())) == ["bad", "flaky"]
+    assert work_on(store, tmp_path, ex_id)[1] is State.SUCCESS
+
+
+def test_a_retry_claimed_ahead_when_the_execution_fails_ends_failed(
+    store: Store, tmp_path: Path
+) -> None:
+    """``flaky``'s retry is claimed at once but waits for a slot (``bad`` and ``long``
+    hold both) when ``bad`` fails: the claim is dropped, never launched and not counted,
+    and ``flaky`` ends FAILED (its last attempt failed); a restart runs it again."""
+    fixed = tmp_path / "fixed"
+    path = write(
+        tmp_path,
+        f"""
+        id: retry-claimed-ahead
+        tasks:
+          - {{id: bad, type: shell, command: 'sleep 1; test -e {fixed}'}}
+          - {{id: flaky, type: shell, command: 'test -e {fixed}', retry: {{attempts: 3}}}}
+          - {{id: long, type: shell, command: 'sleep 2'}}
+        """,
+    )
+    ex_id, final = run_file(store, tmp_path, path, slots=2, prefetch=4)
+    assert final is State.FAILED
+    runs = {r.task_id: r for r in store.task_runs(ex_id)}
+    assert runs["flaky"].state is State.FAILED
+    assert runs["flaky"].reason == "not retried: execution failed: task 'bad' failed"
+    ran = [a for a in store.attempts(ex_id) if a.task_run_id == runs["flaky"].id]
+    assert [a.state for a in ran] == [State.FAILED, State.SKIPPED]
+    assert runs["long"].state is State.SUCCESS
+    fixed.touch()
+    assert sorted(services.restart(store, ex_id, time.time())) == ["bad", "flaky"]
+    assert work_on(store, tmp_path, ex_id)[1] is State.SUCCESS
 
 
 def test_continue_on_error_still_runs_what_was_claimed_ahead(store: Store, tmp_path: Path) -> None:

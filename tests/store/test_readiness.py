@@ -37,9 +37,9 @@ def test_a_restart_keeps_a_for_each_under_its_concurrency(store: Store) -> None:
 
 
 def test_an_item_dropped_unlaunched_by_a_failure_runs_again_in_a_replay(store: Store) -> None:
-    """A claim a worker dropped before launching it (its execution was failing) counts no
-    attempt: the item was skipped by the failure, so a replay runs it (and its for_each
-    task run) again rather than copying it SKIPPED."""
+    """A claim a worker dropped before launching it (its execution was failing) is an
+    attempt that does not count: the item was skipped by the failure, so a replay runs
+    it (and its for_each task run) again rather than copying it SKIPPED."""
     flow = flow_of(task("b"), task("c", "b"), task("each", for_each=[1, 2]))
     ex_id = start(store, flow)
     claims = {c.task_id: c for c in claim_all(store, ex_id)}
@@ -51,7 +51,7 @@ def test_an_item_dropped_unlaunched_by_a_failure_runs_again_in_a_replay(store: S
     store.record_outcomes([(second, dropped)], NOW + 3, RNG)
     assert store.get_execution(ex_id).state is State.FAILED
     item = next(r for r in store.task_runs(ex_id) if r.id == second.task_run_id)
-    assert (item.state, item.attempts) == (State.SKIPPED, 0)
+    assert (item.state, item.skipped_unstarted) == (State.SKIPPED, True)
 
     replay = store.replay_execution(ex_id, "b", LATER)
     again = {c.task_id: c for c in claim_all(store, replay, LATER + 1)}

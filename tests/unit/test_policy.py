@@ -15,7 +15,7 @@ def _facts(
     failing: str | None = None,
     stopped: str | None = None,
 ) -> EndFacts:
-    runs = [RunGroup(s, a, b, n) for s, a, b, n in groups]
+    runs = [RunGroup(s, a, b, False, n) for s, a, b, n in groups]  # b: skipped by failure
     return EndFacts(1, current, failing, stopped, runs, lambda: "task 'b' failed: boom")
 
 
@@ -116,3 +116,16 @@ def test_admission_under_a_flow_limit() -> None:
     assert policy.admission(cancel, 1, "ns/f").state is State.KILLED  # type: ignore[union-attr]
     fail = FlowConcurrency(limit=1, behavior="fail")
     assert policy.admission(fail, 1, "ns/f").state is State.FAILED  # type: ignore[union-attr]
+
+
+def test_a_dropped_claim_ends_skipped_or_failed_when_it_was_a_retry() -> None:
+    why = "execution failed: task 'a' failed"
+    assert policy.dropped(0, why) == Ending(State.SKIPPED, why)
+    assert policy.dropped(2, why) == Ending(State.FAILED, f"not retried: {why}")
+
+
+def test_skipped_by_failure_is_skipped_without_a_counted_attempt_nor_on_request() -> None:
+    assert policy.by_failure(State.SKIPPED, True, False)
+    assert not policy.by_failure(State.SKIPPED, False, False)  # its run_if answered SKIP
+    assert not policy.by_failure(State.SKIPPED, True, True)  # --skip
+    assert not policy.by_failure(State.FAILED, True, False)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ordo import retry, templating
-from ordo.model import MARKS, SETTLES, Flow, FlowConcurrency, Outcome, State
+from ordo.model import MARKS, ON_REQUEST, SETTLES, Flow, FlowConcurrency, Outcome, State
 from ordo.store.ports import EndFacts, Ending, OutputFacts, RetryFacts
 from ordo.store.records import TaskRunRow
 
@@ -39,11 +39,20 @@ RELEASING = frozenset({State.SUCCESS, State.WARNING, State.SKIPPED})
 AGAIN = frozenset({State.FAILED, State.KILLED})
 #: The states a restart starts from.
 RESTARTABLE = (State.FAILED, State.KILLED, State.WARNING)
-#: Why a task run was skipped when asked to be (``--skip``): not because of a failure.
-ON_REQUEST = "skipped on request"
 
 
 # -- a task run ------------------------------------------------------------------------
+def dropped(earlier_attempts: int, why: str) -> Ending:
+    """How a task run ends whose claim was dropped before its launch, its execution
+    failing (``why``): once a task has failed, nothing new of it starts. It ends
+    SKIPPED, never having run, or FAILED when the claim was a retry (``earlier_attempts``
+    counted since its last restart): its last attempt failed, and it is not tried again.
+    A restart runs either again."""
+    if earlier_attempts > 0:
+        return Ending(State.FAILED, f"not retried: {why}")
+    return Ending(State.SKIPPED, why)
+
+
 #: How often a flow function whose worker was lost runs again beyond its retries.
 LOST_AGAIN = 3
 
@@ -116,12 +125,16 @@ def end_state(facts: EndFacts) -> Ending:
     rule, wherever an execution ends or is settled again."""
 
     def count(test: Callable[[State, bool, bool], bool]) -> int:
-        return sum(g.count for g in facts.runs if test(g.state, g.allow_failure, g.by_failure))
+        return sum(
+            g.count
+            for g in facts.runs
+            if test(g.state, g.allow_failure, by_failure(g.state, g.unstarted, g.on_request))
+        )
 
     killed = count(lambda s, _a, _b: s is State.KILLED)
     # stopped by run_if STOP, the task runs it skipped are no failure
-    by_failure = 0 if facts.stopped else count(lambda s, _a, b: s is State.SKIPPED and b)
-    if facts.current is State.KILLING or (facts.current is State.KILLED and (killed or by_failure)):
+    skipped = 0 if facts.stopped else count(lambda _s, _a, b: b)
+    if facts.current is State.KILLING or (facts.current is State.KILLED and (killed or skipped)):
         return Ending(State.KILLED, facts.failing)
     if facts.failing:
         return Ending(State.FAILED, facts.failing)
@@ -129,7 +142,7 @@ def end_state(facts: EndFacts) -> Ending:
         return Ending(State.FAILED, facts.first_failure())
     if killed:
         return Ending(State.FAILED, "a task was killed")
-    if by_failure:
+    if skipped:
         return Ending(State.FAILED, "a task was skipped because another failed")
     if count(lambda s, a, _b: s is State.FAILED and a):
         return Ending(State.WARNING, "a task allowed to fail failed")
@@ -328,8 +341,16 @@ def reopened(
 
 
 def skipped_by_failure(run: TaskRunRow) -> bool:
-    """Never started because something failed (not on request, not by run_if)."""
-    return run.state is State.SKIPPED and run.attempts == 0 and run.reason != ON_REQUEST
+    """Never started because something failed (:func:`by_failure`)."""
+    return by_failure(run.state, run.skipped_unstarted, run.reason == ON_REQUEST)
+
+
+def by_failure(state: State, unstarted: bool, on_request: bool) -> bool:
+    """A task run SKIPPED without running (``unstarted``: no attempt of it counts, see
+    :data:`~ordo.store.queries.COUNTED`) because
+    something failed: not on request (``on_request``: its reason is
+    :data:`~ordo.model.ON_REQUEST`), not by its run_if (an attempt answered that)."""
+    return state is State.SKIPPED and unstarted and not on_request
 
 
 def _done(run: TaskRunRow) -> bool:

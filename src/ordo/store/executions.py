@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ordo.errors import Conflict, NotFound
-from ordo.model import Flow, RunOptions, State
+from ordo.model import ON_REQUEST, Flow, RunOptions, State
 from ordo.store import queries as q
 from ordo.store.db import Db, dumps
 from ordo.store.flows import Flows
@@ -222,9 +222,7 @@ class Executions:
                 self.recovery.reuse(ex_id, original_id, reuse, ids, flow, now)
             for task_id in dict.fromkeys(skip_tasks):  # as if done: their dependents may run
                 tr_id = ids[task_id]
-                self.transitions.set_task_run_state(
-                    tr_id, ex_id, State.SKIPPED, now, "skipped on request"
-                )
+                self.transitions.set_task_run_state(tr_id, ex_id, State.SKIPPED, now, ON_REQUEST)
                 self.outcomes.pending_down(ex_id)
                 self.db.execute(q.DEPENDENTS_DOWN, (tr_id,))
             admission = self._admission(flow, ex_id)

@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ordo.model import DROPPED, CheckResult, Flow, Outcome, State
+from ordo.model import DROPPED, ON_REQUEST, CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
 from ordo.store.db import Db, dumps
 from ordo.store.flows import Flows
@@ -36,22 +36,24 @@ SELECT {q.CLAIM_COLUMNS}
 FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
 WHERE a.id = ?
 """
-COUNTED_ATTEMPTS = """
+COUNTED_ATTEMPTS = f"""
 SELECT count(*) AS n FROM attempts a JOIN task_runs t ON t.id = a.task_run_id
-WHERE a.task_run_id = ? AND (a.reason IS NULL OR a.reason <> 'handed back')
-  AND a.number > t.retries_from
+WHERE a.task_run_id = ? AND {q.COUNTED.format(a="a", t="t")}
 """
 DEPENDENTS = "SELECT task_run_id FROM task_run_deps WHERE upstream_id = ?"
-NOT_COUNTED = "UPDATE task_runs SET attempts = attempts - 1 WHERE id = ?"
+#: task runs of an execution that wait to run again (RUNNING, with a ready row)
+WAITING_AGAIN = """
+SELECT r.task_run_id FROM ready r JOIN task_runs t ON t.id = r.task_run_id
+WHERE r.execution_id = ? AND t.state = 'RUNNING' ORDER BY r.task_run_id
+"""
 #: What the end of an execution is decided from: its task runs (not a handler's calls)
-#: by state, allow_failure and whether skipped because something failed.
-END_FACTS = """
-SELECT state, allow_failure,
-    CASE WHEN state = 'SKIPPED' AND attempts = 0 AND coalesce(reason, '') <> 'skipped on request'
-         THEN 1 ELSE 0 END AS by_failure,
-    count(*) AS n
+#: by state, allow_failure, whether SKIPPED without a counted attempt and whether
+#: skipped on request (its reason the parameter).
+END_FACTS = f"""
+SELECT state, allow_failure, {q.SKIPPED_UNSTARTED} AS unstarted,
+    CASE WHEN coalesce(reason, '') = ? THEN 1 ELSE 0 END AS on_request, count(*) AS n
 FROM task_runs WHERE execution_id = ? AND parent_run_id IS NULL
-GROUP BY 1, 2, 3
+GROUP BY 1, 2, 3, 4
 """
 EXECUTION_DEQUEUED = "UPDATE executions SET reason = NULL, deadline = ? WHERE id = ?"
 EXECUTION_END_INFO = (
@@ -245,9 +247,16 @@ class Outcomes:
                 claim.task_run_id, claim.execution_id, state, why, now, result, routine=routine
             )
             return
+        if state is State.SKIPPED and outcome.reason == DROPPED:
+            # never launched: it does not count (q.COUNTED), as a hand-back
+            counted = self.db.one(COUNTED_ATTEMPTS, (claim.task_run_id,))
+            earlier = int(counted["n"]) if counted else 0
+            ending = self.policy.dropped(earlier, outcome.error or DROPPED)
+            self.finish_task_run(
+                claim.task_run_id, claim.execution_id, ending.state, ending.reason, now, result
+            )
+            return
         if state is State.SKIPPED:
-            if outcome.reason == DROPPED:  # never launched: it does not count, as a hand-back
-                self.db.execute(NOT_COUNTED, (claim.task_run_id,))  # (skipped by failure)
             self._run_if_skipped(claim, outcome, now, result)
             return
         if state is State.FAILED and self._retry(claim, outcome, now, rng):
@@ -263,10 +272,9 @@ class Outcomes:
     def _retry(self, claim: Claim, outcome: Outcome, now: float, rng: random.Random) -> bool:
         """Ask the policy whether the failed attempt's task run tries again; if it does,
         it is ready again when its delay has passed."""
-        stopping = self.db.one(q.EXECUTION_REASON, (claim.execution_id,))
-        going = self.transitions.execution_state(claim.execution_id) is State.RUNNING and not (
-            stopping and stopping["reason"]
-        )
+        ex_id = claim.execution_id
+        going = self.transitions.execution_state(ex_id) is State.RUNNING
+        going = going and not self.reads.failing_among((ex_id,))  # (nor stopping)
         counted = self.db.one(COUNTED_ATTEMPTS, (claim.task_run_id,)) if going else None
         facts = RetryFacts(
             policy=self.reads.task_retry(claim),  # the task's, with the run's options over it
@@ -453,9 +461,13 @@ class Outcomes:
         """What the policy decides the end of execution ``ex_id`` from."""
         groups = [
             RunGroup(
-                State(r["state"]), bool(r["allow_failure"]), bool(r["by_failure"]), int(r["n"])
+                State(r["state"]),
+                bool(r["allow_failure"]),
+                bool(r["unstarted"]),
+                bool(r["on_request"]),
+                int(r["n"]),
             )
-            for r in self.db.all(END_FACTS, (ex_id,))
+            for r in self.db.all(END_FACTS, (ON_REQUEST, ex_id))
         ]
         first = lambda: self._first_failure(ex_id)  # noqa: E731 (read only when needed)
         return EndFacts(ex_id, current, failing, stopped, groups, first)
@@ -535,10 +547,21 @@ class Outcomes:
     def skip_unstarted(
         self, ex_id: int, reason: str, now: float, result: RecordResult | None = None
     ) -> None:
-        """The execution fails or stops: every task run of it not started is skipped."""
+        """The execution fails or stops: every task run of it not started is skipped,
+        and one waiting to run again (a retry's delay, an attempt handed back) ends as
+        if its claim had been dropped (the policy's ``dropped``): nothing new starts."""
         for r in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
             tr_id = r["id"]
             self.skip(tr_id, ex_id, reason, now, result)
+        for r in self.db.all(WAITING_AGAIN, (ex_id,)):
+            tr_id = r["task_run_id"]
+            if not self.db.execute(q.DELETE_READY, (tr_id,)).rowcount:
+                continue  # (ended by a call this one made, or claimed meanwhile)
+            counted = self.db.one(COUNTED_ATTEMPTS, (tr_id,))
+            ending = self.policy.dropped(int(counted["n"]) if counted else 0, reason)
+            self.finish_task_run(
+                tr_id, ex_id, ending.state, ending.reason, now, result or RecordResult()
+            )
 
     # -- executions starting and ending under their flow's limit ---------------------
     def begin_running(self, ex_id: int, flow: Flow, now: float, result: RecordResult) -> None:

@@ -32,8 +32,11 @@ class RunGroup(Struct, frozen=True):
 
     state: State
     allow_failure: bool
-    #: SKIPPED without running, because something failed (not on request, not run_if)
-    by_failure: bool
+    #: SKIPPED without a counted attempt (none since its last restart but attempts
+    #: handed back or dropped before they ran)
+    unstarted: bool
+    #: skipped on request (its reason is :data:`~ordo.model.ON_REQUEST`)
+    on_request: bool
     count: int
 
 
@@ -75,7 +78,8 @@ class RetryFacts(Struct, frozen=True):
     reason: str | None
     exit_code: int | None
     elapsed: float
-    #: the execution is RUNNING and nothing is stopping it
+    #: the execution is RUNNING and neither stopping nor failing (a task failed, not
+    #: allowed to, and it does not continue on error)
     execution_going: bool
     #: the task is a flow function (its completed steps are not done again)
     durable: bool = False
@@ -85,6 +89,8 @@ class Decisions(Protocol):
     """The policy the store asks; :mod:`ordo.engine.policy` is one (a module)."""
 
     def retry_delay(self, facts: RetryFacts, rng: random.Random) -> float | None: ...
+
+    def dropped(self, earlier_attempts: int, why: str) -> Ending: ...
 
     def releases(self, state: State, allow_failure: bool, *, stop: bool = False) -> bool: ...
 

@@ -3,6 +3,8 @@ own SQL in its module). Placeholders are ``?``; the PostgreSQL backend rewrites 
 
 from __future__ import annotations
 
+from ordo.model import DROPPED
+
 #: A claim's columns (:func:`ordo.store.reads.claim_of`), of ``attempts a`` joined to its
 #: ``task_runs t`` and ``executions e``
 CLAIM_COLUMNS = """a.id AS attempt_id, a.task_run_id, a.execution_id, e.revision_id, t.task_id,
@@ -23,6 +25,18 @@ UPDATE executions SET pending = pending - ? WHERE id = ? RETURNING pending
 """
 
 # -- task runs -------------------------------------------------------------------------
+#: The reason of an attempt handed back before it ran (a worker stopping): not counted.
+HANDED_BACK = "handed back"
+#: Whether attempt ``{a}`` of task run ``{t}`` counts: made since the task run's last
+#: restart, neither handed back nor dropped (:data:`~ordo.model.DROPPED`) before it ran.
+COUNTED = (
+    "{a}.number > {t}.retries_from"
+    f" AND coalesce({{a}}.reason, '') NOT IN ('{HANDED_BACK}', '{DROPPED}')"
+)
+#: 1 for a task run (``task_runs``) SKIPPED without a counted attempt, else 0
+SKIPPED_UNSTARTED = f"""CASE WHEN task_runs.state = 'SKIPPED' AND NOT EXISTS (
+    SELECT 1 FROM attempts c WHERE c.task_run_id = task_runs.id
+    AND {COUNTED.format(a="c", t="task_runs")}) THEN 1 ELSE 0 END"""
 TASK_RUN_FORK = "SELECT fork_of, fork_index, fork_value FROM task_runs WHERE id = ?"
 UNSTARTED_TASK_RUNS = """
 SELECT id FROM task_runs WHERE execution_id = ? AND state IN ('CREATED', 'RESTARTED')

@@ -45,9 +45,9 @@ SELECT task_runs.task_id, task_runs.id FROM attempts
 JOIN task_runs ON task_runs.id = attempts.task_run_id
 WHERE attempts.id = ?
 """
-TASK_RUN_COLUMNS = """id, execution_id, task_id, state, pending_deps, allow_failure, attempts,
+TASK_RUN_COLUMNS = f"""id, execution_id, task_id, state, pending_deps, allow_failure, attempts,
     last_attempt_id, reason, created_at, started_at, ended_at, fork_of, fork_index,
-    parent_run_id"""
+    parent_run_id, {q.SKIPPED_UNSTARTED} AS skipped_unstarted"""
 TASK_RUNS = f"SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE execution_id = ? ORDER BY id"
 FORK_COUNTS = """
 SELECT task_id, count(*) AS n FROM task_runs
@@ -448,6 +448,7 @@ def _task_run(r: Row) -> TaskRunRow:
         fork_of=r["fork_of"],
         fork_index=r["fork_index"],
         parent_run_id=r["parent_run_id"],
+        skipped_unstarted=bool(r["skipped_unstarted"]),
     )
 
 

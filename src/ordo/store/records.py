@@ -101,6 +101,9 @@ class TaskRunRow(Struct, frozen=True):
     fork_of: int | None = None
     fork_index: int | None = None
     parent_run_id: int | None = None
+    #: SKIPPED without an attempt that counts (since its last restart, none but attempts
+    #: handed back or dropped before they ran)
+    skipped_unstarted: bool = False
 
     @property
     def label(self) -> str:

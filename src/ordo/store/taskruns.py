@@ -378,7 +378,7 @@ class TaskRuns:
             stopped = Outcome(State.KILLED, reason="killed", error=why)
             self.outcomes.record_one(claim, stopped, now, self.outcomes.rng, RecordResult())
             return
-        params = (State.KILLED.value, now, None, "handed back", why, None, None, claim.attempt_id)
+        params = (State.KILLED.value, now, None, q.HANDED_BACK, why, None, None, claim.attempt_id)
         if self.db.execute(q.FINISH_ATTEMPT, params).rowcount:
             self.readiness.ready_again(claim.task_run_id, now)
 
