@@ -17,6 +17,7 @@ import os
 import random
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -46,6 +47,13 @@ def find_flow(store: Store, namespace: str, flow_id: str, revision: int | None =
         which = f" revision {revision}" if revision is not None else ""
         raise NotFound(f"flow {namespace}/{flow_id}{which} not found")
     return found
+
+
+def register_file(store: Store, path: str | Path, now: float) -> Revision:
+    """The stored revision for a flow file or package folder: its newest when nothing
+    of it changed, else validated and stored as its flow's next revision
+    (DefinitionError lists every problem at ``file:line:column``)."""
+    return engine.register_flow(store, path, now)
 
 
 def register_text(

@@ -63,3 +63,24 @@ def test_the_edges_call_no_store_write_but_configuration() -> None:
                     where = path.relative_to(SRC)
                     calls.append(f"{where}:{node.lineno}: {ast.unparse(node.func)}")
     assert calls == [], "call ordo.services instead"
+
+
+#: What the edges may ask of ``ordo.engine`` directly: reading and checking, no change.
+ENGINE_READS = {"read_flow_file", "saved_inputs", "check_children"}
+
+
+def test_the_edges_ask_the_engine_only_to_read() -> None:
+    """Starting, registering and the rest go through ``ordo.services`` (its checks:
+    ``allow_manual``, queue names, ...), not straight to the engine."""
+    calls = []
+    for edge in EDGES:
+        for path in sorted((SRC / edge).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and ast.unparse(node.func.value) == "engine"
+                    and node.func.attr not in ENGINE_READS
+                ):
+                    calls.append(f"{path.relative_to(SRC)}:{node.lineno}: {ast.unparse(node.func)}")
+    assert calls == [], "call ordo.services instead"

@@ -18,7 +18,7 @@ from datetime import datetime
 import msgspec
 from msgspec import Struct
 
-from ordo import engine, services
+from ordo import services
 from ordo.cli import display
 from ordo.cli.common import fmt_time, open_db, secret_box, skipped_tasks
 from ordo.cli.executioner_output import (
@@ -249,7 +249,7 @@ def begin(
     """Start the run, or resume ``--resume-from``'s, and open its main log: its id and
     what the resume kept. None (logged) for a run id that is not an Executioner run."""
     if args.resume_from is None:
-        ex_id = engine.start_execution(
+        ex_id = services.start(
             store,
             register(store, config.flow, now),
             {},

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ordo import engine, views
+from ordo import services, views
 from ordo.cli.common import (
     fmt_duration,
     fmt_time,
@@ -291,7 +291,7 @@ def _add_flows(store: Store, args: argparse.Namespace) -> int:
     """Register each file (or package folder): a new revision when it changed."""
     for path in args.files:
         known = {(r.namespace, r.flow_id): r.revision for r in store.list_flows()}
-        revision = engine.register_flow(store, path, time.time())
+        revision = services.register_file(store, path, time.time())
         before = known.get((revision.namespace, revision.flow_id))
         what = "unchanged" if before == revision.revision else "added"
         print(f"{revision.namespace}/{revision.flow_id} revision {revision.revision} {what}")

@@ -49,7 +49,7 @@ def _run(
 ) -> int:
     import logging
 
-    from ordo import engine
+    from ordo import engine, services
     from ordo.cli import display
     from ordo.cli.common import configure_logging, open_db, parse_pairs, print_json, secret_box
     from ordo.cli.retention import start_from_args
@@ -60,7 +60,7 @@ def _run(
     configure_logging(box, logging.WARNING, "%(message)s")  # what Python shows without one
     store = open_db(args.db, environ)
     try:
-        revision = engine.register_flow(store, args.file, time.time())
+        revision = services.register_file(store, args.file, time.time())
         engine.check_children(store, revision.flow)
         at_once = _python_at_once(revision.flow)
         if at_once:  # more hosts boot while the execution is recorded

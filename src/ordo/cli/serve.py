@@ -13,7 +13,7 @@ from types import FrameType
 
 import msgspec
 
-from ordo import engine
+from ordo import engine, services
 from ordo.cli import logconfig
 from ordo.cli.common import (
     configure_logging,
@@ -152,7 +152,7 @@ def submit_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     labels = parse_pairs(args.label, "-l")
     store = open_db(args.db, environ)
     try:
-        revision = engine.register_flow(store, args.file, time.time())
+        revision = services.register_file(store, args.file, time.time())
         engine.check_children(store, revision.flow)
         execution_id = start_from_args(store, revision, args, labels)
         note = unserved_note(store, revision.flow, time.time())

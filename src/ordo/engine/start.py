@@ -21,6 +21,7 @@ from ordo.engine import policy
 from ordo.errors import (
     Conflict,
     DefinitionError,
+    IllegalTransition,
     NotFound,
     OrdoError,
     Problem,
@@ -365,6 +366,8 @@ def start_child(
         try:
             store.restart_child(again, claim, now)
             return again
+        except IllegalTransition:
+            raise  # a bug, not "nothing to run again": never hidden
         except Conflict:
             pass  # nothing in it to run again: start a new child
     parent_flow = store.flow_of(claim.revision_id)
