@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 
 from ordo.engine import POLICY, policy
-from ordo.model import FlowConcurrency, RetryPolicy, State
+from ordo.model import Flow, FlowConcurrency, RetryPolicy, State, Task
 from ordo.store.ports import EndFacts, Ending, RetryFacts, RunGroup
+from ordo.store.records import TaskRunRow
 
 
 def _facts(
@@ -129,3 +130,28 @@ def test_skipped_by_failure_is_skipped_without_a_counted_attempt_nor_on_request(
     assert not policy.by_failure(State.SKIPPED, False, False)  # its run_if answered SKIP
     assert not policy.by_failure(State.SKIPPED, True, True)  # --skip
     assert not policy.by_failure(State.FAILED, True, False)
+
+
+def _task(tid: str, *deps: str) -> Task:
+    return Task(id=tid, type="shell", spec={"command": "true"}, depends_on=deps)
+
+
+def _ran(i: int, tid: str, state: State) -> TaskRunRow:
+    return TaskRunRow(i, 1, tid, state, 0, False, 1, None, None, 0.0, None, None)
+
+
+def test_a_replay_reuses_what_would_not_run_again_and_on_another_revision_what_is_alike() -> None:
+    old = Flow(id="f", tasks=(_task("a"), _task("b", "a"), _task("c", "b")), base_dir="/")
+    runs = [_ran(1, "a", State.SUCCESS), _ran(2, "b", State.SUCCESS), _ran(3, "c", State.FAILED)]
+    assert set(policy.to_reuse(old, old, runs, None)) == {"a", "b"}
+    assert set(policy.to_reuse(old, old, runs, "b")) == {"a"}
+    # b depends on something else now: neither it nor what is downstream of it is reused
+    new = Flow(
+        id="f", tasks=(_task("a"), _task("x"), _task("b", "x"), _task("c", "b")), base_dir="/"
+    )
+    assert set(policy.to_reuse(old, new, runs, None)) == {"a"}
+
+
+def test_a_restarted_task_run_waits_for_its_dependencies_that_run_again() -> None:
+    assert policy.waits_for(_task("c", "a", "b"), {"b", "c"}) == 1
+    assert policy.waits_for(_task("a"), {"a"}) == 0

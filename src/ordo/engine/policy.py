@@ -6,7 +6,8 @@ transaction that records what happened and writes what it answers
 (:class:`ordo.store.ports.Decisions` is the port, this module its implementation).
 Nothing here touches a database, a clock or a process.
 
-- A failed attempt tries again (:func:`retry_delay`), or its task run ends.
+- A failed attempt tries again (:func:`retry_delay`), or its task run ends; nothing is
+  tried again once the execution is failing.
 - A task run that ended well releases its dependents (:func:`releases`); one that
   failed, not allowed to, stops its execution unless it continues on error
   (:func:`fails_execution`).
@@ -18,18 +19,21 @@ Nothing here touches a database, a clock or a process.
 - A flow's concurrency limit admits, queues, cancels or refuses an execution
   (:func:`admission`); a flow task ends as its child execution did
   (:func:`child_outcome`).
-- A restart runs again what :func:`to_run_again` names; a mark is refused or allowed by
-  :func:`mark_refusal` and reopens what :func:`reopened` names.
+- A restart runs again what :func:`to_run_again` names (each waiting for
+  :func:`waits_for`), a replay copies what :func:`to_reuse` names; a mark is refused or
+  allowed by :func:`mark_refusal` and reopens what :func:`reopened` names.
+- A claim dropped because its execution is failing ends as :func:`dropped` says; a task
+  run skipped because something failed is told apart by :func:`by_failure`.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from ordo import retry, templating
-from ordo.model import MARKS, ON_REQUEST, SETTLES, Flow, FlowConcurrency, Outcome, State
+from ordo.model import MARKS, ON_REQUEST, SETTLES, Flow, FlowConcurrency, Outcome, State, Task
 from ordo.store.ports import EndFacts, Ending, OutputFacts, RetryFacts
 from ordo.store.records import TaskRunRow
 
@@ -281,6 +285,44 @@ def restart_refusal(ex_id: int, state: State) -> str | None:
     if state in RESTARTABLE:
         return None
     return f"execution {ex_id} is {state.value}; restart needs FAILED, KILLED or WARNING"
+
+
+def to_reuse(
+    old: Flow, new: Flow, runs: Sequence[TaskRunRow], from_task: str | None
+) -> dict[str, TaskRunRow]:
+    """What a replay of an execution of ``old`` (its task runs ``runs``) on ``new``
+    copies instead of running, by task: the top-level task runs it would not run again
+    (:func:`to_run_again`). On another revision, only the tasks ``new`` has with the
+    same dependencies, everything upstream of them reused too."""
+    again = to_run_again(old, runs, from_task)
+    reused = {
+        r.task_id: r
+        for r in runs
+        if r.fork_of is None and r.parent_run_id is None and r.id not in again
+    }
+    if new is old:
+        return reused
+    old_ids = {t.id for t in old.tasks}
+    kept = {
+        t.id
+        for t in new.tasks
+        if t.id in reused
+        and t.id in old_ids
+        and set(t.depends_on) == set(old.task(t.id).depends_on)
+    }
+    changed = True
+    while changed:  # a task is reused only when everything upstream of it is
+        changed = False
+        for task in new.tasks:
+            if task.id in kept and not all(d in kept for d in task.depends_on):
+                kept.discard(task.id)
+                changed = True
+    return {task_id: reused[task_id] for task_id in kept}
+
+
+def waits_for(task: Task, again: Collection[str]) -> int:
+    """How many dependencies a task run restarted waits for: those running again."""
+    return sum(1 for d in task.depends_on if d in again)
 
 
 def to_run_again(flow: Flow, runs: Sequence[TaskRunRow], from_task: str | None) -> set[int]:

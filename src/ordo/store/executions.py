@@ -65,29 +65,6 @@ TASK_RUN_TYPES = (
 _NOT_CLAIMED = frozenset({State.CREATED, State.QUEUED})
 
 
-def _still_reusable(
-    old: Flow, new: Flow, reused: Mapping[str, TaskRunRow]
-) -> dict[str, TaskRunRow]:
-    """Of the task runs reused from ``old``'s execution, those ``new`` has with the same
-    dependencies, all of them reused too."""
-    old_ids = {t.id for t in old.tasks}
-    kept = {
-        t.id
-        for t in new.tasks
-        if t.id in reused
-        and t.id in old_ids
-        and set(t.depends_on) == set(old.task(t.id).depends_on)
-    }
-    changed = True
-    while changed:  # a task is reused only when everything upstream of it is
-        changed = False
-        for task in new.tasks:
-            if task.id in kept and not all(d in kept for d in task.depends_on):
-                kept.discard(task.id)
-                changed = True
-    return {task_id: reused[task_id] for task_id in kept}
-
-
 FIND_SCHEDULE = """
 SELECT id FROM executions
 WHERE kind = 'SCHEDULE' AND state = 'RUNNING' AND namespace = ? AND flow_id = ? AND started_by = ?
@@ -260,14 +237,7 @@ class Executions:
             revision_id = revision_id or original.revision_id
             flow = self.flows.flow_of(revision_id)
             runs = self.reads.task_runs(ex_id)
-            again = self.outcomes.policy.to_run_again(old_flow, runs, from_task)
-            reused = {
-                r.task_id: r
-                for r in runs
-                if r.fork_of is None and r.parent_run_id is None and r.id not in again
-            }
-            if revision_id != original.revision_id:
-                reused = _still_reusable(old_flow, flow, reused)
+            reused = self.outcomes.policy.to_reuse(old_flow, flow, runs, from_task)
             return self.create_execution(
                 revision_id,
                 {**original.inputs, **(inputs or {})},

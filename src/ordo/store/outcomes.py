@@ -117,6 +117,7 @@ class Outcomes:
         #: the jitter of retries decided while recording (the caller's, when it gives one)
         self.rng = random.Random()
         self._policy = policy
+        self._successes_release: bool | None = None
 
     @property
     def policy(self) -> Decisions:
@@ -124,6 +125,18 @@ class Outcomes:
         if self._policy is None:
             self._policy = default_policy()
         return self._policy
+
+    @property
+    def successes_release(self) -> bool:
+        """Whether a task run that ended SUCCESS releases its dependents, as the policy
+        says (:meth:`record_successes` releases them in its statement)."""
+        if self._successes_release is None:
+            policy = self.policy
+            released = policy.releases(State.SUCCESS, False) and policy.releases(
+                State.SUCCESS, True
+            )
+            self._successes_release = released
+        return self._successes_release
 
     def record_successes(
         self, done: Sequence[tuple[Claim, Outcome]], now: float, result: RecordResult
@@ -600,7 +613,7 @@ class Outcomes:
         if limit is None:
             return
         running = self.limits.active(flow)
-        while running < limit.limit:
+        while self.policy.admission(limit, running, flow.key) is None:
             row = self.db.one(OLDEST_QUEUED, (flow.namespace, flow.id))
             if row is None:
                 return

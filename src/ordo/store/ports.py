@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import importlib
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 from msgspec import Struct
 
-from ordo.model import Flow, FlowConcurrency, Outcome, RetryPolicy, State
+from ordo.model import Flow, FlowConcurrency, Outcome, RetryPolicy, State, Task
 from ordo.store.records import TaskRunRow
 
 #: The module that holds the engine's policy.
@@ -127,6 +127,12 @@ class Decisions(Protocol):
     ) -> Outcome: ...
 
     def restart_refusal(self, ex_id: int, state: State) -> str | None: ...
+
+    def to_reuse(
+        self, old: Flow, new: Flow, runs: Sequence[TaskRunRow], from_task: str | None
+    ) -> dict[str, TaskRunRow]: ...
+
+    def waits_for(self, task: Task, again: Collection[str]) -> int: ...
 
     def to_run_again(
         self, flow: Flow, runs: Sequence[TaskRunRow], from_task: str | None

@@ -194,10 +194,9 @@ class Recovery:
     ) -> None:
         ex_id = run.execution_id
         items = [i for i in again if i != run.id and self._fork_parent(i) == run.id]
+        pending = 0  # (an item waits for nothing but its for_each task run's cap)
         if run.fork_of is None:
-            pending = sum(1 for d in flow.task(run.task_id).depends_on if d in again_tasks)
-        else:
-            pending = 0
+            pending = self.outcomes.policy.waits_for(flow.task(run.task_id), again_tasks)
         if run.state is not State.CREATED:  # never started (new in the revision): as it is
             self.transitions.set_task_run_state(run.id, ex_id, State.RESTARTED, now, "restarted")
         self.db.execute(q.RESTART_TASK_RUN, (pending, len(items), run.id))
@@ -207,10 +206,11 @@ class Recovery:
             return
         if pending == 0 and (run.fork_of is None or run.fork_of in again):
             task = flow.task(run.task_id)
-            if run.fork_of is not None:  # an item: no more at once than ``concurrency``
-                if task.concurrency and released.get(run.fork_of, 0) >= task.concurrency:
+            if run.fork_of is not None:  # an item: no more at once than the policy lets
+                started = released.get(run.fork_of, 0)
+                if started >= self.outcomes.policy.items_at_once(started + 1, task.concurrency):
                     return  # released when an item before it ends
-                released[run.fork_of] = released.get(run.fork_of, 0) + 1
+                released[run.fork_of] = started + 1
             queue = self.reads.queue_of(ex_id, task)
             self.readiness.ready_restarted(run.id, ex_id, queue, task.concurrency_key, now)
 
@@ -255,7 +255,7 @@ class Recovery:
             tr_id = ids[task_id]
             self._copy_run(ex_id, tr_id, old, why, now)
             self.outcomes.pending_down(ex_id)
-            if old.state in (State.SUCCESS, State.WARNING, State.SKIPPED):
+            if self.outcomes.policy.releases(old.state, old.allow_failure):
                 self.db.execute(q.DEPENDENTS_DOWN, (tr_id,))
             forks = sorted(items.get(old.id, []), key=lambda r: r.fork_index or 0)
             task = flow.task(task_id)

@@ -253,8 +253,9 @@ class TaskRuns:
         # task run's reason: recorded one by one)
         plain: list[tuple[Claim, Outcome]] = []
         others: list[tuple[Claim, Outcome]] = []
+        batch = self.outcomes.successes_release  # (what the batch's statement does)
         for c, o in outcomes:
-            if o.state is State.SUCCESS and o.forks is None and o.error is None:
+            if batch and o.state is State.SUCCESS and o.forks is None and o.error is None:
                 plain.append((c, o))
             else:
                 others.append((c, o))
