@@ -15,7 +15,7 @@ import pytest
 from test_contract import LATER, claim_all, flow_of, ok, start, task
 
 from ordo.errors import StoreError
-from ordo.model import Flow
+from ordo.model import Flow, Outcome, State
 from ordo.store import Store
 from ordo.store.wire import Wire
 
@@ -109,6 +109,44 @@ def test_a_batch_of_successes_costs_the_same_whatever_its_size(
     # the attempts, the task runs, the execution's count, the dependents (one statement
     # on PostgreSQL, two on SQLite), the claim (take, attempts, task runs)
     assert cost[3] == cost[40] <= 8, cost
+
+
+def _well(i: int) -> Outcome:
+    """A success, a success with a message, a warning or a run_if's SKIP."""
+    return [
+        Outcome(State.SUCCESS, exit_code=0),
+        Outcome(State.SUCCESS, exit_code=0, error=f"said {i}"),
+        Outcome(State.WARNING, exit_code=0, error=f"warned {i}"),
+        Outcome(State.SKIPPED, reason="skip", error=f"nothing to do {i}"),
+    ][i % 4]
+
+
+def test_a_batch_of_outcomes_that_ended_well_costs_the_same_whatever_its_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warnings, SKIPs and successes with a message are recorded together too; each
+    task run ends with its state and reason, and the moves no attempt holds are in
+    the history."""
+    cost = {}
+    for size in (4, 40):
+        fan = [task(f"t{i}") for i in range(size)]
+        tasks = (*fan, task("join", *(t.id for t in fan)))
+        ex_id = start(store, Flow(id=f"well{size}", tasks=tasks, base_dir="/tmp"))
+        claims = sorted(claim_all(store, ex_id), key=lambda c: c.task_run_id)
+        with counting(store, monkeypatch) as sent, store.transaction():
+            store.record_outcomes([(c, _well(i)) for i, c in enumerate(claims)], LATER, RNG)
+        cost[size] = len(sent)
+        runs = {r.task_id: r for r in store.task_runs(ex_id)}
+        for i in range(size):
+            expected = _well(i)
+            assert runs[f"t{i}"].state is expected.state
+            assert runs[f"t{i}"].reason == expected.error
+        (join,) = claim_all(store, ex_id, LATER + 1)  # all released it
+        assert join.task_id == "join"
+        history = {(h.task_run_id, h.to_state, h.reason) for h in store.history(ex_id)}
+        assert (runs["t2"].id, State.WARNING, "warned 2") in history
+        assert (runs["t3"].id, State.SKIPPED, "nothing to do 3") in history
+    assert cost[4] == cost[40] <= 10, cost
 
 
 def test_a_transaction_that_fails_after_writing_leaves_nothing(store: Store) -> None:

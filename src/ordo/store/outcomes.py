@@ -117,7 +117,7 @@ class Outcomes:
         #: the jitter of retries decided while recording (the caller's, when it gives one)
         self.rng = random.Random()
         self._policy = policy
-        self._successes_release: bool | None = None
+        self._well: frozenset[State] | None = None
 
     @property
     def policy(self) -> Decisions:
@@ -126,31 +126,64 @@ class Outcomes:
             self._policy = default_policy()
         return self._policy
 
-    @property
-    def successes_release(self) -> bool:
-        """Whether a task run that ended SUCCESS releases its dependents, as the policy
-        says (:meth:`record_successes` releases them in its statement)."""
-        if self._successes_release is None:
-            policy = self.policy
-            released = policy.releases(State.SUCCESS, False) and policy.releases(
-                State.SUCCESS, True
+    def ends_well(self, outcome: Outcome) -> bool:
+        """Whether :meth:`record_successes` records the outcome: a success (with a
+        handler's message or not), a warning or its run_if's SKIP (not STOP), whose task
+        run releases its dependents and fails nothing, as the policy says; not a
+        for_each expanding."""
+        state = outcome.state
+        if outcome.forks is not None or state not in self._releasing():
+            return False
+        if state is State.SUCCESS:
+            return outcome.reason is None  # (else its attempt does not hold the move)
+        return state is State.WARNING or outcome.reason not in (DROPPED, "stop")
+
+    def _releasing(self) -> frozenset[State]:
+        """Of the states an attempt ends well in, those whose task run releases its
+        dependents whether or not allowed to fail, and fails no execution (the
+        policy's, asked once)."""
+        if self._well is None:
+            p = self.policy
+            self._well = frozenset(
+                s
+                for s in (State.SUCCESS, State.WARNING, State.SKIPPED)
+                if p.releases(s, False)
+                and p.releases(s, True)
+                and not p.fails_execution(s, False, lambda: False)
             )
-            self._successes_release = released
-        return self._successes_release
+        return self._well
+
+    @staticmethod
+    def _why_well(outcome: Outcome) -> str | None:
+        """The reason the task run of an outcome that ended well ends with (as
+        :meth:`record_one` gives it)."""
+        if outcome.state is State.SKIPPED:
+            return outcome.error or RUN_IF_SKIP
+        return outcome.error
 
     def record_successes(
         self, done: Sequence[tuple[Claim, Outcome]], now: float, result: RecordResult
     ) -> Callable[[], None]:
-        """Record successful attempts in a few statements whatever their number: the
-        attempts, their outputs and metrics, the task runs, their history, the pending
-        counts, and the dependents they make ready (what :meth:`record_one` does for
-        any other outcome). On PostgreSQL the first statement (which also makes the
-        dependents ready) goes with the next one: the function returned reads it and
-        does the rest (elsewhere, all is done before it returns)."""
-        values = [(c.attempt_id, o.exit_code, o.cpu_seconds, o.peak_rss_kb) for c, o in done]
-        changes = [
-            Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in done
-        ]
+        """Record attempts that ended well (:meth:`ends_well`) in a few statements
+        whatever their number: the attempts, their outputs and metrics, the task runs,
+        their history, the pending counts, and the dependents they make ready (what
+        :meth:`record_one` does for any other outcome). On PostgreSQL the first
+        statement (which also makes the dependents ready) goes with the next one: the
+        function returned reads it and does the rest (elsewhere, all is done before it
+        returns)."""
+        values: list[tuple[Any, ...]]
+        if all(o.state is State.SUCCESS and o.error is None for _, o in done):  # plain
+            values = [(c.attempt_id, o.exit_code, o.cpu_seconds, o.peak_rss_kb) for c, o in done]
+            changes = [
+                Change(c.execution_id, c.task_run_id, State.RUNNING, State.SUCCESS) for c, _ in done
+            ]
+        else:
+            values, changes = [], []
+            for c, o in done:
+                why = self._why_well(o)
+                ended = (o.state.value, o.reason, o.error, why)
+                values.append((c.attempt_id, o.exit_code, o.cpu_seconds, o.peak_rss_kb, *ended))
+                changes.append(Change(c.execution_id, c.task_run_id, State.RUNNING, o.state, why))
         read = self.transitions.succeeded(values, changes, now, RELEASE_CTES)
         if not self.db.writable_ctes:  # (sent already: the release follows it at once)
             self._succeeded(done, changes, read(), now, result)
@@ -348,7 +381,7 @@ class Outcomes:
         SKIPPED and so does everything downstream of it; independent branches go on;
         the execution ends by the usual rule, its STOP reason recorded) — by its run_if,
         by ``raise this.Skip/Stop`` or by returning ``"SKIP"``/``"STOP"``."""
-        why = outcome.error or "run_if answered SKIP"
+        why = outcome.error or RUN_IF_SKIP
         stop = outcome.reason == "stop"
         if stop:
             self.db.execute(q.SET_STOPPED, (why, claim.execution_id))
@@ -637,6 +670,8 @@ def finish_params(attempt_id: int, state: State, outcome: Outcome, now: float) -
 
 
 RECORDED = (State.SUCCESS, State.KILLED, State.WARNING, State.SKIPPED)
+#: the reason of a task run whose run_if answered SKIP without one
+RUN_IF_SKIP = "run_if answered SKIP"
 
 
 def _durable(spec: Mapping[str, Any]) -> bool:

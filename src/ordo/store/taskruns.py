@@ -237,7 +237,11 @@ class TaskRuns:
         outputs and metrics, a retry (a new ready row with ``not_before``) or the task
         run's end, the dependents it makes ready or skips, and the execution's end.
 
-        ``then``, when the outcomes are all plain successes (or none), runs in the same
+        Those that ended well (:meth:`~ordo.store.outcomes.Outcomes.ends_well`: most
+        of them) are recorded together in a few statements whatever their number; the
+        others one by one.
+
+        ``then``, when the outcomes all ended well (or there are none), runs in the same
         transaction once the statements that record them and make their dependents
         ready are sent, before their answer is read (on PostgreSQL a claim made there
         goes in the same round trip: a chain's step is then 2 round trips, not 3), given
@@ -249,13 +253,10 @@ class TaskRuns:
         # one lock order for every transaction (executions by id, then task runs), so
         # that workers recording at once never deadlock
         outcomes = sorted(outcomes, key=lambda item: (item[0].execution_id, item[0].task_run_id))
-        # (a success with a message, a handler's this.success(message), keeps it as its
-        # task run's reason: recorded one by one)
         plain: list[tuple[Claim, Outcome]] = []
         others: list[tuple[Claim, Outcome]] = []
-        batch = self.outcomes.successes_release  # (what the batch's statement does)
         for c, o in outcomes:
-            if batch and o.state is State.SUCCESS and o.forks is None and o.error is None:
+            if self.outcomes.ends_well(o):
                 plain.append((c, o))
             else:
                 others.append((c, o))

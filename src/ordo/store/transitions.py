@@ -20,7 +20,7 @@ row: the attempt holds them, and reading the history puts them back
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from msgspec import Struct
@@ -43,14 +43,17 @@ ATTEMPT_TYPES = (
     "DOUBLE PRECISION",
     "DOUBLE PRECISION",
 )
-FINISH_SUCCESSES = """
+#: Attempts that ended well, rows ``(attempt_id, exit_code, cpu_seconds, peak_rss_kb)``,
+#: then, unless they are all plain successes, ``(state, reason, error, task_reason)``:
+#: see :func:`_finish`.
+FINISH_ENDED_WELL = """
 UPDATE attempts
-SET state = 'SUCCESS', ended_at = ?, exit_code = CAST(v.column2 AS INTEGER), reason = NULL,
-    error = NULL, cpu_seconds = CAST(v.column3 AS DOUBLE PRECISION),
+SET state = {state}, ended_at = ?, exit_code = CAST(v.column2 AS INTEGER), reason = {reason},
+    error = {error}, cpu_seconds = CAST(v.column3 AS DOUBLE PRECISION),
     peak_rss_kb = CAST(v.column4 AS BIGINT), lease_expires_at = NULL
 FROM {values}
 WHERE attempts.id = v.column1 AND attempts.state = 'RUNNING'
-RETURNING attempts.id AS attempt_id, attempts.task_run_id AS task_run_id
+RETURNING attempts.id AS attempt_id, attempts.task_run_id AS task_run_id{more}
 """
 INSERT_ATTEMPTS = """
 INSERT INTO attempts
@@ -68,6 +71,10 @@ SELECT * FROM {values}
 RETURNING id, task_run_id, number
 """
 SUCCESS_TYPES = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT")
+#: the columns :data:`FINISH_ENDED_WELL` reads besides :data:`SUCCESS_TYPES`' when the
+#: attempts are not all plain successes: their state, reason and error, and the reason
+#: their task runs end with
+ENDED_WELL_TYPES = ("TEXT", "TEXT", "TEXT", "TEXT")
 
 _SET_EXECUTION = """
 UPDATE executions SET state = ?, reason = coalesce(?, reason),
@@ -88,19 +95,21 @@ WHERE task_runs.id = v.column1 AND task_runs.state = v.column5
 RETURNING task_runs.id AS task_run_id, task_runs.fork_of AS fork_of
 """
 _TASK_RUN_TYPES = ("BIGINT", "TEXT", "TEXT", "DOUBLE PRECISION", "TEXT")
-#: The task runs of attempts finished (``f``) move RUNNING -> SUCCESS (``u``).
+#: The task runs of attempts finished (``f``) move RUNNING -> SUCCESS (``u``), or to
+#: the state their attempt ended in, with their reason (``{state}``, ``{reason}``).
 _SUCCESS_MOVES = """
 WITH f AS ({finish}),
 u AS (
-    UPDATE task_runs SET state = 'SUCCESS', reason = NULL, ended_at = ?
+    UPDATE task_runs SET state = {state}, reason = {reason}, ended_at = ?
     FROM f
     WHERE task_runs.id = f.task_run_id AND task_runs.state = 'RUNNING'
     RETURNING task_runs.id, task_runs.execution_id, task_runs.fork_of)"""
-#: PostgreSQL, in one statement: attempts ended SUCCESS (``{finish}``) and their task
-#: runs RUNNING -> SUCCESS; the pending count of each execution whose task runs (not
-#: for_each items) moved, less those, the rows of every execution whose task runs moved
-#: locked in id order first (as one at a time in id order would: a claim sent with this
-#: statement then locks task runs after them, for_each items' included); and whatever
+#: PostgreSQL, in one statement: attempts ended well (``{finish}``) and their task
+#: runs RUNNING -> SUCCESS (or WARNING, SKIPPED); the pending count of each execution
+#: whose task runs (not for_each items) moved, less those, the rows of every execution
+#: whose task runs moved locked in id order first (as one at a time in id order would:
+#: a claim sent with this statement then locks task runs after them, for_each items'
+#: included); and whatever
 #: ``{release}`` (common table expressions after those, whose ``readied`` returns task
 #: runs) does with them: it must not update a task run ``u`` moves (PostgreSQL would
 #: drop one of the two updates), and a dependent never runs while its upstream does.
@@ -238,12 +247,15 @@ class Transitions:
             done = self._set_task_runs(changes, now)
         if routine:
             return done
-        self._transitions.extend(
-            (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason)
-            for c in changes
-            if (c.execution_id if c.run_id is None else c.run_id) in done
+        self._remember(
+            [c for c in changes if (c.execution_id if c.run_id is None else c.run_id) in done],
+            now,
         )
         return done
+
+    def _remember(self, changes: Iterable[Change], now: float) -> None:
+        """Changes made: their history, written when the transaction commits."""
+        self._transitions.extend(_rows(changes, now))
 
     def _set_executions(
         self, changes: Sequence[Change], now: float, by: By
@@ -282,28 +294,52 @@ class Transitions:
         now: float,
         release: str,
     ) -> Callable[[], Succeeded]:
-        """Attempts that ended SUCCESS (rows ``(attempt_id, exit_code, cpu_seconds,
-        peak_rss_kb)`` of :data:`FINISH_SUCCESSES`) and ``changes``, their task runs'
-        RUNNING -> SUCCESS, routine (the attempts hold the history), in one statement
-        (PostgreSQL) or two. On PostgreSQL the same statement counts the moved task
+        """Attempts that ended well and ``changes``, their task runs' RUNNING -> SUCCESS
+        (or WARNING, or SKIPPED by their run_if), in one statement (PostgreSQL) or a few.
+        ``attempts``' rows are ``(attempt_id, exit_code, cpu_seconds, peak_rss_kb)`` when
+        all are plain successes (routine moves: the attempts hold their history); else
+        they go on with ``(state, reason, error)`` of the attempt and the reason its task
+        run ends with (:data:`FINISH_ENDED_WELL`), and the moves that are not routine are
+        written to the history. On PostgreSQL the same statement counts the moved task
         runs (for_each items aside) off their executions' pending counts and runs
         ``release`` (:data:`~ordo.store.readiness.RELEASE_CTES`, given ``now``), and it
         goes with the next statement (:meth:`~ordo.store.db.Db.soon`): the function
         returned reads what it did."""
         if not attempts:
             return lambda: Succeeded(set(), {}, {}, None)
+        plain = len(attempts[0]) == len(SUCCESS_TYPES)
         for change in changes:
-            if not can_transition(change.old, change.new) or not _routine(change, By.WORK):
+            if not can_transition(change.old, change.new) or change.new not in ENDS_WELL:
+                raise _illegal(change, By.WORK, "not a move of an attempt that ended well")
+            if plain and not _routine(change, By.WORK):
                 raise _illegal(change, By.WORK, "not a routine move")
-        table, params = self.db.values(attempts, SUCCESS_TYPES)
-        finish = FINISH_SUCCESSES.format(values=table)
-        if self.db.writable_ctes:
-            sql = _SUCCEEDED.format(finish=finish, release=release)
-            rows = self.db.soon(sql, [now, *params, now, now])
-            return lambda: _succeeded(rows())
+        types = SUCCESS_TYPES if plain else (*SUCCESS_TYPES, *ENDED_WELL_TYPES)
+        table, params = self.db.values(attempts, types)
+        cte = self.db.writable_ctes
+        finish = _finish(table, plain, cte)
+        if cte:
+            state, reason = ("'SUCCESS'", "NULL") if plain else ("f.state", "f.task_reason")
+            moves = _SUCCEEDED.format(finish=finish, release=release, state=state, reason=reason)
+            rows = self.db.soon(moves, [now, *params, now, now])
+            if plain:
+                return lambda: _succeeded(rows())
+            at = len(self._transitions)  # (before what is done until it is read: claims)
+
+            def read() -> Succeeded:
+                found = _succeeded(rows())
+                moved = [c for c in changes if c.run_id in found.moved]
+                self._transitions[at:at] = _rows(
+                    [c for c in moved if not _routine(c, By.WORK)], now
+                )
+                return found
+
+            return read
         recorded = {int(r["attempt_id"]) for r in self.db.all(finish, [now, *params])}
         of = dict(zip((int(a[0]) for a in attempts), changes, strict=True))
-        moved = self.transition([of[a] for a in sorted(recorded)], now, routine=True)
+        ended = [of[a] for a in sorted(recorded)]
+        routine = [c for c in ended if _routine(c, By.WORK)]
+        moved = self.transition(routine, now, routine=True)
+        moved.update(self.transition([c for c in ended if not _routine(c, By.WORK)], now))
         return lambda: Succeeded(recorded, moved, {}, None)
 
     def claimed(
@@ -414,6 +450,30 @@ class Transitions:
         rows, self._transitions = self._transitions, []
         if rows:
             self.db.later_many(_INSERT_HISTORY, rows)
+
+
+def _rows(changes: Iterable[Change], now: float) -> list[tuple[Any, ...]]:
+    """The ``state_history`` rows of changes made at ``now``."""
+    return [(c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason) for c in changes]
+
+
+#: What an attempt that ended well ends its task run in (:meth:`Transitions.succeeded`).
+ENDS_WELL = frozenset({State.SUCCESS, State.WARNING, State.SKIPPED})
+
+
+def _finish(table: str, plain: bool, cte: bool) -> str:
+    """:data:`FINISH_ENDED_WELL` for rows in ``table``: plain successes (their state
+    and reasons constants) or not (read from the rows); in a writable CTE, returning
+    what the task runs' move takes from them (PostgreSQL; SQLite's RETURNING names
+    only the updated table's columns, and it moves them apart)."""
+    if plain:  # (the task runs' move takes constants too)
+        return FINISH_ENDED_WELL.format(
+            values=table, state="'SUCCESS'", reason="NULL", error="NULL", more=""
+        )
+    more = ", v.column5 AS state, v.column8 AS task_reason" if cte else ""
+    return FINISH_ENDED_WELL.format(
+        values=table, state="v.column5", reason="v.column6", error="v.column7", more=more
+    )
 
 
 def _routine(change: Change, by: By) -> bool:
