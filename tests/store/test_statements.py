@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_contract import LATER, claim_all, flow_of, ok, start, task
+from test_contract import LATER, claim_all, fail, flow_of, ok, start, task
 
 from ordo.errors import StoreError
 from ordo.model import Flow, Outcome, State
@@ -147,6 +147,33 @@ def test_a_batch_of_outcomes_that_ended_well_costs_the_same_whatever_its_size(
         assert (runs["t2"].id, State.WARNING, "warned 2") in history
         assert (runs["t3"].id, State.SKIPPED, "nothing to do 3") in history
     assert cost[4] == cost[40] <= 10, cost
+
+
+def test_the_first_failure_skips_what_has_not_started_in_the_same_statements_whatever_its_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``a`` fails while everything else waits: all of it is skipped together, each
+    with the failure as its reason, or naming the task before it skipped with it."""
+    cost = {}
+    for size in (3, 40):
+        fan = [task(f"t{i}") for i in range(size)]
+        tasks = (task("a"), *fan, task("after", "t0"))
+        ex_id = start(store, Flow(id=f"stop{size}", tasks=tasks, base_dir="/tmp"))
+        (a,) = store.claim("w1", 1, LATER, 30, execution_id=ex_id, only=[min_run(store, ex_id)])
+        with counting(store, monkeypatch) as sent:
+            store.record_outcomes([(a, fail())], LATER + 1, RNG)
+        cost[size] = len(sent)
+        runs = {r.task_id: r for r in store.task_runs(ex_id)}
+        assert runs["t1"].reason == "execution failed: task 'a' failed"
+        assert runs["after"].reason == "dependency 't0' was skipped"
+        assert {r.state for r in runs.values() if r.task_id != "a"} == {State.SKIPPED}
+        assert store.get_execution(ex_id).state is State.FAILED
+        assert claim_all(store, ex_id, LATER + 2) == []
+    assert cost[3] == cost[40], cost
+
+
+def min_run(store: Store, ex_id: int) -> int:
+    return min(r.id for r in store.task_runs(ex_id))
 
 
 def test_a_transaction_that_fails_after_writing_leaves_nothing(store: Store) -> None:

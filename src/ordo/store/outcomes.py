@@ -41,6 +41,21 @@ SELECT count(*) AS n FROM attempts a JOIN task_runs t ON t.id = a.task_run_id
 WHERE a.task_run_id = ? AND {q.COUNTED.format(a="a", t="t")}
 """
 DEPENDENTS = "SELECT task_run_id FROM task_run_deps WHERE upstream_id = ?"
+#: the task runs of an execution not started, and the dependencies between them
+UNSTARTED_RUNS = """
+SELECT id, state, task_id FROM task_runs
+WHERE execution_id = ? AND state IN ('CREATED', 'RESTARTED') ORDER BY id
+"""
+UNSTARTED_DEPS = """
+SELECT d.task_run_id, d.upstream_id FROM task_run_deps d JOIN task_runs t ON t.id = d.task_run_id
+WHERE t.execution_id = ? AND t.state IN ('CREATED', 'RESTARTED')
+"""
+#: skipped many at once: in statements of at most this many (SQLite's parameters)
+SKIPS_AT_ONCE = 1000
+DELETE_SKIPPED_READY = """
+DELETE FROM ready WHERE execution_id = ?
+  AND task_run_id IN (SELECT id FROM task_runs WHERE execution_id = ? AND state = 'SKIPPED')
+"""
 #: task runs of an execution that wait to run again (RUNNING, with a ready row)
 WAITING_AGAIN = """
 SELECT r.task_run_id FROM ready r JOIN task_runs t ON t.id = r.task_run_id
@@ -82,7 +97,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
 #: One item of a for_each task run ended: one fewer pending.
 ITEM_ENDED = """
-UPDATE task_runs SET forks_pending = forks_pending - 1, forks_next = forks_next + 1 WHERE id = ?
+UPDATE task_runs SET forks_pending = forks_pending - ?, forks_next = forks_next + ? WHERE id = ?
 RETURNING forks_pending, forks_next
 """
 ITEM_STATES = """
@@ -429,10 +444,12 @@ class Outcomes:
         self.db.execute(q.EXECUTION_PENDING_DOWN, (-count, ex_id))
         self.readiness.release_items(tr_id, first, now)
 
-    def item_ended(self, fork_of: int, ex_id: int, now: float, result: RecordResult) -> None:
-        """One item fewer: start the next one held back by ``concurrency``, or end the
-        for_each task run once none is left."""
-        row = self.db.execute(ITEM_ENDED, (fork_of,)).fetchone()
+    def item_ended(
+        self, fork_of: int, ex_id: int, now: float, result: RecordResult, count: int = 1
+    ) -> None:
+        """One item fewer (or ``count``): start the next one held back by
+        ``concurrency``, or end the for_each task run once none is left."""
+        row = self.db.execute(ITEM_ENDED, (count, count, fork_of)).fetchone()
         if int(row["forks_pending"]) > 0:
             self.readiness.release_next_item(fork_of, now)
             return
@@ -594,20 +611,49 @@ class Outcomes:
         self, ex_id: int, reason: str, now: float, result: RecordResult | None = None
     ) -> None:
         """The execution fails or stops: every task run of it not started is skipped,
-        and one waiting to run again (a retry's delay, an attempt handed back) ends as
-        if its claim had been dropped (the policy's ``dropped``): nothing new starts."""
-        for r in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
-            tr_id = r["id"]
-            self.skip(tr_id, ex_id, reason, now, result)
+        with ``reason`` or, when a task run it depends on is skipped with it, ``dependency
+        'x' was skipped``, in a few statements whatever their number; and one waiting to
+        run again (a retry's delay, an attempt handed back) ends as if its claim had been
+        dropped (the policy's ``dropped``): nothing new starts."""
+        result = result or RecordResult()
+        runs = {int(r["id"]): r for r in self.db.all(UNSTARTED_RUNS, (ex_id,))}
+        if runs:
+            upstream: dict[int, int] = {}  # the first of its upstream skipped with it
+            for d in self.db.all(UNSTARTED_DEPS, (ex_id,)):
+                run_id, up = int(d["task_run_id"]), int(d["upstream_id"])
+                if up in runs and up < upstream.get(run_id, up + 1):
+                    upstream[run_id] = up
+            changes = [
+                Change(
+                    ex_id,
+                    run_id,
+                    State(r["state"]),
+                    State.SKIPPED,
+                    f"dependency '{runs[upstream[run_id]]['task_id']}' was skipped"
+                    if run_id in upstream
+                    else reason,
+                )
+                for run_id, r in runs.items()
+            ]
+            moved: dict[int, int | None] = {}
+            for at in range(0, len(changes), SKIPS_AT_ONCE):
+                moved.update(self.transitions.transition(changes[at : at + SKIPS_AT_ONCE], now))
+            if moved:
+                self.db.execute(DELETE_SKIPPED_READY, (ex_id, ex_id))
+                self.db.execute(q.EXECUTION_PENDING_DOWN, (len(moved), ex_id))
+                items: dict[int, int] = {}
+                for fork_of in moved.values():
+                    if fork_of is not None:
+                        items[fork_of] = items.get(fork_of, 0) + 1
+                for fork_of, count in sorted(items.items()):
+                    self.item_ended(fork_of, ex_id, now, result, count)
         for r in self.db.all(WAITING_AGAIN, (ex_id,)):
             tr_id = r["task_run_id"]
             if not self.db.execute(q.DELETE_READY, (tr_id,)).rowcount:
                 continue  # (ended by a call this one made, or claimed meanwhile)
             counted = self.db.one(COUNTED_ATTEMPTS, (tr_id,))
             ending = self.policy.dropped(int(counted["n"]) if counted else 0, reason)
-            self.finish_task_run(
-                tr_id, ex_id, ending.state, ending.reason, now, result or RecordResult()
-            )
+            self.finish_task_run(tr_id, ex_id, ending.state, ending.reason, now, result)
 
     # -- executions starting and ending under their flow's limit ---------------------
     def begin_running(self, ex_id: int, flow: Flow, now: float, result: RecordResult) -> None:
