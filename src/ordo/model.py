@@ -128,6 +128,9 @@ CONNECTIONS = "connections"
 #: The reason of the SKIPPED outcome of a claim dropped before its launch because its
 #: execution was failing (``Launcher.drop_failing``): its attempt never ran.
 DROPPED = "failing"
+#: How the reason of a task run begins that ended FAILED without its retry, its execution
+#: failing (``ordo.engine.policy.dropped``)
+NOT_RETRIED = "not retried: "
 #: Why a task run was skipped when asked to be (``--skip``): not because of a failure.
 ON_REQUEST = "skipped on request"
 TASK_TYPES = ("shell", "python", "sql", "http", "flow")

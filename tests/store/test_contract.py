@@ -181,6 +181,40 @@ def test_allowed_failure_lets_dependents_run_and_ends_warning(store: Store) -> N
     assert result.ended_executions == {ex_id: State.WARNING}
 
 
+def test_a_failure_ends_the_task_runs_waiting_for_a_retry_naming_it(store: Store) -> None:
+    """Hundreds of task runs wait for their retry when ``bad`` fails: each ends FAILED,
+    not retried, naming ``bad`` (not one another), in the same transaction, and the
+    execution's end is told to the caller and names ``bad``."""
+    policy = RetryPolicy(attempts=3, delay=3600.0)
+    waiting = [task(f"w{i:03d}", retry=policy) for i in range(600)]
+    ex_id = start(store, flow_of(*waiting, task("bad")))
+    claims = {c.task_id: c for c in store.claim("w1", 601, LATER, 30.0, execution_id=ex_id)}
+    bad = claims.pop("bad")
+    result = store.record_outcomes([(c, fail()) for c in claims.values()], NOW + 1, RNG)
+    assert len(result.retries) == 600
+    result = store.record_outcomes([(bad, fail(3))], NOW + 2, RNG)
+    assert result.ended_executions == {ex_id: State.FAILED}
+    runs = [r for r in store.task_runs(ex_id) if r.task_id != "bad"]
+    assert {r.state for r in runs} == {State.FAILED}
+    assert {r.reason for r in runs} == {"not retried: execution failed: task 'bad' failed"}
+    assert store.get_execution(ex_id).reason == "task 'bad' failed: exit code 3"
+    assert claim_all(store, ex_id, NOW + 7200) == []
+
+
+def test_a_replay_copies_a_task_its_run_if_skipped_as_no_failure(store: Store) -> None:
+    ex_id = start(store, flow_of(task("gate"), task("work")))
+    claims = {c.task_id: c for c in claim_all(store, ex_id)}
+    skipped = Outcome(State.SKIPPED, reason="skip", error="not today")
+    result = store.record_outcomes([(claims["gate"], skipped), (claims["work"], ok())], NOW, RNG)
+    assert result.ended_executions == {ex_id: State.SUCCESS}
+    replay = store.replay_execution(ex_id, "work", LATER)
+    (work,) = claim_all(store, replay, LATER + 1)
+    result = store.record_outcomes([(work, ok())], LATER + 2, RNG)
+    assert result.ended_executions == {replay: State.SUCCESS}
+    gate = next(r for r in store.task_runs(replay) if r.task_id == "gate")
+    assert (gate.state, gate.skipped_unstarted) == (State.SKIPPED, False)
+
+
 def test_retry_schedules_next_attempt_after_delay(store: Store) -> None:
     policy = RetryPolicy(attempts=3, delay=10.0, backoff=2.0)
     ex_id = start(store, flow_of(task("a", retry=policy)))

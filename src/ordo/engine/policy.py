@@ -33,7 +33,17 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from ordo import retry, templating
-from ordo.model import MARKS, ON_REQUEST, SETTLES, Flow, FlowConcurrency, Outcome, State, Task
+from ordo.model import (
+    MARKS,
+    NOT_RETRIED,
+    ON_REQUEST,
+    SETTLES,
+    Flow,
+    FlowConcurrency,
+    Outcome,
+    State,
+    Task,
+)
 from ordo.store.ports import EndFacts, Ending, OutputFacts, RetryFacts
 from ordo.store.records import TaskRunRow
 
@@ -53,7 +63,7 @@ def dropped(earlier_attempts: int, why: str) -> Ending:
     counted since its last restart): its last attempt failed, and it is not tried again.
     A restart runs either again."""
     if earlier_attempts > 0:
-        return Ending(State.FAILED, f"not retried: {why}")
+        return Ending(State.FAILED, f"{NOT_RETRIED}{why}")
     return Ending(State.SKIPPED, why)
 
 

@@ -76,10 +76,10 @@ EXECUTION_END_INFO = (
 )
 EXECUTION_PENDING = "SELECT pending FROM executions WHERE id = ?"
 EXECUTION_REVISION = "SELECT revision_id, continue_on_error FROM executions WHERE id = ?"
-FIRST_FAILURE = """
+FIRST_FAILURE = f"""
 SELECT task_id, reason FROM task_runs
 WHERE execution_id = ? AND state = 'FAILED' AND allow_failure = 0 AND parent_run_id IS NULL
-ORDER BY ended_at, id LIMIT 1
+ORDER BY {q.ENDED_BY_FAILURE.format(reason="reason")}, ended_at, id LIMIT 1
 """
 FIRST_ITEM_FAILURE = """
 SELECT fork_index, reason FROM task_runs WHERE fork_of = ? AND state = ?
@@ -314,7 +314,13 @@ class Outcomes:
             earlier = int(counted["n"]) if counted else 0
             ending = self.policy.dropped(earlier, outcome.error or DROPPED)
             self.finish_task_run(
-                claim.task_run_id, claim.execution_id, ending.state, ending.reason, now, result
+                claim.task_run_id,
+                claim.execution_id,
+                ending.state,
+                ending.reason,
+                now,
+                result,
+                failing_already=True,
             )
             return
         if state is State.SKIPPED:
@@ -363,20 +369,26 @@ class Outcomes:
         *,
         stop: bool = False,
         routine: bool = False,
+        failing_already: bool = False,
     ) -> None:
         """End a task run, then propagate: dependents become ready, or are skipped
         (``stop``: it answered STOP, nothing downstream of it runs). ``routine``: its
-        attempt ended SUCCESS and holds the move's history."""
+        attempt ended SUCCESS and holds the move's history. ``failing_already``: its
+        execution is failing (or stopping) already, and the caller skips what has not
+        started: a failure of it stops nothing more."""
         row = self.transitions.set_task_run_state(tr_id, ex_id, state, now, reason, routine=routine)
         if row is None:
             return
         task_id, allowed, fork_of = row.task_id, row.allow_failure, row.fork_of
         pending: int | None = self.pending_down(ex_id)
         policy = self.policy
-        failing = policy.fails_execution(state, allowed, lambda: self._continue_on_error(ex_id))
+        failing = not failing_already and policy.fails_execution(
+            state, allowed, lambda: self._continue_on_error(ex_id)
+        )
+        why = f"execution failed: task '{task_id}' failed"
         if fork_of is not None:  # an item: its for_each task run may end with it
             if failing:
-                self.skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
+                self.skip_unstarted(ex_id, why, now, result)
             self.item_ended(fork_of, ex_id, now, result)
             self.maybe_end(ex_id, now, result)
             return
@@ -385,7 +397,7 @@ class Outcomes:
         else:
             self._skip_dependents(tr_id, ex_id, task_id, state, now, stop=stop)
             if failing:
-                self.skip_unstarted(ex_id, f"execution failed: task '{task_id}' failed", now)
+                self.skip_unstarted(ex_id, why, now, result)
             pending = None  # skipping changed it (read it again)
         self.maybe_end(ex_id, now, result, pending)
 
@@ -650,10 +662,12 @@ class Outcomes:
         for r in self.db.all(WAITING_AGAIN, (ex_id,)):
             tr_id = r["task_run_id"]
             if not self.db.execute(q.DELETE_READY, (tr_id,)).rowcount:
-                continue  # (ended by a call this one made, or claimed meanwhile)
+                continue  # (claimed meanwhile: its claim is dropped)
             counted = self.db.one(COUNTED_ATTEMPTS, (tr_id,))
             ending = self.policy.dropped(int(counted["n"]) if counted else 0, reason)
-            self.finish_task_run(tr_id, ex_id, ending.state, ending.reason, now, result)
+            self.finish_task_run(
+                tr_id, ex_id, ending.state, ending.reason, now, result, failing_already=True
+            )
 
     # -- executions starting and ending under their flow's limit ---------------------
     def begin_running(self, ex_id: int, flow: Flow, now: float, result: RecordResult) -> None:

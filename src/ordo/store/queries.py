@@ -3,7 +3,7 @@ own SQL in its module). Placeholders are ``?``; the PostgreSQL backend rewrites 
 
 from __future__ import annotations
 
-from ordo.model import DROPPED
+from ordo.model import DROPPED, NOT_RETRIED
 
 #: A claim's columns (:func:`ordo.store.reads.claim_of`), of ``attempts a`` joined to its
 #: ``task_runs t`` and ``executions e``
@@ -28,11 +28,17 @@ UPDATE executions SET pending = pending - ? WHERE id = ? RETURNING pending
 #: The reason of an attempt handed back before it ran (a worker stopping): not counted.
 HANDED_BACK = "handed back"
 #: Whether attempt ``{a}`` of task run ``{t}`` counts: made since the task run's last
-#: restart, neither handed back nor dropped (:data:`~ordo.model.DROPPED`) before it ran.
+#: restart, neither handed back nor dropped (:data:`~ordo.model.DROPPED`) before it ran
+#: (a replay's copy of a task run counts its attempt 0, which stands for the original's:
+#: its ``retries_from`` is -1).
 COUNTED = (
     "{a}.number > {t}.retries_from"
     f" AND coalesce({{a}}.reason, '') NOT IN ('{HANDED_BACK}', '{DROPPED}')"
 )
+#: 1 for a task run whose reason (the column ``{reason}``) says it ended FAILED because
+#: its execution was failing (:data:`~ordo.model.NOT_RETRIED`), else 0: looking for the
+#: failure that failed an execution, those come last
+ENDED_BY_FAILURE = f"CASE WHEN coalesce({{reason}}, '') LIKE '{NOT_RETRIED}%' THEN 1 ELSE 0 END"
 #: 1 for a task run (``task_runs``) SKIPPED without a counted attempt, else 0
 SKIPPED_UNSTARTED = f"""CASE WHEN task_runs.state = 'SKIPPED' AND NOT EXISTS (
     SELECT 1 FROM attempts c WHERE c.task_run_id = task_runs.id

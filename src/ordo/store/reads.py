@@ -101,12 +101,12 @@ WHERE stopped_at IS NULL OR stopped_at > ? ORDER BY started_at DESC, id LIMIT ?
 """
 
 #: Running executions among some: why each stops (a timeout) and its first hard failure.
-FAILING_AMONG = """
+FAILING_AMONG = f"""
 SELECT e.id, e.reason, e.revision_id, e.continue_on_error,
        (SELECT t.task_id FROM task_runs t
         WHERE t.execution_id = e.id AND t.state = 'FAILED' AND t.allow_failure = 0
-        ORDER BY t.id LIMIT 1) AS failed
-FROM executions e WHERE e.state = 'RUNNING' AND e.id IN ({})
+        ORDER BY {q.ENDED_BY_FAILURE.format(reason="t.reason")}, t.id LIMIT 1) AS failed
+FROM executions e WHERE e.state = 'RUNNING' AND e.id IN ({{}})
 """
 
 

@@ -32,8 +32,10 @@ WHERE t.id = ? AND t.retries_from > 0 AND a.number = t.retries_from
 ORDER BY e.id DESC LIMIT 1
 """
 CLEAR_EXECUTION_REASON = "UPDATE executions SET reason = NULL WHERE id = ?"
+#: a copied task run: its attempt 0 counts (``retries_from`` -1: see q.COUNTED) as the
+#: original's did, until a restart makes it ``attempts`` (0)
 COPIED_RUN = """
-UPDATE task_runs SET started_at = ?, ended_at = ?, last_attempt_id = ?
+UPDATE task_runs SET started_at = ?, ended_at = ?, last_attempt_id = ?, retries_from = -1
 WHERE id = ?
 """
 COPY_OUTPUTS = """
