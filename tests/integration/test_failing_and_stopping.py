@@ -21,14 +21,18 @@ def write(folder: Path, text: str) -> Path:
     return path
 
 
+def a_and_others(folder: Path, flow_id: str, command: str, others: list[str]) -> Path:
+    """A flow of task ``a`` running ``command`` and independent ones running ``true``."""
+    rest = "".join(f"  - {{id: {t}, type: shell, command: 'true'}}\n" for t in others)
+    return write(
+        folder, f"id: {flow_id}\ntasks:\n  - {{id: a, type: shell, command: '{command}'}}\n{rest}"
+    )
+
+
 def test_the_first_failure_launches_nothing_claimed_ahead(store: Store, tmp_path: Path) -> None:
     """One slot, 16 claims taken ahead: once ``a`` failed, none of them is launched;
     each ends SKIPPED with the failure as its reason, without an attempt that ran."""
-    others = "\n".join(f"  - {{id: t{i:02d}, type: shell, command: 'true'}}" for i in range(20))
-    path = write(
-        tmp_path,
-        f"id: stop-at-once\ntasks:\n  - {{id: a, type: shell, command: 'exit 3'}}\n{others}\n",
-    )
+    path = a_and_others(tmp_path, "stop-at-once", "exit 3", [f"t{i:02d}" for i in range(20)])
     ex_id, final = run_file(store, tmp_path, path, slots=1, prefetch=16)
     assert final is State.FAILED
     runs = {r.task_id: r for r in store.task_runs(ex_id)}
@@ -45,11 +49,7 @@ def test_a_restart_runs_what_was_dropped_again(store: Store, tmp_path: Path) -> 
     """The claims dropped when ``a`` failed made attempts that never ran: a restart
     runs their task runs again (their next attempt numbered after the dropped one)."""
     fixed = tmp_path / "fixed"
-    others = "\n".join(f"  - {{id: t{i}, type: shell, command: 'true'}}" for i in range(4))
-    path = write(
-        tmp_path,
-        f"id: dropped\ntasks:\n  - {{id: a, type: shell, command: 'test -e {fixed}'}}\n{others}\n",
-    )
+    path = a_and_others(tmp_path, "dropped", f"test -e {fixed}", [f"t{i}" for i in range(4)])
     ex_id, final = run_file(store, tmp_path, path, slots=1, prefetch=16)
     assert final is State.FAILED
     dropped = [a for a in store.attempts(ex_id) if a.state is State.SKIPPED]
@@ -60,6 +60,13 @@ def test_a_restart_runs_what_was_dropped_again(store: Store, tmp_path: Path) -> 
     assert work_on(store, tmp_path, ex_id, slots=1, prefetch=16)[1] is State.SUCCESS
     numbers = {(a.task_run_id, a.number) for a in store.attempts(ex_id)}
     assert len(numbers) == len(store.attempts(ex_id))
+
+
+def fixed_and_restarted(store: Store, folder: Path, ex_id: int, again: list[str]) -> None:
+    """With ``folder/fixed`` made, a restart runs ``again`` and the execution succeeds."""
+    (folder / "fixed").touch()
+    assert sorted(services.restart(store, ex_id, time.time())) == again
+    assert work_on(store, folder, ex_id)[1] is State.SUCCESS
 
 
 def _retried_and_failing(tmp_path: Path, delay: str, flaky_sleep: float) -> Path:
@@ -91,9 +98,7 @@ def test_a_task_failing_once_its_execution_fails_is_not_retried_and_runs_on_rest
     runs = {r.task_id: r for r in store.task_runs(ex_id)}
     assert runs["flaky"].state is State.FAILED
     assert runs["flaky"].attempts == 1
-    (tmp_path / "fixed").touch()
-    assert sorted(services.restart(store, ex_id, time.time())) == ["bad", "flaky"]
-    assert work_on(store, tmp_path, ex_id)[1] is State.SUCCESS
+    fixed_and_restarted(store, tmp_path, ex_id, ["bad", "flaky"])
 
 
 def test_a_retry_due_after_the_execution_failed_ends_failed_and_runs_on_restart(
@@ -111,9 +116,7 @@ def test_a_retry_due_after_the_execution_failed_ends_failed_and_runs_on_restart(
     assert "execution failed: task 'bad' failed" in runs["flaky"].reason
     ran = [a for a in store.attempts(ex_id) if a.task_run_id == runs["flaky"].id]
     assert [a.state for a in ran] == [State.FAILED]  # no retry
-    (tmp_path / "fixed").touch()
-    assert sorted(services.restart(store, ex_id, time.time())) == ["bad", "flaky"]
-    assert work_on(store, tmp_path, ex_id)[1] is State.SUCCESS
+    fixed_and_restarted(store, tmp_path, ex_id, ["bad", "flaky"])
 
 
 def test_a_retry_claimed_ahead_when_the_execution_fails_ends_failed(
@@ -141,9 +144,7 @@ def test_a_retry_claimed_ahead_when_the_execution_fails_ends_failed(
     ran = [a for a in store.attempts(ex_id) if a.task_run_id == runs["flaky"].id]
     assert [a.state for a in ran] == [State.FAILED, State.SKIPPED]
     assert runs["long"].state is State.SUCCESS
-    fixed.touch()
-    assert sorted(services.restart(store, ex_id, time.time())) == ["bad", "flaky"]
-    assert work_on(store, tmp_path, ex_id)[1] is State.SUCCESS
+    fixed_and_restarted(store, tmp_path, ex_id, ["bad", "flaky"])
 
 
 def test_continue_on_error_still_runs_what_was_claimed_ahead(store: Store, tmp_path: Path) -> None:

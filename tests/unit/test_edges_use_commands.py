@@ -6,6 +6,7 @@ see (a method call needs no import), checked by reading their code."""
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "ordo"
@@ -48,8 +49,9 @@ def test_the_scan_finds_the_store_writes() -> None:
         assert name in writes
 
 
-def test_the_edges_call_no_store_write_but_configuration() -> None:
-    forbidden = store_writes() - CONFIGURATION
+def method_calls(found: Callable[[str, str], bool]) -> list[str]:
+    """``path:line: call`` of each method call in the edges' code for which ``found``
+    (the called object's text, the method's name) is true."""
     calls = []
     for edge in EDGES:
         for path in sorted((SRC / edge).rglob("*.py")):
@@ -57,11 +59,15 @@ def test_the_edges_call_no_store_write_but_configuration() -> None:
                 if (
                     isinstance(node, ast.Call)
                     and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in forbidden
-                    and "store" in ast.unparse(node.func.value)
+                    and found(ast.unparse(node.func.value), node.func.attr)
                 ):
-                    where = path.relative_to(SRC)
-                    calls.append(f"{where}:{node.lineno}: {ast.unparse(node.func)}")
+                    calls.append(f"{path.relative_to(SRC)}:{node.lineno}: {ast.unparse(node.func)}")
+    return calls
+
+
+def test_the_edges_call_no_store_write_but_configuration() -> None:
+    forbidden = store_writes() - CONFIGURATION
+    calls = method_calls(lambda called, name: name in forbidden and "store" in called)
     assert calls == [], "call ordo.services instead"
 
 
@@ -72,15 +78,5 @@ ENGINE_READS = {"read_flow_file", "saved_inputs", "check_children"}
 def test_the_edges_ask_the_engine_only_to_read() -> None:
     """Starting, registering and the rest go through ``ordo.services`` (its checks:
     ``allow_manual``, queue names, ...), not straight to the engine."""
-    calls = []
-    for edge in EDGES:
-        for path in sorted((SRC / edge).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and ast.unparse(node.func.value) == "engine"
-                    and node.func.attr not in ENGINE_READS
-                ):
-                    calls.append(f"{path.relative_to(SRC)}:{node.lineno}: {ast.unparse(node.func)}")
+    calls = method_calls(lambda called, name: called == "engine" and name not in ENGINE_READS)
     assert calls == [], "call ordo.services instead"
