@@ -15,7 +15,7 @@ import pytest
 from test_contract import LATER, claim_all, fail, flow_of, ok, start, task
 
 from ordo.errors import StoreError
-from ordo.model import Flow, Outcome, State
+from ordo.model import Flow, Outcome, RetryPolicy, State
 from ordo.store import Store
 from ordo.store.wire import Wire
 
@@ -169,6 +169,25 @@ def test_the_first_failure_skips_what_has_not_started_in_the_same_statements_wha
         assert {r.state for r in runs.values() if r.task_id != "a"} == {State.SKIPPED}
         assert store.get_execution(ex_id).state is State.FAILED
         assert claim_all(store, ex_id, LATER + 2) == []
+    assert cost[3] == cost[40], cost
+
+
+def test_a_batch_of_failures_that_retry_costs_the_same_whatever_its_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cost = {}
+    for size in (3, 40):
+        policy = RetryPolicy(attempts=2, delay=5.0)
+        tasks = [task(f"t{i}", retry=policy) for i in range(size)]
+        ex_id = start(store, Flow(id=f"retry{size}", tasks=tuple(tasks), base_dir="/tmp"))
+        claims = claim_all(store, ex_id)
+        with counting(store, monkeypatch) as sent:
+            result = store.record_outcomes([(c, fail()) for c in claims], LATER, RNG)
+        cost[size] = len(sent)
+        assert sorted(result.retries) == sorted(c.task_run_id for c in claims)
+        assert claim_all(store, ex_id, LATER + 4.9) == []
+        again = claim_all(store, ex_id, LATER + 5)
+        assert sorted(c.number for c in again) == [2] * size
     assert cost[3] == cost[40], cost
 
 

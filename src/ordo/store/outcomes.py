@@ -15,6 +15,7 @@ not deadlock.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -56,6 +57,15 @@ DELETE_SKIPPED_READY = """
 DELETE FROM ready WHERE execution_id = ?
   AND task_run_id IN (SELECT id FROM task_runs WHERE execution_id = ? AND state = 'SKIPPED')
 """
+#: what decides the retry of failed attempts' task runs: the attempts counted (theirs
+#: included) and whether they may fail
+FAILED_FACTS = f"""
+SELECT t.id, t.allow_failure,
+    (SELECT count(*) FROM attempts a
+     WHERE a.task_run_id = t.id AND {q.COUNTED.format(a="a", t="t")}) AS n
+FROM task_runs t WHERE t.id {{ids}}
+"""
+EXECUTION_STATES = "SELECT id, state FROM executions WHERE id {ids}"
 #: task runs of an execution that wait to run again (RUNNING, with a ready row)
 WAITING_AGAIN = """
 SELECT r.task_run_id FROM ready r JOIN task_runs t ON t.id = r.task_run_id
@@ -217,31 +227,7 @@ class Outcomes:
         kept = [(c, o) for c, o in done if c.attempt_id in found.recorded]
         if not kept:
             return
-        ids_of = [(c.attempt_id, c.task_run_id, c.execution_id) for c, _ in kept]
-        self.db.later_many(
-            q.INSERT_OUTPUT,
-            [
-                (*ids, k, dumps(v))
-                for ids, (_, o) in zip(ids_of, kept, strict=True)
-                for k, v in o.outputs.items()
-            ],
-        )
-        self.db.later_many(
-            INSERT_METRIC,
-            [
-                (*ids, m.name, m.kind, m.value, dumps(dict(m.tags)), now)
-                for ids, (_, o) in zip(ids_of, kept, strict=True)
-                for m in o.metrics
-            ],
-        )
-        self.db.later_many(
-            INSERT_CHECK,
-            [
-                _check_row(ids, r)
-                for ids, (_, o) in zip(ids_of, kept, strict=True)
-                for r in o.checks
-            ],
-        )
+        self._write_results(kept, now)
         per_execution: dict[int, int] = {}
         upstream: list[int] = []
         items: list[tuple[int, int]] = []
@@ -273,13 +259,128 @@ class Outcomes:
             if left <= 0:  # (the for_each task run ending has ended the execution itself)
                 self.maybe_end(ex_id, now, result)
 
+    def _write_results(self, kept: Sequence[tuple[Claim, Outcome]], now: float) -> None:
+        """The outputs, metrics and checks of recorded attempts, a statement a table."""
+        ids_of = [(c.attempt_id, c.task_run_id, c.execution_id) for c, _ in kept]
+        self.db.later_many(
+            q.INSERT_OUTPUT,
+            [
+                (*ids, k, dumps(v))
+                for ids, (_, o) in zip(ids_of, kept, strict=True)
+                for k, v in o.outputs.items()
+            ],
+        )
+        self.db.later_many(
+            INSERT_METRIC,
+            [
+                (*ids, m.name, m.kind, m.value, dumps(dict(m.tags)), now)
+                for ids, (_, o) in zip(ids_of, kept, strict=True)
+                for m in o.metrics
+            ],
+        )
+        self.db.later_many(
+            INSERT_CHECK,
+            [
+                _check_row(ids, r)
+                for ids, (_, o) in zip(ids_of, kept, strict=True)
+                for r in o.checks
+            ],
+        )
+
+    @staticmethod
+    def fails(outcome: Outcome) -> bool:
+        """An attempt that failed (:meth:`record_failures`): FAILED, or a state an
+        attempt does not end in, which is recorded as FAILED."""
+        return outcome.forks is None and outcome.state not in RECORDED
+
+    def record_failures(
+        self,
+        failed: Sequence[tuple[Claim, Outcome]],
+        now: float,
+        rng: random.Random,
+        result: RecordResult,
+    ) -> None:
+        """Record FAILED attempts (``failed``, in their lock order) as :meth:`record_one`
+        would one by one, their retries in a few statements whatever their number: the
+        attempts, their outputs, the facts the policy decides retries from, and the
+        ready rows of those that try again. Those that do not end their task runs one
+        by one (what each decides differs: the dependents it skips)."""
+        if not failed:
+            return
+        rows = [
+            (
+                c.attempt_id,
+                o.exit_code,
+                o.cpu_seconds,
+                o.peak_rss_kb,
+                "FAILED",
+                o.reason,
+                o.error,
+                None,
+            )
+            for c, o in failed
+        ]
+        recorded = self.transitions.finish_attempts(rows, now)
+        result.lost.extend(c.attempt_id for c, _ in failed if c.attempt_id not in recorded)
+        kept = [(c, o) for c, o in failed if c.attempt_id in recorded]
+        if not kept:
+            return
+        self._write_results(kept, now)
+        runs, ex_ids = [c.task_run_id for c, _ in kept], sorted({c.execution_id for c, _ in kept})
+        table, params = self.db.ids(runs)
+        facts = {int(r["id"]): r for r in self.db.all(FAILED_FACTS.format(ids=table), params)}
+        table, params = self.db.ids(ex_ids)
+        running = {
+            int(r["id"])
+            for r in self.db.all(EXECUTION_STATES.format(ids=table), params)
+            if r["state"] == State.RUNNING.value
+        }
+        going = running - self.reads.failing_among(ex_ids).keys()  # (nor stopping)
+        options = {ex_id: self.reads.run_options(ex_id) for ex_id in ex_ids}
+        again: list[tuple[int, float]] = []
+        ending: list[tuple[Claim, Outcome]] = []
+        for claim, outcome in kept:
+            ex_id, fact = claim.execution_id, facts[claim.task_run_id]
+            task = self.flows.flow_of(claim.revision_id).task(claim.task_id)
+            delay = self.policy.retry_delay(
+                RetryFacts(
+                    policy=options[ex_id].retry_policy(task.retry),
+                    attempt_number=int(fact["n"]),
+                    reason=outcome.reason,
+                    exit_code=outcome.exit_code,
+                    elapsed=now - claim.first_started_at,
+                    execution_going=ex_id in going,
+                    durable=_durable(task.spec),
+                ),
+                rng,
+            )
+            if delay is not None:
+                again.append((claim.task_run_id, now + delay))
+                result.retries.append(claim.task_run_id)
+                continue
+            ending.append((claim, outcome))
+            keep_going = functools.partial(self._continue_on_error, ex_id)
+            if ex_id in going and self.policy.fails_execution(
+                State.FAILED, bool(fact["allow_failure"]), keep_going
+            ):
+                going.discard(ex_id)  # failing now: what fails after it is not retried
+        self.readiness.ready_again_many(again)
+        for claim, outcome in ending:
+            why = outcome.error or outcome.reason or "failed"
+            self.finish_task_run(
+                claim.task_run_id, claim.execution_id, State.FAILED, why, now, result
+            )
+
     def record_one(
         self, claim: Claim, outcome: Outcome, now: float, rng: random.Random, result: RecordResult
     ) -> None:
         if outcome.forks is not None:
             self._fork(claim, outcome.forks, now, result)
             return
-        state = outcome.state if outcome.state in RECORDED else State.FAILED
+        if self.fails(outcome):
+            self.record_failures([(claim, outcome)], now, rng, result)
+            return
+        state = outcome.state
         cur = self.db.execute(
             q.FINISH_ATTEMPT, finish_params(claim.attempt_id, state, outcome, now)
         )
@@ -326,37 +427,12 @@ class Outcomes:
         if state is State.SKIPPED:
             self._run_if_skipped(claim, outcome, now, result)
             return
-        if state is State.FAILED and self._retry(claim, outcome, now, rng):
-            result.retries.append(claim.task_run_id)
-            return
         why = outcome.error or outcome.reason or "failed"
         if state is State.KILLED:  # RUNNING -> KILLING -> KILLED, as the table says
             self.transitions.set_task_run_state(
                 claim.task_run_id, claim.execution_id, State.KILLING, now, why
             )
         self.finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
-
-    def _retry(self, claim: Claim, outcome: Outcome, now: float, rng: random.Random) -> bool:
-        """Ask the policy whether the failed attempt's task run tries again; if it does,
-        it is ready again when its delay has passed."""
-        ex_id = claim.execution_id
-        going = self.transitions.execution_state(ex_id) is State.RUNNING
-        going = going and not self.reads.failing_among((ex_id,))  # (nor stopping)
-        counted = self.db.one(COUNTED_ATTEMPTS, (claim.task_run_id,)) if going else None
-        facts = RetryFacts(
-            policy=self.reads.task_retry(claim),  # the task's, with the run's options over it
-            attempt_number=int(counted["n"]) if counted else claim.number,
-            reason=outcome.reason,
-            exit_code=outcome.exit_code,
-            elapsed=now - claim.first_started_at,
-            execution_going=going,
-            durable=_durable(self.flows.flow_of(claim.revision_id).task(claim.task_id).spec),
-        )
-        delay = self.policy.retry_delay(facts, rng)
-        if delay is None:
-            return False
-        self.readiness.ready_again(claim.task_run_id, now + delay)
-        return True
 
     def finish_task_run(
         self,

@@ -97,6 +97,11 @@ REQUEUE = """
 INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
 SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs WHERE id = ?
 """
+REQUEUE_MANY = """
+INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
+SELECT t.id, t.execution_id, CAST(v.column2 AS DOUBLE PRECISION), t.queue, t.concurrency_key
+FROM {values} JOIN task_runs t ON t.id = CAST(v.column1 AS BIGINT)
+"""
 
 
 class Readiness:
@@ -191,6 +196,13 @@ class Readiness:
         """An item ended: the next one held back by ``concurrency`` (the lowest index
         not started and not ready; a restart's items too) is ready."""
         if self.db.execute(READY_NEXT_ITEM, (now, fork_of)).rowcount:
+            self.made_ready()
+
+    def ready_again_many(self, rows: Sequence[tuple[int, float]]) -> None:
+        """Retries: each task run ``(id, not_before)`` ready again, in one statement."""
+        if rows:
+            table, params = self.db.values(rows, ("BIGINT", "DOUBLE PRECISION"))
+            self.db.execute(REQUEUE_MANY.format(values=table), params)
             self.made_ready()
 
     def ready_again(self, tr_id: int, not_before: float) -> None:

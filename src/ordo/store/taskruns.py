@@ -273,8 +273,11 @@ class TaskRuns:
                 return result
             if finish is not None:
                 finish()
+            failed = [(c, o) for c, o in others if self.outcomes.fails(o)]
+            self.outcomes.record_failures(failed, now, rng, result)
             for claim, outcome in others:
-                self.outcomes.record_one(claim, outcome, now, rng, result)
+                if not self.outcomes.fails(outcome):
+                    self.outcomes.record_one(claim, outcome, now, rng, result)
         return result
 
     def _keyed(self, claim: Claim) -> bool:

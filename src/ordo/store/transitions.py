@@ -43,10 +43,11 @@ ATTEMPT_TYPES = (
     "DOUBLE PRECISION",
     "DOUBLE PRECISION",
 )
-#: Attempts that ended well, rows ``(attempt_id, exit_code, cpu_seconds, peak_rss_kb)``,
-#: then, unless they are all plain successes, ``(state, reason, error, task_reason)``:
-#: see :func:`_finish`.
-FINISH_ENDED_WELL = """
+#: Attempts that ended, rows ``(attempt_id, exit_code, cpu_seconds, peak_rss_kb)``,
+#: then, unless they are all plain successes, ``(state, reason, error, task_reason)``
+#: (``task_reason``: the reason the task run of one that ended well ends with): see
+#: :func:`_finish`.
+FINISH_ATTEMPTS = """
 UPDATE attempts
 SET state = {state}, ended_at = ?, exit_code = CAST(v.column2 AS INTEGER), reason = {reason},
     error = {error}, cpu_seconds = CAST(v.column3 AS DOUBLE PRECISION),
@@ -71,10 +72,10 @@ SELECT * FROM {values}
 RETURNING id, task_run_id, number
 """
 SUCCESS_TYPES = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT")
-#: the columns :data:`FINISH_ENDED_WELL` reads besides :data:`SUCCESS_TYPES`' when the
+#: the columns :data:`FINISH_ATTEMPTS` reads besides :data:`SUCCESS_TYPES`' when the
 #: attempts are not all plain successes: their state, reason and error, and the reason
-#: their task runs end with
-ENDED_WELL_TYPES = ("TEXT", "TEXT", "TEXT", "TEXT")
+#: the task run of one that ended well ends with
+ENDED_TYPES = ("TEXT", "TEXT", "TEXT", "TEXT")
 
 _SET_EXECUTION = """
 UPDATE executions SET state = ?, reason = coalesce(?, reason),
@@ -299,7 +300,7 @@ class Transitions:
         ``attempts``' rows are ``(attempt_id, exit_code, cpu_seconds, peak_rss_kb)`` when
         all are plain successes (routine moves: the attempts hold their history); else
         they go on with ``(state, reason, error)`` of the attempt and the reason its task
-        run ends with (:data:`FINISH_ENDED_WELL`), and the moves that are not routine are
+        run ends with (:data:`FINISH_ATTEMPTS`), and the moves that are not routine are
         written to the history. On PostgreSQL the same statement counts the moved task
         runs (for_each items aside) off their executions' pending counts and runs
         ``release`` (:data:`~ordo.store.readiness.RELEASE_CTES`, given ``now``), and it
@@ -313,7 +314,7 @@ class Transitions:
                 raise _illegal(change, By.WORK, "not a move of an attempt that ended well")
             if plain and not _routine(change, By.WORK):
                 raise _illegal(change, By.WORK, "not a routine move")
-        types = SUCCESS_TYPES if plain else (*SUCCESS_TYPES, *ENDED_WELL_TYPES)
+        types = SUCCESS_TYPES if plain else (*SUCCESS_TYPES, *ENDED_TYPES)
         table, params = self.db.values(attempts, types)
         cte = self.db.writable_ctes
         finish = _finish(table, plain, cte)
@@ -341,6 +342,14 @@ class Transitions:
         moved = self.transition(routine, now, routine=True)
         moved.update(self.transition([c for c in ended if not _routine(c, By.WORK)], now))
         return lambda: Succeeded(recorded, moved, {}, None)
+
+    def finish_attempts(self, attempts: Sequence[Sequence[Any]], now: float) -> set[int]:
+        """Attempts ended (rows of :data:`FINISH_ATTEMPTS` with their state, reason and
+        error), in one statement; those recorded (the others had ended: lost). Their
+        task runs' moves are the caller's."""
+        table, params = self.db.values(attempts, (*SUCCESS_TYPES, *ENDED_TYPES))
+        finish = _finish(table, plain=False, cte=False)
+        return {int(r["attempt_id"]) for r in self.db.all(finish, [now, *params])}
 
     def claimed(
         self,
@@ -462,16 +471,16 @@ ENDS_WELL = frozenset({State.SUCCESS, State.WARNING, State.SKIPPED})
 
 
 def _finish(table: str, plain: bool, cte: bool) -> str:
-    """:data:`FINISH_ENDED_WELL` for rows in ``table``: plain successes (their state
+    """:data:`FINISH_ATTEMPTS` for rows in ``table``: plain successes (their state
     and reasons constants) or not (read from the rows); in a writable CTE, returning
     what the task runs' move takes from them (PostgreSQL; SQLite's RETURNING names
     only the updated table's columns, and it moves them apart)."""
     if plain:  # (the task runs' move takes constants too)
-        return FINISH_ENDED_WELL.format(
+        return FINISH_ATTEMPTS.format(
             values=table, state="'SUCCESS'", reason="NULL", error="NULL", more=""
         )
     more = ", v.column5 AS state, v.column8 AS task_reason" if cte else ""
-    return FINISH_ENDED_WELL.format(
+    return FINISH_ATTEMPTS.format(
         values=table, state="v.column5", reason="v.column6", error="v.column7", more=more
     )
 
