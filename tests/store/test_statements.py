@@ -191,6 +191,28 @@ def test_a_batch_of_failures_that_retry_costs_the_same_whatever_its_size(
     assert cost[3] == cost[40], cost
 
 
+def test_a_failure_skips_its_dependents_in_the_same_statements_whatever_their_number(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``continue_on_error`` only what depends on ``a`` is skipped: those right
+    below it naming it, the one below them naming the first of them."""
+    cost = {}
+    for size in (3, 40):
+        below = [task(f"b{i}", "a") for i in range(size)]
+        tasks = (task("a"), *below, task("c", *(t.id for t in below)), task("free"))
+        flow = Flow(id=f"below{size}", tasks=tasks, base_dir="/tmp", continue_on_error=True)
+        ex_id = start(store, flow)
+        claims = {c.task_id: c for c in claim_all(store, ex_id)}
+        with counting(store, monkeypatch) as sent:
+            store.record_outcomes([(claims["a"], fail())], LATER, RNG)
+        cost[size] = len(sent)
+        runs = {r.task_id: r for r in store.task_runs(ex_id)}
+        assert {runs[f"b{i}"].reason for i in range(size)} == {"dependency 'a' failed"}
+        assert runs["c"].reason == "dependency 'b0' was skipped"
+        assert runs["free"].state is State.RUNNING  # claimed, and left to run
+    assert cost[3] == cost[40], cost
+
+
 def min_run(store: Store, ex_id: int) -> int:
     return min(r.id for r in store.task_runs(ex_id))
 

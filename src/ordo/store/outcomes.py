@@ -22,7 +22,7 @@ from typing import Any
 
 from ordo.model import DROPPED, ON_REQUEST, CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
-from ordo.store.db import Db, dumps
+from ordo.store.db import Db, Row, dumps
 from ordo.store.flows import Flows
 from ordo.store.history import routine_end
 from ordo.store.limits import Limits
@@ -47,6 +47,28 @@ UNSTARTED_RUNS = """
 SELECT id, state, task_id FROM task_runs
 WHERE execution_id = ? AND state IN ('CREATED', 'RESTARTED') ORDER BY id
 """
+#: the task runs not started downstream of one (through task runs not started): it
+#: and those (``SKIP_FROM``), or only those (``SKIP_BELOW``); its id the parameter
+_DOWN = """
+WITH RECURSIVE down(id) AS (
+    {anchor}
+    UNION
+    SELECT d.task_run_id FROM task_run_deps d
+    JOIN down ON d.upstream_id = down.id
+    JOIN task_runs n ON n.id = d.task_run_id
+    WHERE n.state IN ('CREATED', 'RESTARTED')
+)
+SELECT t.id, t.state, t.task_id FROM task_runs t JOIN down ON t.id = down.id
+WHERE t.state IN ('CREATED', 'RESTARTED') ORDER BY t.id
+"""
+SKIP_FROM = _DOWN.format(
+    anchor="SELECT id FROM task_runs WHERE id = ? AND state IN ('CREATED', 'RESTARTED')"
+)
+SKIP_BELOW = _DOWN.format(
+    anchor="SELECT d.task_run_id FROM task_run_deps d JOIN task_runs n ON n.id = d.task_run_id "
+    "WHERE d.upstream_id = ? AND n.state IN ('CREATED', 'RESTARTED')"
+)
+
 UNSTARTED_DEPS = """
 SELECT d.task_run_id, d.upstream_id FROM task_run_deps d JOIN task_runs t ON t.id = d.task_run_id
 WHERE t.execution_id = ? AND t.state IN ('CREATED', 'RESTARTED')
@@ -471,7 +493,7 @@ class Outcomes:
         if policy.releases(state, allowed, stop=stop):
             self.readiness.release_dependents(tr_id, now)
         else:
-            self._skip_dependents(tr_id, ex_id, task_id, state, now, stop=stop)
+            self._skip_dependents(tr_id, ex_id, task_id, state, now, result, stop=stop)
             if failing:
                 self.skip_unstarted(ex_id, why, now, result)
             pending = None  # skipping changed it (read it again)
@@ -667,74 +689,40 @@ class Outcomes:
 
     # -- skipped instead of run ------------------------------------------------------
     def _skip_dependents(
-        self, tr_id: int, ex_id: int, task_id: str, state: State, now: float, *, stop: bool = False
+        self,
+        tr_id: int,
+        ex_id: int,
+        task_id: str,
+        state: State,
+        now: float,
+        result: RecordResult,
+        *,
+        stop: bool = False,
     ) -> None:
         """``tr_id`` ended badly (or answered STOP): its dependents are skipped,
         transitively."""
         verb = "stopped" if stop else "failed" if state is State.FAILED else state.value.lower()
-        for r in self.db.all(DEPENDENTS, (tr_id,)):
-            self.skip(r["task_run_id"], ex_id, f"dependency '{task_id}' {verb}", now)
+        runs = self._unstarted(SKIP_BELOW, (tr_id,))
+        direct = {int(r["task_run_id"]) for r in self.db.all(DEPENDENTS, (tr_id,))}
+        why = f"dependency '{task_id}' {verb}"
+        self._skip_all(ex_id, runs, {r: why for r in runs if r in direct}, now, result)
 
     def skip(
         self, tr_id: int, ex_id: int, reason: str, now: float, result: RecordResult | None = None
     ) -> None:
         """SKIP a not-started task run and, transitively, its dependents."""
-        stack = [(tr_id, reason)]
-        while stack:
-            current, why = stack.pop()
-            row = self.transitions.set_task_run_state(
-                current, ex_id, State.SKIPPED, now, why, only_from=UNSTARTED
-            )
-            if row is None:
-                continue
-            self.db.execute(q.DELETE_READY, (current,))
-            self.pending_down(ex_id)
-            if row.fork_of is not None:
-                self.item_ended(row.fork_of, ex_id, now, result or RecordResult())
-                continue
-            for r in self.db.all(DEPENDENTS, (current,)):
-                stack.append((r["task_run_id"], f"dependency '{row.task_id}' was skipped"))
+        runs = self._unstarted(SKIP_FROM, (tr_id,))
+        self._skip_all(ex_id, runs, {tr_id: reason}, now, result or RecordResult())
 
     def skip_unstarted(
         self, ex_id: int, reason: str, now: float, result: RecordResult | None = None
     ) -> None:
         """The execution fails or stops: every task run of it not started is skipped,
-        with ``reason`` or, when a task run it depends on is skipped with it, ``dependency
-        'x' was skipped``, in a few statements whatever their number; and one waiting to
-        run again (a retry's delay, an attempt handed back) ends as if its claim had been
-        dropped (the policy's ``dropped``): nothing new starts."""
+        and one waiting to run again (a retry's delay, an attempt handed back) ends as
+        if its claim had been dropped (the policy's ``dropped``): nothing new starts."""
         result = result or RecordResult()
-        runs = {int(r["id"]): r for r in self.db.all(UNSTARTED_RUNS, (ex_id,))}
-        if runs:
-            upstream: dict[int, int] = {}  # the first of its upstream skipped with it
-            for d in self.db.all(UNSTARTED_DEPS, (ex_id,)):
-                run_id, up = int(d["task_run_id"]), int(d["upstream_id"])
-                if up in runs and up < upstream.get(run_id, up + 1):
-                    upstream[run_id] = up
-            changes = [
-                Change(
-                    ex_id,
-                    run_id,
-                    State(r["state"]),
-                    State.SKIPPED,
-                    f"dependency '{runs[upstream[run_id]]['task_id']}' was skipped"
-                    if run_id in upstream
-                    else reason,
-                )
-                for run_id, r in runs.items()
-            ]
-            moved: dict[int, int | None] = {}
-            for at in range(0, len(changes), SKIPS_AT_ONCE):
-                moved.update(self.transitions.transition(changes[at : at + SKIPS_AT_ONCE], now))
-            if moved:
-                self.db.execute(DELETE_SKIPPED_READY, (ex_id, ex_id))
-                self.db.execute(q.EXECUTION_PENDING_DOWN, (len(moved), ex_id))
-                items: dict[int, int] = {}
-                for fork_of in moved.values():
-                    if fork_of is not None:
-                        items[fork_of] = items.get(fork_of, 0) + 1
-                for fork_of, count in sorted(items.items()):
-                    self.item_ended(fork_of, ex_id, now, result, count)
+        runs = self._unstarted(UNSTARTED_RUNS, (ex_id,))
+        self._skip_all(ex_id, runs, dict.fromkeys(runs, reason), now, result)
         for r in self.db.all(WAITING_AGAIN, (ex_id,)):
             tr_id = r["task_run_id"]
             if not self.db.execute(q.DELETE_READY, (tr_id,)).rowcount:
@@ -744,6 +732,56 @@ class Outcomes:
             self.finish_task_run(
                 tr_id, ex_id, ending.state, ending.reason, now, result, failing_already=True
             )
+
+    def _unstarted(self, sql: str, params: tuple[Any, ...]) -> dict[int, Row]:
+        """The task runs not started that ``sql`` finds (``id, state, task_id``), by id."""
+        return {int(r["id"]): r for r in self.db.all(sql, params)}
+
+    def _skip_all(
+        self,
+        ex_id: int,
+        runs: Mapping[int, Row],
+        reasons: Mapping[int, str],
+        now: float,
+        result: RecordResult,
+    ) -> None:
+        """SKIP the task runs ``runs`` (not started: ``id, state, task_id``), in a few
+        statements whatever their number: one that depends on another of them with
+        ``dependency 'x' was skipped`` (the first such by id), the others with their
+        ``reasons``; their ready rows go, their execution waits for them no more, and
+        the for_each task runs of the items among them may end."""
+        if not runs:
+            return
+        upstream: dict[int, int] = {}  # the first of its upstream skipped with it
+        for d in self.db.all(UNSTARTED_DEPS, (ex_id,)):
+            run_id, up = int(d["task_run_id"]), int(d["upstream_id"])
+            if run_id in runs and up in runs and up < upstream.get(run_id, up + 1):
+                upstream[run_id] = up
+        changes = [
+            Change(
+                ex_id,
+                run_id,
+                State(r["state"]),
+                State.SKIPPED,
+                f"dependency '{runs[upstream[run_id]]['task_id']}' was skipped"
+                if run_id in upstream
+                else reasons[run_id],
+            )
+            for run_id, r in sorted(runs.items())
+        ]
+        moved: dict[int, int | None] = {}
+        for at in range(0, len(changes), SKIPS_AT_ONCE):
+            moved.update(self.transitions.transition(changes[at : at + SKIPS_AT_ONCE], now))
+        if not moved:
+            return
+        self.db.execute(DELETE_SKIPPED_READY, (ex_id, ex_id))
+        self.db.execute(q.EXECUTION_PENDING_DOWN, (len(moved), ex_id))
+        items: dict[int, int] = {}
+        for fork_of in moved.values():
+            if fork_of is not None:
+                items[fork_of] = items.get(fork_of, 0) + 1
+        for fork_of, count in sorted(items.items()):
+            self.item_ended(fork_of, ex_id, now, result, count)
 
     # -- executions starting and ending under their flow's limit ---------------------
     def begin_running(self, ex_id: int, flow: Flow, now: float, result: RecordResult) -> None:
