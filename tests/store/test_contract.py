@@ -201,6 +201,20 @@ def test_a_failure_ends_the_task_runs_waiting_for_a_retry_naming_it(store: Store
     assert claim_all(store, ex_id, NOW + 7200) == []
 
 
+def test_a_for_each_expanding_after_a_failure_starts_none_of_its_items(store: Store) -> None:
+    """``b`` fails, then, in the same step, ``each`` expands: its items are skipped at
+    once (no claim can take them), and the execution ends FAILED."""
+    ex_id = start(store, flow_of(task("b"), task("each", for_each=[1, 2, 3])))
+    claims = {c.task_id: c for c in claim_all(store, ex_id)}
+    forks = Outcome(State.SUCCESS, forks=[1, 2, 3])
+    result = store.record_outcomes([(claims["b"], fail()), (claims["each"], forks)], NOW, RNG)
+    assert result.ended_executions == {ex_id: State.FAILED}
+    items = [r for r in store.task_runs(ex_id) if r.fork_of is not None]
+    assert [r.state for r in items] == [State.SKIPPED] * 3
+    assert {r.reason for r in items} == {"execution failed: task 'b' failed"}
+    assert claim_all(store, ex_id, LATER) == []
+
+
 def test_a_replay_copies_a_task_its_run_if_skipped_as_no_failure(store: Store) -> None:
     ex_id = start(store, flow_of(task("gate"), task("work")))
     claims = {c.task_id: c for c in claim_all(store, ex_id)}

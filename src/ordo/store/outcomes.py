@@ -553,6 +553,9 @@ class Outcomes:
         self.db.execute(q.FORKED, (count, first, tr_id))
         self.db.execute(q.EXECUTION_PENDING_DOWN, (-count, ex_id))
         self.readiness.release_items(tr_id, first, now)
+        failing = self.reads.failing_among((ex_id,))
+        if failing:  # (a failure recorded before it, in this transaction or another)
+            self.skip_unstarted(ex_id, failing[ex_id], now, result)
 
     def item_ended(
         self, fork_of: int, ex_id: int, now: float, result: RecordResult, count: int = 1

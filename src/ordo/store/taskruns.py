@@ -273,11 +273,15 @@ class TaskRuns:
                 return result
             if finish is not None:
                 finish()
-            failed = [(c, o) for c, o in others if self.outcomes.fails(o)]
+            failed: list[tuple[Claim, Outcome]] = []  # in a row: recorded together
+            for claim, outcome in others:  # (in lock order: what each decides follows it)
+                if self.outcomes.fails(outcome):
+                    failed.append((claim, outcome))
+                    continue
+                self.outcomes.record_failures(failed, now, rng, result)
+                failed = []
+                self.outcomes.record_one(claim, outcome, now, rng, result)
             self.outcomes.record_failures(failed, now, rng, result)
-            for claim, outcome in others:
-                if not self.outcomes.fails(outcome):
-                    self.outcomes.record_one(claim, outcome, now, rng, result)
         return result
 
     def _keyed(self, claim: Claim) -> bool:
