@@ -480,3 +480,48 @@ def test_check_results_of_a_lost_race_are_not_stored(store: Store) -> None:
     result = store.record_outcomes([(a, late)], NOW + 2, RNG)
     assert result.lost == [a.attempt_id]
     assert store.checks(ex_id) == []
+
+
+def test_failures_recorded_together_each_skip_their_own_dependents(store: Store) -> None:
+    """``a`` and ``b`` fail in the same step: the dependents of each name it, what else
+    has not started names the first (by id), and so does the execution's reason."""
+    ex_id = start(store, flow_of(task("a"), task("b"), task("da", "a"), task("db", "b")))
+    claims = {c.task_id: c for c in claim_all(store, ex_id)}
+    other = start(
+        store, Flow(id="g", tasks=(task("c"), task("dc", "c"), task("late")), base_dir="/")
+    )
+    (c,) = store.claim("w1", 1, LATER, 30.0, execution_id=other, only=[min_id(store, other)])
+    batch = [(claims["b"], fail(2)), (claims["a"], fail()), (c, fail(3))]
+    result = store.record_outcomes(batch, LATER, RNG)
+    assert result.ended_executions == {ex_id: State.FAILED, other: State.FAILED}
+    runs = {r.task_id: r for r in store.task_runs(ex_id)}
+    assert runs["da"].reason == "dependency 'a' failed"
+    assert runs["db"].reason == "dependency 'b' failed"
+    assert store.get_execution(ex_id).reason == "task 'a' failed: exit code 1"
+    runs = {r.task_id: r for r in store.task_runs(other)}
+    assert runs["dc"].reason == "dependency 'c' failed"
+    assert runs["late"].reason == "execution failed: task 'c' failed"
+    assert store.get_execution(other).reason == "task 'c' failed: exit code 3"
+
+
+def min_id(store: Store, ex_id: int) -> int:
+    return min(r.id for r in store.task_runs(ex_id))
+
+
+@pytest.mark.parametrize("outcome", [ok(), fail()], ids=["well", "failed"])
+def test_items_ending_together_start_as_many_of_the_next(store: Store, outcome: Outcome) -> None:
+    """Two items of a for_each of five, two at a time, end in the same step: the next
+    two start; the for_each task run ends with its last item."""
+    flow = flow_of(task("each", for_each=[1, 2, 3, 4, 5], concurrency=2), continue_on_error=True)
+    ex_id = start(store, flow)
+    (each,) = claim_all(store, ex_id)
+    store.record_outcomes([(each, Outcome(State.SUCCESS, forks=[1, 2, 3, 4, 5]))], LATER, RNG)
+    seen = []
+    for _ in range(3):
+        items = claim_all(store, ex_id, LATER + 1)
+        seen.append(len(items))
+        store.record_outcomes([(c, outcome) for c in items], LATER + 1, RNG)
+    assert seen == [2, 2, 1]
+    run = next(r for r in store.task_runs(ex_id) if r.task_id == "each" and r.fork_of is None)
+    assert run.state is (State.SUCCESS if outcome.state is State.SUCCESS else State.FAILED)
+    assert store.get_execution(ex_id).state is run.state

@@ -15,7 +15,7 @@ import pytest
 from test_contract import LATER, claim_all, fail, flow_of, ok, start, task
 
 from ordo.errors import StoreError
-from ordo.model import Flow, Outcome, RetryPolicy, State
+from ordo.model import DROPPED, Flow, Outcome, RetryPolicy, State
 from ordo.store import Store
 from ordo.store.wire import Wire
 
@@ -210,6 +210,169 @@ def test_a_failure_skips_its_dependents_in_the_same_statements_whatever_their_nu
         assert {runs[f"b{i}"].reason for i in range(size)} == {"dependency 'a' failed"}
         assert runs["c"].reason == "dependency 'b0' was skipped"
         assert runs["free"].state is State.RUNNING  # claimed, and left to run
+    assert cost[3] == cost[40], cost
+
+
+def _pairs(size: int, **kw: object) -> Flow:
+    """``size`` tasks ``t{i}``, each with one dependent ``d{i}``, and ``free``."""
+    tasks = [task(f"t{i}") for i in range(size)] + [task(f"d{i}", f"t{i}") for i in range(size)]
+    return Flow(id=f"pairs{size}", tasks=(*tasks, task("free")), base_dir="/tmp", **kw)  # type: ignore[arg-type]
+
+
+def _batch_cost(
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+    outcome: Callable[[int], Outcome],
+    check: Callable[[int, dict[str, Any]], None],
+    before: Callable[[int, dict[str, Any]], None] = lambda ex_id, claims: None,
+    **kw: object,
+) -> int:
+    """Statements recording ``outcome(i)`` for each ``t{i}`` of :func:`_pairs` in one
+    batch (``free`` left running); ``check`` then sees the execution and its runs."""
+    ex_id = start(store, _pairs(size, **kw))
+    claims = {c.task_id: c for c in claim_all(store, ex_id)}
+    before(ex_id, claims)
+    batch = [(claims[f"t{i}"], outcome(i)) for i in range(size)]
+    with counting(store, monkeypatch) as sent, store.transaction():
+        store.record_outcomes(batch, LATER + 1, RNG)
+    check(ex_id, {r.task_id: r for r in store.task_runs(ex_id)})
+    if "free" in claims:  # (the last one ends the execution)
+        store.record_outcomes([(claims["free"], ok())], LATER + 2, RNG)
+    return len(sent)
+
+
+def test_a_batch_of_failures_that_end_their_task_runs_costs_the_same_whatever_its_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each fails (no retry) and skips its own dependent, naming it; with
+    ``continue_on_error`` the rest goes on, without it the first (by id) fails the
+    execution and what has not started is skipped naming it."""
+
+    def going(ex_id: int, runs: dict[str, Any]) -> None:
+        size = len(runs) // 2
+        for i in range(size):
+            assert (runs[f"t{i}"].state, runs[f"t{i}"].reason) == (State.FAILED, "exit code 1")
+            assert runs[f"d{i}"].state is State.SKIPPED
+            assert runs[f"d{i}"].reason == f"dependency 't{i}' failed"
+        assert runs["free"].state is State.RUNNING
+        assert store.get_execution(ex_id).state is State.RUNNING
+        ended.append(ex_id)
+
+    for keep_going in (True, False):
+        ended: list[int] = []
+        cost = {
+            size: _batch_cost(
+                store, monkeypatch, size, lambda i: fail(), going, continue_on_error=keep_going
+            )
+            for size in (3, 40)
+        }
+        assert cost[3] == cost[40], (keep_going, cost)
+        execution = store.get_execution(ended[-1])
+        assert execution.state is State.FAILED
+        assert execution.reason == "task 't0' failed: exit code 1"
+
+
+def test_a_batch_of_kills_costs_the_same_whatever_its_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An execution is killed; its workers' attempts end KILLED together: each task run
+    by way of KILLING, its dependent skipped naming it."""
+
+    def killed(ex_id: int, runs: dict[str, Any]) -> None:
+        size = len(runs) // 2
+        moves = {(h.task_run_id, h.from_state, h.to_state) for h in store.history(ex_id)}
+        for i in range(size):
+            run = runs[f"t{i}"]
+            assert (run.state, run.reason) == (State.KILLED, "stopped")
+            assert (run.id, State.RUNNING, State.KILLING) in moves
+            assert (run.id, State.KILLING, State.KILLED) in moves
+            assert runs[f"d{i}"].state is State.KILLED  # (not started: killed with it)
+
+    outcome = Outcome(State.KILLED, reason="killed", error="stopped")
+    kill = lambda ex_id, claims: store.kill_execution(ex_id, "by hand", LATER)  # noqa: E731
+    cost = {
+        size: _batch_cost(store, monkeypatch, size, lambda i: outcome, killed, kill)
+        for size in (3, 40)
+    }
+    assert cost[3] == cost[40], cost
+
+
+def test_a_batch_of_stops_costs_the_same_whatever_its_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each answers STOP: it ends SKIPPED and its dependent is skipped naming it."""
+
+    def stopped(ex_id: int, runs: dict[str, Any]) -> None:
+        size = len(runs) // 2
+        for i in range(size):
+            assert (runs[f"t{i}"].state, runs[f"t{i}"].reason) == (State.SKIPPED, f"stop {i}")
+            assert runs[f"d{i}"].reason == f"dependency 't{i}' stopped"
+        assert store.get_execution(ex_id).state is State.RUNNING  # (free runs on)
+
+    stop = lambda i: Outcome(State.SKIPPED, reason="stop", error=f"stop {i}")  # noqa: E731
+    cost = {size: _batch_cost(store, monkeypatch, size, stop, stopped) for size in (3, 40)}
+    assert cost[3] == cost[40], cost
+
+
+def test_a_batch_of_dropped_claims_costs_the_same_whatever_its_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``free`` failed; the claims of the others, never launched, end SKIPPED."""
+
+    def dropped(ex_id: int, runs: dict[str, Any]) -> None:
+        size = len(runs) // 2
+        why = "execution failed: task 'free' failed"
+        for i in range(size):
+            assert (runs[f"t{i}"].state, runs[f"t{i}"].reason) == (State.SKIPPED, why)
+            assert runs[f"t{i}"].attempts == 1
+        assert store.get_execution(ex_id).state is State.FAILED
+
+    def free_fails(ex_id: int, claims: dict[str, Any]) -> None:
+        store.record_outcomes([(claims.pop("free"), fail())], LATER, RNG)
+
+    outcome = Outcome(State.SKIPPED, reason=DROPPED, error="execution failed: task 'free' failed")
+    cost = {
+        size: _batch_cost(store, monkeypatch, size, lambda i: outcome, dropped, free_fails)
+        for size in (3, 40)
+    }
+    assert cost[3] == cost[40], cost
+
+
+def test_a_batch_of_for_each_expanding_costs_the_same_whatever_its_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each ``t{i}`` is a for_each of two items: both are ready at once."""
+
+    def forked(ex_id: int, runs: dict[str, Any]) -> None:
+        items = [r for r in store.task_runs(ex_id) if r.fork_of is not None]
+        assert len(items) == 2 * (len(runs) // 2)
+        assert len(claim_all(store, ex_id, LATER + 2)) == len(items)
+
+    fork = lambda i: Outcome(State.SUCCESS, forks=[i, i + 1])  # noqa: E731
+    cost = {size: _batch_cost(store, monkeypatch, size, fork, forked) for size in (3, 40)}
+    assert cost[3] == cost[40], cost
+
+
+def test_a_batch_of_items_ending_costs_the_same_whatever_its_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items of ``size`` for_each task runs (two each, one at a time) end together,
+    some well and some not: each for_each task run starts its next item."""
+    cost = {}
+    for size in (3, 40):
+        tasks = [task(f"e{i}", for_each=[1, 2], concurrency=1) for i in range(size)]
+        flow = Flow(id=f"items{size}", tasks=tuple(tasks), base_dir="/tmp", continue_on_error=True)
+        ex_id = start(store, flow)
+        forks = [(c, Outcome(State.SUCCESS, forks=[1, 2])) for c in claim_all(store, ex_id)]
+        store.record_outcomes(forks, LATER, RNG)
+        items = claim_all(store, ex_id, LATER + 1)
+        assert len(items) == size
+        batch = [(c, ok() if i % 2 else fail()) for i, c in enumerate(items)]
+        with counting(store, monkeypatch) as sent, store.transaction():
+            store.record_outcomes(batch, LATER + 2, RNG)
+        cost[size] = len(sent)
+        assert len(claim_all(store, ex_id, LATER + 3)) == size  # each one's second item
     assert cost[3] == cost[40], cost
 
 

@@ -14,11 +14,11 @@ from ordo.store import queries as q
 from ordo.store.db import Db, dumps
 from ordo.store.flows import Flows
 from ordo.store.limits import Limits
-from ordo.store.outcomes import Outcomes
+from ordo.store.outcomes import End, Outcomes
 from ordo.store.reads import Reads
 from ordo.store.records import RecordResult, TaskRunRow
 from ordo.store.recovery import Recovery
-from ordo.store.transitions import UNSTARTED, Transitions
+from ordo.store.transitions import Transitions
 
 #: Task runs waiting for their next attempt: RUNNING, their last attempt ended and no
 #: for_each items of theirs still to end.
@@ -28,6 +28,7 @@ WHERE t.execution_id = ? AND t.state = 'RUNNING' AND a.state <> 'RUNNING'
   AND t.forks_pending = 0 AND (a.reason IS NULL OR a.reason <> 'forked')
 ORDER BY t.id
 """
+DELETE_READY_OF_RUNS = "DELETE FROM ready WHERE task_run_id {ids}"
 BY_IDEMPOTENCY_KEY = "SELECT id FROM executions WHERE idempotency_key = ?"
 EXECUTION_ROOT = "SELECT root_id, dev FROM executions WHERE id = ?"
 INSERT_EXECUTION = """
@@ -401,22 +402,13 @@ class Executions:
             return
         if self.transitions.set_execution_state(ex_id, State.KILLING, now, reason) is None:
             return
-        for r in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
-            tr_id = r["id"]
-            row = self.transitions.set_task_run_state(
-                tr_id, ex_id, State.KILLED, now, reason, only_from=UNSTARTED
-            )
-            if row is None:
-                continue
-            self.db.execute(q.DELETE_READY, (tr_id,))
-            self.outcomes.pending_down(ex_id)
-            if row.fork_of is not None:
-                self.outcomes.item_ended(row.fork_of, ex_id, now, result)
-        for r in self.db.all(BETWEEN_ATTEMPTS, (ex_id,)):
-            tr_id = r["id"]
-            self.db.execute(q.DELETE_READY, (tr_id,))
-            self.transitions.set_task_run_state(tr_id, ex_id, State.KILLING, now, reason)
-            self.outcomes.finish_task_run(tr_id, ex_id, State.KILLED, reason, now, result)
+        self.outcomes.kill_unstarted(ex_id, reason, now, result)
+        between = [int(r["id"]) for r in self.db.all(BETWEEN_ATTEMPTS, (ex_id,))]
+        if between:
+            test, params = self.db.ids(between)
+            self.db.execute(DELETE_READY_OF_RUNS.format(ids=test), params)
+            ends = [End(tr_id, ex_id, State.KILLED, reason) for tr_id in between]
+            self.outcomes.end_task_runs(ends, now, result)
         self.outcomes.maybe_end(ex_id, now, result)
 
     def _fail_tree(self, ex_id: int, reason: str, now: float, result: RecordResult) -> None:

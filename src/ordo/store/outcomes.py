@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
+
+from msgspec import Struct
 
 from ordo.model import DROPPED, ON_REQUEST, CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
@@ -30,25 +33,21 @@ from ordo.store.ports import Decisions, EndFacts, OutputFacts, RetryFacts, RunGr
 from ordo.store.readiness import RELEASE_CTES, Readiness
 from ordo.store.reads import Reads, claim_of
 from ordo.store.records import Claim, RecordResult
-from ordo.store.transitions import UNSTARTED, Change, Succeeded, Transitions
+from ordo.store.transitions import UNSTARTED, Before, Change, Succeeded, Transitions
 
 ATTEMPT_CLAIM = f"""
 SELECT {q.CLAIM_COLUMNS}
 FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
 WHERE a.id = ?
 """
-COUNTED_ATTEMPTS = f"""
-SELECT count(*) AS n FROM attempts a JOIN task_runs t ON t.id = a.task_run_id
-WHERE a.task_run_id = ? AND {q.COUNTED.format(a="a", t="t")}
-"""
-DEPENDENTS = "SELECT task_run_id FROM task_run_deps WHERE upstream_id = ?"
 #: the task runs of an execution not started, and the dependencies between them
 UNSTARTED_RUNS = """
 SELECT id, state, task_id FROM task_runs
 WHERE execution_id = ? AND state IN ('CREATED', 'RESTARTED') ORDER BY id
 """
 #: the task runs not started downstream of one (through task runs not started): it
-#: and those (``SKIP_FROM``), or only those (``SKIP_BELOW``); its id the parameter
+#: and those (``SKIP_FROM``, its id the parameter), or only those of any of many
+#: (``SKIP_BELOW``, ``{ids}`` a membership test of theirs)
 _DOWN = """
 WITH RECURSIVE down(id) AS (
     {anchor}
@@ -66,8 +65,13 @@ SKIP_FROM = _DOWN.format(
 )
 SKIP_BELOW = _DOWN.format(
     anchor="SELECT d.task_run_id FROM task_run_deps d JOIN task_runs n ON n.id = d.task_run_id "
-    "WHERE d.upstream_id = ? AND n.state IN ('CREATED', 'RESTARTED')"
+    "WHERE d.upstream_id {ids} AND n.state IN ('CREATED', 'RESTARTED')"
 )
+#: the task runs right below any of many, each with its upstream among them, by upstream
+DEPENDENTS = """
+SELECT task_run_id, upstream_id FROM task_run_deps WHERE upstream_id {ids}
+ORDER BY upstream_id, task_run_id
+"""
 
 UNSTARTED_DEPS = """
 SELECT d.task_run_id, d.upstream_id FROM task_run_deps d JOIN task_runs t ON t.id = d.task_run_id
@@ -75,9 +79,9 @@ WHERE t.execution_id = ? AND t.state IN ('CREATED', 'RESTARTED')
 """
 #: skipped many at once: in statements of at most this many (SQLite's parameters)
 SKIPS_AT_ONCE = 1000
-DELETE_SKIPPED_READY = """
+DELETE_ENDED_READY = """
 DELETE FROM ready WHERE execution_id = ?
-  AND task_run_id IN (SELECT id FROM task_runs WHERE execution_id = ? AND state = 'SKIPPED')
+  AND task_run_id IN (SELECT id FROM task_runs WHERE execution_id = ? AND state = ?)
 """
 #: what decides the retry of failed attempts' task runs: the attempts counted (theirs
 #: included) and whether they may fail
@@ -113,9 +117,13 @@ SELECT task_id, reason FROM task_runs
 WHERE execution_id = ? AND state = 'FAILED' AND allow_failure = 0 AND parent_run_id IS NULL
 ORDER BY {q.ENDED_BY_FAILURE.format(reason="reason")}, ended_at, id LIMIT 1
 """
-FIRST_ITEM_FAILURE = """
-SELECT fork_index, reason FROM task_runs WHERE fork_of = ? AND state = ?
-ORDER BY fork_index LIMIT 1
+#: of each of many for_each task runs, its first item FAILED and its first KILLED
+FIRST_ITEM_FAILURES = """
+SELECT fork_of, state, fork_index, reason FROM (
+    SELECT fork_of, state, fork_index, reason,
+        row_number() OVER (PARTITION BY fork_of, state ORDER BY fork_index) AS n
+    FROM task_runs WHERE fork_of {ids} AND state IN ('FAILED', 'KILLED')) AS f
+WHERE n = 1
 """
 INSERT_CHECK = """
 INSERT INTO checks
@@ -127,15 +135,39 @@ INSERT_METRIC = """
 INSERT INTO metrics (attempt_id, task_run_id, execution_id, name, kind, value, tags, at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
-#: One item of a for_each task run ended: one fewer pending.
-ITEM_ENDED = """
-UPDATE task_runs SET forks_pending = forks_pending - ?, forks_next = forks_next + ? WHERE id = ?
-RETURNING forks_pending, forks_next
+#: Items of for_each task runs ended, rows ``(for_each task run, how many)``: fewer pending.
+ITEMS_ENDED = """
+UPDATE task_runs
+SET forks_pending = forks_pending - CAST(v.column2 AS BIGINT),
+    forks_next = forks_next + CAST(v.column2 AS BIGINT)
+FROM {values}
+WHERE task_runs.id = v.column1
+RETURNING task_runs.id AS id, task_runs.forks_pending AS forks_pending
 """
 ITEM_STATES = """
-SELECT state, allow_failure, count(*) AS n FROM task_runs WHERE fork_of = ?
-GROUP BY state, allow_failure
+SELECT fork_of, state, allow_failure, count(*) AS n FROM task_runs WHERE fork_of {ids}
+GROUP BY fork_of, state, allow_failure
 """
+#: for_each task runs' items, rows of :data:`_ITEM_TYPES`: created (CREATED)
+INSERT_ITEMS = """
+INSERT INTO task_runs
+    (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue, fork_of,
+     fork_index, fork_value, concurrency_key)
+SELECT v.column1, v.column2, 'CREATED', 0, v.column3, v.column4, v.column5, v.column6,
+    v.column7, v.column8, v.column9
+FROM {values}
+"""
+_ITEM_TYPES = (
+    "BIGINT", "TEXT", "BIGINT", "DOUBLE PRECISION", "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT"
+)  # fmt: skip
+#: for_each task runs expanded, rows ``(id, items, items at once)``
+FORKED_MANY = """
+UPDATE task_runs
+SET forks_pending = CAST(v.column2 AS BIGINT), forks_next = CAST(v.column3 AS BIGINT)
+FROM {values} WHERE task_runs.id = v.column1
+"""
+#: the ready rows of task runs (``{ids}``) taken away; the task runs whose rows they were
+TAKE_READY = "DELETE FROM ready WHERE task_run_id {ids} RETURNING task_run_id"
 OLDEST_QUEUED = """
 SELECT id, revision_id FROM executions
 WHERE state = 'QUEUED' AND namespace = ? AND flow_id = ? ORDER BY id LIMIT 1
@@ -275,9 +307,10 @@ class Outcomes:
             self.readiness.made_ready(found.readied, seen=True)
         for ex_id, count in pending.items():
             self.maybe_end(ex_id, now, result, count)
-        for ex_id, fork_of in sorted(items):  # items: their for_each task run may end too
-            left = self.pending_down(ex_id)
-            self.item_ended(fork_of, ex_id, now, result)
+        for ex_id in sorted({ex_id for ex_id, _ in items}):  # their for_each task runs
+            mine = Counter(fork_of for at, fork_of in items if at == ex_id)
+            left = self.pending_down(ex_id, sum(mine.values()))
+            self.items_ended(ex_id, mine, now, result)
             if left <= 0:  # (the for_each task run ending has ended the execution itself)
                 self.maybe_end(ex_id, now, result)
 
@@ -311,46 +344,110 @@ class Outcomes:
 
     @staticmethod
     def fails(outcome: Outcome) -> bool:
-        """An attempt that failed (:meth:`record_failures`): FAILED, or a state an
-        attempt does not end in, which is recorded as FAILED."""
+        """An attempt that failed: FAILED, or a state an attempt does not end in, which
+        is recorded as FAILED."""
         return outcome.forks is None and outcome.state not in RECORDED
 
-    def record_failures(
+    def record_one(
+        self, claim: Claim, outcome: Outcome, now: float, rng: random.Random, result: RecordResult
+    ) -> None:
+        """Record one attempt's outcome (:meth:`record_others`, a batch of one)."""
+        self.rng = rng
+        self.record_others([(claim, outcome)], now, rng, result)
+
+    def record_others(
         self,
-        failed: Sequence[tuple[Claim, Outcome]],
+        batch: Sequence[tuple[Claim, Outcome]],
         now: float,
         rng: random.Random,
         result: RecordResult,
     ) -> None:
-        """Record FAILED attempts (``failed``, in their lock order) as :meth:`record_one`
-        would one by one, their retries in a few statements whatever their number: the
-        attempts, their outputs, the facts the policy decides retries from, and the
-        ready rows of those that try again. Those that do not end their task runs one
-        by one (what each decides differs: the dependents it skips)."""
-        if not failed:
+        """Record the outcomes :meth:`record_successes` does not take (``batch``, in
+        lock order): failures, each tried again or ending its task run; kills; run_if
+        STOPs; claims dropped before their launch; successes with a reason; for_each
+        task runs expanding. In a few statements whatever their number: the attempts in
+        one, their outputs, the facts retries and dropped claims are decided from, then
+        the task runs' ends (:meth:`end_task_runs`) and the expansions (:meth:`_fork`)."""
+        if not batch:
             return
         rows = [
-            (
-                c.attempt_id,
-                o.exit_code,
-                o.cpu_seconds,
-                o.peak_rss_kb,
-                "FAILED",
-                o.reason,
-                o.error,
-                None,
-            )
-            for c, o in failed
+            (c.attempt_id, o.exit_code, o.cpu_seconds, o.peak_rss_kb, *self._attempt_end(o), None)
+            for c, o in batch
         ]
         recorded = self.transitions.finish_attempts(rows, now)
-        result.lost.extend(c.attempt_id for c, _ in failed if c.attempt_id not in recorded)
-        kept = [(c, o) for c, o in failed if c.attempt_id in recorded]
+        result.lost.extend(c.attempt_id for c, _ in batch if c.attempt_id not in recorded)
+        kept = [(c, o) for c, o in batch if c.attempt_id in recorded]
         if not kept:
             return
-        self._write_results(kept, now)
-        runs, ex_ids = [c.task_run_id for c, _ in kept], sorted({c.execution_id for c, _ in kept})
+        self._write_results([(c, o) for c, o in kept if o.forks is None], now)
+        counted = [c.task_run_id for c, o in kept if self.fails(o) or o.reason == DROPPED]
+        facts = self._counted(counted)
+        ends = self._not_retried(
+            [(c, o) for c, o in kept if self.fails(o)], facts, now, rng, result
+        )
+        stopped: dict[int, str] = {}
+        for c, o in kept:
+            if o.forks is not None or self.fails(o):
+                continue
+            ends.append(
+                self._end_of(c, o, int(facts[c.task_run_id]["n"]) if c.task_run_id in facts else 0)
+            )
+            if o.state is State.SKIPPED and o.reason == "stop":
+                stopped.setdefault(c.execution_id, o.error or RUN_IF_SKIP)
+        for ex_id, why in sorted(stopped.items()):
+            self.db.execute(q.SET_STOPPED, (why, ex_id))
+        ends.sort(key=lambda e: (e.execution_id, e.run_id))
+        self.end_task_runs(ends, now, result)
+        self._fork([(c, o.forks) for c, o in kept if o.forks is not None], now, result)
+
+    def _attempt_end(self, outcome: Outcome) -> tuple[str, str | None, str | None]:
+        """The state, reason and error an attempt that ended so is recorded with."""
+        if outcome.forks is not None:
+            return State.SUCCESS.value, "forked", None
+        state = State.FAILED if self.fails(outcome) else outcome.state
+        return state.value, outcome.reason, outcome.error
+
+    def _end_of(self, claim: Claim, outcome: Outcome, earlier: int) -> End:
+        """How the task run of an attempt that neither failed nor expanded ends: as it
+        did (a success with a reason, a warning, a kill), SKIPPED by its run_if (STOP:
+        and nothing downstream of it), or as the policy ends a claim dropped before its
+        launch (``earlier``: the attempts counted before it)."""
+        tr_id, ex_id, state = claim.task_run_id, claim.execution_id, outcome.state
+        if state in (State.SUCCESS, State.WARNING):  # a warning's, or this.success(message)
+            routine = routine_end(state, outcome.reason, outcome.error)  # the attempt says it
+            return End(tr_id, ex_id, state, outcome.error, routine=routine)
+        if state is State.SKIPPED and outcome.reason == DROPPED:
+            # never launched: it does not count (q.COUNTED), as a hand-back
+            ending = self.policy.dropped(earlier, outcome.error or DROPPED)
+            return End(tr_id, ex_id, ending.state, ending.reason, failing_already=True)
+        if state is State.SKIPPED:
+            stop = outcome.reason == "stop"
+            return End(tr_id, ex_id, State.SKIPPED, outcome.error or RUN_IF_SKIP, stop=stop)
+        return End(tr_id, ex_id, state, outcome.error or outcome.reason or "failed")
+
+    def _counted(self, runs: Sequence[int]) -> dict[int, Row]:
+        """Of task runs ``runs``: whether allowed to fail, and the attempts counted
+        (:data:`q.COUNTED`), by id."""
+        if not runs:
+            return {}
         table, params = self.db.ids(runs)
-        facts = {int(r["id"]): r for r in self.db.all(FAILED_FACTS.format(ids=table), params)}
+        return {int(r["id"]): r for r in self.db.all(FAILED_FACTS.format(ids=table), params)}
+
+    def _not_retried(
+        self,
+        failed: Sequence[tuple[Claim, Outcome]],
+        facts: Mapping[int, Row],
+        now: float,
+        rng: random.Random,
+        result: RecordResult,
+    ) -> list[End]:
+        """Failed attempts (in lock order, recorded): the policy decides each one's
+        retry, asked in order (once one fails its execution, what fails after it is not
+        tried again); those tried again are ready again, in one statement. The ends of
+        the others."""
+        if not failed:
+            return []
+        ex_ids = sorted({c.execution_id for c, _ in failed})
         table, params = self.db.ids(ex_ids)
         running = {
             int(r["id"])
@@ -359,9 +456,13 @@ class Outcomes:
         }
         going = running - self.reads.failing_among(ex_ids).keys()  # (nor stopping)
         options = {ex_id: self.reads.run_options(ex_id) for ex_id in ex_ids}
+        keep_going = {  # (asked once an execution)
+            ex_id: functools.cache(functools.partial(self._continue_on_error, ex_id))
+            for ex_id in ex_ids
+        }
         again: list[tuple[int, float]] = []
-        ending: list[tuple[Claim, Outcome]] = []
-        for claim, outcome in kept:
+        ends: list[End] = []
+        for claim, outcome in failed:
             ex_id, fact = claim.execution_id, facts[claim.task_run_id]
             task = self.flows.flow_of(claim.revision_id).task(claim.task_id)
             delay = self.policy.retry_delay(
@@ -380,82 +481,16 @@ class Outcomes:
                 again.append((claim.task_run_id, now + delay))
                 result.retries.append(claim.task_run_id)
                 continue
-            ending.append((claim, outcome))
-            keep_going = functools.partial(self._continue_on_error, ex_id)
+            why = outcome.error or outcome.reason or "failed"
+            ends.append(End(claim.task_run_id, ex_id, State.FAILED, why))
             if ex_id in going and self.policy.fails_execution(
-                State.FAILED, bool(fact["allow_failure"]), keep_going
+                State.FAILED, bool(fact["allow_failure"]), keep_going[ex_id]
             ):
                 going.discard(ex_id)  # failing now: what fails after it is not retried
         self.readiness.ready_again_many(again)
-        for claim, outcome in ending:
-            why = outcome.error or outcome.reason or "failed"
-            self.finish_task_run(
-                claim.task_run_id, claim.execution_id, State.FAILED, why, now, result
-            )
+        return ends
 
-    def record_one(
-        self, claim: Claim, outcome: Outcome, now: float, rng: random.Random, result: RecordResult
-    ) -> None:
-        if outcome.forks is not None:
-            self._fork(claim, outcome.forks, now, result)
-            return
-        if self.fails(outcome):
-            self.record_failures([(claim, outcome)], now, rng, result)
-            return
-        state = outcome.state
-        cur = self.db.execute(
-            q.FINISH_ATTEMPT, finish_params(claim.attempt_id, state, outcome, now)
-        )
-        if cur.rowcount == 0:
-            result.lost.append(claim.attempt_id)
-            return
-        ids = (claim.attempt_id, claim.task_run_id, claim.execution_id)
-        if outcome.outputs:
-            self.db.executemany(
-                q.INSERT_OUTPUT, [(*ids, k, dumps(v)) for k, v in outcome.outputs.items()]
-            )
-        if outcome.metrics:
-            self.db.executemany(
-                INSERT_METRIC,
-                [
-                    (*ids, m.name, m.kind, m.value, dumps(dict(m.tags)), now)
-                    for m in outcome.metrics
-                ],
-            )
-        if outcome.checks:
-            self.db.executemany(INSERT_CHECK, [_check_row(ids, r) for r in outcome.checks])
-        if state in (State.SUCCESS, State.WARNING):
-            why = outcome.error  # a warning's, or a handler's this.success(message)
-            routine = routine_end(state, outcome.reason, outcome.error)  # the attempt says it
-            self.finish_task_run(
-                claim.task_run_id, claim.execution_id, state, why, now, result, routine=routine
-            )
-            return
-        if state is State.SKIPPED and outcome.reason == DROPPED:
-            # never launched: it does not count (q.COUNTED), as a hand-back
-            counted = self.db.one(COUNTED_ATTEMPTS, (claim.task_run_id,))
-            earlier = int(counted["n"]) if counted else 0
-            ending = self.policy.dropped(earlier, outcome.error or DROPPED)
-            self.finish_task_run(
-                claim.task_run_id,
-                claim.execution_id,
-                ending.state,
-                ending.reason,
-                now,
-                result,
-                failing_already=True,
-            )
-            return
-        if state is State.SKIPPED:
-            self._run_if_skipped(claim, outcome, now, result)
-            return
-        why = outcome.error or outcome.reason or "failed"
-        if state is State.KILLED:  # RUNNING -> KILLING -> KILLED, as the table says
-            self.transitions.set_task_run_state(
-                claim.task_run_id, claim.execution_id, State.KILLING, now, why
-            )
-        self.finish_task_run(claim.task_run_id, claim.execution_id, state, why, now, result)
-
+    # -- task runs ending ----------------------------------------------------------------
     def finish_task_run(
         self,
         tr_id: int,
@@ -466,121 +501,183 @@ class Outcomes:
         result: RecordResult,
         *,
         stop: bool = False,
-        routine: bool = False,
         failing_already: bool = False,
     ) -> None:
-        """End a task run, then propagate: dependents become ready, or are skipped
-        (``stop``: it answered STOP, nothing downstream of it runs). ``routine``: its
-        attempt ended SUCCESS and holds the move's history. ``failing_already``: its
-        execution is failing (or stopping) already, and the caller skips what has not
-        started: a failure of it stops nothing more."""
-        row = self.transitions.set_task_run_state(tr_id, ex_id, state, now, reason, routine=routine)
-        if row is None:
+        """End one task run (:meth:`end_task_runs`)."""
+        end = End(tr_id, ex_id, state, reason, stop=stop, failing_already=failing_already)
+        self.end_task_runs([end], now, result)
+
+    def end_task_runs(self, ends: Sequence[End], now: float, result: RecordResult) -> None:
+        """End task runs (each only from the state it is in: one another process ended
+        first is left alone; a running one killed goes by way of KILLING, as the table
+        says), then what follows, as the policy decides, in a few statements per
+        execution whatever their number: the dependents of those that release them
+        wait for one fewer (ready when for none); the others' dependents are skipped,
+        transitively; the first that fails its execution skips every task run of it
+        not started; the for_each task runs of items among them start their next items
+        or end; the execution ends when nothing is left."""
+        if not ends:
             return
-        task_id, allowed, fork_of = row.task_id, row.allow_failure, row.fork_of
-        pending: int | None = self.pending_down(ex_id)
+        before = self.transitions.before_many([e.run_id for e in ends])
+        killing = [
+            Change(e.execution_id, e.run_id, State.RUNNING, State.KILLING, e.reason)
+            for e in ends
+            if e.state is State.KILLED and before[e.run_id].state is State.RUNNING
+        ]
+        self.transitions.transition(killing, now)
+        was = {c.run_id: State.KILLING for c in killing}
+        changes = [
+            (
+                e,
+                Change(
+                    e.execution_id,
+                    e.run_id,
+                    was.get(e.run_id, before[e.run_id].state),
+                    e.state,
+                    e.reason,
+                ),
+            )
+            for e in ends
+        ]
+        moved = self.transitions.transition([c for e, c in changes if e.routine], now, routine=True)
+        moved.update(self.transitions.transition([c for e, c in changes if not e.routine], now))
+        done = [e for e in ends if e.run_id in moved]
+        if not done:
+            return
         policy = self.policy
-        failing = not failing_already and policy.fails_execution(
-            state, allowed, lambda: self._continue_on_error(ex_id)
+        releasing = {
+            e.run_id
+            for e in done
+            if policy.releases(e.state, before[e.run_id].allow_failure, stop=e.stop)
+        }
+        self.readiness.release_many(
+            [e.run_id for e in done if e.run_id in releasing and before[e.run_id].fork_of is None],
+            now,
         )
-        why = f"execution failed: task '{task_id}' failed"
-        if fork_of is not None:  # an item: its for_each task run may end with it
-            if failing:
-                self.skip_unstarted(ex_id, why, now, result)
-            self.item_ended(fork_of, ex_id, now, result)
-            self.maybe_end(ex_id, now, result)
-            return
-        if policy.releases(state, allowed, stop=stop):
-            self.readiness.release_dependents(tr_id, now)
-        else:
-            self._skip_dependents(tr_id, ex_id, task_id, state, now, result, stop=stop)
-            if failing:
-                self.skip_unstarted(ex_id, why, now, result)
+        for ex_id in sorted({e.execution_id for e in done}):
+            mine = [e for e in done if e.execution_id == ex_id]
+            self._ended(ex_id, mine, before, releasing, now, result)
+
+    def _ended(
+        self,
+        ex_id: int,
+        ends: Sequence[End],
+        before: Mapping[int, Before],
+        releasing: Collection[int],
+        now: float,
+        result: RecordResult,
+    ) -> None:
+        """What follows task runs of execution ``ex_id`` ending (see :meth:`end_task_runs`)."""
+        pending: int | None = self.pending_down(ex_id, len(ends))
+        keep_going = functools.cache(lambda: self._continue_on_error(ex_id))
+        failing = next(
+            (
+                e
+                for e in ends
+                if not e.failing_already
+                and self.policy.fails_execution(e.state, before[e.run_id].allow_failure, keep_going)
+            ),
+            None,
+        )
+        anchors = [
+            e for e in ends if e.run_id not in releasing and before[e.run_id].fork_of is None
+        ]
+        if anchors:
+            self._skip_below(ex_id, anchors, before, now, result)
             pending = None  # skipping changed it (read it again)
+        if failing is not None:
+            why = f"execution failed: task '{before[failing.run_id].task_id}' failed"
+            self.skip_unstarted(ex_id, why, now, result)
+            pending = None
+        items = Counter(f for e in ends if (f := before[e.run_id].fork_of) is not None)
+        if items:
+            self.items_ended(ex_id, items, now, result)
+            pending = None
         self.maybe_end(ex_id, now, result, pending)
 
-    def _run_if_skipped(
-        self, claim: Claim, outcome: Outcome, now: float, result: RecordResult
+    # -- for_each ----------------------------------------------------------------------
+    def _fork(
+        self, forks: Sequence[tuple[Claim, Sequence[Any]]], now: float, result: RecordResult
     ) -> None:
-        """The task answered SKIP (it ends SKIPPED, its dependents run) or STOP (it ends
-        SKIPPED and so does everything downstream of it; independent branches go on;
-        the execution ends by the usual rule, its STOP reason recorded) — by its run_if,
-        by ``raise this.Skip/Stop`` or by returning ``"SKIP"``/``"STOP"``."""
-        why = outcome.error or RUN_IF_SKIP
-        stop = outcome.reason == "stop"
-        if stop:
-            self.db.execute(q.SET_STOPPED, (why, claim.execution_id))
-        self.finish_task_run(
-            claim.task_run_id, claim.execution_id, State.SKIPPED, why, now, result, stop=stop
-        )
-
-    def _fork(self, claim: Claim, items: Sequence[Any], now: float, result: RecordResult) -> None:
-        """A for_each task run expands: its attempt ends SUCCESS, one item task run per
-        value is created (the first ``concurrency`` of them ready) and the task run
-        itself stays RUNNING until every item has ended."""
-        cur = self.db.execute(
-            q.FINISH_ATTEMPT,
-            (State.SUCCESS.value, now, None, "forked", None, None, None, claim.attempt_id),
-        )
-        if cur.rowcount == 0:
-            result.lost.append(claim.attempt_id)
+        """for_each task runs expand (their attempts ended SUCCESS): one item task run per
+        value is created (the first ``concurrency`` of each ready) and each for_each task
+        run stays RUNNING until every item of it has ended; one without items ends
+        SUCCESS. In a few statements whatever their number."""
+        if not forks:
             return
-        ex_id, tr_id = claim.execution_id, claim.task_run_id
-        if not items:
-            self.finish_task_run(tr_id, ex_id, State.SUCCESS, None, now, result)
-            return
-        task = self.flows.flow_of(claim.revision_id).task(claim.task_id)
-        count = len(items)
-        first = self.policy.items_at_once(count, task.concurrency)
-        queue = self.reads.queue_of(ex_id, task)
-        self.db.executemany(
-            q.INSERT_ITEM,
-            [
-                (
-                    ex_id,
-                    task.id,
-                    int(task.allow_failure),
-                    now,
-                    queue,
-                    tr_id,
-                    i,
-                    dumps(v),
-                    task.concurrency_key,
-                )
+        rows: list[tuple[Any, ...]] = []
+        counts: list[tuple[int, int, int]] = []  # (for_each task run, items, at once)
+        per_execution: Counter[int] = Counter()
+        empty: list[End] = []
+        queue_of = self.reads.queues_of(c.execution_id for c, items in forks if items)
+        for claim, items in forks:
+            ex_id, tr_id = claim.execution_id, claim.task_run_id
+            if not items:
+                empty.append(End(tr_id, ex_id, State.SUCCESS, None))
+                continue
+            task = self.flows.flow_of(claim.revision_id).task(claim.task_id)
+            queue = queue_of(ex_id, task)
+            allowed, key = int(task.allow_failure), task.concurrency_key
+            rows.extend(
+                (ex_id, task.id, allowed, now, queue, tr_id, i, dumps(v), key)
                 for i, v in enumerate(items)
-            ],
-        )
-        self.db.execute(q.FORKED, (count, first, tr_id))
-        self.db.execute(q.EXECUTION_PENDING_DOWN, (-count, ex_id))
-        self.readiness.release_items(tr_id, first, now)
-        failing = self.reads.failing_among((ex_id,))
-        if failing:  # (a failure recorded before it, in this transaction or another)
-            self.skip_unstarted(ex_id, failing[ex_id], now, result)
-
-    def item_ended(
-        self, fork_of: int, ex_id: int, now: float, result: RecordResult, count: int = 1
-    ) -> None:
-        """One item fewer (or ``count``): start the next one held back by
-        ``concurrency``, or end the for_each task run once none is left."""
-        row = self.db.execute(ITEM_ENDED, (count, count, fork_of)).fetchone()
-        if int(row["forks_pending"]) > 0:
-            self.readiness.release_next_item(fork_of, now)
+            )
+            counts.append(
+                (tr_id, len(items), self.policy.items_at_once(len(items), task.concurrency))
+            )
+            per_execution[ex_id] += len(items)
+        self.end_task_runs(empty, now, result)
+        if not rows:
             return
-        counts = {
-            (State(r["state"]), bool(r["allow_failure"])): int(r["n"])
-            for r in self.db.all(ITEM_STATES, (fork_of,))
+        for at in range(0, len(rows), SKIPS_AT_ONCE):
+            table, params = self.db.values(rows[at : at + SKIPS_AT_ONCE], _ITEM_TYPES)
+            self.db.execute(INSERT_ITEMS.format(values=table), params)
+        table, params = self.db.values(counts, ("BIGINT", "BIGINT", "BIGINT"))
+        self.db.execute(FORKED_MANY.format(values=table), params)
+        for ex_id, count in sorted(per_execution.items()):
+            self.db.execute(q.EXECUTION_PENDING_DOWN, (-count, ex_id))
+        self.readiness.release_items([(tr_id, first) for tr_id, _, first in counts], now)
+        failing = self.reads.failing_among(per_execution)
+        for ex_id, why in sorted(failing.items()):  # (a failure before them: none starts)
+            self.skip_unstarted(ex_id, why, now, result)
+
+    def items_ended(
+        self, ex_id: int, counts: Mapping[int, int], now: float, result: RecordResult
+    ) -> None:
+        """Items of for_each task runs of execution ``ex_id`` ended (``counts``: how many
+        of each): each starts as many of its items held back by ``concurrency``, or
+        ends, as the policy decides from its items, once none is left."""
+        rows = sorted(counts.items())
+        table, params = self.db.values(rows, ("BIGINT", "BIGINT"))
+        left = {
+            int(r["id"]): int(r["forks_pending"])
+            for r in self.db.all(ITEMS_ENDED.format(values=table), params)
         }
+        self.readiness.release_next_items([(f, n) for f, n in rows if left.get(f, 0) > 0], now)
+        over = sorted(f for f, n in left.items() if n <= 0)
+        if not over:
+            return
+        table, params = self.db.ids(over)
+        states: dict[int, dict[tuple[State, bool], int]] = {f: {} for f in over}
+        for r in self.db.all(ITEM_STATES.format(ids=table), params):
+            states[int(r["fork_of"])][State(r["state"]), bool(r["allow_failure"])] = int(r["n"])
+        firsts: dict[tuple[int, str], tuple[int, str]] = {}
 
-        def first(state: State) -> tuple[int, str]:
-            row = self.db.one(FIRST_ITEM_FAILURE, (fork_of, state.value))
-            assert row is not None
-            return int(row["fork_index"]), str(row["reason"])
+        def first_of(fork_of: int) -> Callable[[State], tuple[int, str]]:
+            def first(state: State) -> tuple[int, str]:
+                if not firsts:
+                    for r in self.db.all(FIRST_ITEM_FAILURES.format(ids=table), params):
+                        at = (int(r["fork_of"]), str(r["state"]))
+                        firsts[at] = int(r["fork_index"]), str(r["reason"])
+                return firsts[fork_of, state.value]
 
-        verdict = self.policy.items_verdict(counts, first)
-        state, why = verdict.state, verdict.reason
-        if state is State.KILLED:
-            self.transitions.set_task_run_state(fork_of, ex_id, State.KILLING, now, why)
-        self.finish_task_run(fork_of, ex_id, state, why, now, result)
+            return first
+
+        ends = []
+        for fork_of in over:
+            verdict = self.policy.items_verdict(states[fork_of], first_of(fork_of))
+            ends.append(End(fork_of, ex_id, verdict.state, verdict.reason))
+        self.end_task_runs(ends, now, result)
 
     def _continue_on_error(self, ex_id: int) -> bool:
         """The execution's own setting (``ordo run --continue-on-error``), else its flow's."""
@@ -590,9 +687,9 @@ class Outcomes:
             return bool(row["continue_on_error"])
         return self.flows.flow_of(row["revision_id"]).continue_on_error
 
-    def pending_down(self, ex_id: int) -> int:
-        """One task run fewer left in the execution; how many remain."""
-        row = self.db.execute(q.EXECUTION_PENDING_DOWN, (1, ex_id)).fetchone()
+    def pending_down(self, ex_id: int, count: int = 1) -> int:
+        """One task run fewer left in the execution (or ``count``); how many remain."""
+        row = self.db.execute(q.EXECUTION_PENDING_DOWN, (count, ex_id)).fetchone()
         return int(row["pending"])
 
     def maybe_end(
@@ -691,24 +788,25 @@ class Outcomes:
         return f"task '{task_id}' failed: {error}"
 
     # -- skipped instead of run ------------------------------------------------------
-    def _skip_dependents(
+    def _skip_below(
         self,
-        tr_id: int,
         ex_id: int,
-        task_id: str,
-        state: State,
+        anchors: Sequence[End],
+        before: Mapping[int, Before],
         now: float,
         result: RecordResult,
-        *,
-        stop: bool = False,
     ) -> None:
-        """``tr_id`` ended badly (or answered STOP): its dependents are skipped,
-        transitively."""
-        verb = "stopped" if stop else "failed" if state is State.FAILED else state.value.lower()
-        runs = self._unstarted(SKIP_BELOW, (tr_id,))
-        direct = {int(r["task_run_id"]) for r in self.db.all(DEPENDENTS, (tr_id,))}
-        why = f"dependency '{task_id}' {verb}"
-        self._skip_all(ex_id, runs, {r: why for r in runs if r in direct}, now, result)
+        """``anchors`` ended badly (or answered STOP): their dependents are skipped,
+        transitively, one right below one of them naming the first such (by id)."""
+        test, params = self.db.ids([e.run_id for e in anchors])
+        runs = self._unstarted(SKIP_BELOW.format(ids=test), params)
+        if not runs:
+            return
+        why = {e.run_id: f"dependency '{before[e.run_id].task_id}' {_verb(e)}" for e in anchors}
+        reasons: dict[int, str] = {}
+        for d in self.db.all(DEPENDENTS.format(ids=test), params):  # (by upstream)
+            reasons.setdefault(int(d["task_run_id"]), why[int(d["upstream_id"])])
+        self._skip_all(ex_id, runs, reasons, now, result)
 
     def skip(
         self, tr_id: int, ex_id: int, reason: str, now: float, result: RecordResult | None = None
@@ -721,22 +819,33 @@ class Outcomes:
         self, ex_id: int, reason: str, now: float, result: RecordResult | None = None
     ) -> None:
         """The execution fails or stops: every task run of it not started is skipped,
-        and one waiting to run again (a retry's delay, an attempt handed back) ends as
-        if its claim had been dropped (the policy's ``dropped``): nothing new starts."""
+        and those waiting to run again (a retry's delay, an attempt handed back) end as
+        if their claims had been dropped (the policy's ``dropped``): nothing new starts."""
         result = result or RecordResult()
         runs = self._unstarted(UNSTARTED_RUNS, (ex_id,))
         self._skip_all(ex_id, runs, dict.fromkeys(runs, reason), now, result)
-        for r in self.db.all(WAITING_AGAIN, (ex_id,)):
-            tr_id = r["task_run_id"]
-            if not self.db.execute(q.DELETE_READY, (tr_id,)).rowcount:
-                continue  # (claimed meanwhile: its claim is dropped)
-            counted = self.db.one(COUNTED_ATTEMPTS, (tr_id,))
-            ending = self.policy.dropped(int(counted["n"]) if counted else 0, reason)
-            self.finish_task_run(
-                tr_id, ex_id, ending.state, ending.reason, now, result, failing_already=True
-            )
+        waiting = [int(r["task_run_id"]) for r in self.db.all(WAITING_AGAIN, (ex_id,))]
+        if not waiting:
+            return
+        test, params = self.db.ids(waiting)
+        # (one claimed meanwhile keeps its ready row no more: its claim is dropped)
+        taken = sorted(
+            int(r["task_run_id"]) for r in self.db.all(TAKE_READY.format(ids=test), params)
+        )
+        facts = self._counted(taken)
+        ends = []
+        for tr_id in taken:
+            ending = self.policy.dropped(int(facts[tr_id]["n"]), reason)
+            ends.append(End(tr_id, ex_id, ending.state, ending.reason, failing_already=True))
+        self.end_task_runs(ends, now, result)
 
-    def _unstarted(self, sql: str, params: tuple[Any, ...]) -> dict[int, Row]:
+    def kill_unstarted(self, ex_id: int, reason: str, now: float, result: RecordResult) -> None:
+        """The execution is being killed: every task run of it not started ends KILLED,
+        each with ``reason``, in a few statements whatever their number."""
+        runs = self._unstarted(UNSTARTED_RUNS, (ex_id,))
+        self._skip_all(ex_id, runs, dict.fromkeys(runs, reason), now, result, State.KILLED)
+
+    def _unstarted(self, sql: str, params: Sequence[Any]) -> dict[int, Row]:
         """The task runs not started that ``sql`` finds (``id, state, task_id``), by id."""
         return {int(r["id"]): r for r in self.db.all(sql, params)}
 
@@ -747,16 +856,18 @@ class Outcomes:
         reasons: Mapping[int, str],
         now: float,
         result: RecordResult,
+        state: State = State.SKIPPED,
     ) -> None:
         """SKIP the task runs ``runs`` (not started: ``id, state, task_id``), in a few
         statements whatever their number: one that depends on another of them with
         ``dependency 'x' was skipped`` (the first such by id), the others with their
         ``reasons``; their ready rows go, their execution waits for them no more, and
-        the for_each task runs of the items among them may end."""
+        the for_each task runs of the items among them may end. ``state`` KILLED: they
+        end KILLED instead, each with its reason."""
         if not runs:
             return
         upstream: dict[int, int] = {}  # the first of its upstream skipped with it
-        for d in self.db.all(UNSTARTED_DEPS, (ex_id,)):
+        for d in self.db.all(UNSTARTED_DEPS, (ex_id,)) if state is State.SKIPPED else ():
             run_id, up = int(d["task_run_id"]), int(d["upstream_id"])
             if run_id in runs and up in runs and up < upstream.get(run_id, up + 1):
                 upstream[run_id] = up
@@ -765,7 +876,7 @@ class Outcomes:
                 ex_id,
                 run_id,
                 State(r["state"]),
-                State.SKIPPED,
+                state,
                 f"dependency '{runs[upstream[run_id]]['task_id']}' was skipped"
                 if run_id in upstream
                 else reasons[run_id],
@@ -777,14 +888,11 @@ class Outcomes:
             moved.update(self.transitions.transition(changes[at : at + SKIPS_AT_ONCE], now))
         if not moved:
             return
-        self.db.execute(DELETE_SKIPPED_READY, (ex_id, ex_id))
+        self.db.execute(DELETE_ENDED_READY, (ex_id, ex_id, state.value))
         self.db.execute(q.EXECUTION_PENDING_DOWN, (len(moved), ex_id))
-        items: dict[int, int] = {}
-        for fork_of in moved.values():
-            if fork_of is not None:
-                items[fork_of] = items.get(fork_of, 0) + 1
-        for fork_of, count in sorted(items.items()):
-            self.item_ended(fork_of, ex_id, now, result, count)
+        items = Counter(fork_of for fork_of in moved.values() if fork_of is not None)
+        if items:
+            self.items_ended(ex_id, items, now, result)
 
     # -- executions starting and ending under their flow's limit ---------------------
     def begin_running(self, ex_id: int, flow: Flow, now: float, result: RecordResult) -> None:
@@ -847,6 +955,31 @@ def finish_params(attempt_id: int, state: State, outcome: Outcome, now: float) -
 
 
 RECORDED = (State.SUCCESS, State.KILLED, State.WARNING, State.SKIPPED)
+
+
+class End(Struct, frozen=True):
+    """A task run to end ``state`` with ``reason`` (:meth:`Outcomes.end_task_runs`).
+    ``stop``: it answered STOP (nothing downstream of it runs); ``routine``: its attempt
+    ended SUCCESS and holds the move; ``failing_already``: its execution is failing (or
+    stopping) already and the caller skips what has not started, so it fails nothing
+    more."""
+
+    run_id: int
+    execution_id: int
+    state: State
+    reason: str | None
+    stop: bool = False
+    routine: bool = False
+    failing_already: bool = False
+
+
+def _verb(end: End) -> str:
+    """How the reason of a task run skipped below ``end`` says it ended."""
+    if end.stop:
+        return "stopped"
+    return "failed" if end.state is State.FAILED else end.state.value.lower()
+
+
 #: the reason of a task run whose run_if answered SKIP without one
 RUN_IF_SKIP = "run_if answered SKIP"
 

@@ -74,17 +74,24 @@ FROM task_run_deps d JOIN task_runs t ON t.id = d.task_run_id
 WHERE d.upstream_id = ? AND t.pending_deps = 0 AND t.state IN ('CREATED', 'RESTARTED')
 RETURNING task_run_id
 """
+#: for_each task runs forked, rows ``(id, first)``: their first items ready
 READY_ITEMS = """
 INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
-SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
-WHERE fork_of = ? AND fork_index < ?
+SELECT t.id, t.execution_id, ?, t.queue, t.concurrency_key
+FROM task_runs t JOIN {values} ON t.fork_of = v.column1
+WHERE t.fork_index < CAST(v.column2 AS BIGINT)
 """
-READY_NEXT_ITEM = """
+#: items ended, rows ``(for_each task run, how many)``: as many of the next (the lowest
+#: indexes not started and not ready) ready
+READY_NEXT_ITEMS = """
 INSERT INTO ready (task_run_id, execution_id, not_before, queue, concurrency_key)
-SELECT id, execution_id, ?, queue, concurrency_key FROM task_runs
-WHERE fork_of = ? AND state IN ('CREATED', 'RESTARTED')
-  AND NOT EXISTS (SELECT 1 FROM ready r WHERE r.task_run_id = task_runs.id)
-ORDER BY fork_index LIMIT 1
+SELECT id, execution_id, ?, queue, concurrency_key FROM (
+    SELECT t.id, t.execution_id, t.queue, t.concurrency_key, v.column2 AS room,
+        row_number() OVER (PARTITION BY t.fork_of ORDER BY t.fork_index) AS n
+    FROM task_runs t JOIN {values} ON t.fork_of = v.column1
+    WHERE t.state IN ('CREATED', 'RESTARTED')
+      AND NOT EXISTS (SELECT 1 FROM ready r WHERE r.task_run_id = t.id)) AS next
+WHERE n <= CAST(room AS BIGINT)
 """
 #: An execution starts (or leaves QUEUED): every task run waiting for nothing is ready.
 READY_STARTABLE = """
@@ -187,15 +194,22 @@ class Readiness:
             self.db.executemany(INSERT_READY, released)
             self.made_ready(r[0] for r in released)
 
-    def release_items(self, fork_of: int, first: int, now: float) -> None:
-        """A for_each task run forked: its first ``first`` items are ready."""
-        self.db.execute(READY_ITEMS, (now, fork_of, first))
-        self.made_ready()
+    def release_items(self, forks: Sequence[tuple[int, int]], now: float) -> None:
+        """for_each task runs forked, rows ``(id, first)``: the first ``first`` items of
+        each are ready, in one statement."""
+        if forks:
+            table, params = self.db.values(forks, ("BIGINT", "BIGINT"))
+            self.db.execute(READY_ITEMS.format(values=table), [now, *params])
+            self.made_ready()
 
-    def release_next_item(self, fork_of: int, now: float) -> None:
-        """An item ended: the next one held back by ``concurrency`` (the lowest index
-        not started and not ready; a restart's items too) is ready."""
-        if self.db.execute(READY_NEXT_ITEM, (now, fork_of)).rowcount:
+    def release_next_items(self, forks: Sequence[tuple[int, int]], now: float) -> None:
+        """Items ended, rows ``(for_each task run, how many)``: as many of the next held
+        back by ``concurrency`` (the lowest indexes not started and not ready; a
+        restart's items too) are ready, in one statement."""
+        if not forks:
+            return
+        table, params = self.db.values(forks, ("BIGINT", "BIGINT"))
+        if self.db.execute(READY_NEXT_ITEMS.format(values=table), [now, *params]).rowcount:
             self.made_ready()
 
     def ready_again_many(self, rows: Sequence[tuple[int, float]]) -> None:

@@ -4,7 +4,7 @@ looks at them (an execution's rows, lineage, outputs, history). Shared by both b
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ordo.errors import NotFound
@@ -28,7 +28,7 @@ EXECUTION_COLUMNS = """id, revision_id, namespace, flow_id, state, inputs, label
     queue, options, scope, kind"""
 GET_EXECUTION = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?"
 LIST_EXECUTIONS = f"SELECT {EXECUTION_COLUMNS} FROM executions"
-EXECUTION_QUEUE = "SELECT queue FROM executions WHERE id = ?"
+EXECUTION_QUEUES = "SELECT id, queue FROM executions WHERE id IN ({})"
 EXECUTION_OPTIONS = "SELECT options FROM executions WHERE id = ?"
 CHILDREN = f"""
 SELECT {EXECUTION_COLUMNS} FROM executions WHERE parent_id = ? AND kind <> 'CONNECTION'
@@ -213,9 +213,22 @@ class Reads:
 
     def queue_of(self, execution_id: int, task: Task) -> str:
         """Where ``execution_id``'s task runs of ``task`` are queued: the execution's
-        queue when it has one, else the task's."""
-        queue = self.db.scalar(EXECUTION_QUEUE, (execution_id,))
-        return str(queue) if queue else task.queue
+        queue when it has one, else the task's (:meth:`queues_of`)."""
+        return self.queues_of([execution_id])(execution_id, task)
+
+    def queues_of(self, execution_ids: Iterable[int]) -> Callable[[int, Task], str]:
+        """Where the task runs of these executions are queued, read in one statement:
+        a function of an execution and a task (see :meth:`queue_of`)."""
+        ids = sorted(set(execution_ids))
+        own = (
+            {}
+            if not ids
+            else {
+                int(r["id"]): r["queue"]
+                for r in self.db.all(EXECUTION_QUEUES.format(marks(ids)), ids)
+            }
+        )
+        return lambda ex_id, task: str(own[ex_id]) if own.get(ex_id) else task.queue
 
     def run_options(self, execution_id: int) -> RunOptions:
         """What "run with options" set for this execution (empty: nothing)."""

@@ -273,15 +273,7 @@ class TaskRuns:
                 return result
             if finish is not None:
                 finish()
-            failed: list[tuple[Claim, Outcome]] = []  # in a row: recorded together
-            for claim, outcome in others:  # (in lock order: what each decides follows it)
-                if self.outcomes.fails(outcome):
-                    failed.append((claim, outcome))
-                    continue
-                self.outcomes.record_failures(failed, now, rng, result)
-                failed = []
-                self.outcomes.record_one(claim, outcome, now, rng, result)
-            self.outcomes.record_failures(failed, now, rng, result)
+            self.outcomes.record_others(others, now, rng, result)
         return result
 
     def _keyed(self, claim: Claim) -> bool:
