@@ -376,6 +376,33 @@ def test_a_batch_of_items_ending_costs_the_same_whatever_its_size(
     assert cost[3] == cost[40], cost
 
 
+def test_a_lost_workers_attempts_are_taken_back_in_the_same_statements_whatever_their_number(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half its claims launched (each recorded lost), half not (each handed back, then
+    dropped by the first failure): together."""
+    cost = {}
+    for size in (4, 40):
+        tasks = tuple(task(f"t{i}") for i in range(size))
+        ex_id = start(store, Flow(id=f"lost{size}", tasks=tasks, base_dir="/tmp"))
+        store.register_worker(f"w{size}", "host", 1, ("default",), LATER)
+        claims = store.claim(
+            f"w{size}", size, LATER, 6.0, execution_id=ex_id, launch=size // 2,
+            launch_lease_seconds=30.0,
+        )  # fmt: skip
+        assert len(claims) == size
+        with counting(store, monkeypatch) as sent:
+            result = store.reap_workers([f"w{size}"], LATER + 1, RNG)
+        cost[size] = len(sent)
+        assert result.ended_executions == {ex_id: State.FAILED}
+        runs = sorted(store.task_runs(ex_id), key=lambda r: r.id)
+        lost = [r for r in runs if r.state is State.FAILED]
+        assert len(lost) == size // 2
+        assert {r.reason for r in lost} == {f"worker lost (w{size})"}
+        assert {r.state for r in runs if r not in lost} == {State.SKIPPED}
+    assert cost[4] == cost[40], cost
+
+
 def min_run(store: Store, ex_id: int) -> int:
     return min(r.id for r in store.task_runs(ex_id))
 

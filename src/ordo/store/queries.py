@@ -17,7 +17,6 @@ WHERE state IN ('CREATED', 'RUNNING', 'KILLING') AND namespace = ? AND flow_id =
 """
 
 # -- executions ------------------------------------------------------------------------
-EXECUTION_REASON = "SELECT reason FROM executions WHERE id = ?"
 SET_STOPPED = "UPDATE executions SET stopped = coalesce(stopped, ?) WHERE id = ?"
 EXECUTION_ENDED = "UPDATE executions SET ended_at = ?, reason = ?, outputs = ? WHERE id = ?"
 EXECUTION_PENDING_DOWN = """

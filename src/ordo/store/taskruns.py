@@ -77,6 +77,7 @@ SET_PROCESS = """
 UPDATE attempts SET process_host = ?, process_group = ?, process_started = ?
 WHERE id = ? AND state = 'RUNNING'
 """
+EXECUTIONS_GOING = "SELECT id, state, reason FROM executions WHERE id {ids}"
 WORKERS_ATTEMPTS = f"""
 SELECT {q.CLAIM_COLUMNS}, a.worker_id, a.launched_at
 FROM attempts a JOIN task_runs t ON t.id = a.task_run_id JOIN executions e ON e.id = a.execution_id
@@ -287,23 +288,30 @@ class TaskRuns:
         result = RecordResult()
         self.outcomes.rng = rng
         with self.db.transaction():
-            for worker_id in worker_ids:
-                for row in self.db.all(WORKERS_ATTEMPTS, (worker_id,)):
-                    self._take_back(row, now, rng, result)
+            rows = [r for w in worker_ids for r in self.db.all(WORKERS_ATTEMPTS, (w,))]
+            self._take_back(rows, now, rng, result)
         return result
 
-    def _take_back(self, row: Row, now: float, rng: random.Random, result: RecordResult) -> None:
-        """An attempt of a lost worker: recorded as lost (the retry policy decides) when
-        the worker had started it; handed back (not counted) when it was only claimed."""
-        claim = claim_of(row)
-        worker = row["worker_id"]
-        if row["launched_at"] is None:
-            why = f"claimed by a worker lost before it started the attempt ({worker})"
-            self._hand_back_one(claim, why, now)
-            return
-        lost = Outcome(State.FAILED, reason="lost", error=f"worker lost ({worker})")
-        self.outcomes.record_one(claim, lost, now, rng, result)
-        if self._keyed(claim):
+    def _take_back(
+        self, rows: Sequence[Row], now: float, rng: random.Random, result: RecordResult
+    ) -> None:
+        """Attempts of lost workers: each recorded as lost (the retry policy decides)
+        when its worker had started it; handed back (not counted) when it was only
+        claimed. Together, whatever their number."""
+        back: list[tuple[Claim, str]] = []
+        lost: list[tuple[Claim, Outcome]] = []
+        for row in rows:
+            claim, worker = claim_of(row), row["worker_id"]
+            if row["launched_at"] is None:
+                why = f"claimed by a worker lost before it started the attempt ({worker})"
+                back.append((claim, why))
+            else:
+                error = f"worker lost ({worker})"
+                lost.append((claim, Outcome(State.FAILED, reason="lost", error=error)))
+        self._hand_back(back, now, result)
+        lost.sort(key=lambda item: (item[0].execution_id, item[0].task_run_id))  # lock order
+        self.outcomes.record_others(lost, now, rng, result)
+        if any(self._keyed(c) for c, _ in lost):
             self.readiness.made_ready()
 
     def mark_launched(self, attempt_ids: Sequence[int], now: float, lease_until: float) -> None:
@@ -350,8 +358,7 @@ class TaskRuns:
         result = RecordResult()
         self.outcomes.rng = rng
         with self.db.transaction():
-            for row in self.db.all(EXPIRED_LEASES, (now, limit)):
-                self._take_back(row, now, rng, result)
+            self._take_back(self.db.all(EXPIRED_LEASES, (now, limit)), now, rng, result)
         return result
 
     def hand_back(
@@ -365,23 +372,40 @@ class TaskRuns:
         counted by retries, ``why`` as its message) and its task run is ready again at
         once. An attempt already taken back by someone else is left as it is."""
         with self.db.transaction():
-            for claim in claims:
-                self._hand_back_one(claim, why, now)
+            self._hand_back([(c, why) for c in claims], now, RecordResult())
 
-    def _hand_back_one(self, claim: Claim, why: str, now: float) -> None:
-        """The attempt ends KILLED (``handed back``, not counted) and its task run is
-        ready again, if its execution still runs; else the attempt is recorded KILLED
-        like any stopped attempt (the execution is being killed or failed)."""
-        stopping = self.db.one(q.EXECUTION_REASON, (claim.execution_id,))
-        if self.transitions.execution_state(claim.execution_id) is not State.RUNNING or (
-            stopping and stopping["reason"]
-        ):
-            stopped = Outcome(State.KILLED, reason="killed", error=why)
-            self.outcomes.record_one(claim, stopped, now, self.outcomes.rng, RecordResult())
+    def _hand_back(
+        self, claims: Sequence[tuple[Claim, str]], now: float, result: RecordResult
+    ) -> None:
+        """Each attempt ends KILLED (``handed back``, not counted; its message given)
+        and its task run is ready again, if its execution still runs; else the attempt
+        is recorded KILLED like any stopped attempt (the execution is being killed or
+        failed). Together, whatever their number."""
+        if not claims:
             return
-        params = (State.KILLED.value, now, None, q.HANDED_BACK, why, None, None, claim.attempt_id)
-        if self.db.execute(q.FINISH_ATTEMPT, params).rowcount:
-            self.readiness.ready_again(claim.task_run_id, now)
+        test, params = self.db.ids(sorted({c.execution_id for c, _ in claims}))
+        going = {
+            int(r["id"])
+            for r in self.db.all(EXECUTIONS_GOING.format(ids=test), params)
+            if r["state"] == State.RUNNING.value and not r["reason"]
+        }
+        stopped = [
+            (c, Outcome(State.KILLED, reason="killed", error=why))
+            for c, why in claims
+            if c.execution_id not in going
+        ]
+        stopped.sort(key=lambda item: (item[0].execution_id, item[0].task_run_id))  # lock order
+        self.outcomes.record_others(stopped, now, self.outcomes.rng, result)
+        back = [(c, why) for c, why in claims if c.execution_id in going]
+        if not back:
+            return
+        rows = [
+            (c.attempt_id, None, None, None, State.KILLED.value, q.HANDED_BACK, why, None)
+            for c, why in back
+        ]
+        recorded = self.transitions.finish_attempts(rows, now)
+        again = [(c.task_run_id, now) for c, _ in back if c.attempt_id in recorded]
+        self.readiness.ready_again_many(again)
 
     def record_connection(
         self,
