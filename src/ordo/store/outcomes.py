@@ -33,7 +33,7 @@ from ordo.store.ports import Decisions, EndFacts, OutputFacts, RetryFacts, RunGr
 from ordo.store.readiness import RELEASE_CTES, Readiness
 from ordo.store.reads import Reads, claim_of
 from ordo.store.records import Claim, RecordResult
-from ordo.store.transitions import UNSTARTED, Before, Change, Succeeded, Transitions
+from ordo.store.transitions import Before, Change, Succeeded, Transitions
 
 ATTEMPT_CLAIM = f"""
 SELECT {q.CLAIM_COLUMNS}
@@ -917,9 +917,10 @@ class Outcomes:
         if self.transitions.set_execution_state(ex_id, state, now, why) is None:
             return
         each = State.KILLED if state is State.KILLED else State.SKIPPED
-        for r in self.db.all(q.UNSTARTED_TASK_RUNS, (ex_id,)):
-            tr_id = r["id"]
-            self.transitions.set_task_run_state(tr_id, ex_id, each, now, why, only_from=UNSTARTED)
+        runs = self.db.all(UNSTARTED_RUNS, (ex_id,))
+        changes = [Change(ex_id, int(r["id"]), State(r["state"]), each, why) for r in runs]
+        for at in range(0, len(changes), SKIPS_AT_ONCE):
+            self.transitions.transition(changes[at : at + SKIPS_AT_ONCE], now)
         self.db.execute(q.DELETE_READY_OF, (ex_id,))
         self.db.execute(q.EXECUTION_ENDED, (now, why, None, ex_id))
         result.ended_executions[ex_id] = state

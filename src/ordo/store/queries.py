@@ -43,10 +43,6 @@ SKIPPED_UNSTARTED = f"""CASE WHEN task_runs.state = 'SKIPPED' AND NOT EXISTS (
     SELECT 1 FROM attempts c WHERE c.task_run_id = task_runs.id
     AND {COUNTED.format(a="c", t="task_runs")}) THEN 1 ELSE 0 END"""
 TASK_RUN_FORK = "SELECT fork_of, fork_index, fork_value FROM task_runs WHERE id = ?"
-UNSTARTED_TASK_RUNS = """
-SELECT id FROM task_runs WHERE execution_id = ? AND state IN ('CREATED', 'RESTARTED')
-ORDER BY id
-"""
 INSERT_ITEM = """
 INSERT INTO task_runs
     (execution_id, task_id, state, pending_deps, allow_failure, created_at, queue, fork_of,
