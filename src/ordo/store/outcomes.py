@@ -235,7 +235,7 @@ class Outcomes:
     @staticmethod
     def _why_well(outcome: Outcome) -> str | None:
         """The reason the task run of an outcome that ended well ends with (as
-        :meth:`record_one` gives it)."""
+        :meth:`_end_of` gives it)."""
         if outcome.state is State.SKIPPED:
             return outcome.error or RUN_IF_SKIP
         return outcome.error
@@ -246,7 +246,7 @@ class Outcomes:
         """Record attempts that ended well (:meth:`ends_well`) in a few statements
         whatever their number: the attempts, their outputs and metrics, the task runs,
         their history, the pending counts, and the dependents they make ready (what
-        :meth:`record_one` does for any other outcome). On PostgreSQL the first
+        :meth:`record_others` does for any other outcome). On PostgreSQL the first
         statement (which also makes the dependents ready) goes with the next one: the
         function returned reads it and does the rest (elsewhere, all is done before it
         returns)."""
@@ -295,7 +295,7 @@ class Outcomes:
                 per_execution[ex_id] = per_execution.get(ex_id, 0) + 1
                 upstream.append(tr_id)
         pending: dict[int, int] = {}
-        for ex_id in sorted(per_execution):  # the execution first, as in finish_task_run
+        for ex_id in sorted(per_execution):  # the execution first, as in end_task_runs
             if ex_id in found.pending:
                 pending[ex_id] = found.pending[ex_id]
             else:
@@ -352,7 +352,6 @@ class Outcomes:
         self, claim: Claim, outcome: Outcome, now: float, rng: random.Random, result: RecordResult
     ) -> None:
         """Record one attempt's outcome (:meth:`record_others`, a batch of one)."""
-        self.rng = rng
         self.record_others([(claim, outcome)], now, rng, result)
 
     def record_others(
@@ -380,18 +379,16 @@ class Outcomes:
         if not kept:
             return
         self._write_results([(c, o) for c, o in kept if o.forks is None], now)
-        counted = [c.task_run_id for c, o in kept if self.fails(o) or o.reason == DROPPED]
-        facts = self._counted(counted)
-        ends = self._not_retried(
-            [(c, o) for c, o in kept if self.fails(o)], facts, now, rng, result
-        )
+        failed = [(c, o) for c, o in kept if self.fails(o)]
+        dropped = [c for c, o in kept if o.state is State.SKIPPED and o.reason == DROPPED]
+        facts = self._counted([c.task_run_id for c, _ in failed] + [c.task_run_id for c in dropped])
+        ends = self._not_retried(failed, facts, now, rng, result)
         stopped: dict[int, str] = {}
         for c, o in kept:
             if o.forks is not None or self.fails(o):
                 continue
-            ends.append(
-                self._end_of(c, o, int(facts[c.task_run_id]["n"]) if c.task_run_id in facts else 0)
-            )
+            fact = facts.get(c.task_run_id)
+            ends.append(self._end_of(c, o, int(fact["n"]) if fact else 0))
             if o.state is State.SKIPPED and o.reason == "stop":
                 stopped.setdefault(c.execution_id, o.error or RUN_IF_SKIP)
         for ex_id, why in sorted(stopped.items()):
@@ -491,22 +488,6 @@ class Outcomes:
         return ends
 
     # -- task runs ending ----------------------------------------------------------------
-    def finish_task_run(
-        self,
-        tr_id: int,
-        ex_id: int,
-        state: State,
-        reason: str | None,
-        now: float,
-        result: RecordResult,
-        *,
-        stop: bool = False,
-        failing_already: bool = False,
-    ) -> None:
-        """End one task run (:meth:`end_task_runs`)."""
-        end = End(tr_id, ex_id, state, reason, stop=stop, failing_already=failing_already)
-        self.end_task_runs([end], now, result)
-
     def end_task_runs(self, ends: Sequence[End], now: float, result: RecordResult) -> None:
         """End task runs (each only from the state it is in: one another process ended
         first is left alone; a running one killed goes by way of KILLING, as the table

@@ -11,7 +11,7 @@ there (:meth:`~ordo.store.taskruns.TaskRuns.claim`). It gets one when
   :data:`RELEASE_CTES`);
 - it is a for_each item, among the first ``concurrency`` of its task run's items
   (:meth:`Readiness.release_items`) or the next one when an item ends
-  (:meth:`Readiness.release_next_item`), also after a restart;
+  (:meth:`Readiness.release_next_items`), also after a restart;
 - a retry is due (:meth:`Readiness.ready_again`, with ``not_before`` its delay), or a
   claim was handed back;
 - a restart or a mark runs it again (:meth:`Readiness.ready_restarted`).
