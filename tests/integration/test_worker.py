@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 import threading
 import time
@@ -9,13 +10,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support import patient, run_file
 
 from ordo import engine
 from ordo.clock import FakeClock
+from ordo.errors import IllegalTransition
 from ordo.model import Outcome, State
 from ordo.runners import make_runners
 from ordo.store import Store, open_store
+from ordo.store.ports import Ending, default_policy
 from ordo.store.records import Claim
 from ordo.worker import Worker, WorkerSettings
 
@@ -378,3 +382,32 @@ def test_claims_a_held_up_worker_could_not_start_in_time_are_handed_back(
     assert {a.number for a in ran} == {1, 2}  # the first ran at once, the others after
     lines = sorted(ln.line for ln in store.logs(ex_id))
     assert lines == ["t0", "t1", "t2", "t3"]  # each task ran once
+
+
+class _Broken:
+    """The engine's policy, except that a for_each task run ends CREATED: a bug."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(default_policy(), name)
+
+    def items_verdict(self, counts: Any, first: Any) -> Ending:
+        return Ending(State.CREATED, "a bug")
+
+
+def test_an_illegal_transition_is_logged_naming_the_run_and_nothing_of_its_step_is_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = open_store(str(tmp_path / "ordo.db"), policy=_Broken())  # type: ignore[arg-type]
+    (tmp_path / "steps.py").write_text("def noop():\n    return None\n")
+    flow = "id: each\ntasks:\n  - {id: each, type: python, function: 'steps:noop', for_each: [1]}\n"
+    with caplog.at_level(logging.ERROR), pytest.raises(IllegalTransition):
+        run_flow(store, tmp_path, flow)
+    (each,) = [r for r in store.task_runs(1) if r.fork_of is None]
+    (item,) = [r for r in store.task_runs(1) if r.fork_of is not None]
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(
+        f"task run {each.id} of execution 1: illegal transition RUNNING -> CREATED" in m
+        for m in logged
+    ), logged
+    assert (each.state, item.state) == (State.RUNNING, State.RUNNING)  # its step rolled back
+    store.close()

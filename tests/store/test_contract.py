@@ -525,3 +525,16 @@ def test_items_ending_together_start_as_many_of_the_next(store: Store, outcome: 
     run = next(r for r in store.task_runs(ex_id) if r.task_id == "each" and r.fork_of is None)
     assert run.state is (State.SUCCESS if outcome.state is State.SUCCESS else State.FAILED)
     assert store.get_execution(ex_id).state is run.state
+
+
+def test_a_dependent_of_a_failure_names_it_though_another_upstream_was_skipped(
+    store: Store,
+) -> None:
+    """``a`` and ``b`` fail in one step: ``d`` depends on ``a`` and on ``u``, skipped
+    below ``b``: it names ``a``, as it would had ``a`` failed alone."""
+    tasks = (task("a"), task("b"), task("u", "b"), task("d", "a", "u"))
+    ex_id = start(store, flow_of(*tasks, continue_on_error=True))
+    claims = {c.task_id: c for c in claim_all(store, ex_id)}
+    store.record_outcomes([(claims["a"], fail()), (claims["b"], fail())], LATER, RNG)
+    runs = {r.task_id: r.reason for r in store.task_runs(ex_id)}
+    assert (runs["u"], runs["d"]) == ("dependency 'b' failed", "dependency 'a' failed")

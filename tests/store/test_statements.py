@@ -490,3 +490,42 @@ def test_postgresql_a_chain_hop_is_2_round_trips(
     assert len(trips) <= 2, "\n".join(trips)
     assert trips[0].startswith("BEGIN") and trips[-1].endswith("COMMIT"), trips
     assert c.attempt_id in store.running_attempt_ids(ex_id)  # inserted with the id reserved
+
+
+def test_sqlite_batches_larger_than_its_statements_take_are_split(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SQLite's limit of parameters a statement down to 999 (old builds'), 300
+    failures that retry, 300 for_each items, a failure ending the 300 runs waiting for
+    their retry, a kill of 300 task runs and a lost worker's 300 attempts all go
+    through, in statements that fit."""
+    conn = getattr(store.db, "conn", None)
+    if not isinstance(conn, sqlite3.Connection):
+        pytest.skip("SQLite only")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    size = 300
+    waiting = tuple(task(f"t{i}", retry=RetryPolicy(attempts=3, delay=3600)) for i in range(size))
+    ex_id = start(store, Flow(id="big", tasks=(*waiting, task("bad")), base_dir="/tmp"))
+    claims = {c.task_id: c for c in store.claim("w1", size + 1, LATER, 30.0, execution_id=ex_id)}
+    batch = [(claims[f"t{i}"], fail()) for i in range(size)]
+    assert len(store.record_outcomes(batch, LATER, RNG).retries) == size
+    result = store.record_outcomes([(claims["bad"], fail())], LATER + 1, RNG)
+    assert result.ended_executions == {ex_id: State.FAILED}
+    reasons = {r.reason for r in store.task_runs(ex_id) if r.task_id != "bad"}
+    assert reasons == {"not retried: execution failed: task 'bad' failed"}
+
+    flow = Flow(id="each", tasks=(task("each", for_each=list(range(size))),), base_dir="/tmp")
+    ex_id = start(store, flow)
+    (each,) = claim_all(store, ex_id)
+    store.record_outcomes([(each, Outcome(State.SUCCESS, forks=list(range(size))))], LATER, RNG)
+    items = store.claim("w2", size, LATER, 30.0, execution_id=ex_id, launch=size // 2)
+    assert len(items) == size
+    store.register_worker("w2", "host", 1, ("default",), LATER)
+    result = store.reap_workers(["w2"], LATER + 1, RNG)
+    assert result.ended_executions == {ex_id: State.FAILED}
+
+    tasks = tuple(task(f"k{i}", "k") for i in range(size))
+    ex_id = start(store, Flow(id="kill", tasks=(task("k"), *tasks), base_dir="/tmp"))
+    claim_all(store, ex_id)
+    store.kill_execution(ex_id, "by hand", LATER)
+    assert {r.state for r in store.task_runs(ex_id) if r.task_id != "k"} == {State.KILLED}

@@ -22,9 +22,11 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ordo.store.records import Reclaimed
+
+T = TypeVar("T")
 
 #: A claim's share of the ready rows it may take (``{where}`` on ready's columns): the
 #: rows there, counted up to a bound, over the workers alive (at least 1), rounded up;
@@ -218,6 +220,12 @@ class Db(ABC):
         """A membership test for ``x {ids}`` and its parameters."""
         return f"IN ({marks(values)})", list(values)
 
+    def rows_at_once(self, columns: int) -> int:
+        """How many rows of ``columns`` parameters each one statement of :meth:`values`
+        or :meth:`ids` takes at most: a larger batch goes in parts (:func:`parts`).
+        Unbounded here (PostgreSQL sends arrays, one parameter each)."""
+        return 1 << 62
+
     @abstractmethod
     def lock(self, name: str) -> None:
         """Hold a lock named ``name`` until this transaction ends."""
@@ -322,14 +330,28 @@ def _insert_parts(sql: str) -> tuple[str, str] | None:
     return None if found is None else (found["head"], found["one"])
 
 
-def inserts(sql: str, rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]] | None:
+def parts(rows: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``rows`` in parts of at most ``size`` (see :meth:`Db.rows_at_once`)."""
+    for at in range(0, len(rows), size):
+        yield rows[at : at + size]
+
+
+#: The parameters a statement may take (SQLite's default limit is 32,766; PostgreSQL's
+#: protocol allows 65,535), less a few for the statement's own.
+PARAMETERS = 30_000
+
+
+def inserts(
+    sql: str, rows: Sequence[Sequence[Any]], budget: int = PARAMETERS
+) -> list[tuple[str, list[Any]]] | None:
     """An ``INSERT ... VALUES (?, ...)`` for many rows as a few statements of up to 500
-    rows each (one round trip and one plan per chunk, whatever the backend), with their
-    parameters; None when ``sql`` is not such an INSERT."""
+    rows each, and ``budget`` parameters (one round trip and one plan per chunk,
+    whatever the backend), with their parameters; None when ``sql`` is not such an
+    INSERT."""
     parts = _insert_parts(sql)
     if parts is None or not rows:
         return None
-    size = max(1, min(500, 30_000 // max(len(rows[0]), 1)))  # SQLite: 32,766 parameters
+    size = max(1, min(500, budget // max(len(rows[0]), 1)))
     return [
         (_insert_text(sql, len(chunk)), flat(chunk))
         for chunk in (rows[i : i + size] for i in range(0, len(rows), size))

@@ -11,7 +11,7 @@ from typing import Any
 from ordo.errors import Conflict, NotFound
 from ordo.model import ON_REQUEST, Flow, RunOptions, State
 from ordo.store import queries as q
-from ordo.store.db import Db, dumps
+from ordo.store.db import Db, dumps, parts
 from ordo.store.flows import Flows
 from ordo.store.limits import Limits
 from ordo.store.outcomes import End, Outcomes
@@ -271,8 +271,7 @@ class Executions:
             for t in flow.tasks
         ]
         ids: dict[str, int] = {}
-        for start in range(0, len(rows), 500):
-            chunk = rows[start : start + 500]
+        for chunk in parts(rows, min(500, self.db.rows_at_once(len(TASK_RUN_TYPES)))):
             table, params = self.db.values(chunk, TASK_RUN_TYPES)
             sql = INSERT_TASK_RUNS.format(values=table)
             ids.update({r["task_id"]: int(r["id"]) for r in self.db.all(sql, params)})
@@ -354,10 +353,10 @@ class Executions:
                 if (namespace, flow_id, trigger) in active:
                     continue
                 why = f"schedule {trigger} of {namespace}/{flow_id} removed or deactivated"
-                if (
-                    self.transitions.set_execution_state(int(ex_id), State.SUCCESS, now, why)
-                    is not None
-                ):
+                # (it has no task runs: the one rule ends it SUCCESS)
+                facts = self.outcomes.end_facts(int(ex_id), State.RUNNING, None, None)
+                state = self.outcomes.policy.end_state(facts).state
+                if self.transitions.set_execution_state(int(ex_id), state, now, why) is not None:
                     self.db.execute(q.EXECUTION_ENDED, (now, why, None, ex_id))
                     ended.append(int(ex_id))
         return ended
@@ -404,10 +403,10 @@ class Executions:
             return
         self.outcomes.kill_unstarted(ex_id, reason, now, result)
         between = [int(r["id"]) for r in self.db.all(BETWEEN_ATTEMPTS, (ex_id,))]
-        if between:
-            test, params = self.db.ids(between)
+        for part in parts(between, self.db.rows_at_once(1)):
+            test, params = self.db.ids(part)
             self.db.execute(DELETE_READY_OF_RUNS.format(ids=test), params)
-            ends = [End(tr_id, ex_id, State.KILLED, reason) for tr_id in between]
+            ends = [End(tr_id, ex_id, State.KILLED, reason) for tr_id in part]
             self.outcomes.end_task_runs(ends, now, result)
         self.outcomes.maybe_end(ex_id, now, result)
 

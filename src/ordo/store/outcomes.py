@@ -8,9 +8,14 @@ conditional ``UPDATE ... WHERE state = :expected`` allowed by the one table in
 :mod:`ordo.model`, written to ``state_history`` in the same transaction); ready rows
 through :class:`~ordo.store.readiness.Readiness`. What follows is asked of the policy
 (:mod:`ordo.store.ports`). Also here: executions starting and ending under their flow's
-limit (a QUEUED one admitted when another ends). Rows are locked in one order everywhere
-(an execution before its task runs, executions by id), so workers recording at once do
-not deadlock.
+limit (a QUEUED one admitted when another ends).
+
+Everything is recorded in batches (:meth:`Outcomes.record_successes`,
+:meth:`Outcomes.record_others`, :meth:`Outcomes.end_task_runs`): a few statements per
+execution touched, whatever the number of task runs. Recording locks rows in one order:
+the task runs that end, then their executions by id, then the task runs below them
+(released or skipped), so workers recording at once do not deadlock; a command on an
+execution (a kill, a timeout) locks it first and then only task runs no attempt runs.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from msgspec import Struct
 
 from ordo.model import DROPPED, ON_REQUEST, CheckResult, Flow, Outcome, State
 from ordo.store import queries as q
-from ordo.store.db import Db, Row, dumps
+from ordo.store.db import Db, Row, dumps, parts
 from ordo.store.flows import Flows
 from ordo.store.history import routine_end
 from ordo.store.limits import Limits
@@ -77,8 +82,9 @@ UNSTARTED_DEPS = """
 SELECT d.task_run_id, d.upstream_id FROM task_run_deps d JOIN task_runs t ON t.id = d.task_run_id
 WHERE t.execution_id = ? AND t.state IN ('CREATED', 'RESTARTED')
 """
-#: skipped many at once: in statements of at most this many (SQLite's parameters)
-SKIPS_AT_ONCE = 1000
+#: the parameters of an attempt's row ending it (:meth:`Transitions.finish_attempts`),
+#: the widest row of what recording an outcome sends for it
+ATTEMPT_COLUMNS = 8
 DELETE_ENDED_READY = """
 DELETE FROM ready WHERE execution_id = ?
   AND task_run_id IN (SELECT id FROM task_runs WHERE execution_id = ? AND state = ?)
@@ -367,8 +373,16 @@ class Outcomes:
         task runs expanding. In a few statements whatever their number: the attempts in
         one, their outputs, the facts retries and dropped claims are decided from, then
         the task runs' ends (:meth:`end_task_runs`) and the expansions (:meth:`_fork`)."""
-        if not batch:
-            return
+        for part in parts(batch, self.db.rows_at_once(ATTEMPT_COLUMNS)):
+            self._record_part(part, now, rng, result)
+
+    def _record_part(
+        self,
+        batch: Sequence[tuple[Claim, Outcome]],
+        now: float,
+        rng: random.Random,
+        result: RecordResult,
+    ) -> None:
         rows = [
             (c.attempt_id, o.exit_code, o.cpu_seconds, o.peak_rss_kb, *self._attempt_end(o), None)
             for c, o in batch
@@ -489,16 +503,20 @@ class Outcomes:
 
     # -- task runs ending ----------------------------------------------------------------
     def end_task_runs(self, ends: Sequence[End], now: float, result: RecordResult) -> None:
-        """End task runs (each only from the state it is in: one another process ended
-        first is left alone; a running one killed goes by way of KILLING, as the table
-        says), then what follows, as the policy decides, in a few statements per
-        execution whatever their number: the dependents of those that release them
-        wait for one fewer (ready when for none); the others' dependents are skipped,
-        transitively; the first that fails its execution skips every task run of it
-        not started; the for_each task runs of items among them start their next items
-        or end; the execution ends when nothing is left."""
-        if not ends:
-            return
+        """End task runs (each from the state it is read in: one another process ends
+        meanwhile is left alone; a running one killed goes by way of KILLING, as the
+        table says), then what follows, as the policy decides, in a few statements per
+        execution whatever their number: their executions wait for them no more; the
+        dependents of those that release them wait for one fewer (ready when for none);
+        the others' dependents are skipped, transitively; the first that fails its
+        execution skips every task run of it not started; the for_each task runs of
+        items among them start their next items or end; the execution ends when
+        nothing is left. Rows are locked as everywhere: the task runs ending, their
+        executions (by id), then their dependents."""
+        for part in parts(ends, self.db.rows_at_once(ATTEMPT_COLUMNS)):
+            self._end_part(part, now, result)
+
+    def _end_part(self, ends: Sequence[End], now: float, result: RecordResult) -> None:
         before = self.transitions.before_many([e.run_id for e in ends])
         killing = [
             Change(e.execution_id, e.run_id, State.RUNNING, State.KILLING, e.reason)
@@ -525,6 +543,8 @@ class Outcomes:
         done = [e for e in ends if e.run_id in moved]
         if not done:
             return
+        per_execution = Counter(e.execution_id for e in done)
+        pending = {ex_id: self.pending_down(ex_id, n) for ex_id, n in sorted(per_execution.items())}
         policy = self.policy
         releasing = {
             e.run_id
@@ -535,9 +555,9 @@ class Outcomes:
             [e.run_id for e in done if e.run_id in releasing and before[e.run_id].fork_of is None],
             now,
         )
-        for ex_id in sorted({e.execution_id for e in done}):
+        for ex_id in sorted(per_execution):
             mine = [e for e in done if e.execution_id == ex_id]
-            self._ended(ex_id, mine, before, releasing, now, result)
+            self._ended(ex_id, mine, before, releasing, pending[ex_id], now, result)
 
     def _ended(
         self,
@@ -545,11 +565,13 @@ class Outcomes:
         ends: Sequence[End],
         before: Mapping[int, Before],
         releasing: Collection[int],
+        left: int,
         now: float,
         result: RecordResult,
     ) -> None:
-        """What follows task runs of execution ``ex_id`` ending (see :meth:`end_task_runs`)."""
-        pending: int | None = self.pending_down(ex_id, len(ends))
+        """What follows task runs of execution ``ex_id`` ending (see :meth:`end_task_runs`),
+        ``left`` task runs of it left after them."""
+        pending: int | None = left
         keep_going = functools.cache(lambda: self._continue_on_error(ex_id))
         failing = next(
             (
@@ -610,8 +632,8 @@ class Outcomes:
         self.end_task_runs(empty, now, result)
         if not rows:
             return
-        for at in range(0, len(rows), SKIPS_AT_ONCE):
-            table, params = self.db.values(rows[at : at + SKIPS_AT_ONCE], _ITEM_TYPES)
+        for part in parts(rows, self.db.rows_at_once(len(_ITEM_TYPES))):
+            table, params = self.db.values(part, _ITEM_TYPES)
             self.db.execute(INSERT_ITEMS.format(values=table), params)
         table, params = self.db.values(counts, ("BIGINT", "BIGINT", "BIGINT"))
         self.db.execute(FORKED_MANY.format(values=table), params)
@@ -629,6 +651,12 @@ class Outcomes:
         of each): each starts as many of its items held back by ``concurrency``, or
         ends, as the policy decides from its items, once none is left."""
         rows = sorted(counts.items())
+        for part in parts(rows, self.db.rows_at_once(ATTEMPT_COLUMNS)):
+            self._items_part(ex_id, part, now, result)
+
+    def _items_part(
+        self, ex_id: int, rows: Sequence[tuple[int, int]], now: float, result: RecordResult
+    ) -> None:
         table, params = self.db.values(rows, ("BIGINT", "BIGINT"))
         left = {
             int(r["id"]): int(r["forks_pending"])
@@ -804,27 +832,28 @@ class Outcomes:
         if their claims had been dropped (the policy's ``dropped``): nothing new starts."""
         result = result or RecordResult()
         runs = self._unstarted(UNSTARTED_RUNS, (ex_id,))
-        self._skip_all(ex_id, runs, dict.fromkeys(runs, reason), now, result)
+        self._skip_all(ex_id, runs, {}, now, result, default=reason)
         waiting = [int(r["task_run_id"]) for r in self.db.all(WAITING_AGAIN, (ex_id,))]
         if not waiting:
             return
-        test, params = self.db.ids(waiting)
-        # (one claimed meanwhile keeps its ready row no more: its claim is dropped)
-        taken = sorted(
-            int(r["task_run_id"]) for r in self.db.all(TAKE_READY.format(ids=test), params)
-        )
-        facts = self._counted(taken)
-        ends = []
-        for tr_id in taken:
-            ending = self.policy.dropped(int(facts[tr_id]["n"]), reason)
-            ends.append(End(tr_id, ex_id, ending.state, ending.reason, failing_already=True))
-        self.end_task_runs(ends, now, result)
+        for part in parts(waiting, self.db.rows_at_once(ATTEMPT_COLUMNS)):
+            test, params = self.db.ids(part)
+            # (one claimed meanwhile keeps its ready row no more: its claim is dropped)
+            taken = sorted(
+                int(r["task_run_id"]) for r in self.db.all(TAKE_READY.format(ids=test), params)
+            )
+            facts = self._counted(taken)
+            ends = []
+            for tr_id in taken:
+                ending = self.policy.dropped(int(facts[tr_id]["n"]), reason)
+                ends.append(End(tr_id, ex_id, ending.state, ending.reason, failing_already=True))
+            self.end_task_runs(ends, now, result)
 
     def kill_unstarted(self, ex_id: int, reason: str, now: float, result: RecordResult) -> None:
         """The execution is being killed: every task run of it not started ends KILLED,
         each with ``reason``, in a few statements whatever their number."""
         runs = self._unstarted(UNSTARTED_RUNS, (ex_id,))
-        self._skip_all(ex_id, runs, dict.fromkeys(runs, reason), now, result, State.KILLED)
+        self._skip_all(ex_id, runs, {}, now, result, default=reason, state=State.KILLED)
 
     def _unstarted(self, sql: str, params: Sequence[Any]) -> dict[int, Row]:
         """The task runs not started that ``sql`` finds (``id, state, task_id``), by id."""
@@ -834,17 +863,19 @@ class Outcomes:
         self,
         ex_id: int,
         runs: Mapping[int, Row],
-        reasons: Mapping[int, str],
+        named: Mapping[int, str],
         now: float,
         result: RecordResult,
+        *,
+        default: str | None = None,
         state: State = State.SKIPPED,
     ) -> None:
         """SKIP the task runs ``runs`` (not started: ``id, state, task_id``), in a few
-        statements whatever their number: one that depends on another of them with
-        ``dependency 'x' was skipped`` (the first such by id), the others with their
-        ``reasons``; their ready rows go, their execution waits for them no more, and
-        the for_each task runs of the items among them may end. ``state`` KILLED: they
-        end KILLED instead, each with its reason."""
+        statements whatever their number: those ``named`` with their reason, one that
+        depends on another of them with ``dependency 'x' was skipped`` (the first such
+        by id), the others with ``default``; their ready rows go, their execution waits
+        for them no more, and the for_each task runs of the items among them may end.
+        ``state`` KILLED: they end KILLED instead, each with its reason."""
         if not runs:
             return
         upstream: dict[int, int] = {}  # the first of its upstream skipped with it
@@ -852,21 +883,19 @@ class Outcomes:
             run_id, up = int(d["task_run_id"]), int(d["upstream_id"])
             if run_id in runs and up in runs and up < upstream.get(run_id, up + 1):
                 upstream[run_id] = up
+
+        def why(run_id: int) -> str | None:
+            if run_id in named:
+                return named[run_id]
+            if run_id in upstream:
+                return f"dependency '{runs[upstream[run_id]]['task_id']}' was skipped"
+            return default
+
         changes = [
-            Change(
-                ex_id,
-                run_id,
-                State(r["state"]),
-                state,
-                f"dependency '{runs[upstream[run_id]]['task_id']}' was skipped"
-                if run_id in upstream
-                else reasons[run_id],
-            )
+            Change(ex_id, run_id, State(r["state"]), state, why(run_id))
             for run_id, r in sorted(runs.items())
         ]
-        moved: dict[int, int | None] = {}
-        for at in range(0, len(changes), SKIPS_AT_ONCE):
-            moved.update(self.transitions.transition(changes[at : at + SKIPS_AT_ONCE], now))
+        moved = self.transitions.transition(changes, now)
         if not moved:
             return
         self.db.execute(DELETE_ENDED_READY, (ex_id, ex_id, state.value))
@@ -900,8 +929,7 @@ class Outcomes:
         each = State.KILLED if state is State.KILLED else State.SKIPPED
         runs = self.db.all(UNSTARTED_RUNS, (ex_id,))
         changes = [Change(ex_id, int(r["id"]), State(r["state"]), each, why) for r in runs]
-        for at in range(0, len(changes), SKIPS_AT_ONCE):
-            self.transitions.transition(changes[at : at + SKIPS_AT_ONCE], now)
+        self.transitions.transition(changes, now)
         self.db.execute(q.DELETE_READY_OF, (ex_id,))
         self.db.execute(q.EXECUTION_ENDED, (now, why, None, ex_id))
         result.ended_executions[ex_id] = state

@@ -13,7 +13,7 @@ from typing import Any
 
 from ordo.errors import NotFound, StoreError
 from ordo.store import migrate
-from ordo.store.db import FAIR_SHARE, Db, Row, inserts
+from ordo.store.db import FAIR_SHARE, PARAMETERS, Db, Row, inserts
 from ordo.store.records import Reclaimed
 from ordo.store.secrets import SECRETS_VERSION
 
@@ -162,7 +162,7 @@ class SqliteDb(Db):
         batch = list(rows)
         if not batch:
             return
-        chunks = inserts(sql, batch)
+        chunks = inserts(sql, batch, self._parameters())
         if chunks is not None:
             for text, params in chunks:
                 self.execute(text, params)
@@ -171,6 +171,14 @@ class SqliteDb(Db):
             self.conn.executemany(sql, batch)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
+
+    def _parameters(self) -> int:
+        """The parameters one statement may take: this build's limit (32,766 by
+        default, 999 in old ones) less a few for the statement's own."""
+        return min(PARAMETERS, self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 16)
+
+    def rows_at_once(self, columns: int) -> int:
+        return max(1, self._parameters() // columns)
 
     def insert(self, sql: str, params: Sequence[Any]) -> int:
         return int(self.execute(sql, params).lastrowid or 0)

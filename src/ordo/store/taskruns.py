@@ -239,8 +239,9 @@ class TaskRuns:
         run's end, the dependents it makes ready or skips, and the execution's end.
 
         Those that ended well (:meth:`~ordo.store.outcomes.Outcomes.ends_well`: most
-        of them) are recorded together in a few statements whatever their number; the
-        others one by one.
+        of them) are recorded together in a few statements whatever their number; so
+        are the others (:meth:`~ordo.store.outcomes.Outcomes.record_others`), with a few
+        more for each execution they touch.
 
         ``then``, when the outcomes all ended well (or there are none), runs in the same
         transaction once the statements that record them and make their dependents

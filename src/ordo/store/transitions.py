@@ -27,7 +27,7 @@ from msgspec import Struct
 
 from ordo.errors import IllegalTransition, NotFound
 from ordo.model import By, State, can_transition
-from ordo.store.db import Db, Row
+from ordo.store.db import Db, Row, parts
 from ordo.store.history import ROUTINE
 
 Kind = Literal["execution", "task run"]
@@ -287,9 +287,12 @@ class Transitions:
             (c.run_id, c.new.value, c.reason, now if c.new.terminal else None, c.old.value)
             for c in changes
         ]
-        table, values = self.db.values(rows, _TASK_RUN_TYPES)
-        found = self.db.all(_SET_TASK_RUNS.format(values=table), values)
-        return {int(r["task_run_id"]): r["fork_of"] for r in found}
+        done: dict[int, int | None] = {}
+        for part in parts(rows, self.db.rows_at_once(len(_TASK_RUN_TYPES))):
+            table, values = self.db.values(part, _TASK_RUN_TYPES)
+            found = self.db.all(_SET_TASK_RUNS.format(values=table), values)
+            done.update((int(r["task_run_id"]), r["fork_of"]) for r in found)
+        return done
 
     def succeeded(
         self,
@@ -350,9 +353,13 @@ class Transitions:
         """Attempts ended (rows of :data:`FINISH_ATTEMPTS` with their state, reason and
         error), in one statement; those recorded (the others had ended: lost). Their
         task runs' moves are the caller's."""
-        table, params = self.db.values(attempts, (*SUCCESS_TYPES, *ENDED_TYPES))
-        finish = _finish(table, plain=False, cte=False)
-        return {int(r["attempt_id"]) for r in self.db.all(finish, [now, *params])}
+        types = (*SUCCESS_TYPES, *ENDED_TYPES)
+        recorded: set[int] = set()
+        for part in parts(attempts, self.db.rows_at_once(len(types))):
+            table, params = self.db.values(part, types)
+            finish = _finish(table, plain=False, cte=False)
+            recorded.update(int(r["attempt_id"]) for r in self.db.all(finish, [now, *params]))
+        return recorded
 
     def claimed(
         self,
@@ -380,16 +387,18 @@ class Transitions:
             self.db.later(_STARTED.format(insert=insert), [*params, now])
             started = {int(a[0]): int(i) for i, a in zip(ids, attempts, strict=True)}
         else:
-            table, params = self.db.values(attempts, ATTEMPT_TYPES)
-            insert = INSERT_ATTEMPTS.format(values=table)
-            if self.db.writable_ctes:
-                found = self.db.all(_STARTED.format(insert=insert), [*params, now])
-            else:
-                found = self.db.all(insert, params)
-                rows = [(r["task_run_id"], r["number"], r["id"]) for r in found]
-                table, values = self.db.values(rows, _CLAIMED_TYPES)
-                self.db.execute(_CLAIMED.format(values=table), [now, *values])
-            started = {int(r["task_run_id"]): int(r["id"]) for r in found}
+            started = {}
+            for part in parts(attempts, self.db.rows_at_once(len(ATTEMPT_TYPES))):
+                table, params = self.db.values(part, ATTEMPT_TYPES)
+                insert = INSERT_ATTEMPTS.format(values=table)
+                if self.db.writable_ctes:
+                    found = self.db.all(_STARTED.format(insert=insert), [*params, now])
+                else:
+                    found = self.db.all(insert, params)
+                    rows = [(r["task_run_id"], r["number"], r["id"]) for r in found]
+                    table, values = self.db.values(rows, _CLAIMED_TYPES)
+                    self.db.execute(_CLAIMED.format(values=table), [now, *values])
+                started.update((int(r["task_run_id"]), int(r["id"])) for r in found)
         number = {int(r[0]): int(r[2]) for r in attempts}
         self._transitions.extend(
             (c.execution_id, c.run_id, c.old.value, c.new.value, now, c.reason)
@@ -443,14 +452,16 @@ class Transitions:
         )
 
     def before_many(self, ids: Sequence[int]) -> dict[int, Before]:
-        """What task runs ``ids`` are now, by id, in one statement."""
-        table, params = self.db.ids(ids)
-        return {
-            int(r["id"]): Before(
-                State(r["state"]), r["task_id"], bool(r["allow_failure"]), r["fork_of"]
-            )
-            for r in self.db.all(_TASK_RUNS_STATES.format(ids=table), params)
-        }
+        """What task runs ``ids`` are now, by id, in one statement (or a few)."""
+        found: dict[int, Before] = {}
+        for part in parts(ids, self.db.rows_at_once(1)):
+            table, params = self.db.ids(part)
+            for r in self.db.all(_TASK_RUNS_STATES.format(ids=table), params):
+                before = Before(
+                    State(r["state"]), r["task_id"], bool(r["allow_failure"]), r["fork_of"]
+                )
+                found[int(r["id"])] = before
+        return found
 
     def execution_state(self, ex_id: int) -> State:
         row = self.db.one(_EXECUTION_STATE, (ex_id,))

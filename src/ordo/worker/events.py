@@ -40,7 +40,7 @@ class ProcessStarted(Struct, frozen=True):
     """An attempt's process started, leading process group ``group`` (its start time,
     in clock ticks since boot, in ``started``; None where it cannot be read): recorded
     with the attempt, so that whoever takes the attempt back after this worker died can
-    stop that group first (:mod:`ordo.worker.processes`)."""
+    stop that group first (:meth:`ordo.worker.housekeeping.Housekeeping.reap`)."""
 
     attempt_id: int
     group: int

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from ordo.clock import Clock, SystemClock
-from ordo.errors import StoreError, StoreUnavailable
+from ordo.errors import IllegalTransition, StoreError, StoreUnavailable
 from ordo.masking import passed_environ, secret_values
 from ordo.model import Outcome, State
 from ordo.runners import RunnerSet
@@ -175,7 +175,11 @@ class Worker:
                     self._collect(done, execution_id)  # wait for outcomes; gather a batch
                 except StoreUnavailable as exc:
                     self._recover(exc, done)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, IllegalTransition):  # a bug: said where the worker's log is
+                logger.error(
+                    "worker %s: %s; nothing of its step was written", self.settings.worker_id, exc
+                )
             for finished in done:  # not recorded: a loop started again records them
                 self.inbox.put(finished)
             raise
