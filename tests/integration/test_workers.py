@@ -157,10 +157,11 @@ def test_chaos_killed_workers_lose_nothing(
         assert int((attempt.worker_id or "").split(":")[1]) in killed_pids
         if attempt.reason == "lost":
             assert attempt.error == f"worker lost ({attempt.worker_id})"
-        else:
+        else:  # by the reaper, or by the worker itself, held up on a busy machine
             assert attempt.reason == "handed back"
-            assert attempt.error == (
-                f"claimed by a worker lost before it started the attempt ({attempt.worker_id})"
+            assert attempt.error in (
+                f"claimed by a worker lost before it started the attempt ({attempt.worker_id})",
+                "its claim was not renewed in time (the worker was held up)",
             )
 
 
