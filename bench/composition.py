@@ -76,8 +76,8 @@ def fork_figures(work: Path, repeat: int) -> dict[str, float]:
 
 def nested_figures(work: Path, repeat: int) -> dict[str, float]:
     from ordo import engine
+    from ordo.engine import open_store
     from ordo.runners import make_runners
-    from ordo.store import open_store
     from ordo.worker import Worker, WorkerSettings
 
     store = open_store(str(work / "nested.db"))

@@ -105,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from ordo import views
-    from ordo.store import open_store
+    from ordo.engine import open_store
 
     work = args.work or Path(tempfile.mkdtemp(prefix="ordo-bench-documents-"))
     work.mkdir(parents=True, exist_ok=True)

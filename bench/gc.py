@@ -81,8 +81,8 @@ BULK = [
 
 def build(path: Path, executions: int) -> None:
     """The store (migrated by ordo itself), then the history in bulk."""
+    from ordo.engine import open_store
     from ordo.model import Flow, Task
-    from ordo.store import open_store
 
     store = open_store(str(path))
     flow = Flow(

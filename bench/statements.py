@@ -29,8 +29,9 @@ from typing import Any
 import psycopg
 
 from ordo import engine
+from ordo.engine import open_store
 from ordo.runners import make_runners
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.store.wire import Wire
 from ordo.worker import Worker, WorkerSettings
 

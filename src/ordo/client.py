@@ -304,7 +304,7 @@ class _Store:
 
     def __init__(self, db: str | None, environ: Mapping[str, str]) -> None:
         from ordo.cli.common import database_url, secret_box
-        from ordo.store import open_store
+        from ordo.engine import open_store
 
         self.environ = environ
         self.url = database_url(db, environ)
@@ -387,8 +387,8 @@ class _Store:
     def _worker_for(self, workers: int | None) -> Any:
         """The worker this client works executions with, on its own connection; kept
         between waits (its python hosts stay up), made again for another slot count."""
+        from ordo.engine import open_store
         from ordo.runners import make_runners
-        from ordo.store import open_store
         from ordo.worker import Worker, WorkerSettings
 
         slots = workers or WorkerSettings().slots

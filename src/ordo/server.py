@@ -34,12 +34,13 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ordo import deploy
 from ordo.definitions.files import FILE_LIMITS, FileLimits
+from ordo.engine import open_store
 from ordo.errors import OrdoError, StoreError
 from ordo.masking import MASK
 from ordo.runners import make_runners
 from ordo.secrets import SecretBox
 from ordo.settings import Settings
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.triggers.expiry import Expiry
 from ordo.triggers.notifier import MailServer, Notifier
 from ordo.triggers.scheduler import Scheduler

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
+from ordo.engine import open_store
 from ordo.model import Task
 from ordo.runners import RunnerSet, make_runners
 from ordo.runners.base import RunContext
-from ordo.store import Store, open_store
+from ordo.store import Store
 
 
 class RunnerLogs(list[tuple[str, str]]):

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from ordo.engine import open_store
 from ordo.model import State
-from ordo.store import open_store
 
 
 class Executioner:

@@ -13,9 +13,10 @@ from typing import Any
 
 from ordo import engine
 from ordo.clock import Clock
+from ordo.engine import open_store
 from ordo.model import State
 from ordo.runners import make_runners
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.worker import Worker, WorkerSettings
 
 

@@ -14,8 +14,9 @@ import pytest
 from support import patient, work_on
 
 from ordo import engine
+from ordo.engine import open_store
 from ordo.model import State
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.store.records import AttemptRow, CheckRow
 
 CHECKS_PY = """

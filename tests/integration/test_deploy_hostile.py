@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ordo.cli.main import main
-from ordo.store import open_store
+from ordo.engine import open_store
 
 GOOD = "id: good\ntasks:\n  - {id: t, type: shell, command: echo ok}\n"
 SECRET = "the-master-key-do-not-publish\n"

@@ -16,11 +16,12 @@ from support import patient, wait_for
 
 from ordo import engine, services
 from ordo.clock import SystemClock
+from ordo.engine import open_store
 from ordo.model import State, Task
 from ordo.runners import make_runners
 from ordo.runners.base import RunContext
 from ordo.runners.python import Listening
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.store.records import Claim
 from ordo.worker import Worker, WorkerSettings
 from ordo.worker.calls import Running

@@ -15,9 +15,10 @@ import pytest
 from support import patient, wait_for
 
 from ordo import engine, services
+from ordo.engine import open_store
 from ordo.model import State
 from ordo.runners import make_runners
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.worker import Worker, WorkerSettings
 
 #: Tasks that establish their function as quick before the ones a test is about.
@@ -360,7 +361,7 @@ def _until_a_failure_is_recorded(db: str) -> str:
     return f"""
         import os, time
         def _failure_recorded():
-            from ordo.store import open_store
+            from ordo.engine import open_store
             store = open_store({db!r})
             try:
                 ex_id = int(os.environ['ORDO_EXECUTION_ID'])

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from support import ordo, patient, state_of, wait_for
 
+from ordo.engine import open_store
 from ordo.errors import StoreError
 from ordo.model import State
-from ordo.store import Store, open_store
+from ordo.store import Store
 
 #: How many submissions arrive together, and from how many processes: each process
 #: submits from as many threads, each with its own store connection, so the burst crosses
@@ -31,7 +32,7 @@ BURST, SUBMITTERS = 200, 8
 SUBMIT = """
 import os, sys, threading, time
 from ordo import engine
-from ordo.store import open_store
+from ordo.engine import open_store
 
 db, flow, go, threads = sys.argv[1:]
 ids, errors = [], []

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from server_support import running_server, server_env
 
-from ordo.store import open_store
+from ordo.engine import open_store
 
 PILLS = """\
 id: pills
@@ -261,7 +261,7 @@ def test_the_scheduler_goes_on_past_a_flow_whose_run_if_is_a_poison_pill(
     import datetime
 
     from ordo import engine
-    from ordo.store import open_store
+    from ordo.engine import open_store
     from ordo.triggers.scheduler import Scheduler
 
     db = str(tmp_path / "s.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")

@@ -18,9 +18,10 @@ from support import ordo, wait_for, work_on
 
 import ordo as ordo_api
 from ordo import engine
+from ordo.engine import open_store
 from ordo.errors import NotFound
 from ordo.model import State
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.triggers.scheduler import Scheduler
 
 PIPELINE = """

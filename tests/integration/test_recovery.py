@@ -15,9 +15,9 @@ from pathlib import Path
 
 from support import ordo, start, state_of, wait_for
 
+from ordo.engine import open_store
 from ordo.model import State
 from ordo.runners.process import this_machine
-from ordo.store import open_store
 
 
 def running_attempts(db: str, execution_id: int) -> int:

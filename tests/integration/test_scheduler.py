@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ordo import engine, services
+from ordo.engine import open_store
 from ordo.model import State
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.triggers.scheduler import Scheduler
 
 pytestmark = pytest.mark.parametrize("db", ["sqlite", "postgresql"], indirect=True)

@@ -11,7 +11,7 @@ import pytest
 from server_support import running_server, server_env
 
 from ordo import services
-from ordo.store import open_store
+from ordo.engine import open_store
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ import psycopg
 import pytest
 from server_support import Server, running_server, server_env, sign_in, webhook_receiver
 
+from ordo.engine import open_store
 from ordo.model import State
-from ordo.store import open_store
 
 QUICK = """
 id: quick

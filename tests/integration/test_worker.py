@@ -15,11 +15,12 @@ from support import patient, run_file
 
 from ordo import engine
 from ordo.clock import FakeClock
+from ordo.engine import open_store, policy
 from ordo.errors import IllegalTransition
 from ordo.model import Outcome, State
 from ordo.runners import make_runners
-from ordo.store import Store, open_store
-from ordo.store.ports import Ending, default_policy
+from ordo.store import Store
+from ordo.store.ports import Ending
 from ordo.store.records import Claim
 from ordo.worker import Worker, WorkerSettings
 
@@ -388,7 +389,7 @@ class _Broken:
     """The engine's policy, except that a for_each task run ends CREATED: a bug."""
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(default_policy(), name)
+        return getattr(policy, name)
 
     def items_verdict(self, counts: Any, first: Any) -> Ending:
         return Ending(State.CREATED, "a bug")

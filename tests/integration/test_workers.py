@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from support import patient
 
+from ordo.engine import open_store
 from ordo.runners.process import stop_groups, this_machine
-from ordo.store import open_store
 from ordo.store.records import AttemptRow
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ordo.store import Store, open_store
+from ordo.engine import open_store
+from ordo.store import Store
 
 BACKENDS = ["sqlite", "postgresql"]
 

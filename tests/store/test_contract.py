@@ -7,9 +7,10 @@ import threading
 
 import pytest
 
+from ordo.engine import open_store
 from ordo.errors import NotFound
 from ordo.model import CheckResult, Flow, Metric, Outcome, RetryPolicy, State, Task
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.store.records import Claim, NewLog
 
 NOW = 1_800_000_000.0

@@ -6,8 +6,9 @@ from __future__ import annotations
 import random
 
 from ordo import services
+from ordo.engine import open_store
 from ordo.model import Flow, Outcome, State, Task
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.triggers.expiry import Expiry
 from ordo.triggers.scheduler import Scheduler
 

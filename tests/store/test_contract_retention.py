@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from ordo.engine import open_store
 from ordo.errors import Conflict, NotFound
 from ordo.model import CheckResult, Flow, Metric, Outcome, State, Task
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.store.records import NewLog, Swept
 from ordo.store.retention import GC_TABLES, NOT_EXECUTION_TABLES
 

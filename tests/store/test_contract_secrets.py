@@ -37,7 +37,7 @@ def test_a_workers_claims_see_every_change_of_the_secrets(store_url: str) -> Non
     claim."""
     from test_contract import LATER, flow_of, start, task
 
-    from ordo.store import open_store
+    from ordo.engine import open_store
 
     worker, admin = open_store(store_url), open_store(store_url)
     try:

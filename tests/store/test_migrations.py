@@ -6,7 +6,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from ordo.store import migrate, open_store
+from ordo.engine import open_store
+from ordo.store import migrate
 
 HERE = Path(__file__).parent
 

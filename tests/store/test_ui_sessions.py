@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ordo import services
-from ordo.store import open_store
+from ordo.engine import open_store
 from ordo.ui import auth
 
 KEY = b"k" * 32

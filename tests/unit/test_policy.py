@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
+from pathlib import Path
 
-from ordo.engine import POLICY, policy
+from ordo.engine import open_store, policy, policy_port
 from ordo.model import Flow, FlowConcurrency, RetryPolicy, State, Task
 from ordo.store.ports import EndFacts, Ending, RetryFacts, RunGroup
 from ordo.store.records import TaskRunRow
@@ -20,8 +23,29 @@ def _facts(
     return EndFacts(1, current, failing, stopped, runs, lambda: "task 'b' failed: boom")
 
 
-def test_the_module_is_the_stores_port() -> None:
-    assert POLICY is policy
+def test_the_module_is_the_stores_port_and_the_store_the_engine_opens_asks_it(
+    tmp_path: Path,
+) -> None:
+    assert policy_port() is policy
+    store = open_store(str(tmp_path / "ordo.db"))
+    try:
+        assert store.policy is policy
+    finally:
+        store.close()
+
+
+def test_opening_a_store_loads_the_policy_not_the_rest_of_the_engine() -> None:
+    """``ordo.engine`` loads its names when first used: the store and its policy come
+    without templating, definitions and what else starting an execution needs."""
+    code = (
+        "import sys, tempfile, os\n"
+        "from ordo.engine import open_store\n"
+        "open_store(os.path.join(tempfile.mkdtemp(), 'o.db')).close()\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('ordo.engine', 'ordo.templating',"
+        " 'ordo.definitions'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['ordo.engine', 'ordo.engine.policy']", out.stdout
 
 
 def test_an_execution_ends_as_its_task_runs_say() -> None:

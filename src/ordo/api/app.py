@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ordo import services
 from ordo.api.streams import Streams, TooManyStreams
+from ordo.engine import open_store
 from ordo.errors import (
     DefinitionError,
     Forbidden,
@@ -34,7 +35,7 @@ from ordo.errors import (
     StoreUnavailable,
     http_status,
 )
-from ordo.store import Store, open_store
+from ordo.store import Store
 
 TOKEN_USE_EVERY = 60.0  # seconds between updates of a token's last use
 RETRY_AFTER = 1  # seconds a 503 (busy, store unavailable) asks the client to wait

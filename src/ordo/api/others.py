@@ -19,9 +19,10 @@ from ordo import services, views
 from ordo.api import models
 from ordo.api.app import LEASE, RETRY_AFTER, Lease, Reader, StoreDep, Stores, Writer, store_of
 from ordo.api.bodies import json_body
+from ordo.engine import open_store
 from ordo.errors import OrdoError
 from ordo.model import State
-from ordo.store import Store, open_store
+from ordo.store import Store
 from ordo.store.records import BUCKETS
 
 router = APIRouter()

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ordo import settings
+from ordo.engine import open_store
 from ordo.errors import ConfigError, UsageError
 from ordo.masking import MaskingFilter, secret_name_pattern, secret_values
 from ordo.secrets import Key, SecretBox
-from ordo.store import Store, open_store
+from ordo.store import Store
 
 #: The variable holding the secrets' key; without it, the key file in ``$ORDO_HOME``.
 KEY_VARIABLE = "ORDO_SECRET_KEY"

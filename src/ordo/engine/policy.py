@@ -32,7 +32,7 @@ import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from ordo import retry, templating
+from ordo import retry
 from ordo.model import (
     MARKS,
     NOT_RETRIED,
@@ -188,6 +188,8 @@ def flow_outputs(
         return ending, group_outputs(flow, facts)  # a chain's last task's, a @flow's return
     if not flow.outputs:
         return ending, None
+    from ordo import templating  # (when needed: opening a store loads this module)
+
     early = stopped is not None and ending.state is State.SUCCESS
     try:
         needed = templating.referenced_tasks(
@@ -223,6 +225,8 @@ def child_results(flow: Flow, facts: OutputFacts) -> dict[str, Any]:
     tasks = dict(facts.outputs_of([t.id for t in flow.tasks]))
     values: dict[str, Any] = {}
     if flow.vars:
+        from ordo import templating  # (when needed)
+
         seen = templating.make_context(facts.inputs, tasks, flow.vars, facts.info, {})["vars"]
         for name in flow.vars:
             try:

@@ -1,4 +1,5 @@
-"""The store: the single owner of state. ``open_store(url)`` picks the backend."""
+"""The store: the single owner of state. ``open_store(url, policy=...)`` picks the
+backend; :func:`ordo.engine.open_store` gives it the engine's policy."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from ordo.store.ports import Decisions
 __all__ = ["Store", "default_path", "open_store"]
 
 
-def open_store(url: str, *, policy: Decisions | None = None) -> Store:
+def open_store(url: str, *, policy: Decisions) -> Store:
     """Open (creating and migrating when needed) the store at ``url``.
 
     ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a plain file path select
     SQLite; ``postgresql://user@host:port/database`` selects PostgreSQL. ``policy``
-    decides what follows from what is recorded (:mod:`ordo.store.ports`); by default
-    the engine's.
+    decides what follows from what is recorded (:mod:`ordo.store.ports`): the store
+    names none (:func:`ordo.engine.open_store` gives it the engine's).
     """
     from ordo.store.sqlite import SqliteDb
 

@@ -45,7 +45,7 @@ from ordo.store.triggers import Triggers
 class Store:
     """One database's store: use from one thread at a time."""
 
-    def __init__(self, db: Db, *, policy: Decisions | None = None) -> None:
+    def __init__(self, db: Db, *, policy: Decisions) -> None:
         self.db = db
         self.transaction: Callable[[], AbstractContextManager[None]] = db.transaction
         self.plan_once = db.plan_once

@@ -34,7 +34,7 @@ from ordo.store.db import Db, Row, dumps, parts
 from ordo.store.flows import Flows
 from ordo.store.history import routine_end
 from ordo.store.limits import Limits
-from ordo.store.ports import Decisions, EndFacts, OutputFacts, RetryFacts, RunGroup, default_policy
+from ordo.store.ports import Decisions, EndFacts, OutputFacts, RetryFacts, RunGroup
 from ordo.store.readiness import RELEASE_CTES, Readiness
 from ordo.store.reads import Reads, claim_of
 from ordo.store.records import Claim, RecordResult
@@ -191,7 +191,7 @@ class Outcomes:
         transitions: Transitions,
         readiness: Readiness,
         limits: Limits,
-        policy: Decisions | None = None,
+        policy: Decisions,
     ) -> None:
         self.db = db
         self.flows = flows
@@ -201,15 +201,9 @@ class Outcomes:
         self.limits = limits
         #: the jitter of retries decided while recording (the caller's, when it gives one)
         self.rng = random.Random()
-        self._policy = policy
+        #: the engine's policy this store asks (see :mod:`ordo.store.ports`)
+        self.policy = policy
         self._well: frozenset[State] | None = None
-
-    @property
-    def policy(self) -> Decisions:
-        """The engine's policy this store asks (see :mod:`ordo.store.ports`)."""
-        if self._policy is None:
-            self._policy = default_policy()
-        return self._policy
 
     def ends_well(self, outcome: Outcome) -> bool:
         """Whether :meth:`record_successes` records the outcome: a success (with a

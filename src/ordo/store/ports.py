@@ -5,25 +5,21 @@ execution ends, what a restart runs again — is decided by the engine's policy
 (:mod:`ordo.engine.policy`), plain functions over the plain facts defined here. The
 store calls them inside its transactions, so a decision and the writes it leads to
 commit together, and names no policy module: a store is given its policy when it is
-opened (``open_store(url, policy=...)``); without one it loads the engine's by name
-(:func:`default_policy`), the one link from the store to the engine, made at run time
-so that the import layers stay one-way (``lint-imports`` checks them).
+opened (``open_store(url, policy=...)``; :func:`ordo.engine.open_store` gives the
+engine's), so that imports point one way, from the engine to the store (``lint-imports``
+checks them).
 """
 
 from __future__ import annotations
 
-import importlib
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from msgspec import Struct
 
 from ordo.model import Flow, FlowConcurrency, Outcome, RetryPolicy, State, Task
 from ordo.store.records import TaskRunRow
-
-#: The module that holds the engine's policy.
-POLICY_MODULE = "ordo.engine.policy"
 
 
 class RunGroup(Struct, frozen=True):
@@ -143,8 +139,3 @@ class Decisions(Protocol):
     def reopened(
         self, flow: Flow, runs: Sequence[TaskRunRow], marked: TaskRunRow
     ) -> list[tuple[TaskRunRow, int]]: ...
-
-
-def default_policy() -> Decisions:
-    """The engine's policy, loaded by name (see the module's docstring)."""
-    return cast(Decisions, importlib.import_module(POLICY_MODULE))
