@@ -78,10 +78,6 @@ SELECT task_run_id, upstream_id FROM task_run_deps WHERE upstream_id {ids}
 ORDER BY upstream_id, task_run_id
 """
 
-UNSTARTED_DEPS = """
-SELECT d.task_run_id, d.upstream_id FROM task_run_deps d JOIN task_runs t ON t.id = d.task_run_id
-WHERE t.execution_id = ? AND t.state IN ('CREATED', 'RESTARTED')
-"""
 #: the parameters of an attempt's row ending it (:meth:`Transitions.finish_attempts`),
 #: the widest row of what recording an outcome sends for it
 ATTEMPT_COLUMNS = 8
@@ -873,10 +869,13 @@ class Outcomes:
         if not runs:
             return
         upstream: dict[int, int] = {}  # the first of its upstream skipped with it
-        for d in self.db.all(UNSTARTED_DEPS, (ex_id,)) if state is State.SKIPPED else ():
-            run_id, up = int(d["task_run_id"]), int(d["upstream_id"])
-            if run_id in runs and up in runs and up < upstream.get(run_id, up + 1):
-                upstream[run_id] = up
+        below = sorted(runs) if state is State.SKIPPED else []
+        for part in parts(below, self.db.rows_at_once(1)):  # (by the index of upstream)
+            test, params = self.db.ids(part)
+            for d in self.db.all(DEPENDENTS.format(ids=test), params):
+                run_id, up = int(d["task_run_id"]), int(d["upstream_id"])
+                if run_id in runs and up < upstream.get(run_id, up + 1):
+                    upstream[run_id] = up
 
         def why(run_id: int) -> str | None:
             if run_id in named:
