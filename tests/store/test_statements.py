@@ -497,8 +497,8 @@ def test_sqlite_batches_larger_than_its_statements_take_are_split(
 ) -> None:
     """With SQLite's limit of parameters a statement down to 999 (old builds'), 300
     failures that retry, 300 for_each items, a failure ending the 300 runs waiting for
-    their retry, a kill of 300 task runs and a lost worker's 300 attempts all go
-    through, in statements that fit."""
+    their retry, a kill of 300 task runs, a lost worker's 300 attempts, 300 claims
+    handed back and 300 successes all go through, in statements that fit."""
     conn = getattr(store.db, "conn", None)
     if not isinstance(conn, sqlite3.Connection):
         pytest.skip("SQLite only")
@@ -529,3 +529,13 @@ def test_sqlite_batches_larger_than_its_statements_take_are_split(
     claim_all(store, ex_id)
     store.kill_execution(ex_id, "by hand", LATER)
     assert {r.state for r in store.task_runs(ex_id) if r.task_id != "k"} == {State.KILLED}
+
+    tasks = tuple(task(f"s{i}") for i in range(size))
+    ex_id = start(store, Flow(id="well", tasks=(*tasks, task("join", "s0", "s1")), base_dir="/"))
+    claims = claim_all(store, ex_id)
+    store.hand_back(claims, LATER)
+    claims = store.claim("w3", size, LATER, 30.0, execution_id=ex_id)
+    assert len(claims) == size  # (handed back: ready again)
+    store.record_outcomes([(c, ok()) for c in claims], LATER + 1, RNG)
+    (join,) = claim_all(store, ex_id, LATER + 2)
+    assert join.task_id == "join"

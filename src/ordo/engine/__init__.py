@@ -14,7 +14,7 @@ Its names are loaded when first used: opening a store loads the policy, not the 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ordo.engine.start import (
@@ -88,7 +88,7 @@ def open_store(url: str, *, policy: Decisions | None = None) -> Store:
     return open_with(url, policy=policy or policy_port())
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:  # (object: a name not declared above is an error)
     if name not in __all__:
         raise AttributeError(f"module 'ordo.engine' has no attribute {name!r}")
     value = getattr(importlib.import_module("ordo.engine.start"), name)

@@ -12,10 +12,12 @@ limit (a QUEUED one admitted when another ends).
 
 Everything is recorded in batches (:meth:`Outcomes.record_successes`,
 :meth:`Outcomes.record_others`, :meth:`Outcomes.end_task_runs`): a few statements per
-execution touched, whatever the number of task runs. Recording locks rows in one order:
+execution touched, whatever the number of task runs (on SQLite, per part of as many
+rows as a statement takes: :meth:`~ordo.store.db.Db.rows_at_once`). Recording locks
 the task runs that end, then their executions by id, then the task runs below them
-(released or skipped), so workers recording at once do not deadlock; a command on an
-execution (a kill, a timeout) locks it first and then only task runs no attempt runs.
+(released or skipped), so workers recording at once do not deadlock; an execution that
+ends then records its parent's flow task the same way. A command on an execution (a
+kill, a timeout) locks it first and then only task runs no attempt runs.
 """
 
 from __future__ import annotations
@@ -245,7 +247,12 @@ class Outcomes:
         :meth:`record_others` does for any other outcome). On PostgreSQL the first
         statement (which also makes the dependents ready) goes with the next one: the
         function returned reads it and does the rest (elsewhere, all is done before it
-        returns)."""
+        returns). A batch larger than a statement takes (SQLite) goes in parts."""
+        size = self.db.rows_at_once(ATTEMPT_COLUMNS)
+        if len(done) > size:  # (never on PostgreSQL: arrays)
+            for part in parts(done, size):
+                self.record_successes(part, now, result)()
+            return lambda: None
         values: list[tuple[Any, ...]]
         if all(o.state is State.SUCCESS and o.error is None for _, o in done):  # plain
             values = [(c.attempt_id, o.exit_code, o.cpu_seconds, o.peak_rss_kb) for c, o in done]
@@ -360,9 +367,10 @@ class Outcomes:
         """Record the outcomes :meth:`record_successes` does not take (``batch``, in
         lock order): failures, each tried again or ending its task run; kills; run_if
         STOPs; claims dropped before their launch; successes with a reason; for_each
-        task runs expanding. In a few statements whatever their number: the attempts in
-        one, their outputs, the facts retries and dropped claims are decided from, then
-        the task runs' ends (:meth:`end_task_runs`) and the expansions (:meth:`_fork`)."""
+        task runs expanding. In a few statements whatever their number (on SQLite, per
+        part of as many as a statement takes): the attempts, their outputs, the facts
+        retries and dropped claims are decided from, then the task runs' ends
+        (:meth:`end_task_runs`) and the expansions (:meth:`_fork`)."""
         for part in parts(batch, self.db.rows_at_once(ATTEMPT_COLUMNS)):
             self._record_part(part, now, rng, result)
 
@@ -387,16 +395,11 @@ class Outcomes:
         dropped = [c for c, o in kept if o.state is State.SKIPPED and o.reason == DROPPED]
         facts = self._counted([c.task_run_id for c, _ in failed] + [c.task_run_id for c in dropped])
         ends = self._not_retried(failed, facts, now, rng, result)
-        stopped: dict[int, str] = {}
         for c, o in kept:
             if o.forks is not None or self.fails(o):
                 continue
             fact = facts.get(c.task_run_id)
             ends.append(self._end_of(c, o, int(fact["n"]) if fact else 0))
-            if o.state is State.SKIPPED and o.reason == "stop":
-                stopped.setdefault(c.execution_id, o.error or RUN_IF_SKIP)
-        for ex_id, why in sorted(stopped.items()):
-            self.db.execute(q.SET_STOPPED, (why, ex_id))
         ends.sort(key=lambda e: (e.execution_id, e.run_id))
         self.end_task_runs(ends, now, result)
         self._fork([(c, o.forks) for c, o in kept if o.forks is not None], now, result)
@@ -562,6 +565,9 @@ class Outcomes:
         """What follows task runs of execution ``ex_id`` ending (see :meth:`end_task_runs`),
         ``left`` task runs of it left after them."""
         pending: int | None = left
+        stop = next((e for e in ends if e.stop), None)
+        if stop is not None:  # the first STOP's reason is the execution's (kept if set)
+            self.db.execute(q.SET_STOPPED, (stop.reason, ex_id))
         keep_going = functools.cache(lambda: self._continue_on_error(ex_id))
         failing = next(
             (

@@ -14,12 +14,12 @@ from typing import Any
 
 from ordo.model import CONNECTIONS, TERMINAL, Flow, Outcome, State, Task
 from ordo.store import queries as q
-from ordo.store.db import Db, Row, columns, dumps
+from ordo.store.db import Db, Row, columns, dumps, parts
 from ordo.store.executions import Executions
 from ordo.store.flows import Flows
 from ordo.store.history import routine_end
 from ordo.store.limits import Limits
-from ordo.store.outcomes import RECORDED, Outcomes, finish_params
+from ordo.store.outcomes import ATTEMPT_COLUMNS, RECORDED, Outcomes, finish_params
 from ordo.store.readiness import Readiness
 from ordo.store.reads import Reads, claim_of
 from ordo.store.records import AttemptProcess, Claim, NewLog, RecordResult
@@ -252,8 +252,8 @@ class TaskRuns:
         of the transaction took. Otherwise it does not run."""
         result = RecordResult()
         self.outcomes.rng = rng
-        # one lock order for every transaction (executions by id, then task runs), so
-        # that workers recording at once never deadlock
+        # one lock order for every transaction (task runs by execution and id; see
+        # ordo.store.outcomes), so that workers recording at once never deadlock
         outcomes = sorted(outcomes, key=lambda item: (item[0].execution_id, item[0].task_run_id))
         plain: list[tuple[Claim, Outcome]] = []
         others: list[tuple[Claim, Outcome]] = []
@@ -319,9 +319,10 @@ class TaskRuns:
         """These claimed attempts were started (see :meth:`_take_back`): leased until
         ``lease_until`` from now on."""
         if attempt_ids:
-            test, params = self.db.ids(attempt_ids)
             with self.db.transaction():
-                self.db.later(MARK_LAUNCHED.format(ids=test), [now, lease_until, *params])
+                for part in parts(attempt_ids, self.db.rows_at_once(1)):
+                    test, params = self.db.ids(part)
+                    self.db.later(MARK_LAUNCHED.format(ids=test), [now, lease_until, *params])
 
     def record_processes(self, host: str, processes: Sequence[AttemptProcess]) -> None:
         """The process group each of these running attempts started on ``host``."""
@@ -382,8 +383,12 @@ class TaskRuns:
         and its task run is ready again, if its execution still runs; else the attempt
         is recorded KILLED like any stopped attempt (the execution is being killed or
         failed). Together, whatever their number."""
-        if not claims:
-            return
+        for part in parts(claims, self.db.rows_at_once(ATTEMPT_COLUMNS)):
+            self._hand_back_part(part, now, result)
+
+    def _hand_back_part(
+        self, claims: Sequence[tuple[Claim, str]], now: float, result: RecordResult
+    ) -> None:
         test, params = self.db.ids(sorted({c.execution_id for c, _ in claims}))
         going = {
             int(r["id"])

@@ -351,7 +351,8 @@ class Transitions:
 
     def finish_attempts(self, attempts: Sequence[Sequence[Any]], now: float) -> set[int]:
         """Attempts ended (rows of :data:`FINISH_ATTEMPTS` with their state, reason and
-        error), in one statement; those recorded (the others had ended: lost). Their
+        error), in one statement (on SQLite, one per part of as many rows as it takes);
+        those recorded (the others had ended: lost). Their
         task runs' moves are the caller's."""
         types = (*SUCCESS_TYPES, *ENDED_TYPES)
         recorded: set[int] = set()

@@ -178,7 +178,9 @@ class Worker:
         except BaseException as exc:
             if isinstance(exc, IllegalTransition):  # a bug: said where the worker's log is
                 logger.error(
-                    "worker %s: %s; nothing of its step was written", self.settings.worker_id, exc
+                    "worker %s: %s; the transaction that tried it was rolled back",
+                    self.settings.worker_id,
+                    exc,
                 )
             for finished in done:  # not recorded: a loop started again records them
                 self.inbox.put(finished)
