@@ -242,6 +242,22 @@ def _batch_cost(
     return len(sent)
 
 
+def _costs_the_same(
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    outcome: Callable[[int], Outcome],
+    check: Callable[[int, dict[str, Any]], None],
+    before: Callable[[int, dict[str, Any]], None] = lambda ex_id, claims: None,
+    **kw: object,
+) -> None:
+    """:func:`_batch_cost` of 3 and of 40: the same."""
+    cost = {
+        size: _batch_cost(store, monkeypatch, size, outcome, check, before, **kw)
+        for size in (3, 40)
+    }
+    assert cost[3] == cost[40], (kw, cost)
+
+
 def test_a_batch_of_failures_that_end_their_task_runs_costs_the_same_whatever_its_size(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -261,13 +277,7 @@ def test_a_batch_of_failures_that_end_their_task_runs_costs_the_same_whatever_it
 
     for keep_going in (True, False):
         ended: list[int] = []
-        cost = {
-            size: _batch_cost(
-                store, monkeypatch, size, lambda i: fail(), going, continue_on_error=keep_going
-            )
-            for size in (3, 40)
-        }
-        assert cost[3] == cost[40], (keep_going, cost)
+        _costs_the_same(store, monkeypatch, lambda i: fail(), going, continue_on_error=keep_going)
         execution = store.get_execution(ended[-1])
         assert execution.state is State.FAILED
         assert execution.reason == "task 't0' failed: exit code 1"
@@ -291,11 +301,7 @@ def test_a_batch_of_kills_costs_the_same_whatever_its_size(
 
     outcome = Outcome(State.KILLED, reason="killed", error="stopped")
     kill = lambda ex_id, claims: store.kill_execution(ex_id, "by hand", LATER)  # noqa: E731
-    cost = {
-        size: _batch_cost(store, monkeypatch, size, lambda i: outcome, killed, kill)
-        for size in (3, 40)
-    }
-    assert cost[3] == cost[40], cost
+    _costs_the_same(store, monkeypatch, lambda i: outcome, killed, kill)
 
 
 def test_a_batch_of_stops_costs_the_same_whatever_its_size(
@@ -311,8 +317,7 @@ def test_a_batch_of_stops_costs_the_same_whatever_its_size(
         assert store.get_execution(ex_id).state is State.RUNNING  # (free runs on)
 
     stop = lambda i: Outcome(State.SKIPPED, reason="stop", error=f"stop {i}")  # noqa: E731
-    cost = {size: _batch_cost(store, monkeypatch, size, stop, stopped) for size in (3, 40)}
-    assert cost[3] == cost[40], cost
+    _costs_the_same(store, monkeypatch, stop, stopped)
 
 
 def test_a_batch_of_dropped_claims_costs_the_same_whatever_its_size(
@@ -332,11 +337,7 @@ def test_a_batch_of_dropped_claims_costs_the_same_whatever_its_size(
         store.record_outcomes([(claims.pop("free"), fail())], LATER, RNG)
 
     outcome = Outcome(State.SKIPPED, reason=DROPPED, error="execution failed: task 'free' failed")
-    cost = {
-        size: _batch_cost(store, monkeypatch, size, lambda i: outcome, dropped, free_fails)
-        for size in (3, 40)
-    }
-    assert cost[3] == cost[40], cost
+    _costs_the_same(store, monkeypatch, lambda i: outcome, dropped, free_fails)
 
 
 def test_a_batch_of_for_each_expanding_costs_the_same_whatever_its_size(
@@ -350,8 +351,7 @@ def test_a_batch_of_for_each_expanding_costs_the_same_whatever_its_size(
         assert len(claim_all(store, ex_id, LATER + 2)) == len(items)
 
     fork = lambda i: Outcome(State.SUCCESS, forks=[i, i + 1])  # noqa: E731
-    cost = {size: _batch_cost(store, monkeypatch, size, fork, forked) for size in (3, 40)}
-    assert cost[3] == cost[40], cost
+    _costs_the_same(store, monkeypatch, fork, forked)
 
 
 def test_a_batch_of_items_ending_costs_the_same_whatever_its_size(
