@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ordo.engine import open_store, policy, policy_port
 from ordo.model import Flow, FlowConcurrency, RetryPolicy, State, Task
+from ordo.store import open_store as store_open
+from ordo.store import ports
 from ordo.store.ports import EndFacts, Ending, RetryFacts, RunGroup
 from ordo.store.records import TaskRunRow
 
@@ -32,6 +34,22 @@ def test_the_module_is_the_stores_port_and_the_store_the_engine_opens_asks_it(
         assert store.policy is policy
     finally:
         store.close()
+
+
+def test_a_store_opened_without_a_policy_asks_the_installed_one(tmp_path: Path) -> None:
+    """``ordo.store.open_store(url)`` finds the engine's policy as a plugin is found (the
+    entry point pyproject.toml declares); the store's code names no module of the
+    engine and loads none by name."""
+    store = store_open(str(tmp_path / "ordo.db"))
+    try:
+        assert store.policy is policy
+    finally:
+        store.close()
+    store_code = Path(ports.__file__).parent
+    for path in store_code.glob("*.py"):
+        code = path.read_text()
+        assert "import_module" not in code, path
+        assert "__import__" not in code, path
 
 
 def test_opening_a_store_loads_the_policy_not_the_rest_of_the_engine() -> None:

@@ -8,19 +8,22 @@ from pathlib import Path
 
 from ordo.errors import ConfigError
 from ordo.store.facade import Store
-from ordo.store.ports import Decisions
+from ordo.store.ports import Decisions, installed_policy
 
 __all__ = ["Store", "default_path", "open_store"]
 
 
-def open_store(url: str, *, policy: Decisions) -> Store:
+def open_store(url: str, *, policy: Decisions | None = None) -> Store:
     """Open (creating and migrating when needed) the store at ``url``.
 
     ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a plain file path select
     SQLite; ``postgresql://user@host:port/database`` selects PostgreSQL. ``policy``
     decides what follows from what is recorded (:mod:`ordo.store.ports`): the store
-    names none (:func:`ordo.engine.open_store` gives it the engine's).
+    names none (:func:`ordo.engine.open_store` gives it the engine's); without one, the
+    installed distribution's (:func:`~ordo.store.ports.installed_policy`).
     """
+    if policy is None:
+        policy = installed_policy()
     from ordo.store.sqlite import SqliteDb
 
     if url.startswith("sqlite:///"):

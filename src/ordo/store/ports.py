@@ -7,17 +7,20 @@ store calls them inside its transactions, so a decision and the writes it leads 
 commit together, and names no policy module: a store is given its policy when it is
 opened (``open_store(url, policy=...)``; :func:`ordo.engine.open_store` gives the
 engine's), so that imports point one way, from the engine to the store (``lint-imports``
-checks them).
+checks them). A store opened without one asks the policy the installed distribution
+declares (:func:`installed_policy`: the entry point ``engine`` of the group
+``ordo.policy``, in ``pyproject.toml``), as a plugin is found.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from msgspec import Struct
 
+from ordo.errors import ConfigError
 from ordo.model import Flow, FlowConcurrency, Outcome, RetryPolicy, State, Task
 from ordo.store.records import TaskRunRow
 
@@ -139,3 +142,21 @@ class Decisions(Protocol):
     def reopened(
         self, flow: Flow, runs: Sequence[TaskRunRow], marked: TaskRunRow
     ) -> list[tuple[TaskRunRow, int]]: ...
+
+
+#: The entry point group the policy a store asks by default is declared in.
+POLICY_GROUP = "ordo.policy"
+
+
+def installed_policy() -> Decisions:
+    """The policy the installed distribution declares (entry point ``engine`` of
+    :data:`POLICY_GROUP`): what a store opened without one asks."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=POLICY_GROUP, name="engine")
+    if not found:
+        raise ConfigError(
+            f"no policy installed (entry point 'engine' of {POLICY_GROUP!r}): "
+            "reinstall ordo (pip install -e .), or open the store with ordo.engine.open_store"
+        )
+    return cast(Decisions, next(iter(found)).load())
